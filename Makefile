@@ -1,0 +1,111 @@
+# DRAGON_DRIVER_MAKEFILE — the make targets people type.
+#
+# This file drives the autotools build: it regenerates configure when
+# needed, configures an out-of-tree build directory, and runs make there.
+#
+#   make                    build everything in ./build
+#   make check              build and run every test; prints each runner's summary
+#   make install            install to PREFIX (default /usr/local); DESTDIR= honoured
+#   make bench              run the benchmarks, print tables, write bench/results.jsonl
+#   make deps               install the Debian packages the build and tests need
+#   make check-asan         the C tests under AddressSanitizer (./build-asan)
+#   make check-ubsan        ... UndefinedBehaviorSanitizer (./build-ubsan)
+#   make check-tsan         ... ThreadSanitizer (./build-tsan)
+#   make check-valgrind     the C tests under valgrind memcheck, errors fatal
+#   make check-all          check, the three sanitizer builds and valgrind
+#   make distcheck          build and test the release tarball
+#   make clean              remove the build directories
+#
+# Variables: PREFIX, DESTDIR, PYTHON (default /usr/bin/python3, never the
+# python3 first on PATH), BUILD (build directory), CONFIGURE_FLAGS (passed to
+# configure, e.g. --enable-asan), JOBS (parallel jobs, default: cores).
+
+PREFIX ?= /usr/local
+PYTHON ?= /usr/bin/python3
+BUILD ?= build
+CONFIGURE_FLAGS ?=
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+SRC := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+SUBMAKE = $(MAKE) --no-print-directory -C $(BUILD) -j$(JOBS)
+
+# Packages for build, tests, benchmarks and the optional transports.
+DEPS = gcc make autoconf automake libtool pkg-config check \
+	python3 python3-dev python3-cffi python3-pytest libpython3.11-testsuite \
+	mandoc groff-base man-db clang libclang-rt-14-dev valgrind \
+	libfabric-dev libucx-dev iproute2 procps
+
+.PHONY: all check install uninstall bench deps distcheck clean distclean \
+	check-asan check-ubsan check-tsan check-valgrind check-all help
+
+all: $(BUILD)/Makefile
+	@$(SUBMAKE)
+
+help:
+	@sed -n '3,22p' $(SRC)/Makefile | sed 's/^# \{0,1\}//'
+
+# configure is regenerated when it is missing; once a build directory
+# exists, automake's own rules keep Makefile.in and configure up to date.
+$(SRC)/configure: $(SRC)/configure.ac
+	cd $(SRC) && autoreconf -fi
+
+# The build directory is (re)configured when it is new or when PREFIX,
+# PYTHON or CONFIGURE_FLAGS differ from what it was configured with.
+CONFIG_LINE = --prefix=$(abspath $(PREFIX)) PYTHON=$(PYTHON) $(CONFIGURE_FLAGS)
+$(BUILD)/Makefile: $(SRC)/configure FORCE
+	@mkdir -p $(BUILD)
+	@if [ ! -f $@ ] || [ "$$(cat $(BUILD)/.driver-config 2>/dev/null)" != "$(CONFIG_LINE)" ]; then \
+	  echo "configuring $(BUILD): $(CONFIG_LINE)"; \
+	  (cd $(BUILD) && $(SRC)/configure $(CONFIG_LINE)) || exit 1; \
+	  echo "$(CONFIG_LINE)" > $(BUILD)/.driver-config; \
+	fi
+
+FORCE:
+
+check: $(BUILD)/Makefile
+	@$(SUBMAKE); rc=0; $(SUBMAKE) -k check || rc=$$?; \
+	  $(SRC)/build-aux/summarize-tests $(BUILD); s=$$?; \
+	  [ $$rc -eq 0 ] && [ $$s -eq 0 ]
+
+install: $(BUILD)/Makefile
+	@$(SUBMAKE) install
+
+uninstall: $(BUILD)/Makefile
+	@$(SUBMAKE) uninstall
+
+bench: $(BUILD)/Makefile
+	@$(SUBMAKE)
+	@$(MAKE) --no-print-directory -C $(BUILD) bench
+
+distcheck: $(BUILD)/Makefile
+	@$(SUBMAKE) distcheck
+
+check-asan:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)-asan CONFIGURE_FLAGS="$(CONFIGURE_FLAGS) --enable-asan" check
+check-ubsan:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)-ubsan CONFIGURE_FLAGS="$(CONFIGURE_FLAGS) --enable-ubsan" check
+check-tsan:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)-tsan CONFIGURE_FLAGS="$(CONFIGURE_FLAGS) --enable-tsan" check
+check-valgrind: $(BUILD)/Makefile
+	@$(SUBMAKE)
+	@$(MAKE) --no-print-directory -C $(BUILD) check-valgrind
+check-all: check check-asan check-ubsan check-tsan check-valgrind
+
+# Installs only what is missing, so a second run is quick.
+deps:
+	@missing=$$(for p in $(DEPS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	  done); \
+	if [ -z "$$missing" ]; then echo "make deps: all packages present"; exit 0; fi; \
+	echo "make deps: installing$$(echo $$missing | tr '\n' ' ' | sed 's/^/ /')"; \
+	sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	$$sudo apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-ubsan $(BUILD)-tsan
+
+distclean: clean
+	cd $(SRC) && rm -rf configure aclocal.m4 autom4te.cache config.h.in config.h.in~ \
+	  $$(find . -name Makefile.in -not -path './.git/*') m4/*.m4 \
+	  $$(ls build-aux/* | grep -v summarize-tests)

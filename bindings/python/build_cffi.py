@@ -1,0 +1,51 @@
+"""Compile the dragon package's cffi extension (API mode).
+
+Run by the build with the configured interpreter:
+
+    python build_cffi.py --srcdir DIR --outdir DIR -I INC... -L LIBDIR... [--rpath DIR...]
+
+The declarations cffi sees are in dragon_cdef.h beside this file; the
+extension is compiled against the project's own public headers and linked
+to its shared libraries.  The result, dragon/_dragon_cffi*.so, lands in
+OUTDIR/dragon/.
+"""
+import argparse
+import os
+import sys
+
+import cffi
+
+HEADERS = ("dmem", "dchan", "dtransport", "dlaunch")
+LIBS = ("dlaunch", "dtransport", "dchan", "dmem")
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--srcdir", required=True)
+    ap.add_argument("--outdir", required=True)
+    ap.add_argument("-I", dest="incs", action="append", default=[])
+    ap.add_argument("-L", dest="libdirs", action="append", default=[])
+    ap.add_argument("--rpath", action="append", default=[])
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+
+    ffi = cffi.FFI()
+    with open(os.path.join(args.srcdir, "dragon_cdef.h")) as f:
+        ffi.cdef(f.read())
+    source = "".join("#include <dragon/%s.h>\n" % h for h in HEADERS)
+    ffi.set_source(
+        "dragon._dragon_cffi",
+        source,
+        include_dirs=args.incs,
+        library_dirs=args.libdirs,
+        libraries=list(LIBS),
+        extra_compile_args=["-O2", "-Wno-unused-parameter"],
+        extra_link_args=["-Wl,-rpath," + r for r in args.rpath],
+    )
+    os.makedirs(args.outdir, exist_ok=True)
+    ffi.compile(tmpdir=args.outdir, verbose=args.verbose)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
