@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dmem_int.h - libdmem private layout and internal functions.
+ *
+ * The pool segment starts with struct dmem_shared (magic, layout version,
+ * robust lock, allocator index, undo journal) and the heap follows it.
+ * Everything inside the segment refers to other things by offset from the
+ * segment start, because each process maps it at a different address.
+ */
+#ifndef DMEM_INT_H
+#define DMEM_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "dragon/dmem.h"
+
+#define DMEM_HDR_MAGIC 0x4d454d444e474452ull /* "RDGNDMEM" little-endian */
+#define DMEM_LAYOUT_VERSION 1
+
+/* Allocator geometry (TLSF, see heap.c). */
+#define DMEM_ALIGN 16u                  /* block and payload alignment */
+#define DMEM_BLK_HDR 32u                /* header bytes before the payload */
+#define DMEM_MIN_BLOCK 48u              /* header + two free-list links */
+#define DMEM_SL_LOG2 4                  /* 16 second-level classes */
+#define DMEM_SL_COUNT (1u << DMEM_SL_LOG2)
+#define DMEM_FL_SHIFT (DMEM_SL_LOG2 + 4) /* sizes < 256 form class 0 */
+#define DMEM_SMALL_BLOCK (1ull << DMEM_FL_SHIFT)
+#define DMEM_FL_COUNT 40                /* up to 2^47-byte blocks */
+#define DMEM_MAX_POOL (1ull << 46)
+#define DMEM_MIN_POOL (64ull << 10)
+
+#define DMEM_JOURNAL_MAX 128
+
+/* Block header flags, in the low bits of sf (sizes are multiples of 16). */
+#define DMEM_BF_FREE 1ull
+#define DMEM_BF_MASK 15ull
+#define DMEM_FREE_TAG 0x46524545ull /* "FREE" in owner_tag of free blocks */
+
+/*
+ * Header of every heap block (boundary-tag layout).  prev is always valid,
+ * which costs one store on split/merge but lets free() find the previous
+ * block without footers.  For an allocated block owner_tag holds
+ * (tag << 32 | owner pid), where tag is a hash of (pool uid, offset,
+ * generation): a pointer or descriptor that does not hit a live header is
+ * refused instead of corrupting the heap.  A free block keeps its list links
+ * in the first 16 payload bytes.
+ */
+struct dmem_blk {
+	uint64_t sf;        /* size in bytes incl. header | flags */
+	uint64_t prev;      /* offset of the previous block, 0 for the first */
+	uint64_t owner_tag; /* allocated: tag<<32 | pid; free: DMEM_FREE_TAG */
+	uint64_t gen;       /* generation handed out with this block */
+	uint64_t next_free; /* free blocks only (payload) */
+	uint64_t prev_free; /* free blocks only (payload) */
+};
+
+struct dmem_jent {
+	uint64_t off; /* of the 8-byte word from the segment start */
+	uint64_t old; /* its value before the operation */
+};
+
+struct dmem_shared {
+	uint64_t magic;          /* DMEM_HDR_MAGIC, written last at creation */
+	uint32_t layout_version; /* DMEM_LAYOUT_VERSION */
+	uint32_t hdr_size;       /* sizeof(struct dmem_shared) */
+	uint64_t size;           /* segment size */
+	uint64_t node_id;
+	uint64_t pool_uid;
+	uint64_t heap_start; /* offset of the first block */
+	uint64_t heap_end;   /* offset of the end sentinel block */
+	char segname[DMEM_SEGNAME_MAX];
+
+	/* Waiters for free space: dmem_alloc_timed sleeps on free_seq. */
+	_Alignas(64) _Atomic uint32_t free_seq;
+	_Atomic uint32_t nwaiters;
+
+	_Alignas(64) pthread_mutex_t lock; /* robust, process-shared */
+
+	/* Allocator state; every store to it goes through the journal. */
+	_Alignas(64) uint64_t free_bytes;
+	uint64_t free_blocks;
+	uint64_t live_allocs;
+	uint64_t gen_counter;
+	uint64_t recoveries;
+	uint64_t fl_bitmap;
+	uint64_t sl_bitmap[DMEM_FL_COUNT];
+	uint64_t heads[DMEM_FL_COUNT][DMEM_SL_COUNT];
+
+	/* Undo journal of the operation in progress (see journal.c). */
+	_Alignas(64) _Atomic uint64_t jcount;
+	struct dmem_jent journal[DMEM_JOURNAL_MAX];
+};
+
+struct dmem_pool {
+	char *base; /* this process's mapping */
+	uint64_t size;
+	struct dmem_shared *sh;
+	dmem_pool_desc_t desc;
+};
+
+/* error.c */
+int dmem__fail(int code, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void dmem__clear_err(void);
+
+/* env.c */
+int dmem__env_seg_size(uint64_t *size_out);
+int dmem__segname(const char *name, const char *instance, char *buf,
+		  size_t len);
+extern uint64_t (*dmem__shm_avail_hook)(void); /* tests inject statvfs */
+int dmem__shm_check(const char *segname, uint64_t size);
+pid_t dmem__self_pid(void);
+uint64_t dmem__hash64(const void *p, size_t n, uint64_t seed);
+
+/* journal.c: the pool lock and the undo log that makes it crash-safe */
+int dmem__lock(struct dmem_pool *p);
+void dmem__unlock(struct dmem_pool *p);
+void dmem__commit(struct dmem_pool *p);
+
+static inline void dmem__jset(struct dmem_pool *p, uint64_t *addr, uint64_t val)
+{
+	struct dmem_shared *s = p->sh;
+	uint64_t n = atomic_load_explicit(&s->jcount, memory_order_relaxed);
+	struct dmem_jent *e = &s->journal[n];
+
+	if (__builtin_expect(n >= DMEM_JOURNAL_MAX, 0))
+		__builtin_trap(); /* an operation outgrew the journal: a bug */
+	e->off = (uint64_t)((char *)addr - p->base);
+	e->old = *addr;
+	/* The entry must be in memory before the word changes, so that a
+	 * process killed between the two leaves a restorable record. */
+	atomic_store_explicit(&s->jcount, n + 1, memory_order_release);
+	*addr = val;
+}
+
+/* heap.c */
+void dmem__heap_init(struct dmem_pool *p);
+int dmem__heap_alloc(struct dmem_pool *p, uint64_t size, uint64_t align,
+		     pid_t owner, uint64_t *off_out);
+int dmem__heap_free(struct dmem_pool *p, uint64_t blk_off);
+int dmem__heap_blk_of(struct dmem_pool *p, uint64_t user_off,
+		      struct dmem_blk **blk_out);
+uint64_t dmem__heap_largest(struct dmem_pool *p);
+uint32_t dmem__blk_tag(const struct dmem_pool *p, uint64_t blk_off,
+		       uint64_t gen);
+
+static inline struct dmem_blk *dmem__blk(struct dmem_pool *p, uint64_t off)
+{
+	return (struct dmem_blk *)(p->base + off);
+}
+static inline uint64_t dmem__blk_size(const struct dmem_blk *b)
+{
+	return b->sf & ~DMEM_BF_MASK;
+}
+
+/* check.c */
+int dmem__heap_check(struct dmem_pool *p);
+
+/* desc.c */
+uint64_t dmem__pool_desc_check(const dmem_pool_desc_t *d);
+uint64_t dmem__alloc_desc_check(const dmem_alloc_desc_t *d);
+int dmem__pool_desc_valid(const dmem_pool_desc_t *d);
+int dmem__alloc_desc_valid(const dmem_alloc_desc_t *d);
+
+#endif /* DMEM_INT_H */

@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * env.c - what libdmem learns from the process environment: node id,
+ * default pool size, segment names, the /dev/shm capacity, our own pid.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "dmem_int.h"
+
+#define DEFAULT_SEG_SZ (4ull << 30)
+
+uint64_t (*dmem__shm_avail_hook)(void);
+
+/* A 64-bit mixing hash (FNV-1a core, murmur finaliser).  Not for security:
+ * it detects accidental corruption of descriptors and stale headers. */
+uint64_t dmem__hash64(const void *p, size_t n, uint64_t seed)
+{
+	const unsigned char *c = p;
+	uint64_t h = 0xcbf29ce484222325ull ^ seed;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ c[i]) * 0x100000001b3ull;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	return h;
+}
+
+/* getpid() is a real system call on current glibc; the allocator records
+ * the owner on every allocation, so cache it and refresh it after fork. */
+static pid_t cached_pid;
+
+static void reset_pid(void)
+{
+	cached_pid = 0;
+}
+
+__attribute__((constructor)) static void dmem_env_init(void)
+{
+	pthread_atfork(NULL, NULL, reset_pid);
+}
+
+pid_t dmem__self_pid(void)
+{
+	pid_t p = __atomic_load_n(&cached_pid, __ATOMIC_RELAXED);
+
+	if (__builtin_expect(p == 0, 0)) {
+		p = getpid();
+		__atomic_store_n(&cached_pid, p, __ATOMIC_RELAXED);
+	}
+	return p;
+}
+
+static int parse_u64(const char *s, int base, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || isspace((unsigned char)*s) || *s == '-' || *s == '+')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, base);
+	if (errno || *end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static uint64_t host_id(void)
+{
+	char buf[128] = "";
+	FILE *f = fopen("/etc/machine-id", "r");
+
+	if (f) {
+		if (!fgets(buf, sizeof(buf), f))
+			buf[0] = '\0';
+		fclose(f);
+	}
+	if (strlen(buf) < 16 && gethostname(buf, sizeof(buf) - 1) != 0)
+		strcpy(buf, "localhost");
+	return dmem__hash64(buf, strlen(buf), 0x6e6f6465) | 1; /* never 0 */
+}
+
+DMEM_EXPORT uint64_t dmem_node_id(void)
+{
+	static uint64_t host;
+	const char *s = getenv("DRAGON_NODE_ID");
+	uint64_t v;
+
+	if (s) {
+		int base = (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) ? 16 : 10;
+		if (parse_u64(base == 16 ? s + 2 : s, base, &v) || v == 0)
+			return 0;
+		return v;
+	}
+	if (!__atomic_load_n(&host, __ATOMIC_RELAXED))
+		__atomic_store_n(&host, host_id(), __ATOMIC_RELAXED);
+	return __atomic_load_n(&host, __ATOMIC_RELAXED);
+}
+
+/* DRAGON_DEFAULT_SEG_SZ: bytes, with an optional K/M/G/T suffix (powers of
+ * 1024).  Anything else is an error rather than a silent default, because a
+ * typo would otherwise surface much later as a full pool. */
+int dmem__env_seg_size(uint64_t *size_out)
+{
+	const char *s = getenv("DRAGON_DEFAULT_SEG_SZ");
+	char num[32];
+	size_t n;
+	unsigned shift = 0;
+	uint64_t v;
+
+	if (!s) {
+		*size_out = DEFAULT_SEG_SZ;
+		return 0;
+	}
+	n = strlen(s);
+	if (n > 0 && n < sizeof(num)) {
+		memcpy(num, s, n + 1);
+		const char *sfx = strchr("KMGT", toupper((unsigned char)num[n - 1]));
+		if (sfx && num[n - 1] != '\0') {
+			shift = 10 * (unsigned)(sfx - "KMGT" + 1);
+			num[n - 1] = '\0';
+		}
+		if (parse_u64(num, 10, &v) == 0 && v <= (DMEM_MAX_POOL >> shift) &&
+		    v != 0) {
+			*size_out = v << shift;
+			return 0;
+		}
+	}
+	return dmem__fail(-DMEM_E_ENV,
+			  "DRAGON_DEFAULT_SEG_SZ='%.40s' is not a pool size: give "
+			  "bytes as a positive integer, optionally with a K, M, G "
+			  "or T suffix (e.g. 4294967296 or 4G), at most %llu",
+			  s, (unsigned long long)DMEM_MAX_POOL);
+}
+
+static int valid_token(const char *s, size_t max)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (!isalnum((unsigned char)s[n]) && s[n] != '_' && s[n] != '-')
+			return 0;
+	return n > 0 && n <= max;
+}
+
+static void user_name(char *buf, size_t len)
+{
+	struct passwd pw, *res = NULL;
+	char tmp[1024];
+	const char *name = NULL;
+
+	if (getpwuid_r(geteuid(), &pw, tmp, sizeof(tmp), &res) == 0 && res)
+		name = res->pw_name;
+	if (!name || !*name)
+		name = getenv("USER");
+	if (!name || !*name) {
+		snprintf(buf, len, "uid%u", (unsigned)geteuid());
+		return;
+	}
+	snprintf(buf, len, "%s", name);
+	for (char *c = buf; *c; c++)
+		if (!isalnum((unsigned char)*c) && *c != '_' && *c != '-')
+			*c = '_';
+}
+
+/* dragon.<user>.<instance>.<name>: dragon-cleanup finds exactly these. */
+int dmem__segname(const char *name, const char *instance, char *buf, size_t len)
+{
+	char user[33], inst[49];
+
+	if (!name || !valid_token(name, 64))
+		return dmem__fail(-EINVAL,
+				  "pool name '%.80s' is invalid: use 1-64 of "
+				  "[A-Za-z0-9_-]",
+				  name ? name : "(null)");
+	if (!instance)
+		instance = getenv("DRAGON_INSTANCE");
+	if (instance && !valid_token(instance, 48))
+		return dmem__fail(-DMEM_E_ENV,
+				  "instance '%.60s' (attribute or DRAGON_INSTANCE) "
+				  "is invalid: use 1-48 of [A-Za-z0-9_-]",
+				  instance);
+	if (instance)
+		snprintf(inst, sizeof(inst), "%s", instance);
+	else
+		snprintf(inst, sizeof(inst), "p%d", (int)dmem__self_pid());
+	user_name(user, sizeof(user));
+	if ((size_t)snprintf(buf, len, "dragon.%s.%s.%s", user, inst, name) >= len)
+		return dmem__fail(-ENAMETOOLONG, "segment name too long");
+	return 0;
+}
+
+static uint64_t shm_avail(void)
+{
+	struct statvfs sv;
+
+	if (dmem__shm_avail_hook)
+		return dmem__shm_avail_hook();
+	if (statvfs("/dev/shm", &sv) != 0)
+		return UINT64_MAX; /* cannot tell: let the kernel decide */
+	return (uint64_t)sv.f_bavail * sv.f_frsize;
+}
+
+/*
+ * Pools are sparse, so a 4 GiB pool costs nothing until it is touched, but
+ * touching a page that tmpfs cannot back kills the process with SIGBUS.
+ * Refusing a pool larger than what /dev/shm has free right now is the
+ * sensible line: it catches the 64 MiB container /dev/shm at creation, and
+ * it does not forbid several sparse pools that together promise more.
+ */
+int dmem__shm_check(const char *segname, uint64_t size)
+{
+	uint64_t avail = shm_avail();
+
+	if (size <= avail)
+		return 0;
+	return dmem__fail(-DMEM_E_SHMSMALL,
+			  "pool %s needs %llu bytes but /dev/shm has only %llu "
+			  "bytes free: set DRAGON_DEFAULT_SEG_SZ (or the size "
+			  "argument) to at most %llu, or enlarge /dev/shm (docker "
+			  "run --shm-size=..., or mount -o remount,size=... "
+			  "/dev/shm)",
+			  segname, (unsigned long long)size,
+			  (unsigned long long)avail, (unsigned long long)avail);
+}

@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * heap.c - the pool allocator: TLSF (two-level segregated fit).
+ *
+ * Why TLSF: allocation and free are O(1) (two bitmap scans and a few list
+ * operations), it serves any size from a byte to the whole heap, and it
+ * coalesces immediately with boundary tags.  A buddy allocator would also be
+ * O(log n) but wastes up to half of every large block, which matters when a
+ * single allocation may be most of a 4 GiB pool.  TLSF's metadata is a fixed
+ * index in the pool header plus 32 bytes per block, so a sparse pool touches
+ * only the pages it hands out.
+ *
+ * Free blocks live in DMEM_FL_COUNT x DMEM_SL_COUNT lists: the first level
+ * is the power of two of the size, the second splits it into 16 linear
+ * classes.  Two bitmaps say which lists are non-empty.  A request is
+ * rounded up to the next class so the head of any list found is big enough
+ * (good fit in O(1)); when that finds nothing, the request's own class is
+ * scanned as well so that the largest block can still be handed out.
+ *
+ * Every store goes through dmem__jset() (see journal.c), which is what
+ * makes a SIGKILL inside these functions harmless.  Callers hold the lock.
+ */
+#include <errno.h>
+
+#include "dmem_int.h"
+
+#define J(p, field, val) dmem__jset((p), &(field), (val))
+
+uint32_t dmem__blk_tag(const struct dmem_pool *p, uint64_t blk_off,
+		       uint64_t gen)
+{
+	uint64_t h = (blk_off * 0x9e3779b97f4a7c15ull) ^ (gen + p->sh->pool_uid);
+
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 32;
+	return (uint32_t)h | 1u; /* never 0 and never DMEM_FREE_TAG's hi half */
+}
+
+static inline int fls64(uint64_t v)
+{
+	return 63 - __builtin_clzll(v);
+}
+
+static void mapping_insert(uint64_t size, int *fl, int *sl)
+{
+	if (size < DMEM_SMALL_BLOCK) {
+		*fl = 0;
+		*sl = (int)(size / (DMEM_SMALL_BLOCK / DMEM_SL_COUNT));
+	} else {
+		int f = fls64(size);
+		*sl = (int)((size >> (f - DMEM_SL_LOG2)) ^ DMEM_SL_COUNT);
+		*fl = f - (DMEM_FL_SHIFT - 1);
+	}
+}
+
+/* Class whose every block is >= size. */
+static void mapping_search(uint64_t size, int *fl, int *sl)
+{
+	if (size >= DMEM_SMALL_BLOCK)
+		size += (1ull << (fls64(size) - DMEM_SL_LOG2)) - 1;
+	mapping_insert(size, fl, sl);
+}
+
+static void list_insert(struct dmem_pool *p, uint64_t off)
+{
+	struct dmem_shared *s = p->sh;
+	struct dmem_blk *b = dmem__blk(p, off);
+	int fl, sl;
+	uint64_t head;
+
+	mapping_insert(dmem__blk_size(b), &fl, &sl);
+	head = s->heads[fl][sl];
+	J(p, b->next_free, head);
+	J(p, b->prev_free, 0);
+	if (head)
+		J(p, dmem__blk(p, head)->prev_free, off);
+	J(p, s->heads[fl][sl], off);
+	if (!(s->sl_bitmap[fl] & (1ull << sl)))
+		J(p, s->sl_bitmap[fl], s->sl_bitmap[fl] | (1ull << sl));
+	if (!(s->fl_bitmap & (1ull << fl)))
+		J(p, s->fl_bitmap, s->fl_bitmap | (1ull << fl));
+	J(p, s->free_bytes, s->free_bytes + dmem__blk_size(b));
+	J(p, s->free_blocks, s->free_blocks + 1);
+}
+
+static void list_remove(struct dmem_pool *p, uint64_t off)
+{
+	struct dmem_shared *s = p->sh;
+	struct dmem_blk *b = dmem__blk(p, off);
+	int fl, sl;
+
+	mapping_insert(dmem__blk_size(b), &fl, &sl);
+	if (b->prev_free)
+		J(p, dmem__blk(p, b->prev_free)->next_free, b->next_free);
+	else
+		J(p, s->heads[fl][sl], b->next_free);
+	if (b->next_free)
+		J(p, dmem__blk(p, b->next_free)->prev_free, b->prev_free);
+	if (!s->heads[fl][sl]) {
+		J(p, s->sl_bitmap[fl], s->sl_bitmap[fl] & ~(1ull << sl));
+		if (!s->sl_bitmap[fl])
+			J(p, s->fl_bitmap, s->fl_bitmap & ~(1ull << fl));
+	}
+	J(p, s->free_bytes, s->free_bytes - dmem__blk_size(b));
+	J(p, s->free_blocks, s->free_blocks - 1);
+}
+
+/* Write a fresh free block header at off (inside space we own) and list it. */
+static void make_free(struct dmem_pool *p, uint64_t off, uint64_t size,
+		      uint64_t prev)
+{
+	struct dmem_blk *b = dmem__blk(p, off);
+	struct dmem_blk *next = dmem__blk(p, off + size);
+
+	J(p, b->sf, size | DMEM_BF_FREE);
+	J(p, b->prev, prev);
+	J(p, b->owner_tag, DMEM_FREE_TAG);
+	J(p, next->prev, off);
+	list_insert(p, off);
+}
+
+/* First block >= size: good fit via the bitmaps, else scan the request's
+ * own class (its blocks may or may not be large enough). */
+static uint64_t find_block(struct dmem_pool *p, uint64_t size)
+{
+	struct dmem_shared *s = p->sh;
+	int fl, sl;
+	uint64_t map;
+
+	mapping_search(size, &fl, &sl);
+	if (fl < DMEM_FL_COUNT) {
+		map = s->sl_bitmap[fl] & (~0ull << sl);
+		if (!map) {
+			uint64_t fmap = fl + 1 < 64 ? s->fl_bitmap & (~0ull << (fl + 1)) : 0;
+			if (fmap) {
+				fl = __builtin_ctzll(fmap);
+				map = s->sl_bitmap[fl];
+			}
+		}
+		if (map)
+			return s->heads[fl][__builtin_ctzll(map)];
+	}
+	mapping_insert(size, &fl, &sl);
+	if (fl >= DMEM_FL_COUNT)
+		return 0;
+	for (uint64_t o = s->heads[fl][sl]; o; o = dmem__blk(p, o)->next_free)
+		if (dmem__blk_size(dmem__blk(p, o)) >= size)
+			return o;
+	return 0;
+}
+
+static uint64_t round_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+/* Split an aligned payload out of free block off; returns the block that
+ * will hold it.  The leading gap becomes a free block of its own. */
+static uint64_t carve_aligned(struct dmem_pool *p, uint64_t off, uint64_t align)
+{
+	struct dmem_blk *b = dmem__blk(p, off);
+	uint64_t user = off + DMEM_BLK_HDR;
+	uint64_t aligned = round_up(user, align);
+	uint64_t gap = aligned - user, bsize = dmem__blk_size(b);
+
+	if (gap == 0)
+		return off;
+	if (gap < DMEM_MIN_BLOCK)
+		gap = round_up(user + DMEM_MIN_BLOCK, align) - user;
+	make_free(p, off, gap, b->prev);
+	J(p, dmem__blk(p, off + gap)->sf, bsize - gap);
+	J(p, dmem__blk(p, off + gap)->prev, off);
+	return off + gap;
+}
+
+int dmem__heap_alloc(struct dmem_pool *p, uint64_t size, uint64_t align,
+		     pid_t owner, uint64_t *off_out)
+{
+	struct dmem_shared *s = p->sh;
+	uint64_t need = round_up(size + DMEM_BLK_HDR, DMEM_ALIGN);
+	uint64_t search = need, off, bsize, gen;
+	struct dmem_blk *b;
+
+	if (need < DMEM_MIN_BLOCK)
+		need = DMEM_MIN_BLOCK;
+	if (align > DMEM_ALIGN)
+		search = need + align + DMEM_MIN_BLOCK;
+	off = find_block(p, search < need ? need : search);
+	if (!off)
+		return -DMEM_E_NOSPACE;
+	b = dmem__blk(p, off);
+	bsize = dmem__blk_size(b);
+	list_remove(p, off);
+	if (align > DMEM_ALIGN) {
+		uint64_t noff = carve_aligned(p, off, align);
+		bsize -= noff - off;
+		off = noff;
+		b = dmem__blk(p, off);
+	}
+	if (bsize - need >= DMEM_MIN_BLOCK) {
+		make_free(p, off + need, bsize - need, off);
+		bsize = need;
+	}
+	gen = s->gen_counter + 1;
+	J(p, s->gen_counter, gen);
+	J(p, b->sf, bsize);
+	J(p, b->gen, gen);
+	J(p, b->owner_tag,
+	  ((uint64_t)dmem__blk_tag(p, off, gen) << 32) | (uint32_t)owner);
+	J(p, s->live_allocs, s->live_allocs + 1);
+	*off_out = off;
+	return 0;
+}
+
+/* Validate that user_off is the payload of a live block. */
+int dmem__heap_blk_of(struct dmem_pool *p, uint64_t user_off,
+		      struct dmem_blk **blk_out)
+{
+	struct dmem_shared *s = p->sh;
+	uint64_t off = user_off - DMEM_BLK_HDR;
+	struct dmem_blk *b;
+
+	if (user_off < s->heap_start + DMEM_BLK_HDR || user_off >= s->heap_end ||
+	    (user_off & (DMEM_ALIGN - 1)))
+		return -EINVAL;
+	b = dmem__blk(p, off);
+	if ((b->sf & DMEM_BF_FREE) || dmem__blk_size(b) < DMEM_MIN_BLOCK ||
+	    dmem__blk_size(b) > s->heap_end - off ||
+	    (uint32_t)(b->owner_tag >> 32) != dmem__blk_tag(p, off, b->gen))
+		return -DMEM_E_STALE;
+	*blk_out = b;
+	return 0;
+}
+
+int dmem__heap_free(struct dmem_pool *p, uint64_t off)
+{
+	struct dmem_shared *s = p->sh;
+	struct dmem_blk *b = dmem__blk(p, off), *n;
+	uint64_t size = dmem__blk_size(b);
+
+	J(p, b->owner_tag, DMEM_FREE_TAG);
+	J(p, s->live_allocs, s->live_allocs - 1);
+	if (b->prev && (dmem__blk(p, b->prev)->sf & DMEM_BF_FREE)) {
+		uint64_t prev = b->prev;
+		list_remove(p, prev);
+		size += dmem__blk_size(dmem__blk(p, prev));
+		off = prev;
+		b = dmem__blk(p, off);
+	}
+	n = dmem__blk(p, off + size);
+	if (n->sf & DMEM_BF_FREE) {
+		list_remove(p, off + size);
+		J(p, n->owner_tag, 0); /* no longer a header */
+		size += dmem__blk_size(n);
+	}
+	J(p, b->sf, size | DMEM_BF_FREE);
+	J(p, dmem__blk(p, off + size)->prev, off);
+	list_insert(p, off);
+	return 0;
+}
+
+uint64_t dmem__heap_largest(struct dmem_pool *p)
+{
+	struct dmem_shared *s = p->sh;
+	uint64_t best = 0;
+	int fl, sl;
+
+	if (!s->fl_bitmap)
+		return 0;
+	fl = fls64(s->fl_bitmap);
+	sl = fls64(s->sl_bitmap[fl]);
+	for (uint64_t o = s->heads[fl][sl]; o; o = dmem__blk(p, o)->next_free)
+		if (dmem__blk_size(dmem__blk(p, o)) > best)
+			best = dmem__blk_size(dmem__blk(p, o));
+	return best > DMEM_BLK_HDR ? best - DMEM_BLK_HDR : 0;
+}
+
+/* One free block covering the heap, then a zero-size allocated sentinel at
+ * heap_end so that coalescing never runs off the end. */
+void dmem__heap_init(struct dmem_pool *p)
+{
+	struct dmem_shared *s = p->sh;
+	struct dmem_blk *end = dmem__blk(p, s->heap_end);
+
+	end->sf = 0;
+	end->owner_tag = 0;
+	make_free(p, s->heap_start, s->heap_end - s->heap_start, 0);
+	dmem__commit(p);
+}
