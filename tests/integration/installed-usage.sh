@@ -22,7 +22,9 @@ for l in -ldlaunch -ldtransport -ldchan -ldmem; do
 done
 echo "pkg-config --libs dragon: $libs"
 
-# Compile exactly as a user would; no -I or -L into the source tree.
+# Compile exactly as a user would; no -I or -L into the source tree.  (A
+# sanitizer build's libraries need the sanitizer runtime in the program too.)
+CC="$CC ${SAN_FLAGS:-}"
 $CC -o "$tmp/app" "$srcdir/installed_app.c" $(pkg-config --cflags --libs dragon)
 out=$(LD_LIBRARY_PATH="$dest$libdir" "$tmp/app")
 echo "$out"
