@@ -35,11 +35,10 @@ static int check_args(struct dmem_pool *p, size_t size, size_t *align,
 	if (*align == 0)
 		*align = DMEM_ALIGN;
 	if (*align & (*align - 1))
-		return dmem__fail(-EINVAL, "alignment %zu is not a power of two",
-				  *align);
+		return dmem__fail(
+			-EINVAL, "alignment %zu is not a power of two", *align);
 	heap = p->sh->heap_end - p->sh->heap_start;
-	if (size > heap || *align > heap ||
-	    size + DMEM_BLK_HDR > heap ||
+	if (size > heap || *align > heap || size + DMEM_BLK_HDR > heap ||
 	    (*align > DMEM_ALIGN &&
 	     size + *align + DMEM_MIN_BLOCK + DMEM_BLK_HDR > heap))
 		return dmem__fail(-DMEM_E_TOOBIG,
@@ -62,6 +61,11 @@ static int try_alloc(struct dmem_pool *p, size_t size, size_t align,
 	if ((rc = dmem__lock(p)))
 		return rc;
 	rc = dmem__heap_alloc(p, size, align, dmem__self_pid(), &off);
+	if (rc == -DMEM_E_NOSPACE) {
+		/* Our own cached small blocks may be what is missing. */
+		dmem__cache_flush(p);
+		rc = dmem__heap_alloc(p, size, align, dmem__self_pid(), &off);
+	}
 	if (rc == 0)
 		dmem__commit(p);
 	else if (seq_out)
@@ -79,7 +83,11 @@ DMEM_EXPORT int dmem_alloc(dmem_pool_t *pool, size_t size, size_t align,
 {
 	int rc = check_args(pool, size, &align, ptr_out);
 
-	return rc ? rc : try_alloc(pool, size, align, ptr_out, NULL);
+	if (rc)
+		return rc;
+	if (align == DMEM_ALIGN && dmem__cache_alloc(pool, size, ptr_out) == 0)
+		return 0;
+	return try_alloc(pool, size, align, ptr_out, NULL);
 }
 
 static int deadline_passed(const struct timespec *d)
@@ -101,6 +109,8 @@ DMEM_EXPORT int dmem_alloc_timed(dmem_pool_t *pool, size_t size, size_t align,
 
 	if (rc)
 		return rc;
+	if (align == DMEM_ALIGN && dmem__cache_alloc(pool, size, ptr_out) == 0)
+		return 0;
 	s = pool->sh;
 	for (;;) {
 		/* Announce the waiter before looking, so a free that happens
@@ -116,7 +126,8 @@ DMEM_EXPORT int dmem_alloc_timed(dmem_pool_t *pool, size_t size, size_t align,
 			dmem__lock(pool);
 			rc = nospace(pool, size, align);
 			dmem__unlock(pool);
-			return rc == -DMEM_E_NOSPACE && deadline ? -ETIMEDOUT : rc;
+			return rc == -DMEM_E_NOSPACE && deadline ? -ETIMEDOUT
+								 : rc;
 		}
 		rc = dmem_futex_wait((uint32_t *)&s->free_seq, seq, deadline);
 		atomic_fetch_sub(&s->nwaiters, 1);
@@ -125,21 +136,23 @@ DMEM_EXPORT int dmem_alloc_timed(dmem_pool_t *pool, size_t size, size_t align,
 	}
 }
 
-/* After a free: wake sleepers only if there are any (one shared load on
- * the fast path). */
+/* After a free, wake the sleepers of dmem_alloc_timed, if any.  The caller
+ * reads nwaiters while still holding the lock: a waiter announces itself
+ * before it takes the lock for its failed attempt, so either that attempt
+ * saw our free or we see the waiter.  No waiters costs nothing. */
 static void wake_waiters(struct dmem_pool *p)
 {
 	struct dmem_shared *s = p->sh;
 
 	atomic_fetch_add(&s->free_seq, 1);
-	if (atomic_load(&s->nwaiters))
-		dmem_futex_wake((uint32_t *)&s->free_seq, INT32_MAX);
+	dmem_futex_wake((uint32_t *)&s->free_seq, INT32_MAX);
 }
 
 static int free_user_off(struct dmem_pool *p, uint64_t user_off,
 			 const dmem_alloc_desc_t *desc)
 {
 	struct dmem_blk *b;
+	uint32_t waiters = 0;
 	int rc;
 
 	if ((rc = dmem__lock(p)))
@@ -150,6 +163,8 @@ static int free_user_off(struct dmem_pool *p, uint64_t user_off,
 	if (rc == 0) {
 		dmem__heap_free(p, user_off - DMEM_BLK_HDR);
 		dmem__commit(p);
+		waiters = atomic_load_explicit(&p->sh->nwaiters,
+					       memory_order_relaxed);
 	}
 	dmem__unlock(p);
 	if (rc)
@@ -157,8 +172,10 @@ static int free_user_off(struct dmem_pool *p, uint64_t user_off,
 				  "free in pool %s: offset %#llx is not a live "
 				  "allocation (already freed, or not from this "
 				  "pool)",
-				  p->desc.segname, (unsigned long long)user_off);
-	wake_waiters(p);
+				  p->desc.segname,
+				  (unsigned long long)user_off);
+	if (waiters)
+		wake_waiters(p);
 	return 0;
 }
 
@@ -169,6 +186,8 @@ DMEM_EXPORT int dmem_free(dmem_pool_t *pool, void *ptr)
 	if (off == DMEM_OFFSET_INVALID)
 		return dmem__fail(-EINVAL, "free: pointer %p is not in pool %s",
 				  ptr, pool ? pool->desc.segname : "(null)");
+	if (dmem__cache_free(pool, off) == 0)
+		return 0;
 	return free_user_off(pool, off, NULL);
 }
 
@@ -181,13 +200,14 @@ static int desc_for_pool(struct dmem_pool *p, const dmem_alloc_desc_t *d)
 	if ((rc = dmem__alloc_desc_valid(d)))
 		return rc;
 	if (d->node_id != p->desc.node_id || d->pool_uid != p->desc.pool_uid)
-		return dmem__fail(-DMEM_E_FOREIGN,
-				  "allocation descriptor names pool %#llx on node "
-				  "%#llx, not pool %s (%#llx on node %#llx)",
-				  (unsigned long long)d->pool_uid,
-				  (unsigned long long)d->node_id, p->desc.segname,
-				  (unsigned long long)p->desc.pool_uid,
-				  (unsigned long long)p->desc.node_id);
+		return dmem__fail(
+			-DMEM_E_FOREIGN,
+			"allocation descriptor names pool %#llx on node "
+			"%#llx, not pool %s (%#llx on node %#llx)",
+			(unsigned long long)d->pool_uid,
+			(unsigned long long)d->node_id, p->desc.segname,
+			(unsigned long long)p->desc.pool_uid,
+			(unsigned long long)p->desc.node_id);
 	if (d->offset >= p->size || d->size > p->size - d->offset)
 		return dmem__fail(-DMEM_E_CORRUPT,
 				  "allocation descriptor [%#llx, +%llu) lies "
@@ -197,7 +217,8 @@ static int desc_for_pool(struct dmem_pool *p, const dmem_alloc_desc_t *d)
 	return 0;
 }
 
-DMEM_EXPORT int dmem_alloc_free(dmem_pool_t *pool, const dmem_alloc_desc_t *desc)
+DMEM_EXPORT int dmem_alloc_free(dmem_pool_t *pool,
+				const dmem_alloc_desc_t *desc)
 {
 	int rc = desc_for_pool(pool, desc);
 
@@ -213,7 +234,8 @@ DMEM_EXPORT int dmem_alloc_desc_get(dmem_pool_t *pool, const void *ptr,
 	int rc;
 
 	if (off == DMEM_OFFSET_INVALID || !desc_out)
-		return dmem__fail(-EINVAL, "pointer %p is not in the pool", ptr);
+		return dmem__fail(-EINVAL, "pointer %p is not in the pool",
+				  ptr);
 	memset(&d, 0, sizeof(d));
 	if ((rc = dmem__lock(pool)))
 		return rc;
@@ -223,8 +245,9 @@ DMEM_EXPORT int dmem_alloc_desc_get(dmem_pool_t *pool, const void *ptr,
 	}
 	dmem__unlock(pool);
 	if (rc)
-		return dmem__fail(rc, "pointer %p is not a live allocation of "
-				      "pool %s",
+		return dmem__fail(rc,
+				  "pointer %p is not a live allocation of "
+				  "pool %s",
 				  ptr, pool->desc.segname);
 	d.magic = DMEM_ALLOC_DESC_MAGIC;
 	d.version = DMEM_DESC_VERSION;
@@ -255,14 +278,15 @@ DMEM_EXPORT int dmem_alloc_attach(dmem_pool_t *pool,
 		rc = -DMEM_E_CORRUPT;
 	dmem__unlock(pool);
 	if (rc)
-		return dmem__fail(rc,
-				  "allocation %#llx (generation %llu) of pool %s "
-				  "is %s",
-				  (unsigned long long)desc->offset,
-				  (unsigned long long)desc->generation,
-				  pool->desc.segname,
-				  rc == -DMEM_E_CORRUPT ? "corrupt"
-							: "no longer live (freed)");
+		return dmem__fail(
+			rc,
+			"allocation %#llx (generation %llu) of pool %s "
+			"is %s",
+			(unsigned long long)desc->offset,
+			(unsigned long long)desc->generation,
+			pool->desc.segname,
+			rc == -DMEM_E_CORRUPT ? "corrupt"
+					      : "no longer live (freed)");
 	*ptr_out = pool->base + desc->offset;
 	return 0;
 }
@@ -277,15 +301,17 @@ static int with_block(struct dmem_pool *p, const void *ptr,
 	int rc;
 
 	if (off == DMEM_OFFSET_INVALID)
-		return dmem__fail(-EINVAL, "pointer %p is not in the pool", ptr);
+		return dmem__fail(-EINVAL, "pointer %p is not in the pool",
+				  ptr);
 	if ((rc = dmem__lock(p)))
 		return rc;
 	if ((rc = dmem__heap_blk_of(p, off, &b)) == 0)
 		fn(p, b, arg);
 	dmem__unlock(p);
 	if (rc)
-		return dmem__fail(rc, "pointer %p is not a live allocation of "
-				      "pool %s",
+		return dmem__fail(rc,
+				  "pointer %p is not a live allocation of "
+				  "pool %s",
 				  ptr, p->desc.segname);
 	return 0;
 }
@@ -307,7 +333,8 @@ static void get_owner(struct dmem_pool *p, struct dmem_blk *b, void *arg)
 DMEM_EXPORT int dmem_alloc_chown(dmem_pool_t *pool, void *ptr, pid_t new_owner)
 {
 	if (!pool || new_owner < 0)
-		return dmem__fail(-EINVAL, "chown needs a pool and an owner >= 0");
+		return dmem__fail(-EINVAL,
+				  "chown needs a pool and an owner >= 0");
 	return with_block(pool, ptr, set_owner, &new_owner);
 }
 
@@ -340,7 +367,8 @@ DMEM_EXPORT int dmem_pool_reclaim(dmem_pool_t *pool, pid_t pid,
 	int rc;
 
 	if (!pool || pid <= 0)
-		return dmem__fail(-EINVAL, "reclaim needs a pool and a pid > 0");
+		return dmem__fail(-EINVAL,
+				  "reclaim needs a pool and a pid > 0");
 	s = pool->sh;
 	if ((rc = dmem__lock(pool)))
 		return rc;
@@ -351,8 +379,8 @@ DMEM_EXPORT int dmem_pool_reclaim(dmem_pool_t *pool, pid_t pid,
 		if (!(b->sf & DMEM_BF_FREE) &&
 		    (uint32_t)b->owner_tag == (uint32_t)pid) {
 			uint64_t prev = b->prev;
-			int prev_free =
-				prev && (dmem__blk(pool, prev)->sf & DMEM_BF_FREE);
+			int prev_free = prev && (dmem__blk(pool, prev)->sf &
+						 DMEM_BF_FREE);
 
 			dmem__heap_free(pool, off);
 			dmem__commit(pool);

@@ -31,7 +31,8 @@ static int walk_blocks(struct dmem_pool *p, struct tally *t)
 		if (size < DMEM_MIN_BLOCK || size % DMEM_ALIGN ||
 		    size > s->heap_end - off)
 			return BAD("block at %#llx: bad size %llu",
-				   (unsigned long long)off, (unsigned long long)size);
+				   (unsigned long long)off,
+				   (unsigned long long)size);
 		if (b->prev != prev)
 			return BAD("block at %#llx: prev %#llx, expected %#llx",
 				   (unsigned long long)off,
@@ -43,8 +44,9 @@ static int walk_blocks(struct dmem_pool *p, struct tally *t)
 		if (is_free && b->owner_tag != DMEM_FREE_TAG)
 			return BAD("free block at %#llx: bad tag",
 				   (unsigned long long)off);
-		if (!is_free && (uint32_t)(b->owner_tag >> 32) !=
-					dmem__blk_tag(p, off, b->gen))
+		if (!is_free &&
+		    ((uint32_t)(b->owner_tag >> 32) & ~DMEM_TAG_CACHED) !=
+			    dmem__blk_tag(p, off, b->gen))
 			return BAD("allocated block at %#llx: bad tag",
 				   (unsigned long long)off);
 		if (!is_free && b->gen > s->gen_counter)
@@ -70,23 +72,25 @@ static int check_list(struct dmem_pool *p, int fl, int sl, uint64_t *count)
 {
 	uint64_t prev = 0, n = 0;
 
-	for (uint64_t o = p->sh->heads[fl][sl]; o; o = dmem__blk(p, o)->next_free) {
+	for (uint64_t o = p->sh->heads[fl][sl]; o;
+	     o = dmem__blk(p, o)->next_free) {
 		struct dmem_blk *b;
 		uint64_t size, lo;
 
-		if (o < p->sh->heap_start || o >= p->sh->heap_end || o % DMEM_ALIGN ||
-		    ++n > p->sh->free_blocks)
+		if (o < p->sh->heap_start || o >= p->sh->heap_end ||
+		    o % DMEM_ALIGN || ++n > p->sh->free_blocks)
 			return BAD("free list [%d][%d]: bad link %#llx", fl, sl,
 				   (unsigned long long)o);
 		b = dmem__blk(p, o);
 		size = dmem__blk_size(b);
 		lo = fl == 0 ? (uint64_t)sl * (DMEM_SMALL_BLOCK / DMEM_SL_COUNT)
 			     : (1ull << (fl + DMEM_FL_SHIFT - 1)) +
-				       ((uint64_t)sl << (fl + DMEM_FL_SHIFT - 1 -
-							DMEM_SL_LOG2));
-		if (!(b->sf & DMEM_BF_FREE) || b->prev_free != prev || size < lo)
-			return BAD("free list [%d][%d]: block %#llx misfiled", fl,
-				   sl, (unsigned long long)o);
+				       ((uint64_t)sl << (fl + DMEM_FL_SHIFT -
+							 1 - DMEM_SL_LOG2));
+		if (!(b->sf & DMEM_BF_FREE) || b->prev_free != prev ||
+		    size < lo)
+			return BAD("free list [%d][%d]: block %#llx misfiled",
+				   fl, sl, (unsigned long long)o);
 		prev = o;
 	}
 	*count += n;
@@ -107,15 +111,17 @@ static int check_lists(struct dmem_pool *p)
 		for (int sl = 0; sl < (int)DMEM_SL_COUNT; sl++) {
 			int set = (s->sl_bitmap[fl] >> sl) & 1;
 			if (set != (s->heads[fl][sl] != 0))
-				return BAD("second-level bitmap wrong at [%d][%d]",
-					   fl, sl);
+				return BAD(
+					"second-level bitmap wrong at [%d][%d]",
+					fl, sl);
 			if ((rc = check_list(p, fl, sl, &n)))
 				return rc;
 		}
 	}
 	if (n != s->free_blocks)
 		return BAD("free lists hold %llu blocks, walk found %llu",
-			   (unsigned long long)n, (unsigned long long)s->free_blocks);
+			   (unsigned long long)n,
+			   (unsigned long long)s->free_blocks);
 	return 0;
 }
 
@@ -125,7 +131,7 @@ int dmem__heap_check(struct dmem_pool *p)
 	struct tally t = {0};
 	int rc;
 
-	if (atomic_load(&s->jcount) != 0)
+	if (__atomic_load_n(&p->journal[0].off, __ATOMIC_ACQUIRE) != 0)
 		return BAD("journal not empty outside an operation");
 	if ((rc = walk_blocks(p, &t)))
 		return rc;

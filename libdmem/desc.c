@@ -33,7 +33,8 @@ static int valid_segname(const char *s, size_t max)
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
+		      (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+		      c == '.'))
 			return 0;
 	}
 	return 1;
@@ -43,7 +44,8 @@ int dmem__pool_desc_valid(const dmem_pool_desc_t *d)
 {
 	if (d->magic != DMEM_POOL_DESC_MAGIC)
 		return dmem__fail(-DMEM_E_BADMAGIC,
-				  "not a pool descriptor (magic %#x)", d->magic);
+				  "not a pool descriptor (magic %#x)",
+				  d->magic);
 	if (d->version != DMEM_DESC_VERSION)
 		return dmem__fail(-DMEM_E_VERSION,
 				  "pool descriptor version %u, this libdmem "
@@ -51,11 +53,12 @@ int dmem__pool_desc_valid(const dmem_pool_desc_t *d)
 				  "everywhere",
 				  d->version, DMEM_DESC_VERSION);
 	if (d->check != dmem__pool_desc_check(d) ||
-	    !valid_segname(d->segname, sizeof(d->segname)) || d->size < DMEM_MIN_POOL ||
-	    d->size > DMEM_MAX_POOL)
-		return dmem__fail(-DMEM_E_CORRUPT,
-				  "pool descriptor is corrupt (checksum, segment "
-				  "name or size)");
+	    !valid_segname(d->segname, sizeof(d->segname)) ||
+	    d->size < DMEM_MIN_POOL || d->size > DMEM_MAX_POOL)
+		return dmem__fail(
+			-DMEM_E_CORRUPT,
+			"pool descriptor is corrupt (checksum, segment "
+			"name or size)");
 	return 0;
 }
 
@@ -66,9 +69,10 @@ int dmem__alloc_desc_valid(const dmem_alloc_desc_t *d)
 				  "not an allocation descriptor (magic %#x)",
 				  d->magic);
 	if (d->version != DMEM_DESC_VERSION)
-		return dmem__fail(-DMEM_E_VERSION,
-				  "allocation descriptor version %u, expected %u",
-				  d->version, DMEM_DESC_VERSION);
+		return dmem__fail(
+			-DMEM_E_VERSION,
+			"allocation descriptor version %u, expected %u",
+			d->version, DMEM_DESC_VERSION);
 	if (d->check != dmem__alloc_desc_check(d))
 		return dmem__fail(-DMEM_E_CORRUPT,
 				  "allocation descriptor checksum mismatch");
@@ -177,7 +181,8 @@ DMEM_EXPORT int dmem_pool_desc_to_text(const dmem_pool_desc_t *desc, char *buf,
 
 	if (!desc || !buf)
 		return dmem__fail(-EINVAL, "NULL argument");
-	n = snprintf(buf, len, "dmem-pool:%u:%" PRIx64 ":%" PRIx64 ":%" PRIu64 ":%s",
+	n = snprintf(buf, len,
+		     "dmem-pool:%u:%" PRIx64 ":%" PRIx64 ":%" PRIu64 ":%s",
 		     (unsigned)desc->version, desc->node_id, desc->pool_uid,
 		     desc->size,
 		     strnlen(desc->segname, sizeof(desc->segname)) <
@@ -213,14 +218,16 @@ DMEM_EXPORT int dmem_pool_desc_from_text(const char *text,
 	if (field_u64(&s, 16, &d.node_id) || field_u64(&s, 16, &d.pool_uid) ||
 	    field_u64(&s, 10, &d.size) || strlen(s) >= sizeof(d.segname))
 		return dmem__fail(-DMEM_E_CORRUPT,
-				  "malformed pool descriptor text '%.80s'", text);
+				  "malformed pool descriptor text '%.80s'",
+				  text);
 	strcpy(d.segname, s);
 	d.magic = DMEM_POOL_DESC_MAGIC;
 	d.version = DMEM_DESC_VERSION;
 	d.check = dmem__pool_desc_check(&d);
 	if (dmem__pool_desc_valid(&d))
 		return dmem__fail(-DMEM_E_CORRUPT,
-				  "malformed pool descriptor text '%.80s'", text);
+				  "malformed pool descriptor text '%.80s'",
+				  text);
 	*desc_out = d;
 	return 0;
 }
@@ -233,8 +240,8 @@ DMEM_EXPORT int dmem_alloc_desc_to_text(const dmem_alloc_desc_t *desc,
 	if (!desc || !buf)
 		return dmem__fail(-EINVAL, "NULL argument");
 	n = snprintf(buf, len,
-		     "dmem-alloc:%u:%" PRIx64 ":%" PRIx64 ":%" PRIu64 ":%" PRIu64
-		     ":%" PRIu64,
+		     "dmem-alloc:%u:%" PRIx64 ":%" PRIx64 ":%" PRIu64
+		     ":%" PRIu64 ":%" PRIu64,
 		     (unsigned)desc->version, desc->node_id, desc->pool_uid,
 		     desc->offset, desc->size, desc->generation);
 	if (n < 0 || (size_t)n >= len)
@@ -265,15 +272,15 @@ DMEM_EXPORT int dmem_alloc_desc_from_text(const char *text,
 	if (field_u64(&s, 16, &d.node_id) || field_u64(&s, 16, &d.pool_uid) ||
 	    field_u64(&s, 10, &d.offset) || field_u64(&s, 10, &d.size) ||
 	    field_u64(&s, 10, &d.generation) || *s)
-		return dmem__fail(-DMEM_E_CORRUPT,
-				  "malformed allocation descriptor text '%.80s'",
-				  text);
+		return dmem__fail(
+			-DMEM_E_CORRUPT,
+			"malformed allocation descriptor text '%.80s'", text);
 	/* field_u64 leaves s at the NUL only if the last field ended there;
 	 * a trailing ':' would have been consumed, so reject it. */
 	if (text[strlen(text) - 1] == ':')
-		return dmem__fail(-DMEM_E_CORRUPT,
-				  "malformed allocation descriptor text '%.80s'",
-				  text);
+		return dmem__fail(
+			-DMEM_E_CORRUPT,
+			"malformed allocation descriptor text '%.80s'", text);
 	d.magic = DMEM_ALLOC_DESC_MAGIC;
 	d.version = DMEM_DESC_VERSION;
 	d.check = dmem__alloc_desc_check(&d);

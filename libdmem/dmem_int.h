@@ -16,27 +16,35 @@
 
 #include "dragon/dmem.h"
 
-#define DMEM_HDR_MAGIC 0x4d454d444e474452ull /* "RDGNDMEM" little-endian */
+#define DMEM_HDR_MAGIC	    0x4d454d444e474452ull /* "RDGNDMEM" little-endian */
 #define DMEM_LAYOUT_VERSION 1
 
 /* Allocator geometry (TLSF, see heap.c). */
-#define DMEM_ALIGN 16u                  /* block and payload alignment */
-#define DMEM_BLK_HDR 32u                /* header bytes before the payload */
-#define DMEM_MIN_BLOCK 48u              /* header + two free-list links */
-#define DMEM_SL_LOG2 4                  /* 16 second-level classes */
-#define DMEM_SL_COUNT (1u << DMEM_SL_LOG2)
-#define DMEM_FL_SHIFT (DMEM_SL_LOG2 + 4) /* sizes < 256 form class 0 */
+#define DMEM_ALIGN	 16u /* block and payload alignment */
+#define DMEM_BLK_HDR	 32u /* header bytes before the payload */
+#define DMEM_MIN_BLOCK	 48u /* header + two free-list links */
+#define DMEM_SL_LOG2	 4   /* 16 second-level classes */
+#define DMEM_SL_COUNT	 (1u << DMEM_SL_LOG2)
+#define DMEM_FL_SHIFT	 (DMEM_SL_LOG2 + 4) /* sizes < 256 form class 0 */
 #define DMEM_SMALL_BLOCK (1ull << DMEM_FL_SHIFT)
-#define DMEM_FL_COUNT 40                /* up to 2^47-byte blocks */
-#define DMEM_MAX_POOL (1ull << 46)
-#define DMEM_MIN_POOL (64ull << 10)
+#define DMEM_FL_COUNT	 40 /* up to 2^47-byte blocks */
+#define DMEM_MAX_POOL	 (1ull << 46)
+#define DMEM_MIN_POOL	 (64ull << 10)
 
 #define DMEM_JOURNAL_MAX 128
 
 /* Block header flags, in the low bits of sf (sizes are multiples of 16). */
-#define DMEM_BF_FREE 1ull
-#define DMEM_BF_MASK 15ull
-#define DMEM_FREE_TAG 0x46524545ull /* "FREE" in owner_tag of free blocks */
+#define DMEM_BF_FREE	1ull
+#define DMEM_BF_MASK	15ull
+#define DMEM_FREE_TAG	0x46524545ull /* "FREE" in owner_tag of free blocks */
+#define DMEM_TAG_CACHED 0x80000000u /* tag bit: block sits in a process cache  \
+				     */
+
+/* Small-block cache (cache.c): block sizes up to DMEM_CACHE_MAX_BLOCK. */
+#define DMEM_CACHE_MAX_BLOCK 512u
+#define DMEM_CACHE_CLASSES   (DMEM_CACHE_MAX_BLOCK / DMEM_ALIGN + 1)
+#define DMEM_CACHE_PER_CLASS 32u
+#define DMEM_GEN_BATCH	     256u
 
 /*
  * Header of every heap block (boundary-tag layout).  prev is always valid,
@@ -48,10 +56,10 @@
  * in the first 16 payload bytes.
  */
 struct dmem_blk {
-	uint64_t sf;        /* size in bytes incl. header | flags */
-	uint64_t prev;      /* offset of the previous block, 0 for the first */
+	uint64_t sf;	    /* size in bytes incl. header | flags */
+	uint64_t prev;	    /* offset of the previous block, 0 for the first */
 	uint64_t owner_tag; /* allocated: tag<<32 | pid; free: DMEM_FREE_TAG */
-	uint64_t gen;       /* generation handed out with this block */
+	uint64_t gen;	    /* generation handed out with this block */
 	uint64_t next_free; /* free blocks only (payload) */
 	uint64_t prev_free; /* free blocks only (payload) */
 };
@@ -62,10 +70,10 @@ struct dmem_jent {
 };
 
 struct dmem_shared {
-	uint64_t magic;          /* DMEM_HDR_MAGIC, written last at creation */
+	uint64_t magic;		 /* DMEM_HDR_MAGIC, written last at creation */
 	uint32_t layout_version; /* DMEM_LAYOUT_VERSION */
-	uint32_t hdr_size;       /* sizeof(struct dmem_shared) */
-	uint64_t size;           /* segment size */
+	uint32_t hdr_size;	 /* sizeof(struct dmem_shared) */
+	uint64_t size;		 /* segment size */
 	uint64_t node_id;
 	uint64_t pool_uid;
 	uint64_t heap_start; /* offset of the first block */
@@ -82,15 +90,14 @@ struct dmem_shared {
 	_Alignas(64) uint64_t free_bytes;
 	uint64_t free_blocks;
 	uint64_t live_allocs;
-	uint64_t gen_counter;
+	_Atomic uint64_t gen_counter; /* never rolled back: gens stay unique */
 	uint64_t recoveries;
 	uint64_t fl_bitmap;
 	uint64_t sl_bitmap[DMEM_FL_COUNT];
 	uint64_t heads[DMEM_FL_COUNT][DMEM_SL_COUNT];
 
 	/* Undo journal of the operation in progress (see journal.c). */
-	_Alignas(64) _Atomic uint64_t jcount;
-	struct dmem_jent journal[DMEM_JOURNAL_MAX];
+	_Alignas(64) struct dmem_jent journal[DMEM_JOURNAL_MAX];
 };
 
 struct dmem_pool {
@@ -98,6 +105,19 @@ struct dmem_pool {
 	uint64_t size;
 	struct dmem_shared *sh;
 	dmem_pool_desc_t desc;
+	struct dmem_jent *journal; /* = &sh->journal[0] */
+	/* Per-operation state of the lock holder (process-local, so only
+	 * valid while this process holds the pool lock). */
+	unsigned jn;	      /* journal entries written */
+	int64_t d_free_bytes; /* accounting deltas, applied at the end */
+	int64_t d_free_blocks;
+
+	/* Small-block cache of this process (cache.c). */
+	_Atomic int cache_lock;
+	pid_t cache_pid; /* the process the cached blocks belong to */
+	uint64_t gen_next, gen_end; /* generations reserved for the cache */
+	uint64_t cache_head[DMEM_CACHE_CLASSES];
+	uint32_t cache_count[DMEM_CACHE_CLASSES];
 };
 
 /* error.c */
@@ -119,19 +139,32 @@ int dmem__lock(struct dmem_pool *p);
 void dmem__unlock(struct dmem_pool *p);
 void dmem__commit(struct dmem_pool *p);
 
+/*
+ * Log *addr's old value, then store val.  The journal is a run of entries
+ * ended by one whose off is 0 (offset 0 is the pool magic, never logged).
+ * Order matters for a process killed between any two stores: the next
+ * slot is made the terminator first, then the old value is written, then
+ * the entry is published by its offset, then the word changes.
+ */
 static inline void dmem__jset(struct dmem_pool *p, uint64_t *addr, uint64_t val)
 {
-	struct dmem_shared *s = p->sh;
-	uint64_t n = atomic_load_explicit(&s->jcount, memory_order_relaxed);
-	struct dmem_jent *e = &s->journal[n];
+	unsigned n = p->jn;
+	struct dmem_jent *e = &p->journal[n];
 
-	if (__builtin_expect(n >= DMEM_JOURNAL_MAX, 0))
+	if (__builtin_expect(n + 1 >= DMEM_JOURNAL_MAX, 0))
 		__builtin_trap(); /* an operation outgrew the journal: a bug */
-	e->off = (uint64_t)((char *)addr - p->base);
+	e[1].off = 0;
 	e->old = *addr;
-	/* The entry must be in memory before the word changes, so that a
-	 * process killed between the two leaves a restorable record. */
-	atomic_store_explicit(&s->jcount, n + 1, memory_order_release);
+	__atomic_store_n(&e->off, (uint64_t)((char *)addr - p->base),
+			 __ATOMIC_RELEASE);
+	p->jn = n + 1;
+	__atomic_store_n(addr, val, __ATOMIC_RELEASE);
+}
+
+/* Store into memory no rollback can expose (a header written inside a free
+ * block's payload while splitting it): no journal entry needed. */
+static inline void dmem__fset(uint64_t *addr, uint64_t val)
+{
 	*addr = val;
 }
 
@@ -154,6 +187,12 @@ static inline uint64_t dmem__blk_size(const struct dmem_blk *b)
 {
 	return b->sf & ~DMEM_BF_MASK;
 }
+
+/* cache.c */
+int dmem__cache_alloc(struct dmem_pool *p, uint64_t size, void **ptr_out);
+int dmem__cache_free(struct dmem_pool *p, uint64_t user_off);
+void dmem__cache_flush(struct dmem_pool *p);
+uint64_t dmem__cache_count(struct dmem_pool *p);
 
 /* check.c */
 int dmem__heap_check(struct dmem_pool *p);

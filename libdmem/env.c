@@ -96,7 +96,8 @@ DMEM_EXPORT uint64_t dmem_node_id(void)
 	uint64_t v;
 
 	if (s) {
-		int base = (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) ? 16 : 10;
+		int base =
+			(s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) ? 16 : 10;
 		if (parse_u64(base == 16 ? s + 2 : s, base, &v) || v == 0)
 			return 0;
 		return v;
@@ -124,22 +125,24 @@ int dmem__env_seg_size(uint64_t *size_out)
 	n = strlen(s);
 	if (n > 0 && n < sizeof(num)) {
 		memcpy(num, s, n + 1);
-		const char *sfx = strchr("KMGT", toupper((unsigned char)num[n - 1]));
+		const char *sfx =
+			strchr("KMGT", toupper((unsigned char)num[n - 1]));
 		if (sfx && num[n - 1] != '\0') {
 			shift = 10 * (unsigned)(sfx - "KMGT" + 1);
 			num[n - 1] = '\0';
 		}
-		if (parse_u64(num, 10, &v) == 0 && v <= (DMEM_MAX_POOL >> shift) &&
-		    v != 0) {
+		if (parse_u64(num, 10, &v) == 0 &&
+		    v <= (DMEM_MAX_POOL >> shift) && v != 0) {
 			*size_out = v << shift;
 			return 0;
 		}
 	}
-	return dmem__fail(-DMEM_E_ENV,
-			  "DRAGON_DEFAULT_SEG_SZ='%.40s' is not a pool size: give "
-			  "bytes as a positive integer, optionally with a K, M, G "
-			  "or T suffix (e.g. 4294967296 or 4G), at most %llu",
-			  s, (unsigned long long)DMEM_MAX_POOL);
+	return dmem__fail(
+		-DMEM_E_ENV,
+		"DRAGON_DEFAULT_SEG_SZ='%.40s' is not a pool size: give "
+		"bytes as a positive integer, optionally with a K, M, G "
+		"or T suffix (e.g. 4294967296 or 4G), at most %llu",
+		s, (unsigned long long)DMEM_MAX_POOL);
 }
 
 static int valid_token(const char *s, size_t max)
@@ -185,16 +188,18 @@ int dmem__segname(const char *name, const char *instance, char *buf, size_t len)
 	if (!instance)
 		instance = getenv("DRAGON_INSTANCE");
 	if (instance && !valid_token(instance, 48))
-		return dmem__fail(-DMEM_E_ENV,
-				  "instance '%.60s' (attribute or DRAGON_INSTANCE) "
-				  "is invalid: use 1-48 of [A-Za-z0-9_-]",
-				  instance);
+		return dmem__fail(
+			-DMEM_E_ENV,
+			"instance '%.60s' (attribute or DRAGON_INSTANCE) "
+			"is invalid: use 1-48 of [A-Za-z0-9_-]",
+			instance);
 	if (instance)
 		snprintf(inst, sizeof(inst), "%s", instance);
 	else
 		snprintf(inst, sizeof(inst), "p%d", (int)dmem__self_pid());
 	user_name(user, sizeof(user));
-	if ((size_t)snprintf(buf, len, "dragon.%s.%s.%s", user, inst, name) >= len)
+	if ((size_t)snprintf(buf, len, "dragon.%s.%s.%s", user, inst, name) >=
+	    len)
 		return dmem__fail(-ENAMETOOLONG, "segment name too long");
 	return 0;
 }
@@ -223,12 +228,13 @@ int dmem__shm_check(const char *segname, uint64_t size)
 
 	if (size <= avail)
 		return 0;
-	return dmem__fail(-DMEM_E_SHMSMALL,
-			  "pool %s needs %llu bytes but /dev/shm has only %llu "
-			  "bytes free: set DRAGON_DEFAULT_SEG_SZ (or the size "
-			  "argument) to at most %llu, or enlarge /dev/shm (docker "
-			  "run --shm-size=..., or mount -o remount,size=... "
-			  "/dev/shm)",
-			  segname, (unsigned long long)size,
-			  (unsigned long long)avail, (unsigned long long)avail);
+	return dmem__fail(
+		-DMEM_E_SHMSMALL,
+		"pool %s needs %llu bytes but /dev/shm has only %llu "
+		"bytes free: set DRAGON_DEFAULT_SEG_SZ (or the size "
+		"argument) to at most %llu, or enlarge /dev/shm (docker "
+		"run --shm-size=..., or mount -o remount,size=... "
+		"/dev/shm)",
+		segname, (unsigned long long)size, (unsigned long long)avail,
+		(unsigned long long)avail);
 }

@@ -42,12 +42,16 @@ DMEM_EXPORT unsigned dmem_version(void)
 
 static const char *const lib_names[] = {
 	[DMEM_E_NOSPACE - DMEM_ERRBASE] = "pool has no free block large enough",
-	[DMEM_E_TOOBIG - DMEM_ERRBASE] = "request larger than the pool can ever serve",
-	[DMEM_E_BADMAGIC - DMEM_ERRBASE] = "not a dmem pool or descriptor (bad magic)",
+	[DMEM_E_TOOBIG - DMEM_ERRBASE] =
+		"request larger than the pool can ever serve",
+	[DMEM_E_BADMAGIC - DMEM_ERRBASE] =
+		"not a dmem pool or descriptor (bad magic)",
 	[DMEM_E_VERSION - DMEM_ERRBASE] = "unsupported dmem layout version",
 	[DMEM_E_CORRUPT - DMEM_ERRBASE] = "corrupt descriptor or pool",
-	[DMEM_E_STALE - DMEM_ERRBASE] = "stale descriptor: the allocation was freed",
-	[DMEM_E_FOREIGN - DMEM_ERRBASE] = "descriptor belongs to another pool or node",
+	[DMEM_E_STALE - DMEM_ERRBASE] =
+		"stale descriptor: the allocation was freed",
+	[DMEM_E_FOREIGN - DMEM_ERRBASE] =
+		"descriptor belongs to another pool or node",
 	[DMEM_E_SHMSMALL - DMEM_ERRBASE] = "/dev/shm too small for the pool",
 	[DMEM_E_ENV - DMEM_ERRBASE] = "malformed environment variable",
 	[DMEM_E_NOTOWNER - DMEM_ERRBASE] = "not the owner of the allocation",

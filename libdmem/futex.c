@@ -26,8 +26,8 @@
 
 #include "dmem_int.h"
 
-#define SPIN_MIN 16
-#define SPIN_MAX 4096
+#define SPIN_MIN       16
+#define SPIN_MAX       4096
 #define LOAD_SAMPLE_NS 50000000ull /* re-read /proc/loadavg every 50 ms */
 
 static _Atomic int spin_budget = 256;
@@ -117,16 +117,18 @@ DMEM_EXPORT int dmem_futex_wait(uint32_t *addr, uint32_t expected,
 	long rc;
 
 	if (!addr || ((uintptr_t)addr & 3) ||
-	    (deadline && (deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L)))
-		return dmem__fail(-EINVAL, "futex wait: bad address or deadline");
+	    (deadline &&
+	     (deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L)))
+		return dmem__fail(-EINVAL,
+				  "futex wait: bad address or deadline");
 	if (__atomic_load_n(addr, __ATOMIC_ACQUIRE) != expected)
 		return 0;
 	if (deadline && past(deadline))
 		return -ETIMEDOUT;
 	if (spin_pays() && spin(addr, expected))
 		return 0;
-	rc = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, expected, deadline, NULL,
-		     FUTEX_BITSET_MATCH_ANY);
+	rc = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, expected, deadline,
+		     NULL, FUTEX_BITSET_MATCH_ANY);
 	if (rc == 0 || errno == EAGAIN || errno == EINTR)
 		return 0;
 	if (errno == ETIMEDOUT)

@@ -29,12 +29,14 @@
 uint32_t dmem__blk_tag(const struct dmem_pool *p, uint64_t blk_off,
 		       uint64_t gen)
 {
-	uint64_t h = (blk_off * 0x9e3779b97f4a7c15ull) ^ (gen + p->sh->pool_uid);
+	uint64_t h =
+		(blk_off * 0x9e3779b97f4a7c15ull) ^ (gen + p->sh->pool_uid);
 
 	h ^= h >> 29;
 	h *= 0xbf58476d1ce4e5b9ull;
 	h ^= h >> 32;
-	return (uint32_t)h | 1u; /* never 0 and never DMEM_FREE_TAG's hi half */
+	/* Never 0 (DMEM_FREE_TAG's high half); bit 31 is DMEM_TAG_CACHED. */
+	return ((uint32_t)h & ~DMEM_TAG_CACHED) | 1u;
 }
 
 static inline int fls64(uint64_t v)
@@ -62,7 +64,9 @@ static void mapping_search(uint64_t size, int *fl, int *sl)
 	mapping_insert(size, fl, sl);
 }
 
-static void list_insert(struct dmem_pool *p, uint64_t off)
+/* fresh: off's header was just written inside a block being split, so its
+ * own link words need no journal entries (see dmem__fset). */
+static void list_insert(struct dmem_pool *p, uint64_t off, int fresh)
 {
 	struct dmem_shared *s = p->sh;
 	struct dmem_blk *b = dmem__blk(p, off);
@@ -71,8 +75,13 @@ static void list_insert(struct dmem_pool *p, uint64_t off)
 
 	mapping_insert(dmem__blk_size(b), &fl, &sl);
 	head = s->heads[fl][sl];
-	J(p, b->next_free, head);
-	J(p, b->prev_free, 0);
+	if (fresh) {
+		dmem__fset(&b->next_free, head);
+		dmem__fset(&b->prev_free, 0);
+	} else {
+		J(p, b->next_free, head);
+		J(p, b->prev_free, 0);
+	}
 	if (head)
 		J(p, dmem__blk(p, head)->prev_free, off);
 	J(p, s->heads[fl][sl], off);
@@ -80,8 +89,8 @@ static void list_insert(struct dmem_pool *p, uint64_t off)
 		J(p, s->sl_bitmap[fl], s->sl_bitmap[fl] | (1ull << sl));
 	if (!(s->fl_bitmap & (1ull << fl)))
 		J(p, s->fl_bitmap, s->fl_bitmap | (1ull << fl));
-	J(p, s->free_bytes, s->free_bytes + dmem__blk_size(b));
-	J(p, s->free_blocks, s->free_blocks + 1);
+	p->d_free_bytes += (int64_t)dmem__blk_size(b);
+	p->d_free_blocks++;
 }
 
 static void list_remove(struct dmem_pool *p, uint64_t off)
@@ -102,22 +111,44 @@ static void list_remove(struct dmem_pool *p, uint64_t off)
 		if (!s->sl_bitmap[fl])
 			J(p, s->fl_bitmap, s->fl_bitmap & ~(1ull << fl));
 	}
-	J(p, s->free_bytes, s->free_bytes - dmem__blk_size(b));
-	J(p, s->free_blocks, s->free_blocks - 1);
+	p->d_free_bytes -= (int64_t)dmem__blk_size(b);
+	p->d_free_blocks--;
 }
 
-/* Write a fresh free block header at off (inside space we own) and list it. */
+/* Write a free block header at off and list it.  fresh: off lies inside a
+ * block being split, not on an existing header. */
 static void make_free(struct dmem_pool *p, uint64_t off, uint64_t size,
-		      uint64_t prev)
+		      uint64_t prev, int fresh)
 {
 	struct dmem_blk *b = dmem__blk(p, off);
 	struct dmem_blk *next = dmem__blk(p, off + size);
 
-	J(p, b->sf, size | DMEM_BF_FREE);
-	J(p, b->prev, prev);
-	J(p, b->owner_tag, DMEM_FREE_TAG);
+	if (fresh) {
+		dmem__fset(&b->sf, size | DMEM_BF_FREE);
+		dmem__fset(&b->prev, prev);
+		dmem__fset(&b->owner_tag, DMEM_FREE_TAG);
+	} else {
+		J(p, b->sf, size | DMEM_BF_FREE);
+		J(p, b->prev, prev);
+		J(p, b->owner_tag, DMEM_FREE_TAG);
+	}
 	J(p, next->prev, off);
-	list_insert(p, off);
+	list_insert(p, off, fresh);
+}
+
+/* Fold the operation's accounting into the header: two journaled stores
+ * per operation instead of two per list change. */
+static void apply_stats(struct dmem_pool *p)
+{
+	struct dmem_shared *s = p->sh;
+
+	if (p->d_free_bytes)
+		J(p, s->free_bytes, s->free_bytes + (uint64_t)p->d_free_bytes);
+	if (p->d_free_blocks)
+		J(p, s->free_blocks,
+		  s->free_blocks + (uint64_t)p->d_free_blocks);
+	p->d_free_bytes = 0;
+	p->d_free_blocks = 0;
 }
 
 /* First block >= size: good fit via the bitmaps, else scan the request's
@@ -132,7 +163,9 @@ static uint64_t find_block(struct dmem_pool *p, uint64_t size)
 	if (fl < DMEM_FL_COUNT) {
 		map = s->sl_bitmap[fl] & (~0ull << sl);
 		if (!map) {
-			uint64_t fmap = fl + 1 < 64 ? s->fl_bitmap & (~0ull << (fl + 1)) : 0;
+			uint64_t fmap =
+				fl + 1 < 64 ? s->fl_bitmap & (~0ull << (fl + 1))
+					    : 0;
 			if (fmap) {
 				fl = __builtin_ctzll(fmap);
 				map = s->sl_bitmap[fl];
@@ -168,9 +201,9 @@ static uint64_t carve_aligned(struct dmem_pool *p, uint64_t off, uint64_t align)
 		return off;
 	if (gap < DMEM_MIN_BLOCK)
 		gap = round_up(user + DMEM_MIN_BLOCK, align) - user;
-	make_free(p, off, gap, b->prev);
-	J(p, dmem__blk(p, off + gap)->sf, bsize - gap);
-	J(p, dmem__blk(p, off + gap)->prev, off);
+	make_free(p, off, gap, b->prev, 0);
+	dmem__fset(&dmem__blk(p, off + gap)->sf, bsize - gap);
+	dmem__fset(&dmem__blk(p, off + gap)->prev, off);
 	return off + gap;
 }
 
@@ -199,16 +232,18 @@ int dmem__heap_alloc(struct dmem_pool *p, uint64_t size, uint64_t align,
 		b = dmem__blk(p, off);
 	}
 	if (bsize - need >= DMEM_MIN_BLOCK) {
-		make_free(p, off + need, bsize - need, off);
+		make_free(p, off + need, bsize - need, off, 1);
 		bsize = need;
 	}
-	gen = s->gen_counter + 1;
-	J(p, s->gen_counter, gen);
+	gen = atomic_fetch_add_explicit(&s->gen_counter, 1,
+					memory_order_relaxed) +
+	      1;
 	J(p, b->sf, bsize);
 	J(p, b->gen, gen);
 	J(p, b->owner_tag,
 	  ((uint64_t)dmem__blk_tag(p, off, gen) << 32) | (uint32_t)owner);
 	J(p, s->live_allocs, s->live_allocs + 1);
+	apply_stats(p);
 	*off_out = off;
 	return 0;
 }
@@ -221,13 +256,18 @@ int dmem__heap_blk_of(struct dmem_pool *p, uint64_t user_off,
 	uint64_t off = user_off - DMEM_BLK_HDR;
 	struct dmem_blk *b;
 
-	if (user_off < s->heap_start + DMEM_BLK_HDR || user_off >= s->heap_end ||
-	    (user_off & (DMEM_ALIGN - 1)))
+	if (user_off < s->heap_start + DMEM_BLK_HDR ||
+	    user_off >= s->heap_end || (user_off & (DMEM_ALIGN - 1)))
 		return -EINVAL;
 	b = dmem__blk(p, off);
+	/* Atomic loads: a cached block's gen and tag change outside the lock
+	 * (cache.c); a mismatch then simply reads as stale. */
 	if ((b->sf & DMEM_BF_FREE) || dmem__blk_size(b) < DMEM_MIN_BLOCK ||
 	    dmem__blk_size(b) > s->heap_end - off ||
-	    (uint32_t)(b->owner_tag >> 32) != dmem__blk_tag(p, off, b->gen))
+	    (uint32_t)(__atomic_load_n(&b->owner_tag, __ATOMIC_RELAXED) >>
+		       32) !=
+		    dmem__blk_tag(p, off,
+				  __atomic_load_n(&b->gen, __ATOMIC_RELAXED)))
 		return -DMEM_E_STALE;
 	*blk_out = b;
 	return 0;
@@ -256,7 +296,8 @@ int dmem__heap_free(struct dmem_pool *p, uint64_t off)
 	}
 	J(p, b->sf, size | DMEM_BF_FREE);
 	J(p, dmem__blk(p, off + size)->prev, off);
-	list_insert(p, off);
+	list_insert(p, off, 0);
+	apply_stats(p);
 	return 0;
 }
 
@@ -285,6 +326,7 @@ void dmem__heap_init(struct dmem_pool *p)
 
 	end->sf = 0;
 	end->owner_tag = 0;
-	make_free(p, s->heap_start, s->heap_end - s->heap_start, 0);
+	make_free(p, s->heap_start, s->heap_end - s->heap_start, 0, 0);
+	apply_stats(p);
 	dmem__commit(p);
 }

@@ -5,12 +5,14 @@
  *
  * All allocator metadata lives in 8-byte words in the segment and every
  * store to one goes through dmem__jset(), which first appends (offset, old
- * value) to the journal in the pool header.  The lock is a robust,
- * process-shared pthread mutex, so when its holder dies the next locker
+ * value) to the journal in the pool header (stores into a free block's
+ * payload that a rollback can never expose skip it: dmem__fset).  The lock is a
+ * robust, process-shared pthread mutex, so when its holder dies the next locker
  * gets EOWNERDEAD; it then restores the logged words newest-first, which
  * puts the heap back exactly as it was before the interrupted operation,
  * and marks the mutex consistent.  An operation ends by emptying the
- * journal (dmem__commit), which is its single commit point.
+ * journal (dmem__commit: one store making entry 0 the terminator), which
+ * is its single commit point.
  *
  * Undo rather than redo: an interrupted alloc must not hand out a block
  * nobody received, and an interrupted free is simply not done yet (the
@@ -24,20 +26,21 @@
 
 static void rollback(struct dmem_pool *p)
 {
-	struct dmem_shared *s = p->sh;
-	uint64_t n = atomic_load_explicit(&s->jcount, memory_order_acquire);
+	struct dmem_jent *j = p->journal;
+	unsigned n = 0;
 
-	if (n > DMEM_JOURNAL_MAX)
-		n = DMEM_JOURNAL_MAX; /* cannot happen; stay in bounds */
+	while (n + 1 < DMEM_JOURNAL_MAX &&
+	       __atomic_load_n(&j[n].off, __ATOMIC_ACQUIRE) != 0)
+		n++;
 	while (n-- > 0) {
-		struct dmem_jent *e = &s->journal[n];
+		uint64_t off = j[n].off;
 
-		if (e->off >= sizeof(*s) && e->off + 8 <= p->size &&
-		    (e->off & 7) == 0)
-			*(uint64_t *)(p->base + e->off) = e->old;
+		if (off >= 8 && off + 8 <= p->size && (off & 7) == 0)
+			*(uint64_t *)(p->base + off) = j[n].old;
 	}
-	atomic_store_explicit(&s->jcount, 0, memory_order_release);
-	s->recoveries++;
+	__atomic_store_n(&j[0].off, 0, __ATOMIC_RELEASE);
+	p->jn = 0;
+	p->sh->recoveries++;
 }
 
 int dmem__lock(struct dmem_pool *p)
@@ -45,9 +48,7 @@ int dmem__lock(struct dmem_pool *p)
 	int rc = pthread_mutex_lock(&p->sh->lock);
 
 	if (__builtin_expect(rc == 0, 1)) {
-		/* A holder killed after committing but before unlocking leaves
-		 * an empty journal; a non-empty one here means a dead holder on
-		 * a kernel that lost the robust list (should not happen). */
+		p->jn = 0;
 		return 0;
 	}
 	if (rc == EOWNERDEAD) {
@@ -63,7 +64,8 @@ int dmem__lock(struct dmem_pool *p)
 
 void dmem__commit(struct dmem_pool *p)
 {
-	atomic_store_explicit(&p->sh->jcount, 0, memory_order_release);
+	__atomic_store_n(&p->journal[0].off, 0, __ATOMIC_RELEASE);
+	p->jn = 0;
 }
 
 void dmem__unlock(struct dmem_pool *p)

@@ -71,7 +71,8 @@ static void init_shared(struct dmem_pool *p, uint64_t node)
 
 static int map_segment(struct dmem_pool *p, int fd)
 {
-	void *m = mmap(NULL, p->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	void *m =
+		mmap(NULL, p->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 
 	if (m == MAP_FAILED)
 		return dmem__fail(-errno, "cannot map pool %s (%llu bytes): %s",
@@ -79,6 +80,7 @@ static int map_segment(struct dmem_pool *p, int fd)
 				  strerror(errno));
 	p->base = m;
 	p->sh = m;
+	p->journal = p->sh->journal;
 	return 0;
 }
 
@@ -90,14 +92,15 @@ static int create_segment(struct dmem_pool *p, uint32_t flags)
 		shm_unlink(p->desc.segname);
 	fd = shm_open(p->desc.segname, O_CREAT | O_EXCL | O_RDWR, 0600);
 	if (fd < 0)
-		return dmem__fail(-errno,
-				  "cannot create segment /dev/shm/%s: %s%s",
-				  p->desc.segname, strerror(errno),
-				  errno == EEXIST ? " (a leftover? run dragon-cleanup "
-						    "or pass DMEM_POOL_F_REPLACE)"
-						  : "");
+		return dmem__fail(
+			-errno, "cannot create segment /dev/shm/%s: %s%s",
+			p->desc.segname, strerror(errno),
+			errno == EEXIST ? " (a leftover? run dragon-cleanup "
+					  "or pass DMEM_POOL_F_REPLACE)"
+					: "");
 	if (ftruncate(fd, (off_t)p->size) != 0) {
-		rc = dmem__fail(-errno, "cannot size segment %s to %llu bytes: %s",
+		rc = dmem__fail(-errno,
+				"cannot size segment %s to %llu bytes: %s",
 				p->desc.segname, (unsigned long long)p->size,
 				strerror(errno));
 		goto fail_unlink;
@@ -240,7 +243,8 @@ DMEM_EXPORT int dmem_pool_attach(const dmem_pool_desc_t *desc,
 		return dmem__fail(-DMEM_E_FOREIGN,
 				  "pool %s lives on node %#llx, this is node "
 				  "%#llx: reach it through the transport",
-				  desc->segname, (unsigned long long)desc->node_id,
+				  desc->segname,
+				  (unsigned long long)desc->node_id,
 				  (unsigned long long)dmem_node_id());
 	if (!(p = calloc(1, sizeof(*p))))
 		return dmem__fail(-ENOMEM, "out of memory");
@@ -264,6 +268,10 @@ DMEM_EXPORT int dmem_pool_detach(dmem_pool_t *pool)
 {
 	if (!pool)
 		return dmem__fail(-EINVAL, "pool is NULL");
+	if (dmem__lock(pool) == 0) {
+		dmem__cache_flush(pool);
+		dmem__unlock(pool);
+	}
 	munmap(pool->base, pool->size);
 	free(pool);
 	return 0;
@@ -311,7 +319,21 @@ DMEM_EXPORT int dmem_pool_stats(dmem_pool_t *pool, dmem_pool_stats_t *stats_out)
 	st.free_blocks = s->free_blocks;
 	st.recoveries = s->recoveries;
 	dmem__unlock(pool);
+	st.cached = dmem__cache_count(pool);
 	*stats_out = st;
+	return 0;
+}
+
+DMEM_EXPORT int dmem_pool_flush(dmem_pool_t *pool)
+{
+	int rc;
+
+	if (!pool)
+		return dmem__fail(-EINVAL, "pool is NULL");
+	if ((rc = dmem__lock(pool)))
+		return rc;
+	dmem__cache_flush(pool);
+	dmem__unlock(pool);
 	return 0;
 }
 

@@ -48,7 +48,8 @@ extern "C" {
 #define DMEM_VERSION_PATCH 0
 /* One integer, comparable: (major << 16) | (minor << 8) | patch. */
 #define DMEM_VERSION_NUMBER                                                    \
-	((DMEM_VERSION_MAJOR << 16) | (DMEM_VERSION_MINOR << 8) | DMEM_VERSION_PATCH)
+	((DMEM_VERSION_MAJOR << 16) | (DMEM_VERSION_MINOR << 8) |              \
+	 DMEM_VERSION_PATCH)
 
 /* The version of the library actually loaded, as DMEM_VERSION_NUMBER. */
 DMEM_EXPORT unsigned dmem_version(void);
@@ -57,15 +58,17 @@ DMEM_EXPORT unsigned dmem_version(void);
 
 #define DMEM_ERRBASE 1000
 enum dmem_error {
-	DMEM_E_NOSPACE = DMEM_ERRBASE + 1,  /* pool has no free block that large */
-	DMEM_E_TOOBIG = DMEM_ERRBASE + 2,   /* request can never fit this pool */
+	DMEM_E_NOSPACE =
+		DMEM_ERRBASE + 1, /* pool has no free block that large */
+	DMEM_E_TOOBIG = DMEM_ERRBASE + 2, /* request can never fit this pool */
 	DMEM_E_BADMAGIC = DMEM_ERRBASE + 3, /* not a dmem layout / descriptor */
 	DMEM_E_VERSION = DMEM_ERRBASE + 4,  /* layout version not understood */
-	DMEM_E_CORRUPT = DMEM_ERRBASE + 5,  /* descriptor or heap failed checks */
-	DMEM_E_STALE = DMEM_ERRBASE + 6,    /* allocation was freed (generation) */
+	DMEM_E_CORRUPT =
+		DMEM_ERRBASE + 5,	 /* descriptor or heap failed checks */
+	DMEM_E_STALE = DMEM_ERRBASE + 6, /* allocation was freed (generation) */
 	DMEM_E_FOREIGN = DMEM_ERRBASE + 7,  /* other pool or other node */
 	DMEM_E_SHMSMALL = DMEM_ERRBASE + 8, /* /dev/shm cannot back the pool */
-	DMEM_E_ENV = DMEM_ERRBASE + 9,      /* malformed environment variable */
+	DMEM_E_ENV = DMEM_ERRBASE + 9,	    /* malformed environment variable */
 	DMEM_E_NOTOWNER = DMEM_ERRBASE + 10 /* reserved for ownership checks */
 };
 
@@ -94,24 +97,25 @@ DMEM_EXPORT uint64_t dmem_node_id(void);
 
 /* ---- descriptors (cross process boundaries) ----------------------------- */
 
-#define DMEM_POOL_DESC_MAGIC 0x4c4f4f50u  /* "POOL" */
+#define DMEM_POOL_DESC_MAGIC  0x4c4f4f50u /* "POOL" */
 #define DMEM_ALLOC_DESC_MAGIC 0x434f4c41u /* "ALOC" */
-#define DMEM_DESC_VERSION 1
-#define DMEM_SEGNAME_MAX 192 /* segment name buffer incl. the NUL */
+#define DMEM_DESC_VERSION     1
+#define DMEM_SEGNAME_MAX      192 /* segment name buffer incl. the NUL */
 
 /*
  * Names a pool.  Plain data, fixed size: copy it anywhere (shared memory,
  * a pipe, a message).  Valid on the node that made it (node_id).
  */
 typedef struct dmem_pool_desc {
-	uint32_t magic;    /* DMEM_POOL_DESC_MAGIC */
-	uint16_t version;  /* DMEM_DESC_VERSION */
+	uint32_t magic;	  /* DMEM_POOL_DESC_MAGIC */
+	uint16_t version; /* DMEM_DESC_VERSION */
 	uint16_t reserved0;
 	uint64_t node_id;  /* dmem_node_id() of the creating host */
-	uint64_t pool_uid; /* random per pool; ties allocation descriptors to it */
-	uint64_t size;     /* segment size in bytes */
+	uint64_t pool_uid; /* random per pool; ties allocation descriptors to it
+			    */
+	uint64_t size;	   /* segment size in bytes */
 	char segname[DMEM_SEGNAME_MAX]; /* "dragon.<user>.<instance>.<name>" */
-	uint64_t check;                 /* checksum of the fields above */
+	uint64_t check;			/* checksum of the fields above */
 } dmem_pool_desc_t;
 
 /*
@@ -119,19 +123,19 @@ typedef struct dmem_pool_desc {
  * is handed out, so a descriptor of a freed block is refused (DMEM_E_STALE).
  */
 typedef struct dmem_alloc_desc {
-	uint32_t magic;   /* DMEM_ALLOC_DESC_MAGIC */
+	uint32_t magic;	  /* DMEM_ALLOC_DESC_MAGIC */
 	uint16_t version; /* DMEM_DESC_VERSION */
 	uint16_t reserved0;
 	uint64_t node_id;    /* node of the pool */
 	uint64_t pool_uid;   /* dmem_pool_desc_t.pool_uid */
 	uint64_t offset;     /* of the user data from the pool base */
-	uint64_t size;       /* usable bytes at offset */
+	uint64_t size;	     /* usable bytes at offset */
 	uint64_t generation; /* of the block when the descriptor was made */
-	uint64_t check;      /* checksum of the fields above */
+	uint64_t check;	     /* checksum of the fields above */
 } dmem_alloc_desc_t;
 
 /* Text forms fit in buffers of these sizes (including the NUL). */
-#define DMEM_POOL_DESC_TEXT_MAX 288
+#define DMEM_POOL_DESC_TEXT_MAX	 288
 #define DMEM_ALLOC_DESC_TEXT_MAX 160
 
 /*
@@ -139,8 +143,8 @@ typedef struct dmem_alloc_desc {
  * Returns the number of bytes written or a negative code.  The byte form is
  * the struct itself, so it is meant for the same node (same endianness).
  */
-DMEM_EXPORT int dmem_pool_desc_serialize(const dmem_pool_desc_t *desc, void *buf,
-					 size_t len);
+DMEM_EXPORT int dmem_pool_desc_serialize(const dmem_pool_desc_t *desc,
+					 void *buf, size_t len);
 /*
  * Validate len bytes at buf (magic, version, checksum, NUL-terminated
  * segment name with a dragon. prefix) and copy them into *desc_out.
@@ -179,17 +183,18 @@ typedef struct dmem_pool dmem_pool_t;
 
 /* Bits of dmem_pool_attr_t.field_mask saying which fields are set. */
 #define DMEM_POOL_ATTR_INSTANCE (1u << 0)
-#define DMEM_POOL_ATTR_FLAGS (1u << 1)
+#define DMEM_POOL_ATTR_FLAGS	(1u << 1)
 
 /* dmem_pool_attr_t.flags */
-#define DMEM_POOL_F_REPLACE (1u << 0) /* unlink a leftover segment of that name */
+#define DMEM_POOL_F_REPLACE                                                    \
+	(1u << 0) /* unlink a leftover segment of that name */
 
 typedef struct dmem_pool_attr {
 	uint64_t field_mask;  /* DMEM_POOL_ATTR_* bits for the fields set */
 	const char *instance; /* runtime instance ([A-Za-z0-9_-], <= 48 chars);
 				 default: $DRAGON_INSTANCE, else "p<pid>".
 				 Borrowed: only read during the call. */
-	uint32_t flags;       /* DMEM_POOL_F_* */
+	uint32_t flags;	      /* DMEM_POOL_F_* */
 	uint32_t reserved0;
 	uint64_t reserved[6]; /* zero */
 } dmem_pool_attr_t;
@@ -228,18 +233,21 @@ DMEM_EXPORT int dmem_pool_desc_get(const dmem_pool_t *pool,
 				   dmem_pool_desc_t *desc_out);
 
 typedef struct dmem_pool_stats {
-	uint64_t size;          /* segment size */
-	uint64_t heap_size;     /* bytes managed by the allocator */
-	uint64_t free_bytes;    /* sum of free blocks (including headers) */
-	uint64_t largest_free;  /* largest single allocation possible now */
-	uint64_t live_allocs;   /* allocations not yet freed */
-	uint64_t free_blocks;   /* number of free blocks (fragmentation) */
-	uint64_t recoveries;    /* interrupted operations repaired so far */
-	uint64_t reserved[9];
+	uint64_t size;	       /* segment size */
+	uint64_t heap_size;    /* bytes managed by the allocator */
+	uint64_t free_bytes;   /* sum of free blocks (including headers) */
+	uint64_t largest_free; /* largest single allocation possible now */
+	uint64_t live_allocs;  /* allocated blocks, including cached ones */
+	uint64_t free_blocks;  /* number of free blocks (fragmentation) */
+	uint64_t recoveries;   /* interrupted operations repaired so far */
+	uint64_t cached;       /* of live_allocs: freed small blocks parked
+				  in this process's cache (dmem_pool_flush) */
+	uint64_t reserved[8];
 } dmem_pool_stats_t;
 
 /* Snapshot of the pool's accounting (taken under the pool lock). */
-DMEM_EXPORT int dmem_pool_stats(dmem_pool_t *pool, dmem_pool_stats_t *stats_out);
+DMEM_EXPORT int dmem_pool_stats(dmem_pool_t *pool,
+				dmem_pool_stats_t *stats_out);
 
 /*
  * Walk the whole heap and check every invariant (block chain, boundary tags,
@@ -248,6 +256,14 @@ DMEM_EXPORT int dmem_pool_stats(dmem_pool_t *pool, dmem_pool_stats_t *stats_out)
  * for tests and diagnostics.
  */
 DMEM_EXPORT int dmem_pool_check(dmem_pool_t *pool);
+
+/*
+ * Give the small freed blocks this process keeps for fast reuse (see
+ * dmem(7)) back to the pool.  Happens by itself in dmem_pool_detach, when
+ * an allocation would otherwise fail, and is skipped while anyone waits in
+ * dmem_alloc_timed.  Useful before reading exact statistics.
+ */
+DMEM_EXPORT int dmem_pool_flush(dmem_pool_t *pool);
 
 /* Where this process mapped the pool, and its size. */
 DMEM_EXPORT void *dmem_pool_base(const dmem_pool_t *pool);
@@ -310,7 +326,8 @@ DMEM_EXPORT int dmem_free(dmem_pool_t *pool, void *ptr);
 
 /* Free by descriptor; refuses stale (-DMEM_E_STALE), foreign and corrupt
  * descriptors, so a duplicate free through descriptors is detected. */
-DMEM_EXPORT int dmem_alloc_free(dmem_pool_t *pool, const dmem_alloc_desc_t *desc);
+DMEM_EXPORT int dmem_alloc_free(dmem_pool_t *pool,
+				const dmem_alloc_desc_t *desc);
 
 /* Descriptor of the live allocation starting at ptr. */
 DMEM_EXPORT int dmem_alloc_desc_get(dmem_pool_t *pool, const void *ptr,
@@ -322,7 +339,8 @@ DMEM_EXPORT int dmem_alloc_desc_get(dmem_pool_t *pool, const void *ptr,
  * owner.  -DMEM_E_FOREIGN, -DMEM_E_STALE, -DMEM_E_CORRUPT.
  */
 DMEM_EXPORT int dmem_alloc_attach(dmem_pool_t *pool,
-				  const dmem_alloc_desc_t *desc, void **ptr_out);
+				  const dmem_alloc_desc_t *desc,
+				  void **ptr_out);
 
 /*
  * Give the allocation at ptr to new_owner (a pid, or DMEM_OWNER_NONE while a
