@@ -49,12 +49,18 @@ help:
 $(SRC)/configure: $(SRC)/configure.ac
 	cd $(SRC) && autoreconf -fi
 
-# The build directory is (re)configured when it is new or when PREFIX,
-# PYTHON or CONFIGURE_FLAGS differ from what it was configured with.
+# The build directory is configured when it is new.  When PREFIX, PYTHON or
+# CONFIGURE_FLAGS differ from what it was configured with, it is built again
+# from scratch: libraries carry their install directory (run path), so a
+# new prefix means relinking everything.
 CONFIG_LINE = --prefix=$(abspath $(PREFIX)) PYTHON=$(PYTHON) $(CONFIGURE_FLAGS)
 $(BUILD)/Makefile: $(SRC)/configure FORCE
+	@if [ -f $@ ] && [ "$$(cat $(BUILD)/.driver-config 2>/dev/null)" != "$(CONFIG_LINE)" ]; then \
+	  echo "configuration changed: building $(BUILD) again from scratch"; \
+	  rm -rf $(BUILD); \
+	fi
 	@mkdir -p $(BUILD)
-	@if [ ! -f $@ ] || [ "$$(cat $(BUILD)/.driver-config 2>/dev/null)" != "$(CONFIG_LINE)" ]; then \
+	@if [ ! -f $@ ]; then \
 	  echo "configuring $(BUILD): $(CONFIG_LINE)"; \
 	  (cd $(BUILD) && $(SRC)/configure $(CONFIG_LINE)) || exit 1; \
 	  echo "$(CONFIG_LINE)" > $(BUILD)/.driver-config; \
