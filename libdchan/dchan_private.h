@@ -1,7 +1,221 @@
-/* Private declarations of libdchan; not installed. */
+/* Private declarations of libdchan; not installed.
+ *
+ * Shared layout of a channel (one pool allocation):
+ *
+ *   struct dchan__hdr   magic, layout version, geometry, ring positions,
+ *                       counters and the futex words, each group on its
+ *                       own cache line
+ *   slot[capacity]      struct dchan__slot + payload, `stride` bytes each
+ *
+ * The ring is a bounded MPMC queue with a sequence number per slot.  A
+ * slot's 64-bit state word holds the sequence (low 32 bits) and a tag (high
+ * 32 bits): 0 when no process is inside the slot, else the pid of the
+ * process that claimed it, possibly with DCHAN__TAG_PEEK or
+ * DCHAN__TAG_ABANDONED.  For ring position pos the sequence reads
+ *   2*pos       empty, ready for the producer of pos (tag: writer)
+ *   2*pos + 1   full, ready for the consumer of pos (tag: reader)
+ * and the consumer hands the slot on with 2*(pos + capacity).  Claiming is
+ * a CAS on the state word that puts the claimer's pid into it, so a claim
+ * and its owner appear in one step; head and tail are hints that whoever
+ * sees a claimed slot helps forward.  A slot whose owner died is found by
+ * the next process blocked behind it and recovered (dchan_recover.c).
+ */
 #ifndef DRAGON_DCHAN_PRIVATE_H
 #define DRAGON_DCHAN_PRIVATE_H
 
 #include <dragon/dchan.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+
+#define DCHAN__HDR_MAGIC 0x52444843414e4844ull /* "DHNACHDR" */
+#define DCHAN__LAYOUT_VERSION 1u
+#define DCHAN__CACHELINE 64
+
+#define DCHAN__TAG_PID_MASK 0x3fffffffu
+#define DCHAN__TAG_PEEK 0x40000000u
+#define DCHAN__TAG_ABANDONED 0x80000000u
+
+/* dchan__slot.kind */
+#define DCHAN__KIND_INLINE 1u
+#define DCHAN__KIND_DESC 2u
+
+/* dchan__hdr.kind: what the channel implements. */
+#define DCHAN__OBJ_CHANNEL 0u
+#define DCHAN__OBJ_LOCK 1u
+#define DCHAN__OBJ_SEM 2u
+#define DCHAN__OBJ_EVENT 3u
+#define DCHAN__OBJ_BARRIER 4u
+#define DCHAN__OBJ_COND 5u
+
+#define DCHAN__ALIGNED __attribute__((aligned(DCHAN__CACHELINE)))
+
+struct dchan__hdr {
+	uint64_t magic;
+	uint32_t layout_version;
+	uint32_t obj_kind;  /* DCHAN__OBJ_*: sync objects tag their channel */
+	uint64_t chan_uid;
+	uint64_t pool_uid;
+	uint32_t capacity;
+	uint32_t slot_size; /* inline payload bytes */
+	uint32_t stride;    /* bytes per slot */
+	uint32_t slots_off; /* first slot, from the header */
+	uint64_t total_size;
+	uint64_t aux[6]; /* sync objects: parameters, sibling channel offsets */
+	uint32_t destroyed;
+
+	/* producer side */
+	DCHAN__ALIGNED uint64_t head;
+	uint64_t sent;
+
+	/* consumer side */
+	DCHAN__ALIGNED uint64_t tail;
+	uint64_t received;
+
+	/* waiting: a word is bumped (and woken) only when its waiter count
+	 * says someone may sleep on it */
+	DCHAN__ALIGNED uint32_t data_seq; /* a message was published */
+	uint32_t recv_waiters;
+	uint32_t space_seq; /* a slot was handed back */
+	uint32_t send_waiters;
+	uint32_t ev_seq; /* any change, for pollers */
+	uint32_t ev_waiters;
+	uint64_t recovered;
+};
+
+struct dchan__slot {
+	uint64_t state; /* seq (low 32) | tag (high 32) */
+	uint32_t kind;  /* DCHAN__KIND_* */
+	uint32_t reserved;
+	uint64_t len;
+	unsigned char data[]; /* inline bytes or a dmem_alloc_desc_t */
+};
+
+#define DCHAN__SLOT_HDR ((uint32_t)sizeof(struct dchan__slot))
+
+struct dchan__pref; /* a pool in the per-process registry */
+
+/* Process-local handle. */
+struct dchan {
+	struct dchan__hdr *hdr;   /* NULL for a remote channel */
+	unsigned char *slots;
+	dmem_pool_t *pool;
+	struct dchan__pref *pref;
+	dchan_desc_t desc;
+	uint32_t cap;
+	uint32_t stride;
+	uint32_t slot_size;
+	uint32_t mask; /* cap - 1 when cap is a power of two, else 0 */
+	bool remote;
+};
+
+/* What a claim found: the slot, its position, and who blocks it. */
+struct dchan__claim {
+	struct dchan__slot *slot;
+	uint64_t pos;
+	uint64_t state; /* state word seen (for recovery) */
+	uint32_t blocker; /* tag of the claimed slot in the way, or 0 */
+};
+
+static inline uint32_t dchan__seq(uint64_t st)
+{
+	return (uint32_t)st;
+}
+static inline uint32_t dchan__tag(uint64_t st)
+{
+	return (uint32_t)(st >> 32);
+}
+static inline uint64_t dchan__state(uint32_t seq, uint32_t tag)
+{
+	return (uint64_t)seq | ((uint64_t)tag << 32);
+}
+
+static inline struct dchan__slot *dchan__slot_at(const dchan_t *ch,
+						 uint64_t pos)
+{
+	uint64_t i = ch->mask ? (pos & ch->mask) : (pos % ch->cap);
+
+	return (struct dchan__slot *)(ch->slots + i * ch->stride);
+}
+
+#define DCHAN__LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define DCHAN__LOADR(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define DCHAN__STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define DCHAN__CAS(p, e, d)                                                    \
+	__atomic_compare_exchange_n((p), (e), (d), false, __ATOMIC_ACQ_REL,    \
+				    __ATOMIC_ACQUIRE)
+#define DCHAN__ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
+#define DCHAN__SUB(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_SEQ_CST)
+
+/* errors (dchan_error.c) */
+int dchan__fail(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int dchan__fail_dmem(int err, const char *what);
+void dchan__clear_error(void);
+
+/* process identity (dchan_util.c) */
+uint32_t dchan__self(void);
+bool dchan__pid_dead(uint32_t pid);
+uint64_t dchan__random64(void);
+uint64_t dchan__hash(const void *buf, size_t len);
+int dchan__deadline(uint64_t timeout_ns, struct timespec *dl,
+		    const struct timespec **dlp);
+bool dchan__expired(const struct timespec *dl);
+uint64_t dchan__spin_ns(void);
+uint64_t dchan__now_ns(void);
+
+/* handles and the pool registry (dchan_pools.c, dchan_chan.c) */
+int dchan__pool_hold(const dmem_pool_desc_t *pd, dmem_pool_t *known,
+		     struct dchan__pref **pref_out);
+void dchan__pool_drop(struct dchan__pref *pref);
+dmem_pool_t *dchan__pref_pool(const struct dchan__pref *pref);
+int dchan__create(dmem_pool_t *pool, const dchan_attr_t *attr,
+		  uint32_t obj_kind, dchan_t **ch_out);
+int dchan__open_at(dchan_t *sibling, uint64_t offset, dchan_t **ch_out);
+int dchan__validate_hdr(const struct dchan__hdr *h, uint64_t avail);
+int dchan__desc_check(const dchan_desc_t *d);
+void dchan__desc_seal(dchan_desc_t *d);
+
+/* ring (dchan_ring.c) */
+int dchan__put_claim(dchan_t *ch, struct dchan__claim *c);
+void dchan__put_publish(dchan_t *ch, struct dchan__claim *c);
+int dchan__get_claim(dchan_t *ch, size_t maxlen, bool peek,
+		     struct dchan__claim *c);
+void dchan__get_release(dchan_t *ch, struct dchan__claim *c);
+void dchan__peek_release(dchan_t *ch, struct dchan__claim *c);
+bool dchan__readable(dchan_t *ch, struct dchan__claim *blk);
+bool dchan__writable(dchan_t *ch, struct dchan__claim *blk);
+void dchan__notify_data(struct dchan__hdr *h);
+void dchan__notify_space(struct dchan__hdr *h);
+
+/* waiting (dchan_wait.c) */
+int dchan__put_wait(dchan_t *ch, uint64_t timeout_ns, struct dchan__claim *c);
+int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek,
+		    uint64_t timeout_ns, struct dchan__claim *c);
+
+/* recovery (dchan_recover.c) */
+int dchan__recover(dchan_t *ch, const struct dchan__claim *c);
+void dchan__free_slot_desc(dchan_t *ch, struct dchan__slot *s);
+
+/* gateway client (dchan_gw_client.c) */
+int dchan__gw_send(dchan_t *ch, const void *buf, size_t len,
+		   uint64_t timeout_ns);
+int dchan__gw_recv(dchan_t *ch, int op, void *buf, size_t cap,
+		   uint64_t timeout_ns, size_t *len_out);
+int dchan__gw_poll(dchan_t *ch, unsigned events, uint64_t timeout_ns,
+		   unsigned *revents_out);
+int dchan__gw_stats(dchan_t *ch, dchan_stats_t *st);
+
+/* Stop unless the handle names a usable local channel. */
+static inline int dchan__check_local(const dchan_t *ch)
+{
+	if (!ch)
+		return dchan__fail(-EINVAL, "channel handle is NULL");
+	if (__atomic_load_n(&ch->hdr->destroyed, __ATOMIC_RELAXED))
+		return dchan__fail(-DCHAN_E_DESTROYED,
+				   "channel %016llx was destroyed",
+				   (unsigned long long)ch->desc.chan_uid);
+	return 0;
+}
 
 #endif

@@ -2,7 +2,16 @@
  *
  * Public interface.  Functions return 0 or a non-negative count on success
  * and a negative error code on failure: a negative errno, or one of the
- * DCHAN_E* codes below; dchan_strerror() turns either into text.
+ * DCHAN_E* codes below; dchan_strerror() turns either into text and
+ * dchan_errmsg() gives this thread's detail message for its last failure.
+ *
+ * Conventions (see dchan(7)):
+ *  - Output arguments come last and are written only on success.
+ *  - Timeouts are relative, in nanoseconds: 0 tries once, DCHAN_FOREVER
+ *    waits without limit.
+ *  - Handles (dchan_t and the sync objects) are process-local and may be
+ *    used by several threads at once.  Descriptors (dchan_desc_t) are plain
+ *    data that name a channel in any process on any node.
  */
 #ifndef DRAGON_DCHAN_H
 #define DRAGON_DCHAN_H
@@ -25,6 +34,19 @@ extern "C" {
 
 /* Library error codes are negative and start past the errno range. */
 #define DCHAN_ERRBASE 1100
+enum dchan_error {
+	DCHAN_E_BADDESC = DCHAN_ERRBASE + 1,  /* corrupt channel descriptor */
+	DCHAN_E_VERSION = DCHAN_ERRBASE + 2,  /* layout/format version unknown */
+	DCHAN_E_DESTROYED = DCHAN_ERRBASE + 3, /* channel was destroyed */
+	DCHAN_E_NOGATEWAY = DCHAN_ERRBASE + 4, /* remote channel, no gateway */
+	DCHAN_E_BADREQ = DCHAN_ERRBASE + 5,   /* malformed gateway message */
+	DCHAN_E_BROKEN = DCHAN_ERRBASE + 6,   /* barrier is broken */
+	DCHAN_E_REMOTE = DCHAN_ERRBASE + 7,   /* operation not available remotely */
+	DCHAN_E_POLLFULL = DCHAN_ERRBASE + 8  /* internal: reserved */
+};
+
+/* Timeout meaning "wait as long as it takes". */
+#define DCHAN_FOREVER UINT64_MAX
 
 /* The version of the library actually loaded, as DCHAN_VERSION_NUMBER; it may
  * be newer than the header a program was compiled with. */
@@ -33,6 +55,392 @@ DCHAN_EXPORT unsigned dchan_version(void);
 /* Text for an error code returned by this library or a layer below it (a
  * negative errno, or a library code).  Never NULL; static storage. */
 DCHAN_EXPORT const char *dchan_strerror(int err);
+
+/* Detail message for the most recent failing libdchan call in this thread
+ * (which channel, which sizes, what to do).  Never NULL ("" if none). */
+DCHAN_EXPORT const char *dchan_errmsg(void);
+
+/* ---- descriptors -------------------------------------------------------- */
+
+#define DCHAN_DESC_MAGIC 0x4e414843u /* "CHAN" */
+#define DCHAN_DESC_VERSION 1
+/* Text form fits a buffer of this size (including the NUL). */
+#define DCHAN_DESC_TEXT_MAX 384
+
+/*
+ * Names a channel: plain fixed-size data, valid on every node.  node_id is
+ * the node whose pool holds the channel; on any other node operations go
+ * through the gateway (see dchan_gateway_register).
+ */
+typedef struct dchan_desc {
+	uint32_t magic;   /* DCHAN_DESC_MAGIC */
+	uint16_t version; /* DCHAN_DESC_VERSION */
+	uint16_t reserved0;
+	uint64_t node_id;   /* node of the channel's pool */
+	uint64_t chan_uid;  /* random per channel */
+	uint64_t offset;    /* of the channel header in the pool */
+	dmem_pool_desc_t pool; /* the pool holding the channel */
+	uint64_t check;     /* checksum of everything above */
+} dchan_desc_t;
+
+/* Binary form (the struct's bytes, for the same byte order); returns the
+ * number of bytes written, -ENOSPC if len is too small. */
+DCHAN_EXPORT int dchan_desc_serialize(const dchan_desc_t *desc, void *buf,
+				      size_t len);
+/* Validate len bytes at buf (magic, version, checksum, pool descriptor) and
+ * copy them into *desc_out.  Never reads past buf + len. */
+DCHAN_EXPORT int dchan_desc_deserialize(const void *buf, size_t len,
+					dchan_desc_t *desc_out);
+/* Text form for environment variables:
+ *   dchan:1:<node hex>:<uid hex>:<offset hex>:<pool text form>
+ * Returns the length written (buf holds DCHAN_DESC_TEXT_MAX bytes at most). */
+DCHAN_EXPORT int dchan_desc_to_text(const dchan_desc_t *desc, char *buf,
+				    size_t len);
+/* Parse the whole text form strictly. */
+DCHAN_EXPORT int dchan_desc_from_text(const char *text, dchan_desc_t *desc_out);
+
+/* ---- channels ----------------------------------------------------------- */
+
+/* Opaque: this process's handle of a channel. */
+typedef struct dchan dchan_t;
+
+#define DCHAN_ATTR_CAPACITY (1u << 0)
+#define DCHAN_ATTR_SLOT_SIZE (1u << 1)
+
+#define DCHAN_CAPACITY_DEFAULT 128
+#define DCHAN_CAPACITY_MAX (1u << 24)
+#define DCHAN_SLOT_SIZE_DEFAULT 224
+#define DCHAN_SLOT_SIZE_MAX (1u << 20)
+
+typedef struct dchan_attr {
+	uint64_t field_mask; /* DCHAN_ATTR_* bits for the fields set */
+	uint32_t capacity;   /* messages the channel holds, 1..CAPACITY_MAX */
+	uint32_t slot_size;  /* bytes a message may have to travel inline */
+	uint64_t reserved[6]; /* zero */
+} dchan_attr_t;
+
+/*
+ * Create a channel in pool (borrowed: it must outlive the channel handle).
+ * attr may be NULL for the defaults.  *ch_out is owned by the caller:
+ * dchan_destroy frees the channel, dchan_detach only the handle.
+ * -EINVAL (zero or too large capacity/slot size), -DMEM_E_NOSPACE/TOOBIG.
+ */
+DCHAN_EXPORT int dchan_create(dmem_pool_t *pool, const dchan_attr_t *attr,
+			      dchan_t **ch_out);
+
+/* Mark the channel destroyed (others' operations then fail with
+ * -DCHAN_E_DESTROYED), free the messages it still holds and its memory,
+ * and free the handle.  ch is consumed even on error. */
+DCHAN_EXPORT int dchan_destroy(dchan_t *ch);
+
+/*
+ * Attach to the channel named by desc (borrowed).  On this node the pool
+ * is mapped (once per process, shared by all its channels); on another node
+ * the handle routes every operation through the registered gateway.
+ */
+DCHAN_EXPORT int dchan_attach(const dchan_desc_t *desc, dchan_t **ch_out);
+
+/* Free the handle (and unmap the pool if this process mapped it for its
+ * channels and no other handle uses it).  Consumes ch. */
+DCHAN_EXPORT int dchan_detach(dchan_t *ch);
+
+/* The channel's descriptor. */
+DCHAN_EXPORT int dchan_desc_get(const dchan_t *ch, dchan_desc_t *desc_out);
+
+/* The pool holding the channel (NULL for a remote channel).  Zero-copy
+ * sends take allocations from this pool.  Borrowed from the handle. */
+DCHAN_EXPORT dmem_pool_t *dchan_pool(const dchan_t *ch);
+
+/*
+ * Send len bytes from buf (borrowed; copied).  A message that fits the
+ * slot travels inline; a larger one is copied into a pool allocation.
+ * -EAGAIN when timeout_ns is 0 and the channel is full, -ETIMEDOUT,
+ * -DMEM_E_TOOBIG when the message can never fit the pool.
+ */
+DCHAN_EXPORT int dchan_send(dchan_t *ch, const void *buf, size_t len,
+			    uint64_t timeout_ns);
+
+/*
+ * Zero-copy send: hand over the allocation at ptr (from dmem_alloc on
+ * dchan_pool(ch)), of which the first len bytes are the message.  On
+ * success the channel owns it and the receiver gets it; on failure the
+ * caller still does.
+ */
+DCHAN_EXPORT int dchan_send_zc(dchan_t *ch, void *ptr, size_t len,
+			       uint64_t timeout_ns);
+
+/*
+ * Receive one message into buf (cap bytes); *len_out receives its length.
+ * -EMSGSIZE (message left in the channel; dchan_peek tells its size) if
+ * cap is too small, -EAGAIN when timeout_ns is 0 and the channel is
+ * empty, -ETIMEDOUT.
+ */
+DCHAN_EXPORT int dchan_recv(dchan_t *ch, void *buf, size_t cap,
+			    uint64_t timeout_ns, size_t *len_out);
+
+/* A message received without a copy. */
+typedef struct dchan_msg {
+	void *data;        /* a pool allocation now owned by the caller */
+	size_t len;        /* message bytes at data */
+	dmem_pool_t *pool; /* the pool data lives in (borrowed) */
+} dchan_msg_t;
+
+/*
+ * Zero-copy receive: *msg_out gets the message's allocation itself (an
+ * inline message is put into a fresh allocation).  Free it with
+ * dchan_msg_release() (or dmem_free on msg.pool).
+ */
+DCHAN_EXPORT int dchan_recv_zc(dchan_t *ch, uint64_t timeout_ns,
+			       dchan_msg_t *msg_out);
+
+/* Free a message from dchan_recv_zc. */
+DCHAN_EXPORT int dchan_msg_release(dchan_msg_t *msg);
+
+/*
+ * Copy the oldest message into buf without removing it; *len_out gets its
+ * full length (only min(len, cap) bytes are copied, so cap 0 asks the size).
+ */
+DCHAN_EXPORT int dchan_peek(dchan_t *ch, void *buf, size_t cap,
+			    uint64_t timeout_ns, size_t *len_out);
+
+/* ---- poll --------------------------------------------------------------- */
+
+#define DCHAN_POLLIN 0x1u  /* a message can be received */
+#define DCHAN_POLLOUT 0x2u /* a message can be sent */
+
+/*
+ * Wait until the channel is ready for one of events; *revents_out gets the
+ * ready ones.  -EAGAIN (timeout 0) or -ETIMEDOUT when none became ready.
+ */
+DCHAN_EXPORT int dchan_poll(dchan_t *ch, unsigned events, uint64_t timeout_ns,
+			    unsigned *revents_out);
+
+typedef struct dchan_pollitem {
+	dchan_t *ch;      /* channel (borrowed) */
+	unsigned events;  /* DCHAN_POLL* wanted */
+	unsigned revents; /* DCHAN_POLL* ready, written by dchan_poll_many */
+} dchan_pollitem_t;
+
+/*
+ * Wait until at least one of the n channels is ready (like poll(2)): fills
+ * every item's revents and returns the number of ready items, or -EAGAIN
+ * (timeout 0) / -ETIMEDOUT.  Sleeps in the kernel on all the channels'
+ * event words at once.  Local channels only (-DCHAN_E_REMOTE); n <= 128.
+ */
+DCHAN_EXPORT int dchan_poll_many(dchan_pollitem_t *items, size_t n,
+				 uint64_t timeout_ns);
+
+/* ---- state -------------------------------------------------------------- */
+
+typedef struct dchan_stats {
+	uint64_t count;          /* messages in the channel now */
+	uint64_t capacity;       /* messages it can hold */
+	uint64_t slot_size;      /* inline bytes per slot */
+	uint64_t blocked_senders;   /* waiting in send now */
+	uint64_t blocked_receivers; /* waiting in recv/poll now */
+	uint64_t sent;           /* messages ever sent */
+	uint64_t received;       /* messages ever received */
+	uint64_t recovered;      /* slots recovered from dead processes */
+	uint64_t reserved[8];
+} dchan_stats_t;
+
+DCHAN_EXPORT int dchan_stats(dchan_t *ch, dchan_stats_t *stats_out);
+/* Shorthands; a negative code on error. */
+DCHAN_EXPORT int64_t dchan_count(dchan_t *ch);
+DCHAN_EXPORT int64_t dchan_capacity(dchan_t *ch);
+
+/* ---- sync objects ------------------------------------------------------- */
+/*
+ * Each sync object is made of channels in one pool and is named by the
+ * descriptor of its first channel; dchan_*_attach rebuilds it from that in
+ * another process.  Waiting calls take a timeout like send/recv.
+ */
+
+typedef struct dchan_lock dchan_lock_t;
+/* recursive: the owner (process and thread) may acquire it again. */
+#define DCHAN_LOCK_RECURSIVE (1u << 0)
+
+DCHAN_EXPORT int dchan_lock_create(dmem_pool_t *pool, unsigned flags,
+				   dchan_lock_t **lock_out);
+DCHAN_EXPORT int dchan_lock_attach(const dchan_desc_t *desc,
+				   dchan_lock_t **lock_out);
+DCHAN_EXPORT int dchan_lock_desc_get(const dchan_lock_t *lock,
+				     dchan_desc_t *desc_out);
+/* -EAGAIN/-ETIMEDOUT when not acquired; -EDEADLK on a non-recursive lock
+ * this thread already holds. */
+DCHAN_EXPORT int dchan_lock_acquire(dchan_lock_t *lock, uint64_t timeout_ns);
+/* -EPERM if the caller does not hold it (recursive: not the owner). */
+DCHAN_EXPORT int dchan_lock_release(dchan_lock_t *lock);
+/* 1 if this thread owns it (recursion depth in *depth_out, may be NULL). */
+DCHAN_EXPORT int dchan_lock_is_mine(const dchan_lock_t *lock,
+				    unsigned *depth_out);
+DCHAN_EXPORT int dchan_lock_detach(dchan_lock_t *lock);
+DCHAN_EXPORT int dchan_lock_destroy(dchan_lock_t *lock);
+
+typedef struct dchan_sem dchan_sem_t;
+/* max 0: unbounded (up to DCHAN_SEM_VALUE_MAX). */
+#define DCHAN_SEM_VALUE_MAX 65535u
+DCHAN_EXPORT int dchan_sem_create(dmem_pool_t *pool, unsigned value,
+				  unsigned max, dchan_sem_t **sem_out);
+DCHAN_EXPORT int dchan_sem_attach(const dchan_desc_t *desc,
+				  dchan_sem_t **sem_out);
+DCHAN_EXPORT int dchan_sem_desc_get(const dchan_sem_t *sem,
+				    dchan_desc_t *desc_out);
+DCHAN_EXPORT int dchan_sem_acquire(dchan_sem_t *sem, uint64_t timeout_ns);
+/* -EOVERFLOW past the maximum (bounded) or DCHAN_SEM_VALUE_MAX. */
+DCHAN_EXPORT int dchan_sem_release(dchan_sem_t *sem);
+/* The current value (>= 0) or a negative code. */
+DCHAN_EXPORT int dchan_sem_value(dchan_sem_t *sem);
+DCHAN_EXPORT int dchan_sem_detach(dchan_sem_t *sem);
+DCHAN_EXPORT int dchan_sem_destroy(dchan_sem_t *sem);
+
+typedef struct dchan_event dchan_event_t;
+DCHAN_EXPORT int dchan_event_create(dmem_pool_t *pool,
+				    dchan_event_t **ev_out);
+DCHAN_EXPORT int dchan_event_attach(const dchan_desc_t *desc,
+				    dchan_event_t **ev_out);
+DCHAN_EXPORT int dchan_event_desc_get(const dchan_event_t *ev,
+				      dchan_desc_t *desc_out);
+DCHAN_EXPORT int dchan_event_set(dchan_event_t *ev);
+DCHAN_EXPORT int dchan_event_clear(dchan_event_t *ev);
+/* 1 if set, 0 if not. */
+DCHAN_EXPORT int dchan_event_is_set(dchan_event_t *ev);
+/* 0 once set; -EAGAIN/-ETIMEDOUT otherwise. */
+DCHAN_EXPORT int dchan_event_wait(dchan_event_t *ev, uint64_t timeout_ns);
+DCHAN_EXPORT int dchan_event_detach(dchan_event_t *ev);
+DCHAN_EXPORT int dchan_event_destroy(dchan_event_t *ev);
+
+typedef struct dchan_barrier dchan_barrier_t;
+#define DCHAN_BARRIER_PARTIES_MAX 4096u
+DCHAN_EXPORT int dchan_barrier_create(dmem_pool_t *pool, unsigned parties,
+				      dchan_barrier_t **bar_out);
+DCHAN_EXPORT int dchan_barrier_attach(const dchan_desc_t *desc,
+				      dchan_barrier_t **bar_out);
+DCHAN_EXPORT int dchan_barrier_desc_get(const dchan_barrier_t *bar,
+					dchan_desc_t *desc_out);
+/*
+ * Wait for all parties.  Returns this party's arrival index (0 ..
+ * parties-1).  A timeout breaks the barrier (-ETIMEDOUT here,
+ * -DCHAN_E_BROKEN for the others and later callers until a reset).
+ */
+DCHAN_EXPORT int dchan_barrier_wait(dchan_barrier_t *bar, uint64_t timeout_ns);
+/* Break the barrier: waiters and later callers get -DCHAN_E_BROKEN. */
+DCHAN_EXPORT int dchan_barrier_abort(dchan_barrier_t *bar);
+/* Back to the initial state; current waiters get -DCHAN_E_BROKEN. */
+DCHAN_EXPORT int dchan_barrier_reset(dchan_barrier_t *bar);
+/* Parties waiting now (>= 0), or a negative code. */
+DCHAN_EXPORT int dchan_barrier_n_waiting(dchan_barrier_t *bar);
+/* 1 if broken, 0 if not. */
+DCHAN_EXPORT int dchan_barrier_is_broken(dchan_barrier_t *bar);
+DCHAN_EXPORT int dchan_barrier_parties(const dchan_barrier_t *bar);
+DCHAN_EXPORT int dchan_barrier_detach(dchan_barrier_t *bar);
+DCHAN_EXPORT int dchan_barrier_destroy(dchan_barrier_t *bar);
+
+/*
+ * Condition variable support: waits release a dchan lock and take it back.
+ * The lock must be held by the caller.
+ */
+typedef struct dchan_cond dchan_cond_t;
+DCHAN_EXPORT int dchan_cond_create(dmem_pool_t *pool, dchan_cond_t **cond_out);
+DCHAN_EXPORT int dchan_cond_attach(const dchan_desc_t *desc,
+				   dchan_cond_t **cond_out);
+DCHAN_EXPORT int dchan_cond_desc_get(const dchan_cond_t *cond,
+				     dchan_desc_t *desc_out);
+/* 0 when notified, -ETIMEDOUT otherwise; the lock is held again either
+ * way. */
+DCHAN_EXPORT int dchan_cond_wait(dchan_cond_t *cond, dchan_lock_t *lock,
+				 uint64_t timeout_ns);
+/* Wake up to n waiters; returns how many were woken. */
+DCHAN_EXPORT int dchan_cond_notify(dchan_cond_t *cond, unsigned n);
+DCHAN_EXPORT int dchan_cond_notify_all(dchan_cond_t *cond);
+DCHAN_EXPORT int dchan_cond_detach(dchan_cond_t *cond);
+DCHAN_EXPORT int dchan_cond_destroy(dchan_cond_t *cond);
+
+/* ---- gateway ------------------------------------------------------------ */
+/*
+ * Operations on a channel of another node are written as requests into
+ * this node's gateway channel; its servicer (the transport agent) carries
+ * them out and writes the completion into the request's reply channel.
+ * The format is in dchan(7).
+ */
+
+/* Environment variable holding the gateway channel's text descriptor. */
+#define DCHAN_GATEWAY_ENV "DRAGON_GW_CHANNEL"
+
+/* Use ch (a local channel, borrowed until unregistered) as this process's
+ * gateway.  Without a registration, the first remote operation attaches
+ * the channel named by $DRAGON_GW_CHANNEL. */
+DCHAN_EXPORT int dchan_gateway_register(dchan_t *ch);
+DCHAN_EXPORT int dchan_gateway_unregister(void);
+
+#define DCHAN_GW_MAGIC_REQ 0x51574744u /* "DGWQ" */
+#define DCHAN_GW_MAGIC_CPL 0x43574744u /* "DGWC" */
+#define DCHAN_GW_VERSION 1
+#define DCHAN_GW_PAYLOAD_MAX (1u << 30)
+
+enum dchan_gw_op {
+	DCHAN_GW_SEND = 1,
+	DCHAN_GW_RECV = 2,
+	DCHAN_GW_PEEK = 3,
+	DCHAN_GW_POLL = 4,
+	DCHAN_GW_STATS = 5
+};
+
+/* A decoded request; payload points into the decoded buffer. */
+typedef struct dchan_gw_req {
+	uint16_t version;
+	uint16_t op;          /* enum dchan_gw_op */
+	uint32_t arg;         /* POLL: events; otherwise 0 */
+	uint64_t req_id;      /* chosen by the requester, echoed back */
+	uint64_t cap;         /* RECV/PEEK: largest message accepted */
+	uint64_t timeout_ns;
+	dchan_desc_t target;  /* the channel to operate on */
+	dchan_desc_t reply;   /* where the completion goes */
+	const void *payload;  /* SEND: the message */
+	uint64_t payload_len;
+} dchan_gw_req_t;
+
+/* A decoded completion; payload points into the decoded buffer. */
+typedef struct dchan_gw_cpl {
+	uint16_t version;
+	uint16_t op;
+	int32_t status;       /* 0 or a negative code */
+	uint64_t req_id;
+	uint64_t value;       /* POLL: revents; PEEK: full length */
+	const void *payload;  /* RECV/PEEK: message bytes; STATS: dchan_stats_t */
+	uint64_t payload_len;
+} dchan_gw_cpl_t;
+
+/* Encode into buf (len bytes); returns the bytes written or -ENOSPC. */
+DCHAN_EXPORT int64_t dchan_gw_req_encode(const dchan_gw_req_t *req, void *buf,
+					 size_t len);
+/* Check and decode len bytes at buf; never reads past buf + len.
+ * -DCHAN_E_BADREQ, -DCHAN_E_VERSION. */
+DCHAN_EXPORT int dchan_gw_req_decode(const void *buf, size_t len,
+				     dchan_gw_req_t *req_out);
+DCHAN_EXPORT int64_t dchan_gw_cpl_encode(const dchan_gw_cpl_t *cpl, void *buf,
+					 size_t len);
+DCHAN_EXPORT int dchan_gw_cpl_decode(const void *buf, size_t len,
+				     dchan_gw_cpl_t *cpl_out);
+
+/*
+ * Servicer side, on the target's node: carry out req on its local target
+ * channel and encode the completion (the operation's own status travels in
+ * it) into a malloc'ed buffer *cpl_out of *len_out bytes; the caller
+ * frees it with free().  Fails only if no completion could be built.
+ */
+DCHAN_EXPORT int dchan_gw_execute(const dchan_gw_req_t *req, void **cpl_out,
+				  size_t *len_out);
+
+/* Servicer side, on the requester's node: deliver the encoded completion
+ * (len bytes at cpl) to the reply channel of req. */
+DCHAN_EXPORT int dchan_gw_complete(const dchan_gw_req_t *req, const void *cpl,
+				   size_t len);
+
+/* Both steps at once, for a servicer that runs where the target lives:
+ * receive one request from gw (waiting up to timeout_ns), execute it and
+ * deliver the completion. */
+DCHAN_EXPORT int dchan_gw_serve_one(dchan_t *gw, uint64_t timeout_ns);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,308 @@
+/* Channel life cycle: create, attach, detach, destroy. */
+#include "config.h"
+#include "dchan_private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct dchan__geom {
+	uint32_t cap, slot_size, stride, slots_off;
+	uint64_t total;
+};
+
+static uint32_t dchan__round_up(uint64_t v, uint32_t a)
+{
+	return (uint32_t)((v + a - 1) / a * a);
+}
+
+static int dchan__geometry(const dchan_attr_t *attr, struct dchan__geom *g)
+{
+	uint64_t payload;
+
+	g->cap = DCHAN_CAPACITY_DEFAULT;
+	g->slot_size = DCHAN_SLOT_SIZE_DEFAULT;
+	if (attr && (attr->field_mask & DCHAN_ATTR_CAPACITY))
+		g->cap = attr->capacity;
+	if (attr && (attr->field_mask & DCHAN_ATTR_SLOT_SIZE))
+		g->slot_size = attr->slot_size;
+	if (g->cap == 0 || g->cap > DCHAN_CAPACITY_MAX)
+		return dchan__fail(-EINVAL, "channel capacity %u is not in "
+				   "1..%u", g->cap, DCHAN_CAPACITY_MAX);
+	if (g->slot_size > DCHAN_SLOT_SIZE_MAX)
+		return dchan__fail(-EINVAL, "slot size %u is larger than %u",
+				   g->slot_size, DCHAN_SLOT_SIZE_MAX);
+	payload = g->slot_size;
+	if (payload < sizeof(dmem_alloc_desc_t))
+		payload = sizeof(dmem_alloc_desc_t);
+	g->stride = dchan__round_up(DCHAN__SLOT_HDR + payload,
+				    DCHAN__CACHELINE);
+	g->slots_off = dchan__round_up(sizeof(struct dchan__hdr),
+				       DCHAN__CACHELINE);
+	g->total = g->slots_off + (uint64_t)g->stride * g->cap;
+	return 0;
+}
+
+/* Fill the process-local fields of a handle from a checked header. */
+static void dchan__bind(dchan_t *ch, struct dchan__hdr *h)
+{
+	ch->hdr = h;
+	ch->slots = (unsigned char *)h + h->slots_off;
+	ch->cap = h->capacity;
+	ch->stride = h->stride;
+	ch->slot_size = h->slot_size;
+	ch->mask = (ch->cap & (ch->cap - 1)) == 0 ? ch->cap - 1 : 0;
+	if (ch->cap == 1)
+		ch->mask = 0; /* pos % 1 */
+}
+
+static void dchan__init_hdr(struct dchan__hdr *h, const struct dchan__geom *g,
+			    uint64_t pool_uid, uint32_t obj_kind)
+{
+	memset(h, 0, g->slots_off);
+	h->layout_version = DCHAN__LAYOUT_VERSION;
+	h->obj_kind = obj_kind;
+	h->chan_uid = dchan__random64();
+	h->pool_uid = pool_uid;
+	h->capacity = g->cap;
+	h->slot_size = g->slot_size;
+	h->stride = g->stride;
+	h->slots_off = g->slots_off;
+	h->total_size = g->total;
+	for (uint32_t i = 0; i < g->cap; i++) {
+		struct dchan__slot *s = (struct dchan__slot *)
+			((unsigned char *)h + g->slots_off +
+			 (uint64_t)i * g->stride);
+
+		s->state = dchan__state(2 * i, 0);
+		s->kind = 0;
+		s->len = 0;
+	}
+	/* the magic goes last: a half-built header is never accepted */
+	__atomic_store_n(&h->magic, DCHAN__HDR_MAGIC, __ATOMIC_RELEASE);
+}
+
+static void dchan__make_desc(dchan_t *ch, const dmem_pool_desc_t *pd)
+{
+	dchan_desc_t *d = &ch->desc;
+
+	memset(d, 0, sizeof *d);
+	d->magic = DCHAN_DESC_MAGIC;
+	d->version = DCHAN_DESC_VERSION;
+	d->node_id = pd->node_id;
+	d->chan_uid = ch->hdr->chan_uid;
+	d->offset = dmem_pool_offset(ch->pool, ch->hdr);
+	d->pool = *pd;
+	dchan__desc_seal(d);
+}
+
+int dchan__create(dmem_pool_t *pool, const dchan_attr_t *attr,
+		  uint32_t obj_kind, dchan_t **ch_out)
+{
+	struct dchan__geom g;
+	dmem_pool_desc_t pd;
+	dchan_t *ch;
+	void *mem;
+	int rc;
+
+	if (!pool || !ch_out)
+		return dchan__fail(-EINVAL, "NULL pool or output handle");
+	rc = dchan__geometry(attr, &g);
+	if (rc < 0)
+		return rc;
+	rc = dmem_pool_desc_get(pool, &pd);
+	if (rc < 0)
+		return dchan__fail_dmem(rc, "reading the pool's descriptor");
+	ch = calloc(1, sizeof *ch);
+	if (!ch)
+		return dchan__fail(-ENOMEM, "no memory for a channel handle");
+	rc = dmem_alloc(pool, g.total, DCHAN__CACHELINE, &mem);
+	if (rc < 0) {
+		rc = dchan__fail(rc, "a channel of %u slots of %u bytes needs "
+				 "%llu bytes of the pool: %s", g.cap, g.stride,
+				 (unsigned long long)g.total, dmem_errmsg());
+		goto fail_alloc;
+	}
+	rc = dmem_alloc_chown(pool, mem, DMEM_OWNER_NONE);
+	if (rc < 0) {
+		rc = dchan__fail_dmem(rc, "giving the channel to the pool");
+		goto fail_chown;
+	}
+	rc = dchan__pool_hold(&pd, pool, &ch->pref);
+	if (rc < 0)
+		goto fail_chown;
+	ch->pool = dchan__pref_pool(ch->pref);
+	dchan__init_hdr(mem, &g, pd.pool_uid, obj_kind);
+	dchan__bind(ch, mem);
+	dchan__make_desc(ch, &pd);
+	*ch_out = ch;
+	return 0;
+
+fail_chown:
+	dmem_free(pool, mem);
+fail_alloc:
+	free(ch);
+	return rc;
+}
+
+DCHAN_EXPORT int dchan_create(dmem_pool_t *pool, const dchan_attr_t *attr,
+			      dchan_t **ch_out)
+{
+	return dchan__create(pool, attr, DCHAN__OBJ_CHANNEL, ch_out);
+}
+
+/* A header in shared memory is checked before the handle trusts any field
+ * of it: magic, version, geometry and that it fits the pool. */
+int dchan__validate_hdr(const struct dchan__hdr *h, uint64_t avail)
+{
+	struct dchan__geom g;
+	dchan_attr_t a = { .field_mask = DCHAN_ATTR_CAPACITY |
+					 DCHAN_ATTR_SLOT_SIZE };
+
+	if (avail < sizeof *h)
+		return dchan__fail(-DCHAN_E_BADDESC, "channel header would "
+				   "extend past the end of its pool");
+	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != DCHAN__HDR_MAGIC)
+		return dchan__fail(-DCHAN_E_BADDESC, "no channel at that "
+				   "offset (destroyed, or a bad descriptor)");
+	if (h->layout_version != DCHAN__LAYOUT_VERSION)
+		return dchan__fail(-DCHAN_E_VERSION, "channel layout version "
+				   "%u, this library knows %u",
+				   h->layout_version, DCHAN__LAYOUT_VERSION);
+	a.capacity = h->capacity;
+	a.slot_size = h->slot_size;
+	if (dchan__geometry(&a, &g) < 0 || g.stride != h->stride ||
+	    g.slots_off != h->slots_off || g.total != h->total_size ||
+	    g.total > avail)
+		return dchan__fail(-DCHAN_E_BADDESC, "channel header fails its "
+				   "geometry checks");
+	return 0;
+}
+
+static int dchan__attach_local(dchan_t *ch, const dchan_desc_t *d)
+{
+	struct dchan__hdr *h;
+	int rc;
+
+	rc = dchan__pool_hold(&d->pool, NULL, &ch->pref);
+	if (rc < 0)
+		return rc;
+	ch->pool = dchan__pref_pool(ch->pref);
+	h = dmem_pool_ptr(ch->pool, d->offset);
+	rc = h ? dchan__validate_hdr(h, dmem_pool_size(ch->pool) - d->offset)
+	       : dchan__fail(-DCHAN_E_BADDESC, "offset outside the pool");
+	if (rc == 0 && h->chan_uid != d->chan_uid)
+		rc = dchan__fail(-DCHAN_E_BADDESC, "the channel at that offset "
+				 "is another one (the named one was destroyed)");
+	if (rc < 0) {
+		dchan__pool_drop(ch->pref);
+		return rc;
+	}
+	dchan__bind(ch, h);
+	return 0;
+}
+
+DCHAN_EXPORT int dchan_attach(const dchan_desc_t *desc, dchan_t **ch_out)
+{
+	dchan_t *ch;
+	int rc;
+
+	if (!desc || !ch_out)
+		return dchan__fail(-EINVAL, "NULL descriptor or output handle");
+	rc = dchan__desc_check(desc);
+	if (rc < 0)
+		return rc;
+	ch = calloc(1, sizeof *ch);
+	if (!ch)
+		return dchan__fail(-ENOMEM, "no memory for a channel handle");
+	ch->desc = *desc;
+	if (desc->node_id != dmem_node_id())
+		ch->remote = true;
+	else if ((rc = dchan__attach_local(ch, desc)) < 0) {
+		free(ch);
+		return rc;
+	}
+	*ch_out = ch;
+	return 0;
+}
+
+/* A sibling channel of a sync object, at offset in the same pool. */
+int dchan__open_at(dchan_t *sibling, uint64_t offset, dchan_t **ch_out)
+{
+	dchan_desc_t d = sibling->desc;
+	struct dchan__hdr *h;
+
+	h = dmem_pool_ptr(sibling->pool, offset);
+	if (!h || dchan__validate_hdr(h, dmem_pool_size(sibling->pool) -
+						 offset) < 0)
+		return dchan__fail(-DCHAN_E_BADDESC, "sync object's channel at "
+				   "offset %llu is missing",
+				   (unsigned long long)offset);
+	d.offset = offset;
+	d.chan_uid = h->chan_uid;
+	dchan__desc_seal(&d);
+	return dchan_attach(&d, ch_out);
+}
+
+DCHAN_EXPORT int dchan_detach(dchan_t *ch)
+{
+	if (!ch)
+		return dchan__fail(-EINVAL, "NULL channel handle");
+	if (ch->pref)
+		dchan__pool_drop(ch->pref);
+	free(ch);
+	return 0;
+}
+
+/* Free whatever messages are still queued (their allocations). */
+static void dchan__drain(dchan_t *ch)
+{
+	for (uint32_t i = 0; i < ch->cap; i++) {
+		struct dchan__slot *s = (struct dchan__slot *)(ch->slots +
+					(uint64_t)i * ch->stride);
+
+		if (dchan__seq(DCHAN__LOAD(&s->state)) % 2 == 1)
+			dchan__free_slot_desc(ch, s);
+	}
+}
+
+DCHAN_EXPORT int dchan_destroy(dchan_t *ch)
+{
+	struct dchan__hdr *h;
+	int rc;
+
+	if (!ch)
+		return dchan__fail(-EINVAL, "NULL channel handle");
+	if (ch->remote) {
+		dchan_detach(ch);
+		return dchan__fail(-DCHAN_E_REMOTE, "a remote channel is "
+				   "destroyed on its own node");
+	}
+	h = ch->hdr;
+	__atomic_store_n(&h->destroyed, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&h->magic, 0, __ATOMIC_SEQ_CST);
+	DCHAN__ADD(&h->data_seq, 1);
+	DCHAN__ADD(&h->space_seq, 1);
+	DCHAN__ADD(&h->ev_seq, 1);
+	dmem_futex_wake(&h->data_seq, INT32_MAX);
+	dmem_futex_wake(&h->space_seq, INT32_MAX);
+	dmem_futex_wake(&h->ev_seq, INT32_MAX);
+	dchan__drain(ch);
+	rc = dmem_free(ch->pool, h);
+	if (rc < 0)
+		rc = dchan__fail_dmem(rc, "freeing the channel");
+	dchan_detach(ch);
+	return rc;
+}
+
+DCHAN_EXPORT int dchan_desc_get(const dchan_t *ch, dchan_desc_t *desc_out)
+{
+	if (!ch || !desc_out)
+		return dchan__fail(-EINVAL, "NULL channel or output");
+	*desc_out = ch->desc;
+	return 0;
+}
+
+DCHAN_EXPORT dmem_pool_t *dchan_pool(const dchan_t *ch)
+{
+	return ch && !ch->remote ? ch->pool : NULL;
+}

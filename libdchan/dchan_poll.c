@@ -1,0 +1,234 @@
+/*
+ * Readiness: poll on one channel or on a set.
+ *
+ * Every channel header has an event word (ev_seq) that senders and
+ * receivers bump, and wake, whenever ev_waiters says a poller is
+ * registered.  A poller registers on every channel of its set, re-checks
+ * them all, and then sleeps on all their event words at once with the
+ * kernel's vectored futex wait (futex_waitv, Linux 5.16).  libdmem's
+ * wait/wake covers one word; on a kernel without futex_waitv the set falls
+ * back to sleeping on the first channel's word with a short bound.
+ */
+#include "config.h"
+#include "dchan_private.h"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DCHAN__POLL_MAX 128
+#define DCHAN__FALLBACK_NS 1000000ull
+
+#ifndef __NR_futex_waitv
+#define __NR_futex_waitv 449
+#endif
+#ifndef FUTEX_32
+#define FUTEX_32 2
+struct futex_waitv {
+	uint64_t val;
+	uint64_t uaddr;
+	uint32_t flags;
+	uint32_t __reserved;
+};
+#endif
+
+static unsigned dchan__ready(dchan_t *ch, unsigned events, bool *stuck)
+{
+	struct dchan__claim blk = { 0 };
+	unsigned r = 0;
+
+	if ((events & DCHAN_POLLIN) && dchan__readable(ch, &blk))
+		r |= DCHAN_POLLIN;
+	else if ((events & DCHAN_POLLIN) && blk.blocker &&
+		 dchan__recover(ch, &blk))
+		return dchan__ready(ch, events, stuck);
+	else if (events & DCHAN_POLLIN)
+		*stuck |= blk.blocker != 0;
+	blk.blocker = 0;
+	if ((events & DCHAN_POLLOUT) && dchan__writable(ch, &blk))
+		r |= DCHAN_POLLOUT;
+	else if ((events & DCHAN_POLLOUT) && blk.blocker &&
+		 dchan__recover(ch, &blk))
+		return dchan__ready(ch, events, stuck);
+	else if (events & DCHAN_POLLOUT)
+		*stuck |= blk.blocker != 0;
+	return r;
+}
+
+/* Readiness of every item; returns how many are ready. */
+static int dchan__scan(dchan_pollitem_t *items, size_t n, bool *stuck)
+{
+	int nready = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		items[i].revents = dchan__ready(items[i].ch, items[i].events,
+						stuck);
+		nready += items[i].revents != 0;
+	}
+	return nready;
+}
+
+static int dchan__waitv(dchan_pollitem_t *items, size_t n, const uint32_t *v,
+			const struct timespec *dl, bool stuck)
+{
+	static int no_waitv;
+	struct futex_waitv w[DCHAN__POLL_MAX];
+	struct timespec shortdl;
+	long rc;
+
+	if (stuck || __atomic_load_n(&no_waitv, __ATOMIC_RELAXED)) {
+		dmem_deadline_after(DCHAN__FALLBACK_NS, &shortdl);
+		if (!dl || shortdl.tv_sec < dl->tv_sec ||
+		    (shortdl.tv_sec == dl->tv_sec &&
+		     shortdl.tv_nsec < dl->tv_nsec))
+			dl = &shortdl;
+	}
+	if (n == 1 || __atomic_load_n(&no_waitv, __ATOMIC_RELAXED))
+		return dmem_futex_wait(&items[0].ch->hdr->ev_seq, v[0], dl);
+	for (size_t i = 0; i < n; i++) {
+		w[i].val = v[i];
+		w[i].uaddr = (uintptr_t)&items[i].ch->hdr->ev_seq;
+		w[i].flags = FUTEX_32;
+		w[i].__reserved = 0;
+	}
+	rc = syscall(__NR_futex_waitv, w, (unsigned)n, 0, dl, CLOCK_MONOTONIC);
+	if (rc < 0 && errno == ENOSYS) {
+		__atomic_store_n(&no_waitv, 1, __ATOMIC_RELAXED);
+		return dchan__waitv(items, n, v, dl, true);
+	}
+	return rc < 0 ? -errno : 0;
+}
+
+static int dchan__poll_check(dchan_pollitem_t *items, size_t n)
+{
+	if (!items || n == 0 || n > DCHAN__POLL_MAX)
+		return dchan__fail(-EINVAL, "poll needs 1..%d items, got %zu",
+				   DCHAN__POLL_MAX, n);
+	for (size_t i = 0; i < n; i++) {
+		if (!items[i].ch)
+			return dchan__fail(-EINVAL, "poll item %zu has no "
+					   "channel", i);
+		if (items[i].ch->remote)
+			return dchan__fail(-DCHAN_E_REMOTE, "poll item %zu is a "
+					   "remote channel", i);
+		if (dchan__check_local(items[i].ch) < 0)
+			return -DCHAN_E_DESTROYED;
+	}
+	return 0;
+}
+
+static int dchan__poll_round(dchan_pollitem_t *items, size_t n,
+			     const struct timespec *dlp)
+{
+	uint32_t v[DCHAN__POLL_MAX];
+	bool stuck = false;
+	int nready;
+
+	for (size_t i = 0; i < n; i++)
+		DCHAN__ADD(&items[i].ch->hdr->ev_waiters, 1);
+	for (size_t i = 0; i < n; i++)
+		v[i] = __atomic_load_n(&items[i].ch->hdr->ev_seq,
+				       __ATOMIC_SEQ_CST);
+	nready = dchan__scan(items, n, &stuck);
+	if (nready == 0 && !dchan__expired(dlp))
+		dchan__waitv(items, n, v, dlp, stuck);
+	for (size_t i = 0; i < n; i++)
+		DCHAN__SUB(&items[i].ch->hdr->ev_waiters, 1);
+	return nready;
+}
+
+DCHAN_EXPORT int dchan_poll_many(dchan_pollitem_t *items, size_t n,
+				 uint64_t timeout_ns)
+{
+	const struct timespec *dlp;
+	struct timespec dl;
+	bool stuck = false;
+	int rc;
+
+	rc = dchan__poll_check(items, n);
+	if (rc < 0)
+		return rc;
+	rc = dchan__scan(items, n, &stuck);
+	if (rc || timeout_ns == 0)
+		return rc ? rc : dchan__fail(-EAGAIN, "no channel is ready");
+	rc = dchan__deadline(timeout_ns, &dl, &dlp);
+	if (rc < 0)
+		return rc;
+	for (;;) {
+		rc = dchan__poll_round(items, n, dlp);
+		if (rc)
+			return rc;
+		if (dchan__poll_check(items, n) < 0)
+			return -DCHAN_E_DESTROYED;
+		rc = dchan__scan(items, n, &stuck);
+		if (rc)
+			return rc;
+		if (dchan__expired(dlp))
+			return dchan__fail(-ETIMEDOUT, "no channel became "
+					   "ready in time");
+	}
+}
+
+DCHAN_EXPORT int dchan_poll(dchan_t *ch, unsigned events, uint64_t timeout_ns,
+			    unsigned *revents_out)
+{
+	dchan_pollitem_t it = { .ch = ch, .events = events };
+	int rc;
+
+	if (!ch || !revents_out || !(events & (DCHAN_POLLIN | DCHAN_POLLOUT)))
+		return dchan__fail(-EINVAL, "NULL channel/output or no events");
+	if (ch->remote)
+		return dchan__gw_poll(ch, events, timeout_ns, revents_out);
+	rc = dchan_poll_many(&it, 1, timeout_ns);
+	if (rc < 0)
+		return rc;
+	*revents_out = it.revents;
+	return 0;
+}
+
+DCHAN_EXPORT int dchan_stats(dchan_t *ch, dchan_stats_t *st)
+{
+	struct dchan__hdr *h;
+	uint64_t head, tail;
+	int rc;
+
+	if (!ch || !st)
+		return dchan__fail(-EINVAL, "NULL channel or output");
+	if (ch->remote)
+		return dchan__gw_stats(ch, st);
+	rc = dchan__check_local(ch);
+	if (rc < 0)
+		return rc;
+	h = ch->hdr;
+	memset(st, 0, sizeof *st);
+	tail = DCHAN__LOAD(&h->tail);
+	head = DCHAN__LOAD(&h->head);
+	st->count = head > tail ? head - tail : 0;
+	if (st->count > ch->cap)
+		st->count = ch->cap;
+	st->capacity = ch->cap;
+	st->slot_size = ch->slot_size;
+	st->blocked_senders = DCHAN__LOADR(&h->send_waiters);
+	st->blocked_receivers = DCHAN__LOADR(&h->recv_waiters);
+	st->sent = DCHAN__LOADR(&h->sent);
+	st->received = DCHAN__LOADR(&h->received);
+	st->recovered = DCHAN__LOADR(&h->recovered);
+	return 0;
+}
+
+DCHAN_EXPORT int64_t dchan_count(dchan_t *ch)
+{
+	dchan_stats_t st;
+	int rc = dchan_stats(ch, &st);
+
+	return rc < 0 ? rc : (int64_t)st.count;
+}
+
+DCHAN_EXPORT int64_t dchan_capacity(dchan_t *ch)
+{
+	dchan_stats_t st;
+	int rc = dchan_stats(ch, &st);
+
+	return rc < 0 ? rc : (int64_t)st.capacity;
+}

@@ -1,0 +1,125 @@
+/* Sending: inline into the slot, copied into a pool allocation, or an
+ * allocation handed over without a copy. */
+#include "config.h"
+#include "dchan_private.h"
+
+#include <string.h>
+
+static void dchan__fill_inline(struct dchan__slot *s, const void *buf,
+			       size_t len)
+{
+	if (len)
+		memcpy(s->data, buf, len);
+	s->len = len;
+	__atomic_store_n(&s->kind, DCHAN__KIND_INLINE, __ATOMIC_RELEASE);
+}
+
+/*
+ * Record the allocation in the claimed slot, then give it to the channel.
+ * The order matters if we die in between: the descriptor is in the slot
+ * (and marked so) before ownership moves, so whoever recovers the slot can
+ * free it, and until then the pool's reclaim of our pid can.
+ */
+static int dchan__fill_desc(dchan_t *ch, struct dchan__slot *s, void *ptr,
+			    const dmem_alloc_desc_t *d, size_t len)
+{
+	memcpy(s->data, d, sizeof *d);
+	s->len = len;
+	__atomic_store_n(&s->kind, DCHAN__KIND_DESC, __ATOMIC_RELEASE);
+	return dmem_alloc_chown(ch->pool, ptr, DMEM_OWNER_NONE);
+}
+
+static int dchan__send_alloc(dchan_t *ch, void *ptr, size_t len,
+			     uint64_t timeout_ns)
+{
+	struct dchan__claim c;
+	dmem_alloc_desc_t d;
+	int rc;
+
+	rc = dmem_alloc_desc_get(ch->pool, ptr, &d);
+	if (rc < 0)
+		return dchan__fail_dmem(rc, "zero-copy send: the buffer is not "
+					    "an allocation of the channel's pool");
+	if (d.size < len)
+		return dchan__fail(-EINVAL, "zero-copy send of %zu bytes from "
+				   "an allocation of %llu", len,
+				   (unsigned long long)d.size);
+	rc = dchan__put_wait(ch, timeout_ns, &c);
+	if (rc < 0)
+		return rc;
+	rc = dchan__fill_desc(ch, c.slot, ptr, &d, len);
+	if (rc < 0) {
+		/* the slot is ours: publish it as a message nobody reads */
+		__atomic_store_n(&c.slot->kind, 0, __ATOMIC_RELAXED);
+		DCHAN__STORE(&c.slot->state,
+			     dchan__state((uint32_t)(2 * c.pos + 1),
+					  DCHAN__TAG_ABANDONED));
+		dchan__notify_data(ch->hdr);
+		return dchan__fail_dmem(rc, "handing the message to the channel");
+	}
+	dchan__put_publish(ch, &c);
+	return 0;
+}
+
+static int dchan__send_copy(dchan_t *ch, const void *buf, size_t len,
+			    uint64_t timeout_ns)
+{
+	const struct timespec *dlp;
+	struct timespec dl;
+	void *ptr;
+	int rc;
+
+	rc = dchan__deadline(timeout_ns, &dl, &dlp);
+	if (rc < 0)
+		return rc;
+	rc = dmem_alloc_timed(ch->pool, len, 0, dlp, &ptr);
+	if (rc < 0)
+		return dchan__fail(rc, "a %zu-byte message does not fit the "
+				   "channel's slots (%u bytes) and no pool "
+				   "block was had for it: %s", len,
+				   ch->slot_size, dmem_errmsg());
+	memcpy(ptr, buf, len);
+	rc = dchan__send_alloc(ch, ptr, len, timeout_ns);
+	if (rc < 0)
+		dmem_free(ch->pool, ptr);
+	return rc;
+}
+
+DCHAN_EXPORT int dchan_send(dchan_t *ch, const void *buf, size_t len,
+			    uint64_t timeout_ns)
+{
+	struct dchan__claim c;
+	int rc;
+
+	if (!ch || (!buf && len))
+		return dchan__fail(-EINVAL, "NULL channel or buffer");
+	if (ch->remote)
+		return dchan__gw_send(ch, buf, len, timeout_ns);
+	rc = dchan__check_local(ch);
+	if (rc < 0)
+		return rc;
+	if (len > ch->slot_size)
+		return dchan__send_copy(ch, buf, len, timeout_ns);
+	rc = dchan__put_wait(ch, timeout_ns, &c);
+	if (rc < 0)
+		return rc;
+	dchan__fill_inline(c.slot, buf, len);
+	dchan__put_publish(ch, &c);
+	return 0;
+}
+
+DCHAN_EXPORT int dchan_send_zc(dchan_t *ch, void *ptr, size_t len,
+			       uint64_t timeout_ns)
+{
+	int rc;
+
+	if (!ch || !ptr)
+		return dchan__fail(-EINVAL, "NULL channel or allocation");
+	if (ch->remote)
+		return dchan__fail(-DCHAN_E_REMOTE, "zero-copy send to a "
+				   "channel on another node");
+	rc = dchan__check_local(ch);
+	if (rc < 0)
+		return rc;
+	return dchan__send_alloc(ch, ptr, len, timeout_ns);
+}

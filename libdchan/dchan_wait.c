@@ -1,0 +1,154 @@
+/*
+ * Blocking: how send and receive wait for room or for a message.
+ *
+ * First the ring itself is polled for a short while (dchan__spin_ns):
+ * a waiter that has not registered costs the peer no wake-up call.  Then
+ * the waiter registers in the header's waiter count, re-checks, and sleeps
+ * on the header's sequence word through dmem_futex_wait.  A peer that
+ * publishes (dchan_ring.c) bumps the word and wakes only when the count is
+ * non-zero.  When the slot in the way is claimed by another process, the
+ * sleep is bounded so that a dead owner is noticed and its slot recovered.
+ */
+#include "config.h"
+#include "dchan_private.h"
+
+#include <sched.h>
+
+#define DCHAN__STUCK_NS 1000000ull /* re-check a claimed slot's owner */
+
+typedef int (*dchan__try_fn)(dchan_t *ch, size_t maxlen, bool peek,
+			     struct dchan__claim *c);
+
+static int dchan__try_put(dchan_t *ch, size_t maxlen, bool peek,
+			  struct dchan__claim *c)
+{
+	return dchan__put_claim(ch, c);
+}
+
+static inline void dchan__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* Poll the ring for up to the spin budget. */
+static int dchan__spin(dchan_t *ch, dchan__try_fn try, size_t maxlen,
+		       bool peek, struct dchan__claim *c)
+{
+	uint64_t budget = dchan__spin_ns(), start;
+	int rc = -EAGAIN;
+
+	if (!budget)
+		return rc;
+	start = dchan__now_ns();
+	for (unsigned i = 1;; i++) {
+		dchan__cpu_relax();
+		rc = try(ch, maxlen, peek, c);
+		if (rc != -EAGAIN)
+			return rc;
+		if (i % 64 == 0 && dchan__now_ns() - start > budget)
+			return rc;
+	}
+}
+
+/* Sleep until *word moves from v, the deadline, or (when the way is
+ * blocked by a claimed slot) a short bound. */
+static int dchan__sleep(uint32_t *word, uint32_t v,
+			const struct timespec *deadline, bool stuck)
+{
+	struct timespec shortdl;
+
+	if (stuck) {
+		dmem_deadline_after(DCHAN__STUCK_NS, &shortdl);
+		if (!deadline || shortdl.tv_sec < deadline->tv_sec ||
+		    (shortdl.tv_sec == deadline->tv_sec &&
+		     shortdl.tv_nsec < deadline->tv_nsec))
+			deadline = &shortdl;
+	}
+	return dmem_futex_wait(word, v, deadline);
+}
+
+static int dchan__block(dchan_t *ch, dchan__try_fn try, size_t maxlen,
+			bool peek, uint64_t timeout_ns, struct dchan__claim *c,
+			uint32_t *word, uint32_t *waiters)
+{
+	const struct timespec *dlp;
+	struct timespec dl;
+	int rc;
+
+	rc = dchan__deadline(timeout_ns, &dl, &dlp);
+	if (rc < 0)
+		return rc;
+	rc = dchan__spin(ch, try, maxlen, peek, c);
+	while (rc == -EAGAIN) {
+		uint32_t v;
+
+		DCHAN__ADD(waiters, 1);
+		v = __atomic_load_n(word, __ATOMIC_SEQ_CST);
+		rc = try(ch, maxlen, peek, c);
+		if (rc == -EAGAIN && c->blocker && dchan__recover(ch, c))
+			rc = try(ch, maxlen, peek, c);
+		if (rc == -EAGAIN && DCHAN__LOADR(&ch->hdr->destroyed))
+			rc = -DCHAN_E_DESTROYED;
+		if (rc == -EAGAIN && dchan__expired(dlp))
+			rc = -ETIMEDOUT;
+		if (rc == -EAGAIN)
+			dchan__sleep(word, v, dlp, c->blocker != 0);
+		DCHAN__SUB(waiters, 1);
+		/* a wake-up this waiter will not use goes to the next one */
+		if (rc != -EAGAIN && rc != 0 &&
+		    __atomic_load_n(word, __ATOMIC_RELAXED) != v)
+			dmem_futex_wake(word, 1);
+	}
+	return rc;
+}
+
+static int dchan__wait_error(dchan_t *ch, int rc, const char *what)
+{
+	if (rc == -ETIMEDOUT || rc == -EAGAIN)
+		return dchan__fail(rc, "channel %016llx: %s",
+				   (unsigned long long)ch->desc.chan_uid, what);
+	if (rc == -DCHAN_E_DESTROYED)
+		return dchan__fail(rc, "channel %016llx was destroyed while "
+				       "waiting",
+				   (unsigned long long)ch->desc.chan_uid);
+	return rc;
+}
+
+/* Claim a slot to write, waiting up to timeout_ns. */
+int dchan__put_wait(dchan_t *ch, uint64_t timeout_ns, struct dchan__claim *c)
+{
+	int rc = dchan__put_claim(ch, c);
+
+	if (rc == -EAGAIN && c->blocker && dchan__recover(ch, c))
+		rc = dchan__put_claim(ch, c);
+	if (rc == -EAGAIN && timeout_ns)
+		rc = dchan__block(ch, dchan__try_put, 0, false, timeout_ns, c,
+				  &ch->hdr->space_seq, &ch->hdr->send_waiters);
+	if (rc < 0)
+		return dchan__wait_error(ch, rc, "full");
+	return rc;
+}
+
+/* Claim the oldest message, waiting up to timeout_ns. */
+int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek,
+		    uint64_t timeout_ns, struct dchan__claim *c)
+{
+	int rc = dchan__get_claim(ch, maxlen, peek, c);
+
+	if (rc == -EAGAIN && c->blocker && dchan__recover(ch, c))
+		rc = dchan__get_claim(ch, maxlen, peek, c);
+	if (rc == -EAGAIN && timeout_ns)
+		rc = dchan__block(ch, dchan__get_claim, maxlen, peek,
+				  timeout_ns, c, &ch->hdr->data_seq,
+				  &ch->hdr->recv_waiters);
+	if (rc == -EMSGSIZE)
+		return dchan__fail(rc, "channel %016llx: the next message is "
+				       "longer than the %zu-byte buffer",
+				   (unsigned long long)ch->desc.chan_uid,
+				   maxlen);
+	if (rc < 0)
+		return dchan__wait_error(ch, rc, "empty");
+	return rc;
+}
