@@ -3,15 +3,124 @@
  * headers: the extension is compiled against them, so a mismatch is a
  * compile error, not a silent ABI break. */
 
+typedef int... pid_t;
+struct timespec { long tv_sec; long tv_nsec; ...; };
+
+/* ---- libdmem ------------------------------------------------------------ */
+
 unsigned dmem_version(void);
 const char *dmem_strerror(int err);
 const char *dmem_errmsg(void);
+uint64_t dmem_node_id(void);
+
+#define DMEM_ERRBASE 1000
+#define DMEM_SEGNAME_MAX 192
+#define DMEM_POOL_DESC_TEXT_MAX 288
+#define DMEM_ALLOC_DESC_TEXT_MAX 160
+#define DMEM_POOL_ATTR_INSTANCE 1
+#define DMEM_POOL_ATTR_FLAGS 2
+#define DMEM_POOL_F_REPLACE 1
+#define DMEM_OWNER_NONE 0
+
+enum dmem_error {
+	DMEM_E_NOSPACE, DMEM_E_TOOBIG, DMEM_E_BADMAGIC, DMEM_E_VERSION,
+	DMEM_E_CORRUPT, DMEM_E_STALE, DMEM_E_FOREIGN, DMEM_E_SHMSMALL,
+	DMEM_E_ENV, DMEM_E_NOTOWNER
+};
+
+typedef struct dmem_pool_desc {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t reserved0;
+	uint64_t node_id;
+	uint64_t pool_uid;
+	uint64_t size;
+	char segname[192];
+	uint64_t check;
+} dmem_pool_desc_t;
+
+typedef struct dmem_alloc_desc {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t reserved0;
+	uint64_t node_id;
+	uint64_t pool_uid;
+	uint64_t offset;
+	uint64_t size;
+	uint64_t generation;
+	uint64_t check;
+} dmem_alloc_desc_t;
+
+int dmem_pool_desc_serialize(const dmem_pool_desc_t *desc, void *buf, size_t len);
+int dmem_pool_desc_deserialize(const void *buf, size_t len, dmem_pool_desc_t *desc_out);
+int dmem_pool_desc_to_text(const dmem_pool_desc_t *desc, char *buf, size_t len);
+int dmem_pool_desc_from_text(const char *text, dmem_pool_desc_t *desc_out);
+int dmem_alloc_desc_serialize(const dmem_alloc_desc_t *desc, void *buf, size_t len);
+int dmem_alloc_desc_deserialize(const void *buf, size_t len, dmem_alloc_desc_t *desc_out);
+int dmem_alloc_desc_to_text(const dmem_alloc_desc_t *desc, char *buf, size_t len);
+int dmem_alloc_desc_from_text(const char *text, dmem_alloc_desc_t *desc_out);
+
+typedef struct dmem_pool dmem_pool_t;
+
+typedef struct dmem_pool_attr {
+	uint64_t field_mask;
+	const char *instance;
+	uint32_t flags;
+	uint32_t reserved0;
+	uint64_t reserved[6];
+} dmem_pool_attr_t;
+
+int dmem_pool_create(const char *name, size_t size, const dmem_pool_attr_t *attr,
+		     dmem_pool_t **pool_out);
+int dmem_pool_destroy(dmem_pool_t *pool);
+int dmem_pool_attach(const dmem_pool_desc_t *desc, dmem_pool_t **pool_out);
+int dmem_pool_detach(dmem_pool_t *pool);
+int dmem_pool_desc_get(const dmem_pool_t *pool, dmem_pool_desc_t *desc_out);
+
+typedef struct dmem_pool_stats {
+	uint64_t size;
+	uint64_t heap_size;
+	uint64_t free_bytes;
+	uint64_t largest_free;
+	uint64_t live_allocs;
+	uint64_t free_blocks;
+	uint64_t recoveries;
+	uint64_t reserved[9];
+} dmem_pool_stats_t;
+
+int dmem_pool_stats(dmem_pool_t *pool, dmem_pool_stats_t *stats_out);
+int dmem_pool_check(dmem_pool_t *pool);
+void *dmem_pool_base(const dmem_pool_t *pool);
+size_t dmem_pool_size(const dmem_pool_t *pool);
+uint64_t dmem_pool_offset(const dmem_pool_t *pool, const void *ptr);
+void *dmem_pool_ptr(const dmem_pool_t *pool, uint64_t offset);
+int dmem_pool_reclaim(dmem_pool_t *pool, pid_t pid, size_t *nfreed_out);
+
+int dmem_alloc(dmem_pool_t *pool, size_t size, size_t align, void **ptr_out);
+int dmem_alloc_timed(dmem_pool_t *pool, size_t size, size_t align,
+		     const struct timespec *deadline, void **ptr_out);
+int dmem_free(dmem_pool_t *pool, void *ptr);
+int dmem_alloc_free(dmem_pool_t *pool, const dmem_alloc_desc_t *desc);
+int dmem_alloc_desc_get(dmem_pool_t *pool, const void *ptr, dmem_alloc_desc_t *desc_out);
+int dmem_alloc_attach(dmem_pool_t *pool, const dmem_alloc_desc_t *desc, void **ptr_out);
+int dmem_alloc_chown(dmem_pool_t *pool, void *ptr, pid_t new_owner);
+int dmem_alloc_owner(dmem_pool_t *pool, const void *ptr, pid_t *owner_out);
+
+int dmem_deadline_after(uint64_t timeout_ns, struct timespec *deadline_out);
+int dmem_futex_wait(uint32_t *addr, uint32_t expected, const struct timespec *deadline);
+int dmem_futex_wake(uint32_t *addr, int n);
+
+/* ---- libdchan ----------------------------------------------------------- */
 
 unsigned dchan_version(void);
 const char *dchan_strerror(int err);
 
+/* ---- libdtransport ------------------------------------------------------ */
+
 unsigned dtrans_version(void);
 const char *dtrans_strerror(int err);
+
+/* ---- libdlaunch --------------------------------------------------------- */
 
 unsigned dlaunch_version(void);
 const char *dlaunch_strerror(int err);

@@ -1,11 +1,25 @@
 """Dragon: a distributed runtime for processes, memory and messages.
 
-``import dragon`` makes the Dragon machinery available to Python.  The
-package is a thin layer over the C libraries libdmem, libdchan,
+``import dragon`` makes the Dragon machinery available to Python and
+registers the 'dragon' multiprocessing start method::
+
+    import dragon
+    import multiprocessing as mp
+
+    if __name__ == "__main__":
+        mp.set_start_method("dragon")
+        with mp.Pool(4) as pool:
+            print(pool.map(abs, range(-4, 4)))
+
+The package is a thin layer over the C libraries libdmem, libdchan,
 libdtransport and libdlaunch, reached through a cffi extension compiled
-against their public headers.
+against their public headers.  Below the context there is a small direct
+API: :mod:`dragon.mem` (pools and allocations) and :mod:`dragon.channels`
+(channels).
 """
 from ._dragon_cffi import ffi as _ffi, lib as _lib
+from ._errors import DragonError, PoolFullError, strerror
+from . import context as _context
 
 
 def _version_string(number):
@@ -23,7 +37,7 @@ library_versions = {
     "libdlaunch": _version_string(_lib.dlaunch_version()),
 }
 
+_context.register()
 
-def strerror(code):
-    """Text of a negative error code returned by any Dragon library."""
-    return _ffi.string(_lib.dlaunch_strerror(int(code))).decode()
+__all__ = ["DragonError", "PoolFullError", "strerror", "__version__",
+           "library_versions"]

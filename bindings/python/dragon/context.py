@@ -1,0 +1,104 @@
+"""The 'dragon' start method: a multiprocessing context beside fork, spawn
+and forkserver.
+
+Importing dragon registers it: ``multiprocessing.get_context('dragon')``,
+``multiprocessing.set_start_method('dragon')`` and
+``multiprocessing.get_all_start_methods()`` know it.  The other contexts are
+left as they are, so one program may use several at once.  The default
+context (the functions of the multiprocessing module itself) hands its
+factories to the 'dragon' context while 'dragon' is the start method.
+"""
+import multiprocessing
+from multiprocessing import context as _mpctx, process
+
+__all__ = ["DragonContext", "DragonProcess", "register"]
+
+
+class DragonProcess(process.BaseProcess):
+    """A process started by the Dragon runtime with spawn semantics."""
+
+    _start_method = "dragon"
+
+    @staticmethod
+    def _Popen(process_obj):
+        from ._popen import Popen
+        return Popen(process_obj)
+
+    @staticmethod
+    def _after_fork():
+        pass
+
+
+class DragonContext(_mpctx.BaseContext):
+    """multiprocessing's context API on Dragon's runtime, channels and
+    pools."""
+
+    _name = "dragon"
+    Process = DragonProcess
+
+    def RawValue(self, typecode_or_type, *args):
+        """A shared ctypes object in pool memory."""
+        from .sharedctypes import RawValue
+        return RawValue(typecode_or_type, *args)
+
+    def RawArray(self, typecode_or_type, size_or_initializer):
+        """A shared ctypes array in pool memory."""
+        from .sharedctypes import RawArray
+        return RawArray(typecode_or_type, size_or_initializer)
+
+    def Value(self, typecode_or_type, *args, lock=True):
+        """A synchronized shared ctypes object in pool memory."""
+        from .sharedctypes import Value
+        return Value(typecode_or_type, *args, lock=lock, ctx=self.get_context())
+
+    def Array(self, typecode_or_type, size_or_initializer, *, lock=True):
+        """A synchronized shared ctypes array in pool memory."""
+        from .sharedctypes import Array
+        return Array(typecode_or_type, size_or_initializer, lock=lock,
+                     ctx=self.get_context())
+
+
+# Factories the default context forwards to the 'dragon' context while it
+# is the start method (every other method keeps stock behaviour).
+_FORWARDED = ("Pipe", "Lock", "RLock", "Condition", "Semaphore",
+              "BoundedSemaphore", "Event", "Barrier", "Queue",
+              "JoinableQueue", "SimpleQueue", "Pool", "RawValue", "RawArray",
+              "Value", "Array", "Manager")
+
+
+def _forwarder(name):
+    base = getattr(_mpctx.BaseContext, name)
+
+    def method(self, *args, **kwds):
+        ctx = self.get_context()
+        if isinstance(ctx, DragonContext):
+            return getattr(ctx, name)(*args, **kwds)
+        return base(self, *args, **kwds)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = base.__doc__
+    return method
+
+
+def register():
+    """Make 'dragon' a start method of this interpreter (idempotent)."""
+    if "dragon" in _mpctx._concrete_contexts:
+        return _mpctx._concrete_contexts["dragon"]
+    ctx = DragonContext()
+    _mpctx._concrete_contexts["dragon"] = ctx
+    default = _mpctx._default_context
+    stock = type(default)
+
+    def get_all_start_methods(self):
+        methods = stock.get_all_start_methods(self)
+        return methods + ["dragon"] if "dragon" not in methods else methods
+
+    attrs = {name: _forwarder(name) for name in _FORWARDED}
+    attrs["get_all_start_methods"] = get_all_start_methods
+    attrs["__doc__"] = stock.__doc__
+    default.__class__ = type("DefaultContext", (stock,), attrs)
+    # The module-level functions of multiprocessing are bound methods of
+    # the default context: bind them again to see the methods above.
+    for name in list(_FORWARDED) + ["get_all_start_methods"]:
+        if getattr(multiprocessing, name, None) is not None:
+            setattr(multiprocessing, name, getattr(default, name))
+    return ctx

@@ -1,0 +1,308 @@
+"""Shared-memory pools and their allocations (libdmem).
+
+A :class:`Pool` is a POSIX shared-memory segment that any process on the
+node can map.  :meth:`Pool.alloc` hands out blocks of it as
+:class:`Allocation` objects whose :attr:`~Allocation.view` is a writable
+memoryview of the shared bytes.  Pools and allocations pickle as their
+descriptors, so passing one to another process (a Process argument, a
+message on a Queue) attaches the same memory there::
+
+    from dragon.mem import Pool
+    with Pool.create("scratch", 1 << 20) as pool:
+        a = pool.alloc(100)
+        a.view[:5] = b"hello"
+        ...
+        a.free()
+
+Every process using a pool holds its own mapping; the creator removes the
+segment with :meth:`Pool.destroy`, the others let go of their mapping with
+:meth:`Pool.detach`.
+"""
+from ._dragon_cffi import ffi, lib
+from ._errors import check, make_error, PoolFullError, DragonError  # noqa: F401
+
+__all__ = ["Pool", "Allocation", "PoolFullError", "DragonError", "node_id"]
+
+
+def node_id():
+    """The 64-bit id of this host (DRAGON_NODE_ID overrides it)."""
+    return int(lib.dmem_node_id())
+
+
+def _deadline(timeout):
+    if timeout is None:
+        return ffi.NULL
+    ts = ffi.new("struct timespec *")
+    check(lib.dmem_deadline_after(max(0, int(timeout * 1e9)), ts))
+    return ts
+
+
+class Pool:
+    """This process's mapping of a shared-memory pool.
+
+    Make one with :meth:`create` or :meth:`attach`; the constructor is not
+    for direct use.
+    """
+
+    __slots__ = ("_pool", "_owner", "_desc", "__weakref__")
+
+    def __init__(self, handle, owner):
+        self._pool = handle
+        self._owner = owner
+        d = ffi.new("dmem_pool_desc_t *")
+        check(lib.dmem_pool_desc_get(handle, d), "reading the pool descriptor")
+        self._desc = bytes(ffi.buffer(d))
+
+    @classmethod
+    def create(cls, name, size=0, *, instance=None, replace=False):
+        """Create a pool /dev/shm/dragon.<user>.<instance>.<name> of size
+        bytes (0: $DRAGON_DEFAULT_SEG_SZ, default 4 GiB, sparse).  This
+        process owns it: :meth:`destroy` removes it."""
+        attr = ffi.new("dmem_pool_attr_t *")
+        keep = None
+        if instance is not None:
+            keep = ffi.new("char[]", instance.encode())
+            attr.field_mask |= lib.DMEM_POOL_ATTR_INSTANCE
+            attr.instance = keep
+        if replace:
+            attr.field_mask |= lib.DMEM_POOL_ATTR_FLAGS
+            attr.flags = lib.DMEM_POOL_F_REPLACE
+        out = ffi.new("dmem_pool_t **")
+        check(lib.dmem_pool_create(name.encode(), int(size), attr, out),
+              "creating pool %r" % name)
+        del keep
+        return cls(out[0], True)
+
+    @classmethod
+    def attach(cls, descriptor):
+        """Map the pool named by descriptor (bytes from :attr:`descriptor`
+        or the text form from :attr:`text_descriptor`)."""
+        d = ffi.new("dmem_pool_desc_t *")
+        if isinstance(descriptor, str):
+            check(lib.dmem_pool_desc_from_text(descriptor.encode(), d),
+                  "parsing pool descriptor %r" % descriptor)
+        else:
+            b = bytes(descriptor)
+            check(lib.dmem_pool_desc_deserialize(b, len(b), d), "reading pool descriptor")
+        out = ffi.new("dmem_pool_t **")
+        check(lib.dmem_pool_attach(d, out), "attaching pool")
+        return cls(out[0], False)
+
+    # -- identity ---------------------------------------------------------
+
+    @property
+    def descriptor(self):
+        """The pool's descriptor as bytes (for :meth:`attach`)."""
+        return self._desc
+
+    @property
+    def text_descriptor(self):
+        """The descriptor's text form, for environment variables."""
+        d = ffi.from_buffer("dmem_pool_desc_t *", self._desc)
+        buf = ffi.new("char[]", lib.DMEM_POOL_DESC_TEXT_MAX)
+        check(lib.dmem_pool_desc_to_text(d, buf, len(buf)))
+        return ffi.string(buf).decode()
+
+    @property
+    def name(self):
+        """The segment's name in /dev/shm."""
+        return ffi.string(ffi.from_buffer("dmem_pool_desc_t *", self._desc).segname).decode()
+
+    @property
+    def size(self):
+        """Size of the segment in bytes."""
+        return ffi.from_buffer("dmem_pool_desc_t *", self._desc).size
+
+    @property
+    def is_owner(self):
+        """True in the process that created the pool."""
+        return self._owner
+
+    @property
+    def handle(self):
+        """The dmem_pool_t * (cffi pointer) for calls into the C libraries."""
+        self._check_open()
+        return self._pool
+
+    def _check_open(self):
+        if self._pool is None:
+            raise ValueError("pool is closed")
+
+    def stats(self):
+        """A dict of the allocator's accounting: size, heap_size,
+        free_bytes, largest_free, live_allocs, free_blocks, recoveries."""
+        s = ffi.new("dmem_pool_stats_t *")
+        check(lib.dmem_pool_stats(self.handle, s), "pool stats")
+        return {k: getattr(s, k) for k in ("size", "heap_size", "free_bytes",
+                                           "largest_free", "live_allocs",
+                                           "free_blocks", "recoveries")}
+
+    def check(self):
+        """Verify every heap invariant; raises DragonError on corruption."""
+        check(lib.dmem_pool_check(self.handle), "pool check")
+
+    def reclaim(self, pid):
+        """Free every allocation owned by the (exited) process pid; returns
+        how many were freed."""
+        n = ffi.new("size_t *")
+        check(lib.dmem_pool_reclaim(self.handle, pid, n), "reclaim")
+        return n[0]
+
+    # -- allocations ------------------------------------------------------
+
+    def alloc(self, size, align=0, timeout=0):
+        """Allocate size bytes (aligned to align, 0 meaning 16).
+
+        timeout: 0 fails at once when the pool is full (PoolFullError);
+        a number of seconds waits that long for space (then TimeoutError);
+        None waits until space is freed.  A request that can never fit
+        raises PoolFullError at once."""
+        out = ffi.new("void **")
+        if timeout == 0:
+            rc = lib.dmem_alloc(self.handle, size, align, out)
+        else:
+            rc = lib.dmem_alloc_timed(self.handle, size, align, _deadline(timeout), out)
+        if rc < 0:
+            raise make_error(rc, "allocating %d bytes from pool %s" % (size, self.name))
+        return Allocation(self, out[0], size)
+
+    def attach_alloc(self, descriptor):
+        """The allocation named by descriptor (from
+        :attr:`Allocation.descriptor`), in this pool."""
+        d = ffi.new("dmem_alloc_desc_t *")
+        b = bytes(descriptor)
+        check(lib.dmem_alloc_desc_deserialize(b, len(b), d), "reading allocation descriptor")
+        out = ffi.new("void **")
+        check(lib.dmem_alloc_attach(self.handle, d, out), "attaching allocation")
+        return Allocation(self, out[0], d.size)
+
+    # -- lifetime ---------------------------------------------------------
+
+    def detach(self):
+        """Unmap the pool in this process; the segment stays."""
+        if self._pool is not None:
+            p, self._pool = self._pool, None
+            check(lib.dmem_pool_detach(p), "detaching pool")
+
+    def destroy(self):
+        """Unmap the pool and remove its segment (others' mappings stay
+        valid until they detach)."""
+        if self._pool is not None:
+            p, self._pool = self._pool, None
+            check(lib.dmem_pool_destroy(p), "destroying pool")
+
+    def close(self):
+        """destroy() in the creating process, detach() elsewhere."""
+        if self._owner:
+            self.destroy()
+        else:
+            self.detach()
+
+    @property
+    def closed(self):
+        return self._pool is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __reduce__(self):
+        return (_attach_pool, (self._desc,))
+
+    def __repr__(self):
+        return "<dragon.mem.Pool %s size=%d%s>" % (
+            self.name, self.size, " closed" if self._pool is None else "")
+
+
+_attached = {}
+
+
+def _attach_pool(desc):
+    """Unpickling a Pool: one mapping per process and pool."""
+    import weakref
+    ref = _attached.get(desc)
+    pool = ref() if ref is not None else None
+    if pool is None or pool.closed:
+        from . import runtime
+        rt = runtime.current(start=False)
+        if rt is not None and rt.pool.descriptor == desc:
+            return rt.pool
+        pool = Pool.attach(desc)
+        _attached[desc] = weakref.ref(pool)
+    return pool
+
+
+class Allocation:
+    """A block of pool memory.  :attr:`view` is a writable memoryview of its
+    bytes.  The block lives until :meth:`free` is called (by this or any
+    other process holding it); pickling passes its descriptor."""
+
+    __slots__ = ("pool", "_ptr", "size", "_view", "__weakref__")
+
+    def __init__(self, pool, ptr, size):
+        self.pool = pool
+        self._ptr = ptr
+        self.size = size
+        self._view = memoryview(ffi.buffer(ptr, size))
+
+    @property
+    def view(self):
+        """Writable memoryview of the allocation's bytes."""
+        if self._view is None:
+            raise ValueError("allocation was freed")
+        return self._view
+
+    @property
+    def address(self):
+        """Where the block is mapped in this process (an int)."""
+        return int(ffi.cast("uintptr_t", self._ptr))
+
+    @property
+    def ptr(self):
+        """The block as a cffi void * (for calls into the C libraries)."""
+        return self._ptr
+
+    @property
+    def offset(self):
+        """Offset of the block from the pool's base."""
+        return lib.dmem_pool_offset(self.pool.handle, self._ptr)
+
+    @property
+    def descriptor(self):
+        """The allocation's descriptor as bytes (for Pool.attach_alloc)."""
+        d = ffi.new("dmem_alloc_desc_t *")
+        check(lib.dmem_alloc_desc_get(self.pool.handle, self._ptr, d), "allocation descriptor")
+        return bytes(ffi.buffer(d))
+
+    def free(self):
+        """Return the block to its pool."""
+        if self._view is not None:
+            v, self._view = self._view, None
+            try:
+                v.release()
+            except BufferError:
+                pass
+            check(lib.dmem_free(self.pool.handle, self._ptr), "freeing allocation")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.free()
+
+    def __len__(self):
+        return self.size
+
+    def __reduce__(self):
+        return (_attach_alloc, (self.pool, self.descriptor))
+
+    def __repr__(self):
+        return "<dragon.mem.Allocation %d bytes at offset %d of %s>" % (
+            self.size, self.offset, self.pool.name)
+
+
+def _attach_alloc(pool, desc):
+    return pool.attach_alloc(desc)
+
