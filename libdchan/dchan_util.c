@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -108,23 +109,31 @@ bool dchan__expired(const struct timespec *dl)
 	       (now.tv_sec == dl->tv_sec && now.tv_nsec >= dl->tv_nsec);
 }
 
-/*
- * How long a blocked operation polls the ring itself before it registers
- * as a waiter.  A waiter that is not registered costs its peer no wake-up
- * system call, which is what keeps a continuous ping-pong under a
- * microsecond; on one core spinning only delays the peer, so it is off.
- * DRAGON_DCHAN_SPIN_NS overrides the default.
- */
-uint64_t dchan__spin_ns(void)
+/* Runnable threads on the machine now (4th field of /proc/loadavg). */
+static long dchan__runnable(void)
 {
-	static uint64_t spin = UINT64_MAX;
-	uint64_t v = __atomic_load_n(&spin, __ATOMIC_RELAXED);
-	const char *e;
+	char buf[128];
+	long r = -1;
+	int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
 
-	if (v != UINT64_MAX)
-		return v;
-	v = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 20000 : 0;
-	e = getenv("DRAGON_DCHAN_SPIN_NS");
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n > 0) {
+		buf[n] = '\0';
+		if (sscanf(buf, "%*s %*s %*s %ld/", &r) != 1)
+			r = -1;
+	}
+	return r;
+}
+
+static uint64_t dchan__spin_default(void)
+{
+	const char *e = getenv("DRAGON_DCHAN_SPIN_NS");
+	uint64_t v = 20000;
+
 	if (e && *e) {
 		char *end;
 		unsigned long long x = strtoull(e, &end, 10);
@@ -132,6 +141,43 @@ uint64_t dchan__spin_ns(void)
 		if (*end == '\0' && x < 1000000000ull)
 			v = x;
 	}
-	__atomic_store_n(&spin, v, __ATOMIC_RELAXED);
 	return v;
+}
+
+/*
+ * How long a blocked operation polls the ring itself before it registers
+ * as a waiter.  A waiter that is not registered costs its peer no wake-up
+ * system call, which is what keeps a continuous ping-pong under a
+ * microsecond.  Spinning pays only while the peer runs on another core:
+ * it is off on one core and while more threads are runnable than there are
+ * cores (sampled every 50 ms).  DRAGON_DCHAN_SPIN_NS sets the length.
+ */
+uint64_t dchan__spin_ns(void)
+{
+	static uint64_t spin = UINT64_MAX, sampled, ncpu;
+	static int crowded;
+	uint64_t now = dchan__now_ns();
+
+	if (__atomic_load_n(&spin, __ATOMIC_RELAXED) == UINT64_MAX) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+
+		__atomic_store_n(&ncpu, c > 0 ? (uint64_t)c : 1,
+				 __ATOMIC_RELAXED);
+		__atomic_store_n(&spin, dchan__spin_default(),
+				 __ATOMIC_RELAXED);
+	}
+	if (__atomic_load_n(&ncpu, __ATOMIC_RELAXED) < 2)
+		return 0;
+	if (now - __atomic_load_n(&sampled, __ATOMIC_RELAXED) > 50000000ull) {
+		long r = dchan__runnable();
+
+		__atomic_store_n(&sampled, now, __ATOMIC_RELAXED);
+		__atomic_store_n(&crowded,
+				 r < 0 || (uint64_t)r > __atomic_load_n(
+						 &ncpu, __ATOMIC_RELAXED),
+				 __ATOMIC_RELAXED);
+	}
+	if (__atomic_load_n(&crowded, __ATOMIC_RELAXED))
+		return 0;
+	return __atomic_load_n(&spin, __ATOMIC_RELAXED);
 }

@@ -1,0 +1,166 @@
+/*
+ * libdchan: processes killed with SIGKILL in the middle of sends and
+ * receives.  Survivors are never held up for more than a second, and after
+ * the dead are reclaimed the channel and the pool account for every slot
+ * and every allocation.
+ */
+#include "dchan_test.h"
+
+#include <sys/mman.h>
+#include <time.h>
+
+#define NWORK 4
+#define SEC 1000000000ull
+
+struct board {
+	uint32_t stop;
+	uint32_t pad;
+	uint64_t ops[NWORK];
+};
+
+/* Producers (even ids) and consumers (odd ids) until told to stop; every
+ * operation has a timeout well under a second. */
+static int worker(dchan_t *ch, struct board *b, int id, uint64_t seed)
+{
+	static unsigned char buf[8192];
+	size_t len;
+
+	while (!__atomic_load_n(&b->stop, __ATOMIC_RELAXED)) {
+		int rc;
+
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		if (id % 2 == 0) {
+			len = (seed >> 33) % 3 ? 24 : 300 + (seed >> 40) % 7000;
+			rc = dchan_send(ch, buf, len, 20000000);
+		} else if ((seed >> 33) % 5 == 0) {
+			rc = dchan_peek(ch, buf, sizeof buf, 20000000, &len);
+		} else if ((seed >> 33) % 7 == 0) {
+			dchan_msg_t m;
+
+			rc = dchan_recv_zc(ch, 20000000, &m);
+			if (rc == 0)
+				rc = dchan_msg_release(&m);
+		} else {
+			rc = dchan_recv(ch, buf, sizeof buf, 20000000, &len);
+		}
+		if (rc != 0 && rc != -ETIMEDOUT)
+			return 30;
+		__atomic_fetch_add(&b->ops[id], 1, __ATOMIC_RELAXED);
+	}
+	return 0;
+}
+
+/* Reap pid, waiting at most `ns`; kill it and fail if it takes longer. */
+static int reap_within(pid_t pid, uint64_t ns)
+{
+	uint64_t t0 = 0;
+	struct timespec ts;
+	int st;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t0 = (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec;
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st)
+					     : 128 + WTERMSIG(st);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		if ((uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec - t0 > ns) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			return -1;
+		}
+		usleep(1000);
+	}
+}
+
+/* The channel works at full capacity, in order, and is empty after. */
+static void check_channel_whole(dchan_t *ch, uint32_t cap)
+{
+	unsigned char buf[8192];
+	size_t len;
+	int rc;
+
+	/* drain what the dead left behind, never waiting long */
+	while ((rc = dchan_recv(ch, buf, sizeof buf, 0, &len)) == 0)
+		;
+	ck_assert_int_eq(rc, -EAGAIN);
+	for (uint32_t i = 0; i < cap; i++)
+		ck_assert_msg(dchan_send(ch, &i, sizeof i, SEC) == 0,
+			      "slot %u lost for good: %s", i, dchan_errmsg());
+	ck_assert_int_eq(dchan_send(ch, buf, 4, 0), -EAGAIN);
+	for (uint32_t i = 0; i < cap; i++) {
+		uint32_t v;
+
+		ck_assert_int_eq(dchan_recv(ch, &v, sizeof v, SEC, &len), 0);
+		ck_assert_uint_eq(v, i);
+	}
+	ck_assert_int_eq(dchan_count(ch), 0);
+}
+
+static void one_trial(dmem_pool_t *pool, dchan_t *ch, struct board *b,
+		      uint64_t seed, uint64_t live0)
+{
+	pid_t pid[NWORK];
+	int nkill = 1 + (int)(seed % NWORK);
+
+	memset(b, 0, sizeof *b);
+	for (int i = 0; i < NWORK; i++) {
+		pid[i] = fork();
+		ck_assert_int_ge(pid[i], 0);
+		if (pid[i] == 0)
+			_exit(worker(ch, b, i, seed + (uint64_t)i * 977));
+	}
+	usleep(200 + (useconds_t)(seed % 3000));
+	for (int i = 0; i < nkill; i++)
+		kill(pid[(seed / 7 + (uint64_t)i) % NWORK], SIGKILL);
+	/* the survivors keep going, then stop within a second */
+	usleep(2000);
+	__atomic_store_n(&b->stop, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < NWORK; i++) {
+		int st = reap_within(pid[i], SEC + SEC / 2);
+
+		ck_assert_msg(st == 0 || st == 128 + SIGKILL,
+			      "worker %d: status %d (wedged if -1)", i, st);
+		T_OK(dmem_pool_reclaim(pool, pid[i], NULL));
+	}
+	check_channel_whole(ch, 8);
+	ck_assert_uint_eq(t_live(pool), live0);
+	ck_assert_int_eq(dmem_pool_check(pool), 0);
+}
+
+START_TEST(sigkill_at_random_points)
+{
+	uint64_t trials = t_scaled(300, 20), seed = 12345;
+	dmem_pool_t *pool = t_pool("crash", 64u << 20);
+	dchan_t *ch = t_chan(pool, 8, 64);
+	struct board *b = mmap(NULL, sizeof *b, PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint64_t live0 = t_live(pool);
+	dchan_stats_t st;
+
+	ck_assert_ptr_ne(b, MAP_FAILED);
+	for (uint64_t t = 0; t < trials; t++) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		one_trial(pool, ch, b, seed >> 16, live0);
+	}
+	T_OK(dchan_stats(ch, &st));
+	fprintf(stderr, "crash: %llu trials, %llu slots recovered\n",
+		(unsigned long long)trials, (unsigned long long)st.recovered);
+	munmap(b, sizeof *b);
+	T_OK(dchan_destroy(ch));
+	t_pool_done(pool);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("dchan_crash");
+	TCase *tc = tcase_create("crash");
+
+	tcase_set_timeout(tc, 900);
+	tcase_add_test(tc, sigkill_at_random_points);
+	suite_add_tcase(s, tc);
+	return t_run(s);
+}

@@ -1,0 +1,131 @@
+/*
+ * libdchan: many producer and consumer processes on one channel.  Every
+ * message is received exactly once, and each consumer sees each producer's
+ * messages in the order they were sent.
+ */
+#include "dchan_test.h"
+
+#include <sys/mman.h>
+
+#define NPROD 4
+#define NCONS 4
+#define MAXMSG (64 * 1024)
+
+struct msg_hdr {
+	uint32_t prod;
+	uint32_t pad;
+	uint64_t seq;
+};
+
+
+static size_t msg_size(uint64_t seq, uint32_t prod)
+{
+	uint64_t x = (seq * 2654435761u) ^ (prod * 40503u);
+
+	if (x % 97 == 0)
+		return sizeof(struct msg_hdr) + 1000 + x % (MAXMSG - 1000 -
+						      sizeof(struct msg_hdr));
+	return sizeof(struct msg_hdr) + x % 200;
+}
+
+static int producer(dchan_t *ch, uint32_t id, uint64_t n)
+{
+	unsigned char *buf = malloc(MAXMSG);
+	struct msg_hdr h = { id, 0, 0 };
+
+	for (uint64_t s = 0; s < n; s++) {
+		size_t len = msg_size(s, id);
+
+		h.seq = s;
+		memcpy(buf, &h, sizeof h);
+		t_fill(buf + sizeof h, len - sizeof h, s ^ id);
+		if (dchan_send(ch, buf, len, DCHAN_FOREVER) != 0)
+			return 10;
+	}
+	free(buf);
+	return 0;
+}
+
+/* seen: NPROD bitmaps of n bytes each, shared by all consumers; total:
+ * the shared count of received messages. */
+static int consumer(dchan_t *ch, uint8_t *seen, uint64_t *total, uint64_t n)
+{
+	unsigned char *buf = malloc(MAXMSG);
+	int64_t last[NPROD];
+
+	for (int i = 0; i < NPROD; i++)
+		last[i] = -1;
+	while (__atomic_load_n(total, __ATOMIC_RELAXED) < NPROD * n) {
+		struct msg_hdr h;
+		size_t len;
+		int rc = dchan_recv(ch, buf, MAXMSG, 50000000, &len);
+
+		if (rc == -ETIMEDOUT)
+			continue;
+		if (rc != 0)
+			return 20;
+		memcpy(&h, buf, sizeof h);
+		if (h.prod >= NPROD || h.seq >= n)
+			return 21;
+		if (len != msg_size(h.seq, h.prod))
+			return 22;
+		if (!t_check(buf + sizeof h, len - sizeof h, h.seq ^ h.prod))
+			return 23;
+		if ((int64_t)h.seq <= last[h.prod])
+			return 24; /* reordered */
+		last[h.prod] = (int64_t)h.seq;
+		if (__atomic_exchange_n(&seen[h.prod * n + h.seq], 1,
+					__ATOMIC_RELAXED))
+			return 25; /* duplicate */
+		__atomic_fetch_add(total, 1, __ATOMIC_RELAXED);
+	}
+	free(buf);
+	return 0;
+}
+
+START_TEST(four_by_four_million)
+{
+	uint64_t n = t_scaled(250000, 2000); /* per producer: 1 M in all */
+	dmem_pool_t *pool = t_pool("stress", 512u << 20);
+	dchan_t *ch = t_chan(pool, 64, 0);
+	size_t shsz = NPROD * n + 64;
+	uint8_t *sh = mmap(NULL, shsz, PROT_READ | PROT_WRITE,
+			   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint64_t *total = (uint64_t *)sh, live0 = t_live(pool);
+	pid_t pids[NPROD + NCONS];
+
+	ck_assert_ptr_ne(sh, MAP_FAILED);
+	for (int i = 0; i < NPROD + NCONS; i++) {
+		pids[i] = fork();
+		ck_assert_int_ge(pids[i], 0);
+		if (pids[i] == 0)
+			_exit(i < NPROD ? producer(ch, (uint32_t)i, n)
+					: consumer(ch, sh + 64, total, n));
+	}
+	for (int i = 0; i < NPROD + NCONS; i++)
+		ck_assert_int_eq(t_wait(pids[i]), 0);
+	ck_assert_uint_eq(*total, NPROD * n);
+	for (uint64_t i = 0; i < NPROD * n; i++)
+		ck_assert_msg(sh[64 + i], "message %llu lost",
+			      (unsigned long long)i);
+	ck_assert_int_eq(dchan_count(ch), 0);
+	/* every allocation made for a large message was freed */
+	for (int i = 0; i < NPROD + NCONS; i++)
+		T_OK(dmem_pool_reclaim(pool, pids[i], NULL));
+	ck_assert_uint_eq(t_live(pool), live0);
+	munmap(sh, shsz);
+	T_OK(dchan_destroy(ch));
+	t_pool_done(pool);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("dchan_stress");
+	TCase *tc = tcase_create("stress");
+
+	tcase_set_timeout(tc, 600);
+	tcase_add_test(tc, four_by_four_million);
+	suite_add_tcase(s, tc);
+	return t_run(s);
+}
