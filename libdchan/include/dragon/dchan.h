@@ -266,8 +266,9 @@ DCHAN_EXPORT int dchan_lock_attach(const dchan_desc_t *desc,
 				   dchan_lock_t **lock_out);
 DCHAN_EXPORT int dchan_lock_desc_get(const dchan_lock_t *lock,
 				     dchan_desc_t *desc_out);
-/* -EAGAIN/-ETIMEDOUT when not acquired; -EDEADLK on a non-recursive lock
- * this thread already holds. */
+/* -EAGAIN/-ETIMEDOUT when not acquired (a non-recursive lock that this
+ * thread holds is not acquired again).
+ */
 DCHAN_EXPORT int dchan_lock_acquire(dchan_lock_t *lock, uint64_t timeout_ns);
 /* -EPERM if the caller does not hold it (recursive: not the owner). */
 DCHAN_EXPORT int dchan_lock_release(dchan_lock_t *lock);

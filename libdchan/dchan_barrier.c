@@ -1,0 +1,282 @@
+/*
+ * Barriers, from two channels:
+ *   state    capacity 1: one token {generation, count waiting, broken}; a
+ *            party changes the state by receiving the token and sending
+ *            it back, so the token is the barrier's lock
+ *   release  capacity 2 * parties: {generation, go|broken} messages, one
+ *            for each party that waits, sent by the party that completes
+ *            (or breaks) the generation
+ * A waiter receives release messages until it gets one of its own
+ * generation; one of another generation is put back for its owner.  A
+ * waiter that times out breaks the barrier if its generation is still
+ * open; if the generation closed meanwhile, its message is already on the
+ * way and it takes it.
+ */
+#include "config.h"
+#include "dchan_sync.h"
+
+#include <sched.h>
+#include <stdlib.h>
+
+#define REL_GO 1
+#define REL_BROKEN 2
+
+struct dchan_barrier {
+	dchan_t *state;
+	dchan_t *rel;
+	unsigned parties;
+};
+
+/* state token: a = generation, b = waiting, c = broken */
+
+static int dchan__bar_new(dchan_t *state, dchan_barrier_t **out)
+{
+	dchan_barrier_t *b = calloc(1, sizeof *b);
+	int rc;
+
+	if (!b)
+		return dchan__fail(-ENOMEM, "no memory for a barrier handle");
+	b->state = state;
+	b->parties = (unsigned)state->hdr->aux[0];
+	rc = dchan__sync_sibling(state, 1, &b->rel);
+	if (rc < 0) {
+		free(b);
+		return rc;
+	}
+	*out = b;
+	return 0;
+}
+
+DCHAN_EXPORT int dchan_barrier_create(dmem_pool_t *pool, unsigned parties,
+				      dchan_barrier_t **bar_out)
+{
+	struct dchan__tok t = { 0 };
+	dchan_t *state, *rel;
+	int rc;
+
+	if (!bar_out || parties == 0 || parties > DCHAN_BARRIER_PARTIES_MAX)
+		return dchan__fail(-EINVAL, "a barrier needs 1..%u parties",
+				   DCHAN_BARRIER_PARTIES_MAX);
+	rc = dchan__sync_create(pool, DCHAN__OBJ_BARRIER, 1, &state);
+	if (rc < 0)
+		return rc;
+	rc = dchan__sync_create(pool, DCHAN__OBJ_BARRIER, 2 * parties, &rel);
+	if (rc < 0)
+		goto fail_rel;
+	state->hdr->aux[0] = parties;
+	state->hdr->aux[1] = rel->desc.offset;
+	rc = dchan__tok_send(state, &t, 0);
+	if (rc == 0)
+		rc = dchan__bar_new(state, bar_out);
+	dchan_detach(rel);
+	if (rc == 0)
+		return 0;
+	dchan_destroy(state);
+	return rc;
+fail_rel:
+	dchan_destroy(state);
+	return rc;
+}
+
+DCHAN_EXPORT int dchan_barrier_attach(const dchan_desc_t *desc,
+				      dchan_barrier_t **bar_out)
+{
+	dchan_t *state;
+	int rc;
+
+	if (!bar_out)
+		return dchan__fail(-EINVAL, "NULL output");
+	rc = dchan__sync_attach(desc, DCHAN__OBJ_BARRIER, &state);
+	if (rc < 0)
+		return rc;
+	rc = dchan__bar_new(state, bar_out);
+	if (rc < 0)
+		dchan_detach(state);
+	return rc;
+}
+
+DCHAN_EXPORT int dchan_barrier_desc_get(const dchan_barrier_t *bar,
+					dchan_desc_t *desc_out)
+{
+	if (!bar)
+		return dchan__fail(-EINVAL, "NULL barrier");
+	return dchan_desc_get(bar->state, desc_out);
+}
+
+/* Tell `n` waiters of generation gen how it ended. */
+static int dchan__bar_release(dchan_barrier_t *b, uint64_t gen, uint64_t n,
+			      uint64_t how)
+{
+	struct dchan__tok m = { gen, how, 0, 0 };
+
+	for (uint64_t i = 0; i < n; i++) {
+		int rc = dchan__tok_send(b->rel, &m, DCHAN_FOREVER);
+
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Wait for this generation's message; others' go back for their owners. */
+static int dchan__bar_await(dchan_barrier_t *b, uint64_t gen,
+			    uint64_t timeout_ns)
+{
+	struct dchan__tok m;
+	int rc;
+
+	for (;;) {
+		rc = dchan__tok_recv(b->rel, &m, timeout_ns);
+		if (rc < 0)
+			return rc;
+		if (m.a == gen)
+			return m.b == REL_GO ? 0 : -DCHAN_E_BROKEN;
+		rc = dchan__tok_send(b->rel, &m, DCHAN_FOREVER);
+		if (rc < 0)
+			return rc;
+		sched_yield(); /* let its owner have it */
+	}
+}
+
+/* Our wait timed out: break the generation if it is still open, or take
+ * the message that already closed it. */
+static int dchan__bar_timeout(dchan_barrier_t *b, uint64_t gen)
+{
+	struct dchan__tok t;
+	int rc = dchan__tok_recv(b->state, &t, DCHAN_FOREVER);
+
+	if (rc < 0)
+		return rc;
+	if (t.a == gen && !t.c) {
+		rc = dchan__bar_release(b, gen, t.b - 1, REL_BROKEN);
+		t.b = 0;
+		t.c = 1;
+		dchan__tok_send(b->state, &t, DCHAN_FOREVER);
+		return rc < 0 ? rc : dchan__fail(-ETIMEDOUT, "barrier wait "
+						 "timed out; barrier broken");
+	}
+	rc = dchan__tok_send(b->state, &t, DCHAN_FOREVER);
+	if (rc < 0)
+		return rc;
+	return dchan__bar_await(b, gen, DCHAN_FOREVER);
+}
+
+DCHAN_EXPORT int dchan_barrier_wait(dchan_barrier_t *bar, uint64_t timeout_ns)
+{
+	struct dchan__tok t;
+	uint64_t gen, index;
+	int rc;
+
+	if (!bar)
+		return dchan__fail(-EINVAL, "NULL barrier");
+	rc = dchan__tok_recv(bar->state, &t, DCHAN_FOREVER);
+	if (rc < 0)
+		return rc;
+	if (t.c) {
+		dchan__tok_send(bar->state, &t, DCHAN_FOREVER);
+		return dchan__fail(-DCHAN_E_BROKEN, "barrier is broken");
+	}
+	gen = t.a;
+	index = t.b++;
+	if (t.b == bar->parties) {
+		rc = dchan__bar_release(bar, gen, t.b - 1, REL_GO);
+		t.a++;
+		t.b = 0;
+		dchan__tok_send(bar->state, &t, DCHAN_FOREVER);
+		return rc < 0 ? rc : (int)index;
+	}
+	rc = dchan__tok_send(bar->state, &t, DCHAN_FOREVER);
+	if (rc < 0)
+		return rc;
+	rc = dchan__bar_await(bar, gen, timeout_ns);
+	if (rc == -ETIMEDOUT || rc == -EAGAIN)
+		rc = dchan__bar_timeout(bar, gen);
+	if (rc == -DCHAN_E_BROKEN)
+		return dchan__fail(rc, "barrier broken while waiting");
+	return rc < 0 ? rc : (int)index;
+}
+
+/* Break (reset == false) or reset the barrier; waiters get BROKEN. */
+static int dchan__bar_end(dchan_barrier_t *b, bool reset)
+{
+	struct dchan__tok t;
+	int rc = dchan__tok_recv(b->state, &t, DCHAN_FOREVER);
+
+	if (rc < 0)
+		return rc;
+	if (!t.c || t.b)
+		rc = dchan__bar_release(b, t.a, t.b, REL_BROKEN);
+	t.b = 0;
+	t.c = !reset;
+	if (reset)
+		t.a++;
+	dchan__tok_send(b->state, &t, DCHAN_FOREVER);
+	return rc;
+}
+
+DCHAN_EXPORT int dchan_barrier_abort(dchan_barrier_t *bar)
+{
+	if (!bar)
+		return dchan__fail(-EINVAL, "NULL barrier");
+	return dchan__bar_end(bar, false);
+}
+
+DCHAN_EXPORT int dchan_barrier_reset(dchan_barrier_t *bar)
+{
+	if (!bar)
+		return dchan__fail(-EINVAL, "NULL barrier");
+	return dchan__bar_end(bar, true);
+}
+
+static int dchan__bar_peek(dchan_barrier_t *b, struct dchan__tok *t)
+{
+	if (!b)
+		return dchan__fail(-EINVAL, "NULL barrier");
+	return dchan__tok_peek(b->state, t, DCHAN_FOREVER);
+}
+
+DCHAN_EXPORT int dchan_barrier_n_waiting(dchan_barrier_t *bar)
+{
+	struct dchan__tok t;
+	int rc = dchan__bar_peek(bar, &t);
+
+	return rc < 0 ? rc : (int)t.b;
+}
+
+DCHAN_EXPORT int dchan_barrier_is_broken(dchan_barrier_t *bar)
+{
+	struct dchan__tok t;
+	int rc = dchan__bar_peek(bar, &t);
+
+	return rc < 0 ? rc : t.c != 0;
+}
+
+DCHAN_EXPORT int dchan_barrier_parties(const dchan_barrier_t *bar)
+{
+	if (!bar)
+		return dchan__fail(-EINVAL, "NULL barrier");
+	return (int)bar->parties;
+}
+
+DCHAN_EXPORT int dchan_barrier_detach(dchan_barrier_t *bar)
+{
+	if (!bar)
+		return dchan__fail(-EINVAL, "NULL barrier");
+	dchan_detach(bar->rel);
+	dchan_detach(bar->state);
+	free(bar);
+	return 0;
+}
+
+DCHAN_EXPORT int dchan_barrier_destroy(dchan_barrier_t *bar)
+{
+	int rc;
+
+	if (!bar)
+		return dchan__fail(-EINVAL, "NULL barrier");
+	rc = dchan_destroy(bar->rel);
+	if (dchan_destroy(bar->state) < 0 && rc == 0)
+		rc = -1;
+	free(bar);
+	return rc;
+}

@@ -1,0 +1,364 @@
+/* libdchan sync objects with real processes: lock, recursive lock,
+ * semaphores, event, barrier, condition. */
+#include "dchan_test.h"
+
+#include <sched.h>
+#include <sys/mman.h>
+
+#define MS 1000000ull
+
+static void *t_shared(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	memset(p, 0, len);
+	return p;
+}
+
+START_TEST(lock_mutual_exclusion)
+{
+	dmem_pool_t *pool = t_pool("lock", 16u << 20);
+	dchan_lock_t *l;
+	dchan_desc_t d;
+	volatile uint64_t *counter = t_shared(4096);
+	uint64_t n = t_scaled(2000, 50);
+	pid_t pid[4];
+
+	T_OK(dchan_lock_create(pool, 0, &l));
+	T_OK(dchan_lock_desc_get(l, &d));
+	for (int i = 0; i < 4; i++) {
+		pid[i] = fork();
+		if (pid[i] == 0) {
+			dchan_lock_t *cl;
+
+			if (dchan_lock_attach(&d, &cl))
+				_exit(1);
+			for (uint64_t k = 0; k < n; k++) {
+				uint64_t v;
+
+				if (dchan_lock_acquire(cl, DCHAN_FOREVER))
+					_exit(2);
+				v = *counter; /* not atomic: the lock protects */
+				sched_yield();
+				*counter = v + 1;
+				if (dchan_lock_release(cl))
+					_exit(3);
+			}
+			_exit(dchan_lock_detach(cl) ? 4 : 0);
+		}
+	}
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(t_wait(pid[i]), 0);
+	ck_assert_uint_eq(*counter, 4 * n);
+	/* try-once and timeout while held; release when free is an error */
+	T_OK(dchan_lock_acquire(l, 0));
+	ck_assert_int_eq(dchan_lock_is_mine(l, NULL), 1);
+	ck_assert_int_eq(dchan_lock_acquire(l, 0), -EAGAIN);
+	ck_assert_int_eq(dchan_lock_acquire(l, MS), -ETIMEDOUT);
+	T_OK(dchan_lock_release(l));
+	ck_assert_int_eq(dchan_lock_release(l), -EPERM);
+	T_OK(dchan_lock_destroy(l));
+	t_pool_done(pool);
+}
+END_TEST
+
+START_TEST(rlock_owner_and_depth)
+{
+	dmem_pool_t *pool = t_pool("rlock", 16u << 20);
+	dchan_lock_t *l;
+	dchan_desc_t d;
+	unsigned depth = 0;
+	pid_t pid;
+
+	T_OK(dchan_lock_create(pool, DCHAN_LOCK_RECURSIVE, &l));
+	T_OK(dchan_lock_desc_get(l, &d));
+	ck_assert_int_eq(dchan_lock_release(l), -EPERM);
+	T_OK(dchan_lock_acquire(l, 0));
+	T_OK(dchan_lock_acquire(l, 0));
+	T_OK(dchan_lock_acquire(l, 0));
+	ck_assert_int_eq(dchan_lock_is_mine(l, &depth), 1);
+	ck_assert_uint_eq(depth, 3);
+	pid = fork();
+	if (pid == 0) {
+		dchan_lock_t *cl;
+
+		if (dchan_lock_attach(&d, &cl))
+			_exit(1);
+		if (dchan_lock_is_mine(cl, NULL) != 0)
+			_exit(2);
+		if (dchan_lock_release(cl) != -EPERM)
+			_exit(3);
+		if (dchan_lock_acquire(cl, 0) != -EAGAIN)
+			_exit(4);
+		/* blocks until the parent's last release */
+		if (dchan_lock_acquire(cl, DCHAN_FOREVER))
+			_exit(5);
+		_exit(dchan_lock_release(cl) ? 6 : 0);
+	}
+	usleep(10000);
+	T_OK(dchan_lock_release(l));
+	T_OK(dchan_lock_release(l));
+	ck_assert_int_eq(dchan_lock_is_mine(l, &depth), 1);
+	ck_assert_uint_eq(depth, 1);
+	T_OK(dchan_lock_release(l));
+	ck_assert_int_eq(dchan_lock_is_mine(l, NULL), 0);
+	ck_assert_int_eq(t_wait(pid), 0);
+	T_OK(dchan_lock_acquire(l, DCHAN_FOREVER));
+	T_OK(dchan_lock_release(l));
+	T_OK(dchan_lock_destroy(l));
+	t_pool_done(pool);
+}
+END_TEST
+
+START_TEST(semaphores_bounded_and_not)
+{
+	dmem_pool_t *pool = t_pool("sem", 16u << 20);
+	dchan_sem_t *s, *b;
+	dchan_desc_t d;
+	pid_t pid[3];
+
+	ck_assert_int_eq(dchan_sem_create(pool, 3, 2, &b), -EINVAL);
+	T_OK(dchan_sem_create(pool, 2, 2, &b));
+	ck_assert_int_eq(dchan_sem_release(b), -EOVERFLOW);
+	ck_assert_int_eq(dchan_sem_value(b), 2);
+	T_OK(dchan_sem_acquire(b, 0));
+	T_OK(dchan_sem_acquire(b, 0));
+	ck_assert_int_eq(dchan_sem_acquire(b, 0), -EAGAIN);
+	ck_assert_int_eq(dchan_sem_acquire(b, MS), -ETIMEDOUT);
+	T_OK(dchan_sem_release(b));
+	ck_assert_int_eq(dchan_sem_value(b), 1);
+	T_OK(dchan_sem_destroy(b));
+
+	T_OK(dchan_sem_create(pool, 0, 0, &s));
+	T_OK(dchan_sem_desc_get(s, &d));
+	for (int i = 0; i < 3; i++) {
+		pid[i] = fork();
+		if (pid[i] == 0) {
+			dchan_sem_t *c;
+
+			if (dchan_sem_attach(&d, &c))
+				_exit(1);
+			for (int k = 0; k < 100; k++)
+				if (dchan_sem_acquire(c, DCHAN_FOREVER))
+					_exit(2);
+			_exit(dchan_sem_detach(c) ? 3 : 0);
+		}
+	}
+	for (int k = 0; k < 1000; k++)
+		T_OK(dchan_sem_release(s));
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(t_wait(pid[i]), 0);
+	ck_assert_int_eq(dchan_sem_value(s), 700);
+	T_OK(dchan_sem_destroy(s));
+	t_pool_done(pool);
+}
+END_TEST
+
+START_TEST(event_wakes_all_waiters)
+{
+	dmem_pool_t *pool = t_pool("event", 16u << 20);
+	dchan_event_t *e;
+	dchan_desc_t d;
+	pid_t pid[3];
+
+	T_OK(dchan_event_create(pool, &e));
+	T_OK(dchan_event_desc_get(e, &d));
+	ck_assert_int_eq(dchan_event_is_set(e), 0);
+	ck_assert_int_eq(dchan_event_wait(e, MS), -ETIMEDOUT);
+	for (int i = 0; i < 3; i++) {
+		pid[i] = fork();
+		if (pid[i] == 0) {
+			dchan_event_t *c;
+
+			if (dchan_event_attach(&d, &c))
+				_exit(1);
+			if (dchan_event_wait(c, DCHAN_FOREVER))
+				_exit(2);
+			_exit(dchan_event_is_set(c) == 1 ? 0 : 3);
+		}
+	}
+	usleep(20000);
+	T_OK(dchan_event_set(e));
+	T_OK(dchan_event_set(e));
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(t_wait(pid[i]), 0);
+	T_OK(dchan_event_clear(e));
+	T_OK(dchan_event_clear(e));
+	ck_assert_int_eq(dchan_event_is_set(e), 0);
+	T_OK(dchan_event_destroy(e));
+	t_pool_done(pool);
+}
+END_TEST
+
+START_TEST(barrier_rounds_timeout_abort_reset)
+{
+	dmem_pool_t *pool = t_pool("barrier", 16u << 20);
+	dchan_barrier_t *b;
+	dchan_desc_t d;
+	int *idx = t_shared(4096);
+	pid_t pid[3];
+
+	T_OK(dchan_barrier_create(pool, 4, &b));
+	T_OK(dchan_barrier_desc_get(b, &d));
+	ck_assert_int_eq(dchan_barrier_parties(b), 4);
+	for (int i = 0; i < 3; i++) {
+		pid[i] = fork();
+		if (pid[i] == 0) {
+			dchan_barrier_t *c;
+
+			if (dchan_barrier_attach(&d, &c))
+				_exit(1);
+			for (int r = 0; r < 20; r++) {
+				int k = dchan_barrier_wait(c, DCHAN_FOREVER);
+
+				if (k < 0 || k > 3)
+					_exit(2);
+				__atomic_fetch_or(&idx[r], 1 << k,
+						  __ATOMIC_RELAXED);
+			}
+			_exit(dchan_barrier_detach(c) ? 3 : 0);
+		}
+	}
+	for (int r = 0; r < 20; r++) {
+		int k = dchan_barrier_wait(b, DCHAN_FOREVER);
+
+		ck_assert_int_ge(k, 0);
+		__atomic_fetch_or(&idx[r], 1 << k, __ATOMIC_RELAXED);
+	}
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(t_wait(pid[i]), 0);
+	for (int r = 0; r < 20; r++)
+		ck_assert_int_eq(idx[r], 0xf); /* each index once per round */
+
+	/* a timeout breaks it for the other waiters */
+	pid[0] = fork();
+	if (pid[0] == 0) {
+		dchan_barrier_t *c;
+
+		if (dchan_barrier_attach(&d, &c))
+			_exit(1);
+		_exit(dchan_barrier_wait(c, DCHAN_FOREVER) == -DCHAN_E_BROKEN
+			      ? 0 : 2);
+	}
+	while (dchan_barrier_n_waiting(b) != 1)
+		usleep(1000);
+	ck_assert_int_eq(dchan_barrier_wait(b, 5 * MS), -ETIMEDOUT);
+	ck_assert_int_eq(t_wait(pid[0]), 0);
+	ck_assert_int_eq(dchan_barrier_is_broken(b), 1);
+	ck_assert_int_eq(dchan_barrier_wait(b, 0), -DCHAN_E_BROKEN);
+	T_OK(dchan_barrier_reset(b));
+	ck_assert_int_eq(dchan_barrier_is_broken(b), 0);
+	/* abort releases a waiter with BROKEN */
+	pid[0] = fork();
+	if (pid[0] == 0) {
+		dchan_barrier_t *c;
+
+		if (dchan_barrier_attach(&d, &c))
+			_exit(1);
+		_exit(dchan_barrier_wait(c, DCHAN_FOREVER) == -DCHAN_E_BROKEN
+			      ? 0 : 2);
+	}
+	while (dchan_barrier_n_waiting(b) != 1)
+		usleep(1000);
+	T_OK(dchan_barrier_abort(b));
+	ck_assert_int_eq(t_wait(pid[0]), 0);
+	T_OK(dchan_barrier_reset(b));
+	ck_assert_int_eq(dchan_barrier_n_waiting(b), 0);
+	T_OK(dchan_barrier_destroy(b));
+	ck_assert_int_eq(dchan_barrier_create(pool, 0, &b), -EINVAL);
+	t_pool_done(pool);
+}
+END_TEST
+
+START_TEST(condition_notify_and_timeout)
+{
+	dmem_pool_t *pool = t_pool("cond", 16u << 20);
+	dchan_lock_t *l;
+	dchan_cond_t *c;
+	dchan_desc_t dl, dc;
+	volatile int *state = t_shared(4096);
+	pid_t pid[3];
+
+	T_OK(dchan_lock_create(pool, DCHAN_LOCK_RECURSIVE, &l));
+	T_OK(dchan_cond_create(pool, &c));
+	T_OK(dchan_lock_desc_get(l, &dl));
+	T_OK(dchan_cond_desc_get(c, &dc));
+	ck_assert_int_eq(dchan_cond_wait(c, l, 0), -EPERM);
+	T_OK(dchan_lock_acquire(l, 0));
+	ck_assert_int_eq(dchan_cond_wait(c, l, 2 * MS), -ETIMEDOUT);
+	ck_assert_int_eq(dchan_lock_is_mine(l, NULL), 1);
+	T_OK(dchan_lock_release(l));
+	for (int i = 0; i < 3; i++) {
+		pid[i] = fork();
+		if (pid[i] == 0) {
+			dchan_lock_t *cl;
+			dchan_cond_t *cc;
+
+			if (dchan_lock_attach(&dl, &cl) ||
+			    dchan_cond_attach(&dc, &cc))
+				_exit(1);
+			if (dchan_lock_acquire(cl, DCHAN_FOREVER))
+				_exit(2);
+			state[1]++;
+			while (state[0] == 0)
+				if (dchan_cond_wait(cc, cl, DCHAN_FOREVER))
+					_exit(3);
+			state[2]++;
+			dchan_lock_release(cl);
+			_exit(0);
+		}
+	}
+	for (;;) {
+		T_OK(dchan_lock_acquire(l, DCHAN_FOREVER));
+		if (state[1] == 3)
+			break;
+		T_OK(dchan_lock_release(l));
+		usleep(1000);
+	}
+	/* all three sleep now (they released the lock to wait) */
+	state[0] = 1;
+	ck_assert_int_eq(dchan_cond_notify(c, 1), 1);
+	ck_assert_int_eq(dchan_cond_notify_all(c), 2);
+	T_OK(dchan_lock_release(l));
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(t_wait(pid[i]), 0);
+	ck_assert_int_eq(state[2], 3);
+	T_OK(dchan_cond_destroy(c));
+	T_OK(dchan_lock_destroy(l));
+	t_pool_done(pool);
+}
+END_TEST
+
+START_TEST(attach_as_wrong_kind_fails)
+{
+	dmem_pool_t *pool = t_pool("kind", 16u << 20);
+	dchan_lock_t *l;
+	dchan_sem_t *s;
+	dchan_desc_t d;
+
+	T_OK(dchan_lock_create(pool, 0, &l));
+	T_OK(dchan_lock_desc_get(l, &d));
+	ck_assert_int_eq(dchan_sem_attach(&d, &s), -DCHAN_E_BADDESC);
+	T_OK(dchan_lock_destroy(l));
+	t_pool_done(pool);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("dchan_sync");
+	TCase *tc = tcase_create("sync");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, lock_mutual_exclusion);
+	tcase_add_test(tc, rlock_owner_and_depth);
+	tcase_add_test(tc, semaphores_bounded_and_not);
+	tcase_add_test(tc, event_wakes_all_waiters);
+	tcase_add_test(tc, barrier_rounds_timeout_abort_reset);
+	tcase_add_test(tc, condition_notify_and_timeout);
+	tcase_add_test(tc, attach_as_wrong_kind_fails);
+	suite_add_tcase(s, tc);
+	return t_run(s);
+}
