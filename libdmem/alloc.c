@@ -34,9 +34,11 @@ static int check_args(struct dmem_pool *p, size_t size, size_t *align,
 					   "ptr_out");
 	if (*align == 0)
 		*align = DMEM_ALIGN;
-	if (*align & (*align - 1))
-		return dmem__fail(
-			-EINVAL, "alignment %zu is not a power of two", *align);
+	if ((*align & (*align - 1)) || *align > DMEM_MAX_ALIGN)
+		return dmem__fail(-EINVAL,
+				  "alignment %zu is not a power of two up to "
+				  "DMEM_MAX_ALIGN",
+				  *align);
 	heap = p->sh->heap_end - p->sh->heap_start;
 	if (size > heap || *align > heap || size + DMEM_BLK_HDR > heap ||
 	    (*align > DMEM_ALIGN &&

@@ -17,50 +17,64 @@ struct tally {
 	uint64_t free_bytes, free_blocks, live;
 };
 
+static int check_block(struct dmem_pool *p, uint64_t off, uint64_t prev,
+		       int prev_free)
+{
+	struct dmem_blk *b = dmem__blk(p, off);
+	uint64_t size = dmem__blk_size(b), ot, gen;
+	int is_free = (b->sf & DMEM_BF_FREE) != 0;
+	uint32_t tag;
+
+	if (size < DMEM_MIN_BLOCK || size % DMEM_ALIGN ||
+	    size > p->sh->heap_end - off)
+		return BAD("block at %#llx: bad size %llu",
+			   (unsigned long long)off, (unsigned long long)size);
+	if (b->prev != prev)
+		return BAD("block at %#llx: prev %#llx, expected %#llx",
+			   (unsigned long long)off, (unsigned long long)b->prev,
+			   (unsigned long long)prev);
+	if (is_free && prev_free)
+		return BAD("adjacent free blocks at %#llx",
+			   (unsigned long long)off);
+	ot = __atomic_load_n(&b->owner_tag, __ATOMIC_ACQUIRE);
+	gen = __atomic_load_n(&b->gen, __ATOMIC_RELAXED);
+	tag = (uint32_t)(ot >> 32);
+	if (is_free && ot != DMEM_FREE_TAG)
+		return BAD("free block at %#llx: bad tag",
+			   (unsigned long long)off);
+	/* A block in a process cache (DMEM_TAG_CACHED) may sit between its new
+	 * generation and its new tag (cache.c), so only live tags must match.
+	 */
+	if (!is_free && !(tag & DMEM_TAG_CACHED) &&
+	    tag != dmem__blk_tag(p, off, gen))
+		return BAD("allocated block at %#llx: bad tag",
+			   (unsigned long long)off);
+	if (!is_free && gen > atomic_load(&p->sh->gen_counter))
+		return BAD("block at %#llx: generation from the future",
+			   (unsigned long long)off);
+	return 0;
+}
+
 static int walk_blocks(struct dmem_pool *p, struct tally *t)
 {
 	struct dmem_shared *s = p->sh;
 	uint64_t off = s->heap_start, prev = 0;
-	int prev_free = 0;
+	int prev_free = 0, rc;
 
 	while (off < s->heap_end) {
 		struct dmem_blk *b = dmem__blk(p, off);
-		uint64_t size = dmem__blk_size(b);
-		int is_free = (b->sf & DMEM_BF_FREE) != 0;
 
-		if (size < DMEM_MIN_BLOCK || size % DMEM_ALIGN ||
-		    size > s->heap_end - off)
-			return BAD("block at %#llx: bad size %llu",
-				   (unsigned long long)off,
-				   (unsigned long long)size);
-		if (b->prev != prev)
-			return BAD("block at %#llx: prev %#llx, expected %#llx",
-				   (unsigned long long)off,
-				   (unsigned long long)b->prev,
-				   (unsigned long long)prev);
-		if (is_free && prev_free)
-			return BAD("adjacent free blocks at %#llx",
-				   (unsigned long long)off);
-		if (is_free && b->owner_tag != DMEM_FREE_TAG)
-			return BAD("free block at %#llx: bad tag",
-				   (unsigned long long)off);
-		if (!is_free &&
-		    ((uint32_t)(b->owner_tag >> 32) & ~DMEM_TAG_CACHED) !=
-			    dmem__blk_tag(p, off, b->gen))
-			return BAD("allocated block at %#llx: bad tag",
-				   (unsigned long long)off);
-		if (!is_free && b->gen > s->gen_counter)
-			return BAD("block at %#llx: generation from the future",
-				   (unsigned long long)off);
-		if (is_free) {
-			t->free_bytes += size;
+		if ((rc = check_block(p, off, prev, prev_free)))
+			return rc;
+		prev_free = (b->sf & DMEM_BF_FREE) != 0;
+		if (prev_free) {
+			t->free_bytes += dmem__blk_size(b);
 			t->free_blocks++;
 		} else {
 			t->live++;
 		}
-		prev_free = is_free;
 		prev = off;
-		off += size;
+		off += dmem__blk_size(b);
 	}
 	if (off != s->heap_end || dmem__blk(p, off)->prev != prev ||
 	    dmem__blk(p, off)->sf != 0)

@@ -34,11 +34,12 @@
 #define DMEM_JOURNAL_MAX 128
 
 /* Block header flags, in the low bits of sf (sizes are multiples of 16). */
-#define DMEM_BF_FREE	1ull
-#define DMEM_BF_MASK	15ull
-#define DMEM_FREE_TAG	0x46524545ull /* "FREE" in owner_tag of free blocks */
-#define DMEM_TAG_CACHED 0x80000000u /* tag bit: block sits in a process cache  \
-				     */
+#define DMEM_BF_FREE  1ull
+#define DMEM_BF_MASK  15ull
+#define DMEM_FREE_TAG 0x46524545ull /* "FREE" in owner_tag of free blocks */
+#define DMEM_TAG_CACHED                                                        \
+	0x80000000u /* tag bit: block sits in a process cache                  \
+		     */
 
 /* Small-block cache (cache.c): block sizes up to DMEM_CACHE_MAX_BLOCK. */
 #define DMEM_CACHE_MAX_BLOCK 512u
@@ -138,6 +139,7 @@ uint64_t dmem__hash64(const void *p, size_t n, uint64_t seed);
 int dmem__lock(struct dmem_pool *p);
 void dmem__unlock(struct dmem_pool *p);
 void dmem__commit(struct dmem_pool *p);
+void dmem__rollback(struct dmem_pool *p); /* repair after a dead holder */
 
 /*
  * Log *addr's old value, then store val.  The journal is a run of entries

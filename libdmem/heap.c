@@ -201,6 +201,8 @@ static uint64_t carve_aligned(struct dmem_pool *p, uint64_t off, uint64_t align)
 		return off;
 	if (gap < DMEM_MIN_BLOCK)
 		gap = round_up(user + DMEM_MIN_BLOCK, align) - user;
+	/* The block after the original one now follows off + gap. */
+	J(p, dmem__blk(p, off + bsize)->prev, off + gap);
 	make_free(p, off, gap, b->prev, 0);
 	dmem__fset(&dmem__blk(p, off + gap)->sf, bsize - gap);
 	dmem__fset(&dmem__blk(p, off + gap)->prev, off);

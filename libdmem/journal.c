@@ -24,7 +24,7 @@
 
 #include "dmem_int.h"
 
-static void rollback(struct dmem_pool *p)
+void dmem__rollback(struct dmem_pool *p)
 {
 	struct dmem_jent *j = p->journal;
 	unsigned n = 0;
@@ -52,7 +52,7 @@ int dmem__lock(struct dmem_pool *p)
 		return 0;
 	}
 	if (rc == EOWNERDEAD) {
-		rollback(p);
+		dmem__rollback(p);
 		pthread_mutex_consistent(&p->sh->lock);
 		return 0;
 	}

@@ -69,17 +69,41 @@ static void init_shared(struct dmem_pool *p, uint64_t node)
 	__atomic_store_n(&s->magic, DMEM_HDR_MAGIC, __ATOMIC_RELEASE);
 }
 
+/*
+ * Map the segment at a DMEM_MAX_ALIGN-aligned address (reserve a larger
+ * range, map over it, trim), so that an offset aligned to A <= 2 MiB is a
+ * pointer aligned to A in every process, whatever address each one gets.
+ */
 static int map_segment(struct dmem_pool *p, int fd)
 {
-	void *m =
-		mmap(NULL, p->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	size_t span = p->size + DMEM_MAX_ALIGN;
+	char *r = mmap(NULL, span, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	char *a, *m;
 
-	if (m == MAP_FAILED)
-		return dmem__fail(-errno, "cannot map pool %s (%llu bytes): %s",
-				  p->desc.segname, (unsigned long long)p->size,
+	if (r == MAP_FAILED)
+		return dmem__fail(-errno,
+				  "cannot reserve %llu bytes of address "
+				  "space for pool %s: %s",
+				  (unsigned long long)span, p->desc.segname,
 				  strerror(errno));
+	a = (char *)(((uintptr_t)r + DMEM_MAX_ALIGN - 1) &
+		     ~(uintptr_t)(DMEM_MAX_ALIGN - 1));
+	m = mmap(a, p->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+		 0);
+	if (m == MAP_FAILED) {
+		int e = errno;
+		munmap(r, span);
+		return dmem__fail(-e, "cannot map pool %s (%llu bytes): %s",
+				  p->desc.segname, (unsigned long long)p->size,
+				  strerror(e));
+	}
+	if (a > r)
+		munmap(r, (size_t)(a - r));
+	if (r + span > a + p->size)
+		munmap(a + p->size, (size_t)(r + span - (a + p->size)));
 	p->base = m;
-	p->sh = m;
+	p->sh = (struct dmem_shared *)m;
 	p->journal = p->sh->journal;
 	return 0;
 }

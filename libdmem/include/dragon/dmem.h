@@ -300,9 +300,13 @@ DMEM_EXPORT int dmem_pool_reclaim(dmem_pool_t *pool, pid_t pid,
  * reclaimed by pid. */
 #define DMEM_OWNER_NONE 0
 
+/* Largest alignment dmem_alloc honours: pools are mapped at addresses
+ * aligned to it in every process. */
+#define DMEM_MAX_ALIGN (2u << 20)
+
 /*
  * Allocate size bytes (>= 1) aligned to align (0 means 16; else a power of
- * two up to the page size or beyond) from the pool.  The calling process
+ * two up to DMEM_MAX_ALIGN) from the pool.  The calling process
  * becomes the owner.  *ptr_out points into this process's mapping.
  * -DMEM_E_NOSPACE if no free block is large enough now (dmem_errmsg says
  * which pool, its size, what was asked, the largest free block and how to

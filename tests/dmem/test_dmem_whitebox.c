@@ -1,0 +1,128 @@
+/* libdmem white-box: the /dev/shm check with statvfs injected, and the
+ * undo journal interrupted at every store. */
+#include <errno.h>
+#include <stdint.h>
+
+#include "dmem_test.h"
+#include "dmem_int.h"
+
+static uint64_t fake_avail;
+
+static uint64_t fake(void)
+{
+	return fake_avail;
+}
+
+START_TEST(pool_larger_than_shm_is_refused)
+{
+	dmem_pool_t *p = NULL;
+
+	dmem__shm_avail_hook = fake;
+	fake_avail = 64ull << 20; /* a container's default /dev/shm */
+	setenv("DRAGON_DEFAULT_SEG_SZ", "4G", 1);
+	ck_assert_int_eq(dmem_pool_create("shm", 0, NULL, &p),
+			 -DMEM_E_SHMSMALL);
+	ck_assert_ptr_null(p);
+	/* Says how much is free and both ways out. */
+	ck_assert_ptr_nonnull(strstr(dmem_errmsg(), "67108864"));
+	ck_assert_ptr_nonnull(strstr(dmem_errmsg(), "DRAGON_DEFAULT_SEG_SZ"));
+	ck_assert_ptr_nonnull(strstr(dmem_errmsg(), "enlarge /dev/shm"));
+	/* Within what is free: fine. */
+	setenv("DRAGON_DEFAULT_SEG_SZ", "32M", 1);
+	ck_assert_int_eq(dmem_pool_create("shm", 0, NULL, &p), 0);
+	dmem_pool_destroy(p);
+	fake_avail = 32ull << 20;
+	ck_assert_int_eq(dmem_pool_create("shm", 0, NULL, &p), 0);
+	dmem_pool_destroy(p);
+	fake_avail = (32ull << 20) - 1;
+	ck_assert_int_eq(dmem_pool_create("shm", 0, NULL, &p),
+			 -DMEM_E_SHMSMALL);
+	unsetenv("DRAGON_DEFAULT_SEG_SZ");
+}
+END_TEST
+
+/*
+ * The journal, exhaustively: for an operation of n journaled stores, a
+ * process killed after any k of them leaves exactly the first k applied.
+ * Recreate each such state and check that recovery restores the heap.
+ */
+typedef void (*op_fn)(struct dmem_pool *ip, void *arg);
+
+static void op_alloc_small(struct dmem_pool *ip, void *arg)
+{
+	uint64_t off;
+	ck_assert_int_eq(dmem__heap_alloc(ip, 700, 16, 1, &off), 0);
+}
+
+static void op_alloc_aligned(struct dmem_pool *ip, void *arg)
+{
+	uint64_t off;
+	ck_assert_int_eq(dmem__heap_alloc(ip, 3000, 4096, 1, &off), 0);
+}
+
+static void op_free_merge(struct dmem_pool *ip, void *arg)
+{
+	dmem__heap_free(ip, dmem_pool_offset((dmem_pool_t *)ip, arg) -
+				    DMEM_BLK_HDR);
+}
+
+static void crash_at_every_store(dmem_pool_t *p, op_fn op, void *arg)
+{
+	struct dmem_pool *ip = (struct dmem_pool *)p;
+	dmem_pool_stats_t st0, st;
+	unsigned n = 0;
+
+	dmem_pool_flush(p);
+	ck_assert_int_eq(dmem_pool_stats(p, &st0), 0);
+	for (unsigned k = 0; k <= n || k == 0; k++) {
+		ck_assert_int_eq(dmem__lock(ip), 0);
+		op(ip, arg);
+		n = ip->jn;
+		ck_assert_uint_gt(n, 0);
+		for (unsigned i = n; i-- > k;)
+			*(uint64_t *)(ip->base + ip->journal[i].off) =
+				ip->journal[i].old;
+		ip->journal[k].off = 0; /* entry k never published */
+		dmem__rollback(ip);
+		dmem__unlock(ip);
+		ck_assert_msg(dmem_pool_check(p) == 0,
+			      "crash after %u of %u: %s", k, n, dmem_errmsg());
+		ck_assert_int_eq(dmem_pool_stats(p, &st), 0);
+		ck_assert_uint_eq(st.free_bytes, st0.free_bytes);
+		ck_assert_uint_eq(st.free_blocks, st0.free_blocks);
+		ck_assert_uint_eq(st.live_allocs, st0.live_allocs);
+	}
+}
+
+START_TEST(journal_rollback_at_every_store)
+{
+	dmem_pool_t *p = dmt_pool("jrnl", 1ul << 20);
+	void *a, *b, *c;
+
+	ck_assert_int_eq(dmem_alloc(p, 1000, 0, &a), 0);
+	ck_assert_int_eq(dmem_alloc(p, 3000, 0, &b), 0);
+	ck_assert_int_eq(dmem_alloc(p, 2000, 0, &c), 0);
+	ck_assert_int_eq(dmem_free(p, a), 0);
+	crash_at_every_store(p, op_alloc_small, NULL);
+	crash_at_every_store(p, op_alloc_aligned, NULL);
+	crash_at_every_store(p, op_free_merge, b); /* merges both sides */
+	ck_assert_int_eq(dmem_free(p, c), 0);
+	crash_at_every_store(p, op_free_merge, b); /* merges into the tail */
+	ck_assert_int_eq(dmem_free(p, b), 0);
+	dmem_pool_destroy(p);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s;
+	TCase *tc;
+
+	dmt_init();
+	s = suite_create("dmem_shm");
+	tc = tcase_create("whitebox");
+	tcase_add_test(tc, pool_larger_than_shm_is_refused);
+	tcase_add_test(tc, journal_rollback_at_every_store);
+	suite_add_tcase(s, tc);
+	return dmt_run(s);
+}
