@@ -1,7 +1,164 @@
-/* Private declarations of libdlaunch; not installed. */
+/* Private declarations of libdlaunch; not installed.
+ *
+ * Module map:
+ *   dlaunch_version.c  version, error names, the thread-local detail message
+ *   msg.c              the services' versioned binary message format
+ *   link.c             endpoints that carry messages (infrastructure channels)
+ *   client.c           dlaunch_attach and the request/reply transaction
+ *   api.c              the public calls built on requests
+ *   server.c           global services: requests, process table, registry
+ *   proc.c             local services: spawning and reaping
+ *   iothread.c         the fd event loop: pidfds and output forwarding
+ *   runtime.c          starting and stopping a runtime (pools, threads, env)
+ */
 #ifndef DRAGON_DLAUNCH_PRIVATE_H
 #define DRAGON_DLAUNCH_PRIVATE_H
 
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
 #include <dragon/dlaunch.h>
+
+/* ---- errors -------------------------------------------------------------- */
+
+/* Record a detail message for this thread and return code. */
+int dlaunch__fail(int code, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* ---- log ----------------------------------------------------------------- */
+
+extern int dlaunch__log_level;
+void dlaunch__log(int level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Send log lines to fd (the launcher's log file); -1: stderr. */
+void dlaunch__log_set_fd(int fd);
+
+/* ---- messages (msg.c) ---------------------------------------------------- */
+
+#define DLAUNCH_MSG_MAGIC 0x314d4c44u /* "DLM1" */
+#define DLAUNCH_MSG_VERSION 1
+#define DLAUNCH_MSG_MAX (128u * 1024u)
+
+enum dlaunch__msg_type {
+	DLAUNCH_MSG_HELLO = 1,	 /* client pid, reply endpoint */
+	DLAUNCH_MSG_BYE = 2,	 /* client pid */
+	DLAUNCH_MSG_SPAWN = 3,	 /* path, argv, env, cwd, stdio */
+	DLAUNCH_MSG_STATUS = 4,	 /* pid, block until ended? */
+	DLAUNCH_MSG_SIGNAL = 5,	 /* pid, signo */
+	DLAUNCH_MSG_NAME_REG = 6,	 /* name, kind, value */
+	DLAUNCH_MSG_NAME_GET = 7,	 /* name, kind */
+	DLAUNCH_MSG_NAME_DEL = 8,	 /* name */
+	DLAUNCH_MSG_CHAN_GET = 9,	 /* name, capacity, slot size */
+	DLAUNCH_MSG_POOL_GET = 10,	 /* name, size */
+	DLAUNCH_MSG_STOP = 11,	 /* services: leave the loop */
+	DLAUNCH_MSG_REPLY = 64	 /* status, type-specific fields */
+};
+
+/* A message being built or read: a fixed header then fields in an order
+ * each type defines.  Readers are bounds-checked and sticky on error. */
+typedef struct dlaunch__msg {
+	uint8_t *buf;
+	size_t len, cap, pos;
+	int err;
+} dlaunch__msg_t;
+
+typedef struct dlaunch__msg_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint64_t req_id;
+	int32_t status; /* replies: 0 / non-negative result or -code */
+	uint32_t client; /* conversation id from HELLO (0 in HELLO) */
+} dlaunch__msg_hdr_t;
+
+int dlaunch__msg_init(dlaunch__msg_t *m, uint16_t type, uint64_t req_id,
+		      int32_t status);
+void dlaunch__msg_free(dlaunch__msg_t *m);
+void dlaunch__msg_put_u64(dlaunch__msg_t *m, uint64_t v);
+void dlaunch__msg_put_i64(dlaunch__msg_t *m, int64_t v);
+void dlaunch__msg_put_bytes(dlaunch__msg_t *m, const void *p, size_t n);
+void dlaunch__msg_put_str(dlaunch__msg_t *m, const char *s); /* NULL ok */
+/* A NULL-terminated string vector (NULL vec: count 0 and a "null" mark). */
+void dlaunch__msg_put_strv(dlaunch__msg_t *m, char *const *v);
+
+/* Read the header of len bytes at buf (borrowed for the reads after). */
+int dlaunch__msg_open(dlaunch__msg_t *m, const void *buf, size_t len,
+		      dlaunch__msg_hdr_t *hdr_out);
+uint64_t dlaunch__msg_get_u64(dlaunch__msg_t *m);
+int64_t dlaunch__msg_get_i64(dlaunch__msg_t *m);
+/* Pointer into the message and length; NULL on error. */
+const void *dlaunch__msg_get_bytes(dlaunch__msg_t *m, size_t *n_out);
+/* NUL-terminated strings inside the message; NULL for a NULL string. */
+const char *dlaunch__msg_get_str(dlaunch__msg_t *m);
+/* A freshly malloc'd NULL-terminated vector pointing into the message;
+ * *null_out tells a NULL vector from an empty one. */
+char **dlaunch__msg_get_strv(dlaunch__msg_t *m, bool *null_out);
+
+/* ---- endpoints (link.c) ---------------------------------------------------
+ * An endpoint receives messages; anyone holding its text form can send to
+ * it.  Endpoints are infrastructure channels in the infrastructure pool. */
+
+typedef struct dlaunch__ep dlaunch__ep_t;
+#define DLAUNCH_EP_TEXT_MAX 512
+
+/* A new receiving endpoint (channel created in the infrastructure pool). */
+int dlaunch__ep_create(dlaunch__ep_t **ep_out);
+/* A sending handle to the endpoint named by text. */
+int dlaunch__ep_open(const char *text, dlaunch__ep_t **ep_out);
+int dlaunch__ep_text(const dlaunch__ep_t *ep, char *buf, size_t len);
+int dlaunch__ep_send(dlaunch__ep_t *ep, const void *buf, size_t len,
+		     uint64_t timeout_ns);
+/* -EAGAIN / -ETIMEDOUT when nothing arrived. */
+int dlaunch__ep_recv(dlaunch__ep_t *ep, void *buf, size_t cap,
+		     uint64_t timeout_ns, size_t *len_out);
+/* Release a handle; an endpoint made by dlaunch__ep_create is destroyed. */
+void dlaunch__ep_close(dlaunch__ep_t *ep);
+/* Destroy the endpoint named by text (a dead client's reply endpoint). */
+void dlaunch__ep_destroy_text(const char *text);
+/* Bind the link layer to the infrastructure pool (text descriptor from
+ * the environment, or the pool the runtime made); once per process. */
+int dlaunch__link_init(const char *pool_text);
+void dlaunch__link_fini(void);
+
+/* ---- client (client.c) --------------------------------------------------- */
+
+/* One request/reply conversation: a reply endpoint known to the services
+ * under a client id.  A handle keeps a free list of them so that threads
+ * never wait for each other's (possibly long) calls. */
+typedef struct dlaunch__conv {
+	struct dlaunch__conv *next;
+	dlaunch__ep_t *reply;
+	uint32_t client_id;
+	uint64_t next_req;
+	uint8_t *rbuf; /* DLAUNCH_MSG_MAX bytes */
+} dlaunch__conv_t;
+
+struct dlaunch {
+	pthread_mutex_t lock; /* guards free_convs */
+	dlaunch__conv_t *free_convs;
+	dlaunch__ep_t *svc; /* services' request endpoint (send side) */
+	pthread_mutex_t svc_lock;
+	char instance[64];
+	uint64_t node;
+	dmem_pool_desc_t default_pool;
+	struct dlaunch__runtime *owned; /* set by dlaunch_runtime_start */
+};
+
+/* Send m (consumed) and wait up to timeout_ns for its reply, which is
+ * opened into *reply (valid until dlaunch__call_done).  Returns the reply
+ * status (>= 0) or a negative code.  *conv_out must be given back with
+ * dlaunch__call_done whatever the result. */
+int dlaunch__call(dlaunch_t *rt, dlaunch__msg_t *m, uint64_t timeout_ns,
+		  dlaunch__msg_t *reply, dlaunch__conv_t **conv_out);
+void dlaunch__call_done(dlaunch_t *rt, dlaunch__conv_t *conv);
+/* Connect to the services at svc_text (a handle without instance data). */
+int dlaunch__connect(const char *svc_text, dlaunch_t **rt_out);
+void dlaunch__disconnect(dlaunch_t *rt);
+
+/* ---- services (server.c, proc.c, iothread.c, runtime.c) ------------------- */
+
+struct dlaunch__server;
+struct dlaunch__runtime;
 
 #endif

@@ -119,11 +119,16 @@ DLAUNCH_EXPORT int dlaunch_detach(dlaunch_t *rt);
 #define DLAUNCH_RT_ATTR_INSTANCE (1u << 1)
 #define DLAUNCH_RT_ATTR_LOG_LEVEL (1u << 2)
 #define DLAUNCH_RT_ATTR_FLAGS (1u << 3)
+#define DLAUNCH_RT_ATTR_LOG_FD (1u << 4)
 
 /* dlaunch_runtime_attr_t.flags */
 /* Set the variables of "Environment" in this process too, so that children
  * this process forks itself (and dlaunch_attach here) find the runtime. */
 #define DLAUNCH_RT_F_SETENV (1u << 0)
+/* For launchers: make this process the subreaper of everything the runtime
+ * starts (PR_SET_CHILD_SUBREAPER), reap adopted orphans and end them at
+ * stop.  The caller must block SIGCHLD in every thread before the call. */
+#define DLAUNCH_RT_F_ADOPT (1u << 1)
 
 /* Log levels (DRAGON_DEBUG=1 means DLAUNCH_LOG_DEBUG). */
 enum dlaunch_log_level {
@@ -141,7 +146,10 @@ typedef struct dlaunch_runtime_attr {
 				 default: generated.  Borrowed. */
 	int32_t log_level;    /* enum dlaunch_log_level */
 	uint32_t flags;	      /* DLAUNCH_RT_F_* */
-	uint64_t reserved[6]; /* zero */
+	int32_t log_fd;	      /* where the services log (default: stderr);
+				 stays the caller's */
+	uint32_t reserved0;
+	uint64_t reserved[5]; /* zero */
 } dlaunch_runtime_attr_t;
 
 /*

@@ -1,0 +1,278 @@
+/* The public calls: each one is a request to the services.
+ *
+ * Arguments are checked here so a bad call fails without a round trip and
+ * with a message naming the argument.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "dlaunch_private.h"
+
+extern char **environ;
+
+DLAUNCH_EXPORT int dlaunch_in_runtime(void)
+{
+	return getenv(DLAUNCH_ENV_INSTANCE) && getenv(DLAUNCH_ENV_SERVICES);
+}
+
+static int env_text(const char *name, const char **out)
+{
+	const char *v = getenv(name);
+
+	if (!v || !*v)
+		return dlaunch__fail(-DLAUNCH_E_NORUNTIME,
+				     "%s is not set: this process was not "
+				     "started by a Dragon runtime (run it with "
+				     "dragon)",
+				     name);
+	*out = v;
+	return 0;
+}
+
+DLAUNCH_EXPORT int dlaunch_attach(const void *attr, dlaunch_t **rt_out)
+{
+	const char *inst = NULL, *svc = NULL, *pd = NULL, *ver;
+	dmem_pool_desc_t desc;
+	dlaunch_t *rt;
+	int rc;
+
+	(void)attr;
+	if (!rt_out)
+		return dlaunch__fail(-EINVAL, "dlaunch_attach: rt_out is NULL");
+	if ((rc = env_text(DLAUNCH_ENV_INSTANCE, &inst)) ||
+	    (rc = env_text(DLAUNCH_ENV_SERVICES, &svc)) ||
+	    (rc = env_text(DLAUNCH_ENV_DEFAULT_POOL, &pd)))
+		return rc;
+	ver = getenv(DLAUNCH_ENV_MSG_VERSION);
+	if (ver && atoi(ver) != DLAUNCH_MSG_VERSION)
+		return dlaunch__fail(-DLAUNCH_E_VERSION,
+				     "the runtime speaks message version %s, "
+				     "this library %d: use the libdlaunch "
+				     "of the dragon that runs this program",
+				     ver, DLAUNCH_MSG_VERSION);
+	if (strlen(inst) >= sizeof rt->instance ||
+	    dmem_pool_desc_from_text(pd, &desc))
+		return dlaunch__fail(-DLAUNCH_E_ENV,
+				     "%s or %s is malformed ('%s', '%s')",
+				     DLAUNCH_ENV_INSTANCE,
+				     DLAUNCH_ENV_DEFAULT_POOL, inst, pd);
+	rc = dlaunch__link_init(getenv("DRAGON_INF_PD"));
+	if (rc == 0)
+		rc = dlaunch__connect(svc, &rt);
+	if (rc)
+		return dlaunch__fail(rc,
+				     "cannot reach the services of runtime %s "
+				     "(%s)",
+				     inst, dlaunch_strerror(rc));
+	strcpy(rt->instance, inst);
+	rt->default_pool = desc;
+	rt->node = desc.node_id;
+	*rt_out = rt;
+	return 0;
+}
+
+DLAUNCH_EXPORT int dlaunch_detach(dlaunch_t *rt)
+{
+	if (!rt)
+		return -EINVAL;
+	if (rt->owned)
+		return dlaunch_runtime_stop(rt, 10ull * 1000000000ull);
+	dlaunch__disconnect(rt);
+	return 0;
+}
+
+DLAUNCH_EXPORT const char *dlaunch_instance(const dlaunch_t *rt)
+{
+	return rt ? rt->instance : "";
+}
+
+DLAUNCH_EXPORT uint64_t dlaunch_node(const dlaunch_t *rt)
+{
+	return rt ? rt->node : 0;
+}
+
+DLAUNCH_EXPORT int dlaunch_default_pool(const dlaunch_t *rt,
+					dmem_pool_desc_t *desc_out)
+{
+	if (!rt || !desc_out)
+		return -EINVAL;
+	*desc_out = rt->default_pool;
+	return 0;
+}
+
+static int check_spawn(const char *path, char *const argv[],
+		       const dlaunch_spawn_attr_t *a)
+{
+	if (!path || !*path || !argv || !argv[0])
+		return dlaunch__fail(-EINVAL, "dlaunch_spawn: path and argv "
+					      "(with argv[0]) are required");
+	if (a && (a->field_mask & DLAUNCH_SPAWN_ATTR_STDIO)) {
+		for (int i = 0; i < 3; i++) {
+			int s = a->stdio[i];
+			if (s < 0 || s > DLAUNCH_STDIO_STDOUT ||
+			    (s == DLAUNCH_STDIO_STDOUT && i != 2) ||
+			    (s == DLAUNCH_STDIO_FILE && !a->stdio_path[i]))
+				return dlaunch__fail(
+					-EINVAL,
+					"dlaunch_spawn: stdio[%d] = %d is not "
+					"valid for that descriptor",
+					i, s);
+		}
+	}
+	return 0;
+}
+
+static void put_spawn(dlaunch__msg_t *m, const char *path, char *const argv[],
+		      const dlaunch_spawn_attr_t *a)
+{
+	uint64_t mask = a ? a->field_mask : 0;
+	uint32_t flags = (mask & DLAUNCH_SPAWN_ATTR_FLAGS) ? a->flags : 0;
+	char *const *env = (mask & DLAUNCH_SPAWN_ATTR_ENV) ? a->env : NULL;
+	char cwd[4096];
+
+	dlaunch__msg_put_str(m, path);
+	dlaunch__msg_put_strv(m, argv);
+	dlaunch__msg_put_strv(m, (flags & DLAUNCH_SPAWN_F_ENV_REPLACE)
+					 ? NULL
+					 : environ);
+	dlaunch__msg_put_strv(m, env);
+	dlaunch__msg_put_u64(m, flags);
+	if ((mask & DLAUNCH_SPAWN_ATTR_CWD) && a->cwd)
+		dlaunch__msg_put_str(m, a->cwd);
+	else
+		dlaunch__msg_put_str(m, getcwd(cwd, sizeof cwd));
+	for (int i = 0; i < 3; i++) {
+		int s = (mask & DLAUNCH_SPAWN_ATTR_STDIO) ? a->stdio[i] : 0;
+		dlaunch__msg_put_i64(m, s);
+		dlaunch__msg_put_str(m, s == DLAUNCH_STDIO_FILE
+						? a->stdio_path[i]
+						: NULL);
+	}
+}
+
+DLAUNCH_EXPORT int dlaunch_spawn(dlaunch_t *rt, const char *path,
+				 char *const argv[],
+				 const dlaunch_spawn_attr_t *attr,
+				 pid_t *pid_out)
+{
+	dlaunch__conv_t *c;
+	dlaunch__msg_t m, r;
+	int rc;
+
+	if (!rt || !pid_out)
+		return dlaunch__fail(-EINVAL, "dlaunch_spawn: NULL argument");
+	rc = check_spawn(path, argv, attr);
+	if (rc)
+		return rc;
+	dlaunch__msg_init(&m, DLAUNCH_MSG_SPAWN, 0, 0);
+	put_spawn(&m, path, argv, attr);
+	if (m.err == -E2BIG)
+		m.err = dlaunch__fail(-E2BIG, "dlaunch_spawn: argv and "
+					      "environment exceed %u bytes",
+				      DLAUNCH_MSG_MAX);
+	rc = dlaunch__call(rt, &m, 0, &r, &c);
+	if (rc >= 0) {
+		*pid_out = (pid_t)rc;
+		rc = 0;
+	}
+	dlaunch__call_done(rt, c);
+	return rc;
+}
+
+DLAUNCH_EXPORT int dlaunch_wait(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
+				dlaunch_status_t *status_out)
+{
+	dlaunch__conv_t *c;
+	dlaunch__msg_t m, r;
+	dlaunch_status_t st;
+	int64_t raw;
+	int rc;
+
+	if (!rt || !status_out || pid <= 0)
+		return dlaunch__fail(-EINVAL, "dlaunch_wait: bad argument");
+	dlaunch__msg_init(&m, DLAUNCH_MSG_STATUS, 0, 0);
+	dlaunch__msg_put_i64(&m, pid);
+	dlaunch__msg_put_u64(&m, timeout_ns);
+	rc = dlaunch__call(rt, &m, timeout_ns, &r, &c);
+	if (rc >= 0) {
+		raw = dlaunch__msg_get_i64(&r);
+		rc = r.err;
+	}
+	dlaunch__call_done(rt, c);
+	if (rc < 0)
+		return rc;
+	/* raw is the wait(2) status word. */
+	memset(&st, 0, sizeof st);
+	st.exited = WIFEXITED((int)raw);
+	st.code = st.exited ? WEXITSTATUS((int)raw) : 0;
+	st.signo = WIFSIGNALED((int)raw) ? WTERMSIG((int)raw) : 0;
+	st.core = WIFSIGNALED((int)raw) ? !!WCOREDUMP((int)raw) : 0;
+	*status_out = st;
+	return 0;
+}
+
+DLAUNCH_EXPORT int dlaunch_status_code(const dlaunch_status_t *st)
+{
+	if (!st)
+		return -EINVAL;
+	return st->exited ? st->code : -st->signo;
+}
+
+DLAUNCH_EXPORT int dlaunch_signal(dlaunch_t *rt, pid_t pid, int signo)
+{
+	dlaunch__conv_t *c;
+	dlaunch__msg_t m, r;
+	int rc;
+
+	if (!rt || pid <= 0 || signo < 0 || signo >= NSIG)
+		return dlaunch__fail(-EINVAL, "dlaunch_signal: bad argument");
+	dlaunch__msg_init(&m, DLAUNCH_MSG_SIGNAL, 0, 0);
+	dlaunch__msg_put_i64(&m, pid);
+	dlaunch__msg_put_i64(&m, signo);
+	rc = dlaunch__call(rt, &m, 0, &r, &c);
+	dlaunch__call_done(rt, c);
+	return rc < 0 ? rc : 0;
+}
+
+/* A descriptor that is readable at once, for a process already gone. */
+static int ready_fd(void)
+{
+	int fd = eventfd(1, EFD_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
+DLAUNCH_EXPORT int dlaunch_proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out)
+{
+	dlaunch_status_t st;
+	int fd, rc;
+
+	if (!rt || !fd_out || pid <= 0)
+		return dlaunch__fail(-EINVAL, "dlaunch_proc_fd: bad argument");
+	/* Asking first makes sure pid is ours and has not been reaped
+	 * (a reaped pid could be reused by another process). */
+	rc = dlaunch_wait(rt, pid, 0, &st);
+	if (rc == 0)
+		fd = ready_fd();
+	else if (rc != -EAGAIN)
+		return rc;
+	else
+		fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0 && (errno == ESRCH))
+		fd = ready_fd();
+	if (fd < 0)
+		return dlaunch__fail(-errno, "pidfd_open(%d): %s", (int)pid,
+				     strerror(errno));
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	*fd_out = fd;
+	return 0;
+}

@@ -1,0 +1,213 @@
+/* The client side of the services: connecting, conversations and the
+ * request/reply transaction every public call is built on.
+ *
+ * A conversation is a reply endpoint the services know by a client id.
+ * Calls take one from the handle's free list (making a new one when all
+ * are busy), so a thread blocked in dlaunch_wait never holds up another
+ * thread's dlaunch_spawn.  Replies carry the request id; a reply that
+ * arrives after its caller gave up is recognised and dropped.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "dlaunch_private.h"
+
+/* How long the services may take to answer a request that does not wait
+ * for anything. */
+#define SERVICE_DEADLINE_NS (30ull * 1000000000ull)
+
+static void conv_free(dlaunch__conv_t *c)
+{
+	dlaunch__ep_close(c->reply);
+	free(c->rbuf);
+	free(c);
+}
+
+static int send_locked(dlaunch_t *rt, dlaunch__msg_t *m)
+{
+	int rc;
+
+	pthread_mutex_lock(&rt->svc_lock);
+	rc = dlaunch__ep_send(rt->svc, m->buf, m->len, SERVICE_DEADLINE_NS);
+	pthread_mutex_unlock(&rt->svc_lock);
+	if (rc == -ETIMEDOUT)
+		rc = -DLAUNCH_E_SERVICES;
+	return rc;
+}
+
+/* Wait for the reply to req_id on c, dropping stale ones. */
+static int recv_reply(dlaunch__conv_t *c, uint64_t req_id, uint64_t timeout,
+		      dlaunch__msg_t *reply)
+{
+	dlaunch__msg_hdr_t h;
+	size_t len;
+	int rc;
+
+	for (;;) {
+		rc = dlaunch__ep_recv(c->reply, c->rbuf, DLAUNCH_MSG_MAX,
+				      timeout, &len);
+		if (rc == -ETIMEDOUT || rc == -EAGAIN)
+			return -DLAUNCH_E_SERVICES;
+		if (rc)
+			return rc;
+		rc = dlaunch__msg_open(reply, c->rbuf, len, &h);
+		if (rc)
+			return rc;
+		if (h.type == DLAUNCH_MSG_REPLY && h.req_id == req_id)
+			return h.status;
+	}
+}
+
+/* A new conversation: a reply endpoint announced to the services. */
+static int conv_new(dlaunch_t *rt, dlaunch__conv_t **out)
+{
+	dlaunch__conv_t *c = calloc(1, sizeof *c);
+	char text[DLAUNCH_EP_TEXT_MAX];
+	dlaunch__msg_t m, r;
+	int rc = -ENOMEM;
+
+	if (!c || !(c->rbuf = malloc(DLAUNCH_MSG_MAX)))
+		goto fail;
+	rc = dlaunch__ep_create(&c->reply);
+	if (rc)
+		goto fail;
+	rc = dlaunch__ep_text(c->reply, text, sizeof text);
+	if (rc < 0)
+		goto fail;
+	c->next_req = 1;
+	dlaunch__msg_init(&m, DLAUNCH_MSG_HELLO, c->next_req, 0);
+	dlaunch__msg_put_i64(&m, getpid());
+	dlaunch__msg_put_str(&m, text);
+	rc = m.err ? m.err : send_locked(rt, &m);
+	dlaunch__msg_free(&m);
+	if (rc == 0)
+		rc = recv_reply(c, c->next_req++, SERVICE_DEADLINE_NS, &r);
+	if (rc < 0)
+		goto fail;
+	c->client_id = (uint32_t)rc;
+	*out = c;
+	return 0;
+fail:
+	if (c) {
+		c->reply = c->reply;
+		conv_free(c);
+	}
+	return rc;
+}
+
+static int conv_get(dlaunch_t *rt, dlaunch__conv_t **out)
+{
+	dlaunch__conv_t *c;
+
+	pthread_mutex_lock(&rt->lock);
+	c = rt->free_convs;
+	if (c)
+		rt->free_convs = c->next;
+	pthread_mutex_unlock(&rt->lock);
+	if (c) {
+		*out = c;
+		return 0;
+	}
+	return conv_new(rt, out);
+}
+
+void dlaunch__call_done(dlaunch_t *rt, dlaunch__conv_t *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&rt->lock);
+	c->next = rt->free_convs;
+	rt->free_convs = c;
+	pthread_mutex_unlock(&rt->lock);
+}
+
+int dlaunch__call(dlaunch_t *rt, dlaunch__msg_t *m, uint64_t timeout_ns,
+		  dlaunch__msg_t *reply, dlaunch__conv_t **conv_out)
+{
+	dlaunch__conv_t *c = NULL;
+	uint64_t req, wait;
+	uint32_t id;
+	int rc = m->err;
+
+	*conv_out = NULL;
+	if (rc == 0)
+		rc = conv_get(rt, &c);
+	if (rc)
+		goto out;
+	*conv_out = c;
+	req = c->next_req++;
+	id = c->client_id;
+	memcpy(m->buf + offsetof(dlaunch__msg_hdr_t, req_id), &req, sizeof req);
+	memcpy(m->buf + offsetof(dlaunch__msg_hdr_t, client), &id, sizeof id);
+	rc = send_locked(rt, m);
+	if (rc)
+		goto out;
+	/* The services answer timed requests themselves at the deadline;
+	 * the slack only covers services that have gone away. */
+	wait = timeout_ns > DLAUNCH_FOREVER - SERVICE_DEADLINE_NS
+		       ? DLAUNCH_FOREVER
+		       : timeout_ns + SERVICE_DEADLINE_NS;
+	rc = recv_reply(c, req, wait, reply);
+	if (rc < 0 && rc != -DLAUNCH_E_SERVICES) {
+		/* Failed replies carry the services' detail message. */
+		const char *why = dlaunch__msg_get_str(reply);
+		dlaunch__fail(rc, "%s", why ? why : dlaunch_strerror(rc));
+	} else if (rc == -DLAUNCH_E_SERVICES) {
+		dlaunch__fail(rc, "the runtime services did not answer");
+	}
+out:
+	dlaunch__msg_free(m);
+	return rc;
+}
+
+int dlaunch__connect(const char *svc_text, dlaunch_t **rt_out)
+{
+	dlaunch_t *rt = calloc(1, sizeof *rt);
+	dlaunch__conv_t *c;
+	int rc;
+
+	if (!rt)
+		return -ENOMEM;
+	pthread_mutex_init(&rt->lock, NULL);
+	pthread_mutex_init(&rt->svc_lock, NULL);
+	rc = dlaunch__ep_open(svc_text, &rt->svc);
+	if (rc)
+		goto fail;
+	/* The first conversation proves the services answer. */
+	rc = conv_new(rt, &c);
+	if (rc)
+		goto fail;
+	dlaunch__call_done(rt, c);
+	*rt_out = rt;
+	return 0;
+fail:
+	dlaunch__disconnect(rt);
+	return rc;
+}
+
+/* Say goodbye for every conversation (so the services forget the client
+ * ids and the processes this one started) and free the handle. */
+void dlaunch__disconnect(dlaunch_t *rt)
+{
+	dlaunch__conv_t *c;
+	dlaunch__msg_t m;
+
+	while ((c = rt->free_convs)) {
+		rt->free_convs = c->next;
+		dlaunch__msg_init(&m, DLAUNCH_MSG_BYE, 0, 0);
+		memcpy(m.buf + offsetof(dlaunch__msg_hdr_t, client),
+		       &c->client_id, sizeof c->client_id);
+		if (rt->svc && m.err == 0)
+			send_locked(rt, &m);
+		dlaunch__msg_free(&m);
+		conv_free(c);
+	}
+	dlaunch__ep_close(rt->svc);
+	pthread_mutex_destroy(&rt->lock);
+	pthread_mutex_destroy(&rt->svc_lock);
+	free(rt);
+}

@@ -1,0 +1,190 @@
+/* dragon: run a program as the head process of a single-node runtime.
+ *
+ * The launcher is a thin user of the public API: it starts an embedded
+ * runtime with DLAUNCH_RT_F_ADOPT (so orphans of the head are ended too),
+ * starts the head through the services, waits on the head's pidfd and on a
+ * signalfd, and tears everything down — pools included — on every way out
+ * but SIGKILL of the launcher itself (dragon-cleanup covers that one).
+ */
+#define _GNU_SOURCE
+#include "config.h"
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+#include "launcher.h"
+
+/* How long the head and its processes get after a SIGTERM/SIGINT (or the
+ * head's end) before whatever remains is killed. */
+#define TEARDOWN_NS (5ull * 1000000000ull)
+
+static int block_signals(sigset_t *set)
+{
+	static const int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT};
+
+	sigemptyset(set);
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		sigaddset(set, sigs[i]);
+	/* Forwarded output to a closed stdout must not kill the launcher. */
+	signal(SIGPIPE, SIG_IGN);
+	return pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
+static int start_head(dlaunch_t *rt, const struct dragon_opts *o,
+		      pid_t *pid_out)
+{
+	dlaunch_spawn_attr_t a = {.field_mask = DLAUNCH_SPAWN_ATTR_STDIO |
+						DLAUNCH_SPAWN_ATTR_FLAGS,
+				  .stdio = {DLAUNCH_STDIO_INHERIT,
+					    DLAUNCH_STDIO_FORWARD,
+					    DLAUNCH_STDIO_FORWARD},
+				  .flags = DLAUNCH_SPAWN_F_SEARCH_PATH};
+	size_t n = strlen(o->argv[0]);
+	char **argv = calloc((size_t)o->argc + 2, sizeof *argv);
+	const char *path = o->argv[0];
+	int k = 0, rc;
+
+	if (!argv)
+		return -ENOMEM;
+	if (n > 3 && strcmp(o->argv[0] + n - 3, ".py") == 0) {
+		path = DRAGON_PYTHON;
+		argv[k++] = (char *)DRAGON_PYTHON;
+	}
+	for (int i = 0; i < o->argc; i++)
+		argv[k++] = o->argv[i];
+	rc = dlaunch_spawn(rt, path, argv, &a, pid_out);
+	free(argv);
+	return rc;
+}
+
+static void report(int wstatus_code, const dlaunch_status_t *st)
+{
+	char line[160];
+	int n;
+
+	if (st->exited)
+		n = snprintf(line, sizeof line, "+++ head proc exited, code %d\n",
+			     wstatus_code);
+	else
+		n = snprintf(line, sizeof line,
+			     "+++ head proc exited, code %d (killed by signal "
+			     "%d, SIG%s)\n",
+			     wstatus_code, st->signo, sigabbrev_np(st->signo)
+							      ? sigabbrev_np(
+									st->signo)
+							      : "?");
+	if (write(1, line, (size_t)n) < 0)
+		return;
+}
+
+/* The first SIGINT/SIGTERM goes to the head (a terminal's Ctrl-C already
+ * reached it: the whole foreground group gets it); the teardown deadline
+ * starts.  A second one ends everything now. */
+static void on_signal(dlaunch_t *rt, pid_t head, int sfd, int *nsig,
+		      struct timespec *deadline)
+{
+	struct signalfd_siginfo si;
+
+	while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+		if (si.ssi_signo == SIGCHLD)
+			continue;
+		if (++*nsig > 1) {
+			deadline->tv_sec = 0;
+			continue;
+		}
+		if (!(si.ssi_pid == 0 && (si.ssi_signo == SIGINT ||
+					  si.ssi_signo == SIGQUIT)))
+			dlaunch_signal(rt, head, (int)si.ssi_signo);
+		clock_gettime(CLOCK_MONOTONIC, deadline);
+		deadline->tv_sec += (time_t)(TEARDOWN_NS / 1000000000u);
+	}
+}
+
+static int ms_left(const struct timespec *d)
+{
+	struct timespec now;
+	long long ms;
+
+	if (d->tv_sec < 0)
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (long long)(d->tv_sec - now.tv_sec) * 1000 +
+	     (d->tv_nsec - now.tv_nsec) / 1000000;
+	return ms < 0 ? 0 : (int)ms;
+}
+
+/* Wait for the head to end (or the teardown deadline); returns its status
+ * code, or -1 if the deadline came first. */
+static int run_head(dlaunch_t *rt, pid_t head, int sfd, dlaunch_status_t *st)
+{
+	struct timespec deadline = {.tv_sec = -1};
+	int pfd, nsig = 0, rc;
+
+	rc = dlaunch_proc_fd(rt, head, &pfd);
+	if (rc)
+		return rc;
+	for (;;) {
+		struct pollfd p[2] = {{.fd = pfd, .events = POLLIN},
+				      {.fd = sfd, .events = POLLIN}};
+		int t = ms_left(&deadline);
+		if (t == 0)
+			break;
+		if (poll(p, 2, t) < 0 && errno != EINTR)
+			break;
+		if (p[1].revents)
+			on_signal(rt, head, sfd, &nsig, &deadline);
+		if (p[0].revents)
+			break;
+	}
+	close(pfd);
+	if (ms_left(&deadline) == 0)
+		dlaunch_signal(rt, head, SIGKILL);
+	return dlaunch_wait(rt, head, TEARDOWN_NS, st);
+}
+
+int main(int argc, char **argv)
+{
+	struct dragon_opts o;
+	dlaunch_runtime_attr_t ra = {0};
+	dlaunch_status_t st = {0};
+	sigset_t set;
+	dlaunch_t *rt;
+	pid_t head;
+	int rc, sfd, code;
+
+	rc = dragon_parse_opts(argc, argv, &o);
+	if (rc >= 0)
+		return rc;
+	if (block_signals(&set) ||
+	    (sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
+		return dragon_fail("start-up phase 'signals'", strerror(errno));
+	ra.field_mask = DLAUNCH_RT_ATTR_FLAGS | DLAUNCH_RT_ATTR_LOG_LEVEL |
+			DLAUNCH_RT_ATTR_LOG_FD;
+	ra.flags = DLAUNCH_RT_F_ADOPT;
+	ra.log_level = o.log_level;
+	ra.log_fd = dragon_open_log(&o);
+	rc = dlaunch_runtime_start(&ra, &rt);
+	if (rc)
+		return dragon_fail("start-up", dlaunch_errmsg());
+	rc = start_head(rt, &o, &head);
+	if (rc) {
+		dlaunch_runtime_stop(rt, 0);
+		dragon_fail("start-up phase 'head process'", dlaunch_errmsg());
+		return rc == -ENOENT ? 127 : 126;
+	}
+	rc = run_head(rt, head, sfd, &st);
+	dlaunch_runtime_stop(rt, TEARDOWN_NS);
+	if (rc) {
+		dragon_fail("head process", dlaunch_errmsg());
+		return 1;
+	}
+	code = st.exited ? st.code : 128 + st.signo;
+	report(code, &st);
+	dragon_close_log(&o);
+	return code;
+}

@@ -1,0 +1,238 @@
+/* Options, logs and --network-prefix validation of the dragon launcher.
+ *
+ * --network-prefix is checked at once, even on one node, so that a typo is
+ * an immediate error that lists what the machine has rather than a hang in
+ * a later multi-node start-up.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "launcher.h"
+
+static char log_place[4096] = "stderr";
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: dragon [OPTIONS] PROG [ARGS...]\n"
+		"Run PROG as the head process of a Dragon runtime (.py files "
+		"run with\n%s; anything else is executed).\n\n"
+		"  -h, --help                 show this help and exit\n"
+		"  -V, --version              show the version and exit\n"
+		"  -s, --single-node          run on this node only (the "
+		"default)\n"
+		"  -l, --log-level LEVEL      error, warning, info or debug "
+		"(DRAGON_DEBUG=1: debug)\n"
+		"  -t, --timeout SECONDS      deadline of each start-up phase "
+		"(default 30)\n"
+		"      --port PORT            port of the multi-node backends\n"
+		"      --network-prefix P     interface name or address prefix "
+		"for multi-node\n\n"
+		"Logs go to $DRAGON_LOG_DIR, else $XDG_RUNTIME_DIR/dragon, "
+		"else /tmp/dragon-$USER.\nSee dragon(1).\n",
+		DRAGON_PYTHON);
+}
+
+static int parse_level(const char *s)
+{
+	static const char *const names[] = {"error", "warning", "info",
+					    "debug"};
+
+	for (int i = 0; i < 4; i++)
+		if (strcasecmp(s, names[i]) == 0 ||
+		    (s[0] == '0' + i && s[1] == '\0'))
+			return i;
+	return -1;
+}
+
+/* Does any interface's name or address start with prefix?  Otherwise list
+ * them all on stderr. */
+static int check_netprefix(const char *prefix)
+{
+	struct ifaddrs *ifs, *i;
+	char addr[INET6_ADDRSTRLEN];
+	int found = 0;
+
+	if (getifaddrs(&ifs) < 0) {
+		fprintf(stderr, "dragon: getifaddrs: %s\n", strerror(errno));
+		return 1;
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		for (i = ifs; i; i = i->ifa_next) {
+			int fam = i->ifa_addr ? i->ifa_addr->sa_family : -1;
+			void *a;
+			if (fam != AF_INET && fam != AF_INET6)
+				continue;
+			a = fam == AF_INET
+				    ? (void *)&((struct sockaddr_in *)i->ifa_addr)
+					      ->sin_addr
+				    : (void *)&((struct sockaddr_in6 *)
+							i->ifa_addr)
+					      ->sin6_addr;
+			inet_ntop(fam, a, addr, sizeof addr);
+			if (pass == 0)
+				found |= !strncmp(i->ifa_name, prefix,
+						  strlen(prefix)) ||
+					 !strncmp(addr, prefix, strlen(prefix));
+			else
+				fprintf(stderr, "  %-12s %s\n", i->ifa_name,
+					addr);
+		}
+		if (found)
+			break;
+		if (pass == 0)
+			fprintf(stderr,
+				"dragon: --network-prefix '%s' matches no "
+				"network interface; interfaces found:\n",
+				prefix);
+	}
+	freeifaddrs(ifs);
+	return found ? -1 : 1;
+}
+
+static int bad(const char *what, const char *arg)
+{
+	fprintf(stderr, "dragon: invalid %s '%s'\n", what, arg);
+	fprintf(stderr, "Try 'dragon --help'.\n");
+	return 2;
+}
+
+static int parse_number(const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int dragon_parse_opts(int argc, char **argv, struct dragon_opts *o)
+{
+	static const struct option longs[] = {
+		{"help", no_argument, 0, 'h'},
+		{"version", no_argument, 0, 'V'},
+		{"single-node", no_argument, 0, 's'},
+		{"log-level", required_argument, 0, 'l'},
+		{"timeout", required_argument, 0, 't'},
+		{"port", required_argument, 0, 'P'},
+		{"network-prefix", required_argument, 0, 'N'},
+		{0, 0, 0, 0}};
+	const char *dbg = getenv("DRAGON_DEBUG");
+	double v;
+	int c;
+
+	memset(o, 0, sizeof *o);
+	o->log_level = (dbg && *dbg && strcmp(dbg, "0")) ? DLAUNCH_LOG_DEBUG
+							 : DLAUNCH_LOG_WARNING;
+	o->timeout = 30;
+	o->log_fd = -1;
+	/* '+': options end at PROG; its own options are its business. */
+	while ((c = getopt_long(argc, argv, "+hVsl:t:", longs, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("dragon %s\n", PACKAGE_VERSION);
+			return 0;
+		case 's':
+			o->single_node = 1;
+			break;
+		case 'l':
+			o->log_level = parse_level(optarg);
+			if (o->log_level < 0)
+				return bad("log level", optarg);
+			break;
+		case 't':
+			if (parse_number(optarg, 0.001, 1e6, &o->timeout))
+				return bad("timeout", optarg);
+			break;
+		case 'P':
+			if (parse_number(optarg, 1, 65535, &v) ||
+			    v != (int)v)
+				return bad("port", optarg);
+			o->port = (int)v;
+			break;
+		case 'N':
+			o->netprefix = optarg;
+			break;
+		default:
+			fprintf(stderr, "Try 'dragon --help'.\n");
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "dragon: no program given\n");
+		usage(stderr);
+		return 2;
+	}
+	if (o->netprefix) {
+		c = check_netprefix(o->netprefix);
+		if (c >= 0)
+			return c;
+	}
+	o->argc = argc - optind;
+	o->argv = argv + optind;
+	return -1;
+}
+
+int dragon_fail(const char *phase, const char *why)
+{
+	fprintf(stderr, "dragon: %s failed: %s\n(log: %s)\n", phase, why,
+		log_place);
+	return 1;
+}
+
+/* $DRAGON_LOG_DIR, else $XDG_RUNTIME_DIR/dragon, else /tmp/dragon-<user>:
+ * a directory only the user can enter, one file per launcher. */
+int dragon_open_log(struct dragon_opts *o)
+{
+	const char *dir = getenv("DRAGON_LOG_DIR"), *x;
+	struct passwd *pw = getpwuid(getuid());
+	char d[4096];
+
+	if (dir && *dir)
+		snprintf(d, sizeof d, "%s", dir);
+	else if ((x = getenv("XDG_RUNTIME_DIR")) && *x)
+		snprintf(d, sizeof d, "%s/dragon", x);
+	else
+		snprintf(d, sizeof d, "/tmp/dragon-%s",
+			 pw ? pw->pw_name : "unknown");
+	if (mkdir(d, 0700) < 0 && errno != EEXIST)
+		return -1;
+	snprintf(o->log_path, sizeof o->log_path, "%s/dragon-%d.log", d,
+		 (int)getpid());
+	o->log_fd = open(o->log_path,
+			 O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND,
+			 0600);
+	if (o->log_fd >= 0)
+		snprintf(log_place, sizeof log_place, "%s", o->log_path);
+	return o->log_fd;
+}
+
+/* A run that ended well leaves no log unless something was logged. */
+void dragon_close_log(struct dragon_opts *o)
+{
+	struct stat st;
+
+	if (o->log_fd < 0)
+		return;
+	if (fstat(o->log_fd, &st) == 0 && st.st_size == 0)
+		unlink(o->log_path);
+	close(o->log_fd);
+}

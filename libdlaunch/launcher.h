@@ -1,0 +1,33 @@
+/* The dragon launcher's option parsing, logs and messages (not installed). */
+#ifndef DRAGON_LAUNCHER_H
+#define DRAGON_LAUNCHER_H
+
+#include <dragon/dlaunch.h>
+
+#ifndef DRAGON_PYTHON
+#define DRAGON_PYTHON "/usr/bin/python3"
+#endif
+
+struct dragon_opts {
+	int log_level;	      /* enum dlaunch_log_level */
+	double timeout;	      /* seconds per start-up phase */
+	int port;	      /* multi-node: port of the backends */
+	const char *netprefix; /* multi-node: interface/address prefix */
+	int single_node;
+	int argc;	      /* PROG and its arguments */
+	char **argv;
+	int log_fd;
+	char log_path[4200];
+	char log_dir[4096];
+};
+
+/* Parse argv; returns -1 to go on, or an exit status (0 after --help or
+ * --version, 2 on a usage error, 1 on a bad --network-prefix). */
+int dragon_parse_opts(int argc, char **argv, struct dragon_opts *o);
+/* Print "dragon: <phase> failed: <why>" with the log's place; returns 1. */
+int dragon_fail(const char *phase, const char *why);
+/* Open the log file (see dragon(1)); returns its fd or -1 (stderr). */
+int dragon_open_log(struct dragon_opts *o);
+void dragon_close_log(struct dragon_opts *o);
+
+#endif

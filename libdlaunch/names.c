@@ -1,0 +1,345 @@
+/* The registry of named objects (global services) and its client calls.
+ *
+ * A name maps to a kind and a few bytes (a serialized descriptor, usually).
+ * Create-or-look-up of pools and channels happens here, in the services,
+ * so that the check and the creation are one step for every caller and the
+ * objects belong to the runtime, which removes them when it ends.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "svc.h"
+
+static svc_name_t *find(dlaunch__server_t *s, const char *name)
+{
+	for (svc_name_t *n = s->names; n; n = n->next)
+		if (strcmp(n->name, name) == 0)
+			return n;
+	return NULL;
+}
+
+static int insert(dlaunch__server_t *s, const char *name, int kind,
+		  const void *v, size_t len)
+{
+	svc_name_t *n = calloc(1, sizeof *n);
+
+	if (!n || !(n->name = strdup(name)) ||
+	    !(n->value = malloc(len ? len : 1))) {
+		if (n)
+			free(n->name);
+		free(n);
+		return -ENOMEM;
+	}
+	memcpy(n->value, v, len);
+	n->len = len;
+	n->kind = kind;
+	n->next = s->names;
+	s->names = n;
+	return 0;
+}
+
+static void reply_value(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
+			int status, const svc_name_t *n)
+{
+	dlaunch__msg_t m;
+
+	dlaunch__msg_init(&m, DLAUNCH_MSG_REPLY, h->req_id, status);
+	dlaunch__msg_put_bytes(&m, n->value, n->len);
+	svc_reply(s, h->client, h->req_id, &m);
+}
+
+/* A pool made for POOL_GET: "u<n>" in this instance. */
+static int make_pool(dlaunch__server_t *s, const char *name, uint64_t size,
+		     svc_name_t **out)
+{
+	dmem_pool_attr_t attr = {.field_mask = DMEM_POOL_ATTR_INSTANCE,
+				 .instance = s->instance};
+	svc_pool_t *sp = calloc(1, sizeof *sp);
+	dmem_pool_desc_t d;
+	char seg[32];
+	int rc;
+
+	if (!sp)
+		return -ENOMEM;
+	snprintf(seg, sizeof seg, "u%u", ++s->npools);
+	rc = dmem_pool_create(seg, (size_t)size, &attr, &sp->pool);
+	if (rc) {
+		free(sp);
+		return dlaunch__fail(rc, "pool '%s': %s", name,
+				     dmem_errmsg());
+	}
+	dmem_pool_desc_get(sp->pool, &d);
+	rc = insert(s, name, DLAUNCH_KIND_POOL, &d, sizeof d);
+	if (rc) {
+		dmem_pool_destroy(sp->pool);
+		free(sp);
+		return rc;
+	}
+	sp->next = s->pools;
+	s->pools = sp;
+	*out = s->names;
+	return 0;
+}
+
+static void get_object(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
+		       dlaunch__msg_t *m, int kind)
+{
+	const char *name = dlaunch__msg_get_str(m);
+	uint64_t a = dlaunch__msg_get_u64(m);
+	svc_name_t *n;
+	int rc;
+
+	(void)dlaunch__msg_get_u64(m);
+	if (m->err || !name) {
+		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_PROTO,
+			      "malformed request");
+		return;
+	}
+	n = find(s, name);
+	if (n && n->kind != kind) {
+		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_KIND,
+			      "name '%s' holds an object of kind %d, not %d",
+			      name, n->kind, kind);
+		return;
+	}
+	if (n) {
+		reply_value(s, h, 0, n);
+		return;
+	}
+	if (kind == DLAUNCH_KIND_POOL)
+		rc = make_pool(s, name, a, &n);
+	else
+		rc = dlaunch__fail(-ENOSYS, "channels by name need libdchan");
+	if (rc)
+		svc_reply_err(s, h->client, h->req_id, rc, "%s",
+			      dlaunch_errmsg());
+	else
+		reply_value(s, h, 1, n);
+}
+
+static void name_op(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
+		    dlaunch__msg_t *m)
+{
+	const char *name = dlaunch__msg_get_str(m);
+	int kind = (int)dlaunch__msg_get_i64(m);
+	svc_name_t *n = name ? find(s, name) : NULL;
+	const void *v = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (h->type == DLAUNCH_MSG_NAME_REG)
+		v = dlaunch__msg_get_bytes(m, &len);
+	if (m->err || !name) {
+		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_PROTO,
+			      "malformed request");
+	} else if (h->type == DLAUNCH_MSG_NAME_REG) {
+		rc = n ? 0 : insert(s, name, kind, v, len);
+		svc_reply_err(s, h->client, h->req_id, rc ? rc : !n, "%s", "");
+	} else if (!n) {
+		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_NONAME,
+			      "name '%s' is not registered", name);
+	} else if (h->type == DLAUNCH_MSG_NAME_GET) {
+		if (kind != DLAUNCH_KIND_ANY && kind != n->kind)
+			svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_KIND,
+				      "name '%s' holds kind %d, not %d", name,
+				      n->kind, kind);
+		else
+			reply_value(s, h, 0, n);
+	} else {
+		for (svc_name_t **pp = &s->names; *pp; pp = &(*pp)->next)
+			if (*pp == n) {
+				*pp = n->next;
+				break;
+			}
+		free(n->name);
+		free(n->value);
+		free(n);
+		svc_reply_err(s, h->client, h->req_id, 0, "%s", "");
+	}
+}
+
+void svc_names_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
+		       dlaunch__msg_t *m)
+{
+	switch (h->type) {
+	case DLAUNCH_MSG_NAME_REG:
+	case DLAUNCH_MSG_NAME_GET:
+	case DLAUNCH_MSG_NAME_DEL:
+		name_op(s, h, m);
+		break;
+	case DLAUNCH_MSG_POOL_GET:
+		get_object(s, h, m, DLAUNCH_KIND_POOL);
+		break;
+	case DLAUNCH_MSG_CHAN_GET:
+		get_object(s, h, m, DLAUNCH_KIND_CHANNEL);
+		break;
+	default:
+		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_PROTO,
+			      "unknown request type %u", h->type);
+	}
+}
+
+void svc_names_free(dlaunch__server_t *s)
+{
+	while (s->names) {
+		svc_name_t *n = s->names;
+		s->names = n->next;
+		free(n->name);
+		free(n->value);
+		free(n);
+	}
+	while (s->pools) {
+		svc_pool_t *p = s->pools;
+		s->pools = p->next;
+		dmem_pool_destroy(p->pool);
+		free(p);
+	}
+}
+
+/* ---- client calls --------------------------------------------------------- */
+
+static int check_name(const char *fn, const char *name)
+{
+	if (!name || !*name || strlen(name) > DLAUNCH_NAME_MAX)
+		return dlaunch__fail(-EINVAL,
+				     "%s: name must have 1..%d bytes", fn,
+				     DLAUNCH_NAME_MAX);
+	return 0;
+}
+
+DLAUNCH_EXPORT int dlaunch_name_register(dlaunch_t *rt, const char *name,
+					 int kind, const void *value,
+					 size_t len)
+{
+	dlaunch__conv_t *c;
+	dlaunch__msg_t m, r;
+	int rc = check_name("dlaunch_name_register", name);
+
+	if (rc)
+		return rc;
+	if (!rt || (!value && len) || len > DLAUNCH_VALUE_MAX ||
+	    kind <= DLAUNCH_KIND_ANY || kind > DLAUNCH_KIND_POOL)
+		return dlaunch__fail(-EINVAL,
+				     "dlaunch_name_register: bad kind, value "
+				     "or length (at most %d bytes)",
+				     DLAUNCH_VALUE_MAX);
+	dlaunch__msg_init(&m, DLAUNCH_MSG_NAME_REG, 0, 0);
+	dlaunch__msg_put_str(&m, name);
+	dlaunch__msg_put_i64(&m, kind);
+	dlaunch__msg_put_bytes(&m, value ? value : "", len);
+	rc = dlaunch__call(rt, &m, 0, &r, &c);
+	dlaunch__call_done(rt, c);
+	return rc;
+}
+
+/* Copy the value of a reply into buf; status is the reply's. */
+static int take_value(dlaunch__msg_t *r, int status, void *buf, size_t cap,
+		      size_t *len_out)
+{
+	size_t n = 0;
+	const void *v = dlaunch__msg_get_bytes(r, &n);
+
+	if (!v)
+		return -DLAUNCH_E_PROTO;
+	if (n > cap) {
+		*len_out = n;
+		return dlaunch__fail(-EMSGSIZE, "value has %zu bytes, buffer %zu",
+				     n, cap);
+	}
+	memcpy(buf, v, n);
+	*len_out = n;
+	return status;
+}
+
+DLAUNCH_EXPORT int dlaunch_name_lookup(dlaunch_t *rt, const char *name,
+				       int kind, void *buf, size_t cap,
+				       size_t *len_out)
+{
+	dlaunch__conv_t *c;
+	dlaunch__msg_t m, r;
+	int rc = check_name("dlaunch_name_lookup", name);
+
+	if (rc)
+		return rc;
+	if (!rt || !len_out || (!buf && cap))
+		return dlaunch__fail(-EINVAL, "dlaunch_name_lookup: NULL "
+					      "argument");
+	dlaunch__msg_init(&m, DLAUNCH_MSG_NAME_GET, 0, 0);
+	dlaunch__msg_put_str(&m, name);
+	dlaunch__msg_put_i64(&m, kind);
+	rc = dlaunch__call(rt, &m, 0, &r, &c);
+	if (rc >= 0)
+		rc = take_value(&r, 0, buf, cap, len_out);
+	dlaunch__call_done(rt, c);
+	return rc;
+}
+
+DLAUNCH_EXPORT int dlaunch_name_unregister(dlaunch_t *rt, const char *name)
+{
+	dlaunch__conv_t *c;
+	dlaunch__msg_t m, r;
+	int rc = check_name("dlaunch_name_unregister", name);
+
+	if (rc || !rt)
+		return rc ? rc : -EINVAL;
+	dlaunch__msg_init(&m, DLAUNCH_MSG_NAME_DEL, 0, 0);
+	dlaunch__msg_put_str(&m, name);
+	dlaunch__msg_put_i64(&m, 0);
+	rc = dlaunch__call(rt, &m, 0, &r, &c);
+	dlaunch__call_done(rt, c);
+	return rc < 0 ? rc : 0;
+}
+
+static int get_object_call(dlaunch_t *rt, int type, const char *name,
+			   uint64_t a, uint64_t b, void *out, size_t size)
+{
+	dlaunch__conv_t *c;
+	dlaunch__msg_t m, r;
+	size_t len;
+	int rc = check_name("dlaunch_*_get", name);
+
+	if (rc || !rt || !out)
+		return rc ? rc : -EINVAL;
+	dlaunch__msg_init(&m, (uint16_t)type, 0, 0);
+	dlaunch__msg_put_str(&m, name);
+	dlaunch__msg_put_u64(&m, a);
+	dlaunch__msg_put_u64(&m, b);
+	rc = dlaunch__call(rt, &m, 0, &r, &c);
+	if (rc >= 0)
+		rc = take_value(&r, rc, out, size, &len);
+	if (rc >= 0 && len != size)
+		rc = -DLAUNCH_E_PROTO;
+	dlaunch__call_done(rt, c);
+	return rc;
+}
+
+DLAUNCH_EXPORT int dlaunch_pool_get(dlaunch_t *rt, const char *name,
+				    uint64_t size, dmem_pool_desc_t *desc_out)
+{
+	dmem_pool_desc_t d;
+	int rc = get_object_call(rt, DLAUNCH_MSG_POOL_GET, name, size, 0, &d,
+				 sizeof d);
+
+	if (rc >= 0)
+		*desc_out = d;
+	return rc;
+}
+
+DLAUNCH_EXPORT int dlaunch_channel_get(dlaunch_t *rt, const char *name,
+				       const dchan_attr_t *attr,
+				       dchan_desc_t *desc_out)
+{
+	uint64_t mask = attr ? attr->field_mask : 0;
+	uint64_t cap = (mask & DCHAN_ATTR_CAPACITY) ? attr->capacity : 0;
+	uint64_t slot = (mask & DCHAN_ATTR_SLOT_SIZE) ? attr->slot_size : 0;
+	dchan_desc_t d;
+	int rc = get_object_call(rt, DLAUNCH_MSG_CHAN_GET, name, cap, slot, &d,
+				 sizeof d);
+
+	if (rc >= 0)
+		*desc_out = d;
+	return rc;
+}

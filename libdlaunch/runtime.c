@@ -1,0 +1,207 @@
+/* Starting and stopping a runtime: the default pool, the services'
+ * endpoint, the environment children get, the service threads, and the
+ * teardown that leaves nothing behind.
+ *
+ * The `dragon` launcher and an embedded runtime (Python without a launcher)
+ * are the same code: the launcher adds DLAUNCH_RT_F_ADOPT so that it also
+ * reaps and ends the grandchildren its processes leave behind.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+#include "svc.h"
+
+struct dlaunch__runtime {
+	dlaunch__server_t srv;
+	char ep_text[DLAUNCH_EP_TEXT_MAX];
+	char *envbuf[8];
+};
+
+
+
+static int add_env(struct dlaunch__runtime *r, int i, const char *name,
+		   const char *value, uint32_t flags)
+{
+	if (asprintf(&r->envbuf[i], "%s=%s", name, value) < 0) {
+		r->envbuf[i] = NULL;
+		return -ENOMEM;
+	}
+	if (flags & DLAUNCH_RT_F_SETENV)
+		setenv(name, value, 1);
+	return 0;
+}
+
+static int make_env(struct dlaunch__runtime *r, uint32_t flags)
+{
+	dlaunch__server_t *s = &r->srv;
+	char pd[DMEM_POOL_DESC_TEXT_MAX], node[32], ver[16];
+	dmem_pool_desc_t d;
+	int rc;
+
+	dmem_pool_desc_get(s->default_pool, &d);
+	rc = dmem_pool_desc_to_text(&d, pd, sizeof pd);
+	if (rc < 0)
+		return rc;
+	snprintf(node, sizeof node, "0x%llx", (unsigned long long)d.node_id);
+	snprintf(ver, sizeof ver, "%d", DLAUNCH_MSG_VERSION);
+	if ((rc = add_env(r, 0, DLAUNCH_ENV_INSTANCE, s->instance, flags)) ||
+	    (rc = add_env(r, 1, DLAUNCH_ENV_NODE_ID, node, flags)) ||
+	    (rc = add_env(r, 2, DLAUNCH_ENV_DEFAULT_POOL, pd, flags)) ||
+	    (rc = add_env(r, 3, DLAUNCH_ENV_SERVICES, r->ep_text, flags)) ||
+	    (rc = add_env(r, 4, DLAUNCH_ENV_MSG_VERSION, ver, flags)))
+		return rc;
+	s->env = r->envbuf;
+	return 0;
+}
+
+static int check_instance(const char *inst)
+{
+	size_t n = strlen(inst);
+
+	if (n == 0 || n > 40 || strspn(inst, "abcdefghijklmnopqrstuvwxyz"
+					     "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					     "0123456789_-") != n)
+		return dlaunch__fail(-EINVAL,
+				     "instance id '%s': use 1..40 of "
+				     "[A-Za-z0-9_-]",
+				     inst);
+	return 0;
+}
+
+static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
+{
+	dlaunch__server_t *s = &r->srv;
+	uint64_t mask = a ? a->field_mask : 0;
+	uint32_t flags = (mask & DLAUNCH_RT_ATTR_FLAGS) ? a->flags : 0;
+	uint64_t size = (mask & DLAUNCH_RT_ATTR_POOL_SIZE) ? a->pool_size : 0;
+	dmem_pool_attr_t pa = {.field_mask = DMEM_POOL_ATTR_INSTANCE};
+	struct timespec ts;
+	int rc;
+
+	if (mask & DLAUNCH_RT_ATTR_INSTANCE) {
+		rc = check_instance(a->instance);
+		if (rc)
+			return rc;
+		strcpy(s->instance, a->instance);
+	} else {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		snprintf(s->instance, sizeof s->instance, "rt%dx%04lx",
+			 (int)getpid(), (unsigned long)(ts.tv_nsec & 0xffff));
+	}
+	if (mask & DLAUNCH_RT_ATTR_LOG_LEVEL)
+		dlaunch__log_level = a->log_level;
+	if (mask & DLAUNCH_RT_ATTR_LOG_FD)
+		dlaunch__log_set_fd(a->log_fd);
+	s->adopt = flags & DLAUNCH_RT_F_ADOPT;
+	pa.instance = s->instance;
+	rc = dmem_pool_create("default", (size_t)size, &pa, &s->default_pool);
+	if (rc)
+		return dlaunch__fail(rc, "start-up phase 'default pool': %s",
+				     dmem_errmsg());
+	rc = dlaunch__ep_create(&s->req);
+	if (rc == 0)
+		rc = dlaunch__ep_text(s->req, r->ep_text, sizeof r->ep_text);
+	if (rc < 0)
+		return dlaunch__fail(rc, "start-up phase 'infrastructure "
+					 "channels': %s",
+				     dlaunch_strerror(rc));
+	rc = make_env(r, flags);
+	if (rc)
+		return rc;
+	if (s->adopt && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		return dlaunch__fail(-errno, "PR_SET_CHILD_SUBREAPER failed");
+	rc = svc_start_threads(s);
+	if (rc)
+		return dlaunch__fail(rc, "start-up phase 'services': %s",
+				     dlaunch_strerror(rc));
+	return 0;
+}
+
+static void release(struct dlaunch__runtime *r)
+{
+	dlaunch__server_t *s = &r->srv;
+
+	svc_procs_free(s);
+	svc_clients_free(s);
+	svc_names_free(s);
+	if (s->default_pool)
+		dmem_pool_destroy(s->default_pool);
+	dlaunch__ep_close(s->req);
+	for (int i = 0; i < 8; i++)
+		free(r->envbuf[i]);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->changed);
+	free(r);
+}
+
+DLAUNCH_EXPORT int dlaunch_runtime_start(const dlaunch_runtime_attr_t *attr,
+					 dlaunch_t **rt_out)
+{
+	struct dlaunch__runtime *r = calloc(1, sizeof *r);
+	pthread_condattr_t ca;
+	dlaunch_t *rt;
+	int rc;
+
+	if (!r || !rt_out) {
+		free(r);
+		return -EINVAL;
+	}
+	pthread_mutex_init(&r->srv.lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->srv.changed, &ca);
+	pthread_condattr_destroy(&ca);
+	r->srv.sigfd = r->srv.epfd = r->srv.wakefd = -1;
+	rc = setup(r, attr);
+	if (rc) {
+		release(r);
+		return rc;
+	}
+	rc = dlaunch__connect(r->ep_text, &rt);
+	if (rc) {
+		dlaunch__fail(rc, "start-up phase 'services': they do not "
+				  "answer (%s)",
+			      dlaunch_strerror(rc));
+		r->srv.stopping = true;
+		goto stop;
+	}
+	strcpy(rt->instance, r->srv.instance);
+	dmem_pool_desc_get(r->srv.default_pool, &rt->default_pool);
+	rt->node = rt->default_pool.node_id;
+	rt->owned = r;
+	*rt_out = rt;
+	dlaunch__log(DLAUNCH_LOG_INFO, "runtime %s started", r->srv.instance);
+	return 0;
+stop:
+	dlaunch__runtime_free(r);
+	return rc;
+}
+
+/* Stop both service threads and free everything, removing the segments. */
+void dlaunch__runtime_free(struct dlaunch__runtime *r)
+{
+	dlaunch__ep_t *ep;
+	dlaunch__msg_t m;
+
+	dlaunch__msg_init(&m, DLAUNCH_MSG_STOP, 0, 0);
+	if (dlaunch__ep_open(r->ep_text, &ep) == 0) {
+		dlaunch__ep_send(ep, m.buf, m.len, DLAUNCH_FOREVER);
+		dlaunch__ep_close(ep);
+	}
+	dlaunch__msg_free(&m);
+	pthread_join(r->srv.req_thread, NULL);
+	svc_io_stop(&r->srv);
+	release(r);
+}
+
+dlaunch__server_t *dlaunch__runtime_server(struct dlaunch__runtime *r)
+{
+	return &r->srv;
+}
