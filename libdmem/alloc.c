@@ -167,6 +167,8 @@ static int free_user_off(struct dmem_pool *p, uint64_t user_off,
 		dmem__commit(p);
 		waiters = atomic_load_explicit(&p->sh->nwaiters,
 					       memory_order_relaxed);
+		if (waiters) /* someone needs memory: return our cache too */
+			dmem__cache_flush(p);
 	}
 	dmem__unlock(p);
 	if (rc)

@@ -17,8 +17,9 @@
  *    pointer, or a descriptor of it, is refused while it is cached;
  *  - handing it out again takes a new generation (from a batch reserved
  *    from the shared counter), so old descriptors stay stale.
- * Only blocks this process owns are cached, and none while anyone waits in
- * dmem_alloc_timed, so cached memory never starves a waiter.  After fork the
+ * Only blocks this process owns are cached, at most DMEM_CACHE_MAX_BYTES of
+ * them, and none while anyone waits in dmem_alloc_timed: the next free
+ * then goes to the pool and returns the whole cache with it.  After fork the
  * child starts with an empty cache (the blocks belong to the parent).
  */
 #include <errno.h>
@@ -49,6 +50,7 @@ static int cache_mine(struct dmem_pool *p, pid_t self)
 		p->cache_count[c] = 0;
 	}
 	p->gen_next = p->gen_end = 0;
+	p->cache_bytes = 0;
 	p->cache_pid = self;
 	return 0;
 }
@@ -90,6 +92,7 @@ int dmem__cache_alloc(struct dmem_pool *p, uint64_t size, void **ptr_out)
 	}
 	p->cache_head[c] = *link_of(p, blk);
 	p->cache_count[c]--;
+	p->cache_bytes -= (uint64_t)c * DMEM_ALIGN;
 	gen = next_gen(p);
 	cache_unlock(p);
 	b = dmem__blk(p, blk);
@@ -127,7 +130,8 @@ int dmem__cache_free(struct dmem_pool *p, uint64_t user_off)
 				 */
 	c = (unsigned)(size / DMEM_ALIGN);
 	cache_lock(p);
-	if (!cache_mine(p, self) || p->cache_count[c] >= DMEM_CACHE_PER_CLASS) {
+	if (!cache_mine(p, self) || p->cache_count[c] >= DMEM_CACHE_PER_CLASS ||
+	    p->cache_bytes + size > DMEM_CACHE_MAX_BYTES) {
 		cache_unlock(p);
 		return -EAGAIN;
 	}
@@ -136,6 +140,7 @@ int dmem__cache_free(struct dmem_pool *p, uint64_t user_off)
 	*link_of(p, blk) = p->cache_head[c];
 	p->cache_head[c] = blk;
 	p->cache_count[c]++;
+	p->cache_bytes += size;
 	cache_unlock(p);
 	return 0;
 }
@@ -159,6 +164,7 @@ void dmem__cache_flush(struct dmem_pool *p)
 			p->cache_head[c] = 0;
 			p->cache_count[c] = 0;
 		}
+		p->cache_bytes = 0;
 	}
 	cache_unlock(p);
 }

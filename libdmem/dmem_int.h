@@ -45,6 +45,7 @@
 #define DMEM_CACHE_MAX_BLOCK 512u
 #define DMEM_CACHE_CLASSES   (DMEM_CACHE_MAX_BLOCK / DMEM_ALIGN + 1)
 #define DMEM_CACHE_PER_CLASS 32u
+#define DMEM_CACHE_MAX_BYTES (64u << 10) /* per process and pool */
 #define DMEM_GEN_BATCH	     256u
 
 /*
@@ -119,6 +120,7 @@ struct dmem_pool {
 	uint64_t gen_next, gen_end; /* generations reserved for the cache */
 	uint64_t cache_head[DMEM_CACHE_CLASSES];
 	uint32_t cache_count[DMEM_CACHE_CLASSES];
+	uint64_t cache_bytes;
 };
 
 /* error.c */

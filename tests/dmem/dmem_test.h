@@ -68,6 +68,17 @@ static inline dmem_pool_t *dmt_pool(const char *name, size_t size)
 	return p;
 }
 
+/* End a forked child: detach what it inherited, so leak checkers see no
+ * lost handle, then _exit. */
+static inline void dmt_exit(dmem_pool_t *p, dmem_pool_t *q, int code)
+{
+	if (p)
+		dmem_pool_detach(p);
+	if (q)
+		dmem_pool_detach(q);
+	_exit(code);
+}
+
 /* Wait for a child; returns its exit status (or 128 + signal). */
 static inline int dmt_wait(pid_t pid)
 {

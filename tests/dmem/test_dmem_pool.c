@@ -1,5 +1,7 @@
 /* libdmem black-box unit tests: pools, allocations, descriptors, owners. */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <fcntl.h>
@@ -447,9 +449,9 @@ START_TEST(owner_chown_reclaim)
 		/* freed-then-cached small block is reclaimed too */
 		if (dmem_alloc(p, 24, 0, &a) || dmem_free(p, a))
 			_exit(2);
-		_exit(0);
+		raise(SIGKILL); /* die holding all three */
 	}
-	ck_assert_int_eq(dmt_wait(child), 0);
+	ck_assert_int_eq(dmt_wait(child), 128 + SIGKILL);
 	ck_assert_int_eq(dmem_alloc(p, 64, 0, &y), 0);
 	ck_assert_int_eq(dmem_alloc_chown(p, y, child), 0);
 	ck_assert_int_eq(dmem_alloc(p, 64, 0, &z), 0);
@@ -465,6 +467,49 @@ START_TEST(owner_chown_reclaim)
 	ck_assert_int_eq(dmem_free(p, z), 0);
 	ck_assert_int_eq(dmem_pool_check(p), 0);
 	ck_assert_int_eq(dmem_alloc_chown(p, x, -1), -EINVAL);
+	dmem_pool_destroy(p);
+}
+END_TEST
+
+static void *thread_ops(void *arg)
+{
+	dmem_pool_t *p = arg;
+	void *v[16] = {0};
+	unsigned s = (unsigned)(uintptr_t)&v;
+
+	for (int i = 0; i < 20000; i++) {
+		int k = (int)((s = s * 1103515245u + 12345u) >> 16) % 16;
+		if (v[k]) {
+			if (dmem_free(p, v[k]))
+				return (void *)1;
+			v[k] = NULL;
+		} else if (dmem_alloc(p, k < 12 ? 1 + k * 30 : 3000, 0,
+				      &v[k])) {
+			return (void *)2;
+		} else {
+			memset(v[k], k, k < 12 ? 1 + k * 30 : 3000);
+		}
+	}
+	for (int k = 0; k < 16; k++)
+		if (v[k] && dmem_free(p, v[k]))
+			return (void *)3;
+	return NULL;
+}
+
+START_TEST(threads_share_a_handle)
+{
+	dmem_pool_t *p = dmt_pool("threads", 4 * MiB);
+	pthread_t t[4];
+	void *r;
+
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, thread_ops, p), 0);
+	for (int i = 0; i < 4; i++) {
+		ck_assert_int_eq(pthread_join(t[i], &r), 0);
+		ck_assert_ptr_null(r);
+	}
+	ck_assert_int_eq(dmem_pool_flush(p), 0);
+	ck_assert_int_eq(dmem_pool_check(p), 0);
 	dmem_pool_destroy(p);
 }
 END_TEST
@@ -507,6 +552,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, layout_magic_and_version_checked);
 	tcase_add_test(tc, attach_from_other_process_by_text);
 	tcase_add_test(tc, owner_chown_reclaim);
+	tcase_add_test(tc, threads_share_a_handle);
 	tcase_add_test(tc, strerror_and_errmsg);
 	suite_add_tcase(s, tc);
 	return dmt_run(s);

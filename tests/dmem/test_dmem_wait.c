@@ -57,8 +57,9 @@ START_TEST(futex_wakes_other_process)
 		struct timespec d = in_ms(20000);
 		while (__atomic_load_n(w, __ATOMIC_ACQUIRE) == 0)
 			if (dmem_futex_wait(w, 0, &d) == -ETIMEDOUT)
-				_exit(1);
-		_exit(__atomic_load_n(w, __ATOMIC_ACQUIRE) == 5 ? 0 : 2);
+				dmt_exit(p, NULL, 1);
+		dmt_exit(p, NULL,
+			 __atomic_load_n(w, __ATOMIC_ACQUIRE) == 5 ? 0 : 2);
 	}
 	usleep(20000);
 	__atomic_store_n(w, 5, __ATOMIC_SEQ_CST);
@@ -100,7 +101,7 @@ END_TEST
 /* A process blocked in dmem_alloc_timed is woken by another's free. */
 static void blocked_alloc_woken(const struct timespec *deadline_or_null)
 {
-	dmem_pool_t *p = dmt_pool("twk", MiB);
+	dmem_pool_t *p = dmt_pool(deadline_or_null ? "twk" : "fwk2", MiB);
 	void *big = fill(p);
 	dmem_pool_desc_t d;
 	pid_t pid;
@@ -112,19 +113,20 @@ static void blocked_alloc_woken(const struct timespec *deadline_or_null)
 		struct timespec dl = in_ms(30000);
 		int rc = dmem_alloc_timed(p, 200000, 0,
 					  deadline_or_null ? &dl : NULL, &x);
-		_exit(rc == 0 ? 0 : 1);
+		dmt_exit(p, NULL, rc == 0 ? 0 : 1);
 	}
 	usleep(30000); /* let it block (correct either way) */
 	/* Free from a third process, through its own attachment. */
 	pid_t freer = fork();
 	if (freer == 0) {
 		dmem_pool_t *q;
+		int rc;
+
 		if (dmem_pool_attach(&d, &q))
-			_exit(2);
-		_exit(dmem_free(q, (char *)dmem_pool_base(q) +
-					   dmem_pool_offset(p, big))
-			      ? 3
-			      : 0);
+			dmt_exit(p, NULL, 2);
+		rc = dmem_free(q, (char *)dmem_pool_base(q) +
+					  dmem_pool_offset(p, big));
+		dmt_exit(p, q, rc ? 3 : 0);
 	}
 	ck_assert_int_eq(dmt_wait(freer), 0);
 	ck_assert_int_eq(dmt_wait(pid), 0);
