@@ -18,6 +18,21 @@ import cffi
 HEADERS = ("dmem", "dchan", "dtransport", "dlaunch")
 LIBS = ("dlaunch", "dtransport", "dchan", "dmem")
 
+# Atomic access to words in shared memory for the package's own shared
+# records (which processes hold a Connection end open).
+GLUE = r"""
+static int32_t dragon_glue_cas32(int32_t *addr, int32_t expected, int32_t desired)
+{
+	__atomic_compare_exchange_n(addr, &expected, desired, 0,
+				    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+	return expected;
+}
+static int32_t dragon_glue_load32(int32_t *addr)
+{
+	return __atomic_load_n(addr, __ATOMIC_SEQ_CST);
+}
+"""
+
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,7 +47,7 @@ def main(argv):
     ffi = cffi.FFI()
     with open(os.path.join(args.srcdir, "dragon_cdef.h")) as f:
         ffi.cdef(f.read())
-    source = "".join("#include <dragon/%s.h>\n" % h for h in HEADERS)
+    source = "".join("#include <dragon/%s.h>\n" % h for h in HEADERS) + GLUE
     ffi.set_source(
         "dragon._dragon_cffi",
         source,

@@ -114,6 +114,98 @@ int dmem_futex_wake(uint32_t *addr, int n);
 
 unsigned dchan_version(void);
 const char *dchan_strerror(int err);
+const char *dchan_errmsg(void);
+
+#define DCHAN_ERRBASE 1100
+enum dchan_error {
+	DCHAN_E_BADDESC, DCHAN_E_VERSION, DCHAN_E_DESTROYED, DCHAN_E_NOGATEWAY,
+	DCHAN_E_BADREQ, DCHAN_E_BROKEN, DCHAN_E_REMOTE, DCHAN_E_POLLFULL
+};
+#define DCHAN_FOREVER 0xffffffffffffffffULL
+#define DCHAN_DESC_TEXT_MAX 384
+#define DCHAN_ATTR_CAPACITY 1
+#define DCHAN_ATTR_SLOT_SIZE 2
+#define DCHAN_CAPACITY_DEFAULT 128
+#define DCHAN_CAPACITY_MAX 16777216
+#define DCHAN_SLOT_SIZE_DEFAULT 224
+#define DCHAN_SLOT_SIZE_MAX 1048576
+#define DCHAN_POLLIN 1
+#define DCHAN_POLLOUT 2
+
+typedef struct dchan_desc {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t reserved0;
+	uint64_t node_id;
+	uint64_t chan_uid;
+	uint64_t offset;
+	dmem_pool_desc_t pool;
+	uint64_t check;
+} dchan_desc_t;
+
+int dchan_desc_serialize(const dchan_desc_t *desc, void *buf, size_t len);
+int dchan_desc_deserialize(const void *buf, size_t len, dchan_desc_t *desc_out);
+int dchan_desc_to_text(const dchan_desc_t *desc, char *buf, size_t len);
+int dchan_desc_from_text(const char *text, dchan_desc_t *desc_out);
+
+typedef struct dchan dchan_t;
+
+typedef struct dchan_attr {
+	uint64_t field_mask;
+	uint32_t capacity;
+	uint32_t slot_size;
+	uint64_t reserved[6];
+} dchan_attr_t;
+
+int dchan_create(dmem_pool_t *pool, const dchan_attr_t *attr, dchan_t **ch_out);
+int dchan_destroy(dchan_t *ch);
+int dchan_attach(const dchan_desc_t *desc, dchan_t **ch_out);
+int dchan_detach(dchan_t *ch);
+int dchan_desc_get(const dchan_t *ch, dchan_desc_t *desc_out);
+dmem_pool_t *dchan_pool(const dchan_t *ch);
+int dchan_send(dchan_t *ch, const void *buf, size_t len, uint64_t timeout_ns);
+int dchan_send_zc(dchan_t *ch, void *ptr, size_t len, uint64_t timeout_ns);
+int dchan_recv(dchan_t *ch, void *buf, size_t cap, uint64_t timeout_ns, size_t *len_out);
+
+typedef struct dchan_msg {
+	void *data;
+	size_t len;
+	dmem_pool_t *pool;
+} dchan_msg_t;
+
+int dchan_recv_zc(dchan_t *ch, uint64_t timeout_ns, dchan_msg_t *msg_out);
+int dchan_msg_release(dchan_msg_t *msg);
+int dchan_peek(dchan_t *ch, void *buf, size_t cap, uint64_t timeout_ns, size_t *len_out);
+int dchan_poll(dchan_t *ch, unsigned events, uint64_t timeout_ns, unsigned *revents_out);
+
+typedef struct dchan_pollitem {
+	dchan_t *ch;
+	unsigned events;
+	unsigned revents;
+} dchan_pollitem_t;
+
+int dchan_poll_many(dchan_pollitem_t *items, size_t n, uint64_t timeout_ns);
+
+typedef struct dchan_stats {
+	uint64_t count;
+	uint64_t capacity;
+	uint64_t slot_size;
+	uint64_t blocked_senders;
+	uint64_t blocked_receivers;
+	uint64_t sent;
+	uint64_t received;
+	uint64_t recovered;
+	uint64_t reserved[8];
+} dchan_stats_t;
+
+int dchan_stats(dchan_t *ch, dchan_stats_t *stats_out);
+int64_t dchan_count(dchan_t *ch);
+int64_t dchan_capacity(dchan_t *ch);
+
+/* ---- glue (build_cffi.py) ----------------------------------------------- */
+
+int32_t dragon_glue_cas32(int32_t *addr, int32_t expected, int32_t desired);
+int32_t dragon_glue_load32(int32_t *addr);
 
 /* ---- libdtransport ------------------------------------------------------ */
 

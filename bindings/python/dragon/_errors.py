@@ -35,9 +35,10 @@ def strerror(code):
     return ffi.string(lib.dlaunch_strerror(int(code))).decode()
 
 
-def _detail(code, what):
+def _detail(code, what, layer):
     parts = [what] if what else []
-    msg = ffi.string(lib.dmem_errmsg()).decode(errors="replace")
+    errmsg = lib.dchan_errmsg if layer == "dchan" else lib.dmem_errmsg
+    msg = ffi.string(errmsg()).decode(errors="replace")
     if msg:
         parts.append(msg)
     else:
@@ -45,10 +46,11 @@ def _detail(code, what):
     return ": ".join(parts)
 
 
-def make_error(code, what="", detail=None):
+def make_error(code, what="", detail=None, layer="dmem"):
     """The exception for a failing call (code < 0).  what says which
-    operation failed; detail, when given, replaces the library's message."""
-    text = detail if detail is not None else _detail(code, what)
+    operation failed; detail, when given, replaces the library's message;
+    layer names the library whose detail message applies."""
+    text = detail if detail is not None else _detail(code, what, layer)
     if code in (-errno.ETIMEDOUT, -errno.EAGAIN):
         return TimeoutError(errno.ETIMEDOUT, text)
     if code in _MEMORY_CODES:
@@ -58,8 +60,19 @@ def make_error(code, what="", detail=None):
     return DragonError(code, text)
 
 
-def check(code, what=""):
+def check(code, what="", layer="dmem"):
     """Raise the exception for code if it is negative; return it otherwise."""
     if code < 0:
-        raise make_error(code, what)
+        raise make_error(code, what, layer=layer)
     return code
+
+
+class ChannelDestroyedError(DragonError):
+    """The channel was destroyed (by its creator or at runtime shutdown)."""
+
+
+def chan_error(code, what):
+    """The exception for a failing libdchan call."""
+    if code == -lib.DCHAN_E_DESTROYED:
+        return ChannelDestroyedError(code, "%s: channel was destroyed" % what)
+    return make_error(code, what, layer="dchan")

@@ -36,6 +36,26 @@ class DragonContext(_mpctx.BaseContext):
     _name = "dragon"
     Process = DragonProcess
 
+    def Pipe(self, duplex=True):
+        """Two Connections over channels (see dragon.connection)."""
+        from .connection import Pipe
+        return Pipe(duplex)
+
+    def Queue(self, maxsize=0):
+        """A queue on a channel."""
+        from .queues import Queue
+        return Queue(maxsize, ctx=self.get_context())
+
+    def JoinableQueue(self, maxsize=0):
+        """A joinable queue on a channel."""
+        from .queues import JoinableQueue
+        return JoinableQueue(maxsize, ctx=self.get_context())
+
+    def SimpleQueue(self):
+        """A simple queue on a channel."""
+        from .queues import SimpleQueue
+        return SimpleQueue(ctx=self.get_context())
+
     def RawValue(self, typecode_or_type, *args):
         """A shared ctypes object in pool memory."""
         from .sharedctypes import RawValue

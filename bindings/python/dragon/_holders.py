@@ -1,0 +1,78 @@
+"""Which processes hold an object open, recorded in pool memory.
+
+A Connection end is open in every process that created it or unpickled it,
+and its peer sees end-of-file only when no live process holds it any
+more, as with a pipe's file descriptors.  The record is a table of 32-bit
+slots in a pool allocation: a positive value is the pid of a holder, a
+negative one marks a copy in flight (pickled by process -value and not yet
+unpickled), which counts as held while that process lives.  Slot 0 is a
+flag: set when the table overflowed, after which the object never reports
+end-of-file.
+"""
+import os
+
+from ._dragon_cffi import ffi, lib
+
+SLOTS = 31
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    state = stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3]
+    return state not in (b"Z", b"X", b"x")
+
+
+class HolderTable:
+    """One object's table: SLOTS + 1 int32 words at ptr (in pool memory)."""
+
+    WORDS = SLOTS + 1
+
+    def __init__(self, ptr):
+        self._w = ffi.cast("int32_t *", ptr)
+
+    def clear(self):
+        for i in range(self.WORDS):
+            self._w[i] = 0
+
+    def _put(self, value, expect=0):
+        for i in range(1, self.WORDS):
+            if lib.dragon_glue_cas32(self._w + i, expect, value) == expect:
+                return i
+        if expect == 0:
+            self._w[0] = 1  # overflow: never report end-of-file
+        return 0
+
+    def register(self):
+        """Record this process as a holder; returns the slot (0: overflow)."""
+        return self._put(os.getpid())
+
+    def register_pending(self):
+        """Record a copy in flight from this process; returns the slot."""
+        return self._put(-os.getpid())
+
+    def claim(self, slot, sender):
+        """Turn the in-flight slot written by sender into this process's
+        holding (or take a new slot if it was claimed already)."""
+        me = os.getpid()
+        if 0 < slot < self.WORDS and lib.dragon_glue_cas32(self._w + slot, -sender, me) == -sender:
+            return slot
+        return self.register()
+
+    def release(self, slot):
+        me = os.getpid()
+        if 0 < slot < self.WORDS:
+            lib.dragon_glue_cas32(self._w + slot, me, 0)
+
+    def held(self):
+        """True while some live process holds the object."""
+        if lib.dragon_glue_load32(self._w) != 0:
+            return True
+        for i in range(1, self.WORDS):
+            v = lib.dragon_glue_load32(self._w + i)
+            if v and _alive(abs(v)):
+                return True
+        return False

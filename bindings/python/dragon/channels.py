@@ -1,0 +1,288 @@
+"""Channels: message queues in pool memory (libdchan).
+
+A :class:`Channel` is a bounded multi-producer, multi-consumer queue of
+messages living in a pool.  Any process that has its descriptor (pickling a
+Channel passes it) can send and receive::
+
+    from dragon.channels import Channel
+    ch = Channel.create()                 # in the runtime's default pool
+    ch.send(b"hello")
+    assert ch.recv() == b"hello"
+
+Messages are bytes of any size: small ones travel inline in the channel's
+slots, large ones in pool allocations.  :meth:`Channel.send_alloc` hands
+over an allocation the sender has filled (no copy), and
+:meth:`Channel.recv_view` returns the received message as a memoryview of
+pool memory (no copy; the memory is freed when the view is released).
+
+Timeouts are in seconds: None waits as long as it takes, 0 tries once.
+An operation that does not complete in time raises TimeoutError.
+"""
+from ._dragon_cffi import ffi, lib
+from ._errors import chan_error, check, ChannelDestroyedError  # noqa: F401
+from . import mem
+
+__all__ = ["Channel", "poll", "POLLIN", "POLLOUT", "ChannelDestroyedError"]
+
+POLLIN = lib.DCHAN_POLLIN
+POLLOUT = lib.DCHAN_POLLOUT
+_FOREVER = lib.DCHAN_FOREVER
+_EMSGSIZE = -90
+_DESC_SIZE = ffi.sizeof("dchan_desc_t")
+
+
+def timeout_ns(timeout):
+    """Seconds (None: forever) to libdchan's nanoseconds."""
+    if timeout is None:
+        return _FOREVER
+    if timeout <= 0:
+        return 0
+    return min(int(timeout * 1e9), _FOREVER - 1)
+
+
+def _view_of_msg(msg, start=0):
+    """A memoryview of a zero-copy message's bytes[start:] that frees the
+    allocation once no view of it is left (the cffi buffer keeps the
+    garbage-collected pointer alive)."""
+    data = ffi.cast("char *", msg.data) + start
+    owner = ffi.gc(data, lambda _p, msg=msg: lib.dchan_msg_release(msg))
+    return memoryview(ffi.buffer(owner, msg.len - start))
+
+
+class Channel:
+    """This process's handle of a channel.  Make one with :meth:`create`
+    or :meth:`attach` (or by unpickling one)."""
+
+    __slots__ = ("_ch", "_owner", "_desc", "_pool", "__weakref__")
+
+    def __init__(self, handle, owner, pool=None):
+        self._ch = handle
+        self._owner = owner
+        self._pool = pool
+        d = ffi.new("dchan_desc_t *")
+        check(lib.dchan_desc_get(handle, d), "channel descriptor", "dchan")
+        self._desc = bytes(ffi.buffer(d))
+
+    @classmethod
+    def create(cls, pool=None, capacity=None, slot_size=None):
+        """Create a channel in pool (a dragon.mem.Pool; default: the
+        runtime's default pool) holding capacity messages (default 128),
+        each up to slot_size bytes inline (default 224; larger messages
+        travel in pool allocations)."""
+        if pool is None:
+            from . import runtime
+            pool = runtime.current().pool
+        attr = ffi.new("dchan_attr_t *")
+        if capacity is not None:
+            attr.field_mask |= lib.DCHAN_ATTR_CAPACITY
+            attr.capacity = capacity
+        if slot_size is not None:
+            attr.field_mask |= lib.DCHAN_ATTR_SLOT_SIZE
+            attr.slot_size = slot_size
+        out = ffi.new("dchan_t **")
+        rc = lib.dchan_create(pool.handle, attr, out)
+        if rc < 0:
+            raise chan_error(rc, "creating a channel (capacity %s, slot size %s) in pool %s"
+                             % (capacity, slot_size, pool.name))
+        return cls(out[0], True, pool)
+
+    @classmethod
+    def attach(cls, descriptor):
+        """The channel named by descriptor (bytes from :attr:`descriptor`,
+        or its text form)."""
+        d = ffi.new("dchan_desc_t *")
+        if isinstance(descriptor, str):
+            check(lib.dchan_desc_from_text(descriptor.encode(), d), "parsing channel descriptor", "dchan")
+        else:
+            b = bytes(descriptor)
+            check(lib.dchan_desc_deserialize(b, len(b), d), "reading channel descriptor", "dchan")
+        out = ffi.new("dchan_t **")
+        rc = lib.dchan_attach(d, out)
+        if rc < 0:
+            raise chan_error(rc, "attaching a channel")
+        return cls(out[0], False)
+
+    @property
+    def descriptor(self):
+        """The channel's descriptor (bytes)."""
+        return self._desc
+
+    @property
+    def text_descriptor(self):
+        """The descriptor's text form (for environment variables)."""
+        d = ffi.from_buffer("dchan_desc_t *", self._desc)
+        buf = ffi.new("char[]", lib.DCHAN_DESC_TEXT_MAX)
+        check(lib.dchan_desc_to_text(d, buf, len(buf)), "", "dchan")
+        return ffi.string(buf).decode()
+
+    @property
+    def handle(self):
+        """The dchan_t * (cffi pointer) for calls into the C libraries."""
+        if self._ch is None:
+            raise ValueError("channel handle is closed")
+        return self._ch
+
+    # -- messages ----------------------------------------------------------
+
+    def send(self, data, timeout=None):
+        """Send the bytes of data (any bytes-like object; copied)."""
+        buf = ffi.from_buffer(data)
+        rc = lib.dchan_send(self.handle, buf, len(buf), timeout_ns(timeout))
+        if rc < 0:
+            raise chan_error(rc, "sending %d bytes" % len(buf))
+
+    def alloc(self, size, timeout=0):
+        """An allocation of size bytes from the channel's pool, to fill and
+        hand over with :meth:`send_alloc`."""
+        pool = self.pool
+        return pool.alloc(size, 0, timeout)
+
+    @property
+    def pool(self):
+        """The channel's pool (a dragon.mem.Pool of this process)."""
+        if self._pool is None:
+            self._pool = mem._attach_pool(_pool_desc_bytes(self._desc))
+        return self._pool
+
+    def send_alloc(self, alloc, length=None, timeout=None):
+        """Zero-copy send: hand over alloc (from :meth:`alloc`), whose first
+        length bytes (default: all) are the message.  On success the
+        channel owns the memory and alloc must no longer be used."""
+        n = alloc.size if length is None else length
+        rc = lib.dchan_send_zc(self.handle, alloc.ptr, n, timeout_ns(timeout))
+        if rc < 0:
+            raise chan_error(rc, "sending an allocation of %d bytes" % n)
+        alloc._view = None
+
+    def recv(self, timeout=None):
+        """Receive one message as bytes."""
+        return bytes(self.recv_view(timeout))
+
+    def recv_view(self, timeout=None):
+        """Receive one message without copying it: a read-write memoryview
+        of pool memory, freed when the view (and views made from it) are
+        gone."""
+        msg = ffi.new("dchan_msg_t *")
+        rc = lib.dchan_recv_zc(self.handle, timeout_ns(timeout), msg)
+        if rc < 0:
+            raise chan_error(rc, "receiving")
+        return _view_of_msg(msg)
+
+    def recv_into(self, buffer, timeout=None):
+        """Receive one message into buffer (a writable bytes-like object);
+        returns its length.  A message larger than the buffer raises
+        ValueError and stays in the channel."""
+        buf = ffi.from_buffer(buffer, require_writable=True)
+        n = ffi.new("size_t *")
+        rc = lib.dchan_recv(self.handle, buf, len(buf), timeout_ns(timeout), n)
+        if rc == _EMSGSIZE:
+            size = self.peek_size(0)
+            raise ValueError("message of %d bytes does not fit a buffer of %d" % (size, len(buf)))
+        if rc < 0:
+            raise chan_error(rc, "receiving")
+        return n[0]
+
+    def peek_size(self, timeout=None):
+        """Length of the oldest message, leaving it in the channel."""
+        n = ffi.new("size_t *")
+        rc = lib.dchan_peek(self.handle, ffi.NULL, 0, timeout_ns(timeout), n)
+        if rc < 0:
+            raise chan_error(rc, "peeking")
+        return n[0]
+
+    def poll(self, events=POLLIN, timeout=0):
+        """Wait up to timeout for the channel to be ready for events
+        (POLLIN: a message can be received, POLLOUT: one can be sent).
+        Returns the ready events (0 if none)."""
+        rev = ffi.new("unsigned *")
+        rc = lib.dchan_poll(self.handle, events, timeout_ns(timeout), rev)
+        if rc in (-11, -110):
+            return 0
+        if rc < 0:
+            raise chan_error(rc, "polling")
+        return rev[0]
+
+    def __len__(self):
+        """Messages in the channel now."""
+        n = lib.dchan_count(self.handle)
+        if n < 0:
+            raise chan_error(n, "counting")
+        return n
+
+    @property
+    def capacity(self):
+        """How many messages the channel holds."""
+        return lib.dchan_capacity(self.handle)
+
+    def stats(self):
+        """A dict: count, capacity, slot_size, blocked_senders,
+        blocked_receivers, sent, received, recovered."""
+        s = ffi.new("dchan_stats_t *")
+        rc = lib.dchan_stats(self.handle, s)
+        if rc < 0:
+            raise chan_error(rc, "stats")
+        return {k: getattr(s, k) for k in ("count", "capacity", "slot_size",
+                                           "blocked_senders", "blocked_receivers",
+                                           "sent", "received", "recovered")}
+
+    # -- lifetime ----------------------------------------------------------
+
+    def detach(self):
+        """Let go of this process's handle; the channel stays."""
+        if self._ch is not None:
+            ch, self._ch = self._ch, None
+            lib.dchan_detach(ch)
+
+    def destroy(self):
+        """Destroy the channel (others' operations then fail) and free its
+        memory and the messages it holds."""
+        if self._ch is not None:
+            ch, self._ch = self._ch, None
+            lib.dchan_destroy(ch)
+
+    def close(self):
+        """destroy() in the creating process, detach() elsewhere."""
+        if self._owner:
+            self.destroy()
+        else:
+            self.detach()
+
+    @property
+    def closed(self):
+        return self._ch is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __reduce__(self):
+        return (Channel.attach, (self._desc,))
+
+    def __repr__(self):
+        return "<dragon.channels.Channel %s%s>" % (
+            self._desc[16:24].hex(), " closed" if self._ch is None else "")
+
+
+def _pool_desc_bytes(chan_desc):
+    d = ffi.from_buffer("dchan_desc_t *", chan_desc)
+    return bytes(ffi.buffer(ffi.addressof(d, "pool")))
+
+
+def poll(channels, events=POLLIN, timeout=None):
+    """Wait until at least one of channels is ready for events; returns the
+    list of ready channels (empty on timeout)."""
+    chans = list(channels)
+    if not chans:
+        return []
+    items = ffi.new("dchan_pollitem_t[]", len(chans))
+    for i, c in enumerate(chans):
+        items[i].ch = c.handle
+        items[i].events = events
+    rc = lib.dchan_poll_many(items, len(chans), timeout_ns(timeout))
+    if rc in (-11, -110):
+        return []
+    if rc < 0:
+        raise chan_error(rc, "polling %d channels" % len(chans))
+    return [c for i, c in enumerate(chans) if items[i].revents & events]

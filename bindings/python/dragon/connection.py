@@ -1,0 +1,509 @@
+"""Pipe and Connection over channels.
+
+A Pipe is two channels (one when not duplex) in the runtime's default pool
+plus a small record of which processes hold each end open.  Connection
+objects pickle as descriptors, so they pass to children as Process
+arguments and through Queues and Pipes, and keep the semantics of
+multiprocessing.connection.Connection: recv() raises EOFError once the
+other end is closed in every process (or its processes died) and no
+message is left; fileno() is a real file descriptor that
+multiprocessing.connection.wait() can select on.
+
+Every message starts with one kind byte: a byte string (what send_bytes()
+sends, and send() for ordinary objects), a pickle whose large buffers
+(pickle protocol 5, out of band) travel in their own pool allocations and
+are received without a copy, or a close notice that wakes the peer.
+"""
+import io
+import os
+import pickle
+import struct
+import threading
+import time
+
+from multiprocessing import connection as _mpconn, util
+from multiprocessing.reduction import ForkingPickler
+
+from ._dragon_cffi import ffi, lib
+from ._errors import chan_error
+from ._holders import HolderTable
+from . import channels, runtime
+
+__all__ = ["Connection", "Pipe"]
+
+K_BYTES, K_OOB, K_CLOSE = 0, 1, 2
+_HDR_BYTES, _HDR_CLOSE = b"\x00", b"\x02"
+#: Buffers at least this large leave the pickle and travel in their own
+#: pool allocation.
+OOB_THRESHOLD = 32 * 1024
+#: Messages up to this size are received through a reusable buffer.
+_RECV_BUF = 64 * 1024
+#: Pipe channels hold this many messages before a sender waits.
+PIPE_CAPACITY = 1024
+_SLICE_NS = 200 * 1000 * 1000
+_EAGAIN, _ETIMEDOUT, _EMSGSIZE = -11, -110, -90
+_TABLE_BYTES = HolderTable.WORDS * 4
+_ADESC = ffi.sizeof("dmem_alloc_desc_t")
+
+
+class _Shared:
+    """What both ends of one Pipe share: the channels and the holder
+    tables, with the logic that destroys them when the last holder of the
+    last end lets go."""
+
+    def __init__(self, chans, alloc):
+        self.chans = chans          # [to end 0, to end 1] (or one channel)
+        self.alloc = alloc          # holder tables of end 0 and end 1
+        self.tables = [HolderTable(alloc.ptr),
+                       HolderTable(ffi.cast("char *", alloc.ptr) + _TABLE_BYTES)]
+        self.users = 0              # Connections of this process using it
+
+    @classmethod
+    def create(cls, duplex):
+        rt = runtime.current()
+        n = 2 if duplex else 1
+        chans = [channels.Channel.create(rt.pool, capacity=PIPE_CAPACITY) for _ in range(n)]
+        alloc = rt.pool.alloc(2 * _TABLE_BYTES)
+        self = cls(chans, alloc)
+        for t in self.tables:
+            t.clear()
+        return self
+
+    def descriptor(self):
+        return (tuple(c.descriptor for c in self.chans), self.alloc.descriptor)
+
+    @classmethod
+    def attach(cls, desc):
+        chan_descs, alloc_desc = desc
+        chans = [channels.Channel.attach(d) for d in chan_descs]
+        alloc = chans[0].pool.attach_alloc(alloc_desc)
+        return cls(chans, alloc)
+
+    def end_closed(self):
+        """Called after a holder let go: if nobody holds either end any
+        more, free everything."""
+        self.users -= 1
+        if self.users > 0:
+            return
+        if self.tables[0].held() or self.tables[1].held():
+            for c in self.chans:
+                c.detach()
+            return
+        for c in self.chans:
+            c.destroy()
+        try:
+            self.alloc.free()
+        except OSError:
+            pass
+
+
+class Connection(_mpconn._ConnectionBase):
+    """One end of a Pipe (see multiprocessing.connection.Connection)."""
+
+    #: True for a queue's endpoint, which never sees end-of-file.
+    _peer_always = False
+
+    def __init__(self, shared, end, readable, writable, slot=None):
+        self._shared = shared
+        self._end = end
+        self._readable = readable
+        self._writable = writable
+        if len(shared.chans) == 2:  # channel i carries the messages for end i
+            self._rch, self._wch = shared.chans[end], shared.chans[1 - end]
+        else:
+            self._rch = shared.chans[0] if readable else None
+            self._wch = shared.chans[0] if writable else None
+        self._mine = shared.tables[end]
+        self._peer = shared.tables[1 - end]
+        self._slot = self._mine.register() if slot is None else slot
+        shared.users += 1
+        self._rbuf = None
+        self._rlen = ffi.new("size_t *")
+        self._watch = None
+        self._handle = id(self)
+        self._pid = os.getpid()
+        self._fin = util.Finalize(self, Connection._finalize,
+                                  (shared, self._mine, self._slot, self._wch, self._pid),
+                                  exitpriority=None)
+        runtime.current().track(self)
+
+    # -- lifetime ----------------------------------------------------------
+
+    @staticmethod
+    def _finalize(shared, mine, slot, wch, pid):
+        rt = runtime.current(start=False)
+        if rt is None or not rt.alive or os.getpid() != pid:
+            return
+        mine.release(slot)
+        if wch is not None and not wch.closed and not mine.held():
+            try:  # wake a peer blocked in recv so it sees end-of-file
+                lib.dchan_send(wch.handle, _HDR_CLOSE, 1, 0)
+            except Exception:
+                pass
+        shared.end_closed()
+
+    def _runtime_closing(self):
+        self._stop_watch()
+        self._fin.cancel()
+        self._handle = None
+
+    def _close(self):
+        self._stop_watch()
+        self._fin()
+
+    def __del__(self):
+        pass  # the Finalize above does the work, also at exit
+
+    # -- pickling ----------------------------------------------------------
+
+    def __reduce__(self):
+        self._check_closed()
+        slot = self._mine.register_pending()
+        return (_rebuild_connection,
+                (self._shared.descriptor(), self._end, self._readable,
+                 self._writable, slot, os.getpid()))
+
+    # -- sending -----------------------------------------------------------
+
+    def _send_raw(self, head, payload, timeout=None):
+        """Send head (kind byte and header) + payload as one message,
+        waiting up to timeout seconds (None: as long as it takes) for room.
+        Returns False when the time ran out."""
+        n = len(head) + payload.nbytes
+        ch = self._wch.handle
+        if n <= _RECV_BUF:
+            data = head + payload.tobytes() if payload.nbytes else head
+            rc = lib.dchan_send(ch, data, n, 0)
+            if rc == 0:
+                return True
+            if rc != _EAGAIN:
+                raise self._send_error(rc)
+            return self._send_blocking(lambda t: lib.dchan_send(ch, data, n, t), timeout)
+        pool = lib.dchan_pool(ch)
+        out = ffi.new("void **")
+        rc = lib.dmem_alloc(pool, n, 0, out)
+        if rc < 0:
+            from ._errors import make_error
+            raise make_error(rc, "sending a message of %d bytes" % n)
+        p = ffi.cast("char *", out[0])
+        ffi.memmove(p, head, len(head))
+        ffi.memmove(p + len(head), payload, payload.nbytes)
+        try:
+            rc = lib.dchan_send_zc(ch, p, n, 0)
+            if rc == 0:
+                return True
+            if rc != _EAGAIN:
+                raise self._send_error(rc)
+            sent = self._send_blocking(lambda t: lib.dchan_send_zc(ch, p, n, t), timeout)
+        except BaseException:
+            lib.dmem_free(pool, p)
+            raise
+        if not sent:
+            lib.dmem_free(pool, p)
+        return sent
+
+    def _send_blocking(self, op, timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if not self._peer_always and not self._peer.held():
+                raise BrokenPipeError(32, "Broken pipe: the other end is closed")
+            if deadline is None:
+                wait = _SLICE_NS
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                wait = int(min(0.2, left) * 1e9)
+            rc = op(wait)
+            if rc == 0:
+                return True
+            if rc not in (_EAGAIN, _ETIMEDOUT):
+                raise self._send_error(rc)
+
+    def _send_error(self, rc):
+        if rc == -lib.DCHAN_E_DESTROYED:
+            return BrokenPipeError(32, "Broken pipe: the pipe was destroyed")
+        return chan_error(rc, "sending on a Connection")
+
+    def _send_bytes(self, m):
+        self._send_raw(_HDR_BYTES, m)
+
+    def _pickle(self, obj):
+        """(header, payload) of the message carrying obj."""
+        buffers = []
+
+        def keep_large(pb):
+            if pb.raw().nbytes < OOB_THRESHOLD:
+                return True
+            buffers.append(pb)
+            return False
+
+        f = io.BytesIO()
+        ForkingPickler(f, 5, True, keep_large).dump(obj)
+        return buffers, f.getbuffer()
+
+    def send(self, obj):
+        """Send a picklable object.  Large buffers (bytearray, numpy
+        arrays, pickle.PickleBuffer) go out of band in pool memory."""
+        self._check_closed()
+        self._check_writable()
+        buffers, data = self._pickle(obj)
+        self._send_obj(buffers, data, None)
+
+    def _send_within(self, obj, timeout, on_error):
+        """Queue put: send obj within timeout seconds (None: no limit);
+        False if there was no room in time.  A pickling error goes to
+        on_error(exc, obj) instead of being raised."""
+        try:
+            buffers, data = self._pickle(obj)
+        except Exception as e:
+            on_error(e, obj)
+            return True
+        return self._send_obj(buffers, data, timeout)
+
+    def _send_obj(self, buffers, data, timeout):
+        if not buffers:
+            return self._send_raw(_HDR_BYTES, data, timeout)
+        pool = lib.dchan_pool(self._wch.handle)
+        head = bytearray(b"\x01" + struct.pack("<I", len(buffers)))
+        allocs = []
+        try:
+            for pb in buffers:
+                raw = pb.raw()
+                out = ffi.new("void **")
+                rc = lib.dmem_alloc(pool, max(1, raw.nbytes), 0, out)
+                if rc < 0:
+                    from ._errors import make_error
+                    raise make_error(rc, "sending a buffer of %d bytes" % raw.nbytes)
+                allocs.append(out[0])
+                ffi.memmove(out[0], raw, raw.nbytes)
+                d = ffi.new("dmem_alloc_desc_t *")
+                lib.dmem_alloc_desc_get(pool, out[0], d)
+                lib.dmem_alloc_chown(pool, out[0], 0)
+                head += struct.pack("<Q?", raw.nbytes, raw.readonly) + bytes(ffi.buffer(d))
+            sent = self._send_raw(bytes(head), data, timeout)
+        except BaseException:
+            sent = False
+            raise
+        finally:
+            if not sent:
+                for p in allocs:
+                    lib.dmem_free(pool, p)
+        return sent
+
+    # -- receiving ---------------------------------------------------------
+
+    def _recv_msg(self, timeout_ns=None):
+        """The next message as (kind, memoryview of the rest), or None when
+        timeout_ns passed; raises EOFError at end-of-file."""
+        ch = self._rch.handle
+        if self._rbuf is None:
+            self._rbuf = ffi.new("char[]", _RECV_BUF)
+        deadline = None if timeout_ns is None else time.monotonic_ns() + timeout_ns
+        while True:
+            if deadline is None:
+                wait = _SLICE_NS
+            else:
+                wait = max(0, min(_SLICE_NS, deadline - time.monotonic_ns()))
+            rc = lib.dchan_recv(ch, self._rbuf, _RECV_BUF, wait, self._rlen)
+            if rc == 0:
+                n = self._rlen[0]
+                kind = self._rbuf[0][0] if n else K_CLOSE
+                view = memoryview(ffi.buffer(self._rbuf, n))[1:]
+            elif rc == _EMSGSIZE:
+                msg = ffi.new("dchan_msg_t *")
+                rc = lib.dchan_recv_zc(ch, 0, msg)
+                if rc < 0:
+                    continue
+                view = channels._view_of_msg(msg)
+                kind = view[0]
+                view = view[1:]
+            elif rc in (_EAGAIN, _ETIMEDOUT):
+                if not self._peer_always and not self._peer.held() and lib.dchan_count(ch) <= 0:
+                    self._consumed()
+                    raise EOFError
+                if deadline is not None and time.monotonic_ns() >= deadline:
+                    return None
+                continue
+            elif rc == -lib.DCHAN_E_DESTROYED:
+                raise EOFError
+            else:
+                raise chan_error(rc, "receiving on a Connection")
+            self._consumed()
+            if kind == K_CLOSE:
+                continue
+            return kind, view
+
+    def _recv_bytes(self, maxsize=None):
+        kind, view = self._recv_msg()
+        if kind == K_OOB:
+            view = memoryview(ForkingPickler.dumps(self._load_oob(view)))
+        if maxsize is not None and view.nbytes > maxsize:
+            return None
+        b = io.BytesIO(view)
+        b.seek(0, 2)
+        return b
+
+    def recv(self):
+        """Receive a picklable object."""
+        self._check_closed()
+        self._check_readable()
+        return self._load(self._recv_msg())
+
+    def _load(self, msg):
+        kind, view = msg
+        if kind == K_OOB:
+            return self._load_oob(view)
+        return pickle.loads(view)
+
+    def _load_oob(self, view):
+        (nbuf,) = struct.unpack_from("<I", view, 0)
+        pos = 4
+        pool = lib.dchan_pool(self._rch.handle)
+        bufs = []
+        for _ in range(nbuf):
+            size, readonly = struct.unpack_from("<Q?", view, pos)
+            pos += 9
+            d = ffi.new("dmem_alloc_desc_t *")
+            ffi.memmove(d, view[pos:pos + _ADESC], _ADESC)
+            pos += _ADESC
+            out = ffi.new("void **")
+            rc = lib.dmem_alloc_attach(pool, d, out)
+            if rc < 0:
+                raise chan_error(rc, "receiving an out-of-band buffer")
+            owner = ffi.gc(ffi.cast("char *", out[0]),
+                           lambda p, pool=pool: lib.dmem_free(pool, p))
+            mv = memoryview(ffi.buffer(owner, size))
+            bufs.append(mv.toreadonly() if readonly else mv)
+        return pickle.loads(view[pos:], buffers=bufs)
+
+    def _poll(self, timeout):
+        ch = self._rch.handle
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        rev = ffi.new("unsigned *")
+        peek = ffi.new("char[1]")
+        while True:
+            if deadline is None:
+                wait = _SLICE_NS
+            else:
+                wait = int(max(0.0, min(0.2, deadline - time.monotonic())) * 1e9)
+            rc = lib.dchan_poll(ch, lib.DCHAN_POLLIN, wait, rev)
+            if rc == 0:
+                rc = lib.dchan_peek(ch, peek, 1, 0, self._rlen)
+                if rc in (0, _EMSGSIZE) and peek[0] != _HDR_CLOSE:
+                    return True
+                if rc == 0:  # a close notice: drop it, look again
+                    lib.dchan_recv(ch, peek, 1, 0, self._rlen)
+                    self._consumed()
+                continue
+            if rc == -lib.DCHAN_E_DESTROYED:
+                return True
+            if not self._peer_always and not self._peer.held() and lib.dchan_count(ch) <= 0:
+                return True  # end-of-file is ready: recv() raises EOFError
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    # -- readiness descriptor ---------------------------------------------
+
+    def fileno(self):
+        """A file descriptor that is readable while a message (or
+        end-of-file) is waiting: what multiprocessing.connection.wait()
+        selects on.  Made on first use; a helper thread keeps it current."""
+        self._check_closed()
+        if self._rch is None:
+            raise OSError("connection is write-only")
+        if self._watch is None:
+            self._watch = _ReadyFd(self)
+        return self._watch.fd
+
+    def _consumed(self):
+        w = self._watch
+        if w is not None:
+            w.consumed()
+
+    def _stop_watch(self):
+        w, self._watch = self._watch, None
+        if w is not None:
+            w.stop()
+
+
+class _ReadyFd:
+    """An eventfd that mirrors "a message or end-of-file is waiting" for one
+    Connection, kept current by a thread that sleeps in dchan_poll."""
+
+    def __init__(self, conn):
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._conn = conn
+        self._ready = False
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="dragon-conn-ready")
+        self._thread.start()
+
+    def _set(self, ready):
+        with self._lock:
+            if ready == self._ready or self.fd < 0:
+                return
+            if ready:
+                os.eventfd_write(self.fd, 1)
+            else:
+                try:
+                    os.eventfd_read(self.fd)
+                except BlockingIOError:
+                    pass
+            self._ready = ready
+
+    def _ready_now(self, wait_ns):
+        conn = self._conn
+        try:
+            return conn._poll(wait_ns / 1e9)
+        except Exception:
+            return True
+
+    def _run(self):
+        while not self._stop:
+            ready = self._ready_now(50 * 1000 * 1000)
+            if self._stop:
+                break
+            self._set(ready)
+            if ready:
+                self._wake.wait(0.01)
+                self._wake.clear()
+
+    def consumed(self):
+        conn = self._conn
+        try:
+            if lib.dchan_count(conn._rch.handle) <= 0:
+                self._set(False)
+        except Exception:
+            pass
+        self._wake.set()
+
+    def stop(self):
+        self._stop = True
+        self._wake.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+        with self._lock:
+            fd, self.fd = self.fd, -1
+        os.close(fd)
+
+
+def _rebuild_connection(desc, end, readable, writable, slot, sender):
+    shared = _Shared.attach(desc)
+    if sender == os.getpid():
+        s = shared.tables[end].claim(slot, sender)
+    else:
+        s = shared.tables[end].claim(slot, sender)
+    return Connection(shared, end, readable, writable, slot=s)
+
+
+def Pipe(duplex=True):
+    """A pair of Connections; duplex=False gives (receive-only, send-only)."""
+    shared = _Shared.create(duplex)
+    if duplex:
+        return (Connection(shared, 0, True, True), Connection(shared, 1, True, True))
+    return (Connection(shared, 0, True, False), Connection(shared, 1, False, True))
+
