@@ -8,7 +8,10 @@ def main():
     from . import _popen, runtime
     from multiprocessing import process, reduction, spawn
 
-    alloc_text, parent_pid = sys.argv[2], int(sys.argv[3])
+    alloc_text, parent_pid, tracker_fd = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    if tracker_fd >= 0:
+        from multiprocessing import resource_tracker
+        resource_tracker._resource_tracker._fd = tracker_fd
     rt = runtime.current(start=False)
     if rt is None:
         sys.stderr.write("dragon: child started without a runtime "

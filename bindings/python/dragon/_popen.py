@@ -25,10 +25,11 @@ CHILD_FLAG = "--dragon-child"
 _CHILD_CODE = "from dragon._child import main; main()"
 
 
-def _command_line(alloc_text):
+def _command_line(alloc_text, tracker_fd):
     exe = spawn.get_executable()
     return exe, [exe] + util._args_from_interpreter_flags() + [
-        "-c", _CHILD_CODE, CHILD_FLAG, alloc_text, str(os.getpid())]
+        "-c", _CHILD_CODE, CHILD_FLAG, alloc_text, str(os.getpid()),
+        str(tracker_fd)]
 
 
 class Popen(popen_fork.Popen):
@@ -59,8 +60,16 @@ class Popen(popen_fork.Popen):
         alloc = rt.pool.alloc(len(data))
         try:
             alloc.view[:] = data
-            exe, argv = _command_line(_alloc_text(alloc))
-            self.pid = os.posix_spawn(exe, argv, os.environ)
+            # Children share this process's resource tracker (as spawn's
+            # do) when it can be handed down.
+            from multiprocessing import resource_tracker
+            try:
+                tracker_fd = resource_tracker.getfd()
+                actions = [(os.POSIX_SPAWN_DUP2, tracker_fd, tracker_fd)]
+            except Exception:
+                tracker_fd, actions = -1, []
+            exe, argv = _command_line(_alloc_text(alloc), tracker_fd)
+            self.pid = os.posix_spawn(exe, argv, os.environ, file_actions=actions)
         except BaseException:
             alloc.free()
             raise

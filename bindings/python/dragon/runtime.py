@@ -107,10 +107,14 @@ def _start_embedded():
 
 
 def _register_teardown(rt):
-    # multiprocessing's exit handler joins the children first and then
-    # runs the finalizers by priority: a negative one runs last.
+    # The runtime must outlive multiprocessing's exit handler (which joins
+    # the children and runs the finalizers): atexit runs the handlers
+    # registered last first, so register ours and then that one again.
+    import atexit
     from multiprocessing import util
-    util.Finalize(rt, rt.shutdown, exitpriority=-100)
+    atexit.register(rt.shutdown)
+    atexit.unregister(util._exit_function)
+    atexit.register(util._exit_function)
 
 
 def is_running():

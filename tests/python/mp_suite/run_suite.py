@@ -125,8 +125,17 @@ def _worker(args):
     return 0
 
 
-def _list_tests(method):
+def _suite_env(method):
     env = dict(os.environ, **{METHOD_ENV: method})
+    if method == "dragon":
+        here = os.path.dirname(os.path.abspath(__file__))
+        env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"]
+                                    if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _list_tests(method):
+    env = _suite_env(method)
     code = ("import sys, unittest; sys.argv[0] = %r\n"
             "import runpy; g = runpy.run_path(%r, run_name='suite_listing')\n"
             "l = unittest.TestLoader()\n"
@@ -147,7 +156,7 @@ def _run_class(method, names, test_timeout, logdir):
     """Run the tests names (of one class) until each has an outcome."""
     outcomes = {}
     remaining = list(names)
-    env = dict(os.environ, **{METHOD_ENV: method})
+    env = _suite_env(method)
     env.setdefault("PYTHONFAULTHANDLER", "1")
     cls = names[0].split(".")[0]
     log = open(os.path.join(logdir, cls + ".log"), "a")
