@@ -144,6 +144,20 @@ void dmem__commit(struct dmem_pool *p);
 void dmem__rollback(struct dmem_pool *p); /* repair after a dead holder */
 
 /*
+ * Ordered stores for the journal.  A process killed between two of them
+ * must leave them in program order.  x86 keeps stores in order in
+ * hardware, so volatile (which stops the compiler reordering them among
+ * themselves, but lets it keep other state such as p->jn in registers) is
+ * enough and keeps the fast path free of compiler barriers.  Elsewhere use
+ * release stores.
+ */
+#if defined(__x86_64__) || defined(__i386__)
+#define DMEM_OSTORE(addr, val) (*(volatile uint64_t *)(addr) = (val))
+#else
+#define DMEM_OSTORE(addr, val) __atomic_store_n((addr), (val), __ATOMIC_RELEASE)
+#endif
+
+/*
  * Log *addr's old value, then store val.  The journal is a run of entries
  * ended by one whose off is 0 (offset 0 is the pool magic, never logged).
  * Order matters for a process killed between any two stores: the next
@@ -157,12 +171,11 @@ static inline void dmem__jset(struct dmem_pool *p, uint64_t *addr, uint64_t val)
 
 	if (__builtin_expect(n + 1 >= DMEM_JOURNAL_MAX, 0))
 		__builtin_trap(); /* an operation outgrew the journal: a bug */
-	e[1].off = 0;
-	e->old = *addr;
-	__atomic_store_n(&e->off, (uint64_t)((char *)addr - p->base),
-			 __ATOMIC_RELEASE);
+	DMEM_OSTORE(&e[1].off, 0);
+	DMEM_OSTORE(&e->old, *(volatile uint64_t *)addr);
+	DMEM_OSTORE(&e->off, (uint64_t)((char *)addr - p->base));
 	p->jn = n + 1;
-	__atomic_store_n(addr, val, __ATOMIC_RELEASE);
+	DMEM_OSTORE(addr, val);
 }
 
 /* Store into memory no rollback can expose (a header written inside a free

@@ -209,34 +209,105 @@ static uint64_t carve_aligned(struct dmem_pool *p, uint64_t off, uint64_t align)
 	return off + gap;
 }
 
+static int same_class(uint64_t a, uint64_t b)
+{
+	int fa, sa, fb, sb;
+
+	mapping_insert(a, &fa, &sa);
+	mapping_insert(b, &fb, &sb);
+	return fa == fb && sa == sb;
+}
+
+/*
+ * Put free block nb in the list slot of free block old (same class), the
+ * common case of splitting a large block or merging into one: two or three
+ * link updates instead of a remove and an insert.  fresh: nb's own link
+ * words lie in space a rollback never exposes.
+ */
+static void list_replace(struct dmem_pool *p, uint64_t old, uint64_t nb,
+			 int fresh)
+{
+	struct dmem_blk *o = dmem__blk(p, old), *n = dmem__blk(p, nb);
+	uint64_t next = o->next_free, prev = o->prev_free;
+	int fl, sl;
+
+	mapping_insert(dmem__blk_size(o), &fl, &sl);
+	if (fresh) {
+		dmem__fset(&n->next_free, next);
+		dmem__fset(&n->prev_free, prev);
+	} else {
+		J(p, n->next_free, next);
+		J(p, n->prev_free, prev);
+	}
+	if (prev)
+		J(p, dmem__blk(p, prev)->next_free, nb);
+	else
+		J(p, p->sh->heads[fl][sl], nb);
+	if (next)
+		J(p, dmem__blk(p, next)->prev_free, nb);
+}
+
+/* Take need bytes from the front of free block off (no alignment).  The
+ * rest stays free, in place in its list when its class is unchanged. */
+static uint64_t take_front(struct dmem_pool *p, uint64_t off, uint64_t need)
+{
+	struct dmem_blk *b = dmem__blk(p, off);
+	uint64_t bsize = dmem__blk_size(b), rest = bsize - need, r = off + need;
+
+	if (rest < DMEM_MIN_BLOCK) {
+		list_remove(p, off);
+		return bsize;
+	}
+	if (!same_class(bsize, rest)) {
+		list_remove(p, off);
+		make_free(p, r, rest, off, 1);
+		return need;
+	}
+	dmem__fset(&dmem__blk(p, r)->sf, rest | DMEM_BF_FREE);
+	dmem__fset(&dmem__blk(p, r)->prev, off);
+	dmem__fset(&dmem__blk(p, r)->owner_tag, DMEM_FREE_TAG);
+	J(p, dmem__blk(p, off + bsize)->prev, r);
+	list_replace(p, off, r, 1);
+	p->d_free_bytes -= (int64_t)need;
+	return need;
+}
+
+/* Aligned requests: remove the block, carve the aligned part, split. */
+static uint64_t take_aligned(struct dmem_pool *p, uint64_t *off, uint64_t need,
+			     uint64_t align)
+{
+	uint64_t bsize = dmem__blk_size(dmem__blk(p, *off)), noff;
+
+	list_remove(p, *off);
+	noff = carve_aligned(p, *off, align);
+	bsize -= noff - *off;
+	*off = noff;
+	if (bsize - need >= DMEM_MIN_BLOCK) {
+		make_free(p, noff + need, bsize - need, noff, 1);
+		bsize = need;
+	}
+	return bsize;
+}
+
 int dmem__heap_alloc(struct dmem_pool *p, uint64_t size, uint64_t align,
 		     pid_t owner, uint64_t *off_out)
 {
 	struct dmem_shared *s = p->sh;
 	uint64_t need = round_up(size + DMEM_BLK_HDR, DMEM_ALIGN);
-	uint64_t search = need, off, bsize, gen;
+	uint64_t off, bsize, gen;
 	struct dmem_blk *b;
 
 	if (need < DMEM_MIN_BLOCK)
 		need = DMEM_MIN_BLOCK;
-	if (align > DMEM_ALIGN)
-		search = need + align + DMEM_MIN_BLOCK;
-	off = find_block(p, search < need ? need : search);
+	off = find_block(p, align > DMEM_ALIGN ? need + align + DMEM_MIN_BLOCK
+					       : need);
 	if (!off)
 		return -DMEM_E_NOSPACE;
+	if (align > DMEM_ALIGN)
+		bsize = take_aligned(p, &off, need, align);
+	else
+		bsize = take_front(p, off, need);
 	b = dmem__blk(p, off);
-	bsize = dmem__blk_size(b);
-	list_remove(p, off);
-	if (align > DMEM_ALIGN) {
-		uint64_t noff = carve_aligned(p, off, align);
-		bsize -= noff - off;
-		off = noff;
-		b = dmem__blk(p, off);
-	}
-	if (bsize - need >= DMEM_MIN_BLOCK) {
-		make_free(p, off + need, bsize - need, off, 1);
-		bsize = need;
-	}
 	gen = atomic_fetch_add_explicit(&s->gen_counter, 1,
 					memory_order_relaxed) +
 	      1;
@@ -275,30 +346,65 @@ int dmem__heap_blk_of(struct dmem_pool *p, uint64_t user_off,
 	return 0;
 }
 
+/* Merge the freed block at off (size bytes) into the free block before it. */
+static void merge_into_prev(struct dmem_pool *p, uint64_t prev, uint64_t size)
+{
+	struct dmem_blk *pb = dmem__blk(p, prev);
+	uint64_t psize = dmem__blk_size(pb), total = psize + size;
+
+	if (same_class(psize, total)) {
+		J(p, pb->sf, total | DMEM_BF_FREE);
+		p->d_free_bytes += (int64_t)size;
+	} else {
+		list_remove(p, prev);
+		J(p, pb->sf, total | DMEM_BF_FREE);
+		list_insert(p, prev, 0);
+	}
+	J(p, dmem__blk(p, prev + total)->prev, prev);
+}
+
+/* Merge the free block after off into the freed block at off. */
+static void absorb_next(struct dmem_pool *p, uint64_t off, uint64_t size)
+{
+	struct dmem_blk *b = dmem__blk(p, off), *n = dmem__blk(p, off + size);
+	uint64_t nsize = dmem__blk_size(n), total = size + nsize;
+
+	if (same_class(nsize, total)) {
+		list_replace(p, off + size, off, 0);
+		J(p, b->sf, total | DMEM_BF_FREE);
+		p->d_free_bytes += (int64_t)size;
+	} else {
+		list_remove(p, off + size);
+		J(p, b->sf, total | DMEM_BF_FREE);
+		list_insert(p, off, 0);
+	}
+	J(p, n->owner_tag, 0); /* no longer a header */
+	J(p, dmem__blk(p, off + total)->prev, off);
+}
+
 int dmem__heap_free(struct dmem_pool *p, uint64_t off)
 {
 	struct dmem_shared *s = p->sh;
 	struct dmem_blk *b = dmem__blk(p, off), *n;
 	uint64_t size = dmem__blk_size(b);
+	int prev_free = b->prev && (dmem__blk(p, b->prev)->sf & DMEM_BF_FREE);
 
 	J(p, b->owner_tag, DMEM_FREE_TAG);
 	J(p, s->live_allocs, s->live_allocs - 1);
-	if (b->prev && (dmem__blk(p, b->prev)->sf & DMEM_BF_FREE)) {
-		uint64_t prev = b->prev;
-		list_remove(p, prev);
-		size += dmem__blk_size(dmem__blk(p, prev));
-		off = prev;
-		b = dmem__blk(p, off);
-	}
 	n = dmem__blk(p, off + size);
-	if (n->sf & DMEM_BF_FREE) {
+	if (prev_free && (n->sf & DMEM_BF_FREE)) {
+		/* Both sides: the next block disappears into the previous. */
 		list_remove(p, off + size);
-		J(p, n->owner_tag, 0); /* no longer a header */
-		size += dmem__blk_size(n);
+		J(p, n->owner_tag, 0);
+		merge_into_prev(p, b->prev, size + dmem__blk_size(n));
+	} else if (prev_free) {
+		merge_into_prev(p, b->prev, size);
+	} else if (n->sf & DMEM_BF_FREE) {
+		absorb_next(p, off, size);
+	} else {
+		J(p, b->sf, size | DMEM_BF_FREE);
+		list_insert(p, off, 0);
 	}
-	J(p, b->sf, size | DMEM_BF_FREE);
-	J(p, dmem__blk(p, off + size)->prev, off);
-	list_insert(p, off, 0);
 	apply_stats(p);
 	return 0;
 }
