@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
+#include <stdbool.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "dlaunch_private.h"
@@ -65,7 +66,7 @@ DLAUNCH_EXPORT int dlaunch_attach(const void *attr, dlaunch_t **rt_out)
 				     "%s or %s is malformed ('%s', '%s')",
 				     DLAUNCH_ENV_INSTANCE,
 				     DLAUNCH_ENV_DEFAULT_POOL, inst, pd);
-	rc = dlaunch__link_init(getenv("DRAGON_INF_PD"));
+	rc = dlaunch__link_init(getenv(DLAUNCH_ENV_INFRA_POOL));
 	if (rc == 0)
 		rc = dlaunch__connect(svc, &rt);
 	if (rc)
@@ -188,34 +189,47 @@ DLAUNCH_EXPORT int dlaunch_spawn(dlaunch_t *rt, const char *path,
 	return rc;
 }
 
-DLAUNCH_EXPORT int dlaunch_wait(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
-				dlaunch_status_t *status_out)
+/* Ask for pid's status; peek leaves it for the spawner to collect. */
+static int status_call(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
+		       bool peek, int *wstatus_out)
 {
 	dlaunch__conv_t *c;
 	dlaunch__msg_t m, r;
-	dlaunch_status_t st;
-	int64_t raw;
+	int64_t raw = 0;
 	int rc;
 
-	if (!rt || !status_out || pid <= 0)
-		return dlaunch__fail(-EINVAL, "dlaunch_wait: bad argument");
 	dlaunch__msg_init(&m, DLAUNCH_MSG_STATUS, 0, 0);
 	dlaunch__msg_put_i64(&m, pid);
 	dlaunch__msg_put_u64(&m, timeout_ns);
+	dlaunch__msg_put_u64(&m, peek);
 	rc = dlaunch__call(rt, &m, timeout_ns, &r, &c);
 	if (rc >= 0) {
 		raw = dlaunch__msg_get_i64(&r);
 		rc = r.err;
 	}
 	dlaunch__call_done(rt, c);
+	if (rc == 0)
+		*wstatus_out = (int)raw;
+	return rc;
+}
+
+DLAUNCH_EXPORT int dlaunch_wait(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
+				dlaunch_status_t *status_out)
+{
+	dlaunch_status_t st;
+	int raw, rc;
+
+	if (!rt || !status_out || pid <= 0)
+		return dlaunch__fail(-EINVAL, "dlaunch_wait: bad argument");
+	rc = status_call(rt, pid, timeout_ns, false, &raw);
 	if (rc < 0)
 		return rc;
 	/* raw is the wait(2) status word. */
 	memset(&st, 0, sizeof st);
-	st.exited = WIFEXITED((int)raw);
-	st.code = st.exited ? WEXITSTATUS((int)raw) : 0;
-	st.signo = WIFSIGNALED((int)raw) ? WTERMSIG((int)raw) : 0;
-	st.core = WIFSIGNALED((int)raw) ? !!WCOREDUMP((int)raw) : 0;
+	st.exited = WIFEXITED(raw);
+	st.code = st.exited ? WEXITSTATUS(raw) : 0;
+	st.signo = WIFSIGNALED(raw) ? WTERMSIG(raw) : 0;
+	st.core = WIFSIGNALED(raw) ? !!WCOREDUMP(raw) : 0;
 	*status_out = st;
 	return 0;
 }
@@ -253,14 +267,13 @@ static int ready_fd(void)
 
 DLAUNCH_EXPORT int dlaunch_proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out)
 {
-	dlaunch_status_t st;
-	int fd, rc;
+	int fd, rc, raw;
 
 	if (!rt || !fd_out || pid <= 0)
 		return dlaunch__fail(-EINVAL, "dlaunch_proc_fd: bad argument");
 	/* Asking first makes sure pid is ours and has not been reaped
 	 * (a reaped pid could be reused by another process). */
-	rc = dlaunch_wait(rt, pid, 0, &st);
+	rc = status_call(rt, pid, 0, true, &raw);
 	if (rc == 0)
 		fd = ready_fd();
 	else if (rc != -EAGAIN)

@@ -72,7 +72,7 @@ static int conv_new(dlaunch_t *rt, dlaunch__conv_t **out)
 
 	if (!c || !(c->rbuf = malloc(DLAUNCH_MSG_MAX)))
 		goto fail;
-	rc = dlaunch__ep_create(&c->reply);
+	rc = dlaunch__ep_create(dlaunch__ep_pool(rt->svc), 16, &c->reply);
 	if (rc)
 		goto fail;
 	rc = dlaunch__ep_text(c->reply, text, sizeof text);

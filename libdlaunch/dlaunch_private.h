@@ -103,7 +103,9 @@ typedef struct dlaunch__ep dlaunch__ep_t;
 #define DLAUNCH_EP_TEXT_MAX 512
 
 /* A new receiving endpoint (channel created in the infrastructure pool). */
-int dlaunch__ep_create(dlaunch__ep_t **ep_out);
+int dlaunch__ep_create(dmem_pool_t *pool, unsigned capacity,
+		       dlaunch__ep_t **ep_out);
+dmem_pool_t *dlaunch__ep_pool(const dlaunch__ep_t *ep);
 /* A sending handle to the endpoint named by text. */
 int dlaunch__ep_open(const char *text, dlaunch__ep_t **ep_out);
 int dlaunch__ep_text(const dlaunch__ep_t *ep, char *buf, size_t len);
@@ -120,6 +122,7 @@ void dlaunch__ep_destroy_text(const char *text);
  * the environment, or the pool the runtime made); once per process. */
 int dlaunch__link_init(const char *pool_text);
 void dlaunch__link_fini(void);
+
 
 /* ---- client (client.c) --------------------------------------------------- */
 

@@ -188,9 +188,9 @@ static int add_proc(dlaunch__server_t *s, pid_t pid, pid_t spawner,
 	for (int i = 1; i < 3; i++) {
 		if (rends[i] < 0)
 			continue;
+		/* The I/O thread reads a copy; the caller closes rends. */
 		if (svc_io_forward(s, rends[i], i, pid) == 0)
 			p->open_streams++;
-		rends[i] = -1;
 	}
 	return rc;
 }
@@ -276,6 +276,8 @@ void svc_proc_reaped(dlaunch__server_t *s, pid_t pid, int wstatus)
 
 	if (s->default_pool)
 		dmem_pool_reclaim(s->default_pool, pid, &nfreed);
+	if (s->inf_pool)
+		dmem_pool_reclaim(s->inf_pool, pid, NULL);
 	for (svc_pool_t *sp = s->pools; sp; sp = sp->next)
 		dmem_pool_reclaim(sp->pool, pid, NULL);
 	svc_forget_pid(s, pid);
@@ -313,6 +315,7 @@ void svc_status_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 {
 	pid_t pid = (pid_t)dlaunch__msg_get_i64(m);
 	uint64_t timeout = dlaunch__msg_get_u64(m);
+	bool peek = dlaunch__msg_get_u64(m) != 0;
 	svc_client_t *c = svc_client_find(s, h->client);
 	svc_proc_t *p = svc_proc_find(s, pid);
 	svc_waiter_t *w, wnow = {.client = h->client, .req_id = h->req_id};
@@ -328,7 +331,7 @@ void svc_status_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	}
 	if (p->ended) {
 		answer(s, p, &wnow);
-		if (c->pid == p->spawner)
+		if (c->pid == p->spawner && !peek)
 			p->spawner = 0;
 		if (collectable(p))
 			proc_unlink(s, p);

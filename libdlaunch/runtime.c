@@ -18,10 +18,14 @@
 #include <unistd.h>
 #include "svc.h"
 
+/* Service messages and reply channels only: small, and sparse anyway. */
+#define INFRA_POOL_SIZE (64u << 20)
+
 struct dlaunch__runtime {
 	dlaunch__server_t srv;
 	char ep_text[DLAUNCH_EP_TEXT_MAX];
 	char *envbuf[8];
+	dmem_pool_t *inf_pool;
 };
 
 
@@ -56,6 +60,10 @@ static int make_env(struct dlaunch__runtime *r, uint32_t flags)
 	    (rc = add_env(r, 2, DLAUNCH_ENV_DEFAULT_POOL, pd, flags)) ||
 	    (rc = add_env(r, 3, DLAUNCH_ENV_SERVICES, r->ep_text, flags)) ||
 	    (rc = add_env(r, 4, DLAUNCH_ENV_MSG_VERSION, ver, flags)))
+		return rc;
+	dmem_pool_desc_get(r->inf_pool, &d);
+	rc = dmem_pool_desc_to_text(&d, pd, sizeof pd);
+	if (rc < 0 || (rc = add_env(r, 5, DLAUNCH_ENV_INFRA_POOL, pd, flags)))
 		return rc;
 	s->env = r->envbuf;
 	return 0;
@@ -105,7 +113,15 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 	if (rc)
 		return dlaunch__fail(rc, "start-up phase 'default pool': %s",
 				     dmem_errmsg());
-	rc = dlaunch__ep_create(&s->req);
+	/* Infrastructure channels live in a pool of their own, so a full
+	 * default pool cannot starve the services. */
+	rc = dmem_pool_create("infra", INFRA_POOL_SIZE, &pa, &r->inf_pool);
+	if (rc)
+		return dlaunch__fail(rc, "start-up phase 'infrastructure "
+					 "pool': %s",
+				     dmem_errmsg());
+	s->inf_pool = r->inf_pool;
+	rc = dlaunch__ep_create(r->inf_pool, 1024, &s->req);
 	if (rc == 0)
 		rc = dlaunch__ep_text(s->req, r->ep_text, sizeof r->ep_text);
 	if (rc < 0)
@@ -134,6 +150,8 @@ static void release(struct dlaunch__runtime *r)
 	if (s->default_pool)
 		dmem_pool_destroy(s->default_pool);
 	dlaunch__ep_close(s->req);
+	if (r->inf_pool)
+		dmem_pool_destroy(r->inf_pool);
 	for (int i = 0; i < 8; i++)
 		free(r->envbuf[i]);
 	pthread_mutex_destroy(&s->lock);

@@ -78,10 +78,18 @@ static void hello(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	svc_client_t *c;
 	dlaunch__ep_t *ep;
 
+	int rc;
+
 	if (m->err || !text || strlen(text) >= sizeof c->text)
 		return; /* nobody to answer */
-	if (dlaunch__ep_open(text, &ep))
+	rc = dlaunch__ep_open(text, &ep);
+	if (rc) {
+		dlaunch__log(DLAUNCH_LOG_WARNING,
+			     "pid %d: cannot open its reply channel %s: %s (%s)",
+			     (int)pid, text, dlaunch_strerror(rc),
+			     dchan_errmsg());
 		return;
+	}
 	c = calloc(1, sizeof *c);
 	if (!c) {
 		dlaunch__ep_close(ep);

@@ -66,6 +66,7 @@ typedef struct dlaunch__server {
 	svc_name_t *names;
 	svc_pool_t *pools; /* made by POOL_GET, reclaimed and removed with us */
 	dmem_pool_t *default_pool;
+	dmem_pool_t *inf_pool; /* infrastructure channels */
 	unsigned npools;
 	uint32_t next_client;
 	char instance[64];

@@ -89,7 +89,8 @@ DLAUNCH_EXPORT const char *dlaunch_errmsg(void);
 #define DLAUNCH_ENV_SERVICES "DRAGON_LS_CHANNEL"   /* services' request
 						      endpoint, text form */
 #define DLAUNCH_ENV_MSG_VERSION "DRAGON_LS_VERSION" /* message version */
-#define DLAUNCH_ENV_HEAD "DRAGON_HEAD_PID"	   /* pid of the head process */
+#define DLAUNCH_ENV_INFRA_POOL "DRAGON_INF_PD"	   /* infrastructure pool, text
+							descriptor */
 
 /* 1 if this process's environment names a runtime (dlaunch_attach may
  * succeed), 0 if not. */

@@ -1,0 +1,320 @@
+/* libdlaunch: an embedded runtime starting, waiting for and signalling real
+ * processes, the registry, and children that attach from the environment. */
+#define _GNU_SOURCE
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <dragon/dlaunch.h>
+
+#define SEC 1000000000ull
+static char self[4096];
+
+static int scaled(int n)
+{
+	const char *s = getenv("DRAGON_TEST_SCALE");
+	double f = s ? atof(s) : 1.0;
+	int v = (int)(n * (f > 0 ? f : 1.0));
+
+	return v < 2 ? 2 : v;
+}
+
+static dlaunch_t *start(void)
+{
+	dlaunch_t *rt = NULL;
+	int rc = dlaunch_runtime_start(NULL, &rt);
+
+	ck_assert_msg(rc == 0, "start: %s", dlaunch_errmsg());
+	return rt;
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static int count_segments(const char *instance)
+{
+	DIR *d = opendir("/dev/shm");
+	struct dirent *de;
+	char key[128];
+	int n = 0;
+
+	snprintf(key, sizeof key, ".%s.", instance);
+	while ((de = readdir(d)))
+		n += strstr(de->d_name, key) != NULL;
+	closedir(d);
+	return n;
+}
+
+static pid_t spawn_sh(dlaunch_t *rt, const char *script)
+{
+	char *argv[] = {"sh", "-c", (char *)script, NULL};
+	pid_t pid = 0;
+	int rc = dlaunch_spawn(rt, "/bin/sh", argv, NULL, &pid);
+
+	ck_assert_msg(rc == 0, "spawn: %s", dlaunch_errmsg());
+	ck_assert_int_gt(pid, 0);
+	return pid;
+}
+
+START_TEST(exit_code_and_cleanup)
+{
+	dlaunch_t *rt = start();
+	dlaunch_status_t st;
+	char inst[64];
+	pid_t pid = spawn_sh(rt, "exit 7");
+
+	snprintf(inst, sizeof inst, "%s", dlaunch_instance(rt));
+	ck_assert_int_eq(dlaunch_wait(rt, pid, DLAUNCH_FOREVER, &st), 0);
+	ck_assert_int_eq(st.exited, 1);
+	ck_assert_int_eq(st.code, 7);
+	ck_assert_int_eq(dlaunch_status_code(&st), 7);
+	ck_assert_int_gt(count_segments(inst), 0);
+	ck_assert_int_eq(dlaunch_runtime_stop(rt, 5 * SEC), 0);
+	ck_assert_int_eq(count_segments(inst), 0);
+}
+END_TEST
+
+START_TEST(signal_and_timeouts)
+{
+	dlaunch_t *rt = start();
+	dlaunch_status_t st;
+	pid_t pid = spawn_sh(rt, "exec sleep 30");
+
+	ck_assert_int_eq(dlaunch_wait(rt, pid, 0, &st), -EAGAIN);
+	ck_assert_int_eq(dlaunch_wait(rt, pid, SEC / 20, &st), -ETIMEDOUT);
+	ck_assert_int_eq(dlaunch_signal(rt, pid, SIGTERM), 0);
+	ck_assert_int_eq(dlaunch_wait(rt, pid, DLAUNCH_FOREVER, &st), 0);
+	ck_assert_int_eq(st.exited, 0);
+	ck_assert_int_eq(st.signo, SIGTERM);
+	ck_assert_int_eq(dlaunch_status_code(&st), -SIGTERM);
+	/* Collected by its spawner: forgotten. */
+	ck_assert_int_eq(dlaunch_wait(rt, pid, 0, &st), -DLAUNCH_E_NOPROC);
+	ck_assert_int_eq(dlaunch_signal(rt, 1, SIGTERM), -DLAUNCH_E_NOPROC);
+	dlaunch_runtime_stop(rt, 5 * SEC);
+}
+END_TEST
+
+START_TEST(proc_fd_is_a_sentinel)
+{
+	dlaunch_t *rt = start();
+	dlaunch_status_t st;
+	pid_t pid = spawn_sh(rt, "exec sleep 30");
+	struct pollfd p = {.events = POLLIN};
+
+	ck_assert_int_eq(dlaunch_proc_fd(rt, pid, &p.fd), 0);
+	ck_assert_int_eq(poll(&p, 1, 0), 0);
+	ck_assert_int_eq(dlaunch_signal(rt, pid, SIGKILL), 0);
+	ck_assert_int_eq(poll(&p, 1, 30000), 1);
+	close(p.fd);
+	ck_assert_int_eq(dlaunch_wait(rt, pid, DLAUNCH_FOREVER, &st), 0);
+	ck_assert_int_eq(st.signo, SIGKILL);
+	dlaunch_runtime_stop(rt, 5 * SEC);
+}
+END_TEST
+
+START_TEST(spawn_failures)
+{
+	dlaunch_t *rt = start();
+	char *argv[] = {"nope", NULL};
+	dlaunch_spawn_attr_t a = {.field_mask = DLAUNCH_SPAWN_ATTR_STDIO,
+				  .stdio = {0, 0, DLAUNCH_STDIO_FILE}};
+	pid_t pid;
+
+	ck_assert_int_eq(dlaunch_spawn(rt, "/nonexistent/prog", argv, NULL,
+				       &pid),
+			 -ENOENT);
+	ck_assert_ptr_nonnull(strstr(dlaunch_errmsg(), "/nonexistent/prog"));
+	ck_assert_int_eq(dlaunch_spawn(rt, "/bin/true", argv, &a, &pid),
+			 -EINVAL);
+	ck_assert_int_eq(dlaunch_spawn(rt, "/bin/true", NULL, NULL, &pid),
+			 -EINVAL);
+	dlaunch_runtime_stop(rt, 5 * SEC);
+}
+END_TEST
+
+START_TEST(env_cwd_and_files)
+{
+	dlaunch_t *rt = start();
+	char out[] = "/tmp/dlaunch-test-XXXXXX";
+	char *env[] = {"DLTEST_VALUE=42", NULL};
+	char *argv[] = {"sh", "-c",
+			"echo $DLTEST_VALUE $(pwd) ${DRAGON_INSTANCE:+inst}",
+			NULL};
+	dlaunch_spawn_attr_t a = {
+		.field_mask = DLAUNCH_SPAWN_ATTR_ENV | DLAUNCH_SPAWN_ATTR_CWD |
+			      DLAUNCH_SPAWN_ATTR_STDIO,
+		.env = env,
+		.cwd = "/",
+		.stdio = {0, DLAUNCH_STDIO_FILE, DLAUNCH_STDIO_STDOUT},
+		.stdio_path = {NULL, out, NULL}};
+	dlaunch_status_t st;
+	char buf[256] = {0};
+	FILE *f;
+	pid_t pid;
+	int fd = mkstemp(out);
+
+	close(fd);
+	ck_assert_int_eq(dlaunch_spawn(rt, "/bin/sh", argv, &a, &pid), 0);
+	ck_assert_int_eq(dlaunch_wait(rt, pid, DLAUNCH_FOREVER, &st), 0);
+	f = fopen(out, "r");
+	ck_assert_ptr_nonnull(fgets(buf, sizeof buf, f));
+	fclose(f);
+	unlink(out);
+	ck_assert_str_eq(buf, "42 / inst\n");
+	dlaunch_runtime_stop(rt, 5 * SEC);
+}
+END_TEST
+
+START_TEST(registry)
+{
+	dlaunch_t *rt = start();
+	dmem_pool_desc_t d1, d2;
+	char buf[64];
+	size_t len;
+
+	ck_assert_int_eq(dlaunch_name_register(rt, "a", DLAUNCH_KIND_BYTES,
+					       "xyz", 3),
+			 1);
+	ck_assert_int_eq(dlaunch_name_register(rt, "a", DLAUNCH_KIND_BYTES,
+					       "other", 5),
+			 0);
+	ck_assert_int_eq(dlaunch_name_lookup(rt, "a", DLAUNCH_KIND_ANY, buf,
+					     sizeof buf, &len),
+			 0);
+	ck_assert_int_eq((int)len, 3);
+	ck_assert_int_eq(memcmp(buf, "xyz", 3), 0);
+	ck_assert_int_eq(dlaunch_name_lookup(rt, "a", DLAUNCH_KIND_POOL, buf,
+					     sizeof buf, &len),
+			 -DLAUNCH_E_KIND);
+	ck_assert_int_eq(dlaunch_name_lookup(rt, "a", 0, buf, 1, &len),
+			 -EMSGSIZE);
+	ck_assert_int_eq(dlaunch_name_unregister(rt, "a"), 0);
+	ck_assert_int_eq(dlaunch_name_lookup(rt, "a", 0, buf, sizeof buf,
+					     &len),
+			 -DLAUNCH_E_NONAME);
+	ck_assert_int_eq(dlaunch_pool_get(rt, "p", 1 << 20, &d1), 1);
+	ck_assert_int_eq(dlaunch_pool_get(rt, "p", 0, &d2), 0);
+	ck_assert_int_eq(memcmp(&d1, &d2, sizeof d1), 0);
+	ck_assert_int_eq(dlaunch_default_pool(rt, &d1), 0);
+	ck_assert_int_eq(d1.magic, DMEM_POOL_DESC_MAGIC);
+	dlaunch_runtime_stop(rt, 5 * SEC);
+}
+END_TEST
+
+/* The child side of children_attach: attach, start a grandchild, wait. */
+static int child_main(void)
+{
+	dlaunch_t *rt;
+	dlaunch_status_t st;
+	char *argv[] = {"sh", "-c", "exit 5", NULL};
+	pid_t pid;
+
+	if (dlaunch_attach(NULL, &rt))
+		return 100;
+	if (dlaunch_name_register(rt, "child", DLAUNCH_KIND_BYTES, "c", 1) != 1)
+		return 101;
+	if (dlaunch_spawn(rt, "/bin/sh", argv, NULL, &pid) ||
+	    dlaunch_wait(rt, pid, DLAUNCH_FOREVER, &st))
+		return 102;
+	dlaunch_detach(rt);
+	return st.code == 5 ? 42 : 103;
+}
+
+START_TEST(children_attach)
+{
+	dlaunch_t *rt = start();
+	char *argv[] = {self, "child", NULL};
+	dlaunch_status_t st;
+	char buf[8];
+	size_t len;
+	pid_t pid;
+
+	ck_assert_int_eq(dlaunch_spawn(rt, self, argv, NULL, &pid), 0);
+	ck_assert_int_eq(dlaunch_wait(rt, pid, DLAUNCH_FOREVER, &st), 0);
+	ck_assert_int_eq(st.code, 42);
+	ck_assert_int_eq(dlaunch_name_lookup(rt, "child", 0, buf, sizeof buf,
+					     &len),
+			 0);
+	dlaunch_runtime_stop(rt, 5 * SEC);
+}
+END_TEST
+
+START_TEST(attach_outside_runtime)
+{
+	dlaunch_t *rt;
+
+	unsetenv("DRAGON_INSTANCE");
+	ck_assert_int_eq(dlaunch_in_runtime(), 0);
+	ck_assert_int_eq(dlaunch_attach(NULL, &rt), -DLAUNCH_E_NORUNTIME);
+	ck_assert_int_gt((int)strlen(dlaunch_errmsg()), 0);
+}
+END_TEST
+
+START_TEST(many_spawns_no_leak)
+{
+	dlaunch_t *rt = start();
+	char *argv[] = {"true", NULL};
+	dlaunch_status_t st;
+	int n = scaled(200), fds;
+	pid_t pid;
+
+	/* Warm up so lazily made conversations are not counted. */
+	ck_assert_int_eq(dlaunch_spawn(rt, "/bin/true", argv, NULL, &pid), 0);
+	ck_assert_int_eq(dlaunch_wait(rt, pid, DLAUNCH_FOREVER, &st), 0);
+	fds = count_fds();
+	for (int i = 0; i < n; i++) {
+		ck_assert_int_eq(
+			dlaunch_spawn(rt, "/bin/true", argv, NULL, &pid), 0);
+		ck_assert_int_eq(dlaunch_wait(rt, pid, DLAUNCH_FOREVER, &st),
+				 0);
+		ck_assert_int_eq(st.code, 0);
+	}
+	/* The last process's pipes close when the I/O thread has read them
+	 * to their end, which may be just after the wait returned. */
+	for (int i = 0; i < 500 && count_fds() > fds; i++)
+		usleep(10000);
+	ck_assert_int_eq(count_fds(), fds);
+	dlaunch_runtime_stop(rt, 5 * SEC);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+	Suite *s = suite_create("dlaunch_proc");
+	TCase *tc = tcase_create("proc");
+	SRunner *sr;
+	int failed;
+
+	if (argc > 1 && strcmp(argv[1], "child") == 0)
+		return child_main();
+	if (!realpath("/proc/self/exe", self))
+		return 1;
+	tcase_add_test(tc, exit_code_and_cleanup);
+	tcase_add_test(tc, signal_and_timeouts);
+	tcase_add_test(tc, proc_fd_is_a_sentinel);
+	tcase_add_test(tc, spawn_failures);
+	tcase_add_test(tc, env_cwd_and_files);
+	tcase_add_test(tc, registry);
+	tcase_add_test(tc, children_attach);
+	tcase_add_test(tc, attach_outside_runtime);
+	tcase_add_test(tc, many_spawns_no_leak);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
