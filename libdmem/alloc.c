@@ -107,39 +107,37 @@ DMEM_EXPORT int dmem_alloc_timed(dmem_pool_t *pool, size_t size, size_t align,
 {
 	struct dmem_shared *s;
 	uint32_t seq;
-	int rc = check_args(pool, size, &align, ptr_out);
+	int slot, rc = check_args(pool, size, &align, ptr_out);
 
 	if (rc)
 		return rc;
 	if (align == DMEM_ALIGN && dmem__cache_alloc(pool, size, ptr_out) == 0)
 		return 0;
 	s = pool->sh;
+	/* Announce the waiter before looking, so a free that happens after a
+	 * failed attempt sees it and wakes us. */
+	slot = dmem__waiter_enter(pool);
 	for (;;) {
-		/* Announce the waiter before looking, so a free that happens
-		 * after our failed attempt sees it and wakes us. */
-		atomic_fetch_add(&s->nwaiters, 1);
 		rc = try_alloc(pool, size, align, ptr_out, &seq);
-		if (rc != -DMEM_E_NOSPACE) {
-			atomic_fetch_sub(&s->nwaiters, 1);
-			return rc;
-		}
+		if (rc != -DMEM_E_NOSPACE)
+			break;
 		if (deadline && deadline_passed(deadline)) {
-			atomic_fetch_sub(&s->nwaiters, 1);
 			dmem__lock(pool);
-			rc = nospace(pool, size, align);
+			nospace(pool, size, align);
 			dmem__unlock(pool);
-			return rc == -DMEM_E_NOSPACE && deadline ? -ETIMEDOUT
-								 : rc;
+			rc = -ETIMEDOUT;
+			break;
 		}
 		rc = dmem_futex_wait((uint32_t *)&s->free_seq, seq, deadline);
-		atomic_fetch_sub(&s->nwaiters, 1);
 		if (rc != 0 && rc != -ETIMEDOUT)
-			return rc;
+			break;
 	}
+	dmem__waiter_leave(pool, slot);
+	return rc;
 }
 
 /* After a free, wake the sleepers of dmem_alloc_timed, if any.  The caller
- * reads nwaiters while still holding the lock: a waiter announces itself
+ * checks for waiters while still holding the lock: a waiter announces itself
  * before it takes the lock for its failed attempt, so either that attempt
  * saw our free or we see the waiter.  No waiters costs nothing. */
 static void wake_waiters(struct dmem_pool *p)
@@ -165,8 +163,7 @@ static int free_user_off(struct dmem_pool *p, uint64_t user_off,
 	if (rc == 0) {
 		dmem__heap_free(p, user_off - DMEM_BLK_HDR);
 		dmem__commit(p);
-		waiters = atomic_load_explicit(&p->sh->nwaiters,
-					       memory_order_relaxed);
+		waiters = dmem__waiters(p);
 		if (waiters) /* someone needs memory: return our cache too */
 			dmem__cache_flush(p);
 	}
@@ -400,6 +397,7 @@ DMEM_EXPORT int dmem_pool_reclaim(dmem_pool_t *pool, pid_t pid,
 		off += size;
 	}
 	dmem__unlock(pool);
+	dmem__waiters_reclaim(pool, pid);
 	if (n)
 		wake_waiters(pool);
 	if (nfreed_out)

@@ -116,7 +116,7 @@ int dmem__cache_free(struct dmem_pool *p, uint64_t user_off)
 
 	if (user_off < s->heap_start + DMEM_BLK_HDR ||
 	    user_off >= s->heap_end || (user_off & (DMEM_ALIGN - 1)) ||
-	    atomic_load_explicit(&s->nwaiters, memory_order_relaxed))
+	    dmem__waiters(p))
 		return -EAGAIN;
 	b = dmem__blk(p, blk);
 	size = b->sf; /* flags included: a free block never qualifies */

@@ -31,7 +31,8 @@
 #define DMEM_MAX_POOL	 (1ull << 46)
 #define DMEM_MIN_POOL	 (64ull << 10)
 
-#define DMEM_JOURNAL_MAX 128
+#define DMEM_JOURNAL_MAX  128
+#define DMEM_WAITER_SLOTS 64
 
 /* Block header flags, in the low bits of sf (sizes are multiples of 16). */
 #define DMEM_BF_FREE  1ull
@@ -84,7 +85,9 @@ struct dmem_shared {
 
 	/* Waiters for free space: dmem_alloc_timed sleeps on free_seq. */
 	_Alignas(64) _Atomic uint32_t free_seq;
-	_Atomic uint32_t nwaiters;
+	_Atomic uint32_t waiter_overflow; /* waiters beyond the slots */
+	_Atomic uint64_t waiter_bits;	  /* bit i: waiter_pid[i] is set */
+	_Atomic uint32_t waiter_pid[DMEM_WAITER_SLOTS];
 
 	_Alignas(64) pthread_mutex_t lock; /* robust, process-shared */
 
@@ -210,6 +213,19 @@ int dmem__cache_alloc(struct dmem_pool *p, uint64_t size, void **ptr_out);
 int dmem__cache_free(struct dmem_pool *p, uint64_t user_off);
 void dmem__cache_flush(struct dmem_pool *p);
 uint64_t dmem__cache_count(struct dmem_pool *p);
+
+/* waiters.c */
+int dmem__waiter_enter(struct dmem_pool *p);
+void dmem__waiter_leave(struct dmem_pool *p, int slot);
+void dmem__waiters_reclaim(struct dmem_pool *p, pid_t pid);
+
+static inline int dmem__waiters(struct dmem_pool *p)
+{
+	return atomic_load_explicit(&p->sh->waiter_bits,
+				    memory_order_relaxed) ||
+	       atomic_load_explicit(&p->sh->waiter_overflow,
+				    memory_order_relaxed);
+}
 
 /* check.c */
 int dmem__heap_check(struct dmem_pool *p);

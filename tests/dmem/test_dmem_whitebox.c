@@ -1,6 +1,7 @@
 /* libdmem white-box: the /dev/shm check with statvfs injected, and the
  * undo journal interrupted at every store. */
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include "dmem_test.h"
@@ -113,6 +114,33 @@ START_TEST(journal_rollback_at_every_store)
 }
 END_TEST
 
+/* A process killed while blocked in dmem_alloc_timed must not leave the
+ * pool believing someone waits (every free would then pay a wake-up). */
+START_TEST(killed_waiter_is_forgotten_by_reclaim)
+{
+	dmem_pool_t *p = dmt_pool("kwait", 1ul << 20);
+	struct dmem_pool *ip = (struct dmem_pool *)p;
+	dmem_pool_stats_t st;
+	void *big, *x;
+	pid_t pid;
+
+	ck_assert_int_eq(dmem_pool_stats(p, &st), 0);
+	ck_assert_int_eq(dmem_alloc(p, st.largest_free, 0, &big), 0);
+	pid = fork();
+	if (pid == 0)
+		_exit(dmem_alloc_timed(p, 1000, 0, NULL, &x) == 0 ? 0 : 1);
+	while (!dmem__waiters(ip))
+		usleep(1000);
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(dmt_wait(pid), 128 + SIGKILL);
+	ck_assert(dmem__waiters(ip));
+	ck_assert_int_eq(dmem_pool_reclaim(p, pid, NULL), 0);
+	ck_assert(!dmem__waiters(ip));
+	ck_assert_int_eq(dmem_free(p, big), 0);
+	dmem_pool_destroy(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s;
@@ -123,6 +151,7 @@ int main(void)
 	tc = tcase_create("whitebox");
 	tcase_add_test(tc, pool_larger_than_shm_is_refused);
 	tcase_add_test(tc, journal_rollback_at_every_store);
+	tcase_add_test(tc, killed_waiter_is_forgotten_by_reclaim);
 	suite_add_tcase(s, tc);
 	return dmt_run(s);
 }
