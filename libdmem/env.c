@@ -74,18 +74,23 @@ static int parse_u64(const char *s, int base, uint64_t *out)
 	return 0;
 }
 
+/* Machine id and host name together: cloned container images share a
+ * machine id, and host names alone repeat across clusters. */
 static uint64_t host_id(void)
 {
-	char buf[128] = "";
+	char buf[320] = "";
+	size_t n;
 	FILE *f = fopen("/etc/machine-id", "r");
 
 	if (f) {
-		if (!fgets(buf, sizeof(buf), f))
+		if (!fgets(buf, 128, f))
 			buf[0] = '\0';
 		fclose(f);
 	}
-	if (strlen(buf) < 16 && gethostname(buf, sizeof(buf) - 1) != 0)
-		strcpy(buf, "localhost");
+	n = strlen(buf);
+	if (gethostname(buf + n, sizeof(buf) - n - 1) != 0)
+		buf[n] = '\0';
+	buf[sizeof(buf) - 1] = '\0';
 	return dmem__hash64(buf, strlen(buf), 0x6e6f6465) | 1; /* never 0 */
 }
 

@@ -90,7 +90,7 @@ DMEM_EXPORT const char *dmem_errmsg(void);
 /*
  * 64-bit id of this host.  DRAGON_NODE_ID (decimal or 0x-hex, non-zero)
  * overrides it so a runtime can number its nodes; otherwise it is derived
- * from /etc/machine-id (or the host name).  Returns 0 if DRAGON_NODE_ID is
+ * from /etc/machine-id and the host name.  Returns 0 if DRAGON_NODE_ID is
  * set but malformed; pool creation then fails with DMEM_E_ENV.
  */
 DMEM_EXPORT uint64_t dmem_node_id(void);
