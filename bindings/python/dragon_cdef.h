@@ -85,7 +85,8 @@ typedef struct dmem_pool_stats {
 	uint64_t live_allocs;
 	uint64_t free_blocks;
 	uint64_t recoveries;
-	uint64_t reserved[9];
+	uint64_t cached;
+	uint64_t reserved[8];
 } dmem_pool_stats_t;
 
 int dmem_pool_stats(dmem_pool_t *pool, dmem_pool_stats_t *stats_out);

@@ -1,19 +1,47 @@
 """Shared fixtures: the tests import the dragon package from the build tree
-(PYTHONPATH is set by run-pytest.sh) and must leave /dev/shm as they found it."""
+(PYTHONPATH is set by run-pytest.sh) and must leave /dev/shm as they found it.
+
+The pytest process starts the embedded runtime once (its default pool lives
+for the session and is removed at exit, which the last fixture checks).
+Segments of other programs running at the same time on this machine are
+not ours to judge: a test is blamed for a new segment named by the
+embedded-runtime convention (dragon.<user>.p<pid>.<name>) whose pid is
+this process or a process that no longer exists."""
 import os
+import re
 
 import pytest
+
+_SEG = re.compile(r"^dragon\.[^.]+\.p(\d+)\.")
+
+
+def _ours(name):
+    m = _SEG.match(name)
+    if not m:
+        return False
+    pid = int(m.group(1))
+    return pid == os.getpid() or not os.path.exists("/proc/%d" % pid)
 
 
 def _dragon_segments():
     try:
-        return {n for n in os.listdir("/dev/shm") if n.startswith("dragon.")}
+        return {n for n in os.listdir("/dev/shm") if _ours(n)}
     except FileNotFoundError:
         return set()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def embedded_runtime():
+    from dragon import runtime
+    rt = runtime.current()
+    yield rt
+    name = rt.pool.name
+    rt.shutdown()
+    assert not os.path.exists("/dev/shm/" + name)
+
+
 @pytest.fixture(autouse=True)
-def no_leftover_segments():
+def no_leftover_segments(embedded_runtime):
     before = _dragon_segments()
     yield
     left = _dragon_segments() - before

@@ -414,6 +414,10 @@ class Connection(_mpconn._ConnectionBase):
             raise OSError("connection is write-only")
         if self._watch is None:
             self._watch = _ReadyFd(self)
+        else:
+            # wait() asks for the descriptor each time it is called: bring
+            # it up to date now rather than when the helper thread wakes.
+            self._watch.refresh()
         return self._watch.fd
 
     def _consumed(self):
@@ -438,6 +442,7 @@ class _ReadyFd:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = False
+        self.refresh()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name="dragon-conn-ready")
         self._thread.start()
@@ -471,6 +476,13 @@ class _ReadyFd:
             if ready:
                 self._wake.wait(0.01)
                 self._wake.clear()
+
+    def refresh(self):
+        try:
+            if lib.dchan_count(self._conn._rch.handle) > 0:
+                self._set(True)
+        except Exception:
+            pass
 
     def consumed(self):
         conn = self._conn

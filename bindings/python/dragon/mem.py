@@ -130,12 +130,13 @@ class Pool:
 
     def stats(self):
         """A dict of the allocator's accounting: size, heap_size,
-        free_bytes, largest_free, live_allocs, free_blocks, recoveries."""
+        free_bytes, largest_free, live_allocs, free_blocks, recoveries,
+        cached."""
         s = ffi.new("dmem_pool_stats_t *")
         check(lib.dmem_pool_stats(self.handle, s), "pool stats")
         return {k: getattr(s, k) for k in ("size", "heap_size", "free_bytes",
                                            "largest_free", "live_allocs",
-                                           "free_blocks", "recoveries")}
+                                           "free_blocks", "recoveries", "cached")}
 
     def check(self):
         """Verify every heap invariant; raises DragonError on corruption."""

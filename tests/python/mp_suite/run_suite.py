@@ -176,6 +176,7 @@ def _run_class(method, names, test_timeout, logdir):
             elif time.monotonic() - last_change > test_timeout + 60:
                 break
         _kill_group(proc)
+        _remove_segments(proc.pid)
         started = None
         with open(results) as f:
             for line in f:
@@ -204,6 +205,22 @@ def _run_class(method, names, test_timeout, logdir):
         remaining = left
     log.close()
     return outcomes
+
+
+def _remove_segments(pid):
+    """Remove the segments of an embedded runtime whose process was killed
+    (they are named dragon.<user>.p<pid>.<name>)."""
+    tag = ".p%d." % pid
+    try:
+        names = os.listdir("/dev/shm")
+    except OSError:
+        return
+    for n in names:
+        if n.startswith("dragon.") and tag in n:
+            try:
+                os.unlink(os.path.join("/dev/shm", n))
+            except OSError:
+                pass
 
 
 def _kill_group(proc):
