@@ -26,8 +26,11 @@ static int scaled(int n)
 
 static dlaunch_t *start(void)
 {
+	/* A small default pool: /dev/shm may be shared and small. */
+	dlaunch_runtime_attr_t a = {.field_mask = DLAUNCH_RT_ATTR_POOL_SIZE,
+				    .pool_size = 64u << 20};
 	dlaunch_t *rt = NULL;
-	int rc = dlaunch_runtime_start(NULL, &rt);
+	int rc = dlaunch_runtime_start(&a, &rt);
 
 	ck_assert_msg(rc == 0, "start: %s", dlaunch_errmsg());
 	return rt;
