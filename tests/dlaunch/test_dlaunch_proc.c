@@ -305,6 +305,12 @@ int main(int argc, char **argv)
 		return child_main();
 	if (!realpath("/proc/self/exe", self))
 		return 1;
+	/* valgrind 3.19 does not know pidfd_open, which the services need
+	 * to see processes end: there, only the calls without processes. */
+	if (getenv("LD_PRELOAD") && strstr(getenv("LD_PRELOAD"), "vgpreload")) {
+		tcase_add_test(tc, attach_outside_runtime);
+		goto run;
+	}
 	tcase_add_test(tc, exit_code_and_cleanup);
 	tcase_add_test(tc, signal_and_timeouts);
 	tcase_add_test(tc, proc_fd_is_a_sentinel);
@@ -314,6 +320,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, children_attach);
 	tcase_add_test(tc, attach_outside_runtime);
 	tcase_add_test(tc, many_spawns_no_leak);
+run:
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
