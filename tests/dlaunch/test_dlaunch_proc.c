@@ -289,7 +289,8 @@ START_TEST(many_spawns_no_leak)
 	 * to their end, which may be just after the wait returned. */
 	for (int i = 0; i < 500 && count_fds() > fds; i++)
 		usleep(10000);
-	ck_assert_int_eq(count_fds(), fds);
+	/* The baseline may still have held the warm-up's pipes: no growth. */
+	ck_assert_int_le(count_fds(), fds);
 	dlaunch_runtime_stop(rt, 5 * SEC);
 }
 END_TEST
