@@ -1,26 +1,200 @@
-/* Remote channels: operations through the gateway (placeholder). */
+/*
+ * Remote channels: an operation on a channel of another node becomes a
+ * request in this node's gateway channel.  Each request names a reply
+ * channel, made for it in the gateway's pool, where the servicer writes
+ * the completion; the caller waits there.
+ */
 #include "config.h"
 #include "dchan_private.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DCHAN__GW_GRACE_NS 30000000000ull /* servicer's slack past a timeout */
+
+static pthread_mutex_t dchan__gw_lock = PTHREAD_MUTEX_INITIALIZER;
+static dchan_t *dchan__gw;
+static bool dchan__gw_owned; /* attached from the environment by us */
+static uint64_t dchan__gw_next_id;
+
+DCHAN_EXPORT int dchan_gateway_register(dchan_t *ch)
+{
+	if (!ch || ch->remote)
+		return dchan__fail(-EINVAL, "a gateway must be a local channel");
+	pthread_mutex_lock(&dchan__gw_lock);
+	if (dchan__gw_owned)
+		dchan_detach(dchan__gw);
+	dchan__gw = ch;
+	dchan__gw_owned = false;
+	pthread_mutex_unlock(&dchan__gw_lock);
+	return 0;
+}
+
+DCHAN_EXPORT int dchan_gateway_unregister(void)
+{
+	pthread_mutex_lock(&dchan__gw_lock);
+	if (dchan__gw_owned)
+		dchan_detach(dchan__gw);
+	dchan__gw = NULL;
+	dchan__gw_owned = false;
+	pthread_mutex_unlock(&dchan__gw_lock);
+	return 0;
+}
+
+/* The gateway: the registered one, else the one $DRAGON_GW_CHANNEL names. */
+static int dchan__gw_get(dchan_t **gw_out)
+{
+	const char *env;
+	dchan_desc_t d;
+	int rc = 0;
+
+	pthread_mutex_lock(&dchan__gw_lock);
+	if (!dchan__gw) {
+		env = getenv(DCHAN_GATEWAY_ENV);
+		if (!env || !*env)
+			rc = dchan__fail(-DCHAN_E_NOGATEWAY, "the channel is on "
+					 "another node; register a gateway "
+					 "or set %s", DCHAN_GATEWAY_ENV);
+		else if ((rc = dchan_desc_from_text(env, &d)) == 0 &&
+			 (rc = dchan_attach(&d, &dchan__gw)) == 0)
+			dchan__gw_owned = true;
+	}
+	if (rc == 0 && dchan__gw->remote)
+		rc = dchan__fail(-DCHAN_E_NOGATEWAY, "%s names a channel of "
+				 "another node", DCHAN_GATEWAY_ENV);
+	if (rc == 0)
+		*gw_out = dchan__gw;
+	pthread_mutex_unlock(&dchan__gw_lock);
+	return rc;
+}
+
+static int dchan__gw_post(dchan_t *gw, const dchan_gw_req_t *req)
+{
+	size_t len = sizeof(dchan_desc_t) * 2 + 64 + req->payload_len;
+	void *buf = malloc(len);
+	int64_t n;
+	int rc;
+
+	if (!buf)
+		return dchan__fail(-ENOMEM, "no memory for a gateway request");
+	n = dchan_gw_req_encode(req, buf, len);
+	rc = n < 0 ? (int)n : dchan_send(gw, buf, (size_t)n, DCHAN_FOREVER);
+	free(buf);
+	return rc;
+}
+
+/* Wait for the completion; copy its payload (at most cap bytes) to out. */
+static int dchan__gw_await(dchan_t *reply, const dchan_gw_req_t *req,
+			   void *out, size_t cap, dchan_gw_cpl_t *cpl_out)
+{
+	uint64_t wait = req->timeout_ns >= DCHAN_FOREVER - DCHAN__GW_GRACE_NS
+				? DCHAN_FOREVER
+				: req->timeout_ns + DCHAN__GW_GRACE_NS;
+	dchan_gw_cpl_t c;
+	dchan_msg_t m;
+	int rc;
+
+	rc = dchan_recv_zc(reply, wait, &m);
+	if (rc < 0)
+		return dchan__fail(rc == -ETIMEDOUT ? -EHOSTUNREACH : rc,
+				   "the gateway's servicer did not answer");
+	rc = dchan_gw_cpl_decode(m.data, m.len, &c);
+	if (rc == 0 && (c.req_id != req->req_id || c.op != req->op))
+		rc = dchan__fail(-DCHAN_E_BADREQ, "completion for another "
+				 "request");
+	if (rc == 0 && c.payload_len > cap)
+		rc = dchan__fail(-DCHAN_E_BADREQ, "completion payload larger "
+				 "than asked for");
+	if (rc == 0 && c.payload_len)
+		memcpy(out, c.payload, c.payload_len);
+	dchan_msg_release(&m);
+	if (rc == 0)
+		*cpl_out = c;
+	return rc;
+}
+
+/* One remote operation, start to end. */
+static int dchan__gw_call(dchan_t *ch, dchan_gw_req_t *req, void *out,
+			  size_t cap, dchan_gw_cpl_t *cpl_out)
+{
+	dchan_attr_t a = { .field_mask = DCHAN_ATTR_CAPACITY,
+			   .capacity = 1 };
+	dchan_t *gw = NULL, *reply;
+	int rc;
+
+	rc = dchan__gw_get(&gw);
+	if (rc < 0)
+		return rc;
+	rc = dchan__create(gw->pool, &a, DCHAN__OBJ_CHANNEL, &reply);
+	if (rc < 0)
+		return rc;
+	req->version = DCHAN_GW_VERSION;
+	req->req_id = __atomic_add_fetch(&dchan__gw_next_id, 1,
+					 __ATOMIC_RELAXED);
+	req->target = ch->desc;
+	req->reply = reply->desc;
+	rc = dchan__gw_post(gw, req);
+	if (rc == 0)
+		rc = dchan__gw_await(reply, req, out, cap, cpl_out);
+	dchan_destroy(reply);
+	if (rc == 0 && cpl_out->status < 0)
+		rc = dchan__fail(cpl_out->status, "remote channel %016llx: %s",
+				 (unsigned long long)ch->desc.chan_uid,
+				 dchan_strerror(cpl_out->status));
+	return rc;
+}
 
 int dchan__gw_send(dchan_t *ch, const void *buf, size_t len,
 		   uint64_t timeout_ns)
 {
-	return dchan__fail(-DCHAN_E_NOGATEWAY, "no gateway");
+	dchan_gw_req_t req = { .op = DCHAN_GW_SEND, .timeout_ns = timeout_ns,
+			       .payload = buf, .payload_len = len };
+	dchan_gw_cpl_t c;
+
+	if (len > DCHAN_GW_PAYLOAD_MAX)
+		return dchan__fail(-DMEM_E_TOOBIG, "a remote message is at most "
+				   "%u bytes", DCHAN_GW_PAYLOAD_MAX);
+	return dchan__gw_call(ch, &req, NULL, 0, &c);
 }
 
 int dchan__gw_recv(dchan_t *ch, int op, void *buf, size_t cap,
 		   uint64_t timeout_ns, size_t *len_out)
 {
-	return dchan__fail(-DCHAN_E_NOGATEWAY, "no gateway");
+	dchan_gw_req_t req = { .op = (uint16_t)op, .timeout_ns = timeout_ns,
+			       .cap = cap };
+	dchan_gw_cpl_t c;
+	int rc = dchan__gw_call(ch, &req, buf, cap, &c);
+
+	if (rc == 0)
+		*len_out = op == DCHAN_GW_PEEK ? c.value : c.payload_len;
+	return rc;
 }
 
 int dchan__gw_poll(dchan_t *ch, unsigned events, uint64_t timeout_ns,
 		   unsigned *revents_out)
 {
-	return dchan__fail(-DCHAN_E_NOGATEWAY, "no gateway");
+	dchan_gw_req_t req = { .op = DCHAN_GW_POLL, .timeout_ns = timeout_ns,
+			       .arg = events };
+	dchan_gw_cpl_t c;
+	int rc = dchan__gw_call(ch, &req, NULL, 0, &c);
+
+	if (rc == 0)
+		*revents_out = (unsigned)c.value;
+	return rc;
 }
 
 int dchan__gw_stats(dchan_t *ch, dchan_stats_t *st)
 {
-	return dchan__fail(-DCHAN_E_NOGATEWAY, "no gateway");
+	dchan_gw_req_t req = { .op = DCHAN_GW_STATS };
+	dchan_gw_cpl_t c;
+	dchan_stats_t s;
+	int rc = dchan__gw_call(ch, &req, &s, sizeof s, &c);
+
+	if (rc == 0 && c.payload_len != sizeof s)
+		rc = dchan__fail(-DCHAN_E_BADREQ, "stats completion of %llu "
+				 "bytes", (unsigned long long)c.payload_len);
+	if (rc == 0)
+		*st = s;
+	return rc;
 }
