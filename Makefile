@@ -73,8 +73,11 @@ check: $(BUILD)/Makefile
 	  $(SRC)/build-aux/summarize-tests $(BUILD); s=$$?; \
 	  [ $$rc -eq 0 ] && [ $$s -eq 0 ]
 
+# A root install into the live system refreshes the dynamic linker's cache,
+# so that `dragon` finds libdlaunch.so in /usr/local/lib at once.
 install: $(BUILD)/Makefile
 	@$(SUBMAKE) install
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
 
 uninstall: $(BUILD)/Makefile
 	@$(SUBMAKE) uninstall
