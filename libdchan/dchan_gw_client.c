@@ -95,14 +95,21 @@ static int dchan__gw_await(dchan_t *reply, const dchan_gw_req_t *req,
 	dchan_msg_t m;
 	int rc;
 
-	rc = dchan_recv_zc(reply, wait, &m);
-	if (rc < 0)
-		return dchan__fail(rc == -ETIMEDOUT ? -EHOSTUNREACH : rc,
-				   "the gateway's servicer did not answer");
-	rc = dchan_gw_cpl_decode(m.data, m.len, &c);
-	if (rc == 0 && (c.req_id != req->req_id || c.op != req->op))
+	for (;;) {
+		rc = dchan_recv_zc(reply, wait, &m);
+		if (rc < 0)
+			return dchan__fail(rc == -ETIMEDOUT ? -EHOSTUNREACH : rc,
+					   "the gateway's servicer did not "
+					   "answer");
+		rc = dchan_gw_cpl_decode(m.data, m.len, &c);
+		if (rc < 0 || c.req_id == req->req_id)
+			break;
+		/* a late answer to a request that gave up: drop it */
+		dchan_msg_release(&m);
+	}
+	if (rc == 0 && c.op != req->op)
 		rc = dchan__fail(-DCHAN_E_BADREQ, "completion for another "
-				 "request");
+				 "operation");
 	if (rc == 0 && c.payload_len > cap)
 		rc = dchan__fail(-DCHAN_E_BADREQ, "completion payload larger "
 				 "than asked for");
@@ -114,30 +121,77 @@ static int dchan__gw_await(dchan_t *reply, const dchan_gw_req_t *req,
 	return rc;
 }
 
+/*
+ * Each thread waits for its completions in a reply channel of its own in
+ * the gateway's pool, made on first use and kept: a servicer may still be
+ * inside its send (waking the receiver) after the completion was taken,
+ * so a reply channel is never freed while requests may be in flight.
+ */
+static pthread_key_t dchan__reply_key;
+static pthread_once_t dchan__reply_once = PTHREAD_ONCE_INIT;
+static __thread dchan_t *dchan__reply;
+
+static void dchan__reply_drop(void *ch)
+{
+	dchan_detach(ch);
+}
+
+/* A forked child makes its own: the parent's stays the parent's. */
+static void dchan__reply_forget(void)
+{
+	dchan__reply = NULL;
+}
+
+static void dchan__reply_init(void)
+{
+	pthread_key_create(&dchan__reply_key, dchan__reply_drop);
+	pthread_atfork(NULL, NULL, dchan__reply_forget);
+}
+
+static int dchan__reply_get(dchan_t *gw, dchan_t **reply_out)
+{
+	dchan_attr_t a = { .field_mask = DCHAN_ATTR_CAPACITY,
+			   .capacity = 4 };
+	int rc;
+
+	pthread_once(&dchan__reply_once, dchan__reply_init);
+	if (dchan__reply && dchan__reply->desc.pool.pool_uid !=
+				    gw->desc.pool.pool_uid) {
+		dchan_detach(dchan__reply);
+		dchan__reply = NULL;
+	}
+	if (!dchan__reply) {
+		rc = dchan__create(gw->pool, &a, DCHAN__OBJ_CHANNEL,
+				   &dchan__reply);
+		if (rc < 0)
+			return rc;
+		pthread_setspecific(dchan__reply_key, dchan__reply);
+	}
+	*reply_out = dchan__reply;
+	return 0;
+}
+
 /* One remote operation, start to end. */
 static int dchan__gw_call(dchan_t *ch, dchan_gw_req_t *req, void *out,
 			  size_t cap, dchan_gw_cpl_t *cpl_out)
 {
-	dchan_attr_t a = { .field_mask = DCHAN_ATTR_CAPACITY,
-			   .capacity = 1 };
-	dchan_t *gw = NULL, *reply;
+	dchan_t *gw = NULL, *reply = NULL;
 	int rc;
 
 	rc = dchan__gw_get(&gw);
-	if (rc < 0)
-		return rc;
-	rc = dchan__create(gw->pool, &a, DCHAN__OBJ_CHANNEL, &reply);
+	if (rc == 0)
+		rc = dchan__reply_get(gw, &reply);
 	if (rc < 0)
 		return rc;
 	req->version = DCHAN_GW_VERSION;
-	req->req_id = __atomic_add_fetch(&dchan__gw_next_id, 1,
+	req->req_id = (uint64_t)dchan__self() << 40 |
+		      __atomic_add_fetch(&dchan__gw_next_id, 1,
 					 __ATOMIC_RELAXED);
 	req->target = ch->desc;
 	req->reply = reply->desc;
 	rc = dchan__gw_post(gw, req);
 	if (rc == 0)
 		rc = dchan__gw_await(reply, req, out, cap, cpl_out);
-	dchan_destroy(reply);
 	if (rc == 0 && cpl_out->status < 0)
 		rc = dchan__fail(cpl_out->status, "remote channel %016llx: %s",
 				 (unsigned long long)ch->desc.chan_uid,

@@ -25,6 +25,7 @@
 #include "config.h"
 #include "dchan_private.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define REQ_HDR 64u
@@ -163,10 +164,13 @@ DCHAN_EXPORT int dchan_gw_req_decode(const void *buf, size_t len,
 	r.payload_len = get64(p + 48);
 	r.payload = p + hdr;
 	if (dchan_desc_deserialize(p + REQ_HDR, DESC_SZ, &r.target) < 0 ||
-	    dchan_desc_deserialize(p + REQ_HDR + DESC_SZ, DESC_SZ, &r.reply) < 0)
+	    dchan_desc_deserialize(p + REQ_HDR + DESC_SZ, DESC_SZ, &r.reply) < 0) {
+		char why[256];
+
+		snprintf(why, sizeof why, "%s", dchan_errmsg());
 		return dchan__fail(-DCHAN_E_BADREQ, "gateway request carries a "
-				   "bad channel descriptor: %s",
-				   dchan_errmsg());
+				   "bad channel descriptor: %s", why);
+	}
 	if (r.op != DCHAN_GW_SEND && r.payload_len)
 		return dchan__bad("payload on an operation that takes none");
 	*req_out = r;

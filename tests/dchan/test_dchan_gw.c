@@ -91,13 +91,17 @@ static int servicer_b(dchan_t *gw, int to_a, int from_a)
 		uint64_t clen;
 		void *cpl;
 
-		if (dchan_recv_zc(gw, DCHAN_FOREVER, &m))
+		if (dchan_recv_zc(gw, DCHAN_FOREVER, &m)) {
+			fprintf(stderr, "servicer B: %s\n", dchan_errmsg());
 			return 10;
+		}
 		if (m.len == 4 && memcmp(m.data, "quit", 4) == 0)
 			return dchan_msg_release(&m) ? 11 : 0;
 		if (dchan_gw_req_decode(m.data, m.len, &r) ||
-		    write_frame(to_a, m.data, m.len))
+		    write_frame(to_a, m.data, m.len)) {
+			fprintf(stderr, "servicer B: %s\n", dchan_errmsg());
 			return 12;
+		}
 		cpl = read_frame(from_a, &clen);
 		if (!cpl || dchan_gw_complete(&r, cpl, clen)) {
 			fprintf(stderr, "servicer B: %s\n", dchan_errmsg());
@@ -200,7 +204,8 @@ START_TEST(remote_ops_through_servicer)
 	T_OK(dchan_recv(g.remote, buf, sizeof buf, 0, &len));
 	ck_assert_uint_eq(len, sizeof big);
 	ck_assert(t_check(buf, len, 9));
-	ck_assert_int_eq(dchan_recv(g.remote, buf, 10, 0, &len), -EAGAIN);
+	ck_assert_msg(dchan_recv(g.remote, buf, 10, 0, &len) == -EAGAIN, "%s",
+		      dchan_errmsg());
 	ck_assert_int_eq(dchan_recv(g.remote, buf, 10, 5 * MS, &len),
 			 -ETIMEDOUT);
 	ck_assert_int_eq(dchan_send_zc(g.remote, buf, 1, 0), -DCHAN_E_REMOTE);

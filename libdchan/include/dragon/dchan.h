@@ -130,7 +130,10 @@ DCHAN_EXPORT int dchan_create(dmem_pool_t *pool, const dchan_attr_t *attr,
 
 /* Mark the channel destroyed (others' operations then fail with
  * -DCHAN_E_DESTROYED), free the messages it still holds and its memory,
- * and free the handle.  ch is consumed even on error. */
+ * and free the handle.  ch is consumed even on error.  Like freeing a
+ * mutex, this is for when no other process is inside an operation on the
+ * channel any more: a sender still finishing its send touches the
+ * channel's memory after the receiver has the message. */
 DCHAN_EXPORT int dchan_destroy(dchan_t *ch);
 
 /*
