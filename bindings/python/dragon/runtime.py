@@ -98,8 +98,27 @@ def current(start=True):
     return rt
 
 
+#: Size of an embedded runtime's default pool when DRAGON_DEFAULT_SEG_SZ is
+#: not set (sparse: only what is used takes memory).
+EMBEDDED_POOL_MAX = 4 << 30
+
+
+def _embedded_pool_size():
+    """0 (the library reads DRAGON_DEFAULT_SEG_SZ) when the variable is
+    set; otherwise 4 GiB, or three quarters of what /dev/shm has free when
+    that is less, so that a small /dev/shm still runs programs."""
+    if os.environ.get("DRAGON_DEFAULT_SEG_SZ"):
+        return 0
+    try:
+        st = os.statvfs("/dev/shm")
+        free = st.f_bavail * st.f_frsize
+    except OSError:
+        return 0
+    return min(EMBEDDED_POOL_MAX, (free * 3 // 4) & ~((1 << 20) - 1)) or 0
+
+
 def _start_embedded():
-    pool = mem.Pool.create("default", 0)
+    pool = mem.Pool.create("default", _embedded_pool_size())
     rt = Runtime(pool, embedded=True)
     rt._text = pool.text_descriptor
     os.environ[POOL_ENV] = rt._text
