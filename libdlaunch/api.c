@@ -190,7 +190,7 @@ DLAUNCH_EXPORT int dlaunch_spawn(dlaunch_t *rt, const char *path,
 }
 
 /* Ask for pid's status; peek leaves it for the spawner to collect. */
-static int status_call(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
+int dlaunch__status_call(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
 		       bool peek, int *wstatus_out)
 {
 	dlaunch__conv_t *c;
@@ -221,7 +221,7 @@ DLAUNCH_EXPORT int dlaunch_wait(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
 
 	if (!rt || !status_out || pid <= 0)
 		return dlaunch__fail(-EINVAL, "dlaunch_wait: bad argument");
-	rc = status_call(rt, pid, timeout_ns, false, &raw);
+	rc = dlaunch__status_call(rt, pid, timeout_ns, false, &raw);
 	if (rc < 0)
 		return rc;
 	/* raw is the wait(2) status word. */
@@ -273,18 +273,18 @@ DLAUNCH_EXPORT int dlaunch_proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out)
 		return dlaunch__fail(-EINVAL, "dlaunch_proc_fd: bad argument");
 	/* Asking first makes sure pid is ours and has not been reaped
 	 * (a reaped pid could be reused by another process). */
-	rc = status_call(rt, pid, 0, true, &raw);
+	rc = dlaunch__status_call(rt, pid, 0, true, &raw);
 	if (rc == 0)
 		fd = ready_fd();
 	else if (rc != -EAGAIN)
 		return rc;
-	else
-		fd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (fd < 0 && (errno == ESRCH))
-		fd = ready_fd();
+	else if ((fd = (int)syscall(SYS_pidfd_open, pid, 0)) < 0)
+		fd = errno == ESRCH ? ready_fd()
+		     : errno == ENOSYS ? dlaunch__exit_fd(rt, pid)
+				       : -errno;
 	if (fd < 0)
-		return dlaunch__fail(-errno, "pidfd_open(%d): %s", (int)pid,
-				     strerror(errno));
+		return dlaunch__fail(fd, "no descriptor for pid %d: %s",
+				     (int)pid, dlaunch_strerror(fd));
 	fcntl(fd, F_SETFD, FD_CLOEXEC);
 	*fd_out = fd;
 	return 0;

@@ -6,8 +6,10 @@
  *   link.c             endpoints that carry messages (infrastructure channels)
  *   client.c           dlaunch_attach and the request/reply transaction
  *   api.c              the public calls built on requests
+ *   sentinel.c         process-end descriptors without pidfd_open
  *   server.c           global services: requests, process table, registry
- *   proc.c             local services: spawning and reaping
+ *   proc.c             local services: spawning and the process table
+ *   procstat.c         local services: reaping, waiting, kept statuses
  *   iothread.c         the fd event loop: pidfds and output forwarding
  *   runtime.c          starting and stopping a runtime (pools, threads, env)
  */
@@ -158,6 +160,17 @@ void dlaunch__call_done(dlaunch_t *rt, dlaunch__conv_t *conv);
 /* Connect to the services at svc_text (a handle without instance data). */
 int dlaunch__connect(const char *svc_text, dlaunch_t **rt_out);
 void dlaunch__disconnect(dlaunch_t *rt);
+
+/* api.c: ask for pid's status (wait(2) word in *wstatus_out); peek leaves
+ * it for the spawner to collect. */
+int dlaunch__status_call(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
+			 bool peek, int *wstatus_out);
+
+/* sentinel.c: without pidfd_open, a pipe whose read end becomes readable
+ * when pid ends (a thread waits for it); returns the fd or -code. */
+int dlaunch__exit_fd(dlaunch_t *rt, pid_t pid);
+/* Wait up to timeout_ns for the threads of dlaunch__exit_fd to finish. */
+void dlaunch__exit_fd_drain(uint64_t timeout_ns);
 
 /* ---- services (server.c, proc.c, iothread.c, runtime.c) ------------------- */
 

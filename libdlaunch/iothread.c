@@ -24,6 +24,8 @@
 
 #define LINE_MAX_BUF (1u << 20)
 #define READ_CHUNK 65536
+/* Without pidfd_open, how often running processes are checked (ms). */
+#define POLL_MS 10
 
 enum { IO_WAKE, IO_PIDFD, IO_STREAM, IO_SIGCHLD };
 
@@ -136,18 +138,22 @@ static void ent_close(dlaunch__server_t *s, io_ent_t *e)
 }
 
 /* Pass on every whole line in the buffer (all of it at end of file or
- * when it is full), keep the rest. */
-static void flush_lines(io_ent_t *e, bool all)
+ * when it is full), keep the rest.  At end of file a last line without
+ * its newline gets one, so that what the launcher prints next (the
+ * "+++ head proc exited" line) always starts a line of its own. */
+static void flush_lines(io_ent_t *e, bool eof)
 {
 	size_t n = e->len;
 
-	if (!all && e->len < LINE_MAX_BUF) {
+	if (!eof && e->len < LINE_MAX_BUF) {
 		while (n && e->buf[n - 1] != '\n')
 			n--;
 	}
 	if (!n)
 		return;
 	write_all(e->out, e->buf, n);
+	if (eof && e->buf[n - 1] != '\n')
+		write_all(e->out, "\n", 1);
 	memmove(e->buf, e->buf + n, e->len - n);
 	e->len -= n;
 }
@@ -225,7 +231,7 @@ static bool handle(dlaunch__server_t *s, io_ent_t *e)
 	case IO_WAKE:
 		if (read(e->fd, &v, sizeof v) < 0)
 			return true;
-		return false;
+		return !__atomic_load_n(&s->io_stop, __ATOMIC_ACQUIRE);
 	case IO_PIDFD:
 		pthread_mutex_lock(&s->lock);
 		reap_one(s, e->pid);
@@ -249,6 +255,26 @@ static bool handle(dlaunch__server_t *s, io_ent_t *e)
 	}
 }
 
+/* Processes without a pidfd: reap those that ended (lock held).  Each
+ * reap may change the table, so the scan starts again after one. */
+static void poll_procs(dlaunch__server_t *s)
+{
+	svc_proc_t *p;
+	int st;
+
+again:
+	for (p = s->procs; p; p = p->next) {
+		if (!p->polled || p->ended)
+			continue;
+		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+			svc_proc_reaped(s, p->pid, st);
+			if (s->on_exit)
+				s->on_exit(s->on_exit_arg, p->pid, st);
+			goto again;
+		}
+	}
+}
+
 static void *io_loop(void *arg)
 {
 	dlaunch__server_t *s = arg;
@@ -256,13 +282,29 @@ static void *io_loop(void *arg)
 	bool run = true;
 
 	while (run) {
-		int n = epoll_wait(s->epfd, evs, 64, -1);
+		bool polling = __atomic_load_n(&s->npolled, __ATOMIC_RELAXED);
+		int n = epoll_wait(s->epfd, evs, 64, polling ? POLL_MS : -1);
 		if (n < 0 && errno != EINTR)
 			break;
 		for (int i = 0; i < n; i++)
 			run &= handle(s, evs[i].data.ptr);
+		if (polling) {
+			pthread_mutex_lock(&s->lock);
+			poll_procs(s);
+			pthread_mutex_unlock(&s->lock);
+		}
 	}
 	return NULL;
+}
+
+int svc_io_poll_proc(dlaunch__server_t *s, svc_proc_t *p)
+{
+	uint64_t one = 1;
+
+	p->polled = true;
+	__atomic_add_fetch(&s->npolled, 1, __ATOMIC_RELAXED);
+	/* Wake the loop so that it starts checking on a timer. */
+	return write(s->wakefd, &one, sizeof one) < 0 ? -errno : 0;
 }
 
 int svc_io_start(dlaunch__server_t *s)
@@ -295,6 +337,7 @@ void svc_io_stop(dlaunch__server_t *s)
 {
 	uint64_t one = 1;
 
+	__atomic_store_n(&s->io_stop, true, __ATOMIC_RELEASE);
 	if (write(s->wakefd, &one, sizeof one) == (ssize_t)sizeof one)
 		pthread_join(s->io_thread, NULL);
 	while (s->io_list) {

@@ -1,5 +1,5 @@
-/* Local services: starting processes, the process table, waiting and
- * signalling.
+/* Local services: starting processes, the process table and signalling
+ * (procstat.c: how processes end and who learns it).
  *
  * Processes are started with posix_spawn (vfork-like: the cost of a start
  * does not grow with the launcher's size, and exec failures come back as an
@@ -96,6 +96,21 @@ static const char *search_path(const char *file, char **env, char *buf,
 	return file;
 }
 
+/* posix_spawn reports a failed exec (glibc's vfork-style child shares the
+ * error with us), except where the child is a real fork — under valgrind,
+ * for one — and a missing program would look started.  Checking first
+ * gives the same errors everywhere; the exec still decides. */
+static int check_exec(const char *path, const char *cwd)
+{
+	char full[8192];
+
+	if (path[0] != '/' && cwd) {
+		snprintf(full, sizeof full, "%s/%s", cwd, path);
+		path = full;
+	}
+	return access(path, X_OK) < 0 ? errno : 0;
+}
+
 /* File actions for fds 0..2.  Forwarded streams get a pipe: the read end
  * goes to rends[i] for the I/O thread, the write end to wends[i], which the
  * caller closes after the spawn. */
@@ -171,20 +186,27 @@ static int add_proc(dlaunch__server_t *s, pid_t pid, pid_t spawner,
 	svc_proc_t *p = calloc(1, sizeof *p);
 	int rc;
 
+	svc_proc_t *old = svc_proc_find(s, pid);
+
 	if (!p)
 		return -ENOMEM;
+	/* The OS reused the pid of a process whose status we kept. */
+	if (old)
+		svc_proc_unlink(s, old);
 	p->pid = pid;
 	p->spawner = spawner;
 	/* Not reaped yet (only we reap, under the lock): the pid is ours. */
 	p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (p->pidfd < 0) {
+	if (p->pidfd < 0 && errno != ENOSYS) {
 		rc = -errno;
 		free(p);
 		return rc;
 	}
 	p->next = s->procs;
 	s->procs = p;
-	rc = svc_io_watch(s, p->pidfd, pid);
+	/* Without pidfd_open (old kernels, valgrind) the I/O thread polls. */
+	rc = p->pidfd >= 0 ? svc_io_watch(s, p->pidfd, pid)
+			   : svc_io_poll_proc(s, p);
 	for (int i = 1; i < 3; i++) {
 		if (rends[i] < 0)
 			continue;
@@ -216,6 +238,8 @@ int svc_spawn(dlaunch__server_t *s, const svc_spawn_t *sp, pid_t spawner)
 	if (sp->flags & DLAUNCH_SPAWN_F_SEARCH_PATH)
 		path = search_path(path, env, buf, sizeof buf);
 	if (rc == 0)
+		rc = check_exec(path, sp->cwd);
+	if (rc == 0)
 		rc = posix_spawn(&pid, path, &fa, &at, sp->argv, env);
 	close_fds(wends, 3);
 	if (rc) {
@@ -236,8 +260,11 @@ int svc_spawn(dlaunch__server_t *s, const svc_spawn_t *sp, pid_t spawner)
 	return rc;
 }
 
-static void proc_unlink(dlaunch__server_t *s, svc_proc_t *p)
+void svc_proc_unlink(dlaunch__server_t *s, svc_proc_t *p)
 {
+	svc_retired_drop(s, p);
+	if (p->polled)
+		__atomic_sub_fetch(&s->npolled, 1, __ATOMIC_RELAXED);
 	for (svc_proc_t **pp = &s->procs; *pp; pp = &(*pp)->next)
 		if (*pp == p) {
 			*pp = p->next;
@@ -251,152 +278,6 @@ static void proc_unlink(dlaunch__server_t *s, svc_proc_t *p)
 	if (p->pidfd >= 0)
 		close(p->pidfd);
 	free(p);
-}
-
-static void answer(dlaunch__server_t *s, svc_proc_t *p, svc_waiter_t *w)
-{
-	dlaunch__msg_t m;
-
-	dlaunch__msg_init(&m, DLAUNCH_MSG_REPLY, w->req_id, 0);
-	dlaunch__msg_put_i64(&m, p->wstatus);
-	svc_reply(s, w->client, w->req_id, &m);
-}
-
-/* The record of an ended process goes once the process that started it
- * has collected the status, or has ended itself. */
-static bool collectable(const svc_proc_t *p)
-{
-	return p->ended && p->spawner == 0 && p->open_streams == 0;
-}
-
-void svc_proc_reaped(dlaunch__server_t *s, pid_t pid, int wstatus)
-{
-	svc_proc_t *p = svc_proc_find(s, pid), *q, *next;
-	size_t nfreed = 0;
-
-	if (s->default_pool)
-		dmem_pool_reclaim(s->default_pool, pid, &nfreed);
-	if (s->inf_pool)
-		dmem_pool_reclaim(s->inf_pool, pid, NULL);
-	for (svc_pool_t *sp = s->pools; sp; sp = sp->next)
-		dmem_pool_reclaim(sp->pool, pid, NULL);
-	svc_forget_pid(s, pid);
-	/* Processes it started lose their spawner. */
-	for (q = s->procs; q; q = next) {
-		next = q->next;
-		if (q->spawner == pid) {
-			q->spawner = 0;
-			if (collectable(q))
-				proc_unlink(s, q);
-		}
-	}
-	if (!p)
-		return;
-	p->ended = true;
-	p->wstatus = wstatus;
-	dlaunch__log(DLAUNCH_LOG_DEBUG, "pid %d ended, status 0x%x, %zu "
-					"allocations reclaimed",
-		     (int)pid, wstatus, nfreed);
-	while (p->waiters) {
-		svc_waiter_t *w = p->waiters;
-		p->waiters = w->next;
-		answer(s, p, w);
-		if (w->client_pid == p->spawner)
-			p->spawner = 0;
-		free(w);
-	}
-	pthread_cond_broadcast(&s->changed);
-	if (collectable(p))
-		proc_unlink(s, p);
-}
-
-void svc_status_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
-			dlaunch__msg_t *m)
-{
-	pid_t pid = (pid_t)dlaunch__msg_get_i64(m);
-	uint64_t timeout = dlaunch__msg_get_u64(m);
-	bool peek = dlaunch__msg_get_u64(m) != 0;
-	svc_client_t *c = svc_client_find(s, h->client);
-	svc_proc_t *p = svc_proc_find(s, pid);
-	svc_waiter_t *w, wnow = {.client = h->client, .req_id = h->req_id};
-
-	if (m->err || !c)
-		return;
-	if (!p) {
-		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_NOPROC,
-			      "pid %d was not started by runtime %s, or its "
-			      "status was already collected",
-			      (int)pid, s->instance);
-		return;
-	}
-	if (p->ended) {
-		answer(s, p, &wnow);
-		if (c->pid == p->spawner && !peek)
-			p->spawner = 0;
-		if (collectable(p))
-			proc_unlink(s, p);
-		return;
-	}
-	if (timeout == 0) {
-		svc_reply_err(s, h->client, h->req_id, -EAGAIN,
-			      "pid %d is still running", (int)pid);
-		return;
-	}
-	w = calloc(1, sizeof *w);
-	if (!w) {
-		svc_reply_err(s, h->client, h->req_id, -ENOMEM, "out of memory");
-		return;
-	}
-	*w = wnow;
-	w->client_pid = c->pid;
-	w->deadline.tv_sec = -1;
-	if (timeout != DLAUNCH_FOREVER) {
-		clock_gettime(CLOCK_MONOTONIC, &w->deadline);
-		w->deadline.tv_sec += (time_t)(timeout / 1000000000u);
-		w->deadline.tv_nsec += (long)(timeout % 1000000000u);
-		if (w->deadline.tv_nsec >= 1000000000) {
-			w->deadline.tv_sec++;
-			w->deadline.tv_nsec -= 1000000000;
-		}
-	}
-	w->next = p->waiters;
-	p->waiters = w;
-}
-
-static int64_t ms_until(const struct timespec *d, const struct timespec *now)
-{
-	return (int64_t)(d->tv_sec - now->tv_sec) * 1000 +
-	       (d->tv_nsec - now->tv_nsec) / 1000000;
-}
-
-int svc_expire_waiters(dlaunch__server_t *s)
-{
-	struct timespec now;
-	int64_t next = -1, left;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	for (svc_proc_t *p = s->procs; p; p = p->next) {
-		for (svc_waiter_t **pp = &p->waiters; *pp;) {
-			svc_waiter_t *w = *pp;
-			left = w->deadline.tv_sec < 0
-				       ? -1
-				       : ms_until(&w->deadline, &now);
-			if (w->deadline.tv_sec >= 0 && left <= 0) {
-				*pp = w->next;
-				svc_reply_err(s, w->client, w->req_id,
-					      -ETIMEDOUT,
-					      "pid %d still running at the "
-					      "deadline",
-					      (int)p->pid);
-				free(w);
-				continue;
-			}
-			if (left >= 0 && (next < 0 || left < next))
-				next = left;
-			pp = &w->next;
-		}
-	}
-	return next < 0 ? -1 : (int)(next + 1);
 }
 
 void svc_signal_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
@@ -444,8 +325,9 @@ void svc_signal_all(dlaunch__server_t *s, int signo)
 
 void svc_procs_free(dlaunch__server_t *s)
 {
+	svc_retired_clear(s);
 	while (s->procs)
-		proc_unlink(s, s->procs);
+		svc_proc_unlink(s, s->procs);
 }
 
 void svc_proc_stream_closed(dlaunch__server_t *s, pid_t pid)
@@ -457,6 +339,5 @@ void svc_proc_stream_closed(dlaunch__server_t *s, pid_t pid)
 	if (!p)
 		return;
 	p->open_streams--;
-	if (collectable(p))
-		proc_unlink(s, p);
+	svc_proc_settle(s, p);
 }

@@ -19,6 +19,7 @@ typedef struct svc_waiter {
 	uint32_t client;
 	uint64_t req_id;
 	pid_t client_pid;
+	bool peek; /* only watching: does not collect the status */
 	struct timespec deadline; /* CLOCK_MONOTONIC; tv_sec < 0: none */
 } svc_waiter_t;
 
@@ -30,6 +31,9 @@ typedef struct svc_proc {
 	bool ended;
 	int wstatus;
 	int open_streams; /* forwarded stdout/stderr not yet at EOF */
+	bool polled;	  /* no pidfd: the I/O thread checks with waitpid */
+	bool retired;	  /* status collected: in the retired FIFO */
+	struct svc_proc *rnext; /* retired FIFO, oldest first */
 	svc_waiter_t *waiters;
 } svc_proc_t;
 
@@ -62,11 +66,15 @@ typedef struct dlaunch__server {
 	pthread_mutex_t lock;
 	pthread_cond_t changed; /* a process ended or a stream closed */
 	svc_proc_t *procs;
+	svc_proc_t *retired, *retired_tail; /* see procstat.c */
+	int nretired;
+	int npolled; /* running processes without a pidfd */
 	svc_client_t *clients;
 	svc_name_t *names;
 	svc_pool_t *pools; /* made by POOL_GET, reclaimed and removed with us */
 	dmem_pool_t *default_pool;
 	dmem_pool_t *inf_pool; /* infrastructure channels */
+	dchan_t *chan_anchor;  /* keeps default_pool libdchan's mapping */
 	unsigned npools;
 	uint32_t next_client;
 	char instance[64];
@@ -76,6 +84,7 @@ typedef struct dlaunch__server {
 	dlaunch__ep_t *req; /* request endpoint (receive side) */
 	pthread_t req_thread, io_thread;
 	int epfd, wakefd, sigfd;
+	bool io_stop; /* the wake event means: leave the loop */
 	int live_streams;
 	void *io_list; /* iothread.c entries */
 	svc_exit_cb on_exit;
@@ -95,6 +104,8 @@ svc_client_t *svc_client_find(dlaunch__server_t *s, uint32_t id);
 void svc_names_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 		       dlaunch__msg_t *m);
 void svc_names_free(dlaunch__server_t *s);
+/* Make the anchor channel of the default pool (see names.c). */
+int svc_chan_anchor(dlaunch__server_t *s);
 
 /* proc.c */
 typedef struct svc_spawn {
@@ -112,10 +123,18 @@ typedef struct svc_spawn {
  * the reason in dlaunch_errmsg(). */
 int svc_spawn(dlaunch__server_t *s, const svc_spawn_t *sp, pid_t spawner);
 svc_proc_t *svc_proc_find(dlaunch__server_t *s, pid_t pid);
-/* Record that pid ended with wstatus; lock held. */
+/* Remove p from the table and free it (lock held). */
+void svc_proc_unlink(dlaunch__server_t *s, svc_proc_t *p);
+
+/* procstat.c (lock held) */
+/* Record that pid ended with wstatus. */
 void svc_proc_reaped(dlaunch__server_t *s, pid_t pid, int wstatus);
 void svc_status_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 			dlaunch__msg_t *m);
+/* Retire p's record if nobody is owed its status any more. */
+void svc_proc_settle(dlaunch__server_t *s, svc_proc_t *p);
+void svc_retired_drop(dlaunch__server_t *s, svc_proc_t *p);
+void svc_retired_clear(dlaunch__server_t *s);
 void svc_signal_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 			dlaunch__msg_t *m);
 /* Answer waiters whose deadline passed; returns ms to the next one or -1. */
@@ -137,6 +156,8 @@ void svc_io_stop(dlaunch__server_t *s);
 int svc_io_forward(dlaunch__server_t *s, int fd, int out, pid_t pid);
 /* Watch pidfd of a process for its end. */
 int svc_io_watch(dlaunch__server_t *s, int pidfd, pid_t pid);
+/* No pidfd for p: have the I/O thread check it periodically (lock held). */
+int svc_io_poll_proc(dlaunch__server_t *s, svc_proc_t *p);
 
 /* runtime.c */
 void dlaunch__runtime_free(struct dlaunch__runtime *r);

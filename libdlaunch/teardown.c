@@ -125,6 +125,9 @@ DLAUNCH_EXPORT int dlaunch_runtime_stop(dlaunch_t *rt, uint64_t timeout_ns)
 					      "handle from dlaunch_runtime_start");
 	r = rt->owned;
 	end_processes(dlaunch__runtime_server(r), timeout_ns);
+	/* Their process ended: process-end watchers of this process finish
+	 * while the services can still answer them. */
+	dlaunch__exit_fd_drain(KILL_GRACE_NS);
 	rt->owned = NULL;
 	dlaunch__disconnect(rt);
 	dlaunch__log(DLAUNCH_LOG_INFO, "runtime %s stopped",

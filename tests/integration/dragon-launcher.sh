@@ -51,8 +51,11 @@ check "valid options" '[ $rc -eq 0 ]'
 check "--help and --version" '"$B/dragon" --help | grep -q Usage && "$B/dragon" --version | grep -q dragon'
 
 # --- output forwarding -----------------------------------------------------
-out=$("$B/dragon" sh -c 'printf a; printf "b\n"; printf tail')
-check "partial lines joined, nothing lost" 'echo "$out" | head -1 | grep -qx ab && echo "$out" | grep -q "^tail+++ head"'
+out=$("$B/dragon" sh -c 'printf a; sleep 0.1; printf "b\n"; printf tail')
+check "partial lines joined, nothing lost" 'echo "$out" | head -1 | grep -qx ab && echo "$out" | grep -qx tail'
+check "a last line without newline is ended: +++ starts a line" 'echo "$out" | grep -qx "+++ head proc exited, code 0"'
+out=$("$B/dragon" sh -c 'printf "out-no-newline"; printf "err-no-newline" >&2' 2>&1)
+check "stdout and stderr tails each end with a newline" 'echo "$out" | grep -qx out-no-newline && echo "$out" | grep -qx err-no-newline && echo "$out" | grep -qx "+++ head proc exited, code 0"'
 "$B/dragon" sh -c 'seq 1 300000; seq 1 1000 >&2' > "$T/big" 2> "$T/bigerr"
 seq 1 300000 > "$T/want"; echo "+++ head proc exited, code 0" >> "$T/want"
 check "large volume forwarded exactly" 'cmp -s "$T/big" "$T/want" && [ $(wc -l < "$T/bigerr") -eq 1000 ]'

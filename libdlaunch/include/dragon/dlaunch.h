@@ -238,6 +238,9 @@ DLAUNCH_EXPORT int dlaunch_spawn(dlaunch_t *rt, const char *path,
 				 const dlaunch_spawn_attr_t *attr,
 				 pid_t *pid_out);
 
+/* How many collected statuses the runtime keeps for later waits. */
+#define DLAUNCH_STATUS_KEEP 1024
+
 /* How a process ended. */
 typedef struct dlaunch_status {
 	int32_t exited;	  /* 1: exit() with code; 0: killed by signo */
@@ -250,10 +253,13 @@ typedef struct dlaunch_status {
 /*
  * Wait until process pid (started by this runtime, by any process) has
  * ended, and get how.  timeout_ns 0 checks once (-EAGAIN while it runs),
- * else -ETIMEDOUT.  Any number of processes may wait for the same pid.
- * The status is kept until the process that started pid detaches or ends;
- * after that, and for a pid the runtime never started, the result is
- * -DLAUNCH_E_NOPROC.
+ * else -ETIMEDOUT.  Any number of processes may wait for the same pid, and
+ * wait again: the status stays available after the process that started
+ * pid has collected it.  The runtime keeps the statuses of the last
+ * DLAUNCH_STATUS_KEEP processes whose status was collected (or whose
+ * starter ended) and forgets older ones; a status not yet collected by a
+ * starter that still runs is never forgotten.  A forgotten pid, and a pid
+ * the runtime never started, give -DLAUNCH_E_NOPROC.
  */
 DLAUNCH_EXPORT int dlaunch_wait(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
 				dlaunch_status_t *status_out);

@@ -1,0 +1,103 @@
+/* Process-end descriptors where pidfd_open(2) is missing (kernels before
+ * 5.3, and valgrind, which does not know the call).
+ *
+ * dlaunch_proc_fd must give a real descriptor that becomes readable when
+ * the process ends, whoever started it.  Without a pidfd the caller gets
+ * the read end of a pipe; a thread of this library waits for the process
+ * through the services on a connection of its own (so it does not depend
+ * on the caller's handle living on), then writes one byte and closes the
+ * write end.  The descriptor then reads as ready (POLLIN, and POLLHUP),
+ * exactly what a sentinel needs.  A runtime stopping in this process waits
+ * for these threads, which end as soon as its processes do.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "dlaunch_private.h"
+
+struct exit_watch {
+	char svc[DLAUNCH_EP_TEXT_MAX];
+	pid_t pid;
+	int wfd;
+};
+
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t watch_done = PTHREAD_COND_INITIALIZER;
+static int watch_live;
+
+static void *watch(void *arg)
+{
+	struct exit_watch *w = arg;
+	dlaunch_t *rt;
+	int raw;
+
+	/* Whatever the outcome (ended, or the services are gone), the
+	 * descriptor must become ready: nothing more will happen. */
+	if (dlaunch__connect(w->svc, &rt) == 0) {
+		dlaunch__status_call(rt, w->pid, DLAUNCH_FOREVER, true, &raw);
+		dlaunch__disconnect(rt);
+	}
+	if (write(w->wfd, "", 1) < 0) {
+		/* the reader closed its end: nobody is waiting */
+	}
+	close(w->wfd);
+	free(w);
+	pthread_mutex_lock(&watch_lock);
+	watch_live--;
+	pthread_cond_broadcast(&watch_done);
+	pthread_mutex_unlock(&watch_lock);
+	return NULL;
+}
+
+int dlaunch__exit_fd(dlaunch_t *rt, pid_t pid)
+{
+	struct exit_watch *w = calloc(1, sizeof *w);
+	pthread_attr_t at;
+	pthread_t t;
+	int p[2], rc;
+
+	if (!w)
+		return -ENOMEM;
+	rc = dlaunch__ep_text(rt->svc, w->svc, sizeof w->svc);
+	if (rc >= 0 && pipe2(p, O_CLOEXEC) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		free(w);
+		return rc;
+	}
+	w->pid = pid;
+	w->wfd = p[1];
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_mutex_lock(&watch_lock);
+	rc = -pthread_create(&t, &at, watch, w);
+	watch_live += rc == 0;
+	pthread_mutex_unlock(&watch_lock);
+	pthread_attr_destroy(&at);
+	if (rc) {
+		close(p[0]);
+		close(p[1]);
+		free(w);
+		return rc;
+	}
+	return p[0];
+}
+
+void dlaunch__exit_fd_drain(uint64_t timeout_ns)
+{
+	struct timespec d;
+
+	clock_gettime(CLOCK_REALTIME, &d);
+	d.tv_sec += (time_t)(timeout_ns / 1000000000u);
+	pthread_mutex_lock(&watch_lock);
+	while (watch_live > 0 &&
+	       pthread_cond_timedwait(&watch_done, &watch_lock, &d) == 0)
+		;
+	pthread_mutex_unlock(&watch_lock);
+}
