@@ -84,15 +84,75 @@ static int make_pool(dlaunch__server_t *s, const char *name, uint64_t size,
 	return 0;
 }
 
+/* A channel made for CHAN_GET, in the default pool.  It is created through
+ * the services' own pool handle, the one libdchan already knows in this
+ * process (the anchor channel keeps it known: see svc_chan_anchor), so
+ * that libdchan never sees two mappings of the same pool here.  Only the
+ * descriptor is kept: the channel lives in the pool until the runtime
+ * removes it. */
+static int make_channel(dlaunch__server_t *s, const char *name,
+			uint64_t capacity, uint64_t slot_size, svc_name_t **out)
+{
+	dchan_attr_t attr = {0};
+	dchan_desc_t d;
+	dchan_t *ch;
+	int rc;
+
+	if (capacity > DCHAN_CAPACITY_MAX || slot_size > UINT32_MAX)
+		return dlaunch__fail(-EINVAL,
+				     "channel '%s': capacity %llu or slot size "
+				     "%llu too large",
+				     name, (unsigned long long)capacity,
+				     (unsigned long long)slot_size);
+	if (capacity) {
+		attr.field_mask |= DCHAN_ATTR_CAPACITY;
+		attr.capacity = (uint32_t)capacity;
+	}
+	if (slot_size) {
+		attr.field_mask |= DCHAN_ATTR_SLOT_SIZE;
+		attr.slot_size = (uint32_t)slot_size;
+	}
+	rc = dchan_create(s->default_pool, &attr, &ch);
+	if (rc)
+		return dlaunch__fail(rc, "channel '%s': %s", name,
+				     dchan_errmsg());
+	rc = dchan_desc_get(ch, &d);
+	if (rc == 0)
+		rc = insert(s, name, DLAUNCH_KIND_CHANNEL, &d, sizeof d);
+	if (rc) {
+		dchan_destroy(ch);
+		return rc;
+	}
+	dchan_detach(ch);
+	*out = s->names;
+	return 0;
+}
+
+/* A small channel held for the runtime's life, so that libdchan keeps the
+ * services' default pool handle as this process's mapping of that pool.
+ * Without it, a channel of the default pool attached in this process (an
+ * embedded runtime's own program may do that) would make libdchan map the
+ * pool a second time, and channels created on the first handle would get
+ * unusable descriptors. */
+int svc_chan_anchor(dlaunch__server_t *s)
+{
+	dchan_attr_t attr = {.field_mask = DCHAN_ATTR_CAPACITY |
+					   DCHAN_ATTR_SLOT_SIZE,
+			     .capacity = 1,
+			     .slot_size = 8};
+
+	return dchan_create(s->default_pool, &attr, &s->chan_anchor);
+}
+
 static void get_object(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 		       dlaunch__msg_t *m, int kind)
 {
 	const char *name = dlaunch__msg_get_str(m);
 	uint64_t a = dlaunch__msg_get_u64(m);
+	uint64_t b = dlaunch__msg_get_u64(m);
 	svc_name_t *n;
 	int rc;
 
-	(void)dlaunch__msg_get_u64(m);
 	if (m->err || !name) {
 		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_PROTO,
 			      "malformed request");
@@ -112,7 +172,7 @@ static void get_object(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	if (kind == DLAUNCH_KIND_POOL)
 		rc = make_pool(s, name, a, &n);
 	else
-		rc = dlaunch__fail(-ENOSYS, "channels by name need libdchan");
+		rc = make_channel(s, name, a, b, &n);
 	if (rc)
 		svc_reply_err(s, h->client, h->req_id, rc, "%s",
 			      dlaunch_errmsg());
@@ -197,6 +257,9 @@ void svc_names_free(dlaunch__server_t *s)
 		dmem_pool_destroy(p->pool);
 		free(p);
 	}
+	if (s->chan_anchor)
+		dchan_detach(s->chan_anchor);
+	s->chan_anchor = NULL;
 }
 
 /* ---- client calls --------------------------------------------------------- */

@@ -113,6 +113,11 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 	if (rc)
 		return dlaunch__fail(rc, "start-up phase 'default pool': %s",
 				     dmem_errmsg());
+	rc = svc_chan_anchor(s);
+	if (rc)
+		return dlaunch__fail(rc, "start-up phase 'default pool': "
+					 "first channel: %s",
+				     dchan_errmsg());
 	/* Infrastructure channels live in a pool of their own, so a full
 	 * default pool cannot starve the services. */
 	rc = dmem_pool_create("infra", INFRA_POOL_SIZE, &pa, &r->inf_pool);
