@@ -1,0 +1,189 @@
+/*
+ * libdchan: bad input gives clear errors, never a crash.  White box: it
+ * reseals tampered descriptors (dchan_private.h) so that the checks behind
+ * the checksum are reached too.
+ */
+#include "dchan_test.h"
+#include "dchan_private.h"
+
+#define MiB (1024u * 1024u)
+
+START_TEST(bad_attributes)
+{
+	dmem_pool_t *pool = t_pool("attr", 16 * MiB);
+	dchan_attr_t a = { .field_mask = DCHAN_ATTR_CAPACITY };
+	dchan_t *ch;
+
+	a.capacity = 0;
+	ck_assert_int_eq(dchan_create(pool, &a, &ch), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(dchan_errmsg(), "capacity 0"));
+	a.capacity = DCHAN_CAPACITY_MAX + 1;
+	ck_assert_int_eq(dchan_create(pool, &a, &ch), -EINVAL);
+	a.field_mask = DCHAN_ATTR_SLOT_SIZE;
+	a.slot_size = DCHAN_SLOT_SIZE_MAX + 1;
+	ck_assert_int_eq(dchan_create(pool, &a, &ch), -EINVAL);
+	ck_assert_int_eq(dchan_create(NULL, NULL, &ch), -EINVAL);
+	ck_assert_int_eq(dchan_create(pool, NULL, NULL), -EINVAL);
+	/* a channel larger than the pool */
+	a.field_mask = DCHAN_ATTR_CAPACITY | DCHAN_ATTR_SLOT_SIZE;
+	a.capacity = 1u << 20;
+	a.slot_size = 4096;
+	ck_assert_int_lt(dchan_create(pool, &a, &ch), 0);
+	ck_assert_ptr_nonnull(strstr(dchan_errmsg(), "bytes of the pool"));
+	t_pool_done(pool);
+}
+END_TEST
+
+START_TEST(message_larger_than_pool)
+{
+	dmem_pool_t *pool = t_pool("huge", 16 * MiB);
+	dchan_t *ch = t_chan(pool, 4, 64);
+	size_t big = 64 * MiB, len;
+	char *buf = malloc(big);
+	int rc;
+
+	rc = dchan_send(ch, buf, big, DCHAN_FOREVER);
+	ck_assert_int_eq(rc, -DMEM_E_TOOBIG);
+	ck_assert_ptr_nonnull(strstr(dchan_errmsg(), "67108864-byte message"));
+	ck_assert_int_eq(dchan_count(ch), 0);
+	T_OK(dchan_send(ch, "ok", 2, 0));
+	T_OK(dchan_recv(ch, buf, 2, 0, &len));
+	ck_assert_int_eq(dchan_send(NULL, buf, 1, 0), -EINVAL);
+	ck_assert_int_eq(dchan_send(ch, NULL, 1, 0), -EINVAL);
+	ck_assert_int_eq(dchan_recv(ch, buf, 1, 0, NULL), -EINVAL);
+	ck_assert_int_eq(dchan_poll(ch, 0, 0, (unsigned *)&rc), -EINVAL);
+	ck_assert_int_eq(dchan_poll_many(NULL, 0, 0), -EINVAL);
+	free(buf);
+	T_OK(dchan_destroy(ch));
+	t_pool_done(pool);
+}
+END_TEST
+
+START_TEST(corrupt_descriptors)
+{
+	dmem_pool_t *pool = t_pool("corrupt", 16 * MiB);
+	dchan_t *ch = t_chan(pool, 4, 0), *c2;
+	dchan_desc_t d, d2;
+	unsigned char bin[sizeof d];
+
+	T_OK(dchan_desc_get(ch, &d));
+	T_OK(dchan_desc_serialize(&d, bin, sizeof bin));
+	/* any single flipped byte is caught */
+	for (size_t i = 0; i < sizeof bin; i++) {
+		bin[i] ^= 0x5a;
+		ck_assert_int_lt(dchan_desc_deserialize(bin, sizeof bin, &d2),
+				 0);
+		bin[i] ^= 0x5a;
+	}
+	ck_assert_int_eq(dchan_desc_deserialize(bin, sizeof bin - 1, &d2),
+			 -DCHAN_E_BADDESC);
+	ck_assert_int_eq(dchan_desc_serialize(&d, bin, 10), -ENOSPC);
+	/* resealed lies: offset off the channel, outside the pool, version */
+	d2 = d;
+	d2.offset += 64;
+	dchan__desc_seal(&d2);
+	ck_assert_int_eq(dchan_attach(&d2, &c2), -DCHAN_E_BADDESC);
+	d2.offset = d.pool.size + 64;
+	dchan__desc_seal(&d2);
+	ck_assert_int_eq(dchan_attach(&d2, &c2), -DCHAN_E_BADDESC);
+	d2 = d;
+	d2.version = 9;
+	dchan__desc_seal(&d2);
+	ck_assert_int_eq(dchan_attach(&d2, &c2), -DCHAN_E_VERSION);
+	d2 = d;
+	d2.chan_uid ^= 1;
+	dchan__desc_seal(&d2);
+	ck_assert_int_eq(dchan_attach(&d2, &c2), -DCHAN_E_BADDESC);
+	/* a destroyed channel is refused, not attached */
+	T_OK(dchan_destroy(ch));
+	ck_assert_int_eq(dchan_attach(&d, &c2), -DCHAN_E_BADDESC);
+	t_pool_done(pool);
+}
+END_TEST
+
+START_TEST(bad_text_descriptors)
+{
+	static const char *bad[] = {
+		"", "dchan", "dchan:", "dchan:1", "dchan:1:2:3:4",
+		"dchan:1:2:3:4:", "dchan:2:2:3:4:dmem-pool:1:0:0:0:x",
+		"dchan:1:G:3:4:dmem-pool", "dchan:1:2:3:4:5:6:7:8:9",
+		"dchan:1:11111111111111111:3:4:x", "chan:1:2:3:4:5",
+	};
+	dchan_desc_t d;
+
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+		ck_assert_int_lt(dchan_desc_from_text(bad[i], &d), 0);
+	ck_assert_int_eq(dchan_desc_from_text(NULL, &d), -EINVAL);
+}
+END_TEST
+
+START_TEST(gateway_messages_checked)
+{
+	dmem_pool_t *pool = t_pool("gwbad", 16 * MiB);
+	dchan_t *ch = t_chan(pool, 4, 0);
+	dchan_gw_req_t r = { .op = DCHAN_GW_SEND, .payload = "abc",
+			     .payload_len = 3 }, r2;
+	dchan_gw_cpl_t c = { .op = DCHAN_GW_RECV, .status = -EAGAIN }, c2;
+	unsigned char buf[2048];
+	int64_t n;
+
+	T_OK(dchan_desc_get(ch, &r.target));
+	r.reply = r.target;
+	n = dchan_gw_req_encode(&r, buf, sizeof buf);
+	ck_assert_int_gt(n, 0);
+	T_OK(dchan_gw_req_decode(buf, (size_t)n, &r2));
+	ck_assert_uint_eq(r2.payload_len, 3);
+	/* every truncation is refused */
+	for (int64_t len = 0; len < n; len++)
+		ck_assert_int_lt(dchan_gw_req_decode(buf, (size_t)len, &r2), 0);
+	buf[4] = 2; /* a newer version */
+	ck_assert_int_eq(dchan_gw_req_decode(buf, (size_t)n, &r2),
+			 -DCHAN_E_VERSION);
+	buf[4] = 1;
+	buf[48] ^= 1; /* payload length lies */
+	ck_assert_int_eq(dchan_gw_req_decode(buf, (size_t)n, &r2),
+			 -DCHAN_E_BADREQ);
+	buf[48] ^= 1;
+	buf[6] = 77; /* unknown operation */
+	ck_assert_int_eq(dchan_gw_req_decode(buf, (size_t)n, &r2),
+			 -DCHAN_E_BADREQ);
+	ck_assert_int_eq(dchan_gw_req_encode(&r, buf, 10), -ENOSPC);
+	n = dchan_gw_cpl_encode(&c, buf, sizeof buf);
+	T_OK(dchan_gw_cpl_decode(buf, (size_t)n, &c2));
+	ck_assert_int_eq(c2.status, -EAGAIN);
+	buf[12] = 5; /* a positive status is not a status */
+	buf[13] = buf[14] = buf[15] = 0;
+	ck_assert_int_eq(dchan_gw_cpl_decode(buf, (size_t)n, &c2),
+			 -DCHAN_E_BADREQ);
+	T_OK(dchan_destroy(ch));
+	t_pool_done(pool);
+}
+END_TEST
+
+START_TEST(strerror_knows_dchan_codes)
+{
+	for (int i = 1; i <= 8; i++) {
+		const char *s = dchan_strerror(-(DCHAN_ERRBASE + i));
+
+		ck_assert_ptr_null(strstr(s, "Unknown"));
+		ck_assert_int_gt((int)strlen(s), 5);
+	}
+	ck_assert_str_eq(dchan_strerror(-DMEM_E_TOOBIG),
+			 dmem_strerror(-DMEM_E_TOOBIG));
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("dchan_bad");
+	TCase *tc = tcase_create("bad");
+
+	tcase_add_test(tc, bad_attributes);
+	tcase_add_test(tc, message_larger_than_pool);
+	tcase_add_test(tc, corrupt_descriptors);
+	tcase_add_test(tc, bad_text_descriptors);
+	tcase_add_test(tc, gateway_messages_checked);
+	tcase_add_test(tc, strerror_knows_dchan_codes);
+	suite_add_tcase(s, tc);
+	return t_run(s);
+}
