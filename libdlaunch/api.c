@@ -68,7 +68,7 @@ DLAUNCH_EXPORT int dlaunch_attach(const void *attr, dlaunch_t **rt_out)
 				     DLAUNCH_ENV_DEFAULT_POOL, inst, pd);
 	rc = dlaunch__link_init(getenv(DLAUNCH_ENV_INFRA_POOL));
 	if (rc == 0)
-		rc = dlaunch__connect(svc, &rt);
+		rc = dlaunch__connect(svc, 0, &rt);
 	if (rc)
 		return dlaunch__fail(rc,
 				     "cannot reach the services of runtime %s "

@@ -63,7 +63,7 @@ static int recv_reply(dlaunch__conv_t *c, uint64_t req_id, uint64_t timeout,
 }
 
 /* A new conversation: a reply endpoint announced to the services. */
-static int conv_new(dlaunch_t *rt, dlaunch__conv_t **out)
+static int conv_new(dlaunch_t *rt, uint64_t timeout_ns, dlaunch__conv_t **out)
 {
 	dlaunch__conv_t *c = calloc(1, sizeof *c);
 	char text[DLAUNCH_EP_TEXT_MAX];
@@ -85,7 +85,7 @@ static int conv_new(dlaunch_t *rt, dlaunch__conv_t **out)
 	rc = m.err ? m.err : send_locked(rt, &m);
 	dlaunch__msg_free(&m);
 	if (rc == 0)
-		rc = recv_reply(c, c->next_req++, SERVICE_DEADLINE_NS, &r);
+		rc = recv_reply(c, c->next_req++, timeout_ns, &r);
 	if (rc < 0)
 		goto fail;
 	c->client_id = (uint32_t)rc;
@@ -112,7 +112,7 @@ static int conv_get(dlaunch_t *rt, dlaunch__conv_t **out)
 		*out = c;
 		return 0;
 	}
-	return conv_new(rt, out);
+	return conv_new(rt, SERVICE_DEADLINE_NS, out);
 }
 
 void dlaunch__call_done(dlaunch_t *rt, dlaunch__conv_t *c)
@@ -164,7 +164,8 @@ out:
 	return rc;
 }
 
-int dlaunch__connect(const char *svc_text, dlaunch_t **rt_out)
+int dlaunch__connect(const char *svc_text, uint64_t timeout_ns,
+		     dlaunch_t **rt_out)
 {
 	dlaunch_t *rt = calloc(1, sizeof *rt);
 	dlaunch__conv_t *c;
@@ -178,7 +179,7 @@ int dlaunch__connect(const char *svc_text, dlaunch_t **rt_out)
 	if (rc)
 		goto fail;
 	/* The first conversation proves the services answer. */
-	rc = conv_new(rt, &c);
+	rc = conv_new(rt, timeout_ns ? timeout_ns : SERVICE_DEADLINE_NS, &c);
 	if (rc)
 		goto fail;
 	dlaunch__call_done(rt, c);

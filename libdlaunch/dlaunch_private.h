@@ -157,8 +157,10 @@ struct dlaunch {
 int dlaunch__call(dlaunch_t *rt, dlaunch__msg_t *m, uint64_t timeout_ns,
 		  dlaunch__msg_t *reply, dlaunch__conv_t **conv_out);
 void dlaunch__call_done(dlaunch_t *rt, dlaunch__conv_t *conv);
-/* Connect to the services at svc_text (a handle without instance data). */
-int dlaunch__connect(const char *svc_text, dlaunch_t **rt_out);
+/* Connect to the services at svc_text (a handle without instance data),
+ * waiting up to timeout_ns for their first answer (0: the default). */
+int dlaunch__connect(const char *svc_text, uint64_t timeout_ns,
+		     dlaunch_t **rt_out);
 void dlaunch__disconnect(dlaunch_t *rt);
 
 /* api.c: ask for pid's status (wait(2) word in *wstatus_out); peek leaves

@@ -147,12 +147,37 @@ static int run_head(dlaunch_t *rt, pid_t head, int sfd, dlaunch_status_t *st)
 	return dlaunch_wait(rt, head, TEARDOWN_NS, st);
 }
 
+/* The launcher names the instance itself, so that the watchdog knows
+ * which segments are its own before the runtime has answered. */
+static const char *make_instance(char *buf, size_t len)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(buf, len, "rt%dx%04lx", (int)getpid(),
+		 (unsigned long)(ts.tv_nsec & 0xffff));
+	return buf;
+}
+
+/* Enter a start-up phase under the watchdog.  DRAGON_TEST_STALL_PHASE
+ * names a phase that then hangs, so that tests can see a timeout. */
+static void phase(const char *name, double secs)
+{
+	const char *stall = getenv("DRAGON_TEST_STALL_PHASE");
+
+	dragon_watchdog_arm(name, secs);
+	if (stall && strcmp(stall, name) == 0)
+		for (;;)
+			pause();
+}
+
 int main(int argc, char **argv)
 {
 	struct dragon_opts o;
 	dlaunch_runtime_attr_t ra = {0};
 	dlaunch_status_t st = {0};
 	sigset_t set;
+	char inst[64];
 	dlaunch_t *rt;
 	pid_t head;
 	int rc, sfd, code;
@@ -164,14 +189,26 @@ int main(int argc, char **argv)
 	    (sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
 		return dragon_fail("start-up phase 'signals'", strerror(errno));
 	ra.field_mask = DLAUNCH_RT_ATTR_FLAGS | DLAUNCH_RT_ATTR_LOG_LEVEL |
-			DLAUNCH_RT_ATTR_LOG_FD;
+			DLAUNCH_RT_ATTR_LOG_FD | DLAUNCH_RT_ATTR_INSTANCE |
+			DLAUNCH_RT_ATTR_TIMEOUT;
 	ra.flags = DLAUNCH_RT_F_ADOPT;
 	ra.log_level = o.log_level;
 	ra.log_fd = dragon_open_log(&o);
+	ra.instance = make_instance(inst, sizeof inst);
+	ra.startup_timeout_ns = (uint64_t)(o.timeout * 1e9);
+	if ((rc = dragon_watchdog_start(inst)))
+		return dragon_fail("start-up phase 'watchdog'", strerror(-rc));
+	/* The runtime times each of its four phases itself; the watchdog
+	 * only catches a call that never returns. */
+	phase("runtime (default pool, infrastructure, services)",
+	      4 * o.timeout);
 	rc = dlaunch_runtime_start(&ra, &rt);
+	dragon_watchdog_disarm();
 	if (rc)
 		return dragon_fail("start-up", dlaunch_errmsg());
+	phase("head process", o.timeout);
 	rc = start_head(rt, &o, &head);
+	dragon_watchdog_disarm();
 	if (rc) {
 		dlaunch_runtime_stop(rt, 0);
 		dragon_fail("start-up phase 'head process'", dlaunch_errmsg());

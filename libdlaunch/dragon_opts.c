@@ -204,7 +204,7 @@ int dragon_open_log(struct dragon_opts *o)
 {
 	const char *dir = getenv("DRAGON_LOG_DIR"), *x;
 	struct passwd *pw = getpwuid(getuid());
-	char d[4096];
+	char d[4000];
 
 	if (dir && *dir)
 		snprintf(d, sizeof d, "%s", dir);

@@ -6,6 +6,13 @@
 
 #ifndef DRAGON_PYTHON
 #define DRAGON_PYTHON "/usr/bin/python3"
+/* Start-up watchdog (dragon_watchdog.c): while a phase is armed and its
+ * deadline passes, report it, kill the launcher's children, remove the
+ * instance's segments and exit with 1. */
+int dragon_watchdog_start(const char *instance);
+void dragon_watchdog_arm(const char *phase, double secs);
+void dragon_watchdog_disarm(void);
+
 #endif
 
 struct dragon_opts {
@@ -17,8 +24,8 @@ struct dragon_opts {
 	int argc;	      /* PROG and its arguments */
 	char **argv;
 	int log_fd;
-	char log_path[4200];
-	char log_dir[4096];
+	char log_path[4096];
+	char log_dir[4000];
 };
 
 /* Parse argv; returns -1 to go on, or an exit status (0 after --help or
@@ -29,5 +36,12 @@ int dragon_fail(const char *phase, const char *why);
 /* Open the log file (see dragon(1)); returns its fd or -1 (stderr). */
 int dragon_open_log(struct dragon_opts *o);
 void dragon_close_log(struct dragon_opts *o);
+
+/* Start-up watchdog (dragon_watchdog.c): while a phase is armed and its
+ * deadline passes, report it, kill the launcher's children, remove the
+ * instance's segments and exit with 1. */
+int dragon_watchdog_start(const char *instance);
+void dragon_watchdog_arm(const char *phase, double secs);
+void dragon_watchdog_disarm(void);
 
 #endif

@@ -21,8 +21,13 @@
 /* Service messages and reply channels only: small, and sparse anyway. */
 #define INFRA_POOL_SIZE (64u << 20)
 
+/* Deadline of each start-up phase unless the caller sets one. */
+#define STARTUP_TIMEOUT_NS (30ull * 1000000000ull)
+
 struct dlaunch__runtime {
 	dlaunch__server_t srv;
+	uint64_t phase_ns;	/* deadline of each start-up phase */
+	struct timespec phase0; /* when the current phase began */
 	char ep_text[DLAUNCH_EP_TEXT_MAX];
 	char *envbuf[8];
 	dmem_pool_t *inf_pool;
@@ -69,6 +74,37 @@ static int make_env(struct dlaunch__runtime *r, uint32_t flags)
 	return 0;
 }
 
+/* Start-up phases are timed one by one: each starts its clock here and
+ * checks it in phase_late when it is done.  A phase that blocks in one
+ * call (creating a pool) cannot be interrupted, but one that ran past its
+ * deadline still fails with its name; the services' first answer is
+ * waited for only until the deadline. */
+static void phase_start(struct dlaunch__runtime *r)
+{
+	clock_gettime(CLOCK_MONOTONIC, &r->phase0);
+}
+
+static uint64_t phase_left(const struct dlaunch__runtime *r)
+{
+	struct timespec now;
+	int64_t used;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	used = (int64_t)(now.tv_sec - r->phase0.tv_sec) * 1000000000 +
+	       (now.tv_nsec - r->phase0.tv_nsec);
+	return used >= (int64_t)r->phase_ns ? 0 : r->phase_ns - (uint64_t)used;
+}
+
+static int phase_late(const struct dlaunch__runtime *r, const char *phase)
+{
+	if (phase_left(r) > 0)
+		return 0;
+	return dlaunch__fail(-ETIMEDOUT,
+			     "start-up phase '%s' timed out: it took longer "
+			     "than its deadline of %.3f s",
+			     phase, (double)r->phase_ns / 1e9);
+}
+
 static int check_instance(const char *inst)
 {
 	size_t n = strlen(inst);
@@ -108,7 +144,11 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 	if (mask & DLAUNCH_RT_ATTR_LOG_FD)
 		dlaunch__log_set_fd(a->log_fd);
 	s->adopt = flags & DLAUNCH_RT_F_ADOPT;
+	r->phase_ns = (mask & DLAUNCH_RT_ATTR_TIMEOUT) && a->startup_timeout_ns
+			      ? a->startup_timeout_ns
+			      : STARTUP_TIMEOUT_NS;
 	pa.instance = s->instance;
+	phase_start(r);
 	rc = dmem_pool_create("default", (size_t)size, &pa, &s->default_pool);
 	if (rc)
 		return dlaunch__fail(rc, "start-up phase 'default pool': %s",
@@ -118,14 +158,20 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 		return dlaunch__fail(rc, "start-up phase 'default pool': "
 					 "first channel: %s",
 				     dchan_errmsg());
+	if ((rc = phase_late(r, "default pool")))
+		return rc;
 	/* Infrastructure channels live in a pool of their own, so a full
 	 * default pool cannot starve the services. */
+	phase_start(r);
 	rc = dmem_pool_create("infra", INFRA_POOL_SIZE, &pa, &r->inf_pool);
 	if (rc)
 		return dlaunch__fail(rc, "start-up phase 'infrastructure "
 					 "pool': %s",
 				     dmem_errmsg());
 	s->inf_pool = r->inf_pool;
+	if ((rc = phase_late(r, "infrastructure pool")))
+		return rc;
+	phase_start(r);
 	rc = dlaunch__ep_create(r->inf_pool, 1024, &s->req);
 	if (rc == 0)
 		rc = dlaunch__ep_text(s->req, r->ep_text, sizeof r->ep_text);
@@ -136,8 +182,11 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 	rc = make_env(r, flags);
 	if (rc)
 		return rc;
+	if ((rc = phase_late(r, "infrastructure channels")))
+		return rc;
 	if (s->adopt && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 		return dlaunch__fail(-errno, "PR_SET_CHILD_SUBREAPER failed");
+	phase_start(r);
 	rc = svc_start_threads(s);
 	if (rc)
 		return dlaunch__fail(rc, "start-up phase 'services': %s",
@@ -187,11 +236,15 @@ DLAUNCH_EXPORT int dlaunch_runtime_start(const dlaunch_runtime_attr_t *attr,
 		release(r);
 		return rc;
 	}
-	rc = dlaunch__connect(r->ep_text, &rt);
+	/* The services phase ends with their first answer. */
+	rc = dlaunch__connect(r->ep_text, phase_left(r) + 1, &rt);
+	if (rc == 0 && (rc = phase_late(r, "services")))
+		dlaunch__disconnect(rt);
+	else if (rc)
+		dlaunch__fail(rc, "start-up phase 'services': they did not "
+				  "answer within %.3f s (%s)",
+			      (double)r->phase_ns / 1e9, dlaunch_strerror(rc));
 	if (rc) {
-		dlaunch__fail(rc, "start-up phase 'services': they do not "
-				  "answer (%s)",
-			      dlaunch_strerror(rc));
 		r->srv.stopping = true;
 		goto stop;
 	}

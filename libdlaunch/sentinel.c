@@ -39,7 +39,7 @@ static void *watch(void *arg)
 
 	/* Whatever the outcome (ended, or the services are gone), the
 	 * descriptor must become ready: nothing more will happen. */
-	if (dlaunch__connect(w->svc, &rt) == 0) {
+	if (dlaunch__connect(w->svc, 0, &rt) == 0) {
 		dlaunch__status_call(rt, w->pid, DLAUNCH_FOREVER, true, &raw);
 		dlaunch__disconnect(rt);
 	}

@@ -41,6 +41,14 @@ check "head killed by a signal: 128+signo, named" '[ $rc -eq 138 ] && echo "$out
 "$B/dragon" /nonexistent/prog 2> "$T/err"; rc=$?
 check "missing program: phase named" '[ $rc -eq 127 ] && grep -q "head process" "$T/err"'
 
+# --- start-up phases: a failure or a timeout names the phase -------------
+DRAGON_TEST_STALL_PHASE="head process" "$B/dragon" -t 0.5 true 2> "$T/err"; rc=$?
+inst=$(sed -n "s/.*(runtime \([A-Za-z0-9_-]*\)).*/\1/p" "$T/err")
+check "-t: a phase past its deadline is named" '[ $rc -eq 1 ] && grep -q "start-up phase .head process. failed: timed out after 0.500 s" "$T/err"'
+check "-t: nothing left after a start-up timeout" '[ -n "$inst" ] && clean_of "$inst"'
+DRAGON_DEFAULT_SEG_SZ=1 "$B/dragon" true 2> "$T/err"; rc=$?
+check "start-up failure names the phase" '[ $rc -eq 1 ] && grep -q "start-up phase .default pool." "$T/err"'
+
 # --- options ---------------------------------------------------------------
 "$B/dragon" --no-such-option true 2>/dev/null; rc=$?
 check "unknown option exits 2" '[ $rc -eq 2 ]'

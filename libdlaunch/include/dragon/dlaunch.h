@@ -121,6 +121,7 @@ DLAUNCH_EXPORT int dlaunch_detach(dlaunch_t *rt);
 #define DLAUNCH_RT_ATTR_LOG_LEVEL (1u << 2)
 #define DLAUNCH_RT_ATTR_FLAGS (1u << 3)
 #define DLAUNCH_RT_ATTR_LOG_FD (1u << 4)
+#define DLAUNCH_RT_ATTR_TIMEOUT (1u << 5)
 
 /* dlaunch_runtime_attr_t.flags */
 /* Set the variables of "Environment" in this process too, so that children
@@ -150,7 +151,11 @@ typedef struct dlaunch_runtime_attr {
 	int32_t log_fd;	      /* where the services log (default: stderr);
 				 stays the caller's */
 	uint32_t reserved0;
-	uint64_t reserved[5]; /* zero */
+	uint64_t startup_timeout_ns; /* deadline of each start-up phase
+					(default pool, infrastructure pool,
+					infrastructure channels, services);
+					default 30 s */
+	uint64_t reserved[4]; /* zero */
 } dlaunch_runtime_attr_t;
 
 /*
@@ -159,7 +164,10 @@ typedef struct dlaunch_runtime_attr {
  * on background threads.  *rt_out is connected to it as by dlaunch_attach.
  * Processes it starts get the runtime's environment.  Stop it with
  * dlaunch_runtime_stop, which ends every process it started and removes
- * every segment it made.  attr may be NULL.
+ * every segment it made.  attr may be NULL.  A phase that fails or runs
+ * past its deadline stops the start-up; dlaunch_errmsg() names the phase
+ * ("start-up phase 'services' ...") and the result is its error, or
+ * -ETIMEDOUT.
  */
 DLAUNCH_EXPORT int dlaunch_runtime_start(const dlaunch_runtime_attr_t *attr,
 					 dlaunch_t **rt_out);
