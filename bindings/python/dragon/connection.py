@@ -91,10 +91,9 @@ class _Shared:
             return
         for c in self.chans:
             c.destroy()
-        try:
-            self.alloc.free()
-        except OSError:
-            pass
+        # The holder tables stay allocated (a few hundred bytes until the
+        # runtime ends): a process that still has a handle may write its
+        # slot after this check, and must not write into reused memory.
 
 
 class Connection(_mpconn._ConnectionBase):

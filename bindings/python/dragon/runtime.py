@@ -118,7 +118,9 @@ def _embedded_pool_size():
 
 
 def _start_embedded():
-    pool = mem.Pool.create("default", _embedded_pool_size())
+    # The name carries this pid: a segment of that name is a leftover of a
+    # dead process that had the same pid.
+    pool = mem.Pool.create("default", _embedded_pool_size(), replace=True)
     rt = Runtime(pool, embedded=True)
     rt._text = pool.text_descriptor
     os.environ[POOL_ENV] = rt._text
