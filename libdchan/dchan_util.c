@@ -129,6 +129,8 @@ static long dchan__runnable(void)
 	return r;
 }
 
+static int dchan__spin_forced; /* DRAGON_DCHAN_SPIN_NS was given */
+
 static uint64_t dchan__spin_default(void)
 {
 	const char *e = getenv("DRAGON_DCHAN_SPIN_NS");
@@ -138,8 +140,11 @@ static uint64_t dchan__spin_default(void)
 		char *end;
 		unsigned long long x = strtoull(e, &end, 10);
 
-		if (*end == '\0' && x < 1000000000ull)
+		if (*end == '\0' && x < 1000000000ull) {
 			v = x;
+			__atomic_store_n(&dchan__spin_forced, 1,
+					 __ATOMIC_RELAXED);
+		}
 	}
 	return v;
 }
@@ -150,7 +155,8 @@ static uint64_t dchan__spin_default(void)
  * system call, which is what keeps a continuous ping-pong under a
  * microsecond.  Spinning pays only while the peer runs on another core:
  * it is off on one core and while more threads are runnable than there are
- * cores (sampled every 50 ms).  DRAGON_DCHAN_SPIN_NS sets the length.
+ * cores (sampled every 50 ms).  DRAGON_DCHAN_SPIN_NS sets the length
+ * and, when given, spins whatever the load (pinned, dedicated cores).
  */
 uint64_t dchan__spin_ns(void)
 {
@@ -168,6 +174,8 @@ uint64_t dchan__spin_ns(void)
 	}
 	if (__atomic_load_n(&ncpu, __ATOMIC_RELAXED) < 2)
 		return 0;
+	if (__atomic_load_n(&dchan__spin_forced, __ATOMIC_RELAXED))
+		return __atomic_load_n(&spin, __ATOMIC_RELAXED);
 	if (now - __atomic_load_n(&sampled, __ATOMIC_RELAXED) > 50000000ull) {
 		long r = dchan__runnable();
 
