@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,6 +258,76 @@ START_TEST(children_attach)
 }
 END_TEST
 
+/* The child side of status_kept_for_others: wait for a pid its parent
+ * started and already collected. */
+static int waiter_main(const char *pidtext)
+{
+	dlaunch_status_t st;
+	dlaunch_t *rt;
+	int rc;
+
+	if (dlaunch_attach(NULL, &rt))
+		return 100;
+	rc = dlaunch_wait(rt, (pid_t)atoi(pidtext), 0, &st);
+	dlaunch_detach(rt);
+	return rc ? 101 : st.exited && st.code == 9 ? 42 : 102;
+}
+
+START_TEST(status_kept_for_others)
+{
+	dlaunch_t *rt = start();
+	pid_t pid = spawn_sh(rt, "exit 9"), w;
+	char pidtext[16];
+	char *argv[] = {self, "waiter", pidtext, NULL};
+	dlaunch_status_t st;
+	struct pollfd p = {.events = POLLIN};
+
+	ck_assert_int_eq(dlaunch_wait(rt, pid, DLAUNCH_FOREVER, &st), 0);
+	snprintf(pidtext, sizeof pidtext, "%d", (int)pid);
+	ck_assert_int_eq(dlaunch_spawn(rt, self, argv, NULL, &w), 0);
+	ck_assert_int_eq(dlaunch_wait(rt, w, DLAUNCH_FOREVER, &st), 0);
+	ck_assert_int_eq(st.code, 42);
+	/* A collected process's sentinel is ready at once. */
+	ck_assert_int_eq(dlaunch_proc_fd(rt, pid, &p.fd), 0);
+	ck_assert_int_eq(poll(&p, 1, 0), 1);
+	close(p.fd);
+	dlaunch_runtime_stop(rt, 5 * SEC);
+}
+END_TEST
+
+/* Collected statuses are kept up to DLAUNCH_STATUS_KEEP, oldest dropped
+ * first.  Too many spawns for valgrind's scale: there it is skipped. */
+START_TEST(status_table_is_bounded)
+{
+	const char *sc = getenv("DRAGON_TEST_SCALE");
+	dlaunch_t *rt;
+	char *argv[] = {"true", NULL};
+	dlaunch_status_t st;
+	pid_t first = 0, pid;
+	bool reused = false;
+
+	if (sc && atof(sc) < 0.2)
+		return;
+	rt = start();
+	for (int i = 0; i <= DLAUNCH_STATUS_KEEP; i++) {
+		ck_assert_int_eq(
+			dlaunch_spawn(rt, "/bin/true", argv, NULL, &pid), 0);
+		ck_assert_int_eq(dlaunch_wait(rt, pid, DLAUNCH_FOREVER, &st),
+				 0);
+		if (i == 0)
+			first = pid;
+		else
+			reused |= pid == first;
+	}
+	/* The newest is kept; the oldest went (unless its pid came back). */
+	ck_assert_int_eq(dlaunch_wait(rt, pid, 0, &st), 0);
+	if (!reused)
+		ck_assert_int_eq(dlaunch_wait(rt, first, 0, &st),
+				 -DLAUNCH_E_NOPROC);
+	dlaunch_runtime_stop(rt, 5 * SEC);
+}
+END_TEST
+
 START_TEST(attach_outside_runtime)
 {
 	dlaunch_t *rt;
@@ -306,6 +377,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "child") == 0)
 		return child_main();
+	if (argc > 2 && strcmp(argv[1], "waiter") == 0)
+		return waiter_main(argv[2]);
 	s = suite_create("dlaunch_proc");
 	tc = tcase_create("proc");
 	if (!realpath("/proc/self/exe", self))
@@ -319,6 +392,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, children_attach);
 	tcase_add_test(tc, attach_outside_runtime);
 	tcase_add_test(tc, many_spawns_no_leak);
+	tcase_add_test(tc, status_kept_for_others);
+	tcase_add_test(tc, status_table_is_bounded);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
