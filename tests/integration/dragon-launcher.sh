@@ -78,6 +78,24 @@ out=$("$B/dragon" "$EX" -s "$N" true); rc=$?
 check "$N spawns one after the other" '[ $rc -eq 0 ] && echo "$out" | grep -q "$N of $N"'
 out=$("$B/dragon" "$EX" 100 true); rc=$?
 check "100 spawns at once" '[ $rc -eq 0 ]'
+# The launcher (the head's parent) after a warm-up and after N more
+# spawns: no more descriptors, no more segments, memory within 16 MiB.
+cat > "$T/leak.sh" <<'EOS'
+L=$PPID
+fds() { ls /proc/$L/fd | wc -l; }
+rss() { awk '/VmRSS/ { print $2 }' /proc/$L/status; }
+segs() { ls /dev/shm | grep -c "\.$DRAGON_INSTANCE\."; }
+"$1" -s 50 true > /dev/null || exit 1
+f0=$(fds); r0=$(rss); s0=$(segs)
+"$1" -s "$2" true > /dev/null || exit 1
+i=0; while [ "$(fds)" -gt "$f0" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+echo "leak: fds $f0 $(fds) rss $r0 $(rss) segs $s0 $(segs)"
+EOS
+out=$("$B/dragon" sh "$T/leak.sh" "$EX" "$N"); rc=$?
+read f0 f1 r0 r1 s0 s1 <<EOS
+$(echo "$out" | sed -n 's/^leak: fds \([0-9]*\) \([0-9]*\) rss \([0-9]*\) \([0-9]*\) segs \([0-9]*\) \([0-9]*\)$/\1 \2 \3 \4 \5 \6/p')
+EOS
+check "$N spawns: no descriptor, segment or memory growth in the launcher ($(echo "$out" | grep ^leak))" '[ $rc -eq 0 ] && [ -n "$s1" ] && [ $f1 -le $f0 ] && [ $s1 -le $s0 ] && [ $r1 -le $((r0 + 16384)) ]'
 
 # --- signals and leftovers -------------------------------------------------
 head='echo $DRAGON_INSTANCE > '"$T"'/inst.tmp; mv '"$T"'/inst.tmp '"$T"'/inst; echo $$ > '"$T"'/pid.tmp; mv '"$T"'/pid.tmp '"$T"'/pid; sleep 300 & wait'
