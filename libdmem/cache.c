@@ -26,13 +26,33 @@
 
 #include "dmem_int.h"
 
-static void cache_lock(struct dmem_pool *p)
+/*
+ * The lock word holds the pid of the process whose thread holds it.  The
+ * handle is process-local memory, so after fork() the child has a copy of
+ * the word as the parent left it: if another parent thread was inside the
+ * cache at that moment, the word names the parent, and that holder does not
+ * exist in the child.  The child takes such a lock over (cache_mine() then
+ * drops the parent's list), instead of spinning forever.
+ */
+static void cache_lock(struct dmem_pool *p, pid_t self)
 {
-	while (atomic_exchange_explicit(&p->cache_lock, 1,
-					memory_order_acquire))
-		while (atomic_load_explicit(&p->cache_lock,
-					    memory_order_relaxed))
+	for (;;) {
+		int cur = 0;
+
+		if (atomic_compare_exchange_weak_explicit(
+			    &p->cache_lock, &cur, (int)self,
+			    memory_order_acquire, memory_order_relaxed))
+			return;
+		if (cur != 0 && cur != (int)self &&
+		    atomic_compare_exchange_strong_explicit(
+			    &p->cache_lock, &cur, (int)self,
+			    memory_order_acquire, memory_order_relaxed))
+			return; /* inherited from the parent over fork */
+		while ((cur = atomic_load_explicit(&p->cache_lock,
+						   memory_order_relaxed)) ==
+		       (int)self)
 			__builtin_ia32_pause();
+	}
 }
 
 static void cache_unlock(struct dmem_pool *p)
@@ -85,7 +105,7 @@ int dmem__cache_alloc(struct dmem_pool *p, uint64_t size, void **ptr_out)
 	if (need < DMEM_MIN_BLOCK)
 		need = DMEM_MIN_BLOCK;
 	c = (unsigned)(need / DMEM_ALIGN);
-	cache_lock(p);
+	cache_lock(p, self);
 	if (!cache_mine(p, self) || !(blk = p->cache_head[c])) {
 		cache_unlock(p);
 		return -EAGAIN;
@@ -129,14 +149,23 @@ int dmem__cache_free(struct dmem_pool *p, uint64_t user_off)
 		return -EAGAIN; /* not ours, not small, or not live: slow path
 				 */
 	c = (unsigned)(size / DMEM_ALIGN);
-	cache_lock(p);
+	cache_lock(p, self);
 	if (!cache_mine(p, self) || p->cache_count[c] >= DMEM_CACHE_PER_CLASS ||
 	    p->cache_bytes + size > DMEM_CACHE_MAX_BYTES) {
 		cache_unlock(p);
 		return -EAGAIN;
 	}
-	__atomic_store_n(&b->owner_tag, ot | ((uint64_t)DMEM_TAG_CACHED << 32),
-			 __ATOMIC_RELAXED);
+	/* Compare-and-swap, not store: a racing second free of the same
+	 * block (another thread here, or the locked path in alloc.c) changed
+	 * the tag since we looked, and must not let the block be parked twice
+	 * or parked after it was freed. */
+	if (!__atomic_compare_exchange_n(&b->owner_tag, &ot,
+					 ot | ((uint64_t)DMEM_TAG_CACHED << 32),
+					 0, __ATOMIC_ACQ_REL,
+					 __ATOMIC_RELAXED)) {
+		cache_unlock(p);
+		return -EAGAIN; /* the slow path reports the double free */
+	}
 	*link_of(p, blk) = p->cache_head[c];
 	p->cache_head[c] = blk;
 	p->cache_count[c]++;
@@ -149,8 +178,10 @@ int dmem__cache_free(struct dmem_pool *p, uint64_t user_off)
  * is its own committed operation. */
 void dmem__cache_flush(struct dmem_pool *p)
 {
-	cache_lock(p);
-	if (cache_mine(p, dmem__self_pid())) {
+	pid_t self = dmem__self_pid();
+
+	cache_lock(p, self);
+	if (cache_mine(p, self)) {
 		for (unsigned c = 0; c < DMEM_CACHE_CLASSES; c++) {
 			uint64_t blk = p->cache_head[c];
 
@@ -172,9 +203,10 @@ void dmem__cache_flush(struct dmem_pool *p)
 uint64_t dmem__cache_count(struct dmem_pool *p)
 {
 	uint64_t n = 0;
+	pid_t self = dmem__self_pid();
 
-	cache_lock(p);
-	if (cache_mine(p, dmem__self_pid()))
+	cache_lock(p, self);
+	if (cache_mine(p, self))
 		for (unsigned c = 0; c < DMEM_CACHE_CLASSES; c++)
 			n += p->cache_count[c];
 	cache_unlock(p);
