@@ -148,6 +148,25 @@ static void wake_waiters(struct dmem_pool *p)
 	dmem_futex_wake((uint32_t *)&s->free_seq, INT32_MAX);
 }
 
+/*
+ * Take the live block b out of reach of the owner's lock-free cache: swap
+ * its owner_tag, still a live one, for DMEM_FREE_TAG.  A thread of the
+ * owner may be parking the same block in its cache at this moment (a
+ * double free); exactly one of the two swaps wins.
+ */
+static int claim_live(struct dmem_pool *p, struct dmem_blk *b)
+{
+	uint64_t off = (uint64_t)((char *)b - p->base);
+	uint64_t ot = __atomic_load_n(&b->owner_tag, __ATOMIC_ACQUIRE);
+
+	if ((uint32_t)(ot >> 32) != dmem__blk_tag(p, off,
+						__atomic_load_n(&b->gen,
+								__ATOMIC_RELAXED)) ||
+	    dmem__jcas(p, &b->owner_tag, ot, DMEM_FREE_TAG))
+		return -DMEM_E_STALE;
+	return 0;
+}
+
 static int free_user_off(struct dmem_pool *p, uint64_t user_off,
 			 const dmem_alloc_desc_t *desc)
 {
@@ -160,6 +179,8 @@ static int free_user_off(struct dmem_pool *p, uint64_t user_off,
 	rc = dmem__heap_blk_of(p, user_off, &b);
 	if (rc == 0 && desc && b->gen != desc->generation)
 		rc = -DMEM_E_STALE;
+	if (rc == 0)
+		rc = claim_live(p, b);
 	if (rc == 0) {
 		dmem__heap_free(p, user_off - DMEM_BLK_HDR);
 		dmem__commit(p);
@@ -373,6 +394,10 @@ DMEM_EXPORT int dmem_pool_reclaim(dmem_pool_t *pool, pid_t pid,
 	s = pool->sh;
 	if ((rc = dmem__lock(pool)))
 		return rc;
+	/* Our own pid: our cached blocks carry it too.  Free them through the
+	 * cache, or they would stay listed there while free in the heap. */
+	if (pid == dmem__self_pid())
+		dmem__cache_flush(pool);
 	for (off = s->heap_start; off < s->heap_end;) {
 		struct dmem_blk *b = dmem__blk(pool, off);
 		uint64_t size;

@@ -181,6 +181,34 @@ static inline void dmem__jset(struct dmem_pool *p, uint64_t *addr, uint64_t val)
 	DMEM_OSTORE(addr, val);
 }
 
+/*
+ * As dmem__jset, but only if *addr still holds expect (compare-and-swap):
+ * for a block's owner_tag, which the lock-free cache of the owning process
+ * may change without the pool lock.  Returns 0, or -1 with nothing changed
+ * and no journal entry.  A process killed between publishing the entry and
+ * the swap is rolled back to expect, which *addr then still held (only a
+ * thread of the same, dead, process could have changed it).
+ */
+static inline int dmem__jcas(struct dmem_pool *p, uint64_t *addr,
+			     uint64_t expect, uint64_t val)
+{
+	unsigned n = p->jn;
+	struct dmem_jent *e = &p->journal[n];
+
+	if (__builtin_expect(n + 1 >= DMEM_JOURNAL_MAX, 0))
+		__builtin_trap();
+	DMEM_OSTORE(&e[1].off, 0);
+	DMEM_OSTORE(&e->old, expect);
+	DMEM_OSTORE(&e->off, (uint64_t)((char *)addr - p->base));
+	if (!__atomic_compare_exchange_n(addr, &expect, val, 0,
+					 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+		DMEM_OSTORE(&e->off, 0);
+		return -1;
+	}
+	p->jn = n + 1;
+	return 0;
+}
+
 /* Store into memory no rollback can expose (a header written inside a free
  * block's payload while splitting it): no journal entry needed. */
 static inline void dmem__fset(uint64_t *addr, uint64_t val)
