@@ -147,6 +147,13 @@ static int resolve_size(size_t size, uint64_t *out)
 
 	if (v == 0 && (rc = dmem__env_seg_size(&v)))
 		return rc;
+	if (size == 0 && (v < DMEM_MIN_POOL || v > DMEM_MAX_POOL))
+		return dmem__fail(-DMEM_E_ENV,
+				  "DRAGON_DEFAULT_SEG_SZ=%llu is not a usable "
+				  "pool size: give %llu to %llu bytes",
+				  (unsigned long long)v,
+				  (unsigned long long)DMEM_MIN_POOL,
+				  (unsigned long long)DMEM_MAX_POOL);
 	if (v < DMEM_MIN_POOL || v > DMEM_MAX_POOL)
 		return dmem__fail(-EINVAL,
 				  "pool size %llu out of range [%llu, %llu]",
