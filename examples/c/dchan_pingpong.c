@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ROUNDS 100000
+#define ROUNDS 100000 /* or the first argument */
 
 static int die(const char *what, int rc)
 {
@@ -32,8 +32,9 @@ static int bounce(dchan_t *in, dchan_t *out, int n)
 	return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	int rounds = argc > 1 ? atoi(argv[1]) : ROUNDS;
 	dmem_pool_t *pool;
 	dchan_t *ping, *pong;
 	struct timespec t0, t1;
@@ -50,9 +51,9 @@ int main(void)
 		return die("channel", rc);
 	pid = fork();
 	if (pid == 0)
-		_exit(bounce(ping, pong, ROUNDS));
+		_exit(bounce(ping, pong, rounds));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (int i = 0; i < ROUNDS; i++) {
+	for (int i = 0; i < rounds; i++) {
 		if ((rc = dchan_send(ping, msg, sizeof msg, DCHAN_FOREVER)) ||
 		    (rc = dchan_recv(pong, msg, sizeof msg, DCHAN_FOREVER,
 				     &len)))
@@ -60,9 +61,9 @@ int main(void)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	waitpid(pid, NULL, 0);
-	printf("%d round trips, %.3f us each\n", ROUNDS,
+	printf("%d round trips, %.3f us each\n", rounds,
 	       ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) /
-		       ROUNDS / 1e3);
+		       rounds / 1e3);
 	dchan_destroy(ping);
 	dchan_destroy(pong);
 	return dmem_pool_destroy(pool) ? 1 : 0;

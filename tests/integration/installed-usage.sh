@@ -38,6 +38,19 @@ EOC
 $CC -o "$tmp/chan" "$tmp/chan.c" $(pkg-config --cflags --libs dragon-dchan)
 LD_LIBRARY_PATH="$dest$libdir" "$tmp/chan"
 
+# The channel examples build with -ldchan alone, as their READMEs say, and
+# run against the installed libraries.
+for ex in dchan_pingpong dchan_prodcons; do
+	$CC -o "$tmp/$ex" "$top_srcdir/examples/c/$ex.c" \
+		$(pkg-config --cflags --libs dragon-dchan) ||
+		{ echo "FAIL: examples/c/$ex.c with dragon-dchan"; exit 1; }
+done
+(cd "$tmp" && DRAGON_INSTANCE="inst$$" LD_LIBRARY_PATH="$dest$libdir" \
+	./dchan_pingpong 1000 && DRAGON_INSTANCE="inst$$" \
+	LD_LIBRARY_PATH="$dest$libdir" ./dchan_prodcons >/dev/null) ||
+	{ echo "FAIL: the channel examples do not run"; exit 1; }
+echo "ok: channel examples build with dragon-dchan and run"
+
 # Every example under examples/c builds against the installed tree.
 for ex in "$top_srcdir"/examples/c/*.c; do
 	[ -f "$ex" ] || continue
