@@ -255,6 +255,9 @@ static inline int dmem__waiters(struct dmem_pool *p)
 				    memory_order_relaxed);
 }
 
+/* futex.c */
+int dmem__spin_pays(void);
+
 /* check.c */
 int dmem__heap_check(struct dmem_pool *p);
 

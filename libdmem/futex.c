@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <stdio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -33,7 +34,6 @@
 static _Atomic int spin_budget = 256;
 static _Atomic uint64_t load_sampled_at;
 static _Atomic int oversubscribed = 1;
-static _Atomic long ncpus;
 
 static uint64_t now_ns(void)
 {
@@ -63,21 +63,30 @@ static long runnable(void)
 	return r;
 }
 
-static int spin_pays(void)
+/* CPUs this process may run on: a process pinned to one core (taskset, a
+ * cgroup cpuset) must not spin even on a many-core machine. */
+static long usable_cpus(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		return CPU_COUNT(&set);
+	return sysconf(_SC_NPROCESSORS_ONLN);
+}
+
+/* Whether spinning can pay now; re-decided every LOAD_SAMPLE_NS, so a
+ * change of load or of affinity is noticed. */
+int dmem__spin_pays(void)
 {
 	uint64_t t = now_ns();
-	long cpus = atomic_load_explicit(&ncpus, memory_order_relaxed);
 
-	if (cpus == 0) {
-		cpus = sysconf(_SC_NPROCESSORS_ONLN);
-		atomic_store(&ncpus, cpus > 0 ? cpus : 1);
-	}
-	if (cpus <= 1)
-		return 0;
 	if (t - atomic_load_explicit(&load_sampled_at, memory_order_relaxed) >
 	    LOAD_SAMPLE_NS) {
+		long cpus = usable_cpus();
+
 		atomic_store(&load_sampled_at, t);
-		atomic_store(&oversubscribed, runnable() > cpus);
+		atomic_store(&oversubscribed,
+			     cpus <= 1 || runnable() > cpus);
 	}
 	return !atomic_load_explicit(&oversubscribed, memory_order_relaxed);
 }
@@ -125,7 +134,7 @@ DMEM_EXPORT int dmem_futex_wait(uint32_t *addr, uint32_t expected,
 		return 0;
 	if (deadline && past(deadline))
 		return -ETIMEDOUT;
-	if (spin_pays() && spin(addr, expected))
+	if (dmem__spin_pays() && spin(addr, expected))
 		return 0;
 	rc = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, expected, deadline,
 		     NULL, FUTEX_BITSET_MATCH_ANY);

@@ -1,6 +1,8 @@
 /* libdmem white-box: the /dev/shm check with statvfs injected, and the
  * undo journal interrupted at every store. */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 
@@ -141,6 +143,19 @@ START_TEST(killed_waiter_is_forgotten_by_reclaim)
 }
 END_TEST
 
+/* Spinning only pays when the peer runs on another core: a process pinned
+ * to one core never spins, however many the machine has. */
+START_TEST(no_spin_when_pinned_to_one_core)
+{
+	cpu_set_t one;
+
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu() < 0 ? 0 : sched_getcpu(), &one);
+	ck_assert_int_eq(sched_setaffinity(0, sizeof(one), &one), 0);
+	ck_assert_int_eq(dmem__spin_pays(), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s;
@@ -152,6 +167,7 @@ int main(void)
 	tcase_add_test(tc, pool_larger_than_shm_is_refused);
 	tcase_add_test(tc, journal_rollback_at_every_store);
 	tcase_add_test(tc, killed_waiter_is_forgotten_by_reclaim);
+	tcase_add_test(tc, no_spin_when_pinned_to_one_core);
 	suite_add_tcase(s, tc);
 	return dmt_run(s);
 }
