@@ -14,11 +14,17 @@
 #include <dragon/dchan.h>
 
 /* DRAGON_TEST_SCALE scales loop sizes down under valgrind/sanitizers. */
-static inline uint64_t t_scaled(uint64_t n, uint64_t min)
+static inline double t_scale(void)
 {
 	const char *s = getenv("DRAGON_TEST_SCALE");
 	double f = s ? strtod(s, NULL) : 1.0;
-	double v = (double)n * (f > 0 ? f : 1.0);
+
+	return f > 0 ? f : 1.0;
+}
+
+static inline uint64_t t_scaled(uint64_t n, uint64_t min)
+{
+	double v = (double)n * t_scale();
 
 	return v < (double)min ? min : (uint64_t)v;
 }
