@@ -54,7 +54,15 @@ static int worker(dmem_pool_t *p, uint64_t seed, long ops)
 		if (!s->p) {
 			size_t al = rng(&seed) % 16 == 0 ? 256 : 0;
 			s->n = random_size(&seed);
-			rc = dmem_alloc(p, s->n, al, (void **)&s->p);
+			if (rng(&seed) % 16 == 0) { /* waiter slot, try once */
+				static const struct timespec past = {0, 0};
+				rc = dmem_alloc_timed(p, s->n, al, &past,
+						      (void **)&s->p);
+				if (rc == -ETIMEDOUT)
+					rc = -DMEM_E_NOSPACE;
+			} else {
+				rc = dmem_alloc(p, s->n, al, (void **)&s->p);
+			}
 			if (rc == -DMEM_E_NOSPACE) {
 				s->p = NULL;
 				continue;
@@ -67,6 +75,9 @@ static int worker(dmem_pool_t *p, uint64_t seed, long ops)
 			if (!check_slot(s))
 				return 11; /* someone else wrote into our block
 					    */
+			if (rng(&seed) % 16 == 0 &&
+			    dmem_alloc_chown(p, s->p, getpid()))
+				return 16; /* journaled, like alloc and free */
 			if (rng(&seed) % 8 == 0) {
 				dmem_alloc_desc_t d;
 				if (dmem_alloc_desc_get(p, s->p, &d) ||
@@ -151,7 +162,8 @@ static void kill_and_reap(dmem_pool_t *p, pid_t pid, uint64_t *seed)
 
 START_TEST(sigkill_anywhere_leaves_pool_usable)
 {
-	enum { NW = 3 };
+	enum { NW = 3, NKEEP = 64 };
+	struct slot keep[NKEEP];
 	long rounds = dmt_scaled(400);
 	dmem_pool_t *p = dmt_pool("kill", 32 * MiB);
 	dmem_pool_stats_t st0, st;
@@ -160,6 +172,15 @@ START_TEST(sigkill_anywhere_leaves_pool_usable)
 	void *big;
 
 	ck_assert_int_eq(dmem_pool_stats(p, &st0), 0);
+	/* Blocks of a live process: every rollback and reclaim must leave
+	 * them allocated, owned and intact. */
+	for (int i = 0; i < NKEEP; i++) {
+		keep[i].n = 1 + rng(&seed) % 4096;
+		ck_assert_int_eq(
+			dmem_alloc(p, keep[i].n, 0, (void **)&keep[i].p), 0);
+		keep[i].tag = (unsigned char)(i + 1);
+		memset(keep[i].p, keep[i].tag, keep[i].n);
+	}
 	for (int i = 0; i < NW; i++)
 		w[i] = spawn(p, rng(&seed));
 	for (long r = 0; r < rounds; r++) {
@@ -171,6 +192,16 @@ START_TEST(sigkill_anywhere_leaves_pool_usable)
 	}
 	for (int i = 0; i < NW; i++)
 		kill_and_reap(p, w[i], &seed);
+	for (int i = 0; i < NKEEP; i++) {
+		pid_t o;
+
+		ck_assert_int_eq(dmem_alloc_owner(p, keep[i].p, &o), 0);
+		ck_assert_int_eq(o, getpid());
+		for (size_t k = 0; k < keep[i].n; k++)
+			ck_assert_int_eq(keep[i].p[k], keep[i].tag);
+		ck_assert_int_eq(dmem_free(p, keep[i].p), 0);
+	}
+	ck_assert_int_eq(dmem_pool_flush(p), 0);
 	/* Nothing is owned by a live process now: all of it comes back. */
 	ck_assert_int_eq(dmem_pool_stats(p, &st), 0);
 	fprintf(stderr,
