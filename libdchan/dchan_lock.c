@@ -8,6 +8,7 @@
 #include "config.h"
 #include "dchan_sync.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -19,13 +20,27 @@ struct dchan_lock {
 	unsigned depth;
 };
 
+static __thread long dchan__tid_cache;
+static pthread_once_t dchan__tid_once = PTHREAD_ONCE_INIT;
+
+/* A forked child's thread has an id of its own. */
+static void dchan__tid_forget(void)
+{
+	dchan__tid_cache = 0;
+}
+
+static void dchan__tid_init(void)
+{
+	pthread_atfork(NULL, NULL, dchan__tid_forget);
+}
+
 static long dchan__tid(void)
 {
-	static __thread long tid;
-
-	if (!tid)
-		tid = syscall(SYS_gettid);
-	return tid;
+	if (!dchan__tid_cache) {
+		pthread_once(&dchan__tid_once, dchan__tid_init);
+		dchan__tid_cache = syscall(SYS_gettid);
+	}
+	return dchan__tid_cache;
 }
 
 static int dchan__lock_new(dchan_t *ch, unsigned flags, dchan_lock_t **out)

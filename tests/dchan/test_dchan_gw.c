@@ -160,6 +160,7 @@ static void rig_up(struct rig *g)
 	free(text);
 	ck_assert_uint_ne(d.node_id, dmem_node_id());
 	T_OK(dchan_attach(&d, &g->remote));
+	t_keep(g->remote);
 	ck_assert_ptr_null(dchan_pool(g->remote)); /* nothing mapped */
 }
 

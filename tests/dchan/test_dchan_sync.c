@@ -27,6 +27,7 @@ START_TEST(lock_mutual_exclusion)
 	pid_t pid[4];
 
 	T_OK(dchan_lock_create(pool, 0, &l));
+	t_keep(l);
 	T_OK(dchan_lock_desc_get(l, &d));
 	for (int i = 0; i < 4; i++) {
 		pid[i] = fork();
@@ -70,9 +71,12 @@ START_TEST(rlock_owner_and_depth)
 	dchan_lock_t *l;
 	dchan_desc_t d;
 	unsigned depth = 0;
+	int fds[2];
+	char k;
 	pid_t pid;
 
 	T_OK(dchan_lock_create(pool, DCHAN_LOCK_RECURSIVE, &l));
+	t_keep(l);
 	T_OK(dchan_lock_desc_get(l, &d));
 	ck_assert_int_eq(dchan_lock_release(l), -EPERM);
 	T_OK(dchan_lock_acquire(l, 0));
@@ -80,10 +84,13 @@ START_TEST(rlock_owner_and_depth)
 	T_OK(dchan_lock_acquire(l, 0));
 	ck_assert_int_eq(dchan_lock_is_mine(l, &depth), 1);
 	ck_assert_uint_eq(depth, 3);
+	ck_assert_int_eq(pipe(fds), 0);
 	pid = fork();
 	if (pid == 0) {
 		dchan_lock_t *cl;
 
+		if (dchan_lock_is_mine(l, NULL) != 0)
+			_exit(8); /* the parent's thread holds it, not ours */
 		if (dchan_lock_attach(&d, &cl))
 			_exit(1);
 		if (dchan_lock_is_mine(cl, NULL) != 0)
@@ -92,12 +99,16 @@ START_TEST(rlock_owner_and_depth)
 			_exit(3);
 		if (dchan_lock_acquire(cl, 0) != -EAGAIN)
 			_exit(4);
+		if (write(fds[1], "k", 1) != 1)
+			_exit(9);
 		/* blocks until the parent's last release */
 		if (dchan_lock_acquire(cl, DCHAN_FOREVER))
 			_exit(5);
-		_exit(dchan_lock_release(cl) ? 6 : 0);
+		if (dchan_lock_release(cl))
+			_exit(6);
+		_exit(dchan_lock_detach(cl) ? 7 : 0);
 	}
-	usleep(10000);
+	ck_assert_int_eq(read(fds[0], &k, 1), 1); /* the child tried */
 	T_OK(dchan_lock_release(l));
 	T_OK(dchan_lock_release(l));
 	ck_assert_int_eq(dchan_lock_is_mine(l, &depth), 1);
@@ -121,6 +132,7 @@ START_TEST(semaphores_bounded_and_not)
 
 	ck_assert_int_eq(dchan_sem_create(pool, 3, 2, &b), -EINVAL);
 	T_OK(dchan_sem_create(pool, 2, 2, &b));
+	t_keep(b);
 	ck_assert_int_eq(dchan_sem_release(b), -EOVERFLOW);
 	ck_assert_int_eq(dchan_sem_value(b), 2);
 	T_OK(dchan_sem_acquire(b, 0));
@@ -132,6 +144,7 @@ START_TEST(semaphores_bounded_and_not)
 	T_OK(dchan_sem_destroy(b));
 
 	T_OK(dchan_sem_create(pool, 0, 0, &s));
+	t_keep(s);
 	T_OK(dchan_sem_desc_get(s, &d));
 	for (int i = 0; i < 3; i++) {
 		pid[i] = fork();
@@ -164,6 +177,7 @@ START_TEST(event_wakes_all_waiters)
 	pid_t pid[3];
 
 	T_OK(dchan_event_create(pool, &e));
+	t_keep(e);
 	T_OK(dchan_event_desc_get(e, &d));
 	ck_assert_int_eq(dchan_event_is_set(e), 0);
 	ck_assert_int_eq(dchan_event_wait(e, MS), -ETIMEDOUT);
@@ -176,7 +190,9 @@ START_TEST(event_wakes_all_waiters)
 				_exit(1);
 			if (dchan_event_wait(c, DCHAN_FOREVER))
 				_exit(2);
-			_exit(dchan_event_is_set(c) == 1 ? 0 : 3);
+			if (dchan_event_is_set(c) != 1)
+				_exit(3);
+			_exit(dchan_event_detach(c) ? 4 : 0);
 		}
 	}
 	usleep(20000);
@@ -201,6 +217,7 @@ START_TEST(barrier_rounds_timeout_abort_reset)
 	pid_t pid[3];
 
 	T_OK(dchan_barrier_create(pool, 4, &b));
+	t_keep(b);
 	T_OK(dchan_barrier_desc_get(b, &d));
 	ck_assert_int_eq(dchan_barrier_parties(b), 4);
 	for (int i = 0; i < 3; i++) {
@@ -239,8 +256,9 @@ START_TEST(barrier_rounds_timeout_abort_reset)
 
 		if (dchan_barrier_attach(&d, &c))
 			_exit(1);
-		_exit(dchan_barrier_wait(c, DCHAN_FOREVER) == -DCHAN_E_BROKEN
-			      ? 0 : 2);
+		if (dchan_barrier_wait(c, DCHAN_FOREVER) != -DCHAN_E_BROKEN)
+			_exit(2);
+		_exit(dchan_barrier_detach(c) ? 3 : 0);
 	}
 	while (dchan_barrier_n_waiting(b) != 1)
 		usleep(1000);
@@ -257,8 +275,9 @@ START_TEST(barrier_rounds_timeout_abort_reset)
 
 		if (dchan_barrier_attach(&d, &c))
 			_exit(1);
-		_exit(dchan_barrier_wait(c, DCHAN_FOREVER) == -DCHAN_E_BROKEN
-			      ? 0 : 2);
+		if (dchan_barrier_wait(c, DCHAN_FOREVER) != -DCHAN_E_BROKEN)
+			_exit(2);
+		_exit(dchan_barrier_detach(c) ? 3 : 0);
 	}
 	while (dchan_barrier_n_waiting(b) != 1)
 		usleep(1000);
@@ -282,7 +301,9 @@ START_TEST(condition_notify_and_timeout)
 	pid_t pid[3];
 
 	T_OK(dchan_lock_create(pool, DCHAN_LOCK_RECURSIVE, &l));
+	t_keep(l);
 	T_OK(dchan_cond_create(pool, &c));
+	t_keep(c);
 	T_OK(dchan_lock_desc_get(l, &dl));
 	T_OK(dchan_cond_desc_get(c, &dc));
 	ck_assert_int_eq(dchan_cond_wait(c, l, 0), -EPERM);
@@ -307,7 +328,8 @@ START_TEST(condition_notify_and_timeout)
 					_exit(3);
 			state[2]++;
 			dchan_lock_release(cl);
-			_exit(0);
+			_exit(dchan_cond_detach(cc) || dchan_lock_detach(cl) ? 4
+									     : 0);
 		}
 	}
 	for (;;) {
@@ -339,6 +361,7 @@ START_TEST(attach_as_wrong_kind_fails)
 	dchan_desc_t d;
 
 	T_OK(dchan_lock_create(pool, 0, &l));
+	t_keep(l);
 	T_OK(dchan_lock_desc_get(l, &d));
 	ck_assert_int_eq(dchan_sem_attach(&d, &s), -DCHAN_E_BADDESC);
 	T_OK(dchan_lock_destroy(l));
