@@ -24,9 +24,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MiB (1u << 20)
+#define MiB	   (1u << 20)
 #define RING_SLOTS 4
-#define SPIN_NS 20000ull
+#define SPIN_NS	   20000ull
 
 /* ---- a raw single-producer single-consumer ring ----------------------- */
 
@@ -76,8 +76,8 @@ static void ring_publish(uint32_t *w, uint32_t *waiters, bool sleep)
 		futex_wake(w);
 }
 
-static void ring_send(struct ring *r, size_t slot, const void *buf,
-		      size_t len, bool sleep)
+static void ring_send(struct ring *r, size_t slot, const void *buf, size_t len,
+		      bool sleep)
 {
 	uint32_t h = r->head;
 
@@ -102,9 +102,8 @@ static size_t ring_recv(struct ring *r, size_t slot, void *buf, bool sleep)
 /* ---- transports ---------------------------------------------------------- */
 
 enum tp_kind { TP_DCHAN, TP_DCHAN_ZC, TP_PIPE, TP_SOCK, TP_RING, TP_FRING };
-static const char *const tp_name[] = { "dchan", "dchan-zc", "pipe",
-				       "socketpair", "ring-busy",
-				       "ring-futex" };
+static const char *const tp_name[] = {"dchan",	    "dchan-zc",	 "pipe",
+				      "socketpair", "ring-busy", "ring-futex"};
 
 struct tp {
 	enum tp_kind kind;
@@ -266,8 +265,7 @@ static void pin(int cpu)
 	sched_setaffinity(0, sizeof set, &set);
 }
 
-static void child(struct tp *t, const struct run *r, uint64_t iters,
-		  void *buf)
+static void child(struct tp *t, const struct run *r, uint64_t iters, void *buf)
 {
 	pin(1);
 	tp_recv(t, 0, buf, r->size); /* start */
@@ -325,17 +323,18 @@ static double measure(void *arg, uint64_t iters)
 	tp_close(&t);
 	free(buf);
 	if (r->pat == P_ONEWAY && r->size >= MiB)
-		return (double)iters * (double)r->size / (double)spent; /* GB/s */
+		return (double)iters * (double)r->size /
+		       (double)spent; /* GB/s */
 	if (r->pat == P_ONEWAY)
 		return (double)iters * 1e9 / (double)spent; /* msg/s */
-	return (double)spent / (double)iters / 1000.0; /* us */
+	return (double)spent / (double)iters / 1000.0;	    /* us */
 }
 
 static void compare(const char *kase, enum pattern pat, size_t size,
 		    enum tp_kind ours, enum tp_kind base, uint64_t iters,
 		    const char *unit)
 {
-	struct run a = { ours, pat, size }, b = { base, pat, size };
+	struct run a = {ours, pat, size}, b = {base, pat, size};
 	double va, vb;
 
 	bench_interleave(5, iters, measure, &a, measure, &b, &va, &vb);
@@ -344,9 +343,9 @@ static void compare(const char *kase, enum pattern pat, size_t size,
 
 int main(void)
 {
-	static const size_t sizes[] = { 8, 1024, 64 * 1024, MiB };
-	static const enum tp_kind rtt_base[] = { TP_PIPE, TP_SOCK, TP_RING,
-						 TP_FRING };
+	static const size_t sizes[] = {8, 1024, 64 * 1024, MiB};
+	static const enum tp_kind rtt_base[] = {TP_PIPE, TP_SOCK, TP_RING,
+						TP_FRING};
 	char name[64];
 
 	snprintf(name, sizeof name, "bench%d", (int)getpid());
@@ -355,25 +354,26 @@ int main(void)
 		return 1;
 	}
 	for (size_t s = 0; s < 4; s++) {
-		uint64_t n = bench_iters(sizes[s] >= MiB ? 500
-				       : sizes[s] >= 65536 ? 5000 : 50000);
+		uint64_t n = bench_iters(sizes[s] >= MiB     ? 500
+					 : sizes[s] >= 65536 ? 5000
+							     : 50000);
 
 		for (size_t b = 0; b < 4; b++)
 			compare("rtt", P_RTT, sizes[s], TP_DCHAN, rtt_base[b],
 				n, "us");
 	}
-	compare("oneway", P_ONEWAY, 8, TP_DCHAN, TP_RING,
-		bench_iters(2000000), "msg/s");
-	compare("oneway", P_ONEWAY, 8, TP_DCHAN, TP_PIPE,
-		bench_iters(500000), "msg/s");
-	compare("bw-copy", P_ONEWAY, MiB, TP_DCHAN, TP_RING,
-		bench_iters(2000), "GB/s");
+	compare("oneway", P_ONEWAY, 8, TP_DCHAN, TP_RING, bench_iters(2000000),
+		"msg/s");
+	compare("oneway", P_ONEWAY, 8, TP_DCHAN, TP_PIPE, bench_iters(500000),
+		"msg/s");
+	compare("bw-copy", P_ONEWAY, MiB, TP_DCHAN, TP_RING, bench_iters(2000),
+		"GB/s");
 	compare("bw-zerocopy", P_ONEWAY, MiB, TP_DCHAN_ZC, TP_RING,
 		bench_iters(2000), "GB/s");
-	compare("sleeping", P_SLEEPING, 8, TP_DCHAN, TP_FRING,
-		bench_iters(300), "us");
-	compare("sleeping", P_SLEEPING, 8, TP_DCHAN, TP_PIPE,
-		bench_iters(300), "us");
+	compare("sleeping", P_SLEEPING, 8, TP_DCHAN, TP_FRING, bench_iters(300),
+		"us");
+	compare("sleeping", P_SLEEPING, 8, TP_DCHAN, TP_PIPE, bench_iters(300),
+		"us");
 	dmem_pool_destroy(pool);
 	return 0;
 }

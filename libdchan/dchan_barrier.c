@@ -18,7 +18,7 @@
 #include <sched.h>
 #include <stdlib.h>
 
-#define REL_GO 1
+#define REL_GO	   1
 #define REL_BROKEN 2
 
 struct dchan_barrier {
@@ -50,7 +50,7 @@ static int dchan__bar_new(dchan_t *state, dchan_barrier_t **out)
 DCHAN_EXPORT int dchan_barrier_create(dmem_pool_t *pool, unsigned parties,
 				      dchan_barrier_t **bar_out)
 {
-	struct dchan__tok t = { 0 };
+	struct dchan__tok t = {0};
 	dchan_t *state, *rel;
 	int rc;
 
@@ -107,7 +107,7 @@ DCHAN_EXPORT int dchan_barrier_desc_get(const dchan_barrier_t *bar,
 static int dchan__bar_release(dchan_barrier_t *b, uint64_t gen, uint64_t n,
 			      uint64_t how)
 {
-	struct dchan__tok m = { gen, how, 0, 0 };
+	struct dchan__tok m = {gen, how, 0, 0};
 
 	for (uint64_t i = 0; i < n; i++) {
 		int rc = dchan__tok_send(b->rel, &m, DCHAN_FOREVER);
@@ -152,8 +152,10 @@ static int dchan__bar_timeout(dchan_barrier_t *b, uint64_t gen)
 		t.b = 0;
 		t.c = 1;
 		dchan__tok_send(b->state, &t, DCHAN_FOREVER);
-		return rc < 0 ? rc : dchan__fail(-ETIMEDOUT, "barrier wait "
-						 "timed out; barrier broken");
+		return rc < 0 ? rc
+			      : dchan__fail(-ETIMEDOUT,
+					    "barrier wait "
+					    "timed out; barrier broken");
 	}
 	rc = dchan__tok_send(b->state, &t, DCHAN_FOREVER);
 	if (rc < 0)

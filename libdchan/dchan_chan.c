@@ -26,18 +26,20 @@ static int dchan__geometry(const dchan_attr_t *attr, struct dchan__geom *g)
 	if (attr && (attr->field_mask & DCHAN_ATTR_SLOT_SIZE))
 		g->slot_size = attr->slot_size;
 	if (g->cap == 0 || g->cap > DCHAN_CAPACITY_MAX)
-		return dchan__fail(-EINVAL, "channel capacity %u is not in "
-				   "1..%u", g->cap, DCHAN_CAPACITY_MAX);
+		return dchan__fail(-EINVAL,
+				   "channel capacity %u is not in "
+				   "1..%u",
+				   g->cap, DCHAN_CAPACITY_MAX);
 	if (g->slot_size > DCHAN_SLOT_SIZE_MAX)
 		return dchan__fail(-EINVAL, "slot size %u is larger than %u",
 				   g->slot_size, DCHAN_SLOT_SIZE_MAX);
 	payload = g->slot_size;
 	if (payload < sizeof(dmem_alloc_desc_t))
 		payload = sizeof(dmem_alloc_desc_t);
-	g->stride = dchan__round_up(DCHAN__SLOT_HDR + payload,
-				    DCHAN__CACHELINE);
-	g->slots_off = dchan__round_up(sizeof(struct dchan__hdr),
-				       DCHAN__CACHELINE);
+	g->stride =
+		dchan__round_up(DCHAN__SLOT_HDR + payload, DCHAN__CACHELINE);
+	g->slots_off =
+		dchan__round_up(sizeof(struct dchan__hdr), DCHAN__CACHELINE);
 	g->total = g->slots_off + (uint64_t)g->stride * g->cap;
 	return 0;
 }
@@ -69,9 +71,10 @@ static void dchan__init_hdr(struct dchan__hdr *h, const struct dchan__geom *g,
 	h->slots_off = g->slots_off;
 	h->total_size = g->total;
 	for (uint32_t i = 0; i < g->cap; i++) {
-		struct dchan__slot *s = (struct dchan__slot *)
-			((unsigned char *)h + g->slots_off +
-			 (uint64_t)i * g->stride);
+		struct dchan__slot *s =
+			(struct dchan__slot *)((unsigned char *)h +
+					       g->slots_off +
+					       (uint64_t)i * g->stride);
 
 		s->state = dchan__state(2 * i, 0);
 		s->kind = 0;
@@ -117,9 +120,11 @@ int dchan__create(dmem_pool_t *pool, const dchan_attr_t *attr,
 		return dchan__fail(-ENOMEM, "no memory for a channel handle");
 	rc = dmem_alloc(pool, g.total, DCHAN__CACHELINE, &mem);
 	if (rc < 0) {
-		rc = dchan__fail(rc, "a channel of %u slots of %u bytes needs "
-				 "%llu bytes of the pool: %s", g.cap, g.stride,
-				 (unsigned long long)g.total, dmem_errmsg());
+		rc = dchan__fail(rc,
+				 "a channel of %u slots of %u bytes needs "
+				 "%llu bytes of the pool: %s",
+				 g.cap, g.stride, (unsigned long long)g.total,
+				 dmem_errmsg());
 		goto fail_alloc;
 	}
 	rc = dmem_alloc_chown(pool, mem, DMEM_OWNER_NONE);
@@ -155,17 +160,20 @@ DCHAN_EXPORT int dchan_create(dmem_pool_t *pool, const dchan_attr_t *attr,
 int dchan__validate_hdr(const struct dchan__hdr *h, uint64_t avail)
 {
 	struct dchan__geom g;
-	dchan_attr_t a = { .field_mask = DCHAN_ATTR_CAPACITY |
-					 DCHAN_ATTR_SLOT_SIZE };
+	dchan_attr_t a = {.field_mask =
+				  DCHAN_ATTR_CAPACITY | DCHAN_ATTR_SLOT_SIZE};
 
 	if (avail < sizeof *h)
-		return dchan__fail(-DCHAN_E_BADDESC, "channel header would "
+		return dchan__fail(-DCHAN_E_BADDESC,
+				   "channel header would "
 				   "extend past the end of its pool");
 	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != DCHAN__HDR_MAGIC)
-		return dchan__fail(-DCHAN_E_BADDESC, "no channel at that "
+		return dchan__fail(-DCHAN_E_BADDESC,
+				   "no channel at that "
 				   "offset (destroyed, or a bad descriptor)");
 	if (h->layout_version != DCHAN__LAYOUT_VERSION)
-		return dchan__fail(-DCHAN_E_VERSION, "channel layout version "
+		return dchan__fail(-DCHAN_E_VERSION,
+				   "channel layout version "
 				   "%u, this library knows %u",
 				   h->layout_version, DCHAN__LAYOUT_VERSION);
 	a.capacity = h->capacity;
@@ -174,7 +182,7 @@ int dchan__validate_hdr(const struct dchan__hdr *h, uint64_t avail)
 	    g.slots_off != h->slots_off || g.total != h->total_size ||
 	    g.total > avail)
 		return dchan__fail(-DCHAN_E_BADDESC, "channel header fails its "
-				   "geometry checks");
+						     "geometry checks");
 	return 0;
 }
 
@@ -191,8 +199,10 @@ static int dchan__attach_local(dchan_t *ch, const dchan_desc_t *d)
 	rc = h ? dchan__validate_hdr(h, dmem_pool_size(ch->pool) - d->offset)
 	       : dchan__fail(-DCHAN_E_BADDESC, "offset outside the pool");
 	if (rc == 0 && h->chan_uid != d->chan_uid)
-		rc = dchan__fail(-DCHAN_E_BADDESC, "the channel at that offset "
-				 "is another one (the named one was destroyed)");
+		rc = dchan__fail(
+			-DCHAN_E_BADDESC,
+			"the channel at that offset "
+			"is another one (the named one was destroyed)");
 	if (rc < 0) {
 		dchan__pool_drop(ch->pref);
 		return rc;
@@ -232,9 +242,10 @@ int dchan__open_at(dchan_t *sibling, uint64_t offset, dchan_t **ch_out)
 	struct dchan__hdr *h;
 
 	h = dmem_pool_ptr(sibling->pool, offset);
-	if (!h || dchan__validate_hdr(h, dmem_pool_size(sibling->pool) -
-						 offset) < 0)
-		return dchan__fail(-DCHAN_E_BADDESC, "sync object's channel at "
+	if (!h ||
+	    dchan__validate_hdr(h, dmem_pool_size(sibling->pool) - offset) < 0)
+		return dchan__fail(-DCHAN_E_BADDESC,
+				   "sync object's channel at "
 				   "offset %llu is missing",
 				   (unsigned long long)offset);
 	d.offset = offset;
@@ -257,8 +268,9 @@ DCHAN_EXPORT int dchan_detach(dchan_t *ch)
 static void dchan__drain(dchan_t *ch)
 {
 	for (uint32_t i = 0; i < ch->cap; i++) {
-		struct dchan__slot *s = (struct dchan__slot *)(ch->slots +
-					(uint64_t)i * ch->stride);
+		struct dchan__slot *s =
+			(struct dchan__slot *)(ch->slots +
+					       (uint64_t)i * ch->stride);
 
 		if (dchan__seq(DCHAN__LOAD(&s->state)) % 2 == 1)
 			dchan__free_slot_desc(ch, s);
@@ -274,7 +286,8 @@ DCHAN_EXPORT int dchan_destroy(dchan_t *ch)
 		return dchan__fail(-EINVAL, "NULL channel handle");
 	if (ch->remote) {
 		dchan_detach(ch);
-		return dchan__fail(-DCHAN_E_REMOTE, "a remote channel is "
+		return dchan__fail(-DCHAN_E_REMOTE,
+				   "a remote channel is "
 				   "destroyed on its own node");
 	}
 	h = ch->hdr;

@@ -18,7 +18,7 @@ struct dchan_cond {
 
 static void dchan__cond_free(dchan_cond_t *c, bool destroy)
 {
-	dchan_t *chs[4] = { c->sleeping, c->woken, c->wait, c->id };
+	dchan_t *chs[4] = {c->sleeping, c->woken, c->wait, c->id};
 
 	for (int i = 0; i < 4; i++)
 		if (chs[i])
@@ -50,7 +50,7 @@ static int dchan__cond_open(dchan_t *id, dchan_cond_t **out)
 
 DCHAN_EXPORT int dchan_cond_create(dmem_pool_t *pool, dchan_cond_t **cond_out)
 {
-	dchan_t *id, *ch[3] = { NULL, NULL, NULL };
+	dchan_t *id, *ch[3] = {NULL, NULL, NULL};
 	int rc;
 
 	if (!cond_out)
@@ -106,7 +106,7 @@ DCHAN_EXPORT int dchan_cond_wait(dchan_cond_t *cond, dchan_lock_t *lock,
 		return dchan__fail(-EINVAL, "NULL condition or lock");
 	if (dchan_lock_is_mine(lock, &depth) != 1)
 		return dchan__fail(-EPERM, "condition wait without holding "
-				   "the lock");
+					   "the lock");
 	rc = dchan__count_add(cond->sleeping, 1, UINT64_MAX);
 	if (rc < 0)
 		return rc;

@@ -49,7 +49,8 @@ DCHAN_EXPORT int dchan_desc_serialize(const dchan_desc_t *desc, void *buf,
 	if (!desc || !buf)
 		return dchan__fail(-EINVAL, "NULL descriptor or buffer");
 	if (len < sizeof *desc)
-		return dchan__fail(-ENOSPC, "a channel descriptor needs %zu "
+		return dchan__fail(-ENOSPC,
+				   "a channel descriptor needs %zu "
 				   "bytes, the buffer has %zu",
 				   sizeof *desc, len);
 	memcpy(buf, desc, sizeof *desc);
@@ -87,11 +88,13 @@ DCHAN_EXPORT int dchan_desc_to_text(const dchan_desc_t *desc, char *buf,
 	rc = dmem_pool_desc_to_text(&desc->pool, pool, sizeof pool);
 	if (rc < 0)
 		return dchan__fail_dmem(rc, "channel descriptor's pool");
-	n = snprintf(buf, len, "dchan:%u:%" PRIx64 ":%" PRIx64 ":%" PRIx64 ":%s",
+	n = snprintf(buf, len,
+		     "dchan:%u:%" PRIx64 ":%" PRIx64 ":%" PRIx64 ":%s",
 		     (unsigned)desc->version, desc->node_id, desc->chan_uid,
 		     desc->offset, pool);
 	if (n < 0 || (size_t)n >= len)
-		return dchan__fail(-ENOSPC, "text descriptor needs %d bytes", n + 1);
+		return dchan__fail(-ENOSPC, "text descriptor needs %d bytes",
+				   n + 1);
 	return n;
 }
 
@@ -122,8 +125,7 @@ static int dchan__hex_field(const char **p, uint64_t *out)
 	return 0;
 }
 
-DCHAN_EXPORT int dchan_desc_from_text(const char *text,
-				      dchan_desc_t *desc_out)
+DCHAN_EXPORT int dchan_desc_from_text(const char *text, dchan_desc_t *desc_out)
 {
 	uint64_t ver, node, uid, off;
 	const char *p = text;
@@ -134,15 +136,19 @@ DCHAN_EXPORT int dchan_desc_from_text(const char *text,
 		return dchan__fail(-EINVAL, "NULL text or output");
 	if (strncmp(p, "dchan:", 6) != 0)
 		return dchan__fail(-DCHAN_E_BADDESC, "text descriptor does "
-				   "not start with 'dchan:'");
+						     "not start with 'dchan:'");
 	p += 6;
 	if (dchan__hex_field(&p, &ver) || dchan__hex_field(&p, &node) ||
 	    dchan__hex_field(&p, &uid) || dchan__hex_field(&p, &off))
-		return dchan__fail(-DCHAN_E_BADDESC, "malformed text "
-				   "descriptor '%.80s'", text);
+		return dchan__fail(-DCHAN_E_BADDESC,
+				   "malformed text "
+				   "descriptor '%.80s'",
+				   text);
 	if (ver != DCHAN_DESC_VERSION)
-		return dchan__fail(-DCHAN_E_VERSION, "text descriptor version "
-				   "%" PRIu64, ver);
+		return dchan__fail(-DCHAN_E_VERSION,
+				   "text descriptor version "
+				   "%" PRIu64,
+				   ver);
 	memset(&d, 0, sizeof d);
 	rc = dmem_pool_desc_from_text(p, &d.pool);
 	if (rc < 0)

@@ -66,7 +66,7 @@ DCHAN_EXPORT int dchan_event_desc_get(const dchan_event_t *ev,
 
 DCHAN_EXPORT int dchan_event_set(dchan_event_t *ev)
 {
-	struct dchan__tok t = { 1, 0, 0, 0 };
+	struct dchan__tok t = {1, 0, 0, 0};
 	int rc;
 
 	if (!ev)

@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DCHAN__GW_GRACE_NS 30000000000ull /* servicer's slack past a timeout */
+#define DCHAN__GW_GRACE_NS 30000000000ull /* servicer's slack past a timeout   \
+					   */
 
 static pthread_mutex_t dchan__gw_lock = PTHREAD_MUTEX_INITIALIZER;
 static dchan_t *dchan__gw;
@@ -21,7 +22,8 @@ static uint64_t dchan__gw_next_id;
 DCHAN_EXPORT int dchan_gateway_register(dchan_t *ch)
 {
 	if (!ch || ch->remote)
-		return dchan__fail(-EINVAL, "a gateway must be a local channel");
+		return dchan__fail(-EINVAL,
+				   "a gateway must be a local channel");
 	pthread_mutex_lock(&dchan__gw_lock);
 	if (dchan__gw_owned)
 		dchan_detach(dchan__gw);
@@ -53,16 +55,20 @@ static int dchan__gw_get(dchan_t **gw_out)
 	if (!dchan__gw) {
 		env = getenv(DCHAN_GATEWAY_ENV);
 		if (!env || !*env)
-			rc = dchan__fail(-DCHAN_E_NOGATEWAY, "the channel is on "
+			rc = dchan__fail(-DCHAN_E_NOGATEWAY,
+					 "the channel is on "
 					 "another node; register a gateway "
-					 "or set %s", DCHAN_GATEWAY_ENV);
+					 "or set %s",
+					 DCHAN_GATEWAY_ENV);
 		else if ((rc = dchan_desc_from_text(env, &d)) == 0 &&
 			 (rc = dchan_attach(&d, &dchan__gw)) == 0)
 			dchan__gw_owned = true;
 	}
 	if (rc == 0 && dchan__gw->remote)
-		rc = dchan__fail(-DCHAN_E_NOGATEWAY, "%s names a channel of "
-				 "another node", DCHAN_GATEWAY_ENV);
+		rc = dchan__fail(-DCHAN_E_NOGATEWAY,
+				 "%s names a channel of "
+				 "another node",
+				 DCHAN_GATEWAY_ENV);
 	if (rc == 0)
 		*gw_out = dchan__gw;
 	pthread_mutex_unlock(&dchan__gw_lock);
@@ -85,8 +91,8 @@ static int dchan__gw_post(dchan_t *gw, const dchan_gw_req_t *req)
 }
 
 /* Wait for the completion; copy its payload (at most cap bytes) to out. */
-static int dchan__gw_await(dchan_t *reply, const dchan_gw_req_t *req,
-			   void *out, size_t cap, dchan_gw_cpl_t *cpl_out)
+static int dchan__gw_await(dchan_t *reply, const dchan_gw_req_t *req, void *out,
+			   size_t cap, dchan_gw_cpl_t *cpl_out)
 {
 	uint64_t wait = req->timeout_ns >= DCHAN_FOREVER - DCHAN__GW_GRACE_NS
 				? DCHAN_FOREVER
@@ -98,7 +104,8 @@ static int dchan__gw_await(dchan_t *reply, const dchan_gw_req_t *req,
 	for (;;) {
 		rc = dchan_recv_zc(reply, wait, &m);
 		if (rc < 0)
-			return dchan__fail(rc == -ETIMEDOUT ? -EHOSTUNREACH : rc,
+			return dchan__fail(rc == -ETIMEDOUT ? -EHOSTUNREACH
+							    : rc,
 					   "the gateway's servicer did not "
 					   "answer");
 		rc = dchan_gw_cpl_decode(m.data, m.len, &c);
@@ -109,10 +116,10 @@ static int dchan__gw_await(dchan_t *reply, const dchan_gw_req_t *req,
 	}
 	if (rc == 0 && c.op != req->op)
 		rc = dchan__fail(-DCHAN_E_BADREQ, "completion for another "
-				 "operation");
+						  "operation");
 	if (rc == 0 && c.payload_len > cap)
 		rc = dchan__fail(-DCHAN_E_BADREQ, "completion payload larger "
-				 "than asked for");
+						  "than asked for");
 	if (rc == 0 && c.payload_len)
 		memcpy(out, c.payload, c.payload_len);
 	dchan_msg_release(&m);
@@ -150,13 +157,12 @@ static void dchan__reply_init(void)
 
 static int dchan__reply_get(dchan_t *gw, dchan_t **reply_out)
 {
-	dchan_attr_t a = { .field_mask = DCHAN_ATTR_CAPACITY,
-			   .capacity = 4 };
+	dchan_attr_t a = {.field_mask = DCHAN_ATTR_CAPACITY, .capacity = 4};
 	int rc;
 
 	pthread_once(&dchan__reply_once, dchan__reply_init);
-	if (dchan__reply && dchan__reply->desc.pool.pool_uid !=
-				    gw->desc.pool.pool_uid) {
+	if (dchan__reply &&
+	    dchan__reply->desc.pool.pool_uid != gw->desc.pool.pool_uid) {
 		dchan_detach(dchan__reply);
 		dchan__reply = NULL;
 	}
@@ -184,9 +190,9 @@ static int dchan__gw_call(dchan_t *ch, dchan_gw_req_t *req, void *out,
 	if (rc < 0)
 		return rc;
 	req->version = DCHAN_GW_VERSION;
-	req->req_id = (uint64_t)dchan__self() << 40 |
-		      __atomic_add_fetch(&dchan__gw_next_id, 1,
-					 __ATOMIC_RELAXED);
+	req->req_id =
+		(uint64_t)dchan__self() << 40 |
+		__atomic_add_fetch(&dchan__gw_next_id, 1, __ATOMIC_RELAXED);
 	req->target = ch->desc;
 	req->reply = reply->desc;
 	rc = dchan__gw_post(gw, req);
@@ -202,21 +208,25 @@ static int dchan__gw_call(dchan_t *ch, dchan_gw_req_t *req, void *out,
 int dchan__gw_send(dchan_t *ch, const void *buf, size_t len,
 		   uint64_t timeout_ns)
 {
-	dchan_gw_req_t req = { .op = DCHAN_GW_SEND, .timeout_ns = timeout_ns,
-			       .payload = buf, .payload_len = len };
+	dchan_gw_req_t req = {.op = DCHAN_GW_SEND,
+			      .timeout_ns = timeout_ns,
+			      .payload = buf,
+			      .payload_len = len};
 	dchan_gw_cpl_t c;
 
 	if (len > DCHAN_GW_PAYLOAD_MAX)
-		return dchan__fail(-DMEM_E_TOOBIG, "a remote message is at most "
-				   "%u bytes", DCHAN_GW_PAYLOAD_MAX);
+		return dchan__fail(-DMEM_E_TOOBIG,
+				   "a remote message is at most "
+				   "%u bytes",
+				   DCHAN_GW_PAYLOAD_MAX);
 	return dchan__gw_call(ch, &req, NULL, 0, &c);
 }
 
 int dchan__gw_recv(dchan_t *ch, int op, void *buf, size_t cap,
 		   uint64_t timeout_ns, size_t *len_out)
 {
-	dchan_gw_req_t req = { .op = (uint16_t)op, .timeout_ns = timeout_ns,
-			       .cap = cap };
+	dchan_gw_req_t req = {
+		.op = (uint16_t)op, .timeout_ns = timeout_ns, .cap = cap};
 	dchan_gw_cpl_t c;
 	int rc = dchan__gw_call(ch, &req, buf, cap, &c);
 
@@ -228,8 +238,8 @@ int dchan__gw_recv(dchan_t *ch, int op, void *buf, size_t cap,
 int dchan__gw_poll(dchan_t *ch, unsigned events, uint64_t timeout_ns,
 		   unsigned *revents_out)
 {
-	dchan_gw_req_t req = { .op = DCHAN_GW_POLL, .timeout_ns = timeout_ns,
-			       .arg = events };
+	dchan_gw_req_t req = {
+		.op = DCHAN_GW_POLL, .timeout_ns = timeout_ns, .arg = events};
 	dchan_gw_cpl_t c;
 	int rc = dchan__gw_call(ch, &req, NULL, 0, &c);
 
@@ -240,14 +250,16 @@ int dchan__gw_poll(dchan_t *ch, unsigned events, uint64_t timeout_ns,
 
 int dchan__gw_stats(dchan_t *ch, dchan_stats_t *st)
 {
-	dchan_gw_req_t req = { .op = DCHAN_GW_STATS };
+	dchan_gw_req_t req = {.op = DCHAN_GW_STATS};
 	dchan_gw_cpl_t c;
 	dchan_stats_t s;
 	int rc = dchan__gw_call(ch, &req, &s, sizeof s, &c);
 
 	if (rc == 0 && c.payload_len != sizeof s)
-		rc = dchan__fail(-DCHAN_E_BADREQ, "stats completion of %llu "
-				 "bytes", (unsigned long long)c.payload_len);
+		rc = dchan__fail(-DCHAN_E_BADREQ,
+				 "stats completion of %llu "
+				 "bytes",
+				 (unsigned long long)c.payload_len);
 	if (rc == 0)
 		*st = s;
 	return rc;

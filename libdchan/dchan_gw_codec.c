@@ -124,9 +124,10 @@ static int dchan__gw_frame(const unsigned char *p, size_t len, uint32_t magic,
 	if (get32(p) != magic)
 		return dchan__bad("wrong magic");
 	if (get16(p + 4) != DCHAN_GW_VERSION)
-		return dchan__fail(-DCHAN_E_VERSION, "gateway message version "
-				   "%u, this library speaks %u", get16(p + 4),
-				   DCHAN_GW_VERSION);
+		return dchan__fail(-DCHAN_E_VERSION,
+				   "gateway message version "
+				   "%u, this library speaks %u",
+				   get16(p + 4), DCHAN_GW_VERSION);
 	if (get32(p + 8) != hdr_expect || len < hdr_expect)
 		return dchan__bad("header length does not match");
 	if (get64(p + 16) != len)
@@ -164,12 +165,15 @@ DCHAN_EXPORT int dchan_gw_req_decode(const void *buf, size_t len,
 	r.payload_len = get64(p + 48);
 	r.payload = p + hdr;
 	if (dchan_desc_deserialize(p + REQ_HDR, DESC_SZ, &r.target) < 0 ||
-	    dchan_desc_deserialize(p + REQ_HDR + DESC_SZ, DESC_SZ, &r.reply) < 0) {
+	    dchan_desc_deserialize(p + REQ_HDR + DESC_SZ, DESC_SZ, &r.reply) <
+		    0) {
 		char why[256];
 
 		snprintf(why, sizeof why, "%s", dchan_errmsg());
-		return dchan__fail(-DCHAN_E_BADREQ, "gateway request carries a "
-				   "bad channel descriptor: %s", why);
+		return dchan__fail(-DCHAN_E_BADREQ,
+				   "gateway request carries a "
+				   "bad channel descriptor: %s",
+				   why);
 	}
 	if (r.op != DCHAN_GW_SEND && r.payload_len)
 		return dchan__bad("payload on an operation that takes none");
@@ -189,8 +193,10 @@ DCHAN_EXPORT int64_t dchan_gw_cpl_encode(const dchan_gw_cpl_t *cpl, void *buf,
 		return dchan__fail(-EINVAL, "bad gateway completion to encode");
 	total = CPL_HDR + cpl->payload_len;
 	if (len < total)
-		return dchan__fail(-ENOSPC, "gateway completion needs %llu "
-				   "bytes", (unsigned long long)total);
+		return dchan__fail(-ENOSPC,
+				   "gateway completion needs %llu "
+				   "bytes",
+				   (unsigned long long)total);
 	put32(p, DCHAN_GW_MAGIC_CPL);
 	put16(p + 4, DCHAN_GW_VERSION);
 	put16(p + 6, cpl->op);

@@ -31,9 +31,10 @@ static int dchan__gw_do_recv(dchan_t *ch, const dchan_gw_req_t *r,
 		if (rc < 0)
 			return rc;
 		if (len > r->cap)
-			return dchan__fail(-EMSGSIZE, "message of %zu bytes, "
-					   "buffer of %llu", len,
-					   (unsigned long long)r->cap);
+			return dchan__fail(-EMSGSIZE,
+					   "message of %zu bytes, "
+					   "buffer of %llu",
+					   len, (unsigned long long)r->cap);
 		o->payload = malloc(len ? len : 1);
 		if (!o->payload)
 			return -ENOMEM;
@@ -101,8 +102,8 @@ static int dchan__gw_run(dchan_t *ch, const dchan_gw_req_t *r,
 DCHAN_EXPORT int dchan_gw_execute(const dchan_gw_req_t *req, void **cpl_out,
 				  size_t *len_out)
 {
-	struct dchan__gw_out o = { NULL, 0, 0 };
-	dchan_gw_cpl_t c = { 0 };
+	struct dchan__gw_out o = {NULL, 0, 0};
+	dchan_gw_cpl_t c = {0};
 	dchan_t *ch = NULL;
 	int64_t n;
 	void *buf;
@@ -113,7 +114,7 @@ DCHAN_EXPORT int dchan_gw_execute(const dchan_gw_req_t *req, void **cpl_out,
 	rc = dchan_attach(&req->target, &ch);
 	if (rc == 0 && ch->remote)
 		rc = dchan__fail(-DCHAN_E_REMOTE, "request for a channel "
-				 "that is not on this node");
+						  "that is not on this node");
 	if (rc == 0)
 		rc = dchan__gw_run(ch, req, &o);
 	if (ch)

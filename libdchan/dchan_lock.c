@@ -58,7 +58,7 @@ static int dchan__lock_new(dchan_t *ch, unsigned flags, dchan_lock_t **out)
 DCHAN_EXPORT int dchan_lock_create(dmem_pool_t *pool, unsigned flags,
 				   dchan_lock_t **lock_out)
 {
-	struct dchan__tok t = { 0 };
+	struct dchan__tok t = {0};
 	dchan_t *ch;
 	int rc;
 
@@ -125,7 +125,7 @@ DCHAN_EXPORT int dchan_lock_acquire(dchan_lock_t *lock, uint64_t timeout_ns)
 
 DCHAN_EXPORT int dchan_lock_release(dchan_lock_t *lock)
 {
-	struct dchan__tok t = { 0 };
+	struct dchan__tok t = {0};
 	bool mine;
 	int rc;
 
@@ -134,7 +134,7 @@ DCHAN_EXPORT int dchan_lock_release(dchan_lock_t *lock)
 	mine = __atomic_load_n(&lock->owner, __ATOMIC_RELAXED) == dchan__tid();
 	if ((lock->flags & DCHAN_LOCK_RECURSIVE) && !mine)
 		return dchan__fail(-EPERM, "release of a recursive lock by a "
-				   "thread that does not own it");
+					   "thread that does not own it");
 	if (mine && --lock->depth > 0)
 		return 0;
 	if (mine)
@@ -142,7 +142,7 @@ DCHAN_EXPORT int dchan_lock_release(dchan_lock_t *lock)
 	rc = dchan__tok_send(lock->ch, &t, 0);
 	if (rc == -EAGAIN)
 		return dchan__fail(-EPERM, "release of a lock that is not "
-				   "held");
+					   "held");
 	return rc;
 }
 

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DCHAN__POLL_MAX 128
+#define DCHAN__POLL_MAX	   128
 #define DCHAN__FALLBACK_NS 1000000ull
 
 #ifndef __NR_futex_waitv
@@ -35,7 +35,7 @@ struct futex_waitv {
 
 static unsigned dchan__ready(dchan_t *ch, unsigned events, bool *stuck)
 {
-	struct dchan__claim blk = { 0 };
+	struct dchan__claim blk = {0};
 	unsigned r = 0;
 
 	if ((events & DCHAN_POLLIN) && dchan__readable(ch, &blk))
@@ -62,8 +62,8 @@ static int dchan__scan(dchan_pollitem_t *items, size_t n, bool *stuck)
 	int nready = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		items[i].revents = dchan__ready(items[i].ch, items[i].events,
-						stuck);
+		items[i].revents =
+			dchan__ready(items[i].ch, items[i].events, stuck);
 		nready += items[i].revents != 0;
 	}
 	return nready;
@@ -107,11 +107,15 @@ static int dchan__poll_check(dchan_pollitem_t *items, size_t n)
 				   DCHAN__POLL_MAX, n);
 	for (size_t i = 0; i < n; i++) {
 		if (!items[i].ch)
-			return dchan__fail(-EINVAL, "poll item %zu has no "
-					   "channel", i);
+			return dchan__fail(-EINVAL,
+					   "poll item %zu has no "
+					   "channel",
+					   i);
 		if (items[i].ch->remote)
-			return dchan__fail(-DCHAN_E_REMOTE, "poll item %zu is a "
-					   "remote channel", i);
+			return dchan__fail(-DCHAN_E_REMOTE,
+					   "poll item %zu is a "
+					   "remote channel",
+					   i);
 		if (dchan__check_local(items[i].ch) < 0)
 			return -DCHAN_E_DESTROYED;
 	}
@@ -166,14 +170,14 @@ DCHAN_EXPORT int dchan_poll_many(dchan_pollitem_t *items, size_t n,
 			return rc;
 		if (dchan__expired(dlp))
 			return dchan__fail(-ETIMEDOUT, "no channel became "
-					   "ready in time");
+						       "ready in time");
 	}
 }
 
 DCHAN_EXPORT int dchan_poll(dchan_t *ch, unsigned events, uint64_t timeout_ns,
 			    unsigned *revents_out)
 {
-	dchan_pollitem_t it = { .ch = ch, .events = events };
+	dchan_pollitem_t it = {.ch = ch, .events = events};
 	int rc;
 
 	if (!ch || !revents_out || !(events & (DCHAN_POLLIN | DCHAN_POLLOUT)))

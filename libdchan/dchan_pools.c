@@ -47,7 +47,8 @@ static int dchan__pool_add(const dmem_pool_desc_t *pd, dmem_pool_t *known,
 		rc = dmem_pool_attach(pd, &p->pool);
 		if (rc < 0) {
 			free(p);
-			return dchan__fail_dmem(rc, "attaching the channel's pool");
+			return dchan__fail_dmem(rc,
+						"attaching the channel's pool");
 		}
 		p->owned = true;
 	}

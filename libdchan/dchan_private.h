@@ -28,32 +28,32 @@
 #include <stdarg.h>
 #include <stdbool.h>
 
-#define DCHAN__HDR_MAGIC 0x52444843414e4844ull /* "DHNACHDR" */
+#define DCHAN__HDR_MAGIC      0x52444843414e4844ull /* "DHNACHDR" */
 #define DCHAN__LAYOUT_VERSION 1u
-#define DCHAN__CACHELINE 64
+#define DCHAN__CACHELINE      64
 
-#define DCHAN__TAG_PID_MASK 0x3fffffffu
-#define DCHAN__TAG_PEEK 0x40000000u
+#define DCHAN__TAG_PID_MASK  0x3fffffffu
+#define DCHAN__TAG_PEEK	     0x40000000u
 #define DCHAN__TAG_ABANDONED 0x80000000u
 
 /* dchan__slot.kind */
 #define DCHAN__KIND_INLINE 1u
-#define DCHAN__KIND_DESC 2u
+#define DCHAN__KIND_DESC   2u
 
 /* dchan__hdr.kind: what the channel implements. */
 #define DCHAN__OBJ_CHANNEL 0u
-#define DCHAN__OBJ_LOCK 1u
-#define DCHAN__OBJ_SEM 2u
-#define DCHAN__OBJ_EVENT 3u
+#define DCHAN__OBJ_LOCK	   1u
+#define DCHAN__OBJ_SEM	   2u
+#define DCHAN__OBJ_EVENT   3u
 #define DCHAN__OBJ_BARRIER 4u
-#define DCHAN__OBJ_COND 5u
+#define DCHAN__OBJ_COND	   5u
 
 #define DCHAN__ALIGNED __attribute__((aligned(DCHAN__CACHELINE)))
 
 struct dchan__hdr {
 	uint64_t magic;
 	uint32_t layout_version;
-	uint32_t obj_kind;  /* DCHAN__OBJ_*: sync objects tag their channel */
+	uint32_t obj_kind; /* DCHAN__OBJ_*: sync objects tag their channel */
 	uint64_t chan_uid;
 	uint64_t pool_uid;
 	uint32_t capacity;
@@ -85,7 +85,7 @@ struct dchan__hdr {
 
 struct dchan__slot {
 	uint64_t state; /* seq (low 32) | tag (high 32) */
-	uint32_t kind;  /* DCHAN__KIND_* */
+	uint32_t kind;	/* DCHAN__KIND_* */
 	uint32_t reserved;
 	uint64_t len;
 	unsigned char data[]; /* inline bytes or a dmem_alloc_desc_t */
@@ -97,7 +97,7 @@ struct dchan__pref; /* a pool in the per-process registry */
 
 /* Process-local handle. */
 struct dchan {
-	struct dchan__hdr *hdr;   /* NULL for a remote channel */
+	struct dchan__hdr *hdr; /* NULL for a remote channel */
 	unsigned char *slots;
 	dmem_pool_t *pool;
 	struct dchan__pref *pref;
@@ -113,7 +113,7 @@ struct dchan {
 struct dchan__claim {
 	struct dchan__slot *slot;
 	uint64_t pos;
-	uint64_t state; /* state word seen (for recovery) */
+	uint64_t state;	  /* state word seen (for recovery) */
 	uint32_t blocker; /* tag of the claimed slot in the way, or 0 */
 };
 
@@ -138,8 +138,8 @@ static inline struct dchan__slot *dchan__slot_at(const dchan_t *ch,
 	return (struct dchan__slot *)(ch->slots + i * ch->stride);
 }
 
-#define DCHAN__LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define DCHAN__LOADR(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define DCHAN__LOAD(p)	   __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define DCHAN__LOADR(p)	   __atomic_load_n((p), __ATOMIC_RELAXED)
 #define DCHAN__STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define DCHAN__CAS(p, e, d)                                                    \
 	__atomic_compare_exchange_n((p), (e), (d), false, __ATOMIC_ACQ_REL,    \
@@ -190,8 +190,8 @@ void dchan__notify_space(struct dchan__hdr *h);
 
 /* waiting (dchan_wait.c) */
 int dchan__put_wait(dchan_t *ch, uint64_t timeout_ns, struct dchan__claim *c);
-int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek,
-		    uint64_t timeout_ns, struct dchan__claim *c);
+int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek, uint64_t timeout_ns,
+		    struct dchan__claim *c);
 
 /* recovery (dchan_recover.c) */
 int dchan__recover(dchan_t *ch, const struct dchan__claim *c);

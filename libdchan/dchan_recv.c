@@ -16,7 +16,8 @@ static int dchan__slot_alloc(dchan_t *ch, struct dchan__slot *s, void **ptr)
 	if (rc < 0)
 		return dchan__fail_dmem(rc, "the message's allocation");
 	if (s->len > d.size)
-		return dchan__fail(-DMEM_E_CORRUPT, "message length %llu "
+		return dchan__fail(-DMEM_E_CORRUPT,
+				   "message length %llu "
 				   "exceeds its allocation",
 				   (unsigned long long)s->len);
 	return 0;
@@ -94,7 +95,7 @@ DCHAN_EXPORT int dchan_recv_zc(dchan_t *ch, uint64_t timeout_ns,
 		return dchan__fail(-EINVAL, "NULL channel or output");
 	if (ch->remote)
 		return dchan__fail(-DCHAN_E_REMOTE, "zero-copy receive from a "
-				   "channel on another node");
+						    "channel on another node");
 	rc = dchan__check_local(ch);
 	if (rc < 0)
 		return rc;

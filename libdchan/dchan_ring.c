@@ -190,8 +190,8 @@ bool dchan__readable(dchan_t *ch, struct dchan__claim *blk)
 		int32_t diff =
 			(int32_t)(dchan__seq(st) - (uint32_t)(2 * pos + 1));
 
-		if (diff == 0 && (dchan__tag(st) == 0 ||
-				  (dchan__tag(st) & DCHAN__TAG_PEEK)))
+		if (diff == 0 &&
+		    (dchan__tag(st) == 0 || (dchan__tag(st) & DCHAN__TAG_PEEK)))
 			return true;
 		if (diff < 0) {
 			blk->slot = s;

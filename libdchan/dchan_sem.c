@@ -33,9 +33,11 @@ DCHAN_EXPORT int dchan_sem_create(dmem_pool_t *pool, unsigned value,
 	int rc;
 
 	if (!sem_out || value > m || m > DCHAN_SEM_VALUE_MAX)
-		return dchan__fail(-EINVAL, "semaphore value %u above its "
-				   "maximum %llu (at most %u)", value,
-				   (unsigned long long)m, DCHAN_SEM_VALUE_MAX);
+		return dchan__fail(-EINVAL,
+				   "semaphore value %u above its "
+				   "maximum %llu (at most %u)",
+				   value, (unsigned long long)m,
+				   DCHAN_SEM_VALUE_MAX);
 	rc = dchan__sync_create(pool, DCHAN__OBJ_SEM, 1, &ch);
 	if (rc < 0)
 		return rc;
@@ -59,8 +61,9 @@ DCHAN_EXPORT int dchan_sem_attach(const dchan_desc_t *desc,
 	rc = dchan__sync_attach(desc, DCHAN__OBJ_SEM, &ch);
 	if (rc < 0)
 		return rc;
-	rc = dchan__sem_new(ch, ch->remote ? DCHAN_SEM_VALUE_MAX
-					   : ch->hdr->aux[0], sem_out);
+	rc = dchan__sem_new(ch,
+			    ch->remote ? DCHAN_SEM_VALUE_MAX : ch->hdr->aux[0],
+			    sem_out);
 	if (rc < 0)
 		dchan_detach(ch);
 	return rc;

@@ -38,12 +38,14 @@ static int dchan__send_alloc(dchan_t *ch, void *ptr, size_t len,
 
 	rc = dmem_alloc_desc_get(ch->pool, ptr, &d);
 	if (rc < 0)
-		return dchan__fail_dmem(rc, "zero-copy send: the buffer is not "
-					    "an allocation of the channel's pool");
+		return dchan__fail_dmem(rc,
+					"zero-copy send: the buffer is not "
+					"an allocation of the channel's pool");
 	if (d.size < len)
-		return dchan__fail(-EINVAL, "zero-copy send of %zu bytes from "
-				   "an allocation of %llu", len,
-				   (unsigned long long)d.size);
+		return dchan__fail(-EINVAL,
+				   "zero-copy send of %zu bytes from "
+				   "an allocation of %llu",
+				   len, (unsigned long long)d.size);
 	rc = dchan__put_wait(ch, timeout_ns, &c);
 	if (rc < 0)
 		return rc;
@@ -55,7 +57,8 @@ static int dchan__send_alloc(dchan_t *ch, void *ptr, size_t len,
 			     dchan__state((uint32_t)(2 * c.pos + 1),
 					  DCHAN__TAG_ABANDONED));
 		dchan__notify_data(ch->hdr);
-		return dchan__fail_dmem(rc, "handing the message to the channel");
+		return dchan__fail_dmem(rc,
+					"handing the message to the channel");
 	}
 	dchan__put_publish(ch, &c);
 	return 0;
@@ -74,10 +77,11 @@ static int dchan__send_copy(dchan_t *ch, const void *buf, size_t len,
 		return rc;
 	rc = dmem_alloc_timed(ch->pool, len, 0, dlp, &ptr);
 	if (rc < 0)
-		return dchan__fail(rc, "a %zu-byte message does not fit the "
+		return dchan__fail(rc,
+				   "a %zu-byte message does not fit the "
 				   "channel's slots (%u bytes) and no pool "
-				   "block was had for it: %s", len,
-				   ch->slot_size, dmem_errmsg());
+				   "block was had for it: %s",
+				   len, ch->slot_size, dmem_errmsg());
 	memcpy(ptr, buf, len);
 	rc = dchan__send_alloc(ch, ptr, len, timeout_ns);
 	if (rc < 0)
@@ -117,7 +121,7 @@ DCHAN_EXPORT int dchan_send_zc(dchan_t *ch, void *ptr, size_t len,
 		return dchan__fail(-EINVAL, "NULL channel or allocation");
 	if (ch->remote)
 		return dchan__fail(-DCHAN_E_REMOTE, "zero-copy send to a "
-				   "channel on another node");
+						    "channel on another node");
 	rc = dchan__check_local(ch);
 	if (rc < 0)
 		return rc;

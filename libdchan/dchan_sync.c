@@ -11,16 +11,15 @@
 int dchan__sync_create(dmem_pool_t *pool, uint32_t kind, uint32_t cap,
 		       dchan_t **ch_out)
 {
-	dchan_attr_t a = { .field_mask = DCHAN_ATTR_CAPACITY |
-					 DCHAN_ATTR_SLOT_SIZE,
-			   .capacity = cap,
-			   .slot_size = 32 };
+	dchan_attr_t a = {.field_mask =
+				  DCHAN_ATTR_CAPACITY | DCHAN_ATTR_SLOT_SIZE,
+			  .capacity = cap,
+			  .slot_size = 32};
 
 	return dchan__create(pool, &a, kind, ch_out);
 }
 
-int dchan__sync_attach(const dchan_desc_t *d, uint32_t kind,
-		       dchan_t **ch_out)
+int dchan__sync_attach(const dchan_desc_t *d, uint32_t kind, dchan_t **ch_out)
 {
 	dchan_t *ch;
 	int rc = dchan_attach(d, &ch);
@@ -31,9 +30,10 @@ int dchan__sync_attach(const dchan_desc_t *d, uint32_t kind,
 		uint32_t found = ch->hdr->obj_kind;
 
 		dchan_detach(ch);
-		return dchan__fail(-DCHAN_E_BADDESC, "the descriptor names a "
-				   "sync object of kind %u, not %u", found,
-				   kind);
+		return dchan__fail(-DCHAN_E_BADDESC,
+				   "the descriptor names a "
+				   "sync object of kind %u, not %u",
+				   found, kind);
 	}
 	*ch_out = ch;
 	return 0;
@@ -43,7 +43,8 @@ int dchan__sync_attach(const dchan_desc_t *d, uint32_t kind,
 int dchan__sync_sibling(dchan_t *first, int i, dchan_t **ch_out)
 {
 	if (first->remote)
-		return dchan__fail(-DCHAN_E_REMOTE, "this sync object is made "
+		return dchan__fail(-DCHAN_E_REMOTE,
+				   "this sync object is made "
 				   "of several channels and is reachable only "
 				   "on its own node");
 	return dchan__open_at(first, first->hdr->aux[i], ch_out);
@@ -61,8 +62,10 @@ int dchan__tok_recv(dchan_t *ch, struct dchan__tok *t, uint64_t timeout_ns)
 	int rc = dchan_recv(ch, t, sizeof *t, timeout_ns, &len);
 
 	if (rc == 0 && len != sizeof *t)
-		return dchan__fail(-DCHAN_E_BADREQ, "sync object token of %zu "
-				   "bytes", len);
+		return dchan__fail(-DCHAN_E_BADREQ,
+				   "sync object token of %zu "
+				   "bytes",
+				   len);
 	return rc;
 }
 
@@ -72,8 +75,10 @@ int dchan__tok_peek(dchan_t *ch, struct dchan__tok *t, uint64_t timeout_ns)
 	int rc = dchan_peek(ch, t, sizeof *t, timeout_ns, &len);
 
 	if (rc == 0 && len != sizeof *t)
-		return dchan__fail(-DCHAN_E_BADREQ, "sync object token of %zu "
-				   "bytes", len);
+		return dchan__fail(-DCHAN_E_BADREQ,
+				   "sync object token of %zu "
+				   "bytes",
+				   len);
 	return rc;
 }
 
@@ -85,7 +90,7 @@ int dchan__tok_peek(dchan_t *ch, struct dchan__tok *t, uint64_t timeout_ns)
  */
 int dchan__count_add(dchan_t *ch, uint64_t delta, uint64_t max)
 {
-	struct dchan__tok t = { 0 };
+	struct dchan__tok t = {0};
 	uint64_t held = 0;
 	int rc;
 
@@ -98,9 +103,11 @@ int dchan__count_add(dchan_t *ch, uint64_t delta, uint64_t max)
 		if (held + delta > max) {
 			t.a = held;
 			rc = held ? dchan__tok_send(ch, &t, DCHAN_FOREVER) : 0;
-			return rc < 0 ? rc : dchan__fail(-EOVERFLOW,
-				"counter would exceed its maximum %llu",
-				(unsigned long long)max);
+			return rc < 0 ? rc
+				      : dchan__fail(-EOVERFLOW,
+						    "counter would exceed its "
+						    "maximum %llu",
+						    (unsigned long long)max);
 		}
 		t.a = held + delta;
 		rc = dchan__tok_send(ch, &t, 0);

@@ -180,10 +180,11 @@ uint64_t dchan__spin_ns(void)
 		long r = dchan__runnable();
 
 		__atomic_store_n(&sampled, now, __ATOMIC_RELAXED);
-		__atomic_store_n(&crowded,
-				 r < 0 || (uint64_t)r > __atomic_load_n(
-						 &ncpu, __ATOMIC_RELAXED),
-				 __ATOMIC_RELAXED);
+		__atomic_store_n(
+			&crowded,
+			r < 0 || (uint64_t)r > __atomic_load_n(
+						       &ncpu, __ATOMIC_RELAXED),
+			__ATOMIC_RELAXED);
 	}
 	if (__atomic_load_n(&crowded, __ATOMIC_RELAXED))
 		return 0;

@@ -49,8 +49,8 @@ int dchan__fail(int err, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	n = snprintf(dchan__errbuf, sizeof dchan__errbuf, "%s: ",
-		     dchan_strerror(err));
+	n = snprintf(dchan__errbuf, sizeof dchan__errbuf,
+		     "%s: ", dchan_strerror(err));
 	if (n < 0 || (size_t)n >= sizeof dchan__errbuf)
 		return err;
 	va_start(ap, fmt);

@@ -33,8 +33,8 @@ static inline void dchan__cpu_relax(void)
 }
 
 /* Poll the ring for up to the spin budget. */
-static int dchan__spin(dchan_t *ch, dchan__try_fn try, size_t maxlen,
-		       bool peek, struct dchan__claim *c)
+static int dchan__spin(dchan_t *ch, dchan__try_fn try, size_t maxlen, bool peek,
+		       struct dchan__claim *c)
 {
 	uint64_t budget = dchan__spin_ns(), start;
 	int rc = -EAGAIN;
@@ -110,8 +110,9 @@ static int dchan__wait_error(dchan_t *ch, int rc, const char *what)
 		return dchan__fail(rc, "channel %016llx: %s",
 				   (unsigned long long)ch->desc.chan_uid, what);
 	if (rc == -DCHAN_E_DESTROYED)
-		return dchan__fail(rc, "channel %016llx was destroyed while "
-				       "waiting",
+		return dchan__fail(rc,
+				   "channel %016llx was destroyed while "
+				   "waiting",
 				   (unsigned long long)ch->desc.chan_uid);
 	return rc;
 }
@@ -132,8 +133,8 @@ int dchan__put_wait(dchan_t *ch, uint64_t timeout_ns, struct dchan__claim *c)
 }
 
 /* Claim the oldest message, waiting up to timeout_ns. */
-int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek,
-		    uint64_t timeout_ns, struct dchan__claim *c)
+int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek, uint64_t timeout_ns,
+		    struct dchan__claim *c)
 {
 	int rc = dchan__get_claim(ch, maxlen, peek, c);
 
@@ -144,8 +145,9 @@ int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek,
 				  timeout_ns, c, &ch->hdr->data_seq,
 				  &ch->hdr->recv_waiters);
 	if (rc == -EMSGSIZE)
-		return dchan__fail(rc, "channel %016llx: the next message is "
-				       "longer than the %zu-byte buffer",
+		return dchan__fail(rc,
+				   "channel %016llx: the next message is "
+				   "longer than the %zu-byte buffer",
 				   (unsigned long long)ch->desc.chan_uid,
 				   maxlen);
 	if (rc < 0)

@@ -12,10 +12,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define PRODUCERS 2
-#define CONSUMERS 2
+#define PRODUCERS    2
+#define CONSUMERS    2
 #define PER_PRODUCER 10000
-#define STOP 0xffffffffu
+#define STOP	     0xffffffffu
 
 struct item {
 	unsigned producer, seq;
@@ -60,7 +60,7 @@ static int consume(dchan_t *ch)
 int main(void)
 {
 	char text[DCHAN_DESC_TEXT_MAX];
-	struct item stop = { STOP, 0 };
+	struct item stop = {STOP, 0};
 	dmem_pool_t *pool;
 	dchan_desc_t desc;
 	dchan_t *ch;

@@ -80,7 +80,7 @@ static inline uint64_t t_live(dmem_pool_t *pool)
 
 static inline dchan_t *t_chan(dmem_pool_t *pool, uint32_t cap, uint32_t slot)
 {
-	dchan_attr_t a = { 0 };
+	dchan_attr_t a = {0};
 	dchan_t *ch = NULL;
 	int rc;
 
@@ -141,8 +141,8 @@ static inline void t_sweep(const char *inst)
 {
 	char cmd[256];
 
-	snprintf(cmd, sizeof cmd,
-		 "rm -f /dev/shm/dragon.*.%s.* 2>/dev/null", inst);
+	snprintf(cmd, sizeof cmd, "rm -f /dev/shm/dragon.*.%s.* 2>/dev/null",
+		 inst);
 	if (system(cmd) != 0)
 		return;
 }

@@ -11,7 +11,7 @@
 START_TEST(bad_attributes)
 {
 	dmem_pool_t *pool = t_pool("attr", 16 * MiB);
-	dchan_attr_t a = { .field_mask = DCHAN_ATTR_CAPACITY };
+	dchan_attr_t a = {.field_mask = DCHAN_ATTR_CAPACITY};
 	dchan_t *ch;
 
 	a.capacity = 0;
@@ -104,10 +104,17 @@ END_TEST
 START_TEST(bad_text_descriptors)
 {
 	static const char *bad[] = {
-		"", "dchan", "dchan:", "dchan:1", "dchan:1:2:3:4",
-		"dchan:1:2:3:4:", "dchan:2:2:3:4:dmem-pool:1:0:0:0:x",
-		"dchan:1:G:3:4:dmem-pool", "dchan:1:2:3:4:5:6:7:8:9",
-		"dchan:1:11111111111111111:3:4:x", "chan:1:2:3:4:5",
+		"",
+		"dchan",
+		"dchan:",
+		"dchan:1",
+		"dchan:1:2:3:4",
+		"dchan:1:2:3:4:",
+		"dchan:2:2:3:4:dmem-pool:1:0:0:0:x",
+		"dchan:1:G:3:4:dmem-pool",
+		"dchan:1:2:3:4:5:6:7:8:9",
+		"dchan:1:11111111111111111:3:4:x",
+		"chan:1:2:3:4:5",
 	};
 	dchan_desc_t d;
 
@@ -121,9 +128,11 @@ START_TEST(gateway_messages_checked)
 {
 	dmem_pool_t *pool = t_pool("gwbad", 16 * MiB);
 	dchan_t *ch = t_chan(pool, 4, 0);
-	dchan_gw_req_t r = { .op = DCHAN_GW_SEND, .payload = "abc",
-			     .payload_len = 3 }, r2;
-	dchan_gw_cpl_t c = { .op = DCHAN_GW_RECV, .status = -EAGAIN }, c2;
+	dchan_gw_req_t r = {.op = DCHAN_GW_SEND,
+			    .payload = "abc",
+			    .payload_len = 3},
+		       r2;
+	dchan_gw_cpl_t c = {.op = DCHAN_GW_RECV, .status = -EAGAIN}, c2;
 	unsigned char buf[2048];
 	int64_t n;
 

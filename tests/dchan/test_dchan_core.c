@@ -66,7 +66,7 @@ START_TEST(large_messages_copy)
 {
 	dmem_pool_t *pool = t_pool("large", 64 * MiB);
 	dchan_t *ch = t_chan(pool, 8, 32);
-	static const size_t sizes[] = { 33, 4096, 100000, 4 * MiB };
+	static const size_t sizes[] = {33, 4096, 100000, 4 * MiB};
 	size_t len;
 	char *buf = malloc(4 * MiB), *out = malloc(4 * MiB);
 	uint64_t live0 = t_live(pool);
@@ -118,8 +118,8 @@ START_TEST(zero_copy_both_ways)
 	ck_assert(memcmp(m.data, "abc", 3) == 0);
 	T_OK(dchan_msg_release(&m));
 	/* a buffer that is not an allocation is refused; nothing changes */
-	ck_assert_int_lt(dchan_send_zc(ch, (char *)dmem_pool_base(pool) + 8,
-				       8, 0), 0);
+	ck_assert_int_lt(
+		dchan_send_zc(ch, (char *)dmem_pool_base(pool) + 8, 8, 0), 0);
 	ck_assert_int_eq(dchan_count(ch), 0);
 	T_OK(dchan_destroy(ch));
 	t_pool_done(pool);
@@ -209,7 +209,8 @@ START_TEST(blocking_recv_is_woken)
 			usleep(i % 5 == 0 ? 2000 : 0);
 			if (dchan_send(ch, &i, sizeof i, DCHAN_FOREVER))
 				_exit(1);
-			if (dchan_recv(back, &v, sizeof v, DCHAN_FOREVER, &len) ||
+			if (dchan_recv(back, &v, sizeof v, DCHAN_FOREVER,
+				       &len) ||
 			    v != i)
 				_exit(2);
 		}
@@ -234,8 +235,7 @@ START_TEST(poll_one_and_many)
 {
 	dmem_pool_t *pool = t_pool("poll", 16 * MiB);
 	dchan_t *a = t_chan(pool, 1, 0), *b = t_chan(pool, 1, 0);
-	dchan_pollitem_t it[2] = { { a, DCHAN_POLLIN, 0 },
-				   { b, DCHAN_POLLIN, 0 } };
+	dchan_pollitem_t it[2] = {{a, DCHAN_POLLIN, 0}, {b, DCHAN_POLLIN, 0}};
 	unsigned rev;
 	pid_t pid;
 	char c;

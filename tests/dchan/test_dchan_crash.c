@@ -10,7 +10,7 @@
 #include <time.h>
 
 #define NWORK 4
-#define SEC 1000000000ull
+#define SEC   1000000000ull
 
 struct board {
 	uint32_t stop;
@@ -66,7 +66,8 @@ static int reap_within(pid_t pid, uint64_t ns)
 			return WIFEXITED(st) ? WEXITSTATUS(st)
 					     : 128 + WTERMSIG(st);
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		if ((uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec - t0 > ns) {
+		if ((uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec - t0 >
+		    ns) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
 			return -1;

@@ -9,7 +9,7 @@
 
 #define NODE_A "0xa1"
 #define NODE_B "0xb2"
-#define MS 1000000ull
+#define MS     1000000ull
 
 static int write_frame(int fd, const void *buf, uint64_t len)
 {
@@ -51,7 +51,7 @@ static int servicer_a(int in, int out, int desc_fd)
 	dmem_pool_t *pool;
 	dchan_t *ch;
 	dchan_desc_t d;
-	dchan_attr_t a = { .field_mask = DCHAN_ATTR_CAPACITY, .capacity = 4 };
+	dchan_attr_t a = {.field_mask = DCHAN_ATTR_CAPACITY, .capacity = 4};
 	uint64_t len;
 	void *req;
 
@@ -229,7 +229,8 @@ START_TEST(gateway_from_environment)
 		setenv(DCHAN_GATEWAY_ENV, g.gwtext, 1);
 		if (dchan_send(g.remote, "env", 3, DCHAN_FOREVER))
 			_exit(1);
-		if (dchan_recv(g.remote, buf, sizeof buf, DCHAN_FOREVER, &len) ||
+		if (dchan_recv(g.remote, buf, sizeof buf, DCHAN_FOREVER,
+			       &len) ||
 		    len != 3)
 			_exit(2);
 		_exit(0);
@@ -240,7 +241,9 @@ START_TEST(gateway_from_environment)
 	if (pid == 0) {
 		unsetenv(DCHAN_GATEWAY_ENV);
 		_exit(dchan_send(g.remote, "x", 1, 0) == -DCHAN_E_NOGATEWAY &&
-		      strstr(dchan_errmsg(), DCHAN_GATEWAY_ENV) ? 0 : 1);
+				      strstr(dchan_errmsg(), DCHAN_GATEWAY_ENV)
+			      ? 0
+			      : 1);
 	}
 	ck_assert_int_eq(t_wait(pid), 0);
 	rig_down(&g);

@@ -10,8 +10,7 @@
 #define SEC 1000000000ull
 
 /* Run fn in a child that dies (exits without cleaning up) afterwards. */
-static void die_holding(void (*fn)(dchan_t *), dchan_t *ch,
-			dmem_pool_t *pool)
+static void die_holding(void (*fn)(dchan_t *), dchan_t *ch, dmem_pool_t *pool)
 {
 	pid_t pid = fork();
 

@@ -7,8 +7,8 @@
 
 #include <sys/mman.h>
 
-#define NPROD 4
-#define NCONS 4
+#define NPROD  4
+#define NCONS  4
 #define MAXMSG (64 * 1024)
 
 struct msg_hdr {
@@ -17,21 +17,20 @@ struct msg_hdr {
 	uint64_t seq;
 };
 
-
 static size_t msg_size(uint64_t seq, uint32_t prod)
 {
 	uint64_t x = (seq * 2654435761u) ^ (prod * 40503u);
 
 	if (x % 97 == 0)
-		return sizeof(struct msg_hdr) + 1000 + x % (MAXMSG - 1000 -
-						      sizeof(struct msg_hdr));
+		return sizeof(struct msg_hdr) + 1000 +
+		       x % (MAXMSG - 1000 - sizeof(struct msg_hdr));
 	return sizeof(struct msg_hdr) + x % 200;
 }
 
 static int producer(dchan_t *ch, uint32_t id, uint64_t n)
 {
 	unsigned char *buf = malloc(MAXMSG);
-	struct msg_hdr h = { id, 0, 0 };
+	struct msg_hdr h = {id, 0, 0};
 
 	for (uint64_t s = 0; s < n; s++) {
 		size_t len = msg_size(s, id);

@@ -41,7 +41,8 @@ START_TEST(lock_mutual_exclusion)
 
 				if (dchan_lock_acquire(cl, DCHAN_FOREVER))
 					_exit(2);
-				v = *counter; /* not atomic: the lock protects */
+				v = *counter; /* not atomic: the lock protects
+					       */
 				sched_yield();
 				*counter = v + 1;
 				if (dchan_lock_release(cl))
@@ -328,8 +329,9 @@ START_TEST(condition_notify_and_timeout)
 					_exit(3);
 			state[2]++;
 			dchan_lock_release(cl);
-			_exit(dchan_cond_detach(cc) || dchan_lock_detach(cl) ? 4
-									     : 0);
+			_exit(dchan_cond_detach(cc) || dchan_lock_detach(cl)
+				      ? 4
+				      : 0);
 		}
 	}
 	for (;;) {

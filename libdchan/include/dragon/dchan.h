@@ -35,14 +35,15 @@ extern "C" {
 /* Library error codes are negative and start past the errno range. */
 #define DCHAN_ERRBASE 1100
 enum dchan_error {
-	DCHAN_E_BADDESC = DCHAN_ERRBASE + 1,  /* corrupt channel descriptor */
-	DCHAN_E_VERSION = DCHAN_ERRBASE + 2,  /* layout/format version unknown */
+	DCHAN_E_BADDESC = DCHAN_ERRBASE + 1, /* corrupt channel descriptor */
+	DCHAN_E_VERSION = DCHAN_ERRBASE + 2, /* layout/format version unknown */
 	DCHAN_E_DESTROYED = DCHAN_ERRBASE + 3, /* channel was destroyed */
 	DCHAN_E_NOGATEWAY = DCHAN_ERRBASE + 4, /* remote channel, no gateway */
-	DCHAN_E_BADREQ = DCHAN_ERRBASE + 5,   /* malformed gateway message */
-	DCHAN_E_BROKEN = DCHAN_ERRBASE + 6,   /* barrier is broken */
-	DCHAN_E_REMOTE = DCHAN_ERRBASE + 7,   /* operation not available remotely */
-	DCHAN_E_POLLFULL = DCHAN_ERRBASE + 8  /* internal: reserved */
+	DCHAN_E_BADREQ = DCHAN_ERRBASE + 5,    /* malformed gateway message */
+	DCHAN_E_BROKEN = DCHAN_ERRBASE + 6,    /* barrier is broken */
+	DCHAN_E_REMOTE =
+		DCHAN_ERRBASE + 7, /* operation not available remotely */
+	DCHAN_E_POLLFULL = DCHAN_ERRBASE + 8 /* internal: reserved */
 };
 
 /* Timeout meaning "wait as long as it takes". */
@@ -62,8 +63,8 @@ DCHAN_EXPORT const char *dchan_errmsg(void);
 
 /* ---- descriptors -------------------------------------------------------- */
 
-#define DCHAN_DESC_MAGIC 0x4e414843u /* "CHAN" */
-#define DCHAN_DESC_VERSION 1
+#define DCHAN_DESC_MAGIC    0x4e414843u /* "CHAN" */
+#define DCHAN_DESC_VERSION  1
 /* Text form fits a buffer of this size (including the NUL). */
 #define DCHAN_DESC_TEXT_MAX 384
 
@@ -73,14 +74,14 @@ DCHAN_EXPORT const char *dchan_errmsg(void);
  * through the gateway (see dchan_gateway_register).
  */
 typedef struct dchan_desc {
-	uint32_t magic;   /* DCHAN_DESC_MAGIC */
+	uint32_t magic;	  /* DCHAN_DESC_MAGIC */
 	uint16_t version; /* DCHAN_DESC_VERSION */
 	uint16_t reserved0;
-	uint64_t node_id;   /* node of the channel's pool */
-	uint64_t chan_uid;  /* random per channel */
-	uint64_t offset;    /* of the channel header in the pool */
+	uint64_t node_id;      /* node of the channel's pool */
+	uint64_t chan_uid;     /* random per channel */
+	uint64_t offset;       /* of the channel header in the pool */
 	dmem_pool_desc_t pool; /* the pool holding the channel */
-	uint64_t check;     /* checksum of everything above */
+	uint64_t check;	       /* checksum of everything above */
 } dchan_desc_t;
 
 /* Binary form (the struct's bytes, for the same byte order); returns the
@@ -104,18 +105,18 @@ DCHAN_EXPORT int dchan_desc_from_text(const char *text, dchan_desc_t *desc_out);
 /* Opaque: this process's handle of a channel. */
 typedef struct dchan dchan_t;
 
-#define DCHAN_ATTR_CAPACITY (1u << 0)
+#define DCHAN_ATTR_CAPACITY  (1u << 0)
 #define DCHAN_ATTR_SLOT_SIZE (1u << 1)
 
-#define DCHAN_CAPACITY_DEFAULT 128
-#define DCHAN_CAPACITY_MAX (1u << 24)
+#define DCHAN_CAPACITY_DEFAULT	128
+#define DCHAN_CAPACITY_MAX	(1u << 24)
 #define DCHAN_SLOT_SIZE_DEFAULT 224
-#define DCHAN_SLOT_SIZE_MAX (1u << 20)
+#define DCHAN_SLOT_SIZE_MAX	(1u << 20)
 
 typedef struct dchan_attr {
-	uint64_t field_mask; /* DCHAN_ATTR_* bits for the fields set */
-	uint32_t capacity;   /* messages the channel holds, 1..CAPACITY_MAX */
-	uint32_t slot_size;  /* bytes a message may have to travel inline */
+	uint64_t field_mask;  /* DCHAN_ATTR_* bits for the fields set */
+	uint32_t capacity;    /* messages the channel holds, 1..CAPACITY_MAX */
+	uint32_t slot_size;   /* bytes a message may have to travel inline */
 	uint64_t reserved[6]; /* zero */
 } dchan_attr_t;
 
@@ -183,8 +184,8 @@ DCHAN_EXPORT int dchan_recv(dchan_t *ch, void *buf, size_t cap,
 
 /* A message received without a copy. */
 typedef struct dchan_msg {
-	void *data;        /* a pool allocation now owned by the caller */
-	size_t len;        /* message bytes at data */
+	void *data;	   /* a pool allocation now owned by the caller */
+	size_t len;	   /* message bytes at data */
 	dmem_pool_t *pool; /* the pool data lives in (borrowed) */
 } dchan_msg_t;
 
@@ -208,7 +209,7 @@ DCHAN_EXPORT int dchan_peek(dchan_t *ch, void *buf, size_t cap,
 
 /* ---- poll --------------------------------------------------------------- */
 
-#define DCHAN_POLLIN 0x1u  /* a message can be received */
+#define DCHAN_POLLIN  0x1u /* a message can be received */
 #define DCHAN_POLLOUT 0x2u /* a message can be sent */
 
 /*
@@ -219,7 +220,7 @@ DCHAN_EXPORT int dchan_poll(dchan_t *ch, unsigned events, uint64_t timeout_ns,
 			    unsigned *revents_out);
 
 typedef struct dchan_pollitem {
-	dchan_t *ch;      /* channel (borrowed) */
+	dchan_t *ch;	  /* channel (borrowed) */
 	unsigned events;  /* DCHAN_POLL* wanted */
 	unsigned revents; /* DCHAN_POLL* ready, written by dchan_poll_many */
 } dchan_pollitem_t;
@@ -236,14 +237,14 @@ DCHAN_EXPORT int dchan_poll_many(dchan_pollitem_t *items, size_t n,
 /* ---- state -------------------------------------------------------------- */
 
 typedef struct dchan_stats {
-	uint64_t count;          /* messages in the channel now */
-	uint64_t capacity;       /* messages it can hold */
-	uint64_t slot_size;      /* inline bytes per slot */
+	uint64_t count;		    /* messages in the channel now */
+	uint64_t capacity;	    /* messages it can hold */
+	uint64_t slot_size;	    /* inline bytes per slot */
 	uint64_t blocked_senders;   /* waiting in send now */
 	uint64_t blocked_receivers; /* waiting in recv/poll now */
-	uint64_t sent;           /* messages ever sent */
-	uint64_t received;       /* messages ever received */
-	uint64_t recovered;      /* slots recovered from dead processes */
+	uint64_t sent;		    /* messages ever sent */
+	uint64_t received;	    /* messages ever received */
+	uint64_t recovered;	    /* slots recovered from dead processes */
 	uint64_t reserved[8];
 } dchan_stats_t;
 
@@ -299,8 +300,7 @@ DCHAN_EXPORT int dchan_sem_detach(dchan_sem_t *sem);
 DCHAN_EXPORT int dchan_sem_destroy(dchan_sem_t *sem);
 
 typedef struct dchan_event dchan_event_t;
-DCHAN_EXPORT int dchan_event_create(dmem_pool_t *pool,
-				    dchan_event_t **ev_out);
+DCHAN_EXPORT int dchan_event_create(dmem_pool_t *pool, dchan_event_t **ev_out);
 DCHAN_EXPORT int dchan_event_attach(const dchan_desc_t *desc,
 				    dchan_event_t **ev_out);
 DCHAN_EXPORT int dchan_event_desc_get(const dchan_event_t *ev,
@@ -377,9 +377,9 @@ DCHAN_EXPORT int dchan_cond_destroy(dchan_cond_t *cond);
 DCHAN_EXPORT int dchan_gateway_register(dchan_t *ch);
 DCHAN_EXPORT int dchan_gateway_unregister(void);
 
-#define DCHAN_GW_MAGIC_REQ 0x51574744u /* "DGWQ" */
-#define DCHAN_GW_MAGIC_CPL 0x43574744u /* "DGWC" */
-#define DCHAN_GW_VERSION 1
+#define DCHAN_GW_MAGIC_REQ   0x51574744u /* "DGWQ" */
+#define DCHAN_GW_MAGIC_CPL   0x43574744u /* "DGWC" */
+#define DCHAN_GW_VERSION     1
 #define DCHAN_GW_PAYLOAD_MAX (1u << 30)
 
 enum dchan_gw_op {
@@ -393,14 +393,14 @@ enum dchan_gw_op {
 /* A decoded request; payload points into the decoded buffer. */
 typedef struct dchan_gw_req {
 	uint16_t version;
-	uint16_t op;          /* enum dchan_gw_op */
-	uint32_t arg;         /* POLL: events; otherwise 0 */
-	uint64_t req_id;      /* chosen by the requester, echoed back */
-	uint64_t cap;         /* RECV/PEEK: largest message accepted */
+	uint16_t op;	 /* enum dchan_gw_op */
+	uint32_t arg;	 /* POLL: events; otherwise 0 */
+	uint64_t req_id; /* chosen by the requester, echoed back */
+	uint64_t cap;	 /* RECV/PEEK: largest message accepted */
 	uint64_t timeout_ns;
-	dchan_desc_t target;  /* the channel to operate on */
-	dchan_desc_t reply;   /* where the completion goes */
-	const void *payload;  /* SEND: the message */
+	dchan_desc_t target; /* the channel to operate on */
+	dchan_desc_t reply;  /* where the completion goes */
+	const void *payload; /* SEND: the message */
 	uint64_t payload_len;
 } dchan_gw_req_t;
 
@@ -408,10 +408,11 @@ typedef struct dchan_gw_req {
 typedef struct dchan_gw_cpl {
 	uint16_t version;
 	uint16_t op;
-	int32_t status;       /* 0 or a negative code */
+	int32_t status; /* 0 or a negative code */
 	uint64_t req_id;
-	uint64_t value;       /* POLL: revents; PEEK: full length */
-	const void *payload;  /* RECV/PEEK: message bytes; STATS: dchan_stats_t */
+	uint64_t value; /* POLL: revents; PEEK: full length */
+	const void
+		*payload; /* RECV/PEEK: message bytes; STATS: dchan_stats_t */
 	uint64_t payload_len;
 } dchan_gw_cpl_t;
 
