@@ -20,7 +20,6 @@ static const char *const dchan__errtext[] = {
 	[5] = "malformed gateway request or completion",
 	[6] = "barrier is broken",
 	[7] = "operation is not available on a remote channel",
-	[8] = "too many pollers",
 };
 
 DCHAN_EXPORT const char *dchan_strerror(int err)

@@ -274,7 +274,8 @@ DCHAN_EXPORT int dchan_lock_desc_get(const dchan_lock_t *lock,
  * thread holds is not acquired again).
  */
 DCHAN_EXPORT int dchan_lock_acquire(dchan_lock_t *lock, uint64_t timeout_ns);
-/* -EPERM if the caller does not hold it (recursive: not the owner). */
+/* -EPERM if the lock is free, or (recursive) the caller's thread does not
+ * own it.  A non-recursive lock may be released by any thread or process. */
 DCHAN_EXPORT int dchan_lock_release(dchan_lock_t *lock);
 /* 1 if this thread owns it (recursion depth in *depth_out, may be NULL). */
 DCHAN_EXPORT int dchan_lock_is_mine(const dchan_lock_t *lock,
