@@ -41,9 +41,7 @@ enum dchan_error {
 	DCHAN_E_NOGATEWAY = DCHAN_ERRBASE + 4, /* remote channel, no gateway */
 	DCHAN_E_BADREQ = DCHAN_ERRBASE + 5,    /* malformed gateway message */
 	DCHAN_E_BROKEN = DCHAN_ERRBASE + 6,    /* barrier is broken */
-	DCHAN_E_REMOTE =
-		DCHAN_ERRBASE + 7, /* operation not available remotely */
-	DCHAN_E_POLLFULL = DCHAN_ERRBASE + 8 /* internal: reserved */
+	DCHAN_E_REMOTE = DCHAN_ERRBASE + 7     /* not available remotely */
 };
 
 /* Timeout meaning "wait as long as it takes". */
