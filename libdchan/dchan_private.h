@@ -66,11 +66,11 @@ struct dchan__hdr {
 
 	/* producer side */
 	DCHAN__ALIGNED uint64_t head;
-	uint64_t sent;
+	uint64_t reserved_p; /* was a counter; stats derive it from head */
 
 	/* consumer side */
 	DCHAN__ALIGNED uint64_t tail;
-	uint64_t received;
+	uint64_t reserved_c;
 
 	/* waiting: a word is bumped (and woken) only when its waiter count
 	 * says someone may sleep on it */

@@ -88,7 +88,6 @@ void dchan__put_publish(dchan_t *ch, struct dchan__claim *c)
 {
 	DCHAN__STORE(&c->slot->state,
 		     dchan__state((uint32_t)(2 * c->pos + 1), 0));
-	__atomic_fetch_add(&ch->hdr->sent, 1, __ATOMIC_RELAXED);
 	dchan__notify_data(ch->hdr);
 }
 
@@ -167,7 +166,6 @@ void dchan__get_release(dchan_t *ch, struct dchan__claim *c)
 {
 	DCHAN__STORE(&c->slot->state,
 		     dchan__state((uint32_t)(2 * (c->pos + ch->cap)), 0));
-	__atomic_fetch_add(&ch->hdr->received, 1, __ATOMIC_RELAXED);
 	dchan__notify_space(ch->hdr);
 }
 

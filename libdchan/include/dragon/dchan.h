@@ -240,8 +240,8 @@ typedef struct dchan_stats {
 	uint64_t slot_size;	    /* inline bytes per slot */
 	uint64_t blocked_senders;   /* waiting in send now */
 	uint64_t blocked_receivers; /* waiting in recv/poll now */
-	uint64_t sent;		    /* messages ever sent */
-	uint64_t received;	    /* messages ever received */
+	uint64_t sent;		    /* sends ever started (head) */
+	uint64_t received;	    /* receives ever started (tail) */
 	uint64_t recovered;	    /* slots recovered from dead processes */
 	uint64_t reserved[8];
 } dchan_stats_t;
