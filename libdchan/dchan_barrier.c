@@ -86,7 +86,7 @@ DCHAN_EXPORT int dchan_barrier_attach(const dchan_desc_t *desc,
 
 	if (!bar_out)
 		return dchan__fail(-EINVAL, "NULL output");
-	rc = dchan__sync_attach(desc, DCHAN__OBJ_BARRIER, &state);
+	rc = dchan__sync_attach(desc, DCHAN__OBJ_BARRIER, &state, NULL);
 	if (rc < 0)
 		return rc;
 	rc = dchan__bar_new(state, bar_out);

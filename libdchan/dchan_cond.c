@@ -79,7 +79,7 @@ DCHAN_EXPORT int dchan_cond_attach(const dchan_desc_t *desc,
 
 	if (!cond_out)
 		return dchan__fail(-EINVAL, "NULL output");
-	rc = dchan__sync_attach(desc, DCHAN__OBJ_COND, &id);
+	rc = dchan__sync_attach(desc, DCHAN__OBJ_COND, &id, NULL);
 	if (rc < 0)
 		return rc;
 	rc = dchan__cond_open(id, cond_out);

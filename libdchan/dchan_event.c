@@ -47,7 +47,7 @@ DCHAN_EXPORT int dchan_event_attach(const dchan_desc_t *desc,
 
 	if (!ev_out)
 		return dchan__fail(-EINVAL, "NULL output");
-	rc = dchan__sync_attach(desc, DCHAN__OBJ_EVENT, &ch);
+	rc = dchan__sync_attach(desc, DCHAN__OBJ_EVENT, &ch, NULL);
 	if (rc < 0)
 		return rc;
 	rc = dchan__event_new(ch, ev_out);

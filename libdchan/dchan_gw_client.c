@@ -11,8 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DCHAN__GW_GRACE_NS 30000000000ull /* servicer's slack past a timeout   \
-					   */
+#define DCHAN__GW_GRACE_NS                                                     \
+	30000000000ull /* servicer's slack past a timeout                      \
+			*/
 
 static pthread_mutex_t dchan__gw_lock = PTHREAD_MUTEX_INITIALIZER;
 static dchan_t *dchan__gw;

@@ -79,16 +79,16 @@ DCHAN_EXPORT int dchan_lock_create(dmem_pool_t *pool, unsigned flags,
 DCHAN_EXPORT int dchan_lock_attach(const dchan_desc_t *desc,
 				   dchan_lock_t **lock_out)
 {
+	uint64_t flags = 0;
 	dchan_t *ch;
 	int rc;
 
 	if (!lock_out)
 		return dchan__fail(-EINVAL, "NULL output");
-	rc = dchan__sync_attach(desc, DCHAN__OBJ_LOCK, &ch);
+	rc = dchan__sync_attach(desc, DCHAN__OBJ_LOCK, &ch, &flags);
 	if (rc < 0)
 		return rc;
-	rc = dchan__lock_new(ch, ch->remote ? 0 : (unsigned)ch->hdr->aux[0],
-			     lock_out);
+	rc = dchan__lock_new(ch, (unsigned)flags, lock_out);
 	if (rc < 0)
 		dchan_detach(ch);
 	return rc;

@@ -219,6 +219,8 @@ DCHAN_EXPORT int dchan_stats(dchan_t *ch, dchan_stats_t *st)
 	st->sent = head;
 	st->received = tail;
 	st->recovered = DCHAN__LOADR(&h->recovered);
+	st->object = h->obj_kind;
+	st->object_param = h->aux[0];
 	return 0;
 }
 

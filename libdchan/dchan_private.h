@@ -66,11 +66,11 @@ struct dchan__hdr {
 
 	/* producer side */
 	DCHAN__ALIGNED uint64_t head;
-	uint64_t reserved_p; /* was a counter; stats derive it from head */
+	uint64_t spare_p; /* spare, on the producer line */
 
 	/* consumer side */
 	DCHAN__ALIGNED uint64_t tail;
-	uint64_t reserved_c;
+	uint64_t spare_c; /* spare, on the consumer line */
 
 	/* waiting: a word is bumped (and woken) only when its waiter count
 	 * says someone may sleep on it */

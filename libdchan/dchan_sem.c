@@ -53,17 +53,16 @@ DCHAN_EXPORT int dchan_sem_create(dmem_pool_t *pool, unsigned value,
 DCHAN_EXPORT int dchan_sem_attach(const dchan_desc_t *desc,
 				  dchan_sem_t **sem_out)
 {
+	uint64_t max = 0;
 	dchan_t *ch;
 	int rc;
 
 	if (!sem_out)
 		return dchan__fail(-EINVAL, "NULL output");
-	rc = dchan__sync_attach(desc, DCHAN__OBJ_SEM, &ch);
+	rc = dchan__sync_attach(desc, DCHAN__OBJ_SEM, &ch, &max);
 	if (rc < 0)
 		return rc;
-	rc = dchan__sem_new(ch,
-			    ch->remote ? DCHAN_SEM_VALUE_MAX : ch->hdr->aux[0],
-			    sem_out);
+	rc = dchan__sem_new(ch, max ? max : DCHAN_SEM_VALUE_MAX, sem_out);
 	if (rc < 0)
 		dchan_detach(ch);
 	return rc;

@@ -19,15 +19,22 @@ int dchan__sync_create(dmem_pool_t *pool, uint32_t kind, uint32_t cap,
 	return dchan__create(pool, &a, kind, ch_out);
 }
 
-int dchan__sync_attach(const dchan_desc_t *d, uint32_t kind, dchan_t **ch_out)
+int dchan__sync_attach(const dchan_desc_t *d, uint32_t kind, dchan_t **ch_out,
+		       uint64_t *param_out)
 {
+	dchan_stats_t st;
 	dchan_t *ch;
 	int rc = dchan_attach(d, &ch);
 
 	if (rc < 0)
 		return rc;
-	if (!ch->remote && ch->hdr->obj_kind != kind) {
-		uint32_t found = ch->hdr->obj_kind;
+	rc = dchan_stats(ch, &st); /* through the gateway if remote */
+	if (rc < 0) {
+		dchan_detach(ch);
+		return rc;
+	}
+	if (st.object != kind) {
+		uint32_t found = (uint32_t)st.object;
 
 		dchan_detach(ch);
 		return dchan__fail(-DCHAN_E_BADDESC,
@@ -36,6 +43,8 @@ int dchan__sync_attach(const dchan_desc_t *d, uint32_t kind, dchan_t **ch_out)
 				   found, kind);
 	}
 	*ch_out = ch;
+	if (param_out)
+		*param_out = st.object_param;
 	return 0;
 }
 

@@ -14,7 +14,8 @@ struct dchan__tok {
 
 int dchan__sync_create(dmem_pool_t *pool, uint32_t kind, uint32_t cap,
 		       dchan_t **ch_out);
-int dchan__sync_attach(const dchan_desc_t *d, uint32_t kind, dchan_t **ch_out);
+int dchan__sync_attach(const dchan_desc_t *d, uint32_t kind, dchan_t **ch_out,
+		       uint64_t *param_out);
 int dchan__sync_sibling(dchan_t *first, int i, dchan_t **ch_out);
 int dchan__tok_send(dchan_t *ch, const struct dchan__tok *t,
 		    uint64_t timeout_ns);

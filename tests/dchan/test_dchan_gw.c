@@ -47,16 +47,19 @@ static void *read_frame(int fd, uint64_t *len)
 /* Node A: own the target channel, execute what arrives on `in`. */
 static int servicer_a(int in, int out, int desc_fd)
 {
-	char text[DCHAN_DESC_TEXT_MAX];
+	char text[DCHAN_DESC_TEXT_MAX], name[64];
 	dmem_pool_t *pool;
 	dchan_t *ch;
+	dchan_lock_t *lock;
+	dchan_sem_t *sem;
 	dchan_desc_t d;
 	dchan_attr_t a = {.field_mask = DCHAN_ATTR_CAPACITY, .capacity = 4};
 	uint64_t len;
 	void *req;
 
 	setenv("DRAGON_NODE_ID", NODE_A, 1);
-	if (dmem_pool_create("tdchan-gw-a", 64u << 20, NULL, &pool) ||
+	snprintf(name, sizeof name, "tdchan-gw-a-%d", (int)getpid());
+	if (dmem_pool_create(name, 64u << 20, NULL, &pool) ||
 	    dchan_create(pool, &a, &ch) || dchan_desc_get(ch, &d) ||
 	    dchan_desc_to_text(&d, text, sizeof text) < 0) {
 		fprintf(stderr, "servicer A: %s\n", dchan_errmsg());
@@ -64,6 +67,15 @@ static int servicer_a(int in, int out, int desc_fd)
 	}
 	if (write_frame(desc_fd, text, strlen(text) + 1))
 		return 2;
+	/* and a lock and a semaphore on node A, for remote sync objects */
+	if (dchan_lock_create(pool, 0, &lock) ||
+	    dchan_lock_desc_get(lock, &d) ||
+	    dchan_desc_to_text(&d, text, sizeof text) < 0 ||
+	    write_frame(desc_fd, text, strlen(text) + 1) ||
+	    dchan_sem_create(pool, 1, 2, &sem) || dchan_sem_desc_get(sem, &d) ||
+	    dchan_desc_to_text(&d, text, sizeof text) < 0 ||
+	    write_frame(desc_fd, text, strlen(text) + 1))
+		return 5;
 	while ((req = read_frame(in, &len))) {
 		dchan_gw_req_t r;
 		void *cpl;
@@ -78,6 +90,8 @@ static int servicer_a(int in, int out, int desc_fd)
 		free(cpl);
 		free(req);
 	}
+	dchan_lock_destroy(lock);
+	dchan_sem_destroy(sem);
 	dchan_destroy(ch);
 	return dmem_pool_destroy(pool) ? 4 : 0;
 }
@@ -118,6 +132,7 @@ struct rig {
 	dchan_t *remote;
 	pid_t a, b;
 	char gwtext[DCHAN_DESC_TEXT_MAX];
+	dchan_desc_t sync[2]; /* a lock and a semaphore on node A */
 };
 
 static void rig_up(struct rig *g)
@@ -155,9 +170,15 @@ static void rig_up(struct rig *g)
 	close(dp[1]);
 	text = read_frame(dp[0], &len);
 	ck_assert_ptr_nonnull(text);
-	close(dp[0]);
 	T_OK(dchan_desc_from_text(text, &d));
 	free(text);
+	for (int i = 0; i < 2; i++) {
+		text = read_frame(dp[0], &len);
+		ck_assert_ptr_nonnull(text);
+		T_OK(dchan_desc_from_text(text, &g->sync[i]));
+		free(text);
+	}
+	close(dp[0]);
 	ck_assert_uint_ne(d.node_id, dmem_node_id());
 	T_OK(dchan_attach(&d, &g->remote));
 	t_keep(g->remote);
@@ -214,6 +235,32 @@ START_TEST(remote_ops_through_servicer)
 }
 END_TEST
 
+START_TEST(remote_lock_and_semaphore)
+{
+	struct rig g;
+	dchan_lock_t *l;
+	dchan_sem_t *s;
+
+	rig_up(&g);
+	T_OK(dchan_gateway_register(g.gw));
+	T_OK(dchan_lock_attach(&g.sync[0], &l));
+	T_OK(dchan_lock_acquire(l, DCHAN_FOREVER));
+	ck_assert_int_eq(dchan_lock_acquire(l, 0), -EAGAIN);
+	T_OK(dchan_lock_release(l));
+	ck_assert_int_eq(dchan_lock_release(l), -EPERM);
+	T_OK(dchan_lock_detach(l));
+	T_OK(dchan_sem_attach(&g.sync[1], &s));
+	T_OK(dchan_sem_acquire(s, 0));
+	ck_assert_int_eq(dchan_sem_acquire(s, 1000000), -ETIMEDOUT);
+	T_OK(dchan_sem_release(s));
+	T_OK(dchan_sem_release(s));
+	ck_assert_int_eq(dchan_sem_value(s), 2);
+	ck_assert_int_eq(dchan_sem_release(s), -EOVERFLOW); /* bound of 2 */
+	T_OK(dchan_sem_detach(s));
+	rig_down(&g);
+}
+END_TEST
+
 START_TEST(gateway_from_environment)
 {
 	struct rig g;
@@ -257,6 +304,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, remote_ops_through_servicer);
+	tcase_add_test(tc, remote_lock_and_semaphore);
 	tcase_add_test(tc, gateway_from_environment);
 	suite_add_tcase(s, tc);
 	return t_run(s);

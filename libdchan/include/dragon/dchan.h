@@ -243,7 +243,9 @@ typedef struct dchan_stats {
 	uint64_t sent;		    /* sends ever started (head) */
 	uint64_t received;	    /* receives ever started (tail) */
 	uint64_t recovered;	    /* slots recovered from dead processes */
-	uint64_t reserved[8];
+	uint64_t object;	    /* 0: a plain channel; else a sync object */
+	uint64_t object_param;	    /* the sync object's parameter */
+	uint64_t reserved[6];
 } dchan_stats_t;
 
 DCHAN_EXPORT int dchan_stats(dchan_t *ch, dchan_stats_t *stats_out);
