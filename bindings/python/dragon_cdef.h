@@ -217,3 +217,86 @@ const char *dtrans_strerror(int err);
 
 unsigned dlaunch_version(void);
 const char *dlaunch_strerror(int err);
+
+/* ---- libdlaunch: the runtime, processes (dragon.runtime, dragon._popen) -- */
+
+#define DLAUNCH_ERRBASE 1300
+enum dlaunch_error {
+	DLAUNCH_E_NORUNTIME, DLAUNCH_E_ENV, DLAUNCH_E_PROTO, DLAUNCH_E_VERSION,
+	DLAUNCH_E_SERVICES, DLAUNCH_E_NOPROC, DLAUNCH_E_SPAWN, DLAUNCH_E_NONAME,
+	DLAUNCH_E_KIND, DLAUNCH_E_CLOSED
+};
+#define DLAUNCH_FOREVER 0xffffffffffffffffULL
+const char *dlaunch_errmsg(void);
+int dlaunch_in_runtime(void);
+
+typedef struct dlaunch dlaunch_t;
+int dlaunch_attach(const void *attr, dlaunch_t **rt_out);
+int dlaunch_detach(dlaunch_t *rt);
+
+#define DLAUNCH_RT_ATTR_POOL_SIZE 1
+#define DLAUNCH_RT_ATTR_INSTANCE 2
+#define DLAUNCH_RT_ATTR_LOG_LEVEL 4
+#define DLAUNCH_RT_ATTR_FLAGS 8
+#define DLAUNCH_RT_ATTR_LOG_FD 16
+#define DLAUNCH_RT_ATTR_TIMEOUT 32
+#define DLAUNCH_RT_F_SETENV 1
+
+typedef struct dlaunch_runtime_attr {
+	uint64_t field_mask;
+	uint64_t pool_size;
+	const char *instance;
+	int32_t log_level;
+	uint32_t flags;
+	int32_t log_fd;
+	uint32_t reserved0;
+	uint64_t startup_timeout_ns;
+	uint64_t reserved[4];
+} dlaunch_runtime_attr_t;
+
+int dlaunch_runtime_start(const dlaunch_runtime_attr_t *attr, dlaunch_t **rt_out);
+int dlaunch_runtime_stop(dlaunch_t *rt, uint64_t timeout_ns);
+const char *dlaunch_instance(const dlaunch_t *rt);
+uint64_t dlaunch_node(const dlaunch_t *rt);
+
+enum dlaunch_stdio {
+	DLAUNCH_STDIO_DEFAULT, DLAUNCH_STDIO_FORWARD, DLAUNCH_STDIO_DEVNULL,
+	DLAUNCH_STDIO_INHERIT, DLAUNCH_STDIO_FILE, DLAUNCH_STDIO_STDOUT
+};
+#define DLAUNCH_SPAWN_ATTR_ENV 1
+#define DLAUNCH_SPAWN_ATTR_CWD 2
+#define DLAUNCH_SPAWN_ATTR_STDIO 4
+#define DLAUNCH_SPAWN_ATTR_FLAGS 8
+#define DLAUNCH_SPAWN_F_ENV_REPLACE 1
+#define DLAUNCH_SPAWN_F_SEARCH_PATH 2
+
+typedef struct dlaunch_spawn_attr {
+	uint64_t field_mask;
+	char *const *env;
+	const char *cwd;
+	int32_t stdio[3];
+	const char *stdio_path[3];
+	uint32_t flags;
+	uint32_t reserved0;
+	uint64_t reserved[6];
+} dlaunch_spawn_attr_t;
+
+int dlaunch_spawn(dlaunch_t *rt, const char *path, char *const argv[],
+		  const dlaunch_spawn_attr_t *attr, pid_t *pid_out);
+
+typedef struct dlaunch_status {
+	int32_t exited;
+	int32_t code;
+	int32_t signo;
+	int32_t core;
+	uint64_t reserved[2];
+} dlaunch_status_t;
+
+int dlaunch_wait(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns, dlaunch_status_t *status_out);
+int dlaunch_status_code(const dlaunch_status_t *status);
+int dlaunch_signal(dlaunch_t *rt, pid_t pid, int signo);
+int dlaunch_proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out);
+int dlaunch_channel_get(dlaunch_t *rt, const char *name, const dchan_attr_t *attr,
+			dchan_desc_t *desc_out);
+int dlaunch_default_pool(const dlaunch_t *rt, dmem_pool_desc_t *desc_out);
+char *getenv(const char *name);

@@ -8,7 +8,7 @@ from dragon import runtime
 
 
 def _run(code, tmp_path=None):
-    env = {k: v for k, v in os.environ.items() if k != runtime.POOL_ENV}
+    env = runtime.clean_env()
     if tmp_path is None:
         argv = [sys.executable, "-c", code]
     else:  # a main module the children can import
@@ -50,7 +50,7 @@ def test_children_attach_to_the_parents_runtime(tmp_path):
 
 
 def test_small_default_segment_size_gives_a_clear_error():
-    env = {k: v for k, v in os.environ.items() if k != runtime.POOL_ENV}
+    env = runtime.clean_env()
     env["DRAGON_DEFAULT_SEG_SZ"] = str(1 << 20)
     out = subprocess.run([sys.executable, "-c",
                           "import dragon, multiprocessing as mp\n"

@@ -1,35 +1,79 @@
-"""Entry point of a process started by the 'dragon' start method."""
+"""The child's side of the 'dragon' start method.
+
+:func:`run_payload` is what a spawned child does with the bytes spawn
+would have written to its stdin (preparation data, then the Process
+object): it is shared by children forked from the zygote and children
+started as fresh interpreters (:func:`main`, the fallback path).
+"""
 import io
 import os
 import sys
 
 
-def main():
-    from . import _popen, runtime
+def run_payload(payload, tracker_fd):
+    """Prepare this interpreter as spawn does and run the process; returns
+    the exit code.  The interpreter's exit is finished here (threads
+    joined, atexit handlers run, streams flushed), so the caller may leave
+    with os._exit."""
     from multiprocessing import process, reduction, spawn
-
-    alloc_text, parent_pid, tracker_fd = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     if tracker_fd >= 0:
         from multiprocessing import resource_tracker
         resource_tracker._resource_tracker._fd = tracker_fd
+    data = io.BytesIO(payload)
+    process.current_process()._inheriting = True
+    try:
+        preparation_data = reduction.pickle.load(data)
+        parent_sentinel = _parent_sentinel(preparation_data)
+        spawn.prepare(preparation_data)
+        self = reduction.pickle.load(data)
+    finally:
+        del process.current_process()._inheriting
+    code = self._bootstrap(parent_sentinel)
+    _finish_interpreter()
+    return code
+
+
+def _parent_sentinel(prep):
+    try:
+        return os.pidfd_open(prep["dragon_parent_pid"])
+    except (OSError, KeyError):  # the parent is already gone
+        r, w = os.pipe()
+        os.close(w)
+        return r
+
+
+def _finish_interpreter():
+    # What Py_Finalize does before tearing the interpreter down and that a
+    # program can observe: non-daemon threads are waited for, then the
+    # atexit handlers run (weakref.finalize, the runtime's teardown, the
+    # user's own), then the standard streams are flushed.
+    import atexit
+    import threading
+    try:
+        threading._shutdown()
+    except Exception:
+        pass
+    atexit._run_exitfuncs()
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            pass
+
+
+def main():
+    """Entry point of a fresh interpreter started by the runtime:
+    ``python -c ... --dragon-child ALLOC_TEXT``.  The payload is an
+    allocation of the runtime's default pool, freed once read."""
+    from . import _popen, runtime
+    alloc_text = sys.argv[2]
     rt = runtime.current(start=False)
     if rt is None:
         sys.stderr.write("dragon: child started without a runtime "
                          "(%s is not set)\n" % runtime.POOL_ENV)
         sys.exit(1)
     alloc = _popen._alloc_from_text(rt.pool, alloc_text)
-    data = io.BytesIO(bytes(alloc.view))
+    payload = bytes(alloc.view)
     alloc.free()
-    try:
-        parent_sentinel = os.pidfd_open(parent_pid)
-    except OSError:  # the parent is already gone: a sentinel that is ready
-        parent_sentinel, w = os.pipe()
-        os.close(w)
-    process.current_process()._inheriting = True
-    try:
-        preparation_data = reduction.pickle.load(data)
-        spawn.prepare(preparation_data)
-        self = reduction.pickle.load(data)
-    finally:
-        del process.current_process()._inheriting
-    sys.exit(self._bootstrap(parent_sentinel))
+    code = run_payload(payload, -1)
+    os._exit(code)

@@ -1,42 +1,113 @@
-"""Starting a 'dragon' process: spawn semantics, the OS pid, a pidfd sentinel.
+"""Starting a 'dragon' process: spawn semantics, through the runtime.
 
-The parent pickles the preparation data and the Process object (as the
-spawn start method does) into an allocation of the runtime's default pool
-and starts a fresh interpreter whose command line names that allocation.
-The child attaches the pool through the environment, reads and frees the
-allocation, imports the parent's main module as __mp_main__ and runs the
-process.  No file descriptor needs to be inherited, so any launcher that
-can start a program with an argv and an environment can start a child.
+The parent pickles the preparation data and the Process object as the
+spawn start method does.  Two ways to start the child, both through the
+runtime:
 
-The sentinel is a pidfd of the child: a real file descriptor that becomes
-readable when the child exits, which is what
-multiprocessing.connection.wait() selects on.
+* the fast path: the bytes go to this process's zygote (see
+  :mod:`dragon._zygote`), a warm interpreter the runtime started with
+  ``dlaunch_spawn``, which forks the child; the child prepares itself as
+  a spawned one would.  The parent gets the real pid and a pidfd of the
+  child (the sentinel); the zygote reaps the child and reports its exit
+  status;
+* the plain path, when no zygote can be had (no pidfd_open, the zygote
+  failed to start, or ``DRAGON_ZYGOTE=0``): the bytes go into an
+  allocation of the runtime's default pool and ``dlaunch_spawn`` starts a
+  fresh interpreter whose command line names it.  The sentinel comes from
+  ``dlaunch_proc_fd``, the status from ``dlaunch_wait`` and
+  ``dlaunch_status_code``, signals go through ``dlaunch_signal``.
+
+Either way ``pid`` is the OS pid, ``sentinel`` a real descriptor that
+becomes readable when the child ends (what
+multiprocessing.connection.wait() selects on), and ``exitcode`` follows
+Python's convention (the negative signal number for a killed process).
+Under the launcher the children's output goes where the parent's goes,
+which the runtime forwards.
 """
 import io
 import os
+import select
+import signal
+import socket
 import sys
+import threading
 
-from multiprocessing import popen_fork, reduction, spawn, util
+from multiprocessing import reduction, spawn, util
 from multiprocessing.context import set_spawning_popen
 
 from . import runtime
+from ._dragon_cffi import ffi, lib
 
 CHILD_FLAG = "--dragon-child"
 _CHILD_CODE = "from dragon._child import main; main()"
 
+#: Set to 0 to start every child as a fresh interpreter.
+ZYGOTE_ENV = "DRAGON_ZYGOTE"
 
-def _command_line(alloc_text, tracker_fd):
+#: How long the zygote may take to start and connect (seconds).
+ZYGOTE_START_TIMEOUT = 60.0
+
+
+def _stdio_attr(rt):
+    """Children's stdio: the parent's own descriptors in an embedded
+    runtime (its services run in this process); forwarded by the runtime
+    under the launcher.  stdin is /dev/null (multiprocessing closes it
+    anyway)."""
+    attr = ffi.new("dlaunch_spawn_attr_t *")
+    attr.field_mask = lib.DLAUNCH_SPAWN_ATTR_STDIO
+    mode = lib.DLAUNCH_STDIO_INHERIT if rt.embedded else lib.DLAUNCH_STDIO_FORWARD
+    attr.stdio = [lib.DLAUNCH_STDIO_DEVNULL, mode, mode]
+    return attr
+
+
+def _spawn(rt, argv, env=None):
+    """dlaunch_spawn argv[0] with argv; env (a dict) replaces the
+    environment when given.  Returns the pid."""
+    keep = [ffi.new("char[]", os.fsencode(a)) for a in argv]
+    c_argv = ffi.new("char *[]", keep + [ffi.NULL])
+    attr = _stdio_attr(rt)
+    if env is not None:
+        ekeep = [ffi.new("char[]", os.fsencode("%s=%s" % kv)) for kv in env.items()]
+        c_env = ffi.new("char *[]", ekeep + [ffi.NULL])
+        attr.field_mask |= lib.DLAUNCH_SPAWN_ATTR_ENV | lib.DLAUNCH_SPAWN_ATTR_FLAGS
+        attr.env = c_env
+        attr.flags = lib.DLAUNCH_SPAWN_F_ENV_REPLACE
+    pid = ffi.new("pid_t *")
+    runtime.dlaunch_check(lib.dlaunch_spawn(rt.handle, keep[0], c_argv, attr, pid),
+                          "starting %s" % os.fsdecode(argv[0]))
+    return pid[0]
+
+
+def _interpreter_argv(code, *args):
     exe = spawn.get_executable()
-    return exe, [exe] + util._args_from_interpreter_flags() + [
-        "-c", _CHILD_CODE, CHILD_FLAG, alloc_text, str(os.getpid()),
-        str(tracker_fd)]
+    return [exe] + util._args_from_interpreter_flags() + ["-c", code] + list(args)
 
 
-class Popen(popen_fork.Popen):
-    """The Popen of DragonProcess (see multiprocessing.popen_fork.Popen for
-    the contract: pid, sentinel, poll, wait, terminate, kill, close)."""
+def _payload(popen, process_obj):
+    prep_data = spawn.get_preparation_data(process_obj._name)
+    prep_data["dragon_parent_pid"] = os.getpid()
+    fp = io.BytesIO()
+    set_spawning_popen(popen)
+    try:
+        reduction.dump(prep_data, fp)
+        reduction.dump(process_obj, fp)
+    finally:
+        set_spawning_popen(None)
+    return fp.getvalue()
+
+
+class _Base:
+    """The contract of multiprocessing's Popen objects (see
+    multiprocessing.popen_fork.Popen): pid, sentinel, returncode, poll,
+    wait, terminate, kill, close."""
 
     method = "dragon"
+
+    def __init__(self, process_obj):
+        util._flush_std_streams()
+        self.returncode = None
+        self.finalizer = None
+        self._launch(process_obj)
 
     @staticmethod
     def DupFd(fd):
@@ -46,39 +117,105 @@ class Popen(popen_fork.Popen):
         from multiprocessing import resource_sharer
         return resource_sharer.DupFd(fd)
 
+    def duplicate_for_child(self, fd):
+        return fd
+
+    def _ended(self, timeout):
+        return bool(select.select([self.sentinel], [], [], timeout)[0])
+
+    def poll(self, flag=os.WNOHANG):
+        if self.returncode is None:
+            if flag & os.WNOHANG and not self._ended(0):
+                return None
+            self.returncode = self._status()
+        return self.returncode
+
+    def wait(self, timeout=None):
+        if self.returncode is None:
+            if timeout is not None:
+                from multiprocessing.connection import wait
+                if not wait([self.sentinel], timeout):
+                    return None
+            return self.poll(0)
+        return self.returncode
+
+    def terminate(self):
+        self._send_signal(signal.SIGTERM)
+
+    def kill(self):
+        self._send_signal(signal.SIGKILL)
+
+    def close(self):
+        if self.finalizer is not None:
+            self.finalizer()
+
+
+class ZygotePopen(_Base):
+    """A child forked by this process's zygote."""
+
+    def _launch(self, process_obj):
+        z = zygote()
+        payload = _payload(self, process_obj)
+        self.pid, self.sentinel = z.start(payload)
+        self._zygote = z
+        self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel,))
+
+    def _status(self):
+        return self._zygote.status(self.pid)
+
+    def _send_signal(self, sig):
+        if self.returncode is None:
+            try:
+                signal.pidfd_send_signal(self.sentinel, sig)
+            except ProcessLookupError:
+                pass
+
+
+class SpawnPopen(_Base):
+    """A child started as a fresh interpreter by the runtime."""
+
     def _launch(self, process_obj):
         rt = runtime.current()
-        prep_data = spawn.get_preparation_data(process_obj._name)
-        fp = io.BytesIO()
-        set_spawning_popen(self)
-        try:
-            reduction.dump(prep_data, fp)
-            reduction.dump(process_obj, fp)
-        finally:
-            set_spawning_popen(None)
-        data = fp.getbuffer()
+        data = _payload(self, process_obj)
         alloc = rt.pool.alloc(len(data))
         try:
             alloc.view[:] = data
-            # Children share this process's resource tracker (as spawn's
-            # do) when it can be handed down.
-            from multiprocessing import resource_tracker
-            try:
-                tracker_fd = resource_tracker.getfd()
-                actions = [(os.POSIX_SPAWN_DUP2, tracker_fd, tracker_fd)]
-            except Exception:
-                tracker_fd, actions = -1, []
-            exe, argv = _command_line(_alloc_text(alloc), tracker_fd)
-            self.pid = os.posix_spawn(exe, argv, os.environ, file_actions=actions)
+            argv = _interpreter_argv(_CHILD_CODE, CHILD_FLAG, _alloc_text(alloc))
+            self.pid = _spawn(rt, argv, dict(os.environ))
         except BaseException:
             alloc.free()
             raise
-        self.sentinel = os.pidfd_open(self.pid)
+        self._rt = rt
+        fd = ffi.new("int *")
+        runtime.dlaunch_check(lib.dlaunch_proc_fd(rt.handle, self.pid, fd),
+                              "sentinel of process %d" % self.pid)
+        self.sentinel = fd[0]
         self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel,))
+
+    def _status(self):
+        st = ffi.new("dlaunch_status_t *")
+        runtime.dlaunch_check(
+            lib.dlaunch_wait(self._rt.handle, self.pid, lib.DLAUNCH_FOREVER, st),
+            "waiting for process %d" % self.pid)
+        return lib.dlaunch_status_code(st)
+
+    def _send_signal(self, sig):
+        if self.returncode is None and self._rt.alive:
+            runtime.dlaunch_check(lib.dlaunch_signal(self._rt.handle, self.pid, int(sig)),
+                                  "signalling process %d" % self.pid)
+
+
+def Popen(process_obj):
+    """The Popen of DragonProcess: through the zygote when there is one."""
+    if zygote() is not None:
+        return ZygotePopen(process_obj)
+    return SpawnPopen(process_obj)
+
+
+Popen.method = "dragon"
 
 
 def _alloc_text(alloc):
-    from ._dragon_cffi import ffi, lib
     d = ffi.from_buffer("dmem_alloc_desc_t *", alloc.descriptor)
     buf = ffi.new("char[]", lib.DMEM_ALLOC_DESC_TEXT_MAX)
     n = lib.dmem_alloc_desc_to_text(d, buf, len(buf))
@@ -88,7 +225,6 @@ def _alloc_text(alloc):
 
 
 def _alloc_from_text(pool, text):
-    from ._dragon_cffi import ffi, lib
     from ._errors import check
     d = ffi.new("dmem_alloc_desc_t *")
     check(lib.dmem_alloc_desc_from_text(text.encode(), d), "child start data")
@@ -98,3 +234,162 @@ def _alloc_from_text(pool, text):
 def is_dragon_child(argv=None):
     argv = sys.argv if argv is None else argv
     return len(argv) >= 2 and argv[1] == CHILD_FLAG
+
+
+# ---- this process's zygote ----------------------------------------------
+
+
+class ZygoteError(RuntimeError):
+    """The zygote could not be started or stopped answering."""
+
+
+class Zygote:
+    """The parent's end of the connection to its zygote."""
+
+    def __init__(self, rt):
+        from . import _zygote
+        self._proto = _zygote
+        self.rt = rt
+        self.lock = threading.Lock()
+        self.statuses = {}
+        self.dead = False
+        name = "dragon-zygote-%d-%s" % (os.getpid(), os.urandom(8).hex())
+        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            lsock.bind("\0" + name)
+            lsock.listen(1)
+            self.pid = _spawn(rt, _interpreter_argv(_zygote._ZYGOTE_CODE, name),
+                              dict(os.environ))
+            self.sock = self._accept(lsock)
+        finally:
+            lsock.close()
+        self.reader = _zygote.Reader(self.sock)
+
+    def _accept(self, lsock):
+        import time
+        deadline = time.monotonic() + ZYGOTE_START_TIMEOUT
+        while time.monotonic() < deadline:
+            lsock.settimeout(0.05)
+            try:
+                sock, _ = lsock.accept()
+            except socket.timeout:
+                st = ffi.new("dlaunch_status_t *")
+                if lib.dlaunch_wait(self.rt.handle, self.pid, 0, st) == 0:
+                    raise ZygoteError("the zygote (pid %d) exited with code %d "
+                                      "while starting" % (self.pid, lib.dlaunch_status_code(st)))
+                continue
+            cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            if int.from_bytes(cred[:4], sys.byteorder) == self.pid:
+                sock.settimeout(None)
+                return sock
+            sock.close()
+        lib.dlaunch_signal(self.rt.handle, self.pid, signal.SIGKILL)
+        raise ZygoteError("the zygote (pid %d) did not connect within %.0f s"
+                          % (self.pid, ZYGOTE_START_TIMEOUT))
+
+    def _recv_until(self, pred):
+        """Read messages (lock held), keeping exit statuses, until pred(msg)
+        is true for one; returns (msg, fds)."""
+        while True:
+            m = self.reader.next()
+            if m is not None:
+                msg, fds = m
+                if msg[0] == "exit":
+                    self.statuses[msg[1]] = msg[2]
+                if pred(msg):
+                    return msg, fds
+                continue
+            if self.dead or not self.reader.fill():
+                self.dead = True
+                raise ZygoteError("the zygote (pid %d) is gone" % self.pid)
+
+    def start(self, payload):
+        """Have the zygote fork a child running payload; (pid, pidfd)."""
+        from multiprocessing import resource_tracker
+        try:
+            tracker = [resource_tracker.getfd()]
+        except Exception:
+            tracker = []
+        msg = ("start", dict(os.environ), payload, bool(tracker), self.pid)
+        with self.lock:
+            if self.dead:
+                raise ZygoteError("the zygote (pid %d) is gone" % self.pid)
+            sys.stdout.flush()
+            self._proto.send_msg(self.sock, msg, [1, 2] + tracker)
+            reply, fds = self._recv_until(lambda m: m[0] in ("started", "error"))
+        if reply[0] == "error":
+            raise ZygoteError("the zygote could not start the process: %s" % reply[1])
+        return reply[1], fds[0]
+
+    def status(self, pid):
+        """The exit code of child pid, waiting for the zygote's report."""
+        with self.lock:
+            if pid not in self.statuses:
+                try:
+                    self._recv_until(lambda m: m[0] == "exit" and m[1] == pid)
+                except ZygoteError:
+                    # Its children die with it (PR_SET_PDEATHSIG).
+                    return -signal.SIGKILL
+            return self.statuses.pop(pid)
+
+    def close(self):
+        """End the connection: the zygote ends what still runs and exits."""
+        with self.lock:
+            self.dead = True
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.sock.close()
+            self.reader.close()
+        if self.rt.alive:
+            st = ffi.new("dlaunch_status_t *")
+            if lib.dlaunch_wait(self.rt.handle, self.pid, int(5e9), st) < 0:
+                lib.dlaunch_signal(self.rt.handle, self.pid, signal.SIGKILL)
+                lib.dlaunch_wait(self.rt.handle, self.pid, int(5e9), st)
+
+
+_zlock = threading.Lock()
+_zygote = None        # Zygote, False (cannot have one), or None (not yet)
+_zygote_pid = None    # the process _zygote belongs to
+
+
+def zygote():
+    """This process's zygote, started on first use; None when children
+    must be started as fresh interpreters."""
+    global _zygote, _zygote_pid
+    z = _zygote
+    if _zygote_pid == os.getpid() and z is not None:
+        return z or None
+    with _zlock:
+        if _zygote_pid != os.getpid():  # never started, or a forked copy
+            _zygote, _zygote_pid = None, os.getpid()
+        if _zygote is None:
+            _zygote = _start_zygote()
+            if _zygote:
+                runtime.at_stop(_stop_zygote)
+        return _zygote or None
+
+
+def _start_zygote():
+    if os.environ.get(ZYGOTE_ENV, "1") == "0" or not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    rt = runtime.current()
+    try:
+        return Zygote(rt)
+    except (ZygoteError, OSError) as e:
+        util.info("dragon: no zygote, starting children as fresh "
+                  "interpreters: %s", e)
+        return False
+
+
+def _stop_zygote():
+    global _zygote
+    with _zlock:
+        z, _zygote = _zygote, None
+    if z and _zygote_pid == os.getpid():
+        z.close()

@@ -1,0 +1,296 @@
+"""A warm interpreter that forks the 'dragon' start method's children.
+
+Starting a fresh interpreter costs tens of milliseconds, most of it
+importing.  A process that starts 'dragon' children therefore has the
+runtime start one helper, the zygote, the first time it needs one: a
+Python process started by ``dlaunch_spawn`` like any other, which imports
+multiprocessing and dragon and then waits for requests.  To start a child
+the parent sends what spawn would have put on a fresh interpreter's stdin
+(the preparation data and the pickled Process object), its environment,
+and its stdout, stderr and resource-tracker descriptors.  The zygote forks;
+the child takes those descriptors as 1, 2 and the tracker's, takes the
+parent's environment, and from there does exactly what a spawned child
+does (``spawn.prepare``: sys.path, sys.argv, cwd, the parent's main module
+imported as ``__mp_main__``; then the Process object is unpickled and run).
+User code sees a fresh interpreter: the zygote has run nothing of the
+user's, holds no runtime handle or pool mapping, and is single-threaded;
+the child closes the zygote's descriptors, resets its signal handlers, and
+``random`` reseeds itself at fork.  At the end the child runs what a
+normal interpreter exit runs (non-daemon threads are joined, atexit
+handlers run, streams are flushed) and leaves with ``os._exit``.
+
+Processes, pids and statuses:
+
+* the child's pid is the real OS pid, sent back with a pidfd of the child
+  (SCM_RIGHTS) opened before the child can be reaped, so the parent's
+  sentinel is a real descriptor that names exactly this process;
+* the zygote is the child's OS parent: it watches each child's pidfd,
+  reaps it, and reports the status to the parent over the same socket;
+  signals go through the pidfd (``pidfd_send_signal``), never a bare pid;
+* a child dies with the zygote (``PR_SET_PDEATHSIG``); the zygote ends its
+  children and exits when the parent closes the connection (at runtime
+  teardown, or when the parent dies), and the runtime ends the zygote
+  itself when it stops.
+
+The connection is a Unix stream socket in the abstract namespace, named
+with a random token; the parent listens, passes the name on the zygote's
+command line, and accepts only the zygote's pid (SO_PEERCRED).  Messages
+are a 4-byte length, a 1-byte descriptor count and a pickle.
+"""
+import os
+import pickle
+import selectors
+import signal
+import socket
+import struct
+import sys
+
+_HDR = struct.Struct("<IB")
+_MAXFDS = 8
+_ZYGOTE_CODE = "from dragon._zygote import main; main()"
+
+
+def send_msg(sock, obj, fds=()):
+    """Send obj (pickled) with descriptors fds on a blocking socket."""
+    data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+    buf = _HDR.pack(len(data), len(fds)) + data
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("%di" % len(fds), *fds))] if fds else []
+    n = sock.sendmsg([buf], anc)
+    if n < len(buf):
+        sock.sendall(memoryview(buf)[n:])
+
+
+class Reader:
+    """Reassembles messages and their descriptors from a stream socket."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = bytearray()
+        self.fds = []
+
+    def fill(self):
+        """One recvmsg; False at end of stream."""
+        data, anc, _flags, _addr = self.sock.recvmsg(
+            1 << 16, socket.CMSG_SPACE(_MAXFDS * 4))
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                n = len(payload) // 4
+                self.fds.extend(struct.unpack("%di" % n, payload[:n * 4]))
+        self.buf += data
+        return bool(data)
+
+    def next(self):
+        """The next complete (obj, fds), or None."""
+        if len(self.buf) < _HDR.size:
+            return None
+        length, nfds = _HDR.unpack_from(self.buf)
+        if len(self.buf) < _HDR.size + length or len(self.fds) < nfds:
+            return None
+        obj = pickle.loads(bytes(self.buf[_HDR.size:_HDR.size + length]))
+        del self.buf[:_HDR.size + length]
+        fds, self.fds = self.fds[:nfds], self.fds[nfds:]
+        return obj, fds
+
+    def close(self):
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+
+# ---- the zygote ----------------------------------------------------------
+
+
+class _Zygote:
+    def __init__(self, sock):
+        self.sock = sock
+        self.reader = Reader(sock)
+        self.out = []            # [bytes, fds] waiting to be sent
+        self.children = {}       # pidfd -> pid
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(sock, selectors.EVENT_READ, None)
+        self.stopping = False
+        # SIGTERM (the runtime stopping) wakes the loop through this pair.
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.wake_w.setblocking(False)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
+
+    def queue(self, obj, fds=()):
+        data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+        self.out.append([_HDR.pack(len(data), len(fds)) + data, list(fds)])
+        self._flush()
+
+    def _flush(self):
+        while self.out:
+            buf, fds = self.out[0]
+            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                    struct.pack("%di" % len(fds), *fds))] if fds else []
+            try:
+                n = self.sock.sendmsg([buf], anc, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            except OSError:  # the parent is gone
+                self.out = []
+                self.stopping = True
+                return
+            for fd in fds:
+                os.close(fd)
+            self.out[0] = [buf[n:], []]
+            if n < len(buf):
+                break
+            self.out.pop(0)
+        self.sel.modify(self.sock, selectors.EVENT_READ |
+                        (selectors.EVENT_WRITE if self.out else 0), None)
+
+    def run(self):
+        while not self.stopping or self.children:
+            if self.stopping:
+                self._end_children()
+                continue
+            for key, events in self.sel.select():
+                if key.data == "wake":
+                    self.wake_r.recv(256)
+                elif key.data is None:
+                    if events & selectors.EVENT_WRITE:
+                        self._flush()
+                    if events & selectors.EVENT_READ:
+                        self._read()
+                else:
+                    self._reap(key.fd, key.data)
+
+    def _read(self):
+        try:
+            more = self.reader.fill()
+        except OSError:
+            more = False
+        while True:
+            m = self.reader.next()
+            if m is None:
+                break
+            self._request(*m)
+        if not more:
+            self.stopping = True
+
+    def _request(self, msg, fds):
+        if msg[0] != "start":
+            for fd in fds:
+                os.close(fd)
+            self.queue(("error", "unknown request %r" % (msg[0],)))
+            return
+        try:
+            pid = os.fork()
+        except OSError as e:
+            for fd in fds:
+                os.close(fd)
+            self.queue(("error", "fork failed: %s" % e))
+            return
+        if pid == 0:
+            code = 1
+            try:
+                code = self._child(msg, fds)
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        pidfd = os.pidfd_open(pid)
+        self.children[pidfd] = pid
+        self.sel.register(pidfd, selectors.EVENT_READ, pid)
+        self.queue(("started", pid), [os.dup(pidfd)])
+
+    def _reap(self, pidfd, pid):
+        self.sel.unregister(pidfd)
+        del self.children[pidfd]
+        os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        if not self.stopping:
+            self.queue(("exit", pid, os.waitstatus_to_exitcode(status)))
+
+    def _end_children(self):
+        # The parent is gone: end what it started, as the runtime would.
+        import time
+        for pidfd in list(self.children):
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 2.0
+        while self.children and time.monotonic() < deadline:
+            for key, _ in self.sel.select(0.05):
+                if isinstance(key.data, int):
+                    self._reap(key.fd, key.data)
+        for pidfd, pid in list(self.children.items()):
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except OSError:
+                pass
+            self._reap(pidfd, pid)
+
+    def _child(self, msg, fds):
+        """In the forked child: drop the zygote, become the parent's child
+        as spawn would have made it, run it; returns the exit code."""
+        _, env, payload, has_tracker, zygote_pid = msg
+        _set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != zygote_pid:
+            return 1
+        signal.set_wakeup_fd(-1)
+        self.sel.close()
+        for pidfd in self.children:
+            os.close(pidfd)
+        self.sock.close()
+        self.wake_r.close()
+        self.wake_w.close()
+        for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.dup2(fds[0], 1)
+        os.dup2(fds[1], 2)
+        os.close(fds[0])
+        os.close(fds[1])
+        tracker_fd = fds[2] if has_tracker else -1
+        os.environ.clear()
+        os.environ.update(env)
+        from . import _child
+        return _child.run_payload(payload, tracker_fd)
+
+
+def _set_pdeathsig(sig):
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+
+
+def _preload():
+    # What nearly every child needs, imported once here instead of in
+    # each child.  Nothing here starts a thread or opens a descriptor.
+    import ctypes  # noqa: F401
+    import pkgutil  # noqa: F401  (runpy, for the main module)
+    import runpy  # noqa: F401
+    import multiprocessing.connection  # noqa: F401
+    import multiprocessing.queues  # noqa: F401
+    import multiprocessing.synchronize  # noqa: F401
+    import multiprocessing.resource_tracker  # noqa: F401
+    import multiprocessing.spawn  # noqa: F401
+    import multiprocessing.util  # noqa: F401
+    import dragon  # noqa: F401
+    from dragon import _child  # noqa: F401
+    for name in ("connection", "queues", "synchronize"):
+        try:  # a speed-up only: a child imports what it needs anyway
+            __import__("dragon." + name)
+        except Exception:
+            pass
+
+
+def main():
+    """Entry point: ``python -c <_ZYGOTE_CODE> ADDRESS``."""
+    address = "\0" + sys.argv[1]
+    _preload()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(address)
+    z = _Zygote(sock)
+
+    def on_term(signo, frame):
+        z.stopping = True
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
+    z.run()
+    sys.exit(0)
