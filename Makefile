@@ -13,6 +13,7 @@
 #   make check-tsan         ... ThreadSanitizer (./build-tsan)
 #   make check-valgrind     the C tests under valgrind memcheck, errors fatal
 #   make check-all          check, the three sanitizer builds and valgrind
+#   make check-mp-suite     CPython's whole multiprocessing suite with 'dragon'
 #   make distcheck          build and test the release tarball
 #   make clean              remove the build directories
 #
@@ -36,13 +37,13 @@ DEPS = gcc make autoconf automake libtool pkg-config check \
 	libfabric-dev libucx-dev iproute2 procps
 
 .PHONY: all check install uninstall bench deps distcheck clean distclean \
-	check-asan check-ubsan check-tsan check-valgrind check-all help
+	check-asan check-ubsan check-tsan check-valgrind check-all check-mp-suite help
 
 all: $(BUILD)/Makefile
 	@$(SUBMAKE)
 
 help:
-	@sed -n '3,22p' $(SRC)/Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,23p' $(SRC)/Makefile | sed 's/^# \{0,1\}//'
 
 # configure is regenerated when it is missing; once a build directory
 # exists, automake's own rules keep Makefile.in and configure up to date.
@@ -99,6 +100,12 @@ check-valgrind: $(BUILD)/Makefile
 	@$(SUBMAKE)
 	@$(MAKE) --no-print-directory -C $(BUILD) check-valgrind
 check-all: check check-asan check-ubsan check-tsan check-valgrind
+
+# The whole of test._test_multiprocessing, compared with 'spawn' on this
+# machine (make check runs a subset of it).
+check-mp-suite: $(BUILD)/Makefile
+	@$(SUBMAKE)
+	@$(MAKE) --no-print-directory -C $(BUILD)/tests/python check-mp-suite
 
 # Installs only what is missing, so a second run is quick.
 deps:
