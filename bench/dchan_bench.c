@@ -9,6 +9,8 @@
  *   bw         1 MiB messages, GB/s: copied, and handed over (zero copy)
  *   sleeping   round trip when the peer has been idle for 1 ms, so it
  *              sleeps in the kernel when the message arrives
+ *
+ * An argument (e.g. "rtt,sleeping") runs only the cases it names.
  */
 #define _GNU_SOURCE
 #include "bench.h"
@@ -330,6 +332,8 @@ static double measure(void *arg, uint64_t iters)
 	return (double)spent / (double)iters / 1000.0;	    /* us */
 }
 
+static const char *only; /* argv[1]: run only the cases it names */
+
 static void compare(const char *kase, enum pattern pat, size_t size,
 		    enum tp_kind ours, enum tp_kind base, uint64_t iters,
 		    const char *unit)
@@ -337,17 +341,20 @@ static void compare(const char *kase, enum pattern pat, size_t size,
 	struct run a = {ours, pat, size}, b = {base, pat, size};
 	double va, vb;
 
+	if (only && !strstr(only, kase))
+		return;
 	bench_interleave(5, iters, measure, &a, measure, &b, &va, &vb);
 	bench_row("dchan", kase, size, unit, va, tp_name[base], vb);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	static const size_t sizes[] = {8, 1024, 64 * 1024, MiB};
 	static const enum tp_kind rtt_base[] = {TP_PIPE, TP_SOCK, TP_RING,
 						TP_FRING};
 	char name[64];
 
+	only = argc > 1 ? argv[1] : NULL;
 	snprintf(name, sizeof name, "bench%d", (int)getpid());
 	if (dmem_pool_create(name, 256u << 20, NULL, &pool)) {
 		fprintf(stderr, "pool: %s\n", dmem_errmsg());
