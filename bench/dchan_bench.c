@@ -355,6 +355,7 @@ int main(int argc, char **argv)
 	char name[64];
 
 	only = argc > 1 ? argv[1] : NULL;
+	signal(SIGPIPE, SIG_IGN); /* a closed stdout must not skip cleanup */
 	snprintf(name, sizeof name, "bench%d", (int)getpid());
 	if (dmem_pool_create(name, 256u << 20, NULL, &pool)) {
 		fprintf(stderr, "pool: %s\n", dmem_errmsg());
