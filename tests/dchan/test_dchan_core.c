@@ -273,6 +273,36 @@ START_TEST(poll_one_and_many)
 }
 END_TEST
 
+START_TEST(poll_many_across_pools)
+{
+	dmem_pool_t *p1 = t_pool("pollx1", 16 * MiB);
+	dmem_pool_t *p2 = t_pool("pollx2", 16 * MiB);
+	dchan_t *a = t_chan(p1, 2, 0), *b = t_chan(p2, 2, 0);
+	dchan_pollitem_t it[2] = {{a, DCHAN_POLLIN, 0}, {b, DCHAN_POLLIN, 0}};
+	pid_t pid;
+
+	for (int round = 0; round < 2; round++) {
+		dchan_t *target = round ? a : b;
+		char c;
+		size_t len;
+
+		pid = fork();
+		if (pid == 0) {
+			usleep(10000);
+			_exit(dchan_send(target, "x", 1, 0) ? 1 : 0);
+		}
+		ck_assert_int_eq(dchan_poll_many(it, 2, DCHAN_FOREVER), 1);
+		ck_assert_uint_eq(it[round ? 0 : 1].revents, DCHAN_POLLIN);
+		ck_assert_int_eq(t_wait(pid), 0);
+		T_OK(dchan_recv(target, &c, 1, 0, &len));
+	}
+	T_OK(dchan_destroy(a));
+	T_OK(dchan_destroy(b));
+	t_pool_done(p1);
+	t_pool_done(p2);
+}
+END_TEST
+
 START_TEST(stats_and_waiters)
 {
 	dmem_pool_t *pool = t_pool("stats", 16 * MiB);
@@ -350,6 +380,7 @@ int main(void)
 	tcase_add_test(tc, descriptor_round_trip_and_child_attach);
 	tcase_add_test(tc, blocking_recv_is_woken);
 	tcase_add_test(tc, poll_one_and_many);
+	tcase_add_test(tc, poll_many_across_pools);
 	tcase_add_test(tc, stats_and_waiters);
 	tcase_add_test(tc, many_channels_one_pool_attach_once);
 	suite_add_tcase(s, tc);
