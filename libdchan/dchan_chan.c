@@ -136,6 +136,10 @@ int dchan__create(dmem_pool_t *pool, const dchan_attr_t *attr,
 	if (rc < 0)
 		goto fail_chown;
 	ch->pool = dchan__pref_pool(ch->pref);
+	/* The handle works through the mapping libdchan holds for this pool,
+	 * which is not the caller's when the process maps the pool twice. */
+	if (ch->pool != pool)
+		mem = dmem_pool_ptr(ch->pool, dmem_pool_offset(pool, mem));
 	dchan__init_hdr(mem, &g, pd.pool_uid, obj_kind);
 	dchan__bind(ch, mem);
 	dchan__make_desc(ch, &pd);

@@ -366,6 +366,41 @@ START_TEST(many_channels_one_pool_attach_once)
 }
 END_TEST
 
+/* A process may map one pool twice (a runtime's own mapping and the
+ * caller's); a channel created through the second mapping must work
+ * although libdchan already reaches that pool through the first. */
+START_TEST(create_through_a_second_mapping)
+{
+	dmem_pool_t *pool = t_pool("twomap", 16 * MiB);
+	dmem_pool_t *other;
+	dmem_pool_desc_t pd;
+	dchan_t *first, *ch, *at;
+	dchan_barrier_t *b;
+	dchan_desc_t d;
+	int v = 7;
+	size_t len;
+
+	T_OK(dmem_pool_desc_get(pool, &pd));
+	T_OK(dmem_pool_attach(&pd, &other));
+	first = t_chan(other, 2, 8);	/* libdchan now knows `other` */
+	ch = t_chan(pool, 2, 8);	/* ... and is handed `pool` */
+	T_OK(dchan_desc_get(ch, &d));
+	T_OK(dchan_attach(&d, &at));
+	T_OK(dchan_send(ch, &v, sizeof v, 0));
+	v = 0;
+	T_OK(dchan_recv(at, &v, sizeof v, 0, &len));
+	ck_assert_int_eq(v, 7);
+	T_OK(dchan_barrier_create(pool, 1, &b));
+	ck_assert_int_eq(dchan_barrier_wait(b, 0), 0);
+	T_OK(dchan_barrier_destroy(b));
+	T_OK(dchan_detach(at));
+	T_OK(dchan_destroy(ch));
+	T_OK(dchan_destroy(first));
+	T_OK(dmem_pool_detach(other));
+	t_pool_done(pool);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("dchan_core");
@@ -383,6 +418,7 @@ int main(void)
 	tcase_add_test(tc, poll_many_across_pools);
 	tcase_add_test(tc, stats_and_waiters);
 	tcase_add_test(tc, many_channels_one_pool_attach_once);
+	tcase_add_test(tc, create_through_a_second_mapping);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }
