@@ -120,7 +120,7 @@ const char *dchan_errmsg(void);
 #define DCHAN_ERRBASE 1100
 enum dchan_error {
 	DCHAN_E_BADDESC, DCHAN_E_VERSION, DCHAN_E_DESTROYED, DCHAN_E_NOGATEWAY,
-	DCHAN_E_BADREQ, DCHAN_E_BROKEN, DCHAN_E_REMOTE, DCHAN_E_POLLFULL
+	DCHAN_E_BADREQ, DCHAN_E_BROKEN, DCHAN_E_REMOTE
 };
 #define DCHAN_FOREVER 0xffffffffffffffffULL
 #define DCHAN_DESC_TEXT_MAX 384
@@ -202,6 +202,55 @@ typedef struct dchan_stats {
 int dchan_stats(dchan_t *ch, dchan_stats_t *stats_out);
 int64_t dchan_count(dchan_t *ch);
 int64_t dchan_capacity(dchan_t *ch);
+
+/* ---- libdchan sync objects (dragon.synchronize) ---------------------- */
+
+typedef struct dchan_lock dchan_lock_t;
+#define DCHAN_LOCK_RECURSIVE ...
+int dchan_lock_create(dmem_pool_t *pool, unsigned flags, dchan_lock_t **lock_out);
+int dchan_lock_attach(const dchan_desc_t *desc, dchan_lock_t **lock_out);
+int dchan_lock_desc_get(const dchan_lock_t *lock, dchan_desc_t *desc_out);
+int dchan_lock_acquire(dchan_lock_t *lock, uint64_t timeout_ns);
+int dchan_lock_release(dchan_lock_t *lock);
+int dchan_lock_is_mine(const dchan_lock_t *lock, unsigned *depth_out);
+int dchan_lock_detach(dchan_lock_t *lock);
+int dchan_lock_destroy(dchan_lock_t *lock);
+
+typedef struct dchan_sem dchan_sem_t;
+#define DCHAN_SEM_VALUE_MAX ...
+int dchan_sem_create(dmem_pool_t *pool, unsigned value, unsigned max, dchan_sem_t **sem_out);
+int dchan_sem_attach(const dchan_desc_t *desc, dchan_sem_t **sem_out);
+int dchan_sem_desc_get(const dchan_sem_t *sem, dchan_desc_t *desc_out);
+int dchan_sem_acquire(dchan_sem_t *sem, uint64_t timeout_ns);
+int dchan_sem_release(dchan_sem_t *sem);
+int dchan_sem_value(dchan_sem_t *sem);
+int dchan_sem_detach(dchan_sem_t *sem);
+int dchan_sem_destroy(dchan_sem_t *sem);
+
+typedef struct dchan_event dchan_event_t;
+int dchan_event_create(dmem_pool_t *pool, dchan_event_t **ev_out);
+int dchan_event_attach(const dchan_desc_t *desc, dchan_event_t **ev_out);
+int dchan_event_desc_get(const dchan_event_t *ev, dchan_desc_t *desc_out);
+int dchan_event_set(dchan_event_t *ev);
+int dchan_event_clear(dchan_event_t *ev);
+int dchan_event_is_set(dchan_event_t *ev);
+int dchan_event_wait(dchan_event_t *ev, uint64_t timeout_ns);
+int dchan_event_detach(dchan_event_t *ev);
+int dchan_event_destroy(dchan_event_t *ev);
+
+typedef struct dchan_barrier dchan_barrier_t;
+#define DCHAN_BARRIER_PARTIES_MAX ...
+int dchan_barrier_create(dmem_pool_t *pool, unsigned parties, dchan_barrier_t **bar_out);
+int dchan_barrier_attach(const dchan_desc_t *desc, dchan_barrier_t **bar_out);
+int dchan_barrier_desc_get(const dchan_barrier_t *bar, dchan_desc_t *desc_out);
+int dchan_barrier_wait(dchan_barrier_t *bar, uint64_t timeout_ns);
+int dchan_barrier_abort(dchan_barrier_t *bar);
+int dchan_barrier_reset(dchan_barrier_t *bar);
+int dchan_barrier_n_waiting(dchan_barrier_t *bar);
+int dchan_barrier_is_broken(dchan_barrier_t *bar);
+int dchan_barrier_parties(const dchan_barrier_t *bar);
+int dchan_barrier_detach(dchan_barrier_t *bar);
+int dchan_barrier_destroy(dchan_barrier_t *bar);
 
 /* ---- glue (build_cffi.py) ----------------------------------------------- */
 

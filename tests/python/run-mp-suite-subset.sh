@@ -1,7 +1,7 @@
 #!/bin/sh
 # A subset of CPython's own multiprocessing suite with the 'dragon' start
 # method, small enough for make check: connections, queues, pipes, shared
-# values and events.  `make check-mp-suite` (in tests/python) runs all of it.
+# values, locks, semaphores, conditions, events and barriers.  `make check-mp-suite` (in tests/python) runs all of it.
 set -u
 if [ -n "$SANITIZER" ]; then
 	echo "SKIP: Python tests do not run in a $SANITIZER build"
@@ -14,6 +14,6 @@ suite="$top_srcdir/tests/python/mp_suite"
 out="${TMPDIR:-/tmp}/mp-suite-subset.$$.jsonl"
 trap 'rm -rf "$out" "$out.logs"' EXIT
 "$PYTHON" "$suite/run_suite.py" --method dragon --out "$out" -j 2 --test-timeout 60 \
-	--filter '^WithProcessesTest(Queue|Connection|Poll|Event|Value|Array|Listener)\.' || exit 1
+	--filter '^WithProcessesTest(Queue|Connection|Poll|Event|Value|Array|Listener|Lock|Semaphore|Condition|Barrier)\.' || exit 1
 "$PYTHON" "$suite/run_suite.py" --compare "$suite/baseline-spawn.jsonl" "$out" \
 	--expected "$suite/expected.txt" --min-ratio 0

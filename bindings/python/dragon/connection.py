@@ -28,6 +28,7 @@ from ._dragon_cffi import ffi, lib
 from ._errors import chan_error
 from ._holders import HolderTable
 from . import channels, runtime
+from .synchronize import dragon_reduction as _dragon_reduction
 
 __all__ = ["Connection", "Pipe"]
 
@@ -238,7 +239,8 @@ class Connection(_mpconn._ConnectionBase):
             return False
 
         f = io.BytesIO()
-        ForkingPickler(f, 5, True, keep_large).dump(obj)
+        with _dragon_reduction():
+            ForkingPickler(f, 5, True, keep_large).dump(obj)
         return buffers, f.getbuffer()
 
     def send(self, obj):

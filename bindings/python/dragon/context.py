@@ -56,6 +56,43 @@ class DragonContext(_mpctx.BaseContext):
         from .queues import SimpleQueue
         return SimpleQueue(ctx=self.get_context())
 
+    # -- sync objects on libdchan (dragon.synchronize) --------------------
+
+    def Lock(self):
+        """A non-recursive lock on a libdchan lock."""
+        from .synchronize import Lock
+        return Lock(ctx=self.get_context())
+
+    def RLock(self):
+        """A recursive lock on a libdchan lock."""
+        from .synchronize import RLock
+        return RLock(ctx=self.get_context())
+
+    def Condition(self, lock=None):
+        """A condition variable on 'dragon' locks and semaphores."""
+        from .synchronize import Condition
+        return Condition(lock, ctx=self.get_context())
+
+    def Semaphore(self, value=1):
+        """A semaphore on a libdchan semaphore."""
+        from .synchronize import Semaphore
+        return Semaphore(value, ctx=self.get_context())
+
+    def BoundedSemaphore(self, value=1):
+        """A bounded semaphore on a libdchan semaphore."""
+        from .synchronize import BoundedSemaphore
+        return BoundedSemaphore(value, ctx=self.get_context())
+
+    def Event(self):
+        """An event on a libdchan event."""
+        from .synchronize import Event
+        return Event(ctx=self.get_context())
+
+    def Barrier(self, parties, action=None, timeout=None):
+        """A barrier on a libdchan barrier."""
+        from .synchronize import Barrier
+        return Barrier(parties, action, timeout, ctx=self.get_context())
+
     def RawValue(self, typecode_or_type, *args):
         """A shared ctypes object in pool memory."""
         from .sharedctypes import RawValue

@@ -1,0 +1,546 @@
+"""Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event and Barrier of
+the 'dragon' context, on libdchan's sync objects.
+
+Each object is a libdchan lock, semaphore, event or barrier in the
+runtime's default pool (a few channels), so it works the same whether the
+processes sharing it run on one node or several.  The API is that of
+multiprocessing.synchronize: acquire(block=True, timeout=None), the context
+manager protocol, the same __repr__ forms and exceptions.  Condition is
+CPython's multiprocessing Condition (a lock and three semaphores) built
+from these locks and semaphores.
+
+Like stock locks, these objects pass to children as Process arguments (they
+pickle only while a process is being started); unlike stock ones they may
+also travel through a 'dragon' Queue or Connection, which pickles them with
+the runtime's reduction.  Which processes hold an object is recorded beside
+it (dragon._holders), and the last one to let go destroys it.
+
+A blocking acquire() or Event.wait() without a timeout waits in slices, so
+that a signal handler (KeyboardInterrupt) runs while it waits.
+"""
+import os
+import threading
+import time
+
+from multiprocessing import context as _mpctx, process, util
+from multiprocessing import synchronize as _mpsync
+
+from ._dragon_cffi import ffi, lib
+from ._errors import chan_error
+from ._holders import HolderTable
+from . import runtime
+
+__all__ = ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition",
+           "Event", "Barrier"]
+
+_EAGAIN, _EPERM, _ETIMEDOUT, _EOVERFLOW = -11, -1, -110, -75
+_NOT_NOW = (_EAGAIN, _ETIMEDOUT)
+#: A wait without a deadline returns to Python this often.
+_SLICE_NS = 100 * 1000 * 1000
+_FOREVER = lib.DCHAN_FOREVER
+SEM_VALUE_MAX = lib.DCHAN_SEM_VALUE_MAX
+
+_pickling = threading.local()
+
+
+class dragon_reduction:
+    """While active (a with block), this thread pickles for a 'dragon'
+    Connection or Queue, through which sync objects may travel."""
+
+    def __enter__(self):
+        _pickling.depth = getattr(_pickling, "depth", 0) + 1
+
+    def __exit__(self, *exc):
+        _pickling.depth -= 1
+
+
+def _check_pickling(obj):
+    if _mpctx.get_spawning_popen() is None and not getattr(_pickling, "depth", 0):
+        raise RuntimeError(
+            "%s objects should only be shared between processes through "
+            "inheritance or a 'dragon' Queue or Pipe" % type(obj).__name__)
+
+
+# -- one libdchan object and its holders ------------------------------------
+
+class _Handle:
+    """This process's handle of one libdchan sync object (kind: 'lock',
+    'sem', 'event' or 'barrier'), with the record of the processes that
+    hold it: a HolderTable and a word that the process destroying the
+    object claims, in a small allocation beside it."""
+
+    __slots__ = ("kind", "p", "desc", "alloc", "table", "slot", "_fin", "__weakref__")
+
+    WORDS = HolderTable.WORDS + 1
+
+    def __init__(self, kind, p, alloc, slot, rt):
+        self.kind = kind
+        self.p = p
+        self.alloc = alloc
+        self.table = HolderTable(alloc.ptr)
+        self.slot = slot
+        d = ffi.new("dchan_desc_t *")
+        rc = _fn(kind, "desc_get")(p, d)
+        if rc < 0:
+            raise chan_error(rc, "descriptor of a %s" % kind)
+        self.desc = bytes(ffi.buffer(d))
+        claim = ffi.cast("int32_t *", alloc.ptr) + HolderTable.WORDS
+        self._fin = util.Finalize(self, _Handle._let_go,
+                                  (kind, p, self.table, slot, claim, os.getpid(), rt),
+                                  exitpriority=None)
+        rt.track(self)
+
+    @classmethod
+    def create(cls, kind, *args):
+        rt = runtime.current()
+        out = ffi.new("dchan_%s_t **" % kind)
+        rc = _fn(kind, "create")(rt.pool.handle, *args, out)
+        if rc < 0:
+            raise chan_error(rc, "creating a %s in pool %s" % (kind, rt.pool.name))
+        try:
+            alloc = rt.pool.alloc(cls.WORDS * 4)
+        except BaseException:
+            _fn(kind, "destroy")(out[0])
+            raise
+        w = ffi.cast("int32_t *", alloc.ptr)
+        for i in range(cls.WORDS):
+            w[i] = 0
+        table = HolderTable(alloc.ptr)
+        return cls(kind, out[0], alloc, table.register(), rt)
+
+    @staticmethod
+    def _let_go(kind, p, table, slot, claim, pid, rt):
+        if os.getpid() != pid or not rt.alive:
+            return
+        table.release(slot)
+        # Exactly one of the processes that find no holder left destroys it.
+        if not table.held() and lib.dragon_glue_cas32(claim, 0, 1) == 0:
+            _fn(kind, "destroy")(p)
+        else:
+            _fn(kind, "detach")(p)
+
+    def _runtime_closing(self):
+        self._fin.cancel()
+        self.p = ffi.NULL
+
+    def __reduce__(self):
+        slot = self.table.register_pending()
+        return (_Handle._rebuild,
+                (self.kind, self.desc, self.alloc.descriptor, slot, os.getpid()))
+
+    @classmethod
+    def _rebuild(cls, kind, desc, alloc_desc, slot, sender):
+        rt = runtime.current()
+        d = ffi.new("dchan_desc_t *")
+        ffi.memmove(d, desc, len(desc))
+        out = ffi.new("dchan_%s_t **" % kind)
+        rc = _fn(kind, "attach")(d, out)
+        if rc < 0:
+            raise chan_error(rc, "attaching a %s" % kind)
+        alloc = rt.pool.attach_alloc(alloc_desc)
+        slot = HolderTable(alloc.ptr).claim(slot, sender)
+        return cls(kind, out[0], alloc, slot, rt)
+
+
+def _fn(kind, verb):
+    return getattr(lib, "dchan_%s_%s" % (kind, verb))
+
+
+def _wait(op, h, block, timeout):
+    """Run op(handle, timeout_ns) as acquire(block, timeout) would: True
+    when it succeeded, False when the time ran out."""
+    if not block:
+        rc = op(h.p, 0)
+    elif timeout is None:
+        rc = op(h.p, _SLICE_NS)
+        while rc in _NOT_NOW:
+            rc = op(h.p, _SLICE_NS)
+    else:
+        deadline = time.monotonic() + max(0.0, timeout)
+        rc = op(h.p, min(_SLICE_NS, int(max(0.0, timeout) * 1e9)))
+        while rc in _NOT_NOW:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            rc = op(h.p, min(_SLICE_NS, int(left * 1e9)))
+    if rc == 0:
+        return True
+    if rc in _NOT_NOW:
+        return False
+    raise chan_error(rc, "waiting on a %s" % h.kind)
+
+
+def _owner_name():
+    name = process.current_process().name
+    if threading.current_thread().name != "MainThread":
+        name += "|" + threading.current_thread().name
+    return name
+
+
+class _SyncObject:
+    """What every sync object shares: its handles, pickling, and the
+    methods multiprocessing's own code reaches through ``_semlock``."""
+
+    def _state(self):
+        return ()
+
+    def __reduce__(self):
+        _check_pickling(self)
+        return (_rebuild, (type(self), self._handles(), self._state()))
+
+    def _handles(self):
+        return (self._h,)
+
+    def _setup(self, handles, state):
+        self._h = handles[0]
+
+    @property
+    def _semlock(self):
+        return self
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *args):
+        return self.release()
+
+
+def _rebuild(cls, handles, state):
+    obj = cls.__new__(cls)
+    obj._setup(handles, state)
+    return obj
+
+
+# -- locks -------------------------------------------------------------------
+
+class Lock(_SyncObject):
+    """A non-recursive lock (multiprocessing.Lock): any thread or process
+    may release it."""
+
+    _flags = 0
+
+    def __init__(self, *, ctx=None):
+        self._setup((_Handle.create("lock", self._flags),), ())
+
+    def _setup(self, handles, state):
+        self._h = handles[0]
+        self._holder = None  # ident of the thread of this process holding it
+
+    def acquire(self, block=True, timeout=None):
+        if _wait(lib.dchan_lock_acquire, self._h, block, timeout):
+            self._holder = threading.get_ident()
+            return True
+        return False
+
+    def release(self):
+        rc = lib.dchan_lock_release(self._h.p)
+        if rc < 0:
+            if rc == _EPERM:
+                raise ValueError("semaphore or lock released too many times")
+            raise chan_error(rc, "releasing a lock")
+        self._holder = None
+
+    def _is_mine(self):
+        return self._holder == threading.get_ident()
+
+    def _count(self):
+        return 1 if self._is_mine() else 0
+
+    def _get_value(self):
+        """1 if the lock is free now, 0 if some thread or process holds it."""
+        if self._holder is not None:
+            return 0
+        if lib.dchan_lock_acquire(self._h.p, 0) == 0:
+            lib.dchan_lock_release(self._h.p)
+            return 1
+        return 0
+
+    def _is_zero(self):
+        return self._get_value() == 0
+
+    def __repr__(self):
+        try:
+            if self._is_mine():
+                name = _owner_name()
+            elif self._get_value() == 1:
+                name = "None"
+            elif self._holder is not None:
+                name = "SomeOtherThread"
+            else:
+                name = "SomeOtherProcess"
+        except Exception:
+            name = "unknown"
+        return "<%s(owner=%s)>" % (type(self).__name__, name)
+
+
+class RLock(Lock):
+    """A recursive lock (multiprocessing.RLock): its owner, a thread of one
+    process, may acquire it again and must release it as often."""
+
+    _flags = lib.DCHAN_LOCK_RECURSIVE
+
+    def release(self):
+        rc = lib.dchan_lock_release(self._h.p)
+        if rc < 0:
+            if rc == _EPERM:
+                raise AssertionError("attempt to release recursive lock not owned by thread")
+            raise chan_error(rc, "releasing a lock")
+        if lib.dchan_lock_is_mine(self._h.p, ffi.NULL) != 1:
+            self._holder = None
+
+    def _is_mine(self):
+        return lib.dchan_lock_is_mine(self._h.p, ffi.NULL) == 1
+
+    def _count(self):
+        depth = ffi.new("unsigned *")
+        if lib.dchan_lock_is_mine(self._h.p, depth) == 1:
+            return depth[0]
+        return 0
+
+    def __repr__(self):
+        try:
+            if self._is_mine():
+                name, count = _owner_name(), self._count()
+            elif self._get_value() == 1:
+                name, count = "None", 0
+            elif self._holder is not None:
+                name, count = "SomeOtherThread", "nonzero"
+            else:
+                name, count = "SomeOtherProcess", "nonzero"
+        except Exception:
+            name, count = "unknown", "unknown"
+        return "<%s(%s, %s)>" % (type(self).__name__, name, count)
+
+
+# -- semaphores --------------------------------------------------------------
+
+class Semaphore(_SyncObject):
+    """A counting semaphore (multiprocessing.Semaphore), values up to
+    SEM_VALUE_MAX."""
+
+    _bounded = False
+
+    def __init__(self, value=1, *, ctx=None):
+        if self._bounded and value > SEM_VALUE_MAX:
+            # multiprocessing.Queue bounds an unlimited queue with
+            # BoundedSemaphore(2**31 - 1); libdchan counts to SEM_VALUE_MAX.
+            value = SEM_VALUE_MAX
+        if not 0 <= value <= SEM_VALUE_MAX:
+            raise ValueError("semaphore initial value must be between 0 and %d"
+                             % SEM_VALUE_MAX)
+        maxvalue = value if self._bounded else 0
+        if self._bounded and value == 0:
+            maxvalue = SEM_VALUE_MAX
+        self._setup((_Handle.create("sem", value, maxvalue),), (value,))
+
+    def _setup(self, handles, state):
+        self._h = handles[0]
+        self._maxvalue = state[0] if self._bounded else SEM_VALUE_MAX
+
+    def _state(self):
+        return (self._maxvalue,)
+
+    def acquire(self, block=True, timeout=None):
+        return _wait(lib.dchan_sem_acquire, self._h, block, timeout)
+
+    def release(self):
+        rc = lib.dchan_sem_release(self._h.p)
+        if rc < 0:
+            if rc == _EOVERFLOW:
+                if self._bounded:
+                    raise ValueError("semaphore or lock released too many times")
+                raise OverflowError("semaphore value would exceed its maximum %d"
+                                    % SEM_VALUE_MAX)
+            raise chan_error(rc, "releasing a semaphore")
+
+    def get_value(self):
+        v = lib.dchan_sem_value(self._h.p)
+        if v < 0:
+            raise chan_error(v, "reading a semaphore's value")
+        return v
+
+    _get_value = get_value
+
+    def _is_zero(self):
+        return self.get_value() == 0
+
+    def _is_mine(self):
+        return False
+
+    def _count(self):
+        return 0
+
+    def __repr__(self):
+        try:
+            value = self.get_value()
+        except Exception:
+            value = "unknown"
+        return "<%s(value=%s)>" % (type(self).__name__, value)
+
+
+class BoundedSemaphore(Semaphore):
+    """A semaphore whose value never exceeds its initial value: one
+    release() too many raises ValueError.  An initial value above
+    SEM_VALUE_MAX is taken as SEM_VALUE_MAX."""
+
+    _bounded = True
+
+    def __repr__(self):
+        try:
+            value = self.get_value()
+        except Exception:
+            value = "unknown"
+        return "<%s(value=%s, maxvalue=%s)>" % (type(self).__name__, value, self._maxvalue)
+
+
+# -- condition ---------------------------------------------------------------
+
+class Condition(_mpsync.Condition):
+    """multiprocessing.Condition (wait, wait_for, notify, notify_all) made
+    of a 'dragon' lock (an RLock unless one is given) and three 'dragon'
+    semaphores."""
+
+    def __init__(self, lock=None, *, ctx):
+        super().__init__(lock, ctx=ctx)
+
+    def __getstate__(self):
+        _check_pickling(self)
+        return (self._lock, self._sleeping_count,
+                self._woken_count, self._wait_semaphore)
+
+
+# -- event -------------------------------------------------------------------
+
+class Event(_SyncObject):
+    """multiprocessing.Event on a libdchan event."""
+
+    def __init__(self, *, ctx=None):
+        self._setup((_Handle.create("event"),), ())
+
+    def is_set(self):
+        rc = lib.dchan_event_is_set(self._h.p)
+        if rc < 0:
+            raise chan_error(rc, "reading an event")
+        return rc == 1
+
+    def set(self):
+        rc = lib.dchan_event_set(self._h.p)
+        if rc < 0:
+            raise chan_error(rc, "setting an event")
+
+    def clear(self):
+        rc = lib.dchan_event_clear(self._h.p)
+        if rc < 0:
+            raise chan_error(rc, "clearing an event")
+
+    def wait(self, timeout=None):
+        """True once the flag is set, False if timeout passed first."""
+        return _wait(lib.dchan_event_wait, self._h, True, timeout)
+
+    def __repr__(self):
+        set_status = "set" if self.is_set() else "unset"
+        return f"<{type(self).__qualname__} at {id(self):#x} {set_status}>"
+
+
+# -- barrier -----------------------------------------------------------------
+
+class Barrier(_SyncObject):
+    """threading.Barrier's API (wait, reset, abort, parties, n_waiting,
+    broken) on a libdchan barrier; a broken barrier raises
+    threading.BrokenBarrierError.
+
+    With an action, the parties meet twice: the last to arrive runs the
+    action between the two meetings, so the others leave only after it
+    returned; if it raises, the barrier breaks.  A wait without a timeout
+    (and no default one) cannot be interrupted by a signal: a barrier
+    wait that returned early would break it for everyone."""
+
+    def __init__(self, parties, action=None, timeout=None, *, ctx=None):
+        if not 1 <= parties <= lib.DCHAN_BARRIER_PARTIES_MAX:
+            raise ValueError("parties must be between 1 and %d"
+                             % lib.DCHAN_BARRIER_PARTIES_MAX)
+        first = _Handle.create("barrier", parties)
+        handles = (first,) if action is None else (first, _Handle.create("barrier", parties))
+        self._setup(handles, (action, timeout))
+
+    def _setup(self, handles, state):
+        self._hs = handles
+        self._h = handles[0]
+        self._action, self._timeout = state
+        self._parties = lib.dchan_barrier_parties(self._h.p)
+
+    def _handles(self):
+        return self._hs
+
+    def _state(self):
+        return (self._action, self._timeout)
+
+    def _wait_one(self, h, timeout):
+        rc = lib.dchan_barrier_wait(h.p, timeout)
+        if rc >= 0:
+            return rc
+        if rc in _NOT_NOW:  # the timeout broke the barrier
+            self._break_all()
+            raise threading.BrokenBarrierError
+        if rc == -lib.DCHAN_E_BROKEN:  # aborted, reset, or another's timeout
+            raise threading.BrokenBarrierError
+        raise chan_error(rc, "waiting at a barrier")
+
+    def wait(self, timeout=None):
+        """Wait until all parties have called wait(); returns this party's
+        index, 0 .. parties-1."""
+        if timeout is None:
+            timeout = self._timeout
+        if timeout is None:
+            tns = _FOREVER
+        else:
+            tns = int(max(0.0, timeout) * 1e9)
+        index = self._wait_one(self._h, tns)
+        if len(self._hs) == 1:
+            return index
+        if index == self._parties - 1:
+            try:
+                self._action()
+            except BaseException:
+                self._break_all()
+                raise
+        self._wait_one(self._hs[1], tns)
+        return index
+
+    def _break_all(self):
+        for h in self._hs:
+            lib.dchan_barrier_abort(h.p)
+
+    def reset(self):
+        """Back to the empty state; parties waiting now get
+        BrokenBarrierError."""
+        for h in reversed(self._hs):
+            rc = lib.dchan_barrier_reset(h.p)
+            if rc < 0:
+                raise chan_error(rc, "resetting a barrier")
+
+    def abort(self):
+        """Break the barrier: waiting and later callers of wait() get
+        BrokenBarrierError until reset()."""
+        self._break_all()
+
+    @property
+    def parties(self):
+        return self._parties
+
+    @property
+    def n_waiting(self):
+        n = lib.dchan_barrier_n_waiting(self._h.p)
+        if n < 0:
+            raise chan_error(n, "reading a barrier")
+        return n
+
+    @property
+    def broken(self):
+        return any(lib.dchan_barrier_is_broken(h.p) == 1 for h in self._hs)
+
+    def __repr__(self):
+        if self.broken:
+            return f"<{type(self).__qualname__} at {id(self):#x}: broken>"
+        return (f"<{type(self).__qualname__} at {id(self):#x}: waiters="
+                f"{self.n_waiting}/{self.parties}>")
