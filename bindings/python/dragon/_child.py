@@ -65,6 +65,8 @@ def main():
     """Entry point of a fresh interpreter started by the runtime:
     ``python -c ... --dragon-child ALLOC_TEXT``.  The payload is an
     allocation of the runtime's default pool, freed once read."""
+    # As spawn's children: only the standard descriptors are inherited.
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     from . import _popen, runtime
     alloc_text = sys.argv[2]
     rt = runtime.current(start=False)

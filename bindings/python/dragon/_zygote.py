@@ -48,6 +48,8 @@ import sys
 _HDR = struct.Struct("<IB")
 _MAXFDS = 8
 _ZYGOTE_CODE = "from dragon._zygote import main; main()"
+# Signals whose disposition differs between the zygote and a fresh child.
+_CHILD_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
 
 
 def send_msg(sock, obj, fds=()):
@@ -177,13 +179,20 @@ class _Zygote:
                 os.close(fd)
             self.queue(("error", "unknown request %r" % (msg[0],)))
             return
+        # The child must take a signal as a fresh interpreter would from
+        # its first instruction: signals wait, blocked, until it has reset
+        # the zygote's handlers.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _CHILD_SIGNALS)
         try:
             pid = os.fork()
         except OSError as e:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
             for fd in fds:
                 os.close(fd)
             self.queue(("error", "fork failed: %s" % e))
             return
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
         if pid == 0:
             code = 1
             try:
@@ -237,11 +246,16 @@ class _Zygote:
         for pidfd in self.children:
             os.close(pidfd)
         self.sock.close()
+        self.reader.close()
+        for _, out_fds in self.out:
+            for fd in out_fds:
+                os.close(fd)
         self.wake_r.close()
         self.wake_w.close()
-        for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+        for sig in (signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
         os.dup2(fds[0], 1)
         os.dup2(fds[1], 2)
         os.close(fds[0])
@@ -283,6 +297,9 @@ def _preload():
 def main():
     """Entry point: ``python -c <_ZYGOTE_CODE> ADDRESS``."""
     address = "\0" + sys.argv[1]
+    # Descriptors the parent had without close-on-exec came along; the
+    # children must not inherit them from here.
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     _preload()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(address)

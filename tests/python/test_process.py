@@ -1,0 +1,249 @@
+"""Processes of the 'dragon' start method: started by the runtime (through
+the zygote, or as fresh interpreters), with spawn semantics, real pids,
+real sentinels and Python's exit-code convention."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import dragon  # noqa: F401
+import multiprocessing as mp
+from multiprocessing.connection import wait
+from dragon import _popen, runtime
+
+ctx = mp.get_context("dragon")
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _report_pid(path):
+    _write(path, "%d %d" % (os.getpid(), os.getppid()))
+
+
+def _sleep_forever():
+    import time
+    while True:
+        time.sleep(1)
+
+
+def _kill_self(signo):
+    os.kill(os.getpid(), signo)
+
+
+def _raise():
+    raise ValueError("expected in the test")
+
+
+def test_pid_is_the_real_os_pid(tmp_path):
+    out = tmp_path / "pid"
+    p = ctx.Process(target=_report_pid, args=(str(out),))
+    p.start()
+    p.join()
+    assert p.exitcode == 0
+    pid, ppid = map(int, out.read_text().split())
+    assert pid == p.pid
+    assert pid != os.getpid()
+
+
+@pytest.mark.parametrize("target,args,code", [
+    (sys.exit, (3,), 3),
+    (sys.exit, (0,), 0),
+    (_raise, (), 1),
+    (_kill_self, (signal.SIGKILL,), -signal.SIGKILL),
+    (_kill_self, (signal.SIGUSR1,), -signal.SIGUSR1),
+])
+def test_exitcode_convention(target, args, code):
+    p = ctx.Process(target=target, args=args)
+    p.start()
+    p.join()
+    assert p.exitcode == code
+
+
+def test_terminate_and_kill():
+    for method, code in (("terminate", -signal.SIGTERM), ("kill", -signal.SIGKILL)):
+        p = ctx.Process(target=_sleep_forever)
+        p.start()
+        assert p.is_alive()
+        assert p.exitcode is None
+        getattr(p, method)()
+        p.join()
+        assert p.exitcode == code
+        assert not p.is_alive()
+        p.close()
+
+
+def test_sentinel_is_a_real_descriptor():
+    p = ctx.Process(target=_sleep_forever)
+    p.start()
+    os.fstat(p.sentinel)
+    assert wait([p.sentinel], timeout=0.05) == []
+    p.terminate()
+    assert wait([p.sentinel], timeout=60) == [p.sentinel]
+    p.join()
+    assert p.exitcode == -signal.SIGTERM
+
+
+def test_join_timeout_and_many_children():
+    ps = [ctx.Process(target=sys.exit, args=(i,)) for i in range(8)]
+    for p in ps:
+        p.start()
+    for i, p in enumerate(ps):
+        p.join(60)
+        assert p.exitcode == i
+    p = ctx.Process(target=_sleep_forever)
+    p.start()
+    p.join(0.05)
+    assert p.exitcode is None
+    p.kill()
+    p.join()
+
+
+def _check_spawn_state(path, marker, var):
+    import random
+    _write(path, repr({
+        "name": __name__,
+        "cwd": os.getcwd(),
+        "marker_in_path": marker in sys.path,
+        "env": os.environ.get(var),
+        "random": random.random(),
+        "threads": __import__("threading").active_count(),
+        "fds": sorted("%s:%s" % (fd, os.readlink("/proc/self/fd/" + fd))
+                      for fd in os.listdir("/proc/self/fd")
+                      if os.path.exists("/proc/self/fd/" + fd)),
+        "sigint": signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+        "sigterm": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,
+    }))
+
+
+def test_child_gets_the_parents_current_state(tmp_path, monkeypatch):
+    # Set after the zygote may already run: the child must see them anyway.
+    marker = str(tmp_path / "not-a-real-dir")
+    monkeypatch.syspath_prepend(marker)
+    monkeypatch.setenv("DRAGON_TEST_VAR", "value-%d" % os.getpid())
+    monkeypatch.chdir(tmp_path)
+    results = []
+    for i in range(2):
+        out = tmp_path / ("state%d" % i)
+        p = ctx.Process(target=_check_spawn_state,
+                        args=(str(out), marker, "DRAGON_TEST_VAR"))
+        p.start()
+        p.join()
+        assert p.exitcode == 0
+        results.append(eval(out.read_text()))
+    for r in results:
+        assert r["name"] == "test_process"
+        assert r["cwd"] == str(tmp_path)
+        assert r["marker_in_path"]
+        assert r["env"] == "value-%d" % os.getpid()
+        assert r["threads"] == 1
+        assert r["sigint"] and r["sigterm"]
+        # stdin (/dev/null), stdout, stderr, the parent's sentinel and the
+        # resource tracker's pipe; nothing of the zygote's.
+        assert len(r["fds"]) <= 6, " ".join(r["fds"])
+    assert results[0]["random"] != results[1]["random"]
+
+
+PROG = textwrap.dedent("""
+    import os, sys
+    import dragon, multiprocessing as mp
+    from dragon import runtime, _popen
+
+    GUARDED = "imported"
+
+    def child(q):
+        rt = runtime.current(start=False)
+        q.put((__name__, GUARDED, rt.embedded, rt.instance,
+               os.path.exists("/proc/%d" % os.getppid())))
+        print("child output", flush=True)
+
+    if __name__ == "__main__":
+        GUARDED = "main"
+        mp.set_start_method("dragon")
+        q = mp.Queue()
+        p = mp.Process(target=child, args=(q,))
+        p.start()
+        name, guarded, emb, inst, _ = q.get()
+        p.join()
+        rt = runtime.current()
+        z = _popen.zygote()
+        print("zygote", z.pid if z else 0)
+        print(name, guarded, emb, inst == rt.instance, p.exitcode, rt.embedded)
+""")
+
+
+def _run_prog(tmp_path, env_extra=None, launcher=False):
+    prog = tmp_path / "prog.py"
+    prog.write_text(PROG)
+    env = runtime.clean_env()
+    env.update(env_extra or {})
+    argv = [sys.executable, str(prog)]
+    if launcher:
+        argv = [_launcher(), str(prog)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                          env=env, cwd=str(tmp_path))
+
+
+def _launcher():
+    top = os.environ.get("top_builddir",
+                         os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+    return os.path.join(top, "libdlaunch", "dragon")
+
+
+def _gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ")[1][0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("zygote", ["1", "0"])
+def test_embedded_runtime_program(tmp_path, zygote):
+    out = _run_prog(tmp_path, {_popen.ZYGOTE_ENV: zygote})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "child output" in lines
+    zpid = int(lines[-2].split()[1])
+    assert (zpid != 0) == (zygote == "1")
+    assert lines[-1] == "__mp_main__ imported False True 0 True"
+    if zpid:
+        assert _gone(zpid)
+
+
+def test_under_the_launcher(tmp_path):
+    if not os.access(_launcher(), os.X_OK):
+        pytest.skip("no launcher in this build")
+    out = _run_prog(tmp_path, launcher=True)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "child output" in lines
+    assert "__mp_main__ imported False True 0 False" in lines
+    assert lines[-1] == "+++ head proc exited, code 0"
+
+
+class FreshProcess(ctx.Process):
+    """Started as a fresh interpreter by the runtime, not by the zygote."""
+
+    @staticmethod
+    def _Popen(process_obj):
+        return _popen.SpawnPopen(process_obj)
+
+
+def test_fallback_path_in_process():
+    p = FreshProcess(target=sys.exit, args=(5,))
+    p.start()
+    assert p._popen.__class__ is _popen.SpawnPopen
+    os.fstat(p.sentinel)
+    p.join()
+    assert p.exitcode == 5
+    q = FreshProcess(target=_sleep_forever)
+    q.start()
+    q.terminate()
+    q.join()
+    assert q.exitcode == -signal.SIGTERM
