@@ -67,11 +67,14 @@ class HolderTable:
         if 0 < slot < self.WORDS:
             lib.dragon_glue_cas32(self._w + slot, me, 0)
 
-    def held(self):
-        """True while some live process holds the object."""
+    def held(self, besides=0):
+        """True while some live process holds the object (not counting
+        slot besides, when given)."""
         if lib.dragon_glue_load32(self._w) != 0:
             return True
         for i in range(1, self.WORDS):
+            if i == besides:
+                continue
             v = lib.dragon_glue_load32(self._w + i)
             if v and _alive(abs(v)):
                 return True

@@ -139,9 +139,14 @@ class Channel:
 
     @property
     def pool(self):
-        """The channel's pool (a dragon.mem.Pool of this process)."""
-        if self._pool is None:
-            self._pool = mem._attach_pool(_pool_desc_bytes(self._desc))
+        """The channel's pool (a dragon.mem.Pool of this process), as
+        mapped where the channel's handle reaches it: allocations to hand
+        over with :meth:`send_alloc` must come from this mapping, which is
+        not the one given to :meth:`create` when the process maps the pool
+        twice (an embedded runtime and this package)."""
+        h = lib.dchan_pool(self.handle)
+        if self._pool is None or self._pool._pool != h:
+            self._pool = mem.Pool(h, False)  # borrowed from libdchan
         return self._pool
 
     def send_alloc(self, alloc, length=None, timeout=None):

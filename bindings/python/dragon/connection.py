@@ -44,6 +44,8 @@ PIPE_CAPACITY = 1024
 _SLICE_NS = 200 * 1000 * 1000
 _EAGAIN, _ETIMEDOUT, _EMSGSIZE = -11, -110, -90
 _TABLE_BYTES = HolderTable.WORDS * 4
+#: The holder tables of both ends and the word the destroying process claims.
+_SHARED_BYTES = 2 * _TABLE_BYTES + 4
 _ADESC = ffi.sizeof("dmem_alloc_desc_t")
 
 
@@ -58,16 +60,21 @@ class _Shared:
         self.tables = [HolderTable(alloc.ptr),
                        HolderTable(ffi.cast("char *", alloc.ptr) + _TABLE_BYTES)]
         self.users = 0              # Connections of this process using it
+        self.claim = ffi.cast("int32_t *", alloc.ptr) + 2 * HolderTable.WORDS
 
     @classmethod
     def create(cls, duplex):
         rt = runtime.current()
         n = 2 if duplex else 1
         chans = [channels.Channel.create(rt.pool, capacity=PIPE_CAPACITY) for _ in range(n)]
-        alloc = rt.pool.alloc(2 * _TABLE_BYTES)
+        return cls.new(chans, rt.pool.alloc(_SHARED_BYTES))
+
+    @classmethod
+    def new(cls, chans, alloc):
         self = cls(chans, alloc)
         for t in self.tables:
             t.clear()
+        self.claim[0] = 0
         return self
 
     def descriptor(self):
@@ -86,7 +93,10 @@ class _Shared:
         self.users -= 1
         if self.users > 0:
             return
-        if self.tables[0].held() or self.tables[1].held():
+        # Two processes letting go of the last ends at once both find no
+        # holder: only the one that claims the record destroys.
+        if (self.tables[0].held() or self.tables[1].held()
+                or lib.dragon_glue_cas32(self.claim, 0, 1) != 0):
             for c in self.chans:
                 c.detach()
             return
@@ -134,12 +144,14 @@ class Connection(_mpconn._ConnectionBase):
         rt = runtime.current(start=False)
         if rt is None or not rt.alive or os.getpid() != pid:
             return
-        mine.release(slot)
-        if wch is not None and not wch.closed and not mine.held():
+        # The notice goes out while this process still holds its end, so
+        # that the peer cannot destroy the channel under it.
+        if wch is not None and not wch.closed and not mine.held(besides=slot):
             try:  # wake a peer blocked in recv so it sees end-of-file
                 lib.dchan_send(wch.handle, _HDR_CLOSE, 1, 0)
             except Exception:
                 pass
+        mine.release(slot)
         shared.end_closed()
 
     def _runtime_closing(self):

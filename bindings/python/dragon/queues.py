@@ -26,11 +26,7 @@ QUEUE_CAPACITY = 4096
 def _queue_shared(capacity):
     rt = runtime.current()
     ch = channels.Channel.create(rt.pool, capacity=capacity)
-    alloc = rt.pool.alloc(2 * connection._TABLE_BYTES)
-    shared = connection._Shared([ch], alloc)
-    for t in shared.tables:
-        t.clear()
-    return shared
+    return connection._Shared.new([ch], rt.pool.alloc(connection._SHARED_BYTES))
 
 
 def _queue_endpoint(capacity):
