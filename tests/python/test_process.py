@@ -247,3 +247,35 @@ def test_fallback_path_in_process():
     q.terminate()
     q.join()
     assert q.exitcode == -signal.SIGTERM
+
+
+def _grandchild(path):
+    from multiprocessing import parent_process
+    _write(path + ".ready", "")
+    parent_process().join(60)
+    _write(path, "parent alive" if parent_process().is_alive() else "parent gone")
+
+
+def _start_grandchild_and_sleep(path):
+    ctx.Process(target=_grandchild, args=(path,)).start()
+    _sleep_forever()
+
+
+def _wait_for(path):
+    import time
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_child_outlives_its_killed_parent(tmp_path):
+    # As with spawn: killing a process does not take its children along.
+    out = str(tmp_path / "grandchild")
+    p = ctx.Process(target=_start_grandchild_and_sleep, args=(out,))
+    p.start()
+    _wait_for(out + ".ready")
+    p.kill()
+    p.join()
+    _wait_for(out)
+    with open(out) as f:
+        assert f.read() == "parent gone"

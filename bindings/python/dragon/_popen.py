@@ -314,7 +314,6 @@ class Zygote:
         with self.lock:
             if self.dead:
                 raise ZygoteError("the zygote (pid %d) is gone" % self.pid)
-            sys.stdout.flush()
             self._proto.send_msg(self.sock, msg, [1, 2] + tracker)
             reply, fds = self._recv_until(lambda m: m[0] in ("started", "error"))
         if reply[0] == "error":
@@ -333,7 +332,8 @@ class Zygote:
             return self.statuses.pop(pid)
 
     def close(self):
-        """End the connection: the zygote ends what still runs and exits."""
+        """End the connection: the zygote exits once its children have (the
+        runtime ends it, and them, when it stops)."""
         with self.lock:
             self.dead = True
             try:
@@ -342,11 +342,9 @@ class Zygote:
                 pass
             self.sock.close()
             self.reader.close()
-        if self.rt.alive:
+        if self.rt.alive:  # usually at once: no children are left
             st = ffi.new("dlaunch_status_t *")
-            if lib.dlaunch_wait(self.rt.handle, self.pid, int(5e9), st) < 0:
-                lib.dlaunch_signal(self.rt.handle, self.pid, signal.SIGKILL)
-                lib.dlaunch_wait(self.rt.handle, self.pid, int(5e9), st)
+            lib.dlaunch_wait(self.rt.handle, self.pid, int(0.5e9), st)
 
 
 _zlock = threading.Lock()

@@ -27,10 +27,12 @@ Processes, pids and statuses:
 * the zygote is the child's OS parent: it watches each child's pidfd,
   reaps it, and reports the status to the parent over the same socket;
   signals go through the pidfd (``pidfd_send_signal``), never a bare pid;
-* a child dies with the zygote (``PR_SET_PDEATHSIG``); the zygote ends its
-  children and exits when the parent closes the connection (at runtime
-  teardown, or when the parent dies), and the runtime ends the zygote
-  itself when it stops.
+* children outlive their parent as spawned ones do: when the parent
+  closes the connection (at its exit, or by dying) the zygote goes on
+  reaping and exits after the last child; a child dies with the zygote
+  (``PR_SET_PDEATHSIG``), and when the runtime stops it sends the zygote
+  SIGTERM, on which the zygote ends its children as the runtime ends its
+  own processes (SIGTERM, a grace period, SIGKILL).
 
 The connection is a Unix stream socket in the abstract namespace, named
 with a random token; the parent listens, passes the name on the zygote's
@@ -110,7 +112,8 @@ class _Zygote:
         self.children = {}       # pidfd -> pid
         self.sel = selectors.DefaultSelector()
         self.sel.register(sock, selectors.EVENT_READ, None)
-        self.stopping = False
+        self.parent_gone = False  # the parent closed the connection
+        self.terminating = False  # SIGTERM: the runtime is stopping
         # SIGTERM (the runtime stopping) wakes the loop through this pair.
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_w.setblocking(False)
@@ -118,6 +121,10 @@ class _Zygote:
         signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
 
     def queue(self, obj, fds=()):
+        if self.parent_gone:
+            for fd in fds:
+                os.close(fd)
+            return
         data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
         self.out.append([_HDR.pack(len(data), len(fds)) + data, list(fds)])
         self._flush()
@@ -131,9 +138,8 @@ class _Zygote:
                 n = self.sock.sendmsg([buf], anc, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 break
-            except OSError:  # the parent is gone
-                self.out = []
-                self.stopping = True
+            except OSError:
+                self._lost_parent()
                 return
             for fd in fds:
                 os.close(fd)
@@ -144,11 +150,25 @@ class _Zygote:
         self.sel.modify(self.sock, selectors.EVENT_READ |
                         (selectors.EVENT_WRITE if self.out else 0), None)
 
+    def _lost_parent(self):
+        # Children outlive their parent as spawned ones would: keep reaping
+        # them, and exit once the last one is gone.
+        if self.parent_gone:
+            return
+        self.parent_gone = True
+        for _, fds in self.out:
+            for fd in fds:
+                os.close(fd)
+        self.out = []
+        self.sel.unregister(self.sock)
+
     def run(self):
-        while not self.stopping or self.children:
-            if self.stopping:
+        while True:
+            if self.terminating:
                 self._end_children()
-                continue
+                return
+            if self.parent_gone and not self.children:
+                return
             for key, events in self.sel.select():
                 if key.data == "wake":
                     self.wake_r.recv(256)
@@ -171,7 +191,7 @@ class _Zygote:
                 break
             self._request(*m)
         if not more:
-            self.stopping = True
+            self._lost_parent()
 
     def _request(self, msg, fds):
         if msg[0] != "start":
@@ -211,11 +231,11 @@ class _Zygote:
         del self.children[pidfd]
         os.close(pidfd)
         _, status = os.waitpid(pid, 0)
-        if not self.stopping:
-            self.queue(("exit", pid, os.waitstatus_to_exitcode(status)))
+        self.queue(("exit", pid, os.waitstatus_to_exitcode(status)))
 
     def _end_children(self):
-        # The parent is gone: end what it started, as the runtime would.
+        # The runtime is stopping: end the children as it ends its own
+        # processes (SIGTERM, a grace period, SIGKILL).
         import time
         for pidfd in list(self.children):
             try:
@@ -267,16 +287,20 @@ class _Zygote:
         return _child.run_payload(payload, tracker_fd)
 
 
+_prctl = None  # libc's prctl, looked up once in the zygote
+
+
 def _set_pdeathsig(sig):
-    import ctypes
     PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    _prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
 
 def _preload():
     # What nearly every child needs, imported once here instead of in
     # each child.  Nothing here starts a thread or opens a descriptor.
-    import ctypes  # noqa: F401
+    global _prctl
+    import ctypes
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
     import pkgutil  # noqa: F401  (runpy, for the main module)
     import runpy  # noqa: F401
     import multiprocessing.connection  # noqa: F401
@@ -306,7 +330,7 @@ def main():
     z = _Zygote(sock)
 
     def on_term(signo, frame):
-        z.stopping = True
+        z.terminating = True
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
     z.run()
