@@ -281,10 +281,19 @@ class _Zygote:
         os.close(fds[0])
         os.close(fds[1])
         tracker_fd = fds[2] if has_tracker else -1
-        os.environ.clear()
-        os.environ.update(env)
+        _take_environment(env)
         from . import _child
         return _child.run_payload(payload, tracker_fd)
+
+
+def _take_environment(env):
+    # Usually the parent's environment is the zygote's: change only what
+    # differs (each change is a putenv or unsetenv).
+    for k in [k for k in os.environ if k not in env]:
+        del os.environ[k]
+    for k, v in env.items():
+        if os.environ.get(k) != v:
+            os.environ[k] = v
 
 
 _prctl = None  # libc's prctl, looked up once in the zygote
@@ -328,6 +337,11 @@ def main():
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(address)
     z = _Zygote(sock)
+    # What is loaded now stays out of the children's collections, so that
+    # they do not touch (and copy) the pages of the zygote's objects.
+    import gc
+    gc.collect()
+    gc.freeze()
 
     def on_term(signo, frame):
         z.terminating = True
