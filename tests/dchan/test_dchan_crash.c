@@ -102,9 +102,14 @@ static int reap_within(pid_t pid, uint64_t ns)
 	}
 }
 
+static pid_t last_pids[4]; /* the workers of the current trial */
+
 /* What each slot holds, when a check fails. */
 static void dump(dchan_t *ch)
 {
+	fprintf(stderr, "self %d (lib %u) workers %d %d %d %d\n", (int)getpid(),
+		dchan__self(), (int)last_pids[0], (int)last_pids[1],
+		(int)last_pids[2], (int)last_pids[3]);
 	fprintf(stderr, "head %llu tail %llu\n",
 		(unsigned long long)ch->hdr->head,
 		(unsigned long long)ch->hdr->tail);
@@ -112,9 +117,23 @@ static void dump(dchan_t *ch)
 		struct dchan__slot *s =
 			(struct dchan__slot *)(ch->slots + i * ch->stride);
 
-		fprintf(stderr, "slot %u: seq %u tag %08x kind %u len %llu\n",
+		uint32_t tag = dchan__tag(s->state) & DCHAN__TAG_PID_MASK;
+		char path[64], comm[64] = "";
+		FILE *f;
+
+		snprintf(path, sizeof path, "/proc/%u/stat", tag);
+		f = tag ? fopen(path, "r") : NULL;
+		if (f) {
+			if (!fgets(comm, sizeof comm, f))
+				comm[0] = 0;
+			fclose(f);
+		}
+		fprintf(stderr,
+			"slot %u: seq %u tag %08x kind %u len %llu "
+			"kill %d [%s]\n",
 			i, dchan__seq(s->state), dchan__tag(s->state), s->kind,
-			(unsigned long long)s->len);
+			(unsigned long long)s->len,
+			tag ? kill((pid_t)tag, 0) : 0, comm);
 	}
 }
 
@@ -168,6 +187,7 @@ static void one_trial(dmem_pool_t *pool, dchan_t *ch, struct board *b,
 		ck_assert_int_ge(pid[i], 0);
 		if (pid[i] == 0)
 			_exit(worker(ch, b, i, seed + (uint64_t)i * 977));
+		last_pids[i] = pid[i];
 	}
 	usleep(200 + (useconds_t)(seed % 3000));
 	for (int i = 0; i < nkill; i++)
