@@ -333,7 +333,9 @@ class Zygote:
 
     def close(self):
         """End the connection: the zygote exits once its children have (the
-        runtime ends it, and them, when it stops)."""
+        runtime ends it, and them, when it stops).  Nothing waits for it
+        here: a process that leaves its children running must not be held
+        up by them."""
         with self.lock:
             self.dead = True
             try:
@@ -342,9 +344,6 @@ class Zygote:
                 pass
             self.sock.close()
             self.reader.close()
-        if self.rt.alive:  # usually at once: no children are left
-            st = ffi.new("dlaunch_status_t *")
-            lib.dlaunch_wait(self.rt.handle, self.pid, int(0.5e9), st)
 
 
 _zlock = threading.Lock()
