@@ -144,10 +144,22 @@ static void check_channel_whole(dchan_t *ch, uint32_t cap)
 	size_t len;
 	int rc;
 
-	/* drain what the dead left behind, never waiting long */
-	while ((rc = dchan_recv(ch, buf, sizeof buf, 0, &len)) == 0)
+	/* drain what the dead left behind; a blocked receive re-checks the
+	 * owner of a claimed slot every millisecond */
+	while ((rc = dchan_recv(ch, buf, sizeof buf, 10000000, &len)) == 0)
 		;
-	ck_assert_int_eq(rc, -EAGAIN);
+	ck_assert_int_eq(rc, -ETIMEDOUT);
+	if (dchan_count(ch) != 0) { /* something is stuck: say what */
+		struct dchan__claim c = {0};
+
+		rc = dchan__get_claim(ch, SIZE_MAX, false, &c);
+		fprintf(stderr, "after drain: claim %d blocker %08x dead %d\n",
+			rc, c.blocker,
+			(int)dchan__pid_dead(c.blocker & DCHAN__TAG_PID_MASK));
+		dump(ch);
+		fprintf(stderr, "recover now: %d\n", dchan__recover(ch, &c));
+		dump(ch);
+	}
 	for (uint32_t i = 0; i < cap; i++) {
 		int src = dchan_send(ch, &i, sizeof i, SEC);
 
