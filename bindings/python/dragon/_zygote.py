@@ -7,15 +7,21 @@ Python process started by ``dlaunch_spawn`` like any other, which imports
 multiprocessing and dragon and then waits for requests.  To start a child
 the parent sends what spawn would have put on a fresh interpreter's stdin
 (the preparation data and the pickled Process object), its environment,
-and its stdout, stderr and resource-tracker descriptors.  The zygote forks;
-the child takes those descriptors as 1, 2 and the tracker's, takes the
-parent's environment, and from there does exactly what a spawned child
+and its stdout, stderr and resource-tracker descriptors.  The zygote keeps
+one child forked ahead (the spare), which has already dropped the zygote's
+state and waits on a socket pair; a request goes to the spare, the reply
+carries its pid, and only then is the next spare forked, so a start costs
+neither an interpreter nor a fork.  The child takes the descriptors as 1,
+2 and the tracker's, takes the parent's environment (as it is at the
+request), and from there does exactly what a spawned child
 does (``spawn.prepare``: sys.path, sys.argv, cwd, the parent's main module
 imported as ``__mp_main__``; then the Process object is unpickled and run).
 User code sees a fresh interpreter: the zygote has run nothing of the
 user's, holds no runtime handle or pool mapping, and is single-threaded;
-the child closes the zygote's descriptors, resets its signal handlers, and
-``random`` reseeds itself at fork.  At the end the child runs what a
+the child closes the zygote's descriptors, resets its signal handlers
+(signals stay blocked across the fork until then), and ``random`` reseeds
+itself at fork; the zygote's objects are frozen out of the children's
+garbage collections, so that children do not copy those pages.  At the end the child runs what a
 normal interpreter exit runs (non-daemon threads are joined, atexit
 handlers run, streams are flushed) and leaves with ``os._exit``.
 
@@ -114,6 +120,7 @@ class _Zygote:
         self.sel.register(sock, selectors.EVENT_READ, None)
         self.parent_gone = False  # the parent closed the connection
         self.terminating = False  # SIGTERM: the runtime is stopping
+        self.spare = None  # (pid, pidfd, socket) of the next child
         # SIGTERM (the runtime stopping) wakes the loop through this pair.
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_w.setblocking(False)
@@ -156,6 +163,8 @@ class _Zygote:
         if self.parent_gone:
             return
         self.parent_gone = True
+        if self.spare is not None:  # it exits on end of stream
+            self.spare[2].close()
         for _, fds in self.out:
             for fd in fds:
                 os.close(fd)
@@ -199,38 +208,65 @@ class _Zygote:
                 os.close(fd)
             self.queue(("error", "unknown request %r" % (msg[0],)))
             return
+        try:
+            if self.spare is None:
+                self._make_spare()
+            pid, pidfd, sock = self.spare
+            self.spare = None
+            send_msg(sock, msg, fds)
+        except OSError as e:
+            self.queue(("error", "cannot start the process: %s" % e))
+            return
+        finally:
+            for fd in fds:
+                os.close(fd)
+        sock.close()
+        self.queue(("started", pid), [os.dup(pidfd)])
+        # The next child is forked now, off the path of the next start.
+        if not self.parent_gone:
+            try:
+                self._make_spare()
+            except OSError:
+                pass
+
+    def _make_spare(self):
+        """Fork the child that the next request will run: it drops the
+        zygote's state and waits on a socket for what to run."""
+        mine, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # The child must take a signal as a fresh interpreter would from
         # its first instruction: signals wait, blocked, until it has reset
         # the zygote's handlers.
         signal.pthread_sigmask(signal.SIG_BLOCK, _CHILD_SIGNALS)
         try:
             pid = os.fork()
-        except OSError as e:
+        except OSError:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
-            for fd in fds:
-                os.close(fd)
-            self.queue(("error", "fork failed: %s" % e))
-            return
-        if pid != 0:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
+            mine.close()
+            its.close()
+            raise
         if pid == 0:
             code = 1
             try:
-                code = self._child(msg, fds)
+                mine.close()
+                code = self._spare(its)
             finally:
                 os._exit(code)
-        for fd in fds:
-            os.close(fd)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
+        its.close()
         pidfd = os.pidfd_open(pid)
         self.children[pidfd] = pid
         self.sel.register(pidfd, selectors.EVENT_READ, pid)
-        self.queue(("started", pid), [os.dup(pidfd)])
+        self.spare = (pid, pidfd, mine)
 
     def _reap(self, pidfd, pid):
         self.sel.unregister(pidfd)
         del self.children[pidfd]
         os.close(pidfd)
         _, status = os.waitpid(pid, 0)
+        if self.spare is not None and self.spare[0] == pid:
+            self.spare[2].close()  # a spare nobody asked for
+            self.spare = None
+            return
         self.queue(("exit", pid, os.waitstatus_to_exitcode(status)))
 
     def _end_children(self):
@@ -254,10 +290,11 @@ class _Zygote:
                 pass
             self._reap(pidfd, pid)
 
-    def _child(self, msg, fds):
-        """In the forked child: drop the zygote, become the parent's child
-        as spawn would have made it, run it; returns the exit code."""
-        _, env, payload, has_tracker, zygote_pid = msg
+    def _spare(self, sock):
+        """In a forked child: drop the zygote, wait for the request, become
+        the parent's child as spawn would have made it and run it; returns
+        the exit code."""
+        zygote_pid = os.getppid()
         _set_pdeathsig(signal.SIGKILL)
         if os.getppid() != zygote_pid:
             return 1
@@ -265,6 +302,8 @@ class _Zygote:
         self.sel.close()
         for pidfd in self.children:
             os.close(pidfd)
+        if self.spare is not None:
+            self.spare[2].close()
         self.sock.close()
         self.reader.close()
         for _, out_fds in self.out:
@@ -276,6 +315,14 @@ class _Zygote:
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
+        reader = Reader(sock)
+        m = None
+        while m is None:
+            if not reader.fill():
+                return 0  # the zygote is done: never used
+            m = reader.next()
+        sock.close()
+        (_, env, payload, has_tracker, _), fds = m
         os.dup2(fds[0], 1)
         os.dup2(fds[1], 2)
         os.close(fds[0])
@@ -342,6 +389,10 @@ def main():
     import gc
     gc.collect()
     gc.freeze()
+    try:
+        z._make_spare()
+    except OSError:
+        pass  # the first request tries again
 
     def on_term(signo, frame):
         z.terminating = True
