@@ -7,7 +7,11 @@ Prints one JSON row per measurement for bench/run: Pipe round trip (2 B to
 Process start+join, and Pool.map over 100,000 tiny tasks.  Time units are
 lower-is-better, msg/s higher-is-better; ratio is dragon / baseline.
 
-    bench/mp_bench.py [--quick]
+    bench/mp_bench.py [--quick] [--repeat N] [CASE...]
+
+CASE selects measurements by name: pipe, pipe2 (the 2 B round trip only),
+pipe1m, queue, queue8, queue1m, start, pool.  --repeat N measures each
+selected case N times (each time against its own fork and spawn runs).
 """
 import json
 import multiprocessing as mp
@@ -108,16 +112,51 @@ def measure(fn, *args):
     return {m: fn(mp.get_context(m), *args) for m in METHODS}
 
 
+#: case name -> the measurements it selects
+CASES = {
+    "pipe": {"pipe2", "pipe64", "pipe1k", "pipe64k", "pipe1m"},
+    "queue": {"queue8", "queue1m"},
+}
+
+
 def main(argv):
     quick = "--quick" in argv
     scale = 10 if quick else 1
-    for size in (2, 64, 1024, 65536, 1 << 20):
-        iters = max(20, (2000 if size <= 1024 else 200 if size <= 65536 else 50) // scale)
-        rows("mp_pipe_rtt", size, "us", measure(pipe_rtt, size, iters))
-    rows("mp_queue_rate", 8, "msg/s", measure(queue_rate, 8, 20000 // scale))
-    rows("mp_queue_rate", 1 << 20, "msg/s", measure(queue_rate, 1 << 20, 200 // scale))
-    rows("mp_process_start_join", 0, "ms", measure(start_join, 20 // scale or 2))
-    rows("mp_pool_map_100k", 100000, "s", measure(pool_map, 100000 // scale))
+    repeat = 1
+    names = set()
+    args = [a for a in argv if a != "--quick"]
+    while args:
+        a = args.pop(0)
+        if a == "--repeat":
+            repeat = int(args.pop(0))
+        elif a.startswith("--repeat="):
+            repeat = int(a.split("=", 1)[1])
+        elif a in CASES:
+            names |= CASES[a]
+        elif a in ("pipe2", "pipe64", "pipe1k", "pipe64k", "pipe1m",
+                   "queue8", "queue1m", "start", "pool"):
+            names.add(a)
+        else:
+            print("unknown case %r" % a, file=sys.stderr)
+            return 2
+
+    def want(name):
+        return not names or name in names
+
+    for _ in range(repeat):
+        for name, size in (("pipe2", 2), ("pipe64", 64), ("pipe1k", 1024),
+                           ("pipe64k", 65536), ("pipe1m", 1 << 20)):
+            if want(name):
+                iters = max(20, (2000 if size <= 1024 else 200 if size <= 65536 else 50) // scale)
+                rows("mp_pipe_rtt", size, "us", measure(pipe_rtt, size, iters))
+        if want("queue8"):
+            rows("mp_queue_rate", 8, "msg/s", measure(queue_rate, 8, 20000 // scale))
+        if want("queue1m"):
+            rows("mp_queue_rate", 1 << 20, "msg/s", measure(queue_rate, 1 << 20, 200 // scale))
+        if want("start"):
+            rows("mp_process_start_join", 0, "ms", measure(start_join, 20 // scale or 2))
+        if want("pool"):
+            rows("mp_pool_map_100k", 100000, "s", measure(pool_map, 100000 // scale))
     return 0
 
 
