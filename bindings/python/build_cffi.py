@@ -31,6 +31,35 @@ static int32_t dragon_glue_load32(int32_t *addr)
 {
 	return __atomic_load_n(addr, __ATOMIC_SEQ_CST);
 }
+
+/* ---- Connection and Queue messages (connection.py, queues.py) ----------
+ * One call per small message: the kind byte and the payload go out as one
+ * channel message, assembled on the stack.  len + 1 must not exceed
+ * DRAGON_MSG_MAX (larger messages take connection.py's pool-allocation
+ * path). */
+#include <string.h>
+#define DRAGON_MSG_MAX (64 * 1024)
+static int dragon_msg_send(dchan_t *ch, int kind, const char *data, size_t len,
+			   uint64_t timeout_ns)
+{
+	char buf[DRAGON_MSG_MAX];
+
+	if (len >= DRAGON_MSG_MAX)
+		return -90; /* -EMSGSIZE */
+	buf[0] = (char)kind;
+	memcpy(buf + 1, data, len);
+	return dchan_send(ch, buf, len + 1, timeout_ns);
+}
+
+/* dchan_recv returning the message's length (kind byte included) or a
+ * negative error: one call and no output argument to read back. */
+static int64_t dragon_msg_recv(dchan_t *ch, char *buf, size_t cap, uint64_t timeout_ns)
+{
+	size_t n;
+	int rc = dchan_recv(ch, buf, cap, timeout_ns, &n);
+
+	return rc < 0 ? rc : (int64_t)n;
+}
 """
 
 

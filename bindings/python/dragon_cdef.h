@@ -256,6 +256,12 @@ int dchan_barrier_destroy(dchan_barrier_t *bar);
 
 int32_t dragon_glue_cas32(int32_t *addr, int32_t expected, int32_t desired);
 int32_t dragon_glue_load32(int32_t *addr);
+/* Connection and Queue messages: the kind byte and data as one message
+ * (len < 64 KiB). */
+int dragon_msg_send(dchan_t *ch, int kind, const char *data, size_t len,
+		    uint64_t timeout_ns);
+/* dchan_recv: the message's length, or a negative error. */
+int64_t dragon_msg_recv(dchan_t *ch, char *buf, size_t cap, uint64_t timeout_ns);
 
 /* ---- libdtransport ------------------------------------------------------ */
 

@@ -14,6 +14,7 @@ sends, and send() for ordinary objects), a pickle whose large buffers
 (pickle protocol 5, out of band) travel in their own pool allocations and
 are received without a copy, or a close notice that wakes the peer.
 """
+import copyreg
 import io
 import os
 import pickle
@@ -28,7 +29,7 @@ from ._dragon_cffi import ffi, lib
 from ._errors import chan_error
 from ._holders import HolderTable
 from . import channels, runtime
-from .synchronize import dragon_reduction as _dragon_reduction
+from . import synchronize as _synchronize
 
 __all__ = ["Connection", "Pipe"]
 
@@ -47,6 +48,63 @@ _TABLE_BYTES = HolderTable.WORDS * 4
 #: The holder tables of both ends and the word the destroying process claims.
 _SHARED_BYTES = 2 * _TABLE_BYTES + 4
 _ADESC = ffi.sizeof("dmem_alloc_desc_t")
+_K_BYTES_CHAR = b"\x00"
+#: Objects of these exact types pickle without any reducer: pickle.dumps
+#: serves them directly.
+_PLAIN = frozenset((bytes, str, int, float, bool, type(None)))
+
+
+class _ReducerTable(dict):
+    """The reducers of multiprocessing's ForkingPickler, looked up as a
+    pickler's dispatch_table: the pickler consults it only for objects
+    that are not of a builtin type, and every lookup sees the current
+    registrations (ForkingPickler.register, copyreg.pickle)."""
+
+    __slots__ = ()
+
+    def __missing__(self, cls):
+        r = ForkingPickler._extra_reducers.get(cls)
+        if r is None:
+            return copyreg.dispatch_table[cls]
+        return r
+
+
+class _Pickler(pickle.Pickler):
+    """ForkingPickler's reductions without copying its dispatch table for
+    every message."""
+
+    dispatch_table = _ReducerTable()
+
+
+def _dumps(obj):
+    """(out-of-band buffers, pickle bytes) of obj: buffers at least
+    OOB_THRESHOLD bytes large leave the pickle (protocol 5)."""
+    if type(obj) in _PLAIN:
+        return None, pickle.dumps(obj, 5)
+    buffers = []
+
+    def keep_large(pb):
+        if pb.raw().nbytes < OOB_THRESHOLD:
+            return True
+        buffers.append(pb)
+        return False
+
+    f = io.BytesIO()
+    # Sync objects may travel while this thread pickles for a Connection.
+    mark = _synchronize._pickling
+    depth = getattr(mark, "depth", 0)
+    mark.depth = depth + 1
+    try:
+        _Pickler(f, 5, buffer_callback=keep_large).dump(obj)
+    finally:
+        mark.depth = depth
+    return buffers, f.getvalue()
+
+
+def _new_rstate():
+    """A receive buffer: (char[], its ffi.buffer, whose slices are bytes)."""
+    buf = ffi.new("char[]", _RECV_BUF)
+    return buf, ffi.buffer(buf)
 
 
 class _Shared:
@@ -123,12 +181,17 @@ class Connection(_mpconn._ConnectionBase):
         else:
             self._rch = shared.chans[0] if readable else None
             self._wch = shared.chans[0] if writable else None
+        # The channels' handles for the hot paths: the channels stay until
+        # this process's last Connection on them is closed.
+        self._rh = self._rch.handle if self._rch is not None else None
+        self._wh = self._wch.handle if self._wch is not None else None
         self._mine = shared.tables[end]
         self._peer = shared.tables[1 - end]
         self._slot = self._mine.register() if slot is None else slot
         shared.users += 1
-        self._rbuf = None
-        self._rlen = ffi.new("size_t *")
+        # The receive buffer; a receiving thread takes it (and puts it back)
+        # so that two threads receiving at once never share one.
+        self._rstate = None
         self._watch = None
         self._handle = id(self)
         self._pid = os.getpid()
@@ -240,41 +303,64 @@ class Connection(_mpconn._ConnectionBase):
     def _send_bytes(self, m):
         self._send_raw(_HDR_BYTES, m)
 
-    def _pickle(self, obj):
-        """(header, payload) of the message carrying obj."""
-        buffers = []
+    def _send_small(self, data, timeout=None):
+        """Send bytes data (shorter than _RECV_BUF) as a K_BYTES message;
+        False when timeout passed without room."""
+        ch = self._wh
+        n = len(data)
+        rc = lib.dragon_msg_send(ch, K_BYTES, data, n, 0)
+        if rc == 0:
+            return True
+        return self._send_small_wait(ch, data, n, rc, timeout)
 
-        def keep_large(pb):
-            if pb.raw().nbytes < OOB_THRESHOLD:
-                return True
-            buffers.append(pb)
-            return False
+    def _send_small_wait(self, ch, data, n, rc, timeout):
+        if rc != _EAGAIN:
+            raise self._send_error(rc)
+        return self._send_blocking(
+            lambda t: lib.dragon_msg_send(ch, K_BYTES, data, n, t), timeout)
 
-        f = io.BytesIO()
-        with _dragon_reduction():
-            ForkingPickler(f, 5, True, keep_large).dump(obj)
-        return buffers, f.getbuffer()
+    def send_bytes(self, buf, offset=0, size=None):
+        """Send the bytes of a bytes-like object (or buf[offset:offset+size])."""
+        if type(buf) is bytes and offset == 0 and size is None and len(buf) < _RECV_BUF:
+            if self._handle is None:
+                raise OSError("handle is closed")
+            if not self._writable:
+                raise OSError("connection is read-only")
+            n = len(buf)
+            rc = lib.dragon_msg_send(self._wh, K_BYTES, buf, n, 0)
+            if rc:
+                self._send_small_wait(self._wh, buf, n, rc, None)
+            return
+        super().send_bytes(buf, offset, size)
 
     def send(self, obj):
         """Send a picklable object.  Large buffers (bytearray, numpy
         arrays, pickle.PickleBuffer) go out of band in pool memory."""
-        self._check_closed()
-        self._check_writable()
-        buffers, data = self._pickle(obj)
-        self._send_obj(buffers, data, None)
+        if self._handle is None:
+            raise OSError("handle is closed")
+        if not self._writable:
+            raise OSError("connection is read-only")
+        buffers, data = _dumps(obj)
+        if not buffers and len(data) < _RECV_BUF:
+            self._send_small(data)
+        else:
+            self._send_obj(buffers, data, None)
 
     def _send_within(self, obj, timeout, on_error):
         """Queue put: send obj within timeout seconds (None: no limit);
         False if there was no room in time.  A pickling error goes to
         on_error(exc, obj) instead of being raised."""
         try:
-            buffers, data = self._pickle(obj)
+            buffers, data = _dumps(obj)
         except Exception as e:
             on_error(e, obj)
             return True
+        if not buffers and len(data) < _RECV_BUF:
+            return self._send_small(data, timeout)
         return self._send_obj(buffers, data, timeout)
 
     def _send_obj(self, buffers, data, timeout):
+        data = memoryview(data)
         if not buffers:
             return self._send_raw(_HDR_BYTES, data, timeout)
         pool = lib.dchan_pool(self._wch.handle)
@@ -306,32 +392,71 @@ class Connection(_mpconn._ConnectionBase):
 
     # -- receiving ---------------------------------------------------------
 
-    def _recv_msg(self, timeout_ns=None):
-        """The next message as (kind, memoryview of the rest), or None when
-        timeout_ns passed; raises EOFError at end-of-file."""
+    def _recv_other(self, n, st):
+        """What _recv_msg goes on with after the fast path took a message
+        of another kind than K_BYTES (n: its length), or failed (n < 0)."""
+        if n < 0:
+            return n
+        if n == 0:
+            return K_CLOSE, b""
+        buf, fb = st
+        return buf[0][0], fb[1:n]
+
+    def recv_bytes(self, maxlength=None):
+        """Receive one message's bytes."""
+        if self._handle is None:
+            raise OSError("handle is closed")
+        if not self._readable:
+            raise OSError("connection is write-only")
+        if maxlength is not None and maxlength < 0:
+            raise ValueError("negative maxlength")
+        st = self._rstate
+        self._rstate = None
+        if st is None:
+            st = _new_rstate()
+        n = lib.dragon_msg_recv(self._rh, st[0], _RECV_BUF, _SLICE_NS)
+        if n > 0 and st[0][0] == _K_BYTES_CHAR:
+            data = st[1][1:n]
+            self._rstate = st
+            if self._watch is not None:
+                self._consumed()
+            if maxlength is not None and n - 1 > maxlength:
+                self._bad_message_length()
+            return data
+        rc = self._recv_other(n, st)
+        self._rstate = st
+        buf = self._recv_bytes(maxlength, rc)
+        if buf is None:
+            self._bad_message_length()
+        return buf.getvalue()
+
+    def _recv_msg(self, timeout_ns=None, rc=None):
+        """The next message as (kind, bytes-like of the rest), or None when
+        timeout_ns passed; raises EOFError at end-of-file.  rc: the result
+        of an attempt the caller made: an error code, or (kind, bytes) of
+        the message it took."""
         ch = self._rch.handle
-        if self._rbuf is None:
-            self._rbuf = ffi.new("char[]", _RECV_BUF)
         deadline = None if timeout_ns is None else time.monotonic_ns() + timeout_ns
         while True:
-            if deadline is None:
-                wait = _SLICE_NS
+            if rc is not None:
+                pass  # a first attempt was made by the caller
+            elif deadline is None:
+                rc = self._recv_copy(_SLICE_NS)
             else:
-                wait = max(0, min(_SLICE_NS, deadline - time.monotonic_ns()))
-            rc = lib.dchan_recv(ch, self._rbuf, _RECV_BUF, wait, self._rlen)
-            if rc == 0:
-                n = self._rlen[0]
-                kind = self._rbuf[0][0] if n else K_CLOSE
-                view = memoryview(ffi.buffer(self._rbuf, n))[1:]
+                rc = self._recv_copy(max(0, min(_SLICE_NS, deadline - time.monotonic_ns())))
+            if type(rc) is tuple:
+                kind, view = rc
             elif rc == _EMSGSIZE:
                 msg = ffi.new("dchan_msg_t *")
                 rc = lib.dchan_recv_zc(ch, 0, msg)
-                if rc < 0:
+                if rc < 0:  # taken by another receiver meanwhile
+                    rc = None
                     continue
                 view = channels._view_of_msg(msg)
                 kind = view[0]
                 view = view[1:]
             elif rc in (_EAGAIN, _ETIMEDOUT):
+                rc = None
                 if not self._peer_always and not self._peer.held() and lib.dchan_count(ch) <= 0:
                     self._consumed()
                     raise EOFError
@@ -342,13 +467,26 @@ class Connection(_mpconn._ConnectionBase):
                 raise EOFError
             else:
                 raise chan_error(rc, "receiving on a Connection")
+            rc = None
             self._consumed()
             if kind == K_CLOSE:
                 continue
             return kind, view
 
-    def _recv_bytes(self, maxsize=None):
-        kind, view = self._recv_msg()
+    def _recv_copy(self, wait):
+        """dchan_recv into the receive buffer: (kind, bytes of the rest) of
+        an inline message, or the error code."""
+        st = self._rstate
+        self._rstate = None
+        if st is None:
+            st = _new_rstate()
+        try:
+            return self._recv_other(lib.dragon_msg_recv(self._rh, st[0], _RECV_BUF, wait), st)
+        finally:
+            self._rstate = st
+
+    def _recv_bytes(self, maxsize=None, rc=None):
+        kind, view = self._recv_msg(None, rc)
         if kind == K_OOB:
             view = memoryview(ForkingPickler.dumps(self._load_oob(view)))
         if maxsize is not None and view.nbytes > maxsize:
@@ -359,9 +497,24 @@ class Connection(_mpconn._ConnectionBase):
 
     def recv(self):
         """Receive a picklable object."""
-        self._check_closed()
-        self._check_readable()
-        return self._load(self._recv_msg())
+        if self._handle is None:
+            raise OSError("handle is closed")
+        if not self._readable:
+            raise OSError("connection is write-only")
+        st = self._rstate
+        self._rstate = None
+        if st is None:
+            st = _new_rstate()
+        n = lib.dragon_msg_recv(self._rh, st[0], _RECV_BUF, _SLICE_NS)
+        if n > 0 and st[0][0] == _K_BYTES_CHAR:
+            data = st[1][1:n]
+            self._rstate = st
+            if self._watch is not None:
+                self._consumed()
+            return pickle.loads(data)
+        rc = self._recv_other(n, st)
+        self._rstate = st
+        return self._load(self._recv_msg(None, rc))
 
     def _load(self, msg):
         kind, view = msg
@@ -395,6 +548,7 @@ class Connection(_mpconn._ConnectionBase):
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         rev = ffi.new("unsigned *")
         peek = ffi.new("char[1]")
+        nout = ffi.new("size_t *")
         while True:
             if deadline is None:
                 wait = _SLICE_NS
@@ -402,11 +556,11 @@ class Connection(_mpconn._ConnectionBase):
                 wait = int(max(0.0, min(0.2, deadline - time.monotonic())) * 1e9)
             rc = lib.dchan_poll(ch, lib.DCHAN_POLLIN, wait, rev)
             if rc == 0:
-                rc = lib.dchan_peek(ch, peek, 1, 0, self._rlen)
+                rc = lib.dchan_peek(ch, peek, 1, 0, nout)
                 if rc in (0, _EMSGSIZE) and peek[0] != _HDR_CLOSE:
                     return True
                 if rc == 0:  # a close notice: drop it, look again
-                    lib.dchan_recv(ch, peek, 1, 0, self._rlen)
+                    lib.dchan_recv(ch, peek, 1, 0, nout)
                     self._consumed()
                 continue
             if rc == -lib.DCHAN_E_DESTROYED:

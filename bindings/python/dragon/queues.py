@@ -4,7 +4,8 @@ A queue is one channel in the runtime's default pool.  put() sends the
 pickled object straight into the channel (large buffers out of band, as
 for Connections); when an unbounded queue's channel is full the objects
 wait in this process and a feeder thread moves them on, so put() never
-blocks, as with stock queues.  Queues pickle as the channel's descriptor:
+blocks, as with stock queues; once the channel has room again, put()
+sends directly again.  Queues pickle as the channel's descriptor:
 they pass to children as Process arguments and through other queues and
 pipes.
 """
@@ -122,10 +123,25 @@ class Queue:
             if not self._conn._send_within(obj, t, self._on_queue_feeder_error):
                 raise Full
             return
-        with self._notify:
-            if not self._pending and self._thread is None:
-                if self._conn._send_within(obj, 0.0, self._on_queue_feeder_error):
+        # Straight into the channel unless objects wait for the feeder
+        # thread (which takes one off _pending only after sending it, so an
+        # empty _pending means this thread's earlier puts are all sent).
+        if not self._pending:
+            try:
+                buffers, data = connection._dumps(obj)
+            except Exception as e:
+                self._on_queue_feeder_error(e, obj)
+                return
+            if not buffers and len(data) < connection._RECV_BUF:
+                rc = connection.lib.dragon_msg_send(self._conn._wh, connection.K_BYTES,
+                                                    data, len(data), 0)
+                if rc == 0:
                     return
+                if rc != connection._EAGAIN:
+                    raise self._conn._send_error(rc)
+            elif self._conn._send_obj(buffers, data, 0.0):
+                return
+        with self._notify:
             self._pending.append(obj)
             if self._thread is None:
                 self._start_thread()
@@ -186,7 +202,10 @@ class Queue:
     # -- get ---------------------------------------------------------------
 
     def get(self, block=True, timeout=None):
-        self._check_closed()
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        if block and timeout is None:
+            return self._conn.recv()
         if not block:
             timeout = 0.0
         if block and timeout is None:
