@@ -209,3 +209,19 @@ def test_sync_object_through_a_pipe():
     assert a.recv() == "locked"
     p.join(30)
     assert p.exitcode == 0
+
+
+def _put_sizes(q, sizes):
+    for n in sizes:
+        q.put(bytes((i * 3) & 0xFF for i in range(n)))
+
+
+def test_queue_bytes_around_the_inline_limit():
+    sizes = [0, 65534, 65535, 65536, 1 << 20]
+    q = ctx.Queue()
+    p = ctx.Process(target=_put_sizes, args=(q, sizes))
+    p.start()
+    for n in sizes:
+        assert q.get(timeout=30) == bytes((i * 3) & 0xFF for i in range(n))
+    p.join(30)
+    assert p.exitcode == 0

@@ -240,14 +240,14 @@ class Connection(_mpconn._ConnectionBase):
 
     # -- sending -----------------------------------------------------------
 
-    def _send_raw(self, head, payload, timeout=None):
-        """Send head (kind byte and header) + payload as one message,
-        waiting up to timeout seconds (None: as long as it takes) for room.
-        Returns False when the time ran out."""
-        n = len(head) + payload.nbytes
+    def _send_raw(self, head, payload, timeout=None, tail=b""):
+        """Send head (kind byte and header) + payload + tail as one
+        message, waiting up to timeout seconds (None: as long as it takes)
+        for room.  Returns False when the time ran out."""
+        n = len(head) + payload.nbytes + len(tail)
         ch = self._wch.handle
         if n <= _RECV_BUF:
-            data = head + payload.tobytes() if payload.nbytes else head
+            data = head + payload.tobytes() + tail
             rc = lib.dchan_send(ch, data, n, 0)
             if rc == 0:
                 return True
@@ -263,6 +263,8 @@ class Connection(_mpconn._ConnectionBase):
         p = ffi.cast("char *", out[0])
         ffi.memmove(p, head, len(head))
         ffi.memmove(p + len(head), payload, payload.nbytes)
+        if tail:
+            ffi.memmove(p + len(head) + payload.nbytes, tail, len(tail))
         try:
             rc = lib.dchan_send_zc(ch, p, n, 0)
             if rc == 0:
@@ -333,6 +335,17 @@ class Connection(_mpconn._ConnectionBase):
             return
         super().send_bytes(buf, offset, size)
 
+    def _send_large_bytes(self, obj, timeout):
+        """Send the pickle of a bytes object of at least _RECV_BUF bytes,
+        written straight into the message's pool allocation: the pickle of
+        a byte string is a short opcode header, the bytes and STOP."""
+        n = len(obj)
+        if n < 1 << 32:
+            head = b"\x00\x80\x05B" + struct.pack("<I", n)        # BINBYTES
+        else:
+            head = b"\x00\x80\x05\x8e" + struct.pack("<Q", n)    # BINBYTES8
+        return self._send_raw(head, memoryview(obj), timeout, b".")
+
     def send(self, obj):
         """Send a picklable object.  Large buffers (bytearray, numpy
         arrays, pickle.PickleBuffer) go out of band in pool memory."""
@@ -340,6 +353,9 @@ class Connection(_mpconn._ConnectionBase):
             raise OSError("handle is closed")
         if not self._writable:
             raise OSError("connection is read-only")
+        if type(obj) is bytes and len(obj) >= _RECV_BUF:
+            self._send_large_bytes(obj, None)
+            return
         buffers, data = _dumps(obj)
         if not buffers and len(data) < _RECV_BUF:
             self._send_small(data)
@@ -350,6 +366,8 @@ class Connection(_mpconn._ConnectionBase):
         """Queue put: send obj within timeout seconds (None: no limit);
         False if there was no room in time.  A pickling error goes to
         on_error(exc, obj) instead of being raised."""
+        if type(obj) is bytes and len(obj) >= _RECV_BUF:
+            return self._send_large_bytes(obj, timeout)
         try:
             buffers, data = _dumps(obj)
         except Exception as e:

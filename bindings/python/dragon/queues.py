@@ -126,26 +126,33 @@ class Queue:
         # Straight into the channel unless objects wait for the feeder
         # thread (which takes one off _pending only after sending it, so an
         # empty _pending means this thread's earlier puts are all sent).
-        if not self._pending:
-            try:
-                buffers, data = connection._dumps(obj)
-            except Exception as e:
-                self._on_queue_feeder_error(e, obj)
-                return
-            if not buffers and len(data) < connection._RECV_BUF:
-                rc = connection.lib.dragon_msg_send(self._conn._wh, connection.K_BYTES,
-                                                    data, len(data), 0)
-                if rc == 0:
-                    return
-                if rc != connection._EAGAIN:
-                    raise self._conn._send_error(rc)
-            elif self._conn._send_obj(buffers, data, 0.0):
-                return
+        if not self._pending and self._put_now(obj):
+            return
         with self._notify:
             self._pending.append(obj)
             if self._thread is None:
                 self._start_thread()
             self._notify.notify()
+
+    def _put_now(self, obj):
+        """Send obj if the channel has room now; True when it was sent (or
+        did not pickle, which went to _on_queue_feeder_error)."""
+        conn = self._conn
+        if type(obj) is bytes and len(obj) >= connection._RECV_BUF:
+            return conn._send_large_bytes(obj, 0.0)
+        try:
+            buffers, data = connection._dumps(obj)
+        except Exception as e:
+            self._on_queue_feeder_error(e, obj)
+            return True
+        if buffers or len(data) >= connection._RECV_BUF:
+            return conn._send_obj(buffers, data, 0.0)
+        rc = connection.lib.dragon_msg_send(conn._wh, connection.K_BYTES, data, len(data), 0)
+        if rc == 0:
+            return True
+        if rc != connection._EAGAIN:
+            raise conn._send_error(rc)
+        return False
 
     def put_nowait(self, obj):
         return self.put(obj, False)
@@ -208,8 +215,6 @@ class Queue:
             return self._conn.recv()
         if not block:
             timeout = 0.0
-        if block and timeout is None:
-            return self._conn.recv()
         res = self._conn._recv_msg(int(max(0.0, timeout) * 1e9))
         if res is None:
             raise Empty
