@@ -18,8 +18,10 @@ ctx = mp.get_context("dragon")
 
 
 def _write(path, text):
-    with open(path, "w") as f:
+    # Whole or not at all: a reader may be waiting for the file to appear.
+    with open(path + ".tmp", "w") as f:
         f.write(text)
+    os.rename(path + ".tmp", path)
 
 
 def _report_pid(path):

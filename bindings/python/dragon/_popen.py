@@ -264,6 +264,7 @@ class Zygote:
         finally:
             lsock.close()
         self.reader = _zygote.Reader(self.sock)
+        _zygote.send_msg(self.sock, ("preload", _zygote.stdlib_modules()))
 
     def _accept(self, lsock):
         import time
@@ -325,6 +326,8 @@ class Zygote:
         with self.lock:
             if pid not in self.statuses:
                 try:
+                    if not self.dead:
+                        self._proto.send_msg(self.sock, ("reap", pid))
                     self._recv_until(lambda m: m[0] == "exit" and m[1] == pid)
                 except ZygoteError:
                     # Its children die with it (PR_SET_PDEATHSIG).

@@ -30,8 +30,10 @@ Processes, pids and statuses:
 * the child's pid is the real OS pid, sent back with a pidfd of the child
   (SCM_RIGHTS) opened before the child can be reaped, so the parent's
   sentinel is a real descriptor that names exactly this process;
-* the zygote is the child's OS parent: it watches each child's pidfd,
-  reaps it, and reports the status to the parent over the same socket;
+* the zygote is the child's OS parent: it watches each child's pidfd and
+  reaps the child when the parent asks for its status (until then the
+  ended child is a zombie whose pid stays valid, as a spawned child's does
+  before join), then reports the status over the same socket;
   signals go through the pidfd (``pidfd_send_signal``), never a bare pid;
 * children outlive their parent as spawned ones do: when the parent
   closes the connection (at its exit, or by dying) the zygote goes on
@@ -121,6 +123,11 @@ class _Zygote:
         self.parent_gone = False  # the parent closed the connection
         self.terminating = False  # SIGTERM: the runtime is stopping
         self.spare = None  # (pid, pidfd, socket) of the next child
+        # A child that has ended stays a zombie, its pid valid (kill(2) on
+        # it succeeds, as on a spawned child before join), until the parent
+        # asks for its status.
+        self.zombies = {}  # pid -> pidfd
+        self.wanted = set()  # pids whose status the parent waits for
         # SIGTERM (the runtime stopping) wakes the loop through this pair.
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_w.setblocking(False)
@@ -163,6 +170,8 @@ class _Zygote:
         if self.parent_gone:
             return
         self.parent_gone = True
+        for pid, pidfd in list(self.zombies.items()):
+            self._reap(pidfd, pid)
         if self.spare is not None:  # it exits on end of stream
             self.spare[2].close()
         for _, fds in self.out:
@@ -187,7 +196,7 @@ class _Zygote:
                     if events & selectors.EVENT_READ:
                         self._read()
                 else:
-                    self._reap(key.fd, key.data)
+                    self._exited(key.fd, key.data)
 
     def _read(self):
         try:
@@ -203,6 +212,13 @@ class _Zygote:
             self._lost_parent()
 
     def _request(self, msg, fds):
+        if msg[0] == "reap":
+            pid = msg[1]
+            if pid in self.zombies:
+                self._reap(self.zombies[pid], pid)
+            else:
+                self.wanted.add(pid)
+            return
         if msg[0] != "start":
             for fd in fds:
                 os.close(fd)
@@ -258,8 +274,18 @@ class _Zygote:
         self.sel.register(pidfd, selectors.EVENT_READ, pid)
         self.spare = (pid, pidfd, mine)
 
-    def _reap(self, pidfd, pid):
+    def _exited(self, pidfd, pid):
         self.sel.unregister(pidfd)
+        spare = self.spare is not None and self.spare[0] == pid
+        if (spare or pid in self.wanted or self.parent_gone or
+                self.terminating):
+            self._reap(pidfd, pid)
+        else:
+            self.zombies[pid] = pidfd
+
+    def _reap(self, pidfd, pid):
+        self.wanted.discard(pid)
+        self.zombies.pop(pid, None)
         del self.children[pidfd]
         os.close(pidfd)
         _, status = os.waitpid(pid, 0)
@@ -273,6 +299,8 @@ class _Zygote:
         # The runtime is stopping: end the children as it ends its own
         # processes (SIGTERM, a grace period, SIGKILL).
         import time
+        for pid, pidfd in list(self.zombies.items()):
+            self._reap(pidfd, pid)
         for pidfd in list(self.children):
             try:
                 signal.pidfd_send_signal(pidfd, signal.SIGTERM)
@@ -282,12 +310,13 @@ class _Zygote:
         while self.children and time.monotonic() < deadline:
             for key, _ in self.sel.select(0.05):
                 if isinstance(key.data, int):
-                    self._reap(key.fd, key.data)
+                    self._exited(key.fd, key.data)
         for pidfd, pid in list(self.children.items()):
             try:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             except OSError:
                 pass
+            self.sel.unregister(pidfd)
             self._reap(pidfd, pid)
 
     def _spare(self, sock):
@@ -374,6 +403,51 @@ def _preload():
             pass
 
 
+# Modules whose import does something visible (prints, opens a browser).
+_NOT_PRELOADED = {"this", "antigravity"}
+
+
+def stdlib_modules():
+    """Names of the standard library's modules this process has imported
+    (the parent sends them to its zygote, see _preload_stdlib)."""
+    import sysconfig
+    paths = sysconfig.get_paths()
+    roots = tuple(os.path.join(os.path.realpath(paths[k]), "")
+                  for k in ("stdlib", "platstdlib") if paths.get(k))
+    names = []
+    for name, mod in list(sys.modules.items()):
+        f = getattr(mod, "__file__", None)
+        if (f and name not in _NOT_PRELOADED and
+                not name.startswith(("__main__", "__mp_main__", "test.")) and
+                "site-packages" not in f and "dist-packages" not in f and
+                os.path.realpath(f).startswith(roots)):
+            names.append(name)
+    return names
+
+
+def _preload_stdlib(z):
+    # The first message: the standard-library modules the parent had
+    # imported.  Its children will most likely import them too (its main
+    # module is imported again in each); importing them once here spares
+    # every child that cost.  Standard-library modules only: nothing of
+    # the user's runs in the zygote.
+    m = None
+    while m is None:
+        if not z.reader.fill():
+            return
+        m = z.reader.next()
+    (kind, names), fds = m
+    for fd in fds:
+        os.close(fd)
+    if kind != "preload":
+        return
+    for name in names:
+        try:
+            __import__(name)
+        except Exception:
+            pass
+
+
 def main():
     """Entry point: ``python -c <_ZYGOTE_CODE> ADDRESS``."""
     address = "\0" + sys.argv[1]
@@ -384,6 +458,7 @@ def main():
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(address)
     z = _Zygote(sock)
+    _preload_stdlib(z)
     # What is loaded now stays out of the children's collections, so that
     # they do not touch (and copy) the pages of the zygote's objects.
     import gc
