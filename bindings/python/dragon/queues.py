@@ -17,6 +17,9 @@ from queue import Empty, Full
 from multiprocessing import util
 
 from . import channels, connection, runtime
+from ._dragon_cffi import lib
+from .connection import K_BYTES, _PLAIN
+from pickle import dumps as _dumps_plain
 
 __all__ = ["Queue", "JoinableQueue", "SimpleQueue"]
 
@@ -117,7 +120,15 @@ class Queue:
     # -- put ---------------------------------------------------------------
 
     def put(self, obj, block=True, timeout=None):
-        self._check_closed()
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        if not self._maxsize and not self._pending:
+            # The common case inline: a small object of a plain builtin type.
+            t = type(obj)
+            if t in _PLAIN and ((t is not bytes and t is not str) or len(obj) < 4096):
+                data = _dumps_plain(obj, 5)
+                if not lib.dragon_msg_send(self._conn._wh, K_BYTES, data, len(data), 0):
+                    return
         if self._maxsize:
             t = None if block and timeout is None else (max(0.0, timeout or 0.0) if block else 0.0)
             if not self._conn._send_within(obj, t, self._on_queue_feeder_error):
