@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "dmem_int.h"
 
@@ -43,9 +44,41 @@ void dmem__rollback(struct dmem_pool *p)
 	p->sh->recoveries++;
 }
 
+/*
+ * Take the robust mutex, sleeping at most DMEM_LOCK_SLICE_NS at a time.
+ *
+ * A sleeper can miss its wake-up for good: an unlock clears the lock word
+ * and wakes one sleeper; if that one is killed before it takes the lock
+ * and another process has meanwhile taken it (a plain compare-and-swap
+ * that does not set FUTEX_WAITERS), the kernel's clean-up of the killed
+ * waiter sees a live owner and wakes nobody.  The remaining sleepers'
+ * FUTEX_WAITERS mark is gone, so no later unlock wakes them, and they sleep
+ * until someone else happens to contend.  Sleeping in slices bounds that
+ * to one slice: the next attempt marks the word again.
+ */
+#define DMEM_LOCK_SLICE_NS 10000000L
+
+static int lock_robust(pthread_mutex_t *m)
+{
+	int rc = pthread_mutex_trylock(m);
+
+	while (rc == EBUSY || rc == ETIMEDOUT) {
+		struct timespec t;
+
+		clock_gettime(CLOCK_REALTIME, &t);
+		t.tv_nsec += DMEM_LOCK_SLICE_NS;
+		if (t.tv_nsec >= 1000000000L) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000L;
+		}
+		rc = pthread_mutex_timedlock(m, &t);
+	}
+	return rc;
+}
+
 int dmem__lock(struct dmem_pool *p)
 {
-	int rc = pthread_mutex_lock(&p->sh->lock);
+	int rc = lock_robust(&p->sh->lock);
 
 	if (__builtin_expect(rc == 0, 1)) {
 		p->jn = 0;

@@ -145,6 +145,54 @@ END_TEST
 
 /* Spinning only pays when the peer runs on another core: a process pinned
  * to one core never spins, however many the machine has. */
+/*
+ * A lock sleeper whose wake-up went to a waiter killed before it retook the
+ * lock, while a third process took it without marking FUTEX_WAITERS: the
+ * mark that would make an unlock wake the sleeper is gone.  Recreated here
+ * by clearing the mark while the parent holds the lock; the sleeper must
+ * still get the lock soon after the unlock.
+ */
+START_TEST(lock_sleeper_survives_a_lost_wakeup)
+{
+	dmem_pool_t *p = dmt_pool("lostwake", 4u << 20);
+	unsigned int *word = (unsigned int *)&p->sh->lock.__data.__lock;
+	pid_t w;
+	int st = -1;
+
+	ck_assert_int_eq(dmem__lock(p), 0);
+	w = fork();
+	if (w == 0) {
+		void *x;
+
+		alarm(30);
+		dmt_exit(p, NULL, dmem_alloc(p, 1000, 0, &x) ? 1 : 0);
+	}
+	/* wait until the child sleeps on the lock (it has marked the word) */
+	for (int i = 0; i < 5000 && !(__atomic_load_n(word, __ATOMIC_ACQUIRE) &
+				      0x80000000u);
+	     i++)
+		usleep(1000);
+	ck_assert_msg(*word & 0x80000000u, "the child never waited");
+	usleep(20000);
+	__atomic_fetch_and(word, 0x7fffffffu, __ATOMIC_ACQ_REL);
+	dmem__unlock(p);
+	for (int i = 0; i < 3000; i++) {
+		if (waitpid(w, &st, WNOHANG) == w)
+			break;
+		usleep(1000);
+	}
+	if (!WIFEXITED(st)) {
+		kill(w, SIGKILL);
+		waitpid(w, &st, 0);
+		ck_abort_msg("the sleeper never got the lock (lost wake-up)");
+	}
+	ck_assert_int_eq(WEXITSTATUS(st), 0);
+	ck_assert_int_eq(dmem_pool_reclaim(p, w, NULL), 0);
+	ck_assert_int_eq(dmem_pool_check(p), 0);
+	dmem_pool_destroy(p);
+}
+END_TEST
+
 START_TEST(no_spin_when_pinned_to_one_core)
 {
 	cpu_set_t one;
@@ -168,6 +216,7 @@ int main(void)
 	tcase_add_test(tc, journal_rollback_at_every_store);
 	tcase_add_test(tc, killed_waiter_is_forgotten_by_reclaim);
 	tcase_add_test(tc, no_spin_when_pinned_to_one_core);
+	tcase_add_test(tc, lock_sleeper_survives_a_lost_wakeup);
 	suite_add_tcase(s, tc);
 	return dmt_run(s);
 }
