@@ -264,7 +264,6 @@ class Zygote:
         finally:
             lsock.close()
         self.reader = _zygote.Reader(self.sock)
-        _zygote.send_msg(self.sock, ("preload", _zygote.stdlib_modules()))
 
     def _accept(self, lsock):
         import time

@@ -403,51 +403,6 @@ def _preload():
             pass
 
 
-# Modules whose import does something visible (prints, opens a browser).
-_NOT_PRELOADED = {"this", "antigravity"}
-
-
-def stdlib_modules():
-    """Names of the standard library's modules this process has imported
-    (the parent sends them to its zygote, see _preload_stdlib)."""
-    import sysconfig
-    paths = sysconfig.get_paths()
-    roots = tuple(os.path.join(os.path.realpath(paths[k]), "")
-                  for k in ("stdlib", "platstdlib") if paths.get(k))
-    names = []
-    for name, mod in list(sys.modules.items()):
-        f = getattr(mod, "__file__", None)
-        if (f and name not in _NOT_PRELOADED and
-                not name.startswith(("__main__", "__mp_main__", "test.")) and
-                "site-packages" not in f and "dist-packages" not in f and
-                os.path.realpath(f).startswith(roots)):
-            names.append(name)
-    return names
-
-
-def _preload_stdlib(z):
-    # The first message: the standard-library modules the parent had
-    # imported.  Its children will most likely import them too (its main
-    # module is imported again in each); importing them once here spares
-    # every child that cost.  Standard-library modules only: nothing of
-    # the user's runs in the zygote.
-    m = None
-    while m is None:
-        if not z.reader.fill():
-            return
-        m = z.reader.next()
-    (kind, names), fds = m
-    for fd in fds:
-        os.close(fd)
-    if kind != "preload":
-        return
-    for name in names:
-        try:
-            __import__(name)
-        except Exception:
-            pass
-
-
 def main():
     """Entry point: ``python -c <_ZYGOTE_CODE> ADDRESS``."""
     address = "\0" + sys.argv[1]
@@ -458,7 +413,6 @@ def main():
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(address)
     z = _Zygote(sock)
-    _preload_stdlib(z)
     # What is loaded now stays out of the children's collections, so that
     # they do not touch (and copy) the pages of the zygote's objects.
     import gc
