@@ -181,10 +181,6 @@ class Connection(_mpconn._ConnectionBase):
         else:
             self._rch = shared.chans[0] if readable else None
             self._wch = shared.chans[0] if writable else None
-        # The channels' handles for the hot paths: the channels stay until
-        # this process's last Connection on them is closed.
-        self._rh = self._rch.handle if self._rch is not None else None
-        self._wh = self._wch.handle if self._wch is not None else None
         self._mine = shared.tables[end]
         self._peer = shared.tables[1 - end]
         self._slot = self._mine.register() if slot is None else slot
@@ -308,7 +304,7 @@ class Connection(_mpconn._ConnectionBase):
     def _send_small(self, data, timeout=None):
         """Send bytes data (shorter than _RECV_BUF) as a K_BYTES message;
         False when timeout passed without room."""
-        ch = self._wh
+        ch = self._wch.handle
         n = len(data)
         rc = lib.dragon_msg_send(ch, K_BYTES, data, n, 0)
         if rc == 0:
@@ -329,9 +325,9 @@ class Connection(_mpconn._ConnectionBase):
             if not self._writable:
                 raise OSError("connection is read-only")
             n = len(buf)
-            rc = lib.dragon_msg_send(self._wh, K_BYTES, buf, n, 0)
+            rc = lib.dragon_msg_send(self._wch.handle, K_BYTES, buf, n, 0)
             if rc:
-                self._send_small_wait(self._wh, buf, n, rc, None)
+                self._send_small_wait(self._wch.handle, buf, n, rc, None)
             return
         super().send_bytes(buf, offset, size)
 
@@ -432,7 +428,7 @@ class Connection(_mpconn._ConnectionBase):
         self._rstate = None
         if st is None:
             st = _new_rstate()
-        n = lib.dragon_msg_recv(self._rh, st[0], _RECV_BUF, _SLICE_NS)
+        n = lib.dragon_msg_recv(self._rch.handle, st[0], _RECV_BUF, _SLICE_NS)
         if n > 0 and st[0][0] == _K_BYTES_CHAR:
             data = st[1][1:n]
             self._rstate = st
@@ -499,7 +495,7 @@ class Connection(_mpconn._ConnectionBase):
         if st is None:
             st = _new_rstate()
         try:
-            return self._recv_other(lib.dragon_msg_recv(self._rh, st[0], _RECV_BUF, wait), st)
+            return self._recv_other(lib.dragon_msg_recv(self._rch.handle, st[0], _RECV_BUF, wait), st)
         finally:
             self._rstate = st
 
@@ -523,7 +519,7 @@ class Connection(_mpconn._ConnectionBase):
         self._rstate = None
         if st is None:
             st = _new_rstate()
-        n = lib.dragon_msg_recv(self._rh, st[0], _RECV_BUF, _SLICE_NS)
+        n = lib.dragon_msg_recv(self._rch.handle, st[0], _RECV_BUF, _SLICE_NS)
         if n > 0 and st[0][0] == _K_BYTES_CHAR:
             data = st[1][1:n]
             self._rstate = st

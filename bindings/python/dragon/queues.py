@@ -127,7 +127,7 @@ class Queue:
             t = type(obj)
             if t in _PLAIN and ((t is not bytes and t is not str) or len(obj) < 4096):
                 data = _dumps_plain(obj, 5)
-                if not lib.dragon_msg_send(self._conn._wh, K_BYTES, data, len(data), 0):
+                if not lib.dragon_msg_send(self._conn._wch.handle, K_BYTES, data, len(data), 0):
                     return
         if self._maxsize:
             t = None if block and timeout is None else (max(0.0, timeout or 0.0) if block else 0.0)
@@ -158,7 +158,7 @@ class Queue:
             return True
         if buffers or len(data) >= connection._RECV_BUF:
             return conn._send_obj(buffers, data, 0.0)
-        rc = connection.lib.dragon_msg_send(conn._wh, connection.K_BYTES, data, len(data), 0)
+        rc = connection.lib.dragon_msg_send(conn._wch.handle, connection.K_BYTES, data, len(data), 0)
         if rc == 0:
             return True
         if rc != connection._EAGAIN:
