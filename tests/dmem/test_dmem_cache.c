@@ -177,7 +177,8 @@ int main(void)
 	dmt_init();
 	s = suite_create("dmem_cache");
 	tc = tcase_create("cache");
-	tcase_set_timeout(tc, 120);
+	/* No tcase timeout: CK_DEFAULT_TIMEOUT (tests/c-tests.am) is longer under
+	 * valgrind, where each of the forks here is slow. */
 	tcase_add_test(tc, fork_while_another_thread_holds_the_cache);
 	tcase_add_test(tc, racing_double_free_is_refused_once);
 	tcase_add_test(tc, reclaim_of_own_pid_empties_the_cache);
