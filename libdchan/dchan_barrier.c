@@ -1,5 +1,7 @@
 /*
- * Barriers, from two channels:
+ * Barriers, from three channels:
+ *   id       capacity 1: the barrier's name; holds its directory (the
+ *            other two channels, dchan_sync.h) and the number of parties
  *   state    capacity 1: one token {generation, count waiting, broken}; a
  *            party changes the state by receiving the token and sending
  *            it back, so the token is the barrier's lock
@@ -10,7 +12,8 @@
  * generation; one of another generation is put back for its owner.  A
  * waiter that times out breaks the barrier if its generation is still
  * open; if the generation closed meanwhile, its message is already on the
- * way and it takes it.
+ * way and it takes it.  Everything is a channel operation on a channel
+ * the id names, so a barrier on another node works through the gateway.
  */
 #include "config.h"
 #include "dchan_sync.h"
@@ -22,6 +25,7 @@
 #define REL_BROKEN 2
 
 struct dchan_barrier {
+	dchan_t *id;
 	dchan_t *state;
 	dchan_t *rel;
 	unsigned parties;
@@ -29,20 +33,32 @@ struct dchan_barrier {
 
 /* state token: a = generation, b = waiting, c = broken */
 
-static int dchan__bar_new(dchan_t *state, dchan_barrier_t **out)
+static int dchan__bar_new(dchan_t *id, uint64_t parties, dchan_barrier_t **out)
 {
-	dchan_barrier_t *b = calloc(1, sizeof *b);
+	static const uint32_t kinds[2] = {DCHAN__OBJ_BARRIER,
+					  DCHAN__OBJ_BARRIER};
+	dchan_barrier_t *b;
+	dchan_t *chs[2];
 	int rc;
 
-	if (!b)
-		return dchan__fail(-ENOMEM, "no memory for a barrier handle");
-	b->state = state;
-	b->parties = (unsigned)state->hdr->aux[0];
-	rc = dchan__sync_sibling(state, 1, &b->rel);
-	if (rc < 0) {
-		free(b);
+	if (parties == 0 || parties > DCHAN_BARRIER_PARTIES_MAX)
+		return dchan__fail(-DCHAN_E_BADDESC,
+				   "barrier records %llu parties (1..%u)",
+				   (unsigned long long)parties,
+				   DCHAN_BARRIER_PARTIES_MAX);
+	rc = dchan__sync_dir_open(id, kinds, 2, chs);
+	if (rc < 0)
 		return rc;
+	b = calloc(1, sizeof *b);
+	if (!b) {
+		dchan_detach(chs[1]);
+		dchan_detach(chs[0]);
+		return dchan__fail(-ENOMEM, "no memory for a barrier handle");
 	}
+	b->id = id;
+	b->state = chs[0];
+	b->rel = chs[1];
+	b->parties = (unsigned)parties;
 	*out = b;
 	return 0;
 }
@@ -51,47 +67,50 @@ DCHAN_EXPORT int dchan_barrier_create(dmem_pool_t *pool, unsigned parties,
 				      dchan_barrier_t **bar_out)
 {
 	struct dchan__tok t = {0};
-	dchan_t *state, *rel;
+	dchan_t *chs[3] = {NULL, NULL, NULL}; /* id, state, release */
 	int rc;
 
 	if (!bar_out || parties == 0 || parties > DCHAN_BARRIER_PARTIES_MAX)
 		return dchan__fail(-EINVAL, "a barrier needs 1..%u parties",
 				   DCHAN_BARRIER_PARTIES_MAX);
-	rc = dchan__sync_create(pool, DCHAN__OBJ_BARRIER, 1, &state);
-	if (rc < 0)
-		return rc;
-	rc = dchan__sync_create(pool, DCHAN__OBJ_BARRIER, 2 * parties, &rel);
-	if (rc < 0)
-		goto fail_rel;
-	state->hdr->aux[0] = parties;
-	state->hdr->aux[1] = rel->desc.offset;
-	rc = dchan__tok_send(state, &t, 0);
+	rc = dchan__sync_create_slot(pool, DCHAN__OBJ_BARRIER, 1,
+				     DCHAN__DIR_BYTES(2), &chs[0]);
 	if (rc == 0)
-		rc = dchan__bar_new(state, bar_out);
-	dchan_detach(rel);
+		rc = dchan__sync_create(pool, DCHAN__OBJ_BARRIER, 1, &chs[1]);
 	if (rc == 0)
-		return 0;
-	dchan_destroy(state);
-	return rc;
-fail_rel:
-	dchan_destroy(state);
+		rc = dchan__sync_create(pool, DCHAN__OBJ_BARRIER, 2 * parties,
+					&chs[2]);
+	if (rc == 0) {
+		chs[0]->hdr->aux[0] = parties;
+		rc = dchan__sync_dir_write(chs[0], chs + 1, 2);
+	}
+	if (rc == 0)
+		rc = dchan__tok_send(chs[1], &t, 0);
+	if (rc == 0)
+		rc = dchan__bar_new(chs[0], parties, bar_out);
+	for (int i = 2; i >= 1; i--)
+		if (chs[i])
+			(rc ? dchan_destroy : dchan_detach)(chs[i]);
+	if (rc < 0 && chs[0])
+		dchan_destroy(chs[0]);
 	return rc;
 }
 
 DCHAN_EXPORT int dchan_barrier_attach(const dchan_desc_t *desc,
 				      dchan_barrier_t **bar_out)
 {
-	dchan_t *state;
+	uint64_t parties = 0;
+	dchan_t *id;
 	int rc;
 
 	if (!bar_out)
 		return dchan__fail(-EINVAL, "NULL output");
-	rc = dchan__sync_attach(desc, DCHAN__OBJ_BARRIER, &state, NULL);
+	rc = dchan__sync_attach(desc, DCHAN__OBJ_BARRIER, &id, &parties);
 	if (rc < 0)
 		return rc;
-	rc = dchan__bar_new(state, bar_out);
+	rc = dchan__bar_new(id, parties, bar_out);
 	if (rc < 0)
-		dchan_detach(state);
+		dchan_detach(id);
 	return rc;
 }
 
@@ -100,7 +119,7 @@ DCHAN_EXPORT int dchan_barrier_desc_get(const dchan_barrier_t *bar,
 {
 	if (!bar)
 		return dchan__fail(-EINVAL, "NULL barrier");
-	return dchan_desc_get(bar->state, desc_out);
+	return dchan_desc_get(bar->id, desc_out);
 }
 
 /* Tell `n` waiters of generation gen how it ended. */
@@ -266,19 +285,22 @@ DCHAN_EXPORT int dchan_barrier_detach(dchan_barrier_t *bar)
 		return dchan__fail(-EINVAL, "NULL barrier");
 	dchan_detach(bar->rel);
 	dchan_detach(bar->state);
+	dchan_detach(bar->id);
 	free(bar);
 	return 0;
 }
 
 DCHAN_EXPORT int dchan_barrier_destroy(dchan_barrier_t *bar)
 {
-	int rc;
+	int rc, rc2, rc3;
 
 	if (!bar)
 		return dchan__fail(-EINVAL, "NULL barrier");
 	rc = dchan_destroy(bar->rel);
-	if (dchan_destroy(bar->state) < 0 && rc == 0)
-		rc = -1;
+	rc2 = dchan_destroy(bar->state);
+	rc3 = dchan_destroy(bar->id);
 	free(bar);
+	if (rc == 0)
+		rc = rc2 < 0 ? rc2 : rc3;
 	return rc;
 }

@@ -4,7 +4,9 @@
  * wait on.  A notifier wakes sleepers one by one and waits until each has
  * woken, so a notification is never lost to a sleeper that had not yet
  * started waiting, and never counted for one that timed out.  A fourth,
- * capacity-1 channel names the object and records where the others are.
+ * capacity-1 channel names the object and holds its directory of the
+ * others (dchan_sync.h), so that the whole object is reached by channel
+ * operations, through the gateway from another node.
  */
 #include "config.h"
 #include "dchan_sync.h"
@@ -28,39 +30,40 @@ static void dchan__cond_free(dchan_cond_t *c, bool destroy)
 
 static int dchan__cond_open(dchan_t *id, dchan_cond_t **out)
 {
+	static const uint32_t kinds[3] = {DCHAN__OBJ_SEM, DCHAN__OBJ_SEM,
+					  DCHAN__OBJ_SEM};
 	dchan_cond_t *c = calloc(1, sizeof *c);
+	dchan_t *chs[3];
 	int rc;
 
 	if (!c)
 		return dchan__fail(-ENOMEM, "no memory for a condition handle");
-	c->id = id;
-	rc = dchan__sync_sibling(id, 1, &c->sleeping);
-	if (rc == 0)
-		rc = dchan__sync_sibling(id, 2, &c->woken);
-	if (rc == 0)
-		rc = dchan__sync_sibling(id, 3, &c->wait);
+	rc = dchan__sync_dir_open(id, kinds, 3, chs);
 	if (rc < 0) {
-		c->id = NULL;
-		dchan__cond_free(c, false);
+		free(c);
 		return rc;
 	}
+	c->id = id;
+	c->sleeping = chs[0];
+	c->woken = chs[1];
+	c->wait = chs[2];
 	*out = c;
 	return 0;
 }
 
 DCHAN_EXPORT int dchan_cond_create(dmem_pool_t *pool, dchan_cond_t **cond_out)
 {
-	dchan_t *id, *ch[3] = {NULL, NULL, NULL};
+	dchan_t *id = NULL, *ch[3] = {NULL, NULL, NULL};
 	int rc;
 
 	if (!cond_out)
 		return dchan__fail(-EINVAL, "NULL output");
-	rc = dchan__sync_create(pool, DCHAN__OBJ_COND, 1, &id);
-	for (int i = 0; rc == 0 && i < 3; i++) {
+	rc = dchan__sync_create_slot(pool, DCHAN__OBJ_COND, 1,
+				     DCHAN__DIR_BYTES(3), &id);
+	for (int i = 0; rc == 0 && i < 3; i++)
 		rc = dchan__sync_create(pool, DCHAN__OBJ_SEM, 1, &ch[i]);
-		if (rc == 0)
-			id->hdr->aux[1 + i] = ch[i]->desc.offset;
-	}
+	if (rc == 0)
+		rc = dchan__sync_dir_write(id, ch, 3);
 	if (rc == 0)
 		rc = dchan__cond_open(id, cond_out);
 	for (int i = 0; i < 3; i++)

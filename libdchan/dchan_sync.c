@@ -7,16 +7,24 @@
 #include "dchan_sync.h"
 
 #include <stdlib.h>
+#include <string.h>
 
-int dchan__sync_create(dmem_pool_t *pool, uint32_t kind, uint32_t cap,
-		       dchan_t **ch_out)
+int dchan__sync_create_slot(dmem_pool_t *pool, uint32_t kind, uint32_t cap,
+			    uint32_t slot_size, dchan_t **ch_out)
 {
 	dchan_attr_t a = {.field_mask =
 				  DCHAN_ATTR_CAPACITY | DCHAN_ATTR_SLOT_SIZE,
 			  .capacity = cap,
-			  .slot_size = 32};
+			  .slot_size = slot_size};
 
 	return dchan__create(pool, &a, kind, ch_out);
+}
+
+int dchan__sync_create(dmem_pool_t *pool, uint32_t kind, uint32_t cap,
+		       dchan_t **ch_out)
+{
+	return dchan__sync_create_slot(pool, kind, cap,
+				       sizeof(struct dchan__tok), ch_out);
 }
 
 int dchan__sync_attach(const dchan_desc_t *d, uint32_t kind, dchan_t **ch_out,
@@ -48,15 +56,117 @@ int dchan__sync_attach(const dchan_desc_t *d, uint32_t kind, dchan_t **ch_out,
 	return 0;
 }
 
-/* A sibling channel recorded in aux[i] of the first one; local only. */
-int dchan__sync_sibling(dchan_t *first, int i, dchan_t **ch_out)
+/* Write the directory naming chs[0..n) into first (local, just made). */
+int dchan__sync_dir_write(dchan_t *first, dchan_t *const *chs, unsigned n)
 {
-	if (first->remote)
-		return dchan__fail(-DCHAN_E_REMOTE,
-				   "this sync object is made "
-				   "of several channels and is reachable only "
-				   "on its own node");
-	return dchan__open_at(first, first->hdr->aux[i], ch_out);
+	unsigned char buf[DCHAN__DIR_BYTES(DCHAN__DIR_MAX)];
+	uint32_t magic = DCHAN__DIR_MAGIC;
+	uint16_t ver = DCHAN__DIR_VERSION, cnt = (uint16_t)n;
+
+	if (n > DCHAN__DIR_MAX)
+		return dchan__fail(-EINVAL, "a sync object directory names at "
+					    "most %u channels",
+				   DCHAN__DIR_MAX);
+	memcpy(buf, &magic, 4);
+	memcpy(buf + 4, &ver, 2);
+	memcpy(buf + 6, &cnt, 2);
+	for (unsigned i = 0; i < n; i++) {
+		memcpy(buf + 8 + 16 * i, &chs[i]->desc.offset, 8);
+		memcpy(buf + 16 + 16 * i, &chs[i]->desc.chan_uid, 8);
+	}
+	return dchan_send(first, buf, DCHAN__DIR_BYTES(n), 0);
+}
+
+/*
+ * Check len bytes at buf as a directory of exactly n channels and make
+ * their descriptors from first's (same node and pool).  Never reads past
+ * buf + len; every descriptor made passes the checks of an attach.
+ */
+int dchan__sync_dir_decode(const void *buf, size_t len,
+			   const dchan_desc_t *first, unsigned n,
+			   dchan_desc_t *descs_out)
+{
+	const unsigned char *p = buf;
+	uint32_t magic;
+	uint16_t ver, cnt;
+
+	if (n > DCHAN__DIR_MAX || len < 8)
+		return dchan__fail(-DCHAN_E_BADDESC, "sync object directory "
+						     "of %zu bytes is too short",
+				   len);
+	memcpy(&magic, p, 4);
+	memcpy(&ver, p + 4, 2);
+	memcpy(&cnt, p + 6, 2);
+	if (magic != DCHAN__DIR_MAGIC)
+		return dchan__fail(-DCHAN_E_BADDESC,
+				   "the sync object's first channel holds no "
+				   "directory (magic %08x); was it made by an "
+				   "older libdchan?",
+				   magic);
+	if (ver != DCHAN__DIR_VERSION)
+		return dchan__fail(-DCHAN_E_VERSION,
+				   "sync object directory version %u, this "
+				   "library reads version %u",
+				   ver, DCHAN__DIR_VERSION);
+	if (cnt != n || len != DCHAN__DIR_BYTES(n))
+		return dchan__fail(-DCHAN_E_BADDESC,
+				   "sync object directory names %u channels "
+				   "in %zu bytes, expected %u",
+				   cnt, len, n);
+	for (unsigned i = 0; i < n; i++) {
+		dchan_desc_t d = *first;
+		int rc;
+
+		memcpy(&d.offset, p + 8 + 16 * i, 8);
+		memcpy(&d.chan_uid, p + 16 + 16 * i, 8);
+		dchan__desc_seal(&d);
+		rc = dchan__desc_check(&d);
+		if (rc < 0)
+			return rc;
+		descs_out[i] = d;
+	}
+	return 0;
+}
+
+/*
+ * Attach the n channels first's directory names, each checked to be of
+ * kinds[i].  Only channel operations (peek, stats), so it works the same
+ * through the gateway.
+ */
+int dchan__sync_dir_open(dchan_t *first, const uint32_t *kinds, unsigned n,
+			 dchan_t **chs_out)
+{
+	unsigned char buf[DCHAN__DIR_BYTES(DCHAN__DIR_MAX)];
+	dchan_desc_t d[DCHAN__DIR_MAX];
+	dchan_t *chs[DCHAN__DIR_MAX];
+	unsigned got = 0;
+	size_t len;
+	int rc;
+
+	rc = dchan_peek(first, buf, sizeof buf, 0, &len);
+	if (rc == -EAGAIN)
+		return dchan__fail(-DCHAN_E_BADDESC,
+				   "the sync object's first channel holds no "
+				   "directory (destroyed, or made by an older "
+				   "libdchan)");
+	if (rc < 0)
+		return rc;
+	if (len > sizeof buf)
+		return dchan__fail(-DCHAN_E_BADDESC,
+				   "sync object directory of %zu bytes", len);
+	rc = dchan__sync_dir_decode(buf, len, &first->desc, n, d);
+	while (rc == 0 && got < n) {
+		rc = dchan__sync_attach(&d[got], kinds[got], &chs[got], NULL);
+		if (rc == 0)
+			got++;
+	}
+	if (rc < 0) {
+		while (got > 0)
+			dchan_detach(chs[--got]);
+		return rc;
+	}
+	memcpy(chs_out, chs, n * sizeof *chs);
+	return 0;
 }
 
 int dchan__tok_send(dchan_t *ch, const struct dchan__tok *t,

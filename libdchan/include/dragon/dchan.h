@@ -257,7 +257,11 @@ DCHAN_EXPORT int64_t dchan_capacity(dchan_t *ch);
 /*
  * Each sync object is made of channels in one pool and is named by the
  * descriptor of its first channel; dchan_*_attach rebuilds it from that in
- * another process.  Waiting calls take a timeout like send/recv.
+ * another process.  Every operation, attach included, is a channel
+ * operation on a channel the descriptor names (a barrier's or condition's
+ * first channel holds a directory of the others), so a sync object of
+ * another node works through the gateway like a channel does.  Waiting
+ * calls take a timeout like send/recv.
  */
 
 typedef struct dchan_lock dchan_lock_t;
@@ -284,8 +288,9 @@ DCHAN_EXPORT int dchan_lock_detach(dchan_lock_t *lock);
 DCHAN_EXPORT int dchan_lock_destroy(dchan_lock_t *lock);
 
 typedef struct dchan_sem dchan_sem_t;
-/* max 0: unbounded (up to DCHAN_SEM_VALUE_MAX). */
-#define DCHAN_SEM_VALUE_MAX 65535u
+/* max 0: unbounded (up to DCHAN_SEM_VALUE_MAX, which is INT_MAX like
+ * Linux's SEM_VALUE_MAX, so dchan_sem_value's int holds every value). */
+#define DCHAN_SEM_VALUE_MAX 2147483647u
 DCHAN_EXPORT int dchan_sem_create(dmem_pool_t *pool, unsigned value,
 				  unsigned max, dchan_sem_t **sem_out);
 DCHAN_EXPORT int dchan_sem_attach(const dchan_desc_t *desc,
@@ -293,7 +298,8 @@ DCHAN_EXPORT int dchan_sem_attach(const dchan_desc_t *desc,
 DCHAN_EXPORT int dchan_sem_desc_get(const dchan_sem_t *sem,
 				    dchan_desc_t *desc_out);
 DCHAN_EXPORT int dchan_sem_acquire(dchan_sem_t *sem, uint64_t timeout_ns);
-/* -EOVERFLOW past the maximum (bounded) or DCHAN_SEM_VALUE_MAX. */
+/* -EOVERFLOW past the maximum (bounded) or DCHAN_SEM_VALUE_MAX; the value
+ * is then unchanged. */
 DCHAN_EXPORT int dchan_sem_release(dchan_sem_t *sem);
 /* The current value (>= 0) or a negative code. */
 DCHAN_EXPORT int dchan_sem_value(dchan_sem_t *sem);
