@@ -46,6 +46,9 @@ static int dchan__gw_do_recv(dchan_t *ch, const dchan_gw_req_t *r,
 		if (left != DCHAN_FOREVER) {
 			uint64_t spent = dchan__now_ns() - t0;
 
+			/* try-once means -EAGAIN, as for a local receive */
+			if (r->timeout_ns == 0)
+				return -EAGAIN;
 			if (spent >= r->timeout_ns)
 				return -ETIMEDOUT;
 			left = r->timeout_ns - spent;

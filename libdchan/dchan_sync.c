@@ -64,8 +64,9 @@ int dchan__sync_dir_write(dchan_t *first, dchan_t *const *chs, unsigned n)
 	uint16_t ver = DCHAN__DIR_VERSION, cnt = (uint16_t)n;
 
 	if (n > DCHAN__DIR_MAX)
-		return dchan__fail(-EINVAL, "a sync object directory names at "
-					    "most %u channels",
+		return dchan__fail(-EINVAL,
+				   "a sync object directory names at "
+				   "most %u channels",
 				   DCHAN__DIR_MAX);
 	memcpy(buf, &magic, 4);
 	memcpy(buf + 4, &ver, 2);
@@ -91,8 +92,9 @@ int dchan__sync_dir_decode(const void *buf, size_t len,
 	uint16_t ver, cnt;
 
 	if (n > DCHAN__DIR_MAX || len < 8)
-		return dchan__fail(-DCHAN_E_BADDESC, "sync object directory "
-						     "of %zu bytes is too short",
+		return dchan__fail(-DCHAN_E_BADDESC,
+				   "sync object directory "
+				   "of %zu bytes is too short",
 				   len);
 	memcpy(&magic, p, 4);
 	memcpy(&ver, p + 4, 2);

@@ -30,9 +30,9 @@ int dchan__sync_attach(const dchan_desc_t *d, uint32_t kind, dchan_t **ch_out,
  * gateway like any other message, and then names each sibling with a
  * descriptor of its own (the first one's node and pool).
  */
-#define DCHAN__DIR_MAGIC   0x44595344u /* "DSYD" */
-#define DCHAN__DIR_VERSION 1u
-#define DCHAN__DIR_MAX	   3u
+#define DCHAN__DIR_MAGIC    0x44595344u /* "DSYD" */
+#define DCHAN__DIR_VERSION  1u
+#define DCHAN__DIR_MAX	    3u
 #define DCHAN__DIR_BYTES(n) (8u + 16u * (n))
 
 int dchan__sync_dir_write(dchan_t *first, dchan_t *const *chs, unsigned n);

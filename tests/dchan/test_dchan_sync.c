@@ -7,7 +7,7 @@
 
 #define MS 1000000ull
 
-static void *t_shared(size_t len)
+static void *sync_shared(size_t len)
 {
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -22,7 +22,7 @@ START_TEST(lock_mutual_exclusion)
 	dmem_pool_t *pool = t_pool("lock", 16u << 20);
 	dchan_lock_t *l;
 	dchan_desc_t d;
-	volatile uint64_t *counter = t_shared(4096);
+	volatile uint64_t *counter = sync_shared(4096);
 	uint64_t n = t_scaled(2000, 50);
 	pid_t pid[4];
 
@@ -214,7 +214,7 @@ START_TEST(barrier_rounds_timeout_abort_reset)
 	dmem_pool_t *pool = t_pool("barrier", 16u << 20);
 	dchan_barrier_t *b;
 	dchan_desc_t d;
-	int *idx = t_shared(4096);
+	int *idx = sync_shared(4096);
 	pid_t pid[3];
 
 	T_OK(dchan_barrier_create(pool, 4, &b));
@@ -298,7 +298,7 @@ START_TEST(condition_notify_and_timeout)
 	dchan_lock_t *l;
 	dchan_cond_t *c;
 	dchan_desc_t dl, dc;
-	volatile int *state = t_shared(4096);
+	volatile int *state = sync_shared(4096);
 	pid_t pid[3];
 
 	T_OK(dchan_lock_create(pool, DCHAN_LOCK_RECURSIVE, &l));
