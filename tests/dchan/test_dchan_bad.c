@@ -101,6 +101,116 @@ START_TEST(corrupt_descriptors)
 }
 END_TEST
 
+/* Put dir (len bytes) as the only message of the object's first channel
+ * and return what attaching the condition says. */
+static int cond_attach_with(dchan_t *id, const dchan_desc_t *cd,
+			    const void *dir, size_t len)
+{
+	unsigned char junk[512];
+	dchan_cond_t *c;
+	size_t got;
+	int rc;
+
+	while (dchan_recv(id, junk, sizeof junk, 0, &got) == 0)
+		;
+	if (dir)
+		T_OK(dchan_send(id, dir, len, 0));
+	rc = dchan_cond_attach(cd, &c);
+	if (rc == 0)
+		T_OK(dchan_cond_detach(c));
+	return rc;
+}
+
+/* The directory a multi-channel object keeps in its first channel is
+ * checked like a descriptor: a lie in it is an error, never a crash. */
+START_TEST(corrupt_sync_directories)
+{
+	dmem_pool_t *pool = t_pool("dir", 16 * MiB);
+	unsigned char dir[64], bad[256];
+	dchan_desc_t cd, bd, ld, chd;
+	dchan_cond_t *cond;
+	dchan_barrier_t *bar;
+	dchan_lock_t *lock;
+	dchan_t *id, *ch = t_chan(pool, 4, 0);
+	uint64_t v;
+	size_t len;
+
+	T_OK(dchan_cond_create(pool, &cond));
+	T_OK(dchan_barrier_create(pool, 2, &bar));
+	T_OK(dchan_lock_create(pool, 0, &lock));
+	T_OK(dchan_cond_desc_get(cond, &cd));
+	T_OK(dchan_barrier_desc_get(bar, &bd));
+	T_OK(dchan_lock_desc_get(lock, &ld));
+	T_OK(dchan_desc_get(ch, &chd));
+	T_OK(dchan_attach(&cd, &id));
+	T_OK(dchan_recv(id, dir, sizeof dir, 0, &len));
+	ck_assert_uint_eq(len, 8 + 16 * 3);
+	T_OK(cond_attach_with(id, &cd, dir, len)); /* as it was: fine */
+	ck_assert_int_eq(cond_attach_with(id, &cd, NULL, 0), -DCHAN_E_BADDESC);
+	ck_assert_int_eq(cond_attach_with(id, &cd, dir, len - 1),
+			 -DCHAN_E_BADDESC);
+	ck_assert_int_eq(cond_attach_with(id, &cd, dir, 6), -DCHAN_E_BADDESC);
+	memset(bad, 0, sizeof bad);
+	memcpy(bad, dir, len);
+	ck_assert_int_eq(cond_attach_with(id, &cd, bad, sizeof bad),
+			 -DCHAN_E_BADDESC);
+	/* magic, version, count */
+	memcpy(bad, dir, len);
+	bad[0] ^= 1;
+	ck_assert_int_eq(cond_attach_with(id, &cd, bad, len), -DCHAN_E_BADDESC);
+	memcpy(bad, dir, len);
+	bad[4] = 9;
+	ck_assert_int_eq(cond_attach_with(id, &cd, bad, len), -DCHAN_E_VERSION);
+	memcpy(bad, dir, len);
+	bad[6] = 2;
+	ck_assert_int_eq(cond_attach_with(id, &cd, bad, len), -DCHAN_E_BADDESC);
+	ck_assert_int_eq(cond_attach_with(id, &cd, bad, len - 16),
+			 -DCHAN_E_BADDESC);
+	/* offsets outside the pool, misaligned, at another channel; uids */
+	memcpy(bad, dir, len);
+	v = cd.pool.size + 64;
+	memcpy(bad + 8 + 16, &v, 8);
+	ck_assert_int_eq(cond_attach_with(id, &cd, bad, len), -DCHAN_E_BADDESC);
+	memcpy(bad, dir, len);
+	bad[8] += 4;
+	ck_assert_int_eq(cond_attach_with(id, &cd, bad, len), -DCHAN_E_BADDESC);
+	memcpy(bad, dir, len);
+	memcpy(bad + 8, &chd.offset, 8); /* a plain channel, its own uid */
+	ck_assert_int_eq(cond_attach_with(id, &cd, bad, len), -DCHAN_E_BADDESC);
+	memcpy(bad + 16, &chd.chan_uid, 8);
+	ck_assert_int_eq(cond_attach_with(id, &cd, bad, len), -DCHAN_E_BADDESC);
+	memcpy(bad + 8, &ld.offset, 8); /* a lock: the wrong kind */
+	memcpy(bad + 16, &ld.chan_uid, 8);
+	ck_assert_int_eq(cond_attach_with(id, &cd, bad, len), -DCHAN_E_BADDESC);
+	memcpy(bad, dir, len);
+	bad[8 + 16 * 2 + 8] ^= 0x10;
+	ck_assert_int_eq(cond_attach_with(id, &cd, bad, len), -DCHAN_E_BADDESC);
+	/* any single flipped byte: an error or the same object, no crash */
+	for (size_t i = 0; i < len; i++) {
+		memcpy(bad, dir, len);
+		bad[i] ^= 0xa5;
+		ck_assert_int_le(cond_attach_with(id, &cd, bad, len), 0);
+	}
+	/* a barrier's directory names two channels, not three */
+	T_OK(cond_attach_with(id, &cd, dir, len));
+	T_OK(dchan_detach(id));
+	T_OK(dchan_attach(&bd, &id));
+	T_OK(dchan_recv(id, bad, sizeof bad, 0, &len));
+	ck_assert_uint_eq(len, 8 + 16 * 2);
+	T_OK(dchan_send(id, dir, 8 + 16 * 3, 0));
+	ck_assert_int_eq(dchan_barrier_attach(&bd, &bar), -DCHAN_E_BADDESC);
+	T_OK(dchan_recv(id, dir, sizeof dir, 0, &len));
+	T_OK(dchan_send(id, bad, 8 + 16 * 2, 0));
+	T_OK(dchan_detach(id));
+	T_OK(dchan_barrier_destroy(bar));
+	T_OK(dchan_cond_destroy(cond));
+	T_OK(dchan_lock_destroy(lock));
+	T_OK(dchan_destroy(ch));
+	ck_assert_uint_eq(t_live(pool), 0);
+	t_pool_done(pool);
+}
+END_TEST
+
 START_TEST(bad_text_descriptors)
 {
 	static const char *bad[] = {
@@ -191,6 +301,7 @@ int main(void)
 	tcase_add_test(tc, message_larger_than_pool);
 	tcase_add_test(tc, corrupt_descriptors);
 	tcase_add_test(tc, bad_text_descriptors);
+	tcase_add_test(tc, corrupt_sync_directories);
 	tcase_add_test(tc, gateway_messages_checked);
 	tcase_add_test(tc, strerror_knows_dchan_codes);
 	suite_add_tcase(s, tc);

@@ -355,18 +355,106 @@ START_TEST(condition_notify_and_timeout)
 }
 END_TEST
 
+/* The limit is Linux's SEM_VALUE_MAX (INT_MAX); past it, -EOVERFLOW and
+ * the value is unchanged, also when processes race to the limit. */
+START_TEST(semaphore_value_limits)
+{
+	dmem_pool_t *pool = t_pool("semmax", 16u << 20);
+	const unsigned max = DCHAN_SEM_VALUE_MAX;
+	volatile uint64_t *res = sync_shared(4096);
+	dchan_sem_t *s;
+	dchan_desc_t d;
+	pid_t pid[2];
+
+	ck_assert_uint_eq(DCHAN_SEM_VALUE_MAX, 2147483647u);
+	ck_assert_int_eq(dchan_sem_create(pool, 0, max + 1, &s), -EINVAL);
+	ck_assert_int_eq(dchan_sem_create(pool, max + 1, 0, &s), -EINVAL);
+	ck_assert_int_eq(dchan_sem_create(pool, UINT32_MAX, UINT32_MAX, &s),
+			 -EINVAL);
+	/* unbounded, at the limit */
+	T_OK(dchan_sem_create(pool, max, 0, &s));
+	ck_assert_int_eq(dchan_sem_value(s), (int)max);
+	ck_assert_int_eq(dchan_sem_release(s), -EOVERFLOW);
+	ck_assert_int_eq(dchan_sem_value(s), (int)max);
+	T_OK(dchan_sem_acquire(s, 0));
+	ck_assert_int_eq(dchan_sem_value(s), (int)max - 1);
+	T_OK(dchan_sem_release(s));
+	ck_assert_int_eq(dchan_sem_value(s), (int)max);
+	T_OK(dchan_sem_destroy(s));
+	/* bounded just below the limit */
+	T_OK(dchan_sem_create(pool, max - 2, max - 1, &s));
+	T_OK(dchan_sem_release(s));
+	ck_assert_int_eq(dchan_sem_release(s), -EOVERFLOW);
+	ck_assert_int_eq(dchan_sem_value(s), (int)max - 1);
+	T_OK(dchan_sem_destroy(s));
+	/* two processes release 100 each into room for 100 */
+	T_OK(dchan_sem_create(pool, max - 100, 0, &s));
+	t_keep(s);
+	T_OK(dchan_sem_desc_get(s, &d));
+	for (int i = 0; i < 2; i++) {
+		pid[i] = fork();
+		if (pid[i] == 0) {
+			dchan_sem_t *c;
+
+			if (dchan_sem_attach(&d, &c))
+				_exit(1);
+			for (int k = 0; k < 100; k++) {
+				int rc = dchan_sem_release(c);
+
+				if (rc == 0)
+					__atomic_fetch_add(&res[0], 1,
+							   __ATOMIC_SEQ_CST);
+				else if (rc == -EOVERFLOW)
+					__atomic_fetch_add(&res[1], 1,
+							   __ATOMIC_SEQ_CST);
+				else
+					_exit(2);
+			}
+			_exit(dchan_sem_detach(c) ? 3 : 0);
+		}
+	}
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(t_wait(pid[i]), 0);
+	ck_assert_uint_eq(res[0], 100);
+	ck_assert_uint_eq(res[1], 100);
+	ck_assert_int_eq(dchan_sem_value(s), (int)max);
+	T_OK(dchan_sem_destroy(s));
+	t_pool_done(pool);
+}
+END_TEST
+
+/* A descriptor of one kind of object does not attach as another. */
 START_TEST(attach_as_wrong_kind_fails)
 {
 	dmem_pool_t *pool = t_pool("kind", 16u << 20);
 	dchan_lock_t *l;
 	dchan_sem_t *s;
-	dchan_desc_t d;
+	dchan_barrier_t *b;
+	dchan_cond_t *c;
+	dchan_desc_t d, bd, cd;
 
 	T_OK(dchan_lock_create(pool, 0, &l));
 	t_keep(l);
 	T_OK(dchan_lock_desc_get(l, &d));
 	ck_assert_int_eq(dchan_sem_attach(&d, &s), -DCHAN_E_BADDESC);
+	ck_assert_int_eq(dchan_barrier_attach(&d, &b), -DCHAN_E_BADDESC);
+	T_OK(dchan_barrier_create(pool, 2, &b));
+	t_keep(b);
+	T_OK(dchan_cond_create(pool, &c));
+	t_keep(c);
+	T_OK(dchan_barrier_desc_get(b, &bd));
+	T_OK(dchan_cond_desc_get(c, &cd));
+	ck_assert_int_eq(dchan_cond_attach(&bd, &c), -DCHAN_E_BADDESC);
+	ck_assert_int_eq(dchan_barrier_attach(&cd, &b), -DCHAN_E_BADDESC);
+	ck_assert_int_eq(dchan_lock_attach(&cd, &l), -DCHAN_E_BADDESC);
+	T_OK(dchan_barrier_attach(&bd, &b));
+	T_OK(dchan_barrier_destroy(b));
+	T_OK(dchan_cond_attach(&cd, &c));
+	T_OK(dchan_cond_destroy(c));
+	T_OK(dchan_lock_attach(&d, &l));
 	T_OK(dchan_lock_destroy(l));
+	/* everything the objects took from the pool went back */
+	ck_assert_uint_eq(t_live(pool), 0);
 	t_pool_done(pool);
 }
 END_TEST
@@ -383,6 +471,7 @@ int main(void)
 	tcase_add_test(tc, event_wakes_all_waiters);
 	tcase_add_test(tc, barrier_rounds_timeout_abort_reset);
 	tcase_add_test(tc, condition_notify_and_timeout);
+	tcase_add_test(tc, semaphore_value_limits);
 	tcase_add_test(tc, attach_as_wrong_kind_fails);
 	suite_add_tcase(s, tc);
 	return t_run(s);
