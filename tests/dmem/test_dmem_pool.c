@@ -244,38 +244,102 @@ START_TEST(offsets_and_pointers)
 }
 END_TEST
 
+/* d comes back unchanged from its text and binary forms (kind: pool or
+ * alloc), and a 10-byte text buffer is too small for it. */
+#define CK_DESC_ROUNDTRIP(kind, d)                                             \
+	do {                                                                   \
+		__typeof__(d) back_;                                           \
+		char t_[DMEM_POOL_DESC_TEXT_MAX];                              \
+		unsigned char b_[sizeof(d) + 8];                               \
+                                                                               \
+		ck_assert_int_gt(                                              \
+			dmem_##kind##_desc_to_text(&(d), t_, sizeof t_), 0);   \
+		ck_assert_int_eq(dmem_##kind##_desc_from_text(t_, &back_), 0); \
+		ck_assert_mem_eq(&(d), &back_, sizeof(d));                     \
+		ck_assert_int_eq(                                              \
+			dmem_##kind##_desc_serialize(&(d), b_, sizeof b_),     \
+			(int)sizeof(d));                                       \
+		ck_assert_int_eq(                                              \
+			dmem_##kind##_desc_deserialize(b_, sizeof(d), &back_), \
+			0);                                                    \
+		ck_assert_mem_eq(&(d), &back_, sizeof(d));                     \
+		ck_assert_int_eq(dmem_##kind##_desc_to_text(&(d), t_, 10),     \
+				 -ENOSPC);                                     \
+	} while (0)
+
 START_TEST(desc_text_and_binary_roundtrip)
 {
 	dmem_pool_t *p = dmt_pool("rt", MiB);
-	dmem_pool_desc_t d, d2;
-	dmem_alloc_desc_t a, a2;
-	char t[DMEM_POOL_DESC_TEXT_MAX], u[DMEM_ALLOC_DESC_TEXT_MAX];
-	unsigned char buf[sizeof d + sizeof a];
+	dmem_pool_desc_t d;
+	dmem_alloc_desc_t a;
 	void *x;
 
 	ck_assert_int_eq(dmem_pool_desc_get(p, &d), 0);
-	ck_assert_int_gt(dmem_pool_desc_to_text(&d, t, sizeof t), 0);
-	ck_assert_int_eq(dmem_pool_desc_from_text(t, &d2), 0);
-	ck_assert_mem_eq(&d, &d2, sizeof d);
-	ck_assert_int_eq(dmem_pool_desc_serialize(&d, buf, sizeof buf),
-			 (int)sizeof d);
-	ck_assert_int_eq(dmem_pool_desc_deserialize(buf, sizeof d, &d2), 0);
-	ck_assert_mem_eq(&d, &d2, sizeof d);
-	ck_assert_int_eq(dmem_pool_desc_to_text(&d, t, 10), -ENOSPC);
-
+	CK_DESC_ROUNDTRIP(pool, d);
 	ck_assert_int_eq(dmem_alloc(p, 300, 0, &x), 0);
 	ck_assert_int_eq(dmem_alloc_desc_get(p, x, &a), 0);
 	ck_assert_uint_ge(a.size, 300);
-	ck_assert_int_gt(dmem_alloc_desc_to_text(&a, u, sizeof u), 0);
-	ck_assert_int_eq(dmem_alloc_desc_from_text(u, &a2), 0);
-	ck_assert_mem_eq(&a, &a2, sizeof a);
-	ck_assert_int_eq(dmem_alloc_desc_serialize(&a, buf, sizeof buf),
-			 (int)sizeof a);
-	ck_assert_int_eq(dmem_alloc_desc_deserialize(buf, sizeof a, &a2), 0);
-	ck_assert_int_eq(dmem_alloc_attach(p, &a2, &x), 0);
-	ck_assert_int_eq(dmem_alloc_free(p, &a2), 0);
-	ck_assert_int_eq(dmem_alloc_free(p, &a2), -DMEM_E_STALE);
+	CK_DESC_ROUNDTRIP(alloc, a);
+	ck_assert_int_eq(dmem_alloc_attach(p, &a, &x), 0);
+	ck_assert_int_eq(dmem_alloc_free(p, &a), 0);
+	ck_assert_int_eq(dmem_alloc_free(p, &a), -DMEM_E_STALE);
 	dmem_pool_destroy(p);
+}
+END_TEST
+
+/* The forms other processes and other builds of Dragon read: text, struct
+ * size, field offsets and the checksum, pinned to values of release 1. */
+START_TEST(desc_wire_format_is_pinned)
+{
+	static const char pt[] = "dmem-pool:1:1a2b:ffffffffffffffff:1048576:"
+				 "dragon.user.inst.name";
+	static const char at[] =
+		"dmem-alloc:1:1a2b:ffffffffffffffff:4096:304:7";
+	dmem_pool_desc_t d;
+	dmem_alloc_desc_t a;
+	char t[DMEM_POOL_DESC_TEXT_MAX];
+	unsigned char raw[sizeof d];
+
+	ck_assert_uint_eq(sizeof d, 232);
+	ck_assert_uint_eq(sizeof a, 56);
+	ck_assert_int_eq(dmem_pool_desc_from_text(pt, &d), 0);
+	ck_assert_uint_eq(d.node_id, 0x1a2b);
+	ck_assert_uint_eq(d.pool_uid, UINT64_MAX);
+	ck_assert_uint_eq(d.size, MiB);
+	ck_assert_str_eq(d.segname, "dragon.user.inst.name");
+	ck_assert_uint_eq(d.check, 0x2839291ce641b2efull);
+	ck_assert_int_eq(dmem_pool_desc_to_text(&d, t, sizeof t),
+			 (int)strlen(pt));
+	ck_assert_str_eq(t, pt);
+	ck_assert_int_eq(dmem_pool_desc_serialize(&d, raw, sizeof raw),
+			 (int)sizeof d);
+	ck_assert_mem_eq(raw, &d, sizeof d);
+
+	ck_assert_int_eq(dmem_alloc_desc_from_text(at, &a), 0);
+	ck_assert_uint_eq(a.node_id, 0x1a2b);
+	ck_assert_uint_eq(a.pool_uid, UINT64_MAX);
+	ck_assert_uint_eq(a.offset, 4096);
+	ck_assert_uint_eq(a.size, 304);
+	ck_assert_uint_eq(a.generation, 7);
+	ck_assert_uint_eq(a.check, 0xce6e16d0ae430a4dull);
+	ck_assert_int_eq(dmem_alloc_desc_to_text(&a, t, sizeof t),
+			 (int)strlen(at));
+	ck_assert_str_eq(t, at);
+	ck_assert_int_eq(dmem_alloc_desc_serialize(&a, raw, sizeof raw),
+			 (int)sizeof a);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	ck_assert_mem_eq(raw,
+			 "ALOC\1\0\0\0"
+			 "\x2b\x1a\0\0\0\0\0\0"
+			 "\xff\xff\xff\xff\xff\xff\xff\xff"
+			 "\0\x10\0\0\0\0\0\0"
+			 "\x30\x01\0\0\0\0\0\0"
+			 "\7\0\0\0\0\0\0\0"
+			 "\x4d\x0a\x43\xae\xd0\x16\x6e\xce",
+			 56);
+#endif
+	ck_assert_int_eq(dmem_alloc_desc_deserialize(raw, sizeof a, &a), 0);
+	ck_assert_uint_eq(a.check, 0xce6e16d0ae430a4dull);
 }
 END_TEST
 
@@ -524,15 +588,13 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-	Suite *s;
 	TCase *tc;
+	Suite *s;
 
 	if (argc > 1 && !strcmp(argv[1], "--child"))
 		return child_attach_and_write(getenv("DMT_POOL"),
 					      getenv("DMT_ALLOC"));
-	dmt_init();
-	s = suite_create("dmem_pool");
-	tc = tcase_create("unit");
+	s = dmt_suite("dmem_pool", "unit", 0, &tc);
 	tcase_add_test(tc, create_names_segment_0600);
 	tcase_add_test(tc, create_rejects_bad_names_and_duplicates);
 	tcase_add_test(tc, attr_instance_and_replace);
@@ -547,6 +609,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, bad_frees_are_errors);
 	tcase_add_test(tc, offsets_and_pointers);
 	tcase_add_test(tc, desc_text_and_binary_roundtrip);
+	tcase_add_test(tc, desc_wire_format_is_pinned);
 	tcase_add_test(tc, stale_foreign_corrupt_refused);
 	tcase_add_test(tc, foreign_node_pool_refused);
 	tcase_add_test(tc, layout_magic_and_version_checked);
@@ -554,6 +617,5 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, owner_chown_reclaim);
 	tcase_add_test(tc, threads_share_a_handle);
 	tcase_add_test(tc, strerror_and_errmsg);
-	suite_add_tcase(s, tc);
 	return dmt_run(s);
 }
