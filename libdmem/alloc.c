@@ -159,9 +159,9 @@ static int claim_live(struct dmem_pool *p, struct dmem_blk *b)
 	uint64_t off = (uint64_t)((char *)b - p->base);
 	uint64_t ot = __atomic_load_n(&b->owner_tag, __ATOMIC_ACQUIRE);
 
-	if ((uint32_t)(ot >> 32) != dmem__blk_tag(p, off,
-						__atomic_load_n(&b->gen,
-								__ATOMIC_RELAXED)) ||
+	if ((uint32_t)(ot >> 32) !=
+		    dmem__blk_tag(p, off,
+				  __atomic_load_n(&b->gen, __ATOMIC_RELAXED)) ||
 	    dmem__jcas(p, &b->owner_tag, ot, DMEM_FREE_TAG))
 		return -DMEM_E_STALE;
 	return 0;
@@ -247,35 +247,56 @@ DMEM_EXPORT int dmem_alloc_free(dmem_pool_t *pool,
 	return rc ? rc : free_user_off(pool, desc->offset, desc);
 }
 
-DMEM_EXPORT int dmem_alloc_desc_get(dmem_pool_t *pool, const void *ptr,
-				    dmem_alloc_desc_t *desc_out)
+/* Run fn on the live block at ptr under the lock. */
+static int with_block(struct dmem_pool *p, const void *ptr,
+		      void (*fn)(struct dmem_pool *, struct dmem_blk *, void *),
+		      void *arg)
 {
-	uint64_t off = dmem_pool_offset(pool, ptr);
-	dmem_alloc_desc_t d;
+	uint64_t off = dmem_pool_offset(p, ptr);
 	struct dmem_blk *b;
 	int rc;
 
-	if (off == DMEM_OFFSET_INVALID || !desc_out)
+	if (off == DMEM_OFFSET_INVALID)
 		return dmem__fail(-EINVAL, "pointer %p is not in the pool",
 				  ptr);
-	memset(&d, 0, sizeof(d));
-	if ((rc = dmem__lock(pool)))
+	if ((rc = dmem__lock(p)))
 		return rc;
-	if ((rc = dmem__heap_blk_of(pool, off, &b)) == 0) {
-		d.generation = b->gen;
-		d.size = dmem__blk_size(b) - DMEM_BLK_HDR;
-	}
-	dmem__unlock(pool);
+	if ((rc = dmem__heap_blk_of(p, off, &b)) == 0)
+		fn(p, b, arg);
+	dmem__unlock(p);
 	if (rc)
 		return dmem__fail(rc,
 				  "pointer %p is not a live allocation of "
 				  "pool %s",
-				  ptr, pool->desc.segname);
+				  ptr, p->desc.segname);
+	return 0;
+}
+
+static void get_gen_size(struct dmem_pool *p, struct dmem_blk *b, void *arg)
+{
+	dmem_alloc_desc_t *d = arg;
+
+	(void)p;
+	d->generation = b->gen;
+	d->size = dmem__blk_size(b) - DMEM_BLK_HDR;
+}
+
+DMEM_EXPORT int dmem_alloc_desc_get(dmem_pool_t *pool, const void *ptr,
+				    dmem_alloc_desc_t *desc_out)
+{
+	dmem_alloc_desc_t d;
+	int rc;
+
+	if (!pool || !desc_out)
+		return dmem__fail(-EINVAL, "NULL argument");
+	memset(&d, 0, sizeof(d));
+	if ((rc = with_block(pool, ptr, get_gen_size, &d)))
+		return rc;
 	d.magic = DMEM_ALLOC_DESC_MAGIC;
 	d.version = DMEM_DESC_VERSION;
 	d.node_id = pool->desc.node_id;
 	d.pool_uid = pool->desc.pool_uid;
-	d.offset = off;
+	d.offset = dmem_pool_offset(pool, ptr);
 	d.check = dmem__alloc_desc_check(&d);
 	*desc_out = d;
 	return 0;
@@ -310,31 +331,6 @@ DMEM_EXPORT int dmem_alloc_attach(dmem_pool_t *pool,
 			rc == -DMEM_E_CORRUPT ? "corrupt"
 					      : "no longer live (freed)");
 	*ptr_out = pool->base + desc->offset;
-	return 0;
-}
-
-/* Run fn on the live block at ptr under the lock. */
-static int with_block(struct dmem_pool *p, const void *ptr,
-		      void (*fn)(struct dmem_pool *, struct dmem_blk *, void *),
-		      void *arg)
-{
-	uint64_t off = dmem_pool_offset(p, ptr);
-	struct dmem_blk *b;
-	int rc;
-
-	if (off == DMEM_OFFSET_INVALID)
-		return dmem__fail(-EINVAL, "pointer %p is not in the pool",
-				  ptr);
-	if ((rc = dmem__lock(p)))
-		return rc;
-	if ((rc = dmem__heap_blk_of(p, off, &b)) == 0)
-		fn(p, b, arg);
-	dmem__unlock(p);
-	if (rc)
-		return dmem__fail(rc,
-				  "pointer %p is not a live allocation of "
-				  "pool %s",
-				  ptr, p->desc.segname);
 	return 0;
 }
 
