@@ -89,6 +89,25 @@ static inline int dmt_wait(pid_t pid)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/*
+ * Start a suite of one test case: sets up the instance (dmt_init) and, when
+ * timeout > 0, the case's timeout in seconds (else CK_DEFAULT_TIMEOUT holds).
+ * The caller adds the tests to *tc_out and hands the suite to dmt_run.
+ */
+static inline Suite *dmt_suite(const char *name, const char *tcname,
+			       double timeout, TCase **tc_out)
+{
+	Suite *s = suite_create(name);
+	TCase *tc = tcase_create(tcname);
+
+	dmt_init();
+	if (timeout > 0)
+		tcase_set_timeout(tc, timeout);
+	suite_add_tcase(s, tc);
+	*tc_out = tc;
+	return s;
+}
+
 /* Run a suite in fork mode, clean /dev/shm, return the exit code. */
 static inline int dmt_run(Suite *s)
 {

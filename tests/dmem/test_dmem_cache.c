@@ -171,17 +171,13 @@ END_TEST
 
 int main(void)
 {
-	Suite *s;
 	TCase *tc;
+	Suite *s = dmt_suite("dmem_cache", "cache", 0, &tc);
 
-	dmt_init();
-	s = suite_create("dmem_cache");
-	tc = tcase_create("cache");
 	/* No tcase timeout: CK_DEFAULT_TIMEOUT (tests/c-tests.am) is longer under
 	 * valgrind, where each of the forks here is slow. */
 	tcase_add_test(tc, fork_while_another_thread_holds_the_cache);
 	tcase_add_test(tc, racing_double_free_is_refused_once);
 	tcase_add_test(tc, reclaim_of_own_pid_empties_the_cache);
-	suite_add_tcase(s, tc);
 	return dmt_run(s);
 }

@@ -221,15 +221,10 @@ END_TEST
 
 int main(void)
 {
-	Suite *s;
 	TCase *tc;
+	Suite *s = dmt_suite("dmem_stress", "stress", 600, &tc);
 
-	dmt_init();
-	s = suite_create("dmem_stress");
-	tc = tcase_create("stress");
-	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, stress_4_procs_1m_ops);
 	tcase_add_test(tc, sigkill_anywhere_leaves_pool_usable);
-	suite_add_tcase(s, tc);
 	return dmt_run(s);
 }

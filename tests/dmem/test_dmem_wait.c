@@ -160,19 +160,14 @@ END_TEST
 
 int main(void)
 {
-	Suite *s;
 	TCase *tc;
+	Suite *s = dmt_suite("dmem_wait", "wait", 60, &tc);
 
-	dmt_init();
-	s = suite_create("dmem_wait");
-	tc = tcase_create("wait");
-	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, futex_wait_times_out_at_deadline);
 	tcase_add_test(tc, futex_wakes_other_process);
 	tcase_add_test(tc, timed_alloc_times_out);
 	tcase_add_test(tc, timed_alloc_woken_by_free);
 	tcase_add_test(tc, forever_alloc_woken_by_free);
 	tcase_add_test(tc, deadline_after_normalises);
-	suite_add_tcase(s, tc);
 	return dmt_run(s);
 }

@@ -206,17 +206,13 @@ END_TEST
 
 int main(void)
 {
-	Suite *s;
 	TCase *tc;
+	Suite *s = dmt_suite("dmem_shm", "whitebox", 0, &tc);
 
-	dmt_init();
-	s = suite_create("dmem_shm");
-	tc = tcase_create("whitebox");
 	tcase_add_test(tc, pool_larger_than_shm_is_refused);
 	tcase_add_test(tc, journal_rollback_at_every_store);
 	tcase_add_test(tc, killed_waiter_is_forgotten_by_reclaim);
 	tcase_add_test(tc, no_spin_when_pinned_to_one_core);
 	tcase_add_test(tc, lock_sleeper_survives_a_lost_wakeup);
-	suite_add_tcase(s, tc);
 	return dmt_run(s);
 }
