@@ -158,10 +158,15 @@ class ZygotePopen(_Base):
         payload = _payload(self, process_obj)
         self.pid, self.sentinel = z.start(payload)
         self._zygote = z
+        self._status_lock = threading.Lock()
         self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel,))
 
     def _status(self):
-        return self._zygote.status(self.pid)
+        # One reap per child, whichever thread joins first.
+        with self._status_lock:
+            if self.returncode is None:
+                self.returncode = self._zygote.status(self.pid, self.sentinel)
+            return self.returncode
 
     def _send_signal(self, sig):
         if self.returncode is None:
@@ -244,7 +249,8 @@ class ZygoteError(RuntimeError):
 
 
 class Zygote:
-    """The parent's end of the connection to its zygote."""
+    """The parent's end of the connection to its zygote (see
+    dragon._zygote for the protocol)."""
 
     def __init__(self, rt):
         from . import _zygote
@@ -252,6 +258,8 @@ class Zygote:
         self.rt = rt
         self.lock = threading.Lock()
         self.statuses = {}
+        self.spares = []   # [(pid, pidfd, socket)], oldest first
+        self.pending = 1   # spares asked for and not yet received
         self.dead = False
         name = "dragon-zygote-%d-%s" % (os.getpid(), os.urandom(8).hex())
         lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -287,51 +295,111 @@ class Zygote:
         raise ZygoteError("the zygote (pid %d) did not connect within %.0f s"
                           % (self.pid, ZYGOTE_START_TIMEOUT))
 
-    def _recv_until(self, pred):
-        """Read messages (lock held), keeping exit statuses, until pred(msg)
-        is true for one; returns (msg, fds)."""
+    def _take(self, msg, fds):
+        """File one message from the zygote (lock held)."""
+        kind = msg[0]
+        if kind == "exit":
+            self.statuses[msg[1]] = msg[2]
+        elif kind == "spare":
+            self.pending -= 1
+            self.spares.append((msg[1], fds[0], socket.socket(fileno=fds[1])))
+        elif kind == "error":
+            self.pending -= 1
+            for fd in fds:
+                os.close(fd)
+
+    def _recv_until(self, pred, block=True):
+        """Read messages (lock held), filing them, until pred(msg) is true
+        for one; returns it.  block=False reads only what has arrived and
+        returns None."""
         while True:
             m = self.reader.next()
             if m is not None:
-                msg, fds = m
-                if msg[0] == "exit":
-                    self.statuses[msg[1]] = msg[2]
-                if pred(msg):
-                    return msg, fds
+                self._take(*m)
+                if pred(m[0]):
+                    return m[0]
                 continue
-            if self.dead or not self.reader.fill():
+            if self.dead:
+                raise ZygoteError("the zygote (pid %d) is gone" % self.pid)
+            try:
+                more = self.reader.fill(0 if block else socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return None
+            except OSError:
+                more = False
+            if not more:
                 self.dead = True
                 raise ZygoteError("the zygote (pid %d) is gone" % self.pid)
 
+    def _spare(self):
+        """A spare child to run the next process (lock held)."""
+        self._recv_until(lambda m: False, block=False)
+        while not self.spares:
+            if not self.pending:
+                self._proto.send_msg(self.sock, ("want",))
+                self.pending += 1
+            msg = self._recv_until(lambda m: m[0] in ("spare", "error"))
+            if msg[0] == "error":
+                raise ZygoteError("the zygote could not start the process: %s"
+                                  % msg[1])
+        return self.spares.pop(0)
+
     def start(self, payload):
-        """Have the zygote fork a child running payload; (pid, pidfd)."""
+        """Have a child of the zygote run payload; (pid, pidfd)."""
         from multiprocessing import resource_tracker
         try:
             tracker = [resource_tracker.getfd()]
         except Exception:
             tracker = []
-        msg = ("start", dict(os.environ), payload, bool(tracker), self.pid)
+        msg = ("run", dict(os.environ), payload, bool(tracker))
         with self.lock:
-            if self.dead:
-                raise ZygoteError("the zygote (pid %d) is gone" % self.pid)
-            self._proto.send_msg(self.sock, msg, [1, 2] + tracker)
-            reply, fds = self._recv_until(lambda m: m[0] in ("started", "error"))
-        if reply[0] == "error":
-            raise ZygoteError("the zygote could not start the process: %s" % reply[1])
-        return reply[1], fds[0]
-
-    def status(self, pid):
-        """The exit code of child pid, waiting for the zygote's report."""
-        with self.lock:
-            if pid not in self.statuses:
+            while True:
+                if self.dead:
+                    raise ZygoteError("the zygote (pid %d) is gone" % self.pid)
+                pid, pidfd, sock = self._spare()
                 try:
+                    self._proto.send_msg(sock, msg, [1, 2] + tracker)
+                except OSError:
+                    # The spare died while it waited: take another.
+                    os.close(pidfd)
+                    self._proto.send_msg(self.sock, ("reap", pid, True))
+                    continue
+                finally:
+                    sock.close()
+                self._proto.send_msg(self.sock, ("took", pid))
+                self.pending += 1
+                return pid, pidfd
+
+    def status(self, pid, pidfd):
+        """The exit code of child pid (pidfd: its sentinel), once it has
+        ended."""
+        select.select([pidfd], [], [])
+        code = self._proto.zombie_status(pid, pidfd)
+        with self.lock:
+            try:
+                if code is not None:
                     if not self.dead:
-                        self._proto.send_msg(self.sock, ("reap", pid))
+                        self._proto.send_msg(self.sock, ("reap", pid, True))
+                    return code
+                if pid not in self.statuses:
+                    if not self.dead:
+                        self._proto.send_msg(self.sock, ("reap", pid, False))
                     self._recv_until(lambda m: m[0] == "exit" and m[1] == pid)
-                except ZygoteError:
-                    # Its children die with it (PR_SET_PDEATHSIG).
-                    return -signal.SIGKILL
+            except (ZygoteError, OSError):
+                self.dead = True
+                if code is not None:
+                    return code
+                # Its children die with it (PR_SET_PDEATHSIG).
+                return -signal.SIGKILL
             return self.statuses.pop(pid)
+
+    def _close_fds(self):
+        for _, pidfd, sock in self.spares:
+            os.close(pidfd)
+            sock.close()
+        self.spares = []
+        self.sock.close()
+        self.reader.close()
 
     def close(self):
         """End the connection: the zygote exits once its children have (the
@@ -344,8 +412,7 @@ class Zygote:
                 self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-            self.sock.close()
-            self.reader.close()
+            self._close_fds()
 
 
 _zlock = threading.Lock()
@@ -392,3 +459,19 @@ def _stop_zygote():
         z, _zygote = _zygote, None
     if z and _zygote_pid == os.getpid():
         z.close()
+
+
+def _forget_zygote_after_fork():
+    # A forked copy of this process (the 'fork' start method, os.fork)
+    # must not keep the zygote connection and the spares open: the zygote
+    # would not see this process leave, nor a spare the end of its socket.
+    global _zygote
+    z, _zygote = _zygote, None
+    if z:
+        try:
+            z._close_fds()
+        except OSError:
+            pass
+
+
+os.register_at_fork(after_in_child=_forget_zygote_after_fork)

@@ -4,40 +4,46 @@ Starting a fresh interpreter costs tens of milliseconds, most of it
 importing.  A process that starts 'dragon' children therefore has the
 runtime start one helper, the zygote, the first time it needs one: a
 Python process started by ``dlaunch_spawn`` like any other, which imports
-multiprocessing and dragon and then waits for requests.  To start a child
-the parent sends what spawn would have put on a fresh interpreter's stdin
-(the preparation data and the pickled Process object), its environment,
-and its stdout, stderr and resource-tracker descriptors.  The zygote keeps
-one child forked ahead (the spare), which has already dropped the zygote's
-state and waits on a socket pair; a request goes to the spare, the reply
-carries its pid, and only then is the next spare forked, so a start costs
-neither an interpreter nor a fork.  The child takes the descriptors as 1,
-2 and the tracker's, takes the parent's environment (as it is at the
-request), and from there does exactly what a spawned child
-does (``spawn.prepare``: sys.path, sys.argv, cwd, the parent's main module
+multiprocessing and dragon and then forks children on demand.
+
+The zygote keeps one child forked ahead, the spare, and hands it to the
+parent: its pid, a pidfd of it and one end of a socket pair on which the
+spare waits.  To start a process the parent writes to the spare what spawn
+would have put on a fresh interpreter's stdin (the preparation data and
+the pickled Process object), its environment, and its stdout, stderr and
+resource-tracker descriptors, then tells the zygote it took the spare; the
+zygote forks the next one.  A start therefore waits for neither an
+interpreter, nor a fork, nor the zygote.  The spare takes the descriptors
+as 1, 2 and the tracker's, takes the parent's environment (as it is at the
+request), and from there does exactly what a spawned child does
+(``spawn.prepare``: sys.path, sys.argv, cwd, the parent's main module
 imported as ``__mp_main__``; then the Process object is unpickled and run).
 User code sees a fresh interpreter: the zygote has run nothing of the
-user's, holds no runtime handle or pool mapping, and is single-threaded;
-the child closes the zygote's descriptors, resets its signal handlers
-(signals stay blocked across the fork until then), and ``random`` reseeds
-itself at fork; the zygote's objects are frozen out of the children's
-garbage collections, so that children do not copy those pages.  At the end the child runs what a
-normal interpreter exit runs (non-daemon threads are joined, atexit
-handlers run, streams are flushed) and leaves with ``os._exit``.
+user's, holds no pool mapping, and is single-threaded when it forks; the
+spare closes the zygote's descriptors, resets its signal handlers (signals
+stay blocked across the fork until then; SIGINT is ignored while it waits,
+as in the zygote, and the default handler is back once it runs), and
+``random`` reseeds itself at fork; the zygote's objects are frozen out of
+the children's garbage collections, so that children do not copy those
+pages.  At the end the child runs what a normal interpreter exit runs
+(non-daemon threads are joined, atexit handlers run, streams are flushed)
+and leaves with ``os._exit``.
 
 Processes, pids and statuses:
 
-* the child's pid is the real OS pid, sent back with a pidfd of the child
-  (SCM_RIGHTS) opened before the child can be reaped, so the parent's
-  sentinel is a real descriptor that names exactly this process;
-* the zygote is the child's OS parent: it watches each child's pidfd and
-  reaps the child when the parent asks for its status (until then the
-  ended child is a zombie whose pid stays valid, as a spawned child's does
-  before join), then reports the status over the same socket;
-  signals go through the pidfd (``pidfd_send_signal``), never a bare pid;
+* the child's pid is the real OS pid, and the parent's sentinel is a pidfd
+  of it, opened by the zygote before the child could be reaped, so it
+  names exactly this process;
+* the zygote is the child's OS parent and reaps it only when the parent
+  asks (until then an ended child is a zombie whose pid stays valid, as a
+  spawned child's does before join).  The parent reads the exit status of
+  the zombie from /proc (checking through the pidfd that it is still
+  unreaped) and asks for the reap without waiting; where /proc does not
+  show it, the zygote reports the status with the reap.  Signals go
+  through the pidfd (``pidfd_send_signal``), never a bare pid;
 * children outlive their parent as spawned ones do: when the parent
-  closes the connection (at its exit, or by dying) the zygote goes on
-  reaping and exits after the last child; a child dies with the zygote
+  closes the connection (at its exit, or by dying) the zygote reaps what
+  has ended and exits after the last child; a child dies with the zygote
   (``PR_SET_PDEATHSIG``), and when the runtime stops it sends the zygote
   SIGTERM, on which the zygote ends its children as the runtime ends its
   own processes (SIGTERM, a grace period, SIGKILL).
@@ -45,7 +51,15 @@ Processes, pids and statuses:
 The connection is a Unix stream socket in the abstract namespace, named
 with a random token; the parent listens, passes the name on the zygote's
 command line, and accepts only the zygote's pid (SO_PEERCRED).  Messages
-are a 4-byte length, a 1-byte descriptor count and a pickle.
+are a 4-byte length, a 1-byte descriptor count and a pickle:
+
+* zygote to parent: ``("spare", pid)`` with the pidfd and the socket;
+  ``("exit", pid, code)``; ``("error", text)`` when no spare could be made;
+* parent to zygote: ``("took", pid)`` (spare pid runs a process now: make
+  the next), ``("want",)`` (make a spare), ``("reap", pid, quiet)`` (reap
+  pid once it has ended; report its status unless quiet);
+* parent to spare: ``("run", environ, payload, has_tracker)`` with
+  stdout, stderr and the tracker's descriptor.
 """
 import os
 import pickle
@@ -60,6 +74,8 @@ _MAXFDS = 8
 _ZYGOTE_CODE = "from dragon._zygote import main; main()"
 # Signals whose disposition differs between the zygote and a fresh child.
 _CHILD_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+# After SIGTERM, how long the children get before SIGKILL (seconds).
+_END_GRACE = 2.0
 
 
 def send_msg(sock, obj, fds=()):
@@ -73,21 +89,25 @@ def send_msg(sock, obj, fds=()):
 
 
 class Reader:
-    """Reassembles messages and their descriptors from a stream socket."""
+    """Reassembles messages and their descriptors from a stream socket.
+    Descriptors received are close-on-exec."""
 
     def __init__(self, sock):
         self.sock = sock
         self.buf = bytearray()
         self.fds = []
 
-    def fill(self):
+    def fill(self, flags=0):
         """One recvmsg; False at end of stream."""
         data, anc, _flags, _addr = self.sock.recvmsg(
-            1 << 16, socket.CMSG_SPACE(_MAXFDS * 4))
+            1 << 16, socket.CMSG_SPACE(_MAXFDS * 4), flags)
         for level, kind, payload in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 n = len(payload) // 4
-                self.fds.extend(struct.unpack("%di" % n, payload[:n * 4]))
+                fds = struct.unpack("%di" % n, payload[:n * 4])
+                for fd in fds:
+                    os.set_inheritable(fd, False)
+                self.fds.extend(fds)
         self.buf += data
         return bool(data)
 
@@ -109,6 +129,28 @@ class Reader:
         self.fds = []
 
 
+def zombie_status(pid, pidfd):
+    """The exit code (Process.exitcode convention) of child pid, read from
+    /proc while it is a zombie; None when it cannot be read there (no
+    /proc, the process runs, or it was reaped).  pidfd proves that the pid
+    still names the same, unreaped process after the read."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # Fields after the command name: state is field 3, exit_code field 52.
+    rest = data[data.rfind(b")") + 2:].split()
+    if len(rest) < 50 or rest[0] != b"Z":
+        return None
+    try:
+        status = int(rest[49])
+        signal.pidfd_send_signal(pidfd, 0)  # fails once reaped
+        return os.waitstatus_to_exitcode(status)
+    except (OSError, ValueError):
+        return None
+
+
 # ---- the zygote ----------------------------------------------------------
 
 
@@ -117,17 +159,17 @@ class _Zygote:
         self.sock = sock
         self.reader = Reader(sock)
         self.out = []            # [bytes, fds] waiting to be sent
-        self.children = {}       # pidfd -> pid
+        self.children = {}       # pidfd -> pid, every child not yet reaped
+        self.pidfds = {}         # pid -> pidfd
         self.sel = selectors.DefaultSelector()
         self.sel.register(sock, selectors.EVENT_READ, None)
         self.parent_gone = False  # the parent closed the connection
         self.terminating = False  # SIGTERM: the runtime is stopping
-        self.spare = None  # (pid, pidfd, socket) of the next child
         # A child that has ended stays a zombie, its pid valid (kill(2) on
         # it succeeds, as on a spawned child before join), until the parent
-        # asks for its status.
+        # asks for the reap.
         self.zombies = {}  # pid -> pidfd
-        self.wanted = set()  # pids whose status the parent waits for
+        self.wanted = {}   # pid -> quiet: reap it when it ends
         # SIGTERM (the runtime stopping) wakes the loop through this pair.
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_w.setblocking(False)
@@ -135,6 +177,8 @@ class _Zygote:
         signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
 
     def queue(self, obj, fds=()):
+        """Send obj to the parent (without blocking); fds are closed once
+        sent."""
         if self.parent_gone:
             for fd in fds:
                 os.close(fd)
@@ -166,14 +210,13 @@ class _Zygote:
 
     def _lost_parent(self):
         # Children outlive their parent as spawned ones would: keep reaping
-        # them, and exit once the last one is gone.
+        # them, and exit once the last one is gone.  Unused spares read the
+        # end of their socket and exit.
         if self.parent_gone:
             return
         self.parent_gone = True
         for pid, pidfd in list(self.zombies.items()):
-            self._reap(pidfd, pid)
-        if self.spare is not None:  # it exits on end of stream
-            self.spare[2].close()
+            self._reap(pidfd, pid, True)
         for _, fds in self.out:
             for fd in fds:
                 os.close(fd)
@@ -193,9 +236,9 @@ class _Zygote:
                 elif key.data is None:
                     if events & selectors.EVENT_WRITE:
                         self._flush()
-                    if events & selectors.EVENT_READ:
+                    if events & selectors.EVENT_READ and not self.parent_gone:
                         self._read()
-                else:
+                elif key.fd in self.children:
                     self._exited(key.fd, key.data)
 
     def _read(self):
@@ -207,47 +250,39 @@ class _Zygote:
             m = self.reader.next()
             if m is None:
                 break
-            self._request(*m)
+            msg, fds = m
+            for fd in fds:  # no request carries descriptors
+                os.close(fd)
+            self._request(msg)
         if not more:
             self._lost_parent()
 
-    def _request(self, msg, fds):
-        if msg[0] == "reap":
-            pid = msg[1]
+    def _request(self, msg):
+        kind = msg[0]
+        if kind in ("took", "want"):
+            # A spare went to work (or the parent has none): the next one.
+            self._make_spare()
+        elif kind == "reap":
+            pid, quiet = msg[1], msg[2]
             if pid in self.zombies:
-                self._reap(self.zombies[pid], pid)
-            else:
-                self.wanted.add(pid)
-            return
-        if msg[0] != "start":
-            for fd in fds:
-                os.close(fd)
-            self.queue(("error", "unknown request %r" % (msg[0],)))
-            return
-        try:
-            if self.spare is None:
-                self._make_spare()
-            pid, pidfd, sock = self.spare
-            self.spare = None
-            send_msg(sock, msg, fds)
-        except OSError as e:
-            self.queue(("error", "cannot start the process: %s" % e))
-            return
-        finally:
-            for fd in fds:
-                os.close(fd)
-        sock.close()
-        self.queue(("started", pid), [os.dup(pidfd)])
-        # The next child is forked now, off the path of the next start.
-        if not self.parent_gone:
-            try:
-                self._make_spare()
-            except OSError:
-                pass
+                self._reap(self.zombies[pid], pid, quiet)
+            elif pid in self.pidfds:
+                self.wanted[pid] = quiet
+            # else: reaped already (the runtime stopping): nothing to do
+        else:
+            self.queue(("error", "unknown request %r" % (kind,)))
 
     def _make_spare(self):
-        """Fork the child that the next request will run: it drops the
-        zygote's state and waits on a socket for what to run."""
+        """Fork the child that the parent's next start will run, and hand
+        it to the parent."""
+        try:
+            pid, pidfd, mine = self._fork_spare()
+        except OSError as e:
+            self.queue(("error", "cannot fork a child: %s" % e))
+            return
+        self.queue(("spare", pid), [os.dup(pidfd), mine.detach()])
+
+    def _fork_spare(self):
         mine, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # The child must take a signal as a fresh interpreter would from
         # its first instruction: signals wait, blocked, until it has reset
@@ -269,55 +304,60 @@ class _Zygote:
                 os._exit(code)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
         its.close()
-        pidfd = os.pidfd_open(pid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            # Not reaped, so the pid is still this child: end it.
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            mine.close()
+            raise
         self.children[pidfd] = pid
+        self.pidfds[pid] = pidfd
         self.sel.register(pidfd, selectors.EVENT_READ, pid)
-        self.spare = (pid, pidfd, mine)
+        return pid, pidfd, mine
 
     def _exited(self, pidfd, pid):
         self.sel.unregister(pidfd)
-        spare = self.spare is not None and self.spare[0] == pid
-        if (spare or pid in self.wanted or self.parent_gone or
-                self.terminating):
-            self._reap(pidfd, pid)
+        if pid in self.wanted or self.parent_gone or self.terminating:
+            self._reap(pidfd, pid, self.wanted.get(pid, True))
         else:
             self.zombies[pid] = pidfd
 
-    def _reap(self, pidfd, pid):
-        self.wanted.discard(pid)
+    def _reap(self, pidfd, pid, quiet):
+        self.wanted.pop(pid, None)
         self.zombies.pop(pid, None)
+        if pidfd in self.sel.get_map():  # still running (SIGKILL sent)
+            self.sel.unregister(pidfd)
         del self.children[pidfd]
+        del self.pidfds[pid]
         os.close(pidfd)
         _, status = os.waitpid(pid, 0)
-        if self.spare is not None and self.spare[0] == pid:
-            self.spare[2].close()  # a spare nobody asked for
-            self.spare = None
-            return
-        self.queue(("exit", pid, os.waitstatus_to_exitcode(status)))
+        if not quiet:
+            self.queue(("exit", pid, os.waitstatus_to_exitcode(status)))
 
     def _end_children(self):
         # The runtime is stopping: end the children as it ends its own
         # processes (SIGTERM, a grace period, SIGKILL).
         import time
         for pid, pidfd in list(self.zombies.items()):
-            self._reap(pidfd, pid)
+            self._reap(pidfd, pid, False)
         for pidfd in list(self.children):
             try:
                 signal.pidfd_send_signal(pidfd, signal.SIGTERM)
             except OSError:
                 pass
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + _END_GRACE
         while self.children and time.monotonic() < deadline:
             for key, _ in self.sel.select(0.05):
-                if isinstance(key.data, int):
+                if key.fd in self.children:
                     self._exited(key.fd, key.data)
         for pidfd, pid in list(self.children.items()):
             try:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             except OSError:
                 pass
-            self.sel.unregister(pidfd)
-            self._reap(pidfd, pid)
+            self._reap(pidfd, pid, False)
 
     def _spare(self, sock):
         """In a forked child: drop the zygote, wait for the request, become
@@ -331,8 +371,6 @@ class _Zygote:
         self.sel.close()
         for pidfd in self.children:
             os.close(pidfd)
-        if self.spare is not None:
-            self.spare[2].close()
         self.sock.close()
         self.reader.close()
         for _, out_fds in self.out:
@@ -342,21 +380,29 @@ class _Zygote:
         self.wake_w.close()
         for sig in (signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # While it waits the spare is nobody's process yet: a ^C meant for
+        # the parent's terminal is for the parent to decide on.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
         reader = Reader(sock)
         m = None
         while m is None:
-            if not reader.fill():
-                return 0  # the zygote is done: never used
+            try:
+                if not reader.fill():
+                    return 0  # never used: the parent or zygote is done
+            except OSError:
+                return 0
             m = reader.next()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         sock.close()
-        (_, env, payload, has_tracker, _), fds = m
+        (_, env, payload, has_tracker), fds = m
         os.dup2(fds[0], 1)
         os.dup2(fds[1], 2)
         os.close(fds[0])
         os.close(fds[1])
         tracker_fd = fds[2] if has_tracker else -1
+        if tracker_fd >= 0:
+            os.set_inheritable(tracker_fd, True)
         _take_environment(env)
         from . import _child
         return _child.run_payload(payload, tracker_fd)
@@ -364,7 +410,8 @@ class _Zygote:
 
 def _take_environment(env):
     # Usually the parent's environment is the zygote's: change only what
-    # differs (each change is a putenv or unsetenv).
+    # differs (each change is a putenv or unsetenv; the process has one
+    # thread here, so nothing reads environ while it changes).
     for k in [k for k in os.environ if k not in env]:
         del os.environ[k]
     for k, v in env.items():
@@ -418,10 +465,7 @@ def main():
     import gc
     gc.collect()
     gc.freeze()
-    try:
-        z._make_spare()
-    except OSError:
-        pass  # the first request tries again
+    z._make_spare()
 
     def on_term(signo, frame):
         z.terminating = True
