@@ -9,6 +9,64 @@ import io
 import os
 import sys
 
+#: (path, identity, code object) of the parent's main module, compiled by
+#: the zygote before it forked this process (see compile_main); None
+#: elsewhere.
+main_code = None
+
+
+def _identity(path):
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def compile_main(path):
+    """Compile the parent's main module once, in the zygote, so that each
+    child imports it as ``__mp_main__`` without compiling it again (runpy
+    compiles a script on every run_path).  Nothing is executed here.  A
+    file that is not plain source, or whose compilation warns or fails, is
+    left to runpy, so that each child behaves exactly as a spawned one."""
+    global main_code
+    import warnings
+    from importlib.util import MAGIC_NUMBER
+    try:
+        ident = _identity(path)
+        with io.open_code(path) as f:
+            source = f.read()
+        if source[:len(MAGIC_NUMBER)] == MAGIC_NUMBER:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            code = compile(source, path, "exec", dont_inherit=True)
+    except (OSError, SyntaxError, ValueError, Warning):
+        return
+    main_code = (path, ident, code)
+
+
+def _prepare(preparation_data):
+    """spawn.prepare, with the main module's code object from the zygote
+    when the file has not changed since it was compiled."""
+    from multiprocessing import spawn
+    cached = main_code
+    if cached is None or preparation_data.get("init_main_from_path") != cached[0]:
+        spawn.prepare(preparation_data)
+        return
+    import runpy
+    compile_file = runpy._get_code_from_file
+
+    def get_code(*args):
+        fname = args[-1]
+        try:
+            same = fname == cached[0] and _identity(fname) == cached[1]
+        except OSError:
+            same = False
+        return (cached[2], fname) if same else compile_file(*args)
+    runpy._get_code_from_file = get_code
+    try:
+        spawn.prepare(preparation_data)
+    finally:
+        runpy._get_code_from_file = compile_file
+
 
 def run_payload(payload, tracker_fd):
     """Prepare this interpreter as spawn does and run the process; returns
@@ -24,7 +82,7 @@ def run_payload(payload, tracker_fd):
     try:
         preparation_data = reduction.pickle.load(data)
         parent_sentinel = _parent_sentinel(preparation_data)
-        spawn.prepare(preparation_data)
+        _prepare(preparation_data)
         self = reduction.pickle.load(data)
     finally:
         del process.current_process()._inheriting

@@ -272,6 +272,8 @@ class Zygote:
         finally:
             lsock.close()
         self.reader = _zygote.Reader(self.sock)
+        main_path = spawn.get_preparation_data("zygote").get("init_main_from_path")
+        _zygote.send_msg(self.sock, ("prime", main_path, _zygote.stdlib_modules()))
 
     def _accept(self, lsock):
         import time

@@ -55,6 +55,11 @@ are a 4-byte length, a 1-byte descriptor count and a pickle:
 
 * zygote to parent: ``("spare", pid)`` with the pidfd and the socket;
   ``("exit", pid, code)``; ``("error", text)`` when no spare could be made;
+* parent to zygote, first: ``("prime", main_path, modules)``: the path of
+  the parent's main module (compiled here once, see
+  :func:`dragon._child.compile_main`) and the standard-library modules the
+  parent has imported (imported here once: each child would import most
+  of them again when it imports the main module);
 * parent to zygote: ``("took", pid)`` (spare pid runs a process now: make
   the next), ``("want",)`` (make a spare), ``("reap", pid, quiet)`` (reap
   pid once it has ended; report its status unless quiet);
@@ -283,6 +288,13 @@ class _Zygote:
         self.queue(("spare", pid), [os.dup(pidfd), mine.detach()])
 
     def _fork_spare(self):
+        # A process that forks must have no other thread: one could hold a
+        # lock (malloc's, environ's, the import lock) that the child would
+        # find taken forever.
+        nthreads = len(os.listdir("/proc/self/task"))
+        if nthreads != 1:
+            raise OSError("the zygote has %d threads: forking it is not "
+                          "safe" % nthreads)
         mine, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # The child must take a signal as a fresh interpreter would from
         # its first instruction: signals wait, blocked, until it has reset
@@ -427,6 +439,55 @@ def _set_pdeathsig(sig):
     _prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
 
+# Standard-library modules never imported in the zygote: their import does
+# something visible (prints, opens a browser), or takes the terminal.
+_NOT_PRELOADED = {"this", "antigravity", "readline", "rlcompleter", "tkinter",
+                  "_tkinter", "turtle", "turtledemo", "idlelib", "test",
+                  "__main__", "__mp_main__"}
+
+
+def stdlib_modules():
+    """Names of the standard library's modules this process has imported
+    (the parent sends them to its zygote)."""
+    root = os.path.dirname(os.__file__) + os.sep
+    names = []
+    for name, mod in list(sys.modules.items()):
+        f = getattr(mod, "__file__", None)
+        if (isinstance(f, str) and f.startswith(root) and
+                "-packages" + os.sep not in f and
+                name.partition(".")[0] not in _NOT_PRELOADED):
+            names.append(name)
+    return names
+
+
+def _prime(z):
+    # The first message: what the parent's children will need.  Only
+    # standard-library modules are imported, and the main module is only
+    # compiled: nothing of the user's runs in the zygote.
+    m = None
+    while m is None:
+        if not z.reader.fill():
+            return
+        m = z.reader.next()
+    msg, fds = m
+    for fd in fds:
+        os.close(fd)
+    if msg[0] != "prime":
+        z._request(msg)
+        return
+    _, main_path, modules = msg
+    for name in modules:
+        if name.partition(".")[0] in _NOT_PRELOADED:
+            continue
+        try:
+            __import__(name)
+        except Exception:
+            pass
+    if main_path:
+        from . import _child
+        _child.compile_main(main_path)
+
+
 def _preload():
     # What nearly every child needs, imported once here instead of in
     # each child.  Nothing here starts a thread or opens a descriptor.
@@ -460,6 +521,7 @@ def main():
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(address)
     z = _Zygote(sock)
+    _prime(z)
     # What is loaded now stays out of the children's collections, so that
     # they do not touch (and copy) the pages of the zygote's objects.
     import gc
