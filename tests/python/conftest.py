@@ -46,3 +46,25 @@ def no_leftover_segments(embedded_runtime):
     yield
     left = _dragon_segments() - before
     assert not left, "test left segments in /dev/shm: %s" % sorted(left)
+
+
+@pytest.fixture
+def run_python(tmp_path):
+    """run_python(code, timeout=180): run code in a new interpreter with its
+    own embedded runtime (a crash there is a failed test here, not a dead
+    pytest); fails unless it exits with status 0.  Returns its output."""
+    import subprocess
+    import sys
+    from dragon import runtime
+
+    def run(code, timeout=180):
+        script = tmp_path / "prog.py"
+        script.write_text(code)
+        env = runtime.clean_env()
+        p = subprocess.run([sys.executable, str(script)], env=env, cwd=str(tmp_path),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=timeout)
+        out = p.stdout.decode(errors="replace")
+        assert p.returncode == 0, "exit status %d:\n%s" % (p.returncode, out[-6000:])
+        return out
+    return run

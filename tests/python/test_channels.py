@@ -77,3 +77,49 @@ def test_destroyed_channel_raises():
     with pytest.raises(OSError):
         other.send(b"x")
     other.detach()
+
+
+def test_detach_and_destroy_while_threads_are_inside_calls(run_python):
+    # Threads blocked in recv and poll on a channel whose handle another
+    # thread detaches or destroys finish with an error, never a crash.
+    run_python('''
+import threading, time
+from dragon.channels import Channel, ChannelDestroyedError, poll
+
+def wait_in(ch, out):
+    try:
+        ch.recv(timeout=5)
+        out.append("message")
+    except ChannelDestroyedError:
+        out.append("destroyed")
+    except (TimeoutError, ValueError, OSError) as e:
+        out.append(type(e).__name__)
+
+def poll_in(ch, out):
+    try:
+        poll([ch], timeout=0.3)
+        out.append("polled")
+    except Exception as e:
+        out.append(type(e).__name__)
+
+out = []
+for i in range(150):
+    ch = Channel.create()
+    other = Channel.attach(ch.descriptor)
+    ts = [threading.Thread(target=wait_in, args=(ch, out)),
+          threading.Thread(target=wait_in, args=(other, out)),
+          threading.Thread(target=poll_in, args=(other, out))]
+    for t in ts:
+        t.start()
+    time.sleep(0.002)
+    other.detach()
+    if i % 2:
+        ch.destroy()
+    else:
+        ch.send(b"x")
+        ch.send(b"y")
+        ch.detach()
+    for t in ts:
+        t.join()
+assert "destroyed" in out and "message" in out, set(out)
+''')

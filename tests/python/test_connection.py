@@ -225,3 +225,168 @@ def test_queue_bytes_around_the_inline_limit():
         assert q.get(timeout=30) == bytes((i * 3) & 0xFF for i in range(n))
     p.join(30)
     assert p.exitcode == 0
+
+
+# -- lifetimes: closing and collecting while other threads use a Connection
+
+
+def test_close_while_another_thread_receives(run_python):
+    run_python('''
+import multiprocessing as mp, threading, time
+import dragon
+ctx = mp.get_context("dragon")
+
+def reader(c, out):
+    try:
+        while True:
+            out.append(c.recv())
+    except (EOFError, OSError) as e:
+        out.append(type(e).__name__)
+
+out = []
+for i in range(150):
+    a, b = ctx.Pipe()
+    t = threading.Thread(target=reader, args=(a, out))
+    t.start()
+    b.send(i)
+    time.sleep(0.001)
+    a.close()
+    b.close()
+    t.join(30)
+    assert not t.is_alive()
+assert set(out) - set(range(150)) <= {"EOFError", "OSError"}, set(out)
+''')
+
+
+def test_connection_whose_fileno_was_used_is_collected():
+    import gc
+    import weakref
+    from multiprocessing.connection import wait
+
+    def helpers():
+        return sum(t.name == "dragon-conn-ready" for t in threading.enumerate())
+
+    before = helpers()
+    a, b = ctx.Pipe()
+    b.send("x")
+    assert wait([a], 10) == [a]
+    assert helpers() == before + 1
+    ref = weakref.ref(a)
+    del a
+    gc.collect()
+    assert ref() is None
+    for _ in range(500):  # the helper thread ends by itself
+        if helpers() == before:
+            break
+        threading.Event().wait(0.01)
+    assert helpers() == before
+    b.close()
+
+
+def test_collect_while_the_readiness_thread_polls(run_python):
+    # The finalizer of a collected Connection runs while its helper
+    # thread is inside dchan_poll on the same channel.
+    run_python('''
+import gc, multiprocessing as mp, threading, time
+from multiprocessing.connection import wait
+import dragon
+ctx = mp.get_context("dragon")
+for i in range(200):
+    a, b = ctx.Pipe()
+    a.fileno()
+    if i % 3 == 0:
+        b.send(i)
+        assert wait([a], 10) == [a]
+    elif i % 3 == 1:
+        del b
+    del a
+    gc.collect()
+deadline = time.monotonic() + 30
+while any(t.name == "dragon-conn-ready" for t in threading.enumerate()):
+    assert time.monotonic() < deadline, "readiness threads left"
+    time.sleep(0.05)
+''')
+
+
+def test_out_of_band_buffer_outlives_its_connection(run_python):
+    # In a child the pool is reached through the channels' own mapping:
+    # a received buffer must keep it mapped after the Connection is closed.
+    run_python('''
+import gc, multiprocessing as mp
+import dragon
+
+def child(conn):
+    buf = conn.recv()
+    conn.close()
+    del conn
+    gc.collect()
+    assert bytes(buf[:3]) == b"abc" and len(buf) == 1 << 20
+    buf[:3] = b"xyz"
+
+if __name__ == "__main__":
+    ctx = mp.get_context("dragon")
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=child, args=(b,))
+    p.start()
+    b.close()
+    a.send(bytearray(b"abc" + bytes((1 << 20) - 3)))
+    p.join(60)
+    assert p.exitcode == 0, p.exitcode
+''')
+
+
+def test_pipes_across_processes_and_threads_with_forced_collection(run_python):
+    # Pipe ends travel to children through a Queue and are closed there
+    # while threads here receive on their other ends and collections run.
+    run_python('''
+import gc, multiprocessing as mp, threading
+import dragon
+
+def pass_along(q_in):
+    while True:
+        conn = q_in.get()
+        if conn is None:
+            return
+        conn.send(conn.recv() + 1)
+        conn.close()
+        gc.collect()
+
+def talk(q, n, errors):
+    try:
+        for i in range(n):
+            a, b = ctx.Pipe()
+            q.put(b)
+            b.close()
+            a.send(i)
+            assert a.recv() == i + 1
+            try:
+                a.recv()
+                raise AssertionError("no end-of-file")
+            except EOFError:
+                pass
+            if i % 4 == 0:
+                a.fileno()
+            del a
+            gc.collect()
+    except BaseException as e:
+        errors.append(repr(e))
+
+if __name__ == "__main__":
+    ctx = mp.get_context("dragon")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=pass_along, args=(q,)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    errors = []
+    ts = [threading.Thread(target=talk, args=(q, 40, errors)) for _ in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(240)
+    for p in procs:
+        q.put(None)
+    for p in procs:
+        p.join(60)
+    assert not errors, errors
+    assert [p.exitcode for p in procs] == [0, 0]
+''', timeout=300)

@@ -82,3 +82,27 @@ def test_allocation_pickles_as_descriptor():
 def test_errors_are_dragon_errors():
     with pytest.raises(dragon.DragonError):
         Pool.attach(b"\0" * 16)
+
+
+def test_views_outlive_a_detached_pool(run_python):
+    # A view of an allocation keeps its pool mapped: detaching the pool (or
+    # letting go of the Allocation) must not leave the view pointing at
+    # unmapped memory.
+    run_python('''
+import gc, os
+from dragon.mem import Pool
+with Pool.create("t-view-%d" % os.getpid(), 1 << 20) as pool:
+    a = pool.alloc(64)
+    a.view[:2] = b"ok"
+    other = Pool.attach(pool.descriptor)
+    b = other.attach_alloc(a.descriptor)
+    v = b.view
+    other.detach()
+    assert other.closed
+    del b, other
+    gc.collect()
+    assert bytes(v[:2]) == b"ok"
+    v[2:4] = b"!!"
+    assert bytes(a.view[:4]) == b"ok!!"
+    a.free()
+''')

@@ -17,11 +17,16 @@ SLOTS = 31
 
 
 def _alive(pid):
+    """False once pid has exited (a zombie counts as exited).  When /proc
+    cannot be read for another reason (no descriptor left, say) the
+    process counts as alive: a peer must never see end-of-file early."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as f:
             stat = f.read()
-    except OSError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
+    except OSError:
+        return True
     state = stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3]
     return state not in (b"Z", b"X", b"x")
 
@@ -31,8 +36,11 @@ class HolderTable:
 
     WORDS = SLOTS + 1
 
-    def __init__(self, ptr):
+    def __init__(self, ptr, owner=None):
+        """ptr: the table's first word; owner: what keeps that memory
+        mapped (an Allocation), held as long as the table."""
         self._w = ffi.cast("int32_t *", ptr)
+        self._owner = owner
 
     def clear(self):
         for i in range(self.WORDS):

@@ -17,7 +17,16 @@ pool memory (no copy; the memory is freed when the view is released).
 
 Timeouts are in seconds: None waits as long as it takes, 0 tries once.
 An operation that does not complete in time raises TimeoutError.
+
+A handle is freed only when no thread of the process is inside a call on
+it: :meth:`Channel.detach` and :meth:`Channel.destroy` let go of this
+object's reference, and libdchan's handle is detached when the last
+reference (a thread blocked in recv holds one for the length of the call)
+is gone.
 """
+import os
+import threading
+
 from ._dragon_cffi import ffi, lib
 from ._errors import chan_error, check, ChannelDestroyedError  # noqa: F401
 from . import mem
@@ -40,12 +49,33 @@ def timeout_ns(timeout):
     return min(int(timeout * 1e9), _FOREVER - 1)
 
 
-def _view_of_msg(msg, start=0):
+#: Serializes taking a handle out of a Channel (detach, destroy).
+_closing = threading.Lock()
+
+
+def _detacher(pid, keep):
+    """The destructor of a channel handle: dchan_detach in the process that
+    made it (a forked child's copy belongs to the parent).  keep (the
+    mapping of a pool libdchan borrowed for the channel) lives as long."""
+    def detach(handle, _keep=keep):
+        if os.getpid() == pid:
+            lib.dchan_detach(handle)
+    return detach
+
+
+def owned_handle(handle, keep=None):
+    """handle (a dchan_t *) as a cdata that detaches it when the last
+    reference to it is gone."""
+    return ffi.gc(handle, _detacher(os.getpid(), keep))
+
+
+def _view_of_msg(msg, start=0, keep=None):
     """A memoryview of a zero-copy message's bytes[start:] that frees the
     allocation once no view of it is left (the cffi buffer keeps the
-    garbage-collected pointer alive)."""
+    garbage-collected pointer alive).  keep: the channel handle whose pool
+    mapping the message is in, kept alive as long."""
     data = ffi.cast("char *", msg.data) + start
-    owner = ffi.gc(data, lambda _p, msg=msg: lib.dchan_msg_release(msg))
+    owner = ffi.gc(data, lambda _p, msg=msg, _keep=keep: lib.dchan_msg_release(msg))
     return memoryview(ffi.buffer(owner, msg.len - start))
 
 
@@ -56,6 +86,9 @@ class Channel:
     __slots__ = ("_ch", "_owner", "_desc", "_pool", "__weakref__")
 
     def __init__(self, handle, owner, pool=None):
+        """handle: a dchan_t * this object takes over; pool: the
+        dragon.mem.Pool it was created with (libdchan borrows its mapping)."""
+        handle = owned_handle(handle, None if pool is None else pool._keep)
         self._ch = handle
         self._owner = owner
         self._pool = pool
@@ -144,9 +177,10 @@ class Channel:
         over with :meth:`send_alloc` must come from this mapping, which is
         not the one given to :meth:`create` when the process maps the pool
         twice (an embedded runtime and this package)."""
-        h = lib.dchan_pool(self.handle)
+        ch = self.handle
+        h = lib.dchan_pool(ch)
         if self._pool is None or self._pool._pool != h:
-            self._pool = mem.Pool(h, False)  # borrowed from libdchan
+            self._pool = mem.Pool(h, False, borrowed_from=ch)
         return self._pool
 
     def send_alloc(self, alloc, length=None, timeout=None):
@@ -168,10 +202,11 @@ class Channel:
         of pool memory, freed when the view (and views made from it) are
         gone."""
         msg = ffi.new("dchan_msg_t *")
-        rc = lib.dchan_recv_zc(self.handle, timeout_ns(timeout), msg)
+        ch = self.handle
+        rc = lib.dchan_recv_zc(ch, timeout_ns(timeout), msg)
         if rc < 0:
             raise chan_error(rc, "receiving")
-        return _view_of_msg(msg)
+        return _view_of_msg(msg, 0, ch)
 
     def recv_into(self, buffer, timeout=None):
         """Receive one message into buffer (a writable bytes-like object);
@@ -232,18 +267,29 @@ class Channel:
 
     # -- lifetime ----------------------------------------------------------
 
-    def detach(self):
-        """Let go of this process's handle; the channel stays."""
-        if self._ch is not None:
+    def _take(self):
+        with _closing:
             ch, self._ch = self._ch, None
-            lib.dchan_detach(ch)
+        return ch
+
+    def detach(self):
+        """Let go of this process's handle; the channel stays.  Calls other
+        threads are making on it finish first (with an error when the
+        channel is destroyed meanwhile)."""
+        self._take()
 
     def destroy(self):
         """Destroy the channel (others' operations then fail) and free its
         memory and the messages it holds."""
-        if self._ch is not None:
-            ch, self._ch = self._ch, None
-            lib.dchan_destroy(ch)
+        ch = self._take()
+        if ch is None:
+            return
+        # Through a handle of its own: a thread of this process may be
+        # inside a call on ch, which must stay valid until it returns.
+        d = ffi.new("dchan_desc_t *")
+        out = ffi.new("dchan_t **")
+        if (lib.dchan_desc_get(ch, d) == 0 and lib.dchan_attach(d, out) == 0):
+            lib.dchan_destroy(out[0])
 
     def close(self):
         """destroy() in the creating process, detach() elsewhere."""
@@ -282,8 +328,9 @@ def poll(channels, events=POLLIN, timeout=None):
     if not chans:
         return []
     items = ffi.new("dchan_pollitem_t[]", len(chans))
-    for i, c in enumerate(chans):
-        items[i].ch = c.handle
+    handles = [c.handle for c in chans]  # kept alive for the call
+    for i, h in enumerate(handles):
+        items[i].ch = h
         items[i].events = events
     rc = lib.dchan_poll_many(items, len(chans), timeout_ns(timeout))
     if rc in (-11, -110):

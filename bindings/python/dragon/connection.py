@@ -18,6 +18,7 @@ import copyreg
 import io
 import os
 import pickle
+from pickle import dumps as _dumps_plain, loads as _loads
 import struct
 import threading
 import time
@@ -115,9 +116,10 @@ class _Shared:
     def __init__(self, chans, alloc):
         self.chans = chans          # [to end 0, to end 1] (or one channel)
         self.alloc = alloc          # holder tables of end 0 and end 1
-        self.tables = [HolderTable(alloc.ptr),
-                       HolderTable(ffi.cast("char *", alloc.ptr) + _TABLE_BYTES)]
+        self.tables = [HolderTable(alloc.ptr, alloc),
+                       HolderTable(ffi.cast("char *", alloc.ptr) + _TABLE_BYTES, alloc)]
         self.users = 0              # Connections of this process using it
+        self.lock = threading.Lock()
         self.claim = ffi.cast("int32_t *", alloc.ptr) + 2 * HolderTable.WORDS
 
     @classmethod
@@ -145,12 +147,17 @@ class _Shared:
         alloc = chans[0].pool.attach_alloc(alloc_desc)
         return cls(chans, alloc)
 
+    def add_user(self):
+        with self.lock:
+            self.users += 1
+
     def end_closed(self):
         """Called after a holder let go: if nobody holds either end any
         more, free everything."""
-        self.users -= 1
-        if self.users > 0:
-            return
+        with self.lock:
+            self.users -= 1
+            if self.users > 0:
+                return
         # Two processes letting go of the last ends at once both find no
         # holder: only the one that claims the record destroys.
         if (self.tables[0].held() or self.tables[1].held()
@@ -166,7 +173,14 @@ class _Shared:
 
 
 class Connection(_mpconn._ConnectionBase):
-    """One end of a Pipe (see multiprocessing.connection.Connection)."""
+    """One end of a Pipe (see multiprocessing.connection.Connection).
+
+    Lifetime: the channel handles this object uses are freed only when no
+    thread is inside a call on them (see dragon.channels), so close() (or
+    the garbage collector) may run while another thread is still blocked
+    in recv() on the same Connection: that thread gets an error or
+    end-of-file, never freed memory.  The readiness descriptor's helper
+    thread holds the handles, not this object, which stays collectable."""
 
     #: True for a queue's endpoint, which never sees end-of-file.
     _peer_always = False
@@ -181,31 +195,41 @@ class Connection(_mpconn._ConnectionBase):
         else:
             self._rch = shared.chans[0] if readable else None
             self._wch = shared.chans[0] if writable else None
+        # The handles of the hot paths; None once closed (or when this end
+        # does not read, or write).
+        self._rh = self._rch.handle if readable else None
+        self._wh = self._wch.handle if writable else None
         self._mine = shared.tables[end]
         self._peer = shared.tables[1 - end]
         self._slot = self._mine.register() if slot is None else slot
-        shared.users += 1
-        # The receive buffer; a receiving thread takes it (and puts it back)
-        # so that two threads receiving at once never share one.
-        self._rstate = None
+        shared.add_user()
+        # Receive buffers: a receiving thread takes one (list.pop is
+        # atomic) and puts it back, so two threads never share one.
+        self._bufs = []
         self._watch = None
+        # The readiness helper, for the finalizer to stop.
+        self._wbox = [None]
         self._handle = id(self)
         self._pid = os.getpid()
         self._fin = util.Finalize(self, Connection._finalize,
-                                  (shared, self._mine, self._slot, self._wch, self._pid),
+                                  (shared, self._mine, self._slot, self._wch,
+                                   self._pid, self._wbox),
                                   exitpriority=None)
         runtime.current().track(self)
 
     # -- lifetime ----------------------------------------------------------
 
     @staticmethod
-    def _finalize(shared, mine, slot, wch, pid):
+    def _finalize(shared, mine, slot, wch, pid, wbox):
+        w, wbox[0] = wbox[0], None
+        if w is not None:  # collected: the helper thread ends by itself
+            w.stop(wait=False)
         rt = runtime.current(start=False)
         if rt is None or not rt.alive or os.getpid() != pid:
             return
         # The notice goes out while this process still holds its end, so
         # that the peer cannot destroy the channel under it.
-        if wch is not None and not wch.closed and not mine.held(besides=slot):
+        if wch is not None and not mine.held(besides=slot):
             try:  # wake a peer blocked in recv so it sees end-of-file
                 lib.dchan_send(wch.handle, _HDR_CLOSE, 1, 0)
             except Exception:
@@ -214,16 +238,36 @@ class Connection(_mpconn._ConnectionBase):
         shared.end_closed()
 
     def _runtime_closing(self):
+        self._rh = self._wh = None
         self._stop_watch()
         self._fin.cancel()
         self._handle = None
 
     def _close(self):
+        self._rh = self._wh = None
         self._stop_watch()
         self._fin()
 
     def __del__(self):
         pass  # the Finalize above does the work, also at exit
+
+    def _rhandle(self):
+        """The receive channel's handle, or the error of a closed or
+        write-only Connection."""
+        rh = self._rh
+        if rh is None:
+            self._check_closed()
+            self._check_readable()
+            raise OSError("handle is closed")
+        return rh
+
+    def _whandle(self):
+        wh = self._wh
+        if wh is None:
+            self._check_closed()
+            self._check_writable()
+            raise OSError("handle is closed")
+        return wh
 
     # -- pickling ----------------------------------------------------------
 
@@ -241,7 +285,7 @@ class Connection(_mpconn._ConnectionBase):
         message, waiting up to timeout seconds (None: as long as it takes)
         for room.  Returns False when the time ran out."""
         n = len(head) + payload.nbytes + len(tail)
-        ch = self._wch.handle
+        ch = self._whandle()
         if n <= _RECV_BUF:
             data = head + payload.tobytes() + tail
             rc = lib.dchan_send(ch, data, n, 0)
@@ -304,7 +348,7 @@ class Connection(_mpconn._ConnectionBase):
     def _send_small(self, data, timeout=None):
         """Send bytes data (shorter than _RECV_BUF) as a K_BYTES message;
         False when timeout passed without room."""
-        ch = self._wch.handle
+        ch = self._whandle()
         n = len(data)
         rc = lib.dragon_msg_send(ch, K_BYTES, data, n, 0)
         if rc == 0:
@@ -319,16 +363,14 @@ class Connection(_mpconn._ConnectionBase):
 
     def send_bytes(self, buf, offset=0, size=None):
         """Send the bytes of a bytes-like object (or buf[offset:offset+size])."""
-        if type(buf) is bytes and offset == 0 and size is None and len(buf) < _RECV_BUF:
-            if self._handle is None:
-                raise OSError("handle is closed")
-            if not self._writable:
-                raise OSError("connection is read-only")
-            n = len(buf)
-            rc = lib.dragon_msg_send(self._wch.handle, K_BYTES, buf, n, 0)
+        wh = self._wh
+        if (wh is not None and type(buf) is bytes and offset == 0 and size is None
+                and len(buf) < _RECV_BUF):
+            rc = lib.dragon_msg_send(wh, K_BYTES, buf, len(buf), 0)
             if rc:
-                self._send_small_wait(self._wch.handle, buf, n, rc, None)
+                self._send_small_wait(wh, buf, len(buf), rc, None)
             return
+        self._whandle()
         super().send_bytes(buf, offset, size)
 
     def _send_large_bytes(self, obj, timeout):
@@ -345,16 +387,21 @@ class Connection(_mpconn._ConnectionBase):
     def send(self, obj):
         """Send a picklable object.  Large buffers (bytearray, numpy
         arrays, pickle.PickleBuffer) go out of band in pool memory."""
-        if self._handle is None:
-            raise OSError("handle is closed")
-        if not self._writable:
-            raise OSError("connection is read-only")
-        if type(obj) is bytes and len(obj) >= _RECV_BUF:
+        wh = self._wh
+        if wh is None:
+            wh = self._whandle()
+        t = type(obj)
+        if t is bytes and len(obj) >= _RECV_BUF:
             self._send_large_bytes(obj, None)
             return
-        buffers, data = _dumps(obj)
+        if t in _PLAIN:
+            buffers, data = None, _dumps_plain(obj, 5)
+        else:
+            buffers, data = _dumps(obj)
         if not buffers and len(data) < _RECV_BUF:
-            self._send_small(data)
+            rc = lib.dragon_msg_send(wh, K_BYTES, data, len(data), 0)
+            if rc:
+                self._send_small_wait(wh, data, len(data), rc, None)
         else:
             self._send_obj(buffers, data, None)
 
@@ -377,7 +424,8 @@ class Connection(_mpconn._ConnectionBase):
         data = memoryview(data)
         if not buffers:
             return self._send_raw(_HDR_BYTES, data, timeout)
-        pool = lib.dchan_pool(self._wch.handle)
+        ch = self._whandle()
+        pool = lib.dchan_pool(ch)
         head = bytearray(b"\x01" + struct.pack("<I", len(buffers)))
         allocs = []
         try:
@@ -406,7 +454,8 @@ class Connection(_mpconn._ConnectionBase):
 
     # -- receiving ---------------------------------------------------------
 
-    def _recv_other(self, n, st):
+    @staticmethod
+    def _recv_other(n, st):
         """What _recv_msg goes on with after the fast path took a message
         of another kind than K_BYTES (n: its length), or failed (n < 0)."""
         if n < 0:
@@ -418,27 +467,27 @@ class Connection(_mpconn._ConnectionBase):
 
     def recv_bytes(self, maxlength=None):
         """Receive one message's bytes."""
-        if self._handle is None:
-            raise OSError("handle is closed")
-        if not self._readable:
-            raise OSError("connection is write-only")
+        rh = self._rh
+        if rh is None:
+            rh = self._rhandle()
         if maxlength is not None and maxlength < 0:
             raise ValueError("negative maxlength")
-        st = self._rstate
-        self._rstate = None
-        if st is None:
+        bufs = self._bufs
+        try:
+            st = bufs.pop()
+        except IndexError:
             st = _new_rstate()
-        n = lib.dragon_msg_recv(self._rch.handle, st[0], _RECV_BUF, _SLICE_NS)
+        n = lib.dragon_msg_recv(rh, st[0], _RECV_BUF, _SLICE_NS)
         if n > 0 and st[0][0] == _K_BYTES_CHAR:
             data = st[1][1:n]
-            self._rstate = st
+            bufs.append(st)
             if self._watch is not None:
                 self._consumed()
             if maxlength is not None and n - 1 > maxlength:
                 self._bad_message_length()
             return data
         rc = self._recv_other(n, st)
-        self._rstate = st
+        bufs.append(st)
         buf = self._recv_bytes(maxlength, rc)
         if buf is None:
             self._bad_message_length()
@@ -449,15 +498,15 @@ class Connection(_mpconn._ConnectionBase):
         timeout_ns passed; raises EOFError at end-of-file.  rc: the result
         of an attempt the caller made: an error code, or (kind, bytes) of
         the message it took."""
-        ch = self._rch.handle
+        ch = self._rhandle()
         deadline = None if timeout_ns is None else time.monotonic_ns() + timeout_ns
         while True:
             if rc is not None:
                 pass  # a first attempt was made by the caller
             elif deadline is None:
-                rc = self._recv_copy(_SLICE_NS)
+                rc = self._recv_copy(ch, _SLICE_NS)
             else:
-                rc = self._recv_copy(max(0, min(_SLICE_NS, deadline - time.monotonic_ns())))
+                rc = self._recv_copy(ch, max(0, min(_SLICE_NS, deadline - time.monotonic_ns())))
             if type(rc) is tuple:
                 kind, view = rc
             elif rc == _EMSGSIZE:
@@ -466,7 +515,7 @@ class Connection(_mpconn._ConnectionBase):
                 if rc < 0:  # taken by another receiver meanwhile
                     rc = None
                     continue
-                view = channels._view_of_msg(msg)
+                view = channels._view_of_msg(msg, 0, ch)
                 kind = view[0]
                 view = view[1:]
             elif rc in (_EAGAIN, _ETIMEDOUT):
@@ -476,6 +525,8 @@ class Connection(_mpconn._ConnectionBase):
                     raise EOFError
                 if deadline is not None and time.monotonic_ns() >= deadline:
                     return None
+                if self._rh is None:  # closed by another thread meanwhile
+                    self._rhandle()
                 continue
             elif rc == -lib.DCHAN_E_DESTROYED:
                 raise EOFError
@@ -487,17 +538,18 @@ class Connection(_mpconn._ConnectionBase):
                 continue
             return kind, view
 
-    def _recv_copy(self, wait):
-        """dchan_recv into the receive buffer: (kind, bytes of the rest) of
+    def _recv_copy(self, ch, wait):
+        """dchan_recv into a receive buffer: (kind, bytes of the rest) of
         an inline message, or the error code."""
-        st = self._rstate
-        self._rstate = None
-        if st is None:
+        bufs = self._bufs
+        try:
+            st = bufs.pop()
+        except IndexError:
             st = _new_rstate()
         try:
-            return self._recv_other(lib.dragon_msg_recv(self._rch.handle, st[0], _RECV_BUF, wait), st)
+            return self._recv_other(lib.dragon_msg_recv(ch, st[0], _RECV_BUF, wait), st)
         finally:
-            self._rstate = st
+            bufs.append(st)
 
     def _recv_bytes(self, maxsize=None, rc=None):
         kind, view = self._recv_msg(None, rc)
@@ -511,23 +563,23 @@ class Connection(_mpconn._ConnectionBase):
 
     def recv(self):
         """Receive a picklable object."""
-        if self._handle is None:
-            raise OSError("handle is closed")
-        if not self._readable:
-            raise OSError("connection is write-only")
-        st = self._rstate
-        self._rstate = None
-        if st is None:
+        rh = self._rh
+        if rh is None:
+            rh = self._rhandle()
+        bufs = self._bufs
+        try:
+            st = bufs.pop()
+        except IndexError:
             st = _new_rstate()
-        n = lib.dragon_msg_recv(self._rch.handle, st[0], _RECV_BUF, _SLICE_NS)
+        n = lib.dragon_msg_recv(rh, st[0], _RECV_BUF, _SLICE_NS)
         if n > 0 and st[0][0] == _K_BYTES_CHAR:
             data = st[1][1:n]
-            self._rstate = st
+            bufs.append(st)
             if self._watch is not None:
                 self._consumed()
-            return pickle.loads(data)
+            return _loads(data)
         rc = self._recv_other(n, st)
-        self._rstate = st
+        bufs.append(st)
         return self._load(self._recv_msg(None, rc))
 
     def _load(self, msg):
@@ -539,7 +591,8 @@ class Connection(_mpconn._ConnectionBase):
     def _load_oob(self, view):
         (nbuf,) = struct.unpack_from("<I", view, 0)
         pos = 4
-        pool = lib.dchan_pool(self._rch.handle)
+        ch = self._rhandle()
+        pool = lib.dchan_pool(ch)
         bufs = []
         for _ in range(nbuf):
             size, readonly = struct.unpack_from("<Q?", view, pos)
@@ -551,38 +604,17 @@ class Connection(_mpconn._ConnectionBase):
             rc = lib.dmem_alloc_attach(pool, d, out)
             if rc < 0:
                 raise chan_error(rc, "receiving an out-of-band buffer")
+            # The buffer keeps the channel handle, and so the pool's
+            # mapping, alive as long as it lives.
             owner = ffi.gc(ffi.cast("char *", out[0]),
-                           lambda p, pool=pool: lib.dmem_free(pool, p))
+                           lambda p, pool=pool, _ch=ch: lib.dmem_free(pool, p))
             mv = memoryview(ffi.buffer(owner, size))
             bufs.append(mv.toreadonly() if readonly else mv)
         return pickle.loads(view[pos:], buffers=bufs)
 
     def _poll(self, timeout):
-        ch = self._rch.handle
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        rev = ffi.new("unsigned *")
-        peek = ffi.new("char[1]")
-        nout = ffi.new("size_t *")
-        while True:
-            if deadline is None:
-                wait = _SLICE_NS
-            else:
-                wait = int(max(0.0, min(0.2, deadline - time.monotonic())) * 1e9)
-            rc = lib.dchan_poll(ch, lib.DCHAN_POLLIN, wait, rev)
-            if rc == 0:
-                rc = lib.dchan_peek(ch, peek, 1, 0, nout)
-                if rc in (0, _EMSGSIZE) and peek[0] != _HDR_CLOSE:
-                    return True
-                if rc == 0:  # a close notice: drop it, look again
-                    lib.dchan_recv(ch, peek, 1, 0, nout)
-                    self._consumed()
-                continue
-            if rc == -lib.DCHAN_E_DESTROYED:
-                return True
-            if not self._peer_always and not self._peer.held() and lib.dchan_count(ch) <= 0:
-                return True  # end-of-file is ready: recv() raises EOFError
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
+        return _poll_ready(self._rhandle(), self._peer, self._peer_always,
+                           timeout, self._consumed)
 
     # -- readiness descriptor ---------------------------------------------
 
@@ -593,13 +625,15 @@ class Connection(_mpconn._ConnectionBase):
         self._check_closed()
         if self._rch is None:
             raise OSError("connection is write-only")
-        if self._watch is None:
-            self._watch = _ReadyFd(self)
+        w = self._watch
+        if w is None:
+            w = _ReadyFd(self._rhandle(), self._peer, self._peer_always)
+            self._watch = self._wbox[0] = w
         else:
             # wait() asks for the descriptor each time it is called: bring
             # it up to date now rather than when the helper thread wakes.
-            self._watch.refresh()
-        return self._watch.fd
+            w.refresh()
+        return w.fd
 
     def _consumed(self):
         w = self._watch
@@ -608,17 +642,52 @@ class Connection(_mpconn._ConnectionBase):
 
     def _stop_watch(self):
         w, self._watch = self._watch, None
+        self._wbox[0] = None
         if w is not None:
             w.stop()
 
 
-class _ReadyFd:
-    """An eventfd that mirrors "a message or end-of-file is waiting" for one
-    Connection, kept current by a thread that sleeps in dchan_poll."""
+def _poll_ready(ch, peer, peer_always, timeout, consumed):
+    """Wait up to timeout seconds (None: forever) until a message or
+    end-of-file is waiting on channel handle ch; True when one is.  A
+    close notice at the head is dropped (consumed() is called then)."""
+    deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    rev = ffi.new("unsigned *")
+    peek = ffi.new("char[1]")
+    nout = ffi.new("size_t *")
+    while True:
+        if deadline is None:
+            wait = _SLICE_NS
+        else:
+            wait = int(max(0.0, min(0.2, deadline - time.monotonic())) * 1e9)
+        rc = lib.dchan_poll(ch, lib.DCHAN_POLLIN, wait, rev)
+        if rc == 0:
+            rc = lib.dchan_peek(ch, peek, 1, 0, nout)
+            if rc in (0, _EMSGSIZE) and peek[0] != _HDR_CLOSE:
+                return True
+            if rc == 0:  # a close notice: drop it, look again
+                lib.dchan_recv(ch, peek, 1, 0, nout)
+                consumed()
+            continue
+        if rc == -lib.DCHAN_E_DESTROYED:
+            return True
+        if not peer_always and not peer.held() and lib.dchan_count(ch) <= 0:
+            return True  # end-of-file is ready: recv() raises EOFError
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
 
-    def __init__(self, conn):
+
+class _ReadyFd:
+    """An eventfd that mirrors "a message or end-of-file is waiting" on one
+    channel, kept current by a thread that sleeps in dchan_poll.  It holds
+    the channel handle, not the Connection: a Connection whose descriptor
+    was used is collected like any other, and its finalizer stops this."""
+
+    def __init__(self, ch, peer, peer_always):
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._conn = conn
+        self._ch = ch
+        self._peer = peer
+        self._peer_always = peer_always
         self._ready = False
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -641,55 +710,50 @@ class _ReadyFd:
                     pass
             self._ready = ready
 
-    def _ready_now(self, wait_ns):
-        conn = self._conn
-        try:
-            return conn._poll(wait_ns / 1e9)
-        except Exception:
-            return True
-
     def _run(self):
-        while not self._stop:
-            ready = self._ready_now(50 * 1000 * 1000)
-            if self._stop:
-                break
-            self._set(ready)
-            if ready:
-                self._wake.wait(0.01)
-                self._wake.clear()
-
-    def refresh(self):
         try:
-            if lib.dchan_count(self._conn._rch.handle) > 0:
-                self._set(True)
-        except Exception:
-            pass
+            while not self._stop:
+                try:
+                    ready = _poll_ready(self._ch, self._peer, self._peer_always,
+                                        0.05, self.consumed)
+                except Exception:
+                    ready = True
+                if self._stop:
+                    break
+                self._set(ready)
+                if ready:
+                    self._wake.wait(0.01)
+                    self._wake.clear()
+        finally:
+            self._close_fd()
 
-    def consumed(self):
-        conn = self._conn
-        try:
-            if lib.dchan_count(conn._rch.handle) <= 0:
-                self._set(False)
-        except Exception:
-            pass
-        self._wake.set()
-
-    def stop(self):
-        self._stop = True
-        self._wake.set()
-        if threading.current_thread() is not self._thread:
-            self._thread.join()
+    def _close_fd(self):
         with self._lock:
             fd, self.fd = self.fd, -1
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
+
+    def refresh(self):
+        if lib.dchan_count(self._ch) > 0:
+            self._set(True)
+
+    def consumed(self):
+        if lib.dchan_count(self._ch) <= 0:
+            self._set(False)
+        self._wake.set()
+
+    def stop(self, wait=True):
+        """End the helper thread, which closes the descriptor; wait: until
+        it has (not from the garbage collector, which must not block)."""
+        self._stop = True
+        self._wake.set()
+        if wait and threading.current_thread() is not self._thread:
+            self._thread.join()
 
 
 def _rebuild_connection(desc, end, readable, writable, slot, sender):
     shared = _Shared.attach(desc)
-    if sender == os.getpid():
-        s = shared.tables[end].claim(slot, sender)
-    else:
-        s = shared.tables[end].claim(slot, sender)
+    s = shared.tables[end].claim(slot, sender)
     return Connection(shared, end, readable, writable, slot=s)
 
 
@@ -699,4 +763,3 @@ def Pipe(duplex=True):
     if duplex:
         return (Connection(shared, 0, True, True), Connection(shared, 1, True, True))
     return (Connection(shared, 0, True, False), Connection(shared, 1, False, True))
-

@@ -18,6 +18,8 @@ Every process using a pool holds its own mapping; the creator removes the
 segment with :meth:`Pool.destroy`, the others let go of their mapping with
 :meth:`Pool.detach`.
 """
+import os
+
 from ._dragon_cffi import ffi, lib
 from ._errors import check, make_error, PoolFullError, DragonError  # noqa: F401
 
@@ -27,6 +29,31 @@ __all__ = ["Pool", "Allocation", "PoolFullError", "DragonError", "node_id"]
 def node_id():
     """The 64-bit id of this host (DRAGON_NODE_ID overrides it)."""
     return int(lib.dmem_node_id())
+
+
+def _unmapper(pid):
+    """The destructor of a pool handle: unmap it, in the process that
+    mapped it only (a forked child's copy of the handle is the parent's:
+    its allocator cache must not be given back twice)."""
+    def unmap(handle):
+        if os.getpid() == pid:
+            lib.dmem_pool_detach(handle)
+    return unmap
+
+
+def owned_handle(handle):
+    """handle (a dmem_pool_t * this process mapped) as a cdata that unmaps
+    the pool when the last reference to it is gone.  Every object that
+    reaches pool memory (an Allocation and its views, a channel handle
+    made in the pool, a thread inside a call) holds that reference, so the
+    mapping outlives all of them however they are closed or collected."""
+    return ffi.gc(handle, _unmapper(os.getpid()))
+
+
+def _pin(ptr, keep):
+    """ptr as a cdata that keeps keep alive as long as it (and every
+    buffer made from it) lives."""
+    return ffi.gc(ptr, lambda _p, _keep=keep: None)
 
 
 def _deadline(timeout):
@@ -42,11 +69,24 @@ class Pool:
 
     Make one with :meth:`create` or :meth:`attach`; the constructor is not
     for direct use.
+
+    The mapping lives as long as something uses it: :meth:`detach` (and
+    :meth:`destroy`, which also removes the segment's name at once) closes
+    this object, and the pool is unmapped when its allocations, their
+    views and every channel made in it are gone too.
     """
 
-    __slots__ = ("_pool", "_owner", "_desc", "__weakref__")
+    __slots__ = ("_pool", "_owner", "_desc", "_keep", "__weakref__")
 
-    def __init__(self, handle, owner):
+    def __init__(self, handle, owner, borrowed_from=None):
+        """handle: a dmem_pool_t * mapped by this process, which this object
+        then owns; or, with borrowed_from (whatever keeps that mapping
+        alive, e.g. a channel handle), one that libdchan mapped."""
+        if borrowed_from is None:
+            handle = owned_handle(handle)
+            self._keep = handle
+        else:
+            self._keep = borrowed_from
         self._pool = handle
         self._owner = owner
         d = ffi.new("dmem_pool_desc_t *")
@@ -180,17 +220,22 @@ class Pool:
     # -- lifetime ---------------------------------------------------------
 
     def detach(self):
-        """Unmap the pool in this process; the segment stays."""
-        if self._pool is not None:
-            p, self._pool = self._pool, None
-            check(lib.dmem_pool_detach(p), "detaching pool")
+        """Close this handle; the segment stays.  The pool is unmapped once
+        nothing of this process uses it any more."""
+        self._pool = None
 
     def destroy(self):
-        """Unmap the pool and remove its segment (others' mappings stay
-        valid until they detach)."""
+        """Remove the segment's name and close this handle (mappings stay
+        valid until they are let go of, here and in other processes)."""
         if self._pool is not None:
-            p, self._pool = self._pool, None
-            check(lib.dmem_pool_destroy(p), "destroying pool")
+            self._pool = None
+            import _posixshmem
+            try:
+                _posixshmem.shm_unlink("/" + self.name)
+            except OSError as e:
+                raise DragonError(-e.errno, "cannot remove segment %s: %s; "
+                                  "dragon-cleanup --instance removes leftovers"
+                                  % (self.name, e.strerror)) from None
 
     def close(self):
         """destroy() in the creating process, detach() elsewhere."""
@@ -246,7 +291,8 @@ class Allocation:
         self.pool = pool
         self._ptr = ptr
         self.size = size
-        self._view = memoryview(ffi.buffer(ptr, size))
+        # The view keeps the mapping alive, also once this object is gone.
+        self._view = memoryview(ffi.buffer(_pin(ptr, pool._keep), size))
 
     @property
     def view(self):

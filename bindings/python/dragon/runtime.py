@@ -118,10 +118,10 @@ class Runtime:
                 dlaunch_check(lib.dlaunch_runtime_stop(handle, int(STOP_GRACE * 1e9)),
                               "stopping the embedded runtime")
             else:
-                # The mapping goes with the process; keeping it until then
-                # lets late finalizers of this process touch it safely.
-                handle, self.handle = self.handle, None
-                lib.dlaunch_detach(handle)
+                # The handle is detached when the last thread inside a call
+                # on it (a join waiting in dlaunch_wait, say) has returned;
+                # the pool stays mapped while anything uses it.
+                self.handle = None
 
     def track(self, obj):
         """Have obj._runtime_closing() called before the pool goes away."""
@@ -171,8 +171,20 @@ def _attach(pool=None):
     except BaseException:
         lib.dlaunch_detach(handle)
         raise
-    _current = Runtime(handle, pool, embedded=False)
+    _current = Runtime(_client_handle(handle), pool, embedded=False)
     return _current
+
+
+def _client_handle(handle):
+    """An attached dlaunch_t * as a cdata that detaches it when the last
+    reference (the Runtime's, or a thread's inside a call) is gone, in the
+    process that attached only."""
+    pid = os.getpid()
+
+    def detach(h):
+        if os.getpid() == pid:
+            lib.dlaunch_detach(h)
+    return ffi.gc(handle, detach)
 
 
 def _default_pool_desc(handle):
