@@ -289,3 +289,33 @@ DLAUNCH_EXPORT int dlaunch_proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out)
 	*fd_out = fd;
 	return 0;
 }
+
+/* ADOPT and REAPED carry a pid and a number, and return only a code. */
+static int proc_call(dlaunch_t *rt, int type, pid_t pid, int64_t arg)
+{
+	dlaunch__conv_t *c;
+	dlaunch__msg_t m, r;
+	int rc;
+
+	dlaunch__msg_init(&m, type, 0, 0);
+	dlaunch__msg_put_i64(&m, pid);
+	dlaunch__msg_put_i64(&m, arg);
+	rc = dlaunch__call(rt, &m, 0, &r, &c);
+	dlaunch__call_done(rt, c);
+	return rc < 0 ? rc : 0;
+}
+
+DLAUNCH_EXPORT int dlaunch_proc_adopt(dlaunch_t *rt, pid_t pid)
+{
+	if (!rt || pid <= 0)
+		return dlaunch__fail(-EINVAL, "dlaunch_proc_adopt: bad argument");
+	return proc_call(rt, DLAUNCH_MSG_ADOPT, pid, 0);
+}
+
+DLAUNCH_EXPORT int dlaunch_proc_reaped(dlaunch_t *rt, pid_t pid, int wstatus)
+{
+	if (!rt || pid <= 0)
+		return dlaunch__fail(-EINVAL,
+				     "dlaunch_proc_reaped: bad argument");
+	return proc_call(rt, DLAUNCH_MSG_REAPED, pid, wstatus);
+}

@@ -54,6 +54,8 @@ enum dlaunch__msg_type {
 	DLAUNCH_MSG_CHAN_GET = 9,	 /* name, capacity, slot size */
 	DLAUNCH_MSG_POOL_GET = 10,	 /* name, size */
 	DLAUNCH_MSG_STOP = 11,	 /* services: leave the loop */
+	DLAUNCH_MSG_ADOPT = 12,	 /* pid forked by the client */
+	DLAUNCH_MSG_REAPED = 13, /* pid, wait status */
 	DLAUNCH_MSG_REPLY = 64	 /* status, type-specific fields */
 };
 

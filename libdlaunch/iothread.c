@@ -225,6 +225,7 @@ static void reap_all(dlaunch__server_t *s)
 /* Returns false when asked to stop. */
 static bool handle(dlaunch__server_t *s, io_ent_t *e)
 {
+	svc_proc_t *p;
 	uint64_t v;
 
 	switch (e->type) {
@@ -234,7 +235,11 @@ static bool handle(dlaunch__server_t *s, io_ent_t *e)
 		return !__atomic_load_n(&s->io_stop, __ATOMIC_ACQUIRE);
 	case IO_PIDFD:
 		pthread_mutex_lock(&s->lock);
-		reap_one(s, e->pid);
+		/* An adopted process is its reaper's to reap. */
+		if ((p = svc_proc_find(s, e->pid)) && p->adopted)
+			svc_adopted_ended(s, p);
+		else
+			reap_one(s, e->pid);
 		pthread_mutex_unlock(&s->lock);
 		ent_close(s, e);
 		return true;

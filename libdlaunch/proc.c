@@ -287,6 +287,7 @@ void svc_signal_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	int signo = (int)dlaunch__msg_get_i64(m);
 	svc_proc_t *p = svc_proc_find(s, pid);
 	dlaunch__msg_t r;
+	int rc;
 
 	if (m->err)
 		return;
@@ -297,10 +298,10 @@ void svc_signal_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 		return;
 	}
 	/* An ended process is a zombie or gone: nothing to send. */
-	if (!p->ended && kill(pid, signo) < 0) {
-		svc_reply_err(s, h->client, h->req_id, -errno,
-			      "kill(%d, %d): %s", (int)pid, signo,
-			      strerror(errno));
+	if (!p->ended && (rc = svc_proc_kill(p, signo)) < 0) {
+		svc_reply_err(s, h->client, h->req_id, rc,
+			      "signal %d to pid %d: %s", signo, (int)pid,
+			      strerror(-rc));
 		return;
 	}
 	dlaunch__msg_init(&r, DLAUNCH_MSG_REPLY, h->req_id, 0);
@@ -312,7 +313,7 @@ int svc_nrunning(dlaunch__server_t *s)
 	int n = 0;
 
 	for (svc_proc_t *p = s->procs; p; p = p->next)
-		n += !p->ended;
+		n += !p->ended && !p->gone;
 	return n;
 }
 
@@ -320,7 +321,7 @@ void svc_signal_all(dlaunch__server_t *s, int signo)
 {
 	for (svc_proc_t *p = s->procs; p; p = p->next)
 		if (!p->ended)
-			kill(p->pid, signo);
+			svc_proc_kill(p, signo);
 }
 
 void svc_procs_free(dlaunch__server_t *s)

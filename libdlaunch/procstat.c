@@ -113,6 +113,7 @@ static void forget_spawner(dlaunch__server_t *s, pid_t pid, size_t *nfreed)
 	for (svc_pool_t *sp = s->pools; sp; sp = sp->next)
 		dmem_pool_reclaim(sp->pool, pid, NULL);
 	svc_forget_pid(s, pid);
+	svc_adopted_orphan(s, pid);
 	for (svc_proc_t *q = s->procs; q; q = q->next) {
 		if (q->spawner == pid) {
 			q->spawner = 0;

@@ -212,6 +212,12 @@ static bool dispatch(dlaunch__server_t *s, const uint8_t *buf, size_t len)
 	case DLAUNCH_MSG_SIGNAL:
 		svc_signal_request(s, &h, &m);
 		break;
+	case DLAUNCH_MSG_ADOPT:
+		svc_adopt_request(s, &h, &m);
+		break;
+	case DLAUNCH_MSG_REAPED:
+		svc_reaped_request(s, &h, &m);
+		break;
 	case DLAUNCH_MSG_STOP:
 		return false;
 	default:

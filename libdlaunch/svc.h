@@ -33,6 +33,9 @@ typedef struct svc_proc {
 	int open_streams; /* forwarded stdout/stderr not yet at EOF */
 	bool polled;	  /* no pidfd: the I/O thread checks with waitpid */
 	bool retired;	  /* status collected: in the retired FIFO */
+	bool adopted;	  /* forked by reaper, not started here (adopt.c) */
+	bool gone;	  /* adopted: ended, its status not reported yet */
+	pid_t reaper;	  /* adopted: its parent; 0 once that ended */
 	struct svc_proc *rnext; /* retired FIFO, oldest first */
 	svc_waiter_t *waiters;
 } svc_proc_t;
@@ -148,6 +151,18 @@ void svc_forget_pid(dlaunch__server_t *s, pid_t pid);
 void svc_procs_free(dlaunch__server_t *s);
 /* A forwarded stream of pid reached end of file (lock held). */
 void svc_proc_stream_closed(dlaunch__server_t *s, pid_t pid);
+
+/* adopt.c (lock held) */
+void svc_adopt_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
+		       dlaunch__msg_t *m);
+void svc_reaped_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
+			dlaunch__msg_t *m);
+/* The pidfd of adopted process p became readable. */
+void svc_adopted_ended(dlaunch__server_t *s, svc_proc_t *p);
+/* Process pid ended: the processes it adopted lose their reaper. */
+void svc_adopted_orphan(dlaunch__server_t *s, pid_t pid);
+/* Send signo to p (through its pidfd when adopted); 0 or -errno. */
+int svc_proc_kill(svc_proc_t *p, int signo);
 
 /* iothread.c */
 int svc_io_start(dlaunch__server_t *s);

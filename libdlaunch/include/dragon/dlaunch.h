@@ -294,6 +294,32 @@ DLAUNCH_EXPORT int dlaunch_signal(dlaunch_t *rt, pid_t pid, int signo);
  */
 DLAUNCH_EXPORT int dlaunch_proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out);
 
+/*
+ * Make the runtime responsible for pid, a process the caller forked itself
+ * (for example a zygote that forks interpreters instead of having them
+ * started): it enters the runtime's process table as if dlaunch_spawn had
+ * started it.  The runtime then signals it (dlaunch_signal, through a pidfd,
+ * so a pid reused later is never hit), ends it when the runtime stops,
+ * reclaims its pool allocations when it ends, and answers dlaunch_wait and
+ * dlaunch_proc_fd for it.  Only its parent can reap it, so the caller keeps
+ * that duty: once it has reaped pid it reports the status with
+ * dlaunch_proc_reaped.  If the caller ends without reporting, the status is
+ * read from the kernel while pid is still a zombie, else recorded as
+ * killed by SIGKILL.
+ * pid must be a child of the caller that the caller has not reaped:
+ * -ECHILD otherwise; -EEXIST if the runtime already knows pid;
+ * -DLAUNCH_E_CLOSED while the runtime stops; -ENOSYS without pidfd_open.
+ */
+DLAUNCH_EXPORT int dlaunch_proc_adopt(dlaunch_t *rt, pid_t pid);
+
+/*
+ * Report how adopted process pid ended: wstatus is the status word
+ * waitpid(2) gave the caller when it reaped pid.  Waiters on pid are
+ * answered with it.  -DLAUNCH_E_NOPROC if pid is not a running process
+ * this caller adopted.
+ */
+DLAUNCH_EXPORT int dlaunch_proc_reaped(dlaunch_t *rt, pid_t pid, int wstatus);
+
 /* ---- named objects (global services) ------------------------------------- */
 
 /* Longest name (bytes, without the NUL) and value of a registry entry. */

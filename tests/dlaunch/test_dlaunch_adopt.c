@@ -1,0 +1,233 @@
+/* libdlaunch: processes a client forked itself and had the runtime adopt
+ * (dlaunch_proc_adopt, dlaunch_proc_reaped): signalled, waited for and
+ * ended at teardown like spawned ones, while the client stays their
+ * reaper. */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <dragon/dlaunch.h>
+
+#define SEC 1000000000ull
+
+static dlaunch_t *start(uint32_t flags)
+{
+	dlaunch_runtime_attr_t a = {.field_mask = DLAUNCH_RT_ATTR_POOL_SIZE |
+						  DLAUNCH_RT_ATTR_FLAGS,
+				    .pool_size = 64u << 20,
+				    .flags = flags};
+	dlaunch_t *rt = NULL;
+	int rc = dlaunch_runtime_start(&a, &rt);
+
+	ck_assert_msg(rc == 0, "start: %s", dlaunch_errmsg());
+	return rt;
+}
+
+/* A child that waits for a byte on fd and exits with it as its code (or
+ * is killed first). */
+static pid_t fork_waiter(int *wfd)
+{
+	int p[2];
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		unsigned char code = 0;
+		sigset_t none;
+		/* What the test runner installed is not this child's. */
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGTERM, SIG_DFL);
+		close(p[1]);
+		if (read(p[0], &code, 1) != 1)
+			_exit(100);
+		_exit(code);
+	}
+	close(p[0]);
+	*wfd = p[1];
+	return pid;
+}
+
+static int reap(pid_t pid)
+{
+	int st = 0;
+	pid_t r;
+
+	do
+		r = waitpid(pid, &st, 0);
+	while (r < 0 && errno == EINTR);
+	ck_assert_msg(r == pid, "waitpid(%d): %s", (int)pid, strerror(errno));
+	return st;
+}
+
+START_TEST(adopted_child_is_waited_for)
+{
+	dlaunch_t *rt = start(0);
+	dlaunch_status_t st;
+	unsigned char code = 7;
+	int wfd, fd, ws;
+	pid_t pid = fork_waiter(&wfd);
+	struct pollfd pf;
+
+	/* Unknown until adopted. */
+	ck_assert_int_eq(dlaunch_wait(rt, pid, 0, &st), -DLAUNCH_E_NOPROC);
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid), 0);
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid), -EEXIST);
+	ck_assert_int_eq(dlaunch_wait(rt, pid, 0, &st), -EAGAIN);
+	ck_assert_int_eq(dlaunch_proc_fd(rt, pid, &fd), 0);
+	ck_assert_int_eq(write(wfd, &code, 1), 1);
+	close(wfd);
+	pf.fd = fd;
+	pf.events = POLLIN;
+	ck_assert_int_eq(poll(&pf, 1, 30000), 1);
+	close(fd);
+	/* The services (threads of this process) saw it end and must have
+	 * left the reaping to us. */
+	usleep(50000);
+	ws = reap(pid);
+	ck_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 7);
+	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws), 0);
+	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws), -DLAUNCH_E_NOPROC);
+	ck_assert_int_eq(dlaunch_wait(rt, pid, 10 * SEC, &st), 0);
+	ck_assert_int_eq(dlaunch_status_code(&st), 7);
+	ck_assert_int_eq(dlaunch_runtime_stop(rt, SEC), 0);
+}
+END_TEST
+
+START_TEST(adopted_child_is_signalled_and_waiters_answered)
+{
+	dlaunch_t *rt = start(0);
+	dlaunch_status_t st;
+	int wfd, ws;
+	pid_t pid = fork_waiter(&wfd);
+
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid), 0);
+	ck_assert_int_eq(dlaunch_signal(rt, pid, SIGTERM), 0);
+	ws = reap(pid);
+	ck_assert(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGTERM);
+	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws), 0);
+	ck_assert_int_eq(dlaunch_wait(rt, pid, 10 * SEC, &st), 0);
+	ck_assert_int_eq(st.signo, SIGTERM);
+	ck_assert_int_eq(dlaunch_status_code(&st), -SIGTERM);
+	/* Ended: signals are no longer sent (the pid may be reused). */
+	ck_assert_int_eq(dlaunch_signal(rt, pid, SIGKILL), 0);
+	close(wfd);
+	ck_assert_int_eq(dlaunch_runtime_stop(rt, SEC), 0);
+}
+END_TEST
+
+START_TEST(only_the_parent_may_adopt)
+{
+	dlaunch_t *rt = start(0);
+	int wfd;
+	pid_t pid = fork_waiter(&wfd);
+
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, getppid()), -ECHILD);
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, getpid()), -ECHILD);
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, 0), -EINVAL);
+	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, 0), -DLAUNCH_E_NOPROC);
+	close(wfd);
+	reap(pid);
+	/* Reaped: no longer a child of ours. */
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid), -ECHILD);
+	ck_assert_int_eq(dlaunch_runtime_stop(rt, SEC), 0);
+}
+END_TEST
+
+START_TEST(teardown_ends_adopted_children)
+{
+	dlaunch_t *rt = start(0);
+	struct timespec t0, t1;
+	int wfd[4], ws;
+	pid_t pid[4];
+
+	for (int i = 0; i < 4; i++) {
+		pid[i] = fork_waiter(&wfd[i]);
+		ck_assert_int_eq(dlaunch_proc_adopt(rt, pid[i]), 0);
+	}
+	/* Nobody reports (as when the reaper is busy ending too): the stop
+	 * must not wait for reports, only for the processes to end. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_int_eq(dlaunch_runtime_stop(rt, 20 * SEC), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 15);
+	for (int i = 0; i < 4; i++) {
+		ws = reap(pid[i]);
+		ck_assert(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGTERM);
+		close(wfd[i]);
+	}
+}
+END_TEST
+
+START_TEST(reaper_gone_without_report)
+{
+	/* R attaches, forks G, has it adopted and exits without reporting:
+	 * G is still signalled through the runtime and its end recorded. */
+	dlaunch_t *rt = start(DLAUNCH_RT_F_SETENV);
+	dlaunch_status_t st;
+	int p[2], ws;
+	pid_t r, g = 0;
+
+	ck_assert_int_eq(pipe(p), 0);
+	r = fork();
+	ck_assert_int_ge(r, 0);
+	if (r == 0) {
+		dlaunch_t *h;
+		pid_t gp;
+		close(p[0]);
+		if (dlaunch_attach(NULL, &h))
+			_exit(2);
+		gp = fork();
+		if (gp == 0) {
+			signal(SIGTERM, SIG_DFL);
+			pause();
+			_exit(0);
+		}
+		if (dlaunch_proc_adopt(h, gp))
+			_exit(3);
+		if (write(p[1], &gp, sizeof gp) != sizeof gp)
+			_exit(4);
+		_exit(0);
+	}
+	close(p[1]);
+	ck_assert_int_eq(read(p[0], &g, sizeof g), (ssize_t)sizeof g);
+	close(p[0]);
+	ws = reap(r);
+	ck_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	ck_assert_int_eq(dlaunch_wait(rt, g, 0, &st), -EAGAIN);
+	ck_assert_int_eq(dlaunch_signal(rt, g, SIGKILL), 0);
+	ck_assert_int_eq(dlaunch_wait(rt, g, 30 * SEC, &st), 0);
+	ck_assert_int_eq(st.signo, SIGKILL);
+	ck_assert_int_eq(dlaunch_runtime_stop(rt, SEC), 0);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("dlaunch_adopt");
+	TCase *tc = tcase_create("adopt");
+	SRunner *sr;
+	int failed;
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, adopted_child_is_waited_for);
+	tcase_add_test(tc, adopted_child_is_signalled_and_waiters_answered);
+	tcase_add_test(tc, only_the_parent_may_adopt);
+	tcase_add_test(tc, teardown_ends_adopted_children);
+	tcase_add_test(tc, reaper_gone_without_report);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
