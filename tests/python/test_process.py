@@ -281,3 +281,124 @@ def test_a_child_outlives_its_killed_parent(tmp_path):
     _wait_for(out)
     with open(out) as f:
         assert f.read() == "parent gone"
+
+
+# ---- the runtime's process table and the zygote ---------------------------
+
+SEC = 1000000000
+
+
+def _need_zygote():
+    if _popen.zygote() is None:
+        pytest.skip("no zygote here (DRAGON_ZYGOTE=0 or no pidfd_open)")
+
+
+def test_the_runtime_knows_the_zygotes_children():
+    import errno
+    from dragon._dragon_cffi import ffi, lib
+    _need_zygote()
+    rt = runtime.current()
+    st = ffi.new("dlaunch_status_t *")
+    p = ctx.Process(target=_sleep_forever)
+    p.start()
+    assert isinstance(p._popen, _popen.ZygotePopen)
+    assert lib.dlaunch_wait(rt.handle, p.pid, 0, st) == -errno.EAGAIN
+    # Signalled by the runtime, seen by the parent.
+    assert lib.dlaunch_signal(rt.handle, p.pid, signal.SIGTERM) == 0
+    p.join(60)
+    assert p.exitcode == -signal.SIGTERM
+    # The zygote reports the status it reaped to the runtime.
+    assert lib.dlaunch_wait(rt.handle, p.pid, 30 * SEC, st) == 0
+    assert lib.dlaunch_status_code(st) == -signal.SIGTERM
+    q = ctx.Process(target=sys.exit, args=(3,))
+    q.start()
+    q.join()
+    assert q.exitcode == 3
+    assert lib.dlaunch_wait(rt.handle, q.pid, 30 * SEC, st) == 0
+    assert lib.dlaunch_status_code(st) == 3
+
+
+LEAVER = textwrap.dedent("""
+    import os, time
+    import dragon, multiprocessing as mp
+    from dragon import runtime
+    from dragon._dragon_cffi import ffi, lib
+
+    def forever():
+        while True:
+            time.sleep(1)
+
+    if __name__ == "__main__":
+        mp.set_start_method("dragon")
+        p = mp.Process(target=forever)
+        p.start()
+        rt = runtime.current()
+        st = ffi.new("dlaunch_status_t *")
+        print("child", p.pid, lib.dlaunch_wait(rt.handle, p.pid, 0, st), flush=True)
+        os._exit(0)  # without joining: the runtime's teardown ends it
+""")
+
+
+def test_a_child_left_running_is_ended_by_the_runtime(tmp_path):
+    import errno
+    if not os.access(_launcher(), os.X_OK):
+        pytest.skip("no launcher in this build")
+    prog = tmp_path / "leaver.py"
+    prog.write_text(LEAVER)
+    out = subprocess.run([_launcher(), str(prog)], capture_output=True,
+                         text=True, timeout=120, env=runtime.clean_env(),
+                         cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    words = [l.split() for l in out.stdout.splitlines() if l.startswith("child ")]
+    assert words, out.stdout
+    pid, known = int(words[0][1]), int(words[0][2])
+    # Running and in the runtime's table (forked by the zygote, or spawned
+    # with DRAGON_ZYGOTE=0), and gone after the launcher.
+    assert known == -errno.EAGAIN, out.stdout
+    assert _gone(pid)
+
+
+def _zombie_children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            kids = [int(k) for k in f.read().split()]
+    except OSError:
+        return []
+    return [k for k in kids if _gone(k) and os.path.exists("/proc/%d" % k)]
+
+
+def test_zygote_under_stress():
+    import threading
+    import time
+    _need_zygote()
+    zpid = _popen.zygote().pid
+    procs, lock = [], threading.Lock()
+
+    def starter(n):
+        for _ in range(n):
+            p = ctx.Process(target=_sleep_forever)
+            p.start()
+            with lock:
+                procs.append(p)
+    threads = [threading.Thread(target=starter, args=(8,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({p.pid for p in procs}) == 32
+    for p in procs:  # all at once
+        p.kill()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == -signal.SIGKILL
+    for i in range(100):
+        p = ctx.Process(target=sys.exit, args=(i % 7,))
+        p.start()
+        p.join()
+        assert p.exitcode == i % 7
+    # Still the same zygote, and it reaped every child that was joined.
+    assert _popen.zygote().pid == zpid
+    deadline = time.monotonic() + 30
+    while _zombie_children(zpid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _zombie_children(zpid)

@@ -19,7 +19,9 @@ request), and from there does exactly what a spawned child does
 (``spawn.prepare``: sys.path, sys.argv, cwd, the parent's main module
 imported as ``__mp_main__``; then the Process object is unpickled and run).
 User code sees a fresh interpreter: the zygote has run nothing of the
-user's, holds no pool mapping, and is single-threaded when it forks; the
+user's, maps no pool of the user's (only the infrastructure pool behind its
+own libdlaunch handle, which children never use), and is single-threaded
+when it forks; the
 spare closes the zygote's descriptors, resets its signal handlers (signals
 stay blocked across the fork until then; SIGINT is ignored while it waits,
 as in the zygote, and the default handler is back once it runs), and
@@ -34,6 +36,11 @@ Processes, pids and statuses:
 * the child's pid is the real OS pid, and the parent's sentinel is a pidfd
   of it, opened by the zygote before the child could be reaped, so it
   names exactly this process;
+* the runtime has every child in its process table like the processes it
+  started itself: the zygote has it adopt each one (``dlaunch_proc_adopt``)
+  and reports the status when it reaps it (``dlaunch_proc_reaped``), so
+  ``dlaunch_wait`` and ``dlaunch_signal`` work on the pid, the runtime
+  reclaims its pool allocations, and a runtime that stops ends it;
 * the zygote is the child's OS parent and reaps it only when the parent
   asks (until then an ended child is a zombie whose pid stays valid, as a
   spawned child's does before join).  The parent reads the exit status of
@@ -180,6 +187,22 @@ class _Zygote:
         self.wake_w.setblocking(False)
         self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
         signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
+        self.rt = None        # libdlaunch handle: the runtime adopts children
+        self.adopted = set()  # pids the runtime adopted
+
+    def attach(self):
+        """Connect to the runtime that started the zygote, which then
+        adopts every child (dlaunch_proc_adopt): the runtime signals them,
+        waits for them and ends them when it stops, as it does its own."""
+        from ._dragon_cffi import ffi, lib
+        out = ffi.new("dlaunch_t **")
+        if lib.dlaunch_in_runtime() and lib.dlaunch_attach(ffi.NULL, out) == 0:
+            self.rt, self.lib = out[0], lib
+
+    def detach(self):
+        if self.rt is not None:
+            rt, self.rt = self.rt, None
+            self.lib.dlaunch_detach(rt)
 
     def queue(self, obj, fds=()):
         """Send obj to the parent (without blocking); fds are closed once
@@ -327,6 +350,8 @@ class _Zygote:
         self.children[pidfd] = pid
         self.pidfds[pid] = pidfd
         self.sel.register(pidfd, selectors.EVENT_READ, pid)
+        if self.rt is not None and self.lib.dlaunch_proc_adopt(self.rt, pid) == 0:
+            self.adopted.add(pid)
         return pid, pidfd, mine
 
     def _exited(self, pidfd, pid):
@@ -345,6 +370,11 @@ class _Zygote:
         del self.pidfds[pid]
         os.close(pidfd)
         _, status = os.waitpid(pid, 0)
+        if pid in self.adopted:
+            self.adopted.discard(pid)
+            # While the runtime stops it learns the end from its pidfd.
+            if not self.terminating:
+                self.lib.dlaunch_proc_reaped(self.rt, pid, status)
         if not quiet:
             self.queue(("exit", pid, os.waitstatus_to_exitcode(status)))
 
@@ -380,6 +410,7 @@ class _Zygote:
         if os.getppid() != zygote_pid:
             return 1
         signal.set_wakeup_fd(-1)
+        self.rt = None  # the zygote's: never used (nor detached) here
         self.sel.close()
         for pidfd in self.children:
             os.close(pidfd)
@@ -522,6 +553,7 @@ def main():
     sock.connect(address)
     z = _Zygote(sock)
     _prime(z)
+    z.attach()
     # What is loaded now stays out of the children's collections, so that
     # they do not touch (and copy) the pages of the zygote's objects.
     import gc
@@ -534,4 +566,5 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
     z.run()
+    z.detach()
     sys.exit(0)
