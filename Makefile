@@ -4,7 +4,8 @@
 # needed, configures an out-of-tree build directory, and runs make there.
 #
 #   make                    build everything in ./build
-#   make check              build and run every test; prints each runner's summary
+#   make check              build and run every test; prints each runner's summary;
+#                           fails if the tests leave /dev/shm entries or processes
 #   make install            install to PREFIX (default /usr/local); DESTDIR= honoured
 #   make bench              run the benchmarks, print tables, write bench/results.jsonl
 #   make deps               install the Debian packages the build and tests need
@@ -43,7 +44,7 @@ all: $(BUILD)/Makefile
 	@$(SUBMAKE)
 
 help:
-	@sed -n '3,23p' $(SRC)/Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,24p' $(SRC)/Makefile | sed 's/^# \{0,1\}//'
 
 # configure is regenerated when it is missing; once a build directory
 # exists, automake's own rules keep Makefile.in and configure up to date.
@@ -69,8 +70,12 @@ $(BUILD)/Makefile: $(SRC)/configure FORCE
 
 FORCE:
 
+# The tests run under leftover-guard, which fails the check when they leave
+# segments in /dev/shm or processes behind (and removes them); the summary,
+# printed last, lists them after the totals.
 check: $(BUILD)/Makefile
-	@$(SUBMAKE); rc=0; $(SUBMAKE) -k check || rc=$$?; \
+	@$(SUBMAKE); rc=0; \
+	  $(SRC)/build-aux/leftover-guard $(BUILD) $(SUBMAKE) -k check || rc=$$?; \
 	  $(SRC)/build-aux/summarize-tests $(BUILD); s=$$?; \
 	  [ $$rc -eq 0 ] && [ $$s -eq 0 ]
 
@@ -124,4 +129,4 @@ clean:
 distclean: clean
 	cd $(SRC) && rm -rf configure aclocal.m4 autom4te.cache config.h.in config.h.in~ \
 	  $$(find . -name Makefile.in -not -path './.git/*') m4/*.m4 \
-	  $$(ls build-aux/* | grep -v summarize-tests)
+	  $$(ls build-aux/* | grep -v -e summarize-tests -e leftover-guard)
