@@ -9,9 +9,11 @@
  *
  * The ring is a bounded MPMC queue with a sequence number per slot.  A
  * slot's 64-bit state word holds the sequence (low 32 bits) and a tag (high
- * 32 bits): 0 when no process is inside the slot, else the pid of the
- * process that claimed it, possibly with DCHAN__TAG_PEEK or
- * DCHAN__TAG_ABANDONED.  For ring position pos the sequence reads
+ * 32 bits): 0 when no process is inside the slot, else the owner tag of the
+ * process that claimed it (its pid and 8 bits of its start time, so that a
+ * reused pid is not taken for the dead owner), possibly with
+ * DCHAN__TAG_PEEK or DCHAN__TAG_ABANDONED.  For ring position pos the
+ * sequence reads
  *   2*pos       empty, ready for the producer of pos (tag: writer)
  *   2*pos + 1   full, ready for the consumer of pos (tag: reader)
  * and the consumer hands the slot on with 2*(pos + capacity).  Claiming is
@@ -29,10 +31,13 @@
 #include <stdbool.h>
 
 #define DCHAN__HDR_MAGIC      0x52444843414e4844ull /* "DHNACHDR" */
-#define DCHAN__LAYOUT_VERSION 1u
+#define DCHAN__LAYOUT_VERSION 2u /* 2: owner tags carry a start time */
 #define DCHAN__CACHELINE      64
 
-#define DCHAN__TAG_PID_MASK  0x3fffffffu
+#define DCHAN__TAG_PID_MASK  0x003fffffu /* Linux pids are below 2^22 */
+#define DCHAN__TAG_GEN_MASK  0x3fc00000u /* 1 + start time % 255 */
+#define DCHAN__TAG_GEN_SHIFT 22
+#define DCHAN__TAG_OWNER     (DCHAN__TAG_PID_MASK | DCHAN__TAG_GEN_MASK)
 #define DCHAN__TAG_PEEK	     0x40000000u
 #define DCHAN__TAG_ABANDONED 0x80000000u
 
@@ -155,7 +160,8 @@ void dchan__clear_error(void);
 
 /* process identity (dchan_util.c) */
 uint32_t dchan__self(void);
-bool dchan__pid_dead(uint32_t pid);
+uint32_t dchan__self_tag(void);
+bool dchan__owner_dead(uint32_t tag);
 uint64_t dchan__random64(void);
 uint64_t dchan__hash(const void *buf, size_t len);
 int dchan__deadline(uint64_t timeout_ns, struct timespec *dl,

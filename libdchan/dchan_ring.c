@@ -53,7 +53,7 @@ static uint64_t dchan__forward(uint64_t *hint, uint64_t pos)
 int dchan__put_claim(dchan_t *ch, struct dchan__claim *c)
 {
 	struct dchan__hdr *h = ch->hdr;
-	uint32_t me = dchan__self();
+	uint32_t me = dchan__self_tag();
 	uint64_t pos = DCHAN__LOADR(&h->head);
 
 	for (;;) {
@@ -91,10 +91,15 @@ void dchan__put_publish(dchan_t *ch, struct dchan__claim *c)
 	dchan__notify_data(ch->hdr);
 }
 
-/* A slot abandoned by a dead writer: nobody reads it, hand it on. */
-static void dchan__skip_abandoned(dchan_t *ch, struct dchan__slot *s,
-				  uint64_t pos)
+/*
+ * A slot handed to the writer of the next lap holds no message: its kind
+ * is cleared first, so that a writer that dies before filling it leaves
+ * nothing for recovery to free (the descriptor of the message before may
+ * name a block that its receiver still holds).
+ */
+static void dchan__hand_on(dchan_t *ch, struct dchan__slot *s, uint64_t pos)
 {
+	__atomic_store_n(&s->kind, 0, __ATOMIC_RELAXED);
 	DCHAN__STORE(&s->state,
 		     dchan__state((uint32_t)(2 * (pos + ch->cap)), 0));
 	dchan__notify_space(ch->hdr);
@@ -105,7 +110,7 @@ static void dchan__skip_abandoned(dchan_t *ch, struct dchan__slot *s,
 static int dchan__get_take(dchan_t *ch, struct dchan__slot *s, uint64_t st,
 			   uint64_t pos, bool peek)
 {
-	uint32_t tag = dchan__self() | (peek ? DCHAN__TAG_PEEK : 0);
+	uint32_t tag = dchan__self_tag() | (peek ? DCHAN__TAG_PEEK : 0);
 
 	if (!DCHAN__CAS(&s->state, &st, dchan__state(dchan__seq(st), tag)))
 		return -EAGAIN;
@@ -144,8 +149,9 @@ int dchan__get_claim(dchan_t *ch, size_t maxlen, bool peek,
 			return 0;
 		}
 		if (diff == 0 && (tag & DCHAN__TAG_ABANDONED)) {
+			/* abandoned by a dead writer: nobody reads it */
 			if (dchan__get_take(ch, s, st, pos, false) == 0)
-				dchan__skip_abandoned(ch, s, pos);
+				dchan__hand_on(ch, s, pos);
 			pos = DCHAN__LOADR(&h->tail);
 			continue;
 		}
@@ -164,9 +170,7 @@ int dchan__get_claim(dchan_t *ch, size_t maxlen, bool peek,
 /* The reader is done with the slot: give it to the writer of the next lap. */
 void dchan__get_release(dchan_t *ch, struct dchan__claim *c)
 {
-	DCHAN__STORE(&c->slot->state,
-		     dchan__state((uint32_t)(2 * (c->pos + ch->cap)), 0));
-	dchan__notify_space(ch->hdr);
+	dchan__hand_on(ch, c->slot, c->pos);
 }
 
 /* Undo a peek claim: the message is the oldest again. */

@@ -7,15 +7,18 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
 
 static uint32_t dchan__pid;
+static uint32_t dchan__own_tag; /* 0 until computed in this process */
 static pthread_once_t dchan__pid_once = PTHREAD_ONCE_INIT;
 
 static void dchan__pid_reset(void)
 {
 	__atomic_store_n(&dchan__pid, (uint32_t)getpid(), __ATOMIC_RELAXED);
+	__atomic_store_n(&dchan__own_tag, 0, __ATOMIC_RELAXED);
 }
 
 static void dchan__pid_init(void)
@@ -24,25 +27,108 @@ static void dchan__pid_init(void)
 	pthread_atfork(NULL, NULL, dchan__pid_reset);
 }
 
-/* The tag this process writes into the slots it claims.  getpid() is a
- * system call in current glibc; the hot path reads a cache that a fork
- * handler refreshes. */
+/* This process's pid.  getpid() is a system call in current glibc; the hot
+ * path reads a cache that a fork handler refreshes. */
 uint32_t dchan__self(void)
 {
 	pthread_once(&dchan__pid_once, dchan__pid_init);
-	return __atomic_load_n(&dchan__pid, __ATOMIC_RELAXED) &
-	       DCHAN__TAG_PID_MASK;
+	return __atomic_load_n(&dchan__pid, __ATOMIC_RELAXED);
 }
 
-/* True only when pid certainly no longer exists (a process we may not
- * signal is alive). */
-bool dchan__pid_dead(uint32_t pid)
+/* What /proc/<pid>/stat says of a process. */
+struct dchan__proc {
+	char state;	/* R, S, D, Z (exited, not reaped), ... */
+	long threads;	/* threads still counted (a zombie: 1) */
+	uint64_t start; /* start time, clock ticks after boot */
+};
+
+/*
+ * Read /proc/<pid>/stat.  Returns 0, -ENOENT when there is no such
+ * process, or another negative errno when /proc cannot tell.
+ */
+static int dchan__proc_stat(uint32_t pid, struct dchan__proc *pr)
 {
+	char path[40], buf[1024], *p, *tok[20];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof path, "/proc/%u/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ESRCH ? -ENOENT : -errno;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return n < 0 && errno == ESRCH ? -ENOENT : -EIO;
+	buf[n] = '\0';
+	/* "pid (comm) state ppid ...": comm may hold anything, ')' too;
+	 * after it come fields 3 (state), ... 20 (threads), 21, 22 (start) */
+	p = strrchr(buf, ')');
+	for (int i = 0; i < 20; i++) {
+		p = p ? strchr(p, ' ') : NULL;
+		if (!p)
+			return -EIO;
+		tok[i] = ++p;
+	}
+	pr->state = tok[0][0];
+	pr->threads = strtol(tok[17], NULL, 10);
+	pr->start = strtoull(tok[19], NULL, 10);
+	return 0;
+}
+
+/* A start time as the 8 bits of a tag: 1..255 (0: not known). */
+static uint32_t dchan__gen_bits(uint64_t start)
+{
+	return (uint32_t)(start % 255 + 1) << DCHAN__TAG_GEN_SHIFT;
+}
+
+/*
+ * The owner tag this process writes into the slots it claims: its pid and
+ * its start time modulo 255.  A pid the kernel hands out again belongs to
+ * a process started later, so a tag whose start time does not match the
+ * living process of that pid names a dead owner (two processes of one pid
+ * started a multiple of 255 ticks apart still look alike).  Without /proc
+ * the start time is left out, and only the pid is checked.
+ */
+uint32_t dchan__self_tag(void)
+{
+	uint32_t tag = __atomic_load_n(&dchan__own_tag, __ATOMIC_RELAXED);
+	struct dchan__proc pr;
+
+	if (tag)
+		return tag;
+	tag = dchan__self() & DCHAN__TAG_PID_MASK;
+	if (dchan__proc_stat(tag, &pr) == 0)
+		tag |= dchan__gen_bits(pr.start);
+	__atomic_store_n(&dchan__own_tag, tag, __ATOMIC_RELAXED);
+	return tag;
+}
+
+/*
+ * True only when the process that wrote an owner tag certainly no longer
+ * runs: no process has its pid; the process of that pid has exited and
+ * waits to be reaped (a zombie is not reaped while its parent is blocked
+ * behind the zombie's slot; a main thread that left with pthread_exit
+ * looks like one while other threads run, and is alive); or it is
+ * another process that reuses the pid.  A pid that /proc does not show
+ * is asked about with kill(pid, 0).
+ */
+bool dchan__owner_dead(uint32_t tag)
+{
+	uint32_t pid = tag & DCHAN__TAG_PID_MASK;
+	struct dchan__proc pr;
+
 	if (pid == 0)
 		return false;
-	if (pid == dchan__self())
+	if ((tag & DCHAN__TAG_OWNER) == dchan__self_tag())
 		return false;
-	return kill((pid_t)pid, 0) == -1 && errno == ESRCH;
+	if (dchan__proc_stat(pid, &pr) < 0) /* gone, or hidden (hidepid) */
+		return kill((pid_t)pid, 0) == -1 && errno == ESRCH;
+	if (pr.state == 'X' || pr.state == 'x' ||
+	    (pr.state == 'Z' && pr.threads <= 1))
+		return true;
+	return (tag & DCHAN__TAG_GEN_MASK) &&
+	       (tag & DCHAN__TAG_GEN_MASK) != dchan__gen_bits(pr.start);
 }
 
 uint64_t dchan__random64(void)

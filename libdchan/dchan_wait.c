@@ -32,6 +32,23 @@ static inline void dchan__cpu_relax(void)
 #endif
 }
 
+/*
+ * One try, and as many more as recovering a dead owner's slot in the way
+ * lets us make (two writers killed on neighbouring slots leave two slots
+ * to recover before the message behind them).  Each recovery takes a slot
+ * out of a dead owner's hands, so this ends.
+ */
+static int dchan__try_recover(dchan_t *ch, dchan__try_fn try, size_t maxlen,
+			      bool peek, struct dchan__claim *c)
+{
+	int rc;
+
+	do
+		rc = try(ch, maxlen, peek, c);
+	while (rc == -EAGAIN && c->blocker && dchan__recover(ch, c));
+	return rc;
+}
+
 /* Poll the ring for up to the spin budget. */
 static int dchan__spin(dchan_t *ch, dchan__try_fn try, size_t maxlen, bool peek,
 		       struct dchan__claim *c)
@@ -86,9 +103,7 @@ static int dchan__block(dchan_t *ch, dchan__try_fn try, size_t maxlen,
 
 		DCHAN__ADD(waiters, 1);
 		v = __atomic_load_n(word, __ATOMIC_SEQ_CST);
-		rc = try(ch, maxlen, peek, c);
-		if (rc == -EAGAIN && c->blocker && dchan__recover(ch, c))
-			rc = try(ch, maxlen, peek, c);
+		rc = dchan__try_recover(ch, try, maxlen, peek, c);
 		if (rc == -EAGAIN && DCHAN__LOADR(&ch->hdr->destroyed))
 			rc = -DCHAN_E_DESTROYED;
 		if (rc == -EAGAIN && dchan__expired(dlp))
@@ -120,10 +135,8 @@ static int dchan__wait_error(dchan_t *ch, int rc, const char *what)
 /* Claim a slot to write, waiting up to timeout_ns. */
 int dchan__put_wait(dchan_t *ch, uint64_t timeout_ns, struct dchan__claim *c)
 {
-	int rc = dchan__put_claim(ch, c);
+	int rc = dchan__try_recover(ch, dchan__try_put, 0, false, c);
 
-	if (rc == -EAGAIN && c->blocker && dchan__recover(ch, c))
-		rc = dchan__put_claim(ch, c);
 	if (rc == -EAGAIN && timeout_ns)
 		rc = dchan__block(ch, dchan__try_put, 0, false, timeout_ns, c,
 				  &ch->hdr->space_seq, &ch->hdr->send_waiters);
@@ -136,10 +149,8 @@ int dchan__put_wait(dchan_t *ch, uint64_t timeout_ns, struct dchan__claim *c)
 int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek, uint64_t timeout_ns,
 		    struct dchan__claim *c)
 {
-	int rc = dchan__get_claim(ch, maxlen, peek, c);
+	int rc = dchan__try_recover(ch, dchan__get_claim, maxlen, peek, c);
 
-	if (rc == -EAGAIN && c->blocker && dchan__recover(ch, c))
-		rc = dchan__get_claim(ch, maxlen, peek, c);
 	if (rc == -EAGAIN && timeout_ns)
 		rc = dchan__block(ch, dchan__get_claim, maxlen, peek,
 				  timeout_ns, c, &ch->hdr->data_seq,

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <dragon/dchan.h>
@@ -97,6 +98,54 @@ static inline dchan_t *t_chan(dmem_pool_t *pool, uint32_t cap, uint32_t slot)
 	return t_keep(ch);
 }
 
+/*
+ * The common setting of a test: a pool, one channel in it, and the number
+ * of allocations alive in the pool before the test (t_fix_close checks
+ * that the test left no more).
+ */
+struct t_fix {
+	dmem_pool_t *pool;
+	dchan_t *ch;
+	uint64_t live0;
+};
+
+static inline struct t_fix t_fix_open(const char *tag, size_t pool_size,
+				      uint32_t cap, uint32_t slot)
+{
+	struct t_fix f;
+
+	f.pool = t_pool(tag, pool_size);
+	f.ch = t_chan(f.pool, cap, slot);
+	f.live0 = t_live(f.pool);
+	return f;
+}
+
+static inline void t_fix_close(struct t_fix *f)
+{
+	ck_assert_uint_eq(t_live(f->pool), f->live0);
+	ck_assert_int_eq(dchan_destroy(f->ch), 0);
+	t_pool_done(f->pool);
+}
+
+/* Memory shared with the children a test forks (zeroed). */
+static inline void *t_shared(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	return p;
+}
+
+/* fork(), failing the test if it fails. */
+static inline pid_t t_fork(void)
+{
+	pid_t pid = fork();
+
+	ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
+	return pid;
+}
+
 #define T_OK(expr)                                                             \
 	do {                                                                   \
 		int t_rc_ = (int)(expr);                                       \
@@ -147,6 +196,16 @@ static inline void t_sweep(const char *inst)
 		return;
 }
 
+/* Run a child that calls fn(arg) and exits with what it returns. */
+static inline pid_t t_spawn(int (*fn)(void *), void *arg)
+{
+	pid_t pid = t_fork();
+
+	if (pid == 0)
+		_exit(fn(arg));
+	return pid;
+}
+
 /* Run the suite in fork mode, in a runtime instance of its own. */
 static inline int t_run(Suite *s)
 {
@@ -163,5 +222,32 @@ static inline int t_run(Suite *s)
 	t_sweep(inst);
 	return failed ? 1 : 0;
 }
+
+/*
+ * main() of a suite of one test case: T_MAIN("dchan_core", 60, test_a,
+ * test_b, ...) (the case's timeout in seconds; 0 keeps check's default).
+ */
+static inline int t_main(const char *name, unsigned timeout,
+			 const TTest *const *tests, size_t n)
+{
+	Suite *s = suite_create(name);
+	TCase *tc = tcase_create(name);
+
+	if (timeout)
+		tcase_set_timeout(tc, timeout);
+	for (size_t i = 0; i < n; i++)
+		tcase_add_test(tc, tests[i]);
+	suite_add_tcase(s, tc);
+	return t_run(s);
+}
+
+#define T_MAIN(name, timeout, ...)                                             \
+	int main(void)                                                         \
+	{                                                                      \
+		const TTest *const t_tests_[] = {__VA_ARGS__};                 \
+                                                                               \
+		return t_main(name, timeout, t_tests_,                         \
+			      sizeof t_tests_ / sizeof *t_tests_);             \
+	}
 
 #endif
