@@ -196,16 +196,6 @@ static inline void t_sweep(const char *inst)
 		return;
 }
 
-/* Run a child that calls fn(arg) and exits with what it returns. */
-static inline pid_t t_spawn(int (*fn)(void *), void *arg)
-{
-	pid_t pid = t_fork();
-
-	if (pid == 0)
-		_exit(fn(arg));
-	return pid;
-}
-
 /* Run the suite in fork mode, in a runtime instance of its own. */
 static inline int t_run(Suite *s)
 {

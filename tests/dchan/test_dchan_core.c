@@ -5,162 +5,150 @@
 
 START_TEST(send_recv_inline)
 {
-	dmem_pool_t *pool = t_pool("inl", 16 * MiB);
-	dchan_t *ch = t_chan(pool, 4, 64);
+	struct t_fix f = t_fix_open("inl", 16 * MiB, 4, 64);
 	char buf[64];
 	size_t len = 0;
 
-	T_OK(dchan_send(ch, "hello", 5, 0));
-	T_OK(dchan_send(ch, "", 0, 0));
-	ck_assert_int_eq(dchan_count(ch), 2);
-	T_OK(dchan_recv(ch, buf, sizeof buf, 0, &len));
+	T_OK(dchan_send(f.ch, "hello", 5, 0));
+	T_OK(dchan_send(f.ch, "", 0, 0));
+	ck_assert_int_eq(dchan_count(f.ch), 2);
+	T_OK(dchan_recv(f.ch, buf, sizeof buf, 0, &len));
 	ck_assert_uint_eq(len, 5);
 	ck_assert(memcmp(buf, "hello", 5) == 0);
-	T_OK(dchan_recv(ch, buf, sizeof buf, 0, &len));
+	T_OK(dchan_recv(f.ch, buf, sizeof buf, 0, &len));
 	ck_assert_uint_eq(len, 0);
-	ck_assert_int_eq(dchan_recv(ch, buf, sizeof buf, 0, &len), -EAGAIN);
-	ck_assert_int_eq(dchan_count(ch), 0);
-	T_OK(dchan_destroy(ch));
-	t_pool_done(pool);
+	ck_assert_int_eq(dchan_recv(f.ch, buf, sizeof buf, 0, &len), -EAGAIN);
+	ck_assert_int_eq(dchan_count(f.ch), 0);
+	t_fix_close(&f);
 }
 END_TEST
 
 START_TEST(full_and_empty_try_once)
 {
-	dmem_pool_t *pool = t_pool("full", 16 * MiB);
-	dchan_t *ch = t_chan(pool, 3, 8);
+	struct t_fix f = t_fix_open("full", 16 * MiB, 3, 8);
 	uint64_t v;
 	size_t len;
 
 	for (v = 0; v < 3; v++)
-		T_OK(dchan_send(ch, &v, sizeof v, 0));
-	ck_assert_int_eq(dchan_send(ch, &v, sizeof v, 0), -EAGAIN);
-	ck_assert_int_eq(dchan_send(ch, &v, sizeof v, 1000000), -ETIMEDOUT);
-	ck_assert_int_eq(dchan_capacity(ch), 3);
+		T_OK(dchan_send(f.ch, &v, sizeof v, 0));
+	ck_assert_int_eq(dchan_send(f.ch, &v, sizeof v, 0), -EAGAIN);
+	ck_assert_int_eq(dchan_send(f.ch, &v, sizeof v, 1000000), -ETIMEDOUT);
+	ck_assert_int_eq(dchan_capacity(f.ch), 3);
 	for (uint64_t i = 0; i < 3; i++) {
-		T_OK(dchan_recv(ch, &v, sizeof v, 0, &len));
+		T_OK(dchan_recv(f.ch, &v, sizeof v, 0, &len));
 		ck_assert_uint_eq(v, i);
 	}
-	ck_assert_int_eq(dchan_recv(ch, &v, sizeof v, 1000000, &len),
+	ck_assert_int_eq(dchan_recv(f.ch, &v, sizeof v, 1000000, &len),
 			 -ETIMEDOUT);
 	/* wrap around many laps with capacity 1 and 3 */
 	for (uint64_t i = 0; i < 1000; i++) {
-		T_OK(dchan_send(ch, &i, sizeof i, 0));
-		T_OK(dchan_recv(ch, &v, sizeof v, 0, &len));
+		T_OK(dchan_send(f.ch, &i, sizeof i, 0));
+		T_OK(dchan_recv(f.ch, &v, sizeof v, 0, &len));
 		ck_assert_uint_eq(v, i);
 	}
-	T_OK(dchan_destroy(ch));
-	ch = t_chan(pool, 1, 8);
+	T_OK(dchan_destroy(f.ch));
+	f.ch = t_chan(f.pool, 1, 8);
 	for (uint64_t i = 0; i < 1000; i++) {
-		T_OK(dchan_send(ch, &i, sizeof i, 0));
-		ck_assert_int_eq(dchan_send(ch, &i, sizeof i, 0), -EAGAIN);
-		T_OK(dchan_recv(ch, &v, sizeof v, 0, &len));
+		T_OK(dchan_send(f.ch, &i, sizeof i, 0));
+		ck_assert_int_eq(dchan_send(f.ch, &i, sizeof i, 0), -EAGAIN);
+		T_OK(dchan_recv(f.ch, &v, sizeof v, 0, &len));
 		ck_assert_uint_eq(v, i);
 	}
-	T_OK(dchan_destroy(ch));
-	t_pool_done(pool);
+	t_fix_close(&f);
 }
 END_TEST
 
 START_TEST(large_messages_copy)
 {
-	dmem_pool_t *pool = t_pool("large", 64 * MiB);
-	dchan_t *ch = t_chan(pool, 8, 32);
+	struct t_fix f = t_fix_open("large", 64 * MiB, 8, 32);
 	static const size_t sizes[] = {33, 4096, 100000, 4 * MiB};
 	size_t len;
 	char *buf = malloc(4 * MiB), *out = malloc(4 * MiB);
-	uint64_t live0 = t_live(pool);
 
 	for (size_t i = 0; i < 4; i++) {
 		t_fill(buf, sizes[i], i);
-		T_OK(dchan_send(ch, buf, sizes[i], 0));
+		T_OK(dchan_send(f.ch, buf, sizes[i], 0));
 	}
 	/* too small a buffer leaves the message where it is */
-	ck_assert_int_eq(dchan_recv(ch, out, 10, 0, &len), -EMSGSIZE);
+	ck_assert_int_eq(dchan_recv(f.ch, out, 10, 0, &len), -EMSGSIZE);
 	ck_assert_ptr_nonnull(strstr(dchan_errmsg(), "longer"));
 	for (size_t i = 0; i < 4; i++) {
-		T_OK(dchan_recv(ch, out, 4 * MiB, 0, &len));
+		T_OK(dchan_recv(f.ch, out, 4 * MiB, 0, &len));
 		ck_assert_uint_eq(len, sizes[i]);
 		ck_assert(t_check(out, len, i));
 	}
-	ck_assert_uint_eq(t_live(pool), live0);
 	free(buf);
 	free(out);
-	T_OK(dchan_destroy(ch));
-	t_pool_done(pool);
+	t_fix_close(&f); /* every copy's allocation was freed */
 }
 END_TEST
 
 START_TEST(zero_copy_both_ways)
 {
-	dmem_pool_t *pool = t_pool("zc", 64 * MiB);
-	dchan_t *ch = t_chan(pool, 4, 64);
+	struct t_fix f = t_fix_open("zc", 64 * MiB, 4, 64);
 	dchan_msg_t m;
 	void *p;
 	pid_t owner;
 
-	T_OK(dmem_alloc(dchan_pool(ch), MiB, 0, &p));
+	T_OK(dmem_alloc(dchan_pool(f.ch), MiB, 0, &p));
 	t_fill(p, MiB, 7);
-	T_OK(dchan_send_zc(ch, p, MiB, 0));
-	T_OK(dmem_alloc_owner(pool, p, &owner));
+	T_OK(dchan_send_zc(f.ch, p, MiB, 0));
+	T_OK(dmem_alloc_owner(f.pool, p, &owner));
 	ck_assert_int_eq(owner, DMEM_OWNER_NONE);
-	T_OK(dchan_recv_zc(ch, 0, &m));
+	T_OK(dchan_recv_zc(f.ch, 0, &m));
 	ck_assert_ptr_eq(m.data, p); /* the same block: no copy */
 	ck_assert_uint_eq(m.len, MiB);
 	ck_assert(t_check(m.data, m.len, 7));
-	T_OK(dmem_alloc_owner(pool, m.data, &owner));
+	T_OK(dmem_alloc_owner(f.pool, m.data, &owner));
 	ck_assert_int_eq(owner, getpid());
 	T_OK(dchan_msg_release(&m));
 	/* an inline message arrives in an allocation too */
-	T_OK(dchan_send(ch, "abc", 3, 0));
-	T_OK(dchan_recv_zc(ch, 0, &m));
+	T_OK(dchan_send(f.ch, "abc", 3, 0));
+	T_OK(dchan_recv_zc(f.ch, 0, &m));
 	ck_assert_uint_eq(m.len, 3);
 	ck_assert(memcmp(m.data, "abc", 3) == 0);
 	T_OK(dchan_msg_release(&m));
 	/* a buffer that is not an allocation is refused; nothing changes */
 	ck_assert_int_lt(
-		dchan_send_zc(ch, (char *)dmem_pool_base(pool) + 8, 8, 0), 0);
-	ck_assert_int_eq(dchan_count(ch), 0);
-	T_OK(dchan_destroy(ch));
-	t_pool_done(pool);
+		dchan_send_zc(f.ch, (char *)dmem_pool_base(f.pool) + 8, 8, 0),
+		0);
+	ck_assert_int_eq(dchan_count(f.ch), 0);
+	t_fix_close(&f);
 }
 END_TEST
 
 START_TEST(peek_keeps_message)
 {
-	dmem_pool_t *pool = t_pool("peek", 16 * MiB);
-	dchan_t *ch = t_chan(pool, 4, 16);
+	struct t_fix f = t_fix_open("peek", 16 * MiB, 4, 16);
 	char big[1000], buf[1000];
 	size_t len;
 
-	ck_assert_int_eq(dchan_peek(ch, buf, sizeof buf, 0, &len), -EAGAIN);
+	ck_assert_int_eq(dchan_peek(f.ch, buf, sizeof buf, 0, &len), -EAGAIN);
 	t_fill(big, sizeof big, 3);
-	T_OK(dchan_send(ch, big, sizeof big, 0));
-	T_OK(dchan_send(ch, "x", 1, 0));
-	T_OK(dchan_peek(ch, NULL, 0, 0, &len));
+	T_OK(dchan_send(f.ch, big, sizeof big, 0));
+	T_OK(dchan_send(f.ch, "x", 1, 0));
+	T_OK(dchan_peek(f.ch, NULL, 0, 0, &len));
 	ck_assert_uint_eq(len, sizeof big);
-	T_OK(dchan_peek(ch, buf, 10, 0, &len));
+	T_OK(dchan_peek(f.ch, buf, 10, 0, &len));
 	ck_assert_uint_eq(len, sizeof big);
 	ck_assert(t_check(buf, 10, 3));
-	T_OK(dchan_recv(ch, buf, sizeof buf, 0, &len));
+	T_OK(dchan_recv(f.ch, buf, sizeof buf, 0, &len));
 	ck_assert(t_check(buf, sizeof big, 3));
-	T_OK(dchan_peek(ch, buf, sizeof buf, 0, &len));
+	T_OK(dchan_peek(f.ch, buf, sizeof buf, 0, &len));
 	ck_assert_uint_eq(len, 1);
-	ck_assert_int_eq(dchan_count(ch), 1);
-	T_OK(dchan_destroy(ch));
-	t_pool_done(pool);
+	ck_assert_int_eq(dchan_count(f.ch), 1);
+	t_fix_close(&f);
 }
 END_TEST
 
 START_TEST(descriptor_round_trip_and_child_attach)
 {
-	dmem_pool_t *pool = t_pool("desc", 16 * MiB);
-	dchan_t *ch = t_chan(pool, 8, 0);
+	struct t_fix f = t_fix_open("desc", 16 * MiB, 8, 0);
 	dchan_desc_t d, d2;
 	char text[DCHAN_DESC_TEXT_MAX], bin[sizeof(dchan_desc_t)];
 	pid_t pid;
 
-	T_OK(dchan_desc_get(ch, &d));
+	T_OK(dchan_desc_get(f.ch, &d));
 	T_OK(dchan_desc_to_text(&d, text, sizeof text));
 	T_OK(dchan_desc_from_text(text, &d2));
 	ck_assert(memcmp(&d, &d2, sizeof d) == 0);
@@ -168,7 +156,7 @@ START_TEST(descriptor_round_trip_and_child_attach)
 			 (int)sizeof d);
 	T_OK(dchan_desc_deserialize(bin, sizeof bin, &d2));
 	ck_assert(memcmp(&d, &d2, sizeof d) == 0);
-	pid = fork();
+	pid = t_fork();
 	if (pid == 0) {
 		/* a fresh process would attach by text: so does this one */
 		dchan_t *c;
@@ -185,12 +173,11 @@ START_TEST(descriptor_round_trip_and_child_attach)
 		uint32_t v = 0;
 		size_t len;
 
-		T_OK(dchan_recv(ch, &v, sizeof v, DCHAN_FOREVER, &len));
+		T_OK(dchan_recv(f.ch, &v, sizeof v, DCHAN_FOREVER, &len));
 		ck_assert_uint_eq(v, 42);
 	}
 	ck_assert_int_eq(t_wait(pid), 0);
-	T_OK(dchan_destroy(ch));
-	t_pool_done(pool);
+	t_fix_close(&f);
 }
 END_TEST
 
@@ -198,7 +185,7 @@ START_TEST(blocking_recv_is_woken)
 {
 	dmem_pool_t *pool = t_pool("wake", 16 * MiB);
 	dchan_t *ch = t_chan(pool, 2, 0), *back = t_chan(pool, 2, 0);
-	pid_t pid = fork();
+	pid_t pid = t_fork();
 
 	if (pid == 0) {
 		/* ping-pong with sleeps, so the parent really sleeps */
@@ -247,7 +234,7 @@ START_TEST(poll_one_and_many)
 	ck_assert_int_eq(dchan_poll(a, DCHAN_POLLIN, 2000000, &rev),
 			 -ETIMEDOUT);
 	ck_assert_int_eq(dchan_poll_many(it, 2, 1000000), -ETIMEDOUT);
-	pid = fork();
+	pid = t_fork();
 	if (pid == 0) {
 		usleep(20000);
 		_exit(dchan_send(b, "b", 1, 0) ? 1 : 0);
@@ -259,7 +246,7 @@ START_TEST(poll_one_and_many)
 	T_OK(dchan_poll(b, DCHAN_POLLOUT | DCHAN_POLLIN, 0, &rev));
 	ck_assert_uint_eq(rev, DCHAN_POLLIN);
 	/* writable again once the message is taken, seen by a waiting poll */
-	pid = fork();
+	pid = t_fork();
 	if (pid == 0) {
 		usleep(20000);
 		_exit(dchan_recv(b, &c, 1, 0, &len) ? 1 : 0);
@@ -286,7 +273,7 @@ START_TEST(poll_many_across_pools)
 		char c;
 		size_t len;
 
-		pid = fork();
+		pid = t_fork();
 		if (pid == 0) {
 			usleep(10000);
 			_exit(dchan_send(target, "x", 1, 0) ? 1 : 0);
@@ -305,37 +292,35 @@ END_TEST
 
 START_TEST(stats_and_waiters)
 {
-	dmem_pool_t *pool = t_pool("stats", 16 * MiB);
-	dchan_t *ch = t_chan(pool, 2, 0);
+	struct t_fix f = t_fix_open("stats", 16 * MiB, 2, 0);
 	dchan_stats_t st;
 	pid_t pid;
 	char c;
 	size_t len;
 
-	T_OK(dchan_send(ch, "a", 1, 0));
-	T_OK(dchan_stats(ch, &st));
+	T_OK(dchan_send(f.ch, "a", 1, 0));
+	T_OK(dchan_stats(f.ch, &st));
 	ck_assert_uint_eq(st.count, 1);
 	ck_assert_uint_eq(st.capacity, 2);
 	ck_assert_uint_eq(st.sent, 1);
-	T_OK(dchan_recv(ch, &c, 1, 0, &len));
-	pid = fork();
+	T_OK(dchan_recv(f.ch, &c, 1, 0, &len));
+	pid = t_fork();
 	if (pid == 0)
-		_exit(dchan_recv(ch, &c, 1, DCHAN_FOREVER, &len) ? 1 : 0);
+		_exit(dchan_recv(f.ch, &c, 1, DCHAN_FOREVER, &len) ? 1 : 0);
 	/* the child shows up as a blocked receiver */
 	for (int i = 0; i < 5000; i++) {
-		T_OK(dchan_stats(ch, &st));
+		T_OK(dchan_stats(f.ch, &st));
 		if (st.blocked_receivers)
 			break;
 		usleep(1000);
 	}
 	ck_assert_uint_eq(st.blocked_receivers, 1);
-	T_OK(dchan_send(ch, "b", 1, 0));
+	T_OK(dchan_send(f.ch, "b", 1, 0));
 	ck_assert_int_eq(t_wait(pid), 0);
-	T_OK(dchan_stats(ch, &st));
+	T_OK(dchan_stats(f.ch, &st));
 	ck_assert_uint_eq(st.received, 2);
 	ck_assert_uint_eq(st.blocked_receivers, 0);
-	T_OK(dchan_destroy(ch));
-	t_pool_done(pool);
+	t_fix_close(&f);
 }
 END_TEST
 
@@ -382,8 +367,8 @@ START_TEST(create_through_a_second_mapping)
 
 	T_OK(dmem_pool_desc_get(pool, &pd));
 	T_OK(dmem_pool_attach(&pd, &other));
-	first = t_chan(other, 2, 8);	/* libdchan now knows `other` */
-	ch = t_chan(pool, 2, 8);	/* ... and is handed `pool` */
+	first = t_chan(other, 2, 8); /* libdchan now knows `other` */
+	ch = t_chan(pool, 2, 8);     /* ... and is handed `pool` */
 	T_OK(dchan_desc_get(ch, &d));
 	T_OK(dchan_attach(&d, &at));
 	T_OK(dchan_send(ch, &v, sizeof v, 0));
@@ -401,24 +386,8 @@ START_TEST(create_through_a_second_mapping)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("dchan_core");
-	TCase *tc = tcase_create("core");
-
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, send_recv_inline);
-	tcase_add_test(tc, full_and_empty_try_once);
-	tcase_add_test(tc, large_messages_copy);
-	tcase_add_test(tc, zero_copy_both_ways);
-	tcase_add_test(tc, peek_keeps_message);
-	tcase_add_test(tc, descriptor_round_trip_and_child_attach);
-	tcase_add_test(tc, blocking_recv_is_woken);
-	tcase_add_test(tc, poll_one_and_many);
-	tcase_add_test(tc, poll_many_across_pools);
-	tcase_add_test(tc, stats_and_waiters);
-	tcase_add_test(tc, many_channels_one_pool_attach_once);
-	tcase_add_test(tc, create_through_a_second_mapping);
-	suite_add_tcase(s, tc);
-	return t_run(s);
-}
+T_MAIN("dchan_core", 60, send_recv_inline, full_and_empty_try_once,
+       large_messages_copy, zero_copy_both_ways, peek_keeps_message,
+       descriptor_round_trip_and_child_attach, blocking_recv_is_woken,
+       poll_one_and_many, poll_many_across_pools, stats_and_waiters,
+       many_channels_one_pool_attach_once, create_through_a_second_mapping)

@@ -5,8 +5,6 @@
  */
 #include "dchan_test.h"
 
-#include <sys/mman.h>
-
 #define NPROD  4
 #define NCONS  4
 #define MAXMSG (64 * 1024)
@@ -85,21 +83,17 @@ static int consumer(dchan_t *ch, uint8_t *seen, uint64_t *total, uint64_t n)
 START_TEST(four_by_four_million)
 {
 	uint64_t n = t_scaled(250000, 2000); /* per producer: 1 M in all */
-	dmem_pool_t *pool = t_pool("stress", 512u << 20);
-	dchan_t *ch = t_chan(pool, 64, 0);
+	struct t_fix f = t_fix_open("stress", 512u << 20, 64, 0);
 	size_t shsz = NPROD * n + 64;
-	uint8_t *sh = mmap(NULL, shsz, PROT_READ | PROT_WRITE,
-			   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	uint64_t *total = (uint64_t *)sh, live0 = t_live(pool);
+	uint8_t *sh = t_shared(shsz);
+	uint64_t *total = (uint64_t *)sh;
 	pid_t pids[NPROD + NCONS];
 
-	ck_assert_ptr_ne(sh, MAP_FAILED);
 	for (int i = 0; i < NPROD + NCONS; i++) {
-		pids[i] = fork();
-		ck_assert_int_ge(pids[i], 0);
+		pids[i] = t_fork();
 		if (pids[i] == 0)
-			_exit(i < NPROD ? producer(ch, (uint32_t)i, n)
-					: consumer(ch, sh + 64, total, n));
+			_exit(i < NPROD ? producer(f.ch, (uint32_t)i, n)
+					: consumer(f.ch, sh + 64, total, n));
 	}
 	for (int i = 0; i < NPROD + NCONS; i++)
 		ck_assert_int_eq(t_wait(pids[i]), 0);
@@ -107,24 +101,12 @@ START_TEST(four_by_four_million)
 	for (uint64_t i = 0; i < NPROD * n; i++)
 		ck_assert_msg(sh[64 + i], "message %llu lost",
 			      (unsigned long long)i);
-	ck_assert_int_eq(dchan_count(ch), 0);
-	/* every allocation made for a large message was freed */
+	ck_assert_int_eq(dchan_count(f.ch), 0);
 	for (int i = 0; i < NPROD + NCONS; i++)
-		T_OK(dmem_pool_reclaim(pool, pids[i], NULL));
-	ck_assert_uint_eq(t_live(pool), live0);
+		T_OK(dmem_pool_reclaim(f.pool, pids[i], NULL));
 	munmap(sh, shsz);
-	T_OK(dchan_destroy(ch));
-	t_pool_done(pool);
+	t_fix_close(&f); /* every large message's allocation was freed */
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("dchan_stress");
-	TCase *tc = tcase_create("stress");
-
-	tcase_set_timeout(tc, 600);
-	tcase_add_test(tc, four_by_four_million);
-	suite_add_tcase(s, tc);
-	return t_run(s);
-}
+T_MAIN("dchan_stress", 600, four_by_four_million)
