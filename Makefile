@@ -72,9 +72,10 @@ FORCE:
 
 # The tests run under leftover-guard, which fails the check when they leave
 # segments in /dev/shm or processes behind (and removes them); the summary,
-# printed last, lists them after the totals.
+# printed last, lists them after the totals.  .check-started tells the
+# summary which results are from this run.
 check: $(BUILD)/Makefile
-	@$(SUBMAKE); rc=0; \
+	@$(SUBMAKE); rc=0; touch $(BUILD)/.check-started; \
 	  $(SRC)/build-aux/leftover-guard $(BUILD) $(SUBMAKE) -k check || rc=$$?; \
 	  $(SRC)/build-aux/summarize-tests $(BUILD); s=$$?; \
 	  [ $$rc -eq 0 ] && [ $$s -eq 0 ]
