@@ -37,21 +37,26 @@ static pid_t fork_waiter(int *wfd)
 	int p[2];
 	pid_t pid;
 
+	sigset_t term, old;
+
 	ck_assert_int_eq(pipe(p), 0);
+	/* The test runner's SIGTERM handler is not the child's: a signal
+	 * waits, blocked, until the child has the default action. */
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_BLOCK, &term, &old);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		unsigned char code = 0;
-		sigset_t none;
-		/* What the test runner installed is not this child's. */
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGTERM, SIG_DFL);
+		sigprocmask(SIG_UNBLOCK, &term, NULL);
 		close(p[1]);
 		if (read(p[0], &code, 1) != 1)
 			_exit(100);
 		_exit(code);
 	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(p[0]);
 	*wfd = p[1];
 	return pid;
@@ -174,10 +179,14 @@ START_TEST(reaper_gone_without_report)
 	 * G is still signalled through the runtime and its end recorded. */
 	dlaunch_t *rt = start(DLAUNCH_RT_F_SETENV);
 	dlaunch_status_t st;
+	sigset_t term;
 	int p[2], ws;
 	pid_t r, g = 0;
 
 	ck_assert_int_eq(pipe(p), 0);
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_BLOCK, &term, NULL);
 	r = fork();
 	ck_assert_int_ge(r, 0);
 	if (r == 0) {
@@ -189,6 +198,7 @@ START_TEST(reaper_gone_without_report)
 		gp = fork();
 		if (gp == 0) {
 			signal(SIGTERM, SIG_DFL);
+			sigprocmask(SIG_UNBLOCK, &term, NULL);
 			pause();
 			_exit(0);
 		}
@@ -198,6 +208,7 @@ START_TEST(reaper_gone_without_report)
 			_exit(4);
 		_exit(0);
 	}
+	sigprocmask(SIG_UNBLOCK, &term, NULL);
 	close(p[1]);
 	ck_assert_int_eq(read(p[0], &g, sizeof g), (ssize_t)sizeof g);
 	close(p[0]);
