@@ -96,12 +96,9 @@ bench: $(BUILD)/Makefile
 distcheck: $(BUILD)/Makefile
 	@$(SUBMAKE) distcheck
 
-check-asan:
-	@$(MAKE) --no-print-directory BUILD=$(BUILD)-asan CONFIGURE_FLAGS="$(CONFIGURE_FLAGS) --enable-asan" check
-check-ubsan:
-	@$(MAKE) --no-print-directory BUILD=$(BUILD)-ubsan CONFIGURE_FLAGS="$(CONFIGURE_FLAGS) --enable-ubsan" check
-check-tsan:
-	@$(MAKE) --no-print-directory BUILD=$(BUILD)-tsan CONFIGURE_FLAGS="$(CONFIGURE_FLAGS) --enable-tsan" check
+# check-<san>: the whole check in ./$(BUILD)-<san>, configured --enable-<san>.
+check-asan check-ubsan check-tsan: check-%:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)-$* CONFIGURE_FLAGS="$(CONFIGURE_FLAGS) --enable-$*" check
 check-valgrind: $(BUILD)/Makefile
 	@$(SUBMAKE)
 	@$(MAKE) --no-print-directory -C $(BUILD) check-valgrind
