@@ -138,15 +138,21 @@ static int dchan__gw_await(dchan_t *reply, const dchan_gw_req_t *req, void *out,
 static pthread_key_t dchan__reply_key;
 static pthread_once_t dchan__reply_once = PTHREAD_ONCE_INIT;
 static __thread dchan_t *dchan__reply;
+/* In a forked child: this process's copy of the parent's handle. */
+static __thread dchan_t *dchan__reply_inherited;
 
 static void dchan__reply_drop(void *ch)
 {
 	dchan_detach(ch);
 }
 
-/* A forked child makes its own: the parent's stays the parent's. */
+/* A forked child makes its own: the parent's channel stays the parent's.
+ * The child's copy of the handle is freed at its next remote operation,
+ * not here, where taking the library's locks is not safe. */
 static void dchan__reply_forget(void)
 {
+	if (dchan__reply)
+		dchan__reply_inherited = dchan__reply;
 	dchan__reply = NULL;
 }
 
@@ -162,6 +168,11 @@ static int dchan__reply_get(dchan_t *gw, dchan_t **reply_out)
 	int rc;
 
 	pthread_once(&dchan__reply_once, dchan__reply_init);
+	if (dchan__reply_inherited) {
+		pthread_setspecific(dchan__reply_key, NULL);
+		dchan_detach(dchan__reply_inherited);
+		dchan__reply_inherited = NULL;
+	}
 	if (dchan__reply &&
 	    dchan__reply->desc.pool.pool_uid != gw->desc.pool.pool_uid) {
 		dchan_detach(dchan__reply);
