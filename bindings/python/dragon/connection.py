@@ -77,11 +77,29 @@ class _Pickler(pickle.Pickler):
     dispatch_table = _ReducerTable()
 
 
+def _plain(obj):
+    """True when plain pickle.dumps(obj, 5) writes what the reducers and
+    the out-of-band rule would: obj is of a _PLAIN type, a bytearray
+    smaller than OOB_THRESHOLD, or a short tuple or list of _PLAIN
+    objects (what a Pipe or a Queue carries most often)."""
+    t = type(obj)
+    if t in _PLAIN:
+        return True
+    if t is bytearray:
+        return len(obj) < OOB_THRESHOLD
+    if (t is tuple or t is list) and len(obj) <= 8:
+        for x in obj:
+            if type(x) not in _PLAIN:
+                return False
+        return True
+    return False
+
+
 def _dumps(obj):
     """(out-of-band buffers, pickle bytes) of obj: buffers at least
     OOB_THRESHOLD bytes large leave the pickle (protocol 5)."""
-    if type(obj) in _PLAIN:
-        return None, pickle.dumps(obj, 5)
+    if _plain(obj):
+        return None, _dumps_plain(obj, 5)
     buffers = []
 
     def keep_large(pb):
@@ -100,6 +118,10 @@ def _dumps(obj):
     finally:
         mark.depth = depth
     return buffers, f.getvalue()
+
+
+_msg_send = lib.dragon_msg_send
+_msg_recv = lib.dragon_msg_recv
 
 
 def _new_rstate():
@@ -350,7 +372,7 @@ class Connection(_mpconn._ConnectionBase):
         False when timeout passed without room."""
         ch = self._whandle()
         n = len(data)
-        rc = lib.dragon_msg_send(ch, K_BYTES, data, n, 0)
+        rc = _msg_send(ch, K_BYTES, data, n, 0)
         if rc == 0:
             return True
         return self._send_small_wait(ch, data, n, rc, timeout)
@@ -366,7 +388,7 @@ class Connection(_mpconn._ConnectionBase):
         wh = self._wh
         if (wh is not None and type(buf) is bytes and offset == 0 and size is None
                 and len(buf) < _RECV_BUF):
-            rc = lib.dragon_msg_send(wh, K_BYTES, buf, len(buf), 0)
+            rc = _msg_send(wh, K_BYTES, buf, len(buf), 0)
             if rc:
                 self._send_small_wait(wh, buf, len(buf), rc, None)
             return
@@ -390,18 +412,21 @@ class Connection(_mpconn._ConnectionBase):
         wh = self._wh
         if wh is None:
             wh = self._whandle()
-        t = type(obj)
-        if t is bytes and len(obj) >= _RECV_BUF:
+        if type(obj) is bytes and len(obj) >= _RECV_BUF:
             self._send_large_bytes(obj, None)
             return
-        if t in _PLAIN:
-            buffers, data = None, _dumps_plain(obj, 5)
+        if _plain(obj):
+            data = _dumps_plain(obj, 5)
+            if len(data) < _RECV_BUF:
+                rc = _msg_send(wh, K_BYTES, data, len(data), 0)
+                if rc:
+                    self._send_small_wait(wh, data, len(data), rc, None)
+                return
+            buffers = None
         else:
             buffers, data = _dumps(obj)
         if not buffers and len(data) < _RECV_BUF:
-            rc = lib.dragon_msg_send(wh, K_BYTES, data, len(data), 0)
-            if rc:
-                self._send_small_wait(wh, data, len(data), rc, None)
+            self._send_small(data)
         else:
             self._send_obj(buffers, data, None)
 
@@ -477,8 +502,9 @@ class Connection(_mpconn._ConnectionBase):
             st = bufs.pop()
         except IndexError:
             st = _new_rstate()
-        n = lib.dragon_msg_recv(rh, st[0], _RECV_BUF, _SLICE_NS)
-        if n > 0 and st[0][0] == _K_BYTES_CHAR:
+        buf = st[0]
+        n = _msg_recv(rh, buf, _RECV_BUF, _SLICE_NS)
+        if n > 0 and buf[0] == _K_BYTES_CHAR:
             data = st[1][1:n]
             bufs.append(st)
             if self._watch is not None:
@@ -488,10 +514,10 @@ class Connection(_mpconn._ConnectionBase):
             return data
         rc = self._recv_other(n, st)
         bufs.append(st)
-        buf = self._recv_bytes(maxlength, rc)
-        if buf is None:
+        data = self._recv_bytes(maxlength, rc)
+        if data is None:
             self._bad_message_length()
-        return buf.getvalue()
+        return data.getvalue()
 
     def _recv_msg(self, timeout_ns=None, rc=None):
         """The next message as (kind, bytes-like of the rest), or None when
@@ -547,7 +573,7 @@ class Connection(_mpconn._ConnectionBase):
         except IndexError:
             st = _new_rstate()
         try:
-            return self._recv_other(lib.dragon_msg_recv(ch, st[0], _RECV_BUF, wait), st)
+            return self._recv_other(_msg_recv(ch, st[0], _RECV_BUF, wait), st)
         finally:
             bufs.append(st)
 
@@ -571,8 +597,9 @@ class Connection(_mpconn._ConnectionBase):
             st = bufs.pop()
         except IndexError:
             st = _new_rstate()
-        n = lib.dragon_msg_recv(rh, st[0], _RECV_BUF, _SLICE_NS)
-        if n > 0 and st[0][0] == _K_BYTES_CHAR:
+        buf = st[0]
+        n = _msg_recv(rh, buf, _RECV_BUF, _SLICE_NS)
+        if n > 0 and buf[0] == _K_BYTES_CHAR:
             data = st[1][1:n]
             bufs.append(st)
             if self._watch is not None:
