@@ -402,3 +402,40 @@ def test_zygote_under_stress():
     while _zombie_children(zpid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _zombie_children(zpid)
+
+
+ZYGOTE_KILLED = textwrap.dedent("""
+    import os, select, signal, sys
+    import dragon, multiprocessing as mp
+    from dragon import _popen
+
+    if __name__ == "__main__":
+        ctx = mp.get_context("dragon")
+        p = ctx.Process(target=sys.exit, args=(4,))
+        p.start()
+        p.join()
+        z = _popen.zygote()
+        zfd = os.pidfd_open(z.pid)
+        os.kill(z.pid, signal.SIGKILL)
+        select.select([zfd], [], [], 60)  # gone, with the spare it forked
+        q = ctx.Process(target=sys.exit, args=(5,))
+        q.start()
+        q.join()
+        r = ctx.Process(target=sys.exit, args=(6,))
+        r.start()
+        r.join()
+        print(p.exitcode, type(p._popen).__name__, q.exitcode,
+              type(q._popen).__name__, r.exitcode, type(r._popen).__name__)
+""")
+
+
+def test_a_lost_zygote_falls_back_to_fresh_interpreters(tmp_path):
+    _need_zygote()
+    prog = tmp_path / "zkill.py"
+    prog.write_text(ZYGOTE_KILLED)
+    out = subprocess.run([sys.executable, str(prog)], capture_output=True,
+                         text=True, timeout=120, env=runtime.clean_env(),
+                         cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["4", "ZygotePopen", "5", "SpawnPopen",
+                                  "6", "SpawnPopen"]

@@ -78,6 +78,22 @@ def _spawn(rt, argv, env=None):
     return pid[0]
 
 
+def environ_copy():
+    """A copy of os.environ, consistent even while another thread changes
+    it (dict(os.environ) looks each key up after listing them, and fails
+    when one went in between)."""
+    try:
+        env = os.environ
+        data, key, value = env._data.copy(), env.decodekey, env.decodevalue
+    except AttributeError:
+        while True:
+            try:
+                return dict(os.environ)
+            except (KeyError, RuntimeError):
+                continue
+    return {key(k): value(v) for k, v in data.items()}
+
+
 def _interpreter_argv(code, *args):
     exe = spawn.get_executable()
     return [exe] + util._args_from_interpreter_flags() + ["-c", code] + list(args)
@@ -186,7 +202,7 @@ class SpawnPopen(_Base):
         try:
             alloc.view[:] = data
             argv = _interpreter_argv(_CHILD_CODE, CHILD_FLAG, _alloc_text(alloc))
-            self.pid = _spawn(rt, argv, dict(os.environ))
+            self.pid = _spawn(rt, argv, environ_copy())
         except BaseException:
             alloc.free()
             raise
@@ -211,9 +227,17 @@ class SpawnPopen(_Base):
 
 
 def Popen(process_obj):
-    """The Popen of DragonProcess: through the zygote when there is one."""
-    if zygote() is not None:
-        return ZygotePopen(process_obj)
+    """The Popen of DragonProcess: through the zygote when there is one;
+    a start the zygote cannot make (it could not fork, or it is gone) is
+    made by the runtime as a fresh interpreter."""
+    z = zygote()
+    if z is not None:
+        try:
+            return ZygotePopen(process_obj)
+        except ZygoteError as e:
+            util.info("dragon: starting a fresh interpreter instead: %s", e)
+            if z.dead:
+                _lost_zygote(z)
     return SpawnPopen(process_obj)
 
 
@@ -267,7 +291,7 @@ class Zygote:
             lsock.bind("\0" + name)
             lsock.listen(1)
             self.pid = _spawn(rt, _interpreter_argv(_zygote._ZYGOTE_CODE, name),
-                              dict(os.environ))
+                              environ_copy())
             self.sock = self._accept(lsock)
         finally:
             lsock.close()
@@ -338,7 +362,7 @@ class Zygote:
         self._recv_until(lambda m: False, block=False)
         while not self.spares:
             if not self.pending:
-                self._proto.send_msg(self.sock, ("want",))
+                self._send(("want",))
                 self.pending += 1
             msg = self._recv_until(lambda m: m[0] in ("spare", "error"))
             if msg[0] == "error":
@@ -353,7 +377,7 @@ class Zygote:
             tracker = [resource_tracker.getfd()]
         except Exception:
             tracker = []
-        msg = ("run", dict(os.environ), payload, bool(tracker))
+        msg = ("run", environ_copy(), payload, bool(tracker))
         with self.lock:
             while True:
                 if self.dead:
@@ -364,13 +388,25 @@ class Zygote:
                 except OSError:
                     # The spare died while it waited: take another.
                     os.close(pidfd)
-                    self._proto.send_msg(self.sock, ("reap", pid, True))
+                    self._send(("reap", pid, True))
                     continue
                 finally:
                     sock.close()
-                self._proto.send_msg(self.sock, ("took", pid))
-                self.pending += 1
+                # The child runs from here on, whatever becomes of the
+                # zygote.
+                try:
+                    self._send(("took", pid))
+                    self.pending += 1
+                except ZygoteError:
+                    pass
                 return pid, pidfd
+
+    def _send(self, msg):
+        try:
+            self._proto.send_msg(self.sock, msg)
+        except OSError as e:
+            self.dead = True
+            raise ZygoteError("the zygote (pid %d) is gone: %s" % (self.pid, e))
 
     def status(self, pid, pidfd):
         """The exit code of child pid (pidfd: its sentinel), once it has
@@ -453,6 +489,15 @@ def _start_zygote():
         util.info("dragon: no zygote, starting children as fresh "
                   "interpreters: %s", e)
         return False
+
+
+def _lost_zygote(z):
+    # Children are started as fresh interpreters from now on.
+    global _zygote
+    with _zlock:
+        if _zygote is z:
+            _zygote = False
+    z.close()
 
 
 def _stop_zygote():
