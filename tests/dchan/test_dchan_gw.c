@@ -240,76 +240,66 @@ static int servicer_a(int in, int out, int desc_fd, struct served *served)
 	return node_a_unmake(&n) ? 5 : 0;
 }
 
-/* Node B, second half: completions from A go to their reply channels. */
-static void *b_completions(void *arg)
+/*
+ * Node B's servicer is two processes: one forwards requests from the
+ * gateway channel to A, the other delivers A's completions.  (Two threads
+ * of one process would do; as processes, a thread checker is not misled
+ * by pool memory one frees and another process reuses.)
+ */
+static int servicer_b_out(int from_a)
 {
-	int from_a = *(int *)arg;
 	dchan_desc_t *reply;
 	uint64_t dlen, clen;
 	void *cpl;
+	int rc = 0;
 
-	while ((reply = read_frame(from_a, &dlen))) {
+	while (rc == 0 && (reply = read_frame(from_a, &dlen))) {
 		dchan_gw_req_t r = {0};
 
 		cpl = read_frame(from_a, &clen);
 		if (dlen != sizeof *reply || !cpl) {
-			free(reply);
-			free(cpl);
-			return (void *)1;
-		}
-		r.reply = *reply;
-		if (dchan_gw_complete(&r, cpl, clen)) {
-			fprintf(stderr, "servicer B: %s\n", dchan_errmsg());
-			free(reply);
-			free(cpl);
-			return (void *)1;
+			rc = 13;
+		} else {
+			r.reply = *reply;
+			if (dchan_gw_complete(&r, cpl, clen)) {
+				fprintf(stderr, "servicer B: %s\n",
+					dchan_errmsg());
+				rc = 14;
+			}
 		}
 		free(reply);
 		free(cpl);
 	}
-	return NULL;
+	return rc;
 }
 
-/* Node B: requests from the gateway go to A; completions come back. */
-static int servicer_b(dchan_t *gw, int to_a, int from_a)
+/* Node B: requests from the gateway go to A. */
+static int servicer_b(dchan_t *gw, int to_a)
 {
-	pthread_t t;
-	void *res;
-	int rc = 0;
-
-	if (pthread_create(&t, NULL, b_completions, &from_a))
-		return 9;
 	for (;;) {
 		dchan_gw_req_t r;
 		dchan_msg_t m;
 
 		if (dchan_recv_zc(gw, DCHAN_FOREVER, &m)) {
 			fprintf(stderr, "servicer B: %s\n", dchan_errmsg());
-			rc = 10;
-			break;
+			return 10;
 		}
-		if (m.len == 4 && memcmp(m.data, "quit", 4) == 0) {
-			rc = dchan_msg_release(&m) ? 11 : 0;
-			break;
-		}
+		if (m.len == 4 && memcmp(m.data, "quit", 4) == 0)
+			return dchan_msg_release(&m) ? 11 : 0;
 		if (dchan_gw_req_decode(m.data, m.len, &r) ||
 		    write_frame(to_a, m.data, m.len)) {
 			fprintf(stderr, "servicer B: %s\n", dchan_errmsg());
-			rc = 12;
-			break;
+			return 12;
 		}
 		dchan_msg_release(&m);
 	}
-	close(to_a); /* A finishes, then closes its end: b_completions ends */
-	pthread_join(t, &res);
-	return rc ? rc : res ? 13 : 0;
 }
 
 struct rig {
 	dmem_pool_t *pool;
 	dchan_t *gw;
 	dchan_t *remote;
-	pid_t a, b;
+	pid_t a, b, b2;
 	char gwtext[DCHAN_DESC_TEXT_MAX];
 	dchan_desc_t d[D_N]; /* node A's objects */
 	struct served *served;
@@ -349,9 +339,19 @@ static void rig_up(struct rig *g)
 	if (g->b == 0) {
 		close(dp[0]);
 		close(dp[1]);
+		close(ab[0]);
 		close(ab[1]);
 		close(ba[0]);
-		_exit(servicer_b(g->gw, ba[1], ab[0]));
+		_exit(servicer_b(g->gw, ba[1]));
+	}
+	g->b2 = fork();
+	if (g->b2 == 0) {
+		close(dp[0]);
+		close(dp[1]);
+		close(ab[1]);
+		close(ba[0]);
+		close(ba[1]);
+		_exit(servicer_b_out(ab[0]));
 	}
 	close(ab[0]);
 	close(ab[1]);
@@ -378,6 +378,7 @@ static void rig_down(struct rig *g)
 	T_OK(dchan_send(g->gw, "quit", 4, DCHAN_FOREVER));
 	ck_assert_int_eq(t_wait(g->b), 0);
 	ck_assert_int_eq(t_wait(g->a), 0);
+	ck_assert_int_eq(t_wait(g->b2), 0);
 	T_OK(dchan_detach(g->remote));
 	dchan_gateway_unregister();
 	T_OK(dchan_destroy(g->gw));
