@@ -290,6 +290,124 @@ START_TEST(poll_many_across_pools)
 }
 END_TEST
 
+/*
+ * No wake-up is lost, with or without timeouts.  One side of a channel of
+ * capacity 1 is a single process that never gives up; the other side is
+ * shared by "patient" processes (no timeout) and "fickle" ones that wait
+ * a few microseconds at a time and leave after a while.  A wake-up meant
+ * for the patient ones that a fickle one takes and drops when it times
+ * out or leaves would strand a message (or a free slot) with every
+ * patient process asleep, and the single process would wait forever.
+ */
+#define WAKE_PATIENT 3
+#define WAKE_FICKLE  3
+
+struct wake_board {
+	uint64_t got, sum;
+};
+
+static int wake_recv_side(dchan_t *ch, struct wake_board *b, int fickle,
+			  uint64_t seed)
+{
+	uint64_t leave = 200 + seed % 200; /* rounds a fickle one stays */
+
+	for (uint64_t round = 0;; round++) {
+		uint64_t v;
+		size_t len;
+		int rc;
+
+		seed = seed * 6364136223846793005ull + 1;
+		if (fickle && round == leave)
+			return 0;
+		rc = dchan_recv(ch, &v, sizeof v,
+				fickle ? 1000 + (seed >> 33) % 100000
+				       : DCHAN_FOREVER,
+				&len);
+		if (rc == -ETIMEDOUT)
+			continue;
+		if (rc != 0 || len != sizeof v)
+			return 1;
+		if (v == UINT64_MAX) /* told to stop: meant for the patient */
+			return fickle &&
+			       dchan_send(ch, &v, sizeof v, DCHAN_FOREVER);
+		__atomic_fetch_add(&b->got, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&b->sum, v, __ATOMIC_RELAXED);
+	}
+}
+
+/* Senders take numbers from b->got until n are taken; a fickle one that
+ * times out tries the same number again, with another short timeout. */
+static int wake_send_side(dchan_t *ch, struct wake_board *b, int fickle,
+			  uint64_t seed, uint64_t n)
+{
+	for (;;) {
+		uint64_t v = __atomic_fetch_add(&b->got, 1, __ATOMIC_RELAXED);
+		int rc;
+
+		if (v >= n)
+			return 0;
+		do {
+			seed = seed * 6364136223846793005ull + 1;
+			rc = dchan_send(ch, &v, sizeof v,
+					fickle ? 1000 + (seed >> 33) % 100000
+					       : DCHAN_FOREVER);
+		} while (rc == -ETIMEDOUT);
+		if (rc != 0)
+			return 1;
+	}
+}
+
+START_TEST(no_lost_wakeups_with_timeouts)
+{
+	const uint64_t n = 4000;
+	struct t_fix f = t_fix_open("wake", 16 * MiB, 1, 8);
+	struct wake_board *b = t_shared(sizeof *b);
+	pid_t pid[WAKE_PATIENT + WAKE_FICKLE];
+	uint64_t v, sum = 0;
+	size_t len;
+
+	/* many receivers, one sender */
+	for (int i = 0; i < WAKE_PATIENT + WAKE_FICKLE; i++) {
+		pid[i] = t_fork();
+		if (pid[i] == 0)
+			_exit(wake_recv_side(f.ch, b, i >= WAKE_PATIENT,
+					     (uint64_t)i * 7919));
+	}
+	for (v = 0; v < n; v++) {
+		if (v % 97 == 0)
+			usleep(200); /* let the receivers fall asleep */
+		T_OK(dchan_send(f.ch, &v, sizeof v, DCHAN_FOREVER));
+	}
+	v = UINT64_MAX;
+	for (int i = 0; i < WAKE_PATIENT; i++)
+		T_OK(dchan_send(f.ch, &v, sizeof v, DCHAN_FOREVER));
+	for (int i = 0; i < WAKE_PATIENT + WAKE_FICKLE; i++)
+		ck_assert_int_eq(t_wait(pid[i]), 0);
+	ck_assert_uint_eq(b->got, n);
+	ck_assert_uint_eq(b->sum, n * (n - 1) / 2);
+	/* many senders, one receiver */
+	memset(b, 0, sizeof *b);
+	for (int i = 0; i < WAKE_PATIENT + WAKE_FICKLE; i++) {
+		pid[i] = t_fork();
+		if (pid[i] == 0)
+			_exit(wake_send_side(f.ch, b, i >= WAKE_PATIENT,
+					     (uint64_t)i * 7919, n));
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		if (i % 97 == 0)
+			usleep(200); /* let the senders fall asleep */
+		T_OK(dchan_recv(f.ch, &v, sizeof v, DCHAN_FOREVER, &len));
+		sum += v;
+	}
+	for (int i = 0; i < WAKE_PATIENT + WAKE_FICKLE; i++)
+		ck_assert_int_eq(t_wait(pid[i]), 0);
+	ck_assert_uint_eq(sum, n * (n - 1) / 2);
+	ck_assert_int_eq(dchan_count(f.ch), 0);
+	munmap(b, sizeof *b);
+	t_fix_close(&f);
+}
+END_TEST
+
 START_TEST(stats_and_waiters)
 {
 	struct t_fix f = t_fix_open("stats", 16 * MiB, 2, 0);
@@ -389,5 +507,6 @@ END_TEST
 T_MAIN("dchan_core", 60, send_recv_inline, full_and_empty_try_once,
        large_messages_copy, zero_copy_both_ways, peek_keeps_message,
        descriptor_round_trip_and_child_attach, blocking_recv_is_woken,
-       poll_one_and_many, poll_many_across_pools, stats_and_waiters,
-       many_channels_one_pool_attach_once, create_through_a_second_mapping)
+       poll_one_and_many, poll_many_across_pools, no_lost_wakeups_with_timeouts,
+       stats_and_waiters, many_channels_one_pool_attach_once,
+       create_through_a_second_mapping)
