@@ -6,6 +6,7 @@
 #include "config.h"
 #include "dchan_sync.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +55,29 @@ int dchan__sync_attach(const dchan_desc_t *d, uint32_t kind, dchan_t **ch_out,
 	if (param_out)
 		*param_out = st.object_param;
 	return 0;
+}
+
+/*
+ * Peek without waiting for a message, but past another process's peek: a
+ * try-once peek finds the slot claimed while someone else peeks at it
+ * (-EAGAIN), which for a message that is always there (a directory) or
+ * a token at rest is not an answer.  -EAGAIN only when the channel is
+ * really empty.
+ */
+int dchan__peek_now(dchan_t *ch, void *buf, size_t cap, size_t *len_out)
+{
+	unsigned rev;
+	int rc;
+
+	for (;;) {
+		rc = dchan_peek(ch, buf, cap, 0, len_out);
+		if (rc != -EAGAIN)
+			return rc;
+		rc = dchan_poll(ch, DCHAN_POLLIN, 0, &rev);
+		if (rc < 0)
+			return rc; /* -EAGAIN: empty indeed */
+		sched_yield();
+	}
 }
 
 /* Write the directory naming chs[0..n) into first (local, just made). */
@@ -145,7 +169,7 @@ int dchan__sync_dir_open(dchan_t *first, const uint32_t *kinds, unsigned n,
 	size_t len;
 	int rc;
 
-	rc = dchan_peek(first, buf, sizeof buf, 0, &len);
+	rc = dchan__peek_now(first, buf, sizeof buf, &len);
 	if (rc == -EAGAIN)
 		return dchan__fail(-DCHAN_E_BADDESC,
 				   "the sync object's first channel holds no "
@@ -193,7 +217,8 @@ int dchan__tok_recv(dchan_t *ch, struct dchan__tok *t, uint64_t timeout_ns)
 int dchan__tok_peek(dchan_t *ch, struct dchan__tok *t, uint64_t timeout_ns)
 {
 	size_t len;
-	int rc = dchan_peek(ch, t, sizeof *t, timeout_ns, &len);
+	int rc = timeout_ns ? dchan_peek(ch, t, sizeof *t, timeout_ns, &len)
+			    : dchan__peek_now(ch, t, sizeof *t, &len);
 
 	if (rc == 0 && len != sizeof *t)
 		return dchan__fail(-DCHAN_E_BADREQ,

@@ -42,6 +42,7 @@ int dchan__sync_dir_decode(const void *buf, size_t len,
 int dchan__sync_dir_open(dchan_t *first, const uint32_t *kinds, unsigned n,
 			 dchan_t **chs_out);
 
+int dchan__peek_now(dchan_t *ch, void *buf, size_t cap, size_t *len_out);
 int dchan__tok_send(dchan_t *ch, const struct dchan__tok *t,
 		    uint64_t timeout_ns);
 int dchan__tok_recv(dchan_t *ch, struct dchan__tok *t, uint64_t timeout_ns);

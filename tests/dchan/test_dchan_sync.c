@@ -423,6 +423,65 @@ START_TEST(semaphore_value_limits)
 }
 END_TEST
 
+/* Processes attaching the same objects at once, and reading a value
+ * at once, all see them whole: another process's peek at the directory
+ * or the token is no reason to fail. */
+START_TEST(concurrent_attach_and_value)
+{
+	dmem_pool_t *pool = t_pool("concur", 32u << 20);
+	dchan_barrier_t *b;
+	dchan_cond_t *c;
+	dchan_sem_t *s;
+	dchan_desc_t bd, cd, sd;
+	uint64_t n = t_scaled(1500, 50);
+	pid_t pid[4];
+
+	T_OK(dchan_barrier_create(pool, 2, &b));
+	T_OK(dchan_cond_create(pool, &c));
+	T_OK(dchan_sem_create(pool, 5, 0, &s));
+	t_keep(b);
+	t_keep(c);
+	t_keep(s);
+	T_OK(dchan_barrier_desc_get(b, &bd));
+	T_OK(dchan_cond_desc_get(c, &cd));
+	T_OK(dchan_sem_desc_get(s, &sd));
+	for (int i = 0; i < 4; i++) {
+		pid[i] = fork();
+		if (pid[i] == 0) {
+			dchan_sem_t *cs;
+
+			if (dchan_sem_attach(&sd, &cs))
+				_exit(1);
+			for (uint64_t k = 0; k < n; k++) {
+				dchan_barrier_t *cb;
+				dchan_cond_t *cc;
+
+				if (dchan_barrier_attach(&bd, &cb) ||
+				    dchan_barrier_parties(cb) != 2 ||
+				    dchan_barrier_detach(cb)) {
+					fprintf(stderr, "barrier: %s\n",
+						dchan_errmsg());
+					_exit(2);
+				}
+				if (dchan_cond_attach(&cd, &cc) ||
+				    dchan_cond_detach(cc))
+					_exit(3);
+				if (dchan_sem_value(cs) != 5)
+					_exit(4);
+			}
+			_exit(dchan_sem_detach(cs) ? 5 : 0);
+		}
+	}
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(t_wait(pid[i]), 0);
+	T_OK(dchan_barrier_destroy(b));
+	T_OK(dchan_cond_destroy(c));
+	T_OK(dchan_sem_destroy(s));
+	ck_assert_uint_eq(t_live(pool), 0);
+	t_pool_done(pool);
+}
+END_TEST
+
 /* A descriptor of one kind of object does not attach as another. */
 START_TEST(attach_as_wrong_kind_fails)
 {
@@ -472,6 +531,7 @@ int main(void)
 	tcase_add_test(tc, barrier_rounds_timeout_abort_reset);
 	tcase_add_test(tc, condition_notify_and_timeout);
 	tcase_add_test(tc, semaphore_value_limits);
+	tcase_add_test(tc, concurrent_attach_and_value);
 	tcase_add_test(tc, attach_as_wrong_kind_fails);
 	suite_add_tcase(s, tc);
 	return t_run(s);
