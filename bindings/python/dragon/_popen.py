@@ -4,14 +4,15 @@ The parent pickles the preparation data and the Process object as the
 spawn start method does.  Two ways to start the child, both through the
 runtime:
 
-* the fast path: the bytes go to this process's zygote (see
-  :mod:`dragon._zygote`), a warm interpreter the runtime started with
-  ``dlaunch_spawn``, which forks the child; the child prepares itself as
-  a spawned one would.  The parent gets the real pid and a pidfd of the
-  child (the sentinel); the zygote reaps the child and reports its exit
-  status;
+* the fast path: the bytes go to a spare child that this process's zygote
+  (see :mod:`dragon._zygote`, a warm interpreter the runtime started with
+  ``dlaunch_spawn``) forked ahead and handed over; the child prepares
+  itself as a spawned one would.  The parent has the real pid and a pidfd
+  of the child (the sentinel); at join it reads the exit status of the
+  zombie from /proc and has the zygote reap it.  The runtime has adopted
+  the child (``dlaunch_proc_adopt``), so it knows it as it knows its own;
 * the plain path, when no zygote can be had (no pidfd_open, the zygote
-  failed to start, or ``DRAGON_ZYGOTE=0``): the bytes go into an
+  failed to start or is gone, or ``DRAGON_ZYGOTE=0``): the bytes go into an
   allocation of the runtime's default pool and ``dlaunch_spawn`` starts a
   fresh interpreter whose command line names it.  The sentinel comes from
   ``dlaunch_proc_fd``, the status from ``dlaunch_wait`` and
@@ -297,7 +298,11 @@ class Zygote:
             lsock.close()
         self.reader = _zygote.Reader(self.sock)
         main_path = spawn.get_preparation_data("zygote").get("init_main_from_path")
-        _zygote.send_msg(self.sock, ("prime", main_path, _zygote.stdlib_modules()))
+        # The zygote takes this environment, and so do the spares it forks:
+        # a start sends the environment only when it differs.
+        self.base_env = environ_copy()
+        _zygote.send_msg(self.sock, ("prime", main_path, _zygote.stdlib_modules(),
+                                     self.base_env))
 
     def _accept(self, lsock):
         import time
@@ -377,7 +382,8 @@ class Zygote:
             tracker = [resource_tracker.getfd()]
         except Exception:
             tracker = []
-        msg = ("run", environ_copy(), payload, bool(tracker))
+        env = environ_copy()
+        msg = ("run", None if env == self.base_env else env, payload, bool(tracker))
         with self.lock:
             while True:
                 if self.dead:

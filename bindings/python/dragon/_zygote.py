@@ -62,16 +62,18 @@ are a 4-byte length, a 1-byte descriptor count and a pickle:
 
 * zygote to parent: ``("spare", pid)`` with the pidfd and the socket;
   ``("exit", pid, code)``; ``("error", text)`` when no spare could be made;
-* parent to zygote, first: ``("prime", main_path, modules)``: the path of
-  the parent's main module (compiled here once, see
-  :func:`dragon._child.compile_main`) and the standard-library modules the
+* parent to zygote, first: ``("prime", main_path, modules, environ)``:
+  the path of the parent's main module (compiled here once, see
+  :func:`dragon._child.compile_main`), the standard-library modules the
   parent has imported (imported here once: each child would import most
-  of them again when it imports the main module);
+  of them again when it imports the main module), and the parent's
+  environment, which the zygote takes (the spares inherit it);
 * parent to zygote: ``("took", pid)`` (spare pid runs a process now: make
   the next), ``("want",)`` (make a spare), ``("reap", pid, quiet)`` (reap
   pid once it has ended; report its status unless quiet);
 * parent to spare: ``("run", environ, payload, has_tracker)`` with
-  stdout, stderr and the tracker's descriptor.
+  stdout, stderr and the tracker's descriptor; environ is None when it is
+  the one the parent primed the zygote with.
 """
 import os
 import pickle
@@ -446,7 +448,8 @@ class _Zygote:
         tracker_fd = fds[2] if has_tracker else -1
         if tracker_fd >= 0:
             os.set_inheritable(tracker_fd, True)
-        _take_environment(env)
+        if env is not None:
+            _take_environment(env)
         from . import _child
         return _child.run_payload(payload, tracker_fd)
 
@@ -506,7 +509,7 @@ def _prime(z):
     if msg[0] != "prime":
         z._request(msg)
         return
-    _, main_path, modules = msg
+    _, main_path, modules, env = msg
     for name in modules:
         if name.partition(".")[0] in _NOT_PRELOADED:
             continue
@@ -517,6 +520,7 @@ def _prime(z):
     if main_path:
         from . import _child
         _child.compile_main(main_path)
+    return env
 
 
 def _preload():
@@ -552,8 +556,10 @@ def main():
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(address)
     z = _Zygote(sock)
-    _prime(z)
+    env = _prime(z)
     z.attach()
+    if env is not None:  # after attach: the runtime is found in ours
+        _take_environment(env)
     # What is loaded now stays out of the children's collections, so that
     # they do not touch (and copy) the pages of the zygote's objects.
     import gc
