@@ -7,9 +7,11 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,6 +64,30 @@ static pid_t fork_waiter(int *wfd)
 	return pid;
 }
 
+/* Adoption needs pidfd_open (Linux 5.3; valgrind does not have it). */
+static bool have_pidfd(void)
+{
+	int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+/* Without pidfd_open adoption is refused with -ENOSYS: check that, stop
+ * the runtime and skip the rest (no child is forked: under valgrind a
+ * forked copy of the services' threads reports their buffers lost).
+ * Returns true when the test may go on. */
+static bool adoption_possible(dlaunch_t *rt)
+{
+	if (have_pidfd())
+		return true;
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, getpid()), -ENOSYS);
+	ck_assert_int_eq(dlaunch_runtime_stop(rt, SEC), 0);
+	return false;
+}
+
 static int reap(pid_t pid)
 {
 	int st = 0;
@@ -80,9 +106,12 @@ START_TEST(adopted_child_is_waited_for)
 	dlaunch_status_t st;
 	unsigned char code = 7;
 	int wfd, fd, ws;
-	pid_t pid = fork_waiter(&wfd);
 	struct pollfd pf;
+	pid_t pid;
 
+	if (!adoption_possible(rt))
+		return;
+	pid = fork_waiter(&wfd);
 	/* Unknown until adopted. */
 	ck_assert_int_eq(dlaunch_wait(rt, pid, 0, &st), -DLAUNCH_E_NOPROC);
 	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid), 0);
@@ -90,7 +119,6 @@ START_TEST(adopted_child_is_waited_for)
 	ck_assert_int_eq(dlaunch_wait(rt, pid, 0, &st), -EAGAIN);
 	ck_assert_int_eq(dlaunch_proc_fd(rt, pid, &fd), 0);
 	ck_assert_int_eq(write(wfd, &code, 1), 1);
-	close(wfd);
 	pf.fd = fd;
 	pf.events = POLLIN;
 	ck_assert_int_eq(poll(&pf, 1, 30000), 1);
@@ -104,6 +132,7 @@ START_TEST(adopted_child_is_waited_for)
 	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws), -DLAUNCH_E_NOPROC);
 	ck_assert_int_eq(dlaunch_wait(rt, pid, 10 * SEC, &st), 0);
 	ck_assert_int_eq(dlaunch_status_code(&st), 7);
+	close(wfd);
 	ck_assert_int_eq(dlaunch_runtime_stop(rt, SEC), 0);
 }
 END_TEST
@@ -113,8 +142,11 @@ START_TEST(adopted_child_is_signalled_and_waiters_answered)
 	dlaunch_t *rt = start(0);
 	dlaunch_status_t st;
 	int wfd, ws;
-	pid_t pid = fork_waiter(&wfd);
+	pid_t pid;
 
+	if (!adoption_possible(rt))
+		return;
+	pid = fork_waiter(&wfd);
 	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid), 0);
 	ck_assert_int_eq(dlaunch_signal(rt, pid, SIGTERM), 0);
 	ws = reap(pid);
@@ -134,8 +166,11 @@ START_TEST(only_the_parent_may_adopt)
 {
 	dlaunch_t *rt = start(0);
 	int wfd;
-	pid_t pid = fork_waiter(&wfd);
+	pid_t pid;
 
+	if (!adoption_possible(rt))
+		return;
+	pid = fork_waiter(&wfd);
 	ck_assert_int_eq(dlaunch_proc_adopt(rt, getppid()), -ECHILD);
 	ck_assert_int_eq(dlaunch_proc_adopt(rt, getpid()), -ECHILD);
 	ck_assert_int_eq(dlaunch_proc_adopt(rt, 0), -EINVAL);
@@ -155,6 +190,8 @@ START_TEST(teardown_ends_adopted_children)
 	int wfd[4], ws;
 	pid_t pid[4];
 
+	if (!adoption_possible(rt))
+		return;
 	for (int i = 0; i < 4; i++) {
 		pid[i] = fork_waiter(&wfd[i]);
 		ck_assert_int_eq(dlaunch_proc_adopt(rt, pid[i]), 0);
@@ -183,6 +220,8 @@ START_TEST(reaper_gone_without_report)
 	int p[2], ws;
 	pid_t r, g = 0;
 
+	if (!adoption_possible(rt))
+		return;
 	ck_assert_int_eq(pipe(p), 0);
 	sigemptyset(&term);
 	sigaddset(&term, SIGTERM);
