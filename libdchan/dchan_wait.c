@@ -49,6 +49,21 @@ static int dchan__try_recover(dchan_t *ch, dchan__try_fn try, size_t maxlen,
 	return rc;
 }
 
+/*
+ * The first try of an operation.  A call that may wait leaves asking after
+ * the owner of a claimed slot in its way to its waiting loop: reading
+ * /proc takes microseconds, and a live owner usually moves on sooner.  A
+ * try-once call asks at once, so that it gets past every dead owner.
+ */
+static int dchan__first_try(dchan_t *ch, dchan__try_fn try, size_t maxlen,
+			    bool peek, uint64_t timeout_ns,
+			    struct dchan__claim *c)
+{
+	if (timeout_ns)
+		return try(ch, maxlen, peek, c);
+	return dchan__try_recover(ch, try, maxlen, peek, c);
+}
+
 /* Poll the ring for up to the spin budget. */
 static int dchan__spin(dchan_t *ch, dchan__try_fn try, size_t maxlen, bool peek,
 		       struct dchan__claim *c)
@@ -135,7 +150,7 @@ static int dchan__wait_error(dchan_t *ch, int rc, const char *what)
 /* Claim a slot to write, waiting up to timeout_ns. */
 int dchan__put_wait(dchan_t *ch, uint64_t timeout_ns, struct dchan__claim *c)
 {
-	int rc = dchan__try_recover(ch, dchan__try_put, 0, false, c);
+	int rc = dchan__first_try(ch, dchan__try_put, 0, false, timeout_ns, c);
 
 	if (rc == -EAGAIN && timeout_ns)
 		rc = dchan__block(ch, dchan__try_put, 0, false, timeout_ns, c,
@@ -149,7 +164,8 @@ int dchan__put_wait(dchan_t *ch, uint64_t timeout_ns, struct dchan__claim *c)
 int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek, uint64_t timeout_ns,
 		    struct dchan__claim *c)
 {
-	int rc = dchan__try_recover(ch, dchan__get_claim, maxlen, peek, c);
+	int rc = dchan__first_try(ch, dchan__get_claim, maxlen, peek,
+				  timeout_ns, c);
 
 	if (rc == -EAGAIN && timeout_ns)
 		rc = dchan__block(ch, dchan__get_claim, maxlen, peek,
