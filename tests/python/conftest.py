@@ -4,9 +4,9 @@
 The pytest process starts the embedded runtime once (its default pool lives
 for the session and is removed at exit, which the last fixture checks).
 Segments of other programs running at the same time on this machine are
-not ours to judge: a test is blamed for a new segment named by the
-embedded-runtime convention (dragon.<user>.p<pid>.<name>) whose pid is
-this process or a process that no longer exists."""
+not ours to judge: a test is blamed for a segment that appeared while it
+ran, named by the embedded-runtime convention (dragon.<user>.p<pid>.<name>),
+whose pid is this process or a process that no longer exists."""
 import os
 import re
 
@@ -25,7 +25,7 @@ def _ours(name):
 
 def _dragon_segments():
     try:
-        return {n for n in os.listdir("/dev/shm") if _ours(n)}
+        return {n for n in os.listdir("/dev/shm") if _SEG.match(n)}
     except FileNotFoundError:
         return set()
 
@@ -42,9 +42,11 @@ def embedded_runtime():
 
 @pytest.fixture(autouse=True)
 def no_leftover_segments(embedded_runtime):
+    # Segments that were there before are not the test's, even when their
+    # process (another program's, still running then) has died since.
     before = _dragon_segments()
     yield
-    left = _dragon_segments() - before
+    left = {n for n in _dragon_segments() - before if _ours(n)}
     assert not left, "test left segments in /dev/shm: %s" % sorted(left)
 
 

@@ -226,8 +226,10 @@ class Connection(_mpconn._ConnectionBase):
         self._slot = self._mine.register() if slot is None else slot
         shared.add_user()
         # Receive buffers: a receiving thread takes one (list.pop is
-        # atomic) and puts it back, so two threads never share one.
-        self._bufs = []
+        # atomic) and puts it back, so two threads never share one.  The
+        # list starts with two placeholders (None: make a buffer), so that
+        # it never empties and pop/append do not resize it.
+        self._bufs = [None, None]
         self._watch = None
         # The readiness helper, for the finalizer to stop.
         self._wbox = [None]
@@ -386,12 +388,13 @@ class Connection(_mpconn._ConnectionBase):
     def send_bytes(self, buf, offset=0, size=None):
         """Send the bytes of a bytes-like object (or buf[offset:offset+size])."""
         wh = self._wh
-        if (wh is not None and type(buf) is bytes and offset == 0 and size is None
-                and len(buf) < _RECV_BUF):
-            rc = _msg_send(wh, K_BYTES, buf, len(buf), 0)
-            if rc:
-                self._send_small_wait(wh, buf, len(buf), rc, None)
-            return
+        if type(buf) is bytes and wh is not None and not offset and size is None:
+            n = len(buf)
+            if n < _RECV_BUF:
+                rc = _msg_send(wh, K_BYTES, buf, n, 0)
+                if rc:
+                    self._send_small_wait(wh, buf, n, rc, None)
+                return
         self._whandle()
         super().send_bytes(buf, offset, size)
 
@@ -499,7 +502,7 @@ class Connection(_mpconn._ConnectionBase):
             raise ValueError("negative maxlength")
         bufs = self._bufs
         try:
-            st = bufs.pop()
+            st = bufs.pop() or _new_rstate()
         except IndexError:
             st = _new_rstate()
         buf = st[0]
@@ -569,7 +572,7 @@ class Connection(_mpconn._ConnectionBase):
         an inline message, or the error code."""
         bufs = self._bufs
         try:
-            st = bufs.pop()
+            st = bufs.pop() or _new_rstate()
         except IndexError:
             st = _new_rstate()
         try:
@@ -594,7 +597,7 @@ class Connection(_mpconn._ConnectionBase):
             rh = self._rhandle()
         bufs = self._bufs
         try:
-            st = bufs.pop()
+            st = bufs.pop() or _new_rstate()
         except IndexError:
             st = _new_rstate()
         buf = st[0]
