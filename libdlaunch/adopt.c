@@ -20,6 +20,7 @@
 #include "config.h"
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,12 +86,33 @@ static int proc_stat(pid_t pid, char *state, pid_t *ppid, int *exit_code)
 	return field > 4 ? 0 : -EPROTO;
 }
 
-static void reply_ok(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h)
+static void reply_ok(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
+		     bool nowait)
 {
 	dlaunch__msg_t r;
 
+	if (nowait)
+		return;
 	dlaunch__msg_init(&r, DLAUNCH_MSG_REPLY, h->req_id, 0);
 	svc_reply(s, h->client, h->req_id, &r);
+}
+
+/* A request failed: tell the caller, or (DLAUNCH_PROC_F_NOWAIT: nobody
+ * waits for an answer) the log. */
+static void __attribute__((format(printf, 5, 6)))
+refuse(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h, bool nowait,
+       int code, const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	if (nowait)
+		dlaunch__log(DLAUNCH_LOG_WARNING, "%s", why);
+	else
+		svc_reply_err(s, h->client, h->req_id, code, "%s", why);
 }
 
 void svc_adopt_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
@@ -101,20 +123,22 @@ void svc_adopt_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	svc_proc_t *p, *old = svc_proc_find(s, pid);
 	int fd, rc, code;
 	char state = 0;
+	bool nowait;
 
 	(void)dlaunch__msg_get_i64(m);
+	nowait = dlaunch__msg_get_u64(m) & DLAUNCH_PROC_F_NOWAIT;
 	if (m->err || !c)
 		return;
 	if (s->stopping) {
-		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_CLOSED,
-			      "runtime %s is shutting down: no new processes",
-			      s->instance);
+		refuse(s, h, nowait, -DLAUNCH_E_CLOSED,
+		       "runtime %s is shutting down: no new processes",
+		       s->instance);
 		return;
 	}
 	if (old && !old->ended) {
-		svc_reply_err(s, h->client, h->req_id, -EEXIST,
-			      "pid %d is already a process of runtime %s",
-			      (int)pid, s->instance);
+		refuse(s, h, nowait, -EEXIST,
+		       "pid %d is already a process of runtime %s", (int)pid,
+		       s->instance);
 		return;
 	}
 	fd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -127,18 +151,18 @@ void svc_adopt_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	if (rc) {
 		if (fd >= 0)
 			close(fd);
-		svc_reply_err(s, h->client, h->req_id, rc,
-			      "cannot adopt pid %d: %s (only the parent of a "
-			      "running or unreaped process may have it adopted; "
-			      "the caller is pid %d)",
-			      (int)pid, strerror(-rc), (int)c->pid);
+		refuse(s, h, nowait, rc,
+		       "cannot adopt pid %d: %s (only the parent of a running "
+		       "or unreaped process may have it adopted; the caller is "
+		       "pid %d)",
+		       (int)pid, strerror(-rc), (int)c->pid);
 		return;
 	}
 	p = calloc(1, sizeof *p);
 	if (!p) {
 		close(fd);
-		svc_reply_err(s, h->client, h->req_id, -ENOMEM,
-			      "out of memory");
+		refuse(s, h, nowait, -ENOMEM, "cannot adopt pid %d: out of memory",
+		       (int)pid);
 		return;
 	}
 	/* A kept status of an older process with the same pid. */
@@ -154,14 +178,13 @@ void svc_adopt_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	rc = svc_io_watch(s, fd, pid);
 	if (rc) {
 		svc_proc_unlink(s, p);
-		svc_reply_err(s, h->client, h->req_id, rc,
-			      "cannot watch pid %d: %s", (int)pid,
-			      strerror(-rc));
+		refuse(s, h, nowait, rc, "cannot watch pid %d: %s", (int)pid,
+		       strerror(-rc));
 		return;
 	}
 	dlaunch__log(DLAUNCH_LOG_DEBUG, "adopted pid %d, child of pid %d",
 		     (int)pid, (int)c->pid);
-	reply_ok(s, h);
+	reply_ok(s, h, nowait);
 }
 
 /* Record how p ended; nobody has a status to collect any more. */
@@ -191,20 +214,21 @@ void svc_reaped_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 {
 	pid_t pid = (pid_t)dlaunch__msg_get_i64(m);
 	int wstatus = (int)dlaunch__msg_get_i64(m);
+	bool nowait = dlaunch__msg_get_u64(m) & DLAUNCH_PROC_F_NOWAIT;
 	svc_client_t *c = svc_client_find(s, h->client);
 	svc_proc_t *p = svc_proc_find(s, pid);
 
 	if (m->err || !c)
 		return;
 	if (!p || !p->adopted || p->ended || p->reaper != c->pid) {
-		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_NOPROC,
-			      "pid %d is not a running process adopted by pid "
-			      "%d in runtime %s",
-			      (int)pid, (int)c->pid, s->instance);
+		refuse(s, h, nowait, -DLAUNCH_E_NOPROC,
+		       "pid %d is not a running process adopted by pid %d in "
+		       "runtime %s",
+		       (int)pid, (int)c->pid, s->instance);
 		return;
 	}
 	finish(s, p, wstatus);
-	reply_ok(s, h);
+	reply_ok(s, h, nowait);
 }
 
 static bool alive(pid_t pid)

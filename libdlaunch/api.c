@@ -290,8 +290,10 @@ DLAUNCH_EXPORT int dlaunch_proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out)
 	return 0;
 }
 
-/* ADOPT and REAPED carry a pid and a number, and return only a code. */
-static int proc_call(dlaunch_t *rt, int type, pid_t pid, int64_t arg)
+/* ADOPT and REAPED carry a pid, a number and the flags, and return only
+ * a code (nothing at all with DLAUNCH_PROC_F_NOWAIT). */
+static int proc_call(dlaunch_t *rt, int type, pid_t pid, int64_t arg,
+		     uint32_t flags)
 {
 	dlaunch__conv_t *c;
 	dlaunch__msg_t m, r;
@@ -300,22 +302,27 @@ static int proc_call(dlaunch_t *rt, int type, pid_t pid, int64_t arg)
 	dlaunch__msg_init(&m, type, 0, 0);
 	dlaunch__msg_put_i64(&m, pid);
 	dlaunch__msg_put_i64(&m, arg);
+	dlaunch__msg_put_u64(&m, flags);
+	if (flags & DLAUNCH_PROC_F_NOWAIT)
+		return dlaunch__notify(rt, &m);
 	rc = dlaunch__call(rt, &m, 0, &r, &c);
 	dlaunch__call_done(rt, c);
 	return rc < 0 ? rc : 0;
 }
 
-DLAUNCH_EXPORT int dlaunch_proc_adopt(dlaunch_t *rt, pid_t pid)
+DLAUNCH_EXPORT int dlaunch_proc_adopt(dlaunch_t *rt, pid_t pid,
+				      uint32_t flags)
 {
-	if (!rt || pid <= 0)
+	if (!rt || pid <= 0 || (flags & ~DLAUNCH_PROC_F_NOWAIT))
 		return dlaunch__fail(-EINVAL, "dlaunch_proc_adopt: bad argument");
-	return proc_call(rt, DLAUNCH_MSG_ADOPT, pid, 0);
+	return proc_call(rt, DLAUNCH_MSG_ADOPT, pid, 0, flags);
 }
 
-DLAUNCH_EXPORT int dlaunch_proc_reaped(dlaunch_t *rt, pid_t pid, int wstatus)
+DLAUNCH_EXPORT int dlaunch_proc_reaped(dlaunch_t *rt, pid_t pid, int wstatus,
+				       uint32_t flags)
 {
-	if (!rt || pid <= 0)
+	if (!rt || pid <= 0 || (flags & ~DLAUNCH_PROC_F_NOWAIT))
 		return dlaunch__fail(-EINVAL,
 				     "dlaunch_proc_reaped: bad argument");
-	return proc_call(rt, DLAUNCH_MSG_REAPED, pid, wstatus);
+	return proc_call(rt, DLAUNCH_MSG_REAPED, pid, wstatus, flags);
 }

@@ -164,6 +164,32 @@ out:
 	return rc;
 }
 
+int dlaunch__notify(dlaunch_t *rt, dlaunch__msg_t *m)
+{
+	dlaunch__conv_t *c = NULL;
+	uint64_t req;
+	uint32_t id;
+	int rc = m->err;
+
+	if (rc == 0)
+		rc = conv_get(rt, &c);
+	if (rc == 0) {
+		req = c->next_req++;
+		id = c->client_id;
+		memcpy(m->buf + offsetof(dlaunch__msg_hdr_t, req_id), &req,
+		       sizeof req);
+		memcpy(m->buf + offsetof(dlaunch__msg_hdr_t, client), &id,
+		       sizeof id);
+		rc = send_locked(rt, m);
+		dlaunch__call_done(rt, c);
+	}
+	dlaunch__msg_free(m);
+	if (rc == -DLAUNCH_E_SERVICES)
+		dlaunch__fail(rc, "the runtime services did not take the "
+				  "request");
+	return rc;
+}
+
 int dlaunch__connect(const char *svc_text, uint64_t timeout_ns,
 		     dlaunch_t **rt_out)
 {

@@ -54,8 +54,8 @@ enum dlaunch__msg_type {
 	DLAUNCH_MSG_CHAN_GET = 9,	 /* name, capacity, slot size */
 	DLAUNCH_MSG_POOL_GET = 10,	 /* name, size */
 	DLAUNCH_MSG_STOP = 11,	 /* services: leave the loop */
-	DLAUNCH_MSG_ADOPT = 12,	 /* pid forked by the client */
-	DLAUNCH_MSG_REAPED = 13, /* pid, wait status */
+	DLAUNCH_MSG_ADOPT = 12,	 /* pid forked by the client, 0, flags */
+	DLAUNCH_MSG_REAPED = 13, /* pid, wait status, flags */
 	DLAUNCH_MSG_REPLY = 64	 /* status, type-specific fields */
 };
 
@@ -159,6 +159,9 @@ struct dlaunch {
 int dlaunch__call(dlaunch_t *rt, dlaunch__msg_t *m, uint64_t timeout_ns,
 		  dlaunch__msg_t *reply, dlaunch__conv_t **conv_out);
 void dlaunch__call_done(dlaunch_t *rt, dlaunch__conv_t *conv);
+/* Send m (consumed) and return without waiting: the services handle it
+ * in order with every other request and send no reply. */
+int dlaunch__notify(dlaunch_t *rt, dlaunch__msg_t *m);
 /* Connect to the services at svc_text (a handle without instance data),
  * waiting up to timeout_ns for their first answer (0: the default). */
 int dlaunch__connect(const char *svc_text, uint64_t timeout_ns,

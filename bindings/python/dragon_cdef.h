@@ -351,8 +351,9 @@ int dlaunch_wait(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns, dlaunch_status_t
 int dlaunch_status_code(const dlaunch_status_t *status);
 int dlaunch_signal(dlaunch_t *rt, pid_t pid, int signo);
 int dlaunch_proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out);
-int dlaunch_proc_adopt(dlaunch_t *rt, pid_t pid);
-int dlaunch_proc_reaped(dlaunch_t *rt, pid_t pid, int wstatus);
+#define DLAUNCH_PROC_F_NOWAIT 1
+int dlaunch_proc_adopt(dlaunch_t *rt, pid_t pid, uint32_t flags);
+int dlaunch_proc_reaped(dlaunch_t *rt, pid_t pid, int wstatus, uint32_t flags);
 int dlaunch_channel_get(dlaunch_t *rt, const char *name, const dchan_attr_t *attr,
 			dchan_desc_t *desc_out);
 int dlaunch_default_pool(const dlaunch_t *rt, dmem_pool_desc_t *desc_out);

@@ -83,7 +83,7 @@ static bool adoption_possible(dlaunch_t *rt)
 {
 	if (have_pidfd())
 		return true;
-	ck_assert_int_eq(dlaunch_proc_adopt(rt, getpid()), -ENOSYS);
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, getpid(), 0), -ENOSYS);
 	ck_assert_int_eq(dlaunch_runtime_stop(rt, SEC), 0);
 	return false;
 }
@@ -114,8 +114,8 @@ START_TEST(adopted_child_is_waited_for)
 	pid = fork_waiter(&wfd);
 	/* Unknown until adopted. */
 	ck_assert_int_eq(dlaunch_wait(rt, pid, 0, &st), -DLAUNCH_E_NOPROC);
-	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid), 0);
-	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid), -EEXIST);
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid, 0), 0);
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid, 0), -EEXIST);
 	ck_assert_int_eq(dlaunch_wait(rt, pid, 0, &st), -EAGAIN);
 	ck_assert_int_eq(dlaunch_proc_fd(rt, pid, &fd), 0);
 	ck_assert_int_eq(write(wfd, &code, 1), 1);
@@ -128,8 +128,8 @@ START_TEST(adopted_child_is_waited_for)
 	usleep(50000);
 	ws = reap(pid);
 	ck_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 7);
-	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws), 0);
-	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws), -DLAUNCH_E_NOPROC);
+	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws, 0), 0);
+	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws, 0), -DLAUNCH_E_NOPROC);
 	ck_assert_int_eq(dlaunch_wait(rt, pid, 10 * SEC, &st), 0);
 	ck_assert_int_eq(dlaunch_status_code(&st), 7);
 	close(wfd);
@@ -147,17 +147,45 @@ START_TEST(adopted_child_is_signalled_and_waiters_answered)
 	if (!adoption_possible(rt))
 		return;
 	pid = fork_waiter(&wfd);
-	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid), 0);
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid, 0), 0);
 	ck_assert_int_eq(dlaunch_signal(rt, pid, SIGTERM), 0);
 	ws = reap(pid);
 	ck_assert(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGTERM);
-	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws), 0);
+	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws, 0), 0);
 	ck_assert_int_eq(dlaunch_wait(rt, pid, 10 * SEC, &st), 0);
 	ck_assert_int_eq(st.signo, SIGTERM);
 	ck_assert_int_eq(dlaunch_status_code(&st), -SIGTERM);
 	/* Ended: signals are no longer sent (the pid may be reused). */
 	ck_assert_int_eq(dlaunch_signal(rt, pid, SIGKILL), 0);
 	close(wfd);
+	ck_assert_int_eq(dlaunch_runtime_stop(rt, SEC), 0);
+}
+END_TEST
+
+START_TEST(requests_that_do_not_wait)
+{
+	dlaunch_t *rt = start(0);
+	dlaunch_status_t st;
+	int wfd, ws;
+	pid_t pid;
+
+	if (!adoption_possible(rt))
+		return;
+	pid = fork_waiter(&wfd);
+	/* Not answered, but handled before the requests sent after it. */
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid, DLAUNCH_PROC_F_NOWAIT), 0);
+	ck_assert_int_eq(dlaunch_wait(rt, pid, 0, &st), -EAGAIN);
+	/* A refused one is logged, not returned. */
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, getppid(), DLAUNCH_PROC_F_NOWAIT),
+			 0);
+	ck_assert_int_eq(dlaunch_wait(rt, getppid(), 0, &st), -DLAUNCH_E_NOPROC);
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid, 2), -EINVAL);
+	close(wfd);
+	ws = reap(pid);
+	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws, DLAUNCH_PROC_F_NOWAIT),
+			 0);
+	ck_assert_int_eq(dlaunch_wait(rt, pid, 10 * SEC, &st), 0);
+	ck_assert_int_eq(dlaunch_status_code(&st), 100);
 	ck_assert_int_eq(dlaunch_runtime_stop(rt, SEC), 0);
 }
 END_TEST
@@ -171,14 +199,14 @@ START_TEST(only_the_parent_may_adopt)
 	if (!adoption_possible(rt))
 		return;
 	pid = fork_waiter(&wfd);
-	ck_assert_int_eq(dlaunch_proc_adopt(rt, getppid()), -ECHILD);
-	ck_assert_int_eq(dlaunch_proc_adopt(rt, getpid()), -ECHILD);
-	ck_assert_int_eq(dlaunch_proc_adopt(rt, 0), -EINVAL);
-	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, 0), -DLAUNCH_E_NOPROC);
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, getppid(), 0), -ECHILD);
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, getpid(), 0), -ECHILD);
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, 0, 0), -EINVAL);
+	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, 0, 0), -DLAUNCH_E_NOPROC);
 	close(wfd);
 	reap(pid);
 	/* Reaped: no longer a child of ours. */
-	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid), -ECHILD);
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid, 0), -ECHILD);
 	ck_assert_int_eq(dlaunch_runtime_stop(rt, SEC), 0);
 }
 END_TEST
@@ -194,7 +222,7 @@ START_TEST(teardown_ends_adopted_children)
 		return;
 	for (int i = 0; i < 4; i++) {
 		pid[i] = fork_waiter(&wfd[i]);
-		ck_assert_int_eq(dlaunch_proc_adopt(rt, pid[i]), 0);
+		ck_assert_int_eq(dlaunch_proc_adopt(rt, pid[i], 0), 0);
 	}
 	/* Nobody reports (as when the reaper is busy ending too): the stop
 	 * must not wait for reports, only for the processes to end. */
@@ -241,7 +269,7 @@ START_TEST(reaper_gone_without_report)
 			pause();
 			_exit(0);
 		}
-		if (dlaunch_proc_adopt(h, gp))
+		if (dlaunch_proc_adopt(h, gp, 0))
 			_exit(3);
 		if (write(p[1], &gp, sizeof gp) != sizeof gp)
 			_exit(4);
@@ -272,6 +300,7 @@ int main(void)
 	tcase_add_test(tc, adopted_child_is_waited_for);
 	tcase_add_test(tc, adopted_child_is_signalled_and_waiters_answered);
 	tcase_add_test(tc, only_the_parent_may_adopt);
+	tcase_add_test(tc, requests_that_do_not_wait);
 	tcase_add_test(tc, teardown_ends_adopted_children);
 	tcase_add_test(tc, reaper_gone_without_report);
 	suite_add_tcase(s, tc);

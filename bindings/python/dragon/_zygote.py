@@ -352,7 +352,10 @@ class _Zygote:
         self.children[pidfd] = pid
         self.pidfds[pid] = pidfd
         self.sel.register(pidfd, selectors.EVENT_READ, pid)
-        if self.rt is not None and self.lib.dlaunch_proc_adopt(self.rt, pid) == 0:
+        # Without a round trip: the runtime handles it before any request
+        # sent later (a dlaunch_wait on the pid, say).
+        if self.rt is not None and self.lib.dlaunch_proc_adopt(
+                self.rt, pid, self.lib.DLAUNCH_PROC_F_NOWAIT) == 0:
             self.adopted.add(pid)
         return pid, pidfd, mine
 
@@ -376,7 +379,8 @@ class _Zygote:
             self.adopted.discard(pid)
             # While the runtime stops it learns the end from its pidfd.
             if not self.terminating:
-                self.lib.dlaunch_proc_reaped(self.rt, pid, status)
+                self.lib.dlaunch_proc_reaped(self.rt, pid, status,
+                                             self.lib.DLAUNCH_PROC_F_NOWAIT)
         if not quiet:
             self.queue(("exit", pid, os.waitstatus_to_exitcode(status)))
 

@@ -309,8 +309,17 @@ DLAUNCH_EXPORT int dlaunch_proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out);
  * pid must be a child of the caller that the caller has not reaped:
  * -ECHILD otherwise; -EEXIST if the runtime already knows pid;
  * -DLAUNCH_E_CLOSED while the runtime stops; -ENOSYS without pidfd_open.
+ * flags: 0 or DLAUNCH_PROC_F_NOWAIT.
  */
-DLAUNCH_EXPORT int dlaunch_proc_adopt(dlaunch_t *rt, pid_t pid);
+DLAUNCH_EXPORT int dlaunch_proc_adopt(dlaunch_t *rt, pid_t pid,
+				      uint32_t flags);
+
+/* Flag of dlaunch_proc_adopt and dlaunch_proc_reaped: send the request and
+ * return at once.  The services handle requests in the order they arrive,
+ * so any request sent afterwards (a dlaunch_wait from another process, for
+ * one) finds it done; a failure goes to the services' log instead of the
+ * result (which is 0, or an error sending the request). */
+#define DLAUNCH_PROC_F_NOWAIT (1u << 0)
 
 /*
  * Report how adopted process pid ended: wstatus is the status word
@@ -318,7 +327,8 @@ DLAUNCH_EXPORT int dlaunch_proc_adopt(dlaunch_t *rt, pid_t pid);
  * answered with it.  -DLAUNCH_E_NOPROC if pid is not a running process
  * this caller adopted.
  */
-DLAUNCH_EXPORT int dlaunch_proc_reaped(dlaunch_t *rt, pid_t pid, int wstatus);
+DLAUNCH_EXPORT int dlaunch_proc_reaped(dlaunch_t *rt, pid_t pid, int wstatus,
+				       uint32_t flags);
 
 /* ---- named objects (global services) ------------------------------------- */
 
