@@ -126,11 +126,12 @@ static int dchan__poll_round(dchan_pollitem_t *items, size_t n,
 			     const struct timespec *dlp)
 {
 	uint32_t v[DCHAN__POLL_MAX];
+	int idx[DCHAN__POLL_MAX];
 	bool stuck = false;
 	int nready;
 
 	for (size_t i = 0; i < n; i++)
-		DCHAN__ADD(&items[i].ch->hdr->ev_waiters, 1);
+		idx[i] = dchan__waiter_add(items[i].ch->hdr, DCHAN__WAIT_EV);
 	for (size_t i = 0; i < n; i++)
 		v[i] = __atomic_load_n(&items[i].ch->hdr->ev_seq,
 				       __ATOMIC_SEQ_CST);
@@ -138,7 +139,7 @@ static int dchan__poll_round(dchan_pollitem_t *items, size_t n,
 	if (nready == 0 && !dchan__expired(dlp))
 		dchan__waitv(items, n, v, dlp, stuck);
 	for (size_t i = 0; i < n; i++)
-		DCHAN__SUB(&items[i].ch->hdr->ev_waiters, 1);
+		dchan__waiter_del(items[i].ch->hdr, DCHAN__WAIT_EV, idx[i]);
 	return nready;
 }
 
@@ -191,7 +192,9 @@ DCHAN_EXPORT int dchan_poll(dchan_t *ch, unsigned events, uint64_t timeout_ns,
 	return 0;
 }
 
-DCHAN_EXPORT int dchan_stats(dchan_t *ch, dchan_stats_t *st)
+/* The numbers of a local channel; `sweep`: first take back the waiter
+ * counts of dead processes (reading /proc for each noted waiter). */
+static int dchan__stats(dchan_t *ch, dchan_stats_t *st, bool sweep)
 {
 	struct dchan__hdr *h;
 	uint64_t head, tail;
@@ -205,6 +208,8 @@ DCHAN_EXPORT int dchan_stats(dchan_t *ch, dchan_stats_t *st)
 	if (rc < 0)
 		return rc;
 	h = ch->hdr;
+	if (sweep)
+		dchan__waiter_sweep(h);
 	memset(st, 0, sizeof *st);
 	tail = DCHAN__LOAD(&h->tail);
 	head = DCHAN__LOAD(&h->head);
@@ -213,8 +218,8 @@ DCHAN_EXPORT int dchan_stats(dchan_t *ch, dchan_stats_t *st)
 		st->count = ch->cap;
 	st->capacity = ch->cap;
 	st->slot_size = ch->slot_size;
-	st->blocked_senders = DCHAN__LOADR(&h->send_waiters);
-	st->blocked_receivers = DCHAN__LOADR(&h->recv_waiters);
+	st->blocked_senders = dchan__waiter_count(h, DCHAN__WAIT_SEND);
+	st->blocked_receivers = dchan__waiter_count(h, DCHAN__WAIT_RECV);
 	/* positions ever claimed: no counter of its own on the fast path */
 	st->sent = head;
 	st->received = tail;
@@ -224,10 +229,15 @@ DCHAN_EXPORT int dchan_stats(dchan_t *ch, dchan_stats_t *st)
 	return 0;
 }
 
+DCHAN_EXPORT int dchan_stats(dchan_t *ch, dchan_stats_t *st)
+{
+	return dchan__stats(ch, st, true);
+}
+
 DCHAN_EXPORT int64_t dchan_count(dchan_t *ch)
 {
 	dchan_stats_t st;
-	int rc = dchan_stats(ch, &st);
+	int rc = dchan__stats(ch, &st, false);
 
 	return rc < 0 ? rc : (int64_t)st.count;
 }
@@ -235,7 +245,7 @@ DCHAN_EXPORT int64_t dchan_count(dchan_t *ch)
 DCHAN_EXPORT int64_t dchan_capacity(dchan_t *ch)
 {
 	dchan_stats_t st;
-	int rc = dchan_stats(ch, &st);
+	int rc = dchan__stats(ch, &st, false);
 
 	return rc < 0 ? rc : (int64_t)st.capacity;
 }

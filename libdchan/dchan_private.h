@@ -55,6 +55,13 @@
 
 #define DCHAN__ALIGNED __attribute__((aligned(DCHAN__CACHELINE)))
 
+#define DCHAN__NWAITER 32 /* waiters noted by name; more are only counted */
+
+/* kinds of waiters */
+#define DCHAN__WAIT_SEND 0
+#define DCHAN__WAIT_RECV 1
+#define DCHAN__WAIT_EV	 2
+
 struct dchan__hdr {
 	uint64_t magic;
 	uint32_t layout_version;
@@ -77,8 +84,10 @@ struct dchan__hdr {
 	DCHAN__ALIGNED uint64_t tail;
 	uint64_t spare_c; /* spare, on the consumer line */
 
-	/* waiting: a word is bumped (and woken) only when its waiter count
-	 * says someone may sleep on it */
+	/* waiting: a word is bumped (and woken) only when its waiters say
+	 * someone may sleep on it.  *_waiters: bit i stands for the waiter
+	 * named in waiter[i]; *_over counts waiters that found no free
+	 * entry (dchan_wait.c) */
 	DCHAN__ALIGNED uint32_t data_seq; /* a message was published */
 	uint32_t recv_waiters;
 	uint32_t space_seq; /* a slot was handed back */
@@ -86,6 +95,11 @@ struct dchan__hdr {
 	uint32_t ev_seq; /* any change, for pollers */
 	uint32_t ev_waiters;
 	uint64_t recovered;
+	uint32_t recv_over, send_over, ev_over;
+
+	/* owner tags of the waiters, so that a survivor can take back the
+	 * bit of one that died asleep */
+	DCHAN__ALIGNED uint32_t waiter[DCHAN__NWAITER];
 };
 
 struct dchan__slot {
@@ -198,6 +212,15 @@ void dchan__notify_space(struct dchan__hdr *h);
 int dchan__put_wait(dchan_t *ch, uint64_t timeout_ns, struct dchan__claim *c);
 int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek, uint64_t timeout_ns,
 		    struct dchan__claim *c);
+
+int dchan__waiter_add(struct dchan__hdr *h, uint32_t kind);
+void dchan__waiter_del(struct dchan__hdr *h, uint32_t kind, int idx);
+void dchan__waiter_sweep(struct dchan__hdr *h);
+uint32_t dchan__waiter_count(struct dchan__hdr *h, uint32_t kind);
+
+/* Might a waiter of this kind sleep?  (the notifier's test) */
+#define DCHAN__WAITING(h, mask, over)                                          \
+	(DCHAN__LOADR(&(h)->mask) | DCHAN__LOADR(&(h)->over))
 
 /* recovery (dchan_recover.c) */
 int dchan__recover(dchan_t *ch, const struct dchan__claim *c);

@@ -62,6 +62,7 @@ int dchan__recover(dchan_t *ch, const struct dchan__claim *c)
 		if (!DCHAN__CAS(&s->state, &st, dchan__state(seq, 0)))
 			return 0;
 		__atomic_fetch_add(&ch->hdr->recovered, 1, __ATOMIC_RELAXED);
+		dchan__waiter_sweep(ch->hdr);
 		dchan__notify_data(ch->hdr);
 		return 1;
 	}
@@ -70,6 +71,7 @@ int dchan__recover(dchan_t *ch, const struct dchan__claim *c)
 	dchan__free_slot_desc(ch, s);
 	__atomic_store_n(&s->kind, 0, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&ch->hdr->recovered, 1, __ATOMIC_RELAXED);
+	dchan__waiter_sweep(ch->hdr); /* a process died: maybe asleep too */
 	if (seq % 2 == 0) {
 		DCHAN__STORE(&s->state,
 			     dchan__state(seq + 1, DCHAN__TAG_ABANDONED));

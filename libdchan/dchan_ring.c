@@ -12,11 +12,11 @@
 void dchan__notify_data(struct dchan__hdr *h)
 {
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (DCHAN__LOADR(&h->recv_waiters)) {
+	if (DCHAN__WAITING(h, recv_waiters, recv_over)) {
 		DCHAN__ADD(&h->data_seq, 1);
 		dmem_futex_wake(&h->data_seq, 1);
 	}
-	if (DCHAN__LOADR(&h->ev_waiters)) {
+	if (DCHAN__WAITING(h, ev_waiters, ev_over)) {
 		DCHAN__ADD(&h->ev_seq, 1);
 		dmem_futex_wake(&h->ev_seq, INT32_MAX);
 	}
@@ -25,11 +25,11 @@ void dchan__notify_data(struct dchan__hdr *h)
 void dchan__notify_space(struct dchan__hdr *h)
 {
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (DCHAN__LOADR(&h->send_waiters)) {
+	if (DCHAN__WAITING(h, send_waiters, send_over)) {
 		DCHAN__ADD(&h->space_seq, 1);
 		dmem_futex_wake(&h->space_seq, 1);
 	}
-	if (DCHAN__LOADR(&h->ev_waiters)) {
+	if (DCHAN__WAITING(h, ev_waiters, ev_over)) {
 		DCHAN__ADD(&h->ev_seq, 1);
 		dmem_futex_wake(&h->ev_seq, INT32_MAX);
 	}

@@ -16,6 +16,94 @@
 
 #define DCHAN__STUCK_NS 1000000ull /* re-check a claimed slot's owner */
 
+/* The bits and the overflow count of a kind of waiters. */
+static uint32_t *dchan__wbits(struct dchan__hdr *h, uint32_t kind)
+{
+	if (kind == DCHAN__WAIT_SEND)
+		return &h->send_waiters;
+	if (kind == DCHAN__WAIT_RECV)
+		return &h->recv_waiters;
+	return &h->ev_waiters;
+}
+
+static uint32_t *dchan__wover(struct dchan__hdr *h, uint32_t kind)
+{
+	if (kind == DCHAN__WAIT_SEND)
+		return &h->send_over;
+	if (kind == DCHAN__WAIT_RECV)
+		return &h->recv_over;
+	return &h->ev_over;
+}
+
+/*
+ * Register as a waiter of a kind: take a free entry of h->waiter with this
+ * process's owner tag, then set the entry's bit in the kind's word (a peer
+ * that publishes wakes only when a bit or the overflow count says someone
+ * may sleep).  Every step is one atomic operation, so a process killed at
+ * any point leaves either nothing or a named entry that a sweep takes
+ * back.  With no free entry the waiter is only counted (and a death then
+ * costs its peers needless wake-ups).  Returns the entry, or -1.
+ */
+int dchan__waiter_add(struct dchan__hdr *h, uint32_t kind)
+{
+	uint32_t me = dchan__self_tag();
+
+	for (int i = 0; i < DCHAN__NWAITER; i++) {
+		uint32_t free_entry = 0;
+
+		if (DCHAN__LOADR(&h->waiter[i]) == 0 &&
+		    DCHAN__CAS(&h->waiter[i], &free_entry, me)) {
+			__atomic_fetch_or(dchan__wbits(h, kind), 1u << i,
+					  __ATOMIC_SEQ_CST);
+			return i;
+		}
+	}
+	DCHAN__ADD(dchan__wover(h, kind), 1);
+	return -1;
+}
+
+/* The bit goes before the entry, so that nobody else's bit is cleared. */
+void dchan__waiter_del(struct dchan__hdr *h, uint32_t kind, int idx)
+{
+	if (idx < 0) {
+		DCHAN__SUB(dchan__wover(h, kind), 1);
+		return;
+	}
+	__atomic_fetch_and(dchan__wbits(h, kind), ~(1u << idx),
+			   __ATOMIC_SEQ_CST);
+	DCHAN__STORE(&h->waiter[idx], 0);
+}
+
+/*
+ * Take back the entries of waiters whose process is dead.  The sweeper
+ * first puts its own tag into the entry (so that the entry is neither
+ * taken by a new waiter nor swept twice meanwhile), clears the entry's
+ * bit, and frees it.
+ */
+void dchan__waiter_sweep(struct dchan__hdr *h)
+{
+	for (int i = 0; i < DCHAN__NWAITER; i++) {
+		uint32_t w = DCHAN__LOAD(&h->waiter[i]);
+
+		if (!w || !dchan__owner_dead(w))
+			continue;
+		if (!DCHAN__CAS(&h->waiter[i], &w, dchan__self_tag()))
+			continue;
+		for (uint32_t k = DCHAN__WAIT_SEND; k <= DCHAN__WAIT_EV; k++)
+			__atomic_fetch_and(dchan__wbits(h, k), ~(1u << i),
+					   __ATOMIC_SEQ_CST);
+		DCHAN__STORE(&h->waiter[i], 0);
+	}
+}
+
+/* Waiters of a kind now (a snapshot). */
+uint32_t dchan__waiter_count(struct dchan__hdr *h, uint32_t kind)
+{
+	return (uint32_t)__builtin_popcount(
+		       DCHAN__LOADR(dchan__wbits(h, kind))) +
+	       DCHAN__LOADR(dchan__wover(h, kind));
+}
+
 typedef int (*dchan__try_fn)(dchan_t *ch, size_t maxlen, bool peek,
 			     struct dchan__claim *c);
 
@@ -103,7 +191,7 @@ static int dchan__sleep(uint32_t *word, uint32_t v,
 
 static int dchan__block(dchan_t *ch, dchan__try_fn try, size_t maxlen,
 			bool peek, uint64_t timeout_ns, struct dchan__claim *c,
-			uint32_t *word, uint32_t *waiters)
+			uint32_t *word, uint32_t kind)
 {
 	const struct timespec *dlp;
 	struct timespec dl;
@@ -114,10 +202,9 @@ static int dchan__block(dchan_t *ch, dchan__try_fn try, size_t maxlen,
 		return rc;
 	rc = dchan__spin(ch, try, maxlen, peek, c);
 	while (rc == -EAGAIN) {
-		uint32_t v;
+		int idx = dchan__waiter_add(ch->hdr, kind);
+		uint32_t v = __atomic_load_n(word, __ATOMIC_SEQ_CST);
 
-		DCHAN__ADD(waiters, 1);
-		v = __atomic_load_n(word, __ATOMIC_SEQ_CST);
 		rc = dchan__try_recover(ch, try, maxlen, peek, c);
 		if (rc == -EAGAIN && DCHAN__LOADR(&ch->hdr->destroyed))
 			rc = -DCHAN_E_DESTROYED;
@@ -125,7 +212,7 @@ static int dchan__block(dchan_t *ch, dchan__try_fn try, size_t maxlen,
 			rc = -ETIMEDOUT;
 		if (rc == -EAGAIN)
 			dchan__sleep(word, v, dlp, c->blocker != 0);
-		DCHAN__SUB(waiters, 1);
+		dchan__waiter_del(ch->hdr, kind, idx);
 		/* a wake-up this waiter will not use goes to the next one */
 		if (rc != -EAGAIN && rc != 0 &&
 		    __atomic_load_n(word, __ATOMIC_RELAXED) != v)
@@ -154,7 +241,7 @@ int dchan__put_wait(dchan_t *ch, uint64_t timeout_ns, struct dchan__claim *c)
 
 	if (rc == -EAGAIN && timeout_ns)
 		rc = dchan__block(ch, dchan__try_put, 0, false, timeout_ns, c,
-				  &ch->hdr->space_seq, &ch->hdr->send_waiters);
+				  &ch->hdr->space_seq, DCHAN__WAIT_SEND);
 	if (rc < 0)
 		return dchan__wait_error(ch, rc, "full");
 	return rc;
@@ -170,7 +257,7 @@ int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek, uint64_t timeout_ns,
 	if (rc == -EAGAIN && timeout_ns)
 		rc = dchan__block(ch, dchan__get_claim, maxlen, peek,
 				  timeout_ns, c, &ch->hdr->data_seq,
-				  &ch->hdr->recv_waiters);
+				  DCHAN__WAIT_RECV);
 	if (rc == -EMSGSIZE)
 		return dchan__fail(rc,
 				   "channel %016llx: the next message is "

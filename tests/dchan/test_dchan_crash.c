@@ -11,7 +11,8 @@
  *     (it is lost when the producer died before publishing it);
  *   - no message is received twice, and a consumer sees each producer's
  *     messages in order;
- *   - the drained channel is empty and takes exactly `capacity` messages.
+ *   - the drained channel is empty and takes exactly `capacity` messages;
+ *   - no process is counted as waiting on the channel any more.
  */
 #include "dchan_test.h"
 #include "dchan_private.h"
@@ -325,6 +326,17 @@ static void check_slots(dchan_t *ch)
 	ck_assert_int_eq(dchan_count(ch), 0);
 }
 
+/* Nobody is left counted as waiting: the dead are taken back. */
+static void check_waiters(dchan_t *ch)
+{
+	dchan_stats_t st;
+
+	T_OK(dchan_stats(ch, &st));
+	ck_assert_uint_eq(st.blocked_senders, 0);
+	ck_assert_uint_eq(st.blocked_receivers, 0);
+	ck_assert_uint_eq(dchan__waiter_count(ch->hdr, DCHAN__WAIT_EV), 0);
+}
+
 static uint64_t next_rand(uint64_t *seed)
 {
 	*seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
@@ -381,6 +393,7 @@ static void one_trial(struct t_fix *f, struct board *b, uint64_t seed)
 	drain(f->ch, b);
 	tot.delivered += check_messages(b, dead_busy);
 	check_slots(f->ch);
+	check_waiters(f->ch);
 	ck_assert_uint_eq(t_live(f->pool), f->live0);
 	ck_assert_int_eq(dmem_pool_check(f->pool), 0);
 }

@@ -286,6 +286,64 @@ START_TEST(zombie_leader_with_live_threads_is_alive)
 }
 END_TEST
 
+/* A process killed while asleep in a receive, a send or a poll stays
+ * counted as a waiter (every publish then pays a wake-up call) until a
+ * survivor takes the count back. */
+START_TEST(dead_waiters_are_taken_back)
+{
+	struct t_fix f = t_fix_open("rwait", 16 * MiB, 1, 8);
+	dchan_stats_t st;
+	pid_t pid[3];
+	char c = 'x';
+	size_t len;
+	unsigned rev;
+
+	for (int i = 0; i < 3; i++) {
+		pid[i] = t_fork();
+		if (pid[i] == 0) {
+			if (i == 0)
+				dchan_recv(f.ch, &c, 1, DCHAN_FOREVER, &len);
+			else
+				dchan_poll(f.ch, DCHAN_POLLIN, DCHAN_FOREVER,
+					   &rev);
+			_exit(1);
+		}
+	}
+	for (int i = 0; i < 5000; i++) {
+		T_OK(dchan_stats(f.ch, &st));
+		if (st.blocked_receivers == 1 &&
+		    dchan__waiter_count(f.ch->hdr, DCHAN__WAIT_EV) == 2)
+			break;
+		usleep(1000);
+	}
+	ck_assert_uint_eq(st.blocked_receivers, 1);
+	ck_assert_uint_eq(dchan__waiter_count(f.ch->hdr, DCHAN__WAIT_EV), 2);
+	for (int i = 0; i < 3; i++) {
+		kill(pid[i], SIGKILL);
+		ck_assert_int_eq(t_wait(pid[i]), 128 + SIGKILL);
+	}
+	T_OK(dchan_stats(f.ch, &st));
+	ck_assert_uint_eq(st.blocked_receivers, 0);
+	ck_assert_uint_eq(dchan__waiter_count(f.ch->hdr, DCHAN__WAIT_EV), 0);
+	/* a sender killed asleep on a full channel */
+	T_OK(dchan_send(f.ch, &c, 1, 0));
+	pid[0] = t_fork();
+	if (pid[0] == 0)
+		_exit(dchan_send(f.ch, &c, 1, DCHAN_FOREVER) ? 1 : 2);
+	for (int i = 0; i < 5000 && st.blocked_senders == 0; i++) {
+		T_OK(dchan_stats(f.ch, &st));
+		usleep(1000);
+	}
+	ck_assert_uint_eq(st.blocked_senders, 1);
+	kill(pid[0], SIGKILL);
+	ck_assert_int_eq(t_wait(pid[0]), 128 + SIGKILL);
+	T_OK(dchan_stats(f.ch, &st));
+	ck_assert_uint_eq(st.blocked_senders, 0);
+	T_OK(dchan_recv(f.ch, &c, 1, 0, &len));
+	t_fix_close(&f);
+}
+END_TEST
+
 /* A writer that dies right after claiming a slot leaves in it what the
  * message before held; recovery must not free the block of that message,
  * which its zero-copy receiver still holds. */
@@ -314,4 +372,4 @@ T_MAIN("dchan_recover", 0, dead_writers_are_skipped_by_one_try,
        dead_reader_frees_slot_and_block, dead_peeker_is_undone,
        poll_sees_past_a_dead_writer, zombie_owner_is_recovered,
        zombie_leader_with_live_threads_is_alive, reused_pid_is_not_the_owner,
-       held_message_outlives_a_dead_writer)
+       held_message_outlives_a_dead_writer, dead_waiters_are_taken_back)
