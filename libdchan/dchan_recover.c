@@ -71,7 +71,6 @@ int dchan__recover(dchan_t *ch, const struct dchan__claim *c)
 	dchan__free_slot_desc(ch, s);
 	__atomic_store_n(&s->kind, 0, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&ch->hdr->recovered, 1, __ATOMIC_RELAXED);
-	dchan__waiter_sweep(ch->hdr); /* a process died: maybe asleep too */
 	if (seq % 2 == 0) {
 		DCHAN__STORE(&s->state,
 			     dchan__state(seq + 1, DCHAN__TAG_ABANDONED));
@@ -81,5 +80,6 @@ int dchan__recover(dchan_t *ch, const struct dchan__claim *c)
 			     dchan__state(dchan__seq_next_lap(ch, seq), 0));
 		dchan__notify_space(ch->hdr);
 	}
+	dchan__waiter_sweep(ch->hdr); /* a process died: maybe asleep too */
 	return 1;
 }
