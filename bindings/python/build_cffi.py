@@ -60,6 +60,26 @@ static int64_t dragon_msg_recv(dchan_t *ch, char *buf, size_t cap, uint64_t time
 
 	return rc < 0 ? rc : (int64_t)n;
 }
+
+/* The Queue feeder thread's batch: count messages, packed back to back in
+ * data (the i-th is lens[i] bytes), sent in order with one C call (one
+ * release of the GIL), each waiting up to timeout_ns for room.  Returns
+ * how many were sent, or the error of the first when none was. */
+static int64_t dragon_msg_send_many(dchan_t *ch, const char *data,
+				    const uint32_t *lens, size_t count,
+				    uint64_t timeout_ns)
+{
+	size_t i;
+
+	for (i = 0; i < count; i++) {
+		int rc = dchan_send(ch, data, lens[i], timeout_ns);
+
+		if (rc < 0)
+			return i ? (int64_t)i : rc;
+		data += lens[i];
+	}
+	return (int64_t)count;
+}
 """
 
 

@@ -262,6 +262,10 @@ int dragon_msg_send(dchan_t *ch, int kind, const char *data, size_t len,
 		    uint64_t timeout_ns);
 /* dchan_recv: the message's length, or a negative error. */
 int64_t dragon_msg_recv(dchan_t *ch, char *buf, size_t cap, uint64_t timeout_ns);
+/* Queue feeder: count messages packed back to back in data (lens[i]
+ * bytes each), sent in order; how many went, or the first one's error. */
+int64_t dragon_msg_send_many(dchan_t *ch, const char *data, const uint32_t *lens,
+			     size_t count, uint64_t timeout_ns);
 
 /* ---- libdtransport ------------------------------------------------------ */
 

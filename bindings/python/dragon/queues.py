@@ -10,21 +10,46 @@ they pass to children as Process arguments and through other queues and
 pipes.
 """
 import collections
-import os
+import itertools
 import threading
+from pickle import dumps as _dumps_plain, loads as _loads
 from queue import Empty, Full
 
 from multiprocessing import util
 
 from . import channels, connection, runtime
-from ._dragon_cffi import lib
-from .connection import K_BYTES, _PLAIN
-from pickle import dumps as _dumps_plain
+from ._dragon_cffi import ffi, lib
+from .connection import (K_BYTES, _PLAIN, _RECV_BUF, _SLICE_NS, _EAGAIN,
+                         _ETIMEDOUT)
 
 __all__ = ["Queue", "JoinableQueue", "SimpleQueue"]
 
 #: Channel capacity of a queue without maxsize.
 QUEUE_CAPACITY = 4096
+#: The kind byte of a Queue message that is a byte string as it is (no
+#: pickle); the other kinds are connection.py's.  Only Queue.get reads a
+#: Queue's channel.
+K_RAW = 16
+_HDR_RAW, _HDR_BYTES = bytes((K_RAW,)), bytes((K_BYTES,))
+_K_RAW_CHAR, _K_BYTES_CHAR = _HDR_RAW, _HDR_BYTES
+#: Objects the feeder thread sends in one C call, at most.
+_BATCH = 512
+
+_msg_send = lib.dragon_msg_send
+_msg_send_many = lib.dragon_msg_send_many
+_msg_recv = lib.dragon_msg_recv
+
+
+def _encode(obj):
+    """The Queue message for obj: its bytes (kind byte first) when it fits
+    a receive buffer, else (out-of-band buffers, pickle) for
+    Connection._send_obj."""
+    if type(obj) is bytes and len(obj) < _RECV_BUF:
+        return _HDR_RAW + obj
+    buffers, data = connection._dumps(obj)
+    if not buffers and len(data) < _RECV_BUF:
+        return _HDR_BYTES + data
+    return buffers, data
 
 
 def _queue_shared(capacity):
@@ -99,8 +124,14 @@ class Queue:
     def _after_unpickle(self):
         self._reader = self._writer = self._conn
         self._closed = False
+        # The channel's handle for the hot paths; put() of an unbounded
+        # queue takes its inline path while _direct is set (not closed).
+        self._h = self._conn._rch.handle
+        self._direct = not self._maxsize
+        self._bufs = []
         self._pending = collections.deque()
         self._notify = threading.Condition(threading.Lock())
+        self._feeder_idle = False
         self._thread = None
         self._joincancelled = False
         self._ignore_epipe = False
@@ -120,48 +151,59 @@ class Queue:
     # -- put ---------------------------------------------------------------
 
     def put(self, obj, block=True, timeout=None):
+        if self._direct and not self._pending:
+            # The common case inline: a small byte string goes as it is,
+            # another small object of a plain builtin type as its pickle.
+            t = type(obj)
+            if t is bytes:
+                if len(obj) < _RECV_BUF and not _msg_send(self._h, K_RAW, obj, len(obj), 0):
+                    return
+            elif t in _PLAIN:
+                data = _dumps_plain(obj, 5)
+                if len(data) < _RECV_BUF and not _msg_send(self._h, K_BYTES, data, len(data), 0):
+                    return
+        self._put(obj, block, timeout)
+
+    def _put(self, obj, block, timeout):
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        if not self._maxsize and not self._pending:
-            # The common case inline: a small object of a plain builtin type.
-            t = type(obj)
-            if t in _PLAIN and ((t is not bytes and t is not str) or len(obj) < 4096):
-                data = _dumps_plain(obj, 5)
-                if not lib.dragon_msg_send(self._conn._wch.handle, K_BYTES, data, len(data), 0):
-                    return
         if self._maxsize:
             t = None if block and timeout is None else (max(0.0, timeout or 0.0) if block else 0.0)
             if not self._conn._send_within(obj, t, self._on_queue_feeder_error):
                 raise Full
             return
         # Straight into the channel unless objects wait for the feeder
-        # thread (which takes one off _pending only after sending it, so an
-        # empty _pending means this thread's earlier puts are all sent).
+        # thread (which takes them off _pending only once they are sent,
+        # so an empty _pending means this thread's earlier puts are all
+        # in the channel).
         if not self._pending and self._put_now(obj):
             return
-        with self._notify:
-            self._pending.append(obj)
-            if self._thread is None:
-                self._start_thread()
-            self._notify.notify()
+        self._pending.append(obj)
+        if self._thread is None:
+            with self._notify:
+                if self._thread is None:
+                    self._start_thread()
+        if self._feeder_idle:
+            with self._notify:
+                self._notify.notify()
 
     def _put_now(self, obj):
         """Send obj if the channel has room now; True when it was sent (or
         did not pickle, which went to _on_queue_feeder_error)."""
         conn = self._conn
-        if type(obj) is bytes and len(obj) >= connection._RECV_BUF:
+        if type(obj) is bytes and len(obj) >= _RECV_BUF:
             return conn._send_large_bytes(obj, 0.0)
         try:
-            buffers, data = connection._dumps(obj)
+            msg = _encode(obj)
         except Exception as e:
             self._on_queue_feeder_error(e, obj)
             return True
-        if buffers or len(data) >= connection._RECV_BUF:
-            return conn._send_obj(buffers, data, 0.0)
-        rc = connection.lib.dragon_msg_send(conn._wch.handle, connection.K_BYTES, data, len(data), 0)
+        if type(msg) is tuple:
+            return conn._send_obj(msg[0], msg[1], 0.0)
+        rc = lib.dchan_send(self._h, msg, len(msg), 0)
         if rc == 0:
             return True
-        if rc != connection._EAGAIN:
+        if rc != _EAGAIN:
             raise conn._send_error(rc)
         return False
 
@@ -190,25 +232,68 @@ class Queue:
             notify.notify()
 
     def _feed(self):
+        """The feeder thread: sends what put() left in _pending, in order,
+        waiting for room as long as it takes.  Small objects go in
+        batches, one C call each (the thread holds the GIL only to pickle
+        them), and leave _pending once they are in the channel."""
         pending, notify = self._pending, self._notify
         while True:
-            with notify:
-                while not pending:
-                    notify.wait()
-                obj = pending[0]
-            if obj is _CLOSE:
+            if not pending:
                 with notify:
-                    pending.popleft()
-                return
+                    self._feeder_idle = True
+                    while not pending:
+                        notify.wait()
+                    self._feeder_idle = False
+            # (list() of the islice runs in C, so no other thread appends
+            # to pending while it is iterated)
+            msgs = []
+            for obj in list(itertools.islice(pending, _BATCH)):
+                if obj is _CLOSE:
+                    break
+                if type(obj) is bytes and len(obj) >= _RECV_BUF:
+                    msg = None
+                else:
+                    try:
+                        msg = _encode(obj)
+                    except Exception as e:
+                        msg = e
+                if type(msg) is not bytes:
+                    break
+                msgs.append(msg)
             try:
-                if not self._conn._send_within(obj, None, self._on_queue_feeder_error):
-                    continue
+                if msgs:
+                    sent = self._send_batch(msgs)
+                else:
+                    obj = pending[0]
+                    if obj is _CLOSE:
+                        pending.popleft()
+                        return
+                    if isinstance(msg, Exception):
+                        self._on_queue_feeder_error(msg, obj)
+                    elif type(msg) is tuple:
+                        self._conn._send_obj(msg[0], msg[1], None)
+                    else:
+                        self._conn._send_large_bytes(obj, None)
+                    sent = 1
             except Exception as e:  # the queue was destroyed under us
                 if not self._ignore_epipe:
-                    self._on_queue_feeder_error(e, obj)
+                    self._on_queue_feeder_error(e, pending[0])
                 return
-            with notify:
+            for _ in range(sent):
                 pending.popleft()
+
+    def _send_batch(self, msgs):
+        """Send the encoded messages msgs in order, waiting for room;
+        returns how many went (at least one)."""
+        lens = ffi.new("uint32_t[]", [len(m) for m in msgs])
+        data = b"".join(msgs)
+        h = self._h
+        while True:
+            n = _msg_send_many(h, data, lens, len(msgs), _SLICE_NS)
+            if n > 0:
+                return n
+            if n not in (_EAGAIN, _ETIMEDOUT):
+                raise self._conn._send_error(n)
 
     @staticmethod
     def _on_queue_feeder_error(e, obj):
@@ -220,16 +305,46 @@ class Queue:
     # -- get ---------------------------------------------------------------
 
     def get(self, block=True, timeout=None):
+        if block and timeout is None and not self._closed:
+            bufs = self._bufs
+            try:
+                st = bufs.pop()
+            except IndexError:
+                st = connection._new_rstate()
+            buf = st[0]
+            n = _msg_recv(self._h, buf, _RECV_BUF, _SLICE_NS)
+            if n > 0:
+                k = buf[0]
+                if k == _K_RAW_CHAR:
+                    data = st[1][1:n]
+                    bufs.append(st)
+                    if self._conn._watch is not None:
+                        self._conn._consumed()
+                    return data
+                if k == _K_BYTES_CHAR:
+                    data = st[1][1:n]
+                    bufs.append(st)
+                    if self._conn._watch is not None:
+                        self._conn._consumed()
+                    return _loads(data)
+            rc = connection.Connection._recv_other(n, st)
+            bufs.append(st)
+            return self._load(self._conn._recv_msg(None, rc))
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        if block and timeout is None:
-            return self._conn.recv()
         if not block:
             timeout = 0.0
+        elif timeout is None:
+            return self._load(self._conn._recv_msg(None))
         res = self._conn._recv_msg(int(max(0.0, timeout) * 1e9))
         if res is None:
             raise Empty
-        return self._conn._load(res)
+        return self._load(res)
+
+    def _load(self, msg):
+        if msg[0] == K_RAW:
+            return bytes(msg[1])
+        return self._conn._load(msg)
 
     def get_nowait(self):
         return self.get(False)
@@ -247,6 +362,7 @@ class Queue:
 
     def close(self):
         self._closed = True
+        self._direct = False
         fin = getattr(self, "_close_fin", None)
         if fin is not None:
             fin()

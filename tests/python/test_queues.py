@@ -1,0 +1,257 @@
+"""Queue of the 'dragon' context with real processes: what put() sends
+straight into the channel and what waits for the feeder thread when the
+channel is full (byte strings as they are, pickles, out-of-band buffers,
+objects that do not pickle) arrives once each and in each producer's
+order; put() never blocks an unbounded queue; close(), join_thread() and
+cancel_join_thread() keep multiprocessing.Queue's meaning."""
+import faulthandler
+import multiprocessing as mp
+import queue
+import threading
+
+import pytest
+
+import dragon  # noqa: F401
+from dragon import queues
+
+ctx = mp.get_context("dragon")
+CAP = queues.QUEUE_CAPACITY
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        raise TypeError("does not pickle")
+
+
+def _item(i):
+    """An object of a kind that depends on i: each of the Queue's message
+    paths is taken again and again."""
+    k = i % 9
+    if k == 0:
+        return b"b%d" % i                      # small byte string, as it is
+    if k == 1:
+        return i                               # small pickle
+    if k == 2:
+        return ("t", i, [i, str(i)])           # pickle of a container
+    if k == 3:
+        return bytes([i & 0xFF]) * 65535       # largest inline byte string
+    if k == 4:
+        return bytes([i & 0xFF]) * 65536       # written into a pool block
+    if k == 5:
+        return bytearray([i & 0xFF]) * 40000   # out-of-band buffer
+    if k == 6:
+        return "s%d" % i
+    if k == 7:
+        return b""
+    return {"i": i}
+
+
+def _put_items(q, start, n, done=None):
+    for i in range(start, start + n):
+        q.put(_item(i))
+    if done is not None:
+        done.set()
+
+
+def test_every_kind_in_order_through_the_feeder():
+    # Large items fill the pool, not the channel: the count of small ones
+    # alone exceeds the channel, so the feeder thread sends many of each.
+    n = 2 * CAP + 50
+    q = ctx.Queue()
+    p = ctx.Process(target=_put_items, args=(q, 0, n))
+    p.start()
+    # get() without a timeout takes its own path: a lost item would block
+    # it, so a bound ends the whole run with every thread's stack instead.
+    faulthandler.dump_traceback_later(600, exit=True)
+    try:
+        for i in range(n):
+            got = q.get() if i % 2 else q.get(timeout=60)
+            assert type(got) is type(_item(i)) and got == _item(i), i
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    p.join(60)
+    assert p.exitcode == 0
+    assert q.empty()
+
+
+def _put_then_signal(q, n, done):
+    for i in range(n):
+        q.put(i)
+    done.set()  # every put() returned with nobody reading
+
+
+def test_put_never_blocks_an_unbounded_queue():
+    n = 3 * CAP
+    q = ctx.Queue()
+    done = ctx.Event()
+    p = ctx.Process(target=_put_then_signal, args=(q, n, done))
+    p.start()
+    assert done.wait(120), "put() blocked on a full channel"
+    assert [q.get(timeout=60) for _ in range(n)] == list(range(n))
+    p.join(60)  # the feeder thread flushed everything, then the child ended
+    assert p.exitcode == 0
+
+
+def _produce(q, tag, n):
+    for i in range(n):
+        q.put((tag, i))
+    q.put((tag, None))
+
+
+def _consume(q, out):
+    seen = []
+    while True:
+        tag, i = q.get(timeout=120)
+        if tag == "stop":
+            break
+        if i is not None:
+            seen.append((tag, i))
+    out.put(seen)
+
+
+def test_two_producers_two_consumers_each_item_once_in_order():
+    n = 2 * CAP
+    q = ctx.Queue()
+    out = ctx.Queue()
+    producers = [ctx.Process(target=_produce, args=(q, t, n)) for t in "ab"]
+    consumers = [ctx.Process(target=_consume, args=(q, out)) for _ in range(2)]
+    for p in producers + consumers:
+        p.start()
+    for p in producers:  # they end once their feeder threads sent everything
+        p.join(120)
+        assert p.exitcode == 0
+    q.put(("stop", None))  # behind every item: one for each consumer
+    q.put(("stop", None))
+    results = [out.get(timeout=120) for _ in consumers]
+    for p in consumers:
+        p.join(60)
+        assert p.exitcode == 0
+    for tag in "ab":
+        per_consumer = [[i for t, i in r if t == tag] for r in results]
+        for mine in per_consumer:  # each saw the producer's items in order
+            assert mine == sorted(mine)
+        assert sorted(per_consumer[0] + per_consumer[1]) == list(range(n))
+
+
+def test_threads_overflowing_one_queue_keep_their_order():
+    q = ctx.Queue()
+    n = CAP
+    threads = [threading.Thread(target=_produce, args=(q, t, n)) for t in "xyz"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seen = {"x": [], "y": [], "z": []}
+    ended = 0
+    while ended < 3:
+        tag, i = q.get(timeout=60)
+        if i is None:
+            ended += 1
+        else:
+            seen[tag].append(i)
+    for tag in seen:
+        assert seen[tag] == list(range(n))
+    q.close()
+    q.join_thread()
+
+
+def test_overflow_in_one_process_counts_and_reports_errors():
+    seen = []
+
+    class Q(queues.Queue):
+        @staticmethod
+        def _on_queue_feeder_error(e, obj):
+            seen.append((type(e), type(obj)))
+
+    q = Q(ctx=ctx)
+    n = CAP + 200
+    for i in range(n):
+        q.put(i)
+        if i in (CAP + 10, CAP + 150):  # these wait for the feeder thread
+            q.put(_Unpicklable())
+    assert q.qsize() >= n - 10  # the channel's messages and the waiting ones
+    assert [q.get(timeout=60) for _ in range(n)] == list(range(n))
+    assert seen == [(TypeError, _Unpicklable)] * 2
+    assert q.empty()
+    q.close()
+    q.join_thread()
+
+
+def test_closed_queue_refuses_put_and_get():
+    q = ctx.Queue()
+    q.put(b"x")
+    with pytest.raises(AssertionError):
+        q.join_thread()  # only after close()
+    q.close()
+    with pytest.raises(ValueError):
+        q.put(b"y")
+    with pytest.raises(ValueError):
+        q.put(1)
+    with pytest.raises(ValueError):
+        q.get()
+    with pytest.raises(ValueError):
+        q.get(timeout=0.01)
+    q.join_thread()
+
+
+def _put_and_close(q, n, cancel):
+    for i in range(n):
+        q.put(i)
+    q.close()
+    if cancel:
+        q.cancel_join_thread()  # exit without waiting for a reader
+
+
+def test_join_thread_flushes_and_cancel_join_thread_does_not_wait():
+    n = 2 * CAP
+    q = ctx.Queue()
+    p = ctx.Process(target=_put_and_close, args=(q, n, False))
+    p.start()
+    assert [q.get(timeout=60) for _ in range(n)] == list(range(n))
+    p.join(60)
+    assert p.exitcode == 0
+
+    q = ctx.Queue()
+    p = ctx.Process(target=_put_and_close, args=(q, n, True))
+    p.start()
+    p.join(120)  # nobody reads: the child ends with objects left unsent
+    assert p.exitcode == 0
+    got = []
+    while True:
+        try:
+            got.append(q.get(timeout=0.5))
+        except queue.Empty:
+            break
+    assert CAP <= len(got) < n and got == list(range(len(got)))
+
+
+def test_bounded_queue_blocks_and_reports_full():
+    q = ctx.Queue(maxsize=3)
+    for i in range(3):
+        q.put_nowait(b"%d" % i)
+    assert q.full()
+    with pytest.raises(queue.Full):
+        q.put_nowait(b"3")
+    with pytest.raises(queue.Full):
+        q.put(b"3", timeout=0.05)
+    assert q.get() == b"0"
+    q.put(b"3", timeout=10)
+    assert [q.get(timeout=10) for _ in range(3)] == [b"1", b"2", b"3"]
+
+
+def test_joinable_queue_through_the_feeder():
+    q = ctx.JoinableQueue()
+    n = CAP + 100
+    for i in range(n):
+        q.put(i)
+    p = ctx.Process(target=_drain_joinable, args=(q, n))
+    p.start()
+    q.join()  # returns once the child called task_done() for each
+    p.join(60)
+    assert p.exitcode == 0
+
+
+def _drain_joinable(q, n):
+    for i in range(n):
+        assert q.get(timeout=60) == i
+        q.task_done()
