@@ -201,7 +201,7 @@ def _gone(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
             return f.read().split(") ")[1][0] == "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped while read
         return True
 
 
@@ -364,7 +364,15 @@ def _zombie_children(pid):
             kids = [int(k) for k in f.read().split()]
     except OSError:
         return []
-    return [k for k in kids if _gone(k) and os.path.exists("/proc/%d" % k)]
+    zombies = []
+    for k in kids:
+        try:
+            with open("/proc/%d/stat" % k) as f:
+                if f.read().rpartition(") ")[2][:1] == "Z":
+                    zombies.append(k)
+        except OSError:  # reaped meanwhile
+            pass
+    return zombies
 
 
 def test_zygote_under_stress():

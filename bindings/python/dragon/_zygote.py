@@ -576,5 +576,6 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
     z.run()
-    z.detach()
+    if not z.terminating:  # a stopping runtime may no longer read
+        z.detach()
     sys.exit(0)
