@@ -59,3 +59,33 @@ def test_small_default_segment_size_gives_a_clear_error():
                          capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 1
     assert "PoolFullError" in out.stderr and "DRAGON_DEFAULT_SEG_SZ" in out.stderr
+
+
+def test_exit_while_threads_wait_in_channel_calls(run_python):
+    # The embedded runtime unmaps its pool as it stops at exit: threads
+    # still blocked in receives must have left libdchan by then.  The
+    # handler registered before the runtime starts runs after its
+    # teardown and keeps the process alive while the threads wake.
+    run_python('''
+import atexit, multiprocessing as mp, threading, time
+import dragon
+from dragon.channels import Channel
+atexit.register(time.sleep, 0.6)
+ctx = mp.get_context("dragon")
+
+def quietly(fn, *args):
+    try:
+        fn(*args)
+    except Exception:
+        pass
+
+pipes = [ctx.Pipe() for _ in range(4)]
+q = ctx.Queue()
+ch = Channel.create()
+waits = [(pipes[0][0].recv,), (pipes[1][0].recv_bytes,), (pipes[2][0].poll, None),
+         (q.get,), (ch.recv,)]
+for w in waits:
+    threading.Thread(target=quietly, args=w, daemon=True).start()
+pipes[3][0].fileno()
+time.sleep(0.1)
+''')

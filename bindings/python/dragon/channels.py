@@ -26,10 +26,11 @@ is gone.
 """
 import os
 import threading
+import time
 
 from ._dragon_cffi import ffi, lib
 from ._errors import chan_error, check, ChannelDestroyedError  # noqa: F401
-from . import mem
+from . import mem, runtime
 
 __all__ = ["Channel", "poll", "POLLIN", "POLLOUT", "ChannelDestroyedError"]
 
@@ -37,6 +38,11 @@ POLLIN = lib.DCHAN_POLLIN
 POLLOUT = lib.DCHAN_POLLOUT
 _FOREVER = lib.DCHAN_FOREVER
 _EMSGSIZE = -90
+_TIMED_OUT = (-11, -110)  # -EAGAIN, -ETIMEDOUT
+#: The longest single wait in libdchan: longer ones go on in slices, so
+#: that a thread waiting on a channel another thread closed (or that the
+#: runtime's teardown closed) leaves the library within this bound.
+_SLICE_NS = 200 * 1000 * 1000
 _DESC_SIZE = ffi.sizeof("dchan_desc_t")
 
 
@@ -69,6 +75,25 @@ def owned_handle(handle, keep=None):
     return ffi.gc(handle, _detacher(os.getpid(), keep))
 
 
+def _sliced(chan, op, timeout):
+    """op(handle, wait_ns) repeated in slices of at most _SLICE_NS until it
+    returns anything but a timeout or timeout (seconds; None: forever) has
+    passed; returns its last result.  Each slice takes chan's handle
+    afresh (ValueError once the channel was closed)."""
+    total = timeout_ns(timeout)
+    if total <= _SLICE_NS:
+        return op(chan.handle, total)
+    deadline = None if timeout is None else time.monotonic_ns() + total
+    while True:
+        if deadline is None:
+            wait = _SLICE_NS
+        else:
+            wait = max(0, min(_SLICE_NS, deadline - time.monotonic_ns()))
+        rc = op(chan.handle, wait)
+        if rc not in _TIMED_OUT or (deadline is not None and time.monotonic_ns() >= deadline):
+            return rc
+
+
 def _view_of_msg(msg, start=0, keep=None):
     """A memoryview of a zero-copy message's bytes[start:] that frees the
     allocation once no view of it is left (the cffi buffer keeps the
@@ -95,6 +120,9 @@ class Channel:
         d = ffi.new("dchan_desc_t *")
         check(lib.dchan_desc_get(handle, d), "channel descriptor", "dchan")
         self._desc = bytes(ffi.buffer(d))
+        rt = runtime.active()
+        if rt is not None:
+            rt.track(self)
 
     @classmethod
     def create(cls, pool=None, capacity=None, slot_size=None):
@@ -103,7 +131,6 @@ class Channel:
         each up to slot_size bytes inline (default 224; larger messages
         travel in pool allocations)."""
         if pool is None:
-            from . import runtime
             pool = runtime.current().pool
         attr = ffi.new("dchan_attr_t *")
         if capacity is not None:
@@ -160,7 +187,8 @@ class Channel:
     def send(self, data, timeout=None):
         """Send the bytes of data (any bytes-like object; copied)."""
         buf = ffi.from_buffer(data)
-        rc = lib.dchan_send(self.handle, buf, len(buf), timeout_ns(timeout))
+        n = len(buf)
+        rc = _sliced(self, lambda h, t: lib.dchan_send(h, buf, n, t), timeout)
         if rc < 0:
             raise chan_error(rc, "sending %d bytes" % len(buf))
 
@@ -202,11 +230,15 @@ class Channel:
         of pool memory, freed when the view (and views made from it) are
         gone."""
         msg = ffi.new("dchan_msg_t *")
-        ch = self.handle
-        rc = lib.dchan_recv_zc(ch, timeout_ns(timeout), msg)
+        held = []
+
+        def op(h, t):
+            held.append(h)
+            return lib.dchan_recv_zc(h, t, msg)
+        rc = _sliced(self, op, timeout)
         if rc < 0:
             raise chan_error(rc, "receiving")
-        return _view_of_msg(msg, 0, ch)
+        return _view_of_msg(msg, 0, held[-1])
 
     def recv_into(self, buffer, timeout=None):
         """Receive one message into buffer (a writable bytes-like object);
@@ -214,7 +246,8 @@ class Channel:
         ValueError and stays in the channel."""
         buf = ffi.from_buffer(buffer, require_writable=True)
         n = ffi.new("size_t *")
-        rc = lib.dchan_recv(self.handle, buf, len(buf), timeout_ns(timeout), n)
+        cap = len(buf)
+        rc = _sliced(self, lambda h, t: lib.dchan_recv(h, buf, cap, t, n), timeout)
         if rc == _EMSGSIZE:
             size = self.peek_size(0)
             raise ValueError("message of %d bytes does not fit a buffer of %d" % (size, len(buf)))
@@ -225,7 +258,7 @@ class Channel:
     def peek_size(self, timeout=None):
         """Length of the oldest message, leaving it in the channel."""
         n = ffi.new("size_t *")
-        rc = lib.dchan_peek(self.handle, ffi.NULL, 0, timeout_ns(timeout), n)
+        rc = _sliced(self, lambda h, t: lib.dchan_peek(h, ffi.NULL, 0, t, n), timeout)
         if rc < 0:
             raise chan_error(rc, "peeking")
         return n[0]
@@ -235,8 +268,8 @@ class Channel:
         (POLLIN: a message can be received, POLLOUT: one can be sent).
         Returns the ready events (0 if none)."""
         rev = ffi.new("unsigned *")
-        rc = lib.dchan_poll(self.handle, events, timeout_ns(timeout), rev)
-        if rc in (-11, -110):
+        rc = _sliced(self, lambda h, t: lib.dchan_poll(h, events, t, rev), timeout)
+        if rc in _TIMED_OUT:
             return 0
         if rc < 0:
             raise chan_error(rc, "polling")
@@ -266,6 +299,9 @@ class Channel:
                                            "sent", "received", "recovered")}
 
     # -- lifetime ----------------------------------------------------------
+
+    def _runtime_closing(self):
+        self._take()
 
     def _take(self):
         with _closing:
@@ -328,12 +364,16 @@ def poll(channels, events=POLLIN, timeout=None):
     if not chans:
         return []
     items = ffi.new("dchan_pollitem_t[]", len(chans))
-    handles = [c.handle for c in chans]  # kept alive for the call
-    for i, h in enumerate(handles):
-        items[i].ch = h
-        items[i].events = events
-    rc = lib.dchan_poll_many(items, len(chans), timeout_ns(timeout))
-    if rc in (-11, -110):
+    held = []
+
+    def op(_h, t):
+        held[:] = [c.handle for c in chans]  # kept alive for the call
+        for i, h in enumerate(held):
+            items[i].ch = h
+            items[i].events = events
+        return lib.dchan_poll_many(items, len(chans), t)
+    rc = _sliced(chans[0], op, timeout)
+    if rc in _TIMED_OUT:
         return []
     if rc < 0:
         raise chan_error(rc, "polling %d channels" % len(chans))

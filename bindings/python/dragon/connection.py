@@ -248,8 +248,7 @@ class Connection(_mpconn._ConnectionBase):
         w, wbox[0] = wbox[0], None
         if w is not None:  # collected: the helper thread ends by itself
             w.stop(wait=False)
-        rt = runtime.current(start=False)
-        if rt is None or not rt.alive or os.getpid() != pid:
+        if os.getpid() != pid or runtime.active() is None:
             return
         # The notice goes out while this process still holds its end, so
         # that the peer cannot destroy the channel under it.
@@ -346,6 +345,8 @@ class Connection(_mpconn._ConnectionBase):
     def _send_blocking(self, op, timeout):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if self._wh is None:  # closed by another thread meanwhile
+                self._whandle()
             if not self._peer_always and not self._peer.held():
                 raise BrokenPipeError(32, "Broken pipe: the other end is closed")
             if deadline is None:
@@ -643,8 +644,11 @@ class Connection(_mpconn._ConnectionBase):
         return pickle.loads(view[pos:], buffers=bufs)
 
     def _poll(self, timeout):
-        return _poll_ready(self._rhandle(), self._peer, self._peer_always,
-                           timeout, self._consumed)
+        ready = _poll_ready(self._rhandle(), self._peer, self._peer_always,
+                            timeout, self._consumed, lambda: self._rh is None)
+        if ready is None:  # closed by another thread meanwhile
+            self._rhandle()
+        return ready
 
     # -- readiness descriptor ---------------------------------------------
 
@@ -677,10 +681,11 @@ class Connection(_mpconn._ConnectionBase):
             w.stop()
 
 
-def _poll_ready(ch, peer, peer_always, timeout, consumed):
+def _poll_ready(ch, peer, peer_always, timeout, consumed, closed):
     """Wait up to timeout seconds (None: forever) until a message or
-    end-of-file is waiting on channel handle ch; True when one is.  A
-    close notice at the head is dropped (consumed() is called then)."""
+    end-of-file is waiting on channel handle ch; True when one is, None
+    when closed() turned true meanwhile.  A close notice at the head is
+    dropped (consumed() is called then)."""
     deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
     rev = ffi.new("unsigned *")
     peek = ffi.new("char[1]")
@@ -705,6 +710,8 @@ def _poll_ready(ch, peer, peer_always, timeout, consumed):
             return True  # end-of-file is ready: recv() raises EOFError
         if deadline is not None and time.monotonic() >= deadline:
             return False
+        if closed():
+            return None
 
 
 class _ReadyFd:
@@ -745,7 +752,7 @@ class _ReadyFd:
             while not self._stop:
                 try:
                     ready = _poll_ready(self._ch, self._peer, self._peer_always,
-                                        0.05, self.consumed)
+                                        0.05, self.consumed, lambda: self._stop)
                 except Exception:
                     ready = True
                 if self._stop:

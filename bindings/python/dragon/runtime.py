@@ -17,7 +17,9 @@ The package's default pool is the runtime's default pool
 (``dlaunch_default_pool``).
 """
 import os
+import sys
 import threading
+import time
 import weakref
 
 from . import mem
@@ -34,6 +36,17 @@ RUNTIME_ENV = ("DRAGON_INSTANCE", "DRAGON_NODE_ID", "DRAGON_DEFAULT_PD",
 #: How long the processes of an embedded runtime get to end after SIGTERM
 #: when the runtime stops, before they are killed (seconds).
 STOP_GRACE = 5.0
+
+#: How long an embedded runtime's stop waits for this process's threads to
+#: leave the channel calls they are in (seconds).  Every wait of the
+#: package's objects is cut into slices of at most 0.2 s after which a
+#: closed object is noticed, so this is seldom reached.
+QUIESCE_TIMEOUT = 1.0
+
+#: The package's modules whose code calls into libdchan.
+_CHANNEL_USERS = frozenset(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), m + ".py")
+    for m in ("channels", "connection", "queues", "synchronize", "sharedctypes"))
 
 _lock = threading.Lock()
 _current = None
@@ -111,6 +124,10 @@ class Runtime:
                 except Exception:
                     pass
             if self.embedded:
+                # The runtime unmaps the default pool as it stops, and
+                # libdchan reaches this process's channels in it through
+                # the runtime's mapping: no thread may be inside a call.
+                _quiesce(QUIESCE_TIMEOUT)
                 self.pool.detach()
                 for k in RUNTIME_ENV:
                     os.environ.pop(k, None)
@@ -130,6 +147,25 @@ class Runtime:
     def __repr__(self):
         return "<dragon.runtime.Runtime %s pool=%s>" % (
             "embedded" if self.embedded else "attached", self.pool.name)
+
+
+def _in_channel_call(frame):
+    return frame.f_code.co_filename in _CHANNEL_USERS
+
+
+def _quiesce(timeout):
+    """Wait up to timeout seconds until no other thread of this process is
+    in the package's channel code (where a thread blocked in libdchan
+    is).  Their objects are closed by then: each such thread leaves at the
+    end of its current wait slice."""
+    me = threading.get_ident()
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = [t for t, f in sys._current_frames().items()
+                if t != me and _in_channel_call(f)]
+        if not busy or time.monotonic() >= deadline:
+            return not busy
+        time.sleep(0.005)
 
 
 def current(start=True):
@@ -272,6 +308,16 @@ def _register_teardown(rt):
     atexit.register(rt.shutdown)
     atexit.unregister(util._exit_function)
     atexit.register(util._exit_function)
+
+
+def active():
+    """This process's runtime if it is connected to one now, else None;
+    never attaches or starts one (for finalizers, which may run during
+    or after the runtime's teardown at exit)."""
+    rt = _current
+    if rt is not None and rt.alive and rt.creator_pid == os.getpid():
+        return rt
+    return None
 
 
 def is_running():
