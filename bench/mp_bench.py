@@ -7,15 +7,26 @@ Prints one JSON row per measurement for bench/run: Pipe round trip (2 B to
 Process start+join, and Pool.map over 100,000 tiny tasks.  Time units are
 lower-is-better, msg/s higher-is-better; ratio is dragon / baseline.
 
-    bench/mp_bench.py [--quick] [--repeat N] [CASE...]
+    bench/mp_bench.py [--quick] [--rounds N] [--repeat N] [CASE...]
+
+How a case is measured: one untimed warm-up run per start method, then
+rounds in which each start method runs once, the order rotating from
+round to round so that none always runs first (or last) on a machine
+whose load changes.  A row's value and baseline_value are the medians of
+the rounds; stderr gets every round's figures and, for the cases the
+project has targets for, the target, the ratio of the medians and in how
+many rounds the paired ratio (same round) met it, then a summary.
 
 CASE selects measurements by name: pipe, pipe2 (the 2 B round trip only),
-pipe1m, queue, queue8, queue1m, start, pool.  --repeat N measures each
-selected case N times (each time against its own fork and spawn runs).
+pipe64, pipe1k, pipe64k, pipe1m, queue, queue8, queue1m, start, pool.
+--rounds N sets the rounds of every case (default: 5, 11 for pool; 3 with
+--quick); --repeat N measures the selected cases N times over, each time
+with rows of its own.
 """
 import json
 import multiprocessing as mp
 import os
+import statistics
 import sys
 import time
 
@@ -29,6 +40,18 @@ import dragon  # noqa: F401,E402
 
 METHODS = ("dragon", "fork", "spawn")
 
+#: (bench, size) -> (baseline, "min" or "max", bound, what): the ratio
+#: dragon / baseline of the medians must be at least (min) or at most
+#: (max) bound.
+TARGETS = {
+    ("mp_queue_rate", 8): ("fork", "min", 3.0,
+                           "Queue throughput, 8 B items: at least 3x fork's"),
+    ("mp_queue_rate", 1 << 20): ("fork", "min", 4.0,
+                                 "Queue throughput, 1 MiB items: at least 4x fork's"),
+    ("mp_pool_map_100k", 100000): ("fork", "max", 1.0,
+                                   "Pool.map, 100,000 tiny tasks: no slower than fork"),
+}
+
 
 def _echo(conn, n):
     for _ in range(n):
@@ -36,6 +59,8 @@ def _echo(conn, n):
 
 
 def pipe_rtt(ctx, size, iters):
+    """Microseconds per send_bytes/recv_bytes round trip to an echoing
+    child."""
     a, b = ctx.Pipe()
     p = ctx.Process(target=_echo, args=(b, iters + 10))
     p.start()
@@ -59,6 +84,9 @@ def _producer(q, size, n):
 
 
 def queue_rate(ctx, size, n):
+    """Items per second a consumer gets from a Queue that a producer
+    process fills as fast as it can (more items than a dragon Queue's
+    channel holds, so its overflow path is in the figure)."""
     q = ctx.Queue()
     p = ctx.Process(target=_producer, args=(q, size, n + 1))
     p.start()
@@ -76,6 +104,7 @@ def _nothing():
 
 
 def start_join(ctx, n):
+    """Milliseconds per Process start + join of an empty target."""
     p = ctx.Process(target=_nothing)  # warm-up (embedded runtime, imports)
     p.start()
     p.join()
@@ -91,25 +120,81 @@ def _tiny(x):
     return x
 
 
-def pool_map(ctx, ntasks):
-    with ctx.Pool(2) as pool:
-        pool.map(_tiny, range(100))
+class PoolMap:
+    """Seconds per Pool(2).map(_tiny, range(ntasks)) (default chunksize),
+    each start method's pool made once and warmed up (workers started,
+    imports done) before the rounds."""
+
+    def __init__(self, ntasks):
+        self.ntasks = ntasks
+        self.pools = {}
+
+    def __call__(self, ctx):
+        pool = self.pools.get(ctx)
+        if pool is None:
+            pool = self.pools[ctx] = ctx.Pool(2)
+            pool.map(_tiny, range(1000), chunksize=10)
         t = time.perf_counter()
-        pool.map(_tiny, range(ntasks))
+        pool.map(_tiny, range(self.ntasks))
         return time.perf_counter() - t
 
+    def close(self):
+        for pool in self.pools.values():
+            pool.close()
+            pool.join()
 
-def rows(bench, size, unit, values):
+
+def measure(fn, rounds):
+    """{method: [figure of each round]}: fn(ctx) once per method untimed,
+    then rounds rounds, each running every method once, in an order that
+    rotates from round to round."""
+    ctxs = {m: mp.get_context(m) for m in METHODS}
+    for m in METHODS:
+        fn(ctxs[m])
+    vals = {m: [] for m in METHODS}
+    for r in range(rounds):
+        k = r % len(METHODS)
+        for m in METHODS[k:] + METHODS[:k]:
+            vals[m].append(fn(ctxs[m]))
+    return vals
+
+
+def _fmt(v):
+    return "%.4g" % v
+
+
+def rows(bench, size, unit, vals, verdicts):
+    """Print the rows of one measurement (medians against fork and spawn),
+    the rounds and the target's verdict on stderr; verdicts collects
+    (what, met) for the summary."""
+    med = {m: statistics.median(v) for m, v in vals.items()}
     for base in ("fork", "spawn"):
         print(json.dumps({
             "bench": bench, "case": "dragon vs %s" % base, "size": size,
-            "unit": unit, "value": round(values["dragon"], 3), "baseline": base,
-            "baseline_value": round(values[base], 3),
-            "ratio": round(values["dragon"] / values[base], 3)}), flush=True)
+            "unit": unit, "value": round(med["dragon"], 6), "baseline": base,
+            "baseline_value": round(med[base], 6),
+            "ratio": round(med["dragon"] / med[base], 4)}), flush=True)
+    print("%s size %d (%s, median of %d rounds): %s" % (
+        bench, size, unit, len(vals["dragon"]),
+        "; ".join("%s %s [%s]" % (m, _fmt(med[m]), " ".join(_fmt(x) for x in vals[m]))
+                  for m in METHODS)), file=sys.stderr, flush=True)
+    target = TARGETS.get((bench, size))
+    if target is None:
+        return
+    base, kind, bound, what = target
+    ratio = med["dragon"] / med[base]
+    paired = [d / b for d, b in zip(vals["dragon"], vals[base])]
 
+    def ok(x):
+        return x >= bound if kind == "min" else x <= bound
 
-def measure(fn, *args):
-    return {m: fn(mp.get_context(m), *args) for m in METHODS}
+    met = ok(ratio)
+    verdicts.append((what, ratio, met, sum(map(ok, paired)), len(paired)))
+    print("  target: %s: ratio of medians %.3f: %s (met in %d of %d rounds; "
+          "round ratios %s)" % (what, ratio, "MET" if met else "NOT MET",
+                                sum(map(ok, paired)), len(paired),
+                                " ".join("%.2f" % x for x in paired)),
+          file=sys.stderr, flush=True)
 
 
 #: case name -> the measurements it selects
@@ -117,46 +202,76 @@ CASES = {
     "pipe": {"pipe2", "pipe64", "pipe1k", "pipe64k", "pipe1m"},
     "queue": {"queue8", "queue1m"},
 }
+NAMES = ("pipe2", "pipe64", "pipe1k", "pipe64k", "pipe1m", "queue8",
+         "queue1m", "start", "pool")
 
 
 def main(argv):
     quick = "--quick" in argv
     scale = 10 if quick else 1
     repeat = 1
+    rounds = None
     names = set()
     args = [a for a in argv if a != "--quick"]
     while args:
         a = args.pop(0)
-        if a == "--repeat":
-            repeat = int(args.pop(0))
-        elif a.startswith("--repeat="):
+        if a in ("--repeat", "--rounds"):
+            if not args:
+                print("%s needs a number" % a, file=sys.stderr)
+                return 2
+            a += "=" + args.pop(0)
+        if a.startswith("--repeat="):
             repeat = int(a.split("=", 1)[1])
+        elif a.startswith("--rounds="):
+            rounds = int(a.split("=", 1)[1])
+            if rounds < 1:
+                print("--rounds must be at least 1", file=sys.stderr)
+                return 2
         elif a in CASES:
             names |= CASES[a]
-        elif a in ("pipe2", "pipe64", "pipe1k", "pipe64k", "pipe1m",
-                   "queue8", "queue1m", "start", "pool"):
+        elif a in NAMES:
             names.add(a)
         else:
-            print("unknown case %r" % a, file=sys.stderr)
+            print("unknown case %r (cases: %s)" % (a, ", ".join(sorted(CASES) + list(NAMES))),
+                  file=sys.stderr)
             return 2
 
     def want(name):
         return not names or name in names
 
+    def n_rounds(default):
+        if rounds is not None:
+            return rounds
+        return 3 if quick else default
+
+    verdicts = []
     for _ in range(repeat):
         for name, size in (("pipe2", 2), ("pipe64", 64), ("pipe1k", 1024),
                            ("pipe64k", 65536), ("pipe1m", 1 << 20)):
             if want(name):
                 iters = max(20, (2000 if size <= 1024 else 200 if size <= 65536 else 50) // scale)
-                rows("mp_pipe_rtt", size, "us", measure(pipe_rtt, size, iters))
+                rows("mp_pipe_rtt", size, "us",
+                     measure(lambda ctx: pipe_rtt(ctx, size, iters), n_rounds(5)), verdicts)
         if want("queue8"):
-            rows("mp_queue_rate", 8, "msg/s", measure(queue_rate, 8, 20000 // scale))
+            rows("mp_queue_rate", 8, "msg/s",
+                 measure(lambda ctx: queue_rate(ctx, 8, 20000 // scale), n_rounds(5)), verdicts)
         if want("queue1m"):
-            rows("mp_queue_rate", 1 << 20, "msg/s", measure(queue_rate, 1 << 20, 200 // scale))
+            rows("mp_queue_rate", 1 << 20, "msg/s",
+                 measure(lambda ctx: queue_rate(ctx, 1 << 20, 200 // scale), n_rounds(5)), verdicts)
         if want("start"):
-            rows("mp_process_start_join", 0, "ms", measure(start_join, 20 // scale or 2))
+            rows("mp_process_start_join", 0, "ms",
+                 measure(lambda ctx: start_join(ctx, 20 // scale or 2), n_rounds(5)), verdicts)
         if want("pool"):
-            rows("mp_pool_map_100k", 100000, "s", measure(pool_map, 100000 // scale))
+            pm = PoolMap(100000 // scale)
+            try:
+                rows("mp_pool_map_100k", pm.ntasks, "s", measure(pm, n_rounds(11)), verdicts)
+            finally:
+                pm.close()
+    if verdicts:
+        print("targets (ratio of medians, dragon / fork):", file=sys.stderr)
+        for what, ratio, met, n_ok, n in verdicts:
+            print("  %-8s %-55s %.3f  (met in %d of %d rounds)" % (
+                "MET" if met else "NOT MET", what, ratio, n_ok, n), file=sys.stderr)
     return 0
 
 
