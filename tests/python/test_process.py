@@ -447,3 +447,37 @@ def test_a_lost_zygote_falls_back_to_fresh_interpreters(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["4", "ZygotePopen", "5", "SpawnPopen",
                                   "6", "SpawnPopen"]
+
+
+MAIN_EDITED = textwrap.dedent("""
+    import dragon, multiprocessing as mp
+    VALUE = "first"
+
+    def report(q):
+        q.put((__name__, VALUE))
+
+    if __name__ == "__main__":
+        ctx = mp.get_context("dragon")
+        q = ctx.Queue()
+        for edit in (False, True):
+            if edit:  # the zygote compiled the first version
+                src = open(__file__).read()
+                with open(__file__, "w") as f:
+                    f.write(src.replace('VALUE = "first"', 'VALUE = "second"  # longer'))
+            p = ctx.Process(target=report, args=(q,))
+            p.start()
+            print(*q.get())
+            p.join()
+""")
+
+
+def test_children_import_the_main_module_as_it_is_now(tmp_path):
+    # The zygote compiles the main module once; a child must not use that
+    # code once the file has changed.
+    prog = tmp_path / "edited.py"
+    prog.write_text(MAIN_EDITED)
+    out = subprocess.run([sys.executable, str(prog)], capture_output=True,
+                         text=True, timeout=120, env=runtime.clean_env(),
+                         cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["__mp_main__ first", "__mp_main__ second"]

@@ -40,6 +40,11 @@ def compile_main(path):
             code = compile(source, path, "exec", dont_inherit=True)
     except (OSError, SyntaxError, ValueError, Warning):
         return
+    # runpy asks the path hooks whether the script is an archive: a plain
+    # file is remembered as such (sys.path_importer_cache) for the children.
+    import pkgutil
+    if pkgutil.get_importer(path) is not None:
+        return
     main_code = (path, ident, code)
 
 
@@ -47,8 +52,18 @@ def _prepare(preparation_data):
     """spawn.prepare, with the main module's code object from the zygote
     when the file has not changed since it was compiled."""
     from multiprocessing import spawn
-    cached = main_code
-    if cached is None or preparation_data.get("init_main_from_path") != cached[0]:
+    cached, path = main_code, preparation_data.get("init_main_from_path")
+    if cached is not None and path == cached[0]:
+        try:
+            same = _identity(path) == cached[1]
+        except OSError:
+            same = False
+        if not same:  # runpy looks at the file afresh
+            sys.path_importer_cache.pop(path, None)
+            cached = None
+    else:
+        cached = None
+    if cached is None:
         spawn.prepare(preparation_data)
         return
     import runpy
@@ -56,11 +71,7 @@ def _prepare(preparation_data):
 
     def get_code(*args):
         fname = args[-1]
-        try:
-            same = fname == cached[0] and _identity(fname) == cached[1]
-        except OSError:
-            same = False
-        return (cached[2], fname) if same else compile_file(*args)
+        return (cached[2], fname) if fname == path else compile_file(*args)
     runpy._get_code_from_file = get_code
     try:
         spawn.prepare(preparation_data)
