@@ -239,25 +239,6 @@ DCHAN_EXPORT int dchan_attach(const dchan_desc_t *desc, dchan_t **ch_out)
 	return 0;
 }
 
-/* A sibling channel of a sync object, at offset in the same pool. */
-int dchan__open_at(dchan_t *sibling, uint64_t offset, dchan_t **ch_out)
-{
-	dchan_desc_t d = sibling->desc;
-	struct dchan__hdr *h;
-
-	h = dmem_pool_ptr(sibling->pool, offset);
-	if (!h ||
-	    dchan__validate_hdr(h, dmem_pool_size(sibling->pool) - offset) < 0)
-		return dchan__fail(-DCHAN_E_BADDESC,
-				   "sync object's channel at "
-				   "offset %llu is missing",
-				   (unsigned long long)offset);
-	d.offset = offset;
-	d.chan_uid = h->chan_uid;
-	dchan__desc_seal(&d);
-	return dchan_attach(&d, ch_out);
-}
-
 DCHAN_EXPORT int dchan_detach(dchan_t *ch)
 {
 	if (!ch)
