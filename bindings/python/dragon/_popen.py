@@ -392,19 +392,17 @@ class Zygote:
                 try:
                     self._proto.send_msg(sock, msg, [1, 2] + tracker)
                 except OSError:
-                    # The spare died while it waited: take another.
+                    # The spare died while it waited: take another (the
+                    # zygote makes a new one for it).
                     os.close(pidfd)
+                    self.pending += 1
                     self._send(("reap", pid, True))
                     continue
                 finally:
                     sock.close()
-                # The child runs from here on, whatever becomes of the
-                # zygote.
-                try:
-                    self._send(("took", pid))
-                    self.pending += 1
-                except ZygoteError:
-                    pass
+                # The child runs from here on; the zygote makes the next
+                # spare when it sees this one take the request.
+                self.pending += 1
                 return pid, pidfd
 
     def _send(self, msg):

@@ -11,9 +11,10 @@ parent: its pid, a pidfd of it and one end of a socket pair on which the
 spare waits.  To start a process the parent writes to the spare what spawn
 would have put on a fresh interpreter's stdin (the preparation data and
 the pickled Process object), its environment, and its stdout, stderr and
-resource-tracker descriptors, then tells the zygote it took the spare; the
-zygote forks the next one.  A start therefore waits for neither an
-interpreter, nor a fork, nor the zygote.  The spare takes the descriptors
+resource-tracker descriptors.  The spare closes its end of a pipe it
+shares with the zygote as soon as it has the request, which tells the
+zygote to fork the next one.  A start therefore waits for neither an
+interpreter, nor a fork, nor the zygote, and sends one message.  The spare takes the descriptors
 as 1, 2 and the tracker's, takes the parent's environment (as it is at the
 request), and from there does exactly what a spawned child does
 (``spawn.prepare``: sys.path, sys.argv, cwd, the parent's main module
@@ -68,9 +69,9 @@ are a 4-byte length, a 1-byte descriptor count and a pickle:
   parent has imported (imported here once: each child would import most
   of them again when it imports the main module), and the parent's
   environment, which the zygote takes (the spares inherit it);
-* parent to zygote: ``("took", pid)`` (spare pid runs a process now: make
-  the next), ``("want",)`` (make a spare), ``("reap", pid, quiet)`` (reap
-  pid once it has ended; report its status unless quiet);
+* parent to zygote: ``("want",)`` (make a spare: the zygote makes one by
+  itself for each spare that got a request or died), ``("reap", pid,
+  quiet)`` (reap pid once it has ended; report its status unless quiet);
 * parent to spare: ``("run", environ, payload, has_tracker)`` with
   stdout, stderr and the tracker's descriptor; environ is None when it is
   the one the parent primed the zygote with.
@@ -189,6 +190,7 @@ class _Zygote:
         self.wake_w.setblocking(False)
         self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
         signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
+        self.taken = {}       # read end of a spare's pipe -> its pid
         self.rt = None        # libdlaunch handle: the runtime adopts children
         self.adopted = set()  # pids the runtime adopted
 
@@ -270,6 +272,8 @@ class _Zygote:
                         self._read()
                 elif key.fd in self.children:
                     self._exited(key.fd, key.data)
+                elif key.fd in self.taken:
+                    self._spare_taken(key.fd)
 
     def _read(self):
         try:
@@ -289,8 +293,7 @@ class _Zygote:
 
     def _request(self, msg):
         kind = msg[0]
-        if kind in ("took", "want"):
-            # A spare went to work (or the parent has none): the next one.
+        if kind == "want":
             self._make_spare()
         elif kind == "reap":
             pid, quiet = msg[1], msg[2]
@@ -312,6 +315,15 @@ class _Zygote:
             return
         self.queue(("spare", pid), [os.dup(pidfd), mine.detach()])
 
+    def _spare_taken(self, fd):
+        # The spare closed its end: it has a request (or died unused).
+        # Either way the parent needs the next one.
+        self.sel.unregister(fd)
+        os.close(fd)
+        del self.taken[fd]
+        if not self.parent_gone and not self.terminating:
+            self._make_spare()
+
     def _fork_spare(self):
         # A process that forks must have no other thread: one could hold a
         # lock (malloc's, environ's, the import lock) that the child would
@@ -321,6 +333,7 @@ class _Zygote:
             raise OSError("the zygote has %d threads: forking it is not "
                           "safe" % nthreads)
         mine, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        taken_r, taken_w = os.pipe()
         # The child must take a signal as a fresh interpreter would from
         # its first instruction: signals wait, blocked, until it has reset
         # the zygote's handlers.
@@ -331,16 +344,22 @@ class _Zygote:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
             mine.close()
             its.close()
+            os.close(taken_r)
+            os.close(taken_w)
             raise
         if pid == 0:
             code = 1
             try:
                 mine.close()
-                code = self._spare(its)
+                os.close(taken_r)
+                code = self._spare(its, taken_w)
             finally:
                 os._exit(code)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
         its.close()
+        os.close(taken_w)
+        self.taken[taken_r] = pid
+        self.sel.register(taken_r, selectors.EVENT_READ, "taken")
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
@@ -407,7 +426,7 @@ class _Zygote:
                 pass
             self._reap(pidfd, pid, False)
 
-    def _spare(self, sock):
+    def _spare(self, sock, taken_w):
         """In a forked child: drop the zygote, wait for the request, become
         the parent's child as spawn would have made it and run it; returns
         the exit code."""
@@ -420,6 +439,8 @@ class _Zygote:
         self.sel.close()
         for pidfd in self.children:
             os.close(pidfd)
+        for fd in self.taken:
+            os.close(fd)
         self.sock.close()
         self.reader.close()
         for _, out_fds in self.out:
@@ -443,6 +464,7 @@ class _Zygote:
                 return 0
             m = reader.next()
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.close(taken_w)  # the zygote forks the next spare
         sock.close()
         (_, env, payload, has_tracker), fds = m
         os.dup2(fds[0], 1)
