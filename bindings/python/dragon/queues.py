@@ -1,13 +1,17 @@
 """Queue, JoinableQueue and SimpleQueue over channels.
 
 A queue is one channel in the runtime's default pool.  put() sends the
-pickled object straight into the channel (large buffers out of band, as
-for Connections); when an unbounded queue's channel is full the objects
-wait in this process and a feeder thread moves them on, so put() never
-blocks, as with stock queues; once the channel has room again, put()
-sends directly again.  Queues pickle as the channel's descriptor:
-they pass to children as Process arguments and through other queues and
-pipes.
+object straight into the channel: a byte string as it is (a kind byte of
+its own, K_RAW), anything else pickled (large buffers out of band, as for
+Connections).  When an unbounded queue's channel is full the objects wait
+in this process and a feeder thread moves them on, many per C call, so
+put() never blocks, as with stock queues; once nothing of this process
+waits any more, put() sends directly again.  Queues pickle as the
+channel's descriptor: they pass to children as Process arguments and
+through other queues and pipes.
+
+SimpleQueue is a pair of Connections on one channel, with Connection
+messages only: multiprocessing.Pool reads and writes them directly.
 """
 import collections
 import itertools
