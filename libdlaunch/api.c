@@ -83,10 +83,17 @@ DLAUNCH_EXPORT int dlaunch_attach(const void *attr, dlaunch_t **rt_out)
 
 DLAUNCH_EXPORT int dlaunch_detach(dlaunch_t *rt)
 {
+	int rc;
+
 	if (!rt)
 		return -EINVAL;
 	if (rt->owned)
 		return dlaunch_runtime_stop(rt, 10ull * 1000000000ull);
+	/* Calls other threads have in flight return -DLAUNCH_E_CLOSED and
+	 * leave before the handle is freed. */
+	rc = dlaunch__close(rt, "dlaunch_detach");
+	if (rc)
+		return rc;
 	dlaunch__disconnect(rt);
 	return 0;
 }
@@ -265,12 +272,27 @@ static int ready_fd(void)
 	return fd < 0 ? -errno : fd;
 }
 
+static int proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out);
+
 DLAUNCH_EXPORT int dlaunch_proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out)
 {
-	int fd, rc, raw;
+	int rc;
 
 	if (!rt || !fd_out || pid <= 0)
 		return dlaunch__fail(-EINVAL, "dlaunch_proc_fd: bad argument");
+	/* The process-end watcher reads the handle's endpoint. */
+	rc = dlaunch__enter(rt, "dlaunch_proc_fd");
+	if (rc)
+		return rc;
+	rc = proc_fd(rt, pid, fd_out);
+	dlaunch__leave(rt);
+	return rc;
+}
+
+static int proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out)
+{
+	int fd, rc, raw;
+
 	/* Asking first makes sure pid is ours and has not been reaped
 	 * (a reaped pid could be reused by another process). */
 	rc = dlaunch__status_call(rt, pid, 0, true, &raw);

@@ -6,6 +6,13 @@
  * are busy), so a thread blocked in dlaunch_wait never holds up another
  * thread's dlaunch_spawn.  Replies carry the request id; a reply that
  * arrives after its caller gave up is recognised and dropped.
+ *
+ * Closing a handle (dlaunch_detach, dlaunch_runtime_stop) while other
+ * threads are inside calls on it: new calls are refused, each busy
+ * conversation gets a wake message on its reply endpoint (a STOP, which
+ * the services never send to clients) so that its caller returns
+ * -DLAUNCH_E_CLOSED, and the closer waits for the last call to leave
+ * before anything is freed.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -13,12 +20,16 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "dlaunch_private.h"
 
 /* How long the services may take to answer a request that does not wait
  * for anything. */
 #define SERVICE_DEADLINE_NS (30ull * 1000000000ull)
+
+/* recv_reply: the wake message of dlaunch__close arrived. */
+#define WOKEN (-DLAUNCH_ERRBASE - 1000)
 
 static void conv_free(dlaunch__conv_t *c)
 {
@@ -59,15 +70,29 @@ static int recv_reply(dlaunch__conv_t *c, uint64_t req_id, uint64_t timeout,
 			return rc;
 		if (h.type == DLAUNCH_MSG_REPLY && h.req_id == req_id)
 			return h.status;
+		if (h.type == DLAUNCH_MSG_STOP)
+			return WOKEN;
 	}
 }
 
-/* A new conversation: a reply endpoint announced to the services. */
+/* Unlink c from the handle's list of conversations (lock held). */
+static void conv_unlink(dlaunch_t *rt, dlaunch__conv_t *c)
+{
+	for (dlaunch__conv_t **pp = &rt->all_convs; *pp; pp = &(*pp)->all_next)
+		if (*pp == c) {
+			*pp = c->all_next;
+			return;
+		}
+}
+
+/* A new conversation: a reply endpoint announced to the services.  It is
+ * listed (busy) before the announcement so that closing can wake it. */
 static int conv_new(dlaunch_t *rt, uint64_t timeout_ns, dlaunch__conv_t **out)
 {
 	dlaunch__conv_t *c = calloc(1, sizeof *c);
 	char text[DLAUNCH_EP_TEXT_MAX];
 	dlaunch__msg_t m, r;
+	bool listed = false;
 	int rc = -ENOMEM;
 
 	if (!c || !(c->rbuf = malloc(DLAUNCH_MSG_MAX)))
@@ -78,6 +103,20 @@ static int conv_new(dlaunch_t *rt, uint64_t timeout_ns, dlaunch__conv_t **out)
 	rc = dlaunch__ep_text(c->reply, text, sizeof text);
 	if (rc < 0)
 		goto fail;
+	pthread_mutex_lock(&rt->lock);
+	if (rt->closing) {
+		rc = dlaunch__fail(-DLAUNCH_E_CLOSED,
+				   "the handle is being closed by "
+				   "dlaunch_runtime_stop or dlaunch_detach");
+	} else {
+		c->busy = true;
+		c->all_next = rt->all_convs;
+		rt->all_convs = c;
+		listed = true;
+	}
+	pthread_mutex_unlock(&rt->lock);
+	if (rc < 0)
+		goto fail;
 	c->next_req = 1;
 	dlaunch__msg_init(&m, DLAUNCH_MSG_HELLO, c->next_req, 0);
 	dlaunch__msg_put_i64(&m, getpid());
@@ -86,28 +125,44 @@ static int conv_new(dlaunch_t *rt, uint64_t timeout_ns, dlaunch__conv_t **out)
 	dlaunch__msg_free(&m);
 	if (rc == 0)
 		rc = recv_reply(c, c->next_req++, timeout_ns, &r);
+	if (rc == WOKEN)
+		rc = dlaunch__fail(-DLAUNCH_E_CLOSED,
+				   "the handle was closed by "
+				   "dlaunch_runtime_stop or dlaunch_detach "
+				   "while this call was connecting");
 	if (rc < 0)
 		goto fail;
 	c->client_id = (uint32_t)rc;
 	*out = c;
 	return 0;
 fail:
-	if (c) {
-		c->reply = c->reply;
-		conv_free(c);
+	if (listed) {
+		pthread_mutex_lock(&rt->lock);
+		conv_unlink(rt, c);
+		pthread_mutex_unlock(&rt->lock);
 	}
+	if (c)
+		conv_free(c);
 	return rc;
 }
 
 static int conv_get(dlaunch_t *rt, dlaunch__conv_t **out)
 {
 	dlaunch__conv_t *c;
+	bool closing;
 
 	pthread_mutex_lock(&rt->lock);
-	c = rt->free_convs;
-	if (c)
+	closing = rt->closing;
+	c = closing ? NULL : rt->free_convs;
+	if (c) {
 		rt->free_convs = c->next;
+		c->busy = true;
+	}
 	pthread_mutex_unlock(&rt->lock);
+	if (closing)
+		return dlaunch__fail(-DLAUNCH_E_CLOSED,
+				     "the handle is being closed by "
+				     "dlaunch_runtime_stop or dlaunch_detach");
 	if (c) {
 		*out = c;
 		return 0;
@@ -115,14 +170,92 @@ static int conv_get(dlaunch_t *rt, dlaunch__conv_t **out)
 	return conv_new(rt, SERVICE_DEADLINE_NS, out);
 }
 
+static void conv_put(dlaunch_t *rt, dlaunch__conv_t *c)
+{
+	pthread_mutex_lock(&rt->lock);
+	c->busy = false;
+	c->next = rt->free_convs;
+	rt->free_convs = c;
+	pthread_mutex_unlock(&rt->lock);
+}
+
+int dlaunch__enter(dlaunch_t *rt, const char *fn)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&rt->lock);
+	if (rt->closing)
+		rc = -DLAUNCH_E_CLOSED;
+	else
+		rt->inflight++;
+	pthread_mutex_unlock(&rt->lock);
+	if (rc)
+		return dlaunch__fail(rc, "%s: the handle is being closed by "
+					 "dlaunch_runtime_stop or "
+					 "dlaunch_detach",
+				     fn);
+	return 0;
+}
+
+void dlaunch__leave(dlaunch_t *rt)
+{
+	pthread_mutex_lock(&rt->lock);
+	if (--rt->inflight == 0 && rt->closing)
+		pthread_cond_broadcast(&rt->idle);
+	pthread_mutex_unlock(&rt->lock);
+}
+
+/* Send the wake message to every busy conversation not yet woken (lock
+ * held).  The reply endpoints are this handle's own, so they exist until
+ * dlaunch__disconnect; a full one is tried again on the next round. */
+static void wake_busy(dlaunch_t *rt)
+{
+	dlaunch__msg_t m;
+
+	if (dlaunch__msg_init(&m, DLAUNCH_MSG_STOP, 0, 0))
+		return;
+	for (dlaunch__conv_t *c = rt->all_convs; c; c = c->all_next)
+		if (c->busy && !c->woken &&
+		    dlaunch__ep_send(c->reply, m.buf, m.len, 0) == 0)
+			c->woken = true;
+	dlaunch__msg_free(&m);
+}
+
+int dlaunch__close(dlaunch_t *rt, const char *fn)
+{
+	struct timespec t;
+
+	pthread_mutex_lock(&rt->lock);
+	if (rt->closing) {
+		pthread_mutex_unlock(&rt->lock);
+		return dlaunch__fail(-DLAUNCH_E_CLOSED,
+				     "%s: another thread is already closing "
+				     "this handle",
+				     fn);
+	}
+	rt->closing = true;
+	while (rt->inflight > 0) {
+		wake_busy(rt);
+		/* A caller between taking a conversation and marking it
+		 * busy is covered by the next round. */
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		t.tv_nsec += 20 * 1000000;
+		if (t.tv_nsec >= 1000000000) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&rt->idle, &rt->lock, &t);
+	}
+	pthread_mutex_unlock(&rt->lock);
+	return 0;
+}
+
 void dlaunch__call_done(dlaunch_t *rt, dlaunch__conv_t *c)
 {
 	if (!c)
 		return;
-	pthread_mutex_lock(&rt->lock);
-	c->next = rt->free_convs;
-	rt->free_convs = c;
-	pthread_mutex_unlock(&rt->lock);
+	conv_put(rt, c);
+	dlaunch__leave(rt);
 }
 
 int dlaunch__call(dlaunch_t *rt, dlaunch__msg_t *m, uint64_t timeout_ns,
@@ -135,9 +268,14 @@ int dlaunch__call(dlaunch_t *rt, dlaunch__msg_t *m, uint64_t timeout_ns,
 
 	*conv_out = NULL;
 	if (rc == 0)
-		rc = conv_get(rt, &c);
+		rc = dlaunch__enter(rt, "dlaunch call");
 	if (rc)
 		goto out;
+	rc = conv_get(rt, &c);
+	if (rc) {
+		dlaunch__leave(rt);
+		goto out;
+	}
 	*conv_out = c;
 	req = c->next_req++;
 	id = c->client_id;
@@ -152,7 +290,12 @@ int dlaunch__call(dlaunch_t *rt, dlaunch__msg_t *m, uint64_t timeout_ns,
 		       ? DLAUNCH_FOREVER
 		       : timeout_ns + SERVICE_DEADLINE_NS;
 	rc = recv_reply(c, req, wait, reply);
-	if (rc < 0 && rc != -DLAUNCH_E_SERVICES) {
+	if (rc == WOKEN) {
+		rc = dlaunch__fail(-DLAUNCH_E_CLOSED,
+				   "the handle was closed by "
+				  "dlaunch_runtime_stop or dlaunch_detach "
+				  "while this call waited for its reply");
+	} else if (rc < 0 && rc != -DLAUNCH_E_SERVICES) {
 		/* Failed replies carry the services' detail message. */
 		const char *why = dlaunch__msg_get_str(reply);
 		dlaunch__fail(rc, "%s", why ? why : dlaunch_strerror(rc));
@@ -171,8 +314,11 @@ int dlaunch__notify(dlaunch_t *rt, dlaunch__msg_t *m)
 	uint32_t id;
 	int rc = m->err;
 
-	if (rc == 0)
+	if (rc == 0 && (rc = dlaunch__enter(rt, "dlaunch call")) == 0) {
 		rc = conv_get(rt, &c);
+		if (rc)
+			dlaunch__leave(rt);
+	}
 	if (rc == 0) {
 		req = c->next_req++;
 		id = c->client_id;
@@ -201,6 +347,14 @@ int dlaunch__connect(const char *svc_text, uint64_t timeout_ns,
 		return -ENOMEM;
 	pthread_mutex_init(&rt->lock, NULL);
 	pthread_mutex_init(&rt->svc_lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&rt->idle, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	rc = dlaunch__ep_open(svc_text, &rt->svc);
 	if (rc)
 		goto fail;
@@ -208,7 +362,7 @@ int dlaunch__connect(const char *svc_text, uint64_t timeout_ns,
 	rc = conv_new(rt, timeout_ns ? timeout_ns : SERVICE_DEADLINE_NS, &c);
 	if (rc)
 		goto fail;
-	dlaunch__call_done(rt, c);
+	conv_put(rt, c);
 	*rt_out = rt;
 	return 0;
 fail:
@@ -217,14 +371,15 @@ fail:
 }
 
 /* Say goodbye for every conversation (so the services forget the client
- * ids and the processes this one started) and free the handle. */
+ * ids and the processes this one started) and free the handle.  No call
+ * may be in flight (dlaunch__close saw to that). */
 void dlaunch__disconnect(dlaunch_t *rt)
 {
 	dlaunch__conv_t *c;
 	dlaunch__msg_t m;
 
-	while ((c = rt->free_convs)) {
-		rt->free_convs = c->next;
+	while ((c = rt->all_convs)) {
+		rt->all_convs = c->all_next;
 		dlaunch__msg_init(&m, DLAUNCH_MSG_BYE, 0, 0);
 		memcpy(m.buf + offsetof(dlaunch__msg_hdr_t, client),
 		       &c->client_id, sizeof c->client_id);
@@ -236,5 +391,6 @@ void dlaunch__disconnect(dlaunch_t *rt)
 	dlaunch__ep_close(rt->svc);
 	pthread_mutex_destroy(&rt->lock);
 	pthread_mutex_destroy(&rt->svc_lock);
+	pthread_cond_destroy(&rt->idle);
 	free(rt);
 }

@@ -122,6 +122,9 @@ int dlaunch__ep_recv(dlaunch__ep_t *ep, void *buf, size_t cap,
 void dlaunch__ep_close(dlaunch__ep_t *ep);
 /* Destroy the endpoint named by text (a dead client's reply endpoint). */
 void dlaunch__ep_destroy_text(const char *text);
+/* Make libdchan map pool itself (see link.c) and hold it through
+ * *anchor_out, a small channel of that pool: dchan_detach it when done. */
+int dlaunch__pool_lend(dmem_pool_t *pool, dchan_t **anchor_out);
 /* Bind the link layer to the infrastructure pool (text descriptor from
  * the environment, or the pool the runtime made); once per process. */
 int dlaunch__link_init(const char *pool_text);
@@ -134,16 +137,28 @@ void dlaunch__link_fini(void);
  * under a client id.  A handle keeps a free list of them so that threads
  * never wait for each other's (possibly long) calls. */
 typedef struct dlaunch__conv {
-	struct dlaunch__conv *next;
+	struct dlaunch__conv *next;	/* free list */
+	struct dlaunch__conv *all_next; /* every conversation of the handle */
 	dlaunch__ep_t *reply;
 	uint32_t client_id;
+	bool busy;  /* a call is using it */
+	bool woken; /* dlaunch__close sent it the wake message */
 	uint64_t next_req;
 	uint8_t *rbuf; /* DLAUNCH_MSG_MAX bytes */
 } dlaunch__conv_t;
 
+/* Handle lifetime: every call that uses the handle's conversations or
+ * endpoints counts itself in `inflight` (dlaunch__enter / dlaunch__leave).
+ * dlaunch__close sets `closing` (new calls then fail at once), wakes the
+ * calls blocked on a reply and waits until none is left; only then are the
+ * conversations and the handle freed. */
 struct dlaunch {
-	pthread_mutex_t lock; /* guards free_convs */
+	pthread_mutex_t lock; /* guards the fields down to `idle` */
 	dlaunch__conv_t *free_convs;
+	dlaunch__conv_t *all_convs;
+	unsigned inflight;
+	bool closing;
+	pthread_cond_t idle; /* inflight dropped to 0 while closing */
 	dlaunch__ep_t *svc; /* services' request endpoint (send side) */
 	pthread_mutex_t svc_lock;
 	char instance[64];
@@ -152,10 +167,20 @@ struct dlaunch {
 	struct dlaunch__runtime *owned; /* set by dlaunch_runtime_start */
 };
 
+/* Count a call in; -DLAUNCH_E_CLOSED (with a detail message naming fn)
+ * once the handle is being closed. */
+int dlaunch__enter(dlaunch_t *rt, const char *fn);
+void dlaunch__leave(dlaunch_t *rt);
+/* Refuse new calls, wake the blocked ones (they return -DLAUNCH_E_CLOSED)
+ * and wait for every call to leave.  -DLAUNCH_E_CLOSED if another thread
+ * is already closing rt (which it will free: rt must not be used after). */
+int dlaunch__close(dlaunch_t *rt, const char *fn);
+
 /* Send m (consumed) and wait up to timeout_ns for its reply, which is
  * opened into *reply (valid until dlaunch__call_done).  Returns the reply
  * status (>= 0) or a negative code.  *conv_out must be given back with
- * dlaunch__call_done whatever the result. */
+ * dlaunch__call_done whatever the result: the call counts as in flight
+ * (dlaunch__enter) until then. */
 int dlaunch__call(dlaunch_t *rt, dlaunch__msg_t *m, uint64_t timeout_ns,
 		  dlaunch__msg_t *reply, dlaunch__conv_t **conv_out);
 void dlaunch__call_done(dlaunch_t *rt, dlaunch__conv_t *conv);

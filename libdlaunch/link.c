@@ -34,6 +34,41 @@ dmem_pool_t *dlaunch__ep_pool(const dlaunch__ep_t *ep)
 	return dchan_pool(ep->ch);
 }
 
+/* libdchan reaches the channels of a pool through one mapping per process,
+ * the first it was given.  Were that the runtime's own pool handle, it
+ * would be unmapped by dlaunch_runtime_stop under any channel handle still
+ * open in this process (the embedded runtime's own program keeps some).
+ * So the anchor is created through pool, let go, and attached again by its
+ * descriptor: libdchan then maps the pool itself and unmaps it only with
+ * the last handle that uses it, whoever made that handle. */
+int dlaunch__pool_lend(dmem_pool_t *pool, dchan_t **anchor_out)
+{
+	dchan_attr_t a = {.field_mask = DCHAN_ATTR_CAPACITY |
+					DCHAN_ATTR_SLOT_SIZE,
+			  .capacity = 1,
+			  .slot_size = 8};
+	dchan_desc_t d;
+	dchan_t *ch;
+	int rc;
+
+	rc = dchan_create(pool, &a, &ch);
+	if (rc)
+		return rc;
+	rc = dchan_desc_get(ch, &d);
+	if (rc) {
+		dchan_destroy(ch);
+		return rc;
+	}
+	dchan_detach(ch);
+	rc = dchan_attach(&d, anchor_out);
+	if (rc == 0 && dchan_pool(*anchor_out) == pool)
+		dlaunch__log(DLAUNCH_LOG_WARNING,
+			     "libdchan kept the runtime's own mapping of a "
+			     "pool: channel handles must be closed before "
+			     "dlaunch_runtime_stop");
+	return rc;
+}
+
 int dlaunch__ep_create(dmem_pool_t *pool, unsigned capacity,
 		       dlaunch__ep_t **ep_out)
 {

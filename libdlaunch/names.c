@@ -85,9 +85,8 @@ static int make_pool(dlaunch__server_t *s, const char *name, uint64_t size,
 }
 
 /* A channel made for CHAN_GET, in the default pool.  It is created through
- * the services' own pool handle, the one libdchan already knows in this
- * process (the anchor channel keeps it known: see svc_chan_anchor), so
- * that libdchan never sees two mappings of the same pool here.  Only the
+ * the services' own pool handle; libdchan works on it through the mapping
+ * it holds for the anchor channel (see svc_chan_anchor).  Only the
  * descriptor is kept: the channel lives in the pool until the runtime
  * removes it. */
 static int make_channel(dlaunch__server_t *s, const char *name,
@@ -128,20 +127,13 @@ static int make_channel(dlaunch__server_t *s, const char *name,
 	return 0;
 }
 
-/* A small channel held for the runtime's life, so that libdchan keeps the
- * services' default pool handle as this process's mapping of that pool.
- * Without it, a channel of the default pool attached in this process (an
- * embedded runtime's own program may do that) would make libdchan map the
- * pool a second time, and channels created on the first handle would get
- * unusable descriptors. */
+/* A small channel held for the runtime's life through which libdchan maps
+ * the default pool itself (dlaunch__pool_lend): channel handles of that
+ * pool in this process, the services' or the program's, then keep working
+ * until they are closed, even after the runtime removed the pool. */
 int svc_chan_anchor(dlaunch__server_t *s)
 {
-	dchan_attr_t attr = {.field_mask = DCHAN_ATTR_CAPACITY |
-					   DCHAN_ATTR_SLOT_SIZE,
-			     .capacity = 1,
-			     .slot_size = 8};
-
-	return dchan_create(s->default_pool, &attr, &s->chan_anchor);
+	return dlaunch__pool_lend(s->default_pool, &s->chan_anchor);
 }
 
 static void get_object(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,

@@ -31,6 +31,7 @@ struct dlaunch__runtime {
 	char ep_text[DLAUNCH_EP_TEXT_MAX];
 	char *envbuf[8];
 	dmem_pool_t *inf_pool;
+	dchan_t *inf_anchor; /* libdchan's own mapping of inf_pool */
 };
 
 
@@ -169,6 +170,14 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 					 "pool': %s",
 				     dmem_errmsg());
 	s->inf_pool = r->inf_pool;
+	/* Reply channels of handles in this process live there too, some
+	 * possibly beyond dlaunch_runtime_stop (a handle from dlaunch_attach,
+	 * a process-end watcher): they use libdchan's mapping, not ours. */
+	rc = dlaunch__pool_lend(r->inf_pool, &r->inf_anchor);
+	if (rc)
+		return dlaunch__fail(rc, "start-up phase 'infrastructure "
+					 "pool': first channel: %s",
+				     dchan_errmsg());
 	if ((rc = phase_late(r, "infrastructure pool")))
 		return rc;
 	phase_start(r);
@@ -204,6 +213,8 @@ static void release(struct dlaunch__runtime *r)
 	if (s->default_pool)
 		dmem_pool_destroy(s->default_pool);
 	dlaunch__ep_close(s->req);
+	if (r->inf_anchor)
+		dchan_detach(r->inf_anchor);
 	if (r->inf_pool)
 		dmem_pool_destroy(r->inf_pool);
 	for (int i = 0; i < 8; i++)

@@ -123,6 +123,11 @@ DLAUNCH_EXPORT int dlaunch_runtime_stop(dlaunch_t *rt, uint64_t timeout_ns)
 	if (!rt || !rt->owned)
 		return dlaunch__fail(-EINVAL, "dlaunch_runtime_stop: not a "
 					      "handle from dlaunch_runtime_start");
+	/* First the handle's own calls, blocked in other threads: they
+	 * return -DLAUNCH_E_CLOSED now (not when their process ends) and
+	 * leave, so nothing below is freed under them. */
+	if (dlaunch__close(rt, "dlaunch_runtime_stop"))
+		return -DLAUNCH_E_CLOSED;
 	r = rt->owned;
 	end_processes(dlaunch__runtime_server(r), timeout_ns);
 	/* Their process ended: process-end watchers of this process finish
