@@ -20,6 +20,10 @@
  *    the real one, usable with kill(2), /proc and pidfd_open(2).
  *  - A dlaunch_t is process-local and may be used by several threads at
  *    once.  It must not be used in a child after fork(2); attach again.
+ *  - Closing a handle (dlaunch_detach, dlaunch_runtime_stop) while other
+ *    threads are inside calls on it is safe: those calls return
+ *    -DLAUNCH_E_CLOSED at once and the handle is freed after they left.
+ *    A call that starts after the close returned uses freed memory.
  */
 #ifndef DRAGON_DLAUNCH_H
 #define DRAGON_DLAUNCH_H
@@ -112,7 +116,10 @@ typedef struct dlaunch dlaunch_t;
 DLAUNCH_EXPORT int dlaunch_attach(const void *attr, dlaunch_t **rt_out);
 
 /* Disconnect and free the handle.  Processes started through it keep
- * running.  Consumes rt. */
+ * running.  Calls of other threads blocked on rt return -DLAUNCH_E_CLOSED
+ * and have left before it is freed.  The handle of dlaunch_runtime_start
+ * is stopped as by dlaunch_runtime_stop(rt, 10 s).  Consumes rt;
+ * -DLAUNCH_E_CLOSED if another thread is already closing it. */
 DLAUNCH_EXPORT int dlaunch_detach(dlaunch_t *rt);
 
 /* Bits of dlaunch_runtime_attr_t.field_mask. */
@@ -176,7 +183,11 @@ DLAUNCH_EXPORT int dlaunch_runtime_start(const dlaunch_runtime_attr_t *attr,
  * Stop a runtime started by dlaunch_runtime_start: send SIGTERM to the
  * processes it started that still run, wait up to timeout_ns for them
  * (DLAUNCH_FOREVER: no limit), SIGKILL the rest, reap them, stop the
- * services and remove the pool segments.  Consumes rt.
+ * services and remove the pool segments.  Consumes rt.  Calls of other
+ * threads on rt return -DLAUNCH_E_CLOSED at once (a dlaunch_wait does not
+ * wait for its process to be ended) and have left before rt is freed.
+ * Channel handles of the default pool this process still has keep working
+ * until dchan_detach (libdchan keeps its own mapping of the pool).
  */
 DLAUNCH_EXPORT int dlaunch_runtime_stop(dlaunch_t *rt, uint64_t timeout_ns);
 
@@ -267,7 +278,8 @@ typedef struct dlaunch_status {
  * DLAUNCH_STATUS_KEEP processes whose status was collected (or whose
  * starter ended) and forgets older ones; a status not yet collected by a
  * starter that still runs is never forgotten.  A forgotten pid, and a pid
- * the runtime never started, give -DLAUNCH_E_NOPROC.
+ * the runtime never started, give -DLAUNCH_E_NOPROC.  -DLAUNCH_E_CLOSED
+ * when another thread closes rt (see dlaunch_runtime_stop).
  */
 DLAUNCH_EXPORT int dlaunch_wait(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
 				dlaunch_status_t *status_out);
