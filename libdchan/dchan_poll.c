@@ -3,11 +3,14 @@
  *
  * Every channel header has an event word (ev_seq) that senders and
  * receivers bump, and wake, whenever ev_waiters says a poller is
- * registered.  A poller registers on every channel of its set, re-checks
- * them all, and then sleeps on all their event words at once with the
- * kernel's vectored futex wait (futex_waitv, Linux 5.16).  libdmem's
- * wait/wake covers one word; on a kernel without futex_waitv the set falls
- * back to sleeping on the first channel's word with a short bound.
+ * registered (a peer clears the bits of the pollers it wakes, so that
+ * later changes make no wake-up call until they have run; dchan_wait.c).
+ * A poller registers on every channel of its set, re-checks them all, and
+ * then (when no peer has woken it meanwhile) sleeps on all their event
+ * words at once with the kernel's vectored futex wait (futex_waitv, Linux
+ * 5.16).  libdmem's wait/wake covers one word; on a kernel without
+ * futex_waitv the set falls back to sleeping on the first channel's word
+ * with a short bound.
  */
 #include "config.h"
 #include "dchan_private.h"
@@ -127,7 +130,7 @@ static int dchan__poll_round(dchan_pollitem_t *items, size_t n,
 {
 	uint32_t v[DCHAN__POLL_MAX];
 	int idx[DCHAN__POLL_MAX];
-	bool stuck = false;
+	bool stuck = false, armed = true;
 	int nready;
 
 	for (size_t i = 0; i < n; i++)
@@ -135,8 +138,14 @@ static int dchan__poll_round(dchan_pollitem_t *items, size_t n,
 	for (size_t i = 0; i < n; i++)
 		v[i] = __atomic_load_n(&items[i].ch->hdr->ev_seq,
 				       __ATOMIC_SEQ_CST);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	nready = dchan__scan(items, n, &stuck);
-	if (nready == 0 && !dchan__expired(dlp))
+	/* a cleared bit: a peer has woken us already (its bump may have come
+	 * before we read v, and it will not wake us again), so look again */
+	for (size_t i = 0; i < n; i++)
+		armed &= dchan__waiter_armed(items[i].ch->hdr, DCHAN__WAIT_EV,
+					     idx[i]);
+	if (nready == 0 && armed && !dchan__expired(dlp))
 		dchan__waitv(items, n, v, dlp, stuck);
 	for (size_t i = 0; i < n; i++)
 		dchan__waiter_del(items[i].ch->hdr, DCHAN__WAIT_EV, idx[i]);

@@ -85,9 +85,9 @@ struct dchan__hdr {
 	uint64_t spare_c; /* spare, on the consumer line */
 
 	/* waiting: a word is bumped (and woken) only when its waiters say
-	 * someone may sleep on it.  *_waiters: bit i stands for the waiter
-	 * named in waiter[i]; *_over counts waiters that found no free
-	 * entry (dchan_wait.c) */
+	 * someone may sleep on it.  *_waiters: bit i stands for the armed
+	 * waiter named in waiter[i] (cleared by the peer that wakes it);
+	 * *_over counts waiters that found no free entry (dchan_wait.c) */
 	DCHAN__ALIGNED uint32_t data_seq; /* a message was published */
 	uint32_t recv_waiters;
 	uint32_t space_seq; /* a slot was handed back */
@@ -96,6 +96,7 @@ struct dchan__hdr {
 	uint32_t ev_waiters;
 	uint64_t recovered;
 	uint32_t recv_over, send_over, ev_over;
+	uint64_t wake_calls; /* futex wake calls made by publishers (tests) */
 
 	/* owner tags of the waiters, so that a survivor can take back the
 	 * bit of one that died asleep */
@@ -213,7 +214,9 @@ int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek, uint64_t timeout_ns,
 		    struct dchan__claim *c);
 
 int dchan__waiter_add(struct dchan__hdr *h, uint32_t kind);
-void dchan__waiter_del(struct dchan__hdr *h, uint32_t kind, int idx);
+bool dchan__waiter_del(struct dchan__hdr *h, uint32_t kind, int idx);
+bool dchan__waiter_armed(struct dchan__hdr *h, uint32_t kind, int idx);
+void dchan__wake(struct dchan__hdr *h, uint32_t kind);
 void dchan__waiter_sweep(struct dchan__hdr *h);
 uint32_t dchan__waiter_count(struct dchan__hdr *h, uint32_t kind);
 

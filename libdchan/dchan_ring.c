@@ -6,33 +6,27 @@
 #include "config.h"
 #include "dchan_private.h"
 
-/* A slot was published: wake one receiver and every poller, but only if
- * someone registered as waiting (the fence pairs with the waiter's
- * increment-then-recheck, so either it sees the message or we see it). */
+/* A slot was published: wake one armed receiver and the armed pollers.
+ * The fence pairs with the waiter's register-then-recheck, so either it
+ * sees the message or we see its bit (dchan_wait.c).  With nobody armed,
+ * as when the waiter was already woken and has not run yet, this is two
+ * loads. */
 void dchan__notify_data(struct dchan__hdr *h)
 {
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (DCHAN__WAITING(h, recv_waiters, recv_over)) {
-		DCHAN__ADD(&h->data_seq, 1);
-		dmem_futex_wake(&h->data_seq, 1);
-	}
-	if (DCHAN__WAITING(h, ev_waiters, ev_over)) {
-		DCHAN__ADD(&h->ev_seq, 1);
-		dmem_futex_wake(&h->ev_seq, INT32_MAX);
-	}
+	if (DCHAN__WAITING(h, recv_waiters, recv_over))
+		dchan__wake(h, DCHAN__WAIT_RECV);
+	if (DCHAN__WAITING(h, ev_waiters, ev_over))
+		dchan__wake(h, DCHAN__WAIT_EV);
 }
 
 void dchan__notify_space(struct dchan__hdr *h)
 {
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (DCHAN__WAITING(h, send_waiters, send_over)) {
-		DCHAN__ADD(&h->space_seq, 1);
-		dmem_futex_wake(&h->space_seq, 1);
-	}
-	if (DCHAN__WAITING(h, ev_waiters, ev_over)) {
-		DCHAN__ADD(&h->ev_seq, 1);
-		dmem_futex_wake(&h->ev_seq, INT32_MAX);
-	}
+	if (DCHAN__WAITING(h, send_waiters, send_over))
+		dchan__wake(h, DCHAN__WAIT_SEND);
+	if (DCHAN__WAITING(h, ev_waiters, ev_over))
+		dchan__wake(h, DCHAN__WAIT_EV);
 }
 
 /* Move a hint (head or tail) from pos to pos + 1 unless someone did. */

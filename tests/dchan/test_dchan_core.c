@@ -1,5 +1,7 @@
-/* libdchan: create/attach/send/recv/peek/poll, black box, real processes. */
+/* libdchan: create/attach/send/recv/peek/poll, black box, real processes.
+ * (The wake-up counting tests read the channel header's wake counter.) */
 #include "dchan_test.h"
+#include "../../libdchan/dchan_private.h"
 
 #define MiB (1024u * 1024u)
 
@@ -504,9 +506,204 @@ START_TEST(create_through_a_second_mapping)
 }
 END_TEST
 
+/*
+ * A sleeping waiter is woken once.  The child blocks and is stopped
+ * (SIGSTOP) while registered, so that it cannot run between the peer's
+ * operations: the peer then does many operations that each could wake it,
+ * and the count of wake calls (the header's counter) shows that only the
+ * first one did.  After SIGCONT the child must finish its work: the wake
+ * was not lost.
+ */
+#define WAKE_ONCE_N 1000u
+
+static uint64_t wake_calls(dchan_t *ch)
+{
+	return __atomic_load_n(&ch->hdr->wake_calls, __ATOMIC_RELAXED);
+}
+
+/* Armed waiters of a kind now (bits only: these tests stay far below the
+ * named entries). */
+static unsigned armed(dchan_t *ch, uint32_t kind)
+{
+	uint32_t *w = kind == DCHAN__WAIT_SEND	 ? &ch->hdr->send_waiters
+		      : kind == DCHAN__WAIT_RECV ? &ch->hdr->recv_waiters
+						 : &ch->hdr->ev_waiters;
+
+	return (unsigned)__builtin_popcount(
+		__atomic_load_n(w, __ATOMIC_SEQ_CST));
+}
+
+/* Wait until the child is an armed waiter of the kind, then stop it. */
+static void stop_when_armed(dchan_t *ch, pid_t pid, uint32_t kind)
+{
+	int st;
+
+	for (int i = 0; i < 10000 && armed(ch, kind) != 1; i++)
+		usleep(1000);
+	ck_assert_uint_eq(armed(ch, kind), 1);
+	ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+	ck_assert_int_eq(waitpid(pid, &st, WUNTRACED), pid);
+	ck_assert(WIFSTOPPED(st));
+	/* still armed: nobody has woken it yet */
+	ck_assert_uint_eq(armed(ch, kind), 1);
+}
+
+static void resume(pid_t pid)
+{
+	ck_assert_int_eq(kill(pid, SIGCONT), 0);
+	ck_assert_int_eq(t_wait(pid), 0);
+}
+
+START_TEST(sleeping_receiver_woken_once)
+{
+	struct t_fix f = t_fix_open("once_r", 16 * MiB, WAKE_ONCE_N, 8);
+	uint64_t w0, w1;
+	pid_t pid = t_fork();
+
+	if (pid == 0) {
+		for (uint64_t i = 0; i < WAKE_ONCE_N; i++) {
+			uint64_t v;
+			size_t len;
+
+			if (dchan_recv(f.ch, &v, sizeof v, DCHAN_FOREVER,
+				       &len) ||
+			    v != i)
+				_exit(1);
+		}
+		_exit(0);
+	}
+	stop_when_armed(f.ch, pid, DCHAN__WAIT_RECV);
+	w0 = wake_calls(f.ch);
+	for (uint64_t i = 0; i < WAKE_ONCE_N; i++)
+		T_OK(dchan_send(f.ch, &i, sizeof i, 0));
+	w1 = wake_calls(f.ch);
+	/* the first message woke it; the other 999 made no wake call */
+	ck_assert_uint_eq(w1 - w0, 1);
+	ck_assert_uint_eq(armed(f.ch, DCHAN__WAIT_RECV), 0);
+	resume(pid);
+	ck_assert_int_eq(dchan_count(f.ch), 0);
+	t_fix_close(&f);
+}
+END_TEST
+
+START_TEST(sleeping_sender_woken_once)
+{
+	struct t_fix f = t_fix_open("once_s", 16 * MiB, WAKE_ONCE_N, 8);
+	uint64_t w0, w1, v, last = 0;
+	size_t len;
+	pid_t pid = t_fork();
+
+	if (pid == 0) {
+		/* fills the channel, then blocks on the next send */
+		for (uint64_t i = 0; i < WAKE_ONCE_N + 1; i++)
+			if (dchan_send(f.ch, &i, sizeof i, DCHAN_FOREVER))
+				_exit(1);
+		_exit(0);
+	}
+	stop_when_armed(f.ch, pid, DCHAN__WAIT_SEND);
+	ck_assert_int_eq(dchan_count(f.ch), WAKE_ONCE_N);
+	w0 = wake_calls(f.ch);
+	for (uint64_t i = 0; i < WAKE_ONCE_N; i++) {
+		T_OK(dchan_recv(f.ch, &v, sizeof v, 0, &len));
+		ck_assert_uint_eq(v, i);
+	}
+	w1 = wake_calls(f.ch);
+	ck_assert_uint_eq(w1 - w0, 1);
+	resume(pid);
+	T_OK(dchan_recv(f.ch, &last, sizeof last, 0, &len));
+	ck_assert_uint_eq(last, WAKE_ONCE_N);
+	t_fix_close(&f);
+}
+END_TEST
+
+START_TEST(sleeping_poller_woken_once)
+{
+	struct t_fix f = t_fix_open("once_p", 16 * MiB, WAKE_ONCE_N, 8);
+	uint64_t w0, w1;
+	pid_t pid = t_fork();
+
+	if (pid == 0) {
+		unsigned rev = 0;
+
+		if (dchan_poll(f.ch, DCHAN_POLLIN, DCHAN_FOREVER, &rev) ||
+		    !(rev & DCHAN_POLLIN))
+			_exit(1);
+		_exit(0);
+	}
+	stop_when_armed(f.ch, pid, DCHAN__WAIT_EV);
+	w0 = wake_calls(f.ch);
+	for (uint64_t i = 0; i < WAKE_ONCE_N; i++)
+		T_OK(dchan_send(f.ch, &i, sizeof i, 0));
+	w1 = wake_calls(f.ch);
+	ck_assert_uint_eq(w1 - w0, 1);
+	resume(pid);
+	ck_assert_int_eq(dchan_count(f.ch), WAKE_ONCE_N);
+	for (uint64_t i = 0; i < WAKE_ONCE_N; i++) {
+		uint64_t v;
+		size_t len;
+
+		T_OK(dchan_recv(f.ch, &v, sizeof v, 0, &len));
+	}
+	t_fix_close(&f);
+}
+END_TEST
+
+/*
+ * Two receivers asleep, both stopped: two messages must wake both (each
+ * publish picks a different armed waiter), and a third makes no call.
+ */
+START_TEST(two_sleeping_receivers_each_woken)
+{
+	struct t_fix f = t_fix_open("once_2", 16 * MiB, 8, 8);
+	pid_t pid[2];
+	uint64_t w0;
+	int st;
+
+	for (int k = 0; k < 2; k++) {
+		pid[k] = t_fork();
+		if (pid[k] == 0) {
+			uint64_t v;
+			size_t len;
+
+			_exit(dchan_recv(f.ch, &v, sizeof v, DCHAN_FOREVER,
+					 &len)
+				      ? 1
+				      : 0);
+		}
+	}
+	for (int i = 0; i < 10000 && armed(f.ch, DCHAN__WAIT_RECV) != 2; i++)
+		usleep(1000);
+	ck_assert_uint_eq(armed(f.ch, DCHAN__WAIT_RECV), 2);
+	for (int k = 0; k < 2; k++) {
+		ck_assert_int_eq(kill(pid[k], SIGSTOP), 0);
+		ck_assert_int_eq(waitpid(pid[k], &st, WUNTRACED), pid[k]);
+	}
+	w0 = wake_calls(f.ch);
+	for (uint64_t i = 0; i < 3; i++)
+		T_OK(dchan_send(f.ch, &i, sizeof i, 0));
+	/* a stopped waiter is not in the kernel's queue, so each publish
+	 * also tries the next armed waiter: at most 2 + 1 calls */
+	ck_assert_uint_ge(wake_calls(f.ch) - w0, 2);
+	ck_assert_uint_le(wake_calls(f.ch) - w0, 3);
+	ck_assert_uint_eq(armed(f.ch, DCHAN__WAIT_RECV), 0);
+	for (int k = 0; k < 2; k++)
+		resume(pid[k]);
+	ck_assert_int_eq(dchan_count(f.ch), 1);
+	{
+		uint64_t v;
+		size_t len;
+
+		T_OK(dchan_recv(f.ch, &v, sizeof v, 0, &len));
+	}
+	t_fix_close(&f);
+}
+END_TEST
+
 T_MAIN("dchan_core", 60, send_recv_inline, full_and_empty_try_once,
        large_messages_copy, zero_copy_both_ways, peek_keeps_message,
        descriptor_round_trip_and_child_attach, blocking_recv_is_woken,
        poll_one_and_many, poll_many_across_pools, no_lost_wakeups_with_timeouts,
        stats_and_waiters, many_channels_one_pool_attach_once,
-       create_through_a_second_mapping)
+       create_through_a_second_mapping, sleeping_receiver_woken_once,
+       sleeping_sender_woken_once, sleeping_poller_woken_once,
+       two_sleeping_receivers_each_woken)
