@@ -17,12 +17,22 @@ it (dragon._holders), and the last one to let go destroys it.
 
 A blocking acquire() or Event.wait() without a timeout waits in slices, so
 that a signal handler (KeyboardInterrupt) runs while it waits.
+
+The C handle of an object is freed (and the process's holding let go of)
+only when no thread of the process uses it any more: a thread inside a
+call holds a reference to it for the length of the call, so neither the
+garbage collector nor the runtime's teardown frees a handle another thread
+is blocked in.  When the runtime stops, every object of the process is
+closed: a thread waiting on one leaves at the end of its current slice
+(a thread waiting at a barrier is woken by breaking the barrier, when the
+runtime stopping is this process's embedded one) and the call raises
+ValueError, as do later calls.
 """
 import os
 import threading
 import time
 
-from multiprocessing import context as _mpctx, process, util
+from multiprocessing import context as _mpctx, process
 from multiprocessing import synchronize as _mpsync
 
 from ._dragon_cffi import ffi, lib
@@ -67,27 +77,34 @@ class _Handle:
     """This process's handle of one libdchan sync object (kind: 'lock',
     'sem', 'event' or 'barrier'), with the record of the processes that
     hold it: a HolderTable and a word that the process destroying the
-    object claims, in a small allocation beside it."""
+    object claims, in a small allocation beside it.
 
-    __slots__ = ("kind", "p", "desc", "alloc", "table", "slot", "_fin", "__weakref__")
+    p is the C handle as a cffi object whose destructor lets go of the
+    object (_releaser) when the last reference is gone; every call passes
+    p, so a thread inside one keeps it alive.  The runtime's teardown sets
+    p to NULL (calls then fail with EINVAL, reported as a closed object)
+    without freeing anything: the runtime removes its memory itself."""
+
+    __slots__ = ("kind", "p", "desc", "alloc", "table", "slot", "waiters",
+                 "_embedded", "__weakref__")
 
     WORDS = HolderTable.WORDS + 1
 
     def __init__(self, kind, p, alloc, slot, rt):
         self.kind = kind
-        self.p = p
         self.alloc = alloc
-        self.table = HolderTable(alloc.ptr)
+        self.table = HolderTable(alloc.ptr, alloc)
         self.slot = slot
+        #: Idents of this process's threads inside a barrier wait.
+        self.waiters = set()
+        self._embedded = rt.embedded
         d = ffi.new("dchan_desc_t *")
         rc = _fn(kind, "desc_get")(p, d)
         if rc < 0:
+            _fn(kind, "detach")(p)
             raise chan_error(rc, "descriptor of a %s" % kind)
         self.desc = bytes(ffi.buffer(d))
-        claim = ffi.cast("int32_t *", alloc.ptr) + HolderTable.WORDS
-        self._fin = util.Finalize(self, _Handle._let_go,
-                                  (kind, p, self.table, slot, claim, os.getpid(), rt),
-                                  exitpriority=None)
+        self.p = ffi.gc(p, _releaser(kind, self.table, slot, rt))
         rt.track(self)
 
     @classmethod
@@ -108,20 +125,18 @@ class _Handle:
         table = HolderTable(alloc.ptr)
         return cls(kind, out[0], alloc, table.register(), rt)
 
-    @staticmethod
-    def _let_go(kind, p, table, slot, claim, pid, rt):
-        if os.getpid() != pid or not rt.alive:
-            return
-        table.release(slot)
-        # Exactly one of the processes that find no holder left destroys it.
-        if not table.held() and lib.dragon_glue_cas32(claim, 0, 1) == 0:
-            _fn(kind, "destroy")(p)
-        else:
-            _fn(kind, "detach")(p)
+    def closed_error(self):
+        return ValueError("%s is closed: this process's Dragon runtime stopped"
+                          % _KIND_NAMES[self.kind])
 
     def _runtime_closing(self):
-        self._fin.cancel()
-        self.p = ffi.NULL
+        p, self.p = self.p, ffi.NULL
+        if self.kind == "barrier" and self.waiters and self._embedded and p != ffi.NULL:
+            # A barrier wait is not cut into slices (one that returned
+            # early would break the barrier): wake this process's waiters
+            # before the embedded runtime unmaps the memory they wait in.
+            # Its other parties are processes of this runtime, which ends.
+            lib.dchan_barrier_abort(p)
 
     def __reduce__(self):
         slot = self.table.register_pending()
@@ -137,13 +152,52 @@ class _Handle:
         rc = _fn(kind, "attach")(d, out)
         if rc < 0:
             raise chan_error(rc, "attaching a %s" % kind)
-        alloc = rt.pool.attach_alloc(alloc_desc)
+        try:
+            alloc = rt.pool.attach_alloc(alloc_desc)
+        except BaseException:
+            _fn(kind, "detach")(out[0])
+            raise
         slot = HolderTable(alloc.ptr).claim(slot, sender)
         return cls(kind, out[0], alloc, slot, rt)
 
 
+_KIND_NAMES = {"lock": "lock", "sem": "semaphore", "event": "event",
+               "barrier": "barrier"}
+
+
+def _releaser(kind, table, slot, rt):
+    """The destructor of a sync object's C handle, run when the last
+    reference to it is gone: give up this process's holding, then destroy
+    the object if no process holds it any more, else detach.  Only in the
+    process that made the handle, and only while the runtime is up (its
+    teardown frees the runtime's memory itself; a handle used after that
+    would reach unmapped memory).  table keeps the holder record's
+    allocation, and so the pool mapping, alive as long."""
+    pid = os.getpid()
+    claim = table._w + HolderTable.WORDS
+
+    def let_go(p):
+        if os.getpid() != pid or not rt.alive:
+            return
+        table.release(slot)
+        # Exactly one of the processes that find no holder left destroys it.
+        if not table.held() and lib.dragon_glue_cas32(claim, 0, 1) == 0:
+            _fn(kind, "destroy")(p)
+        else:
+            _fn(kind, "detach")(p)
+    return let_go
+
+
 def _fn(kind, verb):
     return getattr(lib, "dchan_%s_%s" % (kind, verb))
+
+
+def _error(h, rc, what):
+    """The exception for a failed call on h: ValueError once the runtime's
+    teardown closed it, else the library's error."""
+    if h.p == ffi.NULL:
+        return h.closed_error()
+    return chan_error(rc, what)
 
 
 def _wait(op, h, block, timeout):
@@ -167,7 +221,7 @@ def _wait(op, h, block, timeout):
         return True
     if rc in _NOT_NOW:
         return False
-    raise chan_error(rc, "waiting on a %s" % h.kind)
+    raise _error(h, rc, "waiting on a %s" % _KIND_NAMES[h.kind])
 
 
 def _owner_name():
@@ -237,7 +291,7 @@ class Lock(_SyncObject):
         if rc < 0:
             if rc == _EPERM:
                 raise ValueError("semaphore or lock released too many times")
-            raise chan_error(rc, "releasing a lock")
+            raise _error(self._h, rc, "releasing a lock")
         self._holder = None
 
     def _is_mine(self):
@@ -284,7 +338,7 @@ class RLock(Lock):
         if rc < 0:
             if rc == _EPERM:
                 raise AssertionError("attempt to release recursive lock not owned by thread")
-            raise chan_error(rc, "releasing a lock")
+            raise _error(self._h, rc, "releasing a lock")
         if lib.dchan_lock_is_mine(self._h.p, ffi.NULL) != 1:
             self._holder = None
 
@@ -351,12 +405,12 @@ class Semaphore(_SyncObject):
                     raise ValueError("semaphore or lock released too many times")
                 raise OverflowError("semaphore value would exceed its maximum %d"
                                     % SEM_VALUE_MAX)
-            raise chan_error(rc, "releasing a semaphore")
+            raise _error(self._h, rc, "releasing a semaphore")
 
     def get_value(self):
         v = lib.dchan_sem_value(self._h.p)
         if v < 0:
-            raise chan_error(v, "reading a semaphore's value")
+            raise _error(self._h, v, "reading a semaphore's value")
         return v
 
     _get_value = get_value
@@ -420,18 +474,18 @@ class Event(_SyncObject):
     def is_set(self):
         rc = lib.dchan_event_is_set(self._h.p)
         if rc < 0:
-            raise chan_error(rc, "reading an event")
+            raise _error(self._h, rc, "reading an event")
         return rc == 1
 
     def set(self):
         rc = lib.dchan_event_set(self._h.p)
         if rc < 0:
-            raise chan_error(rc, "setting an event")
+            raise _error(self._h, rc, "setting an event")
 
     def clear(self):
         rc = lib.dchan_event_clear(self._h.p)
         if rc < 0:
-            raise chan_error(rc, "clearing an event")
+            raise _error(self._h, rc, "clearing an event")
 
     def wait(self, timeout=None):
         """True once the flag is set, False if timeout passed first."""
@@ -476,15 +530,23 @@ class Barrier(_SyncObject):
         return (self._action, self._timeout)
 
     def _wait_one(self, h, timeout):
-        rc = lib.dchan_barrier_wait(h.p, timeout)
+        # The runtime's teardown breaks a barrier this process waits at.
+        me = threading.get_ident()
+        h.waiters.add(me)
+        try:
+            rc = lib.dchan_barrier_wait(h.p, timeout)
+        finally:
+            h.waiters.discard(me)
         if rc >= 0:
             return rc
+        if h.p == ffi.NULL:
+            raise h.closed_error()
         if rc in _NOT_NOW:  # the timeout broke the barrier
             self._break_all()
             raise threading.BrokenBarrierError
         if rc == -lib.DCHAN_E_BROKEN:  # aborted, reset, or another's timeout
             raise threading.BrokenBarrierError
-        raise chan_error(rc, "waiting at a barrier")
+        raise _error(h, rc, "waiting at a barrier")
 
     def wait(self, timeout=None):
         """Wait until all parties have called wait(); returns this party's
@@ -517,7 +579,7 @@ class Barrier(_SyncObject):
         for h in reversed(self._hs):
             rc = lib.dchan_barrier_reset(h.p)
             if rc < 0:
-                raise chan_error(rc, "resetting a barrier")
+                raise _error(h, rc, "resetting a barrier")
 
     def abort(self):
         """Break the barrier: waiting and later callers of wait() get
@@ -532,7 +594,7 @@ class Barrier(_SyncObject):
     def n_waiting(self):
         n = lib.dchan_barrier_n_waiting(self._h.p)
         if n < 0:
-            raise chan_error(n, "reading a barrier")
+            raise _error(self._h, n, "reading a barrier")
         return n
 
     @property

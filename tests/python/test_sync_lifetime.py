@@ -1,0 +1,281 @@
+"""Lifetimes of the sync objects' C handles: threads blocked in Lock,
+RLock, Semaphore, Event, Barrier and Condition waits while the runtime
+tears down at exit (embedded, and under the launcher), while the object's
+last other reference goes and the garbage collector runs, and in a child
+that exits while holding and waiting.  The racy cases run in a separate
+interpreter, so that a crash is a failed test and not a dead pytest."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dragon import runtime
+
+TOP_SRC = os.environ.get("top_srcdir", os.path.join(os.path.dirname(__file__), "..", ".."))
+TOP_BUILD = os.environ.get("top_builddir", os.path.join(TOP_SRC, "build"))
+LAUNCHER = os.path.join(TOP_BUILD, "libdlaunch", "dragon")
+
+# Daemon threads block in every kind of wait, holding the only reference
+# to their object, when the main program ends.  The check registered
+# before dragon is imported runs after the runtime's teardown: every
+# thread must have left its wait with ValueError (the object is closed)
+# within a bound, and the process must stay healthy for longer than the
+# timed waits last (a wait still inside libdchan would wake into memory
+# the embedded runtime unmapped).  Under the launcher the runtime stays,
+# and a long barrier wait is left alone (it is not cut into slices):
+# breaking it would break the barrier for the other processes.
+WAITERS_AT_EXIT = r'''
+import atexit, multiprocessing as mp, os, threading, time
+
+ATTACHED = "DRAGON_INSTANCE" in os.environ
+results, threads = {}, {}
+
+
+def check():
+    deadline = time.monotonic() + 15
+    for t in threads.values():
+        t.join(max(0.0, deadline - time.monotonic()))
+    bad = {}
+    for name, t in threads.items():
+        if t.is_alive():
+            if not (ATTACHED and name in ("barrier", "barrier_action")):
+                bad[name] = "still waiting"
+        elif not results.get(name, "").startswith("ValueError: "):
+            bad[name] = results.get(name)
+    time.sleep(2.5)
+    print("RESULT", bad or "ok", flush=True)
+    if bad:
+        os._exit(3)
+
+
+atexit.register(check)
+
+import dragon  # noqa: E402
+ctx = mp.get_context("dragon")
+
+
+def run(name, fn, *args):
+    try:
+        fn(*args)
+        results[name] = "returned"
+    except BaseException as e:
+        results[name] = "%s: %s" % (type(e).__name__, e)
+
+
+def in_condition(c, *args):
+    with c:
+        c.wait(*args)
+
+
+def start(name, fn, *args):
+    t = threading.Thread(target=run, args=(name, fn) + args, daemon=True)
+    threads[name] = t
+    t.start()
+
+
+held = ctx.Lock()
+held.acquire()
+start("lock", held.acquire)
+rheld = ctx.RLock()
+rheld.acquire()
+start("rlock", rheld.acquire)
+start("sem", ctx.Semaphore(0).acquire)
+bs = ctx.BoundedSemaphore(1)
+bs.acquire()
+start("bsem_timed", bs.acquire, True, 60)
+start("event", ctx.Event().wait)
+start("event_timed", ctx.Event().wait, 60)
+start("barrier", ctx.Barrier(2).wait)
+start("barrier_timed", ctx.Barrier(2).wait, 2)
+start("barrier_action", ctx.Barrier(2, action=print).wait, 60)
+start("cond", in_condition, ctx.Condition())
+start("cond_timed", in_condition, ctx.Condition(ctx.Lock()), 60)
+time.sleep(0.5)
+print("main ends", flush=True)
+'''
+
+
+def _run(argv, tmp_path):
+    script = tmp_path / "prog.py"
+    script.write_text(WAITERS_AT_EXIT)
+    argv = argv + [str(script)]
+    p = subprocess.run(argv, env=runtime.clean_env(), cwd=str(tmp_path),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, "exit status %d:\n%s" % (p.returncode, out[-6000:])
+    assert "RESULT ok" in out, out[-6000:]
+
+
+def test_exit_while_threads_wait_on_sync_objects_embedded(tmp_path):
+    _run([sys.executable], tmp_path)
+
+
+def test_exit_while_threads_wait_on_sync_objects_under_the_launcher(tmp_path):
+    if not os.access(LAUNCHER, os.X_OK):
+        pytest.skip("no launcher at %s" % LAUNCHER)
+    _run([LAUNCHER, sys.executable], tmp_path)
+
+
+def test_shutdown_wakes_every_waiter(run_python):
+    # An explicit stop of the embedded runtime while threads wait: each
+    # wait ends with ValueError soon (a barrier's is broken to wake it),
+    # later calls too, and nothing touches the unmapped pool afterwards.
+    out = run_python(r'''
+import multiprocessing as mp, threading, time
+from dragon import runtime
+ctx = mp.get_context("dragon")
+results = {}
+
+def run(name, fn, *args):
+    try:
+        fn(*args)
+        results[name] = "returned"
+    except BaseException as e:
+        results[name] = type(e).__name__
+
+lock, ev, b, sem = ctx.Lock(), ctx.Event(), ctx.Barrier(3), ctx.Semaphore(0)
+lock.acquire()
+ts = [threading.Thread(target=run, args=a) for a in [
+    ("lock", lock.acquire), ("event", ev.wait), ("barrier", b.wait),
+    ("barrier2", b.wait, 30), ("sem", sem.acquire, True, 30)]]
+for t in ts:
+    t.start()
+time.sleep(0.5)
+runtime.current().shutdown()
+for t in ts:
+    t.join(10)
+assert not any(t.is_alive() for t in ts), results
+assert set(results.values()) == {"ValueError"}, results
+for name, call in [("release", lock.release), ("set", ev.set), ("value", sem.get_value),
+                   ("n_waiting", lambda: b.n_waiting), ("wait", lambda: b.wait(1))]:
+    try:
+        call()
+    except ValueError as e:
+        assert "closed" in str(e), e
+    else:
+        raise AssertionError(name + " worked on a closed object")
+time.sleep(0.5)
+print("ok")
+''')
+    assert out.strip().endswith("ok")
+
+
+def test_collected_while_other_threads_wait(run_python):
+    # The creating thread lets go of each object while another thread
+    # still waits on it, with the garbage collector running all the time:
+    # the handle is freed by whichever thread drops the last reference,
+    # never under one still inside a call.
+    run_python(r'''
+import gc, multiprocessing as mp, threading, time
+import dragon
+ctx = mp.get_context("dragon")
+errors, stop = [], threading.Event()
+
+def collector():
+    while not stop.is_set():
+        gc.collect()
+        time.sleep(0.001)
+
+def wait_on(kind, obj, flag):
+    try:
+        if kind == "event":
+            ok = obj.wait(20)
+        elif kind == "lock":
+            ok = obj.acquire(timeout=20)
+            obj.release()
+        elif kind == "sem":
+            ok = obj.acquire(timeout=20)
+        elif kind == "barrier":
+            ok = obj.wait(20) in (0, 1)
+        else:
+            with obj:
+                ok = obj.wait_for(lambda: flag, 20)
+        if not ok:
+            errors.append(kind + " timed out")
+    except Exception as e:
+        errors.append("%s: %r" % (kind, e))
+
+def one_round(kind):
+    flag = []
+    if kind == "event":
+        obj = ctx.Event()
+    elif kind == "lock":
+        obj = ctx.Lock()
+        obj.acquire()
+    elif kind == "sem":
+        obj = ctx.Semaphore(0)
+    elif kind == "barrier":
+        obj = ctx.Barrier(2)
+    else:
+        obj = ctx.Condition()
+    t = threading.Thread(target=wait_on, args=(kind, obj, flag))
+    t.start()
+    time.sleep(0.01)
+    if kind == "event":
+        obj.set()
+    elif kind in ("lock", "sem"):
+        obj.release()
+    elif kind == "barrier":
+        obj.wait(20)
+    else:
+        with obj:
+            flag.append(1)
+            obj.notify()
+    del obj
+    gc.collect()
+    return t
+
+threading.Thread(target=collector, daemon=True).start()
+for i in range(30):
+    ts = [one_round(k) for k in ("event", "lock", "sem", "barrier", "cond")]
+    for t in ts:
+        t.join(30)
+        assert not t.is_alive()
+stop.set()
+assert not errors, errors
+''')
+
+
+def test_child_exits_holding_and_waiting(run_python):
+    # A child holds one lock and has daemon threads blocked on the others
+    # when it ends: it exits cleanly, and the parent goes on using every
+    # object (the dead child's waits took nothing).
+    run_python(r'''
+import multiprocessing as mp, threading, time
+import dragon
+ctx = mp.get_context("dragon")
+
+def child(held, contended, ev, sem, cond, bar, ready):
+    held.acquire()
+    def cwait():
+        with cond:
+            cond.wait()
+    for fn in (contended.acquire, ev.wait, sem.acquire, cwait,
+               lambda: bar.wait(30)):
+        threading.Thread(target=fn, daemon=True).start()
+    time.sleep(0.5)
+    ready.set()
+
+if __name__ == "__main__":
+    held, contended, ev, sem = ctx.Lock(), ctx.Lock(), ctx.Event(), ctx.Semaphore(0)
+    cond, bar, ready = ctx.Condition(), ctx.Barrier(3), ctx.Event()
+    contended.acquire()
+    p = ctx.Process(target=child, args=(held, contended, ev, sem, cond, bar, ready))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0, p.exitcode
+    assert ready.is_set()
+    assert not held.acquire(False)
+    held.release()
+    assert held.acquire(timeout=5)
+    contended.release()
+    assert contended.acquire(timeout=5)
+    ev.set()
+    assert ev.wait(5)
+    sem.release()
+    assert sem.acquire(timeout=5)
+    with cond:
+        assert cond.wait(0.01) is False
+    print("ok")
+''')
