@@ -18,32 +18,39 @@ LAUNCHER = os.path.join(TOP_BUILD, "libdlaunch", "dragon")
 
 # Daemon threads block in every kind of wait, holding the only reference
 # to their object, when the main program ends.  The check registered
-# before dragon is imported runs after the runtime's teardown: every
-# thread must have left its wait with ValueError (the object is closed)
-# within a bound, and the process must stay healthy for longer than the
-# timed waits last (a wait still inside libdchan would wake into memory
-# the embedded runtime unmapped).  Under the launcher the runtime stays,
-# and a long barrier wait is left alone (it is not cut into slices):
-# breaking it would break the barrier for the other processes.
+# before dragon is imported runs after the runtime's teardown: within a
+# bound, every thread must have left libdchan (no frame of the package's
+# sync code on top) and stay blocked, as in a stock lock, without
+# returning or raising; the process must stay healthy for longer than
+# the timed waits last (a wait still inside libdchan would wake into
+# memory the embedded runtime unmapped) and print no traceback.  Under
+# the launcher the runtime stays, and a long barrier wait is left alone
+# (it is not cut into slices): breaking it would break the barrier for
+# the other processes.
 WAITERS_AT_EXIT = r'''
-import atexit, multiprocessing as mp, os, threading, time
+import atexit, multiprocessing as mp, os, sys, threading, time
 
 ATTACHED = "DRAGON_INSTANCE" in os.environ
 results, threads = {}, {}
 
 
+def inside(t):
+    f = sys._current_frames().get(t.ident)
+    return f is not None and f.f_code.co_filename == sys.modules["dragon.synchronize"].__file__
+
+
 def check():
     deadline = time.monotonic() + 15
-    for t in threads.values():
-        t.join(max(0.0, deadline - time.monotonic()))
-    bad = {}
-    for name, t in threads.items():
-        if t.is_alive():
-            if not (ATTACHED and name in ("barrier", "barrier_action")):
-                bad[name] = "still waiting"
-        elif not results.get(name, "").startswith("ValueError: "):
-            bad[name] = results.get(name)
+    exempt = ("barrier", "barrier_action") if ATTACHED else ()
+    while time.monotonic() < deadline:
+        busy = [n for n, t in threads.items() if n not in exempt and inside(t)]
+        if not busy:
+            break
+        time.sleep(0.05)
     time.sleep(2.5)
+    bad = {n: "still in libdchan" for n in busy}
+    bad.update((n, "not blocked") for n, t in threads.items() if not t.is_alive())
+    bad.update((n, r) for n, r in results.items())
     print("RESULT", bad or "ok", flush=True)
     if bad:
         os._exit(3)
@@ -104,7 +111,7 @@ def _run(argv, tmp_path):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
     out = p.stdout.decode(errors="replace")
     assert p.returncode == 0, "exit status %d:\n%s" % (p.returncode, out[-6000:])
-    assert "RESULT ok" in out, out[-6000:]
+    assert "RESULT ok" in out and "Traceback" not in out, out[-6000:]
 
 
 def test_exit_while_threads_wait_on_sync_objects_embedded(tmp_path):

@@ -23,10 +23,12 @@ only when no thread of the process uses it any more: a thread inside a
 call holds a reference to it for the length of the call, so neither the
 garbage collector nor the runtime's teardown frees a handle another thread
 is blocked in.  When the runtime stops, every object of the process is
-closed: a thread waiting on one leaves at the end of its current slice
-(a thread waiting at a barrier is woken by breaking the barrier, when the
-runtime stopping is this process's embedded one) and the call raises
-ValueError, as do later calls.
+closed: a thread waiting on one leaves libdchan at the end of its current
+slice (a thread waiting at a barrier is woken by breaking the barrier,
+when the runtime stopping is this process's embedded one) and the call
+raises ValueError, as do later calls.  At interpreter exit a daemon
+thread's wait stays blocked instead (outside libdchan), as in a stock
+lock.
 """
 import os
 import threading
@@ -200,6 +202,16 @@ def _error(h, rc, what):
     return chan_error(rc, what)
 
 
+def _wait_error(h, rc, what):
+    """_error for a wait.  A daemon thread whose object the teardown at
+    interpreter exit closed stays blocked instead, outside libdchan, as it
+    would in a stock lock: no traceback at exit for it."""
+    if (h.p == ffi.NULL and threading.current_thread().daemon
+            and not threading.main_thread().is_alive()):
+        threading.Event().wait()
+    return _error(h, rc, what)
+
+
 def _wait(op, h, block, timeout):
     """Run op(handle, timeout_ns) as acquire(block, timeout) would: True
     when it succeeded, False when the time ran out."""
@@ -221,7 +233,7 @@ def _wait(op, h, block, timeout):
         return True
     if rc in _NOT_NOW:
         return False
-    raise _error(h, rc, "waiting on a %s" % _KIND_NAMES[h.kind])
+    raise _wait_error(h, rc, "waiting on a %s" % _KIND_NAMES[h.kind])
 
 
 def _owner_name():
@@ -540,7 +552,7 @@ class Barrier(_SyncObject):
         if rc >= 0:
             return rc
         if h.p == ffi.NULL:
-            raise h.closed_error()
+            raise _wait_error(h, rc, "waiting at a barrier")
         if rc in _NOT_NOW:  # the timeout broke the barrier
             self._break_all()
             raise threading.BrokenBarrierError
