@@ -28,6 +28,10 @@
  * for anything. */
 #define SERVICE_DEADLINE_NS (30ull * 1000000000ull)
 
+/* How long dlaunch__disconnect waits for the services to confirm they
+ * handled its goodbyes (they are quick unless gone or stuck). */
+#define FENCE_DEADLINE_NS (5ull * 1000000000ull)
+
 /* recv_reply: the wake message of dlaunch__close arrived. */
 #define WOKEN (-DLAUNCH_ERRBASE - 1000)
 
@@ -86,8 +90,10 @@ static void conv_unlink(dlaunch_t *rt, dlaunch__conv_t *c)
 }
 
 /* A new conversation: a reply endpoint announced to the services.  It is
- * listed (busy) before the announcement so that closing can wake it. */
-static int conv_new(dlaunch_t *rt, uint64_t timeout_ns, dlaunch__conv_t **out)
+ * listed (busy) before the announcement so that closing can wake it; a
+ * fence (see dlaunch__disconnect) is not listed and not refused. */
+static int conv_new(dlaunch_t *rt, uint64_t timeout_ns, bool fence,
+		    dlaunch__conv_t **out)
 {
 	dlaunch__conv_t *c = calloc(1, sizeof *c);
 	char text[DLAUNCH_EP_TEXT_MAX];
@@ -104,7 +110,9 @@ static int conv_new(dlaunch_t *rt, uint64_t timeout_ns, dlaunch__conv_t **out)
 	if (rc < 0)
 		goto fail;
 	pthread_mutex_lock(&rt->lock);
-	if (rt->closing) {
+	if (fence) {
+		/* not listed: dlaunch__disconnect frees it itself */
+	} else if (rt->closing) {
 		rc = dlaunch__fail(-DLAUNCH_E_CLOSED,
 				   "the handle is being closed by "
 				   "dlaunch_runtime_stop or dlaunch_detach");
@@ -167,7 +175,7 @@ static int conv_get(dlaunch_t *rt, dlaunch__conv_t **out)
 		*out = c;
 		return 0;
 	}
-	return conv_new(rt, SERVICE_DEADLINE_NS, out);
+	return conv_new(rt, SERVICE_DEADLINE_NS, false, out);
 }
 
 static void conv_put(dlaunch_t *rt, dlaunch__conv_t *c)
@@ -359,7 +367,8 @@ int dlaunch__connect(const char *svc_text, uint64_t timeout_ns,
 	if (rc)
 		goto fail;
 	/* The first conversation proves the services answer. */
-	rc = conv_new(rt, timeout_ns ? timeout_ns : SERVICE_DEADLINE_NS, &c);
+	rc = conv_new(rt, timeout_ns ? timeout_ns : SERVICE_DEADLINE_NS,
+		      false, &c);
 	if (rc)
 		goto fail;
 	conv_put(rt, c);
@@ -370,22 +379,42 @@ fail:
 	return rc;
 }
 
-/* Say goodbye for every conversation (so the services forget the client
- * ids and the processes this one started) and free the handle.  No call
- * may be in flight (dlaunch__close saw to that). */
-void dlaunch__disconnect(dlaunch_t *rt)
+static void send_bye(dlaunch_t *rt, const dlaunch__conv_t *c)
 {
-	dlaunch__conv_t *c;
 	dlaunch__msg_t m;
 
+	dlaunch__msg_init(&m, DLAUNCH_MSG_BYE, 0, 0);
+	memcpy(m.buf + offsetof(dlaunch__msg_hdr_t, client), &c->client_id,
+	       sizeof c->client_id);
+	if (m.err == 0)
+		send_locked(rt, &m);
+	dlaunch__msg_free(&m);
+}
+
+/* Say goodbye for every conversation (so the services forget the client
+ * ids and the processes this one started) and free the handle.  No call
+ * may be in flight (dlaunch__close saw to that).
+ *
+ * Until the services have handled a conversation's BYE they may still
+ * send it a reply (a wait a closed call gave up on, answered when its
+ * process ends), so its reply channel must not be destroyed before.  The
+ * services handle requests in order and reply only under their lock: the
+ * answer to the HELLO of a fresh conversation, sent after the BYEs, says
+ * they are all handled. */
+void dlaunch__disconnect(dlaunch_t *rt)
+{
+	dlaunch__conv_t *c, *fence = NULL;
+
+	if (rt->svc && rt->all_convs) {
+		for (c = rt->all_convs; c; c = c->all_next)
+			send_bye(rt, c);
+		if (conv_new(rt, FENCE_DEADLINE_NS, true, &fence) == 0) {
+			send_bye(rt, fence);
+			conv_free(fence);
+		}
+	}
 	while ((c = rt->all_convs)) {
 		rt->all_convs = c->all_next;
-		dlaunch__msg_init(&m, DLAUNCH_MSG_BYE, 0, 0);
-		memcpy(m.buf + offsetof(dlaunch__msg_hdr_t, client),
-		       &c->client_id, sizeof c->client_id);
-		if (rt->svc && m.err == 0)
-			send_locked(rt, &m);
-		dlaunch__msg_free(&m);
 		conv_free(c);
 	}
 	dlaunch__ep_close(rt->svc);
