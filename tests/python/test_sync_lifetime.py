@@ -233,14 +233,24 @@ def one_round(kind):
     gc.collect()
     return t
 
+from dragon import runtime
+pool = runtime.current().pool
+before = pool.stats()["live_allocs"]
 threading.Thread(target=collector, daemon=True).start()
-for i in range(30):
+ROUNDS = 30
+for i in range(ROUNDS):
     ts = [one_round(k) for k in ("event", "lock", "sem", "barrier", "cond")]
     for t in ts:
         t.join(30)
         assert not t.is_alive()
 stop.set()
 assert not errors, errors
+gc.collect()
+# Each round made 8 libdchan objects (a Condition is a lock and three
+# semaphores); one left alive holds at least two allocations (its
+# channel and its holder record), a destroyed one at most the record.
+grown = pool.stats()["live_allocs"] - before
+assert grown <= 12 * ROUNDS, "%d allocations left: objects were not destroyed" % grown
 ''')
 
 
