@@ -233,7 +233,8 @@ def _wait(op, h, block, timeout):
         return True
     if rc in _NOT_NOW:
         return False
-    raise _wait_error(h, rc, "waiting on a %s" % _KIND_NAMES[h.kind])
+    what = "waiting on a %s" % _KIND_NAMES[h.kind]
+    raise _wait_error(h, rc, what) if block else _error(h, rc, what)
 
 
 def _owner_name():
