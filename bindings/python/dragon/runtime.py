@@ -46,7 +46,8 @@ QUIESCE_TIMEOUT = 1.0
 #: The package's modules whose code calls into libdchan.
 _CHANNEL_USERS = frozenset(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), m + ".py")
-    for m in ("channels", "connection", "queues", "synchronize", "sharedctypes"))
+    for m in ("channels", "connection", "queues", "synchronize", "sharedctypes",
+              "_holders"))
 
 _lock = threading.Lock()
 _current = None
