@@ -1,12 +1,13 @@
 /*
  * Condition variables over a dchan lock, from three counters (each a
- * semaphore channel): how many sleep, how many woke, and the one sleepers
- * wait on.  A notifier wakes sleepers one by one and waits until each has
- * woken, so a notification is never lost to a sleeper that had not yet
- * started waiting, and never counted for one that timed out.  A fourth,
- * capacity-1 channel names the object and holds its directory of the
- * others (dchan_sync.h), so that the whole object is reached by channel
- * operations, through the gateway from another node.
+ * channel of semaphore kind holding a dchan__count token): how many
+ * sleep, how many woke, and the one sleepers wait on.  A notifier wakes
+ * sleepers one by one and waits until each has woken, so a notification
+ * is never lost to a sleeper that had not yet started waiting, and never
+ * counted for one that timed out.  A fourth, capacity-1 channel names the
+ * object and holds its directory of the others (dchan_sync.h), so that
+ * the whole object is reached by channel operations, through the gateway
+ * from another node.
  */
 #include "config.h"
 #include "dchan_sync.h"
@@ -110,14 +111,14 @@ DCHAN_EXPORT int dchan_cond_wait(dchan_cond_t *cond, dchan_lock_t *lock,
 	if (dchan_lock_is_mine(lock, &depth) != 1)
 		return dchan__fail(-EPERM, "condition wait without holding "
 					   "the lock");
-	rc = dchan__count_add(cond->sleeping, 1, UINT64_MAX);
+	rc = dchan__count_add(cond->sleeping, 1);
 	if (rc < 0)
 		return rc;
 	for (unsigned i = 0; i < depth; i++)
 		dchan_lock_release(lock);
 	rc = dchan__count_take(cond->wait, timeout_ns);
 	/* woken (or not): say so, then take the lock back at its depth */
-	if (dchan__count_add(cond->woken, 1, UINT64_MAX) < 0)
+	if (dchan__count_add(cond->woken, 1) < 0)
 		rc2 = -EIO;
 	for (unsigned i = 0; i < depth; i++)
 		dchan_lock_acquire(lock, DCHAN_FOREVER);
@@ -136,7 +137,7 @@ DCHAN_EXPORT int dchan_cond_notify(dchan_cond_t *cond, unsigned n)
 	while (dchan__count_take(cond->woken, 0) == 0)
 		dchan__count_take(cond->sleeping, 0);
 	while (woken < n && dchan__count_take(cond->sleeping, 0) == 0) {
-		dchan__count_add(cond->wait, 1, UINT64_MAX);
+		dchan__count_add(cond->wait, 1);
 		woken++;
 	}
 	for (unsigned i = 0; i < woken; i++)

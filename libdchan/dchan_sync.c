@@ -229,12 +229,15 @@ int dchan__tok_peek(dchan_t *ch, struct dchan__tok *t, uint64_t timeout_ns)
 }
 
 /*
- * A counter kept as one token in a channel of capacity 1: adding takes the
- * token (if any), adds, and puts it back; when another adder put a token
- * in meanwhile, the two are merged.  The counter never exceeds max; a
- * request that would is refused (-EOVERFLOW) and changes nothing.
+ * The conditions' counters (dchan_cond.c): one token in a channel of
+ * capacity 1, unbounded.  Adding takes the token (if any), adds, and puts
+ * it back; when another adder put a token in meanwhile, the two are
+ * merged.  An empty channel means 0 or "another process holds the token
+ * now", which is why there is no bound and no exact value read: the
+ * conditions only need the sum to be right once every adder is done.
+ * Semaphores keep an exact counter of their own (dchan_sem.c).
  */
-int dchan__count_add(dchan_t *ch, uint64_t delta, uint64_t max)
+int dchan__count_add(dchan_t *ch, uint64_t delta)
 {
 	struct dchan__tok t = {0};
 	uint64_t held = 0;
@@ -246,15 +249,6 @@ int dchan__count_add(dchan_t *ch, uint64_t delta, uint64_t max)
 			held += t.a;
 		else if (rc != -EAGAIN)
 			return rc;
-		if (held + delta > max) {
-			t.a = held;
-			rc = held ? dchan__tok_send(ch, &t, DCHAN_FOREVER) : 0;
-			return rc < 0 ? rc
-				      : dchan__fail(-EOVERFLOW,
-						    "counter would exceed its "
-						    "maximum %llu",
-						    (unsigned long long)max);
-		}
 		t.a = held + delta;
 		rc = dchan__tok_send(ch, &t, 0);
 		if (rc != -EAGAIN)
@@ -275,17 +269,6 @@ int dchan__count_take(dchan_t *ch, uint64_t timeout_ns)
 			return rc;
 	} while (t.a == 0);
 	if (t.a > 1)
-		return dchan__count_add(ch, t.a - 1, UINT64_MAX);
+		return dchan__count_add(ch, t.a - 1);
 	return 0;
-}
-
-/* The counter's value now (0 while an adder holds the token). */
-int64_t dchan__count_value(dchan_t *ch)
-{
-	struct dchan__tok t;
-	int rc = dchan__tok_peek(ch, &t, 0);
-
-	if (rc == -EAGAIN)
-		return 0;
-	return rc < 0 ? rc : (int64_t)t.a;
 }

@@ -20,7 +20,7 @@ int dchan__sync_attach(const dchan_desc_t *d, uint32_t kind, dchan_t **ch_out,
 		       uint64_t *param_out);
 
 /*
- * Objects of several channels (barrier, condition): the first channel, the
+ * Objects of several channels (semaphore, barrier, condition): the first channel, the
  * one the object's descriptor names, holds one permanent message, the
  * directory, naming the others.  Its layout (native byte order, like the
  * tokens and the binary descriptor):
@@ -47,8 +47,7 @@ int dchan__tok_send(dchan_t *ch, const struct dchan__tok *t,
 		    uint64_t timeout_ns);
 int dchan__tok_recv(dchan_t *ch, struct dchan__tok *t, uint64_t timeout_ns);
 int dchan__tok_peek(dchan_t *ch, struct dchan__tok *t, uint64_t timeout_ns);
-int dchan__count_add(dchan_t *ch, uint64_t delta, uint64_t max);
+int dchan__count_add(dchan_t *ch, uint64_t delta);
 int dchan__count_take(dchan_t *ch, uint64_t timeout_ns);
-int64_t dchan__count_value(dchan_t *ch);
 
 #endif

@@ -357,6 +357,27 @@ END_TEST
 
 /* The limit is Linux's SEM_VALUE_MAX (INT_MAX); past it, -EOVERFLOW and
  * the value is unchanged, also when processes race to the limit. */
+/* Release n times through a descriptor, counting successes in res[0]
+ * and refusals (-EOVERFLOW) in res[1]; the exit status of a child. */
+static int sem_release_n(const dchan_desc_t *d, int n, volatile uint64_t *res)
+{
+	dchan_sem_t *c;
+
+	if (dchan_sem_attach(d, &c))
+		return 1;
+	for (int k = 0; k < n; k++) {
+		int rc = dchan_sem_release(c);
+
+		if (rc == 0)
+			__atomic_fetch_add(&res[0], 1, __ATOMIC_SEQ_CST);
+		else if (rc == -EOVERFLOW)
+			__atomic_fetch_add(&res[1], 1, __ATOMIC_SEQ_CST);
+		else
+			return 2;
+	}
+	return dchan_sem_detach(c) ? 3 : 0;
+}
+
 START_TEST(semaphore_value_limits)
 {
 	dmem_pool_t *pool = t_pool("semmax", 16u << 20);
@@ -387,8 +408,119 @@ START_TEST(semaphore_value_limits)
 	ck_assert_int_eq(dchan_sem_release(s), -EOVERFLOW);
 	ck_assert_int_eq(dchan_sem_value(s), (int)max - 1);
 	T_OK(dchan_sem_destroy(s));
-	/* two processes release 100 each into room for 100 */
-	T_OK(dchan_sem_create(pool, max - 100, 0, &s));
+	/*
+	 * Two processes release 100 each into room for 100: exactly 100
+	 * succeed, whoever holds the counter when the other looks.  Many
+	 * rounds, as a lost bound shows only in some interleavings.
+	 */
+	for (uint64_t round = 0, rounds = t_scaled(200, 10); round < rounds;
+	     round++) {
+		res[0] = res[1] = 0;
+		T_OK(dchan_sem_create(pool, max - 100, 0, &s));
+		t_keep(s);
+		T_OK(dchan_sem_desc_get(s, &d));
+		for (int i = 0; i < 2; i++) {
+			pid[i] = fork();
+			if (pid[i] == 0)
+				_exit(sem_release_n(&d, 100, res));
+		}
+		for (int i = 0; i < 2; i++)
+			ck_assert_int_eq(t_wait(pid[i]), 0);
+		ck_assert_uint_eq(res[0], 100);
+		ck_assert_uint_eq(res[1], 100);
+		ck_assert_int_eq(dchan_sem_value(s), (int)max);
+		T_OK(dchan_sem_destroy(s));
+	}
+	t_pool_done(pool);
+}
+END_TEST
+
+/*
+ * Takers and releasers race on a bounded semaphore while another process
+ * reads its value: the value read never leaves [0, max], and at the end
+ * it is exactly the initial value plus the releases that succeeded minus
+ * the acquires that succeeded.
+ */
+START_TEST(semaphore_bounded_take_release_race)
+{
+	dmem_pool_t *pool = t_pool("semrace", 16u << 20);
+	const int max = 4, init = 2;
+	volatile uint64_t *res = sync_shared(4096);
+	uint64_t n = t_scaled(1500, 50);
+	dchan_sem_t *s;
+	dchan_desc_t d;
+	pid_t pid[5];
+
+	T_OK(dchan_sem_create(pool, init, max, &s));
+	t_keep(s);
+	T_OK(dchan_sem_desc_get(s, &d));
+	/* res: 0 releases ok, 1 refused, 2 acquires ok, 3 not available,
+	 * 4 reads out of range, 5 reads done, 6 stop */
+	for (int i = 0; i < 5; i++) {
+		pid[i] = fork();
+		if (pid[i] != 0)
+			continue;
+		dchan_sem_t *c;
+
+		if (dchan_sem_attach(&d, &c))
+			_exit(1);
+		for (uint64_t k = 0; i < 4 && k < n; k++) {
+			int rc;
+
+			if (i < 2) {
+				rc = dchan_sem_release(c);
+				if (rc != 0 && rc != -EOVERFLOW)
+					_exit(2);
+				__atomic_fetch_add(&res[rc ? 1 : 0], 1,
+						   __ATOMIC_SEQ_CST);
+			} else {
+				rc = dchan_sem_acquire(c, k % 2 ? MS / 10 : 0);
+				if (rc != 0 && rc != -EAGAIN &&
+				    rc != -ETIMEDOUT)
+					_exit(3);
+				__atomic_fetch_add(&res[rc ? 3 : 2], 1,
+						   __ATOMIC_SEQ_CST);
+			}
+		}
+		while (i == 4 && !__atomic_load_n(&res[6], __ATOMIC_SEQ_CST)) {
+			int v = dchan_sem_value(c);
+
+			if (v < 0 || v > max)
+				__atomic_fetch_add(&res[4], 1,
+						   __ATOMIC_SEQ_CST);
+			__atomic_fetch_add(&res[5], 1, __ATOMIC_SEQ_CST);
+		}
+		_exit(dchan_sem_detach(c) ? 4 : 0);
+	}
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(t_wait(pid[i]), 0);
+	__atomic_store_n(&res[6], 1, __ATOMIC_SEQ_CST);
+	ck_assert_int_eq(t_wait(pid[4]), 0);
+	ck_assert_uint_eq(res[0] + res[1], 2 * n);
+	ck_assert_uint_eq(res[2] + res[3], 2 * n);
+	ck_assert_uint_eq(res[4], 0);
+	ck_assert_int_eq(dchan_sem_value(s), init + (int)res[0] - (int)res[2]);
+	T_OK(dchan_sem_destroy(s));
+	ck_assert_uint_eq(t_live(pool), 0);
+	t_pool_done(pool);
+}
+END_TEST
+
+/*
+ * Two processes acquire and release a semaphore of 3 over and over, so
+ * that one of them holds the counter most of the time: a value read waits
+ * for it and sees 1, 2 or 3, never 0 (what an absent counter once read as).
+ */
+START_TEST(semaphore_value_while_held)
+{
+	dmem_pool_t *pool = t_pool("semheld", 16u << 20);
+	volatile uint64_t *stop = sync_shared(4096);
+	uint64_t n = t_scaled(3000, 100);
+	dchan_sem_t *s;
+	dchan_desc_t d;
+	pid_t pid[2];
+
+	T_OK(dchan_sem_create(pool, 3, 3, &s));
 	t_keep(s);
 	T_OK(dchan_sem_desc_get(s, &d));
 	for (int i = 0; i < 2; i++) {
@@ -398,26 +530,79 @@ START_TEST(semaphore_value_limits)
 
 			if (dchan_sem_attach(&d, &c))
 				_exit(1);
-			for (int k = 0; k < 100; k++) {
-				int rc = dchan_sem_release(c);
-
-				if (rc == 0)
-					__atomic_fetch_add(&res[0], 1,
-							   __ATOMIC_SEQ_CST);
-				else if (rc == -EOVERFLOW)
-					__atomic_fetch_add(&res[1], 1,
-							   __ATOMIC_SEQ_CST);
-				else
+			while (!__atomic_load_n(stop, __ATOMIC_SEQ_CST))
+				if (dchan_sem_acquire(c, DCHAN_FOREVER) ||
+				    dchan_sem_release(c))
 					_exit(2);
-			}
 			_exit(dchan_sem_detach(c) ? 3 : 0);
 		}
 	}
+	for (uint64_t k = 0; k < n; k++) {
+		int v = dchan_sem_value(s);
+
+		ck_assert_int_ge(v, 1);
+		ck_assert_int_le(v, 3);
+	}
+	__atomic_store_n(stop, 1, __ATOMIC_SEQ_CST);
 	for (int i = 0; i < 2; i++)
 		ck_assert_int_eq(t_wait(pid[i]), 0);
-	ck_assert_uint_eq(res[0], 100);
-	ck_assert_uint_eq(res[1], 100);
-	ck_assert_int_eq(dchan_sem_value(s), (int)max);
+	ck_assert_int_eq(dchan_sem_value(s), 3);
+	T_OK(dchan_sem_destroy(s));
+	t_pool_done(pool);
+}
+END_TEST
+
+/*
+ * Waiters that time out leave the semaphore as it was (they unregister),
+ * and more waiters than the signal channel holds wake-ups all get their
+ * unit: a waiter that takes one passes a wake-up on.
+ */
+START_TEST(semaphore_timeouts_with_waiters)
+{
+	dmem_pool_t *pool = t_pool("semwait", 16u << 20);
+	volatile uint64_t *res = sync_shared(4096);
+	enum { SHORT = 3, LONG = 12 };
+	dchan_sem_t *s;
+	dchan_desc_t d;
+	pid_t pid[SHORT + LONG];
+
+	T_OK(dchan_sem_create(pool, 0, LONG, &s));
+	t_keep(s);
+	T_OK(dchan_sem_desc_get(s, &d));
+	for (int i = 0; i < SHORT + LONG; i++) {
+		pid[i] = fork();
+		if (pid[i] == 0) {
+			dchan_sem_t *c;
+			int rc;
+
+			if (dchan_sem_attach(&d, &c))
+				_exit(1);
+			rc = dchan_sem_acquire(c, i < SHORT ? 20 * MS
+							    : DCHAN_FOREVER);
+			if (i < SHORT && rc != -ETIMEDOUT)
+				_exit(2);
+			if (i >= SHORT && rc != 0)
+				_exit(3);
+			__atomic_fetch_add(&res[0], 1, __ATOMIC_SEQ_CST);
+			_exit(dchan_sem_detach(c) ? 4 : 0);
+		}
+	}
+	/* nobody releases until the short waiters gave up */
+	for (int i = 0; i < SHORT; i++)
+		ck_assert_int_eq(t_wait(pid[i]), 0);
+	ck_assert_int_eq(dchan_sem_value(s), 0);
+	ck_assert_int_eq(dchan_sem_acquire(s, 0), -EAGAIN);
+	ck_assert_int_eq(dchan_sem_acquire(s, MS), -ETIMEDOUT);
+	for (int k = 0; k < LONG; k++)
+		T_OK(dchan_sem_release(s));
+	for (int i = SHORT; i < SHORT + LONG; i++)
+		ck_assert_int_eq(t_wait(pid[i]), 0);
+	ck_assert_uint_eq(res[0], SHORT + LONG);
+	/* every unit was taken, and the semaphore works as new */
+	ck_assert_int_eq(dchan_sem_value(s), 0);
+	T_OK(dchan_sem_release(s));
+	T_OK(dchan_sem_acquire(s, 0));
+	ck_assert_int_eq(dchan_sem_value(s), 0);
 	T_OK(dchan_sem_destroy(s));
 	t_pool_done(pool);
 }
@@ -531,6 +716,9 @@ int main(void)
 	tcase_add_test(tc, barrier_rounds_timeout_abort_reset);
 	tcase_add_test(tc, condition_notify_and_timeout);
 	tcase_add_test(tc, semaphore_value_limits);
+	tcase_add_test(tc, semaphore_bounded_take_release_race);
+	tcase_add_test(tc, semaphore_value_while_held);
+	tcase_add_test(tc, semaphore_timeouts_with_waiters);
 	tcase_add_test(tc, concurrent_attach_and_value);
 	tcase_add_test(tc, attach_as_wrong_kind_fails);
 	suite_add_tcase(s, tc);
