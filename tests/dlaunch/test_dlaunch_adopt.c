@@ -16,21 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <dragon/dlaunch.h>
+#include "dlaunch_test.h"
 
-#define SEC 1000000000ull
-
-static dlaunch_t *start(uint32_t flags)
-{
-	dlaunch_runtime_attr_t a = {.field_mask = DLAUNCH_RT_ATTR_POOL_SIZE |
-						  DLAUNCH_RT_ATTR_FLAGS,
-				    .pool_size = 64u << 20,
-				    .flags = flags};
-	dlaunch_t *rt = NULL;
-	int rc = dlaunch_runtime_start(&a, &rt);
-
-	ck_assert_msg(rc == 0, "start: %s", dlaunch_errmsg());
-	return rt;
-}
 
 /* A child that waits for a byte on fd and exits with it as its code (or
  * is killed first). */
@@ -102,7 +89,7 @@ static int reap(pid_t pid)
 
 START_TEST(adopted_child_is_waited_for)
 {
-	dlaunch_t *rt = start(0);
+	dlaunch_t *rt = dlt_start(0);
 	dlaunch_status_t st;
 	unsigned char code = 7;
 	int wfd, fd, ws;
@@ -139,7 +126,7 @@ END_TEST
 
 START_TEST(adopted_child_is_signalled_and_waiters_answered)
 {
-	dlaunch_t *rt = start(0);
+	dlaunch_t *rt = dlt_start(0);
 	dlaunch_status_t st;
 	int wfd, ws;
 	pid_t pid;
@@ -164,7 +151,7 @@ END_TEST
 
 START_TEST(requests_that_do_not_wait)
 {
-	dlaunch_t *rt = start(0);
+	dlaunch_t *rt = dlt_start(0);
 	dlaunch_status_t st;
 	int wfd, ws;
 	pid_t pid;
@@ -192,7 +179,7 @@ END_TEST
 
 START_TEST(only_the_parent_may_adopt)
 {
-	dlaunch_t *rt = start(0);
+	dlaunch_t *rt = dlt_start(0);
 	int wfd;
 	pid_t pid;
 
@@ -213,7 +200,7 @@ END_TEST
 
 START_TEST(teardown_ends_adopted_children)
 {
-	dlaunch_t *rt = start(0);
+	dlaunch_t *rt = dlt_start(0);
 	struct timespec t0, t1;
 	int wfd[4], ws;
 	pid_t pid[4];
@@ -242,7 +229,7 @@ START_TEST(reaper_gone_without_report)
 {
 	/* R attaches, forks G, has it adopted and exits without reporting:
 	 * G is still signalled through the runtime and its end recorded. */
-	dlaunch_t *rt = start(DLAUNCH_RT_F_SETENV);
+	dlaunch_t *rt = dlt_start(DLAUNCH_RT_F_SETENV);
 	dlaunch_status_t st;
 	sigset_t term;
 	int p[2], ws;
@@ -289,24 +276,10 @@ START_TEST(reaper_gone_without_report)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("dlaunch_adopt");
-	TCase *tc = tcase_create("adopt");
-	SRunner *sr;
-	int failed;
-
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, adopted_child_is_waited_for);
-	tcase_add_test(tc, adopted_child_is_signalled_and_waiters_answered);
-	tcase_add_test(tc, only_the_parent_may_adopt);
-	tcase_add_test(tc, requests_that_do_not_wait);
-	tcase_add_test(tc, teardown_ends_adopted_children);
-	tcase_add_test(tc, reaper_gone_without_report);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+DLT_MAIN("dlaunch_adopt", 120,
+	 adopted_child_is_waited_for,
+	 adopted_child_is_signalled_and_waiters_answered,
+	 only_the_parent_may_adopt,
+	 requests_that_do_not_wait,
+	 teardown_ends_adopted_children,
+	 reaper_gone_without_report)

@@ -16,23 +16,10 @@
 #include <unistd.h>
 #include <dragon/dchan.h>
 #include <dragon/dlaunch.h>
+#include "dlaunch_test.h"
 #include "dlaunch_private.h"
 
-#define SEC 1000000000ull
 #define NWAITERS 3
-
-static dlaunch_t *start(uint32_t flags)
-{
-	dlaunch_runtime_attr_t a = {.field_mask = DLAUNCH_RT_ATTR_POOL_SIZE |
-						  DLAUNCH_RT_ATTR_FLAGS,
-				    .pool_size = 64u << 20,
-				    .flags = flags};
-	dlaunch_t *rt = NULL;
-	int rc = dlaunch_runtime_start(&a, &rt);
-
-	ck_assert_msg(rc == 0, "start: %s", dlaunch_errmsg());
-	return rt;
-}
 
 static pid_t spawn_sleep(dlaunch_t *rt)
 {
@@ -114,7 +101,7 @@ static void check_gone(struct waiter *w, int n)
 START_TEST(stop_wakes_waiters)
 {
 	struct waiter w[NWAITERS];
-	dlaunch_t *rt = start(0);
+	dlaunch_t *rt = dlt_start(0);
 	int rc;
 
 	start_waiters(w, NWAITERS, rt);
@@ -129,7 +116,7 @@ END_TEST
 START_TEST(detach_own_handle_wakes_waiter)
 {
 	struct waiter w[1];
-	dlaunch_t *rt = start(0);
+	dlaunch_t *rt = dlt_start(0);
 
 	start_waiters(w, 1, rt);
 	ck_assert_int_eq(dlaunch_detach(rt), 0);
@@ -143,7 +130,7 @@ END_TEST
 START_TEST(detach_attached_wakes_waiter)
 {
 	struct waiter w[1];
-	dlaunch_t *rt = start(DLAUNCH_RT_F_SETENV), *h = NULL;
+	dlaunch_t *rt = dlt_start(DLAUNCH_RT_F_SETENV), *h = NULL;
 	dlaunch_status_t st;
 	pid_t pid;
 	int rc;
@@ -167,7 +154,7 @@ END_TEST
  * double free (the handle is still alive while its closer runs). */
 START_TEST(calls_after_close_started_are_refused)
 {
-	dlaunch_t *rt = start(DLAUNCH_RT_F_SETENV), *h = NULL;
+	dlaunch_t *rt = dlt_start(DLAUNCH_RT_F_SETENV), *h = NULL;
 	dlaunch_status_t st;
 	pid_t pid;
 
@@ -210,7 +197,7 @@ static int count_mappings(const char *instance)
  * keeps its mapping), and closing it unmaps the pool. */
 START_TEST(channel_outlives_runtime)
 {
-	dlaunch_t *rt = start(0);
+	dlaunch_t *rt = dlt_start(0);
 	char instance[64], buf[64];
 	dchan_desc_t d;
 	dchan_t *ch;
@@ -237,7 +224,7 @@ END_TEST
 /* Without channel handles left, stopping leaves no mapping behind. */
 START_TEST(stop_unmaps_everything)
 {
-	dlaunch_t *rt = start(0);
+	dlaunch_t *rt = dlt_start(0);
 	char instance[64];
 	dchan_desc_t d;
 
@@ -249,23 +236,10 @@ START_TEST(stop_unmaps_everything)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("dlaunch_close");
-	TCase *tc = tcase_create("close");
-	SRunner *sr;
-	int nf;
-
-	tcase_add_test(tc, stop_wakes_waiters);
-	tcase_add_test(tc, detach_own_handle_wakes_waiter);
-	tcase_add_test(tc, detach_attached_wakes_waiter);
-	tcase_add_test(tc, calls_after_close_started_are_refused);
-	tcase_add_test(tc, channel_outlives_runtime);
-	tcase_add_test(tc, stop_unmaps_everything);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	nf = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return nf ? 1 : 0;
-}
+DLT_MAIN("dlaunch_close", 0,
+	 stop_wakes_waiters,
+	 detach_own_handle_wakes_waiter,
+	 detach_attached_wakes_waiter,
+	 calls_after_close_started_are_refused,
+	 channel_outlives_runtime,
+	 stop_unmaps_everything)
