@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -481,3 +482,49 @@ def test_children_import_the_main_module_as_it_is_now(tmp_path):
                          cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["__mp_main__ first", "__mp_main__ second"]
+
+
+_KILLED_OWNER = """
+import os, sys, time, dragon, multiprocessing as mp
+from dragon import _popen
+if __name__ == "__main__":
+    ctx = mp.get_context("dragon")
+    p = ctx.Process(target=time.sleep, args=(300,))
+    p.start()
+    print(os.environ["DRAGON_INSTANCE"], p.pid, _popen.zygote().pid, flush=True)
+    time.sleep(300)
+"""
+
+
+@pytest.mark.parametrize("signo", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_embedded_runtime_leaves_nothing(tmp_path, signo):
+    # The process that runs the runtime dies without stopping it: the
+    # zygote ends the runtime's children and removes its segments.
+    _need_zygote()
+    import pwd
+    prog = tmp_path / "owner.py"
+    prog.write_text(_KILLED_OWNER)
+    env = runtime.clean_env()
+    proc = subprocess.Popen([sys.executable, str(prog)], stdout=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        instance, child, zygote = proc.stdout.readline().split()
+        prefix = "dragon.%s.%s." % (pwd.getpwuid(os.getuid()).pw_name, instance)
+        assert any(n.startswith(prefix) for n in os.listdir("/dev/shm"))
+        proc.send_signal(signo)
+        assert proc.wait(30) == -signo
+        deadline = time.monotonic() + 30
+        left = None
+        while time.monotonic() < deadline:
+            left = ([n for n in os.listdir("/dev/shm") if n.startswith(prefix)],
+                    [p for p in (int(child), int(zygote))
+                     if os.path.exists("/proc/%d" % p)
+                     and open("/proc/%d/stat" % p).read().split()[2] != "Z"])
+            if left == ([], []):
+                break
+            time.sleep(0.05)
+        assert left == ([], []), "left behind (segments, processes): %r" % (left,)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -180,6 +180,11 @@ class _Zygote:
         self.sel.register(sock, selectors.EVENT_READ, None)
         self.parent_gone = False  # the parent closed the connection
         self.terminating = False  # SIGTERM: the runtime is stopping
+        # (instance, pidfd) when the parent runs the runtime itself (an
+        # embedded one): if the parent dies without stopping it, nobody
+        # else will end its processes or remove its segments.
+        self.owner = None
+        self.owner_died = False
         # A child that has ended stays a zombie, its pid valid (kill(2) on
         # it succeeds, as on a spawned child before join), until the parent
         # asks for the reap.
@@ -260,11 +265,17 @@ class _Zygote:
             if self.terminating:
                 self._end_children()
                 return
-            if self.parent_gone and not self.children:
+            # The owner of an embedded runtime is waited for: its stop
+            # ends this process (SIGTERM), its death is seen below.
+            if self.parent_gone and not self.children and self.owner is None:
                 return
             for key, events in self.sel.select():
                 if key.data == "wake":
                     self.wake_r.recv(256)
+                elif key.data == "owner":
+                    self.sel.unregister(key.fd)
+                    self.owner_died = True
+                    self.terminating = True  # ends the children
                 elif key.data is None:
                     if events & selectors.EVENT_WRITE:
                         self._flush()
@@ -448,6 +459,8 @@ class _Zygote:
                 os.close(fd)
         self.wake_r.close()
         self.wake_w.close()
+        if self.owner is not None:
+            os.close(self.owner[1])
         for sig in (signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         # While it waits the spare is nobody's process yet: a ^C meant for
@@ -586,6 +599,13 @@ def main():
     z.attach()
     if env is not None:  # after attach: the runtime is found in ours
         _take_environment(env)
+    instance, parent = os.environ.get("DRAGON_INSTANCE"), os.getppid()
+    if instance == "p%d" % parent:  # runtime.py names embedded ones so
+        try:
+            z.owner = (instance, os.pidfd_open(parent))
+            z.sel.register(z.owner[1], selectors.EVENT_READ, "owner")
+        except OSError:
+            z.owner = None
     # What is loaded now stays out of the children's collections, so that
     # they do not touch (and copy) the pages of the zygote's objects.
     import gc
@@ -598,6 +618,11 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
     z.run()
-    if not z.terminating:  # a stopping runtime may no longer read
+    if z.owner_died:
+        # The parent was killed (or left with os._exit) while it ran the
+        # runtime: its children are ended; remove what it left in /dev/shm.
+        from .runtime import _remove_stale_segments
+        _remove_stale_segments(z.owner[0])
+    elif not z.terminating:  # a stopping runtime may no longer read
         z.detach()
     sys.exit(0)
