@@ -9,6 +9,17 @@
 
 #define SEC 1000000000ull
 
+/* n scaled by DRAGON_TEST_SCALE (slow builds: sanitizers, valgrind), at
+ * least 2. */
+static inline int dlt_scaled(int n)
+{
+	const char *s = getenv("DRAGON_TEST_SCALE");
+	double f = s ? atof(s) : 1.0;
+	int v = (int)(n * (f > 0 ? f : 1.0));
+
+	return v < 2 ? 2 : v;
+}
+
 /* An embedded runtime with a 64 MiB default pool and the given flags. */
 static inline dlaunch_t *dlt_start(uint32_t flags)
 {

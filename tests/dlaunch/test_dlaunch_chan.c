@@ -11,33 +11,13 @@
 #include <unistd.h>
 #include <dragon/dchan.h>
 #include <dragon/dlaunch.h>
+#include "dlaunch_test.h"
 
-#define SEC 1000000000ull
 static char self[4096];
-
-static int scaled(int n)
-{
-	const char *s = getenv("DRAGON_TEST_SCALE");
-	double f = s ? atof(s) : 1.0;
-	int v = (int)(n * (f > 0 ? f : 1.0));
-
-	return v < 2 ? 2 : v;
-}
-
-static dlaunch_t *start(void)
-{
-	dlaunch_runtime_attr_t a = {.field_mask = DLAUNCH_RT_ATTR_POOL_SIZE,
-				    .pool_size = 64u << 20};
-	dlaunch_t *rt = NULL;
-
-	ck_assert_msg(dlaunch_runtime_start(&a, &rt) == 0, "start: %s",
-		      dlaunch_errmsg());
-	return rt;
-}
 
 START_TEST(get_twice_same_channel)
 {
-	dlaunch_t *rt = start();
+	dlaunch_t *rt = dlt_start(0);
 	dchan_attr_t attr = {.field_mask = DCHAN_ATTR_CAPACITY,
 			     .capacity = 8};
 	dchan_desc_t d1, d2;
@@ -76,7 +56,7 @@ END_TEST
 
 START_TEST(bad_attributes)
 {
-	dlaunch_t *rt = start();
+	dlaunch_t *rt = dlt_start(0);
 	dchan_attr_t attr = {.field_mask = DCHAN_ATTR_CAPACITY,
 			     .capacity = DCHAN_CAPACITY_MAX + 1u};
 	dchan_desc_t d;
@@ -121,9 +101,9 @@ static int child_main(void)
 
 START_TEST(many_processes_one_channel)
 {
-	dlaunch_t *rt = start();
+	dlaunch_t *rt = dlt_start(0);
 	char *argv[] = {self, "chanchild", NULL};
-	int n = scaled(8), ncreated = 0;
+	int n = dlt_scaled(8), ncreated = 0;
 	pid_t *pids = calloc((size_t)n, sizeof *pids);
 	dlaunch_status_t st;
 	dchan_desc_t d;
@@ -163,24 +143,15 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-	Suite *s;
-	TCase *tc;
-	SRunner *sr;
-	int failed;
+	const TTest *const tests[] = {
+		get_twice_same_channel,
+		bad_attributes,
+		many_processes_one_channel,
+	};
 
 	if (argc > 1 && strcmp(argv[1], "chanchild") == 0)
 		return child_main();
 	if (!realpath("/proc/self/exe", self))
 		return 1;
-	s = suite_create("dlaunch_chan");
-	tc = tcase_create("chan");
-	tcase_add_test(tc, get_twice_same_channel);
-	tcase_add_test(tc, bad_attributes);
-	tcase_add_test(tc, many_processes_one_channel);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return dlt_main("dlaunch_chan", 0, tests, sizeof tests / sizeof *tests);
 }

@@ -12,30 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <dragon/dlaunch.h>
+#include "dlaunch_test.h"
 
-#define SEC 1000000000ull
 static char self[4096];
-
-static int scaled(int n)
-{
-	const char *s = getenv("DRAGON_TEST_SCALE");
-	double f = s ? atof(s) : 1.0;
-	int v = (int)(n * (f > 0 ? f : 1.0));
-
-	return v < 2 ? 2 : v;
-}
-
-static dlaunch_t *start(void)
-{
-	/* A small default pool: /dev/shm may be shared and small. */
-	dlaunch_runtime_attr_t a = {.field_mask = DLAUNCH_RT_ATTR_POOL_SIZE,
-				    .pool_size = 64u << 20};
-	dlaunch_t *rt = NULL;
-	int rc = dlaunch_runtime_start(&a, &rt);
-
-	ck_assert_msg(rc == 0, "start: %s", dlaunch_errmsg());
-	return rt;
-}
 
 static int count_fds(void)
 {
@@ -75,7 +54,7 @@ static pid_t spawn_sh(dlaunch_t *rt, const char *script)
 
 START_TEST(exit_code_and_cleanup)
 {
-	dlaunch_t *rt = start();
+	dlaunch_t *rt = dlt_start(0);
 	dlaunch_status_t st;
 	char inst[64];
 	pid_t pid = spawn_sh(rt, "exit 7");
@@ -93,7 +72,7 @@ END_TEST
 
 START_TEST(signal_and_timeouts)
 {
-	dlaunch_t *rt = start();
+	dlaunch_t *rt = dlt_start(0);
 	dlaunch_status_t st;
 	pid_t pid = spawn_sh(rt, "exec sleep 30");
 
@@ -115,7 +94,7 @@ END_TEST
 
 START_TEST(proc_fd_is_a_sentinel)
 {
-	dlaunch_t *rt = start();
+	dlaunch_t *rt = dlt_start(0);
 	dlaunch_status_t st;
 	pid_t pid = spawn_sh(rt, "exec sleep 30");
 	struct pollfd p = {.events = POLLIN};
@@ -133,7 +112,7 @@ END_TEST
 
 START_TEST(spawn_failures)
 {
-	dlaunch_t *rt = start();
+	dlaunch_t *rt = dlt_start(0);
 	char *argv[] = {"nope", NULL};
 	dlaunch_spawn_attr_t a = {.field_mask = DLAUNCH_SPAWN_ATTR_STDIO,
 				  .stdio = {0, 0, DLAUNCH_STDIO_FILE}};
@@ -153,7 +132,7 @@ END_TEST
 
 START_TEST(env_cwd_and_files)
 {
-	dlaunch_t *rt = start();
+	dlaunch_t *rt = dlt_start(0);
 	char out[] = "/tmp/dlaunch-test-XXXXXX";
 	char *env[] = {"DLTEST_VALUE=42", NULL};
 	char *argv[] = {"sh", "-c",
@@ -186,7 +165,7 @@ END_TEST
 
 START_TEST(registry)
 {
-	dlaunch_t *rt = start();
+	dlaunch_t *rt = dlt_start(0);
 	dmem_pool_desc_t d1, d2;
 	char buf[64];
 	size_t len;
@@ -241,7 +220,7 @@ static int child_main(void)
 
 START_TEST(children_attach)
 {
-	dlaunch_t *rt = start();
+	dlaunch_t *rt = dlt_start(0);
 	char *argv[] = {self, "child", NULL};
 	dlaunch_status_t st;
 	char buf[8];
@@ -275,7 +254,7 @@ static int waiter_main(const char *pidtext)
 
 START_TEST(status_kept_for_others)
 {
-	dlaunch_t *rt = start();
+	dlaunch_t *rt = dlt_start(0);
 	pid_t pid = spawn_sh(rt, "exit 9"), w;
 	char pidtext[16];
 	char *argv[] = {self, "waiter", pidtext, NULL};
@@ -308,7 +287,7 @@ START_TEST(status_table_is_bounded)
 
 	if (sc && atof(sc) < 0.2)
 		return;
-	rt = start();
+	rt = dlt_start(0);
 	for (int i = 0; i <= DLAUNCH_STATUS_KEEP; i++) {
 		ck_assert_int_eq(
 			dlaunch_spawn(rt, "/bin/true", argv, NULL, &pid), 0);
@@ -341,10 +320,10 @@ END_TEST
 
 START_TEST(many_spawns_no_leak)
 {
-	dlaunch_t *rt = start();
+	dlaunch_t *rt = dlt_start(0);
 	char *argv[] = {"true", NULL};
 	dlaunch_status_t st;
-	int n = scaled(200), fds;
+	int n = dlt_scaled(200), fds;
 	pid_t pid;
 
 	/* Warm up so lazily made conversations are not counted. */
@@ -370,34 +349,20 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-	Suite *s;
-	TCase *tc;
-	SRunner *sr;
-	int failed;
+	const TTest *const tests[] = {
+		exit_code_and_cleanup,	 signal_and_timeouts,
+		proc_fd_is_a_sentinel,	 spawn_failures,
+		env_cwd_and_files,	 registry,
+		children_attach,	 attach_outside_runtime,
+		many_spawns_no_leak,	 status_kept_for_others,
+		status_table_is_bounded,
+	};
 
 	if (argc > 1 && strcmp(argv[1], "child") == 0)
 		return child_main();
 	if (argc > 2 && strcmp(argv[1], "waiter") == 0)
 		return waiter_main(argv[2]);
-	s = suite_create("dlaunch_proc");
-	tc = tcase_create("proc");
 	if (!realpath("/proc/self/exe", self))
 		return 1;
-	tcase_add_test(tc, exit_code_and_cleanup);
-	tcase_add_test(tc, signal_and_timeouts);
-	tcase_add_test(tc, proc_fd_is_a_sentinel);
-	tcase_add_test(tc, spawn_failures);
-	tcase_add_test(tc, env_cwd_and_files);
-	tcase_add_test(tc, registry);
-	tcase_add_test(tc, children_attach);
-	tcase_add_test(tc, attach_outside_runtime);
-	tcase_add_test(tc, many_spawns_no_leak);
-	tcase_add_test(tc, status_kept_for_others);
-	tcase_add_test(tc, status_table_is_bounded);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return dlt_main("dlaunch_proc", 0, tests, sizeof tests / sizeof *tests);
 }
