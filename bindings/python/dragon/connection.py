@@ -494,13 +494,13 @@ class Connection(_mpconn._ConnectionBase):
         buf, fb = st
         return buf[0][0], fb[1:n]
 
-    def recv_bytes(self, maxlength=None):
-        """Receive one message's bytes."""
+    def _recv_first(self):
+        """The first receive of recv_bytes() and recv(): (bytes, None) when
+        it took a plain message, else (None, rc) for _recv_msg to go on
+        from."""
         rh = self._rh
         if rh is None:
             rh = self._rhandle()
-        if maxlength is not None and maxlength < 0:
-            raise ValueError("negative maxlength")
         bufs = self._bufs
         try:
             st = bufs.pop() or _new_rstate()
@@ -513,11 +513,22 @@ class Connection(_mpconn._ConnectionBase):
             bufs.append(st)
             if self._watch is not None:
                 self._consumed()
-            if maxlength is not None and n - 1 > maxlength:
-                self._bad_message_length()
-            return data
+            return data, None
         rc = self._recv_other(n, st)
         bufs.append(st)
+        return None, rc
+
+    def recv_bytes(self, maxlength=None):
+        """Receive one message's bytes."""
+        if maxlength is not None and maxlength < 0:
+            if self._rh is None:
+                self._rhandle()  # a closed Connection says so first
+            raise ValueError("negative maxlength")
+        data, rc = self._recv_first()
+        if data is not None:
+            if maxlength is not None and len(data) > maxlength:
+                self._bad_message_length()
+            return data
         data = self._recv_bytes(maxlength, rc)
         if data is None:
             self._bad_message_length()
@@ -593,24 +604,9 @@ class Connection(_mpconn._ConnectionBase):
 
     def recv(self):
         """Receive a picklable object."""
-        rh = self._rh
-        if rh is None:
-            rh = self._rhandle()
-        bufs = self._bufs
-        try:
-            st = bufs.pop() or _new_rstate()
-        except IndexError:
-            st = _new_rstate()
-        buf = st[0]
-        n = _msg_recv(rh, buf, _RECV_BUF, _SLICE_NS)
-        if n > 0 and buf[0] == _K_BYTES_CHAR:
-            data = st[1][1:n]
-            bufs.append(st)
-            if self._watch is not None:
-                self._consumed()
+        data, rc = self._recv_first()
+        if data is not None:
             return _loads(data)
-        rc = self._recv_other(n, st)
-        bufs.append(st)
         return self._load(self._recv_msg(None, rc))
 
     def _load(self, msg):
