@@ -130,9 +130,17 @@ void svc_adopt_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	if (m->err || !c)
 		return;
 	if (s->stopping) {
-		refuse(s, h, nowait, -DLAUNCH_E_CLOSED,
-		       "runtime %s is shutting down: no new processes",
-		       s->instance);
+		/* Expected, not worth a warning, for an unanswered request: a
+		 * zygote forks its next spare while the runtime stops, and the
+		 * stop ends it with the zygote anyway. */
+		if (nowait)
+			dlaunch__log(DLAUNCH_LOG_DEBUG,
+				     "runtime %s is shutting down: pid %d not "
+				     "adopted", s->instance, (int)pid);
+		else
+			refuse(s, h, false, -DLAUNCH_E_CLOSED,
+			       "runtime %s is shutting down: no new processes",
+			       s->instance);
 		return;
 	}
 	if (old && !old->ended) {

@@ -60,12 +60,69 @@ def test_pid_is_the_real_os_pid(tmp_path):
     (_raise, (), 1),
     (_kill_self, (signal.SIGKILL,), -signal.SIGKILL),
     (_kill_self, (signal.SIGUSR1,), -signal.SIGUSR1),
+    (sys.exit, (263,), 7),           # the low 8 bits, as the OS keeps them
+    (sys.exit, ("a message",), 1),
+    (os._exit, (5,), 5),             # no report: read from the zombie
 ])
 def test_exitcode_convention(target, args, code):
     p = ctx.Process(target=target, args=args)
     p.start()
     p.join()
     assert p.exitcode == code
+
+
+_held = []
+
+
+def _lock_and_return(path):
+    import fcntl
+    f = open(path, "w")
+    fcntl.lockf(f, fcntl.LOCK_EX)
+    _held.append(f)  # still open when the process ends
+
+
+def test_after_join_the_childs_descriptors_are_closed(tmp_path):
+    # join may return before the kernel has finished with the child's
+    # memory, never before its descriptors are closed: a lock the child
+    # held is free at once.
+    import fcntl
+    path = str(tmp_path / "lock")
+    for _ in range(20):
+        p = ctx.Process(target=_lock_and_return, args=(path,))
+        p.start()
+        p.join()
+        assert p.exitcode == 0
+        with open(path, "w") as f:
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(f, fcntl.LOCK_UN)
+
+
+def _fork_then(path, how):
+    pid = os.fork()
+    if pid == 0:  # the grandchild keeps every descriptor the child had
+        try:
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    _write(path, str(pid))
+    if how == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    sys.exit(4)
+
+
+@pytest.mark.parametrize("how,code", [("exit", 4), ("kill", -signal.SIGKILL)])
+def test_a_grandchild_holding_the_childs_descriptors(tmp_path, how, code):
+    out = tmp_path / "grandchild"
+    p = ctx.Process(target=_fork_then, args=(str(out), how))
+    p.start()
+    try:
+        t = time.monotonic()
+        p.join(30)
+        assert p.exitcode == code
+        assert time.monotonic() - t < 30
+    finally:
+        _wait_for(str(out))
+        os.kill(int(out.read_text()), signal.SIGKILL)
 
 
 def test_terminate_and_kill():
@@ -146,9 +203,10 @@ def test_child_gets_the_parents_current_state(tmp_path, monkeypatch):
         assert r["env"] == "value-%d" % os.getpid()
         assert r["threads"] == 1
         assert r["sigint"] and r["sigterm"]
-        # stdin (/dev/null), stdout, stderr, the parent's sentinel and the
-        # resource tracker's pipe; nothing of the zygote's.
-        assert len(r["fds"]) <= 6, " ".join(r["fds"])
+        # stdin (/dev/null), stdout, stderr, the parent's sentinel, the
+        # resource tracker's pipe and the pipe on which the child reports
+        # its end; nothing of the zygote's.
+        assert len(r["fds"]) <= 7, " ".join(r["fds"])
     assert results[0]["random"] != results[1]["random"]
 
 

@@ -40,11 +40,14 @@ def compile_main(path):
             code = compile(source, path, "exec", dont_inherit=True)
     except (OSError, SyntaxError, ValueError, Warning):
         return
-    # runpy asks the path hooks whether the script is an archive: a plain
-    # file is remembered as such (sys.path_importer_cache) for the children.
+    # runpy asks the path hooks whether the script is an archive (the zip
+    # importer opens and reads it), and nothing remembers a plain file:
+    # the answer is remembered here (sys.path_importer_cache, which runpy
+    # consults first) for the children.
     import pkgutil
     if pkgutil.get_importer(path) is not None:
         return
+    sys.path_importer_cache[path] = None
     main_code = (path, ident, code)
 
 
@@ -79,11 +82,13 @@ def _prepare(preparation_data):
         runpy._get_code_from_file = compile_file
 
 
-def run_payload(payload, tracker_fd):
+def run_payload(payload, tracker_fd, done_fd=-1):
     """Prepare this interpreter as spawn does and run the process; returns
-    the exit code.  The interpreter's exit is finished here (threads
-    joined, atexit handlers run, streams flushed), so the caller may leave
-    with os._exit."""
+    the exit code (0 to 255, as the OS reports it).  The interpreter's
+    exit is finished here (threads joined, atexit handlers run, streams
+    flushed), so the caller may leave with os._exit.  done_fd, when given,
+    is where the code is reported once that is done (see
+    :func:`_report_done`)."""
     from multiprocessing import process, reduction, spawn
     if tracker_fd >= 0:
         from multiprocessing import resource_tracker
@@ -97,9 +102,36 @@ def run_payload(payload, tracker_fd):
         self = reduction.pickle.load(data)
     finally:
         del process.current_process()._inheriting
+    me = os.getpid()
     code = self._bootstrap(parent_sentinel)
     _finish_interpreter()
+    code = _exit_status(code)
+    # A process the target forked (os.fork) that returned here too is not
+    # the one the parent waits for.
+    if done_fd >= 0 and os.getpid() == me:
+        _report_done(done_fd, code)
     return code
+
+
+def _exit_status(code):
+    # What os._exit(code) leaves in the wait status: the low 8 bits.
+    try:
+        return int(code) & 0xff
+    except (TypeError, ValueError, OverflowError):
+        return 1
+
+
+def _report_done(done_fd, code):
+    """Everything the process does is done: close every descriptor (so
+    that what the parent sees after join, pipes at end of file, locks
+    released, is what it would see after the exit), then write the exit
+    code to the parent."""
+    try:
+        os.closerange(0, done_fd)
+        os.closerange(done_fd + 1, os.sysconf("SC_OPEN_MAX"))
+        os.write(done_fd, bytes([code]))
+    except OSError:
+        pass  # the parent reads the status from the zombie instead
 
 
 def _parent_sentinel(prep):

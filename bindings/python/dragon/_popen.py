@@ -137,8 +137,11 @@ class _Base:
     def duplicate_for_child(self, fd):
         return fd
 
+    def _ended_fds(self):
+        return [self.sentinel]
+
     def _ended(self, timeout):
-        return bool(select.select([self.sentinel], [], [], timeout)[0])
+        return bool(select.select(self._ended_fds(), [], [], timeout)[0])
 
     def poll(self, flag=os.WNOHANG):
         if self.returncode is None:
@@ -151,7 +154,7 @@ class _Base:
         if self.returncode is None:
             if timeout is not None:
                 from multiprocessing.connection import wait
-                if not wait([self.sentinel], timeout):
+                if not wait(self._ended_fds(), timeout):
                     return None
             return self.poll(0)
         return self.returncode
@@ -173,16 +176,28 @@ class ZygotePopen(_Base):
     def _launch(self, process_obj):
         z = zygote()
         payload = _payload(self, process_obj)
-        self.pid, self.sentinel = z.start(payload)
+        done_r, done_w = os.pipe()
+        try:
+            self.pid, self.sentinel = z.start(payload, done_w)
+        except BaseException:
+            os.close(done_r)
+            raise
+        finally:
+            os.close(done_w)
+        self._done = done_r
         self._zygote = z
         self._status_lock = threading.Lock()
-        self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel,))
+        self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel, done_r))
+
+    def _ended_fds(self):
+        return [self.sentinel, self._done]
 
     def _status(self):
         # One reap per child, whichever thread joins first.
         with self._status_lock:
             if self.returncode is None:
-                self.returncode = self._zygote.status(self.pid, self.sentinel)
+                self.returncode = self._zygote.status(self.pid, self.sentinel,
+                                                      self._done)
             return self.returncode
 
     def _send_signal(self, sig):
@@ -375,8 +390,10 @@ class Zygote:
                                   % msg[1])
         return self.spares.pop(0)
 
-    def start(self, payload):
-        """Have a child of the zygote run payload; (pid, pidfd)."""
+    def start(self, payload, done_w):
+        """Have a child of the zygote run payload; (pid, pidfd).  The
+        child writes its exit code to done_w when it has finished (see
+        :meth:`status`)."""
         from multiprocessing import resource_tracker
         try:
             tracker = [resource_tracker.getfd()]
@@ -390,7 +407,7 @@ class Zygote:
                     raise ZygoteError("the zygote (pid %d) is gone" % self.pid)
                 pid, pidfd, sock = self._spare()
                 try:
-                    self._proto.send_msg(sock, msg, [1, 2] + tracker)
+                    self._proto.send_msg(sock, msg, [1, 2, done_w] + tracker)
                 except OSError:
                     # The spare died while it waited: take another (the
                     # zygote makes a new one for it).
@@ -412,11 +429,24 @@ class Zygote:
             self.dead = True
             raise ZygoteError("the zygote (pid %d) is gone: %s" % (self.pid, e))
 
-    def status(self, pid, pidfd):
+    def status(self, pid, pidfd, done):
         """The exit code of child pid (pidfd: its sentinel), once it has
-        ended."""
-        select.select([pidfd], [], [])
-        code = self._proto.zombie_status(pid, pidfd)
+        ended.  A child that finished its run reports the code on done as
+        its last act (it has closed every other descriptor by then), so
+        the code is here before the kernel has released its memory; a
+        child that ended otherwise (a signal, os._exit) is read from its
+        zombie."""
+        code = None
+        if done in select.select([pidfd, done], [], [])[0]:
+            try:
+                data = os.read(done, 1)
+            except OSError:
+                data = b""
+            if data:
+                code = data[0]
+        if code is None:
+            select.select([pidfd], [], [])
+            code = self._proto.zombie_status(pid, pidfd)
         with self.lock:
             try:
                 if code is not None:

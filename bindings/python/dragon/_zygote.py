@@ -73,8 +73,13 @@ are a 4-byte length, a 1-byte descriptor count and a pickle:
   itself for each spare that got a request or died), ``("reap", pid,
   quiet)`` (reap pid once it has ended; report its status unless quiet);
 * parent to spare: ``("run", environ, payload, has_tracker)`` with
-  stdout, stderr and the tracker's descriptor; environ is None when it is
-  the one the parent primed the zygote with.
+  stdout, stderr, the write end of the parent's "done" pipe and the
+  tracker's descriptor; environ is None when it is the one the parent
+  primed the zygote with.  The child's last act is to close every other
+  descriptor and write its exit code (one byte) to the done pipe: the
+  parent's join has the code while the kernel is still releasing the
+  child's memory (a millisecond for an interpreter this size), and the
+  zombie is read only for a child that ended otherwise.
 """
 import os
 import pickle
@@ -484,13 +489,14 @@ class _Zygote:
         os.dup2(fds[1], 2)
         os.close(fds[0])
         os.close(fds[1])
-        tracker_fd = fds[2] if has_tracker else -1
+        done_fd = fds[2]
+        tracker_fd = fds[3] if has_tracker else -1
         if tracker_fd >= 0:
             os.set_inheritable(tracker_fd, True)
         if env is not None:
             _take_environment(env)
         from . import _child
-        return _child.run_payload(payload, tracker_fd)
+        return _child.run_payload(payload, tracker_fd, done_fd)
 
 
 def _take_environment(env):
