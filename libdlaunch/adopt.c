@@ -150,6 +150,16 @@ void svc_adopt_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 		return;
 	}
 	fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0 && errno == ESRCH && nowait) {
+		/* An unanswered request can arrive after the caller has
+		 * already reaped the process (it ran and ended in the
+		 * meantime); its dlaunch_proc_reaped follows and is dropped
+		 * the same way.  Nothing is left to manage. */
+		dlaunch__log(DLAUNCH_LOG_DEBUG,
+			     "pid %d ended and was reaped before its adoption "
+			     "arrived", (int)pid);
+		return;
+	}
 	rc = fd < 0 ? (errno == ESRCH ? -ECHILD : -errno) : 0;
 	if (rc == 0) {
 		rc = proc_stat(pid, &state, &ppid, &code);
@@ -228,6 +238,12 @@ void svc_reaped_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 
 	if (m->err || !c)
 		return;
+	if (!p && nowait) {
+		/* Its adoption arrived after the reap (see above). */
+		dlaunch__log(DLAUNCH_LOG_DEBUG, "pid %d reaped, never adopted",
+			     (int)pid);
+		return;
+	}
 	if (!p || !p->adopted || p->ended || p->reaper != c->pid) {
 		refuse(s, h, nowait, -DLAUNCH_E_NOPROC,
 		       "pid %d is not a running process adopted by pid %d in "
