@@ -74,27 +74,34 @@ def test_exitcode_convention(target, args, code):
 _held = []
 
 
-def _lock_and_return(path):
+def _lock_and_return(path, conn):
     import fcntl
     f = open(path, "w")
     fcntl.lockf(f, fcntl.LOCK_EX)
     _held.append(f)  # still open when the process ends
+    _held.append(conn)  # never closed: the process's end closes it
 
 
 def test_after_join_the_childs_descriptors_are_closed(tmp_path):
     # join may return before the kernel has finished with the child's
-    # memory, never before its descriptors are closed: a lock the child
-    # held is free at once.
+    # memory, never before what the child held is let go: a lock it held
+    # is free at once, the Connection end it kept open is at end-of-file.
     import fcntl
     path = str(tmp_path / "lock")
     for _ in range(20):
-        p = ctx.Process(target=_lock_and_return, args=(path,))
+        r, w = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_lock_and_return, args=(path, w))
         p.start()
+        w.close()
         p.join()
         assert p.exitcode == 0
         with open(path, "w") as f:
             fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             fcntl.lockf(f, fcntl.LOCK_UN)
+        assert r.poll(0)
+        with pytest.raises(EOFError):
+            r.recv()
+        r.close()
 
 
 def _fork_then(path, how):

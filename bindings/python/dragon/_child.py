@@ -122,10 +122,16 @@ def _exit_status(code):
 
 
 def _report_done(done_fd, code):
-    """Everything the process does is done: close every descriptor (so
-    that what the parent sees after join, pipes at end of file, locks
-    released, is what it would see after the exit), then write the exit
-    code to the parent."""
+    """Everything the process does is done: give up its holdings of
+    Connections and sync objects and close every descriptor (so that what
+    the parent sees after join, pipes and Connections at end of file,
+    locks released, is what it would see after the exit), then write the
+    exit code to the parent."""
+    try:
+        from ._holders import release_all
+        release_all()
+    except Exception:
+        pass
     try:
         os.closerange(0, done_fd)
         os.closerange(done_fd + 1, os.sysconf("SC_OPEN_MAX"))

@@ -15,6 +15,12 @@ from ._dragon_cffi import ffi, lib
 
 SLOTS = 31
 
+# This process's entries, (address of the table, slot) -> table, so that
+# all of them can be dropped at once when the process has finished (see
+# release_all).  Entries of another process (a forked copy inherits the
+# dict) are left alone: every change compares with the writer's pid.
+_entries = {}
+
 
 def _alive(pid):
     """False once pid has exited (a zombie counts as exited).  When /proc
@@ -46,9 +52,13 @@ class HolderTable:
         for i in range(self.WORDS):
             self._w[i] = 0
 
+    def _key(self, slot):
+        return (int(ffi.cast("uintptr_t", self._w)), slot)
+
     def _put(self, value, expect=0):
         for i in range(1, self.WORDS):
             if lib.dragon_glue_cas32(self._w + i, expect, value) == expect:
+                _entries[self._key(i)] = self
                 return i
         if expect == 0:
             self._w[0] = 1  # overflow: never report end-of-file
@@ -67,6 +77,7 @@ class HolderTable:
         holding (or take a new slot if it was claimed already)."""
         me = os.getpid()
         if 0 < slot < self.WORDS and lib.dragon_glue_cas32(self._w + slot, -sender, me) == -sender:
+            _entries[self._key(slot)] = self
             return slot
         return self.register()
 
@@ -74,6 +85,7 @@ class HolderTable:
         me = os.getpid()
         if 0 < slot < self.WORDS:
             lib.dragon_glue_cas32(self._w + slot, me, 0)
+            _entries.pop(self._key(slot), None)
 
     def held(self, besides=0):
         """True while some live process holds the object (not counting
@@ -87,3 +99,15 @@ class HolderTable:
             if v and _alive(abs(v)):
                 return True
         return False
+
+
+def release_all():
+    """Drop every holding and copy in flight of this process, as its exit
+    would: the last act of a process that has finished and is about to
+    report its end (see dragon._child), so that its peers see end-of-file
+    as soon as its parent's join returns."""
+    me = os.getpid()
+    for (_, slot), table in list(_entries.items()):
+        lib.dragon_glue_cas32(table._w + slot, me, 0)
+        lib.dragon_glue_cas32(table._w + slot, -me, 0)
+    _entries.clear()
