@@ -6,6 +6,13 @@
  * (command name dragon).  A segment is a regular file in /dev/shm owned by
  * this uid and named dragon.<user>.<instance>.<name> — the naming every
  * Dragon segment has.  --instance narrows both to one runtime.
+ *
+ * --when-gone PID makes it the watchdog of a runtime embedded in process
+ * PID (an embedded runtime lives in its owner's threads, so when the owner
+ * is killed nothing else would end its processes or remove its segments).
+ * It detaches, waits on a pidfd of the owner, and once the owner is gone
+ * does the --instance cleanup — unless the runtime's own segments are gone
+ * too, which means the owner stopped it: then it leaves quietly.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -20,15 +27,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
 #define SHM_DIR "/dev/shm"
+
+/* The segments every running runtime has: while one of them exists the
+ * runtime was not stopped (libdlaunch creates the default pool first and
+ * removes the infrastructure pool last). */
+static const char *const runtime_segments[] = {"default", "infra"};
 
 struct opts {
 	int dry_run;
 	const char *instance;
 	char user[64];
+	pid_t when_gone; /* watch this owner; 0: clean up now */
+	double grace;	 /* seconds between SIGTERM and SIGKILL (watchdog) */
 };
 
 /* The value of DRAGON_INSTANCE in /proc/<pid>/environ, or "". */
@@ -176,15 +200,237 @@ static void user_name(char *buf, size_t len)
 			*c = '_';
 }
 
+/* ---- the watchdog of an embedded runtime (--when-gone) ---------------- */
+
+#define MAX_TRACKED 4096
+
+struct tracked {
+	pid_t pid;
+	int fd; /* pidfd; -1 once the process has ended */
+};
+
+static int pidfd_open_pid(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* True while one of the runtime's own segments of the instance exists. */
+static bool runtime_left(const struct opts *o)
+{
+	char path[512];
+	struct stat st;
+
+	for (size_t i = 0;
+	     i < sizeof runtime_segments / sizeof runtime_segments[0]; i++) {
+		snprintf(path, sizeof path, SHM_DIR "/dragon.%s.%s.%s", o->user,
+			 o->instance, runtime_segments[i]);
+		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+		    st.st_uid == getuid())
+			return true;
+	}
+	return false;
+}
+
+static bool of_instance(const struct opts *o, const char *pid)
+{
+	char inst[128];
+
+	proc_instance(pid, inst, sizeof inst);
+	return !strcmp(inst, o->instance);
+}
+
+static bool tracked_pid(const struct tracked *t, int n, pid_t pid)
+{
+	for (int i = 0; i < n; i++)
+		if (t[i].pid == pid)
+			return true;
+	return false;
+}
+
+/* Send signo to every process of the instance that is not in t[] yet and
+ * add it there.  Each is signalled through a pidfd opened before its owner
+ * and environment are checked again, so a pid reused since the scan is
+ * never hit.  Returns how many were added. */
+static int signal_new(const struct opts *o, struct tracked *t, int *n,
+		      int signo)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	char path[300];
+	struct stat st;
+	int added = 0;
+
+	while (d && (de = readdir(d)) && *n < MAX_TRACKED) {
+		pid_t pid;
+		int fd;
+
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		pid = (pid_t)atol(de->d_name);
+		snprintf(path, sizeof path, "/proc/%s", de->d_name);
+		if (pid == getpid() || tracked_pid(t, *n, pid) ||
+		    stat(path, &st) < 0 || st.st_uid != getuid() ||
+		    !of_instance(o, de->d_name))
+			continue;
+		fd = pidfd_open_pid(pid);
+		if (fd < 0)
+			continue;
+		if (stat(path, &st) < 0 || st.st_uid != getuid() ||
+		    !of_instance(o, de->d_name)) {
+			close(fd);
+			continue;
+		}
+		printf("%s process %d (instance %s)\n",
+		       signo == SIGKILL ? "killing" : "ending", (int)pid,
+		       o->instance);
+		syscall(SYS_pidfd_send_signal, fd, signo, NULL, 0);
+		t[(*n)++] = (struct tracked){pid, fd};
+		added++;
+	}
+	if (d)
+		closedir(d);
+	return added;
+}
+
+/* Wait until every process in t[] has ended or the deadline has passed;
+ * returns how many still run. */
+static int wait_ended(struct tracked *t, int n, double deadline)
+{
+	static struct pollfd p[MAX_TRACKED];
+	static int idx[MAX_TRACKED];
+
+	for (;;) {
+		double rest = deadline - now();
+		int k = 0, ms = rest > 0 ? (int)(rest * 1e3) + 1 : 0;
+
+		for (int i = 0; i < n; i++) {
+			if (t[i].fd < 0)
+				continue;
+			p[k] = (struct pollfd){.fd = t[i].fd, .events = POLLIN};
+			idx[k++] = i;
+		}
+		if (!k)
+			return 0;
+		if (poll(p, (nfds_t)k, ms) < 0 && errno != EINTR)
+			return k;
+		for (int j = 0; j < k; j++) {
+			if (p[j].revents) {
+				close(t[idx[j]].fd);
+				t[idx[j]].fd = -1;
+			}
+		}
+		if (now() >= deadline) {
+			int still = 0;
+			for (int i = 0; i < n; i++)
+				still += t[i].fd >= 0;
+			return still;
+		}
+	}
+}
+
+/* End the instance's processes: SIGTERM, o->grace seconds to end, then
+ * SIGKILL.  Processes they start meanwhile are found by scanning again. */
+static void end_instance(const struct opts *o)
+{
+	static struct tracked t[MAX_TRACKED];
+	double deadline = now() + o->grace;
+	int n = 0, fresh, left = 0;
+
+	do {
+		fresh = signal_new(o, t, &n, SIGTERM);
+		left = wait_ended(t, n, deadline);
+	} while (!left && fresh && now() < deadline);
+	for (int round = 0; round < 20 && (left || fresh); round++) {
+		for (int i = 0; i < n; i++)
+			if (t[i].fd >= 0)
+				syscall(SYS_pidfd_send_signal, t[i].fd, SIGKILL,
+					NULL, 0);
+		fresh = signal_new(o, t, &n, SIGKILL);
+		left = wait_ended(t, n, now() + 1.0);
+	}
+	for (int i = 0; i < n; i++)
+		if (t[i].fd >= 0)
+			close(t[i].fd);
+}
+
+/* The watchdog: returns in the caller once the watch is set up (the exit
+ * status of dragon-cleanup says whether it is); the watch goes on in a
+ * detached process, so that it is nobody's child (a wait for any child in
+ * the owner does not find it) and the terminal's signals do not reach
+ * it. */
+static int watch_owner(const struct opts *o)
+{
+	bool owner_is_parent = getppid() == o->when_gone;
+	int fd = pidfd_open_pid(o->when_gone);
+	pid_t pid;
+
+	if (fd < 0 && errno != ESRCH) {
+		fprintf(stderr,
+			"dragon-cleanup: cannot watch process %d: pidfd_open: "
+			"%s (Linux 5.3 or later is needed)\n",
+			(int)o->when_gone, strerror(errno));
+		return 1;
+	}
+	/* Started by the owner, which died before the pidfd was open: the
+	 * pid may belong to someone else now. */
+	if (fd >= 0 && owner_is_parent && getppid() != o->when_gone) {
+		close(fd);
+		fd = -1;
+	}
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0) {
+		fprintf(stderr,
+			"dragon-cleanup: cannot start the watchdog: "
+			"fork: %s\n",
+			strerror(errno));
+		return 1;
+	}
+	if (pid > 0)
+		return 0;
+	setsid();
+	if (fd >= 0) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		while (poll(&p, 1, -1) < 0 && errno == EINTR)
+			;
+		close(fd);
+	}
+	/* The owner stopped the runtime before it went: nothing is the
+	 * runtime's any more (processes that merely inherited its variables
+	 * are left alone). */
+	if (!runtime_left(o))
+		return 0;
+	end_instance(o);
+	return remove_segments(o) < 0 ? 1 : 0;
+}
+
 static int usage(FILE *f, int code)
 {
-	fprintf(f, "Usage: dragon-cleanup [--dry-run] [--instance ID]\n"
-		   "End this user's Dragon runtime processes and remove this "
-		   "user's Dragon\nsegments (/dev/shm/dragon.<user>.*).\n\n"
-		   "  -n, --dry-run       list what would be done, do nothing\n"
-		   "  -i, --instance ID   only the runtime instance ID\n"
-		   "  -h, --help          show this help\n"
-		   "  -V, --version       show the version\n");
+	fprintf(f,
+		"Usage: dragon-cleanup [--dry-run] [--instance ID]\n"
+		"       dragon-cleanup --when-gone PID --instance ID "
+		"[--grace SECONDS]\n"
+		"End this user's Dragon runtime processes and remove this "
+		"user's Dragon\nsegments (/dev/shm/dragon.<user>.*).\n\n"
+		"  -n, --dry-run       list what would be done, do nothing\n"
+		"  -i, --instance ID   only the runtime instance ID\n"
+		"  -w, --when-gone PID watch in the background: once process "
+		"PID has\n"
+		"                      ended without stopping runtime ID, "
+		"clean up ID\n"
+		"  -g, --grace SECONDS between SIGTERM and SIGKILL with "
+		"--when-gone\n"
+		"                      (default 5)\n"
+		"  -h, --help          show this help\n"
+		"  -V, --version       show the version\n");
 	return code;
 }
 
@@ -193,13 +439,17 @@ int main(int argc, char **argv)
 	static const struct option longs[] = {
 		{"dry-run", no_argument, 0, 'n'},
 		{"instance", required_argument, 0, 'i'},
+		{"when-gone", required_argument, 0, 'w'},
+		{"grace", required_argument, 0, 'g'},
 		{"help", no_argument, 0, 'h'},
 		{"version", no_argument, 0, 'V'},
 		{0, 0, 0, 0}};
-	struct opts o = {0};
+	struct opts o = {.grace = 5.0};
+	char *end;
+	long pid;
 	int c, segs;
 
-	while ((c = getopt_long(argc, argv, "ni:hV", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "ni:w:g:hV", longs, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			o.dry_run = 1;
@@ -210,6 +460,17 @@ int main(int argc, char **argv)
 				return usage(stderr, 2);
 			o.instance = optarg;
 			break;
+		case 'w':
+			pid = strtol(optarg, &end, 10);
+			if (*end || pid <= 0 || pid > 0x7fffffff)
+				return usage(stderr, 2);
+			o.when_gone = (pid_t)pid;
+			break;
+		case 'g':
+			o.grace = strtod(optarg, &end);
+			if (*end || !(o.grace >= 0 && o.grace <= 3600))
+				return usage(stderr, 2);
+			break;
 		case 'h':
 			return usage(stdout, 0);
 		case 'V':
@@ -219,9 +480,11 @@ int main(int argc, char **argv)
 			return usage(stderr, 2);
 		}
 	}
-	if (optind < argc)
+	if (optind < argc || (o.when_gone && (!o.instance || o.dry_run)))
 		return usage(stderr, 2);
 	user_name(o.user, sizeof o.user);
+	if (o.when_gone)
+		return watch_owner(&o);
 	end_processes(&o);
 	/* Give the killed processes a moment to let go of their segments
 	 * before they are removed (names go at once either way). */
