@@ -14,7 +14,10 @@ in its own process group, with a bound on every test:
 
 A test that was running when its worker died is recorded as "hang" or
 "crash", and the worker is restarted with the tests of the class it did not
-reach.  Every outcome goes to a JSON-lines file (--out).
+reach.  Every outcome goes to a JSON-lines file (--out).  A worker handles
+SIGINT with KeyboardInterrupt, as the suite expects, even when the driver
+was started with SIGINT ignored (in the background by a non-interactive
+shell, say).
 
     run_suite.py --method dragon --out dragon.jsonl [-j 2] [--filter RE]
     run_suite.py --compare spawn.jsonl dragon.jsonl --expected expected.txt
@@ -113,8 +116,26 @@ def _short_id(test_id):
     return test_id.split(".", 1)[1] if test_id.startswith("__main__.") else test_id
 
 
+def _take_sigint():
+    """Give the worker the SIGINT handling of an interpreter started from a
+    shell prompt: KeyboardInterrupt.
+
+    A non-interactive shell starts a background command (``cmd &``, a
+    script or a build tool running the driver in the background) with
+    SIGINT and SIGQUIT ignored; the workers inherit that through exec, and
+    CPython installs its KeyboardInterrupt handler only when SIGINT is at
+    its default when it starts.  Tests that send SIGINT to the test process
+    (WithProcessesTestCondition.test_wait_result and
+    test_shared_memory_SharedMemoryServer_ignores_sigint) then fail with
+    every start method, spawn included.  The workers run in sessions of
+    their own, so no ^C typed at a terminal reaches them either way."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _worker(args):
     """Run the named tests of this module, reporting into args.results."""
+    _take_sigint()
     loader = unittest.TestLoader()
     suite = loader.loadTestsFromNames(args.tests, sys.modules[__name__])
     with open(args.results, "a") as sink:
