@@ -13,10 +13,18 @@ stopped when the interpreter exits, after multiprocessing has joined the
 children: the runtime ends whatever it started that still runs and removes
 every segment it made, so nothing is left in /dev/shm.
 
+An embedded runtime lives in this process's threads: if the process is
+killed, nothing of it runs to stop the runtime.  So before it starts, a
+watchdog is started (``dragon-cleanup --when-gone PID --instance ID``, a
+small C program; see :func:`_start_watchdog`): when this process is gone
+and the runtime was not stopped, it ends the runtime's processes and
+removes its segments.
+
 The package's default pool is the runtime's default pool
 (``dlaunch_default_pool``).
 """
 import os
+import signal
 import sys
 import threading
 import time
@@ -49,9 +57,15 @@ _CHANNEL_USERS = frozenset(
     for m in ("channels", "connection", "queues", "synchronize", "sharedctypes",
               "_holders"))
 
+#: Path of the dragon-cleanup program that watches an embedded runtime
+#: (default: found beside the libdlaunch this process loaded, see
+#: :func:`_cleanup_program`); empty: no watchdog.
+CLEANUP_ENV = "DRAGON_CLEANUP_PROGRAM"
+
 _lock = threading.Lock()
 _current = None
 _stop_hooks = []
+_watchdog_for = None  # the pid whose runtime has a watchdog
 
 
 def dlaunch_error(code, what):
@@ -265,10 +279,119 @@ def _remove_stale_segments(instance):
             pass
 
 
+def _cleanup_program():
+    """The dragon-cleanup program of this build or installation: the path
+    in $DRAGON_CLEANUP_PROGRAM if set (empty: none), else the one beside
+    the libdlaunch this process loaded: libdlaunch/dragon-cleanup in the
+    build tree (the library is libdlaunch/.libs/libdlaunch.so.N there),
+    PREFIX/bin/dragon-cleanup when installed (PREFIX/lib/libdlaunch.so.N,
+    or PREFIX/lib/ARCH/...).  None when there is none."""
+    prog = os.environ.get(CLEANUP_ENV)
+    if prog is not None:
+        return prog or None
+    libdir = None
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                i = line.find("/")
+                if i >= 0 and "/libdlaunch.so" in line:
+                    libdir = os.path.dirname(line[i:].rstrip("\n"))
+                    break
+    except OSError:
+        return None
+    if libdir is None:
+        return None
+    if os.path.basename(libdir) == ".libs":
+        places = [os.path.dirname(libdir)]
+    else:
+        up = os.path.dirname(libdir)
+        places = [os.path.join(up, "bin"),
+                  os.path.join(os.path.dirname(up), "bin")]
+    for d in places:
+        prog = os.path.join(d, "dragon-cleanup")
+        if os.access(prog, os.X_OK):
+            return prog
+    return None
+
+
+def _start_watchdog(instance):
+    """Start the watchdog of the embedded runtime instance this process is
+    about to start: ``dragon-cleanup --when-gone PID --instance ID``.  It
+    holds a pidfd of this process (not confused by its forked children),
+    detaches (it is not this process's child, so a wait for any child never
+    finds it, and has a session of its own, so the terminal's signals
+    reach this process only), and once this process is gone does nothing
+    if the runtime was stopped, else ends the runtime's processes (SIGTERM,
+    STOP_GRACE, SIGKILL) and removes its segments.
+
+    Exec'ing a small C program costs about a millisecond and runs while
+    the runtime starts; a Python interpreter would cost tens.  One
+    watchdog serves every runtime this process starts (they share the
+    instance id).  Returns the pid of the starter to reap once the
+    runtime runs (see :func:`_reap_watchdog_starter`), or None."""
+    global _watchdog_for
+    if _watchdog_for == os.getpid():
+        return None
+    prog = _cleanup_program()
+    if prog is None:
+        if os.environ.get("DRAGON_DEBUG"):
+            sys.stderr.write("dragon: no dragon-cleanup program found: the "
+                             "embedded runtime %s has no watchdog\n" % instance)
+        return None
+    # No descriptor of this process's stdio: a reader of this process's
+    # output sees its end when this process ends, not the watchdog.  With
+    # DRAGON_DEBUG, what the watchdog does is reported on stderr.
+    quiet = not os.environ.get("DRAGON_DEBUG")
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+    if quiet:
+        actions += [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, 1, 2)]
+    else:
+        actions.append((os.POSIX_SPAWN_DUP2, 2, 1))
+    try:
+        pid = os.posix_spawn(
+            prog, [prog, "--when-gone", str(os.getpid()), "--instance", instance,
+                   "--grace", repr(STOP_GRACE)],
+            clean_env(), file_actions=actions, setsigmask=(),
+            setsigdef=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+    except OSError as e:
+        if not quiet:
+            sys.stderr.write("dragon: cannot start the watchdog %s of the "
+                             "embedded runtime %s: %s\n" % (prog, instance, e))
+        return None
+    _watchdog_for = os.getpid()
+    return pid
+
+
+def _reap_watchdog_starter(pid):
+    """Reap the watchdog's starter: it exits as soon as the detached
+    watchdog runs (usually long before the runtime has started)."""
+    global _watchdog_for
+    if pid is None:
+        return
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:  # reaped by a wait for any child
+        return
+    if os.waitstatus_to_exitcode(status) != 0:
+        _watchdog_for = None
+        if os.environ.get("DRAGON_DEBUG"):
+            sys.stderr.write("dragon: the watchdog of the embedded runtime "
+                             "did not start (status %d)\n" % status)
+
+
 def _start_embedded():
-    global _current
     instance = "p%d" % os.getpid()
     _remove_stale_segments(instance)
+    starter = _start_watchdog(instance)
+    try:
+        return _start_runtime(instance)
+    finally:
+        _reap_watchdog_starter(starter)
+
+
+def _start_runtime(instance):
+    global _current
     attr = ffi.new("dlaunch_runtime_attr_t *")
     inst = ffi.new("char[]", instance.encode())
     attr.field_mask = (lib.DLAUNCH_RT_ATTR_INSTANCE | lib.DLAUNCH_RT_ATTR_FLAGS |
