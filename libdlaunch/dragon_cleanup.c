@@ -349,10 +349,15 @@ static void end_instance(const struct opts *o)
 		left = wait_ended(t, n, deadline);
 	} while (!left && fresh && now() < deadline);
 	for (int round = 0; round < 20 && (left || fresh); round++) {
-		for (int i = 0; i < n; i++)
-			if (t[i].fd >= 0)
-				syscall(SYS_pidfd_send_signal, t[i].fd, SIGKILL,
-					NULL, 0);
+		for (int i = 0; i < n; i++) {
+			if (t[i].fd < 0)
+				continue;
+			if (!round)
+				printf("killing process %d (instance %s)\n",
+				       (int)t[i].pid, o->instance);
+			syscall(SYS_pidfd_send_signal, t[i].fd, SIGKILL, NULL,
+				0);
+		}
 		fresh = signal_new(o, t, &n, SIGKILL);
 		left = wait_ended(t, n, now() + 1.0);
 	}

@@ -50,6 +50,26 @@ if __name__ == "__main__":
     time.sleep(300)
 """
 
+# A child that ignores SIGTERM: the watchdog kills it after the grace the
+# owner gave (runtime.STOP_GRACE when the runtime started).
+STUBBORN_CHILD = _PRELUDE + """
+from dragon import runtime
+runtime.STOP_GRACE = 0.5
+
+def stubborn(q):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    q.put(os.getpid())
+    time.sleep(300)
+
+if __name__ == "__main__":
+    q = ctx.Queue()
+    p = ctx.Process(target=stubborn, args=(q,))
+    p.start()
+    assert q.get(timeout=60) == p.pid
+    print(os.environ["DRAGON_INSTANCE"], p.pid, flush=True)
+    time.sleep(300)
+"""
+
 # The owner has a child of its own (os.fork) that outlives it: the watchdog
 # watches the owner, not whoever shares its descriptors.
 WITH_FORKED_CHILD = _PRELUDE + """
@@ -206,6 +226,17 @@ def test_a_killed_owner_with_fresh_interpreter_children_leaves_nothing(
         assert _running(child)
         assert child in _instance_processes(instance)
         _kill_and_check(proc, signo, instance, [child])
+    finally:
+        _cleanup(proc, *([child] if child else []))
+
+
+def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
+    proc = _start(tmp_path, STUBBORN_CHILD, env={"DRAGON_ZYGOTE": "0"})
+    child = None
+    try:
+        instance, child = proc.stdout.readline().split()
+        child = int(child)
+        _kill_and_check(proc, signal.SIGKILL, instance, [child])
     finally:
         _cleanup(proc, *([child] if child else []))
 
