@@ -80,6 +80,42 @@ static int64_t dragon_msg_send_many(dchan_t *ch, const char *data,
 	}
 	return (int64_t)count;
 }
+
+/* ---- the zygote's spare (_zygote.py) ------------------------------------
+ * Right after the fork, in the spare: die with the zygote (SIGKILL when
+ * it goes), then close every descriptor but 0, 1, 2, keep_a and keep_b
+ * (the zygote's sockets, pipes, pidfds, epoll and runtime handle).  One
+ * call instead of a Python statement per descriptor: each page the spare
+ * writes after the fork is a copy.  Returns -1 when the zygote is already
+ * gone (the death signal would never come). */
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <signal.h>
+#include <unistd.h>
+static void dragon_close_from(int lo, int hi)
+{
+	if (lo > hi)
+		return;
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, (unsigned)lo, (unsigned)hi, 0) == 0)
+		return;
+#endif
+	for (long fd = lo, max = sysconf(_SC_OPEN_MAX); fd <= hi && fd < max; fd++)
+		close((int)fd);
+}
+static int dragon_spare_detach(int zygote_pid, int keep_a, int keep_b)
+{
+	int lo = keep_a < keep_b ? keep_a : keep_b;
+	int hi = keep_a < keep_b ? keep_b : keep_a;
+
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 ||
+	    getppid() != zygote_pid)
+		return -1;
+	dragon_close_from(3, lo - 1);
+	dragon_close_from(lo + 1, hi - 1);
+	dragon_close_from(hi + 1, 0x7fffffff);
+	return 0;
+}
 """
 
 

@@ -83,7 +83,7 @@ are a 4-byte length, a 1-byte descriptor count and a pickle:
 """
 import os
 import pickle
-import selectors
+import select
 import signal
 import socket
 import struct
@@ -174,6 +174,38 @@ def zombie_status(pid, pidfd):
 # ---- the zygote ----------------------------------------------------------
 
 
+class _Poller:
+    """epoll with one tag per descriptor.  The zygote's loop runs after
+    every fork, when each page it writes is copied: it should touch as
+    little as it can (selectors builds a key object per registration and
+    per event)."""
+
+    def __init__(self):
+        self.ep = select.epoll()
+        self.tags = {}
+
+    def add(self, fd, tag, events=select.EPOLLIN):
+        self.ep.register(fd, events)
+        self.tags[fd] = tag
+
+    def modify(self, fd, events):
+        self.ep.modify(fd, events)
+
+    def remove(self, fd):
+        if fd in self.tags:
+            del self.tags[fd]
+            self.ep.unregister(fd)
+
+    def poll(self, timeout=-1):
+        """[(fd, tag, events)] of the ready descriptors."""
+        tags = self.tags
+        return [(fd, tags[fd], ev) for fd, ev in self.ep.poll(timeout)
+                if fd in tags]
+
+    def close(self):
+        self.ep.close()
+
+
 class _Zygote:
     def __init__(self, sock):
         self.sock = sock
@@ -181,8 +213,9 @@ class _Zygote:
         self.out = []            # [bytes, fds] waiting to be sent
         self.children = {}       # pidfd -> pid, every child not yet reaped
         self.pidfds = {}         # pid -> pidfd
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(sock, selectors.EVENT_READ, None)
+        self.sel = _Poller()
+        self.sel.add(sock.fileno(), None)
+        self.sock_events = select.EPOLLIN
         self.parent_gone = False  # the parent closed the connection
         self.terminating = False  # SIGTERM: the runtime is stopping
         # (instance, pidfd) when the parent runs the runtime itself (an
@@ -198,9 +231,12 @@ class _Zygote:
         # SIGTERM (the runtime stopping) wakes the loop through this pair.
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_w.setblocking(False)
-        self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        self.sel.add(self.wake_r.fileno(), "wake")
         signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
         self.taken = {}       # read end of a spare's pipe -> its pid
+        self.pid = os.getpid()
+        from ._dragon_cffi import lib
+        self.lib = lib
         self.rt = None        # libdlaunch handle: the runtime adopts children
         self.adopted = set()  # pids the runtime adopted
 
@@ -211,7 +247,7 @@ class _Zygote:
         from ._dragon_cffi import ffi, lib
         out = ffi.new("dlaunch_t **")
         if lib.dlaunch_in_runtime() and lib.dlaunch_attach(ffi.NULL, out) == 0:
-            self.rt, self.lib = out[0], lib
+            self.rt = out[0]
 
     def detach(self):
         if self.rt is not None:
@@ -247,8 +283,10 @@ class _Zygote:
             if n < len(buf):
                 break
             self.out.pop(0)
-        self.sel.modify(self.sock, selectors.EVENT_READ |
-                        (selectors.EVENT_WRITE if self.out else 0), None)
+        events = select.EPOLLIN | (select.EPOLLOUT if self.out else 0)
+        if events != self.sock_events:
+            self.sock_events = events
+            self.sel.modify(self.sock.fileno(), events)
 
     def _lost_parent(self):
         # Children outlive their parent as spawned ones would: keep reaping
@@ -263,7 +301,7 @@ class _Zygote:
             for fd in fds:
                 os.close(fd)
         self.out = []
-        self.sel.unregister(self.sock)
+        self.sel.remove(self.sock.fileno())
 
     def run(self):
         while True:
@@ -274,22 +312,22 @@ class _Zygote:
             # ends this process (SIGTERM), its death is seen below.
             if self.parent_gone and not self.children and self.owner is None:
                 return
-            for key, events in self.sel.select():
-                if key.data == "wake":
+            for fd, tag, events in self.sel.poll():
+                if tag is None:
+                    if events & select.EPOLLOUT:
+                        self._flush()
+                    if events & ~select.EPOLLOUT and not self.parent_gone:
+                        self._read()
+                elif tag == "taken":
+                    self._spare_taken(fd)
+                elif fd in self.children:
+                    self._exited(fd, tag)
+                elif tag == "wake":
                     self.wake_r.recv(256)
-                elif key.data == "owner":
-                    self.sel.unregister(key.fd)
+                elif tag == "owner":
+                    self.sel.remove(fd)
                     self.owner_died = True
                     self.terminating = True  # ends the children
-                elif key.data is None:
-                    if events & selectors.EVENT_WRITE:
-                        self._flush()
-                    if events & selectors.EVENT_READ and not self.parent_gone:
-                        self._read()
-                elif key.fd in self.children:
-                    self._exited(key.fd, key.data)
-                elif key.fd in self.taken:
-                    self._spare_taken(key.fd)
 
     def _read(self):
         try:
@@ -334,7 +372,7 @@ class _Zygote:
     def _spare_taken(self, fd):
         # The spare closed its end: it has a request (or died unused).
         # Either way the parent needs the next one.
-        self.sel.unregister(fd)
+        self.sel.remove(fd)
         os.close(fd)
         del self.taken[fd]
         if not self.parent_gone and not self.terminating:
@@ -375,7 +413,7 @@ class _Zygote:
         its.close()
         os.close(taken_w)
         self.taken[taken_r] = pid
-        self.sel.register(taken_r, selectors.EVENT_READ, "taken")
+        self.sel.add(taken_r, "taken")
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
@@ -386,7 +424,7 @@ class _Zygote:
             raise
         self.children[pidfd] = pid
         self.pidfds[pid] = pidfd
-        self.sel.register(pidfd, selectors.EVENT_READ, pid)
+        self.sel.add(pidfd, pid)
         # Without a round trip: the runtime handles it before any request
         # sent later (a dlaunch_wait on the pid, say).
         if self.rt is not None and self.lib.dlaunch_proc_adopt(
@@ -395,7 +433,7 @@ class _Zygote:
         return pid, pidfd, mine
 
     def _exited(self, pidfd, pid):
-        self.sel.unregister(pidfd)
+        self.sel.remove(pidfd)
         if pid in self.wanted or self.parent_gone or self.terminating:
             self._reap(pidfd, pid, self.wanted.get(pid, True))
         else:
@@ -404,8 +442,7 @@ class _Zygote:
     def _reap(self, pidfd, pid, quiet):
         self.wanted.pop(pid, None)
         self.zombies.pop(pid, None)
-        if pidfd in self.sel.get_map():  # still running (SIGKILL sent)
-            self.sel.unregister(pidfd)
+        self.sel.remove(pidfd)  # when still running (SIGKILL sent)
         del self.children[pidfd]
         del self.pidfds[pid]
         os.close(pidfd)
@@ -432,9 +469,9 @@ class _Zygote:
                 pass
         deadline = time.monotonic() + _END_GRACE
         while self.children and time.monotonic() < deadline:
-            for key, _ in self.sel.select(0.05):
-                if key.fd in self.children:
-                    self._exited(key.fd, key.data)
+            for fd, tag, _ in self.sel.poll(0.05):
+                if fd in self.children:
+                    self._exited(fd, tag)
         for pidfd, pid in list(self.children.items()):
             try:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
@@ -446,26 +483,14 @@ class _Zygote:
         """In a forked child: drop the zygote, wait for the request, become
         the parent's child as spawn would have made it and run it; returns
         the exit code."""
-        zygote_pid = os.getppid()
-        _set_pdeathsig(signal.SIGKILL)
-        if os.getppid() != zygote_pid:
-            return 1
         signal.set_wakeup_fd(-1)
+        # Every descriptor of the zygote's (its sockets, pipes, pidfds,
+        # epoll, the runtime handle's) is closed in one call; the Python
+        # objects that held them stay unused in the frames below this one,
+        # which the process never returns to (it leaves with os._exit).
+        if self.lib.dragon_spare_detach(self.pid, sock.fileno(), taken_w) != 0:
+            return 1
         self.rt = None  # the zygote's: never used (nor detached) here
-        self.sel.close()
-        for pidfd in self.children:
-            os.close(pidfd)
-        for fd in self.taken:
-            os.close(fd)
-        self.sock.close()
-        self.reader.close()
-        for _, out_fds in self.out:
-            for fd in out_fds:
-                os.close(fd)
-        self.wake_r.close()
-        self.wake_w.close()
-        if self.owner is not None:
-            os.close(self.owner[1])
         for sig in (signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         # While it waits the spare is nobody's process yet: a ^C meant for
@@ -508,14 +533,6 @@ def _take_environment(env):
     for k, v in env.items():
         if os.environ.get(k) != v:
             os.environ[k] = v
-
-
-_prctl = None  # libc's prctl, looked up once in the zygote
-
-
-def _set_pdeathsig(sig):
-    PR_SET_PDEATHSIG = 1
-    _prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
 
 # Standard-library modules never imported in the zygote: their import does
@@ -571,9 +588,6 @@ def _prime(z):
 def _preload():
     # What nearly every child needs, imported once here instead of in
     # each child.  Nothing here starts a thread or opens a descriptor.
-    global _prctl
-    import ctypes
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
     import pkgutil  # noqa: F401  (runpy, for the main module)
     import runpy  # noqa: F401
     import multiprocessing.connection  # noqa: F401
@@ -609,7 +623,7 @@ def main():
     if instance == "p%d" % parent:  # runtime.py names embedded ones so
         try:
             z.owner = (instance, os.pidfd_open(parent))
-            z.sel.register(z.owner[1], selectors.EVENT_READ, "owner")
+            z.sel.add(z.owner[1], "owner")
         except OSError:
             z.owner = None
     # What is loaded now stays out of the children's collections, so that
