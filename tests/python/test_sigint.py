@@ -163,9 +163,6 @@ def test_child_sigint_default(run_python, monkeypatch, zygote):
         assert "child: <built-in function default_int_handler>" in out, (method, out)
 
 
-@pytest.mark.xfail(strict=True, reason="a 'dragon' child does not yet inherit "
-                   "its parent's SIG_IGN for SIGINT as a spawned one does "
-                   "(the fix is in _popen.py, _child.py and _zygote.py)")
 @pytest.mark.parametrize("zygote", ["1", "0"])
 def test_child_inherits_ignored_sigint(run_python, monkeypatch, zygote):
     monkeypatch.setenv("DRAGON_ZYGOTE", zygote)

@@ -97,6 +97,7 @@ def run_payload(payload, tracker_fd, done_fd=-1):
     process.current_process()._inheriting = True
     try:
         preparation_data = reduction.pickle.load(data)
+        take_signals(preparation_data.get("dragon_ignored_signals", ()))
         parent_sentinel = _parent_sentinel(preparation_data)
         _prepare(preparation_data)
         self = reduction.pickle.load(data)
@@ -111,6 +112,23 @@ def run_payload(payload, tracker_fd, done_fd=-1):
     if done_fd >= 0 and os.getpid() == me:
         _report_done(done_fd, code)
     return code
+
+
+def take_signals(ignored):
+    """Ignore the signals the parent ignored when it started this process
+    (see :func:`dragon._popen.ignored_signals`), as a spawned child does,
+    which inherits them through exec; SIGINT, when the parent did not
+    ignore it, raises KeyboardInterrupt as in a fresh interpreter.  The
+    other signals are at a fresh interpreter's dispositions already."""
+    import signal
+    ignored = set(ignored)
+    for sig in ignored:
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (OSError, ValueError):
+            pass  # not a signal this interpreter can set
+    if signal.SIGINT not in ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _exit_status(code):

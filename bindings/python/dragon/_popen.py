@@ -100,9 +100,21 @@ def _interpreter_argv(code, *args):
     return [exe] + util._args_from_interpreter_flags() + ["-c", code] + list(args)
 
 
+def ignored_signals():
+    """The signals this process ignores.  exec keeps a disposition of
+    SIG_IGN, so a spawned child starts ignoring them too (a parent that
+    ignores SIGINT while it starts a Pool, so that ^C reaches only itself,
+    relies on it); the child takes the list (see
+    :func:`dragon._child.take_signals`)."""
+    return [int(s) for s in signal.valid_signals()
+            if s not in (signal.SIGKILL, signal.SIGSTOP)
+            and signal.getsignal(s) is signal.SIG_IGN]
+
+
 def _payload(popen, process_obj):
     prep_data = spawn.get_preparation_data(process_obj._name)
     prep_data["dragon_parent_pid"] = os.getpid()
+    prep_data["dragon_ignored_signals"] = ignored_signals()
     fp = io.BytesIO()
     set_spawning_popen(popen)
     try:

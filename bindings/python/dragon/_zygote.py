@@ -25,7 +25,9 @@ own libdlaunch handle, which children never use), and is single-threaded
 when it forks; the
 spare closes the zygote's descriptors, resets its signal handlers (signals
 stay blocked across the fork until then; SIGINT is ignored while it waits,
-as in the zygote, and the default handler is back once it runs), and
+as in the zygote; once it runs it ignores the signals its parent ignores,
+as exec would have kept them, and SIGINT otherwise has the default
+handler), and
 ``random`` reseeds itself at fork; the zygote's objects are frozen out of
 the children's garbage collections, so that children do not copy those
 pages.  At the end the child runs what a normal interpreter exit runs
@@ -506,7 +508,8 @@ class _Zygote:
             except OSError:
                 return 0
             m = reader.next()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # SIGINT stays ignored until the child knows whether its parent
+        # ignores it (_child.take_signals).
         os.close(taken_w)  # the zygote forks the next spare
         sock.close()
         (_, env, payload, has_tracker), fds = m
