@@ -25,6 +25,7 @@ Python's convention (the negative signal number for a killed process).
 Under the launcher the children's output goes where the parent's goes,
 which the runtime forwards.
 """
+import _signal
 import io
 import os
 import select
@@ -100,15 +101,22 @@ def _interpreter_argv(code, *args):
     return [exe] + util._args_from_interpreter_flags() + ["-c", code] + list(args)
 
 
+# Signal numbers whose disposition a child can take, and the C module's
+# getsignal (signal.getsignal converts each answer to an enum: 60 of them
+# cost more than the rest of a start's preparation).
+_SIGNUMS = [int(s) for s in signal.valid_signals()
+            if s not in (signal.SIGKILL, signal.SIGSTOP)]
+_getsignal = _signal.getsignal
+_SIG_IGN = int(signal.SIG_IGN)
+
+
 def ignored_signals():
     """The signals this process ignores.  exec keeps a disposition of
     SIG_IGN, so a spawned child starts ignoring them too (a parent that
     ignores SIGINT while it starts a Pool, so that ^C reaches only itself,
     relies on it); the child takes the list (see
     :func:`dragon._child.take_signals`)."""
-    return [int(s) for s in signal.valid_signals()
-            if s not in (signal.SIGKILL, signal.SIGSTOP)
-            and signal.getsignal(s) is signal.SIG_IGN]
+    return [s for s in _SIGNUMS if _getsignal(s) == _SIG_IGN]
 
 
 def _payload(popen, process_obj):
