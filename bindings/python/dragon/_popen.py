@@ -336,8 +336,13 @@ class Zygote:
         # The zygote takes this environment, and so do the spares it forks:
         # a start sends the environment only when it differs.
         self.base_env = environ_copy()
+        # An embedded runtime's watchdog (see runtime._start_watchdog)
+        # cleans up after this process if it is killed: the zygote then
+        # only ends its children, and leaves the segments to the watchdog,
+        # which tells a stopped runtime from a killed one by them.
+        watched = runtime._watchdog_for == os.getpid()
         _zygote.send_msg(self.sock, ("prime", main_path, _zygote.stdlib_modules(),
-                                     self.base_env))
+                                     self.base_env, watched))
 
     def _accept(self, lsock):
         import time

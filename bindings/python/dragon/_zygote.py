@@ -65,12 +65,15 @@ are a 4-byte length, a 1-byte descriptor count and a pickle:
 
 * zygote to parent: ``("spare", pid)`` with the pidfd and the socket;
   ``("exit", pid, code)``; ``("error", text)`` when no spare could be made;
-* parent to zygote, first: ``("prime", main_path, modules, environ)``:
+* parent to zygote, first: ``("prime", main_path, modules, environ,
+  watched)``:
   the path of the parent's main module (compiled here once, see
   :func:`dragon._child.compile_main`), the standard-library modules the
   parent has imported (imported here once: each child would import most
-  of them again when it imports the main module), and the parent's
-  environment, which the zygote takes (the spares inherit it);
+  of them again when it imports the main module), the parent's
+  environment, which the zygote takes (the spares inherit it), and
+  whether the parent's embedded runtime has a watchdog (then the zygote
+  leaves a killed parent's segments to it);
 * parent to zygote: ``("want",)`` (make a spare: the zygote makes one by
   itself for each spare that got a request or died), ``("reap", pid,
   quiet)`` (reap pid once it has ended; report its status unless quiet);
@@ -225,6 +228,7 @@ class _Zygote:
         # else will end its processes or remove its segments.
         self.owner = None
         self.owner_died = False
+        self.watched = False  # the runtime has a watchdog (see main)
         # A child that has ended stays a zombie, its pid valid (kill(2) on
         # it succeeds, as on a spawned child before join), until the parent
         # asks for the reap.
@@ -574,7 +578,7 @@ def _prime(z):
     if msg[0] != "prime":
         z._request(msg)
         return
-    _, main_path, modules, env = msg
+    _, main_path, modules, env, z.watched = msg
     for name in modules:
         if name.partition(".")[0] in _NOT_PRELOADED:
             continue
@@ -643,9 +647,12 @@ def main():
     z.run()
     if z.owner_died:
         # The parent was killed (or left with os._exit) while it ran the
-        # runtime: its children are ended; remove what it left in /dev/shm.
-        from .runtime import _remove_stale_segments
-        _remove_stale_segments(z.owner[0])
+        # runtime: its children are ended; remove what it left in /dev/shm,
+        # unless the runtime's watchdog does (it must find the segments to
+        # know that the runtime was not stopped).
+        if not z.watched:
+            from .runtime import _remove_stale_segments
+            _remove_stale_segments(z.owner[0])
     elif not z.terminating:  # a stopping runtime may no longer read
         z.detach()
     sys.exit(0)
