@@ -177,6 +177,70 @@ START_TEST(requests_that_do_not_wait)
 }
 END_TEST
 
+/* A zygote's unanswered adoption can reach the services after the child
+ * has run its course and been reaped: it is dropped quietly, and so is its
+ * reaped report; nothing is left of the pid and nothing is logged. */
+START_TEST(an_adoption_after_the_reap_is_dropped_quietly)
+{
+	dlaunch_t *rt = dlt_start(0);
+	dlaunch_status_t st;
+	char log[4096] = "";
+	FILE *err = tmpfile();
+	int wfd, saved, ws;
+	size_t n;
+	pid_t pid;
+
+	if (!adoption_possible(rt))
+		return;
+	ck_assert_ptr_nonnull(err);
+	pid = fork_waiter(&wfd);
+	close(wfd);
+	ws = reap(pid);
+	/* The services log to this process's stderr. */
+	fflush(stderr);
+	saved = dup(2);
+	ck_assert_int_ge(saved, 0);
+	ck_assert_int_ge(dup2(fileno(err), 2), 0);
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid, DLAUNCH_PROC_F_NOWAIT), 0);
+	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws, DLAUNCH_PROC_F_NOWAIT),
+			 0);
+	/* Handled after both requests. */
+	ck_assert_int_eq(dlaunch_wait(rt, pid, 0, &st), -DLAUNCH_E_NOPROC);
+	/* A refused unanswered request of another kind is still logged. */
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, getppid(), DLAUNCH_PROC_F_NOWAIT),
+			 0);
+	ck_assert_int_eq(dlaunch_wait(rt, getppid(), 0, &st), -DLAUNCH_E_NOPROC);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	rewind(err);
+	n = fread(log, 1, sizeof log - 1, err);
+	log[n] = 0;
+	fclose(err);
+	ck_assert_msg(!strstr(log, "adopt pid") || strstr(log, "cannot adopt pid"),
+		      "log: %s", log);
+	{
+		char mine[64];
+
+		snprintf(mine, sizeof mine, "pid %d", (int)pid);
+		ck_assert_msg(!strstr(log, mine), "the reaped pid was logged: %s",
+			      log);
+	}
+	ck_assert_msg(strstr(log, "cannot adopt pid"),
+		      "the refused adoption was not logged: %s", log);
+	/* The runtime goes on adopting. */
+	pid = fork_waiter(&wfd);
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid, 0), 0);
+	ck_assert_int_eq(write(wfd, "\7", 1), 1);
+	close(wfd);
+	ws = reap(pid);
+	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws, 0), 0);
+	ck_assert_int_eq(dlaunch_wait(rt, pid, 10 * SEC, &st), 0);
+	ck_assert_int_eq(dlaunch_status_code(&st), 7);
+	ck_assert_int_eq(dlaunch_runtime_stop(rt, SEC), 0);
+}
+END_TEST
+
 START_TEST(only_the_parent_may_adopt)
 {
 	dlaunch_t *rt = dlt_start(0);
@@ -281,5 +345,6 @@ DLT_MAIN("dlaunch_adopt", 120,
 	 adopted_child_is_signalled_and_waiters_answered,
 	 only_the_parent_may_adopt,
 	 requests_that_do_not_wait,
+	 an_adoption_after_the_reap_is_dropped_quietly,
 	 teardown_ends_adopted_children,
 	 reaper_gone_without_report)
