@@ -341,13 +341,20 @@ static int wait_ended(struct tracked *t, int n, double deadline)
 static void end_instance(const struct opts *o)
 {
 	static struct tracked t[MAX_TRACKED];
+	const struct timespec settle = {0, 100 * 1000 * 1000};
 	double deadline = now() + o->grace;
-	int n = 0, fresh, left = 0;
+	int n = 0, fresh, left = 0, quiet = 0;
 
+	/* A process started just before the owner died can still be in its
+	 * exec, its environment not readable yet: a scan that finds nothing
+	 * new is trusted once another one, a moment later, agrees. */
 	do {
 		fresh = signal_new(o, t, &n, SIGTERM);
+		quiet = fresh ? 0 : quiet + 1;
 		left = wait_ended(t, n, deadline);
-	} while (!left && fresh && now() < deadline);
+		if (!left && quiet < 2)
+			nanosleep(&settle, NULL);
+	} while (!left && quiet < 2 && now() < deadline);
 	for (int round = 0; round < 20 && (left || fresh); round++) {
 		for (int i = 0; i < n; i++) {
 			if (t[i].fd < 0)
