@@ -139,6 +139,68 @@ def test_threads_receiving_on_one_connection():
         assert g == sorted(g)
 
 
+def _notices_between(w, n, notice):
+    # An end-of-file notice before every message, as a writer end closed in
+    # some process (while another still holds it) would leave them.
+    import time
+    from dragon import connection
+    h = w._whandle()
+    for i in range(n):
+        rc = notice(h)
+        while rc in (connection._EAGAIN, connection._ETIMEDOUT):  # full
+            time.sleep(0.001)
+            rc = notice(h)
+        assert rc == 0, rc
+        w.send_bytes(b"")  # as short as a message gets
+        w.send_bytes(b"%d" % i)
+    w.close()
+
+
+def _send_notice(h):
+    from dragon import connection
+    return connection._send_notice(h)
+
+
+def test_pollers_never_take_a_message_for_a_notice():
+    # poll() drops an end-of-file notice at the head of the channel; with
+    # receivers in other threads (or processes) taking from the same
+    # channel, the notice it saw can be gone by the time it drops it: it
+    # must then leave the message that took its place.
+    r, w = ctx.Pipe(duplex=False)
+    n = 3000
+    p = ctx.Process(target=_notices_between, args=(w, n, _send_notice))
+    p.start()
+    w.close()
+    got = [[] for _ in range(2)]
+    stop = threading.Event()
+
+    def take(out):
+        while True:
+            try:
+                out.append(r.recv_bytes())
+            except EOFError:
+                return
+
+    def poll():
+        while not stop.is_set():
+            r.poll(0)
+
+    takers = [threading.Thread(target=take, args=(g,)) for g in got]
+    pollers = [threading.Thread(target=poll) for _ in range(2)]
+    for t in takers + pollers:
+        t.start()
+    for t in takers:
+        t.join(60)
+    stop.set()
+    for t in pollers:
+        t.join(60)
+    p.join(30)
+    assert p.exitcode == 0
+    everything = [x for g in got for x in g]
+    assert everything.count(b"") == n
+    assert sorted(int(x) for x in everything if x) == list(range(n))
+
+
 def _put_many(q, n):
     for i in range(n):
         q.put((i, b"x" * (i % 300)))

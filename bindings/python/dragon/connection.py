@@ -35,7 +35,12 @@ from . import synchronize as _synchronize
 __all__ = ["Connection", "Pipe"]
 
 K_BYTES, K_OOB, K_CLOSE = 0, 1, 2
-_HDR_BYTES, _HDR_CLOSE = b"\x00", b"\x02"
+_HDR_BYTES = b"\x00"
+# The end-of-file notice (kind K_CLOSE) is the one message without a kind
+# byte: a zero-length message.  Every other message is longer, so a
+# receive of at most zero bytes takes a notice at the head of the channel
+# and nothing else (see _poll_ready).
+_NOTICE = b""
 #: Buffers at least this large leave the pickle and travel in their own
 #: pool allocation.
 OOB_THRESHOLD = 32 * 1024
@@ -254,7 +259,7 @@ class Connection(_mpconn._ConnectionBase):
         # that the peer cannot destroy the channel under it.
         if wch is not None and not mine.held(besides=slot):
             try:  # wake a peer blocked in recv so it sees end-of-file
-                lib.dchan_send(wch.handle, _HDR_CLOSE, 1, 0)
+                _send_notice(wch.handle)
             except Exception:
                 pass
         mine.release(slot)
@@ -677,6 +682,11 @@ class Connection(_mpconn._ConnectionBase):
             w.stop()
 
 
+def _send_notice(ch):
+    """Put an end-of-file notice on channel handle ch (without waiting)."""
+    return lib.dchan_send(ch, _NOTICE, 0, 0)
+
+
 def _poll_ready(ch, peer, peer_always, timeout, consumed, closed):
     """Wait up to timeout seconds (None: forever) until a message or
     end-of-file is waiting on channel handle ch; True when one is, None
@@ -694,11 +704,15 @@ def _poll_ready(ch, peer, peer_always, timeout, consumed, closed):
         rc = lib.dchan_poll(ch, lib.DCHAN_POLLIN, wait, rev)
         if rc == 0:
             rc = lib.dchan_peek(ch, peek, 1, 0, nout)
-            if rc in (0, _EMSGSIZE) and peek[0] != _HDR_CLOSE:
+            if rc == _EMSGSIZE or (rc == 0 and nout[0] > 0):
                 return True
-            if rc == 0:  # a close notice: drop it, look again
-                lib.dchan_recv(ch, peek, 1, 0, nout)
-                consumed()
+            if rc == 0:
+                # An end-of-file notice: drop it and look again.  Other
+                # processes may receive from this channel too: a receive of
+                # at most zero bytes takes the notice if it is still at the
+                # head, and leaves a message that took its place.
+                if lib.dchan_recv(ch, peek, 0, 0, nout) == 0:
+                    consumed()
             continue
         if rc == -lib.DCHAN_E_DESTROYED:
             return True
