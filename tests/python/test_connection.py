@@ -113,6 +113,14 @@ def _sender(conn, start, n):
     conn.close()
 
 
+def _receive_until_eof(recv, out):
+    while True:
+        try:
+            out.append(recv())
+        except EOFError:
+            return
+
+
 def test_threads_receiving_on_one_connection():
     r, w = ctx.Pipe(duplex=False)
     n = 4000
@@ -120,15 +128,8 @@ def test_threads_receiving_on_one_connection():
     p.start()
     w.close()
     got = [[] for _ in range(4)]
-
-    def take(out):
-        while True:
-            try:
-                out.append(r.recv())
-            except EOFError:
-                return
-
-    threads = [threading.Thread(target=take, args=(g,)) for g in got]
+    threads = [threading.Thread(target=_receive_until_eof, args=(r.recv, g))
+               for g in got]
     for t in threads:
         t.start()
     for t in threads:
@@ -174,18 +175,12 @@ def test_pollers_never_take_a_message_for_a_notice():
     got = [[] for _ in range(2)]
     stop = threading.Event()
 
-    def take(out):
-        while True:
-            try:
-                out.append(r.recv_bytes())
-            except EOFError:
-                return
-
     def poll():
         while not stop.is_set():
             r.poll(0)
 
-    takers = [threading.Thread(target=take, args=(g,)) for g in got]
+    takers = [threading.Thread(target=_receive_until_eof, args=(r.recv_bytes, g))
+              for g in got]
     pollers = [threading.Thread(target=poll) for _ in range(2)]
     for t in takers + pollers:
         t.start()
