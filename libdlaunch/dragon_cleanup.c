@@ -53,6 +53,9 @@ struct opts {
 	char user[64];
 	pid_t when_gone; /* watch this owner; 0: clean up now */
 	double grace;	 /* seconds between SIGTERM and SIGKILL (watchdog) */
+	/* When the watchdog saw its owner gone, in clock ticks since boot
+	 * (the unit of a process's start time); 0: not known. */
+	unsigned long long gone_at;
 };
 
 /* The value of DRAGON_INSTANCE in /proc/<pid>/environ, or "". */
@@ -239,12 +242,59 @@ static bool runtime_left(const struct opts *o)
 	return false;
 }
 
+/* The start time of process pid (/proc/PID/stat, field 22) in clock ticks
+ * since boot, or 0. */
+static unsigned long long proc_start(const char *pid)
+{
+	char path[300], buf[1024], *p;
+	unsigned long long start = 0;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%s/stat", pid);
+	if (!(f = fopen(path, "re")))
+		return 0;
+	p = fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
+	fclose(f);
+	/* after the command: state (field 3) ... starttime (field 22) */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+				"%*u %*u %*d %*d %*d %*d %*d %*d %llu",
+			 &start) != 1)
+		return 0;
+	return start;
+}
+
+static unsigned long long ticks_since_boot(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (unsigned long long)ts.tv_sec * (unsigned long long)sysconf(
+		       _SC_CLK_TCK) +
+	       (unsigned long long)ts.tv_nsec /
+		       (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK));
+}
+
+/* A process of the instance: its environment names it, and (for the
+ * watchdog) it started before the owner was gone.  A later one belongs to
+ * a runtime that reuses the name: an instance is named after its owner's
+ * pid, which a new process can have once the owner is gone. */
 static bool of_instance(const struct opts *o, const char *pid)
 {
 	char inst[128];
 
 	proc_instance(pid, inst, sizeof inst);
-	return !strcmp(inst, o->instance);
+	if (strcmp(inst, o->instance))
+		return false;
+	return !o->gone_at || proc_start(pid) <= o->gone_at;
+}
+
+/* The owner's pid names a process that started after the owner was gone. */
+static bool owner_pid_reused(const struct opts *o)
+{
+	char pid[32];
+
+	snprintf(pid, sizeof pid, "%d", (int)o->when_gone);
+	return o->gone_at && proc_start(pid) > o->gone_at;
 }
 
 static bool tracked_pid(const struct tracked *t, int n, pid_t pid)
@@ -378,7 +428,7 @@ static void end_instance(const struct opts *o)
  * detached process, so that it is nobody's child (a wait for any child in
  * the owner does not find it) and the terminal's signals do not reach
  * it. */
-static int watch_owner(const struct opts *o)
+static int watch_owner(struct opts *o)
 {
 	bool owner_is_parent = getppid() == o->when_gone;
 	int fd = pidfd_open_pid(o->when_gone);
@@ -414,6 +464,7 @@ static int watch_owner(const struct opts *o)
 		while (poll(&p, 1, -1) < 0 && errno == EINTR)
 			;
 		close(fd);
+		o->gone_at = ticks_since_boot();
 	}
 	/* The owner stopped the runtime before it went: nothing is the
 	 * runtime's any more (processes that merely inherited its variables
@@ -421,6 +472,15 @@ static int watch_owner(const struct opts *o)
 	if (!runtime_left(o))
 		return 0;
 	end_instance(o);
+	/* A new process has the owner's pid: if it started a runtime of its
+	 * own, that one has the same name and its segments are not ours to
+	 * remove (it removed the dead runtime's when it started). */
+	if (owner_pid_reused(o)) {
+		printf("process %d is a new process: the segments of instance "
+		       "%s are left\n",
+		       (int)o->when_gone, o->instance);
+		return 0;
+	}
 	return remove_segments(o) < 0 ? 1 : 0;
 }
 

@@ -243,6 +243,36 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
         _cleanup(proc, *([child] if child else []))
 
 
+def test_a_process_that_started_after_the_owner_was_gone_is_left_alone(tmp_path):
+    # An instance is named after its owner's pid, which a new process can
+    # have once the owner is gone, and that process's runtime the same
+    # name: its processes are not the dead runtime's.  One started while
+    # the watchdog waits out the grace of a child that ignores SIGTERM
+    # must survive the watchdog's SIGKILL round.
+    proc = _start(tmp_path, STUBBORN_CHILD, env={"DRAGON_ZYGOTE": "0"})
+    child = newcomer = None
+    try:
+        instance, child = proc.stdout.readline().split()
+        child = int(child)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(60) == -signal.SIGKILL
+        time.sleep(0.1)  # the watchdog has sent SIGTERM and waits
+        assert _running(child)
+        newcomer = subprocess.Popen(
+            ["sleep", "60"], env=dict(os.environ, DRAGON_INSTANCE=instance))
+        assert not _settled(lambda: [] if newcomer.pid in _instance_processes(instance)
+                            else [newcomer.pid])
+        left = _settled(lambda: (_segments(instance), _running(child),
+                                 _watchdogs(proc.pid)))
+        assert not any(left), left
+        assert newcomer.poll() is None, "the watchdog ended a newcomer"
+    finally:
+        if newcomer is not None:
+            newcomer.kill()
+            newcomer.wait()
+        _cleanup(proc, *([child] if child else []))
+
+
 @pytest.mark.parametrize("signo", SIGNALS, ids=["SIGTERM", "SIGKILL"])
 def test_a_killed_owner_with_zygote_children_leaves_nothing(tmp_path, signo):
     # The zygote watches its owner too; the watchdog finds the zygote and
