@@ -31,6 +31,10 @@ static int32_t dragon_glue_load32(int32_t *addr)
 {
 	return __atomic_load_n(addr, __ATOMIC_SEQ_CST);
 }
+static int32_t dragon_glue_add32(int32_t *addr, int32_t delta)
+{
+	return __atomic_add_fetch(addr, delta, __ATOMIC_SEQ_CST);
+}
 
 /* ---- Connection and Queue messages (connection.py, queues.py) ----------
  * One call per small message: the kind byte and the payload go out as one

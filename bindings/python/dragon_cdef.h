@@ -256,6 +256,8 @@ int dchan_barrier_destroy(dchan_barrier_t *bar);
 
 int32_t dragon_glue_cas32(int32_t *addr, int32_t expected, int32_t desired);
 int32_t dragon_glue_load32(int32_t *addr);
+/* Atomic add; returns the new value. */
+int32_t dragon_glue_add32(int32_t *addr, int32_t delta);
 /* In a zygote's new spare: PR_SET_PDEATHSIG and close all descriptors
  * but 0-2, keep_a and keep_b; -1 when the zygote is gone. */
 int dragon_spare_detach(int zygote_pid, int keep_a, int keep_b);

@@ -296,3 +296,47 @@ if __name__ == "__main__":
         assert cond.wait(0.01) is False
     print("ok")
 ''')
+
+
+def _use_and_report(lock, event, sem, conn):
+    with lock:
+        pass
+    sem.acquire()
+    sem.release()
+    event.set()
+    conn.send(os.getpid())
+
+
+def test_records_of_dropped_objects_are_freed():
+    # Each Pipe, queue and sync object has a record of its holders in a
+    # small pool allocation beside it; once the object is destroyed the
+    # record goes too, also when other processes held the object.
+    import multiprocessing as mp
+    import dragon  # noqa: F401
+    ctx = mp.get_context("dragon")
+    pool = runtime.current().pool
+
+    def live():
+        return pool.stats()["live_allocs"]
+
+    def churn(n):
+        for _ in range(n):
+            objs = [ctx.Lock(), ctx.RLock(), ctx.Semaphore(2), ctx.Event(),
+                    ctx.Pipe(), ctx.Pipe(duplex=False), ctx.SimpleQueue()]
+            del objs
+
+    churn(20)  # caches warm
+    before = live()
+    churn(300)
+    assert live() - before < 20, (before, live())
+    before = live()
+    for _ in range(10):
+        lock, event, sem = ctx.Lock(), ctx.Event(), ctx.BoundedSemaphore(1)
+        r, w = ctx.Pipe()
+        p = ctx.Process(target=_use_and_report, args=(lock, event, sem, w))
+        p.start()
+        assert r.recv() == p.pid
+        p.join()
+        assert p.exitcode == 0 and event.is_set()
+        del lock, event, sem, r, w, p
+    assert live() - before < 20, (before, live())

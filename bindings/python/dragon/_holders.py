@@ -111,3 +111,39 @@ def release_all():
         lib.dragon_glue_cas32(table._w + slot, me, 0)
         lib.dragon_glue_cas32(table._w + slot, -me, 0)
     _entries.clear()
+
+
+class RecordEnd:
+    """Freeing a shared record (holder tables, a claim word and a busy
+    word, in one pool allocation) once its object is destroyed.
+
+    The process that destroys the object cannot free the record at once:
+    another process may have let go at the same moment and still be
+    reading the tables or trying the claim.  So every process letting go
+    counts itself in the busy word first (while it still holds its slot,
+    so that nobody can destroy under it) and out when it is done; whoever
+    counts out last after the claim was taken frees the record.  Nobody
+    can count in after that: counting in needs a holding, and the object
+    was destroyed because no live process held it."""
+
+    __slots__ = ("claim", "busy", "alloc")
+
+    def __init__(self, claim, alloc):
+        self.claim = claim          # int32_t *: 1 once the object is destroyed
+        self.busy = claim + 1       # int32_t *: processes letting go
+        self.alloc = alloc
+
+    def enter(self):
+        lib.dragon_glue_add32(self.busy, 1)
+
+    def claim_it(self):
+        """True for the one process that may destroy the object."""
+        return lib.dragon_glue_cas32(self.claim, 0, 1) == 0
+
+    def leave(self):
+        if (lib.dragon_glue_add32(self.busy, -1) == 0
+                and lib.dragon_glue_load32(self.claim) == 1):
+            try:
+                self.alloc.free()
+            except Exception:  # the pool is going away with the runtime
+                pass

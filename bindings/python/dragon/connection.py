@@ -28,7 +28,7 @@ from multiprocessing.reduction import ForkingPickler
 
 from ._dragon_cffi import ffi, lib
 from ._errors import chan_error
-from ._holders import HolderTable
+from ._holders import HolderTable, RecordEnd
 from . import channels, runtime
 from . import synchronize as _synchronize
 
@@ -52,7 +52,7 @@ _SLICE_NS = 200 * 1000 * 1000
 _EAGAIN, _ETIMEDOUT, _EMSGSIZE = -11, -110, -90
 _TABLE_BYTES = HolderTable.WORDS * 4
 #: The holder tables of both ends and the word the destroying process claims.
-_SHARED_BYTES = 2 * _TABLE_BYTES + 4
+_SHARED_BYTES = 2 * _TABLE_BYTES + 8  # the tables, a claim and a busy word
 _ADESC = ffi.sizeof("dmem_alloc_desc_t")
 _K_BYTES_CHAR = b"\x00"
 #: Objects of these exact types pickle without any reducer: pickle.dumps
@@ -148,6 +148,7 @@ class _Shared:
         self.users = 0              # Connections of this process using it
         self.lock = threading.Lock()
         self.claim = ffi.cast("int32_t *", alloc.ptr) + 2 * HolderTable.WORDS
+        self.record = RecordEnd(self.claim, alloc)
 
     @classmethod
     def create(cls, duplex):
@@ -161,7 +162,7 @@ class _Shared:
         self = cls(chans, alloc)
         for t in self.tables:
             t.clear()
-        self.claim[0] = 0
+        self.claim[0] = self.claim[1] = 0
         return self
 
     def descriptor(self):
@@ -179,24 +180,27 @@ class _Shared:
             self.users += 1
 
     def end_closed(self):
-        """Called after a holder let go: if nobody holds either end any
-        more, free everything."""
-        with self.lock:
-            self.users -= 1
-            if self.users > 0:
+        """Called after a holder let go (counted in the record's busy word
+        before it did): if nobody holds either end any more, free
+        everything."""
+        try:
+            with self.lock:
+                self.users -= 1
+                if self.users > 0:
+                    return
+            # Two processes letting go of the last ends at once both find
+            # no holder: only the one that claims the record destroys.
+            if (self.tables[0].held() or self.tables[1].held()
+                    or not self.record.claim_it()):
+                for c in self.chans:
+                    c.detach()
                 return
-        # Two processes letting go of the last ends at once both find no
-        # holder: only the one that claims the record destroys.
-        if (self.tables[0].held() or self.tables[1].held()
-                or lib.dragon_glue_cas32(self.claim, 0, 1) != 0):
             for c in self.chans:
-                c.detach()
-            return
-        for c in self.chans:
-            c.destroy()
-        # The holder tables stay allocated (a few hundred bytes until the
-        # runtime ends): a process that still has a handle may write its
-        # slot after this check, and must not write into reused memory.
+                c.destroy()
+        finally:
+            # The last process done with the record after the destruction
+            # frees it.
+            self.record.leave()
 
 
 class Connection(_mpconn._ConnectionBase):
@@ -262,6 +266,7 @@ class Connection(_mpconn._ConnectionBase):
                 _send_notice(wch.handle)
             except Exception:
                 pass
+        shared.record.enter()
         mine.release(slot)
         shared.end_closed()
 

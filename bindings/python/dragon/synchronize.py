@@ -39,7 +39,7 @@ from multiprocessing import synchronize as _mpsync
 
 from ._dragon_cffi import ffi, lib
 from ._errors import chan_error
-from ._holders import HolderTable
+from ._holders import HolderTable, RecordEnd
 from . import runtime
 
 __all__ = ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition",
@@ -78,8 +78,9 @@ def _check_pickling(obj):
 class _Handle:
     """This process's handle of one libdchan sync object (kind: 'lock',
     'sem', 'event' or 'barrier'), with the record of the processes that
-    hold it: a HolderTable and a word that the process destroying the
-    object claims, in a small allocation beside it.
+    hold it: a HolderTable, a word that the process destroying the
+    object claims and a count of processes letting go, in a small
+    allocation beside it, freed after the object (see _holders.RecordEnd).
 
     p is the C handle as a cffi object whose destructor lets go of the
     object (_releaser) when the last reference is gone; every call passes
@@ -90,7 +91,7 @@ class _Handle:
     __slots__ = ("kind", "p", "desc", "alloc", "table", "slot", "waiters",
                  "_embedded", "__weakref__")
 
-    WORDS = HolderTable.WORDS + 1
+    WORDS = HolderTable.WORDS + 2  # the table, a claim and a busy word
 
     def __init__(self, kind, p, alloc, slot, rt):
         self.kind = kind
@@ -176,17 +177,24 @@ def _releaser(kind, table, slot, rt):
     would reach unmapped memory).  table keeps the holder record's
     allocation, and so the pool mapping, alive as long."""
     pid = os.getpid()
-    claim = table._w + HolderTable.WORDS
+    record = RecordEnd(table._w + HolderTable.WORDS, table._owner)
 
     def let_go(p):
         if os.getpid() != pid or not rt.alive:
             return
-        table.release(slot)
-        # Exactly one of the processes that find no holder left destroys it.
-        if not table.held() and lib.dragon_glue_cas32(claim, 0, 1) == 0:
-            _fn(kind, "destroy")(p)
-        else:
-            _fn(kind, "detach")(p)
+        record.enter()
+        try:
+            table.release(slot)
+            # Exactly one of the processes that find no holder left
+            # destroys it.
+            if not table.held() and record.claim_it():
+                _fn(kind, "destroy")(p)
+            else:
+                _fn(kind, "detach")(p)
+        finally:
+            # The last process done with the record after the destruction
+            # frees it.
+            record.leave()
     return let_go
 
 
