@@ -87,6 +87,25 @@ static int reap(pid_t pid)
 	return st;
 }
 
+/* End a waiter from fork_waiter (with code, or code -1: by closing its
+ * pipe, which makes it exit with 100), reap it, report the reap with flags
+ * and check that the runtime gives its status. */
+static void end_reap_and_report(dlaunch_t *rt, pid_t pid, int wfd, int code,
+				uint64_t flags)
+{
+	unsigned char c = (unsigned char)code;
+	dlaunch_status_t st;
+	int ws;
+
+	if (code >= 0)
+		ck_assert_int_eq(write(wfd, &c, 1), 1);
+	close(wfd);
+	ws = reap(pid);
+	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws, flags), 0);
+	ck_assert_int_eq(dlaunch_wait(rt, pid, 10 * SEC, &st), 0);
+	ck_assert_int_eq(dlaunch_status_code(&st), code >= 0 ? code : 100);
+}
+
 START_TEST(adopted_child_is_waited_for)
 {
 	dlaunch_t *rt = dlt_start(0);
@@ -153,7 +172,7 @@ START_TEST(requests_that_do_not_wait)
 {
 	dlaunch_t *rt = dlt_start(0);
 	dlaunch_status_t st;
-	int wfd, ws;
+	int wfd;
 	pid_t pid;
 
 	if (!adoption_possible(rt))
@@ -167,12 +186,7 @@ START_TEST(requests_that_do_not_wait)
 			 0);
 	ck_assert_int_eq(dlaunch_wait(rt, getppid(), 0, &st), -DLAUNCH_E_NOPROC);
 	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid, 2), -EINVAL);
-	close(wfd);
-	ws = reap(pid);
-	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws, DLAUNCH_PROC_F_NOWAIT),
-			 0);
-	ck_assert_int_eq(dlaunch_wait(rt, pid, 10 * SEC, &st), 0);
-	ck_assert_int_eq(dlaunch_status_code(&st), 100);
+	end_reap_and_report(rt, pid, wfd, -1, DLAUNCH_PROC_F_NOWAIT);
 	ck_assert_int_eq(dlaunch_runtime_stop(rt, SEC), 0);
 }
 END_TEST
@@ -231,12 +245,7 @@ START_TEST(an_adoption_after_the_reap_is_dropped_quietly)
 	/* The runtime goes on adopting. */
 	pid = fork_waiter(&wfd);
 	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid, 0), 0);
-	ck_assert_int_eq(write(wfd, "\7", 1), 1);
-	close(wfd);
-	ws = reap(pid);
-	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws, 0), 0);
-	ck_assert_int_eq(dlaunch_wait(rt, pid, 10 * SEC, &st), 0);
-	ck_assert_int_eq(dlaunch_status_code(&st), 7);
+	end_reap_and_report(rt, pid, wfd, 7, 0);
 	ck_assert_int_eq(dlaunch_runtime_stop(rt, SEC), 0);
 }
 END_TEST
