@@ -104,6 +104,28 @@ def test_after_join_the_childs_descriptors_are_closed(tmp_path):
         r.close()
 
 
+def _close_everything_then_sleep(seconds):
+    # Programs that daemonize, or run code that closes what it inherited,
+    # close the pipe the child reports its end on: the end is then told by
+    # the pidfd alone.
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    time.sleep(seconds)
+
+
+def test_a_child_that_closes_its_descriptors():
+    p = ctx.Process(target=_close_everything_then_sleep, args=(1.5,))
+    p.start()
+    time.sleep(0.3)  # it has closed them
+    t = time.monotonic()
+    assert p.is_alive()
+    p.join(0.1)
+    assert p.exitcode is None
+    assert wait([p.sentinel], 0.1) == []
+    assert time.monotonic() - t < 1.0, "is_alive() or join(timeout) waited for the end"
+    p.join(30)
+    assert p.exitcode == 0
+
+
 def _fork_then(path, how):
     pid = os.fork()
     if pid == 0:  # the grandchild keeps every descriptor the child had

@@ -33,6 +33,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 from multiprocessing import reduction, spawn, util
 from multiprocessing.context import set_spawning_popen
@@ -204,20 +205,67 @@ class ZygotePopen(_Base):
             raise
         finally:
             os.close(done_w)
+        os.set_blocking(done_r, False)
+        # The child's report on the done pipe: its exit code once read;
+        # _done_open turns false at end of file without one (the child
+        # ended otherwise, or closed the pipe itself), after which only the
+        # pidfd tells the end.
         self._done = done_r
+        self._done_open = True
+        self._code = None
+        self._report_lock = threading.Lock()
         self._zygote = z
         self._status_lock = threading.Lock()
         self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel, done_r))
 
     def _ended_fds(self):
-        return [self.sentinel, self._done]
+        return [self.sentinel, self._done] if self._done_open else [self.sentinel]
+
+    def _take_report(self):
+        """Read what the done pipe has (it was readable): True once the
+        exit code is here."""
+        with self._report_lock:
+            if self._code is None and self._done_open:
+                try:
+                    data = os.read(self._done, 1)
+                except BlockingIOError:  # another thread took it
+                    data = None
+                except OSError:
+                    data = b""
+                if data:
+                    self._code = data[0]
+                elif data is not None:
+                    self._done_open = False
+            return self._code is not None
+
+    def _ended(self, timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._code is None:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = select.select(self._ended_fds(), [], [], left)[0]
+            if self.sentinel in ready:
+                return True
+            if ready:
+                if self._take_report():
+                    return True
+                continue
+            return False
+        return True
+
+    def wait(self, timeout=None):
+        if self.returncode is None:
+            if not self._ended(timeout):
+                return None
+            return self.poll(0)
+        return self.returncode
 
     def _status(self):
         # One reap per child, whichever thread joins first.
         with self._status_lock:
             if self.returncode is None:
+                self._ended(None)
                 self.returncode = self._zygote.status(self.pid, self.sentinel,
-                                                      self._done)
+                                                      self._code)
             return self.returncode
 
     def _send_signal(self, sig):
@@ -454,21 +502,12 @@ class Zygote:
             self.dead = True
             raise ZygoteError("the zygote (pid %d) is gone: %s" % (self.pid, e))
 
-    def status(self, pid, pidfd, done):
+    def status(self, pid, pidfd, code=None):
         """The exit code of child pid (pidfd: its sentinel), once it has
-        ended.  A child that finished its run reports the code on done as
-        its last act (it has closed every other descriptor by then), so
-        the code is here before the kernel has released its memory; a
-        child that ended otherwise (a signal, os._exit) is read from its
-        zombie."""
-        code = None
-        if done in select.select([pidfd, done], [], [])[0]:
-            try:
-                data = os.read(done, 1)
-            except OSError:
-                data = b""
-            if data:
-                code = data[0]
+        ended.  code: what the child reported as its last act (it has
+        closed every other descriptor by then), here before the kernel has
+        released its memory; None for a child that ended otherwise (a
+        signal, os._exit), whose code is read from its zombie."""
         if code is None:
             select.select([pidfd], [], [])
             code = self._proto.zombie_status(pid, pidfd)
