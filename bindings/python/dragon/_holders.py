@@ -107,9 +107,18 @@ def release_all():
     report its end (see dragon._child), so that its peers see end-of-file
     as soon as its parent's join returns."""
     me = os.getpid()
+    # Once this process's last slot in a record is clear, another process
+    # may destroy the object and free the record (see RecordEnd): find
+    # every slot first, while all are held, then clear each once.  A
+    # record stays held as long as one of them is left.
+    mine = []
     for (_, slot), table in list(_entries.items()):
-        lib.dragon_glue_cas32(table._w + slot, me, 0)
-        lib.dragon_glue_cas32(table._w + slot, -me, 0)
+        w = table._w + slot
+        v = lib.dragon_glue_load32(w)
+        if v in (me, -me):
+            mine.append((w, v))
+    for w, v in mine:
+        lib.dragon_glue_cas32(w, v, 0)
     _entries.clear()
 
 
