@@ -267,9 +267,12 @@ PROG = textwrap.dedent("""
 """)
 
 
-def _run_prog(tmp_path, env_extra=None, launcher=False):
-    prog = tmp_path / "prog.py"
-    prog.write_text(PROG)
+def _run_prog(tmp_path, env_extra=None, launcher=False, code=None,
+              name="prog.py"):
+    """Run code (default: PROG) as the program tmp_path/name, in a clean
+    environment with tmp_path as the working directory."""
+    prog = tmp_path / name
+    prog.write_text(PROG if code is None else code)
     env = runtime.clean_env()
     env.update(env_extra or {})
     argv = [sys.executable, str(prog)]
@@ -527,11 +530,7 @@ ZYGOTE_KILLED = textwrap.dedent("""
 
 def test_a_lost_zygote_falls_back_to_fresh_interpreters(tmp_path):
     _need_zygote()
-    prog = tmp_path / "zkill.py"
-    prog.write_text(ZYGOTE_KILLED)
-    out = subprocess.run([sys.executable, str(prog)], capture_output=True,
-                         text=True, timeout=120, env=runtime.clean_env(),
-                         cwd=str(tmp_path))
+    out = _run_prog(tmp_path, code=ZYGOTE_KILLED, name="zkill.py")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["4", "ZygotePopen", "5", "SpawnPopen",
                                   "6", "SpawnPopen"]
@@ -562,11 +561,7 @@ MAIN_EDITED = textwrap.dedent("""
 def test_children_import_the_main_module_as_it_is_now(tmp_path):
     # The zygote compiles the main module once; a child must not use that
     # code once the file has changed.
-    prog = tmp_path / "edited.py"
-    prog.write_text(MAIN_EDITED)
-    out = subprocess.run([sys.executable, str(prog)], capture_output=True,
-                         text=True, timeout=120, env=runtime.clean_env(),
-                         cwd=str(tmp_path))
+    out = _run_prog(tmp_path, code=MAIN_EDITED, name="edited.py")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["__mp_main__ first", "__mp_main__ second"]
 
