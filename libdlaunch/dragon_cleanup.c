@@ -265,13 +265,12 @@ static unsigned long long proc_start(const char *pid)
 
 static unsigned long long ticks_since_boot(void)
 {
+	unsigned long long hz = (unsigned long long)sysconf(_SC_CLK_TCK);
 	struct timespec ts;
 
 	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return (unsigned long long)ts.tv_sec * (unsigned long long)sysconf(
-		       _SC_CLK_TCK) +
-	       (unsigned long long)ts.tv_nsec /
-		       (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK));
+	return (unsigned long long)ts.tv_sec * hz +
+	       (unsigned long long)ts.tv_nsec / (1000000000ull / hz);
 }
 
 /* A process of the instance: its environment names it, and (for the
@@ -477,8 +476,9 @@ static int watch_owner(struct opts *o)
 	 * remove (it removed the dead runtime's when it started). */
 	if (owner_pid_reused(o)) {
 		printf("process %d is a new process: the segments of instance "
-		       "%s are left\n",
-		       (int)o->when_gone, o->instance);
+		       "%s are left (dragon-cleanup --instance %s removes "
+		       "them once no runtime of that name runs)\n",
+		       (int)o->when_gone, o->instance, o->instance);
 		return 0;
 	}
 	return remove_segments(o) < 0 ? 1 : 0;
