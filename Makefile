@@ -34,7 +34,7 @@ SUBMAKE = $(MAKE) --no-print-directory -C $(BUILD) -j$(JOBS)
 # Packages for build, tests, benchmarks and the optional transports.
 DEPS = gcc make autoconf automake libtool pkg-config check \
 	python3 python3-dev python3-cffi python3-pytest libpython3.11-testsuite \
-	mandoc groff-base man-db clang libclang-rt-14-dev valgrind \
+	mandoc groff-base man-db clang clang-format libclang-rt-14-dev valgrind \
 	libfabric-dev libucx-dev iproute2 procps
 
 .PHONY: all check install uninstall bench deps distcheck clean distclean \

@@ -95,8 +95,8 @@ static inline void bench__json_str(const char *key, const char *s)
 /* One row.  unit names the direction: time units (ns, us) are lower-is-
  * better, rates (msg/s, GB/s, ops/s) higher-is-better; ratio is always
  * value / baseline_value. */
-static inline void bench_row(const char *bench, const char *kase,
-			     uint64_t size, const char *unit, double value,
+static inline void bench_row(const char *bench, const char *kase, uint64_t size,
+			     const char *unit, double value,
 			     const char *baseline, double baseline_value)
 {
 	putchar('{');

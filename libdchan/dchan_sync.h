@@ -20,9 +20,9 @@ int dchan__sync_attach(const dchan_desc_t *d, uint32_t kind, dchan_t **ch_out,
 		       uint64_t *param_out);
 
 /*
- * Objects of several channels (semaphore, barrier, condition): the first channel, the
- * one the object's descriptor names, holds one permanent message, the
- * directory, naming the others.  Its layout (native byte order, like the
+ * Objects of several channels (semaphore, barrier, condition): the first
+ * channel, the one the object's descriptor names, holds one permanent message,
+ * the directory, naming the others.  Its layout (native byte order, like the
  * tokens and the binary descriptor):
  *   u32 magic DCHAN__DIR_MAGIC, u16 version, u16 count,
  *   count x { u64 offset, u64 chan_uid }   channels of the same pool

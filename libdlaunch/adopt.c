@@ -100,8 +100,8 @@ static void reply_ok(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 /* A request failed: tell the caller, or (DLAUNCH_PROC_F_NOWAIT: nobody
  * waits for an answer) the log. */
 static void __attribute__((format(printf, 5, 6)))
-refuse(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h, bool nowait,
-       int code, const char *fmt, ...)
+refuse(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h, bool nowait, int code,
+       const char *fmt, ...)
 {
 	char why[512];
 	va_list ap;
@@ -136,7 +136,8 @@ void svc_adopt_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 		if (nowait)
 			dlaunch__log(DLAUNCH_LOG_DEBUG,
 				     "runtime %s is shutting down: pid %d not "
-				     "adopted", s->instance, (int)pid);
+				     "adopted",
+				     s->instance, (int)pid);
 		else
 			refuse(s, h, false, -DLAUNCH_E_CLOSED,
 			       "runtime %s is shutting down: no new processes",
@@ -157,7 +158,8 @@ void svc_adopt_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 		 * the same way.  Nothing is left to manage. */
 		dlaunch__log(DLAUNCH_LOG_DEBUG,
 			     "pid %d ended and was reaped before its adoption "
-			     "arrived", (int)pid);
+			     "arrived",
+			     (int)pid);
 		return;
 	}
 	rc = fd < 0 ? (errno == ESRCH ? -ECHILD : -errno) : 0;
@@ -179,8 +181,8 @@ void svc_adopt_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	p = calloc(1, sizeof *p);
 	if (!p) {
 		close(fd);
-		refuse(s, h, nowait, -ENOMEM, "cannot adopt pid %d: out of memory",
-		       (int)pid);
+		refuse(s, h, nowait, -ENOMEM,
+		       "cannot adopt pid %d: out of memory", (int)pid);
 		return;
 	}
 	/* A kept status of an older process with the same pid. */

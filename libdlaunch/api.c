@@ -149,9 +149,8 @@ static void put_spawn(dlaunch__msg_t *m, const char *path, char *const argv[],
 
 	dlaunch__msg_put_str(m, path);
 	dlaunch__msg_put_strv(m, argv);
-	dlaunch__msg_put_strv(m, (flags & DLAUNCH_SPAWN_F_ENV_REPLACE)
-					 ? NULL
-					 : environ);
+	dlaunch__msg_put_strv(
+		m, (flags & DLAUNCH_SPAWN_F_ENV_REPLACE) ? NULL : environ);
 	dlaunch__msg_put_strv(m, env);
 	dlaunch__msg_put_u64(m, flags);
 	if ((mask & DLAUNCH_SPAWN_ATTR_CWD) && a->cwd)
@@ -161,9 +160,8 @@ static void put_spawn(dlaunch__msg_t *m, const char *path, char *const argv[],
 	for (int i = 0; i < 3; i++) {
 		int s = (mask & DLAUNCH_SPAWN_ATTR_STDIO) ? a->stdio[i] : 0;
 		dlaunch__msg_put_i64(m, s);
-		dlaunch__msg_put_str(m, s == DLAUNCH_STDIO_FILE
-						? a->stdio_path[i]
-						: NULL);
+		dlaunch__msg_put_str(
+			m, s == DLAUNCH_STDIO_FILE ? a->stdio_path[i] : NULL);
 	}
 }
 
@@ -184,8 +182,9 @@ DLAUNCH_EXPORT int dlaunch_spawn(dlaunch_t *rt, const char *path,
 	dlaunch__msg_init(&m, DLAUNCH_MSG_SPAWN, 0, 0);
 	put_spawn(&m, path, argv, attr);
 	if (m.err == -E2BIG)
-		m.err = dlaunch__fail(-E2BIG, "dlaunch_spawn: argv and "
-					      "environment exceed %u bytes",
+		m.err = dlaunch__fail(-E2BIG,
+				      "dlaunch_spawn: argv and "
+				      "environment exceed %u bytes",
 				      DLAUNCH_MSG_MAX);
 	rc = dlaunch__call(rt, &m, 0, &r, &c);
 	if (rc >= 0) {
@@ -198,7 +197,7 @@ DLAUNCH_EXPORT int dlaunch_spawn(dlaunch_t *rt, const char *path,
 
 /* Ask for pid's status; peek leaves it for the spawner to collect. */
 int dlaunch__status_call(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
-		       bool peek, int *wstatus_out)
+			 bool peek, int *wstatus_out)
 {
 	dlaunch__conv_t *c;
 	dlaunch__msg_t m, r;
@@ -301,7 +300,7 @@ static int proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out)
 	else if (rc != -EAGAIN)
 		return rc;
 	else if ((fd = (int)syscall(SYS_pidfd_open, pid, 0)) < 0)
-		fd = errno == ESRCH ? ready_fd()
+		fd = errno == ESRCH    ? ready_fd()
 		     : errno == ENOSYS ? dlaunch__exit_fd(rt, pid)
 				       : -errno;
 	if (fd < 0)
@@ -332,11 +331,11 @@ static int proc_call(dlaunch_t *rt, int type, pid_t pid, int64_t arg,
 	return rc < 0 ? rc : 0;
 }
 
-DLAUNCH_EXPORT int dlaunch_proc_adopt(dlaunch_t *rt, pid_t pid,
-				      uint32_t flags)
+DLAUNCH_EXPORT int dlaunch_proc_adopt(dlaunch_t *rt, pid_t pid, uint32_t flags)
 {
 	if (!rt || pid <= 0 || (flags & ~DLAUNCH_PROC_F_NOWAIT))
-		return dlaunch__fail(-EINVAL, "dlaunch_proc_adopt: bad argument");
+		return dlaunch__fail(-EINVAL,
+				     "dlaunch_proc_adopt: bad argument");
 	return proc_call(rt, DLAUNCH_MSG_ADOPT, pid, 0, flags);
 }
 

@@ -198,9 +198,10 @@ int dlaunch__enter(dlaunch_t *rt, const char *fn)
 		rt->inflight++;
 	pthread_mutex_unlock(&rt->lock);
 	if (rc)
-		return dlaunch__fail(rc, "%s: the handle is being closed by "
-					 "dlaunch_runtime_stop or "
-					 "dlaunch_detach",
+		return dlaunch__fail(rc,
+				     "%s: the handle is being closed by "
+				     "dlaunch_runtime_stop or "
+				     "dlaunch_detach",
 				     fn);
 	return 0;
 }
@@ -301,8 +302,8 @@ int dlaunch__call(dlaunch_t *rt, dlaunch__msg_t *m, uint64_t timeout_ns,
 	if (rc == WOKEN) {
 		rc = dlaunch__fail(-DLAUNCH_E_CLOSED,
 				   "the handle was closed by "
-				  "dlaunch_runtime_stop or dlaunch_detach "
-				  "while this call waited for its reply");
+				   "dlaunch_runtime_stop or dlaunch_detach "
+				   "while this call waited for its reply");
 	} else if (rc < 0 && rc != -DLAUNCH_E_SERVICES) {
 		/* Failed replies carry the services' detail message. */
 		const char *why = dlaunch__msg_get_str(reply);
@@ -367,8 +368,8 @@ int dlaunch__connect(const char *svc_text, uint64_t timeout_ns,
 	if (rc)
 		goto fail;
 	/* The first conversation proves the services answer. */
-	rc = conv_new(rt, timeout_ns ? timeout_ns : SERVICE_DEADLINE_NS,
-		      false, &c);
+	rc = conv_new(rt, timeout_ns ? timeout_ns : SERVICE_DEADLINE_NS, false,
+		      &c);
 	if (rc)
 		goto fail;
 	conv_put(rt, c);

@@ -38,25 +38,25 @@ void dlaunch__log_set_fd(int fd);
 
 /* ---- messages (msg.c) ---------------------------------------------------- */
 
-#define DLAUNCH_MSG_MAGIC 0x314d4c44u /* "DLM1" */
+#define DLAUNCH_MSG_MAGIC   0x314d4c44u /* "DLM1" */
 #define DLAUNCH_MSG_VERSION 1
-#define DLAUNCH_MSG_MAX (128u * 1024u)
+#define DLAUNCH_MSG_MAX	    (128u * 1024u)
 
 enum dlaunch__msg_type {
-	DLAUNCH_MSG_HELLO = 1,	 /* client pid, reply endpoint */
-	DLAUNCH_MSG_BYE = 2,	 /* client pid */
-	DLAUNCH_MSG_SPAWN = 3,	 /* path, argv, env, cwd, stdio */
-	DLAUNCH_MSG_STATUS = 4,	 /* pid, block until ended? */
-	DLAUNCH_MSG_SIGNAL = 5,	 /* pid, signo */
-	DLAUNCH_MSG_NAME_REG = 6,	 /* name, kind, value */
-	DLAUNCH_MSG_NAME_GET = 7,	 /* name, kind */
-	DLAUNCH_MSG_NAME_DEL = 8,	 /* name */
-	DLAUNCH_MSG_CHAN_GET = 9,	 /* name, capacity, slot size */
-	DLAUNCH_MSG_POOL_GET = 10,	 /* name, size */
-	DLAUNCH_MSG_STOP = 11,	 /* services: leave the loop */
-	DLAUNCH_MSG_ADOPT = 12,	 /* pid forked by the client, 0, flags */
-	DLAUNCH_MSG_REAPED = 13, /* pid, wait status, flags */
-	DLAUNCH_MSG_REPLY = 64	 /* status, type-specific fields */
+	DLAUNCH_MSG_HELLO = 1,	   /* client pid, reply endpoint */
+	DLAUNCH_MSG_BYE = 2,	   /* client pid */
+	DLAUNCH_MSG_SPAWN = 3,	   /* path, argv, env, cwd, stdio */
+	DLAUNCH_MSG_STATUS = 4,	   /* pid, block until ended? */
+	DLAUNCH_MSG_SIGNAL = 5,	   /* pid, signo */
+	DLAUNCH_MSG_NAME_REG = 6,  /* name, kind, value */
+	DLAUNCH_MSG_NAME_GET = 7,  /* name, kind */
+	DLAUNCH_MSG_NAME_DEL = 8,  /* name */
+	DLAUNCH_MSG_CHAN_GET = 9,  /* name, capacity, slot size */
+	DLAUNCH_MSG_POOL_GET = 10, /* name, size */
+	DLAUNCH_MSG_STOP = 11,	   /* services: leave the loop */
+	DLAUNCH_MSG_ADOPT = 12,	   /* pid forked by the client, 0, flags */
+	DLAUNCH_MSG_REAPED = 13,   /* pid, wait status, flags */
+	DLAUNCH_MSG_REPLY = 64	   /* status, type-specific fields */
 };
 
 /* A message being built or read: a fixed header then fields in an order
@@ -72,7 +72,7 @@ typedef struct dlaunch__msg_hdr {
 	uint16_t version;
 	uint16_t type;
 	uint64_t req_id;
-	int32_t status; /* replies: 0 / non-negative result or -code */
+	int32_t status;	 /* replies: 0 / non-negative result or -code */
 	uint32_t client; /* conversation id from HELLO (0 in HELLO) */
 } dlaunch__msg_hdr_t;
 
@@ -130,7 +130,6 @@ int dlaunch__pool_lend(dmem_pool_t *pool, dchan_t **anchor_out);
 int dlaunch__link_init(const char *pool_text);
 void dlaunch__link_fini(void);
 
-
 /* ---- client (client.c) --------------------------------------------------- */
 
 /* One request/reply conversation: a reply endpoint known to the services
@@ -159,7 +158,7 @@ struct dlaunch {
 	unsigned inflight;
 	bool closing;
 	pthread_cond_t idle; /* inflight dropped to 0 while closing */
-	dlaunch__ep_t *svc; /* services' request endpoint (send side) */
+	dlaunch__ep_t *svc;  /* services' request endpoint (send side) */
 	pthread_mutex_t svc_lock;
 	char instance[64];
 	uint64_t node;
@@ -204,7 +203,8 @@ int dlaunch__exit_fd(dlaunch_t *rt, pid_t pid);
 /* Wait up to timeout_ns for the threads of dlaunch__exit_fd to finish. */
 void dlaunch__exit_fd_drain(uint64_t timeout_ns);
 
-/* ---- services (server.c, proc.c, iothread.c, runtime.c) ------------------- */
+/* ---- services (server.c, proc.c, iothread.c, runtime.c) -------------------
+ */
 
 struct dlaunch__server;
 struct dlaunch__runtime;

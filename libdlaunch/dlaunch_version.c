@@ -43,7 +43,8 @@ static const char *const lib_names[] = {
 		"with dragon)",
 	[DLAUNCH_E_ENV - DLAUNCH_ERRBASE] =
 		"malformed Dragon runtime environment variable",
-	[DLAUNCH_E_PROTO - DLAUNCH_ERRBASE] = "malformed runtime service message",
+	[DLAUNCH_E_PROTO - DLAUNCH_ERRBASE] =
+		"malformed runtime service message",
 	[DLAUNCH_E_VERSION - DLAUNCH_ERRBASE] =
 		"runtime services speak another message version",
 	[DLAUNCH_E_SERVICES - DLAUNCH_ERRBASE] =
@@ -89,9 +90,9 @@ void dlaunch__log(int level, const char *fmt, ...)
 	if (level > dlaunch__log_level)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	n = snprintf(line, sizeof line, "%lld.%03ld [%d] %s: ",
-		     (long long)ts.tv_sec, ts.tv_nsec / 1000000, (int)getpid(),
-		     names[level & 3]);
+	n = snprintf(line, sizeof line,
+		     "%lld.%03ld [%d] %s: ", (long long)ts.tv_sec,
+		     ts.tv_nsec / 1000000, (int)getpid(), names[level & 3]);
 	va_start(ap, fmt);
 	n += vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
 	va_end(ap);

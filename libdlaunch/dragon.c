@@ -68,16 +68,15 @@ static void report(int wstatus_code, const dlaunch_status_t *st)
 	int n;
 
 	if (st->exited)
-		n = snprintf(line, sizeof line, "+++ head proc exited, code %d\n",
-			     wstatus_code);
+		n = snprintf(line, sizeof line,
+			     "+++ head proc exited, code %d\n", wstatus_code);
 	else
 		n = snprintf(line, sizeof line,
 			     "+++ head proc exited, code %d (killed by signal "
 			     "%d, SIG%s)\n",
-			     wstatus_code, st->signo, sigabbrev_np(st->signo)
-							      ? sigabbrev_np(
-									st->signo)
-							      : "?");
+			     wstatus_code, st->signo,
+			     sigabbrev_np(st->signo) ? sigabbrev_np(st->signo)
+						     : "?");
 	if (write(1, line, (size_t)n) < 0)
 		return;
 }
@@ -97,8 +96,8 @@ static void on_signal(dlaunch_t *rt, pid_t head, int sfd, int *nsig,
 			deadline->tv_sec = 0;
 			continue;
 		}
-		if (!(si.ssi_pid == 0 && (si.ssi_signo == SIGINT ||
-					  si.ssi_signo == SIGQUIT)))
+		if (!(si.ssi_pid == 0 &&
+		      (si.ssi_signo == SIGINT || si.ssi_signo == SIGQUIT)))
 			dlaunch_signal(rt, head, (int)si.ssi_signo);
 		clock_gettime(CLOCK_MONOTONIC, deadline);
 		deadline->tv_sec += (time_t)(TEARDOWN_NS / 1000000000u);

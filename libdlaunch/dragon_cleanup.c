@@ -256,8 +256,9 @@ static unsigned long long proc_start(const char *pid)
 	p = fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
 	fclose(f);
 	/* after the command: state (field 3) ... starttime (field 22) */
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-				"%*u %*u %*d %*d %*d %*d %*d %*d %llu",
+	if (!p || sscanf(p + 2,
+			 "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+			 "%*u %*u %*d %*d %*d %*d %*d %*d %llu",
 			 &start) != 1)
 		return 0;
 	return start;

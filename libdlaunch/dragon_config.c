@@ -153,8 +153,9 @@ static int check_dir(int k, const char *dir)
 	if (d)
 		closedir(d);
 	if (!found)
-		fprintf(stderr, "dragon-config: --%s=%s: no %s* in that "
-				"directory\n",
+		fprintf(stderr,
+			"dragon-config: --%s=%s: no %s* in that "
+			"directory\n",
 			keys[k], dir, libs[k]);
 	return found ? 0 : -1;
 }
@@ -163,8 +164,9 @@ static int check_value(int k, const char *v, char **norm)
 {
 	if (k == K_TCP) {
 		if (strcasecmp(v, "true") && strcasecmp(v, "false")) {
-			fprintf(stderr, "dragon-config: --tcp-runtime=%s: use "
-					"True or False\n",
+			fprintf(stderr,
+				"dragon-config: --tcp-runtime=%s: use "
+				"True or False\n",
 				v);
 			return -1;
 		}
@@ -291,7 +293,8 @@ int main(int argc, char **argv)
 
 	if (!cmd)
 		return usage(stderr, 2);
-	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help"))
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") ||
+	    !strcmp(cmd, "help"))
 		return usage(stdout, 0);
 	if (!strcmp(cmd, "--version")) {
 		printf("dragon-config %s\n", PACKAGE_VERSION);

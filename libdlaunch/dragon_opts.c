@@ -75,7 +75,8 @@ static int check_netprefix(const char *prefix)
 			if (fam != AF_INET && fam != AF_INET6)
 				continue;
 			a = fam == AF_INET
-				    ? (void *)&((struct sockaddr_in *)i->ifa_addr)
+				    ? (void *)&(
+					      (struct sockaddr_in *)i->ifa_addr)
 					      ->sin_addr
 				    : (void *)&((struct sockaddr_in6 *)
 							i->ifa_addr)
@@ -163,8 +164,7 @@ int dragon_parse_opts(int argc, char **argv, struct dragon_opts *o)
 				return bad("timeout", optarg);
 			break;
 		case 'P':
-			if (parse_number(optarg, 1, 65535, &v) ||
-			    v != (int)v)
+			if (parse_number(optarg, 1, 65535, &v) || v != (int)v)
 				return bad("port", optarg);
 			o->port = (int)v;
 			break;
@@ -217,9 +217,9 @@ int dragon_open_log(struct dragon_opts *o)
 		return -1;
 	snprintf(o->log_path, sizeof o->log_path, "%s/dragon-%d.log", d,
 		 (int)getpid());
-	o->log_fd = open(o->log_path,
-			 O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND,
-			 0600);
+	o->log_fd =
+		open(o->log_path,
+		     O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0600);
 	if (o->log_fd >= 0)
 		snprintf(log_place, sizeof log_place, "%s", o->log_path);
 	return o->log_fd;

@@ -30,8 +30,7 @@ static struct {
 	struct timespec deadline;
 	double secs;
 	char instance[64];
-} wd = {.lock = PTHREAD_MUTEX_INITIALIZER,
-	.changed = PTHREAD_COND_INITIALIZER};
+} wd = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
 
 /* SIGKILL every child of the launcher (only it can have reaped them, so
  * the pids are theirs), and their children as they get adopted. */
@@ -52,7 +51,8 @@ static void kill_children(void)
 				 de->d_name);
 			if (!(f = fopen(path, "re")))
 				continue;
-			p = fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
+			p = fgets(buf, sizeof buf, f) ? strrchr(buf, ')')
+						      : NULL;
 			fclose(f);
 			if (p && sscanf(p + 2, "%*c %ld", &ppid) == 1 &&
 			    ppid == (long)getpid() &&

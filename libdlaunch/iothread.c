@@ -23,9 +23,9 @@
 #include "svc.h"
 
 #define LINE_MAX_BUF (1u << 20)
-#define READ_CHUNK 65536
+#define READ_CHUNK   65536
 /* Without pidfd_open, how often running processes are checked (ms). */
-#define POLL_MS 10
+#define POLL_MS	     10
 
 enum { IO_WAKE, IO_PIDFD, IO_STREAM, IO_SIGCHLD };
 
@@ -214,8 +214,8 @@ static void reap_all(dlaunch__server_t *s)
 		;
 	while ((r = waitpid(-1, &st, WNOHANG)) > 0) {
 		if (!svc_proc_find(s, r))
-			dlaunch__log(DLAUNCH_LOG_DEBUG,
-				     "reaped orphan pid %d", (int)r);
+			dlaunch__log(DLAUNCH_LOG_DEBUG, "reaped orphan pid %d",
+				     (int)r);
 		svc_proc_reaped(s, r, st);
 		if (s->on_exit)
 			s->on_exit(s->on_exit_arg, r, st);

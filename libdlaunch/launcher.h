@@ -16,12 +16,12 @@ void dragon_watchdog_disarm(void);
 #endif
 
 struct dragon_opts {
-	int log_level;	      /* enum dlaunch_log_level */
-	double timeout;	      /* seconds per start-up phase */
-	int port;	      /* multi-node: port of the backends */
+	int log_level;	       /* enum dlaunch_log_level */
+	double timeout;	       /* seconds per start-up phase */
+	int port;	       /* multi-node: port of the backends */
 	const char *netprefix; /* multi-node: interface/address prefix */
 	int single_node;
-	int argc;	      /* PROG and its arguments */
+	int argc; /* PROG and its arguments */
 	char **argv;
 	int log_fd;
 	char log_path[4096];

@@ -43,8 +43,8 @@ dmem_pool_t *dlaunch__ep_pool(const dlaunch__ep_t *ep)
  * the last handle that uses it, whoever made that handle. */
 int dlaunch__pool_lend(dmem_pool_t *pool, dchan_t **anchor_out)
 {
-	dchan_attr_t a = {.field_mask = DCHAN_ATTR_CAPACITY |
-					DCHAN_ATTR_SLOT_SIZE,
+	dchan_attr_t a = {.field_mask =
+				  DCHAN_ATTR_CAPACITY | DCHAN_ATTR_SLOT_SIZE,
 			  .capacity = 1,
 			  .slot_size = 8};
 	dchan_desc_t d;
@@ -72,8 +72,8 @@ int dlaunch__pool_lend(dmem_pool_t *pool, dchan_t **anchor_out)
 int dlaunch__ep_create(dmem_pool_t *pool, unsigned capacity,
 		       dlaunch__ep_t **ep_out)
 {
-	dchan_attr_t a = {.field_mask = DCHAN_ATTR_CAPACITY |
-					DCHAN_ATTR_SLOT_SIZE,
+	dchan_attr_t a = {.field_mask =
+				  DCHAN_ATTR_CAPACITY | DCHAN_ATTR_SLOT_SIZE,
 			  .capacity = capacity,
 			  .slot_size = 512};
 	dlaunch__ep_t *ep = calloc(1, sizeof *ep);

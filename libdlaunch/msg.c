@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include "dlaunch_private.h"
 
-#define HDR_SIZE sizeof(dlaunch__msg_hdr_t)
+#define HDR_SIZE  sizeof(dlaunch__msg_hdr_t)
 #define NULL_MARK UINT32_MAX
 
 static void reserve(dlaunch__msg_t *m, size_t n)

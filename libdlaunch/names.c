@@ -68,8 +68,7 @@ static int make_pool(dlaunch__server_t *s, const char *name, uint64_t size,
 	rc = dmem_pool_create(seg, (size_t)size, &attr, &sp->pool);
 	if (rc) {
 		free(sp);
-		return dlaunch__fail(rc, "pool '%s': %s", name,
-				     dmem_errmsg());
+		return dlaunch__fail(rc, "pool '%s': %s", name, dmem_errmsg());
 	}
 	dmem_pool_desc_get(sp->pool, &d);
 	rc = insert(s, name, DLAUNCH_KIND_POOL, &d, sizeof d);
@@ -254,14 +253,14 @@ void svc_names_free(dlaunch__server_t *s)
 	s->chan_anchor = NULL;
 }
 
-/* ---- client calls --------------------------------------------------------- */
+/* ---- client calls ---------------------------------------------------------
+ */
 
 static int check_name(const char *fn, const char *name)
 {
 	if (!name || !*name || strlen(name) > DLAUNCH_NAME_MAX)
-		return dlaunch__fail(-EINVAL,
-				     "%s: name must have 1..%d bytes", fn,
-				     DLAUNCH_NAME_MAX);
+		return dlaunch__fail(-EINVAL, "%s: name must have 1..%d bytes",
+				     fn, DLAUNCH_NAME_MAX);
 	return 0;
 }
 
@@ -301,8 +300,8 @@ static int take_value(dlaunch__msg_t *r, int status, void *buf, size_t cap,
 		return -DLAUNCH_E_PROTO;
 	if (n > cap) {
 		*len_out = n;
-		return dlaunch__fail(-EMSGSIZE, "value has %zu bytes, buffer %zu",
-				     n, cap);
+		return dlaunch__fail(-EMSGSIZE,
+				     "value has %zu bytes, buffer %zu", n, cap);
 	}
 	memcpy(buf, v, n);
 	*len_out = n;

@@ -210,7 +210,8 @@ void svc_status_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 		svc_reply_err(s, h->client, h->req_id, -EAGAIN,
 			      "pid %d is still running", (int)pid);
 	} else if (!park(p, &wnow, timeout)) {
-		svc_reply_err(s, h->client, h->req_id, -ENOMEM, "out of memory");
+		svc_reply_err(s, h->client, h->req_id, -ENOMEM,
+			      "out of memory");
 	}
 }
 

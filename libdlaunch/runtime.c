@@ -34,8 +34,6 @@ struct dlaunch__runtime {
 	dchan_t *inf_anchor; /* libdchan's own mapping of inf_pool */
 };
 
-
-
 static int add_env(struct dlaunch__runtime *r, int i, const char *name,
 		   const char *value, uint32_t flags)
 {
@@ -110,9 +108,10 @@ static int check_instance(const char *inst)
 {
 	size_t n = strlen(inst);
 
-	if (n == 0 || n > 40 || strspn(inst, "abcdefghijklmnopqrstuvwxyz"
-					     "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-					     "0123456789_-") != n)
+	if (n == 0 || n > 40 ||
+	    strspn(inst, "abcdefghijklmnopqrstuvwxyz"
+			 "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			 "0123456789_-") != n)
 		return dlaunch__fail(-EINVAL,
 				     "instance id '%s': use 1..40 of "
 				     "[A-Za-z0-9_-]",
@@ -156,8 +155,9 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 				     dmem_errmsg());
 	rc = svc_chan_anchor(s);
 	if (rc)
-		return dlaunch__fail(rc, "start-up phase 'default pool': "
-					 "first channel: %s",
+		return dlaunch__fail(rc,
+				     "start-up phase 'default pool': "
+				     "first channel: %s",
 				     dchan_errmsg());
 	if ((rc = phase_late(r, "default pool")))
 		return rc;
@@ -166,8 +166,9 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 	phase_start(r);
 	rc = dmem_pool_create("infra", INFRA_POOL_SIZE, &pa, &r->inf_pool);
 	if (rc)
-		return dlaunch__fail(rc, "start-up phase 'infrastructure "
-					 "pool': %s",
+		return dlaunch__fail(rc,
+				     "start-up phase 'infrastructure "
+				     "pool': %s",
 				     dmem_errmsg());
 	s->inf_pool = r->inf_pool;
 	/* Reply channels of handles in this process live there too, some
@@ -175,8 +176,9 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 	 * a process-end watcher): they use libdchan's mapping, not ours. */
 	rc = dlaunch__pool_lend(r->inf_pool, &r->inf_anchor);
 	if (rc)
-		return dlaunch__fail(rc, "start-up phase 'infrastructure "
-					 "pool': first channel: %s",
+		return dlaunch__fail(rc,
+				     "start-up phase 'infrastructure "
+				     "pool': first channel: %s",
 				     dchan_errmsg());
 	if ((rc = phase_late(r, "infrastructure pool")))
 		return rc;
@@ -185,8 +187,9 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 	if (rc == 0)
 		rc = dlaunch__ep_text(s->req, r->ep_text, sizeof r->ep_text);
 	if (rc < 0)
-		return dlaunch__fail(rc, "start-up phase 'infrastructure "
-					 "channels': %s",
+		return dlaunch__fail(rc,
+				     "start-up phase 'infrastructure "
+				     "channels': %s",
 				     dlaunch_strerror(rc));
 	rc = make_env(r, flags);
 	if (rc)
@@ -252,8 +255,9 @@ DLAUNCH_EXPORT int dlaunch_runtime_start(const dlaunch_runtime_attr_t *attr,
 	if (rc == 0 && (rc = phase_late(r, "services")))
 		dlaunch__disconnect(rt);
 	else if (rc)
-		dlaunch__fail(rc, "start-up phase 'services': they did not "
-				  "answer within %.3f s (%s)",
+		dlaunch__fail(rc,
+			      "start-up phase 'services': they did not "
+			      "answer within %.3f s (%s)",
 			      (double)r->phase_ns / 1e9, dlaunch_strerror(rc));
 	if (rc) {
 		r->srv.stopping = true;

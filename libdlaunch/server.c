@@ -84,10 +84,10 @@ static void hello(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 		return; /* nobody to answer */
 	rc = dlaunch__ep_open(text, &ep);
 	if (rc) {
-		dlaunch__log(DLAUNCH_LOG_WARNING,
-			     "pid %d: cannot open its reply channel %s: %s (%s)",
-			     (int)pid, text, dlaunch_strerror(rc),
-			     dchan_errmsg());
+		dlaunch__log(
+			DLAUNCH_LOG_WARNING,
+			"pid %d: cannot open its reply channel %s: %s (%s)",
+			(int)pid, text, dlaunch_strerror(rc), dchan_errmsg());
 		return;
 	}
 	c = calloc(1, sizeof *c);
@@ -264,7 +264,6 @@ int svc_start_threads(dlaunch__server_t *s)
 		svc_io_stop(s);
 	return rc;
 }
-
 
 void svc_clients_free(dlaunch__server_t *s)
 {

@@ -81,9 +81,9 @@ typedef struct dlaunch__server {
 	unsigned npools;
 	uint32_t next_client;
 	char instance[64];
-	char **env;	 /* runtime variables every child gets */
-	bool stopping;	 /* refuse new spawns */
-	bool adopt;	 /* launcher: subreaper, reap orphans on SIGCHLD */
+	char **env;	    /* runtime variables every child gets */
+	bool stopping;	    /* refuse new spawns */
+	bool adopt;	    /* launcher: subreaper, reap orphans on SIGCHLD */
 	dlaunch__ep_t *req; /* request endpoint (receive side) */
 	pthread_t req_thread, io_thread;
 	int epfd, wakefd, sigfd;

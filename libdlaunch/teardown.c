@@ -44,10 +44,9 @@ static bool wait_idle(dlaunch__server_t *s, uint64_t ns, bool streams)
 	struct timespec d = deadline_after(ns);
 
 	while (svc_nrunning(s) || (streams && s->live_streams > 0)) {
-		int rc = d.tv_sec < 0
-				 ? pthread_cond_wait(&s->changed, &s->lock)
-				 : pthread_cond_timedwait(&s->changed,
-							  &s->lock, &d);
+		int rc = d.tv_sec < 0 ? pthread_cond_wait(&s->changed, &s->lock)
+				      : pthread_cond_timedwait(&s->changed,
+							       &s->lock, &d);
 		if (rc == ETIMEDOUT)
 			return false;
 	}
@@ -121,8 +120,9 @@ DLAUNCH_EXPORT int dlaunch_runtime_stop(dlaunch_t *rt, uint64_t timeout_ns)
 	struct dlaunch__runtime *r;
 
 	if (!rt || !rt->owned)
-		return dlaunch__fail(-EINVAL, "dlaunch_runtime_stop: not a "
-					      "handle from dlaunch_runtime_start");
+		return dlaunch__fail(-EINVAL,
+				     "dlaunch_runtime_stop: not a "
+				     "handle from dlaunch_runtime_start");
 	/* First the handle's own calls, blocked in other threads: they
 	 * return -DLAUNCH_E_CLOSED now (not when their process ends) and
 	 * leave, so nothing below is freed under them. */

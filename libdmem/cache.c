@@ -159,10 +159,9 @@ int dmem__cache_free(struct dmem_pool *p, uint64_t user_off)
 	 * block (another thread here, or the locked path in alloc.c) changed
 	 * the tag since we looked, and must not let the block be parked twice
 	 * or parked after it was freed. */
-	if (!__atomic_compare_exchange_n(&b->owner_tag, &ot,
-					 ot | ((uint64_t)DMEM_TAG_CACHED << 32),
-					 0, __ATOMIC_ACQ_REL,
-					 __ATOMIC_RELAXED)) {
+	if (!__atomic_compare_exchange_n(
+		    &b->owner_tag, &ot, ot | ((uint64_t)DMEM_TAG_CACHED << 32),
+		    0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
 		cache_unlock(p);
 		return -EAGAIN; /* the slow path reports the double free */
 	}

@@ -85,8 +85,7 @@ int dmem__spin_pays(void)
 		long cpus = usable_cpus();
 
 		atomic_store(&load_sampled_at, t);
-		atomic_store(&oversubscribed,
-			     cpus <= 1 || runnable() > cpus);
+		atomic_store(&oversubscribed, cpus <= 1 || runnable() > cpus);
 	}
 	return !atomic_load_explicit(&oversubscribed, memory_order_relaxed);
 }

@@ -27,7 +27,8 @@ END_TEST
 
 START_TEST(strerror_never_null)
 {
-	static const int codes[] = {0, 1, -1, -4095, -999999, 12345, -2147483647};
+	static const int codes[] = {0,	     1,	    -1,		-4095,
+				    -999999, 12345, -2147483647};
 
 	for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
 		const char *s = VT_STRERROR(codes[i]);

@@ -42,7 +42,8 @@ int main(int argc, char **argv)
 		rc = dlaunch_spawn(rt, argv[2], argv + 2, &attr, &pids[i]);
 		if (rc)
 			return fail("dlaunch_spawn", rc);
-		if (serial && dlaunch_wait(rt, pids[i], DLAUNCH_FOREVER, &st) == 0)
+		if (serial &&
+		    dlaunch_wait(rt, pids[i], DLAUNCH_FOREVER, &st) == 0)
 			ok += dlaunch_status_code(&st) == 0;
 	}
 	for (int i = 0; i < n && pids && !serial; i++)

@@ -18,7 +18,6 @@
 #include <dragon/dlaunch.h>
 #include "dlaunch_test.h"
 
-
 /* A child that waits for a byte on fd and exits with it as its code (or
  * is killed first). */
 static pid_t fork_waiter(int *wfd)
@@ -135,7 +134,8 @@ START_TEST(adopted_child_is_waited_for)
 	ws = reap(pid);
 	ck_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 7);
 	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws, 0), 0);
-	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws, 0), -DLAUNCH_E_NOPROC);
+	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws, 0),
+			 -DLAUNCH_E_NOPROC);
 	ck_assert_int_eq(dlaunch_wait(rt, pid, 10 * SEC, &st), 0);
 	ck_assert_int_eq(dlaunch_status_code(&st), 7);
 	close(wfd);
@@ -182,9 +182,10 @@ START_TEST(requests_that_do_not_wait)
 	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid, DLAUNCH_PROC_F_NOWAIT), 0);
 	ck_assert_int_eq(dlaunch_wait(rt, pid, 0, &st), -EAGAIN);
 	/* A refused one is logged, not returned. */
-	ck_assert_int_eq(dlaunch_proc_adopt(rt, getppid(), DLAUNCH_PROC_F_NOWAIT),
-			 0);
-	ck_assert_int_eq(dlaunch_wait(rt, getppid(), 0, &st), -DLAUNCH_E_NOPROC);
+	ck_assert_int_eq(
+		dlaunch_proc_adopt(rt, getppid(), DLAUNCH_PROC_F_NOWAIT), 0);
+	ck_assert_int_eq(dlaunch_wait(rt, getppid(), 0, &st),
+			 -DLAUNCH_E_NOPROC);
 	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid, 2), -EINVAL);
 	end_reap_and_report(rt, pid, wfd, -1, DLAUNCH_PROC_F_NOWAIT);
 	ck_assert_int_eq(dlaunch_runtime_stop(rt, SEC), 0);
@@ -216,14 +217,15 @@ START_TEST(an_adoption_after_the_reap_is_dropped_quietly)
 	ck_assert_int_ge(saved, 0);
 	ck_assert_int_ge(dup2(fileno(err), 2), 0);
 	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid, DLAUNCH_PROC_F_NOWAIT), 0);
-	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws, DLAUNCH_PROC_F_NOWAIT),
-			 0);
+	ck_assert_int_eq(
+		dlaunch_proc_reaped(rt, pid, ws, DLAUNCH_PROC_F_NOWAIT), 0);
 	/* Handled after both requests. */
 	ck_assert_int_eq(dlaunch_wait(rt, pid, 0, &st), -DLAUNCH_E_NOPROC);
 	/* A refused unanswered request of another kind is still logged. */
-	ck_assert_int_eq(dlaunch_proc_adopt(rt, getppid(), DLAUNCH_PROC_F_NOWAIT),
-			 0);
-	ck_assert_int_eq(dlaunch_wait(rt, getppid(), 0, &st), -DLAUNCH_E_NOPROC);
+	ck_assert_int_eq(
+		dlaunch_proc_adopt(rt, getppid(), DLAUNCH_PROC_F_NOWAIT), 0);
+	ck_assert_int_eq(dlaunch_wait(rt, getppid(), 0, &st),
+			 -DLAUNCH_E_NOPROC);
 	fflush(stderr);
 	dup2(saved, 2);
 	close(saved);
@@ -231,14 +233,15 @@ START_TEST(an_adoption_after_the_reap_is_dropped_quietly)
 	n = fread(log, 1, sizeof log - 1, err);
 	log[n] = 0;
 	fclose(err);
-	ck_assert_msg(!strstr(log, "adopt pid") || strstr(log, "cannot adopt pid"),
+	ck_assert_msg(!strstr(log, "adopt pid") ||
+			      strstr(log, "cannot adopt pid"),
 		      "log: %s", log);
 	{
 		char mine[64];
 
 		snprintf(mine, sizeof mine, "pid %d", (int)pid);
-		ck_assert_msg(!strstr(log, mine), "the reaped pid was logged: %s",
-			      log);
+		ck_assert_msg(!strstr(log, mine),
+			      "the reaped pid was logged: %s", log);
 	}
 	ck_assert_msg(strstr(log, "cannot adopt pid"),
 		      "the refused adoption was not logged: %s", log);
@@ -349,11 +352,8 @@ START_TEST(reaper_gone_without_report)
 }
 END_TEST
 
-DLT_MAIN("dlaunch_adopt", 120,
-	 adopted_child_is_waited_for,
+DLT_MAIN("dlaunch_adopt", 120, adopted_child_is_waited_for,
 	 adopted_child_is_signalled_and_waiters_answered,
-	 only_the_parent_may_adopt,
-	 requests_that_do_not_wait,
+	 only_the_parent_may_adopt, requests_that_do_not_wait,
 	 an_adoption_after_the_reap_is_dropped_quietly,
-	 teardown_ends_adopted_children,
-	 reaper_gone_without_report)
+	 teardown_ends_adopted_children, reaper_gone_without_report)

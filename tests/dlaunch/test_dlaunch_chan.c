@@ -18,8 +18,7 @@ static char self[4096];
 START_TEST(get_twice_same_channel)
 {
 	dlaunch_t *rt = dlt_start(0);
-	dchan_attr_t attr = {.field_mask = DCHAN_ATTR_CAPACITY,
-			     .capacity = 8};
+	dchan_attr_t attr = {.field_mask = DCHAN_ATTR_CAPACITY, .capacity = 8};
 	dchan_desc_t d1, d2;
 	dchan_t *a, *b;
 	char buf[16];
@@ -45,9 +44,9 @@ START_TEST(get_twice_same_channel)
 	/* Names hold one kind. */
 	ck_assert_int_eq(dlaunch_pool_get(rt, "c", 0, &(dmem_pool_desc_t){0}),
 			 -DLAUNCH_E_KIND);
-	ck_assert_int_eq(dlaunch_name_register(rt, "bytes", DLAUNCH_KIND_BYTES,
-					       "x", 1),
-			 1);
+	ck_assert_int_eq(
+		dlaunch_name_register(rt, "bytes", DLAUNCH_KIND_BYTES, "x", 1),
+		1);
 	ck_assert_int_eq(dlaunch_channel_get(rt, "bytes", NULL, &d2),
 			 -DLAUNCH_E_KIND);
 	dlaunch_runtime_stop(rt, 5 * SEC);
@@ -113,9 +112,8 @@ START_TEST(many_processes_one_channel)
 	for (int i = 0; i < n; i++)
 		ck_assert_int_eq(dlaunch_spawn(rt, self, argv, NULL, &pids[i]),
 				 0);
-	ck_assert_int_eq(dlaunch_name_register(rt, "go", DLAUNCH_KIND_BYTES,
-					       "", 0),
-			 1);
+	ck_assert_int_eq(
+		dlaunch_name_register(rt, "go", DLAUNCH_KIND_BYTES, "", 0), 1);
 	for (int i = 0; i < n; i++) {
 		ck_assert_int_eq(
 			dlaunch_wait(rt, pids[i], DLAUNCH_FOREVER, &st), 0);

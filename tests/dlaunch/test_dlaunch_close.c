@@ -70,9 +70,8 @@ static void start_waiters(struct waiter *w, int n, dlaunch_t *rt)
 		w[i].rt = rt;
 		w[i].pid = spawn_sleep(rt);
 		w[i].rc = 1;
-		ck_assert_int_eq(pthread_create(&w[i].t, NULL, wait_thread,
-						&w[i]),
-				 0);
+		ck_assert_int_eq(
+			pthread_create(&w[i].t, NULL, wait_thread, &w[i]), 0);
 	}
 	await_inflight(rt, (unsigned)n);
 }
@@ -236,10 +235,6 @@ START_TEST(stop_unmaps_everything)
 }
 END_TEST
 
-DLT_MAIN("dlaunch_close", 0,
-	 stop_wakes_waiters,
-	 detach_own_handle_wakes_waiter,
-	 detach_attached_wakes_waiter,
-	 calls_after_close_started_are_refused,
-	 channel_outlives_runtime,
-	 stop_unmaps_everything)
+DLT_MAIN("dlaunch_close", 0, stop_wakes_waiters, detach_own_handle_wakes_waiter,
+	 detach_attached_wakes_waiter, calls_after_close_started_are_refused,
+	 channel_outlives_runtime, stop_unmaps_everything)

@@ -118,9 +118,9 @@ START_TEST(spawn_failures)
 				  .stdio = {0, 0, DLAUNCH_STDIO_FILE}};
 	pid_t pid;
 
-	ck_assert_int_eq(dlaunch_spawn(rt, "/nonexistent/prog", argv, NULL,
-				       &pid),
-			 -ENOENT);
+	ck_assert_int_eq(
+		dlaunch_spawn(rt, "/nonexistent/prog", argv, NULL, &pid),
+		-ENOENT);
 	ck_assert_ptr_nonnull(strstr(dlaunch_errmsg(), "/nonexistent/prog"));
 	ck_assert_int_eq(dlaunch_spawn(rt, "/bin/true", argv, &a, &pid),
 			 -EINVAL);
@@ -170,12 +170,12 @@ START_TEST(registry)
 	char buf[64];
 	size_t len;
 
-	ck_assert_int_eq(dlaunch_name_register(rt, "a", DLAUNCH_KIND_BYTES,
-					       "xyz", 3),
-			 1);
-	ck_assert_int_eq(dlaunch_name_register(rt, "a", DLAUNCH_KIND_BYTES,
-					       "other", 5),
-			 0);
+	ck_assert_int_eq(
+		dlaunch_name_register(rt, "a", DLAUNCH_KIND_BYTES, "xyz", 3),
+		1);
+	ck_assert_int_eq(
+		dlaunch_name_register(rt, "a", DLAUNCH_KIND_BYTES, "other", 5),
+		0);
 	ck_assert_int_eq(dlaunch_name_lookup(rt, "a", DLAUNCH_KIND_ANY, buf,
 					     sizeof buf, &len),
 			 0);
@@ -187,8 +187,7 @@ START_TEST(registry)
 	ck_assert_int_eq(dlaunch_name_lookup(rt, "a", 0, buf, 1, &len),
 			 -EMSGSIZE);
 	ck_assert_int_eq(dlaunch_name_unregister(rt, "a"), 0);
-	ck_assert_int_eq(dlaunch_name_lookup(rt, "a", 0, buf, sizeof buf,
-					     &len),
+	ck_assert_int_eq(dlaunch_name_lookup(rt, "a", 0, buf, sizeof buf, &len),
 			 -DLAUNCH_E_NONAME);
 	ck_assert_int_eq(dlaunch_pool_get(rt, "p", 1 << 20, &d1), 1);
 	ck_assert_int_eq(dlaunch_pool_get(rt, "p", 0, &d2), 0);
@@ -230,9 +229,8 @@ START_TEST(children_attach)
 	ck_assert_int_eq(dlaunch_spawn(rt, self, argv, NULL, &pid), 0);
 	ck_assert_int_eq(dlaunch_wait(rt, pid, DLAUNCH_FOREVER, &st), 0);
 	ck_assert_int_eq(st.code, 42);
-	ck_assert_int_eq(dlaunch_name_lookup(rt, "child", 0, buf, sizeof buf,
-					     &len),
-			 0);
+	ck_assert_int_eq(
+		dlaunch_name_lookup(rt, "child", 0, buf, sizeof buf, &len), 0);
 	dlaunch_runtime_stop(rt, 5 * SEC);
 }
 END_TEST

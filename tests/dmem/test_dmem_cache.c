@@ -59,8 +59,8 @@ START_TEST(fork_while_another_thread_holds_the_cache)
 		}
 		ck_assert_int_ne(pid, -1);
 		int st = dmt_wait(pid);
-		ck_assert_msg(st == 0 || st == 128 + SIGALRM,
-			      "child status %d", st);
+		ck_assert_msg(st == 0 || st == 128 + SIGALRM, "child status %d",
+			      st);
 		hung = st != 0;
 	}
 	atomic_store(&stop, 1);
@@ -135,8 +135,8 @@ START_TEST(racing_double_free_is_refused_once)
 	atomic_store(&round_no, -1);
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
-	ck_assert_msg(both == 0, "%ld of %ld double frees both succeeded",
-		      both, rounds * NTARGET);
+	ck_assert_msg(both == 0, "%ld of %ld double frees both succeeded", both,
+		      rounds * NTARGET);
 	ck_assert_int_eq(dmem_pool_flush(pool), 0);
 	ck_assert_int_eq(dmem_pool_check(pool), 0);
 	dmem_pool_destroy(pool);
@@ -174,8 +174,8 @@ int main(void)
 	TCase *tc;
 	Suite *s = dmt_suite("dmem_cache", "cache", 0, &tc);
 
-	/* No tcase timeout: CK_DEFAULT_TIMEOUT (tests/c-tests.am) is longer under
-	 * valgrind, where each of the forks here is slow. */
+	/* No tcase timeout: CK_DEFAULT_TIMEOUT (tests/c-tests.am) is longer
+	 * under valgrind, where each of the forks here is slow. */
 	tcase_add_test(tc, fork_while_another_thread_holds_the_cache);
 	tcase_add_test(tc, racing_double_free_is_refused_once);
 	tcase_add_test(tc, reclaim_of_own_pid_empties_the_cache);

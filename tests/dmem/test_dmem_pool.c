@@ -83,9 +83,9 @@ START_TEST(default_size_from_env)
 }
 END_TEST
 
-static const char *bad_sizes[] = {"",	"abc", "12x",  "-5",
-				  " 5", "0",   "1.5G", "99999999999999999999",
-				  "4GG", "1K", "100"};
+static const char *bad_sizes[] = {"",	 "abc", "12x",	"-5",
+				  " 5",	 "0",	"1.5G", "99999999999999999999",
+				  "4GG", "1K",	"100"};
 
 START_TEST(default_size_malformed)
 {

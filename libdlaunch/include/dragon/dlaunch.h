@@ -86,15 +86,18 @@ DLAUNCH_EXPORT const char *dlaunch_errmsg(void);
  * Variables the runtime sets in every process it starts (the names are part
  * of the ABI; values are text):
  */
-#define DLAUNCH_ENV_INSTANCE "DRAGON_INSTANCE"	   /* runtime instance id */
-#define DLAUNCH_ENV_NODE_ID "DRAGON_NODE_ID"	   /* node id (dmem_node_id) */
-#define DLAUNCH_ENV_DEFAULT_POOL "DRAGON_DEFAULT_PD" /* default pool, text
-							descriptor */
-#define DLAUNCH_ENV_SERVICES "DRAGON_LS_CHANNEL"   /* services' request
-						      endpoint, text form */
+#define DLAUNCH_ENV_INSTANCE "DRAGON_INSTANCE" /* runtime instance id */
+#define DLAUNCH_ENV_NODE_ID  "DRAGON_NODE_ID"  /* node id (dmem_node_id) */
+#define DLAUNCH_ENV_DEFAULT_POOL                                               \
+	"DRAGON_DEFAULT_PD" /* default pool, text                              \
+			       descriptor */
+#define DLAUNCH_ENV_SERVICES                                                   \
+	"DRAGON_LS_CHANNEL"			    /* services' request       \
+						       endpoint, text form */
 #define DLAUNCH_ENV_MSG_VERSION "DRAGON_LS_VERSION" /* message version */
-#define DLAUNCH_ENV_INFRA_POOL "DRAGON_INF_PD"	   /* infrastructure pool, text
-							descriptor */
+#define DLAUNCH_ENV_INFRA_POOL                                                 \
+	"DRAGON_INF_PD" /* infrastructure pool, text                           \
+			     descriptor */
 
 /* 1 if this process's environment names a runtime (dlaunch_attach may
  * succeed), 0 if not. */
@@ -124,11 +127,11 @@ DLAUNCH_EXPORT int dlaunch_detach(dlaunch_t *rt);
 
 /* Bits of dlaunch_runtime_attr_t.field_mask. */
 #define DLAUNCH_RT_ATTR_POOL_SIZE (1u << 0)
-#define DLAUNCH_RT_ATTR_INSTANCE (1u << 1)
+#define DLAUNCH_RT_ATTR_INSTANCE  (1u << 1)
 #define DLAUNCH_RT_ATTR_LOG_LEVEL (1u << 2)
-#define DLAUNCH_RT_ATTR_FLAGS (1u << 3)
-#define DLAUNCH_RT_ATTR_LOG_FD (1u << 4)
-#define DLAUNCH_RT_ATTR_TIMEOUT (1u << 5)
+#define DLAUNCH_RT_ATTR_FLAGS	  (1u << 3)
+#define DLAUNCH_RT_ATTR_LOG_FD	  (1u << 4)
+#define DLAUNCH_RT_ATTR_TIMEOUT	  (1u << 5)
 
 /* dlaunch_runtime_attr_t.flags */
 /* Set the variables of "Environment" in this process too, so that children
@@ -137,7 +140,7 @@ DLAUNCH_EXPORT int dlaunch_detach(dlaunch_t *rt);
 /* For launchers: make this process the subreaper of everything the runtime
  * starts (PR_SET_CHILD_SUBREAPER), reap adopted orphans and end them at
  * stop.  The caller must block SIGCHLD in every thread before the call. */
-#define DLAUNCH_RT_F_ADOPT (1u << 1)
+#define DLAUNCH_RT_F_ADOPT  (1u << 1)
 
 /* Log levels (DRAGON_DEBUG=1 means DLAUNCH_LOG_DEBUG). */
 enum dlaunch_log_level {
@@ -162,7 +165,7 @@ typedef struct dlaunch_runtime_attr {
 					(default pool, infrastructure pool,
 					infrastructure channels, services);
 					default 30 s */
-	uint64_t reserved[4]; /* zero */
+	uint64_t reserved[4];	     /* zero */
 } dlaunch_runtime_attr_t;
 
 /*
@@ -215,8 +218,8 @@ enum dlaunch_stdio {
 };
 
 /* Bits of dlaunch_spawn_attr_t.field_mask. */
-#define DLAUNCH_SPAWN_ATTR_ENV (1u << 0)
-#define DLAUNCH_SPAWN_ATTR_CWD (1u << 1)
+#define DLAUNCH_SPAWN_ATTR_ENV	 (1u << 0)
+#define DLAUNCH_SPAWN_ATTR_CWD	 (1u << 1)
 #define DLAUNCH_SPAWN_ATTR_STDIO (1u << 2)
 #define DLAUNCH_SPAWN_ATTR_FLAGS (1u << 3)
 
@@ -228,15 +231,16 @@ enum dlaunch_stdio {
 #define DLAUNCH_SPAWN_F_SEARCH_PATH (1u << 1)
 
 typedef struct dlaunch_spawn_attr {
-	uint64_t field_mask;	   /* DLAUNCH_SPAWN_ATTR_* for the fields set */
-	char *const *env;	   /* NULL-terminated "NAME=value" strings:
-				      added to (or, F_ENV_REPLACE, replacing)
-				      the caller's environment.  Borrowed. */
-	const char *cwd;	   /* working directory; default: the
-				      caller's.  Borrowed. */
-	int32_t stdio[3];	   /* enum dlaunch_stdio for fd 0, 1, 2 */
-	const char *stdio_path[3]; /* paths for DLAUNCH_STDIO_FILE.  Borrowed. */
-	uint32_t flags;		   /* DLAUNCH_SPAWN_F_* */
+	uint64_t field_mask; /* DLAUNCH_SPAWN_ATTR_* for the fields set */
+	char *const *env;    /* NULL-terminated "NAME=value" strings:
+				added to (or, F_ENV_REPLACE, replacing)
+				the caller's environment.  Borrowed. */
+	const char *cwd;     /* working directory; default: the
+				caller's.  Borrowed. */
+	int32_t stdio[3];    /* enum dlaunch_stdio for fd 0, 1, 2 */
+	const char
+		*stdio_path[3]; /* paths for DLAUNCH_STDIO_FILE.  Borrowed. */
+	uint32_t flags;		/* DLAUNCH_SPAWN_F_* */
 	uint32_t reserved0;
 	uint64_t reserved[6]; /* zero */
 } dlaunch_spawn_attr_t;
@@ -262,10 +266,10 @@ DLAUNCH_EXPORT int dlaunch_spawn(dlaunch_t *rt, const char *path,
 
 /* How a process ended. */
 typedef struct dlaunch_status {
-	int32_t exited;	  /* 1: exit() with code; 0: killed by signo */
-	int32_t code;	  /* exit code (0..255) when exited */
-	int32_t signo;	  /* signal number when killed, else 0 */
-	int32_t core;	  /* 1 if it dumped core */
+	int32_t exited; /* 1: exit() with code; 0: killed by signo */
+	int32_t code;	/* exit code (0..255) when exited */
+	int32_t signo;	/* signal number when killed, else 0 */
+	int32_t core;	/* 1 if it dumped core */
 	uint64_t reserved[2];
 } dlaunch_status_t;
 
@@ -323,8 +327,7 @@ DLAUNCH_EXPORT int dlaunch_proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out);
  * -DLAUNCH_E_CLOSED while the runtime stops; -ENOSYS without pidfd_open.
  * flags: 0 or DLAUNCH_PROC_F_NOWAIT.
  */
-DLAUNCH_EXPORT int dlaunch_proc_adopt(dlaunch_t *rt, pid_t pid,
-				      uint32_t flags);
+DLAUNCH_EXPORT int dlaunch_proc_adopt(dlaunch_t *rt, pid_t pid, uint32_t flags);
 
 /* Flag of dlaunch_proc_adopt and dlaunch_proc_reaped: send the request and
  * return at once.  The services handle requests in the order they arrive,
@@ -345,7 +348,7 @@ DLAUNCH_EXPORT int dlaunch_proc_reaped(dlaunch_t *rt, pid_t pid, int wstatus,
 /* ---- named objects (global services) ------------------------------------- */
 
 /* Longest name (bytes, without the NUL) and value of a registry entry. */
-#define DLAUNCH_NAME_MAX 255
+#define DLAUNCH_NAME_MAX  255
 #define DLAUNCH_VALUE_MAX 4096
 
 /* Kinds of registered objects; the registry stores the kind with the bytes
