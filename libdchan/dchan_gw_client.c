@@ -20,7 +20,7 @@ static dchan_t *dchan__gw;
 static bool dchan__gw_owned; /* attached from the environment by us */
 static uint64_t dchan__gw_next_id;
 
-DCHAN_EXPORT int dchan_gateway_register(dchan_t *ch)
+DCHAN_EXPORT int dchan_gw_register(dchan_t *ch)
 {
 	if (!ch || ch->remote)
 		return dchan__fail(-EINVAL,
@@ -34,7 +34,7 @@ DCHAN_EXPORT int dchan_gateway_register(dchan_t *ch)
 	return 0;
 }
 
-DCHAN_EXPORT int dchan_gateway_unregister(void)
+DCHAN_EXPORT int dchan_gw_unregister(void)
 {
 	pthread_mutex_lock(&dchan__gw_lock);
 	if (dchan__gw_owned)
@@ -54,13 +54,13 @@ static int dchan__gw_get(dchan_t **gw_out)
 
 	pthread_mutex_lock(&dchan__gw_lock);
 	if (!dchan__gw) {
-		env = getenv(DCHAN_GATEWAY_ENV);
+		env = getenv(DCHAN_GW_ENV);
 		if (!env || !*env)
 			rc = dchan__fail(-DCHAN_E_NOGATEWAY,
 					 "the channel is on "
 					 "another node; register a gateway "
 					 "or set %s",
-					 DCHAN_GATEWAY_ENV);
+					 DCHAN_GW_ENV);
 		else if ((rc = dchan_desc_from_text(env, &d)) == 0 &&
 			 (rc = dchan_attach(&d, &dchan__gw)) == 0)
 			dchan__gw_owned = true;
@@ -69,7 +69,7 @@ static int dchan__gw_get(dchan_t **gw_out)
 		rc = dchan__fail(-DCHAN_E_NOGATEWAY,
 				 "%s names a channel of "
 				 "another node",
-				 DCHAN_GATEWAY_ENV);
+				 DCHAN_GW_ENV);
 	if (rc == 0)
 		*gw_out = dchan__gw;
 	pthread_mutex_unlock(&dchan__gw_lock);

@@ -380,7 +380,7 @@ static void rig_down(struct rig *g)
 	ck_assert_int_eq(t_wait(g->a), 0);
 	ck_assert_int_eq(t_wait(g->b2), 0);
 	T_OK(dchan_detach(g->remote));
-	dchan_gateway_unregister();
+	dchan_gw_unregister();
 	T_OK(dchan_destroy(g->gw));
 	t_pool_done(g->pool);
 }
@@ -425,7 +425,7 @@ START_TEST(remote_ops_through_servicer)
 
 	rig_up(&g);
 	ck_assert_int_eq(dchan_send(g.remote, "x", 1, 0), -DCHAN_E_NOGATEWAY);
-	T_OK(dchan_gateway_register(g.gw));
+	T_OK(dchan_gw_register(g.gw));
 	ck_assert_int_eq(dchan_poll(g.remote, DCHAN_POLLIN, 0, &rev), -EAGAIN);
 	T_OK(dchan_send(g.remote, "hello", 5, DCHAN_FOREVER));
 	t_fill(big, sizeof big, 9);
@@ -461,7 +461,7 @@ START_TEST(remote_lock_and_semaphore)
 	dchan_sem_t *s;
 
 	rig_up(&g);
-	T_OK(dchan_gateway_register(g.gw));
+	T_OK(dchan_gw_register(g.gw));
 	T_OK(dchan_lock_attach(&g.d[D_LOCK], &l));
 	T_OK(dchan_lock_acquire(l, DCHAN_FOREVER));
 	ck_assert_int_eq(dchan_lock_acquire(l, 0), -EAGAIN);
@@ -492,7 +492,7 @@ START_TEST(gateway_from_environment)
 		char buf[8];
 		size_t len;
 
-		setenv(DCHAN_GATEWAY_ENV, g.gwtext, 1);
+		setenv(DCHAN_GW_ENV, g.gwtext, 1);
 		if (dchan_send(g.remote, "env", 3, DCHAN_FOREVER))
 			_exit(1);
 		if (dchan_recv(g.remote, buf, sizeof buf, DCHAN_FOREVER,
@@ -505,9 +505,9 @@ START_TEST(gateway_from_environment)
 	/* and without either, a remote operation says what is missing */
 	pid = fork();
 	if (pid == 0) {
-		unsetenv(DCHAN_GATEWAY_ENV);
+		unsetenv(DCHAN_GW_ENV);
 		_exit(dchan_send(g.remote, "x", 1, 0) == -DCHAN_E_NOGATEWAY &&
-				      strstr(dchan_errmsg(), DCHAN_GATEWAY_ENV)
+				      strstr(dchan_errmsg(), DCHAN_GW_ENV)
 			      ? 0
 			      : 1);
 	}
@@ -591,7 +591,7 @@ START_TEST(remote_locks_contended_by_processes)
 	uint64_t before;
 
 	rig_up(&g);
-	T_OK(dchan_gateway_register(g.gw));
+	T_OK(dchan_gw_register(g.gw));
 	a.counter = gw_shared(4096);
 	a.n = t_scaled(100, 10);
 	a.kind = D_LOCK;
@@ -662,7 +662,7 @@ START_TEST(remote_semaphores_count_across_processes)
 	uint64_t n, before;
 
 	rig_up(&g);
-	T_OK(dchan_gateway_register(g.gw));
+	T_OK(dchan_gw_register(g.gw));
 	/* unbounded: one process releases 2n, two take n each */
 	n = t_scaled(60, 10);
 	{
@@ -742,7 +742,7 @@ START_TEST(remote_event_wakes_processes)
 	uint64_t polls;
 
 	rig_up(&g);
-	T_OK(dchan_gateway_register(g.gw));
+	T_OK(dchan_gw_register(g.gw));
 	woke = gw_shared(4096);
 	T_OK(dchan_event_attach(&g.d[D_EVENT], &e));
 	ck_assert_int_eq(dchan_event_is_set(e), 0);
@@ -838,7 +838,7 @@ START_TEST(remote_barrier_of_three_processes)
 	pid_t pid;
 
 	rig_up(&g);
-	T_OK(dchan_gateway_register(g.gw));
+	T_OK(dchan_gw_register(g.gw));
 	a.rounds = (int)t_scaled(20, 4);
 	a.seen = gw_shared(sizeof *a.seen * (size_t)a.rounds + 64);
 	run_children(&g, 3, barrier_child, &a);
@@ -916,7 +916,7 @@ START_TEST(remote_condition_notify_and_wait)
 	pid_t pid[2];
 
 	rig_up(&g);
-	T_OK(dchan_gateway_register(g.gw));
+	T_OK(dchan_gw_register(g.gw));
 	mem = gw_shared(4096);
 	a.ready = mem;
 	a.go = mem + 1;

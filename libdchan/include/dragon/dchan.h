@@ -69,7 +69,7 @@ DCHAN_EXPORT const char *dchan_errmsg(void);
 /*
  * Names a channel: plain fixed-size data, valid on every node.  node_id is
  * the node whose pool holds the channel; on any other node operations go
- * through the gateway (see dchan_gateway_register).
+ * through the gateway (see dchan_gw_register).
  */
 typedef struct dchan_desc {
 	uint32_t magic;	  /* DCHAN_DESC_MAGIC */
@@ -376,13 +376,13 @@ DCHAN_EXPORT int dchan_cond_destroy(dchan_cond_t *cond);
  */
 
 /* Environment variable holding the gateway channel's text descriptor. */
-#define DCHAN_GATEWAY_ENV "DRAGON_GW_CHANNEL"
+#define DCHAN_GW_ENV "DRAGON_GW_CHANNEL"
 
 /* Use ch (a local channel, borrowed until unregistered) as this process's
  * gateway.  Without a registration, the first remote operation attaches
  * the channel named by $DRAGON_GW_CHANNEL. */
-DCHAN_EXPORT int dchan_gateway_register(dchan_t *ch);
-DCHAN_EXPORT int dchan_gateway_unregister(void);
+DCHAN_EXPORT int dchan_gw_register(dchan_t *ch);
+DCHAN_EXPORT int dchan_gw_unregister(void);
 
 #define DCHAN_GW_MAGIC_REQ   0x51574744u /* "DGWQ" */
 #define DCHAN_GW_MAGIC_CPL   0x43574744u /* "DGWC" */
