@@ -1,7 +1,9 @@
 /* Private declarations of libdlaunch; not installed.
  *
  * Module map:
- *   dlaunch_version.c  version, error names, the thread-local detail message
+ *   dlaunch_version.c  the version
+ *   error.c            error names, the thread-local detail message
+ *   log.c              the log
  *   msg.c              the services' versioned binary message format
  *   link.c             endpoints that carry messages (infrastructure channels)
  *   client.c           dlaunch_attach and the request/reply transaction
@@ -22,13 +24,13 @@
 #include <sys/types.h>
 #include <dragon/dlaunch.h>
 
-/* ---- errors -------------------------------------------------------------- */
+/* ---- errors (error.c) ---------------------------------------------------- */
 
 /* Record a detail message for this thread and return code. */
 int dlaunch__fail(int code, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* ---- log ----------------------------------------------------------------- */
+/* ---- log (log.c) --------------------------------------------------------- */
 
 extern int dlaunch__log_level;
 void dlaunch__log(int level, const char *fmt, ...)
