@@ -7,8 +7,10 @@
  *   msg.c              the services' versioned binary message format
  *   link.c             endpoints that carry messages (infrastructure channels)
  *   client.c           dlaunch_attach and the request/reply transaction
- *   api.c              the public calls built on requests
- *   sentinel.c         process-end descriptors without pidfd_open
+ *   api.c              the handle: dlaunch_attach/detach, instance, node
+ *   proc_calls.c       dlaunch_spawn, wait, signal, proc_adopt, proc_reaped
+ *   name_calls.c       dlaunch_name_*, dlaunch_pool_get, dlaunch_channel_get
+ *   procfd.c           dlaunch_proc_fd; sentinels without pidfd_open
  *   server.c           global services: requests, process table, registry
  *   proc.c             local services: spawning and the process table
  *   procstat.c         local services: reaping, waiting, kept statuses
@@ -194,12 +196,12 @@ int dlaunch__connect(const char *svc_text, uint64_t timeout_ns,
 		     dlaunch_t **rt_out);
 void dlaunch__disconnect(dlaunch_t *rt);
 
-/* api.c: ask for pid's status (wait(2) word in *wstatus_out); peek leaves
- * it for the spawner to collect. */
+/* proc_calls.c: ask for pid's status (wait(2) word in *wstatus_out); peek
+ * leaves it for the spawner to collect. */
 int dlaunch__status_call(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
 			 bool peek, int *wstatus_out);
 
-/* sentinel.c: without pidfd_open, a pipe whose read end becomes readable
+/* procfd.c: without pidfd_open, a pipe whose read end becomes readable
  * when pid ends (a thread waits for it); returns the fd or -code. */
 int dlaunch__exit_fd(dlaunch_t *rt, pid_t pid);
 /* Wait up to timeout_ns for the threads of dlaunch__exit_fd to finish. */
