@@ -94,7 +94,7 @@ static void reply_ok(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	if (nowait)
 		return;
 	dlaunch__msg_init(&r, DLAUNCH_MSG_REPLY, h->req_id, 0);
-	svc_reply(s, h->client, h->req_id, &r);
+	dlaunch__svc_reply(s, h->client, h->req_id, &r);
 }
 
 /* A request failed: tell the caller, or (DLAUNCH_PROC_F_NOWAIT: nobody
@@ -112,14 +112,15 @@ refuse(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h, bool nowait, int code,
 	if (nowait)
 		dlaunch__log(DLAUNCH_LOG_WARNING, "%s", why);
 	else
-		svc_reply_err(s, h->client, h->req_id, code, "%s", why);
+		dlaunch__svc_reply_err(s, h->client, h->req_id, code, "%s",
+				       why);
 }
 
 void svc_adopt_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 		       dlaunch__msg_t *m)
 {
 	pid_t pid = (pid_t)dlaunch__msg_get_i64(m), ppid = 0;
-	svc_client_t *c = svc_client_find(s, h->client);
+	svc_client_t *c = dlaunch__client_find(s, h->client);
 	svc_proc_t *p, *old = svc_proc_find(s, pid);
 	int fd, rc, code;
 	char state = 0;
@@ -235,7 +236,7 @@ void svc_reaped_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	pid_t pid = (pid_t)dlaunch__msg_get_i64(m);
 	int wstatus = (int)dlaunch__msg_get_i64(m);
 	bool nowait = dlaunch__msg_get_u64(m) & DLAUNCH_PROC_F_NOWAIT;
-	svc_client_t *c = svc_client_find(s, h->client);
+	svc_client_t *c = dlaunch__client_find(s, h->client);
 	svc_proc_t *p = svc_proc_find(s, pid);
 
 	if (m->err || !c)

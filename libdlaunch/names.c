@@ -49,7 +49,7 @@ static void reply_value(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 
 	dlaunch__msg_init(&m, DLAUNCH_MSG_REPLY, h->req_id, status);
 	dlaunch__msg_put_bytes(&m, n->value, n->len);
-	svc_reply(s, h->client, h->req_id, &m);
+	dlaunch__svc_reply(s, h->client, h->req_id, &m);
 }
 
 /* A pool made for POOL_GET: "u<n>" in this instance. */
@@ -146,15 +146,16 @@ static void get_object(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	int rc;
 
 	if (m->err || !name) {
-		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_PROTO,
-			      "malformed request");
+		dlaunch__svc_reply_err(s, h->client, h->req_id,
+				       -DLAUNCH_E_PROTO, "malformed request");
 		return;
 	}
 	n = find(s, name);
 	if (n && n->kind != kind) {
-		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_KIND,
-			      "name '%s' holds an object of kind %d, not %d",
-			      name, n->kind, kind);
+		dlaunch__svc_reply_err(
+			s, h->client, h->req_id, -DLAUNCH_E_KIND,
+			"name '%s' holds an object of kind %d, not %d", name,
+			n->kind, kind);
 		return;
 	}
 	if (n) {
@@ -166,8 +167,8 @@ static void get_object(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	else
 		rc = make_channel(s, name, a, b, &n);
 	if (rc)
-		svc_reply_err(s, h->client, h->req_id, rc, "%s",
-			      dlaunch_errmsg());
+		dlaunch__svc_reply_err(s, h->client, h->req_id, rc, "%s",
+				       dlaunch_errmsg());
 	else
 		reply_value(s, h, 1, n);
 }
@@ -185,19 +186,22 @@ static void name_op(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	if (h->type == DLAUNCH_MSG_NAME_REG)
 		v = dlaunch__msg_get_bytes(m, &len);
 	if (m->err || !name) {
-		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_PROTO,
-			      "malformed request");
+		dlaunch__svc_reply_err(s, h->client, h->req_id,
+				       -DLAUNCH_E_PROTO, "malformed request");
 	} else if (h->type == DLAUNCH_MSG_NAME_REG) {
 		rc = n ? 0 : insert(s, name, kind, v, len);
-		svc_reply_err(s, h->client, h->req_id, rc ? rc : !n, "%s", "");
+		dlaunch__svc_reply_err(s, h->client, h->req_id, rc ? rc : !n,
+				       "%s", "");
 	} else if (!n) {
-		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_NONAME,
-			      "name '%s' is not registered", name);
+		dlaunch__svc_reply_err(s, h->client, h->req_id,
+				       -DLAUNCH_E_NONAME,
+				       "name '%s' is not registered", name);
 	} else if (h->type == DLAUNCH_MSG_NAME_GET) {
 		if (kind != DLAUNCH_KIND_ANY && kind != n->kind)
-			svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_KIND,
-				      "name '%s' holds kind %d, not %d", name,
-				      n->kind, kind);
+			dlaunch__svc_reply_err(
+				s, h->client, h->req_id, -DLAUNCH_E_KIND,
+				"name '%s' holds kind %d, not %d", name,
+				n->kind, kind);
 		else
 			reply_value(s, h, 0, n);
 	} else {
@@ -209,7 +213,7 @@ static void name_op(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 		free(n->name);
 		free(n->value);
 		free(n);
-		svc_reply_err(s, h->client, h->req_id, 0, "%s", "");
+		dlaunch__svc_reply_err(s, h->client, h->req_id, 0, "%s", "");
 	}
 }
 
@@ -229,8 +233,9 @@ void svc_names_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 		get_object(s, h, m, DLAUNCH_KIND_CHANNEL);
 		break;
 	default:
-		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_PROTO,
-			      "unknown request type %u", h->type);
+		dlaunch__svc_reply_err(s, h->client, h->req_id,
+				       -DLAUNCH_E_PROTO,
+				       "unknown request type %u", h->type);
 	}
 }
 

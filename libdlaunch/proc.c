@@ -292,20 +292,21 @@ void svc_signal_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	if (m->err)
 		return;
 	if (!p) {
-		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_NOPROC,
-			      "pid %d was not started by runtime %s", (int)pid,
-			      s->instance);
+		dlaunch__svc_reply_err(s, h->client, h->req_id,
+				       -DLAUNCH_E_NOPROC,
+				       "pid %d was not started by runtime %s",
+				       (int)pid, s->instance);
 		return;
 	}
 	/* An ended process is a zombie or gone: nothing to send. */
 	if (!p->ended && (rc = svc_proc_kill(p, signo)) < 0) {
-		svc_reply_err(s, h->client, h->req_id, rc,
-			      "signal %d to pid %d: %s", signo, (int)pid,
-			      strerror(-rc));
+		dlaunch__svc_reply_err(s, h->client, h->req_id, rc,
+				       "signal %d to pid %d: %s", signo,
+				       (int)pid, strerror(-rc));
 		return;
 	}
 	dlaunch__msg_init(&r, DLAUNCH_MSG_REPLY, h->req_id, 0);
-	svc_reply(s, h->client, h->req_id, &r);
+	dlaunch__svc_reply(s, h->client, h->req_id, &r);
 }
 
 int svc_nrunning(dlaunch__server_t *s)

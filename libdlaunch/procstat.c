@@ -24,11 +24,7 @@
 
 static void answer(dlaunch__server_t *s, svc_proc_t *p, svc_waiter_t *w)
 {
-	dlaunch__msg_t m;
-
-	dlaunch__msg_init(&m, DLAUNCH_MSG_REPLY, w->req_id, 0);
-	dlaunch__msg_put_i64(&m, p->wstatus);
-	svc_reply(s, w->client, w->req_id, &m);
+	dlaunch__svc_reply_wstatus(s, w->client, w->req_id, p->wstatus);
 }
 
 /* Nobody is owed this status any more: the spawner collected it (or ended)
@@ -112,7 +108,7 @@ static void forget_spawner(dlaunch__server_t *s, pid_t pid, size_t *nfreed)
 		dmem_pool_reclaim(s->inf_pool, pid, NULL);
 	for (svc_pool_t *sp = s->pools; sp; sp = sp->next)
 		dmem_pool_reclaim(sp->pool, pid, NULL);
-	svc_forget_pid(s, pid);
+	dlaunch__client_forget_pid(s, pid);
 	svc_adopted_orphan(s, pid);
 	for (svc_proc_t *q = s->procs; q; q = q->next) {
 		if (q->spawner == pid) {
@@ -187,7 +183,7 @@ void svc_status_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	pid_t pid = (pid_t)dlaunch__msg_get_i64(m);
 	uint64_t timeout = dlaunch__msg_get_u64(m);
 	bool peek = dlaunch__msg_get_u64(m) != 0;
-	svc_client_t *c = svc_client_find(s, h->client);
+	svc_client_t *c = dlaunch__client_find(s, h->client);
 	svc_proc_t *p = svc_proc_find(s, pid);
 	svc_waiter_t wnow = {.client = h->client, .req_id = h->req_id};
 
@@ -196,22 +192,23 @@ void svc_status_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	wnow.client_pid = c->pid;
 	wnow.peek = peek;
 	if (!p) {
-		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_NOPROC,
-			      "pid %d was not started by runtime %s, or ended "
-			      "so long ago that its status is no longer kept "
-			      "(the last %d collected are)",
-			      (int)pid, s->instance, DLAUNCH_STATUS_KEEP);
+		dlaunch__svc_reply_err(
+			s, h->client, h->req_id, -DLAUNCH_E_NOPROC,
+			"pid %d was not started by runtime %s, or ended "
+			"so long ago that its status is no longer kept "
+			"(the last %d collected are)",
+			(int)pid, s->instance, DLAUNCH_STATUS_KEEP);
 	} else if (p->ended) {
 		answer(s, p, &wnow);
 		if (c->pid == p->spawner && !peek)
 			p->spawner = 0;
 		svc_proc_settle(s, p);
 	} else if (timeout == 0) {
-		svc_reply_err(s, h->client, h->req_id, -EAGAIN,
-			      "pid %d is still running", (int)pid);
+		dlaunch__svc_reply_err(s, h->client, h->req_id, -EAGAIN,
+				       "pid %d is still running", (int)pid);
 	} else if (!park(p, &wnow, timeout)) {
-		svc_reply_err(s, h->client, h->req_id, -ENOMEM,
-			      "out of memory");
+		dlaunch__svc_reply_err(s, h->client, h->req_id, -ENOMEM,
+				       "out of memory");
 	}
 }
 
@@ -235,11 +232,11 @@ int svc_expire_waiters(dlaunch__server_t *s)
 				       : ms_until(&w->deadline, &now);
 			if (w->deadline.tv_sec >= 0 && left <= 0) {
 				*pp = w->next;
-				svc_reply_err(s, w->client, w->req_id,
-					      -ETIMEDOUT,
-					      "pid %d still running at the "
-					      "deadline",
-					      (int)p->pid);
+				dlaunch__svc_reply_err(
+					s, w->client, w->req_id, -ETIMEDOUT,
+					"pid %d still running at the "
+					"deadline",
+					(int)p->pid);
 				free(w);
 				continue;
 			}

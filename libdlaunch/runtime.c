@@ -211,7 +211,7 @@ static void release(struct dlaunch__runtime *r)
 	dlaunch__server_t *s = &r->srv;
 
 	svc_procs_free(s);
-	svc_clients_free(s);
+	dlaunch__clients_free(s);
 	svc_names_free(s);
 	if (s->default_pool)
 		dmem_pool_destroy(s->default_pool);

@@ -1,4 +1,5 @@
-/* Global services: the request loop, conversations (clients) and replies.
+/* Global services: the request loop and the handling of requests
+ * (reply.c keeps the clients and sends the replies).
  *
  * One thread receives every request from the request endpoint and answers
  * it while holding the server lock; nothing it does blocks for long (a
@@ -15,142 +16,27 @@
 #include <string.h>
 #include "svc.h"
 
-/* A reply that cannot be delivered within this time is dropped: its client
- * is gone or not reading, and the services must not stall for it. */
-#define REPLY_TIMEOUT_NS (1000000000ull)
-
-svc_client_t *svc_client_find(dlaunch__server_t *s, uint32_t id)
-{
-	for (svc_client_t *c = s->clients; c; c = c->next)
-		if (c->id == id)
-			return c;
-	return NULL;
-}
-
-void svc_reply(dlaunch__server_t *s, uint32_t client, uint64_t req_id,
-	       dlaunch__msg_t *m)
-{
-	svc_client_t *c = svc_client_find(s, client);
-	int rc;
-
-	memcpy(m->buf + offsetof(dlaunch__msg_hdr_t, req_id), &req_id,
-	       sizeof req_id);
-	if (c && m->err == 0) {
-		rc = dlaunch__ep_send(c->ep, m->buf, m->len, REPLY_TIMEOUT_NS);
-		if (rc)
-			dlaunch__log(DLAUNCH_LOG_WARNING,
-				     "reply to client %u (pid %d) dropped: %s",
-				     client, (int)c->pid, dlaunch_strerror(rc));
-	}
-	dlaunch__msg_free(m);
-}
-
-int svc_reply_err(dlaunch__server_t *s, uint32_t client, uint64_t req_id,
-		  int code, const char *fmt, ...)
-{
-	char why[512];
-	dlaunch__msg_t m;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof why, fmt, ap);
-	va_end(ap);
-	dlaunch__msg_init(&m, DLAUNCH_MSG_REPLY, req_id, code);
-	dlaunch__msg_put_str(&m, why);
-	svc_reply(s, client, req_id, &m);
-	return code;
-}
-
-static void reply_status(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
-			 int status)
-{
-	dlaunch__msg_t m;
-
-	dlaunch__msg_init(&m, DLAUNCH_MSG_REPLY, h->req_id, status);
-	svc_reply(s, h->client, h->req_id, &m);
-}
-
+/* HELLO: pid and the text of its reply endpoint; the reply carries the
+ * new client id. */
 static void hello(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 		  dlaunch__msg_t *m)
 {
 	pid_t pid = (pid_t)dlaunch__msg_get_i64(m);
 	const char *text = dlaunch__msg_get_str(m);
 	svc_client_t *c;
-	dlaunch__ep_t *ep;
 
-	int rc;
-
-	if (m->err || !text || strlen(text) >= sizeof c->text)
+	if (m->err || !text)
 		return; /* nobody to answer */
-	rc = dlaunch__ep_open(text, &ep);
-	if (rc) {
-		dlaunch__log(
-			DLAUNCH_LOG_WARNING,
-			"pid %d: cannot open its reply channel %s: %s (%s)",
-			(int)pid, text, dlaunch_strerror(rc), dchan_errmsg());
-		return;
-	}
-	c = calloc(1, sizeof *c);
-	if (!c) {
-		dlaunch__ep_close(ep);
-		return;
-	}
-	c->id = ++s->next_client;
-	c->pid = pid;
-	c->ep = ep;
-	strcpy(c->text, text);
-	c->next = s->clients;
-	s->clients = c;
-	dlaunch__log(DLAUNCH_LOG_DEBUG, "client %u: pid %d", c->id, (int)pid);
-	{
-		dlaunch__msg_hdr_t to = *h;
-		to.client = c->id; /* HELLO itself has no client id yet */
-		reply_status(s, &to, (int)c->id);
-	}
-}
-
-static void client_free(svc_client_t *c, bool destroy_endpoint)
-{
-	dlaunch__ep_close(c->ep);
-	if (destroy_endpoint)
-		dlaunch__ep_destroy_text(c->text);
-	free(c);
-}
-
-/* A conversation ended: its endpoint was destroyed by its owner. */
-static void bye(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h)
-{
-	for (svc_client_t **pp = &s->clients; *pp; pp = &(*pp)->next) {
-		svc_client_t *c = *pp;
-		if (c->id == h->client) {
-			*pp = c->next;
-			client_free(c, false);
-			return;
-		}
-	}
-}
-
-/* A process ended: its conversations go, and their reply endpoints are
- * destroyed for it (it could not say goodbye). */
-void svc_forget_pid(dlaunch__server_t *s, pid_t pid)
-{
-	svc_client_t **pp = &s->clients;
-
-	while (*pp) {
-		svc_client_t *c = *pp;
-		if (c->pid == pid) {
-			*pp = c->next;
-			client_free(c, true);
-		} else {
-			pp = &c->next;
-		}
-	}
+	c = dlaunch__client_add(s, pid, text);
+	/* HELLO itself has no client id yet. */
+	if (c)
+		dlaunch__svc_reply_status(s, c->id, h->req_id, (int)c->id);
 }
 
 static void spawn_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 			  dlaunch__msg_t *m)
 {
-	svc_client_t *c = svc_client_find(s, h->client);
+	svc_client_t *c = dlaunch__client_find(s, h->client);
 	svc_spawn_t sp = {0};
 	bool null;
 	int rc;
@@ -166,18 +52,20 @@ static void spawn_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 		sp.stdio_path[i] = dlaunch__msg_get_str(m);
 	}
 	if (m->err || !sp.path || !sp.argv || !c)
-		rc = svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_PROTO,
-				   "malformed spawn request");
+		rc = dlaunch__svc_reply_err(s, h->client, h->req_id,
+					    -DLAUNCH_E_PROTO,
+					    "malformed spawn request");
 	else if (s->stopping)
-		rc = svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_CLOSED,
-				   "runtime %s is shutting down: no new "
-				   "processes",
-				   s->instance);
+		rc = dlaunch__svc_reply_err(
+			s, h->client, h->req_id, -DLAUNCH_E_CLOSED,
+			"runtime %s is shutting down: no new "
+			"processes",
+			s->instance);
 	else if ((rc = svc_spawn(s, &sp, c->pid)) < 0)
-		svc_reply_err(s, h->client, h->req_id, rc, "%s",
-			      dlaunch_errmsg());
+		dlaunch__svc_reply_err(s, h->client, h->req_id, rc, "%s",
+				       dlaunch_errmsg());
 	else
-		reply_status(s, h, rc);
+		dlaunch__svc_reply_status(s, h->client, h->req_id, rc);
 	free(sp.argv);
 	free(sp.base_env);
 	free(sp.env);
@@ -201,7 +89,7 @@ static bool dispatch(dlaunch__server_t *s, const uint8_t *buf, size_t len)
 		hello(s, &h, &m);
 		break;
 	case DLAUNCH_MSG_BYE:
-		bye(s, &h);
+		dlaunch__client_remove(s, h.client);
 		break;
 	case DLAUNCH_MSG_SPAWN:
 		spawn_request(s, &h, &m);
@@ -263,13 +151,4 @@ int svc_start_threads(dlaunch__server_t *s)
 	if (rc)
 		svc_io_stop(s);
 	return rc;
-}
-
-void svc_clients_free(dlaunch__server_t *s)
-{
-	while (s->clients) {
-		svc_client_t *c = s->clients;
-		s->clients = c->next;
-		client_free(c, true);
-	}
 }

@@ -1,4 +1,5 @@
-/* Private to the services (server.c, proc.c, iothread.c, runtime.c).
+/* Private to the services (server.c, proc.c, procstat.c, adopt.c,
+ * iothread.c, names.c, reply.c, runtime.c, teardown.c).
  *
  * Threads: the request thread receives service messages and answers them;
  * the I/O thread waits on file descriptors (process pidfds, output pipes,
@@ -94,14 +95,33 @@ typedef struct dlaunch__server {
 	void *on_exit_arg;
 } dlaunch__server_t;
 
+/* reply.c: clients and replies (lock held) */
+svc_client_t *dlaunch__client_find(dlaunch__server_t *s, uint32_t id);
+/* A new conversation of pid whose reply endpoint is text; NULL when the
+ * endpoint cannot be opened (logged) or memory is short. */
+svc_client_t *dlaunch__client_add(dlaunch__server_t *s, pid_t pid,
+				  const char *text);
+/* A conversation ended: its endpoint was destroyed by its owner. */
+void dlaunch__client_remove(dlaunch__server_t *s, uint32_t id);
+/* Process pid ended: its conversations go, their endpoints destroyed. */
+void dlaunch__client_forget_pid(dlaunch__server_t *s, pid_t pid);
+void dlaunch__clients_free(dlaunch__server_t *s);
+/* Send m (consumed) to client as the reply to req_id. */
+void dlaunch__svc_reply(dlaunch__server_t *s, uint32_t client, uint64_t req_id,
+			dlaunch__msg_t *m);
+/* A reply with status only. */
+void dlaunch__svc_reply_status(dlaunch__server_t *s, uint32_t client,
+			       uint64_t req_id, int status);
+/* A reply with status code and a detail message; returns code. */
+int dlaunch__svc_reply_err(dlaunch__server_t *s, uint32_t client,
+			   uint64_t req_id, int code, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+/* The answer to a STATUS request: the wait(2) status word. */
+void dlaunch__svc_reply_wstatus(dlaunch__server_t *s, uint32_t client,
+				uint64_t req_id, int wstatus);
+
 /* server.c */
 int svc_start_threads(dlaunch__server_t *s);
-void svc_reply(dlaunch__server_t *s, uint32_t client, uint64_t req_id,
-	       dlaunch__msg_t *m); /* consumes m; lock held */
-int svc_reply_err(dlaunch__server_t *s, uint32_t client, uint64_t req_id,
-		  int code, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-svc_client_t *svc_client_find(dlaunch__server_t *s, uint32_t id);
 
 /* names.c (server side) */
 void svc_names_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
@@ -146,8 +166,6 @@ int svc_expire_waiters(dlaunch__server_t *s);
 int svc_nrunning(dlaunch__server_t *s);
 /* Signal every running process (lock held). */
 void svc_signal_all(dlaunch__server_t *s, int signo);
-/* Drop the bookkeeping of client pid that ended or left (lock held). */
-void svc_forget_pid(dlaunch__server_t *s, pid_t pid);
 void svc_procs_free(dlaunch__server_t *s);
 /* A forwarded stream of pid reached end of file (lock held). */
 void svc_proc_stream_closed(dlaunch__server_t *s, pid_t pid);
@@ -177,6 +195,5 @@ int svc_io_poll_proc(dlaunch__server_t *s, svc_proc_t *p);
 /* runtime.c */
 void dlaunch__runtime_free(struct dlaunch__runtime *r);
 dlaunch__server_t *dlaunch__runtime_server(struct dlaunch__runtime *r);
-void svc_clients_free(dlaunch__server_t *s);
 
 #endif
