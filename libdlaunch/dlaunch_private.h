@@ -1,21 +1,25 @@
 /* Private declarations of libdlaunch; not installed.
  *
- * Module map:
+ * Module map, top to bottom; a file calls only the files below it (no two
+ * files call each other, tests/abi/check-cycles.sh checks it):
+ *
+ *   the runtime (services; their own map is in svc.h)
+ *   runtime.c teardown.c server.c req_*.c spawn.c iothread.c ended.c
+ *   registry.c proctab.c dispatch.c reply.c
+ *
+ *   client calls, each a request to the services
+ *   api.c          the handle: dlaunch_attach/detach, instance, node
+ *   procfd.c       dlaunch_proc_fd; sentinels without pidfd_open
+ *   proc_calls.c   dlaunch_spawn, wait, signal, proc_adopt, proc_reaped
+ *   name_calls.c   dlaunch_name_*, dlaunch_pool_get, dlaunch_channel_get
+ *   client.c       connecting, conversations, the request/reply transaction
+ *
+ *   below both
+ *   link.c         endpoints that carry messages (infrastructure channels)
+ *   msg.c          the services' versioned binary message format
+ *   error.c        error names, the thread-local detail message
+ *   log.c          the log
  *   dlaunch_version.c  the version
- *   error.c            error names, the thread-local detail message
- *   log.c              the log
- *   msg.c              the services' versioned binary message format
- *   link.c             endpoints that carry messages (infrastructure channels)
- *   client.c           dlaunch_attach and the request/reply transaction
- *   api.c              the handle: dlaunch_attach/detach, instance, node
- *   proc_calls.c       dlaunch_spawn, wait, signal, proc_adopt, proc_reaped
- *   name_calls.c       dlaunch_name_*, dlaunch_pool_get, dlaunch_channel_get
- *   procfd.c           dlaunch_proc_fd; sentinels without pidfd_open
- *   server.c           global services: requests, process table, registry
- *   proc.c             local services: spawning and the process table
- *   procstat.c         local services: reaping, waiting, kept statuses
- *   iothread.c         the fd event loop: pidfds and output forwarding
- *   runtime.c          starting and stopping a runtime (pools, threads, env)
  */
 #ifndef DRAGON_DLAUNCH_PRIVATE_H
 #define DRAGON_DLAUNCH_PRIVATE_H
@@ -207,8 +211,7 @@ int dlaunch__exit_fd(dlaunch_t *rt, pid_t pid);
 /* Wait up to timeout_ns for the threads of dlaunch__exit_fd to finish. */
 void dlaunch__exit_fd_drain(uint64_t timeout_ns);
 
-/* ---- services (server.c, proc.c, iothread.c, runtime.c) -------------------
- */
+/* ---- services (svc.h) ---------------------------------------------------- */
 
 struct dlaunch__server;
 struct dlaunch__runtime;

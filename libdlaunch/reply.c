@@ -19,18 +19,18 @@
 /* A reply that cannot be delivered within this time is dropped. */
 #define REPLY_TIMEOUT_NS (1000000000ull)
 
-svc_client_t *dlaunch__client_find(dlaunch__server_t *s, uint32_t id)
+dlaunch__client_t *dlaunch__client_find(dlaunch__server_t *s, uint32_t id)
 {
-	for (svc_client_t *c = s->clients; c; c = c->next)
+	for (dlaunch__client_t *c = s->clients; c; c = c->next)
 		if (c->id == id)
 			return c;
 	return NULL;
 }
 
-svc_client_t *dlaunch__client_add(dlaunch__server_t *s, pid_t pid,
-				  const char *text)
+dlaunch__client_t *dlaunch__client_add(dlaunch__server_t *s, pid_t pid,
+				       const char *text)
 {
-	svc_client_t *c;
+	dlaunch__client_t *c;
 	dlaunch__ep_t *ep;
 	int rc;
 
@@ -59,7 +59,7 @@ svc_client_t *dlaunch__client_add(dlaunch__server_t *s, pid_t pid,
 	return c;
 }
 
-static void client_free(svc_client_t *c, bool destroy_endpoint)
+static void client_free(dlaunch__client_t *c, bool destroy_endpoint)
 {
 	dlaunch__ep_close(c->ep);
 	if (destroy_endpoint)
@@ -69,8 +69,8 @@ static void client_free(svc_client_t *c, bool destroy_endpoint)
 
 void dlaunch__client_remove(dlaunch__server_t *s, uint32_t id)
 {
-	for (svc_client_t **pp = &s->clients; *pp; pp = &(*pp)->next) {
-		svc_client_t *c = *pp;
+	for (dlaunch__client_t **pp = &s->clients; *pp; pp = &(*pp)->next) {
+		dlaunch__client_t *c = *pp;
 		if (c->id == id) {
 			*pp = c->next;
 			client_free(c, false);
@@ -82,10 +82,10 @@ void dlaunch__client_remove(dlaunch__server_t *s, uint32_t id)
 /* It could not say goodbye: its reply endpoints are destroyed for it. */
 void dlaunch__client_forget_pid(dlaunch__server_t *s, pid_t pid)
 {
-	svc_client_t **pp = &s->clients;
+	dlaunch__client_t **pp = &s->clients;
 
 	while (*pp) {
-		svc_client_t *c = *pp;
+		dlaunch__client_t *c = *pp;
 		if (c->pid == pid) {
 			*pp = c->next;
 			client_free(c, true);
@@ -98,7 +98,7 @@ void dlaunch__client_forget_pid(dlaunch__server_t *s, pid_t pid)
 void dlaunch__clients_free(dlaunch__server_t *s)
 {
 	while (s->clients) {
-		svc_client_t *c = s->clients;
+		dlaunch__client_t *c = s->clients;
 		s->clients = c->next;
 		client_free(c, true);
 	}
@@ -107,7 +107,7 @@ void dlaunch__clients_free(dlaunch__server_t *s)
 void dlaunch__svc_reply(dlaunch__server_t *s, uint32_t client, uint64_t req_id,
 			dlaunch__msg_t *m)
 {
-	svc_client_t *c = dlaunch__client_find(s, client);
+	dlaunch__client_t *c = dlaunch__client_find(s, client);
 	int rc;
 
 	memcpy(m->buf + offsetof(dlaunch__msg_hdr_t, req_id), &req_id,
