@@ -4,6 +4,11 @@
  * in the file that defines them, run when the library is loaded), so the
  * dispatcher names none of them and a new service is a new file.  STOP is
  * the request loop's own: it ends the loop.
+ *
+ * The shared library holds every handler (libtool links the whole
+ * convenience library into it).  A program that links libdlaunch-core.la
+ * itself and runs the services must pull in the req_*.o files too: a
+ * request without a handler is answered "unknown request type".
  */
 #define _GNU_SOURCE
 #include "config.h"
