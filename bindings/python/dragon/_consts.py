@@ -24,8 +24,15 @@ RC_EOVERFLOW = -errno.EOVERFLOW
 #: libdchan's "wait without a deadline", in nanoseconds.
 FOREVER_NS = lib.DCHAN_FOREVER
 
-#: The longest single wait inside libdchan on a channel: longer ones go on
-#: in slices, so that a thread waiting on a channel another thread closed
-#: (or that the runtime's teardown closed) leaves the library within this
-#: bound.
-SLICE_NS = 200 * 1000 * 1000
+#: The longest single wait inside libdchan.  A wait without a deadline
+#: (on a channel, a lock, a semaphore, an event, a barrier) goes on in
+#: slices of this length, and between two slices the thread is back in
+#: Python, where three things are seen: a signal handler runs (^C raises
+#: KeyboardInterrupt, as in a stock wait), an object another thread or the
+#: runtime's teardown closed makes the call return, and a Connection's
+#: peer process that died without a word is noticed (end of file).  Each
+#: is late by at most one slice; a slice that ends costs a few
+#: microseconds, ten times a second for each waiting thread.
+SLICE_NS = 100 * 1000 * 1000
+#: SLICE_NS in seconds.
+SLICE_S = SLICE_NS / 1e9

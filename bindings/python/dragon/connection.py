@@ -27,7 +27,8 @@ from multiprocessing import connection as _mpconn, util
 from multiprocessing.reduction import ForkingPickler
 
 from ._consts import (RC_EAGAIN as _EAGAIN, RC_ETIMEDOUT as _ETIMEDOUT,
-                      RC_EMSGSIZE as _EMSGSIZE, SLICE_NS as _SLICE_NS)
+                      RC_EMSGSIZE as _EMSGSIZE, SLICE_NS as _SLICE_NS,
+                      SLICE_S as _SLICE_S)
 from ._dragon_cffi import ffi, lib
 from ._errors import chan_error
 from ._framing import (K_BYTES, K_OOB, K_CLOSE, HDR_BYTES as _HDR_BYTES,
@@ -281,7 +282,7 @@ class Connection(_mpconn._ConnectionBase):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                wait = int(min(0.2, left) * 1e9)
+                wait = int(min(_SLICE_S, left) * 1e9)
             rc = op(wait)
             if rc == 0:
                 return True
@@ -610,7 +611,7 @@ def _poll_ready(ch, peer, peer_always, timeout, consumed, closed):
         if deadline is None:
             wait = _SLICE_NS
         else:
-            wait = int(max(0.0, min(0.2, deadline - time.monotonic())) * 1e9)
+            wait = int(max(0.0, min(_SLICE_S, deadline - time.monotonic())) * 1e9)
         rc = lib.dchan_poll(ch, lib.DCHAN_POLLIN, wait, rev)
         if rc == 0:
             rc = lib.dchan_peek(ch, peek, 1, 0, nout)

@@ -47,8 +47,8 @@ STOP_GRACE = 5.0
 
 #: How long an embedded runtime's stop waits for this process's threads to
 #: leave the channel calls they are in (seconds).  Every wait of the
-#: package's objects is cut into slices of at most 0.2 s after which a
-#: closed object is noticed, so this is seldom reached.
+#: package's objects is cut into slices (``_consts.SLICE_NS``, 0.1 s) after
+#: which a closed object is noticed, so this is seldom reached.
 QUIESCE_TIMEOUT = 1.0
 
 #: The package's modules whose code calls into libdchan.

@@ -37,7 +37,7 @@ import time
 from multiprocessing import context as _mpctx, process
 from multiprocessing import synchronize as _mpsync
 
-from ._consts import FOREVER_NS, RC_EOVERFLOW, RC_EPERM, RC_NOT_NOW
+from ._consts import FOREVER_NS, RC_EOVERFLOW, RC_EPERM, RC_NOT_NOW, SLICE_NS
 from ._dragon_cffi import ffi, lib
 from ._errors import chan_error
 from ._framing import pickling as _pickling
@@ -47,8 +47,6 @@ from . import runtime
 __all__ = ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition",
            "Event", "Barrier"]
 
-#: A wait without a deadline returns to Python this often.
-_SLICE_NS = 100 * 1000 * 1000
 SEM_VALUE_MAX = lib.DCHAN_SEM_VALUE_MAX
 
 
@@ -223,17 +221,17 @@ def _wait(op, h, block, timeout):
     if not block:
         rc = op(h.p, 0)
     elif timeout is None:
-        rc = op(h.p, _SLICE_NS)
+        rc = op(h.p, SLICE_NS)
         while rc in RC_NOT_NOW:
-            rc = op(h.p, _SLICE_NS)
+            rc = op(h.p, SLICE_NS)
     else:
         deadline = time.monotonic() + max(0.0, timeout)
-        rc = op(h.p, min(_SLICE_NS, int(max(0.0, timeout) * 1e9)))
+        rc = op(h.p, min(SLICE_NS, int(max(0.0, timeout) * 1e9)))
         while rc in RC_NOT_NOW:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            rc = op(h.p, min(_SLICE_NS, int(left * 1e9)))
+            rc = op(h.p, min(SLICE_NS, int(left * 1e9)))
     if rc == 0:
         return True
     if rc in RC_NOT_NOW:
