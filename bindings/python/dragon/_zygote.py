@@ -230,12 +230,12 @@ class Zygote:
         # The zygote takes this environment, and so do the spares it forks:
         # a start sends the environment only when it differs.
         self.base_env = _spawn.environ_copy()
-        # An embedded runtime's watchdog (see runtime._start_watchdog)
-        # cleans up after this process if it is killed: the zygote then
-        # only ends its children, and leaves the segments to the watchdog,
-        # which tells a stopped runtime from a killed one by them.
+        # An embedded runtime's watchdog cleans up after this process if it
+        # is killed: the zygote then only ends its children, and leaves the
+        # segments to the watchdog, which tells a stopped runtime from a
+        # killed one by them.
         from . import runtime
-        watched = runtime._watchdog_for == os.getpid()
+        watched = runtime.has_watchdog()
         send_msg(self.sock, ("prime", main_path, stdlib_modules(), self.base_env, watched))
 
     def _accept(self, lsock):

@@ -380,6 +380,12 @@ def _reap_watchdog_starter(pid):
                              "did not start (status %d)\n" % status)
 
 
+def has_watchdog():
+    """True when this process runs an embedded runtime whose watchdog
+    (dragon-cleanup --when-gone) cleans up after it if it is killed."""
+    return _watchdog_for == os.getpid()
+
+
 def _start_embedded():
     instance = "p%d" % os.getpid()
     _remove_stale_segments(instance)
