@@ -41,7 +41,7 @@ from ._consts import FOREVER_NS, RC_EOVERFLOW, RC_EPERM, RC_NOT_NOW, SLICE_NS
 from ._dragon_cffi import ffi, lib
 from ._errors import chan_error
 from ._framing import pickling as _pickling
-from ._holders import HolderTable, RecordEnd
+from ._holders import HolderTable
 from . import runtime
 
 __all__ = ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition",
@@ -172,7 +172,7 @@ def _releaser(kind, table, slot, rt):
     would reach unmapped memory).  table keeps the holder record's
     allocation, and so the pool mapping, alive as long."""
     pid = os.getpid()
-    record = RecordEnd(table._w + HolderTable.WORDS, table._owner)
+    record = table.record_end()
 
     def let_go(p):
         if os.getpid() != pid or not rt.alive:
