@@ -945,8 +945,8 @@ def main():
         # unless the runtime's watchdog does (it must find the segments to
         # know that the runtime was not stopped).
         if not z.watched:
-            from .runtime import _remove_stale_segments
-            _remove_stale_segments(z.owner[0])
+            from .runtime import remove_stale_segments
+            remove_stale_segments(z.owner[0])
     elif not z.terminating:  # a stopping runtime may no longer read
         z.detach()
     sys.exit(0)

@@ -263,7 +263,7 @@ def _embedded_pool_size():
     return min(EMBEDDED_POOL_MAX, (free * 3 // 4) & ~((1 << 20) - 1)) or 0
 
 
-def _remove_stale_segments(instance):
+def remove_stale_segments(instance):
     # The instance id carries this pid: segments of that instance are
     # leftovers of a dead process that had the same pid.
     import pwd
@@ -388,7 +388,7 @@ def has_watchdog():
 
 def _start_embedded():
     instance = "p%d" % os.getpid()
-    _remove_stale_segments(instance)
+    remove_stale_segments(instance)
     starter = _start_watchdog(instance)
     try:
         return _start_runtime(instance)
