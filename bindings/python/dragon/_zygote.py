@@ -225,6 +225,12 @@ class Zygote:
             self.sock = self._accept(lsock)
         finally:
             lsock.close()
+        # Whether the zygote still runs, without a message: see _spare.
+        try:
+            self.pidfd = os.pidfd_open(self.pid)
+        except OSError:
+            self.sock.close()
+            raise
         self.reader = Reader(self.sock)
         main_path = spawn.get_preparation_data("zygote").get("init_main_from_path")
         # The zygote takes this environment, and so do the spares it forks:
@@ -298,6 +304,13 @@ class Zygote:
 
     def _spare(self):
         """A spare child to run the next process (lock held)."""
+        # A spare the zygote forked just before it died may not have
+        # noticed yet, and would take the request and end without running
+        # it; the zygote's connection does not say it is gone while that
+        # spare still holds the zygote's end.  Its pidfd says so at once.
+        if select.select([self.pidfd], [], [], 0)[0]:
+            self.dead = True
+            raise ZygoteError("the zygote (pid %d) is gone" % self.pid)
         self._recv_until(lambda m: False, block=False)
         while not self.spares:
             if not self.pending:
@@ -382,6 +395,9 @@ class Zygote:
         self.spares = []
         self.sock.close()
         self.reader.close()
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
 
     def close(self):
         """End the connection: the zygote exits once its children have (the
