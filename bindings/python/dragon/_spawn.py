@@ -15,6 +15,7 @@ import signal
 
 from multiprocessing import spawn, util
 
+from . import runtime
 from ._dragon_cffi import ffi, lib
 
 #: The argument before the allocation text on a fresh child's command line.
@@ -47,9 +48,6 @@ def spawn_interpreter(rt, argv, env=None):
         attr.field_mask |= lib.DLAUNCH_SPAWN_ATTR_ENV | lib.DLAUNCH_SPAWN_ATTR_FLAGS
         attr.env = c_env
         attr.flags = lib.DLAUNCH_SPAWN_F_ENV_REPLACE
-    # Imported here: the zygote imports this module, and does not need the
-    # runtime module (see dragon._zygote).
-    from . import runtime
     pid = ffi.new("pid_t *")
     runtime.dlaunch_check(lib.dlaunch_spawn(rt.handle, keep[0], c_argv, attr, pid),
                           "starting %s" % os.fsdecode(argv[0]))

@@ -103,10 +103,7 @@ import threading
 
 from multiprocessing import spawn, util
 
-# The parent's end imports dragon.runtime where it uses it: the zygote
-# process imports this module, and what it has imported when it forks is
-# what its children start from.
-from . import _spawn
+from . import _spawn, runtime
 from ._dragon_cffi import ffi, lib
 
 #: Set to 0 to start every child as a fresh interpreter.
@@ -240,7 +237,6 @@ class Zygote:
         # is killed: the zygote then only ends its children, and leaves the
         # segments to the watchdog, which tells a stopped runtime from a
         # killed one by them.
-        from . import runtime
         watched = runtime.has_watchdog()
         send_msg(self.sock, ("prime", main_path, stdlib_modules(), self.base_env, watched))
 
@@ -431,7 +427,6 @@ def zygote():
         if _zygote is None:
             _zygote = _start_zygote()
             if _zygote:
-                from . import runtime
                 runtime.at_stop(_stop_zygote)
         return _zygote or None
 
@@ -443,7 +438,6 @@ def _start_zygote():
         os.close(os.pidfd_open(os.getpid()))
     except OSError:
         return False
-    from . import runtime
     rt = runtime.current()
     try:
         return Zygote(rt)
@@ -961,8 +955,7 @@ def main():
         # unless the runtime's watchdog does (it must find the segments to
         # know that the runtime was not stopped).
         if not z.watched:
-            from .runtime import remove_stale_segments
-            remove_stale_segments(z.owner[0])
+            runtime.remove_stale_segments(z.owner[0])
     elif not z.terminating:  # a stopping runtime may no longer read
         z.detach()
     sys.exit(0)
