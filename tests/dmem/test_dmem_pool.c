@@ -421,6 +421,7 @@ START_TEST(layout_magic_and_version_checked)
 	dmem_pool_desc_t d;
 	uint64_t *hdr = dmem_pool_base(p);
 	uint64_t save = hdr[0];
+	uint32_t version = ((uint32_t *)hdr)[2];
 
 	dmem_pool_desc_get(p, &d);
 	hdr[0] ^= 1;
@@ -428,7 +429,7 @@ START_TEST(layout_magic_and_version_checked)
 	hdr[0] = save;
 	((uint32_t *)hdr)[2] = 99; /* layout version */
 	ck_assert_int_eq(dmem_pool_attach(&d, &q), -DMEM_E_VERSION);
-	((uint32_t *)hdr)[2] = 1;
+	((uint32_t *)hdr)[2] = version;
 	ck_assert_int_eq(dmem_pool_attach(&d, &q), 0);
 	dmem_pool_detach(q);
 	dmem_pool_destroy(p);
