@@ -196,10 +196,37 @@ static int claim_live(struct dmem_pool *p, struct dmem_blk *b)
 	return 0;
 }
 
+/*
+ * Why user_off is no live allocation: inside one, not at its start
+ * (-EINVAL, a pointer dmem_alloc never returned), or in free space
+ * (-DMEM_E_STALE, already freed).  *start_out: the live one's payload.
+ * A walk of the heap under the lock, so on the error path only.
+ */
+static int bad_free_code(struct dmem_pool *p, uint64_t user_off,
+			 uint64_t *start_out)
+{
+	uint64_t off, size;
+
+	for (off = p->sh->heap_start; off < p->sh->heap_end; off += size) {
+		struct dmem_blk *b = dmem__blk(p, off);
+
+		if ((size = dmem__blk_size(b)) == 0)
+			break; /* corrupt: never loop forever */
+		if (user_off >= off + size)
+			continue;
+		if ((b->sf & DMEM_BF_FREE) || user_off == off + DMEM_BLK_HDR)
+			return -DMEM_E_STALE;
+		*start_out = off + DMEM_BLK_HDR;
+		return -EINVAL;
+	}
+	return -DMEM_E_STALE;
+}
+
 static int free_user_off(struct dmem_pool *p, uint64_t user_off,
 			 const dmem_alloc_desc_t *desc)
 {
 	struct dmem_blk *b;
+	uint64_t start = 0;
 	uint32_t waiters = 0;
 	int rc;
 
@@ -216,8 +243,17 @@ static int free_user_off(struct dmem_pool *p, uint64_t user_off,
 		waiters = dmem__waiters(p);
 		if (waiters) /* someone needs memory: return our cache too */
 			dmem__cache_flush(p);
+	} else if (rc == -DMEM_E_STALE && !desc) {
+		rc = bad_free_code(p, user_off, &start);
 	}
 	dmem__unlock(p);
+	if (rc == -EINVAL && !desc)
+		return dmem__fail(rc,
+				  "free in pool %s: offset %#llx lies inside "
+				  "the allocation at %#llx, not at its start: "
+				  "pass the pointer dmem_alloc returned",
+				  p->desc.segname, (unsigned long long)user_off,
+				  (unsigned long long)start);
 	if (rc)
 		return dmem__fail(rc,
 				  "free in pool %s: offset %#llx is not a live "

@@ -214,8 +214,11 @@ START_TEST(bad_frees_are_errors)
 	ck_assert_int_eq(dmem_alloc(p, 64, 0, (void **)&a), 0);
 	ck_assert_int_eq(dmem_alloc(p, 5000, 0, (void **)&b), 0);
 	ck_assert_int_eq(dmem_free(p, &local), -EINVAL);
-	ck_assert_int_lt(dmem_free(p, a + 16), 0);
-	ck_assert_int_lt(dmem_free(p, b + 1), 0);
+	/* Interior pointers are not allocations: -EINVAL, as documented. */
+	ck_assert_int_eq(dmem_free(p, a + 16), -EINVAL);
+	ck_assert_int_eq(dmem_free(p, b + 1), -EINVAL);
+	ck_assert_int_eq(dmem_free(p, b + 4096), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(dmem_errmsg(), "not at its start"));
 	ck_assert_int_eq(dmem_free(p, a), 0);
 	ck_assert_int_lt(dmem_free(p, a), 0); /* double free, cached block */
 	ck_assert_int_eq(dmem_free(p, b), 0);
