@@ -23,8 +23,9 @@ from multiprocessing import util
 
 from . import channels, connection, runtime
 from ._dragon_cffi import ffi, lib
+from ._errors import PoolFullError
 from .connection import (K_BYTES, _PLAIN, _RECV_BUF, _SLICE_NS, _EAGAIN,
-                         _ETIMEDOUT)
+                         _ETIMEDOUT, _NOSPACE)
 
 __all__ = ["Queue", "JoinableQueue", "SimpleQueue"]
 
@@ -180,7 +181,7 @@ class Queue:
         # thread (which takes them off _pending only once they are sent,
         # so an empty _pending means this thread's earlier puts are all
         # in the channel).
-        if not self._pending and self._put_now(obj):
+        if not self._pending and self._put_now(obj, block):
             return
         self._pending.append(obj)
         if self._thread is None:
@@ -191,25 +192,33 @@ class Queue:
             with self._notify:
                 self._notify.notify()
 
-    def _put_now(self, obj):
-        """Send obj if the channel has room now; True when it was sent (or
-        did not pickle, which went to _on_queue_feeder_error)."""
+    def _put_now(self, obj, block=True):
+        """Send obj if the channel and the pool have room now; True when
+        it was sent (or did not pickle, which went to
+        _on_queue_feeder_error).  A full pool leaves a blocking put to the
+        feeder thread, which waits for room; put(block=False) raises
+        PoolFullError at once."""
         conn = self._conn
-        if type(obj) is bytes and len(obj) >= _RECV_BUF:
-            return conn._send_large_bytes(obj, 0.0)
         try:
-            msg = _encode(obj)
-        except Exception as e:
-            self._on_queue_feeder_error(e, obj)
-            return True
-        if type(msg) is tuple:
-            return conn._send_obj(msg[0], msg[1], 0.0)
-        rc = lib.dchan_send(self._h, msg, len(msg), 0)
-        if rc == 0:
-            return True
-        if rc != _EAGAIN:
-            raise conn._send_error(rc)
-        return False
+            if type(obj) is bytes and len(obj) >= _RECV_BUF:
+                return conn._send_large_bytes(obj, 0.0)
+            try:
+                msg = _encode(obj)
+            except Exception as e:
+                self._on_queue_feeder_error(e, obj)
+                return True
+            if type(msg) is tuple:
+                return conn._send_obj(msg[0], msg[1], 0.0)
+            rc = lib.dchan_send(self._h, msg, len(msg), 0)
+            if rc == 0:
+                return True
+            if rc != _EAGAIN:
+                raise conn._send_error(rc)
+            return False
+        except PoolFullError as e:
+            if block and e.code == _NOSPACE:
+                return False
+            raise
 
     def put_nowait(self, obj):
         return self.put(obj, False)
@@ -296,7 +305,7 @@ class Queue:
             n = _msg_send_many(h, data, lens, len(msgs), _SLICE_NS)
             if n > 0:
                 return n
-            if n not in (_EAGAIN, _ETIMEDOUT):
+            if n not in (_EAGAIN, _ETIMEDOUT, _NOSPACE):
                 raise self._conn._send_error(n)
 
     @staticmethod
