@@ -229,3 +229,52 @@ def test_shm_filled_after_start_gives_errors_not_signals(tmp_path):
     '''))
     rc, out = _in_small_shm(256, "%s filled.py" % sys.executable, tmp_path)
     assert rc == 0 and "exitcode 0" in out, out[-6000:]
+
+
+_TOP_SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_TOP_BUILD = os.environ.get("top_builddir", os.path.join(_TOP_SRC, "build"))
+
+_SMALL_PROG = '''
+import multiprocessing as mp
+import dragon
+
+def echo(q, r):
+    for _ in range(50):
+        r.put(q.get())
+
+if __name__ == "__main__":
+    ctx = mp.get_context("dragon")
+    q, r = ctx.Queue(), ctx.Queue()
+    p = ctx.Process(target=echo, args=(q, r))
+    p.start()
+    for i in range(50):
+        q.put(bytes([i]) * (256 << 10))
+        assert r.get(timeout=60) == bytes([i]) * (256 << 10)
+    p.join(60)
+    assert p.exitcode == 0
+    print("small shm ok")
+'''
+
+
+def test_runtime_starts_on_a_64_MiB_shm(tmp_path):
+    # Docker's default /dev/shm: the launcher and the embedded runtime size
+    # their pools from it, and a part of CPython's suite runs there.
+    (tmp_path / "small.py").write_text(_SMALL_PROG)
+    launcher = os.path.join(_TOP_BUILD, "libdlaunch", "dragon")
+    suite = os.path.join(_TOP_SRC, "tests", "python", "mp_suite", "run_suite.py")
+    script = ("%s small.py && %s %s small.py && " % (sys.executable, launcher, sys.executable))
+    if os.path.exists(suite):
+        script += ("%s %s --method dragon --out %s -j 1 --test-timeout 60 "
+                   "--filter '^WithProcessesTest(Queue|Connection|Event|Lock)\\.' "
+                   "&& %s %s --compare %s %s --expected %s --min-ratio 0 "
+                   "&& echo suite ran"
+                   % (sys.executable, suite, tmp_path / "r.jsonl",
+                      sys.executable, suite,
+                      os.path.join(os.path.dirname(suite), "baseline-spawn.jsonl"),
+                      tmp_path / "r.jsonl",
+                      os.path.join(os.path.dirname(suite), "expected.txt")))
+    rc, out = _in_small_shm(64, script, tmp_path)
+    assert rc == 0, out[-6000:]
+    assert out.count("small shm ok") == 2, out[-6000:]
+    if os.path.exists(suite):
+        assert "suite ran" in out, out[-6000:]
