@@ -181,8 +181,12 @@ class Queue:
         # thread (which takes them off _pending only once they are sent,
         # so an empty _pending means this thread's earlier puts are all
         # in the channel).
-        if not self._pending and self._put_now(obj, block):
-            return
+        if not self._pending:
+            sent = self._put_now(obj, block)
+            if sent is True:
+                return
+            if sent is not False:
+                obj = _Encoded(sent)
         self._pending.append(obj)
         if self._thread is None:
             with self._notify:
@@ -195,10 +199,14 @@ class Queue:
     def _put_now(self, obj, block=True):
         """Send obj if the channel and the pool have room now; True when
         it was sent (or did not pickle, which went to
-        _on_queue_feeder_error).  A full pool leaves a blocking put to the
-        feeder thread, which waits for room; put(block=False) raises
-        PoolFullError at once."""
+        _on_queue_feeder_error).  Otherwise False, or the message obj was
+        encoded to: the feeder sends that, never a second pickle (a
+        Connection pickled twice would count as in flight for ever, and
+        its peer would never see end-of-file).  A full pool leaves a
+        blocking put to the feeder thread, which waits for room;
+        put(block=False) raises PoolFullError at once."""
         conn = self._conn
+        msg = False
         try:
             if type(obj) is bytes and len(obj) >= _RECV_BUF:
                 return conn._send_large_bytes(obj, 0.0)
@@ -208,16 +216,16 @@ class Queue:
                 self._on_queue_feeder_error(e, obj)
                 return True
             if type(msg) is tuple:
-                return conn._send_obj(msg[0], msg[1], 0.0)
+                return conn._send_obj(msg[0], msg[1], 0.0) or msg
             rc = lib.dchan_send(self._h, msg, len(msg), 0)
             if rc == 0:
                 return True
             if rc != _EAGAIN:
                 raise conn._send_error(rc)
-            return False
+            return msg
         except PoolFullError as e:
             if block and e.code == _NOSPACE:
-                return False
+                return msg
             raise
 
     def put_nowait(self, obj):
@@ -263,7 +271,9 @@ class Queue:
             for obj in list(itertools.islice(pending, _BATCH)):
                 if obj is _CLOSE:
                     break
-                if type(obj) is bytes and len(obj) >= _RECV_BUF:
+                if type(obj) is _Encoded:
+                    msg = obj.msg
+                elif type(obj) is bytes and len(obj) >= _RECV_BUF:
                     msg = None
                 else:
                     try:
@@ -397,6 +407,15 @@ class Queue:
 
 
 _CLOSE = object()
+
+
+class _Encoded:
+    """An object put() encoded but could not send: the feeder sends the
+    message as it is."""
+    __slots__ = ("msg",)
+
+    def __init__(self, msg):
+        self.msg = msg
 
 
 class JoinableQueue(Queue):
