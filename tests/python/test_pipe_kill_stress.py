@@ -7,8 +7,11 @@ import os
 import random
 import signal
 import threading
+import time
 
 import multiprocessing as mp
+
+import pytest
 
 import dragon  # noqa: F401
 
@@ -82,3 +85,29 @@ def test_writers_killed_in_large_sends():
         assert not failures, failures
     # Kills land before, between and after the sends.
     print("messages received per trial (0..3):", counts)
+
+
+def _send_once(w):
+    w.send_bytes(DATA)
+
+
+def test_writer_killed_before_it_took_its_end():
+    # Killed while it starts, before it unpickled its end of the Pipe: the
+    # end this process pickled for it must not stay in flight for ever.
+    rng = random.Random()
+    for i in range(12):
+        r, w = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_send_once, args=(w,))
+        p.start()
+        w.close()
+        time.sleep(rng.uniform(0, 0.05) if i % 2 else 0)
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(60)
+        assert r.poll(SILENCE), "no end-of-file %d s after the writer died" % SILENCE
+        try:
+            assert r.recv_bytes() == DATA
+            with pytest.raises(EOFError):
+                r.recv_bytes()
+        except EOFError:
+            pass
+        r.close()

@@ -38,7 +38,7 @@ import time
 from multiprocessing import reduction, spawn, util
 from multiprocessing.context import set_spawning_popen
 
-from . import runtime
+from . import _holders, runtime
 from ._dragon_cffi import ffi, lib
 
 CHILD_FLAG = "--dragon-child"
@@ -127,8 +127,11 @@ def _payload(popen, process_obj):
     fp = io.BytesIO()
     set_spawning_popen(popen)
     try:
-        reduction.dump(prep_data, fp)
-        reduction.dump(process_obj, fp)
+        # Connection ends among the arguments go to this child: if it dies
+        # before it takes them, they must not stay in flight for ever.
+        with _holders.capture_pending() as popen._in_flight:
+            reduction.dump(prep_data, fp)
+            reduction.dump(process_obj, fp)
     finally:
         set_spawning_popen(None)
     return fp.getvalue()
@@ -200,6 +203,7 @@ class ZygotePopen(_Base):
         done_r, done_w = os.pipe()
         try:
             self.pid, self.sentinel = z.start(payload, done_w)
+            _holders.expect_receiver(self._in_flight, self.pid)
         except BaseException:
             os.close(done_r)
             raise
@@ -287,6 +291,7 @@ class SpawnPopen(_Base):
             alloc.view[:] = data
             argv = _interpreter_argv(_CHILD_CODE, CHILD_FLAG, _alloc_text(alloc))
             self.pid = _spawn(rt, argv, environ_copy())
+            _holders.expect_receiver(self._in_flight, self.pid)
         except BaseException:
             alloc.free()
             raise
