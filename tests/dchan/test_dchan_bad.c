@@ -96,6 +96,7 @@ START_TEST(attach_refuses_other_object_kinds)
 	T_OK(dchan_lock_desc_get(l, &d));
 	ck_assert_int_eq(dchan_attach(&d, &c2), -DCHAN_E_BADDESC);
 	ck_assert_ptr_nonnull(strstr(dchan_errmsg(), "dchan_lock_attach"));
+	T_OK(dchan_lock_destroy(l));
 	T_OK(dchan_event_create(pool, &e));
 	T_OK(dchan_event_desc_get(e, &d));
 	ck_assert_int_eq(dchan_attach(&d, &c2), -DCHAN_E_BADDESC);
