@@ -215,7 +215,9 @@ static int dchan__attach_local(dchan_t *ch, const dchan_desc_t *d)
 	return 0;
 }
 
-DCHAN_EXPORT int dchan_attach(const dchan_desc_t *desc, dchan_t **ch_out)
+/* Attach whatever object the descriptor names: a channel or the channel
+ * of a sync object (their own attach calls check the kind). */
+int dchan__attach(const dchan_desc_t *desc, dchan_t **ch_out)
 {
 	dchan_t *ch;
 	int rc;
@@ -234,6 +236,41 @@ DCHAN_EXPORT int dchan_attach(const dchan_desc_t *desc, dchan_t **ch_out)
 	else if ((rc = dchan__attach_local(ch, desc)) < 0) {
 		free(ch);
 		return rc;
+	}
+	*ch_out = ch;
+	return 0;
+}
+
+/* The prefix of the kind's calls: dchan_<kind>_attach and so on. */
+static const char *kind_name(uint32_t kind)
+{
+	static const char *const names[] = {"chan",  "lock",	"sem",
+					    "event", "barrier", "cond"};
+
+	return kind < sizeof names / sizeof names[0] ? names[kind] : "unknown";
+}
+
+/* A sync object's channel holds tokens, not messages: a plain recv would
+ * take a lock's token.  Refuse a descriptor of another kind.  The kind of
+ * a remote object is known only on its node; it is not checked here. */
+DCHAN_EXPORT int dchan_attach(const dchan_desc_t *desc, dchan_t **ch_out)
+{
+	dchan_t *ch;
+	uint32_t kind;
+	int rc = dchan__attach(desc, &ch);
+
+	if (rc < 0)
+		return rc;
+	kind = ch->remote
+		       ? DCHAN__OBJ_CHANNEL
+		       : __atomic_load_n(&ch->hdr->obj_kind, __ATOMIC_RELAXED);
+	if (kind != DCHAN__OBJ_CHANNEL) {
+		dchan_detach(ch);
+		return dchan__fail(-DCHAN_E_BADDESC,
+				   "the descriptor names a sync object "
+				   "(kind '%s'), not a channel: attach it "
+				   "with dchan_%s_attach",
+				   kind_name(kind), kind_name(kind));
 	}
 	*ch_out = ch;
 	return 0;

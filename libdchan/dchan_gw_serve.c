@@ -114,7 +114,7 @@ DCHAN_EXPORT int dchan_gw_execute(const dchan_gw_req_t *req, void **cpl_out,
 
 	if (!req || !cpl_out || !len_out)
 		return dchan__fail(-EINVAL, "NULL request or output");
-	rc = dchan_attach(&req->target, &ch);
+	rc = dchan__attach(&req->target, &ch);
 	if (rc == 0 && ch->remote)
 		rc = dchan__fail(-DCHAN_E_REMOTE, "request for a channel "
 						  "that is not on this node");
@@ -148,7 +148,7 @@ DCHAN_EXPORT int dchan_gw_complete(const dchan_gw_req_t *req, const void *cpl,
 
 	if (!req || !cpl)
 		return dchan__fail(-EINVAL, "NULL request or completion");
-	rc = dchan_attach(&req->reply, &reply);
+	rc = dchan__attach(&req->reply, &reply);
 	if (rc < 0)
 		return rc; /* the requester gave up and removed it */
 	rc = dchan_send(reply, cpl, len, 1000000000ull);

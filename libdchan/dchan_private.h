@@ -192,6 +192,7 @@ void dchan__pool_drop(struct dchan__pref *pref);
 dmem_pool_t *dchan__pref_pool(const struct dchan__pref *pref);
 int dchan__create(dmem_pool_t *pool, const dchan_attr_t *attr,
 		  uint32_t obj_kind, dchan_t **ch_out);
+int dchan__attach(const dchan_desc_t *desc, dchan_t **ch_out);
 int dchan__validate_hdr(const struct dchan__hdr *h, uint64_t avail);
 int dchan__desc_check(const dchan_desc_t *d);
 void dchan__desc_seal(dchan_desc_t *d);

@@ -75,7 +75,13 @@ static int dchan__send_copy(dchan_t *ch, const void *buf, size_t len,
 	rc = dchan__deadline(timeout_ns, &dl, &dlp);
 	if (rc < 0)
 		return rc;
-	rc = dmem_alloc_timed(ch->pool, len, 0, dlp, &ptr);
+	/* A pool that stays full is a full pool, whether the caller waited
+	 * (-ETIMEDOUT from the timed alloc) or not: -DMEM_E_NOSPACE. */
+	if (timeout_ns == 0)
+		rc = dmem_alloc(ch->pool, len, 0, &ptr);
+	else if ((rc = dmem_alloc_timed(ch->pool, len, 0, dlp, &ptr)) ==
+		 -ETIMEDOUT)
+		rc = -DMEM_E_NOSPACE;
 	if (rc < 0)
 		return dchan__fail(rc,
 				   "a %zu-byte message does not fit the "

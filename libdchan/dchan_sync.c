@@ -33,7 +33,7 @@ int dchan__sync_attach(const dchan_desc_t *d, uint32_t kind, dchan_t **ch_out,
 {
 	dchan_stats_t st;
 	dchan_t *ch;
-	int rc = dchan_attach(d, &ch);
+	int rc = dchan__attach(d, &ch);
 
 	if (rc < 0)
 		return rc;

@@ -48,7 +48,12 @@ void dlaunch__log_set_fd(int fd);
 
 #define DLAUNCH_MSG_MAGIC   0x314d4c44u /* "DLM1" */
 #define DLAUNCH_MSG_VERSION 1
-#define DLAUNCH_MSG_MAX	    (128u * 1024u)
+/* A spawn request carries argv and the environment: room for what the
+ * kernel accepts for execve (ARG_MAX is a quarter of the stack limit, 2 MiB
+ * by default, and the environment may travel twice: inherited and added).
+ * Buffers grow to what a message needs; only receive buffers are this big,
+ * and their untouched pages cost nothing. */
+#define DLAUNCH_MSG_MAX	    (16u << 20)
 
 enum dlaunch__msg_type {
 	DLAUNCH_MSG_HELLO = 1,	   /* client pid, reply endpoint */

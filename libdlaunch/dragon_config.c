@@ -83,23 +83,64 @@ static int key_index(const char *k, size_t n)
 	return -1;
 }
 
-static void conf_read(const char *path, struct conf *c)
+/* Read the file; a missing one is empty.  Anything else that is not
+ * ours to understand is refused: listing nothing, or rewriting the file
+ * without the lines we skipped, would hide or lose the user's settings. */
+static int conf_read(const char *path, struct conf *c)
 {
 	FILE *f = fopen(path, "re");
 	char line[PATH_MAX + 64];
+	int n = 0;
 
-	if (!f)
-		return;
+	if (!f) {
+		if (errno == ENOENT)
+			return 0;
+		fprintf(stderr,
+			"dragon-config: cannot read %s: %s: fix its "
+			"permissions, or remove it with 'dragon-config "
+			"clean'\n",
+			path, strerror(errno));
+		return -1;
+	}
 	while (fgets(line, sizeof line, f)) {
+		size_t len = strlen(line);
 		char *eq = strchr(line, '=');
-		int k;
-		line[strcspn(line, "\n")] = '\0';
-		if (!eq || (k = key_index(line, (size_t)(eq - line))) < 0)
+		int k = -1;
+
+		n++;
+		if (len && line[len - 1] == '\n')
+			line[--len] = '\0';
+		else if (!feof(f))
+			eq = NULL; /* longer than any line we write */
+		if (len == 0 || line[0] == '#')
 			continue;
+		if (eq)
+			k = key_index(line, (size_t)(eq - line));
+		if (k < 0 ||
+		    (k == K_TCP && strcmp(eq + 1, "True") &&
+		     strcmp(eq + 1, "False")) ||
+		    (k != K_TCP && eq[1] != '/')) {
+			fprintf(stderr,
+				"dragon-config: %s, line %d: not a "
+				"setting dragon-config writes (ofi-runtime-"
+				"lib=/dir, ucx-runtime-lib=/dir or "
+				"tcp-runtime=True|False): fix the line, or "
+				"remove the file with 'dragon-config clean'\n",
+				path, n);
+			fclose(f);
+			return -1;
+		}
 		free(c->val[k]);
 		c->val[k] = strdup(eq + 1);
 	}
+	if (ferror(f)) {
+		fprintf(stderr, "dragon-config: cannot read %s: %s\n", path,
+			strerror(errno));
+		fclose(f);
+		return -1;
+	}
 	fclose(f);
+	return 0;
 }
 
 static int conf_write(const char *path, const struct conf *c)
@@ -139,6 +180,14 @@ static int check_dir(int k, const char *dir)
 	DIR *d;
 	int found = 0;
 
+	if (strpbrk(dir, "\n\r")) {
+		fprintf(stderr,
+			"dragon-config: --%s: the path contains a line "
+			"break, which the config file cannot hold: give the "
+			"directory's path on one line\n",
+			keys[k]);
+		return -1;
+	}
 	if (!*dir || dir[0] != '/' || stat(dir, &st) < 0 ||
 	    !S_ISDIR(st.st_mode)) {
 		fprintf(stderr,
@@ -200,7 +249,10 @@ static int update(struct conf *add, const int *del, int clean)
 	if (clean) {
 		rc = unlink(path) < 0 && errno != ENOENT;
 	} else {
-		conf_read(path, &c);
+		if (conf_read(path, &c)) {
+			close(fd);
+			return 1;
+		}
 		for (int i = 0; i < NKEYS; i++) {
 			if (add && add->val[i]) {
 				free(c.val[i]);
@@ -277,7 +329,11 @@ static int cmd_list(void)
 
 	if (config_path(path, sizeof path, 0))
 		return 1;
-	conf_read(path, &c);
+	if (conf_read(path, &c)) {
+		for (int i = 0; i < NKEYS; i++)
+			free(c.val[i]);
+		return 1;
+	}
 	printf("# %s\n", path);
 	for (int i = 0; i < NKEYS; i++) {
 		if (c.val[i])

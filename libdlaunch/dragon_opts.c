@@ -169,6 +169,15 @@ int dragon_parse_opts(int argc, char **argv, struct dragon_opts *o)
 			o->port = (int)v;
 			break;
 		case 'N':
+			if (!*optarg) {
+				fprintf(stderr,
+					"dragon: --network-prefix is empty: "
+					"give an interface name or address "
+					"prefix (e.g. eth0 or 10.1.), or leave "
+					"the option out\n");
+				fprintf(stderr, "Try 'dragon --help'.\n");
+				return 2;
+			}
 			o->netprefix = optarg;
 			break;
 		default:
@@ -179,6 +188,12 @@ int dragon_parse_opts(int argc, char **argv, struct dragon_opts *o)
 	if (optind >= argc) {
 		fprintf(stderr, "dragon: no program given\n");
 		usage(stderr);
+		return 2;
+	}
+	if (!*argv[optind]) {
+		fprintf(stderr, "dragon: the program name is empty: give the "
+				"program to run, e.g. 'dragon prog.py'\n");
+		fprintf(stderr, "Try 'dragon --help'.\n");
 		return 2;
 	}
 	if (o->netprefix) {

@@ -14,12 +14,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include "svc.h"
 
-/* Service messages and reply channels only: small, and sparse anyway. */
-#define INFRA_POOL_SIZE (64u << 20)
+/* The infrastructure pool holds service messages and reply channels:
+ * 64 MiB at most, a quarter of what /dev/shm has free on a small one, and
+ * never less than 8 MiB.  The default pool, when neither the caller nor
+ * DRAGON_DEFAULT_SEG_SZ sizes it: 4 GiB, or three quarters of the free
+ * space when that is less.  Both are sparse and committed as used. */
+#define INFRA_POOL_MAX	 (64ull << 20)
+#define INFRA_POOL_MIN	 (8ull << 20)
+#define DEFAULT_POOL_MAX (4ull << 30)
 
 /* Deadline of each start-up phase unless the caller sets one. */
 #define STARTUP_TIMEOUT_NS (30ull * 1000000000ull)
@@ -104,6 +111,57 @@ static int phase_late(const struct dlaunch__runtime *r, const char *phase)
 			     phase, (double)r->phase_ns / 1e9);
 }
 
+/* Bytes free in /dev/shm; UINT64_MAX when it cannot tell. */
+static uint64_t shm_free(void)
+{
+	struct statvfs sv;
+
+	if (statvfs("/dev/shm", &sv) != 0)
+		return UINT64_MAX;
+	return (uint64_t)sv.f_bavail * sv.f_frsize;
+}
+
+static uint64_t default_pool_size(uint64_t asked)
+{
+	uint64_t room = shm_free() / 4 * 3 & ~((1ull << 20) - 1);
+
+	if (asked || getenv("DRAGON_DEFAULT_SEG_SZ") || room == 0)
+		return asked; /* 0: libdmem reads the variable or refuses */
+	return room < DEFAULT_POOL_MAX ? room : DEFAULT_POOL_MAX;
+}
+
+static uint64_t infra_pool_size(void)
+{
+	uint64_t room = shm_free() / 4 & ~((1ull << 20) - 1);
+
+	if (room > INFRA_POOL_MAX)
+		return INFRA_POOL_MAX;
+	return room > INFRA_POOL_MIN ? room : INFRA_POOL_MIN;
+}
+
+/* A pool the runtime makes does not fit /dev/shm: which, how big, what
+ * to change. */
+static int pool_fail(int rc, const char *phase, const char *pool, uint64_t size)
+{
+	if (rc != -DMEM_E_SHMSMALL || size == 0)
+		return dlaunch__fail(rc, "start-up phase '%s': %s", phase,
+				     dmem_errmsg());
+	return dlaunch__fail(
+		rc,
+		"start-up phase '%s': the runtime's %s pool needs %llu bytes "
+		"and /dev/shm has %llu bytes free: %s",
+		phase, pool, (unsigned long long)size,
+		(unsigned long long)shm_free(),
+		strcmp(pool, "default") == 0
+			? "set DRAGON_DEFAULT_SEG_SZ to at most the free "
+			  "space, "
+			  "or enlarge /dev/shm (docker run --shm-size=...)"
+			: "the infrastructure pool needs at least 8 MiB: free "
+			  "space in /dev/shm (a smaller DRAGON_DEFAULT_SEG_SZ "
+			  "leaves more), or enlarge it (docker run "
+			  "--shm-size=...)");
+}
+
 static int check_instance(const char *inst)
 {
 	size_t n = strlen(inst);
@@ -149,10 +207,10 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 			      : STARTUP_TIMEOUT_NS;
 	pa.instance = s->instance;
 	phase_start(r);
+	size = default_pool_size(size);
 	rc = dmem_pool_create("default", (size_t)size, &pa, &s->default_pool);
 	if (rc)
-		return dlaunch__fail(rc, "start-up phase 'default pool': %s",
-				     dmem_errmsg());
+		return pool_fail(rc, "default pool", "default", size);
 	rc = dlaunch__registry_anchor(s);
 	if (rc)
 		return dlaunch__fail(rc,
@@ -164,12 +222,11 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 	/* Infrastructure channels live in a pool of their own, so a full
 	 * default pool cannot starve the services. */
 	phase_start(r);
-	rc = dmem_pool_create("infra", INFRA_POOL_SIZE, &pa, &r->inf_pool);
+	size = infra_pool_size();
+	rc = dmem_pool_create("infra", (size_t)size, &pa, &r->inf_pool);
 	if (rc)
-		return dlaunch__fail(rc,
-				     "start-up phase 'infrastructure "
-				     "pool': %s",
-				     dmem_errmsg());
+		return pool_fail(rc, "infrastructure pool", "infrastructure",
+				 size);
 	s->inf_pool = r->inf_pool;
 	/* Reply channels of handles in this process live there too, some
 	 * possibly beyond dlaunch_runtime_stop (a handle from dlaunch_attach,

@@ -53,9 +53,11 @@ static int check_args(struct dmem_pool *p, size_t size, size_t *align,
 }
 
 /* One attempt under the lock.  On failure *seq_out is the free_seq value a
- * waiter must sleep on: read under the lock, so no later free is missed. */
+ * waiter must sleep on: read under the lock, so no later free is missed.
+ * The pool may have room that /dev/shm cannot back (commit.c): that is
+ * -DMEM_E_NOSPACE too, with the message saying so, and *shm_out set. */
 static int try_alloc(struct dmem_pool *p, size_t size, size_t align,
-		     void **ptr_out, uint32_t *seq_out)
+		     void **ptr_out, uint32_t *seq_out, int *shm_out)
 {
 	uint64_t off;
 	int rc;
@@ -68,12 +70,16 @@ static int try_alloc(struct dmem_pool *p, size_t size, size_t align,
 		dmem__cache_flush(p);
 		rc = dmem__heap_alloc(p, size, align, dmem__self_pid(), &off);
 	}
+	if (shm_out)
+		*shm_out = rc == -ENOSPC;
+	if (rc == -ENOSPC)
+		rc = -DMEM_E_NOSPACE; /* commit.c wrote the message */
+	else if (rc == -DMEM_E_NOSPACE && !seq_out)
+		rc = nospace(p, size, align);
 	if (rc == 0)
 		dmem__commit(p);
 	else if (seq_out)
 		*seq_out = atomic_load(&p->sh->free_seq);
-	else
-		rc = nospace(p, size, align);
 	dmem__unlock(p);
 	if (rc == 0)
 		*ptr_out = p->base + off + DMEM_BLK_HDR;
@@ -89,7 +95,7 @@ DMEM_EXPORT int dmem_alloc(dmem_pool_t *pool, size_t size, size_t align,
 		return rc;
 	if (align == DMEM_ALIGN && dmem__cache_alloc(pool, size, ptr_out) == 0)
 		return 0;
-	return try_alloc(pool, size, align, ptr_out, NULL);
+	return try_alloc(pool, size, align, ptr_out, NULL, NULL);
 }
 
 static int deadline_passed(const struct timespec *d)
@@ -101,13 +107,32 @@ static int deadline_passed(const struct timespec *d)
 	       (now.tv_sec == d->tv_sec && now.tv_nsec >= d->tv_nsec);
 }
 
+/* /dev/shm space freed by other pools or programs wakes nobody here:
+ * look again every 20 ms, or at the deadline if that comes first. */
+static const struct timespec *shm_retry(const struct timespec *deadline,
+					struct timespec *t)
+{
+	clock_gettime(CLOCK_MONOTONIC, t);
+	t->tv_nsec += 20000000;
+	if (t->tv_nsec >= 1000000000) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000;
+	}
+	if (deadline &&
+	    (deadline->tv_sec < t->tv_sec ||
+	     (deadline->tv_sec == t->tv_sec && deadline->tv_nsec < t->tv_nsec)))
+		return deadline;
+	return t;
+}
+
 DMEM_EXPORT int dmem_alloc_timed(dmem_pool_t *pool, size_t size, size_t align,
 				 const struct timespec *deadline,
 				 void **ptr_out)
 {
 	struct dmem_shared *s;
+	struct timespec retry;
 	uint32_t seq;
-	int slot, rc = check_args(pool, size, &align, ptr_out);
+	int shm = 0, slot, rc = check_args(pool, size, &align, ptr_out);
 
 	if (rc)
 		return rc;
@@ -118,17 +143,21 @@ DMEM_EXPORT int dmem_alloc_timed(dmem_pool_t *pool, size_t size, size_t align,
 	 * failed attempt sees it and wakes us. */
 	slot = dmem__waiter_enter(pool);
 	for (;;) {
-		rc = try_alloc(pool, size, align, ptr_out, &seq);
+		rc = try_alloc(pool, size, align, ptr_out, &seq, &shm);
 		if (rc != -DMEM_E_NOSPACE)
 			break;
 		if (deadline && deadline_passed(deadline)) {
-			dmem__lock(pool);
-			nospace(pool, size, align);
-			dmem__unlock(pool);
+			if (!shm) {
+				dmem__lock(pool);
+				nospace(pool, size, align);
+				dmem__unlock(pool);
+			}
 			rc = -ETIMEDOUT;
 			break;
 		}
-		rc = dmem_futex_wait((uint32_t *)&s->free_seq, seq, deadline);
+		rc = dmem_futex_wait((uint32_t *)&s->free_seq, seq,
+				     shm ? shm_retry(deadline, &retry)
+					 : deadline);
 		if (rc != 0 && rc != -ETIMEDOUT)
 			break;
 	}
@@ -167,10 +196,37 @@ static int claim_live(struct dmem_pool *p, struct dmem_blk *b)
 	return 0;
 }
 
+/*
+ * Why user_off is no live allocation: inside one, not at its start
+ * (-EINVAL, a pointer dmem_alloc never returned), or in free space
+ * (-DMEM_E_STALE, already freed).  *start_out: the live one's payload.
+ * A walk of the heap under the lock, so on the error path only.
+ */
+static int bad_free_code(struct dmem_pool *p, uint64_t user_off,
+			 uint64_t *start_out)
+{
+	uint64_t off, size;
+
+	for (off = p->sh->heap_start; off < p->sh->heap_end; off += size) {
+		struct dmem_blk *b = dmem__blk(p, off);
+
+		if ((size = dmem__blk_size(b)) == 0)
+			break; /* corrupt: never loop forever */
+		if (user_off >= off + size)
+			continue;
+		if ((b->sf & DMEM_BF_FREE) || user_off == off + DMEM_BLK_HDR)
+			return -DMEM_E_STALE;
+		*start_out = off + DMEM_BLK_HDR;
+		return -EINVAL;
+	}
+	return -DMEM_E_STALE;
+}
+
 static int free_user_off(struct dmem_pool *p, uint64_t user_off,
 			 const dmem_alloc_desc_t *desc)
 {
 	struct dmem_blk *b;
+	uint64_t start = 0;
 	uint32_t waiters = 0;
 	int rc;
 
@@ -187,8 +243,17 @@ static int free_user_off(struct dmem_pool *p, uint64_t user_off,
 		waiters = dmem__waiters(p);
 		if (waiters) /* someone needs memory: return our cache too */
 			dmem__cache_flush(p);
+	} else if (rc == -DMEM_E_STALE && !desc) {
+		rc = bad_free_code(p, user_off, &start);
 	}
 	dmem__unlock(p);
+	if (rc == -EINVAL && !desc)
+		return dmem__fail(rc,
+				  "free in pool %s: offset %#llx lies inside "
+				  "the allocation at %#llx, not at its start: "
+				  "pass the pointer dmem_alloc returned",
+				  p->desc.segname, (unsigned long long)user_off,
+				  (unsigned long long)start);
 	if (rc)
 		return dmem__fail(rc,
 				  "free in pool %s: offset %#llx is not a live "

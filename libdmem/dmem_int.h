@@ -17,7 +17,7 @@
 #include "dragon/dmem.h"
 
 #define DMEM_HDR_MAGIC	    0x4d454d444e474452ull /* "RDGNDMEM" little-endian */
-#define DMEM_LAYOUT_VERSION 1
+#define DMEM_LAYOUT_VERSION 2
 
 /* Allocator geometry (TLSF, see heap.c). */
 #define DMEM_ALIGN	 16u /* block and payload alignment */
@@ -81,6 +81,9 @@ struct dmem_shared {
 	uint64_t pool_uid;
 	uint64_t heap_start; /* offset of the first block */
 	uint64_t heap_end;   /* offset of the end sentinel block */
+	/* [0, committed) and the last page are backed by /dev/shm pages
+	 * (commit.c); only grows, under the lock, never journaled. */
+	uint64_t committed;
 	char segname[DMEM_SEGNAME_MAX];
 
 	/* Waiters for free space: dmem_alloc_timed sleeps on free_seq. */
@@ -111,6 +114,8 @@ struct dmem_pool {
 	struct dmem_shared *sh;
 	dmem_pool_desc_t desc;
 	struct dmem_jent *journal; /* = &sh->journal[0] */
+	int fd;			   /* the segment, for committing memory */
+	uint64_t ino;		   /* its inode: fd may be closed under us */
 	/* Per-operation state of the lock holder (process-local, so only
 	 * valid while this process holds the pool lock). */
 	unsigned jn;	      /* journal entries written */
@@ -214,6 +219,20 @@ static inline int dmem__jcas(struct dmem_pool *p, uint64_t *addr,
 static inline void dmem__fset(uint64_t *addr, uint64_t val)
 {
 	*addr = val;
+}
+
+/* commit.c */
+int dmem__commit_init(struct dmem_pool *p, uint64_t heap_start);
+int dmem__commit_grow(struct dmem_pool *p, uint64_t end);
+
+/* Make sure [0, end) is backed before anything there is written: free
+ * when end is below the high-water mark.  -ENOSPC when /dev/shm is full
+ * (the message says so). */
+static inline int dmem__commit_reach(struct dmem_pool *p, uint64_t end)
+{
+	if (__builtin_expect(end <= p->sh->committed, 1))
+		return 0;
+	return dmem__commit_grow(p, end);
 }
 
 /* heap.c */

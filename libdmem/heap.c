@@ -294,8 +294,9 @@ int dmem__heap_alloc(struct dmem_pool *p, uint64_t size, uint64_t align,
 {
 	struct dmem_shared *s = p->sh;
 	uint64_t need = round_up(size + DMEM_BLK_HDR, DMEM_ALIGN);
-	uint64_t off, bsize, gen;
+	uint64_t off, bsize, gen, reach;
 	struct dmem_blk *b;
+	int rc;
 
 	if (need < DMEM_MIN_BLOCK)
 		need = DMEM_MIN_BLOCK;
@@ -303,6 +304,14 @@ int dmem__heap_alloc(struct dmem_pool *p, uint64_t size, uint64_t align,
 					       : need);
 	if (!off)
 		return -DMEM_E_NOSPACE;
+	/* The block, and the header of the free rest split off after it,
+	 * must lie in committed memory before either is written. */
+	reach = off + need + DMEM_MIN_BLOCK +
+		(align > DMEM_ALIGN ? align + DMEM_MIN_BLOCK : 0);
+	if (reach > off + dmem__blk_size(dmem__blk(p, off)))
+		reach = off + dmem__blk_size(dmem__blk(p, off));
+	if ((rc = dmem__commit_reach(p, reach)))
+		return rc;
 	if (align > DMEM_ALIGN)
 		bsize = take_aligned(p, &off, need, align);
 	else

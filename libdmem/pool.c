@@ -110,6 +110,7 @@ static int map_segment(struct dmem_pool *p, int fd)
 
 static int create_segment(struct dmem_pool *p, uint32_t flags)
 {
+	struct stat st;
 	int fd, rc;
 
 	if (flags & DMEM_POOL_F_REPLACE)
@@ -131,7 +132,12 @@ static int create_segment(struct dmem_pool *p, uint32_t flags)
 	}
 	if ((rc = map_segment(p, fd)))
 		goto fail_unlink;
-	close(fd);
+	p->fd = fd;
+	p->ino = fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
+	if ((rc = dmem__commit_init(p, heap_start()))) {
+		munmap(p->base, p->size);
+		goto fail_unlink;
+	}
 	return 0;
 
 fail_unlink:
@@ -204,6 +210,7 @@ DMEM_EXPORT int dmem_pool_create(const char *name, size_t size,
 
 fail_unmap:
 	munmap(p->base, p->size);
+	close(p->fd);
 	shm_unlink(p->desc.segname);
 fail_free:
 	free(p);
@@ -256,7 +263,12 @@ static int open_segment(struct dmem_pool *p)
 				  p->desc.segname, (unsigned long long)p->size);
 	}
 	rc = map_segment(p, fd);
-	close(fd);
+	if (rc)
+		close(fd);
+	else {
+		p->fd = fd;
+		p->ino = (uint64_t)st.st_ino;
+	}
 	return rc;
 }
 
@@ -290,6 +302,7 @@ DMEM_EXPORT int dmem_pool_attach(const dmem_pool_desc_t *desc,
 
 fail_unmap:
 	munmap(p->base, p->size);
+	close(p->fd);
 fail_free:
 	free(p);
 	return rc;
@@ -304,6 +317,7 @@ DMEM_EXPORT int dmem_pool_detach(dmem_pool_t *pool)
 		dmem__unlock(pool);
 	}
 	munmap(pool->base, pool->size);
+	close(pool->fd);
 	free(pool);
 	return 0;
 }

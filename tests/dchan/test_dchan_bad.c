@@ -59,6 +59,59 @@ START_TEST(message_larger_than_pool)
 }
 END_TEST
 
+/* A full pool is a full-pool error for a large send, at once when the
+ * send must not wait and at the deadline when it may. */
+START_TEST(large_send_on_a_full_pool)
+{
+	dmem_pool_t *pool = t_pool("fullsend", 4 * MiB);
+	dchan_t *ch = t_chan(pool, 8, 64);
+	size_t n = MiB;
+	char *buf = calloc(1, n);
+	int rc, sent = 0;
+
+	while ((rc = dchan_send(ch, buf, n, 0)) == 0)
+		sent++;
+	ck_assert_int_gt(sent, 0);
+	ck_assert_int_eq(rc, -DMEM_E_NOSPACE);
+	ck_assert_ptr_nonnull(strstr(dchan_errmsg(), "1048576-byte message"));
+	ck_assert_int_eq(dchan_send(ch, buf, n, 20 * 1000 * 1000),
+			 -DMEM_E_NOSPACE);
+	free(buf);
+	T_OK(dchan_destroy(ch));
+	t_pool_done(pool);
+}
+END_TEST
+
+/* A lock's descriptor is not a channel's: a plain recv on it would take
+ * the lock's token. */
+START_TEST(attach_refuses_other_object_kinds)
+{
+	dmem_pool_t *pool = t_pool("kind", 16 * MiB);
+	dchan_lock_t *l;
+	dchan_event_t *e;
+	dchan_desc_t d;
+	dchan_t *ch = t_chan(pool, 4, 64), *c2;
+
+	T_OK(dchan_lock_create(pool, 0, &l));
+	T_OK(dchan_lock_desc_get(l, &d));
+	ck_assert_int_eq(dchan_attach(&d, &c2), -DCHAN_E_BADDESC);
+	ck_assert_ptr_nonnull(strstr(dchan_errmsg(), "dchan_lock_attach"));
+	T_OK(dchan_lock_destroy(l));
+	T_OK(dchan_event_create(pool, &e));
+	T_OK(dchan_event_desc_get(e, &d));
+	ck_assert_int_eq(dchan_attach(&d, &c2), -DCHAN_E_BADDESC);
+	ck_assert_ptr_nonnull(strstr(dchan_errmsg(), "dchan_event_attach"));
+	/* and the other way round: a channel is no lock */
+	T_OK(dchan_desc_get(ch, &d));
+	ck_assert_int_lt(dchan_lock_attach(&d, &l), 0);
+	T_OK(dchan_attach(&d, &c2));
+	T_OK(dchan_detach(c2));
+	T_OK(dchan_event_destroy(e));
+	T_OK(dchan_destroy(ch));
+	t_pool_done(pool);
+}
+END_TEST
+
 START_TEST(corrupt_descriptors)
 {
 	dmem_pool_t *pool = t_pool("corrupt", 16 * MiB);
@@ -142,7 +195,7 @@ START_TEST(corrupt_sync_directories)
 	T_OK(dchan_barrier_desc_get(bar, &bd));
 	T_OK(dchan_lock_desc_get(lock, &ld));
 	T_OK(dchan_desc_get(ch, &chd));
-	T_OK(dchan_attach(&cd, &id));
+	T_OK(dchan__attach(&cd, &id));
 	T_OK(dchan_recv(id, dir, sizeof dir, 0, &len));
 	ck_assert_uint_eq(len, 8 + 16 * 3);
 	T_OK(cond_attach_with(id, &cd, dir, len)); /* as it was: fine */
@@ -194,7 +247,7 @@ START_TEST(corrupt_sync_directories)
 	/* a barrier's directory names two channels, not three */
 	T_OK(cond_attach_with(id, &cd, dir, len));
 	T_OK(dchan_detach(id));
-	T_OK(dchan_attach(&bd, &id));
+	T_OK(dchan__attach(&bd, &id));
 	T_OK(dchan_recv(id, bad, sizeof bad, 0, &len));
 	ck_assert_uint_eq(len, 8 + 16 * 2);
 	T_OK(dchan_send(id, dir, 8 + 16 * 3, 0));
@@ -299,6 +352,8 @@ int main(void)
 
 	tcase_add_test(tc, bad_attributes);
 	tcase_add_test(tc, message_larger_than_pool);
+	tcase_add_test(tc, large_send_on_a_full_pool);
+	tcase_add_test(tc, attach_refuses_other_object_kinds);
 	tcase_add_test(tc, corrupt_descriptors);
 	tcase_add_test(tc, bad_text_descriptors);
 	tcase_add_test(tc, corrupt_sync_directories);

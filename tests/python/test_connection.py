@@ -435,15 +435,20 @@ if __name__ == "__main__":
     for p in procs:
         p.start()
     errors = []
-    ts = [threading.Thread(target=talk, args=(q, 40, errors)) for _ in range(3)]
+    # Daemon threads, checked after their joins: a thread stuck in a
+    # receive fails the test instead of holding up the exit for ever.
+    ts = [threading.Thread(target=talk, args=(q, 40, errors), daemon=True)
+          for _ in range(3)]
     for t in ts:
         t.start()
     for t in ts:
         t.join(240)
+    stuck = [t.name for t in ts if t.is_alive()]
     for p in procs:
         q.put(None)
     for p in procs:
         p.join(60)
+    assert not stuck, "threads still receiving after 240 s: %s" % stuck
     assert not errors, errors
     assert [p.exitcode for p in procs] == [0, 0]
 ''', timeout=300)

@@ -255,3 +255,26 @@ def _drain_joinable(q, n):
     for i in range(n):
         assert q.get(timeout=60) == i
         q.task_done()
+
+
+def test_connection_put_while_the_channel_is_full_is_pickled_once():
+    # put() pickles the Connection end, finds the channel full and leaves
+    # it to the feeder thread: a second pickle would leave the first copy
+    # in flight for ever, and the other end would never see end-of-file.
+    q = ctx.Queue()
+    for i in range(CAP):
+        q.put(i)
+    a, b = ctx.Pipe()
+    q.put(b)
+    b.close()
+    for i in range(CAP):
+        assert q.get(timeout=60) == i
+    got = q.get(timeout=60)
+    got.send("hello")
+    got.close()
+    del got
+    assert a.recv() == "hello"
+    assert a.poll(30), "no end-of-file 30 s after the last holder closed"
+    with pytest.raises(EOFError):
+        a.recv()
+    q.close()

@@ -16,6 +16,8 @@ RC_ETIMEDOUT = -errno.ETIMEDOUT
 RC_NOT_NOW = (RC_EAGAIN, RC_ETIMEDOUT)
 #: A receive into a buffer too small for the message at the head.
 RC_EMSGSIZE = -errno.EMSGSIZE
+#: A message larger than a slot found no room in the pool (yet).
+RC_NOSPACE = -lib.DMEM_E_NOSPACE
 #: Releasing a lock the caller does not hold.
 RC_EPERM = -errno.EPERM
 #: Releasing a semaphore past its maximum value.

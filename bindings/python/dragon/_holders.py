@@ -9,11 +9,20 @@ unpickled), which counts as held while that process lives.  Slot 0 is a
 flag: set when the table overflowed, after which the object never reports
 end-of-file.
 """
+import contextlib
 import os
+import threading
 
 from ._dragon_cffi import ffi, lib
 
 SLOTS = 31
+
+# Copies in flight to a known receiver (a child's Process arguments):
+# (address of the table, slot) -> the receiver's pid.  A receiver that
+# dies before it unpickles its copy would otherwise leave the copy in
+# flight for as long as this process lives (see HolderTable.held).
+_receivers = {}
+_capture = threading.local()
 
 # This process's entries, (address of the table, slot) -> table, so that
 # all of them can be dropped at once when the process has finished (see
@@ -70,7 +79,11 @@ class HolderTable:
 
     def register_pending(self):
         """Record a copy in flight from this process; returns the slot."""
-        return self._put(-os.getpid())
+        slot = self._put(-os.getpid())
+        taken = getattr(_capture, "items", None)
+        if taken is not None and slot:
+            taken.append(self._key(slot))
+        return slot
 
     def claim(self, slot, sender):
         """Turn the in-flight slot written by sender into this process's
@@ -97,6 +110,8 @@ class HolderTable:
                 continue
             v = lib.dragon_glue_load32(self._w + i)
             if v and _alive(abs(v)):
+                if v == -os.getpid() and self._lost(i, v):
+                    continue
                 return True
         return False
 
@@ -104,6 +119,43 @@ class HolderTable:
         """The RecordEnd of a record whose claim and busy words follow
         this table (a sync object's record: one table, then the words)."""
         return RecordEnd(self._w + self.WORDS, self._owner)
+
+    def _lost(self, slot, v):
+        """Our copy in flight in slot went to a receiver that died
+        without taking it: clear it, and say so."""
+        key = self._key(slot)
+        pid = _receivers.get(key)
+        if pid is None or _alive(pid):
+            return False
+        if lib.dragon_glue_cas32(self._w + slot, v, 0) == v:
+            _entries.pop(key, None)
+        _receivers.pop(key, None)
+        return True
+
+
+@contextlib.contextmanager
+def capture_pending():
+    """Collect the copies in flight this thread makes meanwhile (the
+    keys of their slots), for :func:`expect_receiver`."""
+    outer = getattr(_capture, "items", None)
+    _capture.items = items = []
+    try:
+        yield items
+    finally:
+        _capture.items = outer
+        if outer is not None:
+            outer.extend(items)
+
+
+def expect_receiver(items, pid):
+    """The copies items (from capture_pending) go to process pid: once pid
+    has ended, those it never took count as held no more."""
+    for key in items:
+        _receivers[key] = pid
+    if len(_receivers) > 4096:  # forget receivers long gone
+        for key, p in list(_receivers.items()):
+            if not _alive(p):
+                del _receivers[key]
 
 
 def release_all():

@@ -39,7 +39,7 @@ import time
 from multiprocessing import reduction, spawn, util
 from multiprocessing.context import set_spawning_popen
 
-from . import _spawn, _zygote, runtime
+from . import _holders, _spawn, _zygote, runtime
 from ._dragon_cffi import ffi, lib
 
 
@@ -50,8 +50,11 @@ def _payload(popen, process_obj):
     fp = io.BytesIO()
     set_spawning_popen(popen)
     try:
-        reduction.dump(prep_data, fp)
-        reduction.dump(process_obj, fp)
+        # Connection ends among the arguments go to this child: if it dies
+        # before it takes them, they must not stay in flight for ever.
+        with _holders.capture_pending() as popen._in_flight:
+            reduction.dump(prep_data, fp)
+            reduction.dump(process_obj, fp)
     finally:
         set_spawning_popen(None)
     return fp.getvalue()
@@ -123,6 +126,7 @@ class ZygotePopen(_Base):
         done_r, done_w = os.pipe()
         try:
             self.pid, self.sentinel = z.start(payload, done_w)
+            _holders.expect_receiver(self._in_flight, self.pid)
         except BaseException:
             os.close(done_r)
             raise
@@ -211,6 +215,7 @@ class SpawnPopen(_Base):
             argv = _spawn.interpreter_argv(_spawn.CHILD_CODE, _spawn.CHILD_FLAG,
                                            _spawn.alloc_text(alloc))
             self.pid = _spawn.spawn_interpreter(rt, argv, _spawn.environ_copy())
+            _holders.expect_receiver(self._in_flight, self.pid)
         except BaseException:
             alloc.free()
             raise

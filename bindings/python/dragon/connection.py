@@ -27,7 +27,8 @@ from multiprocessing import connection as _mpconn, util
 from multiprocessing.reduction import ForkingPickler
 
 from ._consts import (RC_EAGAIN as _EAGAIN, RC_ETIMEDOUT as _ETIMEDOUT,
-                      RC_EMSGSIZE as _EMSGSIZE, SLICE_NS as _SLICE_NS,
+                      RC_EMSGSIZE as _EMSGSIZE, RC_NOSPACE as _NOSPACE,
+                      SLICE_NS as _SLICE_NS,
                       SLICE_S as _SLICE_S)
 from ._dragon_cffi import ffi, lib
 from ._errors import chan_error
@@ -241,16 +242,11 @@ class Connection(_mpconn._ConnectionBase):
             rc = lib.dchan_send(ch, data, n, 0)
             if rc == 0:
                 return True
-            if rc != _EAGAIN:
-                raise self._send_error(rc)
-            return self._send_blocking(lambda t: lib.dchan_send(ch, data, n, t), timeout)
+            return self._send_blocking(lambda t: lib.dchan_send(ch, data, n, t), timeout, rc)
         pool = lib.dchan_pool(ch)
-        out = ffi.new("void **")
-        rc = lib.dmem_alloc(pool, n, 0, out)
-        if rc < 0:
-            from ._errors import make_error
-            raise make_error(rc, "sending a message of %d bytes" % n)
-        p = ffi.cast("char *", out[0])
+        deadline = None if timeout is None else time.monotonic() + timeout
+        p = ffi.cast("char *", self._pool_alloc(
+            pool, n, deadline, "sending a message of %d bytes" % n))
         ffi.memmove(p, head, len(head))
         ffi.memmove(p + len(head), payload, payload.nbytes)
         if tail:
@@ -269,7 +265,41 @@ class Connection(_mpconn._ConnectionBase):
             lib.dmem_free(pool, p)
         return sent
 
-    def _send_blocking(self, op, timeout):
+    def _pool_alloc(self, pool, n, deadline, what):
+        """n bytes of pool memory for a message.  A full pool is waited
+        on, as a full channel is, until deadline (time.monotonic(); None:
+        as long as it takes), in slices so that a closed peer is noticed;
+        PoolFullError at the deadline, or at once for a deadline already
+        past (a send that must not block)."""
+        out = ffi.new("void **")
+        rc = lib.dmem_alloc(pool, n, 0, out)
+        if rc == -lib.DMEM_E_NOSPACE:
+            dl = ffi.new("struct timespec *")
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                if not self._peer_always and not self._peer.held():
+                    raise BrokenPipeError(32, "Broken pipe: the other end is closed")
+                wait = _SLICE_NS if left is None else int(min(0.2, left) * 1e9)
+                lib.dmem_deadline_after(wait, dl)
+                rc = lib.dmem_alloc_timed(pool, n, 0, dl, out)
+                if rc != _ETIMEDOUT:
+                    break
+            if rc == _ETIMEDOUT:
+                rc = -lib.DMEM_E_NOSPACE  # the pool stayed full
+        if rc < 0:
+            from ._errors import make_error
+            raise make_error(rc, what)
+        return out[0]
+
+    def _send_blocking(self, op, timeout, rc=_EAGAIN):
+        """Retry op(timeout_ns) after its first attempt failed with rc:
+        True once it sent, False when timeout passed with the channel full,
+        PoolFullError when it passed with the pool full."""
+        if rc not in (_EAGAIN, _ETIMEDOUT, _NOSPACE):
+            raise self._send_error(rc)
+        last = rc
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._wh is None:  # closed by another thread meanwhile
@@ -281,13 +311,16 @@ class Connection(_mpconn._ConnectionBase):
             else:
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    if last == _NOSPACE:
+                        raise self._send_error(last)
                     return False
                 wait = int(min(_SLICE_S, left) * 1e9)
             rc = op(wait)
             if rc == 0:
                 return True
-            if rc not in (_EAGAIN, _ETIMEDOUT):
+            if rc not in (_EAGAIN, _ETIMEDOUT, _NOSPACE):
                 raise self._send_error(rc)
+            last = rc
 
     def _send_error(self, rc):
         if rc == -lib.DCHAN_E_DESTROYED:
@@ -308,10 +341,8 @@ class Connection(_mpconn._ConnectionBase):
         return self._send_small_wait(ch, data, n, rc, timeout)
 
     def _send_small_wait(self, ch, data, n, rc, timeout):
-        if rc != _EAGAIN:
-            raise self._send_error(rc)
         return self._send_blocking(
-            lambda t: lib.dragon_msg_send(ch, K_BYTES, data, n, t), timeout)
+            lambda t: lib.dragon_msg_send(ch, K_BYTES, data, n, t), timeout, rc)
 
     def send_bytes(self, buf, offset=0, size=None):
         """Send the bytes of a bytes-like object (or buf[offset:offset+size])."""
@@ -384,20 +415,20 @@ class Connection(_mpconn._ConnectionBase):
         pool = lib.dchan_pool(ch)
         head = bytearray(b"\x01" + struct.pack("<I", len(buffers)))
         allocs = []
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             for pb in buffers:
                 raw = pb.raw()
-                out = ffi.new("void **")
-                rc = lib.dmem_alloc(pool, max(1, raw.nbytes), 0, out)
-                if rc < 0:
-                    from ._errors import make_error
-                    raise make_error(rc, "sending a buffer of %d bytes" % raw.nbytes)
-                allocs.append(out[0])
-                ffi.memmove(out[0], raw, raw.nbytes)
+                p = self._pool_alloc(pool, max(1, raw.nbytes), deadline,
+                                     "sending a buffer of %d bytes" % raw.nbytes)
+                allocs.append(p)
+                ffi.memmove(p, raw, raw.nbytes)
                 d = ffi.new("dmem_alloc_desc_t *")
-                lib.dmem_alloc_desc_get(pool, out[0], d)
-                lib.dmem_alloc_chown(pool, out[0], 0)
+                lib.dmem_alloc_desc_get(pool, p, d)
+                lib.dmem_alloc_chown(pool, p, 0)
                 head += struct.pack("<Q?", raw.nbytes, raw.readonly) + bytes(ffi.buffer(d))
+            if timeout is not None:
+                timeout = max(0.0, deadline - time.monotonic())
             sent = self._send_raw(bytes(head), data, timeout)
         except BaseException:
             sent = False

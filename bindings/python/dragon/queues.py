@@ -23,12 +23,13 @@ from multiprocessing import util
 
 from . import channels, connection, runtime
 from ._consts import (RC_EAGAIN as _EAGAIN, RC_ETIMEDOUT as _ETIMEDOUT,
-                      SLICE_NS as _SLICE_NS)
+                      RC_NOSPACE as _NOSPACE, SLICE_NS as _SLICE_NS)
 from ._dragon_cffi import ffi, lib
 from ._framing import (K_BYTES, K_RAW, HDR_BYTES as _HDR_BYTES, HDR_RAW as _HDR_RAW,
                        K_BYTES_CHAR as _K_BYTES_CHAR, K_RAW_CHAR as _K_RAW_CHAR,
                        PLAIN as _PLAIN, RECV_BUF as _RECV_BUF, dumps as _dumps,
                        new_rstate as _new_rstate, recv_result as _recv_other)
+from ._errors import PoolFullError
 
 __all__ = ["Queue", "JoinableQueue", "SimpleQueue"]
 
@@ -178,8 +179,12 @@ class Queue:
         # thread (which takes them off _pending only once they are sent,
         # so an empty _pending means this thread's earlier puts are all
         # in the channel).
-        if not self._pending and self._put_now(obj):
-            return
+        if not self._pending:
+            sent = self._put_now(obj, block)
+            if sent is True:
+                return
+            if sent is not False:
+                obj = _Encoded(sent)
         self._pending.append(obj)
         if self._thread is None:
             with self._notify:
@@ -189,25 +194,37 @@ class Queue:
             with self._notify:
                 self._notify.notify()
 
-    def _put_now(self, obj):
-        """Send obj if the channel has room now; True when it was sent (or
-        did not pickle, which went to _on_queue_feeder_error)."""
+    def _put_now(self, obj, block=True):
+        """Send obj if the channel and the pool have room now; True when
+        it was sent (or did not pickle, which went to
+        _on_queue_feeder_error).  Otherwise False, or the message obj was
+        encoded to: the feeder sends that, never a second pickle (a
+        Connection pickled twice would count as in flight for ever, and
+        its peer would never see end-of-file).  A full pool leaves a
+        blocking put to the feeder thread, which waits for room;
+        put(block=False) raises PoolFullError at once."""
         conn = self._conn
-        if type(obj) is bytes and len(obj) >= _RECV_BUF:
-            return conn._send_large_bytes(obj, 0.0)
+        msg = False
         try:
-            msg = _encode(obj)
-        except Exception as e:
-            self._on_queue_feeder_error(e, obj)
-            return True
-        if type(msg) is tuple:
-            return conn._send_obj(msg[0], msg[1], 0.0)
-        rc = lib.dchan_send(self._h, msg, len(msg), 0)
-        if rc == 0:
-            return True
-        if rc != _EAGAIN:
-            raise conn._send_error(rc)
-        return False
+            if type(obj) is bytes and len(obj) >= _RECV_BUF:
+                return conn._send_large_bytes(obj, 0.0)
+            try:
+                msg = _encode(obj)
+            except Exception as e:
+                self._on_queue_feeder_error(e, obj)
+                return True
+            if type(msg) is tuple:
+                return conn._send_obj(msg[0], msg[1], 0.0) or msg
+            rc = lib.dchan_send(self._h, msg, len(msg), 0)
+            if rc == 0:
+                return True
+            if rc != _EAGAIN:
+                raise conn._send_error(rc)
+            return msg
+        except PoolFullError as e:
+            if block and e.code == _NOSPACE:
+                return msg
+            raise
 
     def put_nowait(self, obj):
         return self.put(obj, False)
@@ -252,7 +269,9 @@ class Queue:
             for obj in list(itertools.islice(pending, _BATCH)):
                 if obj is _CLOSE:
                     break
-                if type(obj) is bytes and len(obj) >= _RECV_BUF:
+                if type(obj) is _Encoded:
+                    msg = obj.msg
+                elif type(obj) is bytes and len(obj) >= _RECV_BUF:
                     msg = None
                 else:
                     try:
@@ -294,7 +313,7 @@ class Queue:
             n = _msg_send_many(h, data, lens, len(msgs), _SLICE_NS)
             if n > 0:
                 return n
-            if n not in (_EAGAIN, _ETIMEDOUT):
+            if n not in (_EAGAIN, _ETIMEDOUT, _NOSPACE):
                 raise self._conn._send_error(n)
 
     @staticmethod
@@ -386,6 +405,15 @@ class Queue:
 
 
 _CLOSE = object()
+
+
+class _Encoded:
+    """An object put() encoded but could not send: the feeder sends the
+    message as it is."""
+    __slots__ = ("msg",)
+
+    def __init__(self, msg):
+        self.msg = msg
 
 
 class JoinableQueue(Queue):

@@ -157,7 +157,8 @@ DCHAN_EXPORT dmem_pool_t *dchan_pool(const dchan_t *ch);
  * Send len bytes from buf (borrowed; copied).  A message that fits the
  * slot travels inline; a larger one is copied into a pool allocation.
  * -EAGAIN when timeout_ns is 0 and the channel is full, -ETIMEDOUT,
- * -DMEM_E_TOOBIG when the message can never fit the pool.
+ * -DMEM_E_NOSPACE when a large message finds no room in the pool by the
+ * deadline (at once for timeout 0), -DMEM_E_TOOBIG when it can never fit.
  */
 DCHAN_EXPORT int dchan_send(dchan_t *ch, const void *buf, size_t len,
 			    uint64_t timeout_ns);

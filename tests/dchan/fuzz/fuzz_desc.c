@@ -37,7 +37,7 @@ static void setup(void)
 	    dchan_create(pool, NULL, &ch) || dchan_desc_get(ch, &good) ||
 	    dchan_cond_create(pool, &cond) ||
 	    dchan_cond_desc_get(cond, &cond_desc) ||
-	    dchan_attach(&cond_desc, &cond_id) ||
+	    dchan__attach(&cond_desc, &cond_id) ||
 	    dchan_recv(cond_id, dir, sizeof dir, 0, &len))
 		abort();
 	atexit(done);
