@@ -171,7 +171,6 @@ static inline struct dchan__slot *dchan__slot_at(const dchan_t *ch,
 int dchan__fail(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int dchan__fail_dmem(int err, const char *what);
-void dchan__clear_error(void);
 
 /* process identity (dchan_util.c) */
 uint32_t dchan__self(void);

@@ -25,7 +25,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "dmem_int.h"
+#include "dmem_private.h"
 
 #define SPIN_MIN       16
 #define SPIN_MAX       4096

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "dmem_int.h"
+#include "dmem_private.h"
 
 /* The heap starts on the first page after the header so block payloads of
  * page-aligned requests line up with pages. */

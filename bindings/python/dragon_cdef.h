@@ -25,7 +25,7 @@ uint64_t dmem_node_id(void);
 enum dmem_error {
 	DMEM_E_NOSPACE, DMEM_E_TOOBIG, DMEM_E_BADMAGIC, DMEM_E_VERSION,
 	DMEM_E_CORRUPT, DMEM_E_STALE, DMEM_E_FOREIGN, DMEM_E_SHMSMALL,
-	DMEM_E_ENV, DMEM_E_NOTOWNER
+	DMEM_E_ENV
 };
 
 typedef struct dmem_pool_desc {

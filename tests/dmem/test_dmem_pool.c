@@ -580,7 +580,7 @@ END_TEST
 
 START_TEST(strerror_and_errmsg)
 {
-	for (int c = DMEM_E_NOSPACE; c <= DMEM_E_NOTOWNER; c++)
+	for (int c = DMEM_E_NOSPACE; c <= DMEM_E_ENV; c++)
 		ck_assert_ptr_null(strstr(dmem_strerror(-c), "nknown"));
 	ck_assert_ptr_nonnull(dmem_errmsg());
 }

@@ -68,8 +68,7 @@ enum dmem_error {
 	DMEM_E_STALE = DMEM_ERRBASE + 6, /* allocation was freed (generation) */
 	DMEM_E_FOREIGN = DMEM_ERRBASE + 7,  /* other pool or other node */
 	DMEM_E_SHMSMALL = DMEM_ERRBASE + 8, /* /dev/shm cannot back the pool */
-	DMEM_E_ENV = DMEM_ERRBASE + 9,	    /* malformed environment variable */
-	DMEM_E_NOTOWNER = DMEM_ERRBASE + 10 /* reserved for ownership checks */
+	DMEM_E_ENV = DMEM_ERRBASE + 9	    /* malformed environment variable */
 };
 
 /*
