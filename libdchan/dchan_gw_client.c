@@ -86,7 +86,8 @@ static int dchan__gw_post(dchan_t *gw, const dchan_gw_req_t *req)
 	if (!buf)
 		return dchan__fail(-ENOMEM, "no memory for a gateway request");
 	n = dchan_gw_req_encode(req, buf, len);
-	rc = n < 0 ? (int)n : dchan_send(gw, buf, (size_t)n, DCHAN_FOREVER);
+	rc = n < 0 ? (int)n
+		   : dchan__send_local(gw, buf, (size_t)n, DCHAN_FOREVER);
 	free(buf);
 	return rc;
 }
@@ -103,7 +104,7 @@ static int dchan__gw_await(dchan_t *reply, const dchan_gw_req_t *req, void *out,
 	int rc;
 
 	for (;;) {
-		rc = dchan_recv_zc(reply, wait, &m);
+		rc = dchan__recv_zc_local(reply, wait, &m);
 		if (rc < 0)
 			return dchan__fail(rc == -ETIMEDOUT ? -EHOSTUNREACH
 							    : rc,

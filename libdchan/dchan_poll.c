@@ -4,7 +4,7 @@
  * Every channel header has an event word (ev_seq) that senders and
  * receivers bump, and wake, whenever ev_waiters says a poller is
  * registered (a peer clears the bits of the pollers it wakes, so that
- * later changes make no wake-up call until they have run; dchan_wait.c).
+ * later changes make no wake-up call until they have run; dchan_waiters.c).
  * A poller registers on every channel of its set, re-checks them all, and
  * then (when no peer has woken it meanwhile) sleeps on all their event
  * words at once with the kernel's vectored futex wait (futex_waitv, Linux

@@ -1,4 +1,6 @@
-/* Receiving: copy out, take the allocation itself, or peek. */
+/* Receiving from a local channel: copy out, take the allocation itself,
+ * or peek.  The public calls, which also reach remote channels, are in
+ * dchan_io.c. */
 #include "config.h"
 #include "dchan_private.h"
 
@@ -59,18 +61,14 @@ static int dchan__take(dchan_t *ch, struct dchan__claim *c, void *buf,
 	return 0;
 }
 
-DCHAN_EXPORT int dchan_recv(dchan_t *ch, void *buf, size_t cap,
-			    uint64_t timeout_ns, size_t *len_out)
+/* Receive from a local channel into buf (cap bytes). */
+int dchan__recv_local(dchan_t *ch, void *buf, size_t cap, uint64_t timeout_ns,
+		      size_t *len_out)
 {
 	struct dchan__claim c;
 	size_t len;
 	int rc;
 
-	if (!ch || (!buf && cap) || !len_out)
-		return dchan__fail(-EINVAL, "NULL channel, buffer or output");
-	if (ch->remote)
-		return dchan__gw_recv(ch, DCHAN_GW_RECV, buf, cap, timeout_ns,
-				      len_out);
 	rc = dchan__check_local(ch);
 	if (rc < 0)
 		return rc;
@@ -83,19 +81,14 @@ DCHAN_EXPORT int dchan_recv(dchan_t *ch, void *buf, size_t cap,
 	return rc;
 }
 
-DCHAN_EXPORT int dchan_recv_zc(dchan_t *ch, uint64_t timeout_ns,
-			       dchan_msg_t *msg_out)
+/* Receive from a local channel the message's own allocation. */
+int dchan__recv_zc_local(dchan_t *ch, uint64_t timeout_ns, dchan_msg_t *msg_out)
 {
 	struct dchan__claim c;
 	void *ptr;
 	size_t len;
 	int rc;
 
-	if (!ch || !msg_out)
-		return dchan__fail(-EINVAL, "NULL channel or output");
-	if (ch->remote)
-		return dchan__fail(-DCHAN_E_REMOTE, "zero-copy receive from a "
-						    "channel on another node");
 	rc = dchan__check_local(ch);
 	if (rc < 0)
 		return rc;
@@ -130,19 +123,15 @@ DCHAN_EXPORT int dchan_msg_release(dchan_msg_t *msg)
 	return 0;
 }
 
-DCHAN_EXPORT int dchan_peek(dchan_t *ch, void *buf, size_t cap,
-			    uint64_t timeout_ns, size_t *len_out)
+/* Copy the oldest message of a local channel, leaving it there. */
+int dchan__peek_local(dchan_t *ch, void *buf, size_t cap, uint64_t timeout_ns,
+		      size_t *len_out)
 {
 	struct dchan__claim c;
 	void *src = NULL;
 	size_t len;
 	int rc;
 
-	if (!ch || (!buf && cap) || !len_out)
-		return dchan__fail(-EINVAL, "NULL channel, buffer or output");
-	if (ch->remote)
-		return dchan__gw_recv(ch, DCHAN_GW_PEEK, buf, cap, timeout_ns,
-				      len_out);
 	rc = dchan__check_local(ch);
 	if (rc < 0)
 		return rc;

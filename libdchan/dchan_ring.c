@@ -8,7 +8,7 @@
 
 /* A slot was published: wake one armed receiver and the armed pollers.
  * The fence pairs with the waiter's register-then-recheck, so either it
- * sees the message or we see its bit (dchan_wait.c).  With nobody armed,
+ * sees the message or we see its bit (dchan_waiters.c).  With nobody armed,
  * as when the waiter was already woken and has not run yet, this is two
  * loads. */
 void dchan__notify_data(struct dchan__hdr *h)

@@ -1,5 +1,6 @@
-/* Sending: inline into the slot, copied into a pool allocation, or an
- * allocation handed over without a copy. */
+/* Sending on a local channel: inline into the slot, copied into a pool
+ * allocation, or an allocation handed over without a copy.  The public
+ * calls, which also reach remote channels, are in dchan_io.c. */
 #include "config.h"
 #include "dchan_private.h"
 
@@ -89,16 +90,14 @@ static int dchan__send_copy(dchan_t *ch, const void *buf, size_t len,
 	return rc;
 }
 
-DCHAN_EXPORT int dchan_send(dchan_t *ch, const void *buf, size_t len,
-			    uint64_t timeout_ns)
+/* Send on a local channel: inline when the message fits a slot, else
+ * copied into a pool allocation. */
+int dchan__send_local(dchan_t *ch, const void *buf, size_t len,
+		      uint64_t timeout_ns)
 {
 	struct dchan__claim c;
 	int rc;
 
-	if (!ch || (!buf && len))
-		return dchan__fail(-EINVAL, "NULL channel or buffer");
-	if (ch->remote)
-		return dchan__gw_send(ch, buf, len, timeout_ns);
 	rc = dchan__check_local(ch);
 	if (rc < 0)
 		return rc;
@@ -112,17 +111,12 @@ DCHAN_EXPORT int dchan_send(dchan_t *ch, const void *buf, size_t len,
 	return 0;
 }
 
-DCHAN_EXPORT int dchan_send_zc(dchan_t *ch, void *ptr, size_t len,
-			       uint64_t timeout_ns)
+/* Hand the allocation at ptr to a local channel without a copy. */
+int dchan__send_zc_local(dchan_t *ch, void *ptr, size_t len,
+			 uint64_t timeout_ns)
 {
-	int rc;
+	int rc = dchan__check_local(ch);
 
-	if (!ch || !ptr)
-		return dchan__fail(-EINVAL, "NULL channel or allocation");
-	if (ch->remote)
-		return dchan__fail(-DCHAN_E_REMOTE, "zero-copy send to a "
-						    "channel on another node");
-	rc = dchan__check_local(ch);
 	if (rc < 0)
 		return rc;
 	return dchan__send_alloc(ch, ptr, len, timeout_ns);
