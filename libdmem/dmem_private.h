@@ -132,8 +132,6 @@ int dmem__fail(int code, const char *fmt, ...)
 
 /* env.c */
 int dmem__env_seg_size(uint64_t *size_out);
-int dmem__segname(const char *name, const char *instance, char *buf,
-		  size_t len);
 extern uint64_t (*dmem__shm_avail_hook)(void); /* tests inject statvfs */
 int dmem__shm_check(const char *segname, uint64_t size);
 pid_t dmem__self_pid(void);

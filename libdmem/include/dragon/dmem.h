@@ -94,12 +94,45 @@ DMEM_EXPORT const char *dmem_errmsg(void);
  */
 DMEM_EXPORT uint64_t dmem_node_id(void);
 
+/* ---- segment names ------------------------------------------------------ */
+
+/* Longest runtime instance id, in characters of [A-Za-z0-9_-]. */
+#define DMEM_INSTANCE_MAX 48
+/* Segment name buffer, including the NUL: always large enough. */
+#define DMEM_SEGNAME_MAX  192
+
+/*
+ * Every pool's segment is /dev/shm/dragon.<user>.<instance>.<name>, mode
+ * 0600: the user is the name of this process's effective uid (characters
+ * outside [A-Za-z0-9_-] become '_', at most 32 kept), the instance names
+ * the runtime (1..DMEM_INSTANCE_MAX of [A-Za-z0-9_-]) and name is the
+ * pool's (1..64 of them).  dragon-cleanup and the runtime find a runtime's
+ * segments by these names and by nothing else.
+ *
+ * dmem_segname_format writes the name into buf (len bytes; DMEM_SEGNAME_MAX
+ * is enough).  user NULL: this process's user; instance NULL:
+ * $DRAGON_INSTANCE, else "p<pid>".  All arguments are borrowed.  Returns
+ * 0, -EINVAL (bad name or user), -DMEM_E_ENV (bad instance, given or from
+ * the environment) or -ENAMETOOLONG.
+ */
+DMEM_EXPORT int dmem_segname_format(const char *user, const char *instance,
+				    const char *name, char *buf, size_t len);
+
+/*
+ * Is segname (a file name in /dev/shm, without the directory) the
+ * segment name of a pool of user (NULL: this process's user) in runtime
+ * instance (NULL: any instance)?  Returns 1 if it is, 0 if it is not
+ * (also for anything not shaped dragon.<user>.<instance>.<name>), -EINVAL
+ * if segname is NULL.
+ */
+DMEM_EXPORT int dmem_segname_match(const char *segname, const char *user,
+				   const char *instance);
+
 /* ---- descriptors (cross process boundaries) ----------------------------- */
 
 #define DMEM_POOL_DESC_MAGIC  0x4c4f4f50u /* "POOL" */
 #define DMEM_ALLOC_DESC_MAGIC 0x434f4c41u /* "ALOC" */
 #define DMEM_DESC_VERSION     1
-#define DMEM_SEGNAME_MAX      192 /* segment name buffer incl. the NUL */
 
 /*
  * Names a pool.  Plain data, fixed size: copy it anywhere (shared memory,
@@ -190,7 +223,8 @@ typedef struct dmem_pool dmem_pool_t;
 
 typedef struct dmem_pool_attr {
 	uint64_t field_mask;  /* DMEM_POOL_ATTR_* bits for the fields set */
-	const char *instance; /* runtime instance ([A-Za-z0-9_-], <= 48 chars);
+	const char *instance; /* runtime instance ([A-Za-z0-9_-], at most
+				 DMEM_INSTANCE_MAX chars);
 				 default: $DRAGON_INSTANCE, else "p<pid>".
 				 Borrowed: only read during the call. */
 	uint32_t flags;	      /* DMEM_POOL_F_* */
