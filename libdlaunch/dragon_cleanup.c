@@ -5,7 +5,8 @@
  * (DRAGON_INSTANCE, set in everything the runtime starts), or a launcher
  * (command name dragon).  A segment is a regular file in /dev/shm owned by
  * this uid and named dragon.<user>.<instance>.<name> — the naming every
- * Dragon segment has.  --instance narrows both to one runtime.
+ * Dragon segment has, which dmem_segname_match() recognises.  --instance
+ * narrows both to one runtime.
  *
  * --when-gone PID makes it the watchdog of a runtime embedded in process
  * PID (an embedded runtime lives in its owner's threads, so when the owner
@@ -22,7 +23,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +32,8 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <dragon/dmem.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -50,7 +52,6 @@ static const char *const runtime_segments[] = {"default", "infra"};
 struct opts {
 	int dry_run;
 	const char *instance;
-	char user[64];
 	pid_t when_gone; /* watch this owner; 0: clean up now */
 	double grace;	 /* seconds between SIGTERM and SIGKILL (watchdog) */
 	/* When the watchdog saw its owner gone, in clock ticks since boot
@@ -161,16 +162,14 @@ static int remove_segments(const struct opts *o)
 {
 	DIR *d = opendir(SHM_DIR);
 	struct dirent *de;
-	char prefix[256], path[512];
+	char path[512];
 	struct stat st;
 	int n = 0, bad = 0;
 
 	if (!d)
 		return 0;
-	snprintf(prefix, sizeof prefix, "dragon.%s.%s%s", o->user,
-		 o->instance ? o->instance : "", o->instance ? "." : "");
 	while ((de = readdir(d))) {
-		if (strncmp(de->d_name, prefix, strlen(prefix)))
+		if (dmem_segname_match(de->d_name, NULL, o->instance) != 1)
 			continue;
 		snprintf(path, sizeof path, SHM_DIR "/%s", de->d_name);
 		if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
@@ -187,20 +186,6 @@ static int remove_segments(const struct opts *o)
 	}
 	closedir(d);
 	return bad ? -1 : n;
-}
-
-/* The user part of segment names, as libdmem writes it. */
-static void user_name(char *buf, size_t len)
-{
-	struct passwd *pw = getpwuid(geteuid());
-
-	if (pw && pw->pw_name[0])
-		snprintf(buf, len, "%s", pw->pw_name);
-	else
-		snprintf(buf, len, "uid%u", (unsigned)geteuid());
-	for (char *c = buf; *c; c++)
-		if (!isalnum((unsigned char)*c) && *c != '_' && *c != '-')
-			*c = '_';
 }
 
 /* ---- the watchdog of an embedded runtime (--when-gone) ---------------- */
@@ -228,13 +213,15 @@ static double now(void)
 /* True while one of the runtime's own segments of the instance exists. */
 static bool runtime_left(const struct opts *o)
 {
-	char path[512];
+	char name[DMEM_SEGNAME_MAX], path[sizeof SHM_DIR + DMEM_SEGNAME_MAX];
 	struct stat st;
 
 	for (size_t i = 0;
 	     i < sizeof runtime_segments / sizeof runtime_segments[0]; i++) {
-		snprintf(path, sizeof path, SHM_DIR "/dragon.%s.%s.%s", o->user,
-			 o->instance, runtime_segments[i]);
+		if (dmem_segname_format(NULL, o->instance, runtime_segments[i],
+					name, sizeof name) < 0)
+			continue;
+		snprintf(path, sizeof path, SHM_DIR "/%s", name);
 		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    st.st_uid == getuid())
 			return true;
@@ -555,7 +542,6 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc || (o.when_gone && (!o.instance || o.dry_run)))
 		return usage(stderr, 2);
-	user_name(o.user, sizeof o.user);
 	if (o.when_gone)
 		return watch_owner(&o);
 	end_processes(&o);

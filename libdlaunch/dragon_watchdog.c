@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <dragon/dmem.h>
 #include "launcher.h"
 
 static struct {
@@ -70,15 +71,13 @@ static void kill_children(void)
 /* This uid's segments of the instance: dragon.<user>.<instance>.<name>. */
 static void remove_segments(const char *instance)
 {
-	char key[80], path[512];
+	char path[512];
 	struct dirent *de;
 	struct stat st;
 	DIR *d = opendir("/dev/shm");
 
-	snprintf(key, sizeof key, ".%s.", instance);
 	while (d && (de = readdir(d))) {
-		if (strncmp(de->d_name, "dragon.", 7) ||
-		    !strstr(de->d_name + 6, key))
+		if (dmem_segname_match(de->d_name, NULL, instance) != 1)
 			continue;
 		snprintf(path, sizeof path, "/dev/shm/%s", de->d_name);
 		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
