@@ -8,7 +8,7 @@
 
 /* The allocation a DESC slot refers to, checked, in this process.  The
  * slot is claimed by us, so nothing changes under us. */
-static int dchan__slot_alloc(dchan_t *ch, struct dchan__slot *s, void **ptr)
+static int slot_alloc(dchan_t *ch, struct dchan__slot *s, void **ptr)
 {
 	dmem_alloc_desc_t d;
 	int rc;
@@ -30,8 +30,8 @@ static int dchan__slot_alloc(dchan_t *ch, struct dchan__slot *s, void **ptr)
  * into buf, or (buf NULL) returns the allocation in *ptr_out, owned by us.
  * A descriptor the pool refuses loses that message, never the slot.
  */
-static int dchan__take(dchan_t *ch, struct dchan__claim *c, void *buf,
-		       void **ptr_out, size_t *len_out)
+static int take_msg(dchan_t *ch, struct dchan__claim *c, void *buf,
+		    void **ptr_out, size_t *len_out)
 {
 	struct dchan__slot *s = c->slot;
 	size_t len = s->len;
@@ -44,7 +44,7 @@ static int dchan__take(dchan_t *ch, struct dchan__claim *c, void *buf,
 		*len_out = len;
 		return 0;
 	}
-	rc = dchan__slot_alloc(ch, s, &ptr);
+	rc = slot_alloc(ch, s, &ptr);
 	if (rc == 0)
 		rc = dmem_alloc_chown(ch->pool, ptr, (pid_t)dchan__self());
 	dchan__get_release(ch, c);
@@ -75,7 +75,7 @@ int dchan__recv_local(dchan_t *ch, void *buf, size_t cap, uint64_t timeout_ns,
 	rc = dchan__get_wait(ch, cap, false, timeout_ns, &c);
 	if (rc < 0)
 		return rc;
-	rc = dchan__take(ch, &c, buf ? buf : (void *)"", NULL, &len);
+	rc = take_msg(ch, &c, buf ? buf : (void *)"", NULL, &len);
 	if (rc == 0)
 		*len_out = len;
 	return rc;
@@ -99,7 +99,7 @@ int dchan__recv_zc_local(dchan_t *ch, uint64_t timeout_ns, dchan_msg_t *msg_out)
 		return dchan__fail_dmem(rc, "zero-copy receive buffer");
 	rc = dchan__get_wait(ch, SIZE_MAX, false, timeout_ns, &c);
 	if (rc == 0)
-		rc = dchan__take(ch, &c, NULL, &ptr, &len);
+		rc = take_msg(ch, &c, NULL, &ptr, &len);
 	if (rc < 0) {
 		dmem_free(ch->pool, ptr);
 		return rc;
@@ -143,7 +143,7 @@ int dchan__peek_local(dchan_t *ch, void *buf, size_t cap, uint64_t timeout_ns,
 	    DCHAN__KIND_INLINE)
 		src = c.slot->data;
 	else
-		rc = dchan__slot_alloc(ch, c.slot, &src);
+		rc = slot_alloc(ch, c.slot, &src);
 	if (rc == 0 && cap)
 		memcpy(buf, src, len < cap ? len : cap);
 	dchan__peek_release(ch, &c);

@@ -18,16 +18,16 @@
 
 #define DCHAN__STUCK_NS 1000000ull /* re-check a claimed slot's owner */
 
-typedef int (*dchan__try_fn)(dchan_t *ch, size_t maxlen, bool peek,
-			     struct dchan__claim *c);
+typedef int (*try_fn)(dchan_t *ch, size_t maxlen, bool peek,
+		      struct dchan__claim *c);
 
-static int dchan__try_put(dchan_t *ch, size_t maxlen, bool peek,
-			  struct dchan__claim *c)
+static int try_put(dchan_t *ch, size_t maxlen, bool peek,
+		   struct dchan__claim *c)
 {
 	return dchan__put_claim(ch, c);
 }
 
-static inline void dchan__cpu_relax(void)
+static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
 	__builtin_ia32_pause();
@@ -40,8 +40,8 @@ static inline void dchan__cpu_relax(void)
  * to recover before the message behind them).  Each recovery takes a slot
  * out of a dead owner's hands, so this ends.
  */
-static int dchan__try_recover(dchan_t *ch, dchan__try_fn try, size_t maxlen,
-			      bool peek, struct dchan__claim *c)
+static int try_recover(dchan_t *ch, try_fn try, size_t maxlen, bool peek,
+		       struct dchan__claim *c)
 {
 	int rc;
 
@@ -57,18 +57,17 @@ static int dchan__try_recover(dchan_t *ch, dchan__try_fn try, size_t maxlen,
  * /proc takes microseconds, and a live owner usually moves on sooner.  A
  * try-once call asks at once, so that it gets past every dead owner.
  */
-static int dchan__first_try(dchan_t *ch, dchan__try_fn try, size_t maxlen,
-			    bool peek, uint64_t timeout_ns,
-			    struct dchan__claim *c)
+static int first_try(dchan_t *ch, try_fn try, size_t maxlen, bool peek,
+		     uint64_t timeout_ns, struct dchan__claim *c)
 {
 	if (timeout_ns)
 		return try(ch, maxlen, peek, c);
-	return dchan__try_recover(ch, try, maxlen, peek, c);
+	return try_recover(ch, try, maxlen, peek, c);
 }
 
 /* Poll the ring for up to the spin budget. */
-static int dchan__spin(dchan_t *ch, dchan__try_fn try, size_t maxlen, bool peek,
-		       struct dchan__claim *c)
+static int spin_try(dchan_t *ch, try_fn try, size_t maxlen, bool peek,
+		    struct dchan__claim *c)
 {
 	uint64_t budget = dchan__spin_ns(), start;
 	int rc = -EAGAIN;
@@ -77,7 +76,7 @@ static int dchan__spin(dchan_t *ch, dchan__try_fn try, size_t maxlen, bool peek,
 		return rc;
 	start = dchan__now_ns();
 	for (unsigned i = 1;; i++) {
-		dchan__cpu_relax();
+		cpu_relax();
 		rc = try(ch, maxlen, peek, c);
 		if (rc != -EAGAIN)
 			return rc;
@@ -88,8 +87,8 @@ static int dchan__spin(dchan_t *ch, dchan__try_fn try, size_t maxlen, bool peek,
 
 /* Sleep until *word moves from v, a wake-up for this waiter's bit, the
  * deadline, or (when the way is blocked by a claimed slot) a short bound. */
-static void dchan__sleep(uint32_t *word, uint32_t v, int idx,
-			 const struct timespec *deadline, bool stuck)
+static void sleep_on(uint32_t *word, uint32_t v, int idx,
+		     const struct timespec *deadline, bool stuck)
 {
 	struct timespec shortdl;
 
@@ -105,9 +104,9 @@ static void dchan__sleep(uint32_t *word, uint32_t v, int idx,
 		idx < 0 ? DCHAN__OVER_BIT : 1u << idx);
 }
 
-static int dchan__block(dchan_t *ch, dchan__try_fn try, size_t maxlen,
-			bool peek, uint64_t timeout_ns, struct dchan__claim *c,
-			uint32_t *word, uint32_t kind)
+static int block_wait(dchan_t *ch, try_fn try, size_t maxlen, bool peek,
+		      uint64_t timeout_ns, struct dchan__claim *c,
+		      uint32_t *word, uint32_t kind)
 {
 	const struct timespec *dlp;
 	struct timespec dl;
@@ -116,22 +115,21 @@ static int dchan__block(dchan_t *ch, dchan__try_fn try, size_t maxlen,
 	rc = dchan__deadline(timeout_ns, &dl, &dlp);
 	if (rc < 0)
 		return rc;
-	rc = dchan__spin(ch, try, maxlen, peek, c);
+	rc = spin_try(ch, try, maxlen, peek, c);
 	while (rc == -EAGAIN) {
 		int idx = dchan__waiter_add(ch->hdr, kind);	      /* W1 */
 		uint32_t v = __atomic_load_n(word, __ATOMIC_SEQ_CST); /* W2 */
 		bool chosen;
 
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);	   /* W3 */
-		rc = dchan__try_recover(ch, try, maxlen, peek, c); /* W4 */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);    /* W3 */
+		rc = try_recover(ch, try, maxlen, peek, c); /* W4 */
 		if (rc == -EAGAIN && DCHAN__LOADR(&ch->hdr->destroyed))
 			rc = -DCHAN_E_DESTROYED;
 		if (rc == -EAGAIN && dchan__expired(dlp))
 			rc = -ETIMEDOUT;
 		/* W5: not armed, a peer chose us after W1: look again */
 		if (rc == -EAGAIN && dchan__waiter_armed(ch->hdr, kind, idx))
-			dchan__sleep(word, v, idx, dlp,
-				     c->blocker != 0); /* W6 */
+			sleep_on(word, v, idx, dlp, c->blocker != 0); /* W6 */
 		chosen = dchan__waiter_del(ch->hdr, kind, idx);
 		if (idx < 0)
 			chosen = rc != 0 &&
@@ -139,7 +137,7 @@ static int dchan__block(dchan_t *ch, dchan__try_fn try, size_t maxlen,
 		if (rc == -EAGAIN && chosen) {
 			/* woken for a change: look before registering again,
 			 * so that the peer's next change finds no bit */
-			rc = dchan__try_recover(ch, try, maxlen, peek, c);
+			rc = try_recover(ch, try, maxlen, peek, c);
 			chosen = rc != 0;
 		}
 		/* a wake-up this waiter may not have used goes to the next */
@@ -151,7 +149,7 @@ static int dchan__block(dchan_t *ch, dchan__try_fn try, size_t maxlen,
 	return rc;
 }
 
-static int dchan__wait_error(dchan_t *ch, int rc, const char *what)
+static int wait_error(dchan_t *ch, int rc, const char *what)
 {
 	if (rc == -ETIMEDOUT || rc == -EAGAIN)
 		return dchan__fail(rc, "channel %016llx: %s",
@@ -167,13 +165,13 @@ static int dchan__wait_error(dchan_t *ch, int rc, const char *what)
 /* Claim a slot to write, waiting up to timeout_ns. */
 int dchan__put_wait(dchan_t *ch, uint64_t timeout_ns, struct dchan__claim *c)
 {
-	int rc = dchan__first_try(ch, dchan__try_put, 0, false, timeout_ns, c);
+	int rc = first_try(ch, try_put, 0, false, timeout_ns, c);
 
 	if (rc == -EAGAIN && timeout_ns)
-		rc = dchan__block(ch, dchan__try_put, 0, false, timeout_ns, c,
-				  &ch->hdr->space_seq, DCHAN__WAIT_SEND);
+		rc = block_wait(ch, try_put, 0, false, timeout_ns, c,
+				&ch->hdr->space_seq, DCHAN__WAIT_SEND);
 	if (rc < 0)
-		return dchan__wait_error(ch, rc, "full");
+		return wait_error(ch, rc, "full");
 	return rc;
 }
 
@@ -181,13 +179,11 @@ int dchan__put_wait(dchan_t *ch, uint64_t timeout_ns, struct dchan__claim *c)
 int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek, uint64_t timeout_ns,
 		    struct dchan__claim *c)
 {
-	int rc = dchan__first_try(ch, dchan__get_claim, maxlen, peek,
-				  timeout_ns, c);
+	int rc = first_try(ch, dchan__get_claim, maxlen, peek, timeout_ns, c);
 
 	if (rc == -EAGAIN && timeout_ns)
-		rc = dchan__block(ch, dchan__get_claim, maxlen, peek,
-				  timeout_ns, c, &ch->hdr->data_seq,
-				  DCHAN__WAIT_RECV);
+		rc = block_wait(ch, dchan__get_claim, maxlen, peek, timeout_ns,
+				c, &ch->hdr->data_seq, DCHAN__WAIT_RECV);
 	if (rc == -EMSGSIZE)
 		return dchan__fail(rc,
 				   "channel %016llx: the next message is "
@@ -195,6 +191,6 @@ int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek, uint64_t timeout_ns,
 				   (unsigned long long)ch->desc.chan_uid,
 				   maxlen);
 	if (rc < 0)
-		return dchan__wait_error(ch, rc, "empty");
+		return wait_error(ch, rc, "empty");
 	return rc;
 }

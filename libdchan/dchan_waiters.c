@@ -72,7 +72,7 @@
 #include <unistd.h>
 
 /* The bits and the overflow count of a kind of waiters. */
-static uint32_t *dchan__wbits(struct dchan__hdr *h, uint32_t kind)
+static uint32_t *wbits(struct dchan__hdr *h, uint32_t kind)
 {
 	if (kind == DCHAN__WAIT_SEND)
 		return &h->send_waiters;
@@ -81,7 +81,7 @@ static uint32_t *dchan__wbits(struct dchan__hdr *h, uint32_t kind)
 	return &h->ev_waiters;
 }
 
-static uint32_t *dchan__wover(struct dchan__hdr *h, uint32_t kind)
+static uint32_t *wover(struct dchan__hdr *h, uint32_t kind)
 {
 	if (kind == DCHAN__WAIT_SEND)
 		return &h->send_over;
@@ -91,7 +91,7 @@ static uint32_t *dchan__wover(struct dchan__hdr *h, uint32_t kind)
 }
 
 /* The word a kind of waiters sleeps on. */
-static uint32_t *dchan__wword(struct dchan__hdr *h, uint32_t kind)
+static uint32_t *wword(struct dchan__hdr *h, uint32_t kind)
 {
 	if (kind == DCHAN__WAIT_SEND)
 		return &h->space_seq;
@@ -100,19 +100,18 @@ static uint32_t *dchan__wword(struct dchan__hdr *h, uint32_t kind)
 	return &h->ev_seq;
 }
 
-static long dchan__futex_wake_bits(uint32_t *word, int n, uint32_t bits)
+static long futex_wake_bits(uint32_t *word, int n, uint32_t bits)
 {
 	return syscall(SYS_futex, word, FUTEX_WAKE_BITSET, n, NULL, NULL, bits);
 }
 
 /* Bump a kind's word and wake the waiters in bits; returns how many the
  * kernel woke. */
-static long dchan__kick(struct dchan__hdr *h, uint32_t *word, int n,
-			uint32_t bits)
+static long kick(struct dchan__hdr *h, uint32_t *word, int n, uint32_t bits)
 {
 	DCHAN__ADD(word, 1);
 	__atomic_fetch_add(&h->wake_calls, 1, __ATOMIC_RELAXED);
-	return dchan__futex_wake_bits(word, n, bits);
+	return futex_wake_bits(word, n, bits);
 }
 
 /*
@@ -122,26 +121,26 @@ static long dchan__kick(struct dchan__hdr *h, uint32_t *word, int n,
  */
 void dchan__wake(struct dchan__hdr *h, uint32_t kind)
 {
-	uint32_t *bits = dchan__wbits(h, kind), *word = dchan__wword(h, kind);
+	uint32_t *bits = wbits(h, kind), *word = wword(h, kind);
 	uint32_t b = DCHAN__LOADR(bits);
 
 	if (kind == DCHAN__WAIT_EV) {
 		if (b)
 			b = __atomic_exchange_n(bits, 0, __ATOMIC_SEQ_CST);
-		if (b || DCHAN__LOADR(dchan__wover(h, kind)))
-			dchan__kick(h, word, INT32_MAX, FUTEX_BITSET_MATCH_ANY);
+		if (b || DCHAN__LOADR(wover(h, kind)))
+			kick(h, word, INT32_MAX, FUTEX_BITSET_MATCH_ANY);
 		return;
 	}
 	while (b) {
 		uint32_t one = b & -b;
 		uint32_t old = __atomic_fetch_and(bits, ~one, __ATOMIC_SEQ_CST);
 
-		if ((old & one) && dchan__kick(h, word, 1, one) > 0)
+		if ((old & one) && kick(h, word, 1, one) > 0)
 			return;
 		b = old & ~one;
 	}
-	if (DCHAN__LOADR(dchan__wover(h, kind)))
-		dchan__kick(h, word, 1, DCHAN__OVER_BIT);
+	if (DCHAN__LOADR(wover(h, kind)))
+		kick(h, word, 1, DCHAN__OVER_BIT);
 }
 
 /*
@@ -162,12 +161,12 @@ int dchan__waiter_add(struct dchan__hdr *h, uint32_t kind)
 
 		if (DCHAN__LOADR(&h->waiter[i]) == 0 &&
 		    DCHAN__CAS(&h->waiter[i], &free_entry, me)) {
-			__atomic_fetch_or(dchan__wbits(h, kind), 1u << i,
+			__atomic_fetch_or(wbits(h, kind), 1u << i,
 					  __ATOMIC_SEQ_CST);
 			return i;
 		}
 	}
-	DCHAN__ADD(dchan__wover(h, kind), 1);
+	DCHAN__ADD(wover(h, kind), 1);
 	return -1;
 }
 
@@ -181,10 +180,10 @@ bool dchan__waiter_del(struct dchan__hdr *h, uint32_t kind, int idx)
 	uint32_t old;
 
 	if (idx < 0) {
-		DCHAN__SUB(dchan__wover(h, kind), 1);
+		DCHAN__SUB(wover(h, kind), 1);
 		return false;
 	}
-	old = __atomic_fetch_and(dchan__wbits(h, kind), ~(1u << idx),
+	old = __atomic_fetch_and(wbits(h, kind), ~(1u << idx),
 				 __ATOMIC_SEQ_CST);
 	DCHAN__STORE(&h->waiter[idx], 0);
 	return !(old & (1u << idx));
@@ -196,8 +195,7 @@ bool dchan__waiter_armed(struct dchan__hdr *h, uint32_t kind, int idx)
 {
 	if (idx < 0)
 		return true;
-	return __atomic_load_n(dchan__wbits(h, kind), __ATOMIC_SEQ_CST) &
-	       (1u << idx);
+	return __atomic_load_n(wbits(h, kind), __ATOMIC_SEQ_CST) & (1u << idx);
 }
 
 /*
@@ -216,7 +214,7 @@ void dchan__waiter_sweep(struct dchan__hdr *h)
 		if (!DCHAN__CAS(&h->waiter[i], &w, dchan__self_tag()))
 			continue;
 		for (uint32_t k = DCHAN__WAIT_SEND; k <= DCHAN__WAIT_EV; k++)
-			__atomic_fetch_and(dchan__wbits(h, k), ~(1u << i),
+			__atomic_fetch_and(wbits(h, k), ~(1u << i),
 					   __ATOMIC_SEQ_CST);
 		DCHAN__STORE(&h->waiter[i], 0);
 	}
@@ -225,7 +223,6 @@ void dchan__waiter_sweep(struct dchan__hdr *h)
 /* Waiters of a kind now (a snapshot). */
 uint32_t dchan__waiter_count(struct dchan__hdr *h, uint32_t kind)
 {
-	return (uint32_t)__builtin_popcount(
-		       DCHAN__LOADR(dchan__wbits(h, kind))) +
-	       DCHAN__LOADR(dchan__wover(h, kind));
+	return (uint32_t)__builtin_popcount(DCHAN__LOADR(wbits(h, kind))) +
+	       DCHAN__LOADR(wover(h, kind));
 }
