@@ -17,6 +17,11 @@
  *  - Output arguments come last and are written only on success.
  *  - Deadlines are absolute CLOCK_MONOTONIC times.  A NULL deadline waits
  *    forever; a deadline already in the past (e.g. {0, 0}) tries once.
+ *    Absolute, because libdmem's waits are primitives that callers retry
+ *    in loops (a futex wait may return early; libdchan sleeps many times
+ *    in one operation): a deadline computed once stays right across every
+ *    retry, and the kernel's futex takes one.  The layers above take
+ *    relative timeouts instead (see dchan.h); dmem_deadline_after converts.
  *  - Each process maps a pool at its own address.  Anything stored inside
  *    shared memory must be an offset (dmem_pool_offset / dmem_pool_ptr), never
  *    a pointer.
