@@ -11,6 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* How long a servicer waits for room in a requester's reply channel: the
+ * requester takes its completions from there, so room comes soon unless
+ * it has stopped waiting. */
+#define REPLY_ROOM_NS 1000000000ull
+
 struct dchan__gw_out {
 	void *payload;
 	uint64_t len;
@@ -150,7 +155,7 @@ DCHAN_EXPORT int dchan_gw_complete(const dchan_gw_req_t *req, const void *cpl,
 	rc = dchan_attach(&req->reply, &reply);
 	if (rc < 0)
 		return rc; /* the requester gave up and removed it */
-	rc = dchan_send(reply, cpl, len, 1000000000ull);
+	rc = dchan_send(reply, cpl, len, REPLY_ROOM_NS);
 	dchan_detach(reply);
 	return rc;
 }

@@ -175,12 +175,16 @@ void dchan__peek_release(dchan_t *ch, struct dchan__claim *c)
 	dchan__notify_data(ch->hdr);
 }
 
+/* Slots a readiness test looks past (taken, abandoned, or behind a stale
+ * hint) before it gives up looking and lets the caller try. */
+#define READY_LOOKAHEAD 64
+
 /* Would a receive find a message now?  *blk gets the slot in the way. */
 bool dchan__readable(dchan_t *ch, struct dchan__claim *blk)
 {
 	uint64_t pos = DCHAN__LOADR(&ch->hdr->tail);
 
-	for (int i = 0; i < 64; i++) {
+	for (int i = 0; i < READY_LOOKAHEAD; i++) {
 		struct dchan__slot *s = dchan__slot_at(ch, pos);
 		uint64_t st = DCHAN__LOAD(&s->state);
 		int32_t diff =
@@ -206,7 +210,7 @@ bool dchan__writable(dchan_t *ch, struct dchan__claim *blk)
 {
 	uint64_t pos = DCHAN__LOADR(&ch->hdr->head);
 
-	for (int i = 0; i < 64; i++) {
+	for (int i = 0; i < READY_LOOKAHEAD; i++) {
 		struct dchan__slot *s = dchan__slot_at(ch, pos);
 		uint64_t st = DCHAN__LOAD(&s->state);
 		int32_t diff = (int32_t)(dchan__seq(st) - (uint32_t)(2 * pos));

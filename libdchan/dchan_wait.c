@@ -16,7 +16,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define DCHAN__STUCK_NS 1000000ull /* re-check a claimed slot's owner */
+#define DCHAN__STUCK_NS	 1000000ull /* re-check a claimed slot's owner */
+#define SPIN_CLOCK_EVERY 64 /* tries of the ring between looks at the clock */
 
 typedef int (*try_fn)(dchan_t *ch, size_t maxlen, bool peek,
 		      struct dchan__claim *c);
@@ -80,7 +81,8 @@ static int spin_try(dchan_t *ch, try_fn try, size_t maxlen, bool peek,
 		rc = try(ch, maxlen, peek, c);
 		if (rc != -EAGAIN)
 			return rc;
-		if (i % 64 == 0 && dchan__now_ns() - start > budget)
+		if (i % SPIN_CLOCK_EVERY == 0 &&
+		    dchan__now_ns() - start > budget)
 			return rc;
 	}
 }

@@ -190,7 +190,14 @@ static int remove_segments(const struct opts *o)
 
 /* ---- the watchdog of an embedded runtime (--when-gone) ---------------- */
 
-#define MAX_TRACKED 4096
+#define MAX_TRACKED    4096
+/* After the grace period: rounds of SIGKILL to the instance's processes
+ * (and to those they started meanwhile), each waiting this long for them
+ * to end, before the watchdog gives up on stragglers. */
+#define KILL_ROUNDS    20
+#define KILL_WAIT_S    1.0
+/* Between two scans that find no new process of the instance. */
+#define SCAN_SETTLE_NS (100 * 1000 * 1000)
 
 struct tracked {
 	pid_t pid;
@@ -378,7 +385,7 @@ static int wait_ended(struct tracked *t, int n, double deadline)
 static void end_instance(const struct opts *o)
 {
 	static struct tracked t[MAX_TRACKED];
-	const struct timespec settle = {0, 100 * 1000 * 1000};
+	const struct timespec settle = {0, SCAN_SETTLE_NS};
 	double deadline = now() + o->grace;
 	int n = 0, fresh, left = 0, quiet = 0;
 
@@ -392,7 +399,7 @@ static void end_instance(const struct opts *o)
 		if (!left && quiet < 2)
 			nanosleep(&settle, NULL);
 	} while (!left && quiet < 2 && now() < deadline);
-	for (int round = 0; round < 20 && (left || fresh); round++) {
+	for (int round = 0; round < KILL_ROUNDS && (left || fresh); round++) {
 		for (int i = 0; i < n; i++) {
 			if (t[i].fd < 0)
 				continue;
@@ -403,7 +410,7 @@ static void end_instance(const struct opts *o)
 				0);
 		}
 		fresh = signal_new(o, t, &n, SIGKILL);
-		left = wait_ended(t, n, now() + 1.0);
+		left = wait_ended(t, n, now() + KILL_WAIT_S);
 	}
 	for (int i = 0; i < n; i++)
 		if (t[i].fd >= 0)

@@ -33,11 +33,16 @@ static struct {
 	char instance[64];
 } wd = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
 
+/* Rounds of SIGKILL to the launcher's children, and the pause between
+ * two, in which the children of killed ones are adopted by the launcher. */
+#define KILL_ROUNDS   20
+#define ADOPT_WAIT_US 20000
+
 /* SIGKILL every child of the launcher (only it can have reaped them, so
  * the pids are theirs), and their children as they get adopted. */
 static void kill_children(void)
 {
-	for (int round = 0; round < 20; round++) {
+	for (int round = 0; round < KILL_ROUNDS; round++) {
 		char path[300], buf[512], *p;
 		struct dirent *de;
 		DIR *d = opendir("/proc");
@@ -64,7 +69,7 @@ static void kill_children(void)
 			closedir(d);
 		if (!n)
 			return;
-		usleep(20000);
+		usleep(ADOPT_WAIT_US);
 	}
 }
 
