@@ -43,7 +43,7 @@ static void reset_pid(void)
 	cached_pid = 0;
 }
 
-__attribute__((constructor)) static void dmem_env_init(void)
+__attribute__((constructor)) static void env_init(void)
 {
 	pthread_atfork(NULL, NULL, reset_pid);
 }
