@@ -33,7 +33,7 @@ struct dchan_barrier {
 
 /* state token: a = generation, b = waiting, c = broken */
 
-static int dchan__bar_new(dchan_t *id, uint64_t parties, dchan_barrier_t **out)
+static int bar_new(dchan_t *id, uint64_t parties, dchan_barrier_t **out)
 {
 	static const uint32_t kinds[2] = {DCHAN__OBJ_BARRIER,
 					  DCHAN__OBJ_BARRIER};
@@ -87,7 +87,7 @@ DCHAN_EXPORT int dchan_barrier_create(dmem_pool_t *pool, unsigned parties,
 	if (rc == 0)
 		rc = dchan__tok_send(chs[1], &t, 0);
 	if (rc == 0)
-		rc = dchan__bar_new(chs[0], parties, bar_out);
+		rc = bar_new(chs[0], parties, bar_out);
 	for (int i = 2; i >= 1; i--)
 		if (chs[i])
 			(rc ? dchan_destroy : dchan_detach)(chs[i]);
@@ -108,7 +108,7 @@ DCHAN_EXPORT int dchan_barrier_attach(const dchan_desc_t *desc,
 	rc = dchan__sync_attach(desc, DCHAN__OBJ_BARRIER, &id, &parties);
 	if (rc < 0)
 		return rc;
-	rc = dchan__bar_new(id, parties, bar_out);
+	rc = bar_new(id, parties, bar_out);
 	if (rc < 0)
 		dchan_detach(id);
 	return rc;
@@ -123,8 +123,8 @@ DCHAN_EXPORT int dchan_barrier_desc_get(const dchan_barrier_t *bar,
 }
 
 /* Tell `n` waiters of generation gen how it ended. */
-static int dchan__bar_release(dchan_barrier_t *b, uint64_t gen, uint64_t n,
-			      uint64_t how)
+static int bar_release(dchan_barrier_t *b, uint64_t gen, uint64_t n,
+		       uint64_t how)
 {
 	struct dchan__tok m = {gen, how, 0, 0};
 
@@ -138,8 +138,7 @@ static int dchan__bar_release(dchan_barrier_t *b, uint64_t gen, uint64_t n,
 }
 
 /* Wait for this generation's message; others' go back for their owners. */
-static int dchan__bar_await(dchan_barrier_t *b, uint64_t gen,
-			    uint64_t timeout_ns)
+static int bar_await(dchan_barrier_t *b, uint64_t gen, uint64_t timeout_ns)
 {
 	struct dchan__tok m;
 	int rc;
@@ -159,7 +158,7 @@ static int dchan__bar_await(dchan_barrier_t *b, uint64_t gen,
 
 /* Our wait timed out: break the generation if it is still open, or take
  * the message that already closed it. */
-static int dchan__bar_timeout(dchan_barrier_t *b, uint64_t gen)
+static int bar_timeout(dchan_barrier_t *b, uint64_t gen)
 {
 	struct dchan__tok t;
 	int rc = dchan__tok_recv(b->state, &t, DCHAN_FOREVER);
@@ -167,7 +166,7 @@ static int dchan__bar_timeout(dchan_barrier_t *b, uint64_t gen)
 	if (rc < 0)
 		return rc;
 	if (t.a == gen && !t.c) {
-		rc = dchan__bar_release(b, gen, t.b - 1, REL_BROKEN);
+		rc = bar_release(b, gen, t.b - 1, REL_BROKEN);
 		t.b = 0;
 		t.c = 1;
 		dchan__tok_send(b->state, &t, DCHAN_FOREVER);
@@ -179,7 +178,7 @@ static int dchan__bar_timeout(dchan_barrier_t *b, uint64_t gen)
 	rc = dchan__tok_send(b->state, &t, DCHAN_FOREVER);
 	if (rc < 0)
 		return rc;
-	return dchan__bar_await(b, gen, DCHAN_FOREVER);
+	return bar_await(b, gen, DCHAN_FOREVER);
 }
 
 DCHAN_EXPORT int dchan_barrier_wait(dchan_barrier_t *bar, uint64_t timeout_ns)
@@ -200,7 +199,7 @@ DCHAN_EXPORT int dchan_barrier_wait(dchan_barrier_t *bar, uint64_t timeout_ns)
 	gen = t.a;
 	index = t.b++;
 	if (t.b == bar->parties) {
-		rc = dchan__bar_release(bar, gen, t.b - 1, REL_GO);
+		rc = bar_release(bar, gen, t.b - 1, REL_GO);
 		t.a++;
 		t.b = 0;
 		dchan__tok_send(bar->state, &t, DCHAN_FOREVER);
@@ -209,16 +208,16 @@ DCHAN_EXPORT int dchan_barrier_wait(dchan_barrier_t *bar, uint64_t timeout_ns)
 	rc = dchan__tok_send(bar->state, &t, DCHAN_FOREVER);
 	if (rc < 0)
 		return rc;
-	rc = dchan__bar_await(bar, gen, timeout_ns);
+	rc = bar_await(bar, gen, timeout_ns);
 	if (rc == -ETIMEDOUT || rc == -EAGAIN)
-		rc = dchan__bar_timeout(bar, gen);
+		rc = bar_timeout(bar, gen);
 	if (rc == -DCHAN_E_BROKEN)
 		return dchan__fail(rc, "barrier broken while waiting");
 	return rc < 0 ? rc : (int)index;
 }
 
 /* Break (reset == false) or reset the barrier; waiters get BROKEN. */
-static int dchan__bar_end(dchan_barrier_t *b, bool reset)
+static int bar_end(dchan_barrier_t *b, bool reset)
 {
 	struct dchan__tok t;
 	int rc = dchan__tok_recv(b->state, &t, DCHAN_FOREVER);
@@ -226,7 +225,7 @@ static int dchan__bar_end(dchan_barrier_t *b, bool reset)
 	if (rc < 0)
 		return rc;
 	if (!t.c || t.b)
-		rc = dchan__bar_release(b, t.a, t.b, REL_BROKEN);
+		rc = bar_release(b, t.a, t.b, REL_BROKEN);
 	t.b = 0;
 	t.c = !reset;
 	if (reset)
@@ -239,17 +238,17 @@ DCHAN_EXPORT int dchan_barrier_abort(dchan_barrier_t *bar)
 {
 	if (!bar)
 		return dchan__fail(-EINVAL, "NULL barrier");
-	return dchan__bar_end(bar, false);
+	return bar_end(bar, false);
 }
 
 DCHAN_EXPORT int dchan_barrier_reset(dchan_barrier_t *bar)
 {
 	if (!bar)
 		return dchan__fail(-EINVAL, "NULL barrier");
-	return dchan__bar_end(bar, true);
+	return bar_end(bar, true);
 }
 
-static int dchan__bar_peek(dchan_barrier_t *b, struct dchan__tok *t)
+static int bar_peek(dchan_barrier_t *b, struct dchan__tok *t)
 {
 	if (!b)
 		return dchan__fail(-EINVAL, "NULL barrier");
@@ -259,7 +258,7 @@ static int dchan__bar_peek(dchan_barrier_t *b, struct dchan__tok *t)
 DCHAN_EXPORT int dchan_barrier_n_waiting(dchan_barrier_t *bar)
 {
 	struct dchan__tok t;
-	int rc = dchan__bar_peek(bar, &t);
+	int rc = bar_peek(bar, &t);
 
 	return rc < 0 ? rc : (int)t.b;
 }
@@ -267,7 +266,7 @@ DCHAN_EXPORT int dchan_barrier_n_waiting(dchan_barrier_t *bar)
 DCHAN_EXPORT int dchan_barrier_is_broken(dchan_barrier_t *bar)
 {
 	struct dchan__tok t;
-	int rc = dchan__bar_peek(bar, &t);
+	int rc = bar_peek(bar, &t);
 
 	return rc < 0 ? rc : t.c != 0;
 }

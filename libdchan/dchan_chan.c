@@ -10,12 +10,12 @@ struct dchan__geom {
 	uint64_t total;
 };
 
-static uint32_t dchan__round_up(uint64_t v, uint32_t a)
+static uint32_t round_up(uint64_t v, uint32_t a)
 {
 	return (uint32_t)((v + a - 1) / a * a);
 }
 
-static int dchan__geometry(const dchan_attr_t *attr, struct dchan__geom *g)
+static int geometry_of(const dchan_attr_t *attr, struct dchan__geom *g)
 {
 	uint64_t payload;
 
@@ -36,16 +36,14 @@ static int dchan__geometry(const dchan_attr_t *attr, struct dchan__geom *g)
 	payload = g->slot_size;
 	if (payload < sizeof(dmem_alloc_desc_t))
 		payload = sizeof(dmem_alloc_desc_t);
-	g->stride =
-		dchan__round_up(DCHAN__SLOT_HDR + payload, DCHAN__CACHELINE);
-	g->slots_off =
-		dchan__round_up(sizeof(struct dchan__hdr), DCHAN__CACHELINE);
+	g->stride = round_up(DCHAN__SLOT_HDR + payload, DCHAN__CACHELINE);
+	g->slots_off = round_up(sizeof(struct dchan__hdr), DCHAN__CACHELINE);
 	g->total = g->slots_off + (uint64_t)g->stride * g->cap;
 	return 0;
 }
 
 /* Fill the process-local fields of a handle from a checked header. */
-static void dchan__bind(dchan_t *ch, struct dchan__hdr *h)
+static void bind_handle(dchan_t *ch, struct dchan__hdr *h)
 {
 	ch->hdr = h;
 	ch->slots = (unsigned char *)h + h->slots_off;
@@ -57,8 +55,8 @@ static void dchan__bind(dchan_t *ch, struct dchan__hdr *h)
 		ch->mask = 0; /* pos % 1 */
 }
 
-static void dchan__init_hdr(struct dchan__hdr *h, const struct dchan__geom *g,
-			    uint64_t pool_uid, uint32_t obj_kind)
+static void init_hdr(struct dchan__hdr *h, const struct dchan__geom *g,
+		     uint64_t pool_uid, uint32_t obj_kind)
 {
 	memset(h, 0, g->slots_off);
 	h->layout_version = DCHAN__LAYOUT_VERSION;
@@ -84,7 +82,7 @@ static void dchan__init_hdr(struct dchan__hdr *h, const struct dchan__geom *g,
 	__atomic_store_n(&h->magic, DCHAN__HDR_MAGIC, __ATOMIC_RELEASE);
 }
 
-static void dchan__make_desc(dchan_t *ch, const dmem_pool_desc_t *pd)
+static void make_desc(dchan_t *ch, const dmem_pool_desc_t *pd)
 {
 	dchan_desc_t *d = &ch->desc;
 
@@ -109,7 +107,7 @@ int dchan__create(dmem_pool_t *pool, const dchan_attr_t *attr,
 
 	if (!pool || !ch_out)
 		return dchan__fail(-EINVAL, "NULL pool or output handle");
-	rc = dchan__geometry(attr, &g);
+	rc = geometry_of(attr, &g);
 	if (rc < 0)
 		return rc;
 	rc = dmem_pool_desc_get(pool, &pd);
@@ -140,9 +138,9 @@ int dchan__create(dmem_pool_t *pool, const dchan_attr_t *attr,
 	 * which is not the caller's when the process maps the pool twice. */
 	if (ch->pool != pool)
 		mem = dmem_pool_ptr(ch->pool, dmem_pool_offset(pool, mem));
-	dchan__init_hdr(mem, &g, pd.pool_uid, obj_kind);
-	dchan__bind(ch, mem);
-	dchan__make_desc(ch, &pd);
+	init_hdr(mem, &g, pd.pool_uid, obj_kind);
+	bind_handle(ch, mem);
+	make_desc(ch, &pd);
 	*ch_out = ch;
 	return 0;
 
@@ -182,7 +180,7 @@ int dchan__validate_hdr(const struct dchan__hdr *h, uint64_t avail)
 				   h->layout_version, DCHAN__LAYOUT_VERSION);
 	a.capacity = h->capacity;
 	a.slot_size = h->slot_size;
-	if (dchan__geometry(&a, &g) < 0 || g.stride != h->stride ||
+	if (geometry_of(&a, &g) < 0 || g.stride != h->stride ||
 	    g.slots_off != h->slots_off || g.total != h->total_size ||
 	    g.total > avail)
 		return dchan__fail(-DCHAN_E_BADDESC, "channel header fails its "
@@ -190,7 +188,7 @@ int dchan__validate_hdr(const struct dchan__hdr *h, uint64_t avail)
 	return 0;
 }
 
-static int dchan__attach_local(dchan_t *ch, const dchan_desc_t *d)
+static int attach_local(dchan_t *ch, const dchan_desc_t *d)
 {
 	struct dchan__hdr *h;
 	int rc;
@@ -211,7 +209,7 @@ static int dchan__attach_local(dchan_t *ch, const dchan_desc_t *d)
 		dchan__pool_drop(ch->pref);
 		return rc;
 	}
-	dchan__bind(ch, h);
+	bind_handle(ch, h);
 	return 0;
 }
 
@@ -233,7 +231,7 @@ int dchan__attach(const dchan_desc_t *desc, dchan_t **ch_out)
 	ch->desc = *desc;
 	if (desc->node_id != dmem_node_id())
 		ch->remote = true;
-	else if ((rc = dchan__attach_local(ch, desc)) < 0) {
+	else if ((rc = attach_local(ch, desc)) < 0) {
 		free(ch);
 		return rc;
 	}
@@ -287,7 +285,7 @@ DCHAN_EXPORT int dchan_detach(dchan_t *ch)
 }
 
 /* Free whatever messages are still queued (their allocations). */
-static void dchan__drain(dchan_t *ch)
+static void drain(dchan_t *ch)
 {
 	for (uint32_t i = 0; i < ch->cap; i++) {
 		struct dchan__slot *s =
@@ -321,7 +319,7 @@ DCHAN_EXPORT int dchan_destroy(dchan_t *ch)
 	dmem_futex_wake(&h->data_seq, INT32_MAX);
 	dmem_futex_wake(&h->space_seq, INT32_MAX);
 	dmem_futex_wake(&h->ev_seq, INT32_MAX);
-	dchan__drain(ch);
+	drain(ch);
 	rc = dmem_free(ch->pool, h);
 	if (rc < 0)
 		rc = dchan__fail_dmem(rc, "freeing the channel");

@@ -19,7 +19,7 @@ struct dchan_cond {
 	dchan_t *sleeping, *woken, *wait;
 };
 
-static void dchan__cond_free(dchan_cond_t *c, bool destroy)
+static void cond_free(dchan_cond_t *c, bool destroy)
 {
 	dchan_t *chs[4] = {c->sleeping, c->woken, c->wait, c->id};
 
@@ -29,7 +29,7 @@ static void dchan__cond_free(dchan_cond_t *c, bool destroy)
 	free(c);
 }
 
-static int dchan__cond_open(dchan_t *id, dchan_cond_t **out)
+static int cond_open(dchan_t *id, dchan_cond_t **out)
 {
 	static const uint32_t kinds[3] = {DCHAN__OBJ_SEM, DCHAN__OBJ_SEM,
 					  DCHAN__OBJ_SEM};
@@ -66,7 +66,7 @@ DCHAN_EXPORT int dchan_cond_create(dmem_pool_t *pool, dchan_cond_t **cond_out)
 	if (rc == 0)
 		rc = dchan__sync_dir_write(id, ch, 3);
 	if (rc == 0)
-		rc = dchan__cond_open(id, cond_out);
+		rc = cond_open(id, cond_out);
 	for (int i = 0; i < 3; i++)
 		if (ch[i])
 			(rc ? dchan_destroy : dchan_detach)(ch[i]);
@@ -86,7 +86,7 @@ DCHAN_EXPORT int dchan_cond_attach(const dchan_desc_t *desc,
 	rc = dchan__sync_attach(desc, DCHAN__OBJ_COND, &id, NULL);
 	if (rc < 0)
 		return rc;
-	rc = dchan__cond_open(id, cond_out);
+	rc = cond_open(id, cond_out);
 	if (rc < 0)
 		dchan_detach(id);
 	return rc;
@@ -157,7 +157,7 @@ DCHAN_EXPORT int dchan_cond_detach(dchan_cond_t *cond)
 {
 	if (!cond)
 		return dchan__fail(-EINVAL, "NULL condition");
-	dchan__cond_free(cond, false);
+	cond_free(cond, false);
 	return 0;
 }
 
@@ -165,6 +165,6 @@ DCHAN_EXPORT int dchan_cond_destroy(dchan_cond_t *cond)
 {
 	if (!cond)
 		return dchan__fail(-EINVAL, "NULL condition");
-	dchan__cond_free(cond, true);
+	cond_free(cond, true);
 	return 0;
 }

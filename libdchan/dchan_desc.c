@@ -99,7 +99,7 @@ DCHAN_EXPORT int dchan_desc_to_text(const dchan_desc_t *desc, char *buf,
 }
 
 /* One strict lower-case hex field ending at ':'; advances *p past it. */
-static int dchan__hex_field(const char **p, uint64_t *out)
+static int hex_field(const char **p, uint64_t *out)
 {
 	uint64_t v = 0;
 	const char *s = *p;
@@ -138,8 +138,8 @@ DCHAN_EXPORT int dchan_desc_from_text(const char *text, dchan_desc_t *desc_out)
 		return dchan__fail(-DCHAN_E_BADDESC, "text descriptor does "
 						     "not start with 'dchan:'");
 	p += 6;
-	if (dchan__hex_field(&p, &ver) || dchan__hex_field(&p, &node) ||
-	    dchan__hex_field(&p, &uid) || dchan__hex_field(&p, &off))
+	if (hex_field(&p, &ver) || hex_field(&p, &node) ||
+	    hex_field(&p, &uid) || hex_field(&p, &off))
 		return dchan__fail(-DCHAN_E_BADDESC,
 				   "malformed text "
 				   "descriptor '%.80s'",

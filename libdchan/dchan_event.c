@@ -12,7 +12,7 @@ struct dchan_event {
 	dchan_t *ch;
 };
 
-static int dchan__event_new(dchan_t *ch, dchan_event_t **out)
+static int event_new(dchan_t *ch, dchan_event_t **out)
 {
 	dchan_event_t *e = calloc(1, sizeof *e);
 
@@ -33,7 +33,7 @@ DCHAN_EXPORT int dchan_event_create(dmem_pool_t *pool, dchan_event_t **ev_out)
 	rc = dchan__sync_create(pool, DCHAN__OBJ_EVENT, 1, &ch);
 	if (rc < 0)
 		return rc;
-	rc = dchan__event_new(ch, ev_out);
+	rc = event_new(ch, ev_out);
 	if (rc < 0)
 		dchan_destroy(ch);
 	return rc;
@@ -50,7 +50,7 @@ DCHAN_EXPORT int dchan_event_attach(const dchan_desc_t *desc,
 	rc = dchan__sync_attach(desc, DCHAN__OBJ_EVENT, &ch, NULL);
 	if (rc < 0)
 		return rc;
-	rc = dchan__event_new(ch, ev_out);
+	rc = event_new(ch, ev_out);
 	if (rc < 0)
 		dchan_detach(ch);
 	return rc;

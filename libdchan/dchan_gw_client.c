@@ -15,45 +15,45 @@
 	30000000000ull /* servicer's slack past a timeout                      \
 			*/
 
-static pthread_mutex_t dchan__gw_lock = PTHREAD_MUTEX_INITIALIZER;
-static dchan_t *dchan__gw;
-static bool dchan__gw_owned; /* attached from the environment by us */
-static uint64_t dchan__gw_next_id;
+static pthread_mutex_t gw_lock = PTHREAD_MUTEX_INITIALIZER;
+static dchan_t *registered_gw;
+static bool gw_owned; /* attached from the environment by us */
+static uint64_t gw_next_id;
 
 DCHAN_EXPORT int dchan_gw_register(dchan_t *ch)
 {
 	if (!ch || ch->remote)
 		return dchan__fail(-EINVAL,
 				   "a gateway must be a local channel");
-	pthread_mutex_lock(&dchan__gw_lock);
-	if (dchan__gw_owned)
-		dchan_detach(dchan__gw);
-	dchan__gw = ch;
-	dchan__gw_owned = false;
-	pthread_mutex_unlock(&dchan__gw_lock);
+	pthread_mutex_lock(&gw_lock);
+	if (gw_owned)
+		dchan_detach(registered_gw);
+	registered_gw = ch;
+	gw_owned = false;
+	pthread_mutex_unlock(&gw_lock);
 	return 0;
 }
 
 DCHAN_EXPORT int dchan_gw_unregister(void)
 {
-	pthread_mutex_lock(&dchan__gw_lock);
-	if (dchan__gw_owned)
-		dchan_detach(dchan__gw);
-	dchan__gw = NULL;
-	dchan__gw_owned = false;
-	pthread_mutex_unlock(&dchan__gw_lock);
+	pthread_mutex_lock(&gw_lock);
+	if (gw_owned)
+		dchan_detach(registered_gw);
+	registered_gw = NULL;
+	gw_owned = false;
+	pthread_mutex_unlock(&gw_lock);
 	return 0;
 }
 
 /* The gateway: the registered one, else the one $DRAGON_GW_CHANNEL names. */
-static int dchan__gw_get(dchan_t **gw_out)
+static int gw_get(dchan_t **gw_out)
 {
 	const char *env;
 	dchan_desc_t d;
 	int rc = 0;
 
-	pthread_mutex_lock(&dchan__gw_lock);
-	if (!dchan__gw) {
+	pthread_mutex_lock(&gw_lock);
+	if (!registered_gw) {
 		env = getenv(DCHAN_GW_ENV);
 		if (!env || !*env)
 			rc = dchan__fail(-DCHAN_E_NOGATEWAY,
@@ -62,21 +62,21 @@ static int dchan__gw_get(dchan_t **gw_out)
 					 "or set %s",
 					 DCHAN_GW_ENV);
 		else if ((rc = dchan_desc_from_text(env, &d)) == 0 &&
-			 (rc = dchan_attach(&d, &dchan__gw)) == 0)
-			dchan__gw_owned = true;
+			 (rc = dchan_attach(&d, &registered_gw)) == 0)
+			gw_owned = true;
 	}
-	if (rc == 0 && dchan__gw->remote)
+	if (rc == 0 && registered_gw->remote)
 		rc = dchan__fail(-DCHAN_E_NOGATEWAY,
 				 "%s names a channel of "
 				 "another node",
 				 DCHAN_GW_ENV);
 	if (rc == 0)
-		*gw_out = dchan__gw;
-	pthread_mutex_unlock(&dchan__gw_lock);
+		*gw_out = registered_gw;
+	pthread_mutex_unlock(&gw_lock);
 	return rc;
 }
 
-static int dchan__gw_post(dchan_t *gw, const dchan_gw_req_t *req)
+static int gw_post(dchan_t *gw, const dchan_gw_req_t *req)
 {
 	size_t len = sizeof(dchan_desc_t) * 2 + 64 + req->payload_len;
 	void *buf = malloc(len);
@@ -86,14 +86,15 @@ static int dchan__gw_post(dchan_t *gw, const dchan_gw_req_t *req)
 	if (!buf)
 		return dchan__fail(-ENOMEM, "no memory for a gateway request");
 	n = dchan_gw_req_encode(req, buf, len);
-	rc = n < 0 ? (int)n : dchan_send(gw, buf, (size_t)n, DCHAN_FOREVER);
+	rc = n < 0 ? (int)n
+		   : dchan__send_local(gw, buf, (size_t)n, DCHAN_FOREVER);
 	free(buf);
 	return rc;
 }
 
 /* Wait for the completion; copy its payload (at most cap bytes) to out. */
-static int dchan__gw_await(dchan_t *reply, const dchan_gw_req_t *req, void *out,
-			   size_t cap, dchan_gw_cpl_t *cpl_out)
+static int gw_await(dchan_t *reply, const dchan_gw_req_t *req, void *out,
+		    size_t cap, dchan_gw_cpl_t *cpl_out)
 {
 	uint64_t wait = req->timeout_ns >= DCHAN_FOREVER - DCHAN__GW_GRACE_NS
 				? DCHAN_FOREVER
@@ -103,7 +104,7 @@ static int dchan__gw_await(dchan_t *reply, const dchan_gw_req_t *req, void *out,
 	int rc;
 
 	for (;;) {
-		rc = dchan_recv_zc(reply, wait, &m);
+		rc = dchan__recv_zc_local(reply, wait, &m);
 		if (rc < 0)
 			return dchan__fail(rc == -ETIMEDOUT ? -EHOSTUNREACH
 							    : rc,
@@ -135,13 +136,13 @@ static int dchan__gw_await(dchan_t *reply, const dchan_gw_req_t *req, void *out,
  * inside its send (waking the receiver) after the completion was taken,
  * so a reply channel is never freed while requests may be in flight.
  */
-static pthread_key_t dchan__reply_key;
-static pthread_once_t dchan__reply_once = PTHREAD_ONCE_INIT;
-static __thread dchan_t *dchan__reply;
+static pthread_key_t reply_key;
+static pthread_once_t reply_once = PTHREAD_ONCE_INIT;
+static __thread dchan_t *thread_reply;
 /* In a forked child: this process's copy of the parent's handle. */
-static __thread dchan_t *dchan__reply_inherited;
+static __thread dchan_t *reply_inherited;
 
-static void dchan__reply_drop(void *ch)
+static void reply_drop(void *ch)
 {
 	dchan_detach(ch);
 }
@@ -149,67 +150,66 @@ static void dchan__reply_drop(void *ch)
 /* A forked child makes its own: the parent's channel stays the parent's.
  * The child's copy of the handle is freed at its next remote operation,
  * not here, where taking the library's locks is not safe. */
-static void dchan__reply_forget(void)
+static void reply_forget(void)
 {
-	if (dchan__reply)
-		dchan__reply_inherited = dchan__reply;
-	dchan__reply = NULL;
+	if (thread_reply)
+		reply_inherited = thread_reply;
+	thread_reply = NULL;
 }
 
-static void dchan__reply_init(void)
+static void reply_init(void)
 {
-	pthread_key_create(&dchan__reply_key, dchan__reply_drop);
-	pthread_atfork(NULL, NULL, dchan__reply_forget);
+	pthread_key_create(&reply_key, reply_drop);
+	pthread_atfork(NULL, NULL, reply_forget);
 }
 
-static int dchan__reply_get(dchan_t *gw, dchan_t **reply_out)
+static int reply_get(dchan_t *gw, dchan_t **reply_out)
 {
 	dchan_attr_t a = {.field_mask = DCHAN_ATTR_CAPACITY, .capacity = 4};
 	int rc;
 
-	pthread_once(&dchan__reply_once, dchan__reply_init);
-	if (dchan__reply_inherited) {
-		pthread_setspecific(dchan__reply_key, NULL);
-		dchan_detach(dchan__reply_inherited);
-		dchan__reply_inherited = NULL;
+	pthread_once(&reply_once, reply_init);
+	if (reply_inherited) {
+		pthread_setspecific(reply_key, NULL);
+		dchan_detach(reply_inherited);
+		reply_inherited = NULL;
 	}
-	if (dchan__reply &&
-	    dchan__reply->desc.pool.pool_uid != gw->desc.pool.pool_uid) {
-		dchan_detach(dchan__reply);
-		dchan__reply = NULL;
+	if (thread_reply &&
+	    thread_reply->desc.pool.pool_uid != gw->desc.pool.pool_uid) {
+		dchan_detach(thread_reply);
+		thread_reply = NULL;
 	}
-	if (!dchan__reply) {
+	if (!thread_reply) {
 		rc = dchan__create(gw->pool, &a, DCHAN__OBJ_CHANNEL,
-				   &dchan__reply);
+				   &thread_reply);
 		if (rc < 0)
 			return rc;
-		pthread_setspecific(dchan__reply_key, dchan__reply);
+		pthread_setspecific(reply_key, thread_reply);
 	}
-	*reply_out = dchan__reply;
+	*reply_out = thread_reply;
 	return 0;
 }
 
 /* One remote operation, start to end. */
-static int dchan__gw_call(dchan_t *ch, dchan_gw_req_t *req, void *out,
-			  size_t cap, dchan_gw_cpl_t *cpl_out)
+static int gw_call(dchan_t *ch, dchan_gw_req_t *req, void *out, size_t cap,
+		   dchan_gw_cpl_t *cpl_out)
 {
 	dchan_t *gw = NULL, *reply = NULL;
 	int rc;
 
-	rc = dchan__gw_get(&gw);
+	rc = gw_get(&gw);
 	if (rc == 0)
-		rc = dchan__reply_get(gw, &reply);
+		rc = reply_get(gw, &reply);
 	if (rc < 0)
 		return rc;
 	req->version = DCHAN_GW_VERSION;
-	req->req_id =
-		(uint64_t)dchan__self() << 40 |
-		__atomic_add_fetch(&dchan__gw_next_id, 1, __ATOMIC_RELAXED);
+	req->req_id = (uint64_t)dchan__self() << 40 |
+		      __atomic_add_fetch(&gw_next_id, 1, __ATOMIC_RELAXED);
 	req->target = ch->desc;
 	req->reply = reply->desc;
-	rc = dchan__gw_post(gw, req);
+	rc = gw_post(gw, req);
 	if (rc == 0)
-		rc = dchan__gw_await(reply, req, out, cap, cpl_out);
+		rc = gw_await(reply, req, out, cap, cpl_out);
 	if (rc == 0 && cpl_out->status < 0)
 		rc = dchan__fail(cpl_out->status, "remote channel %016llx: %s",
 				 (unsigned long long)ch->desc.chan_uid,
@@ -231,7 +231,7 @@ int dchan__gw_send(dchan_t *ch, const void *buf, size_t len,
 				   "a remote message is at most "
 				   "%u bytes",
 				   DCHAN_GW_PAYLOAD_MAX);
-	return dchan__gw_call(ch, &req, NULL, 0, &c);
+	return gw_call(ch, &req, NULL, 0, &c);
 }
 
 int dchan__gw_recv(dchan_t *ch, int op, void *buf, size_t cap,
@@ -240,7 +240,7 @@ int dchan__gw_recv(dchan_t *ch, int op, void *buf, size_t cap,
 	dchan_gw_req_t req = {
 		.op = (uint16_t)op, .timeout_ns = timeout_ns, .cap = cap};
 	dchan_gw_cpl_t c;
-	int rc = dchan__gw_call(ch, &req, buf, cap, &c);
+	int rc = gw_call(ch, &req, buf, cap, &c);
 
 	if (rc == 0)
 		*len_out = op == DCHAN_GW_PEEK ? c.value : c.payload_len;
@@ -253,7 +253,7 @@ int dchan__gw_poll(dchan_t *ch, unsigned events, uint64_t timeout_ns,
 	dchan_gw_req_t req = {
 		.op = DCHAN_GW_POLL, .timeout_ns = timeout_ns, .arg = events};
 	dchan_gw_cpl_t c;
-	int rc = dchan__gw_call(ch, &req, NULL, 0, &c);
+	int rc = gw_call(ch, &req, NULL, 0, &c);
 
 	if (rc == 0)
 		*revents_out = (unsigned)c.value;
@@ -265,7 +265,7 @@ int dchan__gw_stats(dchan_t *ch, dchan_stats_t *st)
 	dchan_gw_req_t req = {.op = DCHAN_GW_STATS};
 	dchan_gw_cpl_t c;
 	dchan_stats_t s;
-	int rc = dchan__gw_call(ch, &req, &s, sizeof s, &c);
+	int rc = gw_call(ch, &req, &s, sizeof s, &c);
 
 	if (rc == 0 && c.payload_len != sizeof s)
 		rc = dchan__fail(-DCHAN_E_BADREQ,

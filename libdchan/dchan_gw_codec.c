@@ -73,7 +73,7 @@ static uint64_t get64(const unsigned char *p)
 	return v;
 }
 
-static bool dchan__gw_op_ok(uint16_t op)
+static bool gw_op_ok(uint16_t op)
 {
 	return op >= DCHAN_GW_SEND && op <= DCHAN_GW_STATS;
 }
@@ -84,7 +84,7 @@ DCHAN_EXPORT int64_t dchan_gw_req_encode(const dchan_gw_req_t *req, void *buf,
 	uint64_t hdr = REQ_HDR + 2 * DESC_SZ, total;
 	unsigned char *p = buf;
 
-	if (!req || !buf || !dchan__gw_op_ok(req->op) ||
+	if (!req || !buf || !gw_op_ok(req->op) ||
 	    req->payload_len > DCHAN_GW_PAYLOAD_MAX ||
 	    (req->payload_len && !req->payload))
 		return dchan__fail(-EINVAL, "bad gateway request to encode");
@@ -110,33 +110,33 @@ DCHAN_EXPORT int64_t dchan_gw_req_encode(const dchan_gw_req_t *req, void *buf,
 	return (int64_t)total;
 }
 
-static int dchan__bad(const char *what)
+static int bad_frame(const char *what)
 {
 	return dchan__fail(-DCHAN_E_BADREQ, "gateway message: %s", what);
 }
 
 /* Magic, version and the three lengths of either kind of message. */
-static int dchan__gw_frame(const unsigned char *p, size_t len, uint32_t magic,
-			   uint32_t hdr_expect, uint64_t plen_at)
+static int gw_frame(const unsigned char *p, size_t len, uint32_t magic,
+		    uint32_t hdr_expect, uint64_t plen_at)
 {
 	if (len < 16)
-		return dchan__bad("shorter than its fixed header");
+		return bad_frame("shorter than its fixed header");
 	if (get32(p) != magic)
-		return dchan__bad("wrong magic");
+		return bad_frame("wrong magic");
 	if (get16(p + 4) != DCHAN_GW_VERSION)
 		return dchan__fail(-DCHAN_E_VERSION,
 				   "gateway message version "
 				   "%u, this library speaks %u",
 				   get16(p + 4), DCHAN_GW_VERSION);
 	if (get32(p + 8) != hdr_expect || len < hdr_expect)
-		return dchan__bad("header length does not match");
+		return bad_frame("header length does not match");
 	if (get64(p + 16) != len)
-		return dchan__bad("total length does not match the buffer");
+		return bad_frame("total length does not match the buffer");
 	if (get64(p + plen_at) != len - hdr_expect ||
 	    get64(p + plen_at) > DCHAN_GW_PAYLOAD_MAX)
-		return dchan__bad("payload length does not match");
-	if (!dchan__gw_op_ok(get16(p + 6)))
-		return dchan__bad("unknown operation");
+		return bad_frame("payload length does not match");
+	if (!gw_op_ok(get16(p + 6)))
+		return bad_frame("unknown operation");
 	return 0;
 }
 
@@ -150,11 +150,11 @@ DCHAN_EXPORT int dchan_gw_req_decode(const void *buf, size_t len,
 
 	if (!buf || !req_out)
 		return dchan__fail(-EINVAL, "NULL buffer or output");
-	rc = dchan__gw_frame(p, len, DCHAN_GW_MAGIC_REQ, hdr, 48);
+	rc = gw_frame(p, len, DCHAN_GW_MAGIC_REQ, hdr, 48);
 	if (rc < 0)
 		return rc;
 	if (get64(p + 56) != 0)
-		return dchan__bad("reserved field is not zero");
+		return bad_frame("reserved field is not zero");
 	memset(&r, 0, sizeof r);
 	r.version = get16(p + 4);
 	r.op = get16(p + 6);
@@ -176,7 +176,7 @@ DCHAN_EXPORT int dchan_gw_req_decode(const void *buf, size_t len,
 				   why);
 	}
 	if (r.op != DCHAN_GW_SEND && r.payload_len)
-		return dchan__bad("payload on an operation that takes none");
+		return bad_frame("payload on an operation that takes none");
 	*req_out = r;
 	return 0;
 }
@@ -187,7 +187,7 @@ DCHAN_EXPORT int64_t dchan_gw_cpl_encode(const dchan_gw_cpl_t *cpl, void *buf,
 	unsigned char *p = buf;
 	uint64_t total;
 
-	if (!cpl || !buf || !dchan__gw_op_ok(cpl->op) ||
+	if (!cpl || !buf || !gw_op_ok(cpl->op) ||
 	    cpl->payload_len > DCHAN_GW_PAYLOAD_MAX ||
 	    (cpl->payload_len && !cpl->payload))
 		return dchan__fail(-EINVAL, "bad gateway completion to encode");
@@ -220,7 +220,7 @@ DCHAN_EXPORT int dchan_gw_cpl_decode(const void *buf, size_t len,
 
 	if (!buf || !cpl_out)
 		return dchan__fail(-EINVAL, "NULL buffer or output");
-	rc = dchan__gw_frame(p, len, DCHAN_GW_MAGIC_CPL, CPL_HDR, 40);
+	rc = gw_frame(p, len, DCHAN_GW_MAGIC_CPL, CPL_HDR, 40);
 	if (rc < 0)
 		return rc;
 	memset(&c, 0, sizeof c);
@@ -232,7 +232,7 @@ DCHAN_EXPORT int dchan_gw_cpl_decode(const void *buf, size_t len,
 	c.payload_len = get64(p + 40);
 	c.payload = p + CPL_HDR;
 	if (c.status > 0 || c.status < -65535)
-		return dchan__bad("status out of range");
+		return bad_frame("status out of range");
 	*cpl_out = c;
 	return 0;
 }

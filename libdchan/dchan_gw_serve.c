@@ -11,6 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* How long a servicer waits for room in a requester's reply channel: the
+ * requester takes its completions from there, so room comes soon unless
+ * it has stopped waiting. */
+#define REPLY_ROOM_NS 1000000000ull
+
 struct dchan__gw_out {
 	void *payload;
 	uint64_t len;
@@ -19,8 +24,8 @@ struct dchan__gw_out {
 
 /* Receive a message of unknown size: learn it by peeking, then take it;
  * another receiver may take it first, so repeat until the deadline. */
-static int dchan__gw_do_recv(dchan_t *ch, const dchan_gw_req_t *r,
-			     struct dchan__gw_out *o)
+static int gw_do_recv(dchan_t *ch, const dchan_gw_req_t *r,
+		      struct dchan__gw_out *o)
 {
 	uint64_t t0 = dchan__now_ns(), left = r->timeout_ns;
 	size_t len;
@@ -56,8 +61,8 @@ static int dchan__gw_do_recv(dchan_t *ch, const dchan_gw_req_t *r,
 	}
 }
 
-static int dchan__gw_do_peek(dchan_t *ch, const dchan_gw_req_t *r,
-			     struct dchan__gw_out *o)
+static int gw_do_peek(dchan_t *ch, const dchan_gw_req_t *r,
+		      struct dchan__gw_out *o)
 {
 	size_t len, n;
 	int rc = dchan_peek(ch, NULL, 0, r->timeout_ns, &len);
@@ -74,8 +79,7 @@ static int dchan__gw_do_peek(dchan_t *ch, const dchan_gw_req_t *r,
 	return rc;
 }
 
-static int dchan__gw_run(dchan_t *ch, const dchan_gw_req_t *r,
-			 struct dchan__gw_out *o)
+static int gw_run(dchan_t *ch, const dchan_gw_req_t *r, struct dchan__gw_out *o)
 {
 	unsigned rev = 0;
 	int rc;
@@ -85,9 +89,9 @@ static int dchan__gw_run(dchan_t *ch, const dchan_gw_req_t *r,
 		return dchan_send(ch, r->payload, r->payload_len,
 				  r->timeout_ns);
 	case DCHAN_GW_RECV:
-		return dchan__gw_do_recv(ch, r, o);
+		return gw_do_recv(ch, r, o);
 	case DCHAN_GW_PEEK:
-		return dchan__gw_do_peek(ch, r, o);
+		return gw_do_peek(ch, r, o);
 	case DCHAN_GW_POLL:
 		rc = dchan_poll(ch, r->arg, r->timeout_ns, &rev);
 		o->value = rev;
@@ -119,7 +123,7 @@ DCHAN_EXPORT int dchan_gw_execute(const dchan_gw_req_t *req, void **cpl_out,
 		rc = dchan__fail(-DCHAN_E_REMOTE, "request for a channel "
 						  "that is not on this node");
 	if (rc == 0)
-		rc = dchan__gw_run(ch, req, &o);
+		rc = gw_run(ch, req, &o);
 	if (ch)
 		dchan_detach(ch);
 	c.op = req->op;
@@ -151,7 +155,7 @@ DCHAN_EXPORT int dchan_gw_complete(const dchan_gw_req_t *req, const void *cpl,
 	rc = dchan__attach(&req->reply, &reply);
 	if (rc < 0)
 		return rc; /* the requester gave up and removed it */
-	rc = dchan_send(reply, cpl, len, 1000000000ull);
+	rc = dchan_send(reply, cpl, len, REPLY_ROOM_NS);
 	dchan_detach(reply);
 	return rc;
 }

@@ -20,30 +20,30 @@ struct dchan_lock {
 	unsigned depth;
 };
 
-static __thread long dchan__tid_cache;
-static pthread_once_t dchan__tid_once = PTHREAD_ONCE_INIT;
+static __thread long tid_cache;
+static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
 
 /* A forked child's thread has an id of its own. */
-static void dchan__tid_forget(void)
+static void tid_forget(void)
 {
-	dchan__tid_cache = 0;
+	tid_cache = 0;
 }
 
-static void dchan__tid_init(void)
+static void tid_init(void)
 {
-	pthread_atfork(NULL, NULL, dchan__tid_forget);
+	pthread_atfork(NULL, NULL, tid_forget);
 }
 
-static long dchan__tid(void)
+static long thread_id(void)
 {
-	if (!dchan__tid_cache) {
-		pthread_once(&dchan__tid_once, dchan__tid_init);
-		dchan__tid_cache = syscall(SYS_gettid);
+	if (!tid_cache) {
+		pthread_once(&tid_once, tid_init);
+		tid_cache = syscall(SYS_gettid);
 	}
-	return dchan__tid_cache;
+	return tid_cache;
 }
 
-static int dchan__lock_new(dchan_t *ch, unsigned flags, dchan_lock_t **out)
+static int lock_new(dchan_t *ch, unsigned flags, dchan_lock_t **out)
 {
 	dchan_lock_t *l = calloc(1, sizeof *l);
 
@@ -70,7 +70,7 @@ DCHAN_EXPORT int dchan_lock_create(dmem_pool_t *pool, unsigned flags,
 	ch->hdr->aux[0] = flags;
 	rc = dchan__tok_send(ch, &t, 0);
 	if (rc == 0)
-		rc = dchan__lock_new(ch, flags, lock_out);
+		rc = lock_new(ch, flags, lock_out);
 	if (rc < 0)
 		dchan_destroy(ch);
 	return rc;
@@ -88,7 +88,7 @@ DCHAN_EXPORT int dchan_lock_attach(const dchan_desc_t *desc,
 	rc = dchan__sync_attach(desc, DCHAN__OBJ_LOCK, &ch, &flags);
 	if (rc < 0)
 		return rc;
-	rc = dchan__lock_new(ch, (unsigned)flags, lock_out);
+	rc = lock_new(ch, (unsigned)flags, lock_out);
 	if (rc < 0)
 		dchan_detach(ch);
 	return rc;
@@ -105,7 +105,7 @@ DCHAN_EXPORT int dchan_lock_desc_get(const dchan_lock_t *lock,
 DCHAN_EXPORT int dchan_lock_acquire(dchan_lock_t *lock, uint64_t timeout_ns)
 {
 	struct dchan__tok t;
-	long me = dchan__tid();
+	long me = thread_id();
 	int rc;
 
 	if (!lock)
@@ -131,7 +131,7 @@ DCHAN_EXPORT int dchan_lock_release(dchan_lock_t *lock)
 
 	if (!lock)
 		return dchan__fail(-EINVAL, "NULL lock");
-	mine = __atomic_load_n(&lock->owner, __ATOMIC_RELAXED) == dchan__tid();
+	mine = __atomic_load_n(&lock->owner, __ATOMIC_RELAXED) == thread_id();
 	if ((lock->flags & DCHAN_LOCK_RECURSIVE) && !mine)
 		return dchan__fail(-EPERM, "release of a recursive lock by a "
 					   "thread that does not own it");
@@ -151,7 +151,7 @@ DCHAN_EXPORT int dchan_lock_is_mine(const dchan_lock_t *lock,
 {
 	if (!lock)
 		return dchan__fail(-EINVAL, "NULL lock");
-	if (__atomic_load_n(&lock->owner, __ATOMIC_RELAXED) != dchan__tid())
+	if (__atomic_load_n(&lock->owner, __ATOMIC_RELAXED) != thread_id())
 		return 0;
 	if (depth_out)
 		*depth_out = lock->depth;

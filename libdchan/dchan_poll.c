@@ -4,7 +4,7 @@
  * Every channel header has an event word (ev_seq) that senders and
  * receivers bump, and wake, whenever ev_waiters says a poller is
  * registered (a peer clears the bits of the pollers it wakes, so that
- * later changes make no wake-up call until they have run; dchan_wait.c).
+ * later changes make no wake-up call until they have run; dchan_waiters.c).
  * A poller registers on every channel of its set, re-checks them all, and
  * then (when no peer has woken it meanwhile) sleeps on all their event
  * words at once with the kernel's vectored futex wait (futex_waitv, Linux
@@ -36,7 +36,7 @@ struct futex_waitv {
 };
 #endif
 
-static unsigned dchan__ready(dchan_t *ch, unsigned events, bool *stuck)
+static unsigned ready_events(dchan_t *ch, unsigned events, bool *stuck)
 {
 	struct dchan__claim blk = {0};
 	unsigned r = 0;
@@ -45,7 +45,7 @@ static unsigned dchan__ready(dchan_t *ch, unsigned events, bool *stuck)
 		r |= DCHAN_POLLIN;
 	else if ((events & DCHAN_POLLIN) && blk.blocker &&
 		 dchan__recover(ch, &blk))
-		return dchan__ready(ch, events, stuck);
+		return ready_events(ch, events, stuck);
 	else if (events & DCHAN_POLLIN)
 		*stuck |= blk.blocker != 0;
 	blk.blocker = 0;
@@ -53,27 +53,27 @@ static unsigned dchan__ready(dchan_t *ch, unsigned events, bool *stuck)
 		r |= DCHAN_POLLOUT;
 	else if ((events & DCHAN_POLLOUT) && blk.blocker &&
 		 dchan__recover(ch, &blk))
-		return dchan__ready(ch, events, stuck);
+		return ready_events(ch, events, stuck);
 	else if (events & DCHAN_POLLOUT)
 		*stuck |= blk.blocker != 0;
 	return r;
 }
 
 /* Readiness of every item; returns how many are ready. */
-static int dchan__scan(dchan_pollitem_t *items, size_t n, bool *stuck)
+static int scan_items(dchan_pollitem_t *items, size_t n, bool *stuck)
 {
 	int nready = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		items[i].revents =
-			dchan__ready(items[i].ch, items[i].events, stuck);
+			ready_events(items[i].ch, items[i].events, stuck);
 		nready += items[i].revents != 0;
 	}
 	return nready;
 }
 
-static int dchan__waitv(dchan_pollitem_t *items, size_t n, const uint32_t *v,
-			const struct timespec *dl, bool stuck)
+static int waitv(dchan_pollitem_t *items, size_t n, const uint32_t *v,
+		 const struct timespec *dl, bool stuck)
 {
 	static int no_waitv;
 	struct futex_waitv w[DCHAN__POLL_MAX];
@@ -98,12 +98,12 @@ static int dchan__waitv(dchan_pollitem_t *items, size_t n, const uint32_t *v,
 	rc = syscall(__NR_futex_waitv, w, (unsigned)n, 0, dl, CLOCK_MONOTONIC);
 	if (rc < 0 && errno == ENOSYS) {
 		__atomic_store_n(&no_waitv, 1, __ATOMIC_RELAXED);
-		return dchan__waitv(items, n, v, dl, true);
+		return waitv(items, n, v, dl, true);
 	}
 	return rc < 0 ? -errno : 0;
 }
 
-static int dchan__poll_check(dchan_pollitem_t *items, size_t n)
+static int poll_check(dchan_pollitem_t *items, size_t n)
 {
 	if (!items || n == 0 || n > DCHAN__POLL_MAX)
 		return dchan__fail(-EINVAL, "poll needs 1..%d items, got %zu",
@@ -125,8 +125,8 @@ static int dchan__poll_check(dchan_pollitem_t *items, size_t n)
 	return 0;
 }
 
-static int dchan__poll_round(dchan_pollitem_t *items, size_t n,
-			     const struct timespec *dlp)
+static int poll_round(dchan_pollitem_t *items, size_t n,
+		      const struct timespec *dlp)
 {
 	uint32_t v[DCHAN__POLL_MAX];
 	int idx[DCHAN__POLL_MAX];
@@ -139,14 +139,14 @@ static int dchan__poll_round(dchan_pollitem_t *items, size_t n,
 		v[i] = __atomic_load_n(&items[i].ch->hdr->ev_seq,
 				       __ATOMIC_SEQ_CST);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	nready = dchan__scan(items, n, &stuck);
+	nready = scan_items(items, n, &stuck);
 	/* a cleared bit: a peer has woken us already (its bump may have come
 	 * before we read v, and it will not wake us again), so look again */
 	for (size_t i = 0; i < n; i++)
 		armed &= dchan__waiter_armed(items[i].ch->hdr, DCHAN__WAIT_EV,
 					     idx[i]);
 	if (nready == 0 && armed && !dchan__expired(dlp))
-		dchan__waitv(items, n, v, dlp, stuck);
+		waitv(items, n, v, dlp, stuck);
 	for (size_t i = 0; i < n; i++)
 		dchan__waiter_del(items[i].ch->hdr, DCHAN__WAIT_EV, idx[i]);
 	return nready;
@@ -160,22 +160,22 @@ DCHAN_EXPORT int dchan_poll_many(dchan_pollitem_t *items, size_t n,
 	bool stuck = false;
 	int rc;
 
-	rc = dchan__poll_check(items, n);
+	rc = poll_check(items, n);
 	if (rc < 0)
 		return rc;
-	rc = dchan__scan(items, n, &stuck);
+	rc = scan_items(items, n, &stuck);
 	if (rc || timeout_ns == 0)
 		return rc ? rc : dchan__fail(-EAGAIN, "no channel is ready");
 	rc = dchan__deadline(timeout_ns, &dl, &dlp);
 	if (rc < 0)
 		return rc;
 	for (;;) {
-		rc = dchan__poll_round(items, n, dlp);
+		rc = poll_round(items, n, dlp);
 		if (rc)
 			return rc;
-		if (dchan__poll_check(items, n) < 0)
+		if (poll_check(items, n) < 0)
 			return -DCHAN_E_DESTROYED;
-		rc = dchan__scan(items, n, &stuck);
+		rc = scan_items(items, n, &stuck);
 		if (rc)
 			return rc;
 		if (dchan__expired(dlp))
@@ -203,7 +203,7 @@ DCHAN_EXPORT int dchan_poll(dchan_t *ch, unsigned events, uint64_t timeout_ns,
 
 /* The numbers of a local channel; `sweep`: first take back the waiter
  * counts of dead processes (reading /proc for each noted waiter). */
-static int dchan__stats(dchan_t *ch, dchan_stats_t *st, bool sweep)
+static int local_stats(dchan_t *ch, dchan_stats_t *st, bool sweep)
 {
 	struct dchan__hdr *h;
 	uint64_t head, tail;
@@ -240,13 +240,13 @@ static int dchan__stats(dchan_t *ch, dchan_stats_t *st, bool sweep)
 
 DCHAN_EXPORT int dchan_stats(dchan_t *ch, dchan_stats_t *st)
 {
-	return dchan__stats(ch, st, true);
+	return local_stats(ch, st, true);
 }
 
 DCHAN_EXPORT int64_t dchan_count(dchan_t *ch)
 {
 	dchan_stats_t st;
-	int rc = dchan__stats(ch, &st, false);
+	int rc = local_stats(ch, &st, false);
 
 	return rc < 0 ? rc : (int64_t)st.count;
 }
@@ -254,7 +254,7 @@ DCHAN_EXPORT int64_t dchan_count(dchan_t *ch)
 DCHAN_EXPORT int64_t dchan_capacity(dchan_t *ch)
 {
 	dchan_stats_t st;
-	int rc = dchan__stats(ch, &st, false);
+	int rc = local_stats(ch, &st, false);
 
 	return rc < 0 ? rc : (int64_t)st.capacity;
 }

@@ -17,24 +17,24 @@ struct dchan__pref {
 	bool owned; /* mapped by libdchan: unmapped with the last handle */
 };
 
-static pthread_mutex_t dchan__pools_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct dchan__pref *dchan__pools;
+static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct dchan__pref *pool_list;
 
 dmem_pool_t *dchan__pref_pool(const struct dchan__pref *pref)
 {
 	return pref->pool;
 }
 
-static struct dchan__pref *dchan__pool_find(uint64_t uid)
+static struct dchan__pref *pool_find(uint64_t uid)
 {
-	for (struct dchan__pref *p = dchan__pools; p; p = p->next)
+	for (struct dchan__pref *p = pool_list; p; p = p->next)
 		if (p->pool_uid == uid)
 			return p;
 	return NULL;
 }
 
-static int dchan__pool_add(const dmem_pool_desc_t *pd, dmem_pool_t *known,
-			   struct dchan__pref **pref_out)
+static int pool_add(const dmem_pool_desc_t *pd, dmem_pool_t *known,
+		    struct dchan__pref **pref_out)
 {
 	struct dchan__pref *p = calloc(1, sizeof *p);
 	int rc;
@@ -52,8 +52,8 @@ static int dchan__pool_add(const dmem_pool_desc_t *pd, dmem_pool_t *known,
 		}
 		p->owned = true;
 	}
-	p->next = dchan__pools;
-	dchan__pools = p;
+	p->next = pool_list;
+	pool_list = p;
 	*pref_out = p;
 	return 0;
 }
@@ -66,15 +66,15 @@ int dchan__pool_hold(const dmem_pool_desc_t *pd, dmem_pool_t *known,
 	struct dchan__pref *p;
 	int rc = 0;
 
-	pthread_mutex_lock(&dchan__pools_lock);
-	p = dchan__pool_find(pd->pool_uid);
+	pthread_mutex_lock(&pools_lock);
+	p = pool_find(pd->pool_uid);
 	if (!p)
-		rc = dchan__pool_add(pd, known, &p);
+		rc = pool_add(pd, known, &p);
 	if (rc == 0) {
 		p->refs++;
 		*pref_out = p;
 	}
-	pthread_mutex_unlock(&dchan__pools_lock);
+	pthread_mutex_unlock(&pools_lock);
 	return rc;
 }
 
@@ -82,9 +82,9 @@ void dchan__pool_drop(struct dchan__pref *pref)
 {
 	struct dchan__pref **pp;
 
-	pthread_mutex_lock(&dchan__pools_lock);
+	pthread_mutex_lock(&pools_lock);
 	if (--pref->refs == 0) {
-		for (pp = &dchan__pools; *pp; pp = &(*pp)->next) {
+		for (pp = &pool_list; *pp; pp = &(*pp)->next) {
 			if (*pp == pref) {
 				*pp = pref->next;
 				break;
@@ -94,5 +94,5 @@ void dchan__pool_drop(struct dchan__pref *pref)
 			dmem_pool_detach(pref->pool);
 		free(pref);
 	}
-	pthread_mutex_unlock(&dchan__pools_lock);
+	pthread_mutex_unlock(&pools_lock);
 }

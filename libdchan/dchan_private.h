@@ -55,7 +55,10 @@
 
 #define DCHAN__ALIGNED __attribute__((aligned(DCHAN__CACHELINE)))
 
-#define DCHAN__NWAITER 32 /* waiters noted by name; more are only counted */
+#define DCHAN__NWAITER	32 /* waiters noted by name; more are only counted */
+/* Entries given out by name; the last bit is the overflow sleepers'. */
+#define DCHAN__NAMED	(DCHAN__NWAITER - 1)
+#define DCHAN__OVER_BIT (1u << DCHAN__NAMED)
 
 /* kinds of waiters */
 #define DCHAN__WAIT_SEND 0
@@ -87,7 +90,7 @@ struct dchan__hdr {
 	/* waiting: a word is bumped (and woken) only when its waiters say
 	 * someone may sleep on it.  *_waiters: bit i stands for the armed
 	 * waiter named in waiter[i] (cleared by the peer that wakes it);
-	 * *_over counts waiters that found no free entry (dchan_wait.c) */
+	 * *_over counts waiters that found no free entry (dchan_waiters.c) */
 	DCHAN__ALIGNED uint32_t data_seq; /* a message was published */
 	uint32_t recv_waiters;
 	uint32_t space_seq; /* a slot was handed back */
@@ -171,7 +174,6 @@ static inline struct dchan__slot *dchan__slot_at(const dchan_t *ch,
 int dchan__fail(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int dchan__fail_dmem(int err, const char *what);
-void dchan__clear_error(void);
 
 /* process identity (dchan_util.c) */
 uint32_t dchan__self(void);
@@ -209,11 +211,7 @@ bool dchan__writable(dchan_t *ch, struct dchan__claim *blk);
 void dchan__notify_data(struct dchan__hdr *h);
 void dchan__notify_space(struct dchan__hdr *h);
 
-/* waiting (dchan_wait.c) */
-int dchan__put_wait(dchan_t *ch, uint64_t timeout_ns, struct dchan__claim *c);
-int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek, uint64_t timeout_ns,
-		    struct dchan__claim *c);
-
+/* waiters and wake-ups (dchan_waiters.c) */
 int dchan__waiter_add(struct dchan__hdr *h, uint32_t kind);
 bool dchan__waiter_del(struct dchan__hdr *h, uint32_t kind, int idx);
 bool dchan__waiter_armed(struct dchan__hdr *h, uint32_t kind, int idx);
@@ -228,6 +226,24 @@ uint32_t dchan__waiter_count(struct dchan__hdr *h, uint32_t kind);
 /* recovery (dchan_recover.c) */
 int dchan__recover(dchan_t *ch, const struct dchan__claim *c);
 void dchan__free_slot_desc(dchan_t *ch, struct dchan__slot *s);
+
+/* waiting (dchan_wait.c) */
+int dchan__put_wait(dchan_t *ch, uint64_t timeout_ns, struct dchan__claim *c);
+int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek, uint64_t timeout_ns,
+		    struct dchan__claim *c);
+
+/* local channels' messages (dchan_send.c, dchan_recv.c); the public calls
+ * that also reach remote channels are in dchan_io.c */
+int dchan__send_local(dchan_t *ch, const void *buf, size_t len,
+		      uint64_t timeout_ns);
+int dchan__send_zc_local(dchan_t *ch, void *ptr, size_t len,
+			 uint64_t timeout_ns);
+int dchan__recv_local(dchan_t *ch, void *buf, size_t cap, uint64_t timeout_ns,
+		      size_t *len_out);
+int dchan__recv_zc_local(dchan_t *ch, uint64_t timeout_ns,
+			 dchan_msg_t *msg_out);
+int dchan__peek_local(dchan_t *ch, void *buf, size_t cap, uint64_t timeout_ns,
+		      size_t *len_out);
 
 /* gateway client (dchan_gw_client.c) */
 int dchan__gw_send(dchan_t *ch, const void *buf, size_t len,

@@ -41,7 +41,7 @@ void dchan__free_slot_desc(dchan_t *ch, struct dchan__slot *s)
 	(void)dmem_alloc_free(ch->pool, &d);
 }
 
-static uint32_t dchan__seq_next_lap(const dchan_t *ch, uint32_t odd_seq)
+static uint32_t seq_next_lap(const dchan_t *ch, uint32_t odd_seq)
 {
 	return odd_seq - 1 + 2 * ch->cap;
 }
@@ -76,8 +76,7 @@ int dchan__recover(dchan_t *ch, const struct dchan__claim *c)
 			     dchan__state(seq + 1, DCHAN__TAG_ABANDONED));
 		dchan__notify_data(ch->hdr);
 	} else {
-		DCHAN__STORE(&s->state,
-			     dchan__state(dchan__seq_next_lap(ch, seq), 0));
+		DCHAN__STORE(&s->state, dchan__state(seq_next_lap(ch, seq), 0));
 		dchan__notify_space(ch->hdr);
 	}
 	dchan__waiter_sweep(ch->hdr); /* a process died: maybe asleep too */

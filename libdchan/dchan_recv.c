@@ -1,4 +1,6 @@
-/* Receiving: copy out, take the allocation itself, or peek. */
+/* Receiving from a local channel: copy out, take the allocation itself,
+ * or peek.  The public calls, which also reach remote channels, are in
+ * dchan_io.c. */
 #include "config.h"
 #include "dchan_private.h"
 
@@ -6,7 +8,7 @@
 
 /* The allocation a DESC slot refers to, checked, in this process.  The
  * slot is claimed by us, so nothing changes under us. */
-static int dchan__slot_alloc(dchan_t *ch, struct dchan__slot *s, void **ptr)
+static int slot_alloc(dchan_t *ch, struct dchan__slot *s, void **ptr)
 {
 	dmem_alloc_desc_t d;
 	int rc;
@@ -28,8 +30,8 @@ static int dchan__slot_alloc(dchan_t *ch, struct dchan__slot *s, void **ptr)
  * into buf, or (buf NULL) returns the allocation in *ptr_out, owned by us.
  * A descriptor the pool refuses loses that message, never the slot.
  */
-static int dchan__take(dchan_t *ch, struct dchan__claim *c, void *buf,
-		       void **ptr_out, size_t *len_out)
+static int take_msg(dchan_t *ch, struct dchan__claim *c, void *buf,
+		    void **ptr_out, size_t *len_out)
 {
 	struct dchan__slot *s = c->slot;
 	size_t len = s->len;
@@ -42,7 +44,7 @@ static int dchan__take(dchan_t *ch, struct dchan__claim *c, void *buf,
 		*len_out = len;
 		return 0;
 	}
-	rc = dchan__slot_alloc(ch, s, &ptr);
+	rc = slot_alloc(ch, s, &ptr);
 	if (rc == 0)
 		rc = dmem_alloc_chown(ch->pool, ptr, (pid_t)dchan__self());
 	dchan__get_release(ch, c);
@@ -59,43 +61,34 @@ static int dchan__take(dchan_t *ch, struct dchan__claim *c, void *buf,
 	return 0;
 }
 
-DCHAN_EXPORT int dchan_recv(dchan_t *ch, void *buf, size_t cap,
-			    uint64_t timeout_ns, size_t *len_out)
+/* Receive from a local channel into buf (cap bytes). */
+int dchan__recv_local(dchan_t *ch, void *buf, size_t cap, uint64_t timeout_ns,
+		      size_t *len_out)
 {
 	struct dchan__claim c;
 	size_t len;
 	int rc;
 
-	if (!ch || (!buf && cap) || !len_out)
-		return dchan__fail(-EINVAL, "NULL channel, buffer or output");
-	if (ch->remote)
-		return dchan__gw_recv(ch, DCHAN_GW_RECV, buf, cap, timeout_ns,
-				      len_out);
 	rc = dchan__check_local(ch);
 	if (rc < 0)
 		return rc;
 	rc = dchan__get_wait(ch, cap, false, timeout_ns, &c);
 	if (rc < 0)
 		return rc;
-	rc = dchan__take(ch, &c, buf ? buf : (void *)"", NULL, &len);
+	rc = take_msg(ch, &c, buf ? buf : (void *)"", NULL, &len);
 	if (rc == 0)
 		*len_out = len;
 	return rc;
 }
 
-DCHAN_EXPORT int dchan_recv_zc(dchan_t *ch, uint64_t timeout_ns,
-			       dchan_msg_t *msg_out)
+/* Receive from a local channel the message's own allocation. */
+int dchan__recv_zc_local(dchan_t *ch, uint64_t timeout_ns, dchan_msg_t *msg_out)
 {
 	struct dchan__claim c;
 	void *ptr;
 	size_t len;
 	int rc;
 
-	if (!ch || !msg_out)
-		return dchan__fail(-EINVAL, "NULL channel or output");
-	if (ch->remote)
-		return dchan__fail(-DCHAN_E_REMOTE, "zero-copy receive from a "
-						    "channel on another node");
 	rc = dchan__check_local(ch);
 	if (rc < 0)
 		return rc;
@@ -106,7 +99,7 @@ DCHAN_EXPORT int dchan_recv_zc(dchan_t *ch, uint64_t timeout_ns,
 		return dchan__fail_dmem(rc, "zero-copy receive buffer");
 	rc = dchan__get_wait(ch, SIZE_MAX, false, timeout_ns, &c);
 	if (rc == 0)
-		rc = dchan__take(ch, &c, NULL, &ptr, &len);
+		rc = take_msg(ch, &c, NULL, &ptr, &len);
 	if (rc < 0) {
 		dmem_free(ch->pool, ptr);
 		return rc;
@@ -130,19 +123,15 @@ DCHAN_EXPORT int dchan_msg_release(dchan_msg_t *msg)
 	return 0;
 }
 
-DCHAN_EXPORT int dchan_peek(dchan_t *ch, void *buf, size_t cap,
-			    uint64_t timeout_ns, size_t *len_out)
+/* Copy the oldest message of a local channel, leaving it there. */
+int dchan__peek_local(dchan_t *ch, void *buf, size_t cap, uint64_t timeout_ns,
+		      size_t *len_out)
 {
 	struct dchan__claim c;
 	void *src = NULL;
 	size_t len;
 	int rc;
 
-	if (!ch || (!buf && cap) || !len_out)
-		return dchan__fail(-EINVAL, "NULL channel, buffer or output");
-	if (ch->remote)
-		return dchan__gw_recv(ch, DCHAN_GW_PEEK, buf, cap, timeout_ns,
-				      len_out);
 	rc = dchan__check_local(ch);
 	if (rc < 0)
 		return rc;
@@ -154,7 +143,7 @@ DCHAN_EXPORT int dchan_peek(dchan_t *ch, void *buf, size_t cap,
 	    DCHAN__KIND_INLINE)
 		src = c.slot->data;
 	else
-		rc = dchan__slot_alloc(ch, c.slot, &src);
+		rc = slot_alloc(ch, c.slot, &src);
 	if (rc == 0 && cap)
 		memcpy(buf, src, len < cap ? len : cap);
 	dchan__peek_release(ch, &c);

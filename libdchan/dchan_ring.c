@@ -8,7 +8,7 @@
 
 /* A slot was published: wake one armed receiver and the armed pollers.
  * The fence pairs with the waiter's register-then-recheck, so either it
- * sees the message or we see its bit (dchan_wait.c).  With nobody armed,
+ * sees the message or we see its bit (dchan_waiters.c).  With nobody armed,
  * as when the waiter was already woken and has not run yet, this is two
  * loads. */
 void dchan__notify_data(struct dchan__hdr *h)
@@ -30,7 +30,7 @@ void dchan__notify_space(struct dchan__hdr *h)
 }
 
 /* Move a hint (head or tail) from pos to pos + 1 unless someone did. */
-static uint64_t dchan__forward(uint64_t *hint, uint64_t pos)
+static uint64_t forward(uint64_t *hint, uint64_t pos)
 {
 	uint64_t expect = pos;
 
@@ -59,14 +59,14 @@ int dchan__put_claim(dchan_t *ch, struct dchan__claim *c)
 			if (!DCHAN__CAS(&s->state, &st,
 					dchan__state(dchan__seq(st), me)))
 				continue;
-			dchan__forward(&h->head, pos);
+			forward(&h->head, pos);
 			c->slot = s;
 			c->pos = pos;
 			return 0;
 		}
 		if (diff >= 0) {
 			/* another writer has pos, or our view is stale */
-			pos = dchan__forward(&h->head, pos);
+			pos = forward(&h->head, pos);
 			continue;
 		}
 		c->slot = s;
@@ -91,7 +91,7 @@ void dchan__put_publish(dchan_t *ch, struct dchan__claim *c)
  * nothing for recovery to free (the descriptor of the message before may
  * name a block that its receiver still holds).
  */
-static void dchan__hand_on(dchan_t *ch, struct dchan__slot *s, uint64_t pos)
+static void hand_on(dchan_t *ch, struct dchan__slot *s, uint64_t pos)
 {
 	__atomic_store_n(&s->kind, 0, __ATOMIC_RELAXED);
 	DCHAN__STORE(&s->state,
@@ -101,15 +101,15 @@ static void dchan__hand_on(dchan_t *ch, struct dchan__slot *s, uint64_t pos)
 
 /* Claim for a reader; peek claims without moving the tail, so that other
  * readers wait for the slot instead of passing it. */
-static int dchan__get_take(dchan_t *ch, struct dchan__slot *s, uint64_t st,
-			   uint64_t pos, bool peek)
+static int get_take(dchan_t *ch, struct dchan__slot *s, uint64_t st,
+		    uint64_t pos, bool peek)
 {
 	uint32_t tag = dchan__self_tag() | (peek ? DCHAN__TAG_PEEK : 0);
 
 	if (!DCHAN__CAS(&s->state, &st, dchan__state(dchan__seq(st), tag)))
 		return -EAGAIN;
 	if (!peek)
-		dchan__forward(&ch->hdr->tail, pos);
+		forward(&ch->hdr->tail, pos);
 	return 0;
 }
 
@@ -136,7 +136,7 @@ int dchan__get_claim(dchan_t *ch, size_t maxlen, bool peek,
 			 * length read in between belongs to this message */
 			if (__atomic_load_n(&s->len, __ATOMIC_RELAXED) > maxlen)
 				return -EMSGSIZE;
-			if (dchan__get_take(ch, s, st, pos, peek) < 0)
+			if (get_take(ch, s, st, pos, peek) < 0)
 				continue;
 			c->slot = s;
 			c->pos = pos;
@@ -144,13 +144,13 @@ int dchan__get_claim(dchan_t *ch, size_t maxlen, bool peek,
 		}
 		if (diff == 0 && (tag & DCHAN__TAG_ABANDONED)) {
 			/* abandoned by a dead writer: nobody reads it */
-			if (dchan__get_take(ch, s, st, pos, false) == 0)
-				dchan__hand_on(ch, s, pos);
+			if (get_take(ch, s, st, pos, false) == 0)
+				hand_on(ch, s, pos);
 			pos = DCHAN__LOADR(&h->tail);
 			continue;
 		}
 		if ((diff == 0 && !(tag & DCHAN__TAG_PEEK)) || diff > 0) {
-			pos = dchan__forward(&h->tail, pos);
+			pos = forward(&h->tail, pos);
 			continue;
 		}
 		c->slot = s;
@@ -164,7 +164,7 @@ int dchan__get_claim(dchan_t *ch, size_t maxlen, bool peek,
 /* The reader is done with the slot: give it to the writer of the next lap. */
 void dchan__get_release(dchan_t *ch, struct dchan__claim *c)
 {
-	dchan__hand_on(ch, c->slot, c->pos);
+	hand_on(ch, c->slot, c->pos);
 }
 
 /* Undo a peek claim: the message is the oldest again. */
@@ -175,12 +175,16 @@ void dchan__peek_release(dchan_t *ch, struct dchan__claim *c)
 	dchan__notify_data(ch->hdr);
 }
 
+/* Slots a readiness test looks past (taken, abandoned, or behind a stale
+ * hint) before it gives up looking and lets the caller try. */
+#define READY_LOOKAHEAD 64
+
 /* Would a receive find a message now?  *blk gets the slot in the way. */
 bool dchan__readable(dchan_t *ch, struct dchan__claim *blk)
 {
 	uint64_t pos = DCHAN__LOADR(&ch->hdr->tail);
 
-	for (int i = 0; i < 64; i++) {
+	for (int i = 0; i < READY_LOOKAHEAD; i++) {
 		struct dchan__slot *s = dchan__slot_at(ch, pos);
 		uint64_t st = DCHAN__LOAD(&s->state);
 		int32_t diff =
@@ -206,7 +210,7 @@ bool dchan__writable(dchan_t *ch, struct dchan__claim *blk)
 {
 	uint64_t pos = DCHAN__LOADR(&ch->hdr->head);
 
-	for (int i = 0; i < 64; i++) {
+	for (int i = 0; i < READY_LOOKAHEAD; i++) {
 		struct dchan__slot *s = dchan__slot_at(ch, pos);
 		uint64_t st = DCHAN__LOAD(&s->state);
 		int32_t diff = (int32_t)(dchan__seq(st) - (uint32_t)(2 * pos));

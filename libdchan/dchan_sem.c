@@ -35,7 +35,7 @@ struct dchan_sem {
 	uint64_t max;
 };
 
-static void dchan__sem_free(dchan_sem_t *s, bool destroy)
+static void sem_free(dchan_sem_t *s, bool destroy)
 {
 	dchan_t *chs[3] = {s->cnt, s->sig, s->id};
 
@@ -45,7 +45,7 @@ static void dchan__sem_free(dchan_sem_t *s, bool destroy)
 	free(s);
 }
 
-static int dchan__sem_open(dchan_t *id, uint64_t max, dchan_sem_t **out)
+static int sem_open(dchan_t *id, uint64_t max, dchan_sem_t **out)
 {
 	static const uint32_t kinds[2] = {DCHAN__OBJ_SEM, DCHAN__OBJ_SEM};
 	dchan_sem_t *s = calloc(1, sizeof *s);
@@ -68,7 +68,7 @@ static int dchan__sem_open(dchan_t *id, uint64_t max, dchan_sem_t **out)
 }
 
 /* Take the counter token out of the channel (it is never gone for long). */
-static int dchan__sem_hold(dchan_sem_t *s, struct dchan__tok *t)
+static int sem_hold(dchan_sem_t *s, struct dchan__tok *t)
 {
 	int rc = dchan__tok_recv(s->cnt, t, DCHAN__SEM_HOLD_NS);
 
@@ -83,13 +83,13 @@ static int dchan__sem_hold(dchan_sem_t *s, struct dchan__tok *t)
 }
 
 /* Put the counter token back; nothing else can fill its slot meanwhile. */
-static int dchan__sem_put(dchan_sem_t *s, const struct dchan__tok *t)
+static int sem_put(dchan_sem_t *s, const struct dchan__tok *t)
 {
 	return dchan__tok_send(s->cnt, t, DCHAN_FOREVER);
 }
 
 /* Leave up to n wake-ups; a full signal channel already holds enough. */
-static void dchan__sem_signal(dchan_sem_t *s, uint64_t n)
+static void sem_signal(dchan_sem_t *s, uint64_t n)
 {
 	struct dchan__tok z = {0};
 
@@ -126,7 +126,7 @@ DCHAN_EXPORT int dchan_sem_create(dmem_pool_t *pool, unsigned value,
 		rc = dchan__sync_dir_write(id, ch, 2);
 	}
 	if (rc == 0)
-		rc = dchan__sem_open(id, m, sem_out);
+		rc = sem_open(id, m, sem_out);
 	for (int i = 0; i < 2; i++)
 		if (ch[i])
 			(rc ? dchan_destroy : dchan_detach)(ch[i]);
@@ -147,7 +147,7 @@ DCHAN_EXPORT int dchan_sem_attach(const dchan_desc_t *desc,
 	rc = dchan__sync_attach(desc, DCHAN__OBJ_SEM, &id, &max);
 	if (rc < 0)
 		return rc;
-	rc = dchan__sem_open(id, max ? max : DCHAN_SEM_VALUE_MAX, sem_out);
+	rc = sem_open(id, max ? max : DCHAN_SEM_VALUE_MAX, sem_out);
 	if (rc < 0)
 		dchan_detach(id);
 	return rc;
@@ -176,7 +176,7 @@ DCHAN_EXPORT int dchan_sem_acquire(dchan_sem_t *sem, uint64_t timeout_ns)
 	if (!sem)
 		return dchan__fail(-EINVAL, "NULL semaphore");
 	for (;;) {
-		rc = dchan__sem_hold(sem, &t);
+		rc = sem_hold(sem, &t);
 		if (rc < 0)
 			return rc;
 		if (waiting && t.b > 0)
@@ -184,9 +184,9 @@ DCHAN_EXPORT int dchan_sem_acquire(dchan_sem_t *sem, uint64_t timeout_ns)
 		waiting = false;
 		if (t.a > 0) {
 			t.a--;
-			rc = dchan__sem_put(sem, &t);
+			rc = sem_put(sem, &t);
 			if (rc == 0 && t.a > 0 && t.b > 0)
-				dchan__sem_signal(sem, 1);
+				sem_signal(sem, 1);
 			return rc;
 		}
 		if (timeout_ns != DCHAN_FOREVER) {
@@ -195,22 +195,22 @@ DCHAN_EXPORT int dchan_sem_acquire(dchan_sem_t *sem, uint64_t timeout_ns)
 			left = spent < timeout_ns ? timeout_ns - spent : 0;
 		}
 		if (left == 0) {
-			rc = dchan__sem_put(sem, &t);
+			rc = sem_put(sem, &t);
 			return rc < 0 ? rc
 				      : (timeout_ns ? -ETIMEDOUT : -EAGAIN);
 		}
 		t.b++;
-		rc = dchan__sem_put(sem, &t);
+		rc = sem_put(sem, &t);
 		if (rc < 0)
 			return rc;
 		waiting = true;
 		rc = dchan__tok_recv(sem->sig, &z, left);
 		if (rc < 0 && rc != -ETIMEDOUT && rc != -EAGAIN) {
 			/* unregister, then report the failure */
-			if (dchan__sem_hold(sem, &t) == 0) {
+			if (sem_hold(sem, &t) == 0) {
 				if (t.b > 0)
 					t.b--;
-				dchan__sem_put(sem, &t);
+				sem_put(sem, &t);
 			}
 			return rc;
 		}
@@ -224,11 +224,11 @@ DCHAN_EXPORT int dchan_sem_release(dchan_sem_t *sem)
 
 	if (!sem)
 		return dchan__fail(-EINVAL, "NULL semaphore");
-	rc = dchan__sem_hold(sem, &t);
+	rc = sem_hold(sem, &t);
 	if (rc < 0)
 		return rc;
 	if (t.a + 1 > sem->max) {
-		rc = dchan__sem_put(sem, &t);
+		rc = sem_put(sem, &t);
 		return rc < 0 ? rc
 			      : dchan__fail(-EOVERFLOW,
 					    "semaphore release past its "
@@ -236,9 +236,9 @@ DCHAN_EXPORT int dchan_sem_release(dchan_sem_t *sem)
 					    (unsigned long long)sem->max);
 	}
 	t.a++;
-	rc = dchan__sem_put(sem, &t);
+	rc = sem_put(sem, &t);
 	if (rc == 0 && t.b > 0)
-		dchan__sem_signal(sem, 1);
+		sem_signal(sem, 1);
 	return rc;
 }
 
@@ -263,7 +263,7 @@ DCHAN_EXPORT int dchan_sem_detach(dchan_sem_t *sem)
 {
 	if (!sem)
 		return dchan__fail(-EINVAL, "NULL semaphore");
-	dchan__sem_free(sem, false);
+	sem_free(sem, false);
 	return 0;
 }
 
@@ -271,6 +271,6 @@ DCHAN_EXPORT int dchan_sem_destroy(dchan_sem_t *sem)
 {
 	if (!sem)
 		return dchan__fail(-EINVAL, "NULL semaphore");
-	dchan__sem_free(sem, true);
+	sem_free(sem, true);
 	return 0;
 }

@@ -1,12 +1,12 @@
-/* Sending: inline into the slot, copied into a pool allocation, or an
- * allocation handed over without a copy. */
+/* Sending on a local channel: inline into the slot, copied into a pool
+ * allocation, or an allocation handed over without a copy.  The public
+ * calls, which also reach remote channels, are in dchan_io.c. */
 #include "config.h"
 #include "dchan_private.h"
 
 #include <string.h>
 
-static void dchan__fill_inline(struct dchan__slot *s, const void *buf,
-			       size_t len)
+static void fill_inline(struct dchan__slot *s, const void *buf, size_t len)
 {
 	if (len)
 		memcpy(s->data, buf, len);
@@ -20,8 +20,8 @@ static void dchan__fill_inline(struct dchan__slot *s, const void *buf,
  * (and marked so) before ownership moves, so whoever recovers the slot can
  * free it, and until then the pool's reclaim of our pid can.
  */
-static int dchan__fill_desc(dchan_t *ch, struct dchan__slot *s, void *ptr,
-			    const dmem_alloc_desc_t *d, size_t len)
+static int fill_desc(dchan_t *ch, struct dchan__slot *s, void *ptr,
+		     const dmem_alloc_desc_t *d, size_t len)
 {
 	memcpy(s->data, d, sizeof *d);
 	s->len = len;
@@ -29,8 +29,7 @@ static int dchan__fill_desc(dchan_t *ch, struct dchan__slot *s, void *ptr,
 	return dmem_alloc_chown(ch->pool, ptr, DMEM_OWNER_NONE);
 }
 
-static int dchan__send_alloc(dchan_t *ch, void *ptr, size_t len,
-			     uint64_t timeout_ns)
+static int send_alloc(dchan_t *ch, void *ptr, size_t len, uint64_t timeout_ns)
 {
 	struct dchan__claim c;
 	dmem_alloc_desc_t d;
@@ -49,7 +48,7 @@ static int dchan__send_alloc(dchan_t *ch, void *ptr, size_t len,
 	rc = dchan__put_wait(ch, timeout_ns, &c);
 	if (rc < 0)
 		return rc;
-	rc = dchan__fill_desc(ch, c.slot, ptr, &d, len);
+	rc = fill_desc(ch, c.slot, ptr, &d, len);
 	if (rc < 0) {
 		/* the slot is ours: publish it as a message nobody reads */
 		__atomic_store_n(&c.slot->kind, 0, __ATOMIC_RELAXED);
@@ -64,8 +63,8 @@ static int dchan__send_alloc(dchan_t *ch, void *ptr, size_t len,
 	return 0;
 }
 
-static int dchan__send_copy(dchan_t *ch, const void *buf, size_t len,
-			    uint64_t timeout_ns)
+static int send_copy(dchan_t *ch, const void *buf, size_t len,
+		     uint64_t timeout_ns)
 {
 	const struct timespec *dlp;
 	struct timespec dl;
@@ -89,47 +88,40 @@ static int dchan__send_copy(dchan_t *ch, const void *buf, size_t len,
 				   "block was had for it: %s",
 				   len, ch->slot_size, dmem_errmsg());
 	memcpy(ptr, buf, len);
-	rc = dchan__send_alloc(ch, ptr, len, timeout_ns);
+	rc = send_alloc(ch, ptr, len, timeout_ns);
 	if (rc < 0)
 		dmem_free(ch->pool, ptr);
 	return rc;
 }
 
-DCHAN_EXPORT int dchan_send(dchan_t *ch, const void *buf, size_t len,
-			    uint64_t timeout_ns)
+/* Send on a local channel: inline when the message fits a slot, else
+ * copied into a pool allocation. */
+int dchan__send_local(dchan_t *ch, const void *buf, size_t len,
+		      uint64_t timeout_ns)
 {
 	struct dchan__claim c;
 	int rc;
 
-	if (!ch || (!buf && len))
-		return dchan__fail(-EINVAL, "NULL channel or buffer");
-	if (ch->remote)
-		return dchan__gw_send(ch, buf, len, timeout_ns);
 	rc = dchan__check_local(ch);
 	if (rc < 0)
 		return rc;
 	if (len > ch->slot_size)
-		return dchan__send_copy(ch, buf, len, timeout_ns);
+		return send_copy(ch, buf, len, timeout_ns);
 	rc = dchan__put_wait(ch, timeout_ns, &c);
 	if (rc < 0)
 		return rc;
-	dchan__fill_inline(c.slot, buf, len);
+	fill_inline(c.slot, buf, len);
 	dchan__put_publish(ch, &c);
 	return 0;
 }
 
-DCHAN_EXPORT int dchan_send_zc(dchan_t *ch, void *ptr, size_t len,
-			       uint64_t timeout_ns)
+/* Hand the allocation at ptr to a local channel without a copy. */
+int dchan__send_zc_local(dchan_t *ch, void *ptr, size_t len,
+			 uint64_t timeout_ns)
 {
-	int rc;
+	int rc = dchan__check_local(ch);
 
-	if (!ch || !ptr)
-		return dchan__fail(-EINVAL, "NULL channel or allocation");
-	if (ch->remote)
-		return dchan__fail(-DCHAN_E_REMOTE, "zero-copy send to a "
-						    "channel on another node");
-	rc = dchan__check_local(ch);
 	if (rc < 0)
 		return rc;
-	return dchan__send_alloc(ch, ptr, len, timeout_ns);
+	return send_alloc(ch, ptr, len, timeout_ns);
 }

@@ -11,28 +11,28 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-static uint32_t dchan__pid;
-static uint32_t dchan__own_tag; /* 0 until computed in this process */
-static pthread_once_t dchan__pid_once = PTHREAD_ONCE_INIT;
+static uint32_t self_pid;
+static uint32_t own_tag; /* 0 until computed in this process */
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
 
-static void dchan__pid_reset(void)
+static void pid_reset(void)
 {
-	__atomic_store_n(&dchan__pid, (uint32_t)getpid(), __ATOMIC_RELAXED);
-	__atomic_store_n(&dchan__own_tag, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&self_pid, (uint32_t)getpid(), __ATOMIC_RELAXED);
+	__atomic_store_n(&own_tag, 0, __ATOMIC_RELAXED);
 }
 
-static void dchan__pid_init(void)
+static void pid_init(void)
 {
-	dchan__pid_reset();
-	pthread_atfork(NULL, NULL, dchan__pid_reset);
+	pid_reset();
+	pthread_atfork(NULL, NULL, pid_reset);
 }
 
 /* This process's pid.  getpid() is a system call in current glibc; the hot
  * path reads a cache that a fork handler refreshes. */
 uint32_t dchan__self(void)
 {
-	pthread_once(&dchan__pid_once, dchan__pid_init);
-	return __atomic_load_n(&dchan__pid, __ATOMIC_RELAXED);
+	pthread_once(&pid_once, pid_init);
+	return __atomic_load_n(&self_pid, __ATOMIC_RELAXED);
 }
 
 /* What /proc/<pid>/stat says of a process. */
@@ -46,7 +46,7 @@ struct dchan__proc {
  * Read /proc/<pid>/stat.  Returns 0, -ENOENT when there is no such
  * process, or another negative errno when /proc cannot tell.
  */
-static int dchan__proc_stat(uint32_t pid, struct dchan__proc *pr)
+static int proc_stat(uint32_t pid, struct dchan__proc *pr)
 {
 	char path[40], buf[1024], *p, *tok[20];
 	ssize_t n;
@@ -77,7 +77,7 @@ static int dchan__proc_stat(uint32_t pid, struct dchan__proc *pr)
 }
 
 /* A start time as the 8 bits of a tag: 1..255 (0: not known). */
-static uint32_t dchan__gen_bits(uint64_t start)
+static uint32_t gen_bits(uint64_t start)
 {
 	return (uint32_t)(start % 255 + 1) << DCHAN__TAG_GEN_SHIFT;
 }
@@ -92,15 +92,15 @@ static uint32_t dchan__gen_bits(uint64_t start)
  */
 uint32_t dchan__self_tag(void)
 {
-	uint32_t tag = __atomic_load_n(&dchan__own_tag, __ATOMIC_RELAXED);
+	uint32_t tag = __atomic_load_n(&own_tag, __ATOMIC_RELAXED);
 	struct dchan__proc pr;
 
 	if (tag)
 		return tag;
 	tag = dchan__self() & DCHAN__TAG_PID_MASK;
-	if (dchan__proc_stat(tag, &pr) == 0)
-		tag |= dchan__gen_bits(pr.start);
-	__atomic_store_n(&dchan__own_tag, tag, __ATOMIC_RELAXED);
+	if (proc_stat(tag, &pr) == 0)
+		tag |= gen_bits(pr.start);
+	__atomic_store_n(&own_tag, tag, __ATOMIC_RELAXED);
 	return tag;
 }
 
@@ -122,13 +122,13 @@ bool dchan__owner_dead(uint32_t tag)
 		return false;
 	if ((tag & DCHAN__TAG_OWNER) == dchan__self_tag())
 		return false;
-	if (dchan__proc_stat(pid, &pr) < 0) /* gone, or hidden (hidepid) */
+	if (proc_stat(pid, &pr) < 0) /* gone, or hidden (hidepid) */
 		return kill((pid_t)pid, 0) == -1 && errno == ESRCH;
 	if (pr.state == 'X' || pr.state == 'x' ||
 	    (pr.state == 'Z' && pr.threads <= 1))
 		return true;
 	return (tag & DCHAN__TAG_GEN_MASK) &&
-	       (tag & DCHAN__TAG_GEN_MASK) != dchan__gen_bits(pr.start);
+	       (tag & DCHAN__TAG_GEN_MASK) != gen_bits(pr.start);
 }
 
 uint64_t dchan__random64(void)
@@ -196,7 +196,7 @@ bool dchan__expired(const struct timespec *dl)
 }
 
 /* Runnable threads on the machine now (4th field of /proc/loadavg). */
-static long dchan__runnable(void)
+static long runnable_threads(void)
 {
 	char buf[128];
 	long r = -1;
@@ -215,9 +215,9 @@ static long dchan__runnable(void)
 	return r;
 }
 
-static int dchan__spin_forced; /* DRAGON_DCHAN_SPIN_NS was given */
+static int spin_forced; /* DRAGON_DCHAN_SPIN_NS was given */
 
-static uint64_t dchan__spin_default(void)
+static uint64_t spin_default(void)
 {
 	const char *e = getenv("DRAGON_DCHAN_SPIN_NS");
 	uint64_t v = 20000;
@@ -228,8 +228,7 @@ static uint64_t dchan__spin_default(void)
 
 		if (*end == '\0' && x < 1000000000ull) {
 			v = x;
-			__atomic_store_n(&dchan__spin_forced, 1,
-					 __ATOMIC_RELAXED);
+			__atomic_store_n(&spin_forced, 1, __ATOMIC_RELAXED);
 		}
 	}
 	return v;
@@ -255,15 +254,14 @@ uint64_t dchan__spin_ns(void)
 
 		__atomic_store_n(&ncpu, c > 0 ? (uint64_t)c : 1,
 				 __ATOMIC_RELAXED);
-		__atomic_store_n(&spin, dchan__spin_default(),
-				 __ATOMIC_RELAXED);
+		__atomic_store_n(&spin, spin_default(), __ATOMIC_RELAXED);
 	}
 	if (__atomic_load_n(&ncpu, __ATOMIC_RELAXED) < 2)
 		return 0;
-	if (__atomic_load_n(&dchan__spin_forced, __ATOMIC_RELAXED))
+	if (__atomic_load_n(&spin_forced, __ATOMIC_RELAXED))
 		return __atomic_load_n(&spin, __ATOMIC_RELAXED);
 	if (now - __atomic_load_n(&sampled, __ATOMIC_RELAXED) > 50000000ull) {
-		long r = dchan__runnable();
+		long r = runnable_threads();
 
 		__atomic_store_n(&sampled, now, __ATOMIC_RELAXED);
 		__atomic_store_n(

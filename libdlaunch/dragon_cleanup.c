@@ -5,7 +5,8 @@
  * (DRAGON_INSTANCE, set in everything the runtime starts), or a launcher
  * (command name dragon).  A segment is a regular file in /dev/shm owned by
  * this uid and named dragon.<user>.<instance>.<name> — the naming every
- * Dragon segment has.  --instance narrows both to one runtime.
+ * Dragon segment has, which dmem_segname_match() recognises.  --instance
+ * narrows both to one runtime.
  *
  * --when-gone PID makes it the watchdog of a runtime embedded in process
  * PID (an embedded runtime lives in its owner's threads, so when the owner
@@ -22,7 +23,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +32,8 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <dragon/dmem.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -50,7 +52,6 @@ static const char *const runtime_segments[] = {"default", "infra"};
 struct opts {
 	int dry_run;
 	const char *instance;
-	char user[64];
 	pid_t when_gone; /* watch this owner; 0: clean up now */
 	double grace;	 /* seconds between SIGTERM and SIGKILL (watchdog) */
 	/* When the watchdog saw its owner gone, in clock ticks since boot
@@ -161,16 +162,14 @@ static int remove_segments(const struct opts *o)
 {
 	DIR *d = opendir(SHM_DIR);
 	struct dirent *de;
-	char prefix[256], path[512];
+	char path[512];
 	struct stat st;
 	int n = 0, bad = 0;
 
 	if (!d)
 		return 0;
-	snprintf(prefix, sizeof prefix, "dragon.%s.%s%s", o->user,
-		 o->instance ? o->instance : "", o->instance ? "." : "");
 	while ((de = readdir(d))) {
-		if (strncmp(de->d_name, prefix, strlen(prefix)))
+		if (dmem_segname_match(de->d_name, NULL, o->instance) != 1)
 			continue;
 		snprintf(path, sizeof path, SHM_DIR "/%s", de->d_name);
 		if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
@@ -189,23 +188,16 @@ static int remove_segments(const struct opts *o)
 	return bad ? -1 : n;
 }
 
-/* The user part of segment names, as libdmem writes it. */
-static void user_name(char *buf, size_t len)
-{
-	struct passwd *pw = getpwuid(geteuid());
-
-	if (pw && pw->pw_name[0])
-		snprintf(buf, len, "%s", pw->pw_name);
-	else
-		snprintf(buf, len, "uid%u", (unsigned)geteuid());
-	for (char *c = buf; *c; c++)
-		if (!isalnum((unsigned char)*c) && *c != '_' && *c != '-')
-			*c = '_';
-}
-
 /* ---- the watchdog of an embedded runtime (--when-gone) ---------------- */
 
-#define MAX_TRACKED 4096
+#define MAX_TRACKED    4096
+/* After the grace period: rounds of SIGKILL to the instance's processes
+ * (and to those they started meanwhile), each waiting this long for them
+ * to end, before the watchdog gives up on stragglers. */
+#define KILL_ROUNDS    20
+#define KILL_WAIT_S    1.0
+/* Between two scans that find no new process of the instance. */
+#define SCAN_SETTLE_NS (100 * 1000 * 1000)
 
 struct tracked {
 	pid_t pid;
@@ -228,13 +220,15 @@ static double now(void)
 /* True while one of the runtime's own segments of the instance exists. */
 static bool runtime_left(const struct opts *o)
 {
-	char path[512];
+	char name[DMEM_SEGNAME_MAX], path[sizeof SHM_DIR + DMEM_SEGNAME_MAX];
 	struct stat st;
 
 	for (size_t i = 0;
 	     i < sizeof runtime_segments / sizeof runtime_segments[0]; i++) {
-		snprintf(path, sizeof path, SHM_DIR "/dragon.%s.%s.%s", o->user,
-			 o->instance, runtime_segments[i]);
+		if (dmem_segname_format(NULL, o->instance, runtime_segments[i],
+					name, sizeof name) < 0)
+			continue;
+		snprintf(path, sizeof path, SHM_DIR "/%s", name);
 		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    st.st_uid == getuid())
 			return true;
@@ -391,7 +385,7 @@ static int wait_ended(struct tracked *t, int n, double deadline)
 static void end_instance(const struct opts *o)
 {
 	static struct tracked t[MAX_TRACKED];
-	const struct timespec settle = {0, 100 * 1000 * 1000};
+	const struct timespec settle = {0, SCAN_SETTLE_NS};
 	double deadline = now() + o->grace;
 	int n = 0, fresh, left = 0, quiet = 0;
 
@@ -405,7 +399,7 @@ static void end_instance(const struct opts *o)
 		if (!left && quiet < 2)
 			nanosleep(&settle, NULL);
 	} while (!left && quiet < 2 && now() < deadline);
-	for (int round = 0; round < 20 && (left || fresh); round++) {
+	for (int round = 0; round < KILL_ROUNDS && (left || fresh); round++) {
 		for (int i = 0; i < n; i++) {
 			if (t[i].fd < 0)
 				continue;
@@ -416,7 +410,7 @@ static void end_instance(const struct opts *o)
 				0);
 		}
 		fresh = signal_new(o, t, &n, SIGKILL);
-		left = wait_ended(t, n, now() + 1.0);
+		left = wait_ended(t, n, now() + KILL_WAIT_S);
 	}
 	for (int i = 0; i < n; i++)
 		if (t[i].fd >= 0)
@@ -555,7 +549,6 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc || (o.when_gone && (!o.instance || o.dry_run)))
 		return usage(stderr, 2);
-	user_name(o.user, sizeof o.user);
 	if (o.when_gone)
 		return watch_owner(&o);
 	end_processes(&o);

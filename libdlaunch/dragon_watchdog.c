@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <dragon/dmem.h>
 #include "launcher.h"
 
 static struct {
@@ -32,11 +33,16 @@ static struct {
 	char instance[64];
 } wd = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
 
+/* Rounds of SIGKILL to the launcher's children, and the pause between
+ * two, in which the children of killed ones are adopted by the launcher. */
+#define KILL_ROUNDS   20
+#define ADOPT_WAIT_US 20000
+
 /* SIGKILL every child of the launcher (only it can have reaped them, so
  * the pids are theirs), and their children as they get adopted. */
 static void kill_children(void)
 {
-	for (int round = 0; round < 20; round++) {
+	for (int round = 0; round < KILL_ROUNDS; round++) {
 		char path[300], buf[512], *p;
 		struct dirent *de;
 		DIR *d = opendir("/proc");
@@ -63,22 +69,20 @@ static void kill_children(void)
 			closedir(d);
 		if (!n)
 			return;
-		usleep(20000);
+		usleep(ADOPT_WAIT_US);
 	}
 }
 
 /* This uid's segments of the instance: dragon.<user>.<instance>.<name>. */
 static void remove_segments(const char *instance)
 {
-	char key[80], path[512];
+	char path[512];
 	struct dirent *de;
 	struct stat st;
 	DIR *d = opendir("/dev/shm");
 
-	snprintf(key, sizeof key, ".%s.", instance);
 	while (d && (de = readdir(d))) {
-		if (strncmp(de->d_name, "dragon.", 7) ||
-		    !strstr(de->d_name + 6, key))
+		if (dmem_segname_match(de->d_name, NULL, instance) != 1)
 			continue;
 		snprintf(path, sizeof path, "/dev/shm/%s", de->d_name);
 		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&

@@ -166,14 +166,14 @@ static int check_instance(const char *inst)
 {
 	size_t n = strlen(inst);
 
-	if (n == 0 || n > 40 ||
+	if (n == 0 || n > DMEM_INSTANCE_MAX ||
 	    strspn(inst, "abcdefghijklmnopqrstuvwxyz"
 			 "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 			 "0123456789_-") != n)
 		return dlaunch__fail(-EINVAL,
-				     "instance id '%s': use 1..40 of "
+				     "instance id '%s': use 1..%d of "
 				     "[A-Za-z0-9_-]",
-				     inst);
+				     inst, DMEM_INSTANCE_MAX);
 	return 0;
 }
 

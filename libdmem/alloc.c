@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "dmem_int.h"
+#include "dmem_private.h"
 
 static int nospace(struct dmem_pool *p, uint64_t size, uint64_t align)
 {

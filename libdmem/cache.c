@@ -24,7 +24,7 @@
  */
 #include <errno.h>
 
-#include "dmem_int.h"
+#include "dmem_private.h"
 
 /*
  * The lock word holds the pid of the process whose thread holds it.  The

@@ -9,7 +9,7 @@
  */
 #include <errno.h>
 
-#include "dmem_int.h"
+#include "dmem_private.h"
 
 #define BAD(...) dmem__fail(-DMEM_E_CORRUPT, __VA_ARGS__)
 

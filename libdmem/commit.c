@@ -22,7 +22,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "dmem_int.h"
+#include "dmem_private.h"
 
 /* Committed space grows in steps of this much (or to the segment's end). */
 #define COMMIT_STEP (2ull << 20)

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmem_int.h"
+#include "dmem_private.h"
 
 /* The header both descriptor structs start with (a common initial
  * sequence, so it may be read through union desc_any). */

@@ -1,19 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * env.c - what libdmem learns from the process environment: node id,
- * default pool size, segment names, the /dev/shm capacity, our own pid.
+ * default pool size, the /dev/shm capacity, our own pid (segment names:
+ * segname.c).
  */
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "dmem_int.h"
+#include "dmem_private.h"
 
 #define DEFAULT_SEG_SZ (4ull << 30)
 
@@ -43,7 +43,7 @@ static void reset_pid(void)
 	cached_pid = 0;
 }
 
-__attribute__((constructor)) static void dmem_env_init(void)
+__attribute__((constructor)) static void env_init(void)
 {
 	pthread_atfork(NULL, NULL, reset_pid);
 }
@@ -148,65 +148,6 @@ int dmem__env_seg_size(uint64_t *size_out)
 		"bytes as a positive integer, optionally with a K, M, G "
 		"or T suffix (e.g. 4294967296 or 4G), at most %llu",
 		s, (unsigned long long)DMEM_MAX_POOL);
-}
-
-static int valid_token(const char *s, size_t max)
-{
-	size_t n = 0;
-
-	for (; s[n]; n++)
-		if (!isalnum((unsigned char)s[n]) && s[n] != '_' && s[n] != '-')
-			return 0;
-	return n > 0 && n <= max;
-}
-
-static void user_name(char *buf, size_t len)
-{
-	struct passwd pw, *res = NULL;
-	char tmp[1024];
-	const char *name = NULL;
-
-	if (getpwuid_r(geteuid(), &pw, tmp, sizeof(tmp), &res) == 0 && res)
-		name = res->pw_name;
-	if (!name || !*name)
-		name = getenv("USER");
-	if (!name || !*name) {
-		snprintf(buf, len, "uid%u", (unsigned)geteuid());
-		return;
-	}
-	snprintf(buf, len, "%s", name);
-	for (char *c = buf; *c; c++)
-		if (!isalnum((unsigned char)*c) && *c != '_' && *c != '-')
-			*c = '_';
-}
-
-/* dragon.<user>.<instance>.<name>: dragon-cleanup finds exactly these. */
-int dmem__segname(const char *name, const char *instance, char *buf, size_t len)
-{
-	char user[33], inst[49];
-
-	if (!name || !valid_token(name, 64))
-		return dmem__fail(-EINVAL,
-				  "pool name '%.80s' is invalid: use 1-64 of "
-				  "[A-Za-z0-9_-]",
-				  name ? name : "(null)");
-	if (!instance)
-		instance = getenv("DRAGON_INSTANCE");
-	if (instance && !valid_token(instance, 48))
-		return dmem__fail(
-			-DMEM_E_ENV,
-			"instance '%.60s' (attribute or DRAGON_INSTANCE) "
-			"is invalid: use 1-48 of [A-Za-z0-9_-]",
-			instance);
-	if (instance)
-		snprintf(inst, sizeof(inst), "%s", instance);
-	else
-		snprintf(inst, sizeof(inst), "p%d", (int)dmem__self_pid());
-	user_name(user, sizeof(user));
-	if ((size_t)snprintf(buf, len, "dragon.%s.%s.%s", user, inst, name) >=
-	    len)
-		return dmem__fail(-ENAMETOOLONG, "segment name too long");
-	return 0;
 }
 
 static uint64_t shm_avail(void)

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "dmem_int.h"
+#include "dmem_private.h"
 
 static _Thread_local char errbuf[512];
 
@@ -23,11 +23,6 @@ int dmem__fail(int code, const char *fmt, ...)
 	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
 	va_end(ap);
 	return code;
-}
-
-void dmem__clear_err(void)
-{
-	errbuf[0] = '\0';
 }
 
 DMEM_EXPORT const char *dmem_errmsg(void)
@@ -54,7 +49,6 @@ static const char *const lib_names[] = {
 		"descriptor belongs to another pool or node",
 	[DMEM_E_SHMSMALL - DMEM_ERRBASE] = "/dev/shm too small for the pool",
 	[DMEM_E_ENV - DMEM_ERRBASE] = "malformed environment variable",
-	[DMEM_E_NOTOWNER - DMEM_ERRBASE] = "not the owner of the allocation",
 };
 
 DMEM_EXPORT const char *dmem_strerror(int err)

@@ -25,13 +25,16 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "dmem_int.h"
+#include "dmem_private.h"
 
+/* Polls of the word a wait makes before it sleeps: the budget doubles when
+ * the word changed in time and halves when it did not, within these. */
 #define SPIN_MIN       16
+#define SPIN_START     256
 #define SPIN_MAX       4096
 #define LOAD_SAMPLE_NS 50000000ull /* re-read /proc/loadavg every 50 ms */
 
-static _Atomic int spin_budget = 256;
+static _Atomic int spin_budget = SPIN_START;
 static _Atomic uint64_t load_sampled_at;
 static _Atomic int oversubscribed = 1;
 

@@ -22,7 +22,7 @@
  */
 #include <errno.h>
 
-#include "dmem_int.h"
+#include "dmem_private.h"
 
 #define J(p, field, val) dmem__jset((p), &(field), (val))
 

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "dmem_int.h"
+#include "dmem_private.h"
 
 void dmem__rollback(struct dmem_pool *p)
 {

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "dmem_int.h"
+#include "dmem_private.h"
 
 /* The heap starts on the first page after the header so block payloads of
  * page-aligned requests line up with pages. */
@@ -193,8 +193,8 @@ DMEM_EXPORT int dmem_pool_create(const char *name, size_t size,
 				  getenv("DRAGON_NODE_ID"));
 	if (!(p = calloc(1, sizeof(*p))))
 		return dmem__fail(-ENOMEM, "out of memory");
-	if ((rc = dmem__segname(name, inst, p->desc.segname,
-				sizeof(p->desc.segname))) ||
+	if ((rc = dmem_segname_format(NULL, inst, name, p->desc.segname,
+				      sizeof(p->desc.segname))) ||
 	    (rc = resolve_size(size, &p->size)) ||
 	    (rc = dmem__shm_check(p->desc.segname, p->size)) ||
 	    (rc = create_segment(p, flags)))

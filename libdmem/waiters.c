@@ -11,7 +11,7 @@
  * its state.  Past DMEM_WAITER_SLOTS concurrent waiters a counter takes
  * over (correct, just not repaired after a crash).
  */
-#include "dmem_int.h"
+#include "dmem_private.h"
 
 int dmem__waiter_enter(struct dmem_pool *p)
 {

@@ -14,6 +14,7 @@ const char *dmem_errmsg(void);
 uint64_t dmem_node_id(void);
 
 #define DMEM_ERRBASE 1000
+#define DMEM_INSTANCE_MAX 48
 #define DMEM_SEGNAME_MAX 192
 #define DMEM_POOL_DESC_TEXT_MAX 288
 #define DMEM_ALLOC_DESC_TEXT_MAX 160
@@ -25,7 +26,7 @@ uint64_t dmem_node_id(void);
 enum dmem_error {
 	DMEM_E_NOSPACE, DMEM_E_TOOBIG, DMEM_E_BADMAGIC, DMEM_E_VERSION,
 	DMEM_E_CORRUPT, DMEM_E_STALE, DMEM_E_FOREIGN, DMEM_E_SHMSMALL,
-	DMEM_E_ENV, DMEM_E_NOTOWNER
+	DMEM_E_ENV
 };
 
 typedef struct dmem_pool_desc {
@@ -110,6 +111,10 @@ int dmem_alloc_owner(dmem_pool_t *pool, const void *ptr, pid_t *owner_out);
 int dmem_deadline_after(uint64_t timeout_ns, struct timespec *deadline_out);
 int dmem_futex_wait(uint32_t *addr, uint32_t expected, const struct timespec *deadline);
 int dmem_futex_wake(uint32_t *addr, int n);
+int dmem_segname_format(const char *user, const char *instance,
+			const char *name, char *buf, size_t len);
+int dmem_segname_match(const char *segname, const char *user,
+		       const char *instance);
 
 /* ---- libdchan ----------------------------------------------------------- */
 

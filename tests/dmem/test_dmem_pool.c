@@ -582,9 +582,67 @@ START_TEST(threads_share_a_handle)
 }
 END_TEST
 
+/* The one spelling of segment names: what pools are created under is what
+ * dmem_segname_format builds and what dmem_segname_match recognises. */
+START_TEST(segname_format_and_match)
+{
+	dmem_pool_t *p = dmt_pool("named", MiB);
+	char buf[DMEM_SEGNAME_MAX], longinst[DMEM_INSTANCE_MAX + 2];
+	dmem_pool_desc_t d;
+
+	ck_assert_int_eq(dmem_pool_desc_get(p, &d), 0);
+	ck_assert_int_eq(
+		dmem_segname_format(NULL, NULL, "named", buf, sizeof buf), 0);
+	ck_assert_str_eq(buf, d.segname);
+	ck_assert_int_eq(dmem_segname_match(d.segname, NULL, dmt_instance), 1);
+	ck_assert_int_eq(dmem_segname_match(d.segname, NULL, NULL), 1);
+	ck_assert_int_eq(dmem_segname_match(d.segname, NULL, "other"), 0);
+	ck_assert_int_eq(dmem_segname_match(d.segname, "someone_else", NULL),
+			 0);
+	ck_assert_int_eq(dmem_pool_destroy(p), 0);
+
+	ck_assert_int_eq(
+		dmem_segname_format("u-1", "rt1", "default", buf, sizeof buf),
+		0);
+	ck_assert_str_eq(buf, "dragon.u-1.rt1.default");
+	ck_assert_int_eq(dmem_segname_match(buf, "u-1", "rt1"), 1);
+	ck_assert_int_eq(dmem_segname_match(buf, "u-1", "rt"), 0);
+	ck_assert_int_eq(dmem_segname_match(buf, "u", NULL), 0);
+	/* not shaped dragon.<user>.<instance>.<name> */
+	ck_assert_int_eq(dmem_segname_match("dragonfly.u-1.rt1.x", "u-1", NULL),
+			 0);
+	ck_assert_int_eq(dmem_segname_match("dragon.u-1.rt1", "u-1", NULL), 0);
+	ck_assert_int_eq(dmem_segname_match("dragon.u-1.rt1.a.b", "u-1", NULL),
+			 0);
+	ck_assert_int_eq(dmem_segname_match("dragon.u-1..x", "u-1", NULL), 0);
+	ck_assert_int_eq(dmem_segname_match("dragon.u-1.r/t.x", "u-1", NULL),
+			 0);
+	ck_assert_int_eq(dmem_segname_match(NULL, NULL, NULL), -EINVAL);
+
+	/* the instance limit is DMEM_INSTANCE_MAX, in both directions */
+	memset(longinst, 'i', sizeof longinst - 1);
+	longinst[sizeof longinst - 1] = '\0';
+	ck_assert_int_eq(
+		dmem_segname_format("u", longinst, "x", buf, sizeof buf),
+		-DMEM_E_ENV);
+	longinst[DMEM_INSTANCE_MAX] = '\0';
+	ck_assert_int_eq(
+		dmem_segname_format("u", longinst, "x", buf, sizeof buf), 0);
+	ck_assert_int_eq(dmem_segname_match(buf, "u", longinst), 1);
+	ck_assert_int_eq(
+		dmem_segname_format("u", "rt1", "bad.name", buf, sizeof buf),
+		-EINVAL);
+	ck_assert_int_eq(
+		dmem_segname_format("u.v", "rt1", "x", buf, sizeof buf),
+		-EINVAL);
+	ck_assert_int_eq(dmem_segname_format("u", "rt1", "x", buf, 8),
+			 -ENAMETOOLONG);
+}
+END_TEST
+
 START_TEST(strerror_and_errmsg)
 {
-	for (int c = DMEM_E_NOSPACE; c <= DMEM_E_NOTOWNER; c++)
+	for (int c = DMEM_E_NOSPACE; c <= DMEM_E_ENV; c++)
 		ck_assert_ptr_null(strstr(dmem_strerror(-c), "nknown"));
 	ck_assert_ptr_nonnull(dmem_errmsg());
 }
@@ -620,6 +678,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, attach_from_other_process_by_text);
 	tcase_add_test(tc, owner_chown_reclaim);
 	tcase_add_test(tc, threads_share_a_handle);
+	tcase_add_test(tc, segname_format_and_match);
 	tcase_add_test(tc, strerror_and_errmsg);
 	return dmt_run(s);
 }

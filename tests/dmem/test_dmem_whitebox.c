@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "dmem_test.h"
-#include "dmem_int.h"
+#include "dmem_private.h"
 
 static uint64_t fake_avail;
 

@@ -265,12 +265,13 @@ def _embedded_pool_size():
 
 def remove_stale_segments(instance):
     # The instance id carries this pid: segments of that instance are
-    # leftovers of a dead process that had the same pid.
-    import pwd
+    # leftovers of a dead process that had the same pid.  libdmem alone
+    # knows how segment names are spelled.
+    inst = instance.encode()
     try:
-        prefix = "dragon.%s.%s." % (pwd.getpwuid(os.getuid()).pw_name, instance)
-        names = [n for n in os.listdir("/dev/shm") if n.startswith(prefix)]
-    except (KeyError, OSError):
+        names = [n for n in os.listdir("/dev/shm")
+                 if lib.dmem_segname_match(n.encode(), ffi.NULL, inst) == 1]
+    except OSError:
         return
     for n in names:
         try:

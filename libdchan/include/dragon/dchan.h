@@ -8,7 +8,13 @@
  * Conventions (see dchan(7)):
  *  - Output arguments come last and are written only on success.
  *  - Timeouts are relative, in nanoseconds: 0 tries once, DCHAN_FOREVER
- *    waits without limit.
+ *    waits without limit.  Relative, unlike libdmem's absolute deadlines,
+ *    because a channel operation may run on another node: the gateway
+ *    carries the timeout there, and an absolute CLOCK_MONOTONIC time means
+ *    nothing on a node whose clock started elsewhere.  A plain integer also
+ *    passes by value through every binding, as Python's timeout= does.
+ *    Each call turns it into a deadline once, on entry, and waits on
+ *    libdmem with that.
  *  - Handles (dchan_t and the sync objects) are process-local and may be
  *    used by several threads at once.  Descriptors (dchan_desc_t) are plain
  *    data that name a channel in any process on any node.

@@ -154,7 +154,8 @@ typedef struct dlaunch_runtime_attr {
 	uint64_t field_mask;  /* DLAUNCH_RT_ATTR_* for the fields set */
 	uint64_t pool_size;   /* default pool bytes; default
 				 $DRAGON_DEFAULT_SEG_SZ, else 4 GiB sparse */
-	const char *instance; /* instance id [A-Za-z0-9_-], <= 40 chars;
+	const char *instance; /* instance id [A-Za-z0-9_-], at most
+				 DMEM_INSTANCE_MAX (48) chars;
 				 default: generated.  Borrowed. */
 	int32_t log_level;    /* enum dlaunch_log_level */
 	uint32_t flags;	      /* DLAUNCH_RT_F_* */

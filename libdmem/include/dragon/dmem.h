@@ -17,6 +17,11 @@
  *  - Output arguments come last and are written only on success.
  *  - Deadlines are absolute CLOCK_MONOTONIC times.  A NULL deadline waits
  *    forever; a deadline already in the past (e.g. {0, 0}) tries once.
+ *    Absolute, because libdmem's waits are primitives that callers retry
+ *    in loops (a futex wait may return early; libdchan sleeps many times
+ *    in one operation): a deadline computed once stays right across every
+ *    retry, and the kernel's futex takes one.  The layers above take
+ *    relative timeouts instead (see dchan.h); dmem_deadline_after converts.
  *  - Each process maps a pool at its own address.  Anything stored inside
  *    shared memory must be an offset (dmem_pool_offset / dmem_pool_ptr), never
  *    a pointer.
@@ -68,8 +73,7 @@ enum dmem_error {
 	DMEM_E_STALE = DMEM_ERRBASE + 6, /* allocation was freed (generation) */
 	DMEM_E_FOREIGN = DMEM_ERRBASE + 7,  /* other pool or other node */
 	DMEM_E_SHMSMALL = DMEM_ERRBASE + 8, /* /dev/shm cannot back the pool */
-	DMEM_E_ENV = DMEM_ERRBASE + 9,	    /* malformed environment variable */
-	DMEM_E_NOTOWNER = DMEM_ERRBASE + 10 /* reserved for ownership checks */
+	DMEM_E_ENV = DMEM_ERRBASE + 9	    /* malformed environment variable */
 };
 
 /*
@@ -95,12 +99,45 @@ DMEM_EXPORT const char *dmem_errmsg(void);
  */
 DMEM_EXPORT uint64_t dmem_node_id(void);
 
+/* ---- segment names ------------------------------------------------------ */
+
+/* Longest runtime instance id, in characters of [A-Za-z0-9_-]. */
+#define DMEM_INSTANCE_MAX 48
+/* Segment name buffer, including the NUL: always large enough. */
+#define DMEM_SEGNAME_MAX  192
+
+/*
+ * Every pool's segment is /dev/shm/dragon.<user>.<instance>.<name>, mode
+ * 0600: the user is the name of this process's effective uid (characters
+ * outside [A-Za-z0-9_-] become '_', at most 32 kept), the instance names
+ * the runtime (1..DMEM_INSTANCE_MAX of [A-Za-z0-9_-]) and name is the
+ * pool's (1..64 of them).  dragon-cleanup and the runtime find a runtime's
+ * segments by these names and by nothing else.
+ *
+ * dmem_segname_format writes the name into buf (len bytes; DMEM_SEGNAME_MAX
+ * is enough).  user NULL: this process's user; instance NULL:
+ * $DRAGON_INSTANCE, else "p<pid>".  All arguments are borrowed.  Returns
+ * 0, -EINVAL (bad name or user), -DMEM_E_ENV (bad instance, given or from
+ * the environment) or -ENAMETOOLONG.
+ */
+DMEM_EXPORT int dmem_segname_format(const char *user, const char *instance,
+				    const char *name, char *buf, size_t len);
+
+/*
+ * Is segname (a file name in /dev/shm, without the directory) the
+ * segment name of a pool of user (NULL: this process's user) in runtime
+ * instance (NULL: any instance)?  Returns 1 if it is, 0 if it is not
+ * (also for anything not shaped dragon.<user>.<instance>.<name>), -EINVAL
+ * if segname is NULL.
+ */
+DMEM_EXPORT int dmem_segname_match(const char *segname, const char *user,
+				   const char *instance);
+
 /* ---- descriptors (cross process boundaries) ----------------------------- */
 
 #define DMEM_POOL_DESC_MAGIC  0x4c4f4f50u /* "POOL" */
 #define DMEM_ALLOC_DESC_MAGIC 0x434f4c41u /* "ALOC" */
 #define DMEM_DESC_VERSION     1
-#define DMEM_SEGNAME_MAX      192 /* segment name buffer incl. the NUL */
 
 /*
  * Names a pool.  Plain data, fixed size: copy it anywhere (shared memory,
@@ -191,7 +228,8 @@ typedef struct dmem_pool dmem_pool_t;
 
 typedef struct dmem_pool_attr {
 	uint64_t field_mask;  /* DMEM_POOL_ATTR_* bits for the fields set */
-	const char *instance; /* runtime instance ([A-Za-z0-9_-], <= 48 chars);
+	const char *instance; /* runtime instance ([A-Za-z0-9_-], at most
+				 DMEM_INSTANCE_MAX chars);
 				 default: $DRAGON_INSTANCE, else "p<pid>".
 				 Borrowed: only read during the call. */
 	uint32_t flags;	      /* DMEM_POOL_F_* */

@@ -1,4 +1,5 @@
-/* Version and error text of libdtransport. */
+/* Errors of libdtransport: the names of its codes, and the version (one
+ * small function, kept with them as in libdmem's error.c). */
 #include "config.h"
 #include "dtrans_private.h"
 

@@ -1,18 +1,22 @@
-/* Version, error text and the per-thread detail message of libdchan. */
+/*
+ * Errors of libdchan: the names of its codes, the per-thread detail
+ * message, and the version (one small function, kept with them as in
+ * libdmem's error.c).
+ */
 #include "config.h"
 #include "dchan_private.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static __thread char dchan__errbuf[512];
+static __thread char errbuf[512];
 
 DCHAN_EXPORT unsigned dchan_version(void)
 {
 	return DCHAN_VERSION_NUMBER;
 }
 
-static const char *const dchan__errtext[] = {
+static const char *const errtext[] = {
 	[1] = "corrupt channel descriptor",
 	[2] = "channel layout or message format version not understood",
 	[3] = "channel was destroyed",
@@ -26,19 +30,14 @@ DCHAN_EXPORT const char *dchan_strerror(int err)
 {
 	int n = -err - DCHAN_ERRBASE;
 
-	if (n > 0 && n < (int)(sizeof dchan__errtext / sizeof *dchan__errtext))
-		return dchan__errtext[n];
+	if (n > 0 && n < (int)(sizeof errtext / sizeof *errtext))
+		return errtext[n];
 	return dmem_strerror(err);
 }
 
 DCHAN_EXPORT const char *dchan_errmsg(void)
 {
-	return dchan__errbuf;
-}
-
-void dchan__clear_error(void)
-{
-	dchan__errbuf[0] = '\0';
+	return errbuf;
 }
 
 /* Record the detail of a failure and pass its code through, so that a
@@ -48,12 +47,11 @@ int dchan__fail(int err, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	n = snprintf(dchan__errbuf, sizeof dchan__errbuf,
-		     "%s: ", dchan_strerror(err));
-	if (n < 0 || (size_t)n >= sizeof dchan__errbuf)
+	n = snprintf(errbuf, sizeof errbuf, "%s: ", dchan_strerror(err));
+	if (n < 0 || (size_t)n >= sizeof errbuf)
 		return err;
 	va_start(ap, fmt);
-	vsnprintf(dchan__errbuf + n, sizeof dchan__errbuf - (size_t)n, fmt, ap);
+	vsnprintf(errbuf + n, sizeof errbuf - (size_t)n, fmt, ap);
 	va_end(ap);
 	return err;
 }

@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * dmem_int.h - libdmem private layout and internal functions.
+ * dmem_private.h - libdmem private layout and internal functions.
  *
  * The pool segment starts with struct dmem_shared (magic, layout version,
  * robust lock, allocator index, undo journal) and the heap follows it.
  * Everything inside the segment refers to other things by offset from the
  * segment start, because each process maps it at a different address.
  */
-#ifndef DMEM_INT_H
-#define DMEM_INT_H
+#ifndef DMEM_PRIVATE_H
+#define DMEM_PRIVATE_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -134,12 +134,9 @@ struct dmem_pool {
 /* error.c */
 int dmem__fail(int code, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-void dmem__clear_err(void);
 
 /* env.c */
 int dmem__env_seg_size(uint64_t *size_out);
-int dmem__segname(const char *name, const char *instance, char *buf,
-		  size_t len);
 extern uint64_t (*dmem__shm_avail_hook)(void); /* tests inject statvfs */
 int dmem__shm_check(const char *segname, uint64_t size);
 pid_t dmem__self_pid(void);
@@ -286,4 +283,4 @@ uint64_t dmem__alloc_desc_check(const dmem_alloc_desc_t *d);
 int dmem__pool_desc_valid(const dmem_pool_desc_t *d);
 int dmem__alloc_desc_valid(const dmem_alloc_desc_t *d);
 
-#endif /* DMEM_INT_H */
+#endif /* DMEM_PRIVATE_H */
