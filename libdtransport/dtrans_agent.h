@@ -152,6 +152,11 @@ void dtrans__link_event(struct dtrans__link *l, uint32_t events);
 void dtrans__link_flush(struct dtrans__link *l);
 void dtrans__link_tick(struct dtrans__link *l, uint64_t now);
 void dtrans__accept_all(struct dtrans_agent *ag);
+/* A listener's new link: say HELLO. */
+void dtrans__link_accepted(struct dtrans__link *l);
+/* Bytes as if received on l: parse and act on every whole frame (drops
+ * the link on a malformed one).  The read path and the fuzz target. */
+int dtrans__link_feed(struct dtrans__link *l, const void *buf, size_t len);
 
 /* forwarding our requests (dtrans_forward.c) */
 void dtrans__gw_drain(struct dtrans_agent *ag);

@@ -443,6 +443,11 @@ void dtrans__link_tick(struct dtrans__link *l, uint64_t now)
 	}
 }
 
+void dtrans__link_accepted(struct dtrans__link *l)
+{
+	dtrans__hs_hello(l);
+}
+
 void dtrans__accept_all(struct dtrans_agent *ag)
 {
 	struct dtrans__link *l;
@@ -450,6 +455,23 @@ void dtrans__accept_all(struct dtrans_agent *ag)
 
 	while (ag->be->accept(ag->ep, &be) == 0) {
 		if (dtrans__link_new(ag, be, false, UINT32_MAX, &l) == 0)
-			dtrans__hs_hello(l);
+			dtrans__link_accepted(l);
 	}
+}
+
+int dtrans__link_feed(struct dtrans__link *l, const void *buf, size_t len)
+{
+	int rc;
+
+	if (l->dead)
+		return -EPIPE;
+	rc = dtrans__buf_reserve(&l->in, len);
+	if (rc < 0)
+		return rc;
+	memcpy(l->in.p + l->in.len, buf, len);
+	l->in.len += len;
+	rc = dtrans__link_parse(l);
+	if (rc < 0)
+		dtrans__link_drop(l, dtrans_strerror(rc));
+	return rc;
 }

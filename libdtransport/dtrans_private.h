@@ -40,6 +40,8 @@ struct dtrans__backend_ops {
 };
 
 extern const struct dtrans__backend_ops dtrans__tcp_ops;
+/* A tcp link around a connected non-blocking stream socket (owns fd). */
+int dtrans__tcp_adopt(int fd, void **link_out);
 
 /* The backend called name, or NULL (and an error message) if it is not
  * built into this library. */

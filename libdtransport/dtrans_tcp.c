@@ -52,7 +52,9 @@ static int dtrans__tcp_resolve(const char *addr, bool passive,
 	return 0;
 }
 
-static int dtrans__tcp_wrap(int fd, void **out)
+/* A tcp link around a connected, non-blocking stream socket (also how
+ * the fuzz target feeds a link). */
+int dtrans__tcp_adopt(int fd, void **out)
 {
 	struct dtrans__tcp *t = malloc(sizeof *t);
 	int one = 1;
@@ -95,7 +97,7 @@ static int dtrans__tcp_listen(const char *addr, void **ep_out)
 	if (fd < 0)
 		return dtrans__fail(rc, "cannot listen on %s: %s", addr,
 				    strerror(-rc));
-	return dtrans__tcp_wrap(fd, ep_out);
+	return dtrans__tcp_adopt(fd, ep_out);
 }
 
 static int dtrans__tcp_ep_address(void *ep, char *buf, size_t len)
@@ -128,7 +130,7 @@ static int dtrans__tcp_accept(void *ep, void **link_out)
 
 	if (fd < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-	return dtrans__tcp_wrap(fd, link_out);
+	return dtrans__tcp_adopt(fd, link_out);
 }
 
 static void dtrans__tcp_close(void *x)
@@ -162,7 +164,7 @@ static int dtrans__tcp_dial(const char *addr, void **link_out)
 		return rc;
 	}
 	freeaddrinfo(ai);
-	return dtrans__tcp_wrap(fd, link_out);
+	return dtrans__tcp_adopt(fd, link_out);
 }
 
 static int dtrans__tcp_connected(void *link)
