@@ -75,7 +75,7 @@ static inline void t_fatal(const char *what, int rc)
 	_exit(3);
 }
 
-static void t_make_objects(struct cluster *c, dmem_pool_t *pool)
+static inline void t_make_objects(struct cluster *c, dmem_pool_t *pool)
 {
 	dchan_attr_t a4 = {.field_mask = DCHAN_ATTR_CAPACITY, .capacity = 4};
 	dchan_attr_t abig = {.field_mask = DCHAN_ATTR_CAPACITY, .capacity = 64};
@@ -111,14 +111,14 @@ static void t_make_objects(struct cluster *c, dmem_pool_t *pool)
 		t_fatal("channel", rc);
 }
 
-static void t_say(int fd, char b)
+static inline void t_say(int fd, char b)
 {
 	if (write(fd, &b, 1) != 1) {
 		/* the agent is gone; its end shows in waitpid */
 	}
 }
 
-static char t_hear(int fd)
+static inline char t_hear(int fd)
 {
 	char b = 'q';
 
@@ -128,7 +128,7 @@ static char t_hear(int fd)
 }
 
 /* An agent process: node idx. */
-static void t_agent_main(struct cluster *c, int idx)
+static inline void t_agent_main(struct cluster *c, int idx)
 {
 	dchan_attr_t ga = {.field_mask = DCHAN_ATTR_CAPACITY, .capacity = 1024};
 	dtrans_attr_t a = {0};
@@ -192,7 +192,7 @@ static void t_agent_main(struct cluster *c, int idx)
 	_exit(0);
 }
 
-static struct cluster *t_cluster_up(uint64_t peer_timeout_ns)
+static inline struct cluster *t_cluster_up(uint64_t peer_timeout_ns)
 {
 	struct cluster *c = mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE,
 				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -225,13 +225,13 @@ static struct cluster *t_cluster_up(uint64_t peer_timeout_ns)
 }
 
 /* Agent i's statistics of its peer, into c->stats[i]. */
-static void t_agent_stats(struct cluster *c, int i)
+static inline void t_agent_stats(struct cluster *c, int i)
 {
 	t_say(c->ctl[i][1], 's');
 	ck_assert_int_eq(t_hear(c->ready[i][0]), 'r');
 }
 
-static void t_cluster_stats(struct cluster *c)
+static inline void t_cluster_stats(struct cluster *c)
 {
 	for (int i = 0; i < 2; i++)
 		t_agent_stats(c, i);
@@ -239,7 +239,7 @@ static void t_cluster_stats(struct cluster *c)
 
 /* Stop the agents (a killed one is only reaped) and remove what a killed
  * agent left in /dev/shm. */
-static void t_cluster_down(struct cluster *c)
+static inline void t_cluster_down(struct cluster *c)
 {
 	for (int i = 0; i < 2; i++) {
 		int st;
@@ -255,7 +255,7 @@ static void t_cluster_down(struct cluster *c)
 }
 
 /* Run fn in a process of node idx; returns its exit status. */
-static int t_run(struct cluster *c, int idx, int (*fn)(struct cluster *))
+static inline int t_run(struct cluster *c, int idx, int (*fn)(struct cluster *))
 {
 	pid_t pid = fork();
 	int st;
@@ -269,7 +269,8 @@ static int t_run(struct cluster *c, int idx, int (*fn)(struct cluster *))
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static pid_t t_start(struct cluster *c, int idx, int (*fn)(struct cluster *))
+static inline pid_t t_start(struct cluster *c, int idx,
+			    int (*fn)(struct cluster *))
 {
 	pid_t pid = fork();
 
@@ -281,7 +282,7 @@ static pid_t t_start(struct cluster *c, int idx, int (*fn)(struct cluster *))
 	return pid;
 }
 
-static int t_wait(pid_t pid)
+static inline int t_wait(pid_t pid)
 {
 	int st;
 
