@@ -235,17 +235,17 @@ void dtrans__fwd_lost(struct dtrans_agent *ag, uint32_t node, bool all,
 				pp = &p->hnext;
 				continue;
 			}
+			/* counted before the requester can see it */
+			DTRANS__STAT(ag, node, failed_ops, 1);
 			dtrans__fail_req(ag, &p->reply, p->op, p->req_id,
 					 -DCHAN_E_NODELOST);
 			dtrans__pending_free(ag, p);
 			n++;
 		}
 	}
-	if (n) {
-		DTRANS__STAT(ag, node, failed_ops, n);
+	if (n)
 		dtrans__log(ag, "%llu operations on node %u failed: %s",
 			    (unsigned long long)n, node, why);
-	}
 }
 
 /* Requests that could not be sent within the peer timeout fail; peers

@@ -194,6 +194,9 @@ END_TEST
 
 /* ---- sync objects ------------------------------------------------------- */
 
+/* The remote waiter tells the setter when it is about to wait. */
+static int go_pipe[2];
+
 static int c_sync_remote(struct cluster *c)
 {
 	dchan_lock_t *lk, *rl;
@@ -227,6 +230,7 @@ static int c_sync_remote(struct cluster *c)
 	T_EQ(dchan_event_is_set(ev), 0);
 	T_EQ(dchan_event_wait(ev, 100 * MS), -ETIMEDOUT);
 	/* node 1 sets it while we wait */
+	T_EQ(write(go_pipe[1], "g", 1), 1);
 	T_OK(dchan_event_wait(ev, 20 * S));
 	T_EQ(dchan_event_is_set(ev), 1);
 	T_OK(dchan_event_clear(ev));
@@ -242,8 +246,11 @@ static int c_event_set_late(struct cluster *c)
 {
 	dchan_event_t *ev;
 
+	char b;
+
 	T_OK(dchan_event_attach(&c->obj[O_EVENT], &ev));
-	usleep(500000);
+	T_EQ(read(go_pipe[0], &b, 1), 1); /* the waiter is about to wait */
+	usleep(200000);
 	T_OK(dchan_event_set(ev));
 	T_OK(dchan_event_detach(ev));
 	return 0;
@@ -252,7 +259,10 @@ static int c_event_set_late(struct cluster *c)
 START_TEST(t_sync_objects)
 {
 	struct cluster *c = t_cluster_up(10 * S);
-	pid_t setter = t_start(c, 1, c_event_set_late);
+	pid_t setter;
+
+	ck_assert_int_eq(pipe(go_pipe), 0);
+	setter = t_start(c, 1, c_event_set_late);
 
 	ck_assert_int_eq(t_run(c, 0, c_sync_remote), 0);
 	ck_assert_int_eq(t_wait(setter), 0);
