@@ -343,6 +343,11 @@ static int dtrans__link_parse(struct dtrans__link *l)
 		rc = dtrans__fhdr_decode(p, avail, &h);
 		if (rc < 0)
 			return rc;
+		/* before the handshake, nothing large: no memory for strangers
+		 */
+		if (l->state != DTRANS__L_READY &&
+		    h.len > 8 + DTRANS__NONCE + DTRANS__MAC)
+			return -DTRANS_E_FRAME;
 		if (avail < DTRANS__FRAME_HDR + (size_t)h.len)
 			return dtrans__buf_reserve(
 				&l->in, DTRANS__FRAME_HDR + h.len - avail);

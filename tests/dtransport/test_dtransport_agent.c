@@ -460,6 +460,15 @@ START_TEST(t_bad_peers)
 	ck_assert_int_eq(t_read_to_eof(fd), 0);
 	close(fd);
 
+	/* a request of 1 GiB before any handshake: dropped unread */
+	fd = t_dial(c->addr[1]);
+	memcpy(frame, hello, 24);
+	frame[5] = 4;
+	t_put32(frame + 8, 1u << 30);
+	ck_assert_int_eq(write(fd, frame, 24), 24);
+	ck_assert_int_eq(t_read_to_eof(fd), 0);
+	close(fd);
+
 	/* a requester that connects and says nothing keeps no one waiting */
 	fd = t_dial(c->addr[1]);
 	ck_assert_int_eq(t_run(c, 0, c_round_trips), 0);
