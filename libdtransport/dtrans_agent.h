@@ -22,7 +22,8 @@ enum dtrans__ekind {
 #define DTRANS__REDIAL_NS     200000000ull  /* between dial attempts */
 #define DTRANS__TICK_MS	      100	    /* housekeeping period */
 #define DTRANS__XID_BUCKETS   4096
-#define DTRANS__GW_BATCH      256 /* gateway messages per loop turn */
+#define DTRANS__GW_BATCH      256	    /* gateway messages per loop turn */
+#define DTRANS__REAP_NS	      1000000000ull /* look for dead requesters */
 
 struct dtrans__buf {
 	unsigned char *p;
@@ -129,6 +130,7 @@ struct dtrans_agent {
 	struct dtrans__link *links;
 	struct dtrans__pending *xids[DTRANS__XID_BUCKETS];
 	uint64_t next_xid;
+	uint64_t last_reap_ns;
 	struct dtrans__wchan *wchans;
 	struct dtrans__parked **heap;
 	size_t nheap, heap_cap;
@@ -176,6 +178,7 @@ void dtrans__serve_ready(struct dtrans_agent *ag);
 void dtrans__serve_expire(struct dtrans_agent *ag, uint64_t now);
 void dtrans__serve_tick(struct dtrans_agent *ag);
 void dtrans__serve_unlink(struct dtrans__link *l);
+void dtrans__serve_cancel(struct dtrans__link *l, uint64_t xid);
 int dtrans__serve_timeout_ms(struct dtrans_agent *ag, uint64_t now);
 
 #endif

@@ -11,6 +11,7 @@
 #include "dtrans_agent.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -248,10 +249,43 @@ void dtrans__fwd_lost(struct dtrans_agent *ag, uint32_t node, bool all,
 			    (unsigned long long)n, node, why);
 }
 
+/*
+ * Requests of processes that died while waiting: the peer is told to drop
+ * them (a receive parked there with no deadline would otherwise wait
+ * forever and take a message nobody will get), and their records go.  A
+ * gateway request's id carries its requester's pid in the top 24 bits.
+ */
+static void dtrans__fwd_reap(struct dtrans_agent *ag, uint64_t now)
+{
+	for (size_t b = 0; b < DTRANS__XID_BUCKETS; b++) {
+		struct dtrans__pending **pp = &ag->xids[b];
+
+		while (*pp) {
+			struct dtrans__pending *p = *pp;
+			struct dtrans__link *l = ag->peers[p->node].out;
+			pid_t pid = (pid_t)(p->req_id >> 40);
+
+			if (p->raw || now - p->since_ns < DTRANS__REAP_NS ||
+			    pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH) {
+				pp = &p->hnext;
+				continue;
+			}
+			if (l && l->state == DTRANS__L_READY)
+				dtrans__link_frame(l, DTRANS__F_CANCEL, p->xid,
+						   NULL, 0, NULL, 0);
+			dtrans__pending_free(ag, p);
+		}
+	}
+}
+
 /* Requests that could not be sent within the peer timeout fail; peers
  * with unsent requests are dialed again. */
 void dtrans__fwd_tick(struct dtrans_agent *ag, uint64_t now)
 {
+	if (now - ag->last_reap_ns >= DTRANS__REAP_NS) {
+		ag->last_reap_ns = now;
+		dtrans__fwd_reap(ag, now);
+	}
 	for (uint32_t node = 0; node < ag->nnodes; node++) {
 		struct dtrans__peer *pe = &ag->peers[node];
 		bool old = false;

@@ -326,6 +326,11 @@ static int dtrans__link_on_frame(struct dtrans__link *l,
 					  0);
 	case DTRANS__F_PONG:
 		return 0;
+	case DTRANS__F_CANCEL:
+		if (l->dialed)
+			return -DTRANS_E_FRAME;
+		dtrans__serve_cancel(l, h->xid);
+		return 0;
 	}
 	return -DTRANS_E_FRAME;
 }

@@ -62,7 +62,8 @@ enum dtrans__ftype {
 	DTRANS__F_REQ = 4,     /* an encoded gateway request, xid */
 	DTRANS__F_CPL = 5,     /* an encoded gateway completion, xid */
 	DTRANS__F_PING = 6,
-	DTRANS__F_PONG = 7
+	DTRANS__F_PONG = 7,
+	DTRANS__F_CANCEL = 8 /* dialer -> listener: drop request xid */
 };
 
 struct dtrans__fhdr {

@@ -366,6 +366,21 @@ void dtrans__serve_tick(struct dtrans_agent *ag)
 	}
 }
 
+/* The requester died: its wait, if parked here, goes (no completion). */
+void dtrans__serve_cancel(struct dtrans__link *l, uint64_t xid)
+{
+	struct dtrans__parked *p;
+
+	for (p = l->parked; p && p->xid != xid; p = p->lnext)
+		;
+	if (p) {
+		struct dtrans__wchan *wc = p->wc;
+
+		dtrans__unpark(l->ag, p);
+		dtrans__wchan_put(l->ag, wc);
+	}
+}
+
 /* A link to a peer is gone: its parked waits go with it. */
 void dtrans__serve_unlink(struct dtrans__link *l)
 {

@@ -66,6 +66,7 @@ static uint32_t dtrans__fmax(unsigned type)
 		return DTRANS__FRAME_MAX;
 	case DTRANS__F_PING:
 	case DTRANS__F_PONG:
+	case DTRANS__F_CANCEL:
 		return 0;
 	}
 	return 0;
@@ -89,7 +90,7 @@ int dtrans__fhdr_decode(const void *buf, size_t len, struct dtrans__fhdr *h)
 		return -DTRANS_E_FRAME;
 	if (f.version != DTRANS__FRAME_VERSION)
 		return -DCHAN_E_VERSION;
-	if (f.type < DTRANS__F_HELLO || f.type > DTRANS__F_PONG || f.flags ||
+	if (f.type < DTRANS__F_HELLO || f.type > DTRANS__F_CANCEL || f.flags ||
 	    f.reserved)
 		return -DTRANS_E_FRAME;
 	if (f.len > dtrans__fmax(f.type))

@@ -390,6 +390,60 @@ START_TEST(t_parked_waits)
 }
 END_TEST
 
+/* ---- a requester killed while its operation waits ---------------------- */
+
+static int c_recv_park_forever(struct cluster *c)
+{
+	char buf[16];
+	size_t len;
+	dchan_t *ch;
+
+	T_OK(attach(c, O_PARK, &ch));
+	T_OK(dchan_recv(ch, buf, sizeof buf, DCHAN_FOREVER, &len));
+	return 1; /* killed before anything arrives */
+}
+
+/* node 1: a message sent now stays: no dead requester's wait takes it */
+static int c_send_one_stays(struct cluster *c)
+{
+	dchan_t *ch;
+
+	T_OK(attach(c, O_PARK, &ch));
+	T_OK(dchan_send(ch, "kept", 4, 0));
+	usleep(300000);
+	T_EQ(dchan_count(ch), 1);
+	T_OK(dchan_detach(ch));
+	return 0;
+}
+
+START_TEST(t_dead_requester)
+{
+	struct cluster *c = t_cluster_up(10 * S);
+	pid_t w = t_start(c, 0, c_recv_park_forever);
+	int tries;
+
+	for (tries = 0; tries < 600; tries++) {
+		t_agent_stats(c, 1);
+		if (c->stats[1].parked == 1)
+			break;
+		usleep(50000);
+	}
+	ck_assert_uint_eq(c->stats[1].parked, 1);
+	kill(w, SIGKILL);
+	ck_assert_int_eq(t_wait(w), 128 + SIGKILL);
+	/* node 0's agent notices and node 1 drops the wait */
+	for (tries = 0; tries < 600; tries++) {
+		t_agent_stats(c, 1);
+		if (c->stats[1].parked == 0)
+			break;
+		usleep(50000);
+	}
+	ck_assert_uint_eq(c->stats[1].parked, 0);
+	ck_assert_int_eq(t_run(c, 1, c_send_one_stays), 0);
+	t_cluster_down(c);
+}
+END_TEST
+
 /* ---- bad peers ---------------------------------------------------------- */
 
 static int t_dial(const char *addr)
@@ -533,6 +587,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_wait_forever);
 	tcase_add_test(tc, t_sync_objects);
 	tcase_add_test(tc, t_parked_waits);
+	tcase_add_test(tc, t_dead_requester);
 	tcase_add_test(tc, t_bad_peers);
 	tcase_add_test(tc, t_peer_killed);
 	suite_add_tcase(s, tc);

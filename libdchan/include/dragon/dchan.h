@@ -403,7 +403,8 @@ typedef struct dchan_gw_req {
 	uint16_t version;
 	uint16_t op;	 /* enum dchan_gw_op */
 	uint32_t arg;	 /* POLL: events; otherwise 0 */
-	uint64_t req_id; /* chosen by the requester, echoed back */
+	uint64_t req_id; /* chosen by the requester, echoed back; its top
+			    24 bits are the requester's pid */
 	uint64_t cap;	 /* RECV/PEEK: largest message accepted */
 	uint64_t timeout_ns;
 	dchan_desc_t target; /* the channel to operate on */
