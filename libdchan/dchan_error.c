@@ -24,6 +24,8 @@ static const char *const errtext[] = {
 	[5] = "malformed gateway request or completion",
 	[6] = "barrier is broken",
 	[7] = "operation is not available on a remote channel",
+	[8] = "the node holding the channel is unreachable (its transport "
+	      "agent is gone or does not answer)",
 };
 
 DCHAN_EXPORT const char *dchan_strerror(int err)

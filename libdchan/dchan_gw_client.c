@@ -211,8 +211,10 @@ static int gw_call(dchan_t *ch, dchan_gw_req_t *req, void *out, size_t cap,
 	if (rc == 0)
 		rc = gw_await(reply, req, out, cap, cpl_out);
 	if (rc == 0 && cpl_out->status < 0)
-		rc = dchan__fail(cpl_out->status, "remote channel %016llx: %s",
+		rc = dchan__fail(cpl_out->status,
+				 "remote channel %016llx of node %llu: %s",
 				 (unsigned long long)ch->desc.chan_uid,
+				 (unsigned long long)ch->desc.node_id,
 				 dchan_strerror(cpl_out->status));
 	return rc;
 }

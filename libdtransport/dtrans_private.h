@@ -3,5 +3,112 @@
 #define DRAGON_DTRANS_PRIVATE_H
 
 #include <dragon/dtransport.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/* ---- backends ----------------------------------------------------------- */
+/*
+ * A backend moves bytes between agents.  The core knows only this table:
+ * every endpoint and link is an opaque pointer and exposes a file
+ * descriptor the core multiplexes in its epoll set (readable: accept or
+ * recv may make progress; writable: send or a pending connect may).  All
+ * calls are non-blocking: -EAGAIN means "wait for the fd".
+ */
+struct dtrans__backend_ops {
+	const char *name;
+	/* Listen on "host:port"; *ep_out is the listening endpoint. */
+	int (*listen)(const char *addr, void **ep_out);
+	/* The endpoint's address, port resolved. */
+	int (*ep_address)(void *ep, char *buf, size_t len);
+	int (*ep_fd)(void *ep);
+	/* Take one incoming link (-EAGAIN when none is waiting). */
+	int (*accept)(void *ep, void **link_out);
+	void (*ep_close)(void *ep);
+	/* Start connecting to "host:port"; the link is usable once
+	 * link_connected returns 0 (-EINPROGRESS before that). */
+	int (*dial)(const char *addr, void **link_out);
+	int (*link_connected)(void *link);
+	int (*link_fd)(void *link);
+	/* Bytes written (> 0) or -EAGAIN or another negative errno. */
+	ssize_t (*send)(void *link, const struct iovec *iov, int iovcnt);
+	/* Bytes read (> 0), 0 at end of stream, -EAGAIN, negative errno. */
+	ssize_t (*recv)(void *link, void *buf, size_t len);
+	void (*link_close)(void *link);
+};
+
+extern const struct dtrans__backend_ops dtrans__tcp_ops;
+/* A tcp link around a connected non-blocking stream socket (owns fd). */
+int dtrans__tcp_adopt(int fd, void **link_out);
+
+/* The backend called name, or NULL (and an error message) if it is not
+ * built into this library. */
+const struct dtrans__backend_ops *dtrans__backend_find(const char *name);
+
+/* ---- wire frames (dtrans_wire.c) ---------------------------------------- */
+
+#define DTRANS__FRAME_MAGIC   0x46525444u /* "DTRF" */
+#define DTRANS__FRAME_VERSION 1u
+#define DTRANS__FRAME_HDR     24u
+/* a gateway request of the largest payload, with room for its header */
+#define DTRANS__FRAME_MAX     (DCHAN_GW_PAYLOAD_MAX + 4096u)
+
+enum dtrans__ftype {
+	DTRANS__F_HELLO = 1,   /* listener -> dialer: node, nnodes, nonce */
+	DTRANS__F_AUTH = 2,    /* dialer -> listener: node, nonce, mac */
+	DTRANS__F_AUTH_OK = 3, /* listener -> dialer: mac */
+	DTRANS__F_REQ = 4,     /* an encoded gateway request, xid */
+	DTRANS__F_CPL = 5,     /* an encoded gateway completion, xid */
+	DTRANS__F_PING = 6,
+	DTRANS__F_PONG = 7,
+	DTRANS__F_CANCEL = 8 /* dialer -> listener: drop request xid */
+};
+
+struct dtrans__fhdr {
+	uint32_t magic;
+	uint8_t version;
+	uint8_t type;
+	uint16_t flags;	   /* zero */
+	uint32_t len;	   /* payload bytes after the header */
+	uint32_t reserved; /* zero */
+	uint64_t xid;	   /* REQ/CPL: the requesting agent's id */
+};
+
+#define DTRANS__NONCE 32
+#define DTRANS__MAC   32 /* HMAC-SHA256 */
+
+struct dtrans__hello {
+	uint32_t node, nnodes;
+	unsigned char nonce[DTRANS__NONCE];
+};
+struct dtrans__auth {
+	uint32_t node, nnodes;
+	unsigned char nonce[DTRANS__NONCE];
+	unsigned char mac[DTRANS__MAC];
+};
+
+void dtrans__fhdr_encode(const struct dtrans__fhdr *h, void *buf);
+/* Check the header's bytes (len >= DTRANS__FRAME_HDR): magic, version,
+ * known type, zero flags/reserved, length within the type's bound. */
+int dtrans__fhdr_decode(const void *buf, size_t len, struct dtrans__fhdr *h);
+size_t dtrans__hello_encode(const struct dtrans__hello *m, void *buf);
+int dtrans__hello_decode(const void *buf, size_t len, struct dtrans__hello *m);
+size_t dtrans__auth_encode(const struct dtrans__auth *m, void *buf);
+int dtrans__auth_decode(const void *buf, size_t len, struct dtrans__auth *m);
+/* HMAC-SHA256 over (role, first nonce, second nonce, dialer node,
+ * listener node, nnodes) with the secret. */
+int dtrans__mac(const void *secret, size_t secret_len, char role,
+		const unsigned char *n1, const unsigned char *n2,
+		uint32_t dialer, uint32_t listener, uint32_t nnodes,
+		unsigned char *mac_out);
+/* Constant-time comparison of two MACs: true when equal. */
+bool dtrans__mac_equal(const unsigned char *a, const unsigned char *b);
+int dtrans__random(void *buf, size_t len);
+
+/* ---- errors (dtrans_version.c) ------------------------------------------ */
+int dtrans__fail(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 #endif

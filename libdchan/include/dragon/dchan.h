@@ -47,7 +47,8 @@ enum dchan_error {
 	DCHAN_E_NOGATEWAY = DCHAN_ERRBASE + 4, /* remote channel, no gateway */
 	DCHAN_E_BADREQ = DCHAN_ERRBASE + 5,    /* malformed gateway message */
 	DCHAN_E_BROKEN = DCHAN_ERRBASE + 6,    /* barrier is broken */
-	DCHAN_E_REMOTE = DCHAN_ERRBASE + 7     /* not available remotely */
+	DCHAN_E_REMOTE = DCHAN_ERRBASE + 7,    /* not available remotely */
+	DCHAN_E_NODELOST = DCHAN_ERRBASE + 8   /* channel's node unreachable */
 };
 
 /* Timeout meaning "wait as long as it takes". */
@@ -409,7 +410,8 @@ typedef struct dchan_gw_req {
 	uint16_t version;
 	uint16_t op;	 /* enum dchan_gw_op */
 	uint32_t arg;	 /* POLL: events; otherwise 0 */
-	uint64_t req_id; /* chosen by the requester, echoed back */
+	uint64_t req_id; /* chosen by the requester, echoed back; its top
+			    24 bits are the requester's pid */
 	uint64_t cap;	 /* RECV/PEEK: largest message accepted */
 	uint64_t timeout_ns;
 	dchan_desc_t target; /* the channel to operate on */
@@ -460,6 +462,47 @@ DCHAN_EXPORT int dchan_gw_complete(const dchan_gw_req_t *req, const void *cpl,
  * receive one request from gw (waiting up to timeout_ns), execute it and
  * deliver the completion. */
 DCHAN_EXPORT int dchan_gw_serve_one(dchan_t *gw, uint64_t timeout_ns);
+
+/* ---- watching channels without a thread per wait ----------------------- */
+/*
+ * A watch set turns changes of local channels into readiness of one file
+ * descriptor, for an event loop (the transport agent) that has many
+ * operations waiting on channels and no thread to give each.  A channel in
+ * the set has a poller registered on it, so its senders and receivers bump
+ * and wake its event word as they do for dchan_poll; channels outside every
+ * watch set pay nothing.  One helper thread per set sleeps on all the
+ * set's event words at once (futex_waitv).
+ */
+typedef struct dchan_watch dchan_watch_t;
+
+/* At most this many channels in one set. */
+#define DCHAN_WATCH_MAX 127
+
+DCHAN_EXPORT int dchan_watch_create(dchan_watch_t **watch_out);
+/* A descriptor that polls readable while channels of the set are reported
+ * ready and not yet taken with dchan_watch_take.  Owned by the set. */
+DCHAN_EXPORT int dchan_watch_fd(const dchan_watch_t *watch);
+/*
+ * Watch ch (local, borrowed until removed) for events (DCHAN_POLL*);
+ * cookie comes back from dchan_watch_take.  Adding a channel that is in
+ * the set already changes its events and cookie.  -ENOSPC past
+ * DCHAN_WATCH_MAX channels, -DCHAN_E_REMOTE for a remote channel.
+ */
+DCHAN_EXPORT int dchan_watch_add(dchan_watch_t *watch, dchan_t *ch,
+				 unsigned events, void *cookie);
+/* Stop watching ch; -ENOENT if it is not in the set. */
+DCHAN_EXPORT int dchan_watch_del(dchan_watch_t *watch, dchan_t *ch);
+/*
+ * Take up to max cookies of channels that became ready for their events
+ * (or may have: a caller retries its operation and adds the channel back
+ * to the watch when it still has to wait, which dchan_watch_take's
+ * clearing of the report needs no call for: a taken channel stays in the
+ * set and is reported again at its next change).  Returns the count.
+ */
+DCHAN_EXPORT int dchan_watch_take(dchan_watch_t *watch, void **cookies,
+				  size_t max);
+/* Stop the helper thread and free the set (the channels are borrowed). */
+DCHAN_EXPORT int dchan_watch_destroy(dchan_watch_t *watch);
 
 #ifdef __cplusplus
 }

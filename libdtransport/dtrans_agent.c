@@ -1,0 +1,370 @@
+/*
+ * The agent: its public calls, its thread and the event loop.  One epoll
+ * set holds the listening endpoint, every link, the watch set's fd (this
+ * node's gateway channel and the channels with parked waits) and a stop
+ * eventfd; the loop's timeout is the nearest parked deadline, bounded by
+ * a housekeeping tick (handshake deadlines, pings, redials).
+ */
+#include "config.h"
+#include "dtrans_agent.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t dtrans__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void dtrans__log(struct dtrans_agent *ag, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	if (ag->log_fd < 0)
+		return;
+	n = snprintf(buf, sizeof buf, "dragon-transport[node %u]: ", ag->node);
+	va_start(ap, fmt);
+	vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	n = (int)strlen(buf);
+	buf[n++] = '\n';
+	if (write(ag->log_fd, buf, (size_t)n) < 0) {
+		/* nowhere left to say it */
+	}
+}
+
+const struct dtrans__backend_ops *dtrans__backend_find(const char *name)
+{
+	if (!name || strcmp(name, "tcp") == 0)
+		return &dtrans__tcp_ops;
+	if (strcmp(name, "ofi") == 0 || strcmp(name, "ucx") == 0)
+		dtrans__fail(-DTRANS_E_BACKEND,
+			     "the %s backend is not built into this "
+			     "libdtransport; use \"tcp\"",
+			     name);
+	else
+		dtrans__fail(-DTRANS_E_BACKEND,
+			     "unknown transport backend \"%s\"; known: tcp",
+			     name);
+	return NULL;
+}
+
+static int dtrans__attr_check(const dtrans_attr_t *a)
+{
+	if (!a)
+		return dtrans__fail(-EINVAL, "NULL attributes");
+	if (a->nnodes == 0 || a->nnodes > DTRANS_NODES_MAX ||
+	    a->node >= a->nnodes)
+		return dtrans__fail(-DTRANS_E_NODE,
+				    "node %u of %u: need node < nnodes <= %u",
+				    a->node, a->nnodes, DTRANS_NODES_MAX);
+	if (dmem_node_id() != DTRANS_NODE_ID(a->node))
+		return dtrans__fail(
+			-DTRANS_E_NODE,
+			"this process has node id %llu, not %llu "
+			"(node index %u): set DRAGON_NODE_ID=%llu",
+			(unsigned long long)dmem_node_id(),
+			(unsigned long long)DTRANS_NODE_ID(a->node), a->node,
+			(unsigned long long)DTRANS_NODE_ID(a->node));
+	if (!a->listen_addr)
+		return dtrans__fail(-EINVAL, "no listen address");
+	if (!a->secret || a->secret_len < DTRANS_SECRET_MIN ||
+	    a->secret_len > DTRANS_SECRET_MAX)
+		return dtrans__fail(-EINVAL,
+				    "the secret must have %d to %d bytes, "
+				    "not %zu",
+				    DTRANS_SECRET_MIN, DTRANS_SECRET_MAX,
+				    a->secret ? a->secret_len : 0);
+	if (!a->gateway || !dchan_pool(a->gateway))
+		return dtrans__fail(-EINVAL,
+				    "the gateway must be a local channel");
+	if ((a->field_mask & DTRANS_ATTR_PEER_TIMEOUT) &&
+	    a->peer_timeout_ns < 1000000ull)
+		return dtrans__fail(-EINVAL, "peer timeout below 1 ms");
+	return 0;
+}
+
+static int dtrans__epoll_add(struct dtrans_agent *ag, int fd, void *tag)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
+
+	return epoll_ctl(ag->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+static int dtrans__agent_open(struct dtrans_agent *ag, const char *listen_addr)
+{
+	int rc;
+
+	ag->epfd = epoll_create1(EPOLL_CLOEXEC);
+	ag->stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ag->epfd < 0 || ag->stopfd < 0)
+		return dtrans__fail(-errno,
+				    "epoll/eventfd: out of descriptors");
+	rc = ag->be->listen(listen_addr, &ag->ep);
+	if (rc < 0)
+		return rc;
+	rc = dchan_watch_create(&ag->watch);
+	if (rc < 0)
+		return dtrans__fail(rc, "watch set: %s", dchan_errmsg());
+	ag->ep_tag.kind = DTRANS__EK_EP;
+	ag->watch_tag.kind = DTRANS__EK_WATCH;
+	ag->stop_tag.kind = DTRANS__EK_STOP;
+	rc = dtrans__epoll_add(ag, ag->be->ep_fd(ag->ep), &ag->ep_tag);
+	if (rc == 0)
+		rc = dtrans__epoll_add(ag, dchan_watch_fd(ag->watch),
+				       &ag->watch_tag);
+	if (rc == 0)
+		rc = dtrans__epoll_add(ag, ag->stopfd, &ag->stop_tag);
+	return rc;
+}
+
+DTRANS_EXPORT int dtrans_agent_create(const dtrans_attr_t *attr,
+				      dtrans_agent_t **agent_out)
+{
+	struct dtrans_agent *ag;
+	int rc;
+
+	rc = dtrans__attr_check(attr);
+	if (rc < 0)
+		return rc;
+	if (!agent_out)
+		return dtrans__fail(-EINVAL, "NULL output");
+	ag = calloc(1, sizeof *ag);
+	if (!ag)
+		return dtrans__fail(-ENOMEM, "no memory for an agent");
+	pthread_mutex_init(&ag->mu, NULL);
+	ag->epfd = ag->stopfd = -1;
+	ag->node = attr->node;
+	ag->nnodes = attr->nnodes;
+	ag->gw = attr->gateway;
+	ag->log_fd = attr->field_mask & DTRANS_ATTR_LOG_FD ? attr->log_fd : 2;
+	ag->peer_timeout_ns = attr->field_mask & DTRANS_ATTR_PEER_TIMEOUT
+				      ? attr->peer_timeout_ns
+				      : DTRANS_PEER_TIMEOUT_DEFAULT;
+	ag->be = dtrans__backend_find(
+		attr->field_mask & DTRANS_ATTR_BACKEND ? attr->backend : NULL);
+	ag->secret = malloc(attr->secret_len);
+	ag->peers = calloc(attr->nnodes, sizeof *ag->peers);
+	if (!ag->be)
+		rc = -DTRANS_E_BACKEND;
+	else if (!ag->secret || !ag->peers)
+		rc = dtrans__fail(-ENOMEM, "no memory for an agent");
+	if (rc == 0) {
+		memcpy(ag->secret, attr->secret, attr->secret_len);
+		ag->secret_len = attr->secret_len;
+		rc = dtrans__agent_open(ag, attr->listen_addr);
+	}
+	for (uint32_t i = 0; rc == 0 && attr->peers && i < attr->nnodes; i++)
+		if (attr->peers[i] && i != attr->node)
+			rc = dtrans_agent_peer_set(ag, i, attr->peers[i]);
+	if (rc < 0) {
+		dtrans_agent_destroy(ag);
+		return rc;
+	}
+	*agent_out = ag;
+	return 0;
+}
+
+DTRANS_EXPORT int dtrans_agent_address(const dtrans_agent_t *ag, char *buf,
+				       size_t len)
+{
+	if (!ag || !buf)
+		return dtrans__fail(-EINVAL, "NULL agent or buffer");
+	return ag->be->ep_address(ag->ep, buf, len);
+}
+
+DTRANS_EXPORT int dtrans_agent_peer_set(dtrans_agent_t *ag, uint32_t node,
+					const char *addr)
+{
+	char *copy;
+
+	if (!ag || !addr || !strchr(addr, ':'))
+		return dtrans__fail(-EINVAL, "peer address must be host:port");
+	if (node >= ag->nnodes || node == ag->node)
+		return dtrans__fail(-DTRANS_E_NODE,
+				    "node %u is not a peer of node %u of %u",
+				    node, ag->node, ag->nnodes);
+	copy = strdup(addr);
+	if (!copy)
+		return -ENOMEM;
+	pthread_mutex_lock(&ag->mu);
+	free(ag->peers[node].addr);
+	ag->peers[node].addr = copy;
+	pthread_mutex_unlock(&ag->mu);
+	return 0;
+}
+
+/* End of a loop turn: write every link's batch, free the closed ones. */
+static void dtrans__turn_end(struct dtrans_agent *ag)
+{
+	struct dtrans__link **pp = &ag->links;
+
+	for (struct dtrans__link *l = ag->links; l; l = l->next)
+		if (!l->dead && l->out.len > l->out.off && !l->want_out)
+			dtrans__link_flush(l);
+	while (*pp) {
+		struct dtrans__link *l = *pp;
+
+		if (!l->dead) {
+			pp = &l->next;
+			continue;
+		}
+		*pp = l->next;
+		free(l);
+	}
+}
+
+static void dtrans__tick(struct dtrans_agent *ag, uint64_t now)
+{
+	for (struct dtrans__link *l = ag->links; l; l = l->next)
+		dtrans__link_tick(l, now);
+	dtrans__fwd_tick(ag, now);
+	dtrans__serve_tick(ag);
+}
+
+static void *dtrans__agent_main(void *arg)
+{
+	struct dtrans_agent *ag = arg;
+	struct epoll_event ev[64];
+	uint64_t next_tick = 0;
+
+	dtrans__gw_drain(ag);
+	for (;;) {
+		uint64_t now = dtrans__now_ns();
+		int tmo = dtrans__serve_timeout_ms(ag, now), n;
+		bool stop = false;
+
+		if (tmo < 0 || tmo > DTRANS__TICK_MS)
+			tmo = DTRANS__TICK_MS;
+		if (ag->gw_again)
+			tmo = 0;
+		n = epoll_wait(ag->epfd, ev, 64, tmo);
+		for (int i = 0; i < n; i++) {
+			int kind = *(int *)ev[i].data.ptr;
+
+			if (kind == DTRANS__EK_STOP)
+				stop = true;
+			else if (kind == DTRANS__EK_EP)
+				dtrans__accept_all(ag);
+			else if (kind == DTRANS__EK_WATCH)
+				dtrans__serve_ready(ag);
+			else
+				dtrans__link_event(ev[i].data.ptr,
+						   ev[i].events);
+		}
+		if (stop)
+			break;
+		if (ag->gw_again)
+			dtrans__gw_drain(ag);
+		now = dtrans__now_ns();
+		dtrans__serve_expire(ag, now);
+		if (now >= next_tick) {
+			dtrans__tick(ag, now);
+			next_tick = now + DTRANS__TICK_MS * 1000000ull;
+		}
+		dtrans__turn_end(ag);
+	}
+	return NULL;
+}
+
+DTRANS_EXPORT int dtrans_agent_start(dtrans_agent_t *ag)
+{
+	int rc;
+
+	if (!ag)
+		return dtrans__fail(-EINVAL, "NULL agent");
+	if (ag->running)
+		return dtrans__fail(-EALREADY, "the agent runs already");
+	rc = dchan_watch_add(ag->watch, ag->gw, DCHAN_POLLIN, ag);
+	if (rc < 0)
+		return dtrans__fail(rc, "cannot watch the gateway channel: %s",
+				    dchan_errmsg());
+	rc = -pthread_create(&ag->thr, NULL, dtrans__agent_main, ag);
+	if (rc < 0) {
+		dchan_watch_del(ag->watch, ag->gw);
+		return dtrans__fail(rc, "cannot start the agent's thread");
+	}
+	ag->running = true;
+	return 0;
+}
+
+DTRANS_EXPORT int dtrans_agent_stop(dtrans_agent_t *ag)
+{
+	uint64_t one = 1, cnt;
+
+	if (!ag)
+		return dtrans__fail(-EINVAL, "NULL agent");
+	if (!ag->running)
+		return 0;
+	if (write(ag->stopfd, &one, sizeof one) < 0)
+		return dtrans__fail(-errno, "cannot signal the agent's thread");
+	pthread_join(ag->thr, NULL);
+	ag->running = false;
+	if (read(ag->stopfd, &cnt, sizeof cnt) < 0) {
+		/* already reset */
+	}
+	dchan_watch_del(ag->watch, ag->gw);
+	dtrans__fwd_fail_all(ag);
+	for (struct dtrans__link *l = ag->links; l; l = l->next)
+		dtrans__link_drop(l, NULL);
+	dtrans__turn_end(ag);
+	for (uint32_t i = 0; i < ag->nnodes; i++)
+		ag->peers[i].out = NULL;
+	return 0;
+}
+
+DTRANS_EXPORT int dtrans_agent_destroy(dtrans_agent_t *ag)
+{
+	if (!ag)
+		return 0;
+	dtrans_agent_stop(ag);
+	if (ag->watch)
+		dchan_watch_destroy(ag->watch);
+	if (ag->ep)
+		ag->be->ep_close(ag->ep);
+	if (ag->epfd >= 0)
+		close(ag->epfd);
+	if (ag->stopfd >= 0)
+		close(ag->stopfd);
+	for (uint32_t i = 0; ag->peers && i < ag->nnodes; i++)
+		free(ag->peers[i].addr);
+	free(ag->peers);
+	free(ag->heap);
+	if (ag->secret)
+		memset(ag->secret, 0, ag->secret_len);
+	free(ag->secret);
+	pthread_mutex_destroy(&ag->mu);
+	free(ag);
+	return 0;
+}
+
+DTRANS_EXPORT int dtrans_agent_stats(dtrans_agent_t *ag, uint32_t node,
+				     dtrans_peer_stats_t *out)
+{
+	const uint64_t *src;
+	uint64_t *dst;
+
+	if (!ag || !out)
+		return dtrans__fail(-EINVAL, "NULL agent or output");
+	if (node >= ag->nnodes || node == ag->node)
+		return dtrans__fail(-DTRANS_E_NODE,
+				    "node %u is not a peer of node %u of %u",
+				    node, ag->node, ag->nnodes);
+	src = (const uint64_t *)&ag->peers[node].st;
+	dst = (uint64_t *)out;
+	for (size_t i = 0; i < sizeof *out / sizeof(uint64_t); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	return 0;
+}

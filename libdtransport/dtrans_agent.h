@@ -1,0 +1,184 @@
+/* The agent's internals, shared by its files; not installed.
+ *
+ *   dtrans_agent.c    public calls, the thread, the epoll loop, timers
+ *   dtrans_link.c     links: buffers, frames, the handshake
+ *   dtrans_forward.c  this node's requests: gateway -> peer, completions back
+ *   dtrans_serve.c    the peers' requests: executed here, parked waits
+ */
+#ifndef DRAGON_DTRANS_AGENT_H
+#define DRAGON_DTRANS_AGENT_H
+
+#include "dtrans_private.h"
+
+/* What an epoll event's data pointer points at (first member). */
+enum dtrans__ekind {
+	DTRANS__EK_EP,
+	DTRANS__EK_LINK,
+	DTRANS__EK_WATCH,
+	DTRANS__EK_STOP
+};
+
+#define DTRANS__HS_TIMEOUT_NS 5000000000ull /* handshake must finish */
+#define DTRANS__REDIAL_NS     200000000ull  /* between dial attempts */
+#define DTRANS__TICK_MS	      100	    /* housekeeping period */
+#define DTRANS__XID_BUCKETS   4096
+#define DTRANS__GW_BATCH      256	    /* gateway messages per loop turn */
+#define DTRANS__REAP_NS	      1000000000ull /* look for dead requesters */
+
+struct dtrans__buf {
+	unsigned char *p;
+	size_t off, len, cap; /* bytes p[off, len) are pending */
+};
+
+enum dtrans__lstate {
+	DTRANS__L_CONNECTING, /* dialer: connect in progress */
+	DTRANS__L_WAIT_HELLO, /* dialer: waiting for the listener's nonce */
+	DTRANS__L_WAIT_OK,    /* dialer: sent AUTH, waiting for AUTH_OK */
+	DTRANS__L_WAIT_AUTH,  /* listener: sent HELLO, waiting for AUTH */
+	DTRANS__L_READY
+};
+
+struct dtrans__parked;
+
+struct dtrans__link {
+	int kind; /* DTRANS__EK_LINK */
+	struct dtrans_agent *ag;
+	void *be;
+	int fd;
+	enum dtrans__lstate state;
+	bool dialed;   /* ours, to carry our requests to peer */
+	bool want_out; /* EPOLLOUT armed */
+	bool dead;     /* closed; freed at the end of the loop turn */
+	uint32_t peer; /* node index (listener side: known after AUTH) */
+	unsigned char nonce_mine[DTRANS__NONCE], nonce_peer[DTRANS__NONCE];
+	struct dtrans__buf in, out;
+	uint64_t last_recv_ns, last_ping_ns, hs_deadline_ns;
+	struct dtrans__parked *parked; /* the peer's waits parked here */
+	struct dtrans__link *next;
+};
+
+struct dtrans__peer {
+	char *addr; /* guarded by agent->mu */
+	struct dtrans__link *out;
+	uint64_t next_dial_ns;
+	bool dial_quiet;	/* a failure to reach it was logged already */
+	uint64_t npending;	/* our requests waiting for this node */
+	uint64_t nunsent;	/* ... not yet written to a link */
+	dtrans_peer_stats_t st; /* updated with atomics */
+};
+
+/* One of our requests, waiting for its completion from a peer. */
+struct dtrans__pending {
+	uint64_t xid;
+	uint32_t node;
+	uint16_t op;
+	uint64_t req_id;
+	dchan_desc_t reply;
+	void *raw; /* the encoded request until it is written */
+	size_t raw_len;
+	uint64_t since_ns;
+	struct dtrans__pending *hnext;
+};
+
+/* A local channel that parked waits are waiting on. */
+struct dtrans__wchan {
+	uint64_t chan_uid;
+	dchan_t *ch;
+	unsigned events;
+	bool watched; /* in the watch set (else retried on every tick) */
+	struct dtrans__parked *head, *tail;
+	struct dtrans__wchan *next;
+};
+
+/* A peer's request that has to wait: state and a deadline, no thread. */
+struct dtrans__parked {
+	struct dtrans__link *link;
+	uint64_t xid;
+	void *raw;
+	size_t raw_len;
+	dchan_gw_req_t req; /* decoded from raw */
+	unsigned events;
+	uint64_t deadline_ns; /* UINT64_MAX: forever */
+	size_t heap_idx;
+	struct dtrans__wchan *wc;
+	struct dtrans__parked *wnext, *wprev, *lnext, *lprev;
+};
+
+struct dtrans__agent_ctl {
+	int kind;
+};
+
+struct dtrans_agent {
+	pthread_mutex_t mu; /* peers' addresses, running */
+	const struct dtrans__backend_ops *be;
+	uint32_t node, nnodes;
+	unsigned char *secret;
+	size_t secret_len;
+	dchan_t *gw;
+	uint64_t peer_timeout_ns;
+	int log_fd;
+
+	void *ep;
+	struct dtrans__agent_ctl ep_tag, watch_tag, stop_tag;
+	int epfd, stopfd;
+	dchan_watch_t *watch;
+	pthread_t thr;
+	bool running;
+	bool gw_again; /* the gateway may hold more than one turn took */
+
+	struct dtrans__peer *peers;
+	struct dtrans__link *links;
+	struct dtrans__pending *xids[DTRANS__XID_BUCKETS];
+	uint64_t next_xid;
+	uint64_t last_reap_ns;
+	struct dtrans__wchan *wchans;
+	struct dtrans__parked **heap;
+	size_t nheap, heap_cap;
+	uint64_t nparked;
+};
+
+#define DTRANS__STAT(ag, node, field, v)                                       \
+	__atomic_fetch_add(&(ag)->peers[(node)].st.field, (v), __ATOMIC_RELAXED)
+
+uint64_t dtrans__now_ns(void);
+void dtrans__log(struct dtrans_agent *ag, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* links (dtrans_link.c) */
+int dtrans__link_new(struct dtrans_agent *ag, void *be, bool dialed,
+		     uint32_t peer, struct dtrans__link **l_out);
+void dtrans__link_drop(struct dtrans__link *l, const char *why);
+int dtrans__link_frame(struct dtrans__link *l, unsigned type, uint64_t xid,
+		       const void *a, size_t alen, const void *b, size_t blen);
+void dtrans__link_event(struct dtrans__link *l, uint32_t events);
+void dtrans__link_flush(struct dtrans__link *l);
+void dtrans__link_tick(struct dtrans__link *l, uint64_t now);
+void dtrans__accept_all(struct dtrans_agent *ag);
+/* A listener's new link: say HELLO. */
+void dtrans__link_accepted(struct dtrans__link *l);
+/* Bytes as if received on l: parse and act on every whole frame (drops
+ * the link on a malformed one).  The read path and the fuzz target. */
+int dtrans__link_feed(struct dtrans__link *l, const void *buf, size_t len);
+
+/* forwarding our requests (dtrans_forward.c) */
+void dtrans__gw_drain(struct dtrans_agent *ag);
+void dtrans__fwd_ready(struct dtrans_agent *ag, uint32_t node);
+void dtrans__fwd_cpl(struct dtrans_agent *ag, uint32_t node, uint64_t xid,
+		     const void *cpl, size_t len);
+void dtrans__fwd_lost(struct dtrans_agent *ag, uint32_t node, bool all,
+		      const char *why);
+void dtrans__fwd_tick(struct dtrans_agent *ag, uint64_t now);
+void dtrans__fwd_dial(struct dtrans_agent *ag, uint32_t node, uint64_t now);
+void dtrans__fwd_fail_all(struct dtrans_agent *ag);
+
+/* serving the peers' requests (dtrans_serve.c) */
+void dtrans__serve_req(struct dtrans__link *l, uint64_t xid, const void *raw,
+		       size_t len);
+void dtrans__serve_ready(struct dtrans_agent *ag);
+void dtrans__serve_expire(struct dtrans_agent *ag, uint64_t now);
+void dtrans__serve_tick(struct dtrans_agent *ag);
+void dtrans__serve_unlink(struct dtrans__link *l);
+void dtrans__serve_cancel(struct dtrans__link *l, uint64_t xid);
+int dtrans__serve_timeout_ms(struct dtrans_agent *ag, uint64_t now);
+
+#endif

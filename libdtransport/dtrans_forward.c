@@ -1,0 +1,315 @@
+/*
+ * This node's side of remote operations: requests that processes of this
+ * node write into the gateway channel go to the agent of the channel's
+ * node, and the completions that come back go to the requesters' reply
+ * channels.  Each request in flight is a small record keyed by an xid of
+ * this agent's; when a peer is lost, every record waiting for it is
+ * completed with -DCHAN_E_NODELOST so that no requester waits for an
+ * answer that will not come.
+ */
+#include "config.h"
+#include "dtrans_agent.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct dtrans__pending **dtrans__xid_slot(struct dtrans_agent *ag,
+						 uint64_t xid)
+{
+	struct dtrans__pending **pp = &ag->xids[xid % DTRANS__XID_BUCKETS];
+
+	while (*pp && (*pp)->xid != xid)
+		pp = &(*pp)->hnext;
+	return pp;
+}
+
+/* Hand a completion to the requester's reply channel; never waits (a
+ * requester that gave up leaves no channel, or a full one). */
+static void dtrans__deliver(struct dtrans_agent *ag, const dchan_desc_t *reply,
+			    const void *cpl, size_t len)
+{
+	dchan_t *ch;
+	int rc = dchan_attach(reply, &ch);
+
+	if (rc == 0) {
+		rc = dchan_send(ch, cpl, len, 0);
+		dchan_detach(ch);
+	}
+	if (rc < 0)
+		dtrans__log(ag, "completion dropped: reply channel: %s",
+			    dchan_strerror(rc));
+}
+
+/* Complete a request here, with an error, without its node. */
+static void dtrans__fail_req(struct dtrans_agent *ag, const dchan_desc_t *reply,
+			     uint16_t op, uint64_t req_id, int status)
+{
+	dchan_gw_cpl_t c = {.op = op, .req_id = req_id, .status = status};
+	unsigned char buf[128];
+	int64_t n = dchan_gw_cpl_encode(&c, buf, sizeof buf);
+
+	if (n > 0)
+		dtrans__deliver(ag, reply, buf, (size_t)n);
+}
+
+static void dtrans__pending_free(struct dtrans_agent *ag,
+				 struct dtrans__pending *p)
+{
+	struct dtrans__pending **pp = dtrans__xid_slot(ag, p->xid);
+	struct dtrans__peer *pe = &ag->peers[p->node];
+
+	*pp = p->hnext;
+	pe->npending--;
+	if (p->raw)
+		pe->nunsent--;
+	free(p->raw);
+	free(p);
+}
+
+void dtrans__fwd_dial(struct dtrans_agent *ag, uint32_t node, uint64_t now)
+{
+	struct dtrans__peer *pe = &ag->peers[node];
+	struct dtrans__link *l;
+	char *addr = NULL;
+	void *be;
+	int rc;
+
+	if (pe->out || now < pe->next_dial_ns)
+		return;
+	pe->next_dial_ns = now + DTRANS__REDIAL_NS;
+	pthread_mutex_lock(&ag->mu);
+	if (pe->addr)
+		addr = strdup(pe->addr);
+	pthread_mutex_unlock(&ag->mu);
+	if (!addr) {
+		dtrans__log(ag, "no address known for node %u", node);
+		return;
+	}
+	rc = ag->be->dial(addr, &be);
+	if (rc == 0)
+		rc = dtrans__link_new(ag, be, true, node, &l);
+	if (rc < 0)
+		dtrans__log(ag, "cannot connect to node %u at %s: %s", node,
+			    addr, dtrans_strerror(rc));
+	else
+		pe->out = l;
+	free(addr);
+}
+
+/* Write one request to the peer's link. */
+static int dtrans__fwd_send(struct dtrans_agent *ag, struct dtrans__link *l,
+			    uint64_t xid, const void *raw, size_t len)
+{
+	int rc = dtrans__link_frame(l, DTRANS__F_REQ, xid, raw, len, NULL, 0);
+
+	if (rc == 0)
+		DTRANS__STAT(ag, l->peer, requests_sent, 1);
+	return rc;
+}
+
+/* One message from the gateway channel. */
+static void dtrans__fwd_one(struct dtrans_agent *ag, const void *raw,
+			    size_t len)
+{
+	struct dtrans__pending *p;
+	struct dtrans__peer *pe;
+	dchan_gw_req_t req;
+	uint64_t node;
+	int rc = dchan_gw_req_decode(raw, len, &req);
+
+	if (rc < 0) {
+		dtrans__log(ag,
+			    "malformed request in the gateway channel "
+			    "dropped: %s",
+			    dchan_strerror(rc));
+		return;
+	}
+	node = req.target.node_id - 1; /* DTRANS_NODE_ID's inverse */
+	if (node >= ag->nnodes || node == ag->node) {
+		dtrans__log(ag,
+			    "request for node id %llu, which this runtime "
+			    "of %u nodes has no agent for",
+			    (unsigned long long)req.target.node_id, ag->nnodes);
+		dtrans__fail_req(ag, &req.reply, req.op, req.req_id,
+				 -DCHAN_E_NODELOST);
+		return;
+	}
+	p = calloc(1, sizeof *p);
+	if (!p) {
+		dtrans__fail_req(ag, &req.reply, req.op, req.req_id, -ENOMEM);
+		return;
+	}
+	pe = &ag->peers[node];
+	p->xid = ++ag->next_xid;
+	p->node = (uint32_t)node;
+	p->op = req.op;
+	p->req_id = req.req_id;
+	p->reply = req.reply;
+	p->since_ns = dtrans__now_ns();
+	if (pe->out && pe->out->state == DTRANS__L_READY &&
+	    dtrans__fwd_send(ag, pe->out, p->xid, raw, len) == 0) {
+		/* sent */
+	} else if ((p->raw = malloc(len ? len : 1))) {
+		memcpy(p->raw, raw, len);
+		p->raw_len = len;
+		pe->nunsent++;
+		dtrans__fwd_dial(ag, p->node, p->since_ns);
+	} else {
+		dtrans__fail_req(ag, &req.reply, req.op, req.req_id, -ENOMEM);
+		free(p);
+		return;
+	}
+	pe->npending++;
+	p->hnext = ag->xids[p->xid % DTRANS__XID_BUCKETS];
+	ag->xids[p->xid % DTRANS__XID_BUCKETS] = p;
+}
+
+/* Take up to a batch of requests from the gateway channel. */
+void dtrans__gw_drain(struct dtrans_agent *ag)
+{
+	dchan_msg_t m;
+	int i;
+
+	for (i = 0; i < DTRANS__GW_BATCH; i++) {
+		if (dchan_recv_zc(ag->gw, 0, &m) < 0)
+			break;
+		dtrans__fwd_one(ag, m.data, m.len);
+		dchan_msg_release(&m);
+	}
+	ag->gw_again = i == DTRANS__GW_BATCH;
+}
+
+/* The link to node became ready: send what waited for it. */
+void dtrans__fwd_ready(struct dtrans_agent *ag, uint32_t node)
+{
+	struct dtrans__peer *pe = &ag->peers[node];
+
+	for (size_t b = 0; pe->nunsent && b < DTRANS__XID_BUCKETS; b++) {
+		for (struct dtrans__pending *p = ag->xids[b]; p; p = p->hnext) {
+			if (p->node != node || !p->raw)
+				continue;
+			if (dtrans__fwd_send(ag, pe->out, p->xid, p->raw,
+					     p->raw_len) < 0)
+				return;
+			free(p->raw);
+			p->raw = NULL;
+			pe->nunsent--;
+		}
+	}
+}
+
+void dtrans__fwd_cpl(struct dtrans_agent *ag, uint32_t node, uint64_t xid,
+		     const void *cpl, size_t len)
+{
+	struct dtrans__pending *p = *dtrans__xid_slot(ag, xid);
+
+	if (!p || p->node != node || p->raw) {
+		dtrans__log(ag,
+			    "completion from node %u for no request of "
+			    "ours dropped",
+			    node);
+		return;
+	}
+	DTRANS__STAT(ag, node, completions_recv, 1);
+	dtrans__deliver(ag, &p->reply, cpl, len);
+	dtrans__pending_free(ag, p);
+}
+
+/* Node's link is gone: its requests in flight fail (all: the unsent too). */
+void dtrans__fwd_lost(struct dtrans_agent *ag, uint32_t node, bool all,
+		      const char *why)
+{
+	struct dtrans__peer *pe = &ag->peers[node];
+	uint64_t n = 0;
+
+	for (size_t b = 0;
+	     pe->npending > pe->nunsent * !all && b < DTRANS__XID_BUCKETS;
+	     b++) {
+		struct dtrans__pending **pp = &ag->xids[b];
+
+		while (*pp) {
+			struct dtrans__pending *p = *pp;
+
+			if (p->node != node || (p->raw && !all)) {
+				pp = &p->hnext;
+				continue;
+			}
+			/* counted before the requester can see it */
+			DTRANS__STAT(ag, node, failed_ops, 1);
+			dtrans__fail_req(ag, &p->reply, p->op, p->req_id,
+					 -DCHAN_E_NODELOST);
+			dtrans__pending_free(ag, p);
+			n++;
+		}
+	}
+	if (n)
+		dtrans__log(ag, "%llu operations on node %u failed: %s",
+			    (unsigned long long)n, node, why);
+}
+
+/*
+ * Requests of processes that died while waiting: the peer is told to drop
+ * them (a receive parked there with no deadline would otherwise wait
+ * forever and take a message nobody will get), and their records go.  A
+ * gateway request's id carries its requester's pid in the top 24 bits.
+ */
+static void dtrans__fwd_reap(struct dtrans_agent *ag, uint64_t now)
+{
+	for (size_t b = 0; b < DTRANS__XID_BUCKETS; b++) {
+		struct dtrans__pending **pp = &ag->xids[b];
+
+		while (*pp) {
+			struct dtrans__pending *p = *pp;
+			struct dtrans__link *l = ag->peers[p->node].out;
+			pid_t pid = (pid_t)(p->req_id >> 40);
+
+			if (p->raw || now - p->since_ns < DTRANS__REAP_NS ||
+			    pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH) {
+				pp = &p->hnext;
+				continue;
+			}
+			if (l && l->state == DTRANS__L_READY)
+				dtrans__link_frame(l, DTRANS__F_CANCEL, p->xid,
+						   NULL, 0, NULL, 0);
+			dtrans__pending_free(ag, p);
+		}
+	}
+}
+
+/* Requests that could not be sent within the peer timeout fail; peers
+ * with unsent requests are dialed again. */
+void dtrans__fwd_tick(struct dtrans_agent *ag, uint64_t now)
+{
+	if (now - ag->last_reap_ns >= DTRANS__REAP_NS) {
+		ag->last_reap_ns = now;
+		dtrans__fwd_reap(ag, now);
+	}
+	for (uint32_t node = 0; node < ag->nnodes; node++) {
+		struct dtrans__peer *pe = &ag->peers[node];
+		bool old = false;
+
+		if (!pe->nunsent)
+			continue;
+		for (size_t b = 0; !old && b < DTRANS__XID_BUCKETS; b++)
+			for (struct dtrans__pending *p = ag->xids[b]; p;
+			     p = p->hnext)
+				old |= p->node == node && p->raw &&
+				       now - p->since_ns > ag->peer_timeout_ns;
+		if (old && (!pe->out || pe->out->state != DTRANS__L_READY))
+			dtrans__fwd_lost(ag, node, true,
+					 "node unreachable for the peer "
+					 "timeout");
+		else
+			dtrans__fwd_dial(ag, node, now);
+	}
+}
+
+/* The agent stops: nothing waiting for a peer will be answered. */
+void dtrans__fwd_fail_all(struct dtrans_agent *ag)
+{
+	for (uint32_t node = 0; node < ag->nnodes; node++)
+		if (ag->peers[node].npending)
+			dtrans__fwd_lost(ag, node, true, "the agent stopped");
+}

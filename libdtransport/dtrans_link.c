@@ -1,0 +1,487 @@
+/*
+ * Links between agents: byte buffers in and out, frames, the handshake.
+ *
+ * The listener speaks first: HELLO with its node and a fresh nonce.  The
+ * dialer answers AUTH: its node, its own nonce and HMAC(secret, 'c',
+ * listener's nonce, dialer's nonce, nodes); the listener checks it and
+ * answers AUTH_OK with HMAC(secret, 's', dialer's nonce, listener's nonce,
+ * nodes), which the dialer checks.  Each side proves it holds the secret
+ * without sending it, and fresh nonces on both sides make a recorded
+ * exchange useless.  Only then do requests flow; anything out of order,
+ * malformed or failing the proof drops the link (and is logged), and
+ * the agent goes on serving every other link.
+ *
+ * Output is batched: frames are appended to the link's buffer and written
+ * with one send at the end of the loop turn, or when the socket drains,
+ * so that many small frames bound for one node while the link is busy
+ * leave in one send, and a lone frame leaves at once.
+ */
+#include "config.h"
+#include "dtrans_agent.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#define DTRANS__RECV_CHUNK (256u << 10)
+
+static int dtrans__buf_reserve(struct dtrans__buf *b, size_t more)
+{
+	size_t need, cap;
+	unsigned char *p;
+
+	if (b->off && b->off == b->len)
+		b->off = b->len = 0;
+	if (b->len + more <= b->cap)
+		return 0;
+	if (b->off) { /* compact first */
+		memmove(b->p, b->p + b->off, b->len - b->off);
+		b->len -= b->off;
+		b->off = 0;
+		if (b->len + more <= b->cap)
+			return 0;
+	}
+	need = b->len + more;
+	cap = b->cap ? b->cap : 4096;
+	while (cap < need)
+		cap *= 2;
+	p = realloc(b->p, cap);
+	if (!p)
+		return -ENOMEM;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+static void dtrans__buf_free(struct dtrans__buf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof *b);
+}
+
+static void dtrans__link_arm(struct dtrans__link *l, bool out)
+{
+	struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0),
+				 .data.ptr = l};
+
+	if (l->want_out == out)
+		return;
+	l->want_out = out;
+	epoll_ctl(l->ag->epfd, EPOLL_CTL_MOD, l->fd, &ev);
+}
+
+int dtrans__link_new(struct dtrans_agent *ag, void *be, bool dialed,
+		     uint32_t peer, struct dtrans__link **l_out)
+{
+	struct dtrans__link *l = calloc(1, sizeof *l);
+	struct epoll_event ev;
+
+	if (!l) {
+		ag->be->link_close(be);
+		return -ENOMEM;
+	}
+	l->kind = DTRANS__EK_LINK;
+	l->ag = ag;
+	l->be = be;
+	l->fd = ag->be->link_fd(be);
+	l->dialed = dialed;
+	l->peer = peer;
+	l->state = dialed ? DTRANS__L_CONNECTING : DTRANS__L_WAIT_AUTH;
+	l->last_recv_ns = dtrans__now_ns();
+	l->hs_deadline_ns = l->last_recv_ns + DTRANS__HS_TIMEOUT_NS;
+	l->want_out = dialed;
+	ev = (struct epoll_event){.events = EPOLLIN | (dialed ? EPOLLOUT : 0),
+				  .data.ptr = l};
+	if (epoll_ctl(ag->epfd, EPOLL_CTL_ADD, l->fd, &ev) < 0) {
+		int rc = -errno;
+
+		ag->be->link_close(be);
+		free(l);
+		return rc;
+	}
+	l->next = ag->links;
+	ag->links = l;
+	*l_out = l;
+	return 0;
+}
+
+/* Close the link now; the structure is freed at the end of the turn. */
+void dtrans__link_drop(struct dtrans__link *l, const char *why)
+{
+	struct dtrans_agent *ag = l->ag;
+	bool known = l->dialed || l->state == DTRANS__L_READY;
+
+	if (l->dead)
+		return;
+	l->dead = true;
+	if (why && l->dialed && l->state == DTRANS__L_CONNECTING &&
+	    ag->peers[l->peer].dial_quiet)
+		why = NULL; /* once per outage is enough */
+	else if (why && l->dialed && l->state == DTRANS__L_CONNECTING)
+		ag->peers[l->peer].dial_quiet = true;
+	if (why && known)
+		dtrans__log(ag, "link %s node %u dropped: %s",
+			    l->dialed ? "to" : "from", l->peer, why);
+	else if (why)
+		dtrans__log(ag, "unauthenticated link dropped: %s", why);
+	if (why && known)
+		DTRANS__STAT(ag, l->peer, errors, 1);
+	epoll_ctl(ag->epfd, EPOLL_CTL_DEL, l->fd, NULL);
+	ag->be->link_close(l->be);
+	l->be = NULL;
+	dtrans__buf_free(&l->in);
+	dtrans__buf_free(&l->out);
+	if (!l->dialed)
+		dtrans__serve_unlink(l);
+	if (l->dialed && ag->peers[l->peer].out == l) {
+		ag->peers[l->peer].out = NULL;
+		dtrans__fwd_lost(ag, l->peer, false, why ? why : "link closed");
+	}
+}
+
+int dtrans__link_frame(struct dtrans__link *l, unsigned type, uint64_t xid,
+		       const void *a, size_t alen, const void *b, size_t blen)
+{
+	struct dtrans__fhdr h = {.type = (uint8_t)type,
+				 .len = (uint32_t)(alen + blen),
+				 .xid = xid};
+	int rc;
+
+	if (l->dead)
+		return -EPIPE;
+	rc = dtrans__buf_reserve(&l->out, DTRANS__FRAME_HDR + alen + blen);
+	if (rc < 0)
+		return rc;
+	dtrans__fhdr_encode(&h, l->out.p + l->out.len);
+	l->out.len += DTRANS__FRAME_HDR;
+	if (alen)
+		memcpy(l->out.p + l->out.len, a, alen);
+	l->out.len += alen;
+	if (blen)
+		memcpy(l->out.p + l->out.len, b, blen);
+	l->out.len += blen;
+	if (l->state == DTRANS__L_READY && l->peer < l->ag->nnodes)
+		DTRANS__STAT(l->ag, l->peer, frames_sent, 1);
+	return 0;
+}
+
+/* Write what the buffer holds, in as few sends as the socket allows. */
+void dtrans__link_flush(struct dtrans__link *l)
+{
+	struct dtrans_agent *ag = l->ag;
+
+	if (l->dead || l->state == DTRANS__L_CONNECTING)
+		return;
+	while (l->out.len > l->out.off) {
+		struct iovec iov = {.iov_base = l->out.p + l->out.off,
+				    .iov_len = l->out.len - l->out.off};
+		ssize_t n = ag->be->send(l->be, &iov, 1);
+
+		if (n == -EAGAIN) {
+			dtrans__link_arm(l, true);
+			return;
+		}
+		if (n < 0) {
+			dtrans__link_drop(l, strerror((int)-n));
+			return;
+		}
+		l->out.off += (size_t)n;
+		if (l->peer < ag->nnodes) {
+			DTRANS__STAT(ag, l->peer, sends, 1);
+			DTRANS__STAT(ag, l->peer, bytes_sent, (uint64_t)n);
+		}
+	}
+	l->out.off = l->out.len = 0;
+	dtrans__link_arm(l, false);
+}
+
+static void dtrans__hs_hello(struct dtrans__link *l)
+{
+	struct dtrans_agent *ag = l->ag;
+	struct dtrans__hello m = {.node = ag->node, .nnodes = ag->nnodes};
+	unsigned char buf[64];
+
+	if (dtrans__random(l->nonce_mine, DTRANS__NONCE) < 0) {
+		dtrans__link_drop(l, "no random bytes for a nonce");
+		return;
+	}
+	memcpy(m.nonce, l->nonce_mine, DTRANS__NONCE);
+	dtrans__link_frame(l, DTRANS__F_HELLO, 0, buf,
+			   dtrans__hello_encode(&m, buf), NULL, 0);
+}
+
+/* Dialer: the listener's HELLO; answer with our proof. */
+static int dtrans__hs_on_hello(struct dtrans__link *l, const void *p,
+			       size_t len)
+{
+	struct dtrans_agent *ag = l->ag;
+	struct dtrans__hello h;
+	struct dtrans__auth a = {.node = ag->node, .nnodes = ag->nnodes};
+	unsigned char buf[128];
+
+	if (dtrans__hello_decode(p, len, &h) < 0)
+		return -DTRANS_E_FRAME;
+	if (h.node != l->peer || h.nnodes != ag->nnodes)
+		return -DTRANS_E_NODE;
+	memcpy(l->nonce_peer, h.nonce, DTRANS__NONCE);
+	if (dtrans__random(l->nonce_mine, DTRANS__NONCE) < 0 ||
+	    dtrans__mac(ag->secret, ag->secret_len, 'c', l->nonce_peer,
+			l->nonce_mine, ag->node, l->peer, ag->nnodes,
+			a.mac) < 0)
+		return -EIO;
+	memcpy(a.nonce, l->nonce_mine, DTRANS__NONCE);
+	l->state = DTRANS__L_WAIT_OK;
+	return dtrans__link_frame(l, DTRANS__F_AUTH, 0, buf,
+				  dtrans__auth_encode(&a, buf), NULL, 0);
+}
+
+/* Listener: the dialer's proof; answer with ours. */
+static int dtrans__hs_on_auth(struct dtrans__link *l, const void *p, size_t len)
+{
+	struct dtrans_agent *ag = l->ag;
+	unsigned char mac[DTRANS__MAC];
+	struct dtrans__auth a;
+	int rc;
+
+	if (dtrans__auth_decode(p, len, &a) < 0)
+		return -DTRANS_E_FRAME;
+	if (a.node >= ag->nnodes || a.node == ag->node ||
+	    a.nnodes != ag->nnodes)
+		return -DTRANS_E_NODE;
+	if (dtrans__mac(ag->secret, ag->secret_len, 'c', l->nonce_mine, a.nonce,
+			a.node, ag->node, ag->nnodes, mac) < 0)
+		return -EIO;
+	if (!dtrans__mac_equal(mac, a.mac))
+		return -DTRANS_E_AUTH;
+	memcpy(l->nonce_peer, a.nonce, DTRANS__NONCE);
+	if (dtrans__mac(ag->secret, ag->secret_len, 's', l->nonce_peer,
+			l->nonce_mine, a.node, ag->node, ag->nnodes, mac) < 0)
+		return -EIO;
+	l->peer = a.node;
+	l->state = DTRANS__L_READY;
+	DTRANS__STAT(ag, l->peer, connections, 1);
+	rc = dtrans__link_frame(l, DTRANS__F_AUTH_OK, 0, mac, DTRANS__MAC, NULL,
+				0);
+	return rc;
+}
+
+/* Dialer: the listener's proof. */
+static int dtrans__hs_on_ok(struct dtrans__link *l, const void *p, size_t len)
+{
+	struct dtrans_agent *ag = l->ag;
+	unsigned char mac[DTRANS__MAC];
+
+	if (len != DTRANS__MAC)
+		return -DTRANS_E_FRAME;
+	if (dtrans__mac(ag->secret, ag->secret_len, 's', l->nonce_mine,
+			l->nonce_peer, ag->node, l->peer, ag->nnodes, mac) < 0)
+		return -EIO;
+	if (!dtrans__mac_equal(mac, p))
+		return -DTRANS_E_AUTH;
+	l->state = DTRANS__L_READY;
+	DTRANS__STAT(ag, l->peer, connections, 1);
+	if (ag->peers[l->peer].dial_quiet)
+		dtrans__log(ag, "link to node %u is back", l->peer);
+	ag->peers[l->peer].dial_quiet = false;
+	dtrans__fwd_ready(ag, l->peer);
+	return 0;
+}
+
+/* One whole frame; a negative return drops the link. */
+static int dtrans__link_on_frame(struct dtrans__link *l,
+				 const struct dtrans__fhdr *h, const void *p)
+{
+	switch (l->state) {
+	case DTRANS__L_WAIT_HELLO:
+		return h->type == DTRANS__F_HELLO
+			       ? dtrans__hs_on_hello(l, p, h->len)
+			       : -DTRANS_E_FRAME;
+	case DTRANS__L_WAIT_AUTH:
+		return h->type == DTRANS__F_AUTH
+			       ? dtrans__hs_on_auth(l, p, h->len)
+			       : -DTRANS_E_FRAME;
+	case DTRANS__L_WAIT_OK:
+		return h->type == DTRANS__F_AUTH_OK
+			       ? dtrans__hs_on_ok(l, p, h->len)
+			       : -DTRANS_E_FRAME;
+	case DTRANS__L_CONNECTING:
+		return -DTRANS_E_FRAME;
+	case DTRANS__L_READY:
+		break;
+	}
+	switch (h->type) {
+	case DTRANS__F_REQ:
+		if (l->dialed)
+			return -DTRANS_E_FRAME;
+		dtrans__serve_req(l, h->xid, p, h->len);
+		return 0;
+	case DTRANS__F_CPL:
+		if (!l->dialed)
+			return -DTRANS_E_FRAME;
+		dtrans__fwd_cpl(l->ag, l->peer, h->xid, p, h->len);
+		return 0;
+	case DTRANS__F_PING:
+		return dtrans__link_frame(l, DTRANS__F_PONG, 0, NULL, 0, NULL,
+					  0);
+	case DTRANS__F_PONG:
+		return 0;
+	case DTRANS__F_CANCEL:
+		if (l->dialed)
+			return -DTRANS_E_FRAME;
+		dtrans__serve_cancel(l, h->xid);
+		return 0;
+	}
+	return -DTRANS_E_FRAME;
+}
+
+/* Take every whole frame the input buffer holds. */
+static int dtrans__link_parse(struct dtrans__link *l)
+{
+	struct dtrans__fhdr h;
+	int rc;
+
+	while (!l->dead && l->in.len - l->in.off >= DTRANS__FRAME_HDR) {
+		const unsigned char *p = l->in.p + l->in.off;
+		size_t avail = l->in.len - l->in.off;
+
+		rc = dtrans__fhdr_decode(p, avail, &h);
+		if (rc < 0)
+			return rc;
+		/* before the handshake, nothing large: no memory for strangers
+		 */
+		if (l->state != DTRANS__L_READY &&
+		    h.len > 8 + DTRANS__NONCE + DTRANS__MAC)
+			return -DTRANS_E_FRAME;
+		if (avail < DTRANS__FRAME_HDR + (size_t)h.len)
+			return dtrans__buf_reserve(
+				&l->in, DTRANS__FRAME_HDR + h.len - avail);
+		rc = dtrans__link_on_frame(l, &h, p + DTRANS__FRAME_HDR);
+		if (rc < 0)
+			return rc;
+		if (l->dead)
+			return 0;
+		l->in.off += DTRANS__FRAME_HDR + h.len;
+	}
+	return 0;
+}
+
+static void dtrans__link_read(struct dtrans__link *l)
+{
+	struct dtrans_agent *ag = l->ag;
+	int rc;
+
+	for (int turns = 0; !l->dead && turns < 16; turns++) {
+		ssize_t n;
+
+		rc = dtrans__buf_reserve(&l->in, DTRANS__RECV_CHUNK);
+		if (rc < 0) {
+			dtrans__link_drop(l, "no memory for input");
+			return;
+		}
+		n = ag->be->recv(l->be, l->in.p + l->in.len,
+				 l->in.cap - l->in.len);
+		if (n == -EAGAIN)
+			return;
+		if (n <= 0) {
+			dtrans__link_drop(l, n == 0 ? "closed by the peer"
+						    : strerror((int)-n));
+			return;
+		}
+		l->in.len += (size_t)n;
+		l->last_recv_ns = dtrans__now_ns();
+		if (l->state == DTRANS__L_READY)
+			DTRANS__STAT(ag, l->peer, bytes_recv, (uint64_t)n);
+		rc = dtrans__link_parse(l);
+		if (rc < 0) {
+			dtrans__link_drop(l, dtrans_strerror(rc));
+			return;
+		}
+	}
+}
+
+void dtrans__link_event(struct dtrans__link *l, uint32_t events)
+{
+	struct dtrans_agent *ag = l->ag;
+
+	if (l->dead)
+		return;
+	if (l->state == DTRANS__L_CONNECTING) {
+		int rc = ag->be->link_connected(l->be);
+
+		if (rc == -EINPROGRESS)
+			return;
+		if (rc < 0) {
+			dtrans__link_drop(l, strerror(-rc));
+			return;
+		}
+		l->state = DTRANS__L_WAIT_HELLO;
+		l->last_recv_ns = dtrans__now_ns();
+		dtrans__link_arm(l, l->out.len > l->out.off);
+	}
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+		dtrans__link_read(l);
+	if (!l->dead && (events & EPOLLOUT))
+		dtrans__link_flush(l);
+}
+
+/* Handshake deadlines and liveness: a dialed link with requests in
+ * flight pings a quiet peer, and gives it up after the peer timeout. */
+void dtrans__link_tick(struct dtrans__link *l, uint64_t now)
+{
+	struct dtrans_agent *ag = l->ag;
+
+	if (l->dead)
+		return;
+	if (l->state != DTRANS__L_READY) {
+		if (now > l->hs_deadline_ns)
+			dtrans__link_drop(l, "handshake did not finish in "
+					     "time");
+		return;
+	}
+	if (!l->dialed || ag->peers[l->peer].npending == 0)
+		return;
+	if (now - l->last_recv_ns > ag->peer_timeout_ns) {
+		dtrans__link_drop(l, "peer did not answer within the peer "
+				     "timeout");
+		return;
+	}
+	if (now - l->last_recv_ns > ag->peer_timeout_ns / 4 &&
+	    now - l->last_ping_ns > ag->peer_timeout_ns / 4) {
+		l->last_ping_ns = now;
+		dtrans__link_frame(l, DTRANS__F_PING, 0, NULL, 0, NULL, 0);
+	}
+}
+
+void dtrans__link_accepted(struct dtrans__link *l)
+{
+	dtrans__hs_hello(l);
+}
+
+void dtrans__accept_all(struct dtrans_agent *ag)
+{
+	struct dtrans__link *l;
+	void *be;
+
+	while (ag->be->accept(ag->ep, &be) == 0) {
+		if (dtrans__link_new(ag, be, false, UINT32_MAX, &l) == 0)
+			dtrans__link_accepted(l);
+	}
+}
+
+int dtrans__link_feed(struct dtrans__link *l, const void *buf, size_t len)
+{
+	int rc;
+
+	if (l->dead)
+		return -EPIPE;
+	rc = dtrans__buf_reserve(&l->in, len);
+	if (rc < 0)
+		return rc;
+	memcpy(l->in.p + l->in.len, buf, len);
+	l->in.len += len;
+	rc = dtrans__link_parse(l);
+	if (rc < 0)
+		dtrans__link_drop(l, dtrans_strerror(rc));
+	return rc;
+}

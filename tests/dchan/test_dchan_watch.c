@@ -1,0 +1,127 @@
+/*
+ * libdchan watch sets: changes of local channels made by other processes
+ * become readiness of one descriptor, without a thread per channel.
+ */
+#include "dchan_test.h"
+
+#include <poll.h>
+
+#define MS 1000000ull
+
+/* Is the watch set's descriptor readable within ms? */
+static int readable(dchan_watch_t *w, int ms)
+{
+	struct pollfd p = {.fd = dchan_watch_fd(w), .events = POLLIN};
+
+	return poll(&p, 1, ms) == 1;
+}
+
+START_TEST(t_watch_reports_changes)
+{
+	dmem_pool_t *pool = t_pool("watch", 8 << 20);
+	dchan_attr_t a = {.field_mask = DCHAN_ATTR_CAPACITY, .capacity = 2};
+	dchan_t *in, *out;
+	dchan_watch_t *w;
+	void *ck[4];
+	char buf[8];
+	size_t len;
+	pid_t pid;
+	int st;
+
+	ck_assert_int_eq(dchan_create(pool, NULL, &in), 0);
+	ck_assert_int_eq(dchan_create(pool, &a, &out), 0);
+	ck_assert_int_eq(dchan_watch_create(&w), 0);
+	ck_assert_int_ge(dchan_watch_fd(w), 0);
+	ck_assert_int_eq(dchan_watch_add(w, in, DCHAN_POLLIN, in), 0);
+	ck_assert_int_eq(dchan_send(out, "a", 1, 0), 0);
+	ck_assert_int_eq(dchan_send(out, "b", 1, 0), 0);
+	ck_assert_int_eq(dchan_watch_add(w, out, DCHAN_POLLOUT, out), 0);
+	/* nothing ready: empty input, full output */
+	ck_assert_int_eq(readable(w, 200), 0);
+	ck_assert_int_eq(dchan_watch_take(w, ck, 4), 0);
+
+	/* another process sends: the input channel is reported */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		usleep(100000);
+		_exit(dchan_send(in, "x", 1, 0) == 0 ? 0 : 1);
+	}
+	ck_assert_int_eq(readable(w, 20000), 1);
+	ck_assert_int_eq(dchan_watch_take(w, ck, 4), 1);
+	ck_assert_ptr_eq(ck[0], in);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_int_eq(st, 0);
+	ck_assert_int_eq(dchan_recv(in, buf, sizeof buf, 0, &len), 0);
+	/* a report made before the receive may still wait; once it is taken
+	 * and the channel is no longer ready, the set is quiet */
+	ck_assert_int_le(dchan_watch_take(w, ck, 4), 1);
+	ck_assert_int_eq(readable(w, 200), 0);
+
+	/* a receive makes room: the output channel is reported */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		usleep(100000);
+		_exit(dchan_recv(out, buf, sizeof buf, 0, &len) == 0 ? 0 : 1);
+	}
+	ck_assert_int_eq(readable(w, 20000), 1);
+	ck_assert_int_eq(dchan_watch_take(w, ck, 4), 1);
+	ck_assert_ptr_eq(ck[0], out);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_int_eq(st, 0);
+
+	/* still ready after a take: reported again (level, not edge) */
+	ck_assert_int_eq(readable(w, 20000), 1);
+	ck_assert_int_eq(dchan_watch_take(w, ck, 4), 1);
+	ck_assert_int_eq(dchan_watch_del(w, out), 0);
+	ck_assert_int_eq(dchan_watch_del(w, out), -ENOENT);
+	ck_assert_int_le(dchan_watch_take(w, ck, 4), 0);
+	ck_assert_int_eq(readable(w, 200), 0);
+	ck_assert_int_eq(dchan_watch_del(w, in), 0);
+	ck_assert_int_eq(dchan_watch_destroy(w), 0);
+	ck_assert_int_eq(dchan_destroy(in), 0);
+	ck_assert_int_eq(dchan_destroy(out), 0);
+	t_pool_done(pool);
+}
+END_TEST
+
+START_TEST(t_watch_limits)
+{
+	dmem_pool_t *pool = t_pool("watchlim", 32 << 20);
+	dchan_attr_t a = {.field_mask = DCHAN_ATTR_CAPACITY, .capacity = 1};
+	dchan_t *ch[DCHAN_WATCH_MAX + 1];
+	dchan_watch_t *w;
+
+	ck_assert_int_eq(dchan_watch_create(&w), 0);
+	for (int i = 0; i <= DCHAN_WATCH_MAX; i++)
+		ck_assert_int_eq(dchan_create(pool, &a, &ch[i]), 0);
+	for (int i = 0; i < DCHAN_WATCH_MAX; i++)
+		ck_assert_int_eq(dchan_watch_add(w, ch[i], DCHAN_POLLIN, NULL),
+				 0);
+	ck_assert_int_eq(
+		dchan_watch_add(w, ch[DCHAN_WATCH_MAX], DCHAN_POLLIN, NULL),
+		-ENOSPC);
+	ck_assert_int_eq(dchan_watch_add(w, ch[0], 0, NULL), -EINVAL);
+	/* a message in the last one is seen among all the others */
+	ck_assert_int_eq(dchan_send(ch[DCHAN_WATCH_MAX - 1], "m", 1, 0), 0);
+	ck_assert_int_eq(readable(w, 20000), 1);
+	for (int i = 0; i < DCHAN_WATCH_MAX; i++)
+		ck_assert_int_eq(dchan_watch_del(w, ch[i]), 0);
+	ck_assert_int_eq(dchan_watch_destroy(w), 0);
+	for (int i = 0; i <= DCHAN_WATCH_MAX; i++)
+		ck_assert_int_eq(dchan_destroy(ch[i]), 0);
+	t_pool_done(pool);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("dchan_watch");
+	TCase *tc = tcase_create("watch");
+
+	tcase_add_test(tc, t_watch_reports_changes);
+	tcase_add_test(tc, t_watch_limits);
+	suite_add_tcase(s, tc);
+	return t_run(s);
+}

@@ -1,0 +1,315 @@
+/*
+ * A two-node cluster on loopback for the libdtransport suites: two agent
+ * processes, "node 0" and "node 1" (DRAGON_NODE_ID 1 and 2), each with its
+ * own pool and gateway channel; node 1 also owns the objects the tests use
+ * from node 0.  The test process itself never touches libdmem, so that its
+ * children pick their node id freely.
+ */
+#ifndef DTRANS_TEST_H
+#define DTRANS_TEST_H
+
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <dragon/dtransport.h>
+
+#define MS 1000000ull
+#define S  1000000000ull
+
+static const char t_secret[] = "a secret of the test runtime, 48 bytes long..!";
+
+/* What node 1 makes for the tests, in this order. */
+enum { O_CHAN, O_BIG, O_LOCK, O_SEM, O_EVENT, O_RLOCK, O_PARK, O_PING, O_N };
+
+/* Shared (MAP_SHARED) between the test and its processes. */
+struct cluster {
+	pid_t agent[2];
+	int ctl[2][2];	 /* test -> agent: 'g' go, 's' stats, 'q' quit */
+	int ready[2][2]; /* agent -> test: one byte per step */
+	char addr[2][128];
+	char gw[2][DCHAN_DESC_TEXT_MAX];
+	char segname[2][DMEM_SEGNAME_MAX];
+	dchan_desc_t obj[O_N];
+	dtrans_peer_stats_t stats[2]; /* each agent's stats of the other */
+	uint64_t peer_timeout_ns;
+};
+
+static inline uint64_t t_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * S + (uint64_t)ts.tv_nsec;
+}
+
+static inline double t_scale(void)
+{
+	const char *s = getenv("DRAGON_TEST_SCALE");
+	double f = s ? strtod(s, NULL) : 1.0;
+
+	return f > 0 ? f : 1.0;
+}
+
+/* Become a process of node idx (before any libdmem call). */
+static inline void t_become(int idx, const struct cluster *c)
+{
+	char id[16];
+
+	snprintf(id, sizeof id, "%d", idx + 1);
+	setenv("DRAGON_NODE_ID", id, 1);
+	setenv(DCHAN_GW_ENV, c->gw[idx], 1);
+}
+
+static inline void t_fatal(const char *what, int rc)
+{
+	fprintf(stderr, "%s: %s (%s / %s)\n", what, dtrans_strerror(rc),
+		dtrans_errmsg(), dchan_errmsg());
+	_exit(3);
+}
+
+static inline void t_make_objects(struct cluster *c, dmem_pool_t *pool)
+{
+	dchan_attr_t a4 = {.field_mask = DCHAN_ATTR_CAPACITY, .capacity = 4};
+	dchan_attr_t abig = {.field_mask = DCHAN_ATTR_CAPACITY, .capacity = 64};
+	dchan_t *ch;
+	dchan_lock_t *lk;
+	dchan_sem_t *sem;
+	dchan_event_t *ev;
+	int rc;
+
+	if ((rc = dchan_create(pool, &a4, &ch)) ||
+	    dchan_desc_get(ch, &c->obj[O_CHAN]))
+		t_fatal("channel", rc);
+	if ((rc = dchan_create(pool, &abig, &ch)) ||
+	    dchan_desc_get(ch, &c->obj[O_BIG]))
+		t_fatal("channel", rc);
+	if ((rc = dchan_lock_create(pool, 0, &lk)) ||
+	    dchan_lock_desc_get(lk, &c->obj[O_LOCK]))
+		t_fatal("lock", rc);
+	if ((rc = dchan_sem_create(pool, 1, 2, &sem)) ||
+	    dchan_sem_desc_get(sem, &c->obj[O_SEM]))
+		t_fatal("sem", rc);
+	if ((rc = dchan_event_create(pool, &ev)) ||
+	    dchan_event_desc_get(ev, &c->obj[O_EVENT]))
+		t_fatal("event", rc);
+	if ((rc = dchan_lock_create(pool, DCHAN_LOCK_RECURSIVE, &lk)) ||
+	    dchan_lock_desc_get(lk, &c->obj[O_RLOCK]))
+		t_fatal("rlock", rc);
+	if ((rc = dchan_create(pool, &abig, &ch)) ||
+	    dchan_desc_get(ch, &c->obj[O_PARK]))
+		t_fatal("channel", rc);
+	if ((rc = dchan_create(pool, &abig, &ch)) ||
+	    dchan_desc_get(ch, &c->obj[O_PING]))
+		t_fatal("channel", rc);
+}
+
+static inline void t_say(int fd, char b)
+{
+	if (write(fd, &b, 1) != 1) {
+		/* the agent is gone; its end shows in waitpid */
+	}
+}
+
+static inline char t_hear(int fd)
+{
+	char b = 'q';
+
+	if (read(fd, &b, 1) != 1)
+		return 'q';
+	return b;
+}
+
+/* An agent process: node idx. */
+static inline void t_agent_main(struct cluster *c, int idx)
+{
+	dchan_attr_t ga = {.field_mask = DCHAN_ATTR_CAPACITY, .capacity = 1024};
+	dtrans_attr_t a = {0};
+	dtrans_agent_t *ag;
+	dmem_pool_t *pool;
+	dchan_desc_t d;
+	dchan_t *gw;
+	char name[64], cmd;
+	int rc;
+
+	for (int i = 0; i < 2; i++) {
+		if (i != idx) {
+			close(c->ctl[i][0]);
+			close(c->ready[i][1]);
+		}
+		close(c->ctl[i][1]);
+		close(c->ready[i][0]);
+	}
+	t_become(idx, c);
+	snprintf(name, sizeof name, "tdtrans-%d-%d", idx, (int)getpid());
+	if ((rc = dmem_pool_create(name, 256u << 20, NULL, &pool)))
+		t_fatal("pool", rc);
+	{
+		dmem_pool_desc_t pd;
+
+		dmem_pool_desc_get(pool, &pd);
+		snprintf(c->segname[idx], sizeof c->segname[idx], "%s",
+			 pd.segname);
+	}
+	if ((rc = dchan_create(pool, &ga, &gw)))
+		t_fatal("gateway", rc);
+	dchan_desc_get(gw, &d);
+	dchan_desc_to_text(&d, c->gw[idx], sizeof c->gw[idx]);
+	if (idx == 1)
+		t_make_objects(c, pool);
+	a.node = (uint32_t)idx;
+	a.nnodes = 2;
+	a.listen_addr = "127.0.0.1:0";
+	a.secret = t_secret;
+	a.secret_len = sizeof t_secret - 1;
+	a.gateway = gw;
+	a.field_mask = DTRANS_ATTR_PEER_TIMEOUT;
+	a.peer_timeout_ns = c->peer_timeout_ns;
+	if ((rc = dtrans_agent_create(&a, &ag)))
+		t_fatal("agent", rc);
+	dtrans_agent_address(ag, c->addr[idx], sizeof c->addr[idx]);
+	t_say(c->ready[idx][1], 'r');
+	if (t_hear(c->ctl[idx][0]) != 'g')
+		_exit(5);
+	if ((rc = dtrans_agent_peer_set(ag, (uint32_t)!idx, c->addr[!idx])) ||
+	    (rc = dtrans_agent_start(ag)))
+		t_fatal("start", rc);
+	t_say(c->ready[idx][1], 'r');
+	while ((cmd = t_hear(c->ctl[idx][0])) == 's') {
+		dtrans_agent_stats(ag, (uint32_t)!idx, &c->stats[idx]);
+		t_say(c->ready[idx][1], 'r');
+	}
+	dtrans_agent_destroy(ag);
+	dchan_destroy(gw);
+	dmem_pool_destroy(pool);
+	_exit(0);
+}
+
+static inline struct cluster *t_cluster_up(uint64_t peer_timeout_ns)
+{
+	struct cluster *c = mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert(c != MAP_FAILED);
+	memset(c, 0, sizeof *c);
+	signal(SIGPIPE, SIG_IGN); /* a killed agent's pipe */
+	c->peer_timeout_ns = peer_timeout_ns;
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(pipe(c->ctl[i]), 0);
+		ck_assert_int_eq(pipe(c->ready[i]), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		pid_t pid = fork(); /* not into c: the child shares it */
+
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0)
+			t_agent_main(c, i);
+		c->agent[i] = pid;
+		ck_assert_int_eq(t_hear(c->ready[i][0]), 'r');
+	}
+	for (int i = 0; i < 2; i++) {
+		close(c->ctl[i][0]);
+		close(c->ready[i][1]);
+		t_say(c->ctl[i][1], 'g');
+	}
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(t_hear(c->ready[i][0]), 'r');
+	return c;
+}
+
+/* Agent i's statistics of its peer, into c->stats[i]. */
+static inline void t_agent_stats(struct cluster *c, int i)
+{
+	t_say(c->ctl[i][1], 's');
+	ck_assert_int_eq(t_hear(c->ready[i][0]), 'r');
+}
+
+static inline void t_cluster_stats(struct cluster *c)
+{
+	for (int i = 0; i < 2; i++)
+		t_agent_stats(c, i);
+}
+
+/* Stop the agents (a killed one is only reaped) and remove what a killed
+ * agent left in /dev/shm. */
+static inline void t_cluster_down(struct cluster *c)
+{
+	for (int i = 0; i < 2; i++) {
+		int st;
+
+		t_say(c->ctl[i][1], 'q');
+		ck_assert_int_eq(waitpid(c->agent[i], &st, 0), c->agent[i]);
+		if (WIFSIGNALED(st))
+			shm_unlink(c->segname[i]);
+		else
+			ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+				      "agent %d ended with %d", i, st);
+	}
+}
+
+/* Run fn in a process of node idx; returns its exit status. */
+static inline int t_run(struct cluster *c, int idx, int (*fn)(struct cluster *))
+{
+	pid_t pid = fork();
+	int st;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		t_become(idx, c);
+		_exit(fn(c));
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static inline pid_t t_start(struct cluster *c, int idx,
+			    int (*fn)(struct cluster *))
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		t_become(idx, c);
+		_exit(fn(c));
+	}
+	return pid;
+}
+
+static inline int t_wait(pid_t pid)
+{
+	int st;
+
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* In a client: fail with a message naming the step. */
+#define T_OK(expr)                                                             \
+	do {                                                                   \
+		int rc_ = (expr);                                              \
+		if (rc_ < 0) {                                                 \
+			fprintf(stderr, "%s:%d: %s: %s (%s)\n", __FILE__,      \
+				__LINE__, #expr, dchan_strerror(rc_),          \
+				dchan_errmsg());                               \
+			return 1;                                              \
+		}                                                              \
+	} while (0)
+#define T_EQ(a, b)                                                             \
+	do {                                                                   \
+		long long a_ = (long long)(a), b_ = (long long)(b);            \
+		if (a_ != b_) {                                                \
+			fprintf(stderr, "%s:%d: %s == %lld, not %lld (%s)\n",  \
+				__FILE__, __LINE__, #a, a_, b_,                \
+				dchan_errmsg());                               \
+			return 1;                                              \
+		}                                                              \
+	} while (0)
+
+#endif
