@@ -3,9 +3,15 @@
 'spawn', measured in the same run.
 
 Prints one JSON row per measurement for bench/run: Pipe round trip (2 B to
-1 MiB, send_bytes/recv_bytes), Queue throughput (8 B and 1 MiB items),
-Process start+join, and Pool.map over 100,000 tiny tasks.  Time units are
-lower-is-better, msg/s higher-is-better; ratio is dragon / baseline.
+1 MiB, send_bytes/recv_bytes), the first figure examples/p2p_lat.py prints
+(the 2 B round trip of objects over a Pipe, timed from the child's first
+message: 1000 and 100 iterations after one warm-up trip), Queue
+throughput (8 B and 1 MiB items), Process start+join, and Pool.map over
+100,000 tiny tasks.  Time units are lower-is-better, msg/s
+higher-is-better; ratio is dragon / baseline.  The rows of the cases with
+one child also carry the child's page faults (minor and major, from
+/proc/PID/stat once it has ended, before it is joined): faults and
+baseline_faults, per child (per start for start+join).
 
     bench/mp_bench.py [--quick] [--rounds N] [--repeat N] [CASE...]
 
@@ -18,13 +24,15 @@ project has targets for, the target, the ratio of the medians and in how
 many rounds the paired ratio (same round) met it, then a summary.
 
 CASE selects measurements by name: pipe, pipe2 (the 2 B round trip only),
-pipe64, pipe1k, pipe64k, pipe1m, queue, queue8, queue1m, start, pool.
+pipe64, pipe1k, pipe64k, pipe1m, first (both p2p_lat figures), first1000,
+first100, queue, queue8, queue1m, start, pool.
 --rounds N sets the rounds of every case (default: 5, 11 for pool; 3 with
 --quick); --repeat N measures the selected cases N times over, each time
 with rows of its own.
 """
 import json
 import multiprocessing as mp
+import multiprocessing.connection  # noqa: F401  (mp.connection.wait)
 import os
 import statistics
 import sys
@@ -57,7 +65,30 @@ TARGETS = {
                          "Pipe round trip, 2 B: at most 8 us"),
     ("mp_process_start_join", 0): (None, "max", 5.0,
                                    "Process start+join: at most 5 ms"),
+    ("mp_p2p_lat_first", 2): (None, "max", 5.0,
+                              "p2p_lat, 2 B, 1000 iterations from the start: at most 5 us"),
+    ("mp_p2p_lat_first100", 2): (None, "max", 10.0,
+                                 "p2p_lat, 2 B, 100 iterations from the start: at most 10 us"),
 }
+
+
+def _faults(pid):
+    """Page faults (minor + major) of an ended, not yet reaped, child."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    return int(fields[7]) + int(fields[9])
+
+
+def _join(p):
+    """Wait for p to end, take its page faults while it is a zombie, then
+    join it; returns the faults."""
+    mp.connection.wait([p.sentinel])
+    n = _faults(p.pid)
+    p.join()
+    return n
 
 
 def _echo(conn, n):
@@ -85,8 +116,31 @@ def pipe_rtt(ctx, size, iters):
         a.send_bytes(msg)
         a.recv_bytes()
     dt = time.perf_counter() - t
-    p.join()
-    return dt / iters * 1e6
+    return dt / iters * 1e6, _join(p)
+
+
+def _echo_obj(conn, n):
+    for _ in range(n):
+        conn.send(conn.recv())
+
+
+def p2p_first(ctx, iters):
+    """Microseconds per send/recv round trip of a 2-byte bytearray, as
+    examples/p2p_lat.py measures it: one warm-up trip after the start,
+    then iters timed ones; the child's start is not over then (with
+    'dragon', its zygote forks the next spare meanwhile)."""
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=_echo_obj, args=(b, iters + 1))
+    p.start()
+    msg = bytearray(2)
+    a.send(msg)
+    a.recv()
+    t = time.perf_counter()
+    for _ in range(iters):
+        a.send(msg)
+        a.recv()
+    dt = time.perf_counter() - t
+    return dt / iters * 1e6, _join(p)
 
 
 def _producer(q, size, n):
@@ -107,8 +161,7 @@ def queue_rate(ctx, size, n):
     for _ in range(n):
         q.get()
     dt = time.perf_counter() - t
-    p.join()
-    return n / dt
+    return n / dt, _join(p)
 
 
 def _nothing():
@@ -120,12 +173,13 @@ def start_join(ctx, n):
     p = ctx.Process(target=_nothing)  # warm-up (embedded runtime, imports)
     p.start()
     p.join()
+    faults = 0
     t = time.perf_counter()
     for _ in range(n):
         p = ctx.Process(target=_nothing)
         p.start()
-        p.join()
-    return (time.perf_counter() - t) / n * 1e3
+        faults += _join(p)
+    return (time.perf_counter() - t) / n * 1e3, faults / n
 
 
 def _tiny(x):
@@ -157,39 +211,54 @@ class PoolMap:
 
 
 def measure(fn, rounds):
-    """{method: [figure of each round]}: fn(ctx) once per method untimed,
-    then rounds rounds, each running every method once, in an order that
-    rotates from round to round."""
+    """{method: [figure of each round]}, and the same of the page faults
+    when fn gives them ((figure, faults)), else None: fn(ctx) once per
+    method untimed, then rounds rounds, each running
+    every method once, in an order that rotates from round to round."""
     ctxs = {m: mp.get_context(m) for m in METHODS}
     for m in METHODS:
         fn(ctxs[m])
     vals = {m: [] for m in METHODS}
+    faults = {m: [] for m in METHODS}
     for r in range(rounds):
         k = r % len(METHODS)
         for m in METHODS[k:] + METHODS[:k]:
-            vals[m].append(fn(ctxs[m]))
-    return vals
+            v = fn(ctxs[m])
+            if isinstance(v, tuple):
+                v, f = v
+                faults[m].append(f)
+            vals[m].append(v)
+    return vals, (faults if faults["dragon"] else None)
 
 
 def _fmt(v):
     return "%.4g" % v
 
 
-def rows(bench, size, unit, vals, verdicts):
-    """Print the rows of one measurement (medians against fork and spawn),
-    the rounds and the target's verdict on stderr; verdicts collects
-    (what, met) for the summary."""
+def rows(bench, size, unit, measured, verdicts):
+    """Print the rows of one measurement (medians against fork and spawn,
+    with the children's median page faults when measured), the rounds
+    and the target's verdict on stderr; verdicts collects (what, met) for
+    the summary."""
+    vals, faults = measured
     med = {m: statistics.median(v) for m, v in vals.items()}
+    fmed = {m: statistics.median(v) for m, v in (faults or {}).items()}
     for base in ("fork", "spawn"):
-        print(json.dumps({
+        row = {
             "bench": bench, "case": "dragon vs %s" % base, "size": size,
             "unit": unit, "value": round(med["dragon"], 6), "baseline": base,
             "baseline_value": round(med[base], 6),
-            "ratio": round(med["dragon"] / med[base], 4)}), flush=True)
+            "ratio": round(med["dragon"] / med[base], 4)}
+        if fmed:
+            row["faults"] = round(fmed["dragon"], 1)
+            row["baseline_faults"] = round(fmed[base], 1)
+        print(json.dumps(row), flush=True)
     print("%s size %d (%s, median of %d rounds): %s" % (
         bench, size, unit, len(vals["dragon"]),
-        "; ".join("%s %s [%s]" % (m, _fmt(med[m]), " ".join(_fmt(x) for x in vals[m]))
-                  for m in METHODS)), file=sys.stderr, flush=True)
+        "; ".join("%s %s [%s]%s" % (
+            m, _fmt(med[m]), " ".join(_fmt(x) for x in vals[m]),
+            " faults %s" % _fmt(fmed[m]) if fmed else "")
+            for m in METHODS)), file=sys.stderr, flush=True)
     target = TARGETS.get((bench, size))
     if target is None:
         return
@@ -218,9 +287,10 @@ def rows(bench, size, unit, vals, verdicts):
 CASES = {
     "pipe": {"pipe2", "pipe64", "pipe1k", "pipe64k", "pipe1m"},
     "queue": {"queue8", "queue1m"},
+    "first": {"first1000", "first100"},
 }
-NAMES = ("pipe2", "pipe64", "pipe1k", "pipe64k", "pipe1m", "queue8",
-         "queue1m", "start", "pool")
+NAMES = ("pipe2", "pipe64", "pipe1k", "pipe64k", "pipe1m", "first1000",
+         "first100", "queue8", "queue1m", "start", "pool")
 
 
 def main(argv):
@@ -269,6 +339,11 @@ def main(argv):
                 iters = max(20, (10000 if size <= 1024 else 200 if size <= 65536 else 50) // scale)
                 rows("mp_pipe_rtt", size, "us",
                      measure(lambda ctx: pipe_rtt(ctx, size, iters), n_rounds(5)), verdicts)
+        for name, bench, iters in (("first1000", "mp_p2p_lat_first", 1000),
+                                   ("first100", "mp_p2p_lat_first100", 100)):
+            if want(name):
+                rows(bench, 2, "us",
+                     measure(lambda ctx: p2p_first(ctx, iters), n_rounds(5)), verdicts)
         if want("queue8"):
             rows("mp_queue_rate", 8, "msg/s",
                  measure(lambda ctx: queue_rate(ctx, 8, 20000 // scale), n_rounds(5)), verdicts)

@@ -128,7 +128,9 @@ struct dchan {
 	uint32_t cap;
 	uint32_t stride;
 	uint32_t slot_size;
-	uint32_t mask; /* cap - 1 when cap is a power of two, else 0 */
+	uint32_t mask;	 /* cap - 1 when cap is a power of two, else 0 */
+	uint32_t spin;	 /* ns its waits poll now, 0: unset (dchan__spin) */
+	uint32_t spin_n; /* polls made, for the full-length probes */
 	bool remote;
 };
 

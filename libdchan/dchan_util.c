@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,41 +235,48 @@ static uint64_t spin_default(void)
 	return v;
 }
 
+/* CPUs this process may run on: a process pinned to one core (taskset, a
+ * cgroup cpuset) shares it with its peer, and spinning there only keeps
+ * the peer from running until the budget is spent. */
+static uint64_t usable_cpus(void)
+{
+	cpu_set_t set;
+	long c;
+
+	if (sched_getaffinity(0, sizeof set, &set) == 0)
+		return (uint64_t)CPU_COUNT(&set);
+	c = sysconf(_SC_NPROCESSORS_ONLN);
+	return c > 0 ? (uint64_t)c : 1;
+}
+
 /*
  * How long a blocked operation polls the ring itself before it registers
  * as a waiter.  A waiter that is not registered costs its peer no wake-up
  * system call, which is what keeps a continuous ping-pong under a
  * microsecond.  Spinning pays only while the peer runs on another core:
- * it is off on one core and while more threads are runnable than there are
- * cores (sampled every 50 ms).  DRAGON_DCHAN_SPIN_NS sets the length
- * and, when given, spins whatever the load (pinned, dedicated cores).
+ * it is off when this process may run on one CPU only, and while more
+ * threads are runnable than it has CPUs (both sampled every 50 ms).
+ * DRAGON_DCHAN_SPIN_NS sets the length and, when given, spins whatever
+ * the load (pinned, dedicated cores).
  */
 uint64_t dchan__spin_ns(void)
 {
-	static uint64_t spin = UINT64_MAX, sampled, ncpu;
-	static int crowded;
+	static uint64_t spin = UINT64_MAX, sampled;
+	static int crowded = 1;
 	uint64_t now = dchan__now_ns();
 
-	if (__atomic_load_n(&spin, __ATOMIC_RELAXED) == UINT64_MAX) {
-		long c = sysconf(_SC_NPROCESSORS_ONLN);
-
-		__atomic_store_n(&ncpu, c > 0 ? (uint64_t)c : 1,
-				 __ATOMIC_RELAXED);
+	if (__atomic_load_n(&spin, __ATOMIC_RELAXED) == UINT64_MAX)
 		__atomic_store_n(&spin, spin_default(), __ATOMIC_RELAXED);
-	}
-	if (__atomic_load_n(&ncpu, __ATOMIC_RELAXED) < 2)
-		return 0;
 	if (__atomic_load_n(&spin_forced, __ATOMIC_RELAXED))
 		return __atomic_load_n(&spin, __ATOMIC_RELAXED);
 	if (now - __atomic_load_n(&sampled, __ATOMIC_RELAXED) > 50000000ull) {
+		uint64_t ncpu = usable_cpus();
 		long r = runnable_threads();
 
 		__atomic_store_n(&sampled, now, __ATOMIC_RELAXED);
-		__atomic_store_n(
-			&crowded,
-			r < 0 || (uint64_t)r > __atomic_load_n(
-						       &ncpu, __ATOMIC_RELAXED),
-			__ATOMIC_RELAXED);
+		__atomic_store_n(&crowded,
+				 ncpu < 2 || r < 0 || (uint64_t)r > ncpu,
+				 __ATOMIC_RELAXED);
 	}
 	if (__atomic_load_n(&crowded, __ATOMIC_RELAXED))
 		return 0;

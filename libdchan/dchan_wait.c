@@ -66,25 +66,51 @@ static int first_try(dchan_t *ch, try_fn try, size_t maxlen, bool peek,
 	return try_recover(ch, try, maxlen, peek, c);
 }
 
-/* Poll the ring for up to the spin budget. */
+/*
+ * Poll the ring for up to the spin budget.  The budget adapts per handle:
+ * it halves when a poll ran out (down to a 64th of dchan__spin_ns) and
+ * doubles when one found what it waited for (up to dchan__spin_ns), and
+ * every SPIN_PROBE-th poll runs the whole dchan__spin_ns.  A peer
+ * that shares this process's CPU cannot answer while it polls: there
+ * every poll runs its whole budget (20 us per wait by default, which a
+ * ping-pong then pays on every message); the halving ends that within a
+ * few round trips.  A budget that has shrunk below the peer's time to
+ * answer would never grow again by itself; a probe that is answered
+ * restores it when the peer runs beside this process again (after a slow
+ * phase, or once the scheduler has moved one of them to another CPU).
+ */
+#define SPIN_PROBE 32
+
 static int spin_try(dchan_t *ch, try_fn try, size_t maxlen, bool peek,
 		    struct dchan__claim *c)
 {
-	uint64_t budget = dchan__spin_ns(), start;
+	uint64_t cap = dchan__spin_ns(), budget, start;
+	uint32_t cur = __atomic_load_n(&ch->spin, __ATOMIC_RELAXED);
+	uint32_t n = __atomic_fetch_add(&ch->spin_n, 1, __ATOMIC_RELAXED);
 	int rc = -EAGAIN;
 
-	if (!budget)
+	if (!cap)
 		return rc;
+	if (cap > UINT32_MAX)
+		cap = UINT32_MAX;
+	budget = cur && cur < cap && n % SPIN_PROBE ? cur : cap;
 	start = dchan__now_ns();
 	for (unsigned i = 1;; i++) {
 		cpu_relax();
 		rc = try(ch, maxlen, peek, c);
-		if (rc != -EAGAIN)
-			return rc;
+		if (rc != -EAGAIN) {
+			budget = budget * 2 < cap ? budget * 2 : cap;
+			break;
+		}
 		if (i % SPIN_CLOCK_EVERY == 0 &&
-		    dchan__now_ns() - start > budget)
-			return rc;
+		    dchan__now_ns() - start > budget) {
+			budget = budget / 2 > cap / 64 ? budget / 2 : cap / 64;
+			break;
+		}
 	}
+	__atomic_store_n(&ch->spin, (uint32_t)(budget ? budget : 1),
+			 __ATOMIC_RELAXED);
+	return rc;
 }
 
 /* Sleep until *word moves from v, a wake-up for this waiter's bit, the
