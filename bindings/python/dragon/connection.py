@@ -30,7 +30,6 @@ from ._dragon_cffi import ffi, lib
 from ._errors import chan_error
 from ._holders import HolderTable, RecordEnd
 from . import channels, runtime
-from . import synchronize as _synchronize
 
 __all__ = ["Connection", "Pipe"]
 
@@ -114,14 +113,7 @@ def _dumps(obj):
         return False
 
     f = io.BytesIO()
-    # Sync objects may travel while this thread pickles for a Connection.
-    mark = _synchronize._pickling
-    depth = getattr(mark, "depth", 0)
-    mark.depth = depth + 1
-    try:
-        _Pickler(f, 5, buffer_callback=keep_large).dump(obj)
-    finally:
-        mark.depth = depth
+    _Pickler(f, 5, buffer_callback=keep_large).dump(obj)
     return buffers, f.getvalue()
 
 
