@@ -15,6 +15,7 @@
 #   make check-valgrind     the C tests under valgrind memcheck, errors fatal
 #   make check-all          check, the three sanitizer builds and valgrind
 #   make check-mp-suite     CPython's whole multiprocessing suite with 'dragon'
+#   make check-cluster8     (root) the test cluster on 8 nodes: srun -N8 hostname
 #   make distcheck          build and test the release tarball
 #   make clean              remove the build directories
 #
@@ -35,16 +36,18 @@ SUBMAKE = $(MAKE) --no-print-directory -C $(BUILD) -j$(JOBS)
 DEPS = gcc make autoconf automake libtool pkg-config check \
 	python3 python3-dev python3-cffi python3-pytest libpython3.11-testsuite \
 	mandoc groff-base man-db clang clang-format libclang-rt-14-dev valgrind \
-	libfabric-dev libucx-dev iproute2 procps
+	libfabric-dev libucx-dev iproute2 procps \
+	slurmctld slurmd slurm-client munge util-linux
 
 .PHONY: all check install uninstall bench deps distcheck clean distclean \
-	check-asan check-ubsan check-tsan check-valgrind check-all check-mp-suite help
+	check-asan check-ubsan check-tsan check-valgrind check-all check-mp-suite \
+	check-cluster8 help
 
 all: $(BUILD)/Makefile
 	@$(SUBMAKE)
 
 help:
-	@sed -n '3,24p' $(SRC)/Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,25p' $(SRC)/Makefile | sed 's/^# \{0,1\}//'
 
 # configure is regenerated when it is missing; once a build directory
 # exists, automake's own rules keep Makefile.in and configure up to date.
@@ -109,6 +112,13 @@ check-all: check check-asan check-ubsan check-tsan check-valgrind
 check-mp-suite: $(BUILD)/Makefile
 	@$(SUBMAKE)
 	@$(MAKE) --no-print-directory -C $(BUILD)/tests/python check-mp-suite
+
+# Eight nodes of the test cluster (tests/cluster/vcluster; make check runs
+# it on 2 and 3), under the guard like make check.
+check-cluster8: $(BUILD)/Makefile
+	@$(SUBMAKE)
+	@$(SRC)/build-aux/leftover-guard $(BUILD) \
+	  $(MAKE) --no-print-directory -C $(BUILD)/tests/cluster check-cluster8
 
 # Installs only what is missing, so a second run is quick.
 deps:

@@ -1,17 +1,25 @@
 /* Private declarations of libdlaunch; not installed.
  *
- * Module map:
- *   dlaunch_version.c  version, error names, the thread-local detail message
- *   msg.c              the services' versioned binary message format
- *   link.c             endpoints that carry messages (infrastructure channels)
- *   client.c           dlaunch_attach and the request/reply transaction
- *   api.c              the public calls built on requests
- *   sentinel.c         process-end descriptors without pidfd_open
- *   server.c           global services: requests, process table, registry
- *   proc.c             local services: spawning and the process table
- *   procstat.c         local services: reaping, waiting, kept statuses
- *   iothread.c         the fd event loop: pidfds and output forwarding
- *   runtime.c          starting and stopping a runtime (pools, threads, env)
+ * Module map, top to bottom; a file calls only the files below it (no two
+ * files call each other, tests/abi/check-cycles.sh checks it):
+ *
+ *   the runtime (services; their own map is in svc.h)
+ *   runtime.c teardown.c server.c req_*.c spawn.c iothread.c ended.c
+ *   registry.c proctab.c dispatch.c reply.c
+ *
+ *   client calls, each a request to the services
+ *   api.c          the handle: dlaunch_attach/detach, instance, node
+ *   procfd.c       dlaunch_proc_fd; sentinels without pidfd_open
+ *   proc_calls.c   dlaunch_spawn, wait, signal, proc_adopt, proc_reaped
+ *   name_calls.c   dlaunch_name_*, dlaunch_pool_get, dlaunch_channel_get
+ *   client.c       connecting, conversations, the request/reply transaction
+ *
+ *   below both
+ *   link.c         endpoints that carry messages (infrastructure channels)
+ *   msg.c          the services' versioned binary message format
+ *   error.c        error names, the thread-local detail message
+ *   log.c          the log
+ *   dlaunch_version.c  the version
  */
 #ifndef DRAGON_DLAUNCH_PRIVATE_H
 #define DRAGON_DLAUNCH_PRIVATE_H
@@ -22,13 +30,13 @@
 #include <sys/types.h>
 #include <dragon/dlaunch.h>
 
-/* ---- errors -------------------------------------------------------------- */
+/* ---- errors (error.c) ---------------------------------------------------- */
 
 /* Record a detail message for this thread and return code. */
 int dlaunch__fail(int code, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* ---- log ----------------------------------------------------------------- */
+/* ---- log (log.c) --------------------------------------------------------- */
 
 extern int dlaunch__log_level;
 void dlaunch__log(int level, const char *fmt, ...)
@@ -192,19 +200,18 @@ int dlaunch__connect(const char *svc_text, uint64_t timeout_ns,
 		     dlaunch_t **rt_out);
 void dlaunch__disconnect(dlaunch_t *rt);
 
-/* api.c: ask for pid's status (wait(2) word in *wstatus_out); peek leaves
- * it for the spawner to collect. */
+/* proc_calls.c: ask for pid's status (wait(2) word in *wstatus_out); peek
+ * leaves it for the spawner to collect. */
 int dlaunch__status_call(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
 			 bool peek, int *wstatus_out);
 
-/* sentinel.c: without pidfd_open, a pipe whose read end becomes readable
+/* procfd.c: without pidfd_open, a pipe whose read end becomes readable
  * when pid ends (a thread waits for it); returns the fd or -code. */
 int dlaunch__exit_fd(dlaunch_t *rt, pid_t pid);
 /* Wait up to timeout_ns for the threads of dlaunch__exit_fd to finish. */
 void dlaunch__exit_fd_drain(uint64_t timeout_ns);
 
-/* ---- services (server.c, proc.c, iothread.c, runtime.c) -------------------
- */
+/* ---- services (svc.h) ---------------------------------------------------- */
 
 struct dlaunch__server;
 struct dlaunch__runtime;

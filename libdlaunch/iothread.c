@@ -1,6 +1,7 @@
-/* The I/O thread: one epoll loop over every process's pidfd and every
- * forwarded output pipe (and, in the launcher, SIGCHLD for orphans it
- * adopted as subreaper).
+/* Local services: the I/O thread, one epoll loop over every process's
+ * pidfd and every forwarded output pipe (and, in the launcher, SIGCHLD for
+ * orphans it adopted as subreaper).  It reaps; what a process's end means
+ * is ended.c's.
  *
  * Output is forwarded line by line: a read may end mid-line, so the tail
  * waits in the stream's buffer until its newline (or end of file) arrives,
@@ -52,7 +53,7 @@ static void write_all(int fd, const char *p, size_t n)
 	}
 }
 
-/* Entries are listed so that svc_io_stop can free those left. */
+/* Entries are listed so that dlaunch__io_stop can free those left. */
 static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void list_link(dlaunch__server_t *s, io_ent_t *e, bool in)
@@ -98,7 +99,7 @@ static int add(dlaunch__server_t *s, int type, int fd, pid_t pid, int out)
 	return 0;
 }
 
-int svc_io_watch(dlaunch__server_t *s, int pidfd, pid_t pid)
+int dlaunch__io_watch(dlaunch__server_t *s, int pidfd, pid_t pid)
 {
 	/* A copy of its own: the table may close its pidfd first (when the
 	 * process was reaped through SIGCHLD) and the event must still come. */
@@ -112,7 +113,7 @@ int svc_io_watch(dlaunch__server_t *s, int pidfd, pid_t pid)
 	return rc;
 }
 
-int svc_io_forward(dlaunch__server_t *s, int fd, int out, pid_t pid)
+int dlaunch__io_forward(dlaunch__server_t *s, int fd, int out, pid_t pid)
 {
 	int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0), rc;
 
@@ -195,9 +196,7 @@ static void reap_one(dlaunch__server_t *s, pid_t pid)
 		r = waitpid(pid, &st, WNOHANG);
 	while (r < 0 && errno == EINTR);
 	if (r > 0) {
-		svc_proc_reaped(s, r, st);
-		if (s->on_exit)
-			s->on_exit(s->on_exit_arg, r, st);
+		dlaunch__svc_reaped(s, r, st);
 	}
 }
 
@@ -213,19 +212,17 @@ static void reap_all(dlaunch__server_t *s)
 	while (read(s->sigfd, &si, sizeof si) > 0)
 		;
 	while ((r = waitpid(-1, &st, WNOHANG)) > 0) {
-		if (!svc_proc_find(s, r))
+		if (!dlaunch__proc_find(s, r))
 			dlaunch__log(DLAUNCH_LOG_DEBUG, "reaped orphan pid %d",
 				     (int)r);
-		svc_proc_reaped(s, r, st);
-		if (s->on_exit)
-			s->on_exit(s->on_exit_arg, r, st);
+		dlaunch__svc_reaped(s, r, st);
 	}
 }
 
 /* Returns false when asked to stop. */
 static bool handle(dlaunch__server_t *s, io_ent_t *e)
 {
-	svc_proc_t *p;
+	dlaunch__proc_t *p;
 	uint64_t v;
 
 	switch (e->type) {
@@ -236,8 +233,8 @@ static bool handle(dlaunch__server_t *s, io_ent_t *e)
 	case IO_PIDFD:
 		pthread_mutex_lock(&s->lock);
 		/* An adopted process is its reaper's to reap. */
-		if ((p = svc_proc_find(s, e->pid)) && p->adopted)
-			svc_adopted_ended(s, p);
+		if ((p = dlaunch__proc_find(s, e->pid)) && p->adopted)
+			dlaunch__svc_adopted_ended(s, p);
 		else
 			reap_one(s, e->pid);
 		pthread_mutex_unlock(&s->lock);
@@ -253,7 +250,9 @@ static bool handle(dlaunch__server_t *s, io_ent_t *e)
 			pid_t pid = e->pid;
 			ent_close(s, e);
 			pthread_mutex_lock(&s->lock);
-			svc_proc_stream_closed(s, pid);
+			s->live_streams--;
+			pthread_cond_broadcast(&s->changed);
+			dlaunch__proc_stream_closed(s, pid);
 			pthread_mutex_unlock(&s->lock);
 		}
 		return true;
@@ -264,7 +263,7 @@ static bool handle(dlaunch__server_t *s, io_ent_t *e)
  * reap may change the table, so the scan starts again after one. */
 static void poll_procs(dlaunch__server_t *s)
 {
-	svc_proc_t *p;
+	dlaunch__proc_t *p;
 	int st;
 
 again:
@@ -272,9 +271,7 @@ again:
 		if (!p->polled || p->ended)
 			continue;
 		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
-			svc_proc_reaped(s, p->pid, st);
-			if (s->on_exit)
-				s->on_exit(s->on_exit_arg, p->pid, st);
+			dlaunch__svc_reaped(s, p->pid, st);
 			goto again;
 		}
 	}
@@ -302,17 +299,15 @@ static void *io_loop(void *arg)
 	return NULL;
 }
 
-int svc_io_poll_proc(dlaunch__server_t *s, svc_proc_t *p)
+int dlaunch__io_poll_wake(dlaunch__server_t *s)
 {
 	uint64_t one = 1;
 
-	p->polled = true;
-	__atomic_add_fetch(&s->npolled, 1, __ATOMIC_RELAXED);
-	/* Wake the loop so that it starts checking on a timer. */
+	/* The loop starts checking on a timer. */
 	return write(s->wakefd, &one, sizeof one) < 0 ? -errno : 0;
 }
 
-int svc_io_start(dlaunch__server_t *s)
+int dlaunch__io_start(dlaunch__server_t *s)
 {
 	sigset_t chld;
 	int rc;
@@ -338,7 +333,7 @@ int svc_io_start(dlaunch__server_t *s)
 /* Stop the loop, then free the entries left (normally only the wake and
  * SIGCHLD ones: by then every process was reaped and every stream read to
  * its end). */
-void svc_io_stop(dlaunch__server_t *s)
+void dlaunch__io_stop(dlaunch__server_t *s)
 {
 	uint64_t one = 1;
 

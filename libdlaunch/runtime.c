@@ -153,7 +153,7 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 	if (rc)
 		return dlaunch__fail(rc, "start-up phase 'default pool': %s",
 				     dmem_errmsg());
-	rc = svc_chan_anchor(s);
+	rc = dlaunch__registry_anchor(s);
 	if (rc)
 		return dlaunch__fail(rc,
 				     "start-up phase 'default pool': "
@@ -199,7 +199,7 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 	if (s->adopt && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 		return dlaunch__fail(-errno, "PR_SET_CHILD_SUBREAPER failed");
 	phase_start(r);
-	rc = svc_start_threads(s);
+	rc = dlaunch__svc_start_threads(s);
 	if (rc)
 		return dlaunch__fail(rc, "start-up phase 'services': %s",
 				     dlaunch_strerror(rc));
@@ -210,9 +210,9 @@ static void release(struct dlaunch__runtime *r)
 {
 	dlaunch__server_t *s = &r->srv;
 
-	svc_procs_free(s);
-	svc_clients_free(s);
-	svc_names_free(s);
+	dlaunch__procs_free(s);
+	dlaunch__clients_free(s);
+	dlaunch__registry_free(s);
 	if (s->default_pool)
 		dmem_pool_destroy(s->default_pool);
 	dlaunch__ep_close(s->req);
@@ -288,7 +288,7 @@ void dlaunch__runtime_free(struct dlaunch__runtime *r)
 	}
 	dlaunch__msg_free(&m);
 	pthread_join(r->srv.req_thread, NULL);
-	svc_io_stop(&r->srv);
+	dlaunch__io_stop(&r->srv);
 	release(r);
 }
 

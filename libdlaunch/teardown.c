@@ -43,7 +43,7 @@ static bool wait_idle(dlaunch__server_t *s, uint64_t ns, bool streams)
 {
 	struct timespec d = deadline_after(ns);
 
-	while (svc_nrunning(s) || (streams && s->live_streams > 0)) {
+	while (dlaunch__proc_nrunning(s) || (streams && s->live_streams > 0)) {
 		int rc = d.tv_sec < 0 ? pthread_cond_wait(&s->changed, &s->lock)
 				      : pthread_cond_timedwait(&s->changed,
 							       &s->lock, &d);
@@ -89,18 +89,18 @@ static void end_processes(dlaunch__server_t *s, uint64_t timeout_ns)
 {
 	pthread_mutex_lock(&s->lock);
 	s->stopping = true;
-	if (svc_nrunning(s)) {
+	if (dlaunch__proc_nrunning(s)) {
 		dlaunch__log(DLAUNCH_LOG_INFO,
 			     "teardown: SIGTERM to %d processes",
-			     svc_nrunning(s));
-		svc_signal_all(s, SIGTERM);
+			     dlaunch__proc_nrunning(s));
+		dlaunch__proc_signal_all(s, SIGTERM);
 	}
 	if (!wait_idle(s, timeout_ns, false)) {
 		dlaunch__log(DLAUNCH_LOG_WARNING,
 			     "teardown: %d processes still running at the "
 			     "deadline: SIGKILL",
-			     svc_nrunning(s));
-		svc_signal_all(s, SIGKILL);
+			     dlaunch__proc_nrunning(s));
+		dlaunch__proc_signal_all(s, SIGKILL);
 		wait_idle(s, KILL_GRACE_NS, false);
 	}
 	pthread_mutex_unlock(&s->lock);

@@ -282,7 +282,7 @@ const char *dtrans_strerror(int err);
 unsigned dlaunch_version(void);
 const char *dlaunch_strerror(int err);
 
-/* ---- libdlaunch: the runtime, processes (dragon.runtime, dragon._popen) -- */
+/* ---- libdlaunch: the runtime, processes (runtime, _spawn, _popen, _zygote) */
 
 #define DLAUNCH_ERRBASE 1300
 enum dlaunch_error {

@@ -144,11 +144,11 @@ def _notices_between(w, n, notice):
     # An end-of-file notice before every message, as a writer end closed in
     # some process (while another still holds it) would leave them.
     import time
-    from dragon import connection
+    from dragon._consts import RC_NOT_NOW
     h = w._whandle()
     for i in range(n):
         rc = notice(h)
-        while rc in (connection._EAGAIN, connection._ETIMEDOUT):  # full
+        while rc in RC_NOT_NOW:  # full
             time.sleep(0.001)
             rc = notice(h)
         assert rc == 0, rc

@@ -13,7 +13,7 @@ import pytest
 import dragon  # noqa: F401
 import multiprocessing as mp
 from multiprocessing.connection import wait
-from dragon import _popen, runtime
+from dragon import _popen, _zygote, runtime
 
 ctx = mp.get_context("dragon")
 
@@ -242,7 +242,7 @@ def test_child_gets_the_parents_current_state(tmp_path, monkeypatch):
 PROG = textwrap.dedent("""
     import os, sys
     import dragon, multiprocessing as mp
-    from dragon import runtime, _popen
+    from dragon import runtime, _zygote
 
     GUARDED = "imported"
 
@@ -261,7 +261,7 @@ PROG = textwrap.dedent("""
         name, guarded, emb, inst, _ = q.get()
         p.join()
         rt = runtime.current()
-        z = _popen.zygote()
+        z = _zygote.zygote()
         print("zygote", z.pid if z else 0)
         print(name, guarded, emb, inst == rt.instance, p.exitcode, rt.embedded)
 """)
@@ -298,7 +298,7 @@ def _gone(pid):
 
 @pytest.mark.parametrize("zygote", ["1", "0"])
 def test_embedded_runtime_program(tmp_path, zygote):
-    out = _run_prog(tmp_path, {_popen.ZYGOTE_ENV: zygote})
+    out = _run_prog(tmp_path, {_zygote.ZYGOTE_ENV: zygote})
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert "child output" in lines
@@ -380,7 +380,7 @@ SEC = 1000000000
 
 
 def _need_zygote():
-    if _popen.zygote() is None:
+    if _zygote.zygote() is None:
         pytest.skip("no zygote here (DRAGON_ZYGOTE=0 or no pidfd_open)")
 
 
@@ -470,7 +470,7 @@ def test_zygote_under_stress():
     import threading
     import time
     _need_zygote()
-    zpid = _popen.zygote().pid
+    zpid = _zygote.zygote().pid
     procs, lock = [], threading.Lock()
 
     def starter(n):
@@ -496,7 +496,7 @@ def test_zygote_under_stress():
         p.join()
         assert p.exitcode == i % 7
     # Still the same zygote, and it reaped every child that was joined.
-    assert _popen.zygote().pid == zpid
+    assert _zygote.zygote().pid == zpid
     deadline = time.monotonic() + 30
     while _zombie_children(zpid) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -506,14 +506,14 @@ def test_zygote_under_stress():
 ZYGOTE_KILLED = textwrap.dedent("""
     import os, select, signal, sys
     import dragon, multiprocessing as mp
-    from dragon import _popen
 
     if __name__ == "__main__":
+        from dragon import _zygote
         ctx = mp.get_context("dragon")
         p = ctx.Process(target=sys.exit, args=(4,))
         p.start()
         p.join()
-        z = _popen.zygote()
+        z = _zygote.zygote()
         zfd = os.pidfd_open(z.pid)
         os.kill(z.pid, signal.SIGKILL)
         select.select([zfd], [], [], 60)  # gone, with the spare it forked
@@ -568,12 +568,12 @@ def test_children_import_the_main_module_as_it_is_now(tmp_path):
 
 _KILLED_OWNER = """
 import os, sys, time, dragon, multiprocessing as mp
-from dragon import _popen
+from dragon import _zygote
 if __name__ == "__main__":
     ctx = mp.get_context("dragon")
     p = ctx.Process(target=time.sleep, args=(300,))
     p.start()
-    print(os.environ["DRAGON_INSTANCE"], p.pid, _popen.zygote().pid, flush=True)
+    print(os.environ["DRAGON_INSTANCE"], p.pid, _zygote.zygote().pid, flush=True)
     time.sleep(300)
 """
 

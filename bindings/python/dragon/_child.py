@@ -116,7 +116,7 @@ def run_payload(payload, tracker_fd, done_fd=-1):
 
 def take_signals(ignored):
     """Ignore the signals the parent ignored when it started this process
-    (see :func:`dragon._popen.ignored_signals`), as a spawned child does,
+    (see :func:`dragon._spawn.ignored_signals`), as a spawned child does,
     which inherits them through exec; SIGINT, when the parent did not
     ignore it, raises KeyboardInterrupt as in a fresh interpreter.  The
     other signals are at a fresh interpreter's dispositions already."""
@@ -192,14 +192,14 @@ def main():
     allocation of the runtime's default pool, freed once read."""
     # As spawn's children: only the standard descriptors are inherited.
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-    from . import _popen, runtime
+    from . import _spawn, runtime
     alloc_text = sys.argv[2]
     rt = runtime.current(start=False)
     if rt is None:
         sys.stderr.write("dragon: child started without a runtime "
                          "(%s is not set)\n" % runtime.POOL_ENV)
         sys.exit(1)
-    alloc = _popen._alloc_from_text(rt.pool, alloc_text)
+    alloc = _spawn.alloc_from_text(rt.pool, alloc_text)
     payload = bytes(alloc.view)
     alloc.free()
     code = run_payload(payload, -1)

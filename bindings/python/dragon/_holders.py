@@ -100,6 +100,11 @@ class HolderTable:
                 return True
         return False
 
+    def record_end(self):
+        """The RecordEnd of a record whose claim and busy words follow
+        this table (a sync object's record: one table, then the words)."""
+        return RecordEnd(self._w + self.WORDS, self._owner)
+
 
 def release_all():
     """Drop every holding and copy in flight of this process, as its exit

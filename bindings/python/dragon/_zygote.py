@@ -85,6 +85,12 @@ are a 4-byte length, a 1-byte descriptor count and a pickle:
   parent's join has the code while the kernel is still releasing the
   child's memory (a millisecond for an interpreter this size), and the
   zombie is read only for a child that ended otherwise.
+
+This module holds the whole protocol: the wire (:func:`send_msg`,
+:class:`Reader`), the parent's end (:class:`Zygote`, and :func:`zygote`,
+this process's one), and the zygote process itself (:func:`main`).
+:mod:`dragon._popen` only asks it for a child; :mod:`dragon._spawn` starts
+the interpreter the zygote runs in.
 """
 import os
 import pickle
@@ -93,6 +99,18 @@ import signal
 import socket
 import struct
 import sys
+import threading
+
+from multiprocessing import spawn, util
+
+from . import _spawn, runtime
+from ._dragon_cffi import ffi, lib
+
+#: Set to 0 to start every child as a fresh interpreter.
+ZYGOTE_ENV = "DRAGON_ZYGOTE"
+
+#: How long the zygote may take to start and connect (seconds).
+ZYGOTE_START_TIMEOUT = 60.0
 
 _HDR = struct.Struct("<IB")
 _MAXFDS = 8
@@ -176,7 +194,293 @@ def zombie_status(pid, pidfd):
         return None
 
 
-# ---- the zygote ----------------------------------------------------------
+# ---- the parent's end ----------------------------------------------------
+
+
+class ZygoteError(RuntimeError):
+    """The zygote could not be started or stopped answering."""
+
+
+class Zygote:
+    """The parent's end of the connection to its zygote (see
+    dragon._zygote for the protocol)."""
+
+    def __init__(self, rt):
+        self.rt = rt
+        self.lock = threading.Lock()
+        self.statuses = {}
+        self.spares = []   # [(pid, pidfd, socket)], oldest first
+        self.pending = 1   # spares asked for and not yet received
+        self.dead = False
+        name = "dragon-zygote-%d-%s" % (os.getpid(), os.urandom(8).hex())
+        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            lsock.bind("\0" + name)
+            lsock.listen(1)
+            self.pid = _spawn.spawn_interpreter(
+                rt, _spawn.interpreter_argv(_ZYGOTE_CODE, name), _spawn.environ_copy())
+            self.sock = self._accept(lsock)
+        finally:
+            lsock.close()
+        # Whether the zygote still runs, without a message: see _spare.
+        try:
+            self.pidfd = os.pidfd_open(self.pid)
+        except OSError:
+            self.sock.close()
+            raise
+        self.reader = Reader(self.sock)
+        main_path = spawn.get_preparation_data("zygote").get("init_main_from_path")
+        # The zygote takes this environment, and so do the spares it forks:
+        # a start sends the environment only when it differs.
+        self.base_env = _spawn.environ_copy()
+        # An embedded runtime's watchdog cleans up after this process if it
+        # is killed: the zygote then only ends its children, and leaves the
+        # segments to the watchdog, which tells a stopped runtime from a
+        # killed one by them.
+        watched = runtime.has_watchdog()
+        send_msg(self.sock, ("prime", main_path, stdlib_modules(), self.base_env, watched))
+
+    def _accept(self, lsock):
+        import time
+        deadline = time.monotonic() + ZYGOTE_START_TIMEOUT
+        while time.monotonic() < deadline:
+            lsock.settimeout(0.05)
+            try:
+                sock, _ = lsock.accept()
+            except socket.timeout:
+                st = ffi.new("dlaunch_status_t *")
+                if lib.dlaunch_wait(self.rt.handle, self.pid, 0, st) == 0:
+                    raise ZygoteError("the zygote (pid %d) exited with code %d "
+                                      "while starting" % (self.pid, lib.dlaunch_status_code(st)))
+                continue
+            cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            if int.from_bytes(cred[:4], sys.byteorder) == self.pid:
+                sock.settimeout(None)
+                return sock
+            sock.close()
+        lib.dlaunch_signal(self.rt.handle, self.pid, signal.SIGKILL)
+        raise ZygoteError("the zygote (pid %d) did not connect within %.0f s"
+                          % (self.pid, ZYGOTE_START_TIMEOUT))
+
+    def _take(self, msg, fds):
+        """File one message from the zygote (lock held)."""
+        kind = msg[0]
+        if kind == "exit":
+            self.statuses[msg[1]] = msg[2]
+        elif kind == "spare":
+            self.pending -= 1
+            self.spares.append((msg[1], fds[0], socket.socket(fileno=fds[1])))
+        elif kind == "error":
+            self.pending -= 1
+            for fd in fds:
+                os.close(fd)
+
+    def _recv_until(self, pred, block=True):
+        """Read messages (lock held), filing them, until pred(msg) is true
+        for one; returns it.  block=False reads only what has arrived and
+        returns None."""
+        while True:
+            m = self.reader.next()
+            if m is not None:
+                self._take(*m)
+                if pred(m[0]):
+                    return m[0]
+                continue
+            if self.dead:
+                raise ZygoteError("the zygote (pid %d) is gone" % self.pid)
+            try:
+                more = self.reader.fill(0 if block else socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return None
+            except OSError:
+                more = False
+            if not more:
+                self.dead = True
+                raise ZygoteError("the zygote (pid %d) is gone" % self.pid)
+
+    def _spare(self):
+        """A spare child to run the next process (lock held)."""
+        # A spare the zygote forked just before it died may not have
+        # noticed yet, and would take the request and end without running
+        # it; the zygote's connection does not say it is gone while that
+        # spare still holds the zygote's end.  Its pidfd says so at once.
+        if select.select([self.pidfd], [], [], 0)[0]:
+            self.dead = True
+            raise ZygoteError("the zygote (pid %d) is gone" % self.pid)
+        self._recv_until(lambda m: False, block=False)
+        while not self.spares:
+            if not self.pending:
+                self._send(("want",))
+                self.pending += 1
+            msg = self._recv_until(lambda m: m[0] in ("spare", "error"))
+            if msg[0] == "error":
+                raise ZygoteError("the zygote could not start the process: %s"
+                                  % msg[1])
+        return self.spares.pop(0)
+
+    def start(self, payload, done_w):
+        """Have a child of the zygote run payload; (pid, pidfd).  The
+        child writes its exit code to done_w when it has finished (see
+        :meth:`status`)."""
+        from multiprocessing import resource_tracker
+        try:
+            tracker = [resource_tracker.getfd()]
+        except Exception:
+            tracker = []
+        env = _spawn.environ_copy()
+        msg = ("run", None if env == self.base_env else env, payload, bool(tracker))
+        with self.lock:
+            while True:
+                if self.dead:
+                    raise ZygoteError("the zygote (pid %d) is gone" % self.pid)
+                pid, pidfd, sock = self._spare()
+                try:
+                    send_msg(sock, msg, [1, 2, done_w] + tracker)
+                except OSError:
+                    # The spare died while it waited: take another (the
+                    # zygote makes a new one for it).
+                    os.close(pidfd)
+                    self.pending += 1
+                    self._send(("reap", pid, True))
+                    continue
+                finally:
+                    sock.close()
+                # The child runs from here on; the zygote makes the next
+                # spare when it sees this one take the request.
+                self.pending += 1
+                return pid, pidfd
+
+    def _send(self, msg):
+        try:
+            send_msg(self.sock, msg)
+        except OSError as e:
+            self.dead = True
+            raise ZygoteError("the zygote (pid %d) is gone: %s" % (self.pid, e))
+
+    def status(self, pid, pidfd, code=None):
+        """The exit code of child pid (pidfd: its sentinel), once it has
+        ended.  code: what the child reported as its last act (it has
+        closed every other descriptor by then), here before the kernel has
+        released its memory; None for a child that ended otherwise (a
+        signal, os._exit), whose code is read from its zombie."""
+        if code is None:
+            select.select([pidfd], [], [])
+            code = zombie_status(pid, pidfd)
+        with self.lock:
+            try:
+                if code is not None:
+                    if not self.dead:
+                        send_msg(self.sock, ("reap", pid, True))
+                    return code
+                if pid not in self.statuses:
+                    if not self.dead:
+                        send_msg(self.sock, ("reap", pid, False))
+                    self._recv_until(lambda m: m[0] == "exit" and m[1] == pid)
+            except (ZygoteError, OSError):
+                self.dead = True
+                if code is not None:
+                    return code
+                # Its children die with it (PR_SET_PDEATHSIG).
+                return -signal.SIGKILL
+            return self.statuses.pop(pid)
+
+    def _close_fds(self):
+        for _, pidfd, sock in self.spares:
+            os.close(pidfd)
+            sock.close()
+        self.spares = []
+        self.sock.close()
+        self.reader.close()
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+    def close(self):
+        """End the connection: the zygote exits once its children have (the
+        runtime ends it, and them, when it stops).  Nothing waits for it
+        here: a process that leaves its children running must not be held
+        up by them."""
+        with self.lock:
+            self.dead = True
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._close_fds()
+
+
+_zlock = threading.Lock()
+_zygote = None        # Zygote, False (cannot have one), or None (not yet)
+_zygote_pid = None    # the process _zygote belongs to
+
+
+def zygote():
+    """This process's zygote, started on first use; None when children
+    must be started as fresh interpreters."""
+    global _zygote, _zygote_pid
+    z = _zygote
+    if _zygote_pid == os.getpid() and z is not None:
+        return z or None
+    with _zlock:
+        if _zygote_pid != os.getpid():  # never started, or a forked copy
+            _zygote, _zygote_pid = None, os.getpid()
+        if _zygote is None:
+            _zygote = _start_zygote()
+            if _zygote:
+                runtime.at_stop(_stop_zygote)
+        return _zygote or None
+
+
+def _start_zygote():
+    if os.environ.get(ZYGOTE_ENV, "1") == "0" or not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    rt = runtime.current()
+    try:
+        return Zygote(rt)
+    except (ZygoteError, OSError) as e:
+        util.info("dragon: no zygote, starting children as fresh "
+                  "interpreters: %s", e)
+        return False
+
+
+def lost_zygote(z):
+    # Children are started as fresh interpreters from now on.
+    global _zygote
+    with _zlock:
+        if _zygote is z:
+            _zygote = False
+    z.close()
+
+
+def _stop_zygote():
+    global _zygote
+    with _zlock:
+        z, _zygote = _zygote, None
+    if z and _zygote_pid == os.getpid():
+        z.close()
+
+
+def _forget_zygote_after_fork():
+    # A forked copy of this process (the 'fork' start method, os.fork)
+    # must not keep the zygote connection and the spares open: the zygote
+    # would not see this process leave, nor a spare the end of its socket.
+    global _zygote
+    z, _zygote = _zygote, None
+    if z:
+        try:
+            z._close_fds()
+        except OSError:
+            pass
+
+
+os.register_at_fork(after_in_child=_forget_zygote_after_fork)
+
+
+# ---- the zygote process -------------------------------------------------
 
 
 class _Poller:
@@ -651,8 +955,7 @@ def main():
         # unless the runtime's watchdog does (it must find the segments to
         # know that the runtime was not stopped).
         if not z.watched:
-            from .runtime import _remove_stale_segments
-            _remove_stale_segments(z.owner[0])
+            runtime.remove_stale_segments(z.owner[0])
     elif not z.terminating:  # a stopping runtime may no longer read
         z.detach()
     sys.exit(0)

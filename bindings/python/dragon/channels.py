@@ -28,6 +28,7 @@ import os
 import threading
 import time
 
+from ._consts import FOREVER_NS, RC_EMSGSIZE, RC_NOT_NOW, SLICE_NS
 from ._dragon_cffi import ffi, lib
 from ._errors import chan_error, check, ChannelDestroyedError  # noqa: F401
 from . import mem, runtime
@@ -36,23 +37,16 @@ __all__ = ["Channel", "poll", "POLLIN", "POLLOUT", "ChannelDestroyedError"]
 
 POLLIN = lib.DCHAN_POLLIN
 POLLOUT = lib.DCHAN_POLLOUT
-_FOREVER = lib.DCHAN_FOREVER
-_EMSGSIZE = -90
-_TIMED_OUT = (-11, -110)  # -EAGAIN, -ETIMEDOUT
-#: The longest single wait in libdchan: longer ones go on in slices, so
-#: that a thread waiting on a channel another thread closed (or that the
-#: runtime's teardown closed) leaves the library within this bound.
-_SLICE_NS = 200 * 1000 * 1000
 _DESC_SIZE = ffi.sizeof("dchan_desc_t")
 
 
 def timeout_ns(timeout):
     """Seconds (None: forever) to libdchan's nanoseconds."""
     if timeout is None:
-        return _FOREVER
+        return FOREVER_NS
     if timeout <= 0:
         return 0
-    return min(int(timeout * 1e9), _FOREVER - 1)
+    return min(int(timeout * 1e9), FOREVER_NS - 1)
 
 
 #: Serializes taking a handle out of a Channel (detach, destroy).
@@ -76,25 +70,25 @@ def owned_handle(handle, keep=None):
 
 
 def _sliced(chan, op, timeout):
-    """op(handle, wait_ns) repeated in slices of at most _SLICE_NS until it
+    """op(handle, wait_ns) repeated in slices of at most SLICE_NS until it
     returns anything but a timeout or timeout (seconds; None: forever) has
     passed; returns its last result.  Each slice takes chan's handle
     afresh (ValueError once the channel was closed)."""
     total = timeout_ns(timeout)
-    if total <= _SLICE_NS:
+    if total <= SLICE_NS:
         return op(chan.handle, total)
     deadline = None if timeout is None else time.monotonic_ns() + total
     while True:
         if deadline is None:
-            wait = _SLICE_NS
+            wait = SLICE_NS
         else:
-            wait = max(0, min(_SLICE_NS, deadline - time.monotonic_ns()))
+            wait = max(0, min(SLICE_NS, deadline - time.monotonic_ns()))
         rc = op(chan.handle, wait)
-        if rc not in _TIMED_OUT or (deadline is not None and time.monotonic_ns() >= deadline):
+        if rc not in RC_NOT_NOW or (deadline is not None and time.monotonic_ns() >= deadline):
             return rc
 
 
-def _view_of_msg(msg, start=0, keep=None):
+def view_of_msg(msg, start=0, keep=None):
     """A memoryview of a zero-copy message's bytes[start:] that frees the
     allocation once no view of it is left (the cffi buffer keeps the
     garbage-collected pointer alive).  keep: the channel handle whose pool
@@ -238,7 +232,7 @@ class Channel:
         rc = _sliced(self, op, timeout)
         if rc < 0:
             raise chan_error(rc, "receiving")
-        return _view_of_msg(msg, 0, held[-1])
+        return view_of_msg(msg, 0, held[-1])
 
     def recv_into(self, buffer, timeout=None):
         """Receive one message into buffer (a writable bytes-like object);
@@ -248,7 +242,7 @@ class Channel:
         n = ffi.new("size_t *")
         cap = len(buf)
         rc = _sliced(self, lambda h, t: lib.dchan_recv(h, buf, cap, t, n), timeout)
-        if rc == _EMSGSIZE:
+        if rc == RC_EMSGSIZE:
             size = self.peek_size(0)
             raise ValueError("message of %d bytes does not fit a buffer of %d" % (size, len(buf)))
         if rc < 0:
@@ -269,7 +263,7 @@ class Channel:
         Returns the ready events (0 if none)."""
         rev = ffi.new("unsigned *")
         rc = _sliced(self, lambda h, t: lib.dchan_poll(h, events, t, rev), timeout)
-        if rc in _TIMED_OUT:
+        if rc in RC_NOT_NOW:
             return 0
         if rc < 0:
             raise chan_error(rc, "polling")
@@ -373,7 +367,7 @@ def poll(channels, events=POLLIN, timeout=None):
             items[i].events = events
         return lib.dchan_poll_many(items, len(chans), t)
     rc = _sliced(chans[0], op, timeout)
-    if rc in _TIMED_OUT:
+    if rc in RC_NOT_NOW:
         return []
     if rc < 0:
         raise chan_error(rc, "polling %d channels" % len(chans))

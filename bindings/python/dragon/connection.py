@@ -12,9 +12,9 @@ multiprocessing.connection.wait() can select on.
 Every message starts with one kind byte: a byte string (what send_bytes()
 sends, and send() for ordinary objects), a pickle whose large buffers
 (pickle protocol 5, out of band) travel in their own pool allocations and
-are received without a copy, or a close notice that wakes the peer.
+are received without a copy, or a close notice that wakes the peer (the
+layout, shared with queues: :mod:`dragon._framing`).
 """
-import copyreg
 import io
 import os
 import pickle
@@ -26,108 +26,33 @@ import time
 from multiprocessing import connection as _mpconn, util
 from multiprocessing.reduction import ForkingPickler
 
+from ._consts import (RC_EAGAIN as _EAGAIN, RC_ETIMEDOUT as _ETIMEDOUT,
+                      RC_EMSGSIZE as _EMSGSIZE, SLICE_NS as _SLICE_NS,
+                      SLICE_S as _SLICE_S)
 from ._dragon_cffi import ffi, lib
 from ._errors import chan_error
+from ._framing import (K_BYTES, K_OOB, K_CLOSE, HDR_BYTES as _HDR_BYTES,
+                       K_BYTES_CHAR as _K_BYTES_CHAR, NOTICE as _NOTICE,
+                       RECV_BUF as _RECV_BUF, plain as _plain, dumps as _dumps,
+                       new_rstate as _new_rstate, recv_result as _recv_other)
 from ._holders import HolderTable, RecordEnd
 from . import channels, runtime
 
 __all__ = ["Connection", "Pipe"]
 
-K_BYTES, K_OOB, K_CLOSE = 0, 1, 2
-_HDR_BYTES = b"\x00"
-# The end-of-file notice (kind K_CLOSE) is the one message without a kind
-# byte: a zero-length message.  Every other message is longer, so a
-# receive of at most zero bytes takes a notice at the head of the channel
-# and nothing else (see _poll_ready).
-_NOTICE = b""
-#: Buffers at least this large leave the pickle and travel in their own
-#: pool allocation.
-OOB_THRESHOLD = 32 * 1024
-#: Messages up to this size are received through a reusable buffer.
-_RECV_BUF = 64 * 1024
 #: Pipe channels hold this many messages before a sender waits.
 PIPE_CAPACITY = 1024
-_SLICE_NS = 200 * 1000 * 1000
-_EAGAIN, _ETIMEDOUT, _EMSGSIZE = -11, -110, -90
 _TABLE_BYTES = HolderTable.WORDS * 4
 #: The holder tables of both ends and the word the destroying process claims.
-_SHARED_BYTES = 2 * _TABLE_BYTES + 8  # the tables, a claim and a busy word
+SHARED_BYTES = 2 * _TABLE_BYTES + 8  # the tables, a claim and a busy word
 _ADESC = ffi.sizeof("dmem_alloc_desc_t")
-_K_BYTES_CHAR = b"\x00"
-#: Objects of these exact types pickle without any reducer: pickle.dumps
-#: serves them directly.
-_PLAIN = frozenset((bytes, str, int, float, bool, type(None)))
-
-
-class _ReducerTable(dict):
-    """The reducers of multiprocessing's ForkingPickler, looked up as a
-    pickler's dispatch_table: the pickler consults it only for objects
-    that are not of a builtin type, and every lookup sees the current
-    registrations (ForkingPickler.register, copyreg.pickle)."""
-
-    __slots__ = ()
-
-    def __missing__(self, cls):
-        r = ForkingPickler._extra_reducers.get(cls)
-        if r is None:
-            return copyreg.dispatch_table[cls]
-        return r
-
-
-class _Pickler(pickle.Pickler):
-    """ForkingPickler's reductions without copying its dispatch table for
-    every message."""
-
-    dispatch_table = _ReducerTable()
-
-
-def _plain(obj):
-    """True when plain pickle.dumps(obj, 5) writes what the reducers and
-    the out-of-band rule would: obj is of a _PLAIN type, a bytearray
-    smaller than OOB_THRESHOLD, or a short tuple or list of _PLAIN
-    objects (what a Pipe or a Queue carries most often)."""
-    t = type(obj)
-    if t in _PLAIN:
-        return True
-    if t is bytearray:
-        return len(obj) < OOB_THRESHOLD
-    if (t is tuple or t is list) and len(obj) <= 8:
-        for x in obj:
-            if type(x) not in _PLAIN:
-                return False
-        return True
-    return False
-
-
-def _dumps(obj):
-    """(out-of-band buffers, pickle bytes) of obj: buffers at least
-    OOB_THRESHOLD bytes large leave the pickle (protocol 5)."""
-    if _plain(obj):
-        return None, _dumps_plain(obj, 5)
-    buffers = []
-
-    def keep_large(pb):
-        if pb.raw().nbytes < OOB_THRESHOLD:
-            return True
-        buffers.append(pb)
-        return False
-
-    f = io.BytesIO()
-    _Pickler(f, 5, buffer_callback=keep_large).dump(obj)
-    return buffers, f.getvalue()
 
 
 _msg_send = lib.dragon_msg_send
 _msg_recv = lib.dragon_msg_recv
 
 
-def _new_rstate():
-    """A receive buffer: (char[], its ffi.buffer, whose slices are bytes)."""
-    buf = ffi.new("char[]", _RECV_BUF)
-    return buf, ffi.buffer(buf)
-
-
-class _Shared:
+class Shared:
     """What both ends of one Pipe share: the channels and the holder
     tables, with the logic that destroys them when the last holder of the
     last end lets go."""
@@ -147,7 +72,7 @@ class _Shared:
         rt = runtime.current()
         n = 2 if duplex else 1
         chans = [channels.Channel.create(rt.pool, capacity=PIPE_CAPACITY) for _ in range(n)]
-        return cls.new(chans, rt.pool.alloc(_SHARED_BYTES))
+        return cls.new(chans, rt.pool.alloc(SHARED_BYTES))
 
     @classmethod
     def new(cls, chans, alloc):
@@ -357,7 +282,7 @@ class Connection(_mpconn._ConnectionBase):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                wait = int(min(0.2, left) * 1e9)
+                wait = int(min(_SLICE_S, left) * 1e9)
             rc = op(wait)
             if rc == 0:
                 return True
@@ -485,17 +410,6 @@ class Connection(_mpconn._ConnectionBase):
 
     # -- receiving ---------------------------------------------------------
 
-    @staticmethod
-    def _recv_other(n, st):
-        """What _recv_msg goes on with after the fast path took a message
-        of another kind than K_BYTES (n: its length), or failed (n < 0)."""
-        if n < 0:
-            return n
-        if n == 0:
-            return K_CLOSE, b""
-        buf, fb = st
-        return buf[0][0], fb[1:n]
-
     def _recv_first(self):
         """The first receive of recv_bytes() and recv(): (bytes, None) when
         it took a plain message, else (None, rc) for _recv_msg to go on
@@ -516,7 +430,7 @@ class Connection(_mpconn._ConnectionBase):
             if self._watch is not None:
                 self._consumed()
             return data, None
-        rc = self._recv_other(n, st)
+        rc = _recv_other(n, st)
         bufs.append(st)
         return None, rc
 
@@ -558,7 +472,7 @@ class Connection(_mpconn._ConnectionBase):
                 if rc < 0:  # taken by another receiver meanwhile
                     rc = None
                     continue
-                view = channels._view_of_msg(msg, 0, ch)
+                view = channels.view_of_msg(msg, 0, ch)
                 kind = view[0]
                 view = view[1:]
             elif rc in (_EAGAIN, _ETIMEDOUT):
@@ -590,7 +504,7 @@ class Connection(_mpconn._ConnectionBase):
         except IndexError:
             st = _new_rstate()
         try:
-            return self._recv_other(_msg_recv(ch, st[0], _RECV_BUF, wait), st)
+            return _recv_other(_msg_recv(ch, st[0], _RECV_BUF, wait), st)
         finally:
             bufs.append(st)
 
@@ -697,7 +611,7 @@ def _poll_ready(ch, peer, peer_always, timeout, consumed, closed):
         if deadline is None:
             wait = _SLICE_NS
         else:
-            wait = int(max(0.0, min(0.2, deadline - time.monotonic())) * 1e9)
+            wait = int(max(0.0, min(_SLICE_S, deadline - time.monotonic())) * 1e9)
         rc = lib.dchan_poll(ch, lib.DCHAN_POLLIN, wait, rev)
         if rc == 0:
             rc = lib.dchan_peek(ch, peek, 1, 0, nout)
@@ -796,14 +710,14 @@ class _ReadyFd:
 
 
 def _rebuild_connection(desc, end, readable, writable, slot, sender):
-    shared = _Shared.attach(desc)
+    shared = Shared.attach(desc)
     s = shared.tables[end].claim(slot, sender)
     return Connection(shared, end, readable, writable, slot=s)
 
 
 def Pipe(duplex=True):
     """A pair of Connections; duplex=False gives (receive-only, send-only)."""
-    shared = _Shared.create(duplex)
+    shared = Shared.create(duplex)
     if duplex:
         return (Connection(shared, 0, True, True), Connection(shared, 1, True, True))
     return (Connection(shared, 0, True, False), Connection(shared, 1, False, True))

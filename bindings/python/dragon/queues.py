@@ -22,20 +22,18 @@ from queue import Empty, Full
 from multiprocessing import util
 
 from . import channels, connection, runtime
+from ._consts import (RC_EAGAIN as _EAGAIN, RC_ETIMEDOUT as _ETIMEDOUT,
+                      SLICE_NS as _SLICE_NS)
 from ._dragon_cffi import ffi, lib
-from .connection import (K_BYTES, _PLAIN, _RECV_BUF, _SLICE_NS, _EAGAIN,
-                         _ETIMEDOUT)
+from ._framing import (K_BYTES, K_RAW, HDR_BYTES as _HDR_BYTES, HDR_RAW as _HDR_RAW,
+                       K_BYTES_CHAR as _K_BYTES_CHAR, K_RAW_CHAR as _K_RAW_CHAR,
+                       PLAIN as _PLAIN, RECV_BUF as _RECV_BUF, dumps as _dumps,
+                       new_rstate as _new_rstate, recv_result as _recv_other)
 
 __all__ = ["Queue", "JoinableQueue", "SimpleQueue"]
 
 #: Channel capacity of a queue without maxsize.
 QUEUE_CAPACITY = 4096
-#: The kind byte of a Queue message that is a byte string as it is (no
-#: pickle); the other kinds are connection.py's.  Only Queue.get reads a
-#: Queue's channel.
-K_RAW = 16
-_HDR_RAW, _HDR_BYTES = bytes((K_RAW,)), bytes((K_BYTES,))
-_K_RAW_CHAR, _K_BYTES_CHAR = _HDR_RAW, _HDR_BYTES
 #: Objects the feeder thread sends in one C call, at most.
 _BATCH = 512
 
@@ -50,7 +48,7 @@ def _encode(obj):
     Connection._send_obj."""
     if type(obj) is bytes and len(obj) < _RECV_BUF:
         return _HDR_RAW + obj
-    buffers, data = connection._dumps(obj)
+    buffers, data = _dumps(obj)
     if not buffers and len(data) < _RECV_BUF:
         return _HDR_BYTES + data
     return buffers, data
@@ -59,7 +57,7 @@ def _encode(obj):
 def _queue_shared(capacity):
     rt = runtime.current()
     ch = channels.Channel.create(rt.pool, capacity=capacity)
-    return connection._Shared.new([ch], rt.pool.alloc(connection._SHARED_BYTES))
+    return connection.Shared.new([ch], rt.pool.alloc(connection.SHARED_BYTES))
 
 
 def _queue_endpoint(capacity):
@@ -314,7 +312,7 @@ class Queue:
             try:
                 st = bufs.pop()
             except IndexError:
-                st = connection._new_rstate()
+                st = _new_rstate()
             buf = st[0]
             n = _msg_recv(self._h, buf, _RECV_BUF, _SLICE_NS)
             if n > 0:
@@ -331,7 +329,7 @@ class Queue:
                     if self._conn._watch is not None:
                         self._conn._consumed()
                     return _loads(data)
-            rc = connection.Connection._recv_other(n, st)
+            rc = _recv_other(n, st)
             bufs.append(st)
             return self._load(self._conn._recv_msg(None, rc))
         if self._closed:

@@ -47,8 +47,8 @@ STOP_GRACE = 5.0
 
 #: How long an embedded runtime's stop waits for this process's threads to
 #: leave the channel calls they are in (seconds).  Every wait of the
-#: package's objects is cut into slices of at most 0.2 s after which a
-#: closed object is noticed, so this is seldom reached.
+#: package's objects is cut into slices (``_consts.SLICE_NS``, 0.1 s) after
+#: which a closed object is noticed, so this is seldom reached.
 QUIESCE_TIMEOUT = 1.0
 
 #: The package's modules whose code calls into libdchan.
@@ -263,7 +263,7 @@ def _embedded_pool_size():
     return min(EMBEDDED_POOL_MAX, (free * 3 // 4) & ~((1 << 20) - 1)) or 0
 
 
-def _remove_stale_segments(instance):
+def remove_stale_segments(instance):
     # The instance id carries this pid: segments of that instance are
     # leftovers of a dead process that had the same pid.
     import pwd
@@ -380,9 +380,15 @@ def _reap_watchdog_starter(pid):
                              "did not start (status %d)\n" % status)
 
 
+def has_watchdog():
+    """True when this process runs an embedded runtime whose watchdog
+    (dragon-cleanup --when-gone) cleans up after it if it is killed."""
+    return _watchdog_for == os.getpid()
+
+
 def _start_embedded():
     instance = "p%d" % os.getpid()
-    _remove_stale_segments(instance)
+    remove_stale_segments(instance)
     starter = _start_watchdog(instance)
     try:
         return _start_runtime(instance)

@@ -38,20 +38,17 @@ import time
 from multiprocessing import process
 from multiprocessing import synchronize as _mpsync
 
+from ._consts import FOREVER_NS, RC_EOVERFLOW, RC_EPERM, RC_NOT_NOW, SLICE_NS
 from ._dragon_cffi import ffi, lib
 from ._errors import chan_error
-from ._holders import HolderTable, RecordEnd
+from ._holders import HolderTable
 from . import runtime
 
 __all__ = ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition",
            "Event", "Barrier"]
 
-_EAGAIN, _EPERM, _ETIMEDOUT, _EOVERFLOW = -11, -1, -110, -75
-_NOT_NOW = (_EAGAIN, _ETIMEDOUT)
-#: A wait without a deadline returns to Python this often.
-_SLICE_NS = 100 * 1000 * 1000
-_FOREVER = lib.DCHAN_FOREVER
 SEM_VALUE_MAX = lib.DCHAN_SEM_VALUE_MAX
+
 
 # -- one libdchan object and its holders ------------------------------------
 
@@ -157,7 +154,7 @@ def _releaser(kind, table, slot, rt):
     would reach unmapped memory).  table keeps the holder record's
     allocation, and so the pool mapping, alive as long."""
     pid = os.getpid()
-    record = RecordEnd(table._w + HolderTable.WORDS, table._owner)
+    record = table.record_end()
 
     def let_go(p):
         if os.getpid() != pid or not rt.alive:
@@ -206,20 +203,20 @@ def _wait(op, h, block, timeout):
     if not block:
         rc = op(h.p, 0)
     elif timeout is None:
-        rc = op(h.p, _SLICE_NS)
-        while rc in _NOT_NOW:
-            rc = op(h.p, _SLICE_NS)
+        rc = op(h.p, SLICE_NS)
+        while rc in RC_NOT_NOW:
+            rc = op(h.p, SLICE_NS)
     else:
         deadline = time.monotonic() + max(0.0, timeout)
-        rc = op(h.p, min(_SLICE_NS, int(max(0.0, timeout) * 1e9)))
-        while rc in _NOT_NOW:
+        rc = op(h.p, min(SLICE_NS, int(max(0.0, timeout) * 1e9)))
+        while rc in RC_NOT_NOW:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            rc = op(h.p, min(_SLICE_NS, int(left * 1e9)))
+            rc = op(h.p, min(SLICE_NS, int(left * 1e9)))
     if rc == 0:
         return True
-    if rc in _NOT_NOW:
+    if rc in RC_NOT_NOW:
         return False
     what = "waiting on a %s" % _KIND_NAMES[h.kind]
     raise _wait_error(h, rc, what) if block else _error(h, rc, what)
@@ -289,7 +286,7 @@ class Lock(_SyncObject):
     def release(self):
         rc = lib.dchan_lock_release(self._h.p)
         if rc < 0:
-            if rc == _EPERM:
+            if rc == RC_EPERM:
                 raise ValueError("semaphore or lock released too many times")
             raise _error(self._h, rc, "releasing a lock")
         self._holder = None
@@ -336,7 +333,7 @@ class RLock(Lock):
     def release(self):
         rc = lib.dchan_lock_release(self._h.p)
         if rc < 0:
-            if rc == _EPERM:
+            if rc == RC_EPERM:
                 raise AssertionError("attempt to release recursive lock not owned by thread")
             raise _error(self._h, rc, "releasing a lock")
         if lib.dchan_lock_is_mine(self._h.p, ffi.NULL) != 1:
@@ -400,7 +397,7 @@ class Semaphore(_SyncObject):
     def release(self):
         rc = lib.dchan_sem_release(self._h.p)
         if rc < 0:
-            if rc == _EOVERFLOW:
+            if rc == RC_EOVERFLOW:
                 if self._bounded:
                     raise ValueError("semaphore or lock released too many times")
                 raise OverflowError("semaphore value would exceed its maximum %d"
@@ -541,7 +538,7 @@ class Barrier(_SyncObject):
             return rc
         if h.p == ffi.NULL:
             raise _wait_error(h, rc, "waiting at a barrier")
-        if rc in _NOT_NOW:  # the timeout broke the barrier
+        if rc in RC_NOT_NOW:  # the timeout broke the barrier
             self._break_all()
             raise threading.BrokenBarrierError
         if rc == -lib.DCHAN_E_BROKEN:  # aborted, reset, or another's timeout
@@ -554,7 +551,7 @@ class Barrier(_SyncObject):
         if timeout is None:
             timeout = self._timeout
         if timeout is None:
-            tns = _FOREVER
+            tns = FOREVER_NS
         else:
             tns = int(max(0.0, timeout) * 1e9)
         index = self._wait_one(self._h, tns)

@@ -1,5 +1,7 @@
-/* Process-end descriptors where pidfd_open(2) is missing (kernels before
- * 5.3, and valgrind, which does not know the call).
+/* Process-end descriptors: dlaunch_proc_fd, a descriptor that becomes
+ * readable when a process of the runtime ends — its pidfd, or where
+ * pidfd_open(2) is missing (kernels before 5.3, and valgrind, which does
+ * not know the call) a sentinel pipe.
  *
  * dlaunch_proc_fd must give a real descriptor that becomes readable when
  * the process ends, whoever started it.  Without a pidfd the caller gets
@@ -17,6 +19,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include "dlaunch_private.h"
@@ -100,4 +104,52 @@ void dlaunch__exit_fd_drain(uint64_t timeout_ns)
 	       pthread_cond_timedwait(&watch_done, &watch_lock, &d) == 0)
 		;
 	pthread_mutex_unlock(&watch_lock);
+}
+
+/* A descriptor that is readable at once, for a process already gone. */
+static int ready_fd(void)
+{
+	int fd = eventfd(1, EFD_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
+static int proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out);
+
+DLAUNCH_EXPORT int dlaunch_proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out)
+{
+	int rc;
+
+	if (!rt || !fd_out || pid <= 0)
+		return dlaunch__fail(-EINVAL, "dlaunch_proc_fd: bad argument");
+	/* The process-end watcher reads the handle's endpoint. */
+	rc = dlaunch__enter(rt, "dlaunch_proc_fd");
+	if (rc)
+		return rc;
+	rc = proc_fd(rt, pid, fd_out);
+	dlaunch__leave(rt);
+	return rc;
+}
+
+static int proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out)
+{
+	int fd, rc, raw;
+
+	/* Asking first makes sure pid is ours and has not been reaped
+	 * (a reaped pid could be reused by another process). */
+	rc = dlaunch__status_call(rt, pid, 0, true, &raw);
+	if (rc == 0)
+		fd = ready_fd();
+	else if (rc != -EAGAIN)
+		return rc;
+	else if ((fd = (int)syscall(SYS_pidfd_open, pid, 0)) < 0)
+		fd = errno == ESRCH    ? ready_fd()
+		     : errno == ENOSYS ? dlaunch__exit_fd(rt, pid)
+				       : -errno;
+	if (fd < 0)
+		return dlaunch__fail(fd, "no descriptor for pid %d: %s",
+				     (int)pid, dlaunch_strerror(fd));
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	*fd_out = fd;
+	return 0;
 }

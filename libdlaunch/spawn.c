@@ -1,5 +1,4 @@
-/* Local services: starting processes, the process table and signalling
- * (procstat.c: how processes end and who learns it).
+/* Local services: starting a process (ended.c: how processes end).
  *
  * Processes are started with posix_spawn (vfork-like: the cost of a start
  * does not grow with the launcher's size, and exec failures come back as an
@@ -21,14 +20,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "svc.h"
-
-svc_proc_t *svc_proc_find(dlaunch__server_t *s, pid_t pid)
-{
-	for (svc_proc_t *p = s->procs; p; p = p->next)
-		if (p->pid == pid)
-			return p;
-	return NULL;
-}
 
 static size_t name_len(const char *kv)
 {
@@ -114,8 +105,8 @@ static int check_exec(const char *path, const char *cwd)
 /* File actions for fds 0..2.  Forwarded streams get a pipe: the read end
  * goes to rends[i] for the I/O thread, the write end to wends[i], which the
  * caller closes after the spawn. */
-static int setup_stdio(posix_spawn_file_actions_t *fa, const svc_spawn_t *sp,
-		       int rends[3], int wends[3])
+static int setup_stdio(posix_spawn_file_actions_t *fa,
+		       const dlaunch__spawn_t *sp, int rends[3], int wends[3])
 {
 	static const int defaults[3] = {DLAUNCH_STDIO_DEVNULL,
 					DLAUNCH_STDIO_FORWARD,
@@ -180,44 +171,43 @@ static int spawn_attr(posix_spawnattr_t *at)
 						    POSIX_SPAWN_SETSIGDEF);
 }
 
+/* Put the new process in the table and have the I/O thread watch it and
+ * forward its output. */
 static int add_proc(dlaunch__server_t *s, pid_t pid, pid_t spawner,
 		    int rends[3])
 {
-	svc_proc_t *p = calloc(1, sizeof *p);
-	int rc;
+	dlaunch__proc_t *p;
+	int pidfd, rc;
 
-	svc_proc_t *old = svc_proc_find(s, pid);
-
-	if (!p)
-		return -ENOMEM;
-	/* The OS reused the pid of a process whose status we kept. */
-	if (old)
-		svc_proc_unlink(s, old);
-	p->pid = pid;
-	p->spawner = spawner;
 	/* Not reaped yet (only we reap, under the lock): the pid is ours. */
-	p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (p->pidfd < 0 && errno != ENOSYS) {
-		rc = -errno;
-		free(p);
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0 && errno != ENOSYS)
+		return -errno;
+	rc = dlaunch__proc_add(s, pid, pidfd, spawner, 0, &p);
+	if (rc) {
+		if (pidfd >= 0)
+			close(pidfd);
 		return rc;
 	}
-	p->next = s->procs;
-	s->procs = p;
 	/* Without pidfd_open (old kernels, valgrind) the I/O thread polls. */
-	rc = p->pidfd >= 0 ? svc_io_watch(s, p->pidfd, pid)
-			   : svc_io_poll_proc(s, p);
+	if (pidfd >= 0) {
+		rc = dlaunch__io_watch(s, pidfd, pid);
+	} else {
+		dlaunch__proc_set_polled(s, p);
+		rc = dlaunch__io_poll_wake(s);
+	}
 	for (int i = 1; i < 3; i++) {
 		if (rends[i] < 0)
 			continue;
 		/* The I/O thread reads a copy; the caller closes rends. */
-		if (svc_io_forward(s, rends[i], i, pid) == 0)
-			p->open_streams++;
+		if (dlaunch__io_forward(s, rends[i], i, pid) == 0)
+			dlaunch__proc_stream_opened(p);
 	}
 	return rc;
 }
 
-int svc_spawn(dlaunch__server_t *s, const svc_spawn_t *sp, pid_t spawner)
+int dlaunch__spawn(dlaunch__server_t *s, const dlaunch__spawn_t *sp,
+		   pid_t spawner)
 {
 	int rends[3] = {-1, -1, -1}, wends[3] = {-1, -1, -1};
 	posix_spawn_file_actions_t fa;
@@ -258,87 +248,4 @@ int svc_spawn(dlaunch__server_t *s, const svc_spawn_t *sp, pid_t spawner)
 	posix_spawn_file_actions_destroy(&fa);
 	free(env);
 	return rc;
-}
-
-void svc_proc_unlink(dlaunch__server_t *s, svc_proc_t *p)
-{
-	svc_retired_drop(s, p);
-	if (p->polled)
-		__atomic_sub_fetch(&s->npolled, 1, __ATOMIC_RELAXED);
-	for (svc_proc_t **pp = &s->procs; *pp; pp = &(*pp)->next)
-		if (*pp == p) {
-			*pp = p->next;
-			break;
-		}
-	while (p->waiters) {
-		svc_waiter_t *w = p->waiters;
-		p->waiters = w->next;
-		free(w);
-	}
-	if (p->pidfd >= 0)
-		close(p->pidfd);
-	free(p);
-}
-
-void svc_signal_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
-			dlaunch__msg_t *m)
-{
-	pid_t pid = (pid_t)dlaunch__msg_get_i64(m);
-	int signo = (int)dlaunch__msg_get_i64(m);
-	svc_proc_t *p = svc_proc_find(s, pid);
-	dlaunch__msg_t r;
-	int rc;
-
-	if (m->err)
-		return;
-	if (!p) {
-		svc_reply_err(s, h->client, h->req_id, -DLAUNCH_E_NOPROC,
-			      "pid %d was not started by runtime %s", (int)pid,
-			      s->instance);
-		return;
-	}
-	/* An ended process is a zombie or gone: nothing to send. */
-	if (!p->ended && (rc = svc_proc_kill(p, signo)) < 0) {
-		svc_reply_err(s, h->client, h->req_id, rc,
-			      "signal %d to pid %d: %s", signo, (int)pid,
-			      strerror(-rc));
-		return;
-	}
-	dlaunch__msg_init(&r, DLAUNCH_MSG_REPLY, h->req_id, 0);
-	svc_reply(s, h->client, h->req_id, &r);
-}
-
-int svc_nrunning(dlaunch__server_t *s)
-{
-	int n = 0;
-
-	for (svc_proc_t *p = s->procs; p; p = p->next)
-		n += !p->ended && !p->gone;
-	return n;
-}
-
-void svc_signal_all(dlaunch__server_t *s, int signo)
-{
-	for (svc_proc_t *p = s->procs; p; p = p->next)
-		if (!p->ended)
-			svc_proc_kill(p, signo);
-}
-
-void svc_procs_free(dlaunch__server_t *s)
-{
-	svc_retired_clear(s);
-	while (s->procs)
-		svc_proc_unlink(s, s->procs);
-}
-
-void svc_proc_stream_closed(dlaunch__server_t *s, pid_t pid)
-{
-	svc_proc_t *p = svc_proc_find(s, pid);
-
-	s->live_streams--;
-	pthread_cond_broadcast(&s->changed);
-	if (!p)
-		return;
-	p->open_streams--;
-	svc_proc_settle(s, p);
 }

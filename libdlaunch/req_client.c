@@ -1,0 +1,31 @@
+/* The requests that open and close a conversation (reply.c keeps them). */
+#define _GNU_SOURCE
+#include "config.h"
+#include "svc.h"
+
+/* HELLO: pid and the text of its reply endpoint; the reply carries the
+ * new client id. */
+static void hello(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
+		  dlaunch__msg_t *m)
+{
+	pid_t pid = (pid_t)dlaunch__msg_get_i64(m);
+	const char *text = dlaunch__msg_get_str(m);
+	dlaunch__client_t *c;
+
+	if (m->err || !text)
+		return; /* nobody to answer */
+	c = dlaunch__client_add(s, pid, text);
+	/* HELLO itself has no client id yet. */
+	if (c)
+		dlaunch__svc_reply_status(s, c->id, h->req_id, (int)c->id);
+}
+DLAUNCH_SVC_HANDLER(DLAUNCH_MSG_HELLO, hello)
+
+/* BYE: the client destroyed its endpoint; no reply. */
+static void bye(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
+		dlaunch__msg_t *m)
+{
+	(void)m;
+	dlaunch__client_remove(s, h->client);
+}
+DLAUNCH_SVC_HANDLER(DLAUNCH_MSG_BYE, bye)
