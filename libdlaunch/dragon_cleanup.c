@@ -161,6 +161,35 @@ static int end_processes(const struct opts *o)
 	return n;
 }
 
+/* 1..max characters of [A-Za-z0-9_-], ended by end (a '.' or NUL):
+ * returns the length, or 0 if s does not start with such a token. */
+static size_t token(const char *s, size_t max, char end)
+{
+	size_t n = 0;
+
+	while (s[n] && s[n] != end && n <= max &&
+	       (isalnum((unsigned char)s[n]) || s[n] == '_' || s[n] == '-'))
+		n++;
+	return n && n <= max && s[n] == end ? n : 0;
+}
+
+/* Is name a segment libdmem can create for this user,
+ * dragon.<user>.<instance>.<name> with an instance of 1-48 and a name of
+ * 1-64 of [A-Za-z0-9_-] (see dmem(7))?  Anything else in /dev/shm is not
+ * Dragon's, whatever it starts with. */
+static bool dragon_segment(const struct opts *o, const char *name)
+{
+	size_t u = strlen(o->user), i;
+
+	if (strncmp(name, "dragon.", 7) || strncmp(name + 7, o->user, u) ||
+	    name[7 + u] != '.')
+		return false;
+	name += 7 + u + 1;
+	if (!(i = token(name, 48, '.')))
+		return false;
+	return token(name + i + 1, 64, '\0') != 0;
+}
+
 static int remove_segments(const struct opts *o)
 {
 	DIR *d = opendir(SHM_DIR);
@@ -174,7 +203,8 @@ static int remove_segments(const struct opts *o)
 	snprintf(prefix, sizeof prefix, "dragon.%s.%s%s", o->user,
 		 o->instance ? o->instance : "", o->instance ? "." : "");
 	while ((de = readdir(d))) {
-		if (strncmp(de->d_name, prefix, strlen(prefix)))
+		if (strncmp(de->d_name, prefix, strlen(prefix)) ||
+		    !dragon_segment(o, de->d_name))
 			continue;
 		snprintf(path, sizeof path, SHM_DIR "/%s", de->d_name);
 		if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
