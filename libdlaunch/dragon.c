@@ -4,7 +4,8 @@
  * runtime with DLAUNCH_RT_F_ADOPT (so orphans of the head are ended too),
  * starts the head through the services, waits on the head's pidfd and on a
  * signalfd, and tears everything down — pools included — on every way out
- * but SIGKILL of the launcher itself (dragon-cleanup covers that one).
+ * but SIGKILL of the launcher itself.  That one is covered by a watchdog,
+ * `dragon-cleanup --when-gone`, started before anything else.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -192,8 +193,24 @@ int main(int argc, char **argv)
 			DLAUNCH_RT_ATTR_TIMEOUT;
 	ra.flags = DLAUNCH_RT_F_ADOPT;
 	ra.log_level = o.log_level;
-	ra.log_fd = dragon_open_log(&o);
 	ra.instance = make_instance(inst, sizeof inst);
+	/* The watchdog first: from the moment the log exists, a SIGKILL of
+	 * the launcher leaves nothing behind. */
+	rc = dragon_guard_start(inst,
+				dragon_log_path(&o) == 0 ? o.log_path : NULL,
+				o.log_level >= DLAUNCH_LOG_DEBUG);
+	ra.log_fd = dragon_open_log(&o);
+	if (rc)
+		fprintf(stderr,
+			"dragon: warning: no watchdog (dragon-cleanup "
+			"--when-gone): %s; if the launcher is killed, "
+			"`dragon-cleanup --instance %s` ends what it "
+			"leaves\n",
+			rc == -ENOENT ? "dragon-cleanup is not beside the "
+					"launcher (DRAGON_CLEANUP_PROGRAM "
+					"names it)"
+				      : strerror(-rc),
+			inst);
 	ra.startup_timeout_ns = (uint64_t)(o.timeout * 1e9);
 	if ((rc = dragon_watchdog_start(inst)))
 		return dragon_fail("start-up phase 'watchdog'", strerror(-rc));

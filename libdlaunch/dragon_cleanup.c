@@ -13,7 +13,9 @@
  * is killed nothing else would end its processes or remove its segments).
  * It detaches, waits on a pidfd of the owner, and once the owner is gone
  * does the --instance cleanup — unless the runtime's own segments are gone
- * too, which means the owner stopped it: then it leaves quietly.
+ * too, which means the owner stopped it: then it leaves quietly.  With
+ * --log PATH (the launcher's log), it also removes that file if the owner
+ * left it empty.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -57,6 +59,8 @@ struct opts {
 	/* When the watchdog saw its owner gone, in clock ticks since boot
 	 * (the unit of a process's start time); 0: not known. */
 	unsigned long long gone_at;
+	const char *log;	   /* the owner's log, removed if left empty */
+	struct timespec gone_wall; /* when the owner was seen gone */
 };
 
 /* The value of DRAGON_INSTANCE in /proc/<pid>/environ, or "". */
@@ -417,6 +421,23 @@ static void end_instance(const struct opts *o)
 			close(t[i].fd);
 }
 
+/* The owner's log, if it left it empty.  A file changed after the owner
+ * was gone is another process's (a new launcher with the same pid). */
+static void remove_empty_log(const struct opts *o)
+{
+	struct stat st;
+
+	if (!o->log || lstat(o->log, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_uid != getuid() || st.st_size != 0)
+		return;
+	if (st.st_mtim.tv_sec > o->gone_wall.tv_sec ||
+	    (st.st_mtim.tv_sec == o->gone_wall.tv_sec &&
+	     st.st_mtim.tv_nsec > o->gone_wall.tv_nsec))
+		return;
+	printf("removing the empty log %s\n", o->log);
+	unlink(o->log);
+}
+
 /* The watchdog: returns in the caller once the watch is set up (the exit
  * status of dragon-cleanup says whether it is); the watch goes on in a
  * detached process, so that it is nobody's child (a wait for any child in
@@ -460,6 +481,8 @@ static int watch_owner(struct opts *o)
 		close(fd);
 		o->gone_at = ticks_since_boot();
 	}
+	clock_gettime(CLOCK_REALTIME, &o->gone_wall);
+	remove_empty_log(o);
 	/* The owner stopped the runtime before it went: nothing is the
 	 * runtime's any more (processes that merely inherited its variables
 	 * are left alone). */
@@ -484,7 +507,7 @@ static int usage(FILE *f, int code)
 	fprintf(f,
 		"Usage: dragon-cleanup [--dry-run] [--instance ID]\n"
 		"       dragon-cleanup --when-gone PID --instance ID "
-		"[--grace SECONDS]\n"
+		"[--grace SECONDS] [--log PATH]\n"
 		"End this user's Dragon runtime processes and remove this "
 		"user's Dragon\nsegments (/dev/shm/dragon.<user>.*).\n\n"
 		"  -n, --dry-run       list what would be done, do nothing\n"
@@ -496,6 +519,8 @@ static int usage(FILE *f, int code)
 		"  -g, --grace SECONDS between SIGTERM and SIGKILL with "
 		"--when-gone\n"
 		"                      (default 5)\n"
+		"  -l, --log PATH      with --when-gone: remove PATH too if "
+		"PID left it empty\n"
 		"  -h, --help          show this help\n"
 		"  -V, --version       show the version\n");
 	return code;
@@ -508,6 +533,7 @@ int main(int argc, char **argv)
 		{"instance", required_argument, 0, 'i'},
 		{"when-gone", required_argument, 0, 'w'},
 		{"grace", required_argument, 0, 'g'},
+		{"log", required_argument, 0, 'l'},
 		{"help", no_argument, 0, 'h'},
 		{"version", no_argument, 0, 'V'},
 		{0, 0, 0, 0}};
@@ -516,7 +542,8 @@ int main(int argc, char **argv)
 	long pid;
 	int c, segs;
 
-	while ((c = getopt_long(argc, argv, "ni:w:g:hV", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "ni:w:g:l:hV", longs, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 'n':
 			o.dry_run = 1;
@@ -538,6 +565,11 @@ int main(int argc, char **argv)
 			if (*end || !(o.grace >= 0 && o.grace <= 3600))
 				return usage(stderr, 2);
 			break;
+		case 'l':
+			if (!*optarg)
+				return usage(stderr, 2);
+			o.log = optarg;
+			break;
 		case 'h':
 			return usage(stdout, 0);
 		case 'V':
@@ -547,7 +579,8 @@ int main(int argc, char **argv)
 			return usage(stderr, 2);
 		}
 	}
-	if (optind < argc || (o.when_gone && (!o.instance || o.dry_run)))
+	if (optind < argc || (o.when_gone && (!o.instance || o.dry_run)) ||
+	    (o.log && !o.when_gone))
 		return usage(stderr, 2);
 	if (o.when_gone)
 		return watch_owner(&o);

@@ -21,6 +21,7 @@
 #include "launcher.h"
 
 static char log_place[4096] = "stderr";
+static int log_fd = -1;
 
 static void usage(FILE *f)
 {
@@ -206,16 +207,19 @@ int dragon_parse_opts(int argc, char **argv, struct dragon_opts *o)
 	return -1;
 }
 
+/* The message goes to the log too: the log it points to holds it. */
 int dragon_fail(const char *phase, const char *why)
 {
 	fprintf(stderr, "dragon: %s failed: %s\n(log: %s)\n", phase, why,
 		log_place);
+	if (log_fd >= 0)
+		dprintf(log_fd, "dragon: %s failed: %s\n", phase, why);
 	return 1;
 }
 
 /* $DRAGON_LOG_DIR, else $XDG_RUNTIME_DIR/dragon, else /tmp/dragon-<user>:
  * a directory only the user can enter, one file per launcher. */
-int dragon_open_log(struct dragon_opts *o)
+int dragon_log_path(struct dragon_opts *o)
 {
 	const char *dir = getenv("DRAGON_LOG_DIR"), *x;
 	struct passwd *pw = getpwuid(getuid());
@@ -232,11 +236,19 @@ int dragon_open_log(struct dragon_opts *o)
 		return -1;
 	snprintf(o->log_path, sizeof o->log_path, "%s/dragon-%d.log", d,
 		 (int)getpid());
+	return 0;
+}
+
+int dragon_open_log(struct dragon_opts *o)
+{
+	if (!o->log_path[0] && dragon_log_path(o) < 0)
+		return -1;
 	o->log_fd =
 		open(o->log_path,
 		     O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0600);
 	if (o->log_fd >= 0)
 		snprintf(log_place, sizeof log_place, "%s", o->log_path);
+	log_fd = o->log_fd;
 	return o->log_fd;
 }
 
@@ -250,4 +262,5 @@ void dragon_close_log(struct dragon_opts *o)
 	if (fstat(o->log_fd, &st) == 0 && st.st_size == 0)
 		unlink(o->log_path);
 	close(o->log_fd);
+	o->log_fd = log_fd = -1;
 }

@@ -1,5 +1,11 @@
-/* The launcher's start-up watchdog.
+/* The launcher's watchdogs.
  *
+ * Its death: dragon_guard_start() starts `dragon-cleanup --when-gone`
+ * (the embedded runtime's protection, see dragon-cleanup(1)) on the
+ * launcher, so that a launcher killed with SIGKILL has its processes ended
+ * and its segments and empty log removed within a few seconds.
+ *
+ * Its start-up:
  * The runtime bounds its own start-up phases (-t reaches it as
  * startup_timeout_ns), but a call can block past any deadline — an exec
  * that hangs in the services, a pool that takes forever to map.  The
@@ -13,12 +19,16 @@
 #include "config.h"
 #include <ctype.h>
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <dragon/dmem.h>
@@ -158,4 +168,90 @@ void dragon_watchdog_disarm(void)
 	wd.phase = NULL;
 	pthread_cond_signal(&wd.changed);
 	pthread_mutex_unlock(&wd.lock);
+}
+
+/* dragon-cleanup beside this program: $DRAGON_CLEANUP_PROGRAM (empty: none
+ * wanted), else in the directory of the executable or, when that is the
+ * build tree's .libs, the one above it.  Returns 0, 1 (none wanted) or -1
+ * (not found). */
+static int cleanup_program(char *out, size_t len)
+{
+	const char *env = getenv("DRAGON_CLEANUP_PROGRAM");
+	char dir[4000], *slash;
+	ssize_t n;
+
+	if (env) {
+		snprintf(out, len, "%s", env);
+		return *env ? 0 : 1;
+	}
+	n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+	if (n <= 0)
+		return -1;
+	dir[n] = '\0';
+	for (int up = 0; up < 2 && (slash = strrchr(dir, '/')); up++) {
+		*slash = '\0';
+		snprintf(out, len, "%s/dragon-cleanup", dir);
+		if (access(out, X_OK) == 0)
+			return 0;
+		slash = strrchr(dir, '/');
+		if (!slash || strcmp(slash, "/.libs"))
+			break;
+	}
+	return -1;
+}
+
+int dragon_guard_start(const char *instance, const char *log_path, int debug)
+{
+	static const int dflt[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE};
+	char prog[4096], me[32];
+	char *argv[] = {
+		prog,	 "--when-gone",	   me,	"--instance", (char *)instance,
+		"--log", (char *)log_path, NULL};
+	/* dragon-cleanup reads no variable; an empty environment keeps it out
+	 * of any runtime this launcher runs inside of. */
+	char *envp[] = {NULL};
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t sa;
+	sigset_t none, def;
+	int rc, status;
+	pid_t pid;
+
+	rc = cleanup_program(prog, sizeof prog);
+	if (rc)
+		return rc > 0 ? 0 : -ENOENT;
+	snprintf(me, sizeof me, "%d", (int)getpid());
+	if (!log_path)
+		argv[5] = NULL;
+	/* No descriptor of the launcher's stdio: whoever reads its output
+	 * sees the end when the launcher ends, not when the watchdog does. */
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (debug) {
+		posix_spawn_file_actions_adddup2(&fa, 2, 1);
+	} else {
+		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY,
+						 0);
+		posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	}
+	sigemptyset(&none);
+	sigemptyset(&def);
+	for (size_t i = 0; i < sizeof dflt / sizeof dflt[0]; i++)
+		sigaddset(&def, dflt[i]);
+	posix_spawnattr_init(&sa);
+	posix_spawnattr_setsigmask(&sa, &none);
+	posix_spawnattr_setsigdefault(&sa, &def);
+	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK |
+					      POSIX_SPAWN_SETSIGDEF);
+	rc = posix_spawn(&pid, prog, &fa, &sa, argv, envp);
+	posix_spawnattr_destroy(&sa);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc)
+		return -rc;
+	/* The starter exits once the watchdog runs detached.  Reaped before
+	 * the runtime makes the launcher a subreaper, so the watchdog is
+	 * never adopted by it. */
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ECHILD;
 }

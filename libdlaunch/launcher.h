@@ -6,13 +6,6 @@
 
 #ifndef DRAGON_PYTHON
 #define DRAGON_PYTHON "/usr/bin/python3"
-/* Start-up watchdog (dragon_watchdog.c): while a phase is armed and its
- * deadline passes, report it, kill the launcher's children, remove the
- * instance's segments and exit with 1. */
-int dragon_watchdog_start(const char *instance);
-void dragon_watchdog_arm(const char *phase, double secs);
-void dragon_watchdog_disarm(void);
-
 #endif
 
 struct dragon_opts {
@@ -43,5 +36,14 @@ void dragon_close_log(struct dragon_opts *o);
 int dragon_watchdog_start(const char *instance);
 void dragon_watchdog_arm(const char *phase, double secs);
 void dragon_watchdog_disarm(void);
+
+/* Start `dragon-cleanup --when-gone` on this launcher (dragon_watchdog.c):
+ * if it dies without stopping runtime instance, its processes are ended,
+ * its segments removed, and log_path removed if it is empty.  Returns 0
+ * (also when DRAGON_CLEANUP_PROGRAM is empty: no watchdog wanted) or a
+ * negative errno (-ENOENT: no dragon-cleanup beside the launcher). */
+int dragon_guard_start(const char *instance, const char *log_path, int debug);
+/* The path of the log dragon_open_log() opens (the directory is made). */
+int dragon_log_path(struct dragon_opts *o);
 
 #endif

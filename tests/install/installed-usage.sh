@@ -66,6 +66,20 @@ if [ -z "$SANITIZER" ]; then
 	[ "$v" = "$(pkg-config --modversion dragon)" ] ||
 		{ echo "FAIL: installed dragon.__version__ is '$v'"; exit 1; }
 	echo "ok: import dragon from $pythondir: $v"
+	# The start-method hook is installed beside the package: a site
+	# directory holding it knows 'dragon' before anything imports dragon.
+	for f in dragon-start-method.pth _dragon_start_method.py; do
+		[ -f "$dest$pythondir/$f" ] || { echo "FAIL: $pythondir/$f not installed"; exit 1; }
+	done
+	m=$(cd "$tmp" && LD_LIBRARY_PATH="$dest$libdir" "$PYTHON" -c '
+import site, sys
+site.addsitedir(sys.argv[1])
+import multiprocessing as mp
+assert "dragon" not in sys.modules
+print(mp.get_context("dragon").get_start_method(), "dragon" in sys.modules)' "$dest$pythondir")
+	[ "$m" = "dragon True" ] ||
+		{ echo "FAIL: the installed .pth hook does not resolve 'dragon': '$m'"; exit 1; }
+	echo "ok: dragon-start-method.pth installed and resolves 'dragon'"
 fi
 
 # The man pages are where man looks.

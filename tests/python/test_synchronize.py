@@ -155,17 +155,131 @@ def test_barrier_timeout_breaks_it():
     assert b.broken
 
 
-def test_pickling_only_while_spawning_or_through_dragon_queues():
+def _all_synchronized():
     lock = ctx.Lock()
-    with pytest.raises(RuntimeError):
-        pickle.dumps(lock)
-    q = ctx.SimpleQueue()
-    q.put(lock)
-    other = q.get()
-    assert other.acquire(False)
-    assert not lock.acquire(False)
-    other.release()
-    q.close()
+    return {
+        "Value": ctx.Value("i", 7),
+        "Array": ctx.Array("d", [1.5, 2.5]),
+        "ArrayChar": ctx.Array("c", b"ab"),
+        "ValueOwnLock": ctx.Value("q", 9, lock=lock),
+        "Lock": lock,
+        "RLock": ctx.RLock(),
+        "Semaphore": ctx.Semaphore(2),
+        "BoundedSemaphore": ctx.BoundedSemaphore(3),
+        "Condition": ctx.Condition(),
+        "Event": ctx.Event(),
+        "Barrier": ctx.Barrier(2),
+    }
+
+
+def _same_object(name, a, b):
+    """a and b (a's copy) are one object: a change through b shows in a."""
+    if name.startswith("Value"):
+        b.value += 1
+        if a.value != b.value:
+            return False
+        with b.get_lock():
+            return not _other_thread_can_take(a.get_lock())
+    if name == "Array":
+        b[1] = 4.0
+        return a[:] == [1.5, 4.0]
+    if name == "ArrayChar":
+        b.value = b"xy"
+        return a.value == b"xy"
+    if name in ("Lock", "RLock"):
+        ok = b.acquire(False) and not _other_thread_can_take(a)
+        b.release()
+        return ok
+    if name.endswith("Semaphore"):
+        b.acquire()
+        return a.get_value() == b.get_value() and a.get_value() in (1, 2)
+    if name == "Condition":
+        with b:
+            return not _other_thread_can_take(a)
+    if name == "Event":
+        b.set()
+        return a.is_set()
+    if name == "Barrier":
+        b.abort()
+        return a.broken
+    raise AssertionError(name)
+
+
+def _other_thread_can_take(lock):
+    got = []
+    t = threading.Thread(target=lambda: got.append(lock.acquire(False)))
+    t.start()
+    t.join()
+    if got[0]:
+        lock.release()
+    return got[0]
+
+
+@pytest.mark.parametrize("name", [
+    "Value", "Array", "ArrayChar", "ValueOwnLock", "Lock", "RLock", "Semaphore",
+    "BoundedSemaphore", "Condition", "Event", "Barrier"])
+def test_synchronized_objects_pickle_anywhere(name):
+    obj = _all_synchronized()[name]
+    copy = pickle.loads(pickle.dumps(obj))
+    assert type(copy) is type(obj)
+    assert _same_object(name, obj, copy)
+
+
+def _receive_and_change(conn_or_queue, reply):
+    got = conn_or_queue.recv() if hasattr(conn_or_queue, "recv") else conn_or_queue.get()
+    value, array, lock, event, cond, barrier = got
+    with value.get_lock():
+        value.value += 10
+    array[0] = -1.0
+    ok = lock.acquire(False)
+    if ok:
+        lock.release()
+    event.set()
+    with cond:
+        cond.notify_all()
+    reply.put((ok, barrier.parties, type(value).__name__))
+
+
+@pytest.mark.parametrize("through", ["Queue", "SimpleQueue", "JoinableQueue", "Pipe"])
+def test_synchronized_objects_through_queues_and_pipes(through):
+    objs = (ctx.Value("i", 1), ctx.Array("d", 2), ctx.Lock(), ctx.Event(),
+            ctx.Condition(), ctx.Barrier(3))
+    reply = ctx.Queue()
+    if through == "Pipe":
+        chan, far = ctx.Pipe()
+        send = chan.send
+    else:
+        chan = far = getattr(ctx, through)()
+        send = chan.put
+    p = ctx.Process(target=_receive_and_change, args=(far, reply))
+    p.start()
+    send(objs)
+    assert reply.get(timeout=60) == (True, 3, "Synchronized")
+    p.join(60)
+    assert p.exitcode == 0
+    value, array, lock, event, _, _ = objs
+    assert value.value == 11 and array[0] == -1.0
+    assert event.is_set()
+
+
+def test_other_contexts_unchanged():
+    spawn = mp.get_context("spawn")
+    for obj in (spawn.Value("i", 1), spawn.Array("i", 2), spawn.Lock(), spawn.Event()):
+        with pytest.raises(RuntimeError, match="inheritance"):
+            pickle.dumps(obj)
+
+
+def test_multiprocessing_submodules_after_import_dragon(run_python):
+    out = run_python(
+        "import dragon\n"
+        "import multiprocessing\n"
+        "print(multiprocessing.queues.Queue.__name__,\n"
+        "      multiprocessing.connection.Connection.__name__,\n"
+        "      multiprocessing.synchronize.Lock.__name__,\n"
+        "      multiprocessing.pool.Pool.__name__,\n"
+        "      multiprocessing.managers.BaseManager.__name__,\n"
+        "      multiprocessing.sharedctypes.Value.__name__)\n")
+    assert out.split() == ["Queue", "Connection", "Lock", "Pool", "BaseManager", "Value"]
 
 
 def test_value_with_lock_uses_a_dragon_rlock():

@@ -39,5 +39,21 @@ library_versions = {
 
 _context.register()
 
+
+def _import_mp_submodules():
+    """Programs written for Dragon name multiprocessing.queues.Queue and
+    the like right after ``import dragon``: make the submodules a 'dragon'
+    program touches attributes of multiprocessing."""
+    import importlib
+    for name in ("queues", "connection", "synchronize", "pool", "managers",
+                 "sharedctypes"):
+        try:
+            importlib.import_module("multiprocessing." + name)
+        except ImportError:  # synchronize without sem_open: as stock
+            pass
+
+
+_import_mp_submodules()
+
 __all__ = ["DragonError", "PoolFullError", "strerror", "__version__",
            "library_versions"]

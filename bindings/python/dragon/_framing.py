@@ -22,7 +22,6 @@ the pickling (:func:`dumps`) and the reading of a receive's result
 import copyreg
 import io
 import pickle
-import threading
 from pickle import dumps as _dumps_plain
 
 from multiprocessing.reduction import ForkingPickler
@@ -45,11 +44,6 @@ RECV_BUF = 64 * 1024
 #: Objects of these exact types pickle without any reducer: pickle.dumps
 #: serves them directly.
 PLAIN = frozenset((bytes, str, int, float, bool, type(None)))
-
-#: Set while this thread pickles for a 'dragon' Connection or Queue
-#: (``depth`` > 0): sync objects may travel then (see
-#: :class:`dragon.synchronize.dragon_reduction`).
-pickling = threading.local()
 
 
 class _ReducerTable(dict):
@@ -106,14 +100,7 @@ def dumps(obj):
         return False
 
     f = io.BytesIO()
-    # Sync objects may travel while this thread pickles for a Connection.
-    mark = pickling
-    depth = getattr(mark, "depth", 0)
-    mark.depth = depth + 1
-    try:
-        _Pickler(f, 5, buffer_callback=keep_large).dump(obj)
-    finally:
-        mark.depth = depth
+    _Pickler(f, 5, buffer_callback=keep_large).dump(obj)
     return buffers, f.getvalue()
 
 

@@ -1,10 +1,13 @@
 """RawValue, RawArray, Value and Array in the runtime's default pool.
 
 The ctypes objects are laid over pool allocations, so any process of the
-runtime maps the same bytes; they pickle (while spawning a process, as in
-stock multiprocessing) as the allocation's descriptor.  Value and Array
-wrap them with CPython's own synchronized wrappers around a 'dragon'
-RLock (or the lock given).
+runtime maps the same bytes.  RawValue and RawArray pickle (while spawning
+a process, as in stock multiprocessing) as the allocation's descriptor.
+Value and Array wrap them with CPython's own synchronized wrappers around
+a 'dragon' RLock (or the lock given), subclassed so that they pickle
+anywhere (through any Queue or Pipe too) as the allocation's descriptor and
+the lock's.  The allocation lives as long as the process that made the
+object keeps it: keep it until its receivers have unpickled it.
 """
 import ctypes
 
@@ -76,6 +79,37 @@ def RawArray(typecode_or_type, size_or_initializer):
     return obj
 
 
+_synchronized_classes = {}
+
+
+def _synchronized(obj, lock, ctx):
+    """multiprocessing.sharedctypes.synchronized(obj, lock), as an instance
+    of a subclass of the stock wrapper whose reduction works anywhere."""
+    wrapper = _sc.synchronized(obj, lock, ctx=ctx)
+    stock = type(wrapper)
+    cls = _synchronized_classes.get(stock)
+    if cls is None:
+        cls = type(stock.__name__, (stock,),
+                   {"__reduce__": _reduce_synchronized, "__slots__": ()})
+        _synchronized_classes[stock] = cls
+    wrapper.__class__ = cls
+    return wrapper
+
+
+def _reduce_synchronized(self):
+    obj = self._obj
+    if isinstance(obj, ctypes.Array):
+        args = (obj._type_, obj._wrapper, obj._length_)
+    else:
+        args = (type(obj), obj._wrapper, None)
+    return (_rebuild_synchronized, args + (self._lock,))
+
+
+def _rebuild_synchronized(type_, wrapper, length, lock):
+    from .context import register
+    return _synchronized(_sc.rebuild_ctype(type_, wrapper, length), lock, register())
+
+
 def _wrap(obj, lock, ctx):
     if lock is False:
         return obj
@@ -83,7 +117,7 @@ def _wrap(obj, lock, ctx):
         lock = ctx.RLock()
     if not hasattr(lock, "acquire"):
         raise AttributeError("%r has no method 'acquire'" % lock)
-    return _sc.synchronized(obj, lock, ctx=ctx)
+    return _synchronized(obj, lock, ctx)
 
 
 def Value(typecode_or_type, *args, lock=True, ctx=None):

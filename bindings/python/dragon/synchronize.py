@@ -9,11 +9,12 @@ manager protocol, the same __repr__ forms and exceptions.  Condition is
 CPython's multiprocessing Condition (a lock and three semaphores) built
 from these locks and semaphores.
 
-Like stock locks, these objects pass to children as Process arguments (they
-pickle only while a process is being started); unlike stock ones they may
-also travel through a 'dragon' Queue or Connection, which pickles them with
-the runtime's reduction.  Which processes hold an object is recorded beside
-it (dragon._holders), and the last one to let go destroys it.
+Unlike stock locks, which pickle only while a process is being started,
+these objects pickle anywhere, as their descriptors: as Process arguments,
+through any Queue or Pipe, with pickle.dumps.  Any process of the runtime
+that unpickles one holds the same object.  Which processes hold an object
+is recorded beside it (dragon._holders): a pickled copy counts as held
+while its sender lives, and the last holder to let go destroys it.
 
 A blocking acquire() or Event.wait() without a timeout waits in slices, so
 that a signal handler (KeyboardInterrupt) runs while it waits.
@@ -34,13 +35,12 @@ import os
 import threading
 import time
 
-from multiprocessing import context as _mpctx, process
+from multiprocessing import process
 from multiprocessing import synchronize as _mpsync
 
 from ._consts import FOREVER_NS, RC_EOVERFLOW, RC_EPERM, RC_NOT_NOW, SLICE_NS
 from ._dragon_cffi import ffi, lib
 from ._errors import chan_error
-from ._framing import pickling as _pickling
 from ._holders import HolderTable
 from . import runtime
 
@@ -48,24 +48,6 @@ __all__ = ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition",
            "Event", "Barrier"]
 
 SEM_VALUE_MAX = lib.DCHAN_SEM_VALUE_MAX
-
-
-class dragon_reduction:
-    """While active (a with block), this thread pickles for a 'dragon'
-    Connection or Queue, through which sync objects may travel."""
-
-    def __enter__(self):
-        _pickling.depth = getattr(_pickling, "depth", 0) + 1
-
-    def __exit__(self, *exc):
-        _pickling.depth -= 1
-
-
-def _check_pickling(obj):
-    if _mpctx.get_spawning_popen() is None and not getattr(_pickling, "depth", 0):
-        raise RuntimeError(
-            "%s objects should only be shared between processes through "
-            "inheritance or a 'dragon' Queue or Pipe" % type(obj).__name__)
 
 
 # -- one libdchan object and its holders ------------------------------------
@@ -255,7 +237,6 @@ class _SyncObject:
         return ()
 
     def __reduce__(self):
-        _check_pickling(self)
         return (_rebuild, (type(self), self._handles(), self._state()))
 
     def _handles(self):
@@ -474,7 +455,7 @@ class Condition(_mpsync.Condition):
         super().__init__(lock, ctx=ctx)
 
     def __getstate__(self):
-        _check_pickling(self)
+        # Stock Condition allows this only while spawning a process.
         return (self._lock, self._sleeping_count,
                 self._woken_count, self._wait_semaphore)
 
