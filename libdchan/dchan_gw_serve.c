@@ -106,6 +106,13 @@ static int gw_run(dchan_t *ch, const dchan_gw_req_t *r, struct dchan__gw_out *o)
 	return -DCHAN_E_BADREQ;
 }
 
+DCHAN_EXPORT int dchan_gw_attach(const dchan_desc_t *desc, dchan_t **ch_out)
+{
+	if (!desc || !ch_out)
+		return dchan__fail(-EINVAL, "NULL descriptor or output");
+	return dchan__attach(desc, ch_out);
+}
+
 DCHAN_EXPORT int dchan_gw_execute(const dchan_gw_req_t *req, void **cpl_out,
 				  size_t *len_out)
 {

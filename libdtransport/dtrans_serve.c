@@ -109,7 +109,7 @@ static int dtrans__wchan_get(struct dtrans_agent *ag, const dchan_desc_t *d,
 		wc = calloc(1, sizeof *wc);
 		if (!wc)
 			return -ENOMEM;
-		rc = dchan_attach(d, &wc->ch);
+		rc = dchan_gw_attach(d, &wc->ch);
 		if (rc < 0) {
 			free(wc);
 			return rc;

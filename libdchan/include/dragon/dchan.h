@@ -463,6 +463,13 @@ DCHAN_EXPORT int dchan_gw_complete(const dchan_gw_req_t *req, const void *cpl,
  * deliver the completion. */
 DCHAN_EXPORT int dchan_gw_serve_one(dchan_t *gw, uint64_t timeout_ns);
 
+/* Servicer side, on the target's node: attach the local channel a request
+ * names, whatever object it implements.  dchan_attach refuses the channels
+ * of sync objects (a plain receive would take a lock's token); a servicer
+ * carries out the sync objects' own channel operations on them, so it
+ * attaches them with this call.  Detach with dchan_detach. */
+DCHAN_EXPORT int dchan_gw_attach(const dchan_desc_t *desc, dchan_t **ch_out);
+
 /* ---- watching channels without a thread per wait ----------------------- */
 /*
  * A watch set turns changes of local channels into readiness of one file
