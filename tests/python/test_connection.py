@@ -365,6 +365,52 @@ while any(t.name == "dragon-conn-ready" for t in threading.enumerate()):
 ''')
 
 
+def test_pipe_not_destroyed_under_the_readiness_thread(run_python):
+    # A collected Connection's readiness helper may still be inside a call
+    # on the channel (a thread descheduled there, held here at a gate):
+    # the last holder must not destroy the channel, whose memory would go
+    # to the next allocation, until the helper has left it.  Destroying
+    # too early corrupted messages of other objects (a Queue's pickled
+    # Connection failed its descriptor checksum in the child).
+    run_python('''
+import gc, multiprocessing as mp, threading
+import dragon
+from dragon import channels, connection
+ctx = mp.get_context("dragon")
+
+real_poll, real_destroy = connection._poll_ready, channels.Channel.destroy
+inside = [0]
+entered, gate, destroyed = threading.Event(), threading.Event(), threading.Event()
+seen = []
+
+def poll_ready(*args):
+    inside[0] += 1
+    try:
+        r = real_poll(*args)
+        entered.set()
+        assert gate.wait(60), "gate never opened"
+        return r
+    finally:
+        inside[0] -= 1
+
+def destroy(self):
+    seen.append(inside[0])
+    real_destroy(self)
+    destroyed.set()
+
+connection._poll_ready = poll_ready
+channels.Channel.destroy = destroy
+a, b = ctx.Pipe()
+a.fileno()
+assert entered.wait(60), "the readiness thread never polled"
+del a
+gc.collect()
+b.close()     # the last holder in this process (unless a's is still held)
+gate.set()
+assert destroyed.wait(60), "the pipe was never destroyed"
+assert seen and not any(seen), "destroyed while its readiness thread polled: %s" % seen
+''')
+
 def test_out_of_band_buffer_outlives_its_connection(run_python):
     # In a child the pool is reached through the channels' own mapping:
     # a received buffer must keep it mapped after the Connection is closed.

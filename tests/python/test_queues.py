@@ -278,3 +278,29 @@ def test_connection_put_while_the_channel_is_full_is_pickled_once():
     with pytest.raises(EOFError):
         a.recv()
     q.close()
+
+
+def test_connections_queued_behind_others_are_pickled_at_put():
+    # Puts made while earlier objects still wait for the feeder thread are
+    # pickled at once too: a Connection end closed right after its put
+    # must still travel (a later pickle fails on the closed end and the
+    # object is lost), and its other end must see end-of-file.
+    q = ctx.Queue()
+    for i in range(CAP):
+        q.put(i)
+    ends = []
+    for _ in range(5):
+        a, b = ctx.Pipe()
+        q.put(b)
+        b.close()
+        ends.append(a)
+    for i in range(CAP):
+        assert q.get(timeout=60) == i
+    got = [q.get(timeout=30) for _ in ends]
+    for c in got:
+        c.close()
+    for a in ends:
+        assert a.poll(30), "no end-of-file 30 s after the last holder closed"
+        with pytest.raises(EOFError):
+            a.recv()
+    q.close()

@@ -129,7 +129,9 @@ class Connection(_mpconn._ConnectionBase):
     the garbage collector) may run while another thread is still blocked
     in recv() on the same Connection: that thread gets an error or
     end-of-file, never freed memory.  The readiness descriptor's helper
-    thread holds the handles, not this object, which stays collectable."""
+    thread holds the handles, not this object, which stays collectable;
+    once it is collected, the helper keeps the end held until it has left
+    the channel, so that nobody destroys the channel under its calls."""
 
     #: True for a queue's endpoint, which never sees end-of-file.
     _peer_always = False
@@ -173,8 +175,22 @@ class Connection(_mpconn._ConnectionBase):
     @staticmethod
     def _finalize(shared, mine, slot, wch, pid, wbox):
         w, wbox[0] = wbox[0], None
-        if w is not None:  # collected: the helper thread ends by itself
-            w.stop(wait=False)
+        if w is not None:
+            # Collected while the readiness helper may be inside a call on
+            # the channel: this end stays held until the helper has left
+            # it, or the last holder could destroy the channel (and its
+            # memory go to another allocation) under that call.  The
+            # helper lets go when it ends; the collector never waits.
+            w.stop(wait=False, then=lambda: Connection._let_go(
+                shared, mine, slot, wch, pid))
+            return
+        Connection._let_go(shared, mine, slot, wch, pid)
+
+    @staticmethod
+    def _let_go(shared, mine, slot, wch, pid):
+        """Release this process's holding of the end (slot of table mine):
+        the end-of-file notice when it was the last holder, then the
+        destruction of the Pipe when nobody holds either end."""
         if os.getpid() != pid or runtime.active() is None:
             return
         # The notice goes out while this process still holds its end, so
@@ -681,6 +697,10 @@ class _ReadyFd:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = False
+        # What the helper thread runs once it has left the channel for
+        # good (see stop), and whether it has.
+        self._then = None
+        self._done = False
         self.refresh()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name="dragon-conn-ready")
@@ -715,6 +735,11 @@ class _ReadyFd:
                     self._wake.clear()
         finally:
             self._close_fd()
+            with self._lock:
+                self._done = True
+                then, self._then = self._then, None
+            if then is not None:
+                then()
 
     def _close_fd(self):
         with self._lock:
@@ -731,11 +756,19 @@ class _ReadyFd:
             self._set(False)
         self._wake.set()
 
-    def stop(self, wait=True):
+    def stop(self, wait=True, then=None):
         """End the helper thread, which closes the descriptor; wait: until
-        it has (not from the garbage collector, which must not block)."""
+        it has (not from the garbage collector, which must not block).
+        then: called once the thread no longer uses the channel, by the
+        thread as it ends (here when it has ended already)."""
+        if then is not None:
+            with self._lock:
+                if not self._done:
+                    self._then, then = then, None
         self._stop = True
         self._wake.set()
+        if then is not None:
+            then()
         if wait and threading.current_thread() is not self._thread:
             self._thread.join()
 

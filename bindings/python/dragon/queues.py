@@ -185,6 +185,15 @@ class Queue:
                 return
             if sent is not False:
                 obj = _Encoded(sent)
+        elif type(obj) is not bytes or len(obj) < _RECV_BUF:
+            # Pickled now, once, as a direct put would: a Connection
+            # closed after its put still travels (the feeder pickling it
+            # later would fail), and is counted in flight only once.
+            try:
+                obj = _Encoded(_encode(obj))
+            except Exception as e:
+                self._on_queue_feeder_error(e, obj)
+                return
         self._pending.append(obj)
         if self._thread is None:
             with self._notify:
@@ -253,8 +262,9 @@ class Queue:
     def _feed(self):
         """The feeder thread: sends what put() left in _pending, in order,
         waiting for room as long as it takes.  Small objects go in
-        batches, one C call each (the thread holds the GIL only to pickle
-        them), and leave _pending once they are in the channel."""
+        batches, one C call each, and leave _pending once they are in the
+        channel.  put() pickled them already (_Encoded), so that each is
+        pickled once, however many batches it waits for."""
         pending, notify = self._pending, self._notify
         while True:
             if not pending:
