@@ -9,41 +9,11 @@
 #include "dtrans_agent.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
-
-uint64_t dtrans__now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-void dtrans__log(struct dtrans_agent *ag, const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	int n;
-
-	if (ag->log_fd < 0)
-		return;
-	n = snprintf(buf, sizeof buf, "dragon-transport[node %u]: ", ag->node);
-	va_start(ap, fmt);
-	vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
-	va_end(ap);
-	n = (int)strlen(buf);
-	buf[n++] = '\n';
-	if (write(ag->log_fd, buf, (size_t)n) < 0) {
-		/* nowhere left to say it */
-	}
-}
 
 const struct dtrans__backend_ops *dtrans__backend_find(const char *name)
 {
@@ -61,7 +31,24 @@ const struct dtrans__backend_ops *dtrans__backend_find(const char *name)
 	return NULL;
 }
 
-static int dtrans__attr_check(const dtrans_attr_t *a)
+/* Forwarding's half of the links' callbacks: a lost link fails the
+ * requests it carried; those not sent yet wait for the next link. */
+static void link_lost(struct dtrans_agent *ag, uint32_t node, const char *why)
+{
+	dtrans__fwd_lost(ag, node, false, why);
+}
+
+/* The layers above the links, as the links see them. */
+static const struct dtrans__link_ops link_ops = {
+	.ready = dtrans__fwd_ready,
+	.cpl = dtrans__fwd_cpl,
+	.lost = link_lost,
+	.req = dtrans__serve_req,
+	.cancel = dtrans__serve_cancel,
+	.unlink = dtrans__serve_unlink,
+};
+
+static int attr_check(const dtrans_attr_t *a)
 {
 	if (!a)
 		return dtrans__fail(-EINVAL, "NULL attributes");
@@ -96,14 +83,14 @@ static int dtrans__attr_check(const dtrans_attr_t *a)
 	return 0;
 }
 
-static int dtrans__epoll_add(struct dtrans_agent *ag, int fd, void *tag)
+static int epoll_add_fd(struct dtrans_agent *ag, int fd, void *tag)
 {
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
 
 	return epoll_ctl(ag->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
-static int dtrans__agent_open(struct dtrans_agent *ag, const char *listen_addr)
+static int agent_open(struct dtrans_agent *ag, const char *listen_addr)
 {
 	int rc;
 
@@ -121,12 +108,12 @@ static int dtrans__agent_open(struct dtrans_agent *ag, const char *listen_addr)
 	ag->ep_tag.kind = DTRANS__EK_EP;
 	ag->watch_tag.kind = DTRANS__EK_WATCH;
 	ag->stop_tag.kind = DTRANS__EK_STOP;
-	rc = dtrans__epoll_add(ag, ag->be->ep_fd(ag->ep), &ag->ep_tag);
+	rc = epoll_add_fd(ag, ag->be->ep_fd(ag->ep), &ag->ep_tag);
 	if (rc == 0)
-		rc = dtrans__epoll_add(ag, dchan_watch_fd(ag->watch),
-				       &ag->watch_tag);
+		rc = epoll_add_fd(ag, dchan_watch_fd(ag->watch),
+				  &ag->watch_tag);
 	if (rc == 0)
-		rc = dtrans__epoll_add(ag, ag->stopfd, &ag->stop_tag);
+		rc = epoll_add_fd(ag, ag->stopfd, &ag->stop_tag);
 	return rc;
 }
 
@@ -136,7 +123,7 @@ DTRANS_EXPORT int dtrans_agent_create(const dtrans_attr_t *attr,
 	struct dtrans_agent *ag;
 	int rc;
 
-	rc = dtrans__attr_check(attr);
+	rc = attr_check(attr);
 	if (rc < 0)
 		return rc;
 	if (!agent_out)
@@ -146,6 +133,7 @@ DTRANS_EXPORT int dtrans_agent_create(const dtrans_attr_t *attr,
 		return dtrans__fail(-ENOMEM, "no memory for an agent");
 	pthread_mutex_init(&ag->mu, NULL);
 	ag->epfd = ag->stopfd = -1;
+	ag->link_ops = &link_ops;
 	ag->node = attr->node;
 	ag->nnodes = attr->nnodes;
 	ag->gw = attr->gateway;
@@ -164,7 +152,7 @@ DTRANS_EXPORT int dtrans_agent_create(const dtrans_attr_t *attr,
 	if (rc == 0) {
 		memcpy(ag->secret, attr->secret, attr->secret_len);
 		ag->secret_len = attr->secret_len;
-		rc = dtrans__agent_open(ag, attr->listen_addr);
+		rc = agent_open(ag, attr->listen_addr);
 	}
 	for (uint32_t i = 0; rc == 0 && attr->peers && i < attr->nnodes; i++)
 		if (attr->peers[i] && i != attr->node)
@@ -206,8 +194,27 @@ DTRANS_EXPORT int dtrans_agent_peer_set(dtrans_agent_t *ag, uint32_t node,
 	return 0;
 }
 
+/* The watch set has news: the gateway channel (cookie: the agent) has
+ * requests, or a channel with parked waits may be ready. */
+static void watch_ready(struct dtrans_agent *ag)
+{
+	void *ck[64];
+	int n;
+
+	while ((n = dchan_watch_take(ag->watch, ck, 64)) > 0) {
+		for (int i = 0; i < n; i++) {
+			if (ck[i] == ag)
+				dtrans__gw_drain(ag);
+			else
+				dtrans__serve_retry(ag, ck[i]);
+		}
+		if (n < 64)
+			break;
+	}
+}
+
 /* End of a loop turn: write every link's batch, free the closed ones. */
-static void dtrans__turn_end(struct dtrans_agent *ag)
+static void turn_end(struct dtrans_agent *ag)
 {
 	struct dtrans__link **pp = &ag->links;
 
@@ -226,7 +233,7 @@ static void dtrans__turn_end(struct dtrans_agent *ag)
 	}
 }
 
-static void dtrans__tick(struct dtrans_agent *ag, uint64_t now)
+static void tick(struct dtrans_agent *ag, uint64_t now)
 {
 	for (struct dtrans__link *l = ag->links; l; l = l->next)
 		dtrans__link_tick(l, now);
@@ -234,7 +241,7 @@ static void dtrans__tick(struct dtrans_agent *ag, uint64_t now)
 	dtrans__serve_tick(ag);
 }
 
-static void *dtrans__agent_main(void *arg)
+static void *agent_main(void *arg)
 {
 	struct dtrans_agent *ag = arg;
 	struct epoll_event ev[64];
@@ -259,7 +266,7 @@ static void *dtrans__agent_main(void *arg)
 			else if (kind == DTRANS__EK_EP)
 				dtrans__accept_all(ag);
 			else if (kind == DTRANS__EK_WATCH)
-				dtrans__serve_ready(ag);
+				watch_ready(ag);
 			else
 				dtrans__link_event(ev[i].data.ptr,
 						   ev[i].events);
@@ -271,10 +278,10 @@ static void *dtrans__agent_main(void *arg)
 		now = dtrans__now_ns();
 		dtrans__serve_expire(ag, now);
 		if (now >= next_tick) {
-			dtrans__tick(ag, now);
+			tick(ag, now);
 			next_tick = now + DTRANS__TICK_MS * 1000000ull;
 		}
-		dtrans__turn_end(ag);
+		turn_end(ag);
 	}
 	return NULL;
 }
@@ -291,7 +298,7 @@ DTRANS_EXPORT int dtrans_agent_start(dtrans_agent_t *ag)
 	if (rc < 0)
 		return dtrans__fail(rc, "cannot watch the gateway channel: %s",
 				    dchan_errmsg());
-	rc = -pthread_create(&ag->thr, NULL, dtrans__agent_main, ag);
+	rc = -pthread_create(&ag->thr, NULL, agent_main, ag);
 	if (rc < 0) {
 		dchan_watch_del(ag->watch, ag->gw);
 		return dtrans__fail(rc, "cannot start the agent's thread");
@@ -319,7 +326,7 @@ DTRANS_EXPORT int dtrans_agent_stop(dtrans_agent_t *ag)
 	dtrans__fwd_fail_all(ag);
 	for (struct dtrans__link *l = ag->links; l; l = l->next)
 		dtrans__link_drop(l, NULL);
-	dtrans__turn_end(ag);
+	turn_end(ag);
 	for (uint32_t i = 0; i < ag->nnodes; i++)
 		ag->peers[i].out = NULL;
 	return 0;

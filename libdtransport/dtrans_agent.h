@@ -1,9 +1,16 @@
 /* The agent's internals, shared by its files; not installed.
  *
- *   dtrans_agent.c    public calls, the thread, the epoll loop, timers
- *   dtrans_link.c     links: buffers, frames, the handshake
+ * Its files call downward only (see dtrans_private.h for the whole map):
+ *
+ *   dtrans_log.c      the log and the clock; calls nothing above it
+ *   dtrans_link.c     links: buffers, frames, the handshake; hands what
+ *                     arrives on a link to the layer above through the
+ *                     callbacks of struct dtrans__link_ops
  *   dtrans_forward.c  this node's requests: gateway -> peer, completions back
  *   dtrans_serve.c    the peers' requests: executed here, parked waits
+ *   dtrans_agent.c    public calls, the thread, the epoll loop, timers; the
+ *                     top: registers forward's and serve's callbacks with
+ *                     the links and calls every layer below
  */
 #ifndef DRAGON_DTRANS_AGENT_H
 #define DRAGON_DTRANS_AGENT_H
@@ -39,6 +46,29 @@ enum dtrans__lstate {
 };
 
 struct dtrans__parked;
+struct dtrans__link;
+
+/*
+ * What a link needs of the layers above it, registered by the agent (the
+ * link layer names none of their functions).  All are called on the
+ * agent's thread.
+ */
+struct dtrans__link_ops {
+	/* Our dialed link to node finished its handshake. */
+	void (*ready)(struct dtrans_agent *ag, uint32_t node);
+	/* A completion (CPL) came back on our dialed link to node. */
+	void (*cpl)(struct dtrans_agent *ag, uint32_t node, uint64_t xid,
+		    const void *cpl, size_t len);
+	/* Our dialed link to node is gone: its sent requests fail. */
+	void (*lost)(struct dtrans_agent *ag, uint32_t node, const char *why);
+	/* A peer's request (REQ) arrived on a link it dialed. */
+	void (*req)(struct dtrans__link *l, uint64_t xid, const void *raw,
+		    size_t len);
+	/* The peer dropped its request xid (CANCEL). */
+	void (*cancel)(struct dtrans__link *l, uint64_t xid);
+	/* A link the peer dialed is closing: forget what it left here. */
+	void (*unlink)(struct dtrans__link *l);
+};
 
 struct dtrans__link {
 	int kind; /* DTRANS__EK_LINK */
@@ -111,6 +141,7 @@ struct dtrans__agent_ctl {
 struct dtrans_agent {
 	pthread_mutex_t mu; /* peers' addresses, running */
 	const struct dtrans__backend_ops *be;
+	const struct dtrans__link_ops *link_ops; /* set before any link */
 	uint32_t node, nnodes;
 	unsigned char *secret;
 	size_t secret_len;
@@ -140,6 +171,7 @@ struct dtrans_agent {
 #define DTRANS__STAT(ag, node, field, v)                                       \
 	__atomic_fetch_add(&(ag)->peers[(node)].st.field, (v), __ATOMIC_RELAXED)
 
+/* log and clock (dtrans_log.c) */
 uint64_t dtrans__now_ns(void);
 void dtrans__log(struct dtrans_agent *ag, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -168,13 +200,13 @@ void dtrans__fwd_cpl(struct dtrans_agent *ag, uint32_t node, uint64_t xid,
 void dtrans__fwd_lost(struct dtrans_agent *ag, uint32_t node, bool all,
 		      const char *why);
 void dtrans__fwd_tick(struct dtrans_agent *ag, uint64_t now);
-void dtrans__fwd_dial(struct dtrans_agent *ag, uint32_t node, uint64_t now);
 void dtrans__fwd_fail_all(struct dtrans_agent *ag);
 
 /* serving the peers' requests (dtrans_serve.c) */
 void dtrans__serve_req(struct dtrans__link *l, uint64_t xid, const void *raw,
 		       size_t len);
-void dtrans__serve_ready(struct dtrans_agent *ag);
+/* A watched channel with parked waits (its watch cookie) may be ready. */
+void dtrans__serve_retry(struct dtrans_agent *ag, struct dtrans__wchan *wc);
 void dtrans__serve_expire(struct dtrans_agent *ag, uint64_t now);
 void dtrans__serve_tick(struct dtrans_agent *ag);
 void dtrans__serve_unlink(struct dtrans__link *l);

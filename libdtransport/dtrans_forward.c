@@ -15,8 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static struct dtrans__pending **dtrans__xid_slot(struct dtrans_agent *ag,
-						 uint64_t xid)
+static struct dtrans__pending **xid_slot(struct dtrans_agent *ag, uint64_t xid)
 {
 	struct dtrans__pending **pp = &ag->xids[xid % DTRANS__XID_BUCKETS];
 
@@ -27,8 +26,8 @@ static struct dtrans__pending **dtrans__xid_slot(struct dtrans_agent *ag,
 
 /* Hand a completion to the requester's reply channel; never waits (a
  * requester that gave up leaves no channel, or a full one). */
-static void dtrans__deliver(struct dtrans_agent *ag, const dchan_desc_t *reply,
-			    const void *cpl, size_t len)
+static void deliver(struct dtrans_agent *ag, const dchan_desc_t *reply,
+		    const void *cpl, size_t len)
 {
 	dchan_t *ch;
 	int rc = dchan_attach(reply, &ch);
@@ -43,21 +42,20 @@ static void dtrans__deliver(struct dtrans_agent *ag, const dchan_desc_t *reply,
 }
 
 /* Complete a request here, with an error, without its node. */
-static void dtrans__fail_req(struct dtrans_agent *ag, const dchan_desc_t *reply,
-			     uint16_t op, uint64_t req_id, int status)
+static void fail_req(struct dtrans_agent *ag, const dchan_desc_t *reply,
+		     uint16_t op, uint64_t req_id, int status)
 {
 	dchan_gw_cpl_t c = {.op = op, .req_id = req_id, .status = status};
 	unsigned char buf[128];
 	int64_t n = dchan_gw_cpl_encode(&c, buf, sizeof buf);
 
 	if (n > 0)
-		dtrans__deliver(ag, reply, buf, (size_t)n);
+		deliver(ag, reply, buf, (size_t)n);
 }
 
-static void dtrans__pending_free(struct dtrans_agent *ag,
-				 struct dtrans__pending *p)
+static void pending_free(struct dtrans_agent *ag, struct dtrans__pending *p)
 {
-	struct dtrans__pending **pp = dtrans__xid_slot(ag, p->xid);
+	struct dtrans__pending **pp = xid_slot(ag, p->xid);
 	struct dtrans__peer *pe = &ag->peers[p->node];
 
 	*pp = p->hnext;
@@ -68,7 +66,8 @@ static void dtrans__pending_free(struct dtrans_agent *ag,
 	free(p);
 }
 
-void dtrans__fwd_dial(struct dtrans_agent *ag, uint32_t node, uint64_t now)
+/* Dial node unless a link to it exists or the last try was recent. */
+static void fwd_dial(struct dtrans_agent *ag, uint32_t node, uint64_t now)
 {
 	struct dtrans__peer *pe = &ag->peers[node];
 	struct dtrans__link *l;
@@ -99,8 +98,8 @@ void dtrans__fwd_dial(struct dtrans_agent *ag, uint32_t node, uint64_t now)
 }
 
 /* Write one request to the peer's link. */
-static int dtrans__fwd_send(struct dtrans_agent *ag, struct dtrans__link *l,
-			    uint64_t xid, const void *raw, size_t len)
+static int fwd_send(struct dtrans_agent *ag, struct dtrans__link *l,
+		    uint64_t xid, const void *raw, size_t len)
 {
 	int rc = dtrans__link_frame(l, DTRANS__F_REQ, xid, raw, len, NULL, 0);
 
@@ -110,8 +109,7 @@ static int dtrans__fwd_send(struct dtrans_agent *ag, struct dtrans__link *l,
 }
 
 /* One message from the gateway channel. */
-static void dtrans__fwd_one(struct dtrans_agent *ag, const void *raw,
-			    size_t len)
+static void fwd_one(struct dtrans_agent *ag, const void *raw, size_t len)
 {
 	struct dtrans__pending *p;
 	struct dtrans__peer *pe;
@@ -132,13 +130,12 @@ static void dtrans__fwd_one(struct dtrans_agent *ag, const void *raw,
 			    "request for node id %llu, which this runtime "
 			    "of %u nodes has no agent for",
 			    (unsigned long long)req.target.node_id, ag->nnodes);
-		dtrans__fail_req(ag, &req.reply, req.op, req.req_id,
-				 -DCHAN_E_NODELOST);
+		fail_req(ag, &req.reply, req.op, req.req_id, -DCHAN_E_NODELOST);
 		return;
 	}
 	p = calloc(1, sizeof *p);
 	if (!p) {
-		dtrans__fail_req(ag, &req.reply, req.op, req.req_id, -ENOMEM);
+		fail_req(ag, &req.reply, req.op, req.req_id, -ENOMEM);
 		return;
 	}
 	pe = &ag->peers[node];
@@ -149,15 +146,15 @@ static void dtrans__fwd_one(struct dtrans_agent *ag, const void *raw,
 	p->reply = req.reply;
 	p->since_ns = dtrans__now_ns();
 	if (pe->out && pe->out->state == DTRANS__L_READY &&
-	    dtrans__fwd_send(ag, pe->out, p->xid, raw, len) == 0) {
+	    fwd_send(ag, pe->out, p->xid, raw, len) == 0) {
 		/* sent */
 	} else if ((p->raw = malloc(len ? len : 1))) {
 		memcpy(p->raw, raw, len);
 		p->raw_len = len;
 		pe->nunsent++;
-		dtrans__fwd_dial(ag, p->node, p->since_ns);
+		fwd_dial(ag, p->node, p->since_ns);
 	} else {
-		dtrans__fail_req(ag, &req.reply, req.op, req.req_id, -ENOMEM);
+		fail_req(ag, &req.reply, req.op, req.req_id, -ENOMEM);
 		free(p);
 		return;
 	}
@@ -175,7 +172,7 @@ void dtrans__gw_drain(struct dtrans_agent *ag)
 	for (i = 0; i < DTRANS__GW_BATCH; i++) {
 		if (dchan_recv_zc(ag->gw, 0, &m) < 0)
 			break;
-		dtrans__fwd_one(ag, m.data, m.len);
+		fwd_one(ag, m.data, m.len);
 		dchan_msg_release(&m);
 	}
 	ag->gw_again = i == DTRANS__GW_BATCH;
@@ -190,8 +187,8 @@ void dtrans__fwd_ready(struct dtrans_agent *ag, uint32_t node)
 		for (struct dtrans__pending *p = ag->xids[b]; p; p = p->hnext) {
 			if (p->node != node || !p->raw)
 				continue;
-			if (dtrans__fwd_send(ag, pe->out, p->xid, p->raw,
-					     p->raw_len) < 0)
+			if (fwd_send(ag, pe->out, p->xid, p->raw, p->raw_len) <
+			    0)
 				return;
 			free(p->raw);
 			p->raw = NULL;
@@ -203,7 +200,7 @@ void dtrans__fwd_ready(struct dtrans_agent *ag, uint32_t node)
 void dtrans__fwd_cpl(struct dtrans_agent *ag, uint32_t node, uint64_t xid,
 		     const void *cpl, size_t len)
 {
-	struct dtrans__pending *p = *dtrans__xid_slot(ag, xid);
+	struct dtrans__pending *p = *xid_slot(ag, xid);
 
 	if (!p || p->node != node || p->raw) {
 		dtrans__log(ag,
@@ -213,8 +210,8 @@ void dtrans__fwd_cpl(struct dtrans_agent *ag, uint32_t node, uint64_t xid,
 		return;
 	}
 	DTRANS__STAT(ag, node, completions_recv, 1);
-	dtrans__deliver(ag, &p->reply, cpl, len);
-	dtrans__pending_free(ag, p);
+	deliver(ag, &p->reply, cpl, len);
+	pending_free(ag, p);
 }
 
 /* Node's link is gone: its requests in flight fail (all: the unsent too). */
@@ -238,9 +235,9 @@ void dtrans__fwd_lost(struct dtrans_agent *ag, uint32_t node, bool all,
 			}
 			/* counted before the requester can see it */
 			DTRANS__STAT(ag, node, failed_ops, 1);
-			dtrans__fail_req(ag, &p->reply, p->op, p->req_id,
-					 -DCHAN_E_NODELOST);
-			dtrans__pending_free(ag, p);
+			fail_req(ag, &p->reply, p->op, p->req_id,
+				 -DCHAN_E_NODELOST);
+			pending_free(ag, p);
 			n++;
 		}
 	}
@@ -255,7 +252,7 @@ void dtrans__fwd_lost(struct dtrans_agent *ag, uint32_t node, bool all,
  * forever and take a message nobody will get), and their records go.  A
  * gateway request's id carries its requester's pid in the top 24 bits.
  */
-static void dtrans__fwd_reap(struct dtrans_agent *ag, uint64_t now)
+static void fwd_reap(struct dtrans_agent *ag, uint64_t now)
 {
 	for (size_t b = 0; b < DTRANS__XID_BUCKETS; b++) {
 		struct dtrans__pending **pp = &ag->xids[b];
@@ -273,7 +270,7 @@ static void dtrans__fwd_reap(struct dtrans_agent *ag, uint64_t now)
 			if (l && l->state == DTRANS__L_READY)
 				dtrans__link_frame(l, DTRANS__F_CANCEL, p->xid,
 						   NULL, 0, NULL, 0);
-			dtrans__pending_free(ag, p);
+			pending_free(ag, p);
 		}
 	}
 }
@@ -284,7 +281,7 @@ void dtrans__fwd_tick(struct dtrans_agent *ag, uint64_t now)
 {
 	if (now - ag->last_reap_ns >= DTRANS__REAP_NS) {
 		ag->last_reap_ns = now;
-		dtrans__fwd_reap(ag, now);
+		fwd_reap(ag, now);
 	}
 	for (uint32_t node = 0; node < ag->nnodes; node++) {
 		struct dtrans__peer *pe = &ag->peers[node];
@@ -302,7 +299,7 @@ void dtrans__fwd_tick(struct dtrans_agent *ag, uint64_t now)
 					 "node unreachable for the peer "
 					 "timeout");
 		else
-			dtrans__fwd_dial(ag, node, now);
+			fwd_dial(ag, node, now);
 	}
 }
 

@@ -15,6 +15,10 @@
  * with one send at the end of the loop turn, or when the socket drains,
  * so that many small frames bound for one node while the link is busy
  * leave in one send, and a lone frame leaves at once.
+ *
+ * What arrives on a ready link (requests, completions, cancels) and what a
+ * link's end means to the requests it carried belong to the layers above:
+ * the link hands them over through the agent's struct dtrans__link_ops.
  */
 #include "config.h"
 #include "dtrans_agent.h"
@@ -26,7 +30,7 @@
 
 #define DTRANS__RECV_CHUNK (256u << 10)
 
-static int dtrans__buf_reserve(struct dtrans__buf *b, size_t more)
+static int buf_reserve(struct dtrans__buf *b, size_t more)
 {
 	size_t need, cap;
 	unsigned char *p;
@@ -54,13 +58,13 @@ static int dtrans__buf_reserve(struct dtrans__buf *b, size_t more)
 	return 0;
 }
 
-static void dtrans__buf_free(struct dtrans__buf *b)
+static void buf_free(struct dtrans__buf *b)
 {
 	free(b->p);
 	memset(b, 0, sizeof *b);
 }
 
-static void dtrans__link_arm(struct dtrans__link *l, bool out)
+static void link_arm(struct dtrans__link *l, bool out)
 {
 	struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0),
 				 .data.ptr = l};
@@ -130,13 +134,13 @@ void dtrans__link_drop(struct dtrans__link *l, const char *why)
 	epoll_ctl(ag->epfd, EPOLL_CTL_DEL, l->fd, NULL);
 	ag->be->link_close(l->be);
 	l->be = NULL;
-	dtrans__buf_free(&l->in);
-	dtrans__buf_free(&l->out);
+	buf_free(&l->in);
+	buf_free(&l->out);
 	if (!l->dialed)
-		dtrans__serve_unlink(l);
+		ag->link_ops->unlink(l);
 	if (l->dialed && ag->peers[l->peer].out == l) {
 		ag->peers[l->peer].out = NULL;
-		dtrans__fwd_lost(ag, l->peer, false, why ? why : "link closed");
+		ag->link_ops->lost(ag, l->peer, why ? why : "link closed");
 	}
 }
 
@@ -150,7 +154,7 @@ int dtrans__link_frame(struct dtrans__link *l, unsigned type, uint64_t xid,
 
 	if (l->dead)
 		return -EPIPE;
-	rc = dtrans__buf_reserve(&l->out, DTRANS__FRAME_HDR + alen + blen);
+	rc = buf_reserve(&l->out, DTRANS__FRAME_HDR + alen + blen);
 	if (rc < 0)
 		return rc;
 	dtrans__fhdr_encode(&h, l->out.p + l->out.len);
@@ -179,7 +183,7 @@ void dtrans__link_flush(struct dtrans__link *l)
 		ssize_t n = ag->be->send(l->be, &iov, 1);
 
 		if (n == -EAGAIN) {
-			dtrans__link_arm(l, true);
+			link_arm(l, true);
 			return;
 		}
 		if (n < 0) {
@@ -193,10 +197,10 @@ void dtrans__link_flush(struct dtrans__link *l)
 		}
 	}
 	l->out.off = l->out.len = 0;
-	dtrans__link_arm(l, false);
+	link_arm(l, false);
 }
 
-static void dtrans__hs_hello(struct dtrans__link *l)
+static void hs_hello(struct dtrans__link *l)
 {
 	struct dtrans_agent *ag = l->ag;
 	struct dtrans__hello m = {.node = ag->node, .nnodes = ag->nnodes};
@@ -212,8 +216,7 @@ static void dtrans__hs_hello(struct dtrans__link *l)
 }
 
 /* Dialer: the listener's HELLO; answer with our proof. */
-static int dtrans__hs_on_hello(struct dtrans__link *l, const void *p,
-			       size_t len)
+static int hs_on_hello(struct dtrans__link *l, const void *p, size_t len)
 {
 	struct dtrans_agent *ag = l->ag;
 	struct dtrans__hello h;
@@ -237,7 +240,7 @@ static int dtrans__hs_on_hello(struct dtrans__link *l, const void *p,
 }
 
 /* Listener: the dialer's proof; answer with ours. */
-static int dtrans__hs_on_auth(struct dtrans__link *l, const void *p, size_t len)
+static int hs_on_auth(struct dtrans__link *l, const void *p, size_t len)
 {
 	struct dtrans_agent *ag = l->ag;
 	unsigned char mac[DTRANS__MAC];
@@ -267,7 +270,7 @@ static int dtrans__hs_on_auth(struct dtrans__link *l, const void *p, size_t len)
 }
 
 /* Dialer: the listener's proof. */
-static int dtrans__hs_on_ok(struct dtrans__link *l, const void *p, size_t len)
+static int hs_on_ok(struct dtrans__link *l, const void *p, size_t len)
 {
 	struct dtrans_agent *ag = l->ag;
 	unsigned char mac[DTRANS__MAC];
@@ -284,27 +287,24 @@ static int dtrans__hs_on_ok(struct dtrans__link *l, const void *p, size_t len)
 	if (ag->peers[l->peer].dial_quiet)
 		dtrans__log(ag, "link to node %u is back", l->peer);
 	ag->peers[l->peer].dial_quiet = false;
-	dtrans__fwd_ready(ag, l->peer);
+	ag->link_ops->ready(ag, l->peer);
 	return 0;
 }
 
 /* One whole frame; a negative return drops the link. */
-static int dtrans__link_on_frame(struct dtrans__link *l,
-				 const struct dtrans__fhdr *h, const void *p)
+static int link_on_frame(struct dtrans__link *l, const struct dtrans__fhdr *h,
+			 const void *p)
 {
 	switch (l->state) {
 	case DTRANS__L_WAIT_HELLO:
-		return h->type == DTRANS__F_HELLO
-			       ? dtrans__hs_on_hello(l, p, h->len)
-			       : -DTRANS_E_FRAME;
+		return h->type == DTRANS__F_HELLO ? hs_on_hello(l, p, h->len)
+						  : -DTRANS_E_FRAME;
 	case DTRANS__L_WAIT_AUTH:
-		return h->type == DTRANS__F_AUTH
-			       ? dtrans__hs_on_auth(l, p, h->len)
-			       : -DTRANS_E_FRAME;
+		return h->type == DTRANS__F_AUTH ? hs_on_auth(l, p, h->len)
+						 : -DTRANS_E_FRAME;
 	case DTRANS__L_WAIT_OK:
-		return h->type == DTRANS__F_AUTH_OK
-			       ? dtrans__hs_on_ok(l, p, h->len)
-			       : -DTRANS_E_FRAME;
+		return h->type == DTRANS__F_AUTH_OK ? hs_on_ok(l, p, h->len)
+						    : -DTRANS_E_FRAME;
 	case DTRANS__L_CONNECTING:
 		return -DTRANS_E_FRAME;
 	case DTRANS__L_READY:
@@ -314,12 +314,12 @@ static int dtrans__link_on_frame(struct dtrans__link *l,
 	case DTRANS__F_REQ:
 		if (l->dialed)
 			return -DTRANS_E_FRAME;
-		dtrans__serve_req(l, h->xid, p, h->len);
+		l->ag->link_ops->req(l, h->xid, p, h->len);
 		return 0;
 	case DTRANS__F_CPL:
 		if (!l->dialed)
 			return -DTRANS_E_FRAME;
-		dtrans__fwd_cpl(l->ag, l->peer, h->xid, p, h->len);
+		l->ag->link_ops->cpl(l->ag, l->peer, h->xid, p, h->len);
 		return 0;
 	case DTRANS__F_PING:
 		return dtrans__link_frame(l, DTRANS__F_PONG, 0, NULL, 0, NULL,
@@ -329,14 +329,14 @@ static int dtrans__link_on_frame(struct dtrans__link *l,
 	case DTRANS__F_CANCEL:
 		if (l->dialed)
 			return -DTRANS_E_FRAME;
-		dtrans__serve_cancel(l, h->xid);
+		l->ag->link_ops->cancel(l, h->xid);
 		return 0;
 	}
 	return -DTRANS_E_FRAME;
 }
 
 /* Take every whole frame the input buffer holds. */
-static int dtrans__link_parse(struct dtrans__link *l)
+static int link_parse(struct dtrans__link *l)
 {
 	struct dtrans__fhdr h;
 	int rc;
@@ -354,9 +354,9 @@ static int dtrans__link_parse(struct dtrans__link *l)
 		    h.len > 8 + DTRANS__NONCE + DTRANS__MAC)
 			return -DTRANS_E_FRAME;
 		if (avail < DTRANS__FRAME_HDR + (size_t)h.len)
-			return dtrans__buf_reserve(
-				&l->in, DTRANS__FRAME_HDR + h.len - avail);
-		rc = dtrans__link_on_frame(l, &h, p + DTRANS__FRAME_HDR);
+			return buf_reserve(&l->in,
+					   DTRANS__FRAME_HDR + h.len - avail);
+		rc = link_on_frame(l, &h, p + DTRANS__FRAME_HDR);
 		if (rc < 0)
 			return rc;
 		if (l->dead)
@@ -366,7 +366,7 @@ static int dtrans__link_parse(struct dtrans__link *l)
 	return 0;
 }
 
-static void dtrans__link_read(struct dtrans__link *l)
+static void link_read(struct dtrans__link *l)
 {
 	struct dtrans_agent *ag = l->ag;
 	int rc;
@@ -374,7 +374,7 @@ static void dtrans__link_read(struct dtrans__link *l)
 	for (int turns = 0; !l->dead && turns < 16; turns++) {
 		ssize_t n;
 
-		rc = dtrans__buf_reserve(&l->in, DTRANS__RECV_CHUNK);
+		rc = buf_reserve(&l->in, DTRANS__RECV_CHUNK);
 		if (rc < 0) {
 			dtrans__link_drop(l, "no memory for input");
 			return;
@@ -392,7 +392,7 @@ static void dtrans__link_read(struct dtrans__link *l)
 		l->last_recv_ns = dtrans__now_ns();
 		if (l->state == DTRANS__L_READY)
 			DTRANS__STAT(ag, l->peer, bytes_recv, (uint64_t)n);
-		rc = dtrans__link_parse(l);
+		rc = link_parse(l);
 		if (rc < 0) {
 			dtrans__link_drop(l, dtrans_strerror(rc));
 			return;
@@ -417,10 +417,10 @@ void dtrans__link_event(struct dtrans__link *l, uint32_t events)
 		}
 		l->state = DTRANS__L_WAIT_HELLO;
 		l->last_recv_ns = dtrans__now_ns();
-		dtrans__link_arm(l, l->out.len > l->out.off);
+		link_arm(l, l->out.len > l->out.off);
 	}
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-		dtrans__link_read(l);
+		link_read(l);
 	if (!l->dead && (events & EPOLLOUT))
 		dtrans__link_flush(l);
 }
@@ -455,7 +455,7 @@ void dtrans__link_tick(struct dtrans__link *l, uint64_t now)
 
 void dtrans__link_accepted(struct dtrans__link *l)
 {
-	dtrans__hs_hello(l);
+	hs_hello(l);
 }
 
 void dtrans__accept_all(struct dtrans_agent *ag)
@@ -475,12 +475,12 @@ int dtrans__link_feed(struct dtrans__link *l, const void *buf, size_t len)
 
 	if (l->dead)
 		return -EPIPE;
-	rc = dtrans__buf_reserve(&l->in, len);
+	rc = buf_reserve(&l->in, len);
 	if (rc < 0)
 		return rc;
 	memcpy(l->in.p + l->in.len, buf, len);
 	l->in.len += len;
-	rc = dtrans__link_parse(l);
+	rc = link_parse(l);
 	if (rc < 0)
 		dtrans__link_drop(l, dtrans_strerror(rc));
 	return rc;

@@ -1,4 +1,23 @@
-/* Private declarations of libdtransport; not installed. */
+/*
+ * Private declarations of libdtransport; not installed.
+ *
+ * Its files, bottom-up; each calls only the files listed before it
+ * (tests/abi/check-cycles.sh checks it), and a lower file that needs
+ * behaviour of a higher one gets a callback the higher one registers:
+ *
+ *   dtrans_error.c    error names, the per-thread message, the version
+ *   dtrans_wire.c     frame and handshake encodings, MACs, random bytes
+ *   dtrans_tcp.c      the tcp backend (struct dtrans__backend_ops)
+ *   dtrans_log.c      the agent's log and clock
+ *   dtrans_link.c     links: buffers, frames, the handshake; delivers what
+ *                     arrives through struct dtrans__link_ops
+ *   dtrans_forward.c  this node's requests to peers, their completions
+ *   dtrans_serve.c    the peers' requests executed here, parked waits
+ *   dtrans_agent.c    public calls, the thread and the event loop; the top,
+ *                     it registers forward's and serve's link callbacks
+ *
+ * The agent's shared structures are in dtrans_agent.h.
+ */
 #ifndef DRAGON_DTRANS_PRIVATE_H
 #define DRAGON_DTRANS_PRIVATE_H
 
@@ -107,7 +126,7 @@ int dtrans__mac(const void *secret, size_t secret_len, char role,
 bool dtrans__mac_equal(const unsigned char *a, const unsigned char *b);
 int dtrans__random(void *buf, size_t len);
 
-/* ---- errors (dtrans_version.c) ------------------------------------------ */
+/* ---- errors (dtrans_error.c) -------------------------------------------- */
 int dtrans__fail(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

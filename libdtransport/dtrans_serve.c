@@ -18,25 +18,25 @@
 
 /* ---- the timer heap of parked deadlines --------------------------------- */
 
-static void dtrans__heap_set(struct dtrans_agent *ag, size_t i,
-			     struct dtrans__parked *p)
+static void heap_set(struct dtrans_agent *ag, size_t i,
+		     struct dtrans__parked *p)
 {
 	ag->heap[i] = p;
 	p->heap_idx = i;
 }
 
-static void dtrans__heap_up(struct dtrans_agent *ag, size_t i)
+static void heap_up(struct dtrans_agent *ag, size_t i)
 {
 	struct dtrans__parked *p = ag->heap[i];
 
 	while (i > 0 && ag->heap[(i - 1) / 2]->deadline_ns > p->deadline_ns) {
-		dtrans__heap_set(ag, i, ag->heap[(i - 1) / 2]);
+		heap_set(ag, i, ag->heap[(i - 1) / 2]);
 		i = (i - 1) / 2;
 	}
-	dtrans__heap_set(ag, i, p);
+	heap_set(ag, i, p);
 }
 
-static void dtrans__heap_down(struct dtrans_agent *ag, size_t i)
+static void heap_down(struct dtrans_agent *ag, size_t i)
 {
 	struct dtrans__parked *p = ag->heap[i];
 
@@ -50,13 +50,13 @@ static void dtrans__heap_down(struct dtrans_agent *ag, size_t i)
 			c++;
 		if (ag->heap[c]->deadline_ns >= p->deadline_ns)
 			break;
-		dtrans__heap_set(ag, i, ag->heap[c]);
+		heap_set(ag, i, ag->heap[c]);
 		i = c;
 	}
-	dtrans__heap_set(ag, i, p);
+	heap_set(ag, i, p);
 }
 
-static int dtrans__heap_push(struct dtrans_agent *ag, struct dtrans__parked *p)
+static int heap_push(struct dtrans_agent *ag, struct dtrans__parked *p)
 {
 	if (ag->nheap == ag->heap_cap) {
 		size_t cap = ag->heap_cap ? 2 * ag->heap_cap : 256;
@@ -67,25 +67,25 @@ static int dtrans__heap_push(struct dtrans_agent *ag, struct dtrans__parked *p)
 		ag->heap = h;
 		ag->heap_cap = cap;
 	}
-	dtrans__heap_set(ag, ag->nheap++, p);
-	dtrans__heap_up(ag, ag->nheap - 1);
+	heap_set(ag, ag->nheap++, p);
+	heap_up(ag, ag->nheap - 1);
 	return 0;
 }
 
-static void dtrans__heap_del(struct dtrans_agent *ag, struct dtrans__parked *p)
+static void heap_del(struct dtrans_agent *ag, struct dtrans__parked *p)
 {
 	size_t i = p->heap_idx;
 
 	if (--ag->nheap == i)
 		return;
-	dtrans__heap_set(ag, i, ag->heap[ag->nheap]);
-	dtrans__heap_up(ag, i);
-	dtrans__heap_down(ag, ag->heap[i]->heap_idx);
+	heap_set(ag, i, ag->heap[ag->nheap]);
+	heap_up(ag, i);
+	heap_down(ag, ag->heap[i]->heap_idx);
 }
 
 /* ---- watched channels --------------------------------------------------- */
 
-static unsigned dtrans__events_of(const dchan_gw_req_t *r)
+static unsigned events_of(const dchan_gw_req_t *r)
 {
 	switch (r->op) {
 	case DCHAN_GW_SEND:
@@ -97,8 +97,8 @@ static unsigned dtrans__events_of(const dchan_gw_req_t *r)
 	}
 }
 
-static int dtrans__wchan_get(struct dtrans_agent *ag, const dchan_desc_t *d,
-			     unsigned events, struct dtrans__wchan **wc_out)
+static int wchan_get(struct dtrans_agent *ag, const dchan_desc_t *d,
+		     unsigned events, struct dtrans__wchan **wc_out)
 {
 	struct dtrans__wchan *wc;
 	int rc;
@@ -130,8 +130,7 @@ static int dtrans__wchan_get(struct dtrans_agent *ag, const dchan_desc_t *d,
 /* Watch only for what the waits left need: a channel watched for a
  * direction nobody waits on any more would be reported ready again and
  * again. */
-static void dtrans__wchan_rewatch(struct dtrans_agent *ag,
-				  struct dtrans__wchan *wc)
+static void wchan_rewatch(struct dtrans_agent *ag, struct dtrans__wchan *wc)
 {
 	unsigned ev = 0;
 
@@ -143,12 +142,12 @@ static void dtrans__wchan_rewatch(struct dtrans_agent *ag,
 	wc->watched = dchan_watch_add(ag->watch, wc->ch, ev, wc) == 0;
 }
 
-static void dtrans__wchan_put(struct dtrans_agent *ag, struct dtrans__wchan *wc)
+static void wchan_put(struct dtrans_agent *ag, struct dtrans__wchan *wc)
 {
 	struct dtrans__wchan **pp = &ag->wchans;
 
 	if (wc->head) {
-		dtrans__wchan_rewatch(ag, wc);
+		wchan_rewatch(ag, wc);
 		return;
 	}
 	while (*pp != wc)
@@ -162,12 +161,12 @@ static void dtrans__wchan_put(struct dtrans_agent *ag, struct dtrans__wchan *wc)
 
 /* ---- parking ------------------------------------------------------------ */
 
-static void dtrans__unpark(struct dtrans_agent *ag, struct dtrans__parked *p)
+static void unpark(struct dtrans_agent *ag, struct dtrans__parked *p)
 {
 	struct dtrans__wchan *wc = p->wc;
 	struct dtrans__link *l = p->link;
 
-	dtrans__heap_del(ag, p);
+	heap_del(ag, p);
 	if (p->wprev)
 		p->wprev->wnext = p->wnext;
 	else
@@ -190,8 +189,8 @@ static void dtrans__unpark(struct dtrans_agent *ag, struct dtrans__parked *p)
 	free(p);
 }
 
-static int dtrans__park(struct dtrans__link *l, uint64_t xid, const void *raw,
-			size_t len, const dchan_gw_req_t *req, uint64_t now)
+static int park(struct dtrans__link *l, uint64_t xid, const void *raw,
+		size_t len, const dchan_gw_req_t *req, uint64_t now)
 {
 	struct dtrans_agent *ag = l->ag;
 	struct dtrans__parked *p = calloc(1, sizeof *p);
@@ -206,16 +205,16 @@ static int dtrans__park(struct dtrans__link *l, uint64_t xid, const void *raw,
 		free(p);
 		return -ENOMEM;
 	}
-	p->events = dtrans__events_of(req);
+	p->events = events_of(req);
 	p->deadline_ns = req->timeout_ns >= UINT64_MAX - now
 				 ? UINT64_MAX
 				 : now + req->timeout_ns;
-	rc = dtrans__wchan_get(ag, &req->target, p->events, &p->wc);
+	rc = wchan_get(ag, &req->target, p->events, &p->wc);
 	if (rc == 0)
-		rc = dtrans__heap_push(ag, p);
+		rc = heap_push(ag, p);
 	if (rc < 0) {
 		if (p->wc)
-			dtrans__wchan_put(ag, p->wc);
+			wchan_put(ag, p->wc);
 		free(p->raw);
 		free(p);
 		return rc;
@@ -238,8 +237,8 @@ static int dtrans__park(struct dtrans__link *l, uint64_t xid, const void *raw,
 }
 
 /* Send a completion with only a status (timeouts, failures here). */
-static void dtrans__reply_status(struct dtrans__link *l, uint64_t xid,
-				 const dchan_gw_req_t *req, int status)
+static void reply_status(struct dtrans__link *l, uint64_t xid,
+			 const dchan_gw_req_t *req, int status)
 {
 	dchan_gw_cpl_t c = {
 		.op = req->op, .req_id = req->req_id, .status = status};
@@ -255,8 +254,8 @@ static void dtrans__reply_status(struct dtrans__link *l, uint64_t xid,
  * Try req once.  Returns 1 and sends the completion when it finished
  * (with success or with its error), 0 when it would have to wait.
  */
-static int dtrans__try(struct dtrans__link *l, uint64_t xid,
-		       const dchan_gw_req_t *req)
+static int try_req(struct dtrans__link *l, uint64_t xid,
+		   const dchan_gw_req_t *req)
 {
 	dchan_gw_req_t once = *req;
 	dchan_gw_cpl_t c;
@@ -267,7 +266,7 @@ static int dtrans__try(struct dtrans__link *l, uint64_t xid,
 	once.timeout_ns = 0;
 	rc = dchan_gw_execute(&once, &cpl, &len);
 	if (rc < 0) {
-		dtrans__reply_status(l, xid, req, rc);
+		reply_status(l, xid, req, rc);
 		return 1;
 	}
 	rc = dchan_gw_cpl_decode(cpl, len, &c);
@@ -294,16 +293,16 @@ void dtrans__serve_req(struct dtrans__link *l, uint64_t xid, const void *raw,
 		return;
 	}
 	DTRANS__STAT(ag, l->peer, requests_served, 1);
-	if (dtrans__try(l, xid, &req))
+	if (try_req(l, xid, &req))
 		return;
-	rc = dtrans__park(l, xid, raw, len, &req, dtrans__now_ns());
+	rc = park(l, xid, raw, len, &req, dtrans__now_ns());
 	if (rc < 0)
-		dtrans__reply_status(l, xid, &req, rc);
+		reply_status(l, xid, &req, rc);
 }
 
 /* Retry the waits of one channel, oldest first; once an operation of a
  * direction had to wait again, the others of that direction do too. */
-static void dtrans__retry(struct dtrans_agent *ag, struct dtrans__wchan *wc)
+void dtrans__serve_retry(struct dtrans_agent *ag, struct dtrans__wchan *wc)
 {
 	unsigned blocked = 0;
 	struct dtrans__parked *p, *next;
@@ -312,31 +311,14 @@ static void dtrans__retry(struct dtrans_agent *ag, struct dtrans__wchan *wc)
 		next = p->wnext;
 		if ((p->events & ~blocked) == 0)
 			continue;
-		if (dtrans__try(p->link, p->xid, &p->req))
-			dtrans__unpark(ag, p);
+		if (try_req(p->link, p->xid, &p->req))
+			unpark(ag, p);
 		else
 			blocked |= p->events;
 		if (blocked == (DCHAN_POLLIN | DCHAN_POLLOUT))
 			break;
 	}
-	dtrans__wchan_put(ag, wc);
-}
-
-void dtrans__serve_ready(struct dtrans_agent *ag)
-{
-	void *ck[64];
-	int n;
-
-	while ((n = dchan_watch_take(ag->watch, ck, 64)) > 0) {
-		for (int i = 0; i < n; i++) {
-			if (ck[i] == ag)
-				dtrans__gw_drain(ag);
-			else
-				dtrans__retry(ag, ck[i]);
-		}
-		if (n < 64)
-			break;
-	}
+	wchan_put(ag, wc);
 }
 
 void dtrans__serve_expire(struct dtrans_agent *ag, uint64_t now)
@@ -346,11 +328,10 @@ void dtrans__serve_expire(struct dtrans_agent *ag, uint64_t now)
 		struct dtrans__wchan *wc = p->wc;
 
 		/* one last try: it may have become possible just now */
-		if (!dtrans__try(p->link, p->xid, &p->req))
-			dtrans__reply_status(p->link, p->xid, &p->req,
-					     -ETIMEDOUT);
-		dtrans__unpark(ag, p);
-		dtrans__wchan_put(ag, wc);
+		if (!try_req(p->link, p->xid, &p->req))
+			reply_status(p->link, p->xid, &p->req, -ETIMEDOUT);
+		unpark(ag, p);
+		wchan_put(ag, wc);
 	}
 }
 
@@ -362,7 +343,7 @@ void dtrans__serve_tick(struct dtrans_agent *ag)
 	for (wc = ag->wchans; wc; wc = next) {
 		next = wc->next;
 		if (!wc->watched)
-			dtrans__retry(ag, wc);
+			dtrans__serve_retry(ag, wc);
 	}
 }
 
@@ -376,8 +357,8 @@ void dtrans__serve_cancel(struct dtrans__link *l, uint64_t xid)
 	if (p) {
 		struct dtrans__wchan *wc = p->wc;
 
-		dtrans__unpark(l->ag, p);
-		dtrans__wchan_put(l->ag, wc);
+		unpark(l->ag, p);
+		wchan_put(l->ag, wc);
 	}
 }
 
@@ -387,8 +368,8 @@ void dtrans__serve_unlink(struct dtrans__link *l)
 	while (l->parked) {
 		struct dtrans__wchan *wc = l->parked->wc;
 
-		dtrans__unpark(l->ag, l->parked);
-		dtrans__wchan_put(l->ag, wc);
+		unpark(l->ag, l->parked);
+		wchan_put(l->ag, wc);
 	}
 }
 
