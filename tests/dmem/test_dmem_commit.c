@@ -24,7 +24,7 @@ static int small_shm(int mib)
 
 	snprintf(opts, sizeof opts, "size=%dm", mib);
 	if (geteuid() != 0 || unshare(CLONE_NEWNS) != 0 ||
-	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
 	    mount("tmpfs", "/dev/shm", "tmpfs", 0, opts) != 0) {
 		fprintf(stderr,
 			"SKIP: a private %d MiB /dev/shm needs root and mount "
@@ -35,10 +35,11 @@ static int small_shm(int mib)
 	return 0;
 }
 
-/* Allocate and touch 1 MiB blocks until the pool says no.  Exit 0 when it
+/* Allocate and touch 1 MiB blocks of p until the pool says no (other is
+ * the pool this child inherited and does not use).  Exit 0 when it
  * said so because /dev/shm is full, 1 when the pool itself was full, 2 on
  * any other error; a SIGBUS would kill the process instead. */
-static void fill_and_touch(dmem_pool_t *p)
+static void fill_and_touch(dmem_pool_t *p, dmem_pool_t *other)
 {
 	void *b;
 	int rc, n = 0;
@@ -48,10 +49,10 @@ static void fill_and_touch(dmem_pool_t *p)
 		n++;
 	}
 	if (rc != -DMEM_E_NOSPACE)
-		dmt_exit(p, NULL, 2);
+		dmt_exit(p, other, 2);
 	fprintf(stderr, "child %d: %d MiB, then: %s\n", (int)getpid(), n,
 		dmem_errmsg());
-	dmt_exit(p, NULL, strstr(dmem_errmsg(), "/dev/shm has only") ? 0 : 1);
+	dmt_exit(p, other, strstr(dmem_errmsg(), "/dev/shm has only") ? 0 : 1);
 }
 
 START_TEST(two_pools_overcommit_shm_without_sigbus)
@@ -66,9 +67,9 @@ START_TEST(two_pools_overcommit_shm_without_sigbus)
 	a = dmt_pool("ocA", 12 * MiB);
 	b = dmt_pool("ocB", 12 * MiB);
 	if ((pa = fork()) == 0)
-		fill_and_touch(a);
+		fill_and_touch(a, b);
 	if ((pb = fork()) == 0)
-		fill_and_touch(b);
+		fill_and_touch(b, a);
 	ck_assert_int_gt(pa, 0);
 	ck_assert_int_gt(pb, 0);
 	for (int i = 0; i < 2; i++) {
@@ -127,7 +128,7 @@ START_TEST(filler_after_creation_gives_full_pool_error)
 	if ((pid = fork()) == 0) {
 		usleep(200000);
 		unlink(filler);
-		_exit(0);
+		dmt_exit(p, NULL, 0);
 	}
 	dmem_deadline_after(30ull * 1000000000, &dl);
 	ck_assert_int_eq(dmem_alloc_timed(p, 6 * MiB, 0, &dl, &y), 0);
