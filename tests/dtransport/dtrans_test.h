@@ -86,28 +86,29 @@ static inline void t_make_objects(struct cluster *c, dmem_pool_t *pool)
 	int rc;
 
 	if ((rc = dchan_create(pool, &a4, &ch)) ||
-	    dchan_desc_get(ch, &c->obj[O_CHAN]))
+	    dchan_desc_get(ch, &c->obj[O_CHAN]) || dchan_detach(ch))
 		t_fatal("channel", rc);
 	if ((rc = dchan_create(pool, &abig, &ch)) ||
-	    dchan_desc_get(ch, &c->obj[O_BIG]))
+	    dchan_desc_get(ch, &c->obj[O_BIG]) || dchan_detach(ch))
 		t_fatal("channel", rc);
 	if ((rc = dchan_lock_create(pool, 0, &lk)) ||
-	    dchan_lock_desc_get(lk, &c->obj[O_LOCK]))
+	    dchan_lock_desc_get(lk, &c->obj[O_LOCK]) || dchan_lock_detach(lk))
 		t_fatal("lock", rc);
 	if ((rc = dchan_sem_create(pool, 1, 2, &sem)) ||
-	    dchan_sem_desc_get(sem, &c->obj[O_SEM]))
+	    dchan_sem_desc_get(sem, &c->obj[O_SEM]) || dchan_sem_detach(sem))
 		t_fatal("sem", rc);
 	if ((rc = dchan_event_create(pool, &ev)) ||
-	    dchan_event_desc_get(ev, &c->obj[O_EVENT]))
+	    dchan_event_desc_get(ev, &c->obj[O_EVENT]) ||
+	    dchan_event_detach(ev))
 		t_fatal("event", rc);
 	if ((rc = dchan_lock_create(pool, DCHAN_LOCK_RECURSIVE, &lk)) ||
-	    dchan_lock_desc_get(lk, &c->obj[O_RLOCK]))
+	    dchan_lock_desc_get(lk, &c->obj[O_RLOCK]) || dchan_lock_detach(lk))
 		t_fatal("rlock", rc);
 	if ((rc = dchan_create(pool, &abig, &ch)) ||
-	    dchan_desc_get(ch, &c->obj[O_PARK]))
+	    dchan_desc_get(ch, &c->obj[O_PARK]) || dchan_detach(ch))
 		t_fatal("channel", rc);
 	if ((rc = dchan_create(pool, &abig, &ch)) ||
-	    dchan_desc_get(ch, &c->obj[O_PING]))
+	    dchan_desc_get(ch, &c->obj[O_PING]) || dchan_detach(ch))
 		t_fatal("channel", rc);
 }
 
