@@ -23,19 +23,6 @@
 #define DCHAN__POLL_MAX	   128
 #define DCHAN__FALLBACK_NS 1000000ull
 
-#ifndef __NR_futex_waitv
-#define __NR_futex_waitv 449
-#endif
-#ifndef FUTEX_32
-#define FUTEX_32 2
-struct futex_waitv {
-	uint64_t val;
-	uint64_t uaddr;
-	uint32_t flags;
-	uint32_t __reserved;
-};
-#endif
-
 static unsigned ready_events(dchan_t *ch, unsigned events, bool *stuck)
 {
 	struct dchan__claim blk = {0};

@@ -30,6 +30,23 @@
 #include <stdarg.h>
 #include <stdbool.h>
 
+/* futex_waitv(2) (Linux 5.16), for headers that predate it: poll and the
+ * watch sets sleep on the futex words of many channels at once. */
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#ifndef __NR_futex_waitv
+#define __NR_futex_waitv 449
+#endif
+#ifndef FUTEX_32
+#define FUTEX_32 2
+struct futex_waitv {
+	uint64_t val;
+	uint64_t uaddr;
+	uint32_t flags;
+	uint32_t __reserved;
+};
+#endif
+
 #define DCHAN__HDR_MAGIC      0x52444843414e4844ull /* "DHNACHDR" */
 #define DCHAN__LAYOUT_VERSION 2u /* 2: owner tags carry a start time */
 #define DCHAN__CACHELINE      64

@@ -23,18 +23,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#ifndef __NR_futex_waitv
-#define __NR_futex_waitv 449
-#endif
-#ifndef FUTEX_32
-#define FUTEX_32 2
-struct futex_waitv {
-	uint64_t val;
-	uint64_t uaddr;
-	uint32_t flags;
-	uint32_t __reserved;
-};
-#endif
 #ifndef FUTEX_PRIVATE_FLAG
 #define FUTEX_PRIVATE_FLAG 128
 #endif
