@@ -323,10 +323,11 @@ static bool stat_of(pid_t pid, pid_t *ppid, uint64_t *start)
 		return false;
 	buf[n] = '\0';
 	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2,
-			 "%c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-			 "%*u %*u %*d %*d %*d %*d %*d %*d %llu",
-			 &state, &pp, &st) != 3 ||
+	if (!p ||
+	    sscanf(p + 2,
+		   "%c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+		   "%*u %*u %*d %*d %*d %*d %*d %*d %llu",
+		   &state, &pp, &st) != 3 ||
 	    state == 'Z' || state == 'X')
 		return false;
 	*ppid = (pid_t)pp;
