@@ -62,8 +62,7 @@
  * (the zygote forks its next spare) while the others are being killed. */
 #define END_ROUNDS  5
 
-/* ---- shared with cleanup_watch.c ------------------------------------------
- */
+/* ---- shared with cleanup_watch.c ----------------------------------- */
 
 void cleanup_proc_instance(pid_t pid, char *out, size_t len)
 {
@@ -144,8 +143,7 @@ int cleanup_remove_segments(const struct opts *o, const char *instance)
 	return bad ? -1 : n;
 }
 
-/* ---- the runtimes in /dev/shm ----------------------------------------------
- */
+/* ---- the runtimes in /dev/shm -------------------------------------- */
 
 enum rt_state {
 	RT_LIVE,    /* its owner runs */
@@ -209,7 +207,7 @@ static struct rt *find_runtimes(const char *only, size_t *n_out)
 	return rts;
 }
 
-/* A process of this user other than us that maps a segment of instance;
+/* A process other than this one that maps a segment of instance;
  * 0 if none. */
 static pid_t mapped_by(const char *inst)
 {
@@ -302,8 +300,7 @@ static const char *owner_kind(const struct rt *r)
 							 : "embedded in";
 }
 
-/* ---- a runtime's processes -------------------------------------------------
- */
+/* ---- a runtime's processes ----------------------------------------- */
 
 /* ppid (field 4) and start time (field 22) of pid; false if it is gone
  * (a zombie too: it has ended, only its status waits for its parent). */
@@ -493,7 +490,8 @@ static int end_processes(const struct opts *o, struct rt *r, bool owner)
 		}
 		for (size_t i = 0; i < n; i++) {
 			int fd;
-			if (!ps[i].mark || ps[i].pid == r->rec.hdr.owner)
+			if (!ps[i].mark || (owner && round == 0 &&
+					    ps[i].pid == r->rec.hdr.owner))
 				continue;
 			fd = kill_verified(o, r, ps[i].pid, ps[i].start,
 					   "process");
@@ -510,8 +508,7 @@ static int end_processes(const struct opts *o, struct rt *r, bool owner)
 	return left;
 }
 
-/* ---- the cleanup -----------------------------------------------------------
- */
+/* ---- the cleanup ------------------------------------------------------- */
 
 /* End runtime r whole, or leave it alone; returns 1 if something of it
  * could not be ended or removed. */

@@ -322,3 +322,33 @@ result["live_head"] = live["head"]
     assert res["after"] == [False, [], False, False, []], res
     assert res["zygotes"] == [str(res["live_head"])], res["ps"] + res["cleanup"]["out"]
     assert res["live"] == [True, True, "answer 2"], res
+
+
+def test_segments_without_a_record(tmp_path):
+    """Pools a program made with libdmem alone (no runtime, so no record)
+    are left while the program maps them; an unmapped leftover of that
+    kind is removed; --instance removes the mapped ones too."""
+    res = run_scenario(tmp_path, r"""
+code = ("import sys, time\nfrom dragon import mem\n"
+        "p = mem.Pool.create('solo', 1 << 20, instance='solo%d' % __import__('os').getpid())\n"
+        "print(p.name, flush=True)\ntime.sleep(300)\n")
+prog = subprocess.Popen([PY, "-c", code], stdout=subprocess.PIPE, text=True)
+procs.append(prog)
+name = prog.stdout.readline().strip()
+inst = name.split(".")[2]
+me = name.split(".")[1]
+open("/dev/shm/dragon.%s.orphan.seg" % me, "w").close()
+result["plain"] = cleanup()
+result["after"] = segs()
+result["named"] = cleanup("--instance", inst)
+result["after2"] = segs()
+result["alive"] = alive(prog.pid)
+result["name"] = name
+result["inst"] = inst
+""")
+    assert res["plain"]["rc"] == 0, res["plain"]
+    assert "segments of %s (no runtime record) are in use" % res["inst"] in res["plain"]["out"], res
+    assert res["after"] == [res["name"]], res
+    assert res["named"]["rc"] == 0, res["named"]
+    assert res["after2"] == [], res
+    assert res["alive"], res  # a program's own pool: removed, the program not touched
