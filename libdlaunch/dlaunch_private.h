@@ -5,7 +5,7 @@
  *
  *   the runtime (services; their own map is in svc.h)
  *   runtime.c teardown.c server.c req_*.c spawn.c iothread.c ended.c
- *   registry.c proctab.c dispatch.c reply.c
+ *   registry.c proctab.c rtrec.c dispatch.c reply.c
  *
  *   client calls, each a request to the services
  *   api.c          the handle: dlaunch_attach/detach, instance, node

@@ -1,41 +1,52 @@
-/* dragon-cleanup: end this user's leftover Dragon runtime processes and
- * remove this user's Dragon segments, and nothing else.
+/* dragon-cleanup: end this user's leftover Dragon runtimes and remove
+ * their segments, and nothing else.
  *
- * A runtime process is one of this uid whose environment names a runtime
- * (DRAGON_INSTANCE, set in everything the runtime starts), or a launcher
- * (command name dragon).  A segment is a regular file in /dev/shm owned by
- * this uid and named dragon.<user>.<instance>.<name> — the naming every
- * Dragon segment has, which dmem_segname_match() recognises.  --instance
- * narrows both to one runtime.
+ * What is Dragon's is decided by what Dragon wrote, never by a name or an
+ * environment variable a stranger could carry by accident:
  *
- * --when-gone PID makes it the watchdog of a runtime embedded in process
- * PID (an embedded runtime lives in its owner's threads, so when the owner
- * is killed nothing else would end its processes or remove its segments).
- * It detaches, waits on a pidfd of the owner, and once the owner is gone
- * does the --instance cleanup — unless the runtime's own segments are gone
- * too, which means the owner stopped it: then it leaves quietly.  With
- * --log PATH (the launcher's log), it also removes that file if the owner
- * left it empty.
+ * - a segment is a regular file in /dev/shm owned by this uid and named
+ *   dragon.<user>.<instance>.<name>, the naming every Dragon segment has,
+ *   which dmem_segname_match() recognises;
+ * - a runtime is an instance with segments, and its record
+ *   (dragon.<user>.<instance>.procs, rtrec.h) names its owner (the
+ *   launcher, or the program the runtime is embedded in) and the processes
+ *   it started or adopted, each with its start time, so that a pid the
+ *   kernel gave to someone else since is never taken for one of them;
+ * - a runtime's processes are those of its record, and their descendants
+ *   that still carry the runtime's DRAGON_INSTANCE (a program a child ran
+ *   with subprocess, say).
+ *
+ * A runtime whose owner runs is live and left alone, with a message that
+ * says how to end it: --force ends every live runtime too, --instance ID
+ * ends runtime ID whatever its state and touches nothing else.  A runtime
+ * is ended whole: its owner first, then its processes, then its segments.
+ * A runtime whose owner is gone is a leftover, ended without asking.
+ * Segments without a record (a program that uses libdmem pools without a
+ * runtime, or a runtime of an older version) are left while a process has
+ * one of them mapped, removed otherwise.
+ *
+ * --when-gone PID makes it the watchdog of one runtime (cleanup_watch.c).
  */
 #define _GNU_SOURCE
 #include "config.h"
 #include <ctype.h>
-#include <stdbool.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <dragon/dmem.h>
+#include "cleanup.h"
+#include "rtrec.h"
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -44,41 +55,32 @@
 #define SYS_pidfd_send_signal 424
 #endif
 
-#define SHM_DIR "/dev/shm"
+/* How long killed processes get to be gone before their segments are
+ * removed (a process still mapping a segment keeps its memory). */
+#define KILL_WAIT_S 5.0
+/* Rounds of ending a runtime's processes: a process can start one more
+ * (the zygote forks its next spare) while the others are being killed. */
+#define END_ROUNDS  5
 
-/* The segments every running runtime has: while one of them exists the
- * runtime was not stopped (libdlaunch creates the default pool first and
- * removes the infrastructure pool last). */
-static const char *const runtime_segments[] = {"default", "infra"};
+/* ---- shared with cleanup_watch.c ----------------------------------- */
 
-struct opts {
-	int dry_run;
-	const char *instance;
-	pid_t when_gone; /* watch this owner; 0: clean up now */
-	double grace;	 /* seconds between SIGTERM and SIGKILL (watchdog) */
-	/* When the watchdog saw its owner gone, in clock ticks since boot
-	 * (the unit of a process's start time); 0: not known. */
-	unsigned long long gone_at;
-	const char *log;	   /* the owner's log, removed if left empty */
-	struct timespec gone_wall; /* when the owner was seen gone */
-};
-
-/* The value of DRAGON_INSTANCE in /proc/<pid>/environ, or "". */
-static void proc_instance(const char *pid, char *out, size_t len)
+void cleanup_proc_instance(pid_t pid, char *out, size_t len)
 {
-	char path[300], buf[65536];
+	char path[64], buf[65536];
 	ssize_t n;
 	int fd;
 
 	out[0] = '\0';
-	snprintf(path, sizeof path, "/proc/%s/environ", pid);
+	snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
 	n = read(fd, buf, sizeof buf - 1);
 	close(fd);
-	for (ssize_t i = 0; n > 0 && i < n; i += (ssize_t)strlen(buf + i) + 1) {
-		buf[n] = '\0';
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1) {
 		if (strncmp(buf + i, "DRAGON_INSTANCE=", 16) == 0) {
 			snprintf(out, len, "%s", buf + i + 16);
 			return;
@@ -86,98 +88,47 @@ static void proc_instance(const char *pid, char *out, size_t len)
 	}
 }
 
-static void proc_comm(const char *pid, char *out, size_t len)
+int cleanup_pidfd_open(pid_t pid)
 {
-	char path[300];
-	FILE *f;
-
-	out[0] = '\0';
-	snprintf(path, sizeof path, "/proc/%s/comm", pid);
-	f = fopen(path, "re");
-	if (f) {
-		if (fgets(out, (int)len, f))
-			out[strcspn(out, "\n")] = '\0';
-		fclose(f);
-	}
+	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
-/* Launchers name their instance rt<pid>x...: with --instance, only the
- * launcher whose pid is in it matches. */
-static int is_target(const struct opts *o, const char *pid, char *why,
-		     size_t len)
+int cleanup_pidfd_signal(int fd, int signo)
 {
-	char inst[128], comm[64];
-	bool launcher;
-
-	proc_instance(pid, inst, sizeof inst);
-	proc_comm(pid, comm, sizeof comm);
-	launcher = !strcmp(comm, "dragon") || !strcmp(comm, "lt-dragon");
-	if (o->instance) {
-		char mine[300];
-		snprintf(mine, sizeof mine, "rt%sx", pid);
-		if (!strcmp(inst, o->instance) ||
-		    (launcher && !strncmp(o->instance, mine, strlen(mine)))) {
-			snprintf(why, len, "%s, instance %s", comm,
-				 o->instance);
-			return 1;
-		}
-		return 0;
-	}
-	if (inst[0] || launcher) {
-		snprintf(why, len, "%s%s%s", comm, inst[0] ? ", instance " : "",
-			 inst);
-		return 1;
-	}
-	return 0;
+	return (int)syscall(SYS_pidfd_send_signal, fd, signo, NULL, 0);
 }
 
-static int end_processes(const struct opts *o)
+double cleanup_now(void)
 {
-	DIR *d = opendir("/proc");
-	struct dirent *de;
-	char path[300], why[256];
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* A regular file of this user in /dev/shm. */
+static bool my_file(const char *path)
+{
 	struct stat st;
-	int n = 0;
 
-	if (!d)
-		return 0;
-	while ((de = readdir(d))) {
-		pid_t pid;
-		if (!isdigit((unsigned char)de->d_name[0]))
-			continue;
-		pid = (pid_t)atol(de->d_name);
-		snprintf(path, sizeof path, "/proc/%s", de->d_name);
-		if (pid == getpid() || pid == getppid() ||
-		    stat(path, &st) < 0 || st.st_uid != getuid())
-			continue;
-		if (!is_target(o, de->d_name, why, sizeof why))
-			continue;
-		printf("%s process %d (%s)\n",
-		       o->dry_run ? "would kill" : "killing", (int)pid, why);
-		if (!o->dry_run)
-			kill(pid, SIGKILL);
-		n++;
-	}
-	closedir(d);
-	return n;
+	return lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+	       st.st_uid == getuid();
 }
 
-static int remove_segments(const struct opts *o)
+int cleanup_remove_segments(const struct opts *o, const char *instance)
 {
 	DIR *d = opendir(SHM_DIR);
 	struct dirent *de;
 	char path[512];
-	struct stat st;
 	int n = 0, bad = 0;
 
 	if (!d)
 		return 0;
 	while ((de = readdir(d))) {
-		if (dmem_segname_match(de->d_name, NULL, o->instance) != 1)
+		if (dmem_segname_match(de->d_name, NULL, instance) != 1)
 			continue;
 		snprintf(path, sizeof path, SHM_DIR "/%s", de->d_name);
-		if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
-		    st.st_uid != getuid())
+		if (!my_file(path))
 			continue;
 		printf("%s %s\n", o->dry_run ? "would remove" : "removing",
 		       path);
@@ -192,326 +143,465 @@ static int remove_segments(const struct opts *o)
 	return bad ? -1 : n;
 }
 
-/* ---- the watchdog of an embedded runtime (--when-gone) ---------------- */
+/* ---- the runtimes in /dev/shm -------------------------------------- */
 
-#define MAX_TRACKED    4096
-/* After the grace period: rounds of SIGKILL to the instance's processes
- * (and to those they started meanwhile), each waiting this long for them
- * to end, before the watchdog gives up on stragglers. */
-#define KILL_ROUNDS    20
-#define KILL_WAIT_S    1.0
-/* Between two scans that find no new process of the instance. */
-#define SCAN_SETTLE_NS (100 * 1000 * 1000)
-
-struct tracked {
-	pid_t pid;
-	int fd; /* pidfd; -1 once the process has ended */
+enum rt_state {
+	RT_LIVE,    /* its owner runs */
+	RT_STALE,   /* its owner is gone */
+	RT_OTHERNS, /* its owner is in another pid namespace: cannot tell */
+	RT_INUSE,   /* no record; a process maps one of its segments */
+	RT_UNUSED   /* no record; nobody maps its segments */
 };
 
-static int pidfd_open_pid(pid_t pid)
+struct rt {
+	char inst[DMEM_INSTANCE_MAX + 1];
+	enum rt_state state;
+	struct rtrec rec;
+	pid_t user; /* RT_INUSE: a process that maps a segment */
+};
+
+/* The instance part of a segment name dmem_segname_match() accepted. */
+static void instance_of(const char *seg, char *out, size_t len)
 {
-	return (int)syscall(SYS_pidfd_open, pid, 0);
+	const char *a = strchr(seg + strlen("dragon."), '.') + 1;
+	const char *b = strchr(a, '.');
+
+	snprintf(out, len, "%.*s", (int)(b - a), a);
 }
 
-static double now(void)
+/* The instances of this user's segments (only `only`, when given). */
+static struct rt *find_runtimes(const char *only, size_t *n_out)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* True while one of the runtime's own segments of the instance exists. */
-static bool runtime_left(const struct opts *o)
-{
-	char name[DMEM_SEGNAME_MAX], path[sizeof SHM_DIR + DMEM_SEGNAME_MAX];
-	struct stat st;
-
-	for (size_t i = 0;
-	     i < sizeof runtime_segments / sizeof runtime_segments[0]; i++) {
-		if (dmem_segname_format(NULL, o->instance, runtime_segments[i],
-					name, sizeof name) < 0)
-			continue;
-		snprintf(path, sizeof path, SHM_DIR "/%s", name);
-		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-		    st.st_uid == getuid())
-			return true;
-	}
-	return false;
-}
-
-/* The start time of process pid (/proc/PID/stat, field 22) in clock ticks
- * since boot, or 0. */
-static unsigned long long proc_start(const char *pid)
-{
-	char path[300], buf[1024], *p;
-	unsigned long long start = 0;
-	FILE *f;
-
-	snprintf(path, sizeof path, "/proc/%s/stat", pid);
-	if (!(f = fopen(path, "re")))
-		return 0;
-	p = fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
-	fclose(f);
-	/* after the command: state (field 3) ... starttime (field 22) */
-	if (!p || sscanf(p + 2,
-			 "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-			 "%*u %*u %*d %*d %*d %*d %*d %*d %llu",
-			 &start) != 1)
-		return 0;
-	return start;
-}
-
-static unsigned long long ticks_since_boot(void)
-{
-	unsigned long long hz = (unsigned long long)sysconf(_SC_CLK_TCK);
-	struct timespec ts;
-
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return (unsigned long long)ts.tv_sec * hz +
-	       (unsigned long long)ts.tv_nsec / (1000000000ull / hz);
-}
-
-/* A process of the instance: its environment names it, and (for the
- * watchdog) it started before the owner was gone.  A later one belongs to
- * a runtime that reuses the name: an instance is named after its owner's
- * pid, which a new process can have once the owner is gone. */
-static bool of_instance(const struct opts *o, const char *pid)
-{
-	char inst[128];
-
-	proc_instance(pid, inst, sizeof inst);
-	if (strcmp(inst, o->instance))
-		return false;
-	return !o->gone_at || proc_start(pid) <= o->gone_at;
-}
-
-/* The owner's pid names a process that started after the owner was gone. */
-static bool owner_pid_reused(const struct opts *o)
-{
-	char pid[32];
-
-	snprintf(pid, sizeof pid, "%d", (int)o->when_gone);
-	return o->gone_at && proc_start(pid) > o->gone_at;
-}
-
-static bool tracked_pid(const struct tracked *t, int n, pid_t pid)
-{
-	for (int i = 0; i < n; i++)
-		if (t[i].pid == pid)
-			return true;
-	return false;
-}
-
-/* Send signo to every process of the instance that is not in t[] yet and
- * add it there.  Each is signalled through a pidfd opened before its owner
- * and environment are checked again, so a pid reused since the scan is
- * never hit.  Returns how many were added. */
-static int signal_new(const struct opts *o, struct tracked *t, int *n,
-		      int signo)
-{
-	DIR *d = opendir("/proc");
+	DIR *d = opendir(SHM_DIR);
+	struct rt *rts = NULL;
 	struct dirent *de;
-	char path[300];
-	struct stat st;
-	int added = 0;
+	size_t n = 0, cap = 0;
+	char path[512], inst[DMEM_INSTANCE_MAX + 1];
 
-	while (d && (de = readdir(d)) && *n < MAX_TRACKED) {
-		pid_t pid;
-		int fd;
-
-		if (!isdigit((unsigned char)de->d_name[0]))
+	while (d && (de = readdir(d))) {
+		size_t i;
+		if (dmem_segname_match(de->d_name, NULL, only) != 1)
 			continue;
-		pid = (pid_t)atol(de->d_name);
-		snprintf(path, sizeof path, "/proc/%s", de->d_name);
-		if (pid == getpid() || tracked_pid(t, *n, pid) ||
-		    stat(path, &st) < 0 || st.st_uid != getuid() ||
-		    !of_instance(o, de->d_name))
+		snprintf(path, sizeof path, SHM_DIR "/%s", de->d_name);
+		if (!my_file(path))
 			continue;
-		fd = pidfd_open_pid(pid);
-		if (fd < 0)
+		instance_of(de->d_name, inst, sizeof inst);
+		for (i = 0; i < n && strcmp(rts[i].inst, inst); i++)
+			;
+		if (i < n)
 			continue;
-		if (stat(path, &st) < 0 || st.st_uid != getuid() ||
-		    !of_instance(o, de->d_name)) {
-			close(fd);
-			continue;
+		if (n == cap) {
+			size_t c = cap ? 2 * cap : 16;
+			struct rt *t = realloc(rts, c * sizeof *t);
+			if (!t)
+				break;
+			rts = t;
+			cap = c;
 		}
-		printf("%s process %d (instance %s)\n",
-		       signo == SIGKILL ? "killing" : "ending", (int)pid,
-		       o->instance);
-		syscall(SYS_pidfd_send_signal, fd, signo, NULL, 0);
-		t[(*n)++] = (struct tracked){pid, fd};
-		added++;
+		memset(&rts[n], 0, sizeof rts[n]);
+		snprintf(rts[n++].inst, sizeof rts[0].inst, "%s", inst);
 	}
 	if (d)
 		closedir(d);
-	return added;
+	*n_out = n;
+	return rts;
 }
 
-/* Wait until every process in t[] has ended or the deadline has passed;
- * returns how many still run. */
-static int wait_ended(struct tracked *t, int n, double deadline)
+/* A process other than this one that maps a segment of instance;
+ * 0 if none. */
+static pid_t mapped_by(const char *inst)
 {
-	static struct pollfd p[MAX_TRACKED];
-	static int idx[MAX_TRACKED];
+	char prefix[DMEM_SEGNAME_MAX + 16], path[64], line[4096];
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	pid_t found = 0;
+	size_t plen;
 
-	for (;;) {
-		double rest = deadline - now();
-		int k = 0, ms = rest > 0 ? (int)(rest * 1e3) + 1 : 0;
-
-		for (int i = 0; i < n; i++) {
-			if (t[i].fd < 0)
-				continue;
-			p[k] = (struct pollfd){.fd = t[i].fd, .events = POLLIN};
-			idx[k++] = i;
-		}
-		if (!k)
-			return 0;
-		if (poll(p, (nfds_t)k, ms) < 0 && errno != EINTR)
-			return k;
-		for (int j = 0; j < k; j++) {
-			if (p[j].revents) {
-				close(t[idx[j]].fd);
-				t[idx[j]].fd = -1;
+	/* "/dev/shm/dragon.<user>.<inst>." */
+	if (dmem_segname_format(NULL, inst, "x", prefix + 9,
+				sizeof prefix - 9) < 0) {
+		if (d)
+			closedir(d);
+		return 0;
+	}
+	memcpy(prefix, SHM_DIR "/", 9);
+	plen = strlen(prefix) - 1;
+	while (!found && d && (de = readdir(d))) {
+		pid_t pid;
+		FILE *f;
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		pid = (pid_t)atol(de->d_name);
+		if (pid == getpid())
+			continue;
+		snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+		if (!(f = fopen(path, "re")))
+			continue;
+		while (fgets(line, sizeof line, f)) {
+			char *p = strchr(line, '/');
+			if (p && !strncmp(p, prefix, plen)) {
+				found = pid;
+				break;
 			}
 		}
-		if (now() >= deadline) {
-			int still = 0;
-			for (int i = 0; i < n; i++)
-				still += t[i].fd >= 0;
-			return still;
-		}
+		fclose(f);
 	}
+	if (d)
+		closedir(d);
+	return found;
 }
 
-/* End the instance's processes: SIGTERM, o->grace seconds to end, then
- * SIGKILL.  Processes they start meanwhile are found by scanning again. */
-static void end_instance(const struct opts *o)
+bool cleanup_rec_load(const char *instance, struct rtrec *rec)
 {
-	static struct tracked t[MAX_TRACKED];
-	const struct timespec settle = {0, SCAN_SETTLE_NS};
-	double deadline = now() + o->grace;
-	int n = 0, fresh, left = 0, quiet = 0;
+	char seg[DMEM_SEGNAME_MAX], path[sizeof SHM_DIR + DMEM_SEGNAME_MAX];
+	dlaunch__rec_slot_t *slots;
+	dlaunch__rec_hdr_t h;
+	size_t n;
 
-	/* A process started just before the owner died can still be in its
-	 * exec, its environment not readable yet: a scan that finds nothing
-	 * new is trusted once another one, a moment later, agrees. */
-	do {
-		fresh = signal_new(o, t, &n, SIGTERM);
-		quiet = fresh ? 0 : quiet + 1;
-		left = wait_ended(t, n, deadline);
-		if (!left && quiet < 2)
-			nanosleep(&settle, NULL);
-	} while (!left && quiet < 2 && now() < deadline);
-	for (int round = 0; round < KILL_ROUNDS && (left || fresh); round++) {
-		for (int i = 0; i < n; i++) {
-			if (t[i].fd < 0)
-				continue;
-			if (!round)
-				printf("killing process %d (instance %s)\n",
-				       (int)t[i].pid, o->instance);
-			syscall(SYS_pidfd_send_signal, t[i].fd, SIGKILL, NULL,
-				0);
-		}
-		fresh = signal_new(o, t, &n, SIGKILL);
-		left = wait_ended(t, n, now() + KILL_WAIT_S);
+	if (dmem_segname_format(NULL, instance, DLAUNCH_REC_NAME, seg,
+				sizeof seg) < 0)
+		return false;
+	snprintf(path, sizeof path, SHM_DIR "/%s", seg);
+	if (!my_file(path) || dlaunch__rec_read(path, &h, &slots, &n) < 0)
+		return false;
+	if (strcmp(h.instance, instance)) {
+		free(slots);
+		return false;
 	}
-	for (int i = 0; i < n; i++)
-		if (t[i].fd >= 0)
-			close(t[i].fd);
+	free(rec->slots);
+	rec->hdr = h;
+	rec->slots = slots;
+	rec->nslots = n;
+	rec->has = true;
+	return true;
 }
 
-/* The owner's log, if it left it empty.  A file changed after the owner
- * was gone is another process's (a new launcher with the same pid). */
-static void remove_empty_log(const struct opts *o)
+static void judge(struct rt *r)
 {
+	uint64_t start;
+
+	if (!cleanup_rec_load(r->inst, &r->rec)) {
+		r->user = mapped_by(r->inst);
+		r->state = r->user ? RT_INUSE : RT_UNUSED;
+		return;
+	}
+	if (r->rec.hdr.pidns != dlaunch__pidns()) {
+		r->state = RT_OTHERNS;
+		return;
+	}
+	start = dlaunch__proc_start(r->rec.hdr.owner);
+	r->state =
+		start && start == r->rec.hdr.owner_start ? RT_LIVE : RT_STALE;
+}
+
+static const char *owner_kind(const struct rt *r)
+{
+	return r->rec.hdr.flags & DLAUNCH_REC_F_LAUNCHER ? "launcher"
+							 : "embedded in";
+}
+
+/* ---- a runtime's processes ----------------------------------------- */
+
+/* ppid (field 4) and start time (field 22) of pid; false if it is gone
+ * (a zombie too: it has ended, only its status waits for its parent). */
+static bool stat_of(pid_t pid, pid_t *ppid, uint64_t *start)
+{
+	char path[64], buf[1024], *p, state;
+	unsigned long long st;
+	int pp, fd;
+	ssize_t n;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return false;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (!p ||
+	    sscanf(p + 2,
+		   "%c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+		   "%*u %*u %*d %*d %*d %*d %*d %*d %llu",
+		   &state, &pp, &st) != 3 ||
+	    state == 'Z' || state == 'X')
+		return false;
+	*ppid = (pid_t)pp;
+	*start = st;
+	return true;
+}
+
+/* Every process of this user but us. */
+struct pinfo *cleanup_snapshot(size_t *n_out)
+{
+	DIR *d = opendir("/proc");
+	struct pinfo *ps = NULL;
+	struct dirent *de;
+	size_t n = 0, cap = 0;
+	char path[64];
 	struct stat st;
 
-	if (!o->log || lstat(o->log, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    st.st_uid != getuid() || st.st_size != 0)
-		return;
-	if (st.st_mtim.tv_sec > o->gone_wall.tv_sec ||
-	    (st.st_mtim.tv_sec == o->gone_wall.tv_sec &&
-	     st.st_mtim.tv_nsec > o->gone_wall.tv_nsec))
-		return;
-	printf("removing the empty log %s\n", o->log);
-	unlink(o->log);
+	while (d && (de = readdir(d))) {
+		struct pinfo p = {0};
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		p.pid = (pid_t)atol(de->d_name);
+		snprintf(path, sizeof path, "/proc/%d", (int)p.pid);
+		if (p.pid == getpid() || stat(path, &st) < 0 ||
+		    st.st_uid != getuid() || !stat_of(p.pid, &p.ppid, &p.start))
+			continue;
+		if (n == cap) {
+			size_t c = cap ? 2 * cap : 256;
+			struct pinfo *t = realloc(ps, c * sizeof *t);
+			if (!t)
+				break;
+			ps = t;
+			cap = c;
+		}
+		ps[n++] = p;
+	}
+	if (d)
+		closedir(d);
+	*n_out = n;
+	return ps;
 }
 
-/* The watchdog: returns in the caller once the watch is set up (the exit
- * status of dragon-cleanup says whether it is); the watch goes on in a
- * detached process, so that it is nobody's child (a wait for any child in
- * the owner does not find it) and the terminal's signals do not reach
- * it. */
-static int watch_owner(struct opts *o)
+static bool env_names(pid_t pid, const char *instance)
 {
-	bool owner_is_parent = getppid() == o->when_gone;
-	int fd = pidfd_open_pid(o->when_gone);
-	pid_t pid;
+	char inst[128];
 
-	if (fd < 0 && errno != ESRCH) {
-		fprintf(stderr,
-			"dragon-cleanup: cannot watch process %d: pidfd_open: "
-			"%s (Linux 5.3 or later is needed)\n",
-			(int)o->when_gone, strerror(errno));
-		return 1;
+	cleanup_proc_instance(pid, inst, sizeof inst);
+	return !strcmp(inst, instance);
+}
+
+size_t cleanup_mark(const char *instance, const struct rtrec *rec,
+		    bool with_owner, uint64_t before, struct pinfo *ps,
+		    size_t n)
+{
+	uint64_t spawning = rec->has ? rec->hdr.spawning : 0;
+	size_t count = 0;
+	bool more = true;
+
+	for (size_t i = 0; i < n; i++) {
+		struct pinfo *p = &ps[i];
+		if (p->mark || !p->start || (before && p->start > before))
+			continue;
+		for (size_t j = 0; j < rec->nslots && !p->mark; j++)
+			p->mark = rec->slots[j].pid == p->pid &&
+				  rec->slots[j].start == p->start;
+		if (with_owner && rec->has && rec->hdr.owner == p->pid &&
+		    rec->hdr.owner_start == p->start)
+			p->mark = true;
+		/* No record to go by (a runtime of an older version); or a
+		 * process the record may not show yet. */
+		if (!p->mark &&
+		    (!rec->has || (spawning && p->start >= spawning)))
+			p->mark = env_names(p->pid, instance);
 	}
-	/* Started by the owner, which died before the pidfd was open: the
-	 * pid may belong to someone else now. */
-	if (fd >= 0 && owner_is_parent && getppid() != o->when_gone) {
+	while (more) {
+		more = false;
+		for (size_t i = 0; i < n; i++) {
+			bool parent = false;
+			if (ps[i].mark || !ps[i].start ||
+			    (before && ps[i].start > before))
+				continue;
+			for (size_t j = 0; j < n && !parent; j++)
+				parent = ps[j].mark && ps[j].pid == ps[i].ppid;
+			if (parent && env_names(ps[i].pid, instance))
+				more = ps[i].mark = true;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		count += ps[i].mark;
+	return count;
+}
+
+/* Wait until the processes of fds[] have ended or the deadline has
+ * passed; closes the fds; returns how many still run. */
+static int wait_gone(int *fds, int n, double deadline)
+{
+	int left = 0;
+
+	for (int i = 0; i < n; i++) {
+		struct pollfd p = {.fd = fds[i], .events = POLLIN};
+		double rest = deadline - cleanup_now();
+		int r = poll(&p, 1, rest > 0 ? (int)(rest * 1e3) + 1 : 0);
+		if (r == 0)
+			left++;
+		close(fds[i]);
+	}
+	return left;
+}
+
+/* SIGKILL process pid if it is still the one that started at start
+ * (checked through a pidfd opened first, so a reused pid is never hit);
+ * returns the pidfd, or -1. */
+static int kill_verified(const struct opts *o, const struct rt *r, pid_t pid,
+			 uint64_t start, const char *what)
+{
+	int fd = cleanup_pidfd_open(pid);
+
+	if (fd < 0)
+		return -1;
+	if (dlaunch__proc_start(pid) != start) {
 		close(fd);
-		fd = -1;
+		return -1;
 	}
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		fprintf(stderr,
-			"dragon-cleanup: cannot start the watchdog: "
-			"fork: %s\n",
-			strerror(errno));
-		return 1;
-	}
-	if (pid > 0)
-		return 0;
-	setsid();
-	if (fd >= 0) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		while (poll(&p, 1, -1) < 0 && errno == EINTR)
-			;
+	printf("%s %s %d (runtime %s)\n", o->dry_run ? "would kill" : "killing",
+	       what, (int)pid, r->inst);
+	if (o->dry_run || cleanup_pidfd_signal(fd, SIGKILL) < 0) {
 		close(fd);
-		o->gone_at = ticks_since_boot();
+		return -1;
 	}
-	clock_gettime(CLOCK_REALTIME, &o->gone_wall);
-	remove_empty_log(o);
-	/* The owner stopped the runtime before it went: nothing is the
-	 * runtime's any more (processes that merely inherited its variables
-	 * are left alone). */
-	if (!runtime_left(o))
-		return 0;
-	end_instance(o);
-	/* A new process has the owner's pid: if it started a runtime of its
-	 * own, that one has the same name and its segments are not ours to
-	 * remove (it removed the dead runtime's when it started). */
-	if (owner_pid_reused(o)) {
-		printf("process %d is a new process: the segments of instance "
-		       "%s are left (dragon-cleanup --instance %s removes "
-		       "them once no runtime of that name runs)\n",
-		       (int)o->when_gone, o->instance, o->instance);
-		return 0;
+	return fd;
+}
+
+/* End the runtime's processes; owner: it is live, end its owner too.
+ * Returns how many processes did not end. */
+static int end_processes(const struct opts *o, struct rt *r, bool owner)
+{
+	int left = 0;
+
+	for (int round = 0; round < END_ROUNDS; round++) {
+		size_t n, nmarked;
+		struct pinfo *ps = cleanup_snapshot(&n);
+		int *fds, nfds = 0;
+
+		nmarked = ps ? cleanup_mark(r->inst, &r->rec,
+					    owner && round == 0, 0, ps, n)
+			     : 0;
+		fds = nmarked ? calloc(nmarked, sizeof *fds) : NULL;
+		if (!fds) {
+			free(ps);
+			break;
+		}
+		/* The owner first, and gone before the rest is touched: its
+		 * services start and adopt the runtime's processes, so once it
+		 * is gone nothing is added to the record, and it never sees
+		 * the others die under it (a program that runs on with half a
+		 * runtime is what ending a runtime whole must avoid). */
+		if (owner && round == 0) {
+			int fd = kill_verified(o, r, r->rec.hdr.owner,
+					       r->rec.hdr.owner_start, "owner");
+			if (fd >= 0)
+				left += wait_gone(&fd, 1,
+						  cleanup_now() + KILL_WAIT_S);
+		}
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+			if (!ps[i].mark || (owner && round == 0 &&
+					    ps[i].pid == r->rec.hdr.owner))
+				continue;
+			fd = kill_verified(o, r, ps[i].pid, ps[i].start,
+					   "process");
+			if (fd >= 0)
+				fds[nfds++] = fd;
+		}
+		free(ps);
+		left += wait_gone(fds, nfds, cleanup_now() + KILL_WAIT_S);
+		free(fds);
+		if (!nfds || o->dry_run)
+			break;
+		cleanup_rec_load(r->inst, &r->rec);
 	}
-	return remove_segments(o) < 0 ? 1 : 0;
+	return left;
+}
+
+/* ---- the cleanup ------------------------------------------------------- */
+
+/* End runtime r whole, or leave it alone; returns 1 if something of it
+ * could not be ended or removed. */
+static int clean_runtime(const struct opts *o, struct rt *r)
+{
+	bool asked = o->force || o->instance;
+	const char *why = o->instance ? "--instance" : "--force";
+	int left = 0;
+
+	judge(r);
+	switch (r->state) {
+	case RT_LIVE:
+		if (!asked) {
+			printf("runtime %s is live (%s pid %d): left alone; "
+			       "use --force or --instance %s to end it\n",
+			       r->inst, owner_kind(r), (int)r->rec.hdr.owner,
+			       r->inst);
+			return 0;
+		}
+		printf("%s runtime %s (%s pid %d, live): %s\n",
+		       o->dry_run ? "would end" : "ending", r->inst,
+		       owner_kind(r), (int)r->rec.hdr.owner, why);
+		left = end_processes(o, r, true);
+		break;
+	case RT_STALE:
+		printf("runtime %s: its owner (%s pid %d) is gone: %s its "
+		       "processes and segments\n",
+		       r->inst, owner_kind(r), (int)r->rec.hdr.owner,
+		       o->dry_run ? "would end" : "ending");
+		left = end_processes(o, r, false);
+		break;
+	case RT_OTHERNS:
+		if (!asked) {
+			printf("runtime %s belongs to another pid namespace "
+			       "(owner pid %d there): left alone; use --force "
+			       "or --instance %s to remove its segments\n",
+			       r->inst, (int)r->rec.hdr.owner, r->inst);
+			return 0;
+		}
+		printf("runtime %s belongs to another pid namespace: its "
+		       "processes are out of reach, %s its segments (%s)\n",
+		       r->inst, o->dry_run ? "would remove" : "removing", why);
+		break;
+	case RT_INUSE:
+		if (!asked) {
+			printf("segments of %s (no runtime record) are in use "
+			       "by process %d: left alone; use --force or "
+			       "--instance %s to remove them\n",
+			       r->inst, (int)r->user, r->inst);
+			return 0;
+		}
+		break;
+	case RT_UNUSED:
+		break;
+	}
+	if (left)
+		fprintf(stderr,
+			"dragon-cleanup: runtime %s: %d processes did not end "
+			"within %.0f s after SIGKILL\n",
+			r->inst, left, KILL_WAIT_S);
+	return cleanup_remove_segments(o, r->inst) < 0 || left ? 1 : 0;
+}
+
+static int clean(const struct opts *o)
+{
+	size_t n;
+	struct rt *rts = find_runtimes(o->instance, &n);
+	int status = 0;
+
+	if (!n && o->instance && !o->dry_run)
+		printf("no segment of runtime %s: nothing to do\n",
+		       o->instance);
+	for (size_t i = 0; i < n; i++) {
+		status |= clean_runtime(o, &rts[i]);
+		free(rts[i].rec.slots);
+	}
+	free(rts);
+	return status;
 }
 
 static int usage(FILE *f, int code)
 {
 	fprintf(f,
-		"Usage: dragon-cleanup [--dry-run] [--instance ID]\n"
+		"Usage: dragon-cleanup [--dry-run] [--force | --instance ID]\n"
 		"       dragon-cleanup --when-gone PID --instance ID "
 		"[--grace SECONDS] [--log PATH]\n"
-		"End this user's Dragon runtime processes and remove this "
-		"user's Dragon\nsegments (/dev/shm/dragon.<user>.*).\n\n"
+		"End this user's leftover Dragon runtimes: their processes "
+		"and their\nsegments (/dev/shm/dragon.<user>.*).  Live "
+		"runtimes (whose launcher or\nembedding program runs) are "
+		"left alone unless asked.\n\n"
 		"  -n, --dry-run       list what would be done, do nothing\n"
-		"  -i, --instance ID   only the runtime instance ID\n"
+		"  -f, --force         end live runtimes too\n"
+		"  -i, --instance ID   only runtime ID, ended even if live\n"
 		"  -w, --when-gone PID watch in the background: once process "
 		"PID has\n"
 		"                      ended without stopping runtime ID, "
@@ -522,7 +612,10 @@ static int usage(FILE *f, int code)
 		"  -l, --log PATH      with --when-gone: remove PATH too if "
 		"PID left it empty\n"
 		"  -h, --help          show this help\n"
-		"  -V, --version       show the version\n");
+		"  -V, --version       show the version\n\n"
+		"Exit status: 0 done (live runtimes left alone included), 1 "
+		"a process\nthat did not end or a segment that could not be "
+		"removed, 2 usage.\n");
 	return code;
 }
 
@@ -530,6 +623,7 @@ int main(int argc, char **argv)
 {
 	static const struct option longs[] = {
 		{"dry-run", no_argument, 0, 'n'},
+		{"force", no_argument, 0, 'f'},
 		{"instance", required_argument, 0, 'i'},
 		{"when-gone", required_argument, 0, 'w'},
 		{"grace", required_argument, 0, 'g'},
@@ -540,18 +634,30 @@ int main(int argc, char **argv)
 	struct opts o = {.grace = 5.0};
 	char *end;
 	long pid;
-	int c, segs;
+	int c;
 
-	while ((c = getopt_long(argc, argv, "ni:w:g:l:hV", longs, NULL)) !=
+	while ((c = getopt_long(argc, argv, "nfi:w:g:l:hV", longs, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'n':
 			o.dry_run = 1;
 			break;
+		case 'f':
+			o.force = 1;
+			break;
 		case 'i':
-			if (!*optarg || strchr(optarg, '/') ||
-			    strchr(optarg, '.'))
-				return usage(stderr, 2);
+			if (strlen(optarg) > DMEM_INSTANCE_MAX ||
+			    strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
+					   "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					   "0123456789_-") != strlen(optarg) ||
+			    !*optarg) {
+				fprintf(stderr,
+					"dragon-cleanup: instance '%s': an "
+					"instance id is 1..%d of "
+					"[A-Za-z0-9_-]\n",
+					optarg, DMEM_INSTANCE_MAX);
+				return 2;
+			}
 			o.instance = optarg;
 			break;
 		case 'w':
@@ -580,15 +686,9 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc || (o.when_gone && (!o.instance || o.dry_run)) ||
-	    (o.log && !o.when_gone))
+	    (o.log && !o.when_gone) || (o.force && o.when_gone))
 		return usage(stderr, 2);
 	if (o.when_gone)
-		return watch_owner(&o);
-	end_processes(&o);
-	/* Give the killed processes a moment to let go of their segments
-	 * before they are removed (names go at once either way). */
-	if (!o.dry_run)
-		usleep(100000);
-	segs = remove_segments(&o);
-	return segs < 0 ? 1 : 0;
+		return cleanup_watch_owner(&o);
+	return clean(&o);
 }

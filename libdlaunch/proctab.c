@@ -10,6 +10,10 @@
  * goes first.  A record whose status its living spawner has not collected
  * is never dropped (like a zombie, it is the spawner's to collect), and a
  * record is replaced when the OS gives its pid to a new process of ours.
+ *
+ * Every running process is also in the runtime record (rtrec.h), which
+ * tells dragon-cleanup which processes are the runtime's: a slot is
+ * written when a record is made and cleared when the process ends.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -116,6 +120,12 @@ int dlaunch__proc_add(dlaunch__server_t *s, pid_t pid, int pidfd, pid_t spawner,
 	p->spawner = spawner;
 	p->reaper = reaper;
 	p->adopted = reaper != 0;
+	p->recslot = s->rec ? dlaunch__rec_add(s->rec, pid) : -1;
+	if (p->recslot < 0 && s->rec)
+		dlaunch__log(DLAUNCH_LOG_WARNING,
+			     "process %d is not in the runtime record (%s): "
+			     "dragon-cleanup will not know it",
+			     (int)pid, strerror(-p->recslot));
 	p->next = s->procs;
 	s->procs = p;
 	*p_out = p;
@@ -125,6 +135,7 @@ int dlaunch__proc_add(dlaunch__server_t *s, pid_t pid, int pidfd, pid_t spawner,
 void dlaunch__proc_unlink(dlaunch__server_t *s, dlaunch__proc_t *p)
 {
 	retired_drop(s, p);
+	dlaunch__rec_clear(s->rec, p->recslot);
 	if (p->polled)
 		__atomic_sub_fetch(&s->npolled, 1, __ATOMIC_RELAXED);
 	for (dlaunch__proc_t **pp = &s->procs; *pp; pp = &(*pp)->next)
@@ -182,6 +193,8 @@ dlaunch__waiter_t *dlaunch__proc_end(dlaunch__server_t *s, dlaunch__proc_t *p,
 		__atomic_sub_fetch(&s->npolled, 1, __ATOMIC_RELAXED);
 	p->polled = false;
 	p->ended = true;
+	dlaunch__rec_clear(s->rec, p->recslot);
+	p->recslot = -1;
 	/* A kept record holds no descriptor. */
 	if (p->pidfd >= 0)
 		close(p->pidfd);

@@ -177,6 +177,32 @@ static int check_instance(const char *inst)
 	return 0;
 }
 
+/* The runtime record (rtrec.h), made before any segment and removed after
+ * the last, so that dragon-cleanup knows every segment of the instance as
+ * a runtime's, and whether its owner (this process) still runs.  Without
+ * one (a /dev/shm too full even for this), the runtime still runs; only
+ * dragon-cleanup will not tell it from a leftover unless it is in use. */
+static int make_record(dlaunch__server_t *s)
+{
+	int rc = dlaunch__rec_create(s->instance, s->adopt, &s->rec);
+
+	if (rc == -EEXIST)
+		return dlaunch__fail(
+			-EEXIST,
+			"start-up phase 'default pool': runtime instance %s "
+			"exists already (its record dragon.<user>.%s.%s is in "
+			"/dev/shm): choose another instance id, or end that "
+			"runtime with `dragon-cleanup --instance %s`",
+			s->instance, s->instance, DLAUNCH_REC_NAME,
+			s->instance);
+	if (rc)
+		dlaunch__log(DLAUNCH_LOG_WARNING,
+			     "runtime %s has no record in /dev/shm (%s): "
+			     "dragon-cleanup will not know its processes",
+			     s->instance, strerror(-rc));
+	return 0;
+}
+
 static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 {
 	dlaunch__server_t *s = &r->srv;
@@ -207,6 +233,9 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 			      : STARTUP_TIMEOUT_NS;
 	pa.instance = s->instance;
 	phase_start(r);
+	rc = make_record(s);
+	if (rc)
+		return rc;
 	size = default_pool_size(size);
 	rc = dmem_pool_create("default", (size_t)size, &pa, &s->default_pool);
 	if (rc)
@@ -277,6 +306,8 @@ static void release(struct dlaunch__runtime *r)
 		dchan_detach(r->inf_anchor);
 	if (r->inf_pool)
 		dmem_pool_destroy(r->inf_pool);
+	dlaunch__rec_remove(s->rec);
+	s->rec = NULL;
 	for (int i = 0; i < 8; i++)
 		free(r->envbuf[i]);
 	pthread_mutex_destroy(&s->lock);

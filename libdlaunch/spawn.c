@@ -229,8 +229,12 @@ int dlaunch__spawn(dlaunch__server_t *s, const dlaunch__spawn_t *sp,
 		path = search_path(path, env, buf, sizeof buf);
 	if (rc == 0)
 		rc = check_exec(path, sp->cwd);
-	if (rc == 0)
+	/* Until the new process is in a slot of the runtime record, the
+	 * record says a spawn is under way (rtrec.h). */
+	if (rc == 0) {
+		dlaunch__rec_spawning(s->rec, true);
 		rc = posix_spawn(&pid, path, &fa, &at, sp->argv, env);
+	}
 	close_fds(wends, 3);
 	if (rc) {
 		close_fds(rends, 3);
@@ -244,6 +248,7 @@ int dlaunch__spawn(dlaunch__server_t *s, const dlaunch__spawn_t *sp,
 			     (int)pid);
 		rc = rc ? rc : (int)pid;
 	}
+	dlaunch__rec_spawning(s->rec, false);
 	posix_spawnattr_destroy(&at);
 	posix_spawn_file_actions_destroy(&fa);
 	free(env);

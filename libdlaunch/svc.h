@@ -28,6 +28,8 @@
  *   tables and the reply path (send no requests, call nothing above)
  *   proctab.c      the process table: every change to a process record;
  *                  sends no messages
+ *   rtrec.c        the runtime record in /dev/shm: owner and processes,
+ *                  for dragon-cleanup (rtrec.h; calls nothing above)
  *   dispatch.c     the handler table and dispatch of one message
  *   reply.c        the client table and the reply path
  *
@@ -44,6 +46,7 @@
 #include <signal.h>
 #include <time.h>
 #include "dlaunch_private.h"
+#include "rtrec.h"
 
 /* A STATUS request parked on a running process. */
 typedef struct dlaunch__waiter {
@@ -69,6 +72,7 @@ typedef struct dlaunch__proc {
 	bool adopted;	  /* forked by reaper, not started here */
 	bool gone;	  /* adopted: ended, its status not reported yet */
 	pid_t reaper;	  /* adopted: its parent; 0 once that ended */
+	int recslot;	  /* its slot in the runtime record; -1: none */
 	struct dlaunch__proc *rnext; /* retired FIFO, oldest first */
 	dlaunch__waiter_t *waiters;
 } dlaunch__proc_t;
@@ -99,7 +103,8 @@ typedef struct dlaunch__server {
 	pthread_mutex_t lock;
 	pthread_cond_t changed; /* a process ended or a stream closed */
 	char instance[64];
-	bool stopping; /* refuse new spawns */
+	bool stopping;	     /* refuse new spawns */
+	dlaunch__rec_t *rec; /* the runtime record (rtrec.h); NULL: none */
 	/* process table (proctab.c) */
 	dlaunch__proc_t *procs;
 	dlaunch__proc_t *retired, *retired_tail;
