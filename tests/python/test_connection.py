@@ -560,3 +560,43 @@ assert seen and not any(seen), \\
     "destroyed while a thread was inside a receive: %s" % seen
 assert type(out[0]) is OSError, out
 ''')
+
+
+def test_close_wakes_every_kind_of_blocked_call(run_python):
+    # The last close of a Pipe waits for this process's threads inside
+    # calls on it: a receiver, a poller and a sender blocked on a full
+    # channel, all real threads, must each get their error (or
+    # end-of-file) and the close must return.
+    run_python('''
+import multiprocessing as mp, threading, time
+import dragon
+ctx = mp.get_context("dragon")
+for i in range(60):
+    a, b = ctx.Pipe()
+    out = {}
+
+    def call(name, fn):
+        try:
+            out[name] = fn()
+        except Exception as e:
+            out[name] = type(e).__name__
+
+    def fill():
+        for k in range(5000):  # more than the channel holds
+            a.send(k)
+
+    ts = [threading.Thread(target=call, args=(n, f)) for n, f in
+          (("recv", a.recv), ("poll", lambda: a.poll(60)), ("send", fill))]
+    for t in ts:
+        t.start()
+    time.sleep(0.01 * (i % 3))
+    b.close()
+    closer = threading.Thread(target=a.close)
+    closer.start()
+    for t in [closer] + ts:
+        t.join(60)
+        assert not t.is_alive(), "trial %d: a thread did not return: %s" % (i, out)
+    assert out["recv"] in ("EOFError", "OSError"), out
+    assert out["send"] in ("OSError", "BrokenPipeError"), out
+    assert out["poll"] in (True, "OSError"), out
+''')
