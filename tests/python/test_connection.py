@@ -498,3 +498,105 @@ if __name__ == "__main__":
     assert not errors, errors
     assert [p.exitcode for p in procs] == [0, 0]
 ''', timeout=300)
+
+
+def test_pipe_not_destroyed_under_a_blocked_receiver(run_python):
+    # close() in one thread while another thread of the process is inside
+    # a receive on the same Connection, the last end held anywhere: the
+    # channel must not be destroyed (its memory going to the next
+    # allocation) until that thread has left the call, and the thread then
+    # gets the OSError of a closed Connection.  The receiving thread is
+    # held at a gate on its way into the receive, as a descheduled thread
+    # would be.
+    run_python('''
+import multiprocessing as mp, threading
+import dragon
+from dragon import channels, connection
+ctx = mp.get_context("dragon")
+
+real_recv, real_destroy = connection._msg_recv, channels.Channel.destroy
+inside = [0]
+entered, gate = threading.Event(), threading.Event()
+seen = []
+
+def msg_recv(*args):
+    if threading.current_thread().name != "blocked":
+        return real_recv(*args)
+    inside[0] += 1
+    try:
+        entered.set()
+        assert gate.wait(60), "gate never opened"
+        return real_recv(*args)
+    finally:
+        inside[0] -= 1
+
+def destroy(self):
+    seen.append(inside[0])
+    real_destroy(self)
+
+connection._msg_recv = msg_recv
+channels.Channel.destroy = destroy
+a, b = ctx.Pipe()
+out = []
+
+def reader():
+    try:
+        out.append(a.recv())
+    except Exception as e:
+        out.append(e)
+
+t = threading.Thread(target=reader, name="blocked")
+t.start()
+assert entered.wait(60), "the reader never received"
+b.close()
+closer = threading.Thread(target=a.close)
+closer.start()
+closer.join(0.5)  # a close that does not wait for the reader destroys now
+gate.set()
+closer.join(60)
+t.join(60)
+assert not closer.is_alive() and not t.is_alive(), "close or recv hung"
+assert seen and not any(seen), \\
+    "destroyed while a thread was inside a receive: %s" % seen
+assert type(out[0]) is OSError, out
+''')
+
+
+def test_close_wakes_every_kind_of_blocked_call(run_python):
+    # The last close of a Pipe waits for this process's threads inside
+    # calls on it: a receiver, a poller and a sender blocked on a full
+    # channel, all real threads, must each get their error (or
+    # end-of-file) and the close must return.
+    run_python('''
+import multiprocessing as mp, threading, time
+import dragon
+ctx = mp.get_context("dragon")
+for i in range(60):
+    a, b = ctx.Pipe()
+    out = {}
+
+    def call(name, fn):
+        try:
+            out[name] = fn()
+        except Exception as e:
+            out[name] = type(e).__name__
+
+    def fill():
+        for k in range(5000):  # more than the channel holds
+            a.send(k)
+
+    ts = [threading.Thread(target=call, args=(n, f)) for n, f in
+          (("recv", a.recv), ("poll", lambda: a.poll(60)), ("send", fill))]
+    for t in ts:
+        t.start()
+    time.sleep(0.01 * (i % 3))
+    b.close()
+    closer = threading.Thread(target=a.close)
+    closer.start()
+    for t in [closer] + ts:
+        t.join(60)
+        assert not t.is_alive(), "trial %d: a thread did not return: %s" % (i, out)
+    assert out["recv"] in ("EOFError", "OSError"), out
+    assert out["send"] in ("OSError", "BrokenPipeError"), out
+    assert out["poll"] in (True, "OSError"), out
+''')

@@ -15,6 +15,7 @@ sends, and send() for ordinary objects), a pickle whose large buffers
 are received without a copy, or a close notice that wakes the peer (the
 layout, shared with queues: :mod:`dragon._framing`).
 """
+import functools
 import io
 import os
 import pickle
@@ -51,6 +52,23 @@ _ADESC = ffi.sizeof("dmem_alloc_desc_t")
 
 _msg_send = lib.dragon_msg_send
 _msg_recv = lib.dragon_msg_recv
+_get_ident = threading.get_ident
+
+
+def _in_call(fn):
+    """fn calls into the Pipe's channels: while it runs, its thread counts
+    as inside them (Shared.busy), so that the last close in this process
+    does not destroy them under it.  The hot paths do the same inline."""
+    @functools.wraps(fn)
+    def call(self, *args, **kwds):
+        busy = self._busy
+        me = _get_ident()
+        busy.append(me)
+        try:
+            return fn(self, *args, **kwds)
+        finally:
+            busy.remove(me)
+    return call
 
 
 class Shared:
@@ -64,6 +82,10 @@ class Shared:
         self.tables = [HolderTable(alloc.ptr, alloc),
                        HolderTable(ffi.cast("char *", alloc.ptr) + _TABLE_BYTES, alloc)]
         self.users = 0              # Connections of this process using it
+        # The threads of this process inside a call on the channels (their
+        # idents; list.append and list.remove are atomic): the channels
+        # are destroyed only once they have left (see quiesce).
+        self.busy = []
         self.lock = threading.Lock()
         self.claim = ffi.cast("int32_t *", alloc.ptr) + 2 * HolderTable.WORDS
         self.record = RecordEnd(self.claim, alloc)
@@ -113,12 +135,31 @@ class Shared:
                 for c in self.chans:
                     c.detach()
                 return
+            self.quiesce()
             for c in self.chans:
                 c.destroy()
         finally:
             # The last process done with the record after the destruction
             # frees it.
             self.record.leave()
+
+    def quiesce(self):
+        """Before the destruction: wake the other threads of this process
+        that are inside a call on the channels, and wait until they have
+        left.  Every Connection of this Pipe in this process is closed by
+        now, so a thread that leaves finds its handle gone (OSError) and
+        no thread comes in.  A receiver is woken by a notice; a sender or
+        a poller returns within a wait slice (SLICE_NS)."""
+        me = _get_ident()
+        if all(t == me for t in list(self.busy)):
+            return
+        for c in self.chans:
+            try:
+                _send_notice(c.handle)
+            except Exception:
+                pass
+        while not all(t == me for t in list(self.busy)):
+            time.sleep(0.001)
 
 
 class Connection(_mpconn._ConnectionBase):
@@ -128,7 +169,10 @@ class Connection(_mpconn._ConnectionBase):
     thread is inside a call on them (see dragon.channels), so close() (or
     the garbage collector) may run while another thread is still blocked
     in recv() on the same Connection: that thread gets an error or
-    end-of-file, never freed memory.  The readiness descriptor's helper
+    end-of-file, never freed memory.  Nor is the channel destroyed under
+    it when that close was the last holding of the Pipe: the destruction
+    waits until every thread of the process has left its calls on the
+    channels (Shared.quiesce).  The readiness descriptor's helper
     thread holds the handles, not this object, which stays collectable;
     once it is collected, the helper keeps the end held until it has left
     the channel, so that nobody destroys the channel under its calls."""
@@ -151,6 +195,7 @@ class Connection(_mpconn._ConnectionBase):
         self._rh = self._rch.handle if readable else None
         self._wh = self._wch.handle if writable else None
         self._mine = shared.tables[end]
+        self._busy = shared.busy
         self._peer = shared.tables[1 - end]
         self._slot = self._mine.register() if slot is None else slot
         shared.add_user()
@@ -247,6 +292,7 @@ class Connection(_mpconn._ConnectionBase):
 
     # -- sending -----------------------------------------------------------
 
+    @_in_call
     def _send_raw(self, head, payload, timeout=None, tail=b""):
         """Send head (kind byte and header) + payload + tail as one
         message, waiting up to timeout seconds (None: as long as it takes)
@@ -346,6 +392,7 @@ class Connection(_mpconn._ConnectionBase):
     def _send_bytes(self, m):
         self._send_raw(_HDR_BYTES, m)
 
+    @_in_call
     def _send_small(self, data, timeout=None):
         """Send bytes data (shorter than _RECV_BUF) as a K_BYTES message;
         False when timeout passed without room."""
@@ -362,16 +409,22 @@ class Connection(_mpconn._ConnectionBase):
 
     def send_bytes(self, buf, offset=0, size=None):
         """Send the bytes of a bytes-like object (or buf[offset:offset+size])."""
-        wh = self._wh
-        if type(buf) is bytes and wh is not None and not offset and size is None:
-            n = len(buf)
-            if n < _RECV_BUF:
-                rc = _msg_send(wh, K_BYTES, buf, n, 0)
-                if rc:
-                    self._send_small_wait(wh, buf, n, rc, None)
-                return
-        self._whandle()
-        super().send_bytes(buf, offset, size)
+        busy = self._busy
+        me = _get_ident()
+        busy.append(me)
+        try:
+            wh = self._wh
+            if type(buf) is bytes and wh is not None and not offset and size is None:
+                n = len(buf)
+                if n < _RECV_BUF:
+                    rc = _msg_send(wh, K_BYTES, buf, n, 0)
+                    if rc:
+                        self._send_small_wait(wh, buf, n, rc, None)
+                    return
+            self._whandle()
+            super().send_bytes(buf, offset, size)
+        finally:
+            busy.remove(me)
 
     def _send_large_bytes(self, obj, timeout):
         """Send the pickle of a bytes object of at least _RECV_BUF bytes,
@@ -387,18 +440,15 @@ class Connection(_mpconn._ConnectionBase):
     def send(self, obj):
         """Send a picklable object.  Large buffers (bytearray, numpy
         arrays, pickle.PickleBuffer) go out of band in pool memory."""
-        wh = self._wh
-        if wh is None:
-            wh = self._whandle()
+        if self._wh is None:
+            self._whandle()
         if type(obj) is bytes and len(obj) >= _RECV_BUF:
             self._send_large_bytes(obj, None)
             return
         if _plain(obj):
             data = _dumps_plain(obj, 5)
             if len(data) < _RECV_BUF:
-                rc = _msg_send(wh, K_BYTES, data, len(data), 0)
-                if rc:
-                    self._send_small_wait(wh, data, len(data), rc, None)
+                self._send_plain(data)
                 return
             buffers = None
         else:
@@ -407,6 +457,20 @@ class Connection(_mpconn._ConnectionBase):
             self._send_small(data)
         else:
             self._send_obj(buffers, data, None)
+
+    def _send_plain(self, data):
+        busy = self._busy
+        me = _get_ident()
+        busy.append(me)
+        try:
+            wh = self._wh
+            if wh is None:
+                wh = self._whandle()
+            rc = _msg_send(wh, K_BYTES, data, len(data), 0)
+            if rc:
+                self._send_small_wait(wh, data, len(data), rc, None)
+        finally:
+            busy.remove(me)
 
     def _send_within(self, obj, timeout, on_error):
         """Queue put: send obj within timeout seconds (None: no limit);
@@ -423,6 +487,7 @@ class Connection(_mpconn._ConnectionBase):
             return self._send_small(data, timeout)
         return self._send_obj(buffers, data, timeout)
 
+    @_in_call
     def _send_obj(self, buffers, data, timeout):
         data = memoryview(data)
         if not buffers:
@@ -461,16 +526,23 @@ class Connection(_mpconn._ConnectionBase):
         """The first receive of recv_bytes() and recv(): (bytes, None) when
         it took a plain message, else (None, rc) for _recv_msg to go on
         from."""
-        rh = self._rh
-        if rh is None:
-            rh = self._rhandle()
         bufs = self._bufs
         try:
             st = bufs.pop() or _new_rstate()
         except IndexError:
             st = _new_rstate()
         buf = st[0]
-        n = _msg_recv(rh, buf, _RECV_BUF, _SLICE_NS)
+        busy = self._busy
+        me = _get_ident()
+        busy.append(me)
+        try:
+            rh = self._rh
+            if rh is None:
+                bufs.append(st)
+                rh = self._rhandle()
+            n = _msg_recv(rh, buf, _RECV_BUF, _SLICE_NS)
+        finally:
+            busy.remove(me)
         if n > 0 and buf[0] == _K_BYTES_CHAR:
             data = st[1][1:n]
             bufs.append(st)
@@ -497,6 +569,7 @@ class Connection(_mpconn._ConnectionBase):
             self._bad_message_length()
         return data.getvalue()
 
+    @_in_call
     def _recv_msg(self, timeout_ns=None, rc=None):
         """The next message as (kind, bytes-like of the rest), or None when
         timeout_ns passed; raises EOFError at end-of-file.  rc: the result
@@ -539,6 +612,8 @@ class Connection(_mpconn._ConnectionBase):
             rc = None
             self._consumed()
             if kind == K_CLOSE:
+                if self._rh is None:  # closed by another thread meanwhile
+                    self._rhandle()
                 continue
             return kind, view
 
@@ -602,6 +677,7 @@ class Connection(_mpconn._ConnectionBase):
             bufs.append(mv.toreadonly() if readonly else mv)
         return pickle.loads(view[pos:], buffers=bufs)
 
+    @_in_call
     def _poll(self, timeout):
         ready = _poll_ready(self._rhandle(), self._peer, self._peer_always,
                             timeout, self._consumed, lambda: self._rh is None)
@@ -671,6 +747,8 @@ def _poll_ready(ch, peer, peer_always, timeout, consumed, closed):
                 # head, and leaves a message that took its place.
                 if lib.dchan_recv(ch, peek, 0, 0, nout) == 0:
                     consumed()
+                if closed():
+                    return None
             continue
         if rc == -lib.DCHAN_E_DESTROYED:
             return True
