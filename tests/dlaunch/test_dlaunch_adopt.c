@@ -1,7 +1,7 @@
 /* libdlaunch: processes a client forked itself and had the runtime adopt
  * (dlaunch_proc_adopt, dlaunch_proc_reaped): signalled, waited for and
  * ended at teardown like spawned ones, while the client stays their
- * reaper. */
+ * reaper; their output forwarded like theirs (dlaunch_proc_forward). */
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
