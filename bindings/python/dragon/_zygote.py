@@ -13,8 +13,9 @@ runtime forwards what comes out of them line by line, so that lines of
 two processes never mix).  To start a process the parent writes to the
 spare what spawn would have put on a fresh interpreter's stdin (the
 preparation data and the pickled Process object), its environment, and
-its stdout, stderr and resource-tracker descriptors.  The spare closes its end of a pipe it
-shares with the zygote as soon as it has the request, which tells the
+its stdout, stderr and resource-tracker descriptors.  The spare closes
+its end of a pipe it shares with the zygote as soon as it has the
+request, which tells the
 zygote to fork the next one.  A start therefore waits for neither an
 interpreter, nor a fork, nor the zygote, and sends one message.  The spare takes the descriptors
 as 1, 2 and the tracker's, takes the parent's environment (as it is at the
@@ -84,8 +85,8 @@ are a 4-byte length, a 1-byte descriptor count and a pickle:
   quiet)`` (reap pid once it has ended; report its status unless quiet);
 * parent to spare: ``("run", environ, payload, has_tracker)`` with
   stdout, stderr (the spare's pipes, else the parent's own), the write
-  end of the parent's "done" pipe and the tracker's descriptor; environ is None when it is the one the parent
-  primed the zygote with.  The child's last act is to close every other
+  end of the parent's "done" pipe and the tracker's descriptor; environ
+  is None when it is the one the parent primed the zygote with.  The child's last act is to close every other
   descriptor and write its exit code (one byte) to the done pipe: the
   parent's join has the code while the kernel is still releasing the
   child's memory (a millisecond for an interpreter this size), and the
