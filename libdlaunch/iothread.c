@@ -9,6 +9,11 @@
  * writes forwarded output, so lines of different processes never mix.  A
  * line longer than LINE_MAX_BUF is passed on in pieces rather than held
  * without bound.
+ *
+ * A stream is forwarded until its end of file, however long the process
+ * it belongs to runs: a grandchild that inherited the pipe is forwarded
+ * too.  Only a stopping runtime stops earlier (dlaunch__io_drain): once
+ * its processes have ended, the pipes hold all they wrote.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -159,8 +164,12 @@ static void flush_lines(io_ent_t *e, bool eof)
 	e->len -= n;
 }
 
-/* Returns true at end of file. */
-static bool stream_read(io_ent_t *e)
+enum { READ_MORE, READ_EMPTY, READ_EOF };
+
+/* READ_EOF at end of file (the rest passed on), READ_EMPTY when the pipe
+ * has nothing more for now, READ_MORE when it may: reads are bounded so
+ * that one busy stream cannot hold up the others. */
+static int stream_read(io_ent_t *e)
 {
 	for (int rounds = 0; rounds < 16; rounds++) {
 		ssize_t r;
@@ -168,7 +177,7 @@ static bool stream_read(io_ent_t *e)
 			size_t cap = e->cap ? e->cap * 2 : 2 * READ_CHUNK;
 			char *b = realloc(e->buf, cap);
 			if (!b)
-				return true;
+				return READ_EOF;
 			e->buf = b;
 			e->cap = cap;
 		}
@@ -176,15 +185,52 @@ static bool stream_read(io_ent_t *e)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0 && errno == EAGAIN)
-			break;
+			return READ_EMPTY;
 		if (r <= 0) {
 			flush_lines(e, true);
-			return true;
+			return READ_EOF;
 		}
 		e->len += (size_t)r;
 		flush_lines(e, false);
 	}
-	return false;
+	return READ_MORE;
+}
+
+/* A stream is done with: its process record learns it. */
+static void stream_end(dlaunch__server_t *s, io_ent_t *e)
+{
+	pid_t pid = e->pid;
+
+	ent_close(s, e);
+	pthread_mutex_lock(&s->lock);
+	s->live_streams--;
+	pthread_cond_broadcast(&s->changed);
+	dlaunch__proc_stream_closed(s, pid);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* The runtime stops and its processes have ended, so everything they
+ * wrote is in the pipes: pass it on and close every stream, also those
+ * whose write end something else still holds (an orphaned grandchild of
+ * an embedded runtime), whose end nobody waits for. */
+static void drain_streams(dlaunch__server_t *s)
+{
+	io_ent_t *e, *next;
+
+	pthread_mutex_lock(&list_lock);
+	e = s->io_list;
+	pthread_mutex_unlock(&list_lock);
+	/* Entries are added at the head and freed only by this thread: the
+	 * rest of the list stays as it is while we walk it. */
+	for (; e; e = next) {
+		next = e->next;
+		if (e->type != IO_STREAM)
+			continue;
+		while (stream_read(e) == READ_MORE)
+			;
+		flush_lines(e, true);
+		stream_end(s, e);
+	}
 }
 
 static void reap_one(dlaunch__server_t *s, pid_t pid)
@@ -246,15 +292,8 @@ static bool handle(dlaunch__server_t *s, io_ent_t *e)
 		pthread_mutex_unlock(&s->lock);
 		return true;
 	default:
-		if (stream_read(e)) {
-			pid_t pid = e->pid;
-			ent_close(s, e);
-			pthread_mutex_lock(&s->lock);
-			s->live_streams--;
-			pthread_cond_broadcast(&s->changed);
-			dlaunch__proc_stream_closed(s, pid);
-			pthread_mutex_unlock(&s->lock);
-		}
+		if (stream_read(e) == READ_EOF)
+			stream_end(s, e);
 		return true;
 	}
 }
@@ -290,6 +329,10 @@ static void *io_loop(void *arg)
 			break;
 		for (int i = 0; i < n; i++)
 			run &= handle(s, evs[i].data.ptr);
+		/* After the batch, whose events may name the streams it frees.
+		 */
+		if (__atomic_exchange_n(&s->io_drain, false, __ATOMIC_ACQ_REL))
+			drain_streams(s);
 		if (polling) {
 			pthread_mutex_lock(&s->lock);
 			poll_procs(s);
@@ -304,6 +347,14 @@ int dlaunch__io_poll_wake(dlaunch__server_t *s)
 	uint64_t one = 1;
 
 	/* The loop starts checking on a timer. */
+	return write(s->wakefd, &one, sizeof one) < 0 ? -errno : 0;
+}
+
+int dlaunch__io_drain(dlaunch__server_t *s)
+{
+	uint64_t one = 1;
+
+	__atomic_store_n(&s->io_drain, true, __ATOMIC_RELEASE);
 	return write(s->wakefd, &one, sizeof one) < 0 ? -errno : 0;
 }
 

@@ -1,6 +1,6 @@
-/* Client calls on processes: spawn, wait, signal, adopt and report a
- * reaped child.  Each is a request to the services (req_proc.c,
- * req_adopt.c on their side). */
+/* Client calls on processes: spawn, wait, signal, adopt, forward the
+ * output of and report a reaped child.  Each is a request to the services
+ * (req_proc.c, req_adopt.c on their side). */
 #define _GNU_SOURCE
 #include "config.h"
 #include <errno.h>
@@ -194,4 +194,25 @@ DLAUNCH_EXPORT int dlaunch_proc_reaped(dlaunch_t *rt, pid_t pid, int wstatus,
 		return dlaunch__fail(-EINVAL,
 				     "dlaunch_proc_reaped: bad argument");
 	return proc_call(rt, DLAUNCH_MSG_REAPED, pid, wstatus, flags);
+}
+
+DLAUNCH_EXPORT int dlaunch_proc_forward(dlaunch_t *rt, pid_t pid, int out_fd,
+					int err_fd)
+{
+	dlaunch__conv_t *c;
+	dlaunch__msg_t m, r;
+	int rc;
+
+	if (!rt || pid <= 0 || out_fd < -1 || err_fd < -1)
+		return dlaunch__fail(-EINVAL,
+				     "dlaunch_proc_forward: bad argument");
+	/* The services open the pipes through our descriptors: the call
+	 * waits for them, whatever happens, before the caller closes them. */
+	dlaunch__msg_init(&m, DLAUNCH_MSG_FORWARD, 0, 0);
+	dlaunch__msg_put_i64(&m, pid);
+	dlaunch__msg_put_i64(&m, out_fd);
+	dlaunch__msg_put_i64(&m, err_fd);
+	rc = dlaunch__call(rt, &m, 0, &r, &c);
+	dlaunch__call_done(rt, c);
+	return rc < 0 ? rc : 0;
 }

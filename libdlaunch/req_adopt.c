@@ -14,14 +14,24 @@
  * pidfd becoming readable says the process ended before the report comes
  * (ended.c): it no longer counts as running (teardown does not wait for
  * it).
+ *
+ * The output of an adopted process is forwarded like that of a process
+ * the services started (dlaunch_proc_forward): its reaper made the pipes
+ * and holds their read ends while it asks, and the services open the same
+ * pipes through /proc/<reaper>/fd.  An open(2) there needs no more than
+ * the caller's own uid (pidfd_getfd(2) would need ptrace rights, which
+ * container seccomp profiles deny), and it makes a reader of the services'
+ * own, so the caller's descriptors go when the call returns.
  */
 #define _GNU_SOURCE
 #include "config.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "svc.h"
@@ -182,3 +192,74 @@ static void reaped_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
 	reply_ok(s, h, nowait);
 }
 DLAUNCH_SVC_HANDLER(DLAUNCH_MSG_REAPED, reaped_request)
+
+/* The pipe behind descriptor fd of process pid, opened for reading. */
+static int open_pipe(pid_t pid, int fd, int *fd_out)
+{
+	char path[64];
+	struct stat st;
+	int nfd;
+
+	snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)pid, fd);
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? -EBADF : -errno;
+	nfd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (nfd < 0)
+		return -errno;
+	if (fstat(nfd, &st) < 0 || !S_ISFIFO(st.st_mode)) {
+		close(nfd);
+		return -EINVAL;
+	}
+	*fd_out = nfd;
+	return 0;
+}
+
+/* FORWARD: pid, the caller's stdout and stderr descriptors (-1: none). */
+static void forward_request(dlaunch__server_t *s, const dlaunch__msg_hdr_t *h,
+			    dlaunch__msg_t *m)
+{
+	pid_t pid = (pid_t)dlaunch__msg_get_i64(m);
+	int fds[3] = {-1, -1, -1}, own[3] = {-1, -1, -1}, rc = 0;
+	dlaunch__client_t *c = dlaunch__client_find(s, h->client);
+	dlaunch__proc_t *p = dlaunch__proc_find(s, pid);
+
+	fds[1] = (int)dlaunch__msg_get_i64(m);
+	fds[2] = (int)dlaunch__msg_get_i64(m);
+	if (m->err || !c)
+		return;
+	if (s->stopping) {
+		refuse(s, h, false, -DLAUNCH_E_CLOSED,
+		       "runtime %s is shutting down: no output forwarded",
+		       s->instance);
+		return;
+	}
+	if (!p || !p->adopted || p->reaper != c->pid) {
+		refuse(s, h, false, -DLAUNCH_E_NOPROC,
+		       "pid %d is not a process adopted by pid %d in runtime "
+		       "%s",
+		       (int)pid, (int)c->pid, s->instance);
+		return;
+	}
+	for (int i = 1; i < 3 && rc == 0; i++)
+		if (fds[i] >= 0)
+			rc = open_pipe(c->pid, fds[i], &own[i]);
+	for (int i = 1; i < 3 && rc == 0; i++) {
+		if (own[i] < 0)
+			continue;
+		rc = dlaunch__io_forward(s, own[i], i, pid);
+		if (rc == 0)
+			dlaunch__proc_stream_opened(p);
+	}
+	for (int i = 1; i < 3; i++)
+		if (own[i] >= 0)
+			close(own[i]);
+	if (rc) {
+		refuse(s, h, false, rc,
+		       "cannot forward the output of pid %d: %s (give the read "
+		       "ends of pipes, open in the caller)",
+		       (int)pid, strerror(-rc));
+		return;
+	}
+	reply_ok(s, h, false);
+}
+DLAUNCH_SVC_HANDLER(DLAUNCH_MSG_FORWARD, forward_request)

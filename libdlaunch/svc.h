@@ -13,7 +13,7 @@
  *   message types with DLAUNCH_SVC_HANDLER
  *   req_client.c   HELLO, BYE: conversations
  *   req_proc.c     SPAWN, STATUS, SIGNAL              (local services)
- *   req_adopt.c    ADOPT, REAPED                      (local services)
+ *   req_adopt.c    ADOPT, REAPED, FORWARD             (local services)
  *   req_names.c    NAME_REG/GET/DEL, POOL_GET, CHAN_GET (global services)
  *
  *   local services: processes on this node
@@ -127,7 +127,8 @@ typedef struct dlaunch__server {
 	dlaunch__ep_t *req; /* request endpoint (receive side) */
 	pthread_t req_thread, io_thread;
 	int epfd, wakefd, sigfd;
-	bool io_stop; /* the wake event means: leave the loop */
+	bool io_stop;  /* the wake event means: leave the loop */
+	bool io_drain; /* the wake event means: drain and close streams */
 	int live_streams;
 	void *io_list; /* iothread.c entries */
 } dlaunch__server_t;
@@ -274,6 +275,10 @@ void dlaunch__io_stop(dlaunch__server_t *s);
 int dlaunch__io_forward(dlaunch__server_t *s, int fd, int out, pid_t pid);
 /* Watch pidfd of a process for its end. */
 int dlaunch__io_watch(dlaunch__server_t *s, int pidfd, pid_t pid);
+/* Have the loop pass on what the forwarded pipes hold and close them all,
+ * whoever still holds their write ends (teardown, once the processes
+ * ended). */
+int dlaunch__io_drain(dlaunch__server_t *s);
 /* Wake the loop so that it checks the polled processes on a timer. */
 int dlaunch__io_poll_wake(dlaunch__server_t *s);
 

@@ -107,6 +107,10 @@ static void end_processes(dlaunch__server_t *s, uint64_t timeout_ns)
 	/* Orphans: kill, let the I/O thread reap, repeat for their own. */
 	for (int round = 0; s->adopt && round < 50 && kill_children(); round++)
 		usleep(10000);
+	/* What is left of the output is in the pipes: forward it, without
+	 * waiting for writers that are not ours (an embedded runtime's
+	 * orphans live on). */
+	dlaunch__io_drain(s);
 	pthread_mutex_lock(&s->lock);
 	if (!wait_idle(s, KILL_GRACE_NS, true))
 		dlaunch__log(DLAUNCH_LOG_WARNING,

@@ -368,6 +368,7 @@ int dlaunch_proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out);
 #define DLAUNCH_PROC_F_NOWAIT 1
 int dlaunch_proc_adopt(dlaunch_t *rt, pid_t pid, uint32_t flags);
 int dlaunch_proc_reaped(dlaunch_t *rt, pid_t pid, int wstatus, uint32_t flags);
+int dlaunch_proc_forward(dlaunch_t *rt, pid_t pid, int out_fd, int err_fd);
 int dlaunch_channel_get(dlaunch_t *rt, const char *name, const dchan_attr_t *attr,
 			dchan_desc_t *desc_out);
 int dlaunch_default_pool(const dlaunch_t *rt, dmem_pool_desc_t *desc_out);

@@ -1,10 +1,11 @@
 /* libdlaunch: processes a client forked itself and had the runtime adopt
  * (dlaunch_proc_adopt, dlaunch_proc_reaped): signalled, waited for and
  * ended at teardown like spawned ones, while the client stays their
- * reaper. */
+ * reaper; their output forwarded like theirs (dlaunch_proc_forward). */
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -352,8 +353,120 @@ START_TEST(reaper_gone_without_report)
 }
 END_TEST
 
+/* The whole of file path (at most len - 1 bytes), as a string. */
+static char *slurp(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	ck_assert_int_ge(fd, 0);
+	n = read(fd, buf, len - 1);
+	close(fd);
+	ck_assert_int_ge(n, 0);
+	buf[n] = '\0';
+	return buf;
+}
+
+/* A child with pipes of its own as stdout and stderr: it waits for a byte
+ * on go, writes (its last line without a newline), leaves a grandchild
+ * that writes to the same stdout and then holds both pipes open (its pid
+ * on gpid), and exits. */
+static pid_t fork_writer(int out_w, int err_w, int go, int gpid)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char c;
+		pid_t g;
+		dup2(out_w, 1);
+		dup2(err_w, 2);
+		if (read(go, &c, 1) != 1)
+			_exit(100);
+		if (write(1, "a", 1) != 1 || write(1, "b\nta", 4) != 4 ||
+		    write(2, "err", 3) != 3 || write(1, "il", 2) != 2)
+			_exit(101);
+		g = fork();
+		if (g == 0) {
+			/* Its pid once it has written. */
+			g = getpid();
+			if (write(1, "-grandchild", 11) != 11 ||
+			    write(gpid, &g, sizeof g) != sizeof g)
+				_exit(1);
+			close(gpid);
+			pause();
+			_exit(0);
+		}
+		_exit(g > 0 ? 0 : 102);
+	}
+	return pid;
+}
+
+START_TEST(adopted_child_output_is_forwarded)
+{
+	char dir[] = "/tmp/dlt-forward.XXXXXX", out[64], err[64], buf[256];
+	int o[2], e[2], go[2], gp[2], fd, ws;
+	dlaunch_t *rt;
+	pid_t pid, g = 0;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(out, sizeof out, "%s/out", dir);
+	snprintf(err, sizeof err, "%s/err", dir);
+	/* The runtime's own stdout and stderr, where forwarded lines go. */
+	fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 1);
+	close(fd);
+	fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 2);
+	close(fd);
+	rt = dlt_start(0);
+	if (!adoption_possible(rt))
+		return;
+	ck_assert_int_eq(pipe(o), 0);
+	ck_assert_int_eq(pipe(e), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(gp), 0);
+	pid = fork_writer(o[1], e[1], go[0], gp[1]);
+	close(o[1]);
+	close(e[1]);
+	close(go[0]);
+	close(gp[1]);
+	/* Not adopted yet; not pipes; not open. */
+	ck_assert_int_eq(dlaunch_proc_forward(rt, pid, o[0], e[0]),
+			 -DLAUNCH_E_NOPROC);
+	ck_assert_int_eq(dlaunch_proc_adopt(rt, pid, DLAUNCH_PROC_F_NOWAIT), 0);
+	fd = open(out, O_RDONLY);
+	ck_assert_int_eq(dlaunch_proc_forward(rt, pid, fd, -1), -EINVAL);
+	close(fd);
+	ck_assert_int_eq(dlaunch_proc_forward(rt, pid, 999, -1), -EBADF);
+	ck_assert_int_eq(dlaunch_proc_forward(rt, pid, o[0], e[0]), 0);
+	close(o[0]);
+	close(e[0]);
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	close(go[1]);
+	ck_assert_int_eq(read(gp[0], &g, sizeof g), (ssize_t)sizeof g);
+	close(gp[0]);
+	ws = reap(pid);
+	ck_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	ck_assert_int_eq(dlaunch_proc_reaped(rt, pid, ws, 0), 0);
+	/* The grandchild still holds the pipes: the stop passes on what
+	 * they hold and does not wait for their end. */
+	ck_assert_int_eq(dlaunch_runtime_stop(rt, 10 * SEC), 0);
+	kill(g, SIGKILL);
+	slurp(out, buf, sizeof buf);
+	/* The grandchild writes to the same pipe, after the child's last,
+	 * unended line; the stop ends the line. */
+	ck_assert_str_eq(slurp(out, buf, sizeof buf), "ab\ntail-grandchild\n");
+	ck_assert_str_eq(slurp(err, buf, sizeof buf), "err\n");
+	unlink(out);
+	unlink(err);
+	rmdir(dir);
+}
+END_TEST
+
 DLT_MAIN("dlaunch_adopt", 120, adopted_child_is_waited_for,
 	 adopted_child_is_signalled_and_waiters_answered,
 	 only_the_parent_may_adopt, requests_that_do_not_wait,
 	 an_adoption_after_the_reap_is_dropped_quietly,
-	 teardown_ends_adopted_children, reaper_gone_without_report)
+	 teardown_ends_adopted_children, reaper_gone_without_report,
+	 adopted_child_output_is_forwarded)

@@ -22,8 +22,9 @@ Either way ``pid`` is the OS pid, ``sentinel`` a real descriptor that
 becomes readable when the child ends (what
 multiprocessing.connection.wait() selects on), and ``exitcode`` follows
 Python's convention (the negative signal number for a killed process).
-Under the launcher the children's output goes where the parent's goes,
-which the runtime forwards.
+Under the launcher, either way, the child's stdout and stderr are pipes
+of its own, which the runtime forwards whole lines at a time (see
+dragon(1)); in an embedded runtime they are the parent's.
 
 This module holds only the Popen classes: the zygote's protocol, both
 ends, is :mod:`dragon._zygote`; a fresh interpreter's command line,

@@ -25,13 +25,17 @@ CHILD_CODE = "from dragon._child import main; main()"
 
 
 def _stdio_attr(rt):
-    """Children's stdio: the parent's own descriptors in an embedded
-    runtime (its services run in this process); forwarded by the runtime
-    under the launcher.  stdin is /dev/null (multiprocessing closes it
-    anyway)."""
+    """Children's stdio.  Under the launcher stdout and stderr are pipes
+    of the child's own that the runtime forwards line by line, as the
+    zygote's children's are; an embedded runtime forwards nothing (see
+    dragon(1)): children write to the program's own descriptors.  stdin
+    is /dev/null (multiprocessing closes it anyway)."""
     attr = ffi.new("dlaunch_spawn_attr_t *")
     attr.field_mask = lib.DLAUNCH_SPAWN_ATTR_STDIO
-    mode = lib.DLAUNCH_STDIO_INHERIT if rt.embedded else lib.DLAUNCH_STDIO_FORWARD
+    if runtime.embedded_instance(rt.instance):
+        mode = lib.DLAUNCH_STDIO_INHERIT
+    else:
+        mode = lib.DLAUNCH_STDIO_FORWARD
     attr.stdio = [lib.DLAUNCH_STDIO_DEVNULL, mode, mode]
     return attr
 

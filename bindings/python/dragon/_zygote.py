@@ -8,11 +8,14 @@ multiprocessing and dragon and then forks children on demand.
 
 The zygote keeps one child forked ahead, the spare, and hands it to the
 parent: its pid, a pidfd of it and one end of a socket pair on which the
-spare waits.  To start a process the parent writes to the spare what spawn
-would have put on a fresh interpreter's stdin (the preparation data and
-the pickled Process object), its environment, and its stdout, stderr and
-resource-tracker descriptors.  The spare closes its end of a pipe it
-shares with the zygote as soon as it has the request, which tells the
+spare waits, and the write ends of the spare's own output pipes (the
+runtime forwards what comes out of them line by line, so that lines of
+two processes never mix).  To start a process the parent writes to the
+spare what spawn would have put on a fresh interpreter's stdin (the
+preparation data and the pickled Process object), its environment, and
+its stdout, stderr and resource-tracker descriptors.  The spare closes
+its end of a pipe it shares with the zygote as soon as it has the
+request, which tells the
 zygote to fork the next one.  A start therefore waits for neither an
 interpreter, nor a fork, nor the zygote, and sends one message.  The spare takes the descriptors
 as 1, 2 and the tracker's, takes the parent's environment (as it is at the
@@ -63,7 +66,10 @@ with a random token; the parent listens, passes the name on the zygote's
 command line, and accepts only the zygote's pid (SO_PEERCRED).  Messages
 are a 4-byte length, a 1-byte descriptor count and a pickle:
 
-* zygote to parent: ``("spare", pid)`` with the pidfd and the socket;
+* zygote to parent: ``("spare", pid)`` with the pidfd, the socket and
+  the write ends of the spare's own stdout and stderr pipes, whose read
+  ends the runtime forwards line by line (``dlaunch_proc_forward``; no
+  pipes when it cannot, and the child writes to its parent's);
   ``("exit", pid, code)``; ``("error", text)`` when no spare could be made;
 * parent to zygote, first: ``("prime", main_path, modules, environ,
   watched)``:
@@ -78,9 +84,9 @@ are a 4-byte length, a 1-byte descriptor count and a pickle:
   itself for each spare that got a request or died), ``("reap", pid,
   quiet)`` (reap pid once it has ended; report its status unless quiet);
 * parent to spare: ``("run", environ, payload, has_tracker)`` with
-  stdout, stderr, the write end of the parent's "done" pipe and the
-  tracker's descriptor; environ is None when it is the one the parent
-  primed the zygote with.  The child's last act is to close every other
+  stdout, stderr (the spare's pipes, else the parent's own), the write
+  end of the parent's "done" pipe and the tracker's descriptor; environ
+  is None when it is the one the parent primed the zygote with.  The child's last act is to close every other
   descriptor and write its exit code (one byte) to the done pipe: the
   parent's join has the code while the kernel is still releasing the
   child's memory (a millisecond for an interpreter this size), and the
@@ -209,7 +215,7 @@ class Zygote:
         self.rt = rt
         self.lock = threading.Lock()
         self.statuses = {}
-        self.spares = []   # [(pid, pidfd, socket)], oldest first
+        self.spares = []   # [(pid, pidfd, socket, stdio)], oldest first
         self.pending = 1   # spares asked for and not yet received
         self.dead = False
         name = "dragon-zygote-%d-%s" % (os.getpid(), os.urandom(8).hex())
@@ -269,7 +275,9 @@ class Zygote:
             self.statuses[msg[1]] = msg[2]
         elif kind == "spare":
             self.pending -= 1
-            self.spares.append((msg[1], fds[0], socket.socket(fileno=fds[1])))
+            # fds[2:]: the write ends of the spare's own output pipes,
+            # which the runtime forwards (none if it could not).
+            self.spares.append((msg[1], fds[0], socket.socket(fileno=fds[1]), fds[2:]))
         elif kind == "error":
             self.pending -= 1
             for fd in fds:
@@ -333,9 +341,9 @@ class Zygote:
             while True:
                 if self.dead:
                     raise ZygoteError("the zygote (pid %d) is gone" % self.pid)
-                pid, pidfd, sock = self._spare()
+                pid, pidfd, sock, stdio = self._spare()
                 try:
-                    send_msg(sock, msg, [1, 2, done_w] + tracker)
+                    send_msg(sock, msg, (stdio or [1, 2]) + [done_w] + tracker)
                 except OSError:
                     # The spare died while it waited: take another (the
                     # zygote makes a new one for it).
@@ -345,6 +353,8 @@ class Zygote:
                     continue
                 finally:
                     sock.close()
+                    for fd in stdio:
+                        os.close(fd)
                 # The child runs from here on; the zygote makes the next
                 # spare when it sees this one take the request.
                 self.pending += 1
@@ -385,9 +395,11 @@ class Zygote:
             return self.statuses.pop(pid)
 
     def _close_fds(self):
-        for _, pidfd, sock in self.spares:
+        for _, pidfd, sock, stdio in self.spares:
             os.close(pidfd)
             sock.close()
+            for fd in stdio:
+                os.close(fd)
         self.spares = []
         self.sock.close()
         self.reader.close()
@@ -549,6 +561,7 @@ class _Zygote:
         self.lib = lib
         self.rt = None        # libdlaunch handle: the runtime adopts children
         self.adopted = set()  # pids the runtime adopted
+        self.forwarded = False  # the runtime forwards children's output
 
     def attach(self):
         """Connect to the runtime that started the zygote, which then
@@ -558,6 +571,9 @@ class _Zygote:
         out = ffi.new("dlaunch_t **")
         if lib.dlaunch_in_runtime() and lib.dlaunch_attach(ffi.NULL, out) == 0:
             self.rt = out[0]
+            # An embedded runtime forwards no output (see dragon._spawn).
+            self.forwarded = not runtime.embedded_instance(
+                ffi.string(lib.dlaunch_instance(self.rt)).decode())
 
     def detach(self):
         if self.rt is not None:
@@ -677,7 +693,27 @@ class _Zygote:
         except OSError as e:
             self.queue(("error", "cannot fork a child: %s" % e))
             return
-        self.queue(("spare", pid), [os.dup(pidfd), mine.detach()])
+        self.queue(("spare", pid), [os.dup(pidfd), mine.detach()] + self._output_pipes(pid))
+
+    def _output_pipes(self, pid):
+        """The write ends of pipes for the stdout and stderr of child pid,
+        whose read ends the runtime forwards line by line (as it forwards
+        those of the processes it starts); [] when it cannot, and the
+        child writes to its parent's."""
+        if pid not in self.adopted or not self.forwarded:
+            return []
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            rc = self.lib.dlaunch_proc_forward(self.rt, pid, out_r, err_r)
+        finally:
+            os.close(out_r)
+            os.close(err_r)
+        if rc != 0:
+            os.close(out_w)
+            os.close(err_w)
+            return []
+        return [out_w, err_w]
 
     def _spare_taken(self, fd):
         # The spare closed its end: it has a request (or died unused).

@@ -387,6 +387,15 @@ def has_watchdog():
     return _watchdog_for == os.getpid()
 
 
+def embedded_instance(instance):
+    """True when instance (an instance id) names an embedded runtime,
+    which is named after the process that runs it.  Such a runtime
+    forwards no output: its processes write to the program's own stdout
+    and stderr directly, as with the stock start methods (the launcher's
+    names are "rt<pid>x<hex>", see dragon.c)."""
+    return instance[:1] == "p" and instance[1:].isdigit()
+
+
 def _start_embedded():
     instance = "p%d" % os.getpid()
     remove_stale_segments(instance)

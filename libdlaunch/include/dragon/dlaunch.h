@@ -346,6 +346,25 @@ DLAUNCH_EXPORT int dlaunch_proc_adopt(dlaunch_t *rt, pid_t pid, uint32_t flags);
 DLAUNCH_EXPORT int dlaunch_proc_reaped(dlaunch_t *rt, pid_t pid, int wstatus,
 				       uint32_t flags);
 
+/*
+ * Have the services forward the output of adopted process pid as they
+ * forward that of the processes they start: whole lines at a time to the
+ * runtime's standard output (out_fd) and error (err_fd), so that lines of
+ * different processes never mix.  out_fd and err_fd are descriptors of the
+ * caller's (-1: none), each the read end of a pipe whose write end pid
+ * writes to; the services open the pipes for themselves (through
+ * /proc/<caller>/fd), so the caller closes its descriptors when the call
+ * returns.  A pipe is forwarded until its end of file, whoever holds its
+ * write end (a grandchild that inherited it too); when the runtime stops,
+ * once its processes have ended, what the pipes hold is forwarded and they
+ * are closed without waiting for writers the runtime does not know.
+ * pid must be a process the caller adopted (dlaunch_proc_adopt):
+ * -DLAUNCH_E_NOPROC otherwise; -EBADF or -EINVAL when a descriptor is not
+ * open or not a pipe; -DLAUNCH_E_CLOSED while the runtime stops.
+ */
+DLAUNCH_EXPORT int dlaunch_proc_forward(dlaunch_t *rt, pid_t pid, int out_fd,
+					int err_fd);
+
 /* ---- named objects (global services) ------------------------------------- */
 
 /* Longest name (bytes, without the NUL) and value of a registry entry. */
