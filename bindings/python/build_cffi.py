@@ -55,6 +55,31 @@ static int dragon_msg_send(dchan_t *ch, int kind, const char *data, size_t len,
 	return dchan_send(ch, buf, len + 1, timeout_ns);
 }
 
+/* A message too large for dragon_msg_send: the kind byte and data copied
+ * once into a pool allocation that is handed to the channel (the path of
+ * connection.py builds it with three calls and a second copy).  Nothing
+ * is sent, and nothing is left allocated, when it fails: the caller then
+ * takes that path, which waits for room. */
+static int dragon_msg_send_alloc(dchan_t *ch, int kind, const char *data,
+				 size_t len, uint64_t timeout_ns)
+{
+	dmem_pool_t *pool = dchan_pool(ch);
+	void *p;
+	int rc;
+
+	if (!pool)
+		return -22; /* -EINVAL */
+	rc = dmem_alloc(pool, len + 1, 0, &p);
+	if (rc < 0)
+		return rc;
+	((char *)p)[0] = (char)kind;
+	memcpy((char *)p + 1, data, len);
+	rc = dchan_send_zc(ch, p, len + 1, timeout_ns);
+	if (rc < 0)
+		dmem_free(pool, p);
+	return rc;
+}
+
 /* dchan_recv returning the message's length (kind byte included) or a
  * negative error: one call and no output argument to read back. */
 static int64_t dragon_msg_recv(dchan_t *ch, char *buf, size_t cap, uint64_t timeout_ns)

@@ -270,6 +270,10 @@ int dragon_spare_detach(int zygote_pid, int keep_a, int keep_b);
  * (len < 64 KiB). */
 int dragon_msg_send(dchan_t *ch, int kind, const char *data, size_t len,
 		    uint64_t timeout_ns);
+/* The same for any length: copied once into a pool allocation handed to
+ * the channel; on failure nothing is sent or left allocated. */
+int dragon_msg_send_alloc(dchan_t *ch, int kind, const char *data, size_t len,
+			  uint64_t timeout_ns);
 /* dchan_recv: the message's length, or a negative error. */
 int64_t dragon_msg_recv(dchan_t *ch, char *buf, size_t cap, uint64_t timeout_ns);
 /* Queue feeder: count messages packed back to back in data (lens[i]
