@@ -145,6 +145,38 @@ static int dragon_spare_detach(int zygote_pid, int keep_a, int keep_b)
 	dragon_close_from(hi + 1, 0x7fffffff);
 	return 0;
 }
+
+/* The CPU the caller runs on, or -1. */
+#include <sched.h>
+static int dragon_getcpu(void)
+{
+	return sched_getcpu();
+}
+
+/* In a spare that has taken a request from a parent that runs on CPU cpu:
+ * move off that CPU, keeping the affinity it had.  Woken by the parent's
+ * message, the spare usually starts on the parent's CPU, where the two
+ * share one CPU, each waiting for the other to be scheduled, until the
+ * scheduler moves one of them.  Taking that CPU out of the mask for a
+ * moment moves it now; the mask is restored at once and stays the one a
+ * spawned child would have.  Returns 1 when it moved, 0 when there was
+ * nothing to do (cpu not allowed, or the only one), -1 on an error (the
+ * mask is then restored as far as the kernel lets it). */
+static int dragon_move_off_cpu(int cpu)
+{
+	cpu_set_t all, other;
+
+	if (cpu < 0 || cpu >= CPU_SETSIZE ||
+	    sched_getaffinity(0, sizeof all, &all) != 0)
+		return -1;
+	if (!CPU_ISSET(cpu, &all) || CPU_COUNT(&all) < 2)
+		return 0;
+	other = all;
+	CPU_CLR(cpu, &other);
+	if (sched_setaffinity(0, sizeof other, &other) != 0)
+		return -1;
+	return sched_setaffinity(0, sizeof all, &all) == 0 ? 1 : -1;
+}
 """
 
 
