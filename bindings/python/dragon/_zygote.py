@@ -132,7 +132,7 @@ _END_GRACE = 2.0
 _REFILL_DELAY = 0.05
 # After a "hurry" (starts that follow each other closely), how long the
 # zygote forks each next spare at once (seconds).
-_EAGER_TIME = 1.0
+_EAGER_TIME = 5.0
 
 
 def send_msg(sock, obj, fds=()):
