@@ -145,9 +145,11 @@ struct dchan {
 	uint32_t cap;
 	uint32_t stride;
 	uint32_t slot_size;
-	uint32_t mask;	 /* cap - 1 when cap is a power of two, else 0 */
-	uint32_t spin;	 /* ns its waits poll now, 0: unset (dchan__spin) */
-	uint32_t spin_n; /* polls made, for the full-length probes */
+	uint32_t mask;	     /* cap - 1 when cap is a power of two, else 0 */
+	uint32_t spin;	     /* ns its waits poll now, 0: unset (dchan__spin) */
+	uint32_t spin_n;     /* polls made, for the full-length probes */
+	uint64_t pace_stall; /* 1 + the tail a paced send waited on in
+			      * vain, 0: pace (dchan__pace) */
 	bool remote;
 };
 
@@ -250,6 +252,12 @@ void dchan__free_slot_desc(dchan_t *ch, struct dchan__slot *s);
 int dchan__put_wait(dchan_t *ch, uint64_t timeout_ns, struct dchan__claim *c);
 int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek, uint64_t timeout_ns,
 		    struct dchan__claim *c);
+/* A blocking send of len bytes or more is paced: it waits (bounded) while
+ * the channel holds DCHAN__PACE_BYTES of such messages (dchan_wait.c). */
+#define DCHAN__PACE_MIN	    (256u << 10)
+#define DCHAN__PACE_BYTES   (8u << 20)
+#define DCHAN__PACE_WAIT_NS 50000000ull
+void dchan__pace(dchan_t *ch, size_t len, uint64_t timeout_ns);
 
 /* local channels' messages (dchan_send.c, dchan_recv.c); the public calls
  * that also reach remote channels are in dchan_io.c */

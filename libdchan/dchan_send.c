@@ -74,6 +74,9 @@ static int send_copy(dchan_t *ch, const void *buf, size_t len,
 	rc = dchan__deadline(timeout_ns, &dl, &dlp);
 	if (rc < 0)
 		return rc;
+	/* before the allocation: it is then usually the block the receiver
+	 * has just freed, still in the caches */
+	dchan__pace(ch, len, timeout_ns);
 	/* A pool that stays full is a full pool, whether the caller waited
 	 * (-ETIMEDOUT from the timed alloc) or not: -DMEM_E_NOSPACE. */
 	if (timeout_ns == 0)

@@ -134,7 +134,7 @@ static void sleep_on(uint32_t *word, uint32_t v, int idx,
 
 static int block_wait(dchan_t *ch, try_fn try, size_t maxlen, bool peek,
 		      uint64_t timeout_ns, struct dchan__claim *c,
-		      uint32_t *word, uint32_t kind)
+		      uint32_t *word, uint32_t kind, bool spin)
 {
 	const struct timespec *dlp;
 	struct timespec dl;
@@ -143,7 +143,7 @@ static int block_wait(dchan_t *ch, try_fn try, size_t maxlen, bool peek,
 	rc = dchan__deadline(timeout_ns, &dl, &dlp);
 	if (rc < 0)
 		return rc;
-	rc = spin_try(ch, try, maxlen, peek, c);
+	rc = spin ? spin_try(ch, try, maxlen, peek, c) : -EAGAIN;
 	while (rc == -EAGAIN) {
 		int idx = dchan__waiter_add(ch->hdr, kind);	      /* W1 */
 		uint32_t v = __atomic_load_n(word, __ATOMIC_SEQ_CST); /* W2 */
@@ -197,7 +197,7 @@ int dchan__put_wait(dchan_t *ch, uint64_t timeout_ns, struct dchan__claim *c)
 
 	if (rc == -EAGAIN && timeout_ns)
 		rc = block_wait(ch, try_put, 0, false, timeout_ns, c,
-				&ch->hdr->space_seq, DCHAN__WAIT_SEND);
+				&ch->hdr->space_seq, DCHAN__WAIT_SEND, true);
 	if (rc < 0)
 		return wait_error(ch, rc, "full");
 	return rc;
@@ -211,7 +211,7 @@ int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek, uint64_t timeout_ns,
 
 	if (rc == -EAGAIN && timeout_ns)
 		rc = block_wait(ch, dchan__get_claim, maxlen, peek, timeout_ns,
-				c, &ch->hdr->data_seq, DCHAN__WAIT_RECV);
+				c, &ch->hdr->data_seq, DCHAN__WAIT_RECV, true);
 	if (rc == -EMSGSIZE)
 		return dchan__fail(rc,
 				   "channel %016llx: the next message is "
@@ -221,4 +221,58 @@ int dchan__get_wait(dchan_t *ch, size_t maxlen, bool peek, uint64_t timeout_ns,
 	if (rc < 0)
 		return wait_error(ch, rc, "empty");
 	return rc;
+}
+
+/*
+ * Pacing of large copied messages.  A channel holds up to its capacity of
+ * messages, and a sender of large copied messages that runs ahead of its
+ * receiver fills all of it: at 1 MiB a message and the default 128 slots
+ * that is 128 MiB in flight, far more than the caches hold, so the
+ * receiver reads every message from memory and the sender writes into
+ * blocks that left the caches long ago (copying 1 MiB at a time then runs
+ * at about half the speed of a ring of a few slots).  So a blocking send
+ * of a message of DCHAN__PACE_MIN bytes or more first waits, while the
+ * channel holds DCHAN__PACE_BYTES or more of such messages, for the
+ * receiver to take one; the block it then copies into is usually the one
+ * the receiver has just freed, still in the caches.
+ *
+ * Pacing never makes a send fail or wait for a receiver that is not
+ * receiving: it waits at most DCHAN__PACE_WAIT_NS (and never past the
+ * send's own timeout), and after a wait in which the receiver took
+ * nothing, the handle does not pace again until the receiver has moved.
+ * A try-once send is never paced.
+ */
+static int try_paced(dchan_t *ch, size_t limit, bool peek,
+		     struct dchan__claim *c)
+{
+	struct dchan__hdr *h = ch->hdr;
+	uint64_t tail = DCHAN__LOAD(&h->tail);
+	uint64_t head = DCHAN__LOAD(&h->head);
+
+	(void)peek;
+	c->blocker = 0;
+	return (int64_t)(head - tail) < (int64_t)limit ? 0 : -EAGAIN;
+}
+
+void dchan__pace(dchan_t *ch, size_t len, uint64_t timeout_ns)
+{
+	uint64_t tail = DCHAN__LOADR(&ch->hdr->tail);
+	size_t limit = DCHAN__PACE_BYTES / (len ? len : 1);
+	struct dchan__claim c;
+	int rc;
+
+	if (len < DCHAN__PACE_MIN || !timeout_ns || limit >= ch->cap)
+		return;
+	if (tail + 1 == __atomic_load_n(&ch->pace_stall, __ATOMIC_RELAXED))
+		return; /* the receiver has not moved since it last stalled */
+	if (limit < 2)
+		limit = 2;
+	if (try_paced(ch, limit, false, &c) == 0)
+		return;
+	if (timeout_ns > DCHAN__PACE_WAIT_NS)
+		timeout_ns = DCHAN__PACE_WAIT_NS;
+	rc = block_wait(ch, try_paced, limit, false, timeout_ns, &c,
+			&ch->hdr->space_seq, DCHAN__WAIT_SEND, false);
+	if (rc == -ETIMEDOUT && DCHAN__LOADR(&ch->hdr->tail) == tail)
+		__atomic_store_n(&ch->pace_stall, tail + 1, __ATOMIC_RELAXED);
 }

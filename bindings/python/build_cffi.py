@@ -55,6 +55,31 @@ static int dragon_msg_send(dchan_t *ch, int kind, const char *data, size_t len,
 	return dchan_send(ch, buf, len + 1, timeout_ns);
 }
 
+/* A message too large for dragon_msg_send: the kind byte and data copied
+ * once into a pool allocation that is handed to the channel (the path of
+ * connection.py builds it with three calls and a second copy).  Nothing
+ * is sent, and nothing is left allocated, when it fails: the caller then
+ * takes that path, which waits for room. */
+static int dragon_msg_send_alloc(dchan_t *ch, int kind, const char *data,
+				 size_t len, uint64_t timeout_ns)
+{
+	dmem_pool_t *pool = dchan_pool(ch);
+	void *p;
+	int rc;
+
+	if (!pool)
+		return -22; /* -EINVAL */
+	rc = dmem_alloc(pool, len + 1, 0, &p);
+	if (rc < 0)
+		return rc;
+	((char *)p)[0] = (char)kind;
+	memcpy((char *)p + 1, data, len);
+	rc = dchan_send_zc(ch, p, len + 1, timeout_ns);
+	if (rc < 0)
+		dmem_free(pool, p);
+	return rc;
+}
+
 /* dchan_recv returning the message's length (kind byte included) or a
  * negative error: one call and no output argument to read back. */
 static int64_t dragon_msg_recv(dchan_t *ch, char *buf, size_t cap, uint64_t timeout_ns)
@@ -119,6 +144,38 @@ static int dragon_spare_detach(int zygote_pid, int keep_a, int keep_b)
 	dragon_close_from(lo + 1, hi - 1);
 	dragon_close_from(hi + 1, 0x7fffffff);
 	return 0;
+}
+
+/* The CPU the caller runs on, or -1. */
+#include <sched.h>
+static int dragon_getcpu(void)
+{
+	return sched_getcpu();
+}
+
+/* In a spare that has taken a request from a parent that runs on CPU cpu:
+ * move off that CPU, keeping the affinity it had.  Woken by the parent's
+ * message, the spare usually starts on the parent's CPU, where the two
+ * share one CPU, each waiting for the other to be scheduled, until the
+ * scheduler moves one of them.  Taking that CPU out of the mask for a
+ * moment moves it now; the mask is restored at once and stays the one a
+ * spawned child would have.  Returns 1 when it moved, 0 when there was
+ * nothing to do (cpu not allowed, or the only one), -1 on an error (the
+ * mask is then restored as far as the kernel lets it). */
+static int dragon_move_off_cpu(int cpu)
+{
+	cpu_set_t all, other;
+
+	if (cpu < 0 || cpu >= CPU_SETSIZE ||
+	    sched_getaffinity(0, sizeof all, &all) != 0)
+		return -1;
+	if (!CPU_ISSET(cpu, &all) || CPU_COUNT(&all) < 2)
+		return 0;
+	other = all;
+	CPU_CLR(cpu, &other);
+	if (sched_setaffinity(0, sizeof other, &other) != 0)
+		return -1;
+	return sched_setaffinity(0, sizeof all, &all) == 0 ? 1 : -1;
 }
 """
 

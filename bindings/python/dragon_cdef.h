@@ -266,10 +266,19 @@ int32_t dragon_glue_add32(int32_t *addr, int32_t delta);
 /* In a zygote's new spare: PR_SET_PDEATHSIG and close all descriptors
  * but 0-2, keep_a and keep_b; -1 when the zygote is gone. */
 int dragon_spare_detach(int zygote_pid, int keep_a, int keep_b);
+/* sched_getcpu(): the caller's CPU, or -1. */
+int dragon_getcpu(void);
+/* In a spare: move off CPU cpu, keeping the affinity mask; 1 moved, 0
+ * nothing to do, -1 error. */
+int dragon_move_off_cpu(int cpu);
 /* Connection and Queue messages: the kind byte and data as one message
  * (len < 64 KiB). */
 int dragon_msg_send(dchan_t *ch, int kind, const char *data, size_t len,
 		    uint64_t timeout_ns);
+/* The same for any length: copied once into a pool allocation handed to
+ * the channel; on failure nothing is sent or left allocated. */
+int dragon_msg_send_alloc(dchan_t *ch, int kind, const char *data, size_t len,
+			  uint64_t timeout_ns);
 /* dchan_recv: the message's length, or a negative error. */
 int64_t dragon_msg_recv(dchan_t *ch, char *buf, size_t cap, uint64_t timeout_ns);
 /* Queue feeder: count messages packed back to back in data (lens[i]

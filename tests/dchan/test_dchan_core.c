@@ -698,6 +698,51 @@ START_TEST(two_sleeping_receivers_each_woken)
 }
 END_TEST
 
+/*
+ * A blocking sender of large copied messages waits for the receiver while
+ * the channel holds DCHAN__PACE_BYTES of them, though slots are free; a
+ * receiver that takes nothing does not hold it for longer than the bound,
+ * and what it waited for arrives in order.
+ */
+#define PACE_N (DCHAN__PACE_BYTES / MiB + 8)
+
+START_TEST(large_sends_paced_by_receiver)
+{
+	struct t_fix f = t_fix_open("pace", 64 * MiB, 128, 64);
+	unsigned char *buf = malloc(MiB);
+	size_t len;
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(buf);
+	pid = t_fork();
+	if (pid == 0) {
+		for (unsigned i = 0; i < PACE_N; i++) {
+			memset(buf, (int)i, MiB);
+			if (dchan_send(f.ch, buf, MiB, DCHAN_FOREVER))
+				_exit(1);
+		}
+		_exit(0);
+	}
+	/* the sender waits with 8 MiB queued and 120 slots free */
+	stop_when_armed(f.ch, pid, DCHAN__WAIT_SEND);
+	ck_assert_int_eq(dchan_count(f.ch), DCHAN__PACE_BYTES / MiB);
+	/* taking one lets it go on */
+	T_OK(dchan_recv(f.ch, buf, MiB, 0, &len));
+	ck_assert_uint_eq(len, MiB);
+	ck_assert_uint_eq(buf[0], 0);
+	/* nothing taken from here on: it sends the rest within the bound */
+	resume(pid);
+	ck_assert_int_eq(dchan_count(f.ch), PACE_N - 1);
+	for (unsigned i = 1; i < PACE_N; i++) {
+		T_OK(dchan_recv(f.ch, buf, MiB, 0, &len));
+		ck_assert_uint_eq(buf[0], i);
+		ck_assert_uint_eq(buf[MiB - 1], i);
+	}
+	free(buf);
+	t_fix_close(&f);
+}
+END_TEST
+
 T_MAIN("dchan_core", 60, send_recv_inline, full_and_empty_try_once,
        large_messages_copy, zero_copy_both_ways, peek_keeps_message,
        descriptor_round_trip_and_child_attach, blocking_recv_is_woken,
@@ -705,4 +750,4 @@ T_MAIN("dchan_core", 60, send_recv_inline, full_and_empty_try_once,
        stats_and_waiters, many_channels_one_pool_attach_once,
        create_through_a_second_mapping, sleeping_receiver_woken_once,
        sleeping_sender_woken_once, sleeping_poller_woken_once,
-       two_sleeping_receivers_each_woken)
+       two_sleeping_receivers_each_woken, large_sends_paced_by_receiver)

@@ -503,6 +503,55 @@ def test_zygote_under_stress():
     assert not _zombie_children(zpid)
 
 
+def _affinity(q):
+    q.put(sorted(os.sched_getaffinity(0)))
+
+
+def test_a_zygote_child_keeps_the_affinity_it_would_have():
+    # It moves off the parent's CPU once, and keeps the CPUs it may use.
+    from dragon._dragon_cffi import lib
+    _need_zygote()
+    q = ctx.Queue()
+    p = ctx.Process(target=_affinity, args=(q,))
+    p.start()
+    assert q.get(timeout=60) == sorted(os.sched_getaffinity(0))
+    p.join()
+    # Here, in this process: the same call.
+    before = os.sched_getaffinity(0)
+    cpu = lib.dragon_getcpu()
+    assert cpu in before
+    assert lib.dragon_move_off_cpu(cpu) == (1 if len(before) > 1 else 0)
+    assert os.sched_getaffinity(0) == before
+    assert lib.dragon_move_off_cpu(max(before) + 1) == 0  # not allowed here
+    assert lib.dragon_move_off_cpu(-1) == -1
+
+
+def test_the_zygote_forks_the_next_spare_by_itself():
+    # After a start the zygote holds the next fork back for a moment, and
+    # then makes it without being asked: a start some time later finds it
+    # waiting, and one right after asks for it and gets it.
+    import time
+    _need_zygote()
+    z = _zygote.zygote()
+    p = ctx.Process(target=sys.exit, args=(0,))
+    p.start()
+    p.join()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with z.lock:
+            z._recv_until(lambda m: False, block=False)
+            if z.spares:
+                break
+        time.sleep(0.01)
+    with z.lock:
+        assert len(z.spares) == 1 and z.pending == 0
+    for code in (1, 2, 3):  # one after the other: hurried
+        p = ctx.Process(target=sys.exit, args=(code,))
+        p.start()
+        p.join()
+        assert p.exitcode == code
+
+
 ZYGOTE_KILLED = textwrap.dedent("""
     import os, select, signal, sys
     import dragon, multiprocessing as mp

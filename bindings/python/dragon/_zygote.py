@@ -81,12 +81,18 @@ are a 4-byte length, a 1-byte descriptor count and a pickle:
   whether the parent's embedded runtime has a watchdog (then the zygote
   leaves a killed parent's segments to it);
 * parent to zygote: ``("want",)`` (make a spare: the zygote makes one by
-  itself for each spare that got a request or died), ``("reap", pid,
-  quiet)`` (reap pid once it has ended; report its status unless quiet);
-* parent to spare: ``("run", environ, payload, has_tracker)`` with
+  itself for each spare that got a request or died, _REFILL_DELAY later
+  so that the fork does not take CPU from the child just started),
+  ``("hurry",)`` (the parent waits for that spare: fork it now, and fork
+  the next ones at once for a while), ``("reap", pid, quiet)`` (reap pid
+  once it has ended; report its status unless quiet);
+* parent to spare: ``("run", environ, payload, has_tracker, cpu)`` with
   stdout, stderr (the spare's pipes, else the parent's own), the write
   end of the parent's "done" pipe and the tracker's descriptor; environ
-  is None when it is the one the parent primed the zygote with.  The child's last act is to close every other
+  is None when it is the one the parent primed the zygote with; cpu is
+  the one the parent runs on, which the child leaves at once (see
+  dragon_move_off_cpu in build_cffi.py).  The child's last act is to
+  close every other
   descriptor and write its exit code (one byte) to the done pipe: the
   parent's join has the code while the kernel is still releasing the
   child's memory (a millisecond for an interpreter this size), and the
@@ -106,6 +112,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 from multiprocessing import spawn, util
 
@@ -125,6 +132,14 @@ _ZYGOTE_CODE = "from dragon._zygote import main; main()"
 _CHILD_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
 # After SIGTERM, how long the children get before SIGKILL (seconds).
 _END_GRACE = 2.0
+# How long after a spare took its request the zygote forks the next one
+# (seconds), unless the parent asks for it sooner ("hurry"): the fork and
+# the new spare's first steps take a few milliseconds of CPU, which the
+# child just started would otherwise lose in its first messages.
+_REFILL_DELAY = 0.05
+# After a "hurry" (starts that follow each other closely), how long the
+# zygote forks each next spare at once (seconds).
+_EAGER_TIME = 5.0
 
 
 def send_msg(sock, obj, fds=()):
@@ -316,10 +331,15 @@ class Zygote:
             self.dead = True
             raise ZygoteError("the zygote (pid %d) is gone" % self.pid)
         self._recv_until(lambda m: False, block=False)
+        hurried = False
         while not self.spares:
             if not self.pending:
                 self._send(("want",))
                 self.pending += 1
+            elif not hurried:
+                # the zygote may be holding the next fork back: now
+                self._send(("hurry",))
+                hurried = True
             msg = self._recv_until(lambda m: m[0] in ("spare", "error"))
             if msg[0] == "error":
                 raise ZygoteError("the zygote could not start the process: %s"
@@ -336,12 +356,14 @@ class Zygote:
         except Exception:
             tracker = []
         env = _spawn.environ_copy()
-        msg = ("run", None if env == self.base_env else env, payload, bool(tracker))
         with self.lock:
             while True:
                 if self.dead:
                     raise ZygoteError("the zygote (pid %d) is gone" % self.pid)
                 pid, pidfd, sock, stdio = self._spare()
+                # The CPU this process runs on, which the child leaves.
+                msg = ("run", None if env == self.base_env else env, payload,
+                       bool(tracker), lib.dragon_getcpu())
                 try:
                     send_msg(sock, msg, (stdio or [1, 2]) + [done_w] + tracker)
                 except OSError:
@@ -556,6 +578,9 @@ class _Zygote:
         self.sel.add(self.wake_r.fileno(), "wake")
         signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
         self.taken = {}       # read end of a spare's pipe -> its pid
+        self.owed = 0         # spares to fork for the parent, held back
+        self.refill_at = 0.0  # when to fork them (time.monotonic())
+        self.eager_until = 0.0  # until then, fork them at once
         self.pid = os.getpid()
         from ._dragon_cffi import lib
         self.lib = lib
@@ -638,7 +663,13 @@ class _Zygote:
             # ends this process (SIGTERM), its death is seen below.
             if self.parent_gone and not self.children and self.owner is None:
                 return
-            for fd, tag, events in self.sel.poll():
+            timeout = -1
+            if self.owed:
+                timeout = max(0.0, self.refill_at - time.monotonic())
+            ready = self.sel.poll(timeout)
+            if self.owed and time.monotonic() >= self.refill_at:
+                self._refill()
+            for fd, tag, events in ready:
                 if tag is None:
                     if events & select.EPOLLOUT:
                         self._flush()
@@ -675,6 +706,9 @@ class _Zygote:
         kind = msg[0]
         if kind == "want":
             self._make_spare()
+        elif kind == "hurry":
+            self.eager_until = time.monotonic() + _EAGER_TIME
+            self._refill()
         elif kind == "reap":
             pid, quiet = msg[1], msg[2]
             if pid in self.zombies:
@@ -721,8 +755,21 @@ class _Zygote:
         self.sel.remove(fd)
         os.close(fd)
         del self.taken[fd]
-        if not self.parent_gone and not self.terminating:
+        if self.parent_gone or self.terminating:
+            return
+        now = time.monotonic()
+        if not self.owed:
+            self.refill_at = now + _REFILL_DELAY
+        self.owed += 1
+        if now < self.eager_until:
+            self._refill()
+
+    def _refill(self):
+        # Fork the spares held back (see _REFILL_DELAY).
+        while self.owed and not self.parent_gone and not self.terminating:
+            self.owed -= 1
             self._make_spare()
+        self.owed = 0
 
     def _fork_spare(self):
         # A process that forks must have no other thread: one could hold a
@@ -843,6 +890,13 @@ class _Zygote:
         # the parent's terminal is for the parent to decide on.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
+        # What the child imports first, looked up now: the pages those
+        # lookups write (reference counts, the module dictionaries) are
+        # copied while the spare waits rather than once it runs (about 40
+        # of the 270 faults a child took between its request and its end).
+        import atexit, io, runpy, threading  # noqa: F401
+        from multiprocessing import process, reduction, resource_tracker, spawn, util  # noqa: F401
+        from . import _child  # noqa: F401
         reader = Reader(sock)
         m = None
         while m is None:
@@ -856,7 +910,8 @@ class _Zygote:
         # ignores it (_child.take_signals).
         os.close(taken_w)  # the zygote forks the next spare
         sock.close()
-        (_, env, payload, has_tracker), fds = m
+        (_, env, payload, has_tracker, cpu), fds = m
+        self.lib.dragon_move_off_cpu(cpu)
         os.dup2(fds[0], 1)
         os.dup2(fds[1], 2)
         os.close(fds[0])

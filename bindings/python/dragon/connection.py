@@ -51,7 +51,9 @@ _ADESC = ffi.sizeof("dmem_alloc_desc_t")
 
 
 _msg_send = lib.dragon_msg_send
+_msg_send_alloc = lib.dragon_msg_send_alloc
 _msg_recv = lib.dragon_msg_recv
+_unpack = ffi.unpack
 _get_ident = threading.get_ident
 
 
@@ -421,6 +423,10 @@ class Connection(_mpconn._ConnectionBase):
                     if rc:
                         self._send_small_wait(wh, buf, n, rc, None)
                     return
+                # One C call and one copy when there is room; else the path
+                # below, which waits for it.
+                if _msg_send_alloc(wh, K_BYTES, buf, n, 0) == 0:
+                    return
             self._whandle()
             super().send_bytes(buf, offset, size)
         finally:
@@ -560,6 +566,8 @@ class Connection(_mpconn._ConnectionBase):
                 self._rhandle()  # a closed Connection says so first
             raise ValueError("negative maxlength")
         data, rc = self._recv_first()
+        if rc == _EMSGSIZE:
+            data, rc = self._recv_large()
         if data is not None:
             if maxlength is not None and len(data) > maxlength:
                 self._bad_message_length()
@@ -568,6 +576,27 @@ class Connection(_mpconn._ConnectionBase):
         if data is None:
             self._bad_message_length()
         return data.getvalue()
+
+    @_in_call
+    def _recv_large(self):
+        """After a receive found a message too large for the receive
+        buffer: take it without a copy; (its bytes, None) for a K_BYTES
+        message, copied once into the bytes object and freed at once,
+        else (None, what _recv_msg goes on from)."""
+        ch = self._rhandle()
+        msg = ffi.new("dchan_msg_t *")
+        if lib.dchan_recv_zc(ch, 0, msg) < 0:
+            return None, None  # taken by another receiver: wait again
+        p = ffi.cast("char *", msg.data)
+        if p[0] == _K_BYTES_CHAR:
+            try:
+                data = _unpack(p + 1, msg.len - 1)
+            finally:
+                lib.dchan_msg_release(msg)
+            self._consumed()
+            return data, None
+        view = channels.view_of_msg(msg, 0, ch)
+        return None, (view[0], view[1:])
 
     @_in_call
     def _recv_msg(self, timeout_ns=None, rc=None):
