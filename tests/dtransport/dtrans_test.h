@@ -58,6 +58,15 @@ static inline double t_scale(void)
 	return f > 0 ? f : 1.0;
 }
 
+/* The backend the suite runs on: DRAGON_TEST_BACKEND (tcp, ofi, ucx), or
+ * the library's default. */
+static inline const char *t_backend(void)
+{
+	const char *b = getenv("DRAGON_TEST_BACKEND");
+
+	return b && *b ? b : NULL;
+}
+
 /* Become a process of node idx (before any libdmem call). */
 static inline void t_become(int idx, const struct cluster *c)
 {
@@ -173,6 +182,10 @@ static inline void t_agent_main(struct cluster *c, int idx)
 	a.gateway = gw;
 	a.field_mask = DTRANS_ATTR_PEER_TIMEOUT;
 	a.peer_timeout_ns = c->peer_timeout_ns;
+	if (t_backend()) {
+		a.field_mask |= DTRANS_ATTR_BACKEND;
+		a.backend = t_backend();
+	}
 	if ((rc = dtrans_agent_create(&a, &ag)))
 		t_fatal("agent", rc);
 	dtrans_agent_address(ag, c->addr[idx], sizeof c->addr[idx]);
