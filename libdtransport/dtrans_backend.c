@@ -99,9 +99,9 @@ static void say(int fd, const char *s)
 	}
 }
 
-static const struct dtrans__backend_ops *
-fast(const char *name, const char *dir, const struct dtrans__conf *c,
-     int log_fd)
+static const struct dtrans__backend_ops *fast(const char *name, const char *dir,
+					      const struct dtrans__conf *c,
+					      int log_fd)
 {
 	const struct dtrans__backend_ops *ops = NULL;
 	char msg[1024];
@@ -122,7 +122,7 @@ fast(const char *name, const char *dir, const struct dtrans__conf *c,
 }
 
 const struct dtrans__backend_ops *dtrans__backend_find(const char *name,
-							int log_fd)
+						       int log_fd)
 {
 	struct dtrans__conf *c;
 	const struct dtrans__backend_ops *ops = NULL;

@@ -72,9 +72,9 @@ static struct {
 	int (*fabric)(struct fi_fabric_attr *, struct fid_fabric **, void *);
 	const char *(*strerror)(int);
 } fi;
-static const char *const fi_names[] = {"fi_getinfo", "fi_freeinfo",
-				       "fi_dupinfo", "fi_fabric", "fi_strerror",
-				       NULL};
+static const char *const fi_names[] = {"fi_getinfo",  "fi_freeinfo",
+				       "fi_dupinfo",  "fi_fabric",
+				       "fi_strerror", NULL};
 static const char *const fi_libs[] = {"libfabric.so.1", "libfabric.so", NULL};
 
 /* A fabric shared by a listener and the links it accepted. */

@@ -73,7 +73,7 @@ int dtrans__tcp_adopt(int fd, void **link_out);
  * the backend is unknown, not built, or its library does not load.
  */
 const struct dtrans__backend_ops *dtrans__backend_find(const char *name,
-							int log_fd);
+						       int log_fd);
 
 /* ---- backends opened at run time (dtrans_dl.c, dtrans_ofi.c, ucx.c) ----- */
 
@@ -95,8 +95,7 @@ int dtrans__addr_split(const char *addr, char *host, size_t hlen, char *port,
 		       size_t plen);
 int dtrans__addr_format(const struct sockaddr *sa, unsigned sl, char *buf,
 			size_t len);
-int dtrans__addr_resolve(const char *addr, bool passive,
-			 struct addrinfo **out);
+int dtrans__addr_resolve(const char *addr, bool passive, struct addrinfo **out);
 
 /* Open libfabric / UCP from dir (once per process) and give the
  * backend's ops; -DTRANS_E_BACKEND with a message when the library or

@@ -51,8 +51,8 @@ int dtrans__ucx_load(const char *dir, const struct dtrans__backend_ops **out)
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
-#define TX_MAX	  (16u << 20)
-#define NCONNREQ  64
+#define TX_MAX	    (16u << 20)
+#define NCONNREQ    64
 #define CLOSE_SPINS 100000
 
 static struct {
@@ -78,8 +78,7 @@ static struct {
 	ucs_status_t (*listener_reject)(ucp_listener_h, ucp_conn_request_h);
 	ucs_status_t (*ep_create)(ucp_worker_h, const ucp_ep_params_t *,
 				  ucp_ep_h *);
-	ucs_status_ptr_t (*ep_close_nbx)(ucp_ep_h,
-					 const ucp_request_param_t *);
+	ucs_status_ptr_t (*ep_close_nbx)(ucp_ep_h, const ucp_request_param_t *);
 	ucs_status_ptr_t (*stream_send_nbx)(ucp_ep_h, const void *, size_t,
 					    const ucp_request_param_t *);
 	ucs_status_ptr_t (*stream_recv_data_nb)(ucp_ep_h, size_t *);
@@ -90,19 +89,29 @@ static struct {
 	void (*request_free)(void *);
 	const char *(*status_string)(ucs_status_t);
 } ucx;
-static const char *const ucx_names[] = {
-	"ucp_config_read",	   "ucp_config_modify",
-	"ucp_config_release",	   "ucp_init_version",
-	"ucp_worker_create",	   "ucp_worker_destroy",
-	"ucp_worker_get_efd",	   "ucp_worker_arm",
-	"ucp_worker_progress",	   "ucp_listener_create",
-	"ucp_listener_destroy",	   "ucp_listener_query",
-	"ucp_listener_reject",	   "ucp_ep_create",
-	"ucp_ep_close_nbx",	   "ucp_stream_send_nbx",
-	"ucp_stream_recv_data_nb", "ucp_stream_data_release",
-	"ucp_stream_worker_poll",  "ucp_request_check_status",
-	"ucp_request_free",	   "ucs_status_string",
-	NULL};
+static const char *const ucx_names[] = {"ucp_config_read",
+					"ucp_config_modify",
+					"ucp_config_release",
+					"ucp_init_version",
+					"ucp_worker_create",
+					"ucp_worker_destroy",
+					"ucp_worker_get_efd",
+					"ucp_worker_arm",
+					"ucp_worker_progress",
+					"ucp_listener_create",
+					"ucp_listener_destroy",
+					"ucp_listener_query",
+					"ucp_listener_reject",
+					"ucp_ep_create",
+					"ucp_ep_close_nbx",
+					"ucp_stream_send_nbx",
+					"ucp_stream_recv_data_nb",
+					"ucp_stream_data_release",
+					"ucp_stream_worker_poll",
+					"ucp_request_check_status",
+					"ucp_request_free",
+					"ucs_status_string",
+					NULL};
 static const char *const ucx_libs[] = {"libucp.so.0", "libucp.so", NULL};
 
 static pthread_mutex_t load_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -122,7 +131,7 @@ struct ucx_link {
 	struct ucx_wk *wk;
 	ucp_ep_h ep;
 	int fd, evfd;
-	int err; /* set by the error handler */
+	int err;     /* set by the error handler */
 	void *rdata; /* UCP's received bytes, [roff, rlen) not yet taken */
 	size_t roff, rlen;
 	size_t inflight;
@@ -268,9 +277,10 @@ static void on_ep_error(void *arg, ucp_ep_h ep, ucs_status_t st)
 	(void)ep;
 	if (!l->err)
 		l->err = st == UCS_ERR_UNREACHABLE || st == UCS_ERR_REJECTED ||
-				 st == UCS_ERR_NOT_CONNECTED
-			 ? -ECONNREFUSED
-			 : -ECONNRESET; /* the peer or the path is gone */
+					 st == UCS_ERR_NOT_CONNECTED
+				 ? -ECONNREFUSED
+				 : -ECONNRESET; /* the peer or the path is gone
+						 */
 	ev_set(l->evfd, true);
 }
 
@@ -431,8 +441,8 @@ static void ep_close(struct ucx_wk *wk, ucp_ep_h ep)
 
 	if (!UCS_PTR_IS_PTR(r))
 		return;
-	for (int i = 0; i < CLOSE_SPINS &&
-			ucx.request_check_status(r) == UCS_INPROGRESS;
+	for (int i = 0;
+	     i < CLOSE_SPINS && ucx.request_check_status(r) == UCS_INPROGRESS;
 	     i++)
 		ucx.worker_progress(wk->w);
 	ucx.request_free(r);
@@ -568,8 +578,7 @@ static ssize_t ucx_recv(void *link, void *buf, size_t len)
 		wk_progress(l->wk);
 		if (!l->rdata) {
 			size_t n = 0;
-			ucs_status_ptr_t r =
-				ucx.stream_recv_data_nb(l->ep, &n);
+			ucs_status_ptr_t r = ucx.stream_recv_data_nb(l->ep, &n);
 
 			if (UCS_PTR_IS_ERR(r) && !l->err)
 				l->err = -ECONNRESET;

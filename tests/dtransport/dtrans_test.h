@@ -58,13 +58,18 @@ static inline double t_scale(void)
 	return f > 0 ? f : 1.0;
 }
 
-/* The backend the suite runs on: DRAGON_TEST_BACKEND (tcp, ofi, ucx), or
+/* The backend the suite runs on: the one the program was built for
+ * (DTRANS_TEST_BACKEND), else $DRAGON_TEST_BACKEND (tcp, ofi, ucx), else
  * the library's default. */
 static inline const char *t_backend(void)
 {
+#ifdef DTRANS_TEST_BACKEND
+	return DTRANS_TEST_BACKEND;
+#else
 	const char *b = getenv("DRAGON_TEST_BACKEND");
 
 	return b && *b ? b : NULL;
+#endif
 }
 
 /* Become a process of node idx (before any libdmem call). */
