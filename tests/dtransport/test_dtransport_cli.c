@@ -8,6 +8,7 @@
 #include "dtrans_test.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -316,6 +317,19 @@ static int run_conf(const char *conf, const char *arg, char *err, size_t len)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+static int lib_present(const char *soname)
+{
+	void *h = dlopen(soname, RTLD_LAZY | RTLD_LOCAL);
+
+	if (!h) {
+		fprintf(stderr, "%s is absent: its choice is not checked\n",
+			soname);
+		return 0;
+	}
+	dlclose(h);
+	return 1;
+}
+
 START_TEST(t_cli_backend_choice)
 {
 	char err[4096];
@@ -345,6 +359,20 @@ START_TEST(t_cli_backend_choice)
 	ck_assert_msg(strstr(err, "/nonexistent/ucx/libucp.so.0") &&
 			      strstr(err, "cannot open shared object file"),
 		      "%s", err);
+	/* a recorded fast backend is the default, and no notice is due */
+	if (lib_present("libucp.so.0")) {
+		ck_assert_int_eq(run_conf("ucx-runtime-lib=system\n", NULL, err,
+					  sizeof err),
+				 0);
+		ck_assert_msg(count(err, notice_first) == 0, "%s", err);
+	}
+	if (lib_present("libfabric.so.1")) {
+		ck_assert_int_eq(run_conf("ofi-runtime-lib=system\n"
+					  "ucx-runtime-lib=/nonexistent\n",
+					  "--backend=auto", err, sizeof err),
+				 0);
+		ck_assert_msg(count(err, notice_first) == 0, "%s", err);
+	}
 	/* ... and tcp instead only when the user asked for it */
 	ck_assert_int_eq(run_conf("ofi-runtime-lib=/nonexistent/fabric\n"
 				  "tcp-fallback=True\n",
