@@ -317,17 +317,24 @@ static int run_conf(const char *conf, const char *arg, char *err, size_t len)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* In a child: the libraries stay out of this process (what they keep
+ * at exit is theirs, not a leak of ours). */
 static int lib_present(const char *soname)
 {
-	void *h = dlopen(soname, RTLD_LAZY | RTLD_LOCAL);
+	pid_t pid = fork();
+	int st;
 
-	if (!h) {
-		fprintf(stderr, "%s is absent: its choice is not checked\n",
-			soname);
-		return 0;
+	if (pid == 0) {
+		void *h = dlopen(soname, RTLD_LAZY | RTLD_LOCAL);
+
+		if (!h)
+			fprintf(stderr,
+				"%s is absent: its choice is not "
+				"checked\n",
+				soname);
+		_exit(h ? 0 : 1);
 	}
-	dlclose(h);
-	return 1;
+	return pid > 0 && waitpid(pid, &st, 0) == pid && st == 0;
 }
 
 START_TEST(t_cli_backend_choice)
@@ -361,10 +368,22 @@ START_TEST(t_cli_backend_choice)
 		      "%s", err);
 	/* a recorded fast backend is the default, and no notice is due */
 	if (lib_present("libucp.so.0")) {
+		/* LeakSanitizer's tracer cannot stop UCX's threads at exit
+		 * (it crashes); an ASan build checks this run without it */
+		const char *asan = getenv("ASAN_OPTIONS");
+		char opts[512];
+
+		snprintf(opts, sizeof opts, "%s%sdetect_leaks=0",
+			 asan ? asan : "", asan && *asan ? ":" : "");
+		setenv("ASAN_OPTIONS", opts, 1);
 		ck_assert_int_eq(run_conf("ucx-runtime-lib=system\n", NULL, err,
 					  sizeof err),
 				 0);
 		ck_assert_msg(count(err, notice_first) == 0, "%s", err);
+		if (asan)
+			setenv("ASAN_OPTIONS", asan, 1);
+		else
+			unsetenv("ASAN_OPTIONS");
 	}
 	if (lib_present("libfabric.so.1")) {
 		ck_assert_int_eq(run_conf("ofi-runtime-lib=system\n"
