@@ -229,6 +229,11 @@ static int wk_new(struct ucx_wk **out)
 static void wk_unref(struct ucx_wk *wk)
 {
 	if (wk && --wk->refs == 0) {
+		/* let closed endpoints' connection managers finish first: a
+		 * worker destroyed with their handlers armed crashes UCX's
+		 * async thread */
+		for (int i = 0; i < 64; i++)
+			ucx.worker_progress(wk->w);
 		ucx.worker_destroy(wk->w);
 		free(wk);
 	}
