@@ -1,5 +1,7 @@
-/* dragon-config: record where the ofi and ucx runtime libraries are and
- * whether the TCP transport is chosen on purpose.
+/* dragon-config: record where the ofi and ucx runtime libraries are,
+ * whether the TCP transport is chosen on purpose, and whether a fast
+ * backend that does not load may leave the agent on TCP
+ * (libdtransport's dtrans_backend.c reads the file).
  *
  * The file is KEY=VALUE lines.  Every change takes an exclusive lock on a
  * lock file beside it, reads the file, writes a new one to a temporary file
@@ -9,6 +11,7 @@
 #define _GNU_SOURCE
 #include "config.h"
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -21,10 +24,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { K_OFI, K_UCX, K_TCP, NKEYS };
+enum { K_OFI, K_UCX, K_TCP, K_FALLBACK, NKEYS };
 static const char *const keys[NKEYS] = {"ofi-runtime-lib", "ucx-runtime-lib",
-					"tcp-runtime"};
+					"tcp-runtime", "tcp-fallback"};
 static const char *const libs[2] = {"libfabric.so", "libucp.so"};
+/* what the transport agent opens from the system's search path */
+static const char *const sonames[2] = {"libfabric.so.1", "libucp.so.0"};
+
+/* True/False keys; the others hold a library directory or "system". */
+static int is_bool(int k)
+{
+	return k == K_TCP || k == K_FALLBACK;
+}
 
 struct conf {
 	char *val[NKEYS];
@@ -35,13 +46,19 @@ static int usage(FILE *f, int code)
 	fprintf(f,
 		"Usage: dragon-config add [--ofi-runtime-lib=DIR] "
 		"[--ucx-runtime-lib=DIR]\n"
-		"                         [--tcp-runtime=True|False]\n"
+		"                         [--tcp-runtime=True|False] "
+		"[--tcp-fallback=True|False]\n"
 		"       dragon-config list\n"
 		"       dragon-config remove KEY...   (ofi-runtime-lib, "
-		"ucx-runtime-lib, tcp-runtime)\n"
+		"ucx-runtime-lib, tcp-runtime, tcp-fallback)\n"
 		"       dragon-config clean\n"
 		"       dragon-config --help\n\n"
-		"DIR must hold libfabric.so* (ofi) or libucp.so* (ucx).\n"
+		"DIR must hold libfabric.so* (ofi) or libucp.so* (ucx); "
+		"'system' means the\n"
+		"system's library search path.  --tcp-fallback=True: a "
+		"backend whose library\n"
+		"does not load leaves the transport agent on TCP instead of "
+		"failing.\n"
 		"The file is $DRAGON_CONFIG, else "
 		"$XDG_CONFIG_HOME/dragon/dragon.conf,\n"
 		"else ~/.config/dragon/dragon.conf.  See dragon-config(1).\n");
@@ -117,14 +134,15 @@ static int conf_read(const char *path, struct conf *c)
 		if (eq)
 			k = key_index(line, (size_t)(eq - line));
 		if (k < 0 ||
-		    (k == K_TCP && strcmp(eq + 1, "True") &&
+		    (is_bool(k) && strcmp(eq + 1, "True") &&
 		     strcmp(eq + 1, "False")) ||
-		    (k != K_TCP && eq[1] != '/')) {
+		    (!is_bool(k) && eq[1] != '/' && strcmp(eq + 1, "system"))) {
 			fprintf(stderr,
 				"dragon-config: %s, line %d: not a "
 				"setting dragon-config writes (ofi-runtime-"
-				"lib=/dir, ucx-runtime-lib=/dir or "
-				"tcp-runtime=True|False): fix the line, or "
+				"lib=/dir|system, ucx-runtime-lib=/dir|system, "
+				"tcp-runtime=True|False or "
+				"tcp-fallback=True|False): fix the line, or "
 				"remove the file with 'dragon-config clean'\n",
 				path, n);
 			fclose(f);
@@ -209,20 +227,39 @@ static int check_dir(int k, const char *dir)
 	return found ? 0 : -1;
 }
 
+/* "system": the library must load from the system's search path. */
+static int check_system(int k)
+{
+	void *h = dlopen(sonames[k], RTLD_LAZY | RTLD_LOCAL);
+
+	if (!h) {
+		const char *e = dlerror();
+
+		fprintf(stderr,
+			"dragon-config: --%s=system: %s does not load from "
+			"the system's library path: %s; install it, or give "
+			"the directory that holds it\n",
+			keys[k], sonames[k], e ? e : "unknown error");
+		return -1;
+	}
+	dlclose(h);
+	return 0;
+}
+
 static int check_value(int k, const char *v, char **norm)
 {
-	if (k == K_TCP) {
+	if (is_bool(k)) {
 		if (strcasecmp(v, "true") && strcasecmp(v, "false")) {
 			fprintf(stderr,
-				"dragon-config: --tcp-runtime=%s: use "
+				"dragon-config: --%s=%s: use "
 				"True or False\n",
-				v);
+				keys[k], v);
 			return -1;
 		}
 		*norm = strdup(strcasecmp(v, "true") ? "False" : "True");
 		return 0;
 	}
-	if (check_dir(k, v))
+	if (strcmp(v, "system") == 0 ? check_system(k) : check_dir(k, v))
 		return -1;
 	*norm = strdup(v);
 	return 0;
@@ -277,6 +314,7 @@ static int cmd_add(int argc, char **argv)
 		{"ofi-runtime-lib", required_argument, 0, K_OFI},
 		{"ucx-runtime-lib", required_argument, 0, K_UCX},
 		{"tcp-runtime", required_argument, 0, K_TCP},
+		{"tcp-fallback", required_argument, 0, K_FALLBACK},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	struct conf a = {0};

@@ -22,7 +22,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: dragon-transport --node I --nodes N --listen "
 		"HOST:PORT\n"
-		"         [--peer J=HOST:PORT]... [--backend tcp]\n"
+		"         [--peer J=HOST:PORT]... [--backend "
+		"tcp|ofi|ucx|auto]\n"
 		"         [--peer-timeout SECONDS] [--gateway CHANNEL]\n"
 		"         [--secret-file PATH]\n"
 		"The secret comes from --secret-file (a file of mode 0600) or "
@@ -184,16 +185,18 @@ static int run(const struct opts *o, const char *secret, size_t slen)
 		a.field_mask |= DTRANS_ATTR_PEER_TIMEOUT;
 		a.peer_timeout_ns = (uint64_t)(o->peer_timeout * 1e9);
 	}
+	/* blocked before the agent makes threads (its watch set has one),
+	 * so that every thread leaves the signals to sigwait below */
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGINT);
+	sigaddset(&ss, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &ss, NULL);
 	rc = dtrans_agent_create(&a, &ag);
 	if (rc < 0) {
 		fprintf(stderr, "dragon-transport: %s: %s\n",
 			dtrans_strerror(rc), dtrans_errmsg());
 		goto out;
 	}
-	sigemptyset(&ss);
-	sigaddset(&ss, SIGINT);
-	sigaddset(&ss, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &ss, NULL);
 	rc = dtrans_agent_start(ag);
 	if (rc < 0) {
 		fprintf(stderr, "dragon-transport: %s: %s\n",

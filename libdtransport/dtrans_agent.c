@@ -15,22 +15,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-const struct dtrans__backend_ops *dtrans__backend_find(const char *name)
-{
-	if (!name || strcmp(name, "tcp") == 0)
-		return &dtrans__tcp_ops;
-	if (strcmp(name, "ofi") == 0 || strcmp(name, "ucx") == 0)
-		dtrans__fail(-DTRANS_E_BACKEND,
-			     "the %s backend is not built into this "
-			     "libdtransport; use \"tcp\"",
-			     name);
-	else
-		dtrans__fail(-DTRANS_E_BACKEND,
-			     "unknown transport backend \"%s\"; known: tcp",
-			     name);
-	return NULL;
-}
-
 /* Forwarding's half of the links' callbacks: a lost link fails the
  * requests it carried; those not sent yet wait for the next link. */
 static void link_lost(struct dtrans_agent *ag, uint32_t node, const char *why)
@@ -142,7 +126,8 @@ DTRANS_EXPORT int dtrans_agent_create(const dtrans_attr_t *attr,
 				      ? attr->peer_timeout_ns
 				      : DTRANS_PEER_TIMEOUT_DEFAULT;
 	ag->be = dtrans__backend_find(
-		attr->field_mask & DTRANS_ATTR_BACKEND ? attr->backend : NULL);
+		attr->field_mask & DTRANS_ATTR_BACKEND ? attr->backend : NULL,
+		ag->log_fd);
 	ag->secret = malloc(attr->secret_len);
 	ag->peers = calloc(attr->nnodes, sizeof *ag->peers);
 	if (!ag->be)

@@ -15,7 +15,8 @@ DTRANS_EXPORT unsigned dtrans_version(void)
 }
 
 static const char *const errtext[] = {
-	[1] = "transport backend unknown or not built into this library",
+	[1] = "transport backend unknown, not built, or its library does not "
+	      "load",
 	[2] = "peer failed the handshake (not the same runtime's secret)",
 	[3] = "malformed transport frame",
 	[4] = "node index or node count does not match",

@@ -421,7 +421,9 @@ void dtrans__link_event(struct dtrans__link *l, uint32_t events)
 	}
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 		link_read(l);
-	if (!l->dead && (events & EPOLLOUT))
+	/* a backend whose fd only turns readable (ofi, ucx) says "you can
+	 * write again" that way too */
+	if (!l->dead && (events & EPOLLOUT || l->want_out))
 		dtrans__link_flush(l);
 }
 

@@ -8,6 +8,10 @@
  *   dtrans_error.c    error names, the per-thread message, the version
  *   dtrans_wire.c     frame and handshake encodings, MACs, random bytes
  *   dtrans_tcp.c      the tcp backend (struct dtrans__backend_ops)
+ *   dtrans_dl.c       opening a backend's library at run time; addresses
+ *   dtrans_ofi.c      the ofi backend: libfabric (tcp provider), dlopen-ed
+ *   dtrans_ucx.c      the ucx backend: UCP streams, dlopen-ed
+ *   dtrans_backend.c  which backend: the name asked, dragon-config's file
  *   dtrans_log.c      the agent's log and clock
  *   dtrans_link.c     links: buffers, frames, the handshake; delivers what
  *                     arrives through struct dtrans__link_ops
@@ -62,9 +66,45 @@ extern const struct dtrans__backend_ops dtrans__tcp_ops;
 /* A tcp link around a connected non-blocking stream socket (owns fd). */
 int dtrans__tcp_adopt(int fd, void **link_out);
 
-/* The backend called name, or NULL (and an error message) if it is not
- * built into this library. */
-const struct dtrans__backend_ops *dtrans__backend_find(const char *name);
+/*
+ * The backend to use (dtrans_backend.c): name is "tcp", "ofi", "ucx" or
+ * NULL/"auto" (what dragon-config recorded; tcp, with a notice on log_fd
+ * once per process, when nothing is).  NULL, with an error message, when
+ * the backend is unknown, not built, or its library does not load.
+ */
+const struct dtrans__backend_ops *dtrans__backend_find(const char *name,
+						       int log_fd);
+
+/* ---- backends opened at run time (dtrans_dl.c, dtrans_ofi.c, ucx.c) ----- */
+
+/* A library directory that means "the system's default search path". */
+#define DTRANS__DL_SYSTEM "system"
+
+struct addrinfo;
+struct sockaddr;
+
+/* dlopen the first of names (NULL-terminated) found in dir (NULL or
+ * DTRANS__DL_SYSTEM: the default search path); the error names the
+ * path and dlerror(). */
+int dtrans__dl_open(const char *backend, const char *dir,
+		    const char *const *names, void **handle_out);
+/* dlsym every name (NULL-terminated) into table[i]. */
+int dtrans__dl_syms(void *h, const char *backend, const char *const *names,
+		    void **table);
+int dtrans__addr_split(const char *addr, char *host, size_t hlen, char *port,
+		       size_t plen);
+int dtrans__addr_format(const struct sockaddr *sa, unsigned sl, char *buf,
+			size_t len);
+int dtrans__addr_resolve(const char *addr, bool passive, struct addrinfo **out);
+
+/* Open libfabric / UCP from dir (once per process) and give the
+ * backend's ops; -DTRANS_E_BACKEND with a message when the library or
+ * what it needs (libfabric's tcp provider) is missing, or when the
+ * backend was not built (no headers at build time). */
+int dtrans__ofi_load(const char *dir,
+		     const struct dtrans__backend_ops **ops_out);
+int dtrans__ucx_load(const char *dir,
+		     const struct dtrans__backend_ops **ops_out);
 
 /* ---- wire frames (dtrans_wire.c) ---------------------------------------- */
 

@@ -8,8 +8,15 @@
 #ifndef DTRANS_TEST_H
 #define DTRANS_TEST_H
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* setns */
+#endif
+
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -56,6 +63,56 @@ static inline double t_scale(void)
 	double f = s ? strtod(s, NULL) : 1.0;
 
 	return f > 0 ? f : 1.0;
+}
+
+/* The backend the suite runs on: the one the program was built for
+ * (DTRANS_TEST_BACKEND), else $DRAGON_TEST_BACKEND (tcp, ofi, ucx), else
+ * the library's default. */
+static inline const char *t_backend(void)
+{
+#ifdef DTRANS_TEST_BACKEND
+	return DTRANS_TEST_BACKEND;
+#else
+	const char *b = getenv("DRAGON_TEST_BACKEND");
+
+	return b && *b ? b : NULL;
+#endif
+}
+
+/*
+ * Where agent idx listens: "127.0.0.1:0", or DRAGON_TEST_HOST<idx>:0 when
+ * set.  With DRAGON_TEST_NETNS<idx> (a path such as /run/netns/NAME) the
+ * agent process enters that network namespace first, as ip netns exec
+ * does: a /sys of its own shows the namespace's devices (UCX looks for
+ * them in /sys/class/net).  tests/dtransport/netns.sh runs the suite so
+ * across two network stacks.
+ */
+static inline const char *t_listen_addr(int idx)
+{
+	static char addr[128];
+	char var[32];
+	const char *v;
+
+	snprintf(var, sizeof var, "DRAGON_TEST_NETNS%d", idx);
+	v = getenv(var);
+	if (v && *v) {
+		int fd = open(v, O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0 || setns(fd, CLONE_NEWNET) < 0 ||
+		    unshare(CLONE_NEWNS) < 0 ||
+		    mount("", "/", NULL, MS_SLAVE | MS_REC, NULL) < 0 ||
+		    umount2("/sys", MNT_DETACH) < 0 ||
+		    mount("sysfs", "/sys", "sysfs", 0, NULL) < 0) {
+			fprintf(stderr, "cannot enter %s: %s\n", v,
+				strerror(errno));
+			_exit(4);
+		}
+		close(fd);
+	}
+	snprintf(var, sizeof var, "DRAGON_TEST_HOST%d", idx);
+	v = getenv(var);
+	snprintf(addr, sizeof addr, "%s:0", v && *v ? v : "127.0.0.1");
+	return addr;
 }
 
 /* Become a process of node idx (before any libdmem call). */
@@ -167,12 +224,16 @@ static inline void t_agent_main(struct cluster *c, int idx)
 		t_make_objects(c, pool);
 	a.node = (uint32_t)idx;
 	a.nnodes = 2;
-	a.listen_addr = "127.0.0.1:0";
+	a.listen_addr = t_listen_addr(idx);
 	a.secret = t_secret;
 	a.secret_len = sizeof t_secret - 1;
 	a.gateway = gw;
 	a.field_mask = DTRANS_ATTR_PEER_TIMEOUT;
 	a.peer_timeout_ns = c->peer_timeout_ns;
+	if (t_backend()) {
+		a.field_mask |= DTRANS_ATTR_BACKEND;
+		a.backend = t_backend();
+	}
 	if ((rc = dtrans_agent_create(&a, &ag)))
 		t_fatal("agent", rc);
 	dtrans_agent_address(ag, c->addr[idx], sizeof c->addr[idx]);

@@ -1,11 +1,14 @@
 /*
  * dragon-transport, the command-line agent: two of them carry a node-0
  * process's operations to a channel of node 1; a wrong secret keeps the
- * nodes apart; an unknown or unbuilt backend is refused with a message.
+ * nodes apart; an unknown backend is refused with a message; the backend
+ * follows what dragon-config recorded (the TCP notice, a library that
+ * does not load, the fallback).
  */
 #include "dtrans_test.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -225,21 +228,178 @@ static int run_err(char *const *argv, char *err, size_t len)
 START_TEST(t_cli_refuses)
 {
 	char err[512];
-	char *ofi[] = {
+	char *pigeon[] = {
 		(char *)prog(), "--node",      "0",	    "--nodes", "2",
-		"--listen",	"127.0.0.1:0", "--backend", "ofi",     NULL};
+		"--listen",	"127.0.0.1:0", "--backend", "pigeon",  NULL};
 	char *nosecret[] = {(char *)prog(), "--node",	   "0", "--nodes", "2",
 			    "--listen",	    "127.0.0.1:0", NULL};
 	char *usage[] = {(char *)prog(), "--node",	"3", "--nodes", "2",
 			 "--listen",	 "127.0.0.1:0", NULL};
 
 	setenv("DRAGON_TRANSPORT_SECRET", "a secret long enough to be used", 1);
-	ck_assert_int_eq(run_err(ofi, err, sizeof err), 1);
-	ck_assert_msg(strstr(err, "ofi backend is not built"), "%s", err);
+	ck_assert_int_eq(run_err(pigeon, err, sizeof err), 1);
+	ck_assert_msg(strstr(err, "unknown transport backend \"pigeon\""), "%s",
+		      err);
 	ck_assert_int_eq(run_err(usage, err, sizeof err), 2);
 	unsetenv("DRAGON_TRANSPORT_SECRET");
 	ck_assert_int_eq(run_err(nosecret, err, sizeof err), 1);
 	ck_assert_msg(strstr(err, "no secret"), "%s", err);
+}
+END_TEST
+
+/* ---- which backend: dragon-config's file ------------------------------- */
+
+static const char notice_first[] = "Dragon was unable to find a high-speed "
+				   "network backend configuration.";
+static const char notice_last[] = "we will use the lower performing TCP "
+				  "transport agent for backend network "
+				  "communication.";
+
+static int count(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+/* One agent of one node, with the config file holding conf (NULL: no
+ * file) and extra arguments; its exit status and all it wrote to stderr.
+ * One that starts is stopped at once. */
+static int run_conf(const char *conf, const char *arg, char *err, size_t len)
+{
+	char cf[] = "/tmp/tdtcli-conf.XXXXXX", line[512];
+	int e[2], o[2], st;
+	size_t got = 0;
+	ssize_t n;
+	pid_t pid;
+	FILE *out;
+
+	close(mkstemp(cf));
+	if (conf)
+		write_secret(cf, conf);
+	else
+		unlink(cf);
+	ck_assert_int_eq(pipe(e), 0);
+	ck_assert_int_eq(pipe(o), 0);
+	pid = fork();
+	if (pid == 0) {
+		dup2(e[1], 2);
+		dup2(o[1], 1);
+		close(e[0]);
+		close(o[0]);
+		unsetenv("DRAGON_NODE_ID");
+		setenv("DRAGON_CONFIG", cf, 1);
+		setenv("DRAGON_TRANSPORT_SECRET", "a secret long enough here",
+		       1);
+		execl(prog(), prog(), "--node", "0", "--nodes", "2", "--listen",
+		      "127.0.0.1:0", arg, (char *)NULL);
+		_exit(127);
+	}
+	close(e[1]);
+	close(o[1]);
+	out = fdopen(o[0], "r");
+	if (fgets(line, sizeof line, out) && !strncmp(line, "listening", 9))
+		kill(pid, SIGTERM);
+	while (fgets(line, sizeof line, out)) /* its statistics */
+		;
+	fclose(out);
+	while (got + 1 < len && (n = read(e[0], err + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	err[got] = 0;
+	close(e[0]);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	unlink(cf);
+	if (!WIFEXITED(st))
+		fprintf(stderr, "dragon-transport ended with status %d: %s\n",
+			st, err);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* In a child: the libraries stay out of this process (what they keep
+ * at exit is theirs, not a leak of ours). */
+static int lib_present(const char *soname)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		void *h = dlopen(soname, RTLD_LAZY | RTLD_LOCAL);
+
+		if (!h)
+			fprintf(stderr,
+				"%s is absent: its choice is not "
+				"checked\n",
+				soname);
+		_exit(h ? 0 : 1);
+	}
+	return pid > 0 && waitpid(pid, &st, 0) == pid && st == 0;
+}
+
+START_TEST(t_cli_backend_choice)
+{
+	char err[4096];
+
+	/* nothing recorded: tcp, and the notice once */
+	ck_assert_int_eq(run_conf(NULL, NULL, err, sizeof err), 0);
+	ck_assert_msg(count(err, notice_first) == 1 &&
+			      count(err, notice_last) == 1,
+		      "%s", err);
+	/* TCP on purpose: no notice */
+	ck_assert_int_eq(run_conf("tcp-runtime=True\n", NULL, err, sizeof err),
+			 0);
+	ck_assert_msg(count(err, notice_first) == 0, "%s", err);
+	/* a named backend is not a default: no notice either */
+	ck_assert_int_eq(run_conf(NULL, "--backend=tcp", err, sizeof err), 0);
+	ck_assert_msg(count(err, notice_first) == 0, "%s", err);
+	/* a recorded library that is not there: the path and dlerror() */
+	ck_assert_int_eq(run_conf("ofi-runtime-lib=/nonexistent/fabric\n", NULL,
+				  err, sizeof err),
+			 1);
+	ck_assert_msg(strstr(err, "/nonexistent/fabric/libfabric.so.1") &&
+			      strstr(err, "cannot open shared object file"),
+		      "%s", err);
+	ck_assert_int_eq(run_conf("ucx-runtime-lib=/nonexistent/ucx\n",
+				  "--backend=ucx", err, sizeof err),
+			 1);
+	ck_assert_msg(strstr(err, "/nonexistent/ucx/libucp.so.0") &&
+			      strstr(err, "cannot open shared object file"),
+		      "%s", err);
+	/* a recorded fast backend is the default, and no notice is due */
+	if (lib_present("libucp.so.0")) {
+		/* LeakSanitizer's tracer cannot stop UCX's threads at exit
+		 * (it crashes); an ASan build checks this run without it */
+		const char *asan = getenv("ASAN_OPTIONS");
+		char opts[512];
+
+		snprintf(opts, sizeof opts, "%s%sdetect_leaks=0",
+			 asan ? asan : "", asan && *asan ? ":" : "");
+		setenv("ASAN_OPTIONS", opts, 1);
+		ck_assert_int_eq(run_conf("ucx-runtime-lib=system\n", NULL, err,
+					  sizeof err),
+				 0);
+		ck_assert_msg(count(err, notice_first) == 0, "%s", err);
+		if (asan)
+			setenv("ASAN_OPTIONS", asan, 1);
+		else
+			unsetenv("ASAN_OPTIONS");
+	}
+	if (lib_present("libfabric.so.1")) {
+		ck_assert_int_eq(run_conf("ofi-runtime-lib=system\n"
+					  "ucx-runtime-lib=/nonexistent\n",
+					  "--backend=auto", err, sizeof err),
+				 0);
+		ck_assert_msg(count(err, notice_first) == 0, "%s", err);
+	}
+	/* ... and tcp instead only when the user asked for it */
+	ck_assert_int_eq(run_conf("ofi-runtime-lib=/nonexistent/fabric\n"
+				  "tcp-fallback=True\n",
+				  NULL, err, sizeof err),
+			 0);
+	ck_assert_msg(strstr(err, "/nonexistent/fabric/libfabric.so.1") &&
+			      strstr(err, "using tcp instead"),
+		      "%s", err);
 }
 END_TEST
 
@@ -254,6 +414,7 @@ int main(void)
 	tcase_add_test(tc, t_cli_pair);
 	tcase_add_test(tc, t_cli_wrong_secret);
 	tcase_add_test(tc, t_cli_refuses);
+	tcase_add_test(tc, t_cli_backend_choice);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -43,6 +43,19 @@ check "config: garbage file not rewritten by add" '[ $rc -ne 0 ] && grep -q garb
 printf 'tcp-runtime=Maybe\n' > "$DRAGON_CONFIG"
 $C list > /dev/null 2> "$T/err"; rc=$?
 check "config: bad value in the file refused" '[ $rc -ne 0 ] && grep -q "line 1" "$T/err"'
+$C add --tcp-fallback=Maybe 2> "$T/err"; rc=$?
+check "config: --tcp-fallback takes True or False" '[ $rc -ne 0 ] && grep -q "tcp-fallback=Maybe: use True or False" "$T/err"'
+printf 'ucx-runtime-lib=usr/lib\n' > "$DRAGON_CONFIG"
+$C list > /dev/null 2> "$T/err"; rc=$?
+check "config: a relative library directory in the file refused" '[ $rc -ne 0 ] && grep -q "line 1" "$T/err"'
+rm -f "$DRAGON_CONFIG"
+if ldconfig -p | grep -q 'libfabric\.so\.1 '; then
+	$C add --ofi-runtime-lib=system --tcp-fallback=true 2> "$T/err"; rc=$?
+	check "config: ofi from the system's library path, fallback on" '[ $rc -eq 0 ] && $C list | grep -qx "ofi-runtime-lib=system" && $C list | grep -qx "tcp-fallback=True"'
+	$C clean
+else
+	echo "skip: libfabric.so.1 is not on the system's library path"
+fi
 printf '# comment\n\ntcp-runtime=True\n' > "$DRAGON_CONFIG"
 check "config: comments and blank lines are fine" '$C list | grep -qx "tcp-runtime=True"'
 if [ "$(id -u)" -ne 0 ]; then

@@ -36,7 +36,8 @@ extern "C" {
 /* Library error codes are negative and start past the errno range. */
 #define DTRANS_ERRBASE 1200
 enum dtrans_error {
-	DTRANS_E_BACKEND = DTRANS_ERRBASE + 1, /* backend unknown/not built */
+	DTRANS_E_BACKEND = DTRANS_ERRBASE + 1, /* backend unknown, not built,
+						  or its library won't load */
 	DTRANS_E_AUTH = DTRANS_ERRBASE + 2,    /* peer failed the handshake */
 	DTRANS_E_FRAME = DTRANS_ERRBASE + 3,   /* malformed wire frame */
 	DTRANS_E_NODE = DTRANS_ERRBASE + 4     /* wrong node id/count */
@@ -96,7 +97,11 @@ typedef struct dtrans_attr {
 	size_t secret_len;
 	dchan_t *gateway; /* this node's gateway channel (local) */
 	/* optional */
-	const char *backend;	  /* "tcp" (the default) */
+	const char *backend;	  /* "tcp", "ofi" (libfabric), "ucx" (UCP) or
+				     "auto" (the default): what dragon-config
+				     recorded, else tcp with a notice; ofi and
+				     ucx are opened with dlopen, see
+				     dtransport(7) */
 	uint64_t peer_timeout_ns; /* an unreachable or silent peer fails its
 				     operations after this long (default
 				     DTRANS_PEER_TIMEOUT_DEFAULT) */
@@ -112,7 +117,9 @@ typedef struct dtrans_attr {
  * nothing yet.  *agent_out is owned by the caller (dtrans_agent_destroy).
  * -EINVAL (a missing field, a secret too short), -DTRANS_E_NODE (node >=
  * nnodes, or dmem_node_id() is not DTRANS_NODE_ID(node)), -DTRANS_E_BACKEND (a
- * backend that is not built in), -EADDRINUSE and the like from the backend.
+ * backend that is unknown or not built in, or whose library does not load:
+ * the message names the path and dlerror()), -EADDRINUSE and the like from
+ * the backend.
  */
 DTRANS_EXPORT int dtrans_agent_create(const dtrans_attr_t *attr,
 				      dtrans_agent_t **agent_out);
