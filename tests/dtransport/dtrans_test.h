@@ -27,7 +27,20 @@
 static const char t_secret[] = "a secret of the test runtime, 48 bytes long..!";
 
 /* What node 1 makes for the tests, in this order. */
-enum { O_CHAN, O_BIG, O_LOCK, O_SEM, O_EVENT, O_RLOCK, O_PARK, O_PING, O_N };
+enum {
+	O_CHAN,
+	O_BIG,
+	O_LOCK,
+	O_SEM,
+	O_EVENT,
+	O_RLOCK,
+	O_PARK,
+	O_PING,
+	O_BARRIER, /* 3 parties */
+	O_COND,
+	O_CLOCK, /* the condition's lock */
+	O_N
+};
 
 /* Shared (MAP_SHARED) between the test and its processes. */
 struct cluster {
@@ -75,6 +88,27 @@ static inline void t_fatal(const char *what, int rc)
 	_exit(3);
 }
 
+/* The barrier and the condition (with its lock). */
+static inline void t_make_sync(struct cluster *c, dmem_pool_t *pool)
+{
+	dchan_barrier_t *bar;
+	dchan_cond_t *cond;
+	dchan_lock_t *lk;
+	int rc;
+
+	if ((rc = dchan_barrier_create(pool, 3, &bar)) ||
+	    dchan_barrier_desc_get(bar, &c->obj[O_BARRIER]) ||
+	    dchan_barrier_detach(bar))
+		t_fatal("barrier", rc);
+	if ((rc = dchan_cond_create(pool, &cond)) ||
+	    dchan_cond_desc_get(cond, &c->obj[O_COND]) ||
+	    dchan_cond_detach(cond))
+		t_fatal("condition", rc);
+	if ((rc = dchan_lock_create(pool, 0, &lk)) ||
+	    dchan_lock_desc_get(lk, &c->obj[O_CLOCK]) || dchan_lock_detach(lk))
+		t_fatal("lock", rc);
+}
+
 static inline void t_make_objects(struct cluster *c, dmem_pool_t *pool)
 {
 	dchan_attr_t a4 = {.field_mask = DCHAN_ATTR_CAPACITY, .capacity = 4};
@@ -110,6 +144,7 @@ static inline void t_make_objects(struct cluster *c, dmem_pool_t *pool)
 	if ((rc = dchan_create(pool, &abig, &ch)) ||
 	    dchan_desc_get(ch, &c->obj[O_PING]) || dchan_detach(ch))
 		t_fatal("channel", rc);
+	t_make_sync(c, pool);
 }
 
 static inline void t_say(int fd, char b)
