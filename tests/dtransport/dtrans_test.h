@@ -10,6 +10,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -218,8 +219,12 @@ static inline void t_agent_main(struct cluster *c, int idx)
 	    (rc = dtrans_agent_start(ag)))
 		t_fatal("start", rc);
 	t_say(c->ready[idx][1], 'r');
-	while ((cmd = t_hear(c->ctl[idx][0])) == 's') {
-		dtrans_agent_stats(ag, (uint32_t)!idx, &c->stats[idx]);
+	while ((cmd = t_hear(c->ctl[idx][0])) == 's' || cmd == 'a') {
+		if (cmd == 'a') /* the peer's agent moved (restarted) */
+			dtrans_agent_peer_set(ag, (uint32_t)!idx,
+					      c->addr[!idx]);
+		else
+			dtrans_agent_stats(ag, (uint32_t)!idx, &c->stats[idx]);
 		t_say(c->ready[idx][1], 'r');
 	}
 	dtrans_agent_destroy(ag);
@@ -258,6 +263,45 @@ static inline struct cluster *t_cluster_up(uint64_t peer_timeout_ns)
 	for (int i = 0; i < 2; i++)
 		ck_assert_int_eq(t_hear(c->ready[i][0]), 'r');
 	return c;
+}
+
+/* Start agent idx again (after it was killed: its segment goes) with
+ * the same node id; it makes its objects anew, and the other agent
+ * learns its new address. */
+static inline void t_agent_restart(struct cluster *c, int idx)
+{
+	int st;
+	pid_t pid;
+
+	ck_assert_int_eq(waitpid(c->agent[idx], &st, 0), c->agent[idx]);
+	if (WIFSIGNALED(st))
+		shm_unlink(c->segname[idx]);
+	close(c->ctl[idx][1]);
+	close(c->ready[idx][0]);
+	/* the new agent closes the fd numbers the other agent's pipe ends
+	 * had in the test (t_agent_main): keep its own well above them */
+	for (int k = 0; k < 2; k++) {
+		int p[2], *to = k ? c->ready[idx] : c->ctl[idx];
+
+		ck_assert_int_eq(pipe(p), 0);
+		for (int e = 0; e < 2; e++) {
+			to[e] = fcntl(p[e], F_DUPFD, 200 + 4 * idx + 2 * k + e);
+			ck_assert_int_ge(to[e], 200);
+			close(p[e]);
+		}
+	}
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		t_agent_main(c, idx);
+	c->agent[idx] = pid;
+	close(c->ctl[idx][0]); /* the agent's ends (the numbers stay in c) */
+	close(c->ready[idx][1]);
+	ck_assert_int_eq(t_hear(c->ready[idx][0]), 'r');
+	t_say(c->ctl[!idx][1], 'a');
+	ck_assert_int_eq(t_hear(c->ready[!idx][0]), 'r');
+	t_say(c->ctl[idx][1], 'g');
+	ck_assert_int_eq(t_hear(c->ready[idx][0]), 'r');
 }
 
 /* Agent i's statistics of its peer, into c->stats[i]. */
