@@ -54,6 +54,13 @@ struct cluster {
 	dchan_desc_t obj[O_N];
 	dtrans_peer_stats_t stats[2]; /* each agent's stats of the other */
 	uint64_t peer_timeout_ns;
+	/* Nodes in namespaces of their own (test_dtransport_netns.c): what
+	 * each agent listens on ("" = 127.0.0.1:0), and a hook that moves
+	 * a new process of node idx there (agent: 1 for the agent itself,
+	 * which then notes its pid in nspid). */
+	char listen[2][64];
+	void (*enter)(struct cluster *c, int idx, int agent);
+	pid_t nspid[2];
 };
 
 static inline uint64_t t_now(void)
@@ -77,6 +84,8 @@ static inline void t_become(int idx, const struct cluster *c)
 {
 	char id[16];
 
+	if (c->enter && c->nspid[idx] != getpid())
+		c->enter((struct cluster *)c, idx, 0);
 	snprintf(id, sizeof id, "%d", idx + 1);
 	setenv("DRAGON_NODE_ID", id, 1);
 	setenv(DCHAN_GW_ENV, c->gw[idx], 1);
@@ -184,6 +193,8 @@ static inline void t_agent_main(struct cluster *c, int idx)
 		close(c->ctl[i][1]);
 		close(c->ready[i][0]);
 	}
+	if (c->enter)
+		c->enter(c, idx, 1);
 	t_become(idx, c);
 	snprintf(name, sizeof name, "tdtrans-%d-%d", idx, (int)getpid());
 	if ((rc = dmem_pool_create(name, 256u << 20, NULL, &pool)))
@@ -203,7 +214,7 @@ static inline void t_agent_main(struct cluster *c, int idx)
 		t_make_objects(c, pool);
 	a.node = (uint32_t)idx;
 	a.nnodes = 2;
-	a.listen_addr = "127.0.0.1:0";
+	a.listen_addr = c->listen[idx][0] ? c->listen[idx] : "127.0.0.1:0";
 	a.secret = t_secret;
 	a.secret_len = sizeof t_secret - 1;
 	a.gateway = gw;
@@ -233,7 +244,12 @@ static inline void t_agent_main(struct cluster *c, int idx)
 	_exit(0);
 }
 
-static inline struct cluster *t_cluster_up(uint64_t peer_timeout_ns)
+/* A cluster whose nodes live in namespaces of their own: enter moves
+ * each new process of a node there, listen[i] is agent i's address. */
+static inline struct cluster *t_cluster_up_in(uint64_t peer_timeout_ns,
+					      void (*enter)(struct cluster *,
+							    int, int),
+					      const char *const listen[2])
 {
 	struct cluster *c = mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE,
 				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -242,6 +258,9 @@ static inline struct cluster *t_cluster_up(uint64_t peer_timeout_ns)
 	memset(c, 0, sizeof *c);
 	signal(SIGPIPE, SIG_IGN); /* a killed agent's pipe */
 	c->peer_timeout_ns = peer_timeout_ns;
+	c->enter = enter;
+	for (int i = 0; listen && i < 2; i++)
+		snprintf(c->listen[i], sizeof c->listen[i], "%s", listen[i]);
 	for (int i = 0; i < 2; i++) {
 		ck_assert_int_eq(pipe(c->ctl[i]), 0);
 		ck_assert_int_eq(pipe(c->ready[i]), 0);
@@ -263,6 +282,11 @@ static inline struct cluster *t_cluster_up(uint64_t peer_timeout_ns)
 	for (int i = 0; i < 2; i++)
 		ck_assert_int_eq(t_hear(c->ready[i][0]), 'r');
 	return c;
+}
+
+static inline struct cluster *t_cluster_up(uint64_t peer_timeout_ns)
+{
+	return t_cluster_up_in(peer_timeout_ns, NULL, NULL);
 }
 
 /* Start agent idx again (after it was killed: its segment goes) with
