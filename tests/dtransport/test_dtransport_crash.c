@@ -180,6 +180,23 @@ static int c_drain_measure(struct cluster *c)
 	return 0;
 }
 
+/* node 0: free bytes of its gateway's pool, where the requesters' reply
+ * channels live, into free_bytes[1] */
+static int c_gw_pool_free(struct cluster *c)
+{
+	dmem_pool_stats_t st;
+	dchan_desc_t gd;
+	dchan_t *gw;
+
+	T_OK(dchan_desc_from_text(c->gw[0], &gd));
+	T_OK(dchan_attach(&gd, &gw));
+	T_OK(dmem_pool_check(dchan_pool(gw)));
+	T_OK(dmem_pool_stats(dchan_pool(gw), &st));
+	free_bytes[1] = st.free_bytes;
+	T_OK(dchan_detach(gw));
+	return 0;
+}
+
 /* node 0: its gateway channel holds nothing left over */
 static int c_gateway_empty(struct cluster *c)
 {
@@ -211,15 +228,17 @@ START_TEST(t_killed_clients)
 {
 	struct cluster *c = t_cluster_up(10 * S);
 	int rounds = (int)(10 * t_scale());
-	uint64_t before;
+	uint64_t before, gw_before, t0;
 	pid_t p[4];
 
-	free_bytes = mmap(NULL, sizeof *free_bytes, PROT_READ | PROT_WRITE,
+	free_bytes = mmap(NULL, 2 * sizeof *free_bytes, PROT_READ | PROT_WRITE,
 			  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ck_assert(free_bytes != MAP_FAILED);
 	lost_ok = 0;
 	ck_assert_int_eq(t_run(c, 1, c_drain_measure), 0);
 	before = *free_bytes;
+	ck_assert_int_eq(t_run(c, 0, c_gw_pool_free), 0);
+	gw_before = free_bytes[1];
 	srand((unsigned)getpid());
 	for (int r = 0; r < rounds; r++) {
 		for (int i = 0; i < 4; i++)
@@ -247,8 +266,19 @@ START_TEST(t_killed_clients)
 	ck_assert_msg(before - *free_bytes <= CACHE_MAX_BYTES,
 		      "node 1's pool lost %lld bytes",
 		      (long long)(before - *free_bytes));
+	/* node 0's gateway pool: the dead requesters' reply channels, and
+	 * the completions in them, go once the agent sees them dead */
+	t0 = t_now();
+	do {
+		usleep(100000);
+		ck_assert_int_eq(t_run(c, 0, c_gw_pool_free), 0);
+	} while (gw_before - free_bytes[1] > CACHE_MAX_BYTES &&
+		 t_now() - t0 < 10 * S);
+	ck_assert_msg(gw_before - free_bytes[1] <= CACHE_MAX_BYTES,
+		      "node 0's gateway pool lost %lld bytes",
+		      (long long)(gw_before - free_bytes[1]));
 	t_cluster_down(c);
-	munmap(free_bytes, sizeof *free_bytes);
+	munmap(free_bytes, 2 * sizeof *free_bytes);
 }
 END_TEST
 
