@@ -6,9 +6,10 @@
  * so it is the one place that knows when nobody can touch one any more:
  * once the process that made it has ended.  It notes each reply channel
  * with its maker's pid (a request id's top 24 bits) and destroys the
- * channels of ended processes, with the completions nobody took, so that
- * a process killed in the middle of a remote operation, or one that just
- * exited, leaves no memory behind in the gateway's pool.
+ * channels of ended processes, with the completions nobody took, and
+ * reclaims what else they held in that pool, so that a process killed in
+ * the middle of a remote operation, or one that just exited, leaves no
+ * memory behind in the gateway's pool.
  */
 #include "config.h"
 #include "dtrans_agent.h"
@@ -75,6 +76,10 @@ void dtrans__reply_reap(struct dtrans_agent *ag, uint64_t now)
 			}
 			if (dchan_attach(&r->desc, &ch) == 0)
 				dchan_destroy(ch);
+			/* and what it allocated there and never handed over
+			 * (a request's payload it was killed copying), as
+			 * a runtime does for the processes it reaps */
+			dmem_pool_reclaim(dchan_pool(ag->gw), r->pid, NULL);
 			*pp = r->next;
 			free(r);
 		}
