@@ -13,6 +13,7 @@
 #   make check-ubsan        ... UndefinedBehaviorSanitizer (./build-ubsan)
 #   make check-tsan         ... ThreadSanitizer (./build-tsan)
 #   make check-valgrind     the C tests under valgrind memcheck, errors fatal
+#   make check-stress       the transport's crash campaign at length (CRASH_TRIALS=1000)
 #   make check-all          check, the three sanitizer builds and valgrind
 #   make check-mp-suite     CPython's whole multiprocessing suite with 'dragon'
 #   make check-cluster8     (root) the test cluster on 8 nodes: srun -N8 hostname
@@ -41,6 +42,7 @@ DEPS = gcc make autoconf automake libtool pkg-config check \
 
 .PHONY: all check install uninstall bench deps distcheck clean distclean \
 	check-asan check-ubsan check-tsan check-valgrind check-all check-mp-suite \
+	check-stress \
 	check-cluster8 help
 
 all: $(BUILD)/Makefile
@@ -106,6 +108,15 @@ check-valgrind: $(BUILD)/Makefile
 	@$(SUBMAKE)
 	@$(MAKE) --no-print-directory -C $(BUILD) check-valgrind
 check-all: check check-asan check-ubsan check-tsan check-valgrind
+
+# The transport's crash campaign (make check runs 100 trials) with
+# CRASH_TRIALS trials, under the guard like make check.
+CRASH_TRIALS ?= 1000
+check-stress: $(BUILD)/Makefile
+	@$(SUBMAKE)
+	@$(SRC)/build-aux/leftover-guard $(BUILD) \
+	  $(MAKE) --no-print-directory -C $(BUILD)/tests/dtransport \
+	  check-stress CRASH_TRIALS=$(CRASH_TRIALS)
 
 # The whole of test._test_multiprocessing, compared with 'spawn' on this
 # machine (make check runs a subset of it).

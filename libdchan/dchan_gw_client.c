@@ -136,58 +136,92 @@ static int gw_await(dchan_t *reply, const dchan_gw_req_t *req, void *out,
  * inside its send (waking the receiver) after the completion was taken,
  * so a reply channel is never freed while requests may be in flight.
  */
-static pthread_key_t reply_key;
 static pthread_once_t reply_once = PTHREAD_ONCE_INIT;
-static __thread dchan_t *thread_reply;
-/* In a forked child: this process's copy of the parent's handle. */
-static __thread dchan_t *reply_inherited;
+
+/*
+ * A thread's reply channel: `inherited` is, in a forked child, this
+ * process's copy of the parent's handle (the parent's channel stays the
+ * parent's); `inflight` counts requests posted and not yet answered
+ * (poll sets only, see dchan__gw_pollset_begin).
+ */
+struct reply_slot {
+	dchan_t *ch;
+	dchan_t *inherited;
+	unsigned inflight;
+};
+
+/* One for each thread's calls, one for its poll sets. */
+static pthread_key_t reply_key[2];
+static __thread struct reply_slot reply_slot[2];
+static const uint32_t reply_cap[2] = {4, DCHAN__GW_POLLSET_CAP};
 
 static void reply_drop(void *ch)
 {
 	dchan_detach(ch);
 }
 
-/* A forked child makes its own: the parent's channel stays the parent's.
- * The child's copy of the handle is freed at its next remote operation,
+/* The child's copy of a handle is freed at its next remote operation,
  * not here, where taking the library's locks is not safe. */
 static void reply_forget(void)
 {
-	if (thread_reply)
-		reply_inherited = thread_reply;
-	thread_reply = NULL;
+	for (int i = 0; i < 2; i++) {
+		if (reply_slot[i].ch)
+			reply_slot[i].inherited = reply_slot[i].ch;
+		reply_slot[i].ch = NULL;
+		reply_slot[i].inflight = 0;
+	}
 }
 
 static void reply_init(void)
 {
-	pthread_key_create(&reply_key, reply_drop);
+	pthread_key_create(&reply_key[0], reply_drop);
+	pthread_key_create(&reply_key[1], reply_drop);
 	pthread_atfork(NULL, NULL, reply_forget);
 }
 
-static int reply_get(dchan_t *gw, dchan_t **reply_out)
+/* Forget the thread's reply channel `which` (it stays in the pool: a
+ * servicer may still be sending to it). */
+static void reply_abandon(int which)
 {
-	dchan_attr_t a = {.field_mask = DCHAN_ATTR_CAPACITY, .capacity = 4};
+	struct reply_slot *s = &reply_slot[which];
+
+	pthread_setspecific(reply_key[which], NULL);
+	if (s->ch)
+		dchan_detach(s->ch);
+	s->ch = NULL;
+	s->inflight = 0;
+}
+
+static int reply_get(dchan_t *gw, int which, dchan_t **reply_out)
+{
+	dchan_attr_t a = {.field_mask = DCHAN_ATTR_CAPACITY,
+			  .capacity = reply_cap[which]};
+	struct reply_slot *s = &reply_slot[which];
 	int rc;
 
 	pthread_once(&reply_once, reply_init);
-	if (reply_inherited) {
-		pthread_setspecific(reply_key, NULL);
-		dchan_detach(reply_inherited);
-		reply_inherited = NULL;
+	if (s->inherited) {
+		pthread_setspecific(reply_key[which], NULL);
+		dchan_detach(s->inherited);
+		s->inherited = NULL;
 	}
-	if (thread_reply &&
-	    thread_reply->desc.pool.pool_uid != gw->desc.pool.pool_uid) {
-		dchan_detach(thread_reply);
-		thread_reply = NULL;
-	}
-	if (!thread_reply) {
-		rc = dchan__create(gw->pool, &a, DCHAN__OBJ_CHANNEL,
-				   &thread_reply);
+	if (s->ch && s->ch->desc.pool.pool_uid != gw->desc.pool.pool_uid)
+		reply_abandon(which);
+	if (!s->ch) {
+		rc = dchan__create(gw->pool, &a, DCHAN__OBJ_CHANNEL, &s->ch);
 		if (rc < 0)
 			return rc;
-		pthread_setspecific(reply_key, thread_reply);
+		pthread_setspecific(reply_key[which], s->ch);
 	}
-	*reply_out = thread_reply;
+	*reply_out = s->ch;
 	return 0;
+}
+
+/* A request id: the requester's pid in the top 24 bits. */
+static uint64_t req_id_next(void)
+{
+	return (uint64_t)dchan__self() << 40 |
+	       __atomic_add_fetch(&gw_next_id, 1, __ATOMIC_RELAXED);
 }
 
 /* One remote operation, start to end. */
@@ -199,12 +233,11 @@ static int gw_call(dchan_t *ch, dchan_gw_req_t *req, void *out, size_t cap,
 
 	rc = gw_get(&gw);
 	if (rc == 0)
-		rc = reply_get(gw, &reply);
+		rc = reply_get(gw, 0, &reply);
 	if (rc < 0)
 		return rc;
 	req->version = DCHAN_GW_VERSION;
-	req->req_id = (uint64_t)dchan__self() << 40 |
-		      __atomic_add_fetch(&gw_next_id, 1, __ATOMIC_RELAXED);
+	req->req_id = req_id_next();
 	req->target = ch->desc;
 	req->reply = reply->desc;
 	rc = gw_post(gw, req);
@@ -276,5 +309,88 @@ int dchan__gw_stats(dchan_t *ch, dchan_stats_t *st)
 				 (unsigned long long)c.payload_len);
 	if (rc == 0)
 		*st = s;
+	return rc;
+}
+
+/*
+ * Poll sets with remote channels (dchan_poll_many).  A set returns as
+ * soon as one of its channels is ready and leaves its other remote polls
+ * to end on their own, each within the slice it was posted with; their
+ * late completions go to a reply channel of the thread's poll sets, with
+ * room for them and a whole new set, never to the channel of its calls,
+ * where they could crowd out an answer.
+ */
+int dchan__gw_pollset_begin(unsigned n, dchan_t **reply_out)
+{
+	struct reply_slot *s = &reply_slot[1];
+	uint64_t id;
+	unsigned rev;
+	dchan_t *gw, *reply;
+	int rc, st;
+
+	rc = gw_get(&gw);
+	if (rc == 0)
+		rc = reply_get(gw, 1, &reply);
+	if (rc < 0)
+		return rc;
+	while (s->inflight + n > DCHAN__GW_POLLSET_CAP) {
+		rc = dchan__gw_poll_take(reply, DCHAN__GW_POLLSET_LATE_NS, &id,
+					 &rev, &st);
+		if (rc == -ETIMEDOUT || rc == -EAGAIN) {
+			/* answers that will not come: start afresh */
+			reply_abandon(1);
+			return dchan__gw_pollset_begin(n, reply_out);
+		}
+		if (rc < 0)
+			return rc;
+	}
+	*reply_out = reply;
+	return 0;
+}
+
+int dchan__gw_poll_post(dchan_t *ch, unsigned events, uint64_t timeout_ns,
+			dchan_t *reply, uint64_t *req_id_out)
+{
+	dchan_gw_req_t req = {.version = DCHAN_GW_VERSION,
+			      .op = DCHAN_GW_POLL,
+			      .arg = events,
+			      .timeout_ns = timeout_ns,
+			      .req_id = req_id_next(),
+			      .target = ch->desc,
+			      .reply = reply->desc};
+	dchan_t *gw;
+	int rc = gw_get(&gw);
+
+	if (rc == 0)
+		rc = gw_post(gw, &req);
+	if (rc < 0)
+		return rc;
+	reply_slot[1].inflight++;
+	*req_id_out = req.req_id;
+	return 0;
+}
+
+int dchan__gw_poll_take(dchan_t *reply, uint64_t timeout_ns,
+			uint64_t *req_id_out, unsigned *revents_out,
+			int *status_out)
+{
+	dchan_gw_cpl_t c;
+	dchan_msg_t m;
+	int rc = dchan__recv_zc_local(reply, timeout_ns, &m);
+
+	if (rc < 0)
+		return rc;
+	if (reply_slot[1].inflight)
+		reply_slot[1].inflight--;
+	rc = dchan_gw_cpl_decode(m.data, m.len, &c);
+	if (rc == 0 && c.op != DCHAN_GW_POLL)
+		rc = dchan__fail(-DCHAN_E_BADREQ, "completion for another "
+						  "operation in a poll set");
+	if (rc == 0) {
+		*req_id_out = c.req_id;
+		*revents_out = (unsigned)c.value;
+		*status_out = c.status;
+	}
+	dchan_msg_release(&m);
 	return rc;
 }

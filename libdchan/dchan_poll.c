@@ -17,6 +17,7 @@
 
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -90,8 +91,11 @@ static int waitv(dchan_pollitem_t *items, size_t n, const uint32_t *v,
 	return rc < 0 ? -errno : 0;
 }
 
+/* Checks the items; returns how many are remote. */
 static int poll_check(dchan_pollitem_t *items, size_t n)
 {
+	int nremote = 0;
+
 	if (!items || n == 0 || n > DCHAN__POLL_MAX)
 		return dchan__fail(-EINVAL, "poll needs 1..%d items, got %zu",
 				   DCHAN__POLL_MAX, n);
@@ -102,14 +106,11 @@ static int poll_check(dchan_pollitem_t *items, size_t n)
 					   "channel",
 					   i);
 		if (items[i].ch->remote)
-			return dchan__fail(-DCHAN_E_REMOTE,
-					   "poll item %zu is a "
-					   "remote channel",
-					   i);
-		if (dchan__check_local(items[i].ch) < 0)
+			nremote++;
+		else if (dchan__check_local(items[i].ch) < 0)
 			return -DCHAN_E_DESTROYED;
 	}
-	return 0;
+	return nremote;
 }
 
 static int poll_round(dchan_pollitem_t *items, size_t n,
@@ -139,6 +140,186 @@ static int poll_round(dchan_pollitem_t *items, size_t n,
 	return nready;
 }
 
+/* ---- sets with remote channels ------------------------------------------ */
+/*
+ * The remote items are polled through the gateway, all at once, with the
+ * completions coming to one local reply channel, which the set then waits
+ * on beside its local channels.  The first round tries every item once
+ * (so a set already ready reports all its ready items, as poll(2) does);
+ * later rounds post remote polls that wait at most DCHAN__POLL_SLICE_NS,
+ * so that when a local channel (or another remote one) wins, the polls
+ * left behind end at their nodes' agents within the slice rather than
+ * waiting there forever.
+ */
+#define DCHAN__POLL_SLICE_NS 500000000ull
+#define DCHAN__POLL_GRACE_NS 30000000000ull /* the servicer's slack */
+
+struct mixed {
+	dchan_pollitem_t *items;
+	size_t n, nlocal, nremote;
+	dchan_pollitem_t loc[DCHAN__POLL_MAX]; /* local items, then reply */
+	size_t lidx[DCHAN__POLL_MAX], ridx[DCHAN__POLL_MAX];
+	uint64_t ids[DCHAN__POLL_MAX];
+	bool answered[DCHAN__POLL_MAX];
+	size_t unanswered;
+	dchan_t *reply;
+};
+
+static void ns_to_ts(uint64_t ns, struct timespec *ts)
+{
+	ts->tv_sec = (time_t)(ns / 1000000000ull);
+	ts->tv_nsec = (long)(ns % 1000000000ull);
+}
+
+/* Post this round's remote polls, each waiting at most slice. */
+static int mixed_post(struct mixed *m, uint64_t slice)
+{
+	int rc = dchan__gw_pollset_begin((unsigned)m->nremote, &m->reply);
+
+	for (size_t k = 0; rc == 0 && k < m->nremote; k++) {
+		dchan_pollitem_t *it = &m->items[m->ridx[k]];
+
+		it->revents = 0;
+		m->answered[k] = false;
+		rc = dchan__gw_poll_post(it->ch, it->events, slice, m->reply,
+					 &m->ids[k]);
+		if (rc == 0)
+			m->unanswered++;
+	}
+	return rc;
+}
+
+/* Take the completions that arrived; 0, or the error of a remote item. */
+static int mixed_collect(struct mixed *m)
+{
+	uint64_t id;
+	unsigned rev;
+	int st;
+
+	while (dchan__gw_poll_take(m->reply, 0, &id, &rev, &st) == 0) {
+		size_t k;
+
+		for (k = 0; k < m->nremote; k++)
+			if (m->ids[k] == id && !m->answered[k])
+				break;
+		if (k == m->nremote)
+			continue; /* a late answer of an earlier round */
+		m->answered[k] = true;
+		m->unanswered--;
+		if (st == 0)
+			m->items[m->ridx[k]].revents =
+				rev & m->items[m->ridx[k]].events;
+		else if (st != -EAGAIN && st != -ETIMEDOUT) {
+			dchan_t *ch = m->items[m->ridx[k]].ch;
+
+			return dchan__fail(
+				st,
+				"poll item %zu, channel %016llx of "
+				"node %llu: %s",
+				m->ridx[k],
+				(unsigned long long)ch->desc.chan_uid,
+				(unsigned long long)ch->desc.node_id,
+				dchan_strerror(st));
+		}
+	}
+	return 0;
+}
+
+/* Ready items now: the remote answers so far and a scan of the local. */
+static int mixed_count(struct mixed *m)
+{
+	bool stuck = false;
+	int nready = 0;
+
+	for (size_t k = 0; k < m->nlocal; k++) {
+		dchan_pollitem_t *it = &m->items[m->lidx[k]];
+
+		it->revents = ready_events(it->ch, it->events, &stuck);
+	}
+	for (size_t i = 0; i < m->n; i++)
+		nready += m->items[i].revents != 0;
+	return nready;
+}
+
+/* Sleep until a local item or the reply channel changes, or until. */
+static void mixed_sleep(struct mixed *m, uint64_t until)
+{
+	struct timespec dl;
+
+	for (size_t k = 0; k < m->nlocal; k++)
+		m->loc[k] = m->items[m->lidx[k]];
+	m->loc[m->nlocal] =
+		(dchan_pollitem_t){.ch = m->reply, .events = DCHAN_POLLIN};
+	ns_to_ts(until, &dl);
+	poll_round(m->loc, m->nlocal + 1, until == UINT64_MAX ? NULL : &dl);
+}
+
+/* One round: post, then wait for an answer of each remote poll or for
+ * anything ready.  Returns the ready count, 0 for none, or an error. */
+static int mixed_round(struct mixed *m, uint64_t slice, bool all)
+{
+	uint64_t bound = dchan__now_ns() + slice + DCHAN__POLL_GRACE_NS;
+	int rc = mixed_post(m, slice);
+
+	for (;;) {
+		if (rc == 0)
+			rc = mixed_collect(m);
+		if (rc < 0)
+			return rc;
+		rc = mixed_count(m);
+		if (rc > 0 && (!all || m->unanswered == 0))
+			return rc;
+		if (m->unanswered == 0)
+			return 0;
+		if (dchan__now_ns() >= bound)
+			return dchan__fail(-EHOSTUNREACH,
+					   "the gateway's servicer did not "
+					   "answer a poll");
+		if (poll_check(m->items, m->n) < 0)
+			return -DCHAN_E_DESTROYED;
+		mixed_sleep(m, bound);
+		rc = 0;
+	}
+}
+
+static int poll_mixed(dchan_pollitem_t *items, size_t n, uint64_t timeout_ns)
+{
+	struct mixed *m = calloc(1, sizeof *m);
+	uint64_t end = timeout_ns >= DCHAN_FOREVER - dchan__now_ns()
+			       ? UINT64_MAX
+			       : dchan__now_ns() + timeout_ns;
+	int rc;
+
+	if (!m)
+		return dchan__fail(-ENOMEM, "no memory for a poll set");
+	m->items = items;
+	m->n = n;
+	for (size_t i = 0; i < n; i++) {
+		items[i].revents = 0;
+		if (items[i].ch->remote)
+			m->ridx[m->nremote++] = i;
+		else
+			m->lidx[m->nlocal++] = i;
+	}
+	rc = mixed_round(m, 0, true);
+	while (rc == 0 && timeout_ns != 0) {
+		uint64_t now = dchan__now_ns();
+
+		if (now >= end)
+			break;
+		rc = mixed_round(m,
+				 end - now < DCHAN__POLL_SLICE_NS
+					 ? end - now
+					 : DCHAN__POLL_SLICE_NS,
+				 false);
+	}
+	free(m);
+	if (rc == 0)
+		return dchan__fail(timeout_ns ? -ETIMEDOUT : -EAGAIN,
+				   "no channel became ready in time");
+	return rc;
+}
+
 DCHAN_EXPORT int dchan_poll_many(dchan_pollitem_t *items, size_t n,
 				 uint64_t timeout_ns)
 {
@@ -150,6 +331,8 @@ DCHAN_EXPORT int dchan_poll_many(dchan_pollitem_t *items, size_t n,
 	rc = poll_check(items, n);
 	if (rc < 0)
 		return rc;
+	if (rc > 0)
+		return poll_mixed(items, n, timeout_ns);
 	rc = scan_items(items, n, &stuck);
 	if (rc || timeout_ns == 0)
 		return rc ? rc : dchan__fail(-EAGAIN, "no channel is ready");

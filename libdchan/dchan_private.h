@@ -280,6 +280,18 @@ int dchan__gw_recv(dchan_t *ch, int op, void *buf, size_t cap,
 int dchan__gw_poll(dchan_t *ch, unsigned events, uint64_t timeout_ns,
 		   unsigned *revents_out);
 int dchan__gw_stats(dchan_t *ch, dchan_stats_t *st);
+/* Poll sets with remote channels: the thread's reply channel for them,
+ * with room for n more requests (waiting up to DCHAN__GW_POLLSET_LATE_NS
+ * for late answers of earlier sets); post one poll; take one completion
+ * (its request id, revents and status). */
+#define DCHAN__GW_POLLSET_CAP	  256u
+#define DCHAN__GW_POLLSET_LATE_NS 5000000000ull
+int dchan__gw_pollset_begin(unsigned n, dchan_t **reply_out);
+int dchan__gw_poll_post(dchan_t *ch, unsigned events, uint64_t timeout_ns,
+			dchan_t *reply, uint64_t *req_id_out);
+int dchan__gw_poll_take(dchan_t *reply, uint64_t timeout_ns,
+			uint64_t *req_id_out, unsigned *revents_out,
+			int *status_out);
 
 /* Stop unless the handle names a usable local channel. */
 static inline int dchan__check_local(const dchan_t *ch)

@@ -154,6 +154,13 @@ static int run(const struct opts *o, const char *secret, size_t slen)
 	sigset_t ss;
 	int rc, sig;
 
+	/* Blocked before any thread exists (the agent's, and the helper
+	 * thread of its watch set inherit the mask): a SIGTERM meant for the
+	 * sigwait below must never reach a thread that would die of it. */
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGINT);
+	sigaddset(&ss, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &ss, NULL);
 	if (o->gateway) {
 		rc = dchan_desc_from_text(o->gateway, &d);
 		if (rc == 0)

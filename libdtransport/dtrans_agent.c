@@ -223,6 +223,7 @@ static void tick(struct dtrans_agent *ag, uint64_t now)
 	for (struct dtrans__link *l = ag->links; l; l = l->next)
 		dtrans__link_tick(l, now);
 	dtrans__fwd_tick(ag, now);
+	dtrans__reply_reap(ag, now);
 	dtrans__serve_tick(ag);
 }
 
@@ -334,6 +335,7 @@ DTRANS_EXPORT int dtrans_agent_destroy(dtrans_agent_t *ag)
 		free(ag->peers[i].addr);
 	free(ag->peers);
 	free(ag->heap);
+	dtrans__reply_forget(ag);
 	if (ag->secret)
 		memset(ag->secret, 0, ag->secret_len);
 	free(ag->secret);

@@ -6,6 +6,8 @@
  *   dtrans_link.c     links: buffers, frames, the handshake; hands what
  *                     arrives on a link to the layer above through the
  *                     callbacks of struct dtrans__link_ops
+ *   dtrans_reply.c    the requesters' reply channels: freed when their
+ *                     process has ended
  *   dtrans_forward.c  this node's requests: gateway -> peer, completions back
  *   dtrans_serve.c    the peers' requests: executed here, parked waits
  *   dtrans_agent.c    public calls, the thread, the epoll loop, timers; the
@@ -47,6 +49,7 @@ enum dtrans__lstate {
 
 struct dtrans__parked;
 struct dtrans__link;
+struct dtrans__replies;
 
 /*
  * What a link needs of the layers above it, registered by the agent (the
@@ -166,6 +169,7 @@ struct dtrans_agent {
 	struct dtrans__parked **heap;
 	size_t nheap, heap_cap;
 	uint64_t nparked;
+	struct dtrans__replies *replies; /* dtrans_reply.c */
 };
 
 #define DTRANS__STAT(ag, node, field, v)                                       \
@@ -191,6 +195,12 @@ void dtrans__link_accepted(struct dtrans__link *l);
 /* Bytes as if received on l: parse and act on every whole frame (drops
  * the link on a malformed one).  The read path and the fuzz target. */
 int dtrans__link_feed(struct dtrans__link *l, const void *buf, size_t len);
+
+/* the requesters' reply channels (dtrans_reply.c) */
+void dtrans__reply_note(struct dtrans_agent *ag, const dchan_desc_t *reply,
+			uint64_t req_id);
+void dtrans__reply_reap(struct dtrans_agent *ag, uint64_t now);
+void dtrans__reply_forget(struct dtrans_agent *ag);
 
 /* forwarding our requests (dtrans_forward.c) */
 void dtrans__gw_drain(struct dtrans_agent *ag);

@@ -124,6 +124,7 @@ static void fwd_one(struct dtrans_agent *ag, const void *raw, size_t len)
 			    dchan_strerror(rc));
 		return;
 	}
+	dtrans__reply_note(ag, &req.reply, req.req_id);
 	node = req.target.node_id - 1; /* DTRANS_NODE_ID's inverse */
 	if (node >= ag->nnodes || node == ag->node) {
 		dtrans__log(ag,

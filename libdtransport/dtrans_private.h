@@ -15,6 +15,8 @@
  *   dtrans_log.c      the agent's log and clock
  *   dtrans_link.c     links: buffers, frames, the handshake; delivers what
  *                     arrives through struct dtrans__link_ops
+ *   dtrans_reply.c    the requesters' reply channels, freed when their
+ *                     process has ended
  *   dtrans_forward.c  this node's requests to peers, their completions
  *   dtrans_serve.c    the peers' requests executed here, parked waits
  *   dtrans_agent.c    public calls, the thread and the event loop; the top,

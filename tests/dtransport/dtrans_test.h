@@ -34,7 +34,20 @@
 static const char t_secret[] = "a secret of the test runtime, 48 bytes long..!";
 
 /* What node 1 makes for the tests, in this order. */
-enum { O_CHAN, O_BIG, O_LOCK, O_SEM, O_EVENT, O_RLOCK, O_PARK, O_PING, O_N };
+enum {
+	O_CHAN,
+	O_BIG,
+	O_LOCK,
+	O_SEM,
+	O_EVENT,
+	O_RLOCK,
+	O_PARK,
+	O_PING,
+	O_BARRIER, /* 3 parties */
+	O_COND,
+	O_CLOCK, /* the condition's lock */
+	O_N
+};
 
 /* Shared (MAP_SHARED) between the test and its processes. */
 struct cluster {
@@ -47,6 +60,13 @@ struct cluster {
 	dchan_desc_t obj[O_N];
 	dtrans_peer_stats_t stats[2]; /* each agent's stats of the other */
 	uint64_t peer_timeout_ns;
+	/* Nodes in namespaces of their own (test_dtransport_netns.c): what
+	 * each agent listens on ("" = 127.0.0.1:0), and a hook that moves
+	 * a new process of node idx there (agent: 1 for the agent itself,
+	 * which then notes its pid in nspid). */
+	char listen[2][64];
+	void (*enter)(struct cluster *c, int idx, int agent);
+	pid_t nspid[2];
 };
 
 static inline uint64_t t_now(void)
@@ -120,6 +140,8 @@ static inline void t_become(int idx, const struct cluster *c)
 {
 	char id[16];
 
+	if (c->enter && c->nspid[idx] != getpid())
+		c->enter((struct cluster *)c, idx, 0);
 	snprintf(id, sizeof id, "%d", idx + 1);
 	setenv("DRAGON_NODE_ID", id, 1);
 	setenv(DCHAN_GW_ENV, c->gw[idx], 1);
@@ -130,6 +152,27 @@ static inline void t_fatal(const char *what, int rc)
 	fprintf(stderr, "%s: %s (%s / %s)\n", what, dtrans_strerror(rc),
 		dtrans_errmsg(), dchan_errmsg());
 	_exit(3);
+}
+
+/* The barrier and the condition (with its lock). */
+static inline void t_make_sync(struct cluster *c, dmem_pool_t *pool)
+{
+	dchan_barrier_t *bar;
+	dchan_cond_t *cond;
+	dchan_lock_t *lk;
+	int rc;
+
+	if ((rc = dchan_barrier_create(pool, 3, &bar)) ||
+	    dchan_barrier_desc_get(bar, &c->obj[O_BARRIER]) ||
+	    dchan_barrier_detach(bar))
+		t_fatal("barrier", rc);
+	if ((rc = dchan_cond_create(pool, &cond)) ||
+	    dchan_cond_desc_get(cond, &c->obj[O_COND]) ||
+	    dchan_cond_detach(cond))
+		t_fatal("condition", rc);
+	if ((rc = dchan_lock_create(pool, 0, &lk)) ||
+	    dchan_lock_desc_get(lk, &c->obj[O_CLOCK]) || dchan_lock_detach(lk))
+		t_fatal("lock", rc);
 }
 
 static inline void t_make_objects(struct cluster *c, dmem_pool_t *pool)
@@ -167,6 +210,7 @@ static inline void t_make_objects(struct cluster *c, dmem_pool_t *pool)
 	if ((rc = dchan_create(pool, &abig, &ch)) ||
 	    dchan_desc_get(ch, &c->obj[O_PING]) || dchan_detach(ch))
 		t_fatal("channel", rc);
+	t_make_sync(c, pool);
 }
 
 static inline void t_say(int fd, char b)
@@ -205,8 +249,13 @@ static inline void t_agent_main(struct cluster *c, int idx)
 		close(c->ctl[i][1]);
 		close(c->ready[i][0]);
 	}
+	if (c->enter)
+		c->enter(c, idx, 1);
 	t_become(idx, c);
-	snprintf(name, sizeof name, "tdtrans-%d-%d", idx, (int)getpid());
+	/* the time too: a killed agent's segment of a run that did not clean
+	 * up may carry a pid that comes round again */
+	snprintf(name, sizeof name, "tdtrans-%d-%d-%llx", idx, (int)getpid(),
+		 (unsigned long long)(t_now() & 0xffffffffffull));
 	if ((rc = dmem_pool_create(name, 256u << 20, NULL, &pool)))
 		t_fatal("pool", rc);
 	{
@@ -224,7 +273,7 @@ static inline void t_agent_main(struct cluster *c, int idx)
 		t_make_objects(c, pool);
 	a.node = (uint32_t)idx;
 	a.nnodes = 2;
-	a.listen_addr = t_listen_addr(idx);
+	a.listen_addr = c->listen[idx][0] ? c->listen[idx] : t_listen_addr(idx);
 	a.secret = t_secret;
 	a.secret_len = sizeof t_secret - 1;
 	a.gateway = gw;
@@ -244,8 +293,12 @@ static inline void t_agent_main(struct cluster *c, int idx)
 	    (rc = dtrans_agent_start(ag)))
 		t_fatal("start", rc);
 	t_say(c->ready[idx][1], 'r');
-	while ((cmd = t_hear(c->ctl[idx][0])) == 's') {
-		dtrans_agent_stats(ag, (uint32_t)!idx, &c->stats[idx]);
+	while ((cmd = t_hear(c->ctl[idx][0])) == 's' || cmd == 'a') {
+		if (cmd == 'a') /* the peer's agent moved (restarted) */
+			dtrans_agent_peer_set(ag, (uint32_t)!idx,
+					      c->addr[!idx]);
+		else
+			dtrans_agent_stats(ag, (uint32_t)!idx, &c->stats[idx]);
 		t_say(c->ready[idx][1], 'r');
 	}
 	dtrans_agent_destroy(ag);
@@ -254,7 +307,12 @@ static inline void t_agent_main(struct cluster *c, int idx)
 	_exit(0);
 }
 
-static inline struct cluster *t_cluster_up(uint64_t peer_timeout_ns)
+/* A cluster whose nodes live in namespaces of their own: enter moves
+ * each new process of a node there, listen[i] is agent i's address. */
+static inline struct cluster *t_cluster_up_in(uint64_t peer_timeout_ns,
+					      void (*enter)(struct cluster *,
+							    int, int),
+					      const char *const listen[2])
 {
 	struct cluster *c = mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE,
 				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -263,6 +321,9 @@ static inline struct cluster *t_cluster_up(uint64_t peer_timeout_ns)
 	memset(c, 0, sizeof *c);
 	signal(SIGPIPE, SIG_IGN); /* a killed agent's pipe */
 	c->peer_timeout_ns = peer_timeout_ns;
+	c->enter = enter;
+	for (int i = 0; listen && i < 2; i++)
+		snprintf(c->listen[i], sizeof c->listen[i], "%s", listen[i]);
 	for (int i = 0; i < 2; i++) {
 		ck_assert_int_eq(pipe(c->ctl[i]), 0);
 		ck_assert_int_eq(pipe(c->ready[i]), 0);
@@ -274,16 +335,61 @@ static inline struct cluster *t_cluster_up(uint64_t peer_timeout_ns)
 		if (pid == 0)
 			t_agent_main(c, i);
 		c->agent[i] = pid;
-		ck_assert_int_eq(t_hear(c->ready[i][0]), 'r');
-	}
-	for (int i = 0; i < 2; i++) {
+		/* the agent's ends, closed here at once: an agent that fails
+		 * to start is an end of file, not a wait without end */
 		close(c->ctl[i][0]);
 		close(c->ready[i][1]);
-		t_say(c->ctl[i][1], 'g');
+		ck_assert_int_eq(t_hear(c->ready[i][0]), 'r');
 	}
+	for (int i = 0; i < 2; i++)
+		t_say(c->ctl[i][1], 'g');
 	for (int i = 0; i < 2; i++)
 		ck_assert_int_eq(t_hear(c->ready[i][0]), 'r');
 	return c;
+}
+
+static inline struct cluster *t_cluster_up(uint64_t peer_timeout_ns)
+{
+	return t_cluster_up_in(peer_timeout_ns, NULL, NULL);
+}
+
+/* Start agent idx again (after it was killed: its segment goes) with
+ * the same node id; it makes its objects anew, and the other agent
+ * learns its new address. */
+static inline void t_agent_restart(struct cluster *c, int idx)
+{
+	int st;
+	pid_t pid;
+
+	ck_assert_int_eq(waitpid(c->agent[idx], &st, 0), c->agent[idx]);
+	if (WIFSIGNALED(st))
+		shm_unlink(c->segname[idx]);
+	close(c->ctl[idx][1]);
+	close(c->ready[idx][0]);
+	/* the new agent closes the fd numbers the other agent's pipe ends
+	 * had in the test (t_agent_main): keep its own well above them */
+	for (int k = 0; k < 2; k++) {
+		int p[2], *to = k ? c->ready[idx] : c->ctl[idx];
+
+		ck_assert_int_eq(pipe(p), 0);
+		for (int e = 0; e < 2; e++) {
+			to[e] = fcntl(p[e], F_DUPFD, 200 + 4 * idx + 2 * k + e);
+			ck_assert_int_ge(to[e], 200);
+			close(p[e]);
+		}
+	}
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		t_agent_main(c, idx);
+	c->agent[idx] = pid;
+	close(c->ctl[idx][0]); /* the agent's ends (the numbers stay in c) */
+	close(c->ready[idx][1]);
+	ck_assert_int_eq(t_hear(c->ready[idx][0]), 'r');
+	t_say(c->ctl[!idx][1], 'a');
+	ck_assert_int_eq(t_hear(c->ready[!idx][0]), 'r');
+	t_say(c->ctl[idx][1], 'g');
+	ck_assert_int_eq(t_hear(c->ready[idx][0]), 'r');
 }
 
 /* Agent i's statistics of its peer, into c->stats[i]. */

@@ -20,12 +20,33 @@ struct cli {
 	char gw[DCHAN_DESC_TEXT_MAX];
 };
 
+/*
+ * The program itself, not libtool's wrapper script around it, so that a
+ * run under valgrind --trace-children checks the agent and not the shell
+ * and sed of the wrapper: the binary in .libs, with the build tree's
+ * libraries on LD_LIBRARY_PATH (what the wrapper would have set).
+ */
 static const char *prog(void)
 {
 	static char path[4096];
+	const char *top =
+		getenv("top_builddir") ? getenv("top_builddir") : "../..";
+	const char *old = getenv("LD_LIBRARY_PATH");
+	char libs[8192];
 
-	snprintf(path, sizeof path, "%s/libdtransport/dragon-transport",
-		 getenv("top_builddir") ? getenv("top_builddir") : "../..");
+	snprintf(path, sizeof path, "%s/libdtransport/.libs/dragon-transport",
+		 top);
+	if (access(path, X_OK) != 0) {
+		snprintf(path, sizeof path, "%s/libdtransport/dragon-transport",
+			 top);
+		return path;
+	}
+	snprintf(
+		libs, sizeof libs,
+		"%s/libdtransport/.libs:%s/libdchan/.libs:%s/libdmem/.libs%s%s",
+		top, top, top, old ? ":" : "", old ? old : "");
+	if (!old || !strstr(old, "/libdtransport/.libs"))
+		setenv("LD_LIBRARY_PATH", libs, 1);
 	return path;
 }
 
@@ -52,6 +73,17 @@ static void write_secret(const char *path, const char *s)
 	close(fd);
 }
 
+/* One second, longer when the run is scaled down (valgrind, sanitizers)
+ * and the agents start and answer slowly: up to 10 s. */
+static const char *peer_timeout(void)
+{
+	static char buf[32];
+	double t = 1.0 / t_scale();
+
+	snprintf(buf, sizeof buf, "%g", t < 1 ? 1 : t > 10 ? 10 : t);
+	return buf;
+}
+
 static void cli_start(struct cli *c, int node, const int *port,
 		      const char *secret_file, const char *extra)
 {
@@ -70,7 +102,7 @@ static void cli_start(struct cli *c, int node, const int *port,
 		unsetenv("DRAGON_NODE_ID");
 		execl(prog(), prog(), "--node", me, "--nodes", "2", "--listen",
 		      listen, "--peer", peer, "--secret-file", secret_file,
-		      "--peer-timeout", "1", extra, (char *)NULL);
+		      "--peer-timeout", peer_timeout(), extra, (char *)NULL);
 		_exit(127);
 	}
 	close(out[1]);

@@ -235,7 +235,11 @@ typedef struct dchan_pollitem {
  * Wait until at least one of the n channels is ready (like poll(2)): fills
  * every item's revents and returns the number of ready items, or -EAGAIN
  * (timeout 0) / -ETIMEDOUT.  Sleeps in the kernel on all the channels'
- * event words at once.  Local channels only (-DCHAN_E_REMOTE); n <= 128.
+ * event words at once; n <= 128.  Local and remote channels may be mixed:
+ * the remote ones are polled through the gateway, all at once, while the
+ * caller sleeps on the local ones and on the completions' channel (each
+ * remote poll waits at most half a second at its node before it is posted
+ * again, so one left behind by a set that returned ends there soon).
  */
 DCHAN_EXPORT int dchan_poll_many(dchan_pollitem_t *items, size_t n,
 				 uint64_t timeout_ns);
