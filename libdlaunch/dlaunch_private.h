@@ -183,15 +183,15 @@ struct dlaunch {
 	/* A runtime over several nodes (client.c, nodes.c): handles on the
 	 * services of other nodes, made when first needed; they say no
 	 * goodbye when freed (the node may be gone by then). */
-	unsigned nnodes;		    /* 1 on one node */
-	char gs_text[DLAUNCH_EP_TEXT_MAX];  /* global services, "" if ours */
-	dmem_pool_t *reply_pool;	    /* sub-handle: where its reply
-					       channels go (the parent's) */
-	bool sub;			    /* a sub-handle */
-	pthread_mutex_t sub_lock;	    /* guards the fields below */
-	struct dlaunch *global;		    /* on the primary's services */
-	struct dlaunch **nodes;		    /* [nnodes], by node index */
-	struct dlaunch__remote *remote;	    /* pids started elsewhere */
+	unsigned nnodes;		   /* 1 on one node */
+	char gs_text[DLAUNCH_EP_TEXT_MAX]; /* global services, "" if ours */
+	dmem_pool_t *reply_pool;	   /* sub-handle: where its reply
+					      channels go (the parent's) */
+	bool sub;			   /* a sub-handle */
+	pthread_mutex_t sub_lock;	   /* guards the fields below */
+	struct dlaunch *global;		   /* on the primary's services */
+	struct dlaunch **nodes;		   /* [nnodes], by node index */
+	struct dlaunch__remote *remote;	   /* pids started elsewhere */
 };
 
 /* A process this handle started on another node. */

@@ -48,8 +48,8 @@ int dlaunch__on_node(dlaunch_t *rt, uint32_t node, dlaunch_t **h_out)
 		return dlaunch__fail(-EINVAL,
 				     "node index %u: the runtime has %u "
 				     "node%s (0 .. %u)",
-				     node, rt->nnodes, rt->nnodes > 1 ? "s" : "",
-				     rt->nnodes - 1);
+				     node, rt->nnodes,
+				     rt->nnodes > 1 ? "s" : "", rt->nnodes - 1);
 	if (rt->nnodes == 1 || node + 1 == rt->node) {
 		*h_out = rt;
 		return 0;

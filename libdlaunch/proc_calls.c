@@ -129,7 +129,8 @@ DLAUNCH_EXPORT int dlaunch_wait(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
 
 	if (!rt || !status_out || pid <= 0)
 		return dlaunch__fail(-EINVAL, "dlaunch_wait: bad argument");
-	rc = dlaunch__status_call(dlaunch__pid_handle(rt, pid), pid, timeout_ns, false, &raw);
+	rc = dlaunch__status_call(dlaunch__pid_handle(rt, pid), pid, timeout_ns,
+				  false, &raw);
 	if (rc < 0)
 		return rc;
 	/* raw is the wait(2) status word. */

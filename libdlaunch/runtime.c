@@ -276,8 +276,7 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 				     "start-up phase 'infrastructure "
 				     "channels': %s",
 				     dlaunch_strerror(rc));
-	rc = make_env(r, flags,
-		      (mask & DLAUNCH_RT_ATTR_ENV) ? a->env : NULL);
+	rc = make_env(r, flags, (mask & DLAUNCH_RT_ATTR_ENV) ? a->env : NULL);
 	if (rc)
 		return rc;
 	if ((rc = phase_late(r, "infrastructure channels")))

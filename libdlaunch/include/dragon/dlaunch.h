@@ -100,7 +100,7 @@ DLAUNCH_EXPORT const char *dlaunch_errmsg(void);
 			     descriptor */
 /* In a runtime over several nodes only (absent on one node): */
 #define DLAUNCH_ENV_GLOBAL                                                     \
-	"DRAGON_GS_CHANNEL" /* global services' request endpoint (the       \
+	"DRAGON_GS_CHANNEL" /* global services' request endpoint (the          \
 			       primary node's services), text form */
 #define DLAUNCH_ENV_NNODES "DRAGON_NNODES" /* nodes in the runtime */
 
@@ -172,11 +172,11 @@ typedef struct dlaunch_runtime_attr {
 					(default pool, infrastructure pool,
 					infrastructure channels, services);
 					default 30 s */
-	char *const *env; /* NULL-terminated "NAME=value" strings every
-			     process the runtime starts gets, over what
-			     its starter passes (a multi-node backend
-			     gives its node's gateway channel here).
-			     Copied. */
+	char *const *env;     /* NULL-terminated "NAME=value" strings every
+				 process the runtime starts gets, over what
+				 its starter passes (a multi-node backend
+				 gives its node's gateway channel here).
+				 Copied. */
 	uint64_t reserved[3]; /* zero */
 } dlaunch_runtime_attr_t;
 
@@ -260,9 +260,9 @@ typedef struct dlaunch_spawn_attr {
 	const char
 		*stdio_path[3]; /* paths for DLAUNCH_STDIO_FILE.  Borrowed. */
 	uint32_t flags;		/* DLAUNCH_SPAWN_F_* */
-	uint32_t node; /* index of the node to start it on (0 ..
-			  dlaunch_node_count - 1); default: this one */
-	uint64_t reserved[6]; /* zero */
+	uint32_t node;		/* index of the node to start it on (0 ..
+				   dlaunch_node_count - 1); default: this one */
+	uint64_t reserved[6];	/* zero */
 } dlaunch_spawn_attr_t;
 
 /*
