@@ -499,18 +499,19 @@ static void node_readable(unsigned i)
 
 static void pending_readable(int k)
 {
-	struct ctl_conn *c = &fe.pending[k];
+	struct ctl_conn c;
 	struct ctl_msg m;
-	int r = ctl_fill(c);
+	int r = ctl_fill(&fe.pending[k]);
 
-	if (r >= 0 && (r = ctl_next(c, &m)) == 0)
+	if (r >= 0 && (r = ctl_next(&fe.pending[k], &m)) == 0)
 		return;
+	c = fe.pending[k];
 	fe.pending[k] = fe.pending[--fe.npending];
 	if (r > 0 && m.type == CTL_HELLO) {
-		on_hello(c, &m);
+		on_hello(&c, &m);
 	} else {
-		close(c->fd);
-		free(c->buf);
+		close(c.fd);
+		free(c.buf);
 	}
 	if (r > 0)
 		ctl_msg_free(&m);

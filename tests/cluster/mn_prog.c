@@ -132,8 +132,8 @@ static int peer(void)
 		return die("peer dchan_recv", rc);
 	buf[len] = '\0';
 	printf("peer on %s got: %s\n", host, buf);
-	rc = dlaunch_name_register(rt, "mn-peer-host", DLAUNCH_KIND_BYTES,
-				   host, strlen(host));
+	rc = dlaunch_name_register(rt, "mn-peer-host", DLAUNCH_KIND_BYTES, host,
+				   strlen(host));
 	if (rc != 1)
 		return die("dlaunch_name_register", rc);
 	dchan_detach(to);
