@@ -389,7 +389,7 @@ static void *wait_head(void *arg)
 {
 	dlaunch_status_t st;
 	int rc = dlaunch_wait(be.rt, be.head, DLAUNCH_FOREVER, &st);
-	char b[3] = {rc == 0, (char)st.code, (char)st.signo};
+	char b[3] = {(char)st.exited, (char)st.code, (char)st.signo};
 
 	(void)arg;
 	if (rc == 0 && write(be.head_pipe[1], b, 3) < 0)

@@ -768,6 +768,17 @@ static void stop_all(void)
 
 	fe.stopping = true;
 	send_all(CTL_STOP, NULL, 0);
+	/* A backend that has not said hello yet sees its connection close,
+	 * and ends its node as it would on a stop. */
+	for (int k = 0; k < fe.npending; k++) {
+		close(fe.pending[k].fd);
+		free(fe.pending[k].buf);
+	}
+	fe.npending = 0;
+	if (fe.lfd >= 0) {
+		close(fe.lfd);
+		fe.lfd = -1;
+	}
 	if (fe.in_fd >= 0) {
 		close(fe.in_fd);
 		fe.in_fd = -1;

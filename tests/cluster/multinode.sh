@@ -93,24 +93,26 @@ check "its 200 lines arrive whole and in order" \
 check "its exit code is dragon's (rc $rc)" '[ $rc = 3 ] && [ "$(tail -n1 "$W/out")" = "+++ head proc exited, code 3" ]'
 check "nothing is left on any node" leftovers
 
-# ---- SIGTERM to dragon
-env MN_MARK=$mark timeout 120 salloc -Q -N3 sh -c 'echo $$ >'"$W/sh.pid"'; exec "$0" -t 20 "$@"' \
-	"$DRAGON" "$PROG" sleep >"$W/out" 2>"$W/err" </dev/null &
-sp=$!
-i=0
-while ! grep -q ready "$W/out" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-check "3 nodes: sleeps started on every node" 'grep -q ready "$W/out"'
-n=$(grep -lzx "MN_MARK=$mark" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 |
-	while read -r p; do [ "$(cat /proc/$p/comm 2>/dev/null)" = sleep ] && echo $p; done | wc -l)
-check "... three of them ($n)" '[ "$n" = 3 ]'
-kill -TERM "$(cat "$W/sh.pid")"
-t0=$(date +%s)
-wait $sp
-rc=$?
-t=$(($(date +%s) - t0))
-check "SIGTERM to dragon: the head gets it and dragon exits with its code (rc $rc, ${t}s)" '[ $rc = 143 ]'
-check "... and says how the head ended" 'grep -q "^+++ head proc exited, code 143" "$W/out"'
-check "... nothing is left on any node" leftovers
+# ---- SIGTERM and SIGINT (Ctrl-C) to dragon
+for sig in TERM INT; do
+	env MN_MARK=$mark timeout 120 salloc -Q -N3 sh -c 'echo $$ >'"$W/sh.pid"'; exec "$0" -t 20 "$@"' \
+		"$DRAGON" "$PROG" sleep >"$W/out" 2>"$W/err" </dev/null &
+	sp=$!
+	i=0
+	while ! grep -q ready "$W/out" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+	check "3 nodes: sleeps started on every node" 'grep -q ready "$W/out"'
+	n=$(grep -lzx "MN_MARK=$mark" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 |
+		while read -r p; do [ "$(cat /proc/$p/comm 2>/dev/null)" = sleep ] && echo $p; done | wc -l)
+	check "... three of them ($n)" '[ "$n" = 3 ]'
+	kill -$sig "$(cat "$W/sh.pid")"
+	wait $sp
+	rc=$?
+	want=$((128 + $(kill -l $sig)))
+	check "SIG$sig to dragon: the head gets it and dragon exits with its code (rc $rc)" '[ $rc = $want ]'
+	check "... and says how the head ended" 'grep -q "^+++ head proc exited, code $want (killed by signal" "$W/out"'
+	[ $rc = $want ] || cat "$W/out" "$W/err"
+	check "... nothing is left on any node" leftovers
+done
 
 # ---- a backend killed with SIGKILL
 env MN_MARK=$mark DRAGON_NODE_TIMEOUT=5 timeout 120 salloc -Q -N3 "$DRAGON" -t 20 "$PROG" sleep \
