@@ -94,7 +94,9 @@ check "its exit code is dragon's (rc $rc)" '[ $rc = 3 ] && [ "$(tail -n1 "$W/out
 check "nothing is left on any node" leftovers
 
 # ---- SIGTERM and SIGINT (Ctrl-C) to dragon
-for sig in TERM INT; do
+for sig in TERM:15 INT:2; do
+	want=$((128 + ${sig#*:}))
+	sig=${sig%:*}
 	env MN_MARK=$mark timeout 120 salloc -Q -N3 sh -c 'echo $$ >'"$W/sh.pid"'; exec "$0" -t 20 "$@"' \
 		"$DRAGON" "$PROG" sleep >"$W/out" 2>"$W/err" </dev/null &
 	sp=$!
@@ -107,7 +109,6 @@ for sig in TERM INT; do
 	kill -$sig "$(cat "$W/sh.pid")"
 	wait $sp
 	rc=$?
-	want=$((128 + $(kill -l $sig)))
 	check "SIG$sig to dragon: the head gets it and dragon exits with its code (rc $rc)" '[ $rc = $want ]'
 	check "... and says how the head ended" 'grep -q "^+++ head proc exited, code $want (killed by signal" "$W/out"'
 	[ $rc = $want ] || cat "$W/out" "$W/err"
