@@ -761,6 +761,16 @@ static void send_all(int type, const char *const *f, int n)
 			ctl_send(fe.nodes[i].fd, type, f, n);
 }
 
+/* Every node not lost has said goodbye or closed its connection. */
+static bool live_done(void)
+{
+	for (unsigned i = 0; i < fe.n; i++)
+		if (fe.nodes[i].fd >= 0 && !fe.nodes[i].bye &&
+		    !fe.nodes[i].lost)
+			return false;
+	return true;
+}
+
 /* Tell every backend to end its node; wait for them and for srun. */
 static void stop_all(void)
 {
@@ -784,7 +794,12 @@ static void stop_all(void)
 		fe.in_fd = -1;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (!fe.srun_done && since(&t0) < STOP_WAIT_S)
+	while (!fe.srun_done && since(&t0) < STOP_WAIT_S && !live_done())
+		pump(100);
+	/* Every node that can answer has ended: srun follows unless a lost
+	 * node's task still hangs (a stopped backend, a cut network). */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (!fe.srun_done && since(&t0) < 2)
 		pump(100);
 	if (!fe.srun_done) {
 		fprintf(stderr, "dragon: srun did not end; ending it\n");

@@ -3,7 +3,8 @@
 # processes started on each node, a channel and a name used across nodes,
 # output forwarded from other nodes, the head's exit code, and teardown
 # that leaves no process and no /dev/shm entry on any node — after a normal
-# end, SIGTERM to dragon, a backend killed with SIGKILL, a backend that
+# end, SIGTERM and SIGINT to dragon, a backend killed with SIGKILL or one
+# that stops answering (SIGSTOP), a backend that
 # fails to start and a start-up phase that runs past its deadline.
 # Outside an allocation dragon runs on this machine as before.
 . "${srcdir:?}/lib.sh"
@@ -115,28 +116,30 @@ for sig in TERM:15 INT:2; do
 	check "... nothing is left on any node" leftovers
 done
 
-# ---- a backend killed with SIGKILL
-env MN_MARK=$mark DRAGON_NODE_TIMEOUT=5 timeout 120 salloc -Q -N3 "$DRAGON" -t 20 "$PROG" sleep \
-	>"$W/out" 2>"$W/err" </dev/null &
-sp=$!
-i=0
-while ! grep -q ready "$W/out" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-be=$(grep -lzx "MN_MARK=$mark" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | while read -r p; do
-	case $(cat /proc/$p/comm 2>/dev/null) in *dragon-backe*) ;; *) continue ;; esac
-	tr '\0' '\n' </proc/$p/environ | grep -qx SLURMD_NODENAME=node2 && echo $p
-done | head -n1)
-check "the backend of node2 is found (pid $be)" '[ -n "$be" ]'
-t0=$(date +%s)
-[ -z "$be" ] || kill -KILL "$be"
-wait $sp
-rc=$?
-t=$(($(date +%s) - t0))
-check "a killed backend ends the run with an error (rc $rc, ${t}s)" '[ $rc != 0 ] && [ $rc != 124 ]'
-check "... that names the lost node" 'grep -q "node 1 (node2) was lost" "$W/err"'
-[ $rc != 0 ] && [ $rc != 124 ] || cat "$W/out" "$W/err"
-i=0
-while ! leftovers >/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-check "... nothing is left on any node (the lost one included)" leftovers
+# ---- a backend killed with SIGKILL, and one that stops answering (SIGSTOP)
+for how in KILL STOP; do
+	env MN_MARK=$mark DRAGON_NODE_TIMEOUT=3 timeout 120 salloc -Q -N3 "$DRAGON" -t 20 "$PROG" sleep \
+		>"$W/out" 2>"$W/err" </dev/null &
+	sp=$!
+	i=0
+	while ! grep -q ready "$W/out" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+	be=$(grep -lzx "MN_MARK=$mark" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | while read -r p; do
+		case $(cat /proc/$p/comm 2>/dev/null) in *dragon-backe*) ;; *) continue ;; esac
+		tr '\0' '\n' </proc/$p/environ | grep -qx SLURMD_NODENAME=node2 && echo $p
+	done | head -n1)
+	check "$how: the backend of node2 is found (pid $be)" '[ -n "$be" ]'
+	t0=$(date +%s)
+	[ -z "$be" ] || kill -$how "$be"
+	wait $sp
+	rc=$?
+	t=$(($(date +%s) - t0))
+	check "$how: a lost backend ends the run with an error (rc $rc, ${t}s)" '[ $rc != 0 ] && [ $rc != 124 ]'
+	check "... that names the lost node" 'grep -q "node 1 (node2) was lost" "$W/err"'
+	[ $rc != 0 ] && [ $rc != 124 ] || cat "$W/out" "$W/err"
+	i=0
+	while ! leftovers >/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	check "... nothing is left on any node (the lost one included)" leftovers
+done
 
 # ---- a backend that cannot start on one node
 cat >"$W/backend" <<EOF2
