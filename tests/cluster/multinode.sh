@@ -116,6 +116,19 @@ for sig in TERM:15 INT:2; do
 	check "... nothing is left on any node" leftovers
 done
 
+# ---- SIGKILL to dragon: the backends see the launcher go and end their nodes
+env MN_MARK=$mark timeout 120 salloc -Q -N3 sh -c 'echo $$ >'"$W/sh.pid"'; exec "$0" -t 20 "$@"' \
+	"$DRAGON" "$PROG" sleep >"$W/out" 2>"$W/err" </dev/null &
+sp=$!
+i=0
+while ! grep -q ready "$W/out" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+check "SIGKILL: sleeps started on every node" 'grep -q ready "$W/out"'
+kill -KILL "$(cat "$W/sh.pid")"
+wait $sp
+i=0
+while ! leftovers >/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+check "SIGKILL to dragon: nothing is left on any node (after $((i / 10)) s)" leftovers
+
 # ---- a backend killed with SIGKILL, and one that stops answering (SIGSTOP)
 for how in KILL STOP; do
 	env MN_MARK=$mark DRAGON_NODE_TIMEOUT=3 timeout 120 salloc -Q -N3 "$DRAGON" -t 20 "$PROG" sleep \
