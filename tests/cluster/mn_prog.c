@@ -5,6 +5,7 @@
  *   mn_prog chan    a channel made on node 0 by name, used from the last
  *                   node (by name) both ways; a name registered there; the
  *                   peer's exit code
+ *   mn_prog lines   on the last node, a shell that prints 200 lines
  *   mn_prog sleep   start `sleep 600` on every node, say "ready", sleep
  *   mn_prog peer    (chan's peer on the last node)
  */
@@ -141,6 +142,25 @@ static int peer(void)
 	return 7;
 }
 
+static int lines(void)
+{
+	char *argv[] = {"sh", "-c",
+			"i=0; while [ $i -lt 200 ]; do echo \"remote line $i "
+			"of $(hostname)\"; i=$((i+1)); done; exit 5",
+			NULL};
+	dlaunch_status_t st;
+	pid_t pid;
+	int rc = spawn_on(dlaunch_node_count(rt) - 1, "sh", argv, &pid);
+
+	if (rc)
+		return die("spawn sh", rc);
+	rc = dlaunch_wait(rt, pid, 60 * SEC, &st);
+	if (rc)
+		return die("wait sh", rc);
+	printf("remote sh exited %d\n", dlaunch_status_code(&st));
+	return 0;
+}
+
 static int sleeper(void)
 {
 	unsigned n = dlaunch_node_count(rt);
@@ -174,6 +194,8 @@ int main(int argc, char **argv)
 		rc = chan(argv[0]);
 	else if (strcmp(argv[1], "peer") == 0)
 		rc = peer();
+	else if (strcmp(argv[1], "lines") == 0)
+		rc = lines();
 	else if (strcmp(argv[1], "sleep") == 0)
 		rc = sleeper();
 	else

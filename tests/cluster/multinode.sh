@@ -80,6 +80,13 @@ for n in 2 3; do
 	check "$n nodes: nothing is left on any node" leftovers
 done
 
+# ---- output of a process on another node
+run 3 "$PROG" lines
+check "200 lines of a process on node3 arrive whole and in order" \
+	'[ "$(grep "^remote line [0-9]* of node3$" "$W/out" | cut -d" " -f3 | tr "\n" " ")" = "$(seq 0 199 | tr "\n" " ")" ]'
+check "... and its exit code comes back" 'grep -qx "remote sh exited 5" "$W/out"'
+check "... nothing is left on any node" leftovers
+
 # ---- the head: on the first node, its exit code, its output, its stdin
 env MN_MARK=$mark timeout 60 salloc -Q -N2 "$DRAGON" -t 20 sh -c \
 	'hostname; read l; echo "read $l"; i=0; while [ $i -lt 200 ]; do echo "line $i of $(hostname)"; i=$((i+1)); done; exit 3' \
@@ -180,6 +187,19 @@ check "a phase that does not end fails the run (rc $rc, ${t}s)" '[ $rc = 1 ]'
 check "... naming the phase, the deadline and the node that did not report" \
 	"grep -q \"start-up phase 'transport agents reachable' failed: timed out after 3 s; no answer from node 2 (node3)\" '$W/err'"
 [ $rc = 1 ] || cat "$W/err"
+check "... nothing is left on any node" leftovers
+
+# ---- a port that is taken
+python3 -c 'import socket,sys,time; s=socket.create_server(("", 0)); print(s.getsockname()[1], flush=True); time.sleep(60)' >"$W/port" &
+lp=$!
+i=0
+while [ ! -s "$W/port" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+port=$(cat "$W/port")
+env MN_MARK=$mark timeout 60 salloc -Q -N2 "$DRAGON" --port "$port" true >"$W/out" 2>"$W/err" </dev/null
+rc=$?
+kill $lp
+check "--port $port, taken: an error naming the port and --port (rc $rc)" \
+	'[ $rc = 1 ] && grep -q "cannot listen on port $port.*--port" "$W/err"'
 check "... nothing is left on any node" leftovers
 
 # ---- options
