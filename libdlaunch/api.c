@@ -70,6 +70,7 @@ DLAUNCH_EXPORT int dlaunch_attach(const void *attr, dlaunch_t **rt_out)
 	strcpy(rt->instance, inst);
 	rt->default_pool = desc;
 	rt->node = desc.node_id;
+	dlaunch__multi_env(rt);
 	*rt_out = rt;
 	return 0;
 }
@@ -99,6 +100,11 @@ DLAUNCH_EXPORT const char *dlaunch_instance(const dlaunch_t *rt)
 DLAUNCH_EXPORT uint64_t dlaunch_node(const dlaunch_t *rt)
 {
 	return rt ? rt->node : 0;
+}
+
+DLAUNCH_EXPORT unsigned dlaunch_node_count(const dlaunch_t *rt)
+{
+	return rt ? rt->nnodes : 0;
 }
 
 DLAUNCH_EXPORT int dlaunch_default_pool(const dlaunch_t *rt,

@@ -103,7 +103,9 @@ static int conv_new(dlaunch_t *rt, uint64_t timeout_ns, bool fence,
 
 	if (!c || !(c->rbuf = malloc(DLAUNCH_MSG_MAX)))
 		goto fail;
-	rc = dlaunch__ep_create(dlaunch__ep_pool(rt->svc), 16, &c->reply);
+	rc = dlaunch__ep_create(rt->reply_pool ? rt->reply_pool
+					       : dlaunch__ep_pool(rt->svc),
+				16, &c->reply);
 	if (rc)
 		goto fail;
 	rc = dlaunch__ep_text(c->reply, text, sizeof text);
@@ -345,8 +347,8 @@ int dlaunch__notify(dlaunch_t *rt, dlaunch__msg_t *m)
 	return rc;
 }
 
-int dlaunch__connect(const char *svc_text, uint64_t timeout_ns,
-		     dlaunch_t **rt_out)
+static int connect_to(const char *svc_text, uint64_t timeout_ns,
+		      dmem_pool_t *reply_pool, dlaunch_t **rt_out)
 {
 	dlaunch_t *rt = calloc(1, sizeof *rt);
 	dlaunch__conv_t *c;
@@ -354,8 +356,12 @@ int dlaunch__connect(const char *svc_text, uint64_t timeout_ns,
 
 	if (!rt)
 		return -ENOMEM;
+	rt->nnodes = 1;
+	rt->reply_pool = reply_pool;
+	rt->sub = reply_pool != NULL;
 	pthread_mutex_init(&rt->lock, NULL);
 	pthread_mutex_init(&rt->svc_lock, NULL);
+	pthread_mutex_init(&rt->sub_lock, NULL);
 	{
 		pthread_condattr_t ca;
 
@@ -378,6 +384,100 @@ int dlaunch__connect(const char *svc_text, uint64_t timeout_ns,
 fail:
 	dlaunch__disconnect(rt);
 	return rc;
+}
+
+int dlaunch__connect(const char *svc_text, uint64_t timeout_ns,
+		     dlaunch_t **rt_out)
+{
+	return connect_to(svc_text, timeout_ns, NULL, rt_out);
+}
+
+void dlaunch__multi_env(dlaunch_t *rt)
+{
+	const char *gs = getenv(DLAUNCH_ENV_GLOBAL);
+	const char *nn = getenv(DLAUNCH_ENV_NNODES);
+	char own[DLAUNCH_EP_TEXT_MAX];
+	long n = nn ? strtol(nn, NULL, 10) : 1;
+
+	rt->nnodes = n > 1 && n <= 65536 ? (unsigned)n : 1;
+	if (rt->nnodes > 1 && gs && strlen(gs) < sizeof rt->gs_text &&
+	    !(dlaunch__ep_text(rt->svc, own, sizeof own) >= 0 &&
+	      strcmp(own, gs) == 0))
+		strcpy(rt->gs_text, gs);
+}
+
+int dlaunch__connect_sub(dlaunch_t *rt, const char *svc_text,
+			 dlaunch_t **sub_out)
+{
+	dlaunch_t *sub;
+	int rc = connect_to(svc_text, 0, dlaunch__ep_pool(rt->svc), &sub);
+
+	if (rc)
+		return rc;
+	strcpy(sub->instance, rt->instance);
+	sub->node = rt->node;
+	sub->default_pool = rt->default_pool;
+	sub->nnodes = rt->nnodes;
+	*sub_out = sub;
+	return 0;
+}
+
+int dlaunch__global(dlaunch_t *rt, dlaunch_t **g_out)
+{
+	int rc = 0;
+
+	if (!rt->gs_text[0]) {
+		*g_out = rt;
+		return 0;
+	}
+	pthread_mutex_lock(&rt->sub_lock);
+	if (!rt->global)
+		rc = dlaunch__connect_sub(rt, rt->gs_text, &rt->global);
+	pthread_mutex_unlock(&rt->sub_lock);
+	if (rc)
+		return dlaunch__fail(rc,
+				     "cannot reach the global services on "
+				     "the primary node through the transport "
+				     "agents: %s",
+				     dlaunch_strerror(rc));
+	*g_out = rt->global;
+	return 0;
+}
+
+/* Free a sub-handle without a goodbye: its services may be on a node
+ * that is already gone, and a goodbye would wait for it. */
+static void sub_free(dlaunch_t *sub)
+{
+	dlaunch__conv_t *c;
+
+	if (dlaunch__close(sub, "dlaunch_detach") != 0)
+		return;
+	while ((c = sub->all_convs)) {
+		sub->all_convs = c->all_next;
+		conv_free(c);
+	}
+	dlaunch__ep_close(sub->svc);
+	pthread_mutex_destroy(&sub->lock);
+	pthread_mutex_destroy(&sub->svc_lock);
+	pthread_mutex_destroy(&sub->sub_lock);
+	pthread_cond_destroy(&sub->idle);
+	free(sub);
+}
+
+static void subs_free(dlaunch_t *rt)
+{
+	struct dlaunch__remote *p;
+
+	if (rt->global)
+		sub_free(rt->global);
+	for (unsigned i = 0; rt->nodes && i < rt->nnodes; i++)
+		if (rt->nodes[i])
+			sub_free(rt->nodes[i]);
+	free(rt->nodes);
+	while ((p = rt->remote)) {
+		rt->remote = p->next;
+		free(p);
+	}
 }
 
 static void send_bye(dlaunch_t *rt, const dlaunch__conv_t *c)
@@ -406,6 +506,7 @@ void dlaunch__disconnect(dlaunch_t *rt)
 {
 	dlaunch__conv_t *c, *fence = NULL;
 
+	subs_free(rt);
 	if (rt->svc && rt->all_convs) {
 		for (c = rt->all_convs; c; c = c->all_next)
 			send_bye(rt, c);
@@ -421,6 +522,7 @@ void dlaunch__disconnect(dlaunch_t *rt)
 	dlaunch__ep_close(rt->svc);
 	pthread_mutex_destroy(&rt->lock);
 	pthread_mutex_destroy(&rt->svc_lock);
+	pthread_mutex_destroy(&rt->sub_lock);
 	pthread_cond_destroy(&rt->idle);
 	free(rt);
 }

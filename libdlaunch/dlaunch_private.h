@@ -11,8 +11,11 @@
  *   api.c          the handle: dlaunch_attach/detach, instance, node
  *   procfd.c       dlaunch_proc_fd; sentinels without pidfd_open
  *   proc_calls.c   dlaunch_spawn, wait, signal, proc_adopt, proc_reaped
+ *   nodes.c        the services of other nodes; pids started there
  *   name_calls.c   dlaunch_name_*, dlaunch_pool_get, dlaunch_channel_get
- *   client.c       connecting, conversations, the request/reply transaction
+ *                  (always the global services)
+ *   client.c       connecting, conversations, the request/reply
+ *                  transaction; the global services' handle
  *
  *   below both
  *   link.c         endpoints that carry messages (infrastructure channels)
@@ -178,6 +181,25 @@ struct dlaunch {
 	uint64_t node;
 	dmem_pool_desc_t default_pool;
 	struct dlaunch__runtime *owned; /* set by dlaunch_runtime_start */
+	/* A runtime over several nodes (client.c, nodes.c): handles on the
+	 * services of other nodes, made when first needed; they say no
+	 * goodbye when freed (the node may be gone by then). */
+	unsigned nnodes;		   /* 1 on one node */
+	char gs_text[DLAUNCH_EP_TEXT_MAX]; /* global services, "" if ours */
+	dmem_pool_t *reply_pool;	   /* sub-handle: where its reply
+					      channels go (the parent's) */
+	bool sub;			   /* a sub-handle */
+	pthread_mutex_t sub_lock;	   /* guards the fields below */
+	struct dlaunch *global;		   /* on the primary's services */
+	struct dlaunch **nodes;		   /* [nnodes], by node index */
+	struct dlaunch__remote *remote;	   /* pids started elsewhere */
+};
+
+/* A process this handle started on another node. */
+struct dlaunch__remote {
+	struct dlaunch__remote *next;
+	pid_t pid;
+	uint32_t node;
 };
 
 /* Count a call in; -DLAUNCH_E_CLOSED (with a detail message naming fn)
@@ -205,6 +227,24 @@ int dlaunch__notify(dlaunch_t *rt, dlaunch__msg_t *m);
 int dlaunch__connect(const char *svc_text, uint64_t timeout_ns,
 		     dlaunch_t **rt_out);
 void dlaunch__disconnect(dlaunch_t *rt);
+/* Read the multi-node variables (DLAUNCH_ENV_GLOBAL, DLAUNCH_ENV_NNODES)
+ * of this process's environment into rt. */
+void dlaunch__multi_env(dlaunch_t *rt);
+/* The handle on the global services: rt itself on the primary node or on
+ * one node, else a sub-handle on the primary's services (made on first
+ * use, through the transport agents). */
+int dlaunch__global(dlaunch_t *rt, dlaunch_t **g_out);
+/* A sub-handle of rt on the services at svc_text (another node's). */
+int dlaunch__connect_sub(dlaunch_t *rt, const char *svc_text,
+			 dlaunch_t **sub_out);
+
+/* nodes.c: the handle on node's local services (rt for this node); the
+ * node a pid started through rt runs on, and remembering it. */
+int dlaunch__on_node(dlaunch_t *rt, uint32_t node, dlaunch_t **h_out);
+dlaunch_t *dlaunch__pid_handle(dlaunch_t *rt, pid_t pid);
+int dlaunch__pid_remember(dlaunch_t *rt, pid_t pid, uint32_t node);
+/* The registry name under which a node's local services are found. */
+#define DLAUNCH_NODE_SERVICES_FMT "dragon.node.%u.services"
 
 /* proc_calls.c: ask for pid's status (wait(2) word in *wstatus_out); peek
  * leaves it for the spawner to collect. */

@@ -188,12 +188,19 @@ int main(int argc, char **argv)
 	if (block_signals(&set) ||
 	    (sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
 		return dragon_fail("start-up phase 'signals'", strerror(errno));
+	make_instance(inst, sizeof inst);
+	/* Inside an allocation: one backend per node (dragon_multi.c). */
+	rc = dragon_multi_nodes(&o);
+	if (rc < 0)
+		return 2;
+	if (rc > 1)
+		return dragon_multi_run(&o, (unsigned)rc, sfd, inst);
 	ra.field_mask = DLAUNCH_RT_ATTR_FLAGS | DLAUNCH_RT_ATTR_LOG_LEVEL |
 			DLAUNCH_RT_ATTR_LOG_FD | DLAUNCH_RT_ATTR_INSTANCE |
 			DLAUNCH_RT_ATTR_TIMEOUT;
 	ra.flags = DLAUNCH_RT_F_ADOPT;
 	ra.log_level = o.log_level;
-	ra.instance = make_instance(inst, sizeof inst);
+	ra.instance = inst;
 	/* The watchdog first: from the moment the log exists, a SIGKILL of
 	 * the launcher leaves nothing behind. */
 	rc = dragon_guard_start(inst,

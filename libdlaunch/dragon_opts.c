@@ -32,12 +32,18 @@ static void usage(FILE *f)
 		"  -h, --help                 show this help and exit\n"
 		"  -V, --version              show the version and exit\n"
 		"  -s, --single-node          run on this node only (the "
-		"default)\n"
+		"default outside\n"
+		"                             a Slurm allocation)\n"
+		"  -N, --nodes K              use K nodes of the allocation "
+		"(default: all)\n"
+		"  -w, --wlm slurm            start backends with Slurm even "
+		"if not detected\n"
 		"  -l, --log-level LEVEL      error, warning, info or debug "
 		"(DRAGON_DEBUG=1: debug)\n"
 		"  -t, --timeout SECONDS      deadline of each start-up phase "
 		"(default 30)\n"
-		"      --port PORT            port of the multi-node backends\n"
+		"      --port PORT            port the launcher listens on "
+		"for the backends\n"
 		"      --network-prefix P     interface name or address prefix "
 		"for multi-node\n\n"
 		"Logs go to $DRAGON_LOG_DIR, else $XDG_RUNTIME_DIR/dragon, "
@@ -132,7 +138,9 @@ int dragon_parse_opts(int argc, char **argv, struct dragon_opts *o)
 		{"log-level", required_argument, 0, 'l'},
 		{"timeout", required_argument, 0, 't'},
 		{"port", required_argument, 0, 'P'},
-		{"network-prefix", required_argument, 0, 'N'},
+		{"network-prefix", required_argument, 0, 'X'},
+		{"nodes", required_argument, 0, 'N'},
+		{"wlm", required_argument, 0, 'w'},
 		{0, 0, 0, 0}};
 	const char *dbg = getenv("DRAGON_DEBUG");
 	double v;
@@ -144,7 +152,8 @@ int dragon_parse_opts(int argc, char **argv, struct dragon_opts *o)
 	o->timeout = 30;
 	o->log_fd = -1;
 	/* '+': options end at PROG; its own options are its business. */
-	while ((c = getopt_long(argc, argv, "+hVsl:t:", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+hVsl:t:N:w:", longs, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 'h':
 			usage(stdout);
@@ -170,6 +179,18 @@ int dragon_parse_opts(int argc, char **argv, struct dragon_opts *o)
 			o->port = (int)v;
 			break;
 		case 'N':
+			if (parse_number(optarg, 1, 4096, &v) || v != (int)v)
+				return bad("node count", optarg);
+			o->nodes = (int)v;
+			break;
+		case 'w':
+			if (strcmp(optarg, "slurm") != 0)
+				return bad("workload manager (this dragon "
+					   "knows: slurm)",
+					   optarg);
+			o->wlm = optarg;
+			break;
+		case 'X':
 			if (!*optarg) {
 				fprintf(stderr,
 					"dragon: --network-prefix is empty: "

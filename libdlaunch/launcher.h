@@ -14,7 +14,9 @@ struct dragon_opts {
 	int port;	       /* multi-node: port of the backends */
 	const char *netprefix; /* multi-node: interface/address prefix */
 	int single_node;
-	int argc; /* PROG and its arguments */
+	int nodes;	 /* -N: nodes to use (0: every node) */
+	const char *wlm; /* -w: workload manager (NULL: detect) */
+	int argc;	 /* PROG and its arguments */
 	char **argv;
 	int log_fd;
 	char log_path[4096];
@@ -45,5 +47,16 @@ void dragon_watchdog_disarm(void);
 int dragon_guard_start(const char *instance, const char *log_path, int debug);
 /* The path of the log dragon_open_log() opens (the directory is made). */
 int dragon_log_path(struct dragon_opts *o);
+
+/* Multi-node (dragon_multi.c).  How many nodes the run uses: 1 (this
+ * node only: no allocation, -s, or one node), the node count of the
+ * allocation (or -N), or -1 after printing why the options cannot be
+ * met. */
+int dragon_multi_nodes(const struct dragon_opts *o);
+/* Run o's program over n nodes: start the backends, take them through
+ * the start-up phases, run the head on node 0 and tear every node down.
+ * Returns dragon's exit status. */
+int dragon_multi_run(struct dragon_opts *o, unsigned n, int sfd,
+		     const char *instance);
 
 #endif

@@ -20,6 +20,8 @@ DLAUNCH_EXPORT int dlaunch_name_register(dlaunch_t *rt, const char *name,
 					 int kind, const void *value,
 					 size_t len)
 {
+	if (rt && dlaunch__global(rt, &rt))
+		return -DLAUNCH_E_SERVICES;
 	dlaunch__conv_t *c;
 	dlaunch__msg_t m, r;
 	int rc = check_name("dlaunch_name_register", name);
@@ -64,6 +66,8 @@ DLAUNCH_EXPORT int dlaunch_name_lookup(dlaunch_t *rt, const char *name,
 				       int kind, void *buf, size_t cap,
 				       size_t *len_out)
 {
+	if (rt && dlaunch__global(rt, &rt))
+		return -DLAUNCH_E_SERVICES;
 	dlaunch__conv_t *c;
 	dlaunch__msg_t m, r;
 	int rc = check_name("dlaunch_name_lookup", name);
@@ -85,6 +89,8 @@ DLAUNCH_EXPORT int dlaunch_name_lookup(dlaunch_t *rt, const char *name,
 
 DLAUNCH_EXPORT int dlaunch_name_unregister(dlaunch_t *rt, const char *name)
 {
+	if (rt && dlaunch__global(rt, &rt))
+		return -DLAUNCH_E_SERVICES;
 	dlaunch__conv_t *c;
 	dlaunch__msg_t m, r;
 	int rc = check_name("dlaunch_name_unregister", name);
@@ -102,6 +108,8 @@ DLAUNCH_EXPORT int dlaunch_name_unregister(dlaunch_t *rt, const char *name)
 static int get_object_call(dlaunch_t *rt, int type, const char *name,
 			   uint64_t a, uint64_t b, void *out, size_t size)
 {
+	if (rt && dlaunch__global(rt, &rt))
+		return -DLAUNCH_E_SERVICES;
 	dlaunch__conv_t *c;
 	dlaunch__msg_t m, r;
 	size_t len;

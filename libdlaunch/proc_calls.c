@@ -68,12 +68,16 @@ DLAUNCH_EXPORT int dlaunch_spawn(dlaunch_t *rt, const char *path,
 {
 	dlaunch__conv_t *c;
 	dlaunch__msg_t m, r;
+	dlaunch_t *h = rt;
 	int rc;
 
 	if (!rt || !pid_out)
 		return dlaunch__fail(-EINVAL, "dlaunch_spawn: NULL argument");
 	rc = check_spawn(path, argv, attr);
 	if (rc)
+		return rc;
+	if (attr && (attr->field_mask & DLAUNCH_SPAWN_ATTR_NODE) &&
+	    (rc = dlaunch__on_node(rt, attr->node, &h)))
 		return rc;
 	dlaunch__msg_init(&m, DLAUNCH_MSG_SPAWN, 0, 0);
 	put_spawn(&m, path, argv, attr);
@@ -82,12 +86,14 @@ DLAUNCH_EXPORT int dlaunch_spawn(dlaunch_t *rt, const char *path,
 				      "dlaunch_spawn: argv and "
 				      "environment exceed %u bytes",
 				      DLAUNCH_MSG_MAX);
-	rc = dlaunch__call(rt, &m, 0, &r, &c);
+	rc = dlaunch__call(h, &m, 0, &r, &c);
+	if (rc >= 0 && h != rt)
+		rc = dlaunch__pid_remember(rt, (pid_t)rc, attr->node) ?: rc;
 	if (rc >= 0) {
 		*pid_out = (pid_t)rc;
 		rc = 0;
 	}
-	dlaunch__call_done(rt, c);
+	dlaunch__call_done(h, c);
 	return rc;
 }
 
@@ -123,7 +129,8 @@ DLAUNCH_EXPORT int dlaunch_wait(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
 
 	if (!rt || !status_out || pid <= 0)
 		return dlaunch__fail(-EINVAL, "dlaunch_wait: bad argument");
-	rc = dlaunch__status_call(rt, pid, timeout_ns, false, &raw);
+	rc = dlaunch__status_call(dlaunch__pid_handle(rt, pid), pid, timeout_ns,
+				  false, &raw);
 	if (rc < 0)
 		return rc;
 	/* raw is the wait(2) status word. */
@@ -151,6 +158,7 @@ DLAUNCH_EXPORT int dlaunch_signal(dlaunch_t *rt, pid_t pid, int signo)
 
 	if (!rt || pid <= 0 || signo < 0 || signo >= NSIG)
 		return dlaunch__fail(-EINVAL, "dlaunch_signal: bad argument");
+	rt = dlaunch__pid_handle(rt, pid);
 	dlaunch__msg_init(&m, DLAUNCH_MSG_SIGNAL, 0, 0);
 	dlaunch__msg_put_i64(&m, pid);
 	dlaunch__msg_put_i64(&m, signo);

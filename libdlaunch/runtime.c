@@ -36,7 +36,8 @@ struct dlaunch__runtime {
 	uint64_t phase_ns;	/* deadline of each start-up phase */
 	struct timespec phase0; /* when the current phase began */
 	char ep_text[DLAUNCH_EP_TEXT_MAX];
-	char *envbuf[8];
+	char **envbuf; /* NULL-terminated; nenv entries */
+	size_t nenv;
 	dmem_pool_t *inf_pool;
 	dchan_t *inf_anchor; /* libdchan's own mapping of inf_pool */
 };
@@ -53,12 +54,39 @@ static int add_env(struct dlaunch__runtime *r, int i, const char *name,
 	return 0;
 }
 
-static int make_env(struct dlaunch__runtime *r, uint32_t flags)
+/* The runtime's variables, then the caller's extra ones (attr->env). */
+static int make_env(struct dlaunch__runtime *r, uint32_t flags,
+		    char *const *extra)
 {
 	dlaunch__server_t *s = &r->srv;
 	char pd[DMEM_POOL_DESC_TEXT_MAX], node[32], ver[16];
 	dmem_pool_desc_t d;
+	size_t n = 0;
 	int rc;
+
+	while (extra && extra[n])
+		n++;
+	r->nenv = 6 + n;
+	r->envbuf = calloc(r->nenv + 1, sizeof *r->envbuf);
+	if (!r->envbuf)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		char *v, *eq;
+
+		if (!strchr(extra[i], '='))
+			return dlaunch__fail(-EINVAL,
+					     "runtime attr env entry '%s' "
+					     "is not NAME=value",
+					     extra[i]);
+		if (!(v = r->envbuf[6 + i] = strdup(extra[i])))
+			return -ENOMEM;
+		eq = strchr(v, '=');
+		if (flags & DLAUNCH_RT_F_SETENV) {
+			*eq = '\0';
+			setenv(v, eq + 1, 1);
+			*eq = '=';
+		}
+	}
 
 	dmem_pool_desc_get(s->default_pool, &d);
 	rc = dmem_pool_desc_to_text(&d, pd, sizeof pd);
@@ -277,7 +305,7 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 				     "start-up phase 'infrastructure "
 				     "channels': %s",
 				     dlaunch_strerror(rc));
-	rc = make_env(r, flags);
+	rc = make_env(r, flags, (mask & DLAUNCH_RT_ATTR_ENV) ? a->env : NULL);
 	if (rc)
 		return rc;
 	if ((rc = phase_late(r, "infrastructure channels")))
@@ -308,8 +336,9 @@ static void release(struct dlaunch__runtime *r)
 		dmem_pool_destroy(r->inf_pool);
 	dlaunch__rec_remove(s->rec);
 	s->rec = NULL;
-	for (int i = 0; i < 8; i++)
+	for (size_t i = 0; r->envbuf && i < r->nenv; i++)
 		free(r->envbuf[i]);
+	free(r->envbuf);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->changed);
 	free(r);
@@ -354,6 +383,7 @@ DLAUNCH_EXPORT int dlaunch_runtime_start(const dlaunch_runtime_attr_t *attr,
 	strcpy(rt->instance, r->srv.instance);
 	dmem_pool_desc_get(r->srv.default_pool, &rt->default_pool);
 	rt->node = rt->default_pool.node_id;
+	dlaunch__multi_env(rt);
 	rt->owned = r;
 	*rt_out = rt;
 	dlaunch__log(DLAUNCH_LOG_INFO, "runtime %s started", r->srv.instance);

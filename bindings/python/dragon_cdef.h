@@ -329,7 +329,8 @@ typedef struct dlaunch_runtime_attr {
 	int32_t log_fd;
 	uint32_t reserved0;
 	uint64_t startup_timeout_ns;
-	uint64_t reserved[4];
+	char *const *env;
+	uint64_t reserved[3];
 } dlaunch_runtime_attr_t;
 
 int dlaunch_runtime_start(const dlaunch_runtime_attr_t *attr, dlaunch_t **rt_out);
@@ -355,7 +356,7 @@ typedef struct dlaunch_spawn_attr {
 	int32_t stdio[3];
 	const char *stdio_path[3];
 	uint32_t flags;
-	uint32_t reserved0;
+	uint32_t node;
 	uint64_t reserved[6];
 } dlaunch_spawn_attr_t;
 

@@ -98,6 +98,11 @@ DLAUNCH_EXPORT const char *dlaunch_errmsg(void);
 #define DLAUNCH_ENV_INFRA_POOL                                                 \
 	"DRAGON_INF_PD" /* infrastructure pool, text                           \
 			     descriptor */
+/* In a runtime over several nodes only (absent on one node): */
+#define DLAUNCH_ENV_GLOBAL                                                     \
+	"DRAGON_GS_CHANNEL" /* global services' request endpoint (the          \
+			       primary node's services), text form */
+#define DLAUNCH_ENV_NNODES "DRAGON_NNODES" /* nodes in the runtime */
 
 /* 1 if this process's environment names a runtime (dlaunch_attach may
  * succeed), 0 if not. */
@@ -132,6 +137,7 @@ DLAUNCH_EXPORT int dlaunch_detach(dlaunch_t *rt);
 #define DLAUNCH_RT_ATTR_FLAGS	  (1u << 3)
 #define DLAUNCH_RT_ATTR_LOG_FD	  (1u << 4)
 #define DLAUNCH_RT_ATTR_TIMEOUT	  (1u << 5)
+#define DLAUNCH_RT_ATTR_ENV	  (1u << 6)
 
 /* dlaunch_runtime_attr_t.flags */
 /* Set the variables of "Environment" in this process too, so that children
@@ -166,7 +172,12 @@ typedef struct dlaunch_runtime_attr {
 					(default pool, infrastructure pool,
 					infrastructure channels, services);
 					default 30 s */
-	uint64_t reserved[4];	     /* zero */
+	char *const *env;     /* NULL-terminated "NAME=value" strings every
+				 process the runtime starts gets, over what
+				 its starter passes (a multi-node backend
+				 gives its node's gateway channel here).
+				 Copied. */
+	uint64_t reserved[3]; /* zero */
 } dlaunch_runtime_attr_t;
 
 /*
@@ -200,6 +211,12 @@ DLAUNCH_EXPORT int dlaunch_runtime_stop(dlaunch_t *rt, uint64_t timeout_ns);
 DLAUNCH_EXPORT const char *dlaunch_instance(const dlaunch_t *rt);
 DLAUNCH_EXPORT uint64_t dlaunch_node(const dlaunch_t *rt);
 
+/* How many nodes the runtime spans (1 on one node).  Node indexes run
+ * from 0 to the count - 1; this process's node has the index
+ * dlaunch_node(rt) - 1 and the primary node (global services, the head
+ * process) index 0. */
+DLAUNCH_EXPORT unsigned dlaunch_node_count(const dlaunch_t *rt);
+
 /* ---- processes ---------------------------------------------------------- */
 
 /* What a started process's stdin, stdout or stderr is connected to. */
@@ -223,6 +240,7 @@ enum dlaunch_stdio {
 #define DLAUNCH_SPAWN_ATTR_CWD	 (1u << 1)
 #define DLAUNCH_SPAWN_ATTR_STDIO (1u << 2)
 #define DLAUNCH_SPAWN_ATTR_FLAGS (1u << 3)
+#define DLAUNCH_SPAWN_ATTR_NODE	 (1u << 4)
 
 /* dlaunch_spawn_attr_t.flags */
 /* env replaces the environment instead of being added to the caller's. */
@@ -242,8 +260,9 @@ typedef struct dlaunch_spawn_attr {
 	const char
 		*stdio_path[3]; /* paths for DLAUNCH_STDIO_FILE.  Borrowed. */
 	uint32_t flags;		/* DLAUNCH_SPAWN_F_* */
-	uint32_t reserved0;
-	uint64_t reserved[6]; /* zero */
+	uint32_t node;		/* index of the node to start it on (0 ..
+				   dlaunch_node_count - 1); default: this one */
+	uint64_t reserved[6];	/* zero */
 } dlaunch_spawn_attr_t;
 
 /*
@@ -256,6 +275,11 @@ typedef struct dlaunch_spawn_attr {
  * -EACCES) and no process.  *pid_out receives the OS pid.
  * attr may be NULL (caller's environment and cwd, stdin /dev/null, output
  * forwarded).  All arguments are borrowed.
+ * In a runtime over several nodes, DLAUNCH_SPAWN_ATTR_NODE starts the
+ * process on node attr->node (its output is forwarded to the launcher's
+ * terminal like any other); dlaunch_wait and dlaunch_signal on the
+ * returned pid then go to that node when called through the same handle.
+ * -EINVAL for a node index past dlaunch_node_count.
  */
 DLAUNCH_EXPORT int dlaunch_spawn(dlaunch_t *rt, const char *path,
 				 char *const argv[],

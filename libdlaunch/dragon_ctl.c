@@ -1,0 +1,136 @@
+/* The control link's frames (see dragon_ctl.h). */
+#define _GNU_SOURCE
+#include "config.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "dragon_ctl.h"
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EAGAIN) {
+			struct pollfd pf = {.fd = fd, .events = POLLOUT};
+
+			if (poll(&pf, 1, 5000) == 0)
+				return -ETIMEDOUT;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int ctl_send(int fd, int type, const char *const *f, int n)
+{
+	size_t len = 1;
+	uint32_t be;
+	char *buf, *p;
+	int rc;
+
+	for (int i = 0; i < n; i++)
+		len += strlen(f[i] ? f[i] : "") + 1;
+	if (len > CTL_FRAME_MAX)
+		return -E2BIG;
+	buf = malloc(4 + len);
+	if (!buf)
+		return -ENOMEM;
+	be = htonl((uint32_t)len);
+	memcpy(buf, &be, 4);
+	buf[4] = (char)type;
+	p = buf + 5;
+	for (int i = 0; i < n; i++) {
+		size_t k = strlen(f[i] ? f[i] : "") + 1;
+
+		memcpy(p, f[i] ? f[i] : "", k);
+		p += k;
+	}
+	rc = write_all(fd, buf, 4 + len);
+	free(buf);
+	return rc;
+}
+
+int ctl_fill(struct ctl_conn *c)
+{
+	ssize_t r;
+
+	if (c->cap - c->len < 65536) {
+		size_t cap = c->cap ? c->cap * 2 : 131072;
+		char *b;
+
+		if (cap > 2 * (CTL_FRAME_MAX + 4))
+			return -1;
+		b = realloc(c->buf, cap);
+		if (!b)
+			return -1;
+		c->buf = b;
+		c->cap = cap;
+	}
+	r = read(c->fd, c->buf + c->len, c->cap - c->len);
+	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (r <= 0)
+		return -1;
+	c->len += (size_t)r;
+	return 1;
+}
+
+int ctl_next(struct ctl_conn *c, struct ctl_msg *m)
+{
+	uint32_t be;
+	size_t len;
+	int n = 0;
+
+	if (c->len < 4)
+		return 0;
+	memcpy(&be, c->buf, 4);
+	len = ntohl(be);
+	if (len < 1 || len > CTL_FRAME_MAX)
+		return -1;
+	if (c->len < 4 + len)
+		return 0;
+	if (len > 1 && c->buf[4 + len - 1] != '\0')
+		return -1;
+	memset(m, 0, sizeof *m);
+	m->mem = malloc(len);
+	if (!m->mem)
+		return -1;
+	memcpy(m->mem, c->buf + 4, len);
+	m->type = (unsigned char)m->mem[0];
+	for (size_t i = 1; i < len; i++)
+		n += m->mem[i] == '\0';
+	m->f = calloc((size_t)n + 1, sizeof *m->f);
+	if (!m->f) {
+		free(m->mem);
+		return -1;
+	}
+	for (size_t i = 1; i < len; i += strlen(m->mem + i) + 1)
+		m->f[m->n++] = m->mem + i;
+	memmove(c->buf, c->buf + 4 + len, c->len - 4 - len);
+	c->len -= 4 + len;
+	return 1;
+}
+
+void ctl_msg_free(struct ctl_msg *m)
+{
+	free(m->f);
+	free(m->mem);
+	m->f = NULL;
+	m->mem = NULL;
+}
+
+const char *ctl_field(const struct ctl_msg *m, int i)
+{
+	return i < m->n ? m->f[i] : "";
+}

@@ -1,0 +1,113 @@
+/* The local services of other nodes, for a runtime over several nodes.
+ *
+ * Each node's backend registers its services' request endpoint with the
+ * global services under DLAUNCH_NODE_SERVICES_FMT.  A handle that starts
+ * a process on another node looks that up once, keeps a sub-handle on
+ * those services (its requests and replies travel through the transport
+ * agents), and remembers which node each such pid runs on, so that
+ * dlaunch_wait and dlaunch_signal on it go there too.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dlaunch_private.h"
+
+static int lookup_node(dlaunch_t *rt, uint32_t node, dlaunch_t **h_out)
+{
+	char name[64], text[DLAUNCH_EP_TEXT_MAX];
+	size_t len;
+	int rc;
+
+	snprintf(name, sizeof name, DLAUNCH_NODE_SERVICES_FMT, node);
+	rc = dlaunch_name_lookup(rt, name, DLAUNCH_KIND_BYTES, text,
+				 sizeof text - 1, &len);
+	if (rc)
+		return dlaunch__fail(rc,
+				     "node %u's services are not registered "
+				     "(%s): is its backend running?",
+				     node, dlaunch_strerror(rc));
+	text[len] = '\0';
+	rc = dlaunch__connect_sub(rt, text, h_out);
+	if (rc)
+		return dlaunch__fail(rc,
+				     "cannot reach node %u's services through "
+				     "the transport agents: %s",
+				     node, dlaunch_strerror(rc));
+	return 0;
+}
+
+int dlaunch__on_node(dlaunch_t *rt, uint32_t node, dlaunch_t **h_out)
+{
+	dlaunch_t *h;
+	int rc = 0;
+
+	if (node >= rt->nnodes)
+		return dlaunch__fail(-EINVAL,
+				     "node index %u: the runtime has %u "
+				     "node%s (0 .. %u)",
+				     node, rt->nnodes,
+				     rt->nnodes > 1 ? "s" : "", rt->nnodes - 1);
+	if (rt->nnodes == 1 || node + 1 == rt->node) {
+		*h_out = rt;
+		return 0;
+	}
+	pthread_mutex_lock(&rt->sub_lock);
+	if (!rt->nodes)
+		rt->nodes = calloc(rt->nnodes, sizeof *rt->nodes);
+	h = rt->nodes ? rt->nodes[node] : NULL;
+	pthread_mutex_unlock(&rt->sub_lock);
+	if (!rt->nodes)
+		return -ENOMEM;
+	if (!h) {
+		/* Looked up without the lock (a call of its own); a racing
+		 * thread's handle wins and ours goes. */
+		rc = lookup_node(rt, node, &h);
+		if (rc)
+			return rc;
+		pthread_mutex_lock(&rt->sub_lock);
+		if (rt->nodes[node]) {
+			dlaunch_t *mine = h;
+
+			h = rt->nodes[node];
+			pthread_mutex_unlock(&rt->sub_lock);
+			dlaunch__disconnect(mine);
+		} else {
+			rt->nodes[node] = h;
+			pthread_mutex_unlock(&rt->sub_lock);
+		}
+	}
+	*h_out = h;
+	return 0;
+}
+
+int dlaunch__pid_remember(dlaunch_t *rt, pid_t pid, uint32_t node)
+{
+	struct dlaunch__remote *p = malloc(sizeof *p);
+
+	if (!p)
+		return -ENOMEM;
+	p->pid = pid;
+	p->node = node;
+	pthread_mutex_lock(&rt->sub_lock);
+	p->next = rt->remote;
+	rt->remote = p;
+	pthread_mutex_unlock(&rt->sub_lock);
+	return 0;
+}
+
+dlaunch_t *dlaunch__pid_handle(dlaunch_t *rt, pid_t pid)
+{
+	dlaunch_t *h = rt;
+
+	pthread_mutex_lock(&rt->sub_lock);
+	for (struct dlaunch__remote *p = rt->remote; p; p = p->next)
+		if (p->pid == pid) {
+			h = rt->nodes[p->node];
+			break;
+		}
+	pthread_mutex_unlock(&rt->sub_lock);
+	return h;
+}

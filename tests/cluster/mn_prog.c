@@ -1,0 +1,206 @@
+/* A head process for the multi-node tests: it uses the runtime's C API
+ * across nodes and prints what it saw, for multinode.sh to check.
+ *
+ *   mn_prog hosts   start `hostname` on every node, wait for each
+ *   mn_prog chan    a channel made on node 0 by name, used from the last
+ *                   node (by name) both ways; a name registered there; the
+ *                   peer's exit code
+ *   mn_prog lines   on the last node, a shell that prints 200 lines
+ *   mn_prog sleep   start `sleep 600` on every node, say "ready", sleep
+ *   mn_prog peer    (chan's peer on the last node)
+ */
+#define _GNU_SOURCE
+#include <dragon/dlaunch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SEC 1000000000ull
+
+static dlaunch_t *rt;
+
+static int die(const char *what, int rc)
+{
+	fprintf(stderr, "mn_prog: %s: %s (%s)\n", what, dlaunch_strerror(rc),
+		dlaunch_errmsg());
+	return 1;
+}
+
+static int spawn_on(unsigned node, const char *path, char *const *argv,
+		    pid_t *pid)
+{
+	dlaunch_spawn_attr_t a = {.field_mask = DLAUNCH_SPAWN_ATTR_NODE |
+						DLAUNCH_SPAWN_ATTR_FLAGS,
+				  .node = node,
+				  .flags = DLAUNCH_SPAWN_F_SEARCH_PATH};
+
+	return dlaunch_spawn(rt, path, argv, &a, pid);
+}
+
+static int hosts(void)
+{
+	unsigned n = dlaunch_node_count(rt);
+	char *argv[] = {"hostname", NULL};
+
+	printf("nodes %u\n", n);
+	fflush(stdout);
+	for (unsigned i = 0; i < n; i++) {
+		dlaunch_status_t st;
+		pid_t pid;
+		int rc = spawn_on(i, "hostname", argv, &pid);
+
+		if (rc)
+			return die("spawn hostname", rc);
+		rc = dlaunch_wait(rt, pid, 30 * SEC, &st);
+		if (rc)
+			return die("wait hostname", rc);
+		printf("node %u: hostname exited %d\n", i,
+		       dlaunch_status_code(&st));
+		fflush(stdout);
+	}
+	return 0;
+}
+
+static int get_chan(const char *name, dchan_t **ch)
+{
+	dchan_desc_t d;
+	int rc = dlaunch_channel_get(rt, name, NULL, &d);
+
+	if (rc < 0)
+		return die("dlaunch_channel_get", rc);
+	rc = dchan_attach(&d, ch);
+	if (rc)
+		return die("dchan_attach", rc);
+	return 0;
+}
+
+static int chan(const char *self)
+{
+	unsigned last = dlaunch_node_count(rt) - 1;
+	char *argv[] = {(char *)self, "peer", NULL};
+	char buf[256], val[256];
+	dlaunch_status_t st;
+	dchan_t *to, *back;
+	size_t len;
+	pid_t pid;
+	int rc;
+
+	if (get_chan("mn-to-head", &to) || get_chan("mn-to-peer", &back))
+		return 1;
+	rc = spawn_on(last, self, argv, &pid);
+	if (rc)
+		return die("spawn peer", rc);
+	rc = dchan_recv(to, buf, sizeof buf - 1, 30 * SEC, &len);
+	if (rc)
+		return die("dchan_recv", rc);
+	buf[len] = '\0';
+	printf("head got: %s\n", buf);
+	fflush(stdout);
+	rc = dchan_send(back, "pong", 4, 30 * SEC);
+	if (rc)
+		return die("dchan_send", rc);
+	rc = dlaunch_wait(rt, pid, 30 * SEC, &st);
+	if (rc)
+		return die("wait peer", rc);
+	printf("peer exited %d\n", dlaunch_status_code(&st));
+	rc = dlaunch_name_lookup(rt, "mn-peer-host", DLAUNCH_KIND_BYTES, val,
+				 sizeof val - 1, &len);
+	if (rc)
+		return die("dlaunch_name_lookup", rc);
+	val[len] = '\0';
+	printf("name mn-peer-host = %s\n", val);
+	return 0;
+}
+
+static int peer(void)
+{
+	char host[64] = "", buf[64], msg[128];
+	dchan_t *to, *back;
+	size_t len;
+	int rc;
+
+	gethostname(host, sizeof host - 1);
+	if (get_chan("mn-to-head", &to) || get_chan("mn-to-peer", &back))
+		return 1;
+	snprintf(msg, sizeof msg, "ping from %s (node id %llu)", host,
+		 (unsigned long long)dlaunch_node(rt));
+	rc = dchan_send(to, msg, strlen(msg), 30 * SEC);
+	if (rc)
+		return die("peer dchan_send", rc);
+	rc = dchan_recv(back, buf, sizeof buf - 1, 30 * SEC, &len);
+	if (rc)
+		return die("peer dchan_recv", rc);
+	buf[len] = '\0';
+	printf("peer on %s got: %s\n", host, buf);
+	rc = dlaunch_name_register(rt, "mn-peer-host", DLAUNCH_KIND_BYTES, host,
+				   strlen(host));
+	if (rc != 1)
+		return die("dlaunch_name_register", rc);
+	dchan_detach(to);
+	dchan_detach(back);
+	return 7;
+}
+
+static int lines(void)
+{
+	char *argv[] = {"sh", "-c",
+			"i=0; while [ $i -lt 200 ]; do echo \"remote line $i "
+			"of $(hostname)\"; i=$((i+1)); done; exit 5",
+			NULL};
+	dlaunch_status_t st;
+	pid_t pid;
+	int rc = spawn_on(dlaunch_node_count(rt) - 1, "sh", argv, &pid);
+
+	if (rc)
+		return die("spawn sh", rc);
+	rc = dlaunch_wait(rt, pid, 60 * SEC, &st);
+	if (rc)
+		return die("wait sh", rc);
+	printf("remote sh exited %d\n", dlaunch_status_code(&st));
+	return 0;
+}
+
+static int sleeper(void)
+{
+	unsigned n = dlaunch_node_count(rt);
+	char *argv[] = {"sleep", "600", NULL};
+
+	for (unsigned i = 0; i < n; i++) {
+		pid_t pid;
+		int rc = spawn_on(i, "sleep", argv, &pid);
+
+		if (rc)
+			return die("spawn sleep", rc);
+	}
+	printf("ready\n");
+	fflush(stdout);
+	pause();
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int rc;
+
+	if (argc < 2)
+		return 2;
+	rc = dlaunch_attach(NULL, &rt);
+	if (rc)
+		return die("dlaunch_attach", rc);
+	if (strcmp(argv[1], "hosts") == 0)
+		rc = hosts();
+	else if (strcmp(argv[1], "chan") == 0)
+		rc = chan(argv[0]);
+	else if (strcmp(argv[1], "peer") == 0)
+		rc = peer();
+	else if (strcmp(argv[1], "lines") == 0)
+		rc = lines();
+	else if (strcmp(argv[1], "sleep") == 0)
+		rc = sleeper();
+	else
+		rc = 2;
+	fflush(stdout);
+	dlaunch_detach(rt);
+	return rc;
+}
