@@ -31,6 +31,7 @@ enum dtrans__ekind {
 #define DTRANS__XID_BUCKETS   4096
 #define DTRANS__GW_BATCH      256	    /* gateway messages per loop turn */
 #define DTRANS__REAP_NS	      1000000000ull /* look for dead requesters */
+#define DTRANS__SPIN_US	      100 /* default busy-poll after traffic */
 
 struct dtrans__buf {
 	unsigned char *p;
@@ -155,7 +156,10 @@ struct dtrans_agent {
 	dchan_watch_t *watch;
 	pthread_t thr;
 	bool running;
-	bool gw_again; /* the gateway may hold more than one turn took */
+	bool gw_again;	  /* the gateway may hold more than one turn took */
+	bool gw_held;	  /* the loop polls the gateway itself (busy) */
+	uint64_t spin_ns; /* how long to poll after traffic */
+	uint64_t busy_until_ns; /* poll, do not sleep, until then */
 
 	struct dtrans__peer *peers;
 	struct dtrans__link *links;
@@ -193,7 +197,7 @@ void dtrans__link_accepted(struct dtrans__link *l);
 int dtrans__link_feed(struct dtrans__link *l, const void *buf, size_t len);
 
 /* forwarding our requests (dtrans_forward.c) */
-void dtrans__gw_drain(struct dtrans_agent *ag);
+int dtrans__gw_drain(struct dtrans_agent *ag);
 void dtrans__fwd_ready(struct dtrans_agent *ag, uint32_t node);
 void dtrans__fwd_cpl(struct dtrans_agent *ag, uint32_t node, uint64_t xid,
 		     const void *cpl, size_t len);

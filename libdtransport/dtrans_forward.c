@@ -163,8 +163,9 @@ static void fwd_one(struct dtrans_agent *ag, const void *raw, size_t len)
 	ag->xids[p->xid % DTRANS__XID_BUCKETS] = p;
 }
 
-/* Take up to a batch of requests from the gateway channel. */
-void dtrans__gw_drain(struct dtrans_agent *ag)
+/* Take up to a batch of requests from the gateway channel; returns how
+ * many. */
+int dtrans__gw_drain(struct dtrans_agent *ag)
 {
 	dchan_msg_t m;
 	int i;
@@ -176,6 +177,7 @@ void dtrans__gw_drain(struct dtrans_agent *ag)
 		dchan_msg_release(&m);
 	}
 	ag->gw_again = i == DTRANS__GW_BATCH;
+	return i;
 }
 
 /* The link to node became ready: send what waited for it. */

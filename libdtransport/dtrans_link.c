@@ -373,14 +373,15 @@ static void link_read(struct dtrans__link *l)
 
 	for (int turns = 0; !l->dead && turns < 16; turns++) {
 		ssize_t n;
+		size_t room;
 
 		rc = buf_reserve(&l->in, DTRANS__RECV_CHUNK);
 		if (rc < 0) {
 			dtrans__link_drop(l, "no memory for input");
 			return;
 		}
-		n = ag->be->recv(l->be, l->in.p + l->in.len,
-				 l->in.cap - l->in.len);
+		room = l->in.cap - l->in.len;
+		n = ag->be->recv(l->be, l->in.p + l->in.len, room);
 		if (n == -EAGAIN)
 			return;
 		if (n <= 0) {
@@ -397,6 +398,11 @@ static void link_read(struct dtrans__link *l)
 			dtrans__link_drop(l, dtrans_strerror(rc));
 			return;
 		}
+		/* a short read took all there was: the next recv would only
+		 * say EAGAIN, a system call for nothing (epoll is level
+		 * triggered and reports what comes later) */
+		if ((size_t)n < room)
+			return;
 	}
 }
 
