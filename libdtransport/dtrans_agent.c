@@ -248,7 +248,7 @@ static void turn_end(struct dtrans_agent *ag)
 	struct dtrans__link **pp = &ag->links;
 
 	for (struct dtrans__link *l = ag->links; l; l = l->next)
-		if (!l->dead && l->out.len > l->out.off && !l->want_out)
+		if (!l->dead && dtrans__link_busy(l) && !l->want_out)
 			dtrans__link_flush(l);
 	while (*pp) {
 		struct dtrans__link *l = *pp;

@@ -50,6 +50,24 @@ struct dtrans__parked;
 struct dtrans__link;
 
 /*
+ * A large frame payload written from where it lies instead of through the
+ * output buffer: a gateway message in pool memory (msg.data) or a heap
+ * buffer (heap), which the link frees once it has been written.  at is the
+ * position in the output buffer it follows.
+ */
+struct dtrans__zseg {
+	struct dtrans__zseg *next;
+	size_t at;
+	const unsigned char *p;
+	size_t len, off;
+	dchan_msg_t msg; /* msg.data set: a pool message to release */
+	void *heap;	 /* else a heap buffer to free (or NULL) */
+};
+
+/* Frames with at least this much payload are written without a copy. */
+#define DTRANS__ZC_MIN (64u << 10)
+
+/*
  * What a link needs of the layers above it, registered by the agent (the
  * link layer names none of their functions).  All are called on the
  * agent's thread.
@@ -83,6 +101,7 @@ struct dtrans__link {
 	uint32_t peer; /* node index (listener side: known after AUTH) */
 	unsigned char nonce_mine[DTRANS__NONCE], nonce_peer[DTRANS__NONCE];
 	struct dtrans__buf in, out;
+	struct dtrans__zseg *zq, *zq_tail; /* zero-copy payloads, in order */
 	uint64_t last_recv_ns, last_ping_ns, hs_deadline_ns;
 	struct dtrans__parked *parked; /* the peer's waits parked here */
 	struct dtrans__link *next;
@@ -107,6 +126,8 @@ struct dtrans__pending {
 	dchan_desc_t reply;
 	void *raw; /* the encoded request until it is written */
 	size_t raw_len;
+	dchan_msg_t msg; /* a large one stays in the gateway's pool: raw
+			  * points into msg.data, which is ours to release */
 	uint64_t since_ns;
 	struct dtrans__pending *hnext;
 };
@@ -186,6 +207,14 @@ int dtrans__link_new(struct dtrans_agent *ag, void *be, bool dialed,
 void dtrans__link_drop(struct dtrans__link *l, const char *why);
 int dtrans__link_frame(struct dtrans__link *l, unsigned type, uint64_t xid,
 		       const void *a, size_t alen, const void *b, size_t blen);
+/* A frame whose payload is hd (hdlen bytes, copied) followed by the
+ * zero-copy payload zs (body/len with msg or heap set).  On success the
+ * link owns what zs owns; on failure the caller still does. */
+int dtrans__link_frame_zc(struct dtrans__link *l, unsigned type, uint64_t xid,
+			  const void *hd, size_t hdlen,
+			  const struct dtrans__zseg *zs);
+/* Bytes are waiting to be written. */
+bool dtrans__link_busy(const struct dtrans__link *l);
 void dtrans__link_event(struct dtrans__link *l, uint32_t events);
 void dtrans__link_flush(struct dtrans__link *l);
 void dtrans__link_tick(struct dtrans__link *l, uint64_t now);

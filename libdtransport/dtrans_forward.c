@@ -62,7 +62,10 @@ static void pending_free(struct dtrans_agent *ag, struct dtrans__pending *p)
 	pe->npending--;
 	if (p->raw)
 		pe->nunsent--;
-	free(p->raw);
+	if (p->msg.data)
+		dchan_msg_release(&p->msg);
+	else
+		free(p->raw);
 	free(p);
 }
 
@@ -97,20 +100,34 @@ static void fwd_dial(struct dtrans_agent *ag, uint32_t node, uint64_t now)
 	free(addr);
 }
 
-/* Write one request to the peer's link. */
+/* Write one request to the peer's link.  A large one is written from the
+ * gateway's pool where it lies (m, whose ownership then passes to the
+ * link: m->data is cleared); a small one is copied with its neighbours. */
 static int fwd_send(struct dtrans_agent *ag, struct dtrans__link *l,
-		    uint64_t xid, const void *raw, size_t len)
+		    uint64_t xid, const void *raw, size_t len, dchan_msg_t *m)
 {
-	int rc = dtrans__link_frame(l, DTRANS__F_REQ, xid, raw, len, NULL, 0);
+	int rc;
 
+	if (m && m->data && len >= DTRANS__ZC_MIN) {
+		struct dtrans__zseg z = {.p = raw, .len = len, .msg = *m};
+
+		rc = dtrans__link_frame_zc(l, DTRANS__F_REQ, xid, NULL, 0, &z);
+		if (rc == 0)
+			m->data = NULL;
+	} else {
+		rc = dtrans__link_frame(l, DTRANS__F_REQ, xid, raw, len, NULL,
+					0);
+	}
 	if (rc == 0)
 		DTRANS__STAT(ag, l->peer, requests_sent, 1);
 	return rc;
 }
 
-/* One message from the gateway channel. */
-static void fwd_one(struct dtrans_agent *ag, const void *raw, size_t len)
+/* One message from the gateway channel (m: taken when it is kept). */
+static void fwd_one(struct dtrans_agent *ag, dchan_msg_t *m)
 {
+	const void *raw = m->data;
+	size_t len = m->len;
 	struct dtrans__pending *p;
 	struct dtrans__peer *pe;
 	dchan_gw_req_t req;
@@ -146,8 +163,16 @@ static void fwd_one(struct dtrans_agent *ag, const void *raw, size_t len)
 	p->reply = req.reply;
 	p->since_ns = dtrans__now_ns();
 	if (pe->out && pe->out->state == DTRANS__L_READY &&
-	    fwd_send(ag, pe->out, p->xid, raw, len) == 0) {
+	    fwd_send(ag, pe->out, p->xid, raw, len, m) == 0) {
 		/* sent */
+	} else if (len >= DTRANS__ZC_MIN) {
+		/* no link yet: it waits where it lies */
+		p->msg = *m;
+		m->data = NULL;
+		p->raw = p->msg.data;
+		p->raw_len = len;
+		pe->nunsent++;
+		fwd_dial(ag, p->node, p->since_ns);
 	} else if ((p->raw = malloc(len ? len : 1))) {
 		memcpy(p->raw, raw, len);
 		p->raw_len = len;
@@ -173,8 +198,9 @@ int dtrans__gw_drain(struct dtrans_agent *ag)
 	for (i = 0; i < DTRANS__GW_BATCH; i++) {
 		if (dchan_recv_zc(ag->gw, 0, &m) < 0)
 			break;
-		fwd_one(ag, m.data, m.len);
-		dchan_msg_release(&m);
+		fwd_one(ag, &m);
+		if (m.data)
+			dchan_msg_release(&m);
 	}
 	ag->gw_again = i == DTRANS__GW_BATCH;
 	return i;
@@ -189,10 +215,13 @@ void dtrans__fwd_ready(struct dtrans_agent *ag, uint32_t node)
 		for (struct dtrans__pending *p = ag->xids[b]; p; p = p->hnext) {
 			if (p->node != node || !p->raw)
 				continue;
-			if (fwd_send(ag, pe->out, p->xid, p->raw, p->raw_len) <
-			    0)
+			bool kept = p->msg.data != NULL; /* in the pool */
+
+			if (fwd_send(ag, pe->out, p->xid, p->raw, p->raw_len,
+				     &p->msg) < 0)
 				return;
-			free(p->raw);
+			if (!kept)
+				free(p->raw); /* the link took a copy */
 			p->raw = NULL;
 			pe->nunsent--;
 		}

@@ -64,6 +64,43 @@ static void buf_free(struct dtrans__buf *b)
 	memset(b, 0, sizeof *b);
 }
 
+/* Room in the output buffer; moving its bytes moves the zero-copy
+ * payloads' places with them. */
+static int out_reserve(struct dtrans__link *l, size_t more)
+{
+	size_t shift = l->out.off;
+	int rc = buf_reserve(&l->out, more);
+
+	if (rc == 0 && shift && l->out.off == 0)
+		for (struct dtrans__zseg *z = l->zq; z; z = z->next)
+			z->at -= shift;
+	return rc;
+}
+
+static void zseg_free(struct dtrans__zseg *z)
+{
+	if (z->msg.data)
+		dchan_msg_release(&z->msg);
+	free(z->heap);
+	free(z);
+}
+
+static void zq_free(struct dtrans__link *l)
+{
+	while (l->zq) {
+		struct dtrans__zseg *z = l->zq;
+
+		l->zq = z->next;
+		zseg_free(z);
+	}
+	l->zq_tail = NULL;
+}
+
+bool dtrans__link_busy(const struct dtrans__link *l)
+{
+	return l->out.len > l->out.off || l->zq;
+}
+
 static void link_arm(struct dtrans__link *l, bool out)
 {
 	struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0),
@@ -136,6 +173,7 @@ void dtrans__link_drop(struct dtrans__link *l, const char *why)
 	l->be = NULL;
 	buf_free(&l->in);
 	buf_free(&l->out);
+	zq_free(l);
 	if (!l->dialed)
 		ag->link_ops->unlink(l);
 	if (l->dialed && ag->peers[l->peer].out == l) {
@@ -154,7 +192,7 @@ int dtrans__link_frame(struct dtrans__link *l, unsigned type, uint64_t xid,
 
 	if (l->dead)
 		return -EPIPE;
-	rc = buf_reserve(&l->out, DTRANS__FRAME_HDR + alen + blen);
+	rc = out_reserve(l, DTRANS__FRAME_HDR + alen + blen);
 	if (rc < 0)
 		return rc;
 	dtrans__fhdr_encode(&h, l->out.p + l->out.len);
@@ -170,17 +208,103 @@ int dtrans__link_frame(struct dtrans__link *l, unsigned type, uint64_t xid,
 	return 0;
 }
 
-/* Write what the buffer holds, in as few sends as the socket allows. */
+int dtrans__link_frame_zc(struct dtrans__link *l, unsigned type, uint64_t xid,
+			  const void *hd, size_t hdlen,
+			  const struct dtrans__zseg *zs)
+{
+	struct dtrans__zseg *z;
+	int rc;
+
+	if (l->dead)
+		return -EPIPE;
+	if (hdlen + zs->len > DTRANS__FRAME_MAX)
+		return -EMSGSIZE;
+	z = malloc(sizeof *z);
+	if (!z)
+		return -ENOMEM;
+	rc = dtrans__link_frame(l, type, xid, hd, hdlen, NULL, 0);
+	if (rc < 0) {
+		free(z);
+		return rc;
+	}
+	/* the header says hdlen bytes; the payload follows from zs */
+	{
+		struct dtrans__fhdr h = {.type = (uint8_t)type,
+					 .len = (uint32_t)(hdlen + zs->len),
+					 .xid = xid};
+
+		dtrans__fhdr_encode(&h, l->out.p + l->out.len -
+						DTRANS__FRAME_HDR - hdlen);
+	}
+	*z = *zs;
+	z->next = NULL;
+	z->off = 0;
+	z->at = l->out.len;
+	if (l->zq_tail)
+		l->zq_tail->next = z;
+	else
+		l->zq = z;
+	l->zq_tail = z;
+	return 0;
+}
+
+/* The output's next pieces, inline bytes and zero-copy payloads in
+ * order, as at most max iovecs. */
+static int out_iov(struct dtrans__link *l, struct iovec *iov, int max)
+{
+	size_t pos = l->out.off;
+	int n = 0;
+
+	for (struct dtrans__zseg *z = l->zq; z && n + 2 <= max; z = z->next) {
+		if (z->at > pos)
+			iov[n++] = (struct iovec){l->out.p + pos, z->at - pos};
+		pos = z->at;
+		iov[n++] = (struct iovec){(void *)(z->p + z->off),
+					  z->len - z->off};
+	}
+	if (n < max && l->out.len > pos)
+		iov[n++] = (struct iovec){l->out.p + pos, l->out.len - pos};
+	return n;
+}
+
+/* n bytes of the output were written: move past them. */
+static void out_advance(struct dtrans__link *l, size_t n)
+{
+	while (n) {
+		struct dtrans__zseg *z = l->zq;
+		size_t end = z ? z->at : l->out.len, take;
+
+		if (l->out.off < end) {
+			take = end - l->out.off < n ? end - l->out.off : n;
+			l->out.off += take;
+			n -= take;
+			continue;
+		}
+		take = z->len - z->off < n ? z->len - z->off : n;
+		z->off += take;
+		n -= take;
+		if (z->off == z->len) {
+			l->zq = z->next;
+			if (!l->zq)
+				l->zq_tail = NULL;
+			zseg_free(z);
+		}
+	}
+}
+
+/* Write what is queued, in as few sends as the socket allows (one
+ * writev carries many small frames and the large payloads between them
+ * from where they lie). */
 void dtrans__link_flush(struct dtrans__link *l)
 {
 	struct dtrans_agent *ag = l->ag;
+	struct iovec iov[64];
 
 	if (l->dead || l->state == DTRANS__L_CONNECTING)
 		return;
-	while (l->out.len > l->out.off) {
-		struct iovec iov = {.iov_base = l->out.p + l->out.off,
-				    .iov_len = l->out.len - l->out.off};
-		ssize_t n = ag->be->send(l->be, &iov, 1);
+	while (dtrans__link_busy(l)) {
+		int cnt = out_iov(l, iov, 64);
+		ssize_t n = ag->be->send(l->be, iov, cnt);
 
 		if (n == -EAGAIN) {
 			link_arm(l, true);
@@ -190,7 +314,7 @@ void dtrans__link_flush(struct dtrans__link *l)
 			dtrans__link_drop(l, strerror((int)-n));
 			return;
 		}
-		l->out.off += (size_t)n;
+		out_advance(l, (size_t)n);
 		if (l->peer < ag->nnodes) {
 			DTRANS__STAT(ag, l->peer, sends, 1);
 			DTRANS__STAT(ag, l->peer, bytes_sent, (uint64_t)n);
@@ -423,7 +547,7 @@ void dtrans__link_event(struct dtrans__link *l, uint32_t events)
 		}
 		l->state = DTRANS__L_WAIT_HELLO;
 		l->last_recv_ns = dtrans__now_ns();
-		link_arm(l, l->out.len > l->out.off);
+		link_arm(l, dtrans__link_busy(l));
 	}
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 		link_read(l);
