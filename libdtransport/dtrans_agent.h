@@ -102,6 +102,14 @@ struct dtrans__link {
 	unsigned char nonce_mine[DTRANS__NONCE], nonce_peer[DTRANS__NONCE];
 	struct dtrans__buf in, out;
 	struct dtrans__zseg *zq, *zq_tail; /* zero-copy payloads, in order */
+	/* a large frame being read straight into pool memory */
+	struct {
+		unsigned char *mem; /* NULL: none */
+		dmem_pool_t *pool;
+		size_t got;
+		uint32_t type, len;
+		uint64_t xid;
+	} sink;
 	uint64_t last_recv_ns, last_ping_ns, hs_deadline_ns;
 	struct dtrans__parked *parked; /* the peer's waits parked here */
 	struct dtrans__link *next;
@@ -187,6 +195,9 @@ struct dtrans_agent {
 	struct dtrans__pending *xids[DTRANS__XID_BUCKETS];
 	uint64_t next_xid;
 	uint64_t last_reap_ns;
+	/* A completion read into the gateway's pool (link_sink_end) while
+	 * it is handed up: forward may keep it (and clears this). */
+	void *sunk;
 	struct dtrans__wchan *wchans;
 	struct dtrans__parked **heap;
 	size_t nheap, heap_cap;

@@ -32,7 +32,14 @@ static void deliver(struct dtrans_agent *ag, const dchan_desc_t *reply,
 	dchan_t *ch;
 	int rc = dchan_attach(reply, &ch);
 
-	if (rc == 0) {
+	if (rc == 0 && cpl == ag->sunk &&
+	    dchan_pool(ch) == dchan_pool(ag->gw)) {
+		/* read into the gateway's pool already: hand it over */
+		rc = dchan_send_zc(ch, ag->sunk, len, 0);
+		if (rc == 0)
+			ag->sunk = NULL;
+		dchan_detach(ch);
+	} else if (rc == 0) {
 		rc = dchan_send(ch, cpl, len, 0);
 		dchan_detach(ch);
 	}

@@ -174,6 +174,9 @@ void dtrans__link_drop(struct dtrans__link *l, const char *why)
 	buf_free(&l->in);
 	buf_free(&l->out);
 	zq_free(l);
+	if (l->sink.mem)
+		dmem_free(l->sink.pool, l->sink.mem);
+	l->sink.mem = NULL;
 	if (!l->dialed)
 		ag->link_ops->unlink(l);
 	if (l->dialed && ag->peers[l->peer].out == l) {
@@ -315,6 +318,10 @@ void dtrans__link_flush(struct dtrans__link *l)
 			return;
 		}
 		out_advance(l, (size_t)n);
+		/* the peer takes what we write: alive, even while a large
+		 * frame keeps it from answering (and our pings queue behind
+		 * that frame) */
+		l->last_recv_ns = dtrans__now_ns();
 		if (l->peer < ag->nnodes) {
 			DTRANS__STAT(ag, l->peer, sends, 1);
 			DTRANS__STAT(ag, l->peer, bytes_sent, (uint64_t)n);
@@ -459,6 +466,58 @@ static int link_on_frame(struct dtrans__link *l, const struct dtrans__fhdr *h,
 	return -DTRANS_E_FRAME;
 }
 
+/*
+ * A large request or completion is not gathered in the input buffer: the
+ * link reads it straight into an allocation of the gateway's pool (the
+ * memory the message has to reach anyway), so an agent's own memory stays
+ * bounded by the read chunk whatever the message size.  Returns 1 when
+ * the frame is sunk (its bytes so far copied and consumed), 0 when it is
+ * buffered as usual (small, or the pool has no room).
+ */
+static int link_sink_begin(struct dtrans__link *l, const struct dtrans__fhdr *h,
+			   const unsigned char *p, size_t avail)
+{
+	dmem_pool_t *pool = dchan_pool(l->ag->gw);
+	void *mem;
+
+	if (h->len < DTRANS__ZC_MIN || l->state != DTRANS__L_READY ||
+	    (h->type != DTRANS__F_REQ && h->type != DTRANS__F_CPL) ||
+	    avail >= DTRANS__FRAME_HDR + (size_t)h->len || !pool ||
+	    dmem_alloc(pool, h->len, 0, &mem) < 0)
+		return 0;
+	l->sink.mem = mem;
+	l->sink.pool = pool;
+	l->sink.type = h->type;
+	l->sink.len = h->len;
+	l->sink.xid = h->xid;
+	l->sink.got = avail - DTRANS__FRAME_HDR;
+	memcpy(mem, p + DTRANS__FRAME_HDR, l->sink.got);
+	l->in.off += avail;
+	return 1;
+}
+
+static int link_on_frame(struct dtrans__link *l, const struct dtrans__fhdr *h,
+			 const void *p);
+
+/* The sunk frame is whole: act on it, then free its memory. */
+static int link_sink_end(struct dtrans__link *l)
+{
+	struct dtrans__fhdr h = {.type = (uint8_t)l->sink.type,
+				 .len = l->sink.len,
+				 .xid = l->sink.xid};
+	unsigned char *mem = l->sink.mem;
+	dmem_pool_t *pool = l->sink.pool;
+	int rc;
+
+	l->sink.mem = NULL;
+	l->ag->sunk = mem;
+	rc = link_on_frame(l, &h, mem);
+	if (l->ag->sunk) /* not kept above */
+		dmem_free(pool, mem);
+	l->ag->sunk = NULL;
+	return rc;
+}
+
 /* Take every whole frame the input buffer holds. */
 static int link_parse(struct dtrans__link *l)
 {
@@ -477,6 +536,8 @@ static int link_parse(struct dtrans__link *l)
 		if (l->state != DTRANS__L_READY &&
 		    h.len > 8 + DTRANS__NONCE + DTRANS__MAC)
 			return -DTRANS_E_FRAME;
+		if (link_sink_begin(l, &h, p, avail))
+			return 0;
 		if (avail < DTRANS__FRAME_HDR + (size_t)h.len)
 			return buf_reserve(&l->in,
 					   DTRANS__FRAME_HDR + h.len - avail);
@@ -499,6 +560,36 @@ static void link_read(struct dtrans__link *l)
 		ssize_t n;
 		size_t room;
 
+		if (l->sink.mem) {
+			room = l->sink.len - l->sink.got;
+			n = ag->be->recv(l->be, l->sink.mem + l->sink.got,
+					 room);
+			if (n == -EAGAIN)
+				return;
+			if (n <= 0) {
+				dtrans__link_drop(l,
+						  n == 0 ? "closed by the "
+							   "peer"
+							 : strerror((int)-n));
+				return;
+			}
+			l->sink.got += (size_t)n;
+			l->last_recv_ns = dtrans__now_ns();
+			DTRANS__STAT(ag, l->peer, bytes_recv, (uint64_t)n);
+			if (l->sink.got == l->sink.len) {
+				rc = link_sink_end(l);
+				if (rc == 0)
+					rc = link_parse(l);
+				if (rc < 0) {
+					dtrans__link_drop(l,
+							  dtrans_strerror(rc));
+					return;
+				}
+			}
+			if ((size_t)n < room)
+				return;
+			continue;
+		}
 		rc = buf_reserve(&l->in, DTRANS__RECV_CHUNK);
 		if (rc < 0) {
 			dtrans__link_drop(l, "no memory for input");
@@ -605,6 +696,22 @@ int dtrans__link_feed(struct dtrans__link *l, const void *buf, size_t len)
 
 	if (l->dead)
 		return -EPIPE;
+	if (l->sink.mem) { /* the rest of a large frame first */
+		size_t take = l->sink.len - l->sink.got;
+
+		take = take < len ? take : len;
+		memcpy(l->sink.mem + l->sink.got, buf, take);
+		l->sink.got += take;
+		buf = (const char *)buf + take;
+		len -= take;
+		if (l->sink.got < l->sink.len)
+			return 0;
+		rc = link_sink_end(l);
+		if (rc < 0) {
+			dtrans__link_drop(l, dtrans_strerror(rc));
+			return rc;
+		}
+	}
 	rc = buf_reserve(&l->in, len);
 	if (rc < 0)
 		return rc;
