@@ -285,6 +285,66 @@ START_TEST(t_mixed_sizes)
 }
 END_TEST
 
+/* ---- DRAGON_TRANSPORT_SPIN_US ------------------------------------------- */
+
+/* An agent with the given spin setting: its create's result. */
+static int c_agent_spin(const char *spin)
+{
+	dtrans_attr_t a = {0};
+	dtrans_agent_t *ag;
+	dmem_pool_t *pool;
+	dchan_t *gw;
+	char name[64];
+	int rc;
+
+	setenv("DRAGON_NODE_ID", "1", 1);
+	setenv("DRAGON_TRANSPORT_SPIN_US", spin, 1);
+	snprintf(name, sizeof name, "tdtrans-spin-%d", (int)getpid());
+	T_OK(dmem_pool_create(name, 8u << 20, NULL, &pool));
+	T_OK(dchan_create(pool, NULL, &gw));
+	a.nnodes = 2;
+	a.listen_addr = "127.0.0.1:0";
+	a.secret = t_secret;
+	a.secret_len = sizeof t_secret - 1;
+	a.gateway = gw;
+	rc = dtrans_agent_create(&a, &ag);
+	if (rc == 0)
+		dtrans_agent_destroy(ag);
+	else if (!strstr(dtrans_errmsg(), "DRAGON_TRANSPORT_SPIN_US"))
+		rc = -1000; /* the message must name the variable */
+	dchan_destroy(gw);
+	dmem_pool_destroy(pool);
+	return rc == 0 ? 0 : rc == -EINVAL ? 2 : 1;
+}
+
+static int c_spin_0(struct cluster *c)
+{
+	(void)c;
+	return c_agent_spin("0");
+}
+
+static int c_spin_bad(struct cluster *c)
+{
+	(void)c;
+	return c_agent_spin("ten");
+}
+
+static int c_spin_big(struct cluster *c)
+{
+	(void)c;
+	return c_agent_spin("2000000");
+}
+
+START_TEST(t_spin_setting)
+{
+	struct cluster c = {0};
+
+	ck_assert_int_eq(t_run(&c, 0, c_spin_0), 0);
+	ck_assert_int_eq(t_run(&c, 0, c_spin_bad), 2);
+	ck_assert_int_eq(t_run(&c, 0, c_spin_big), 2);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("dtransport_stream");
@@ -295,6 +355,9 @@ int main(void)
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, t_big_message);
 	tcase_add_test(tc, t_mixed_sizes);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("settings");
+	tcase_add_test(tc, t_spin_setting);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
