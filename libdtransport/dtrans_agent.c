@@ -370,12 +370,14 @@ DTRANS_EXPORT int dtrans_agent_start(dtrans_agent_t *ag)
 	if (rc < 0)
 		return dtrans__fail(rc, "cannot watch the gateway channel: %s",
 				    dchan_errmsg());
+	/* set before the thread runs: it reads the flags beside this one */
+	ag->running = true;
 	rc = -pthread_create(&ag->thr, NULL, agent_main, ag);
 	if (rc < 0) {
+		ag->running = false;
 		dchan_watch_del(ag->watch, ag->gw);
 		return dtrans__fail(rc, "cannot start the agent's thread");
 	}
-	ag->running = true;
 	return 0;
 }
 
