@@ -1,14 +1,26 @@
 /*
- * Remote channel round trip through two transport agents on loopback,
- * against a raw TCP ping-pong (TCP_NODELAY) between the same two processes'
- * endpoints, interleaved in the same run.
+ * libdtransport's tcp backend between two agents, against raw TCP
+ * (TCP_NODELAY) between the same two endpoints, interleaved in the same
+ * run: remote channel round trip (8 B, 64 KiB), one-way 8 B message rate,
+ * the frames each send carried, and 1 MiB streaming bandwidth.
  *
- * Node 0 is this process (its agent runs on a thread of it); node 1 is a
- * child with its agent and an echo loop.  One round trip: node 0 sends into
- * a channel of node 1 (remote), node 1 receives it locally and sends it
- * back into a channel of node 0 (remote for it), node 0 receives it
- * locally.  Each direction crosses the network once, as in the ping-pong.
+ * The two endpoints are two network namespaces joined by a veth pair when
+ * this runs as root (names from $DRAGON_BENCH_NETNS_PREFIX, default
+ * "dtb", and the pid; removed at exit), else loopback;
+ * DRAGON_BENCH_NETNS=0 asks for loopback.  Node 0 is this process (its
+ * agent runs on a thread of it) and the raw baselines' client; node 1 and
+ * the raw baselines' servers run in children on the other endpoint.
+ *
+ * One round trip: node 0 sends into a channel of node 1 (remote), node 1
+ * receives it locally and sends it back into a channel of node 0 (remote
+ * for it), node 0 receives it locally.  Each direction crosses the network
+ * once, as in the ping-pong.
+ *
+ * Rows of another backend (ofi, ucx) go in a program of their own with
+ * that backend's raw baseline (fi_pingpong-like, UCP tag loop), sharing
+ * bench.h; the bench name says the backend ("dtransport_tcp").
  */
+#define _GNU_SOURCE
 #include "bench.h"
 
 #include <arpa/inet.h>
@@ -17,12 +29,24 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <dragon/dtransport.h>
 
 #define MAXMSG (64u << 10)
+#define BWMSG  (1u << 20) /* the streaming bandwidth's message */
+#define NBW    2	  /* threads of node 0 streaming at once */
+
+/* The two endpoints: node 0's and node 1's address, and their network
+ * namespaces (empty: this one). */
+static struct {
+	char ns[2][32];
+	char ip[2][32];
+} ep = {.ip = {"127.0.0.1", "127.0.0.1"}};
 
 static const char secret[] = "benchmark runtime secret, not a real one";
 
@@ -30,6 +54,8 @@ struct xchg {
 	char addr[128];
 	dchan_desc_t chan, sink;
 };
+
+static void ns_enter(int idx);
 
 #define NSENDERS 8 /* threads of node 0 sending one-way at once */
 
@@ -63,18 +89,19 @@ static dtrans_agent_t *node_up(int idx, dchan_t **ch_out,
 	dtrans_agent_t *ag;
 	dmem_pool_t *pool;
 	dchan_t *gw;
-	char name[64];
+	char name[64], laddr[64];
 	int rc;
 
 	snprintf(name, sizeof name, "dtrans-bench-%d-%d", idx, (int)getpid());
-	if ((rc = dmem_pool_create(name, 64u << 20, NULL, &pool)) ||
+	if ((rc = dmem_pool_create(name, 256u << 20, NULL, &pool)) ||
 	    (rc = dchan_create(pool, &ga, &gw)) ||
 	    (rc = dchan_create(pool, NULL, ch_out)))
 		die("pool/channels", rc);
 	dchan_gw_register(gw);
 	a.node = (uint32_t)idx;
 	a.nnodes = 2;
-	a.listen_addr = "127.0.0.1:0";
+	snprintf(laddr, sizeof laddr, "%s:0", ep.ip[idx]);
+	a.listen_addr = laddr;
 	a.secret = secret;
 	a.secret_len = sizeof secret - 1;
 	a.gateway = gw;
@@ -87,7 +114,7 @@ static dtrans_agent_t *node_up(int idx, dchan_t **ch_out,
 /* node 1: take every message of the sink until a 1-byte 'q' */
 static void *drain(void *arg)
 {
-	char buf[64];
+	static char buf[BWMSG];
 	size_t len;
 
 	while (dchan_recv(arg, buf, sizeof buf, DCHAN_FOREVER, &len) == 0)
@@ -108,6 +135,7 @@ static void node1_main(int to0, int from0)
 	size_t len;
 	int rc;
 
+	ns_enter(1);
 	setenv("DRAGON_NODE_ID", "2", 1);
 	ag = node_up(1, &req, &pool);
 	if ((rc = dchan_create(pool, &sa, &sink)))
@@ -143,7 +171,7 @@ struct rt {
 	int sinkfd;
 	int sock;
 	size_t size;
-	char *buf;
+	char *buf, *bwbuf;
 };
 
 static double ours(void *arg, uint64_t iters)
@@ -219,23 +247,116 @@ static double raw_rate(void *arg, uint64_t iters)
 	return (double)iters * 1e9 / (double)(bench_now_ns() - t0);
 }
 
-/* The baseline's echo: a TCP_NODELAY socket that sends back what it got. */
+/* Join the network namespace of endpoint idx (none: stay). */
+static void ns_enter(int idx)
+{
+	char path[64];
+	int fd;
+
+	if (!ep.ns[idx][0])
+		return;
+	snprintf(path, sizeof path, "/run/netns/%s", ep.ns[idx]);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
+		die("entering a network namespace", -errno);
+	close(fd);
+}
+
+static pid_t ns_owner;
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+static void ns_down(void)
+{
+	if (getpid() != ns_owner)
+		return; /* a child that failed: the parent cleans up */
+	for (int i = 0; i < 2; i++)
+		if (ep.ns[i][0])
+			sh("ip netns del %s 2>/dev/null", ep.ns[i]);
+}
+
+/*
+ * Two network namespaces joined by a veth pair, as two nodes would be,
+ * when we may make them (root); else loopback.  The names carry our pid,
+ * so that runs side by side do not meet.
+ */
+static void ns_up(void)
+{
+	const char *pfx = getenv("DRAGON_BENCH_NETNS_PREFIX");
+	const char *want = getenv("DRAGON_BENCH_NETNS");
+	char *n0 = ep.ns[0], *n1 = ep.ns[1];
+
+	if (geteuid() != 0 || (want && strcmp(want, "0") == 0))
+		goto loopback;
+	ns_owner = getpid();
+	snprintf(n0, sizeof ep.ns[0], "%s%d-0", pfx ? pfx : "dtb", ns_owner);
+	snprintf(n1, sizeof ep.ns[1], "%s%d-1", pfx ? pfx : "dtb", ns_owner);
+	if (sh("ip netns add %s", n0) != 0) {
+		n0[0] = n1[0] = 0;
+		goto loopback;
+	}
+	atexit(ns_down);
+	if (sh("ip netns add %s", n1) != 0 ||
+	    sh("ip link add %sv type veth peer name %sv", n0, n1) != 0 ||
+	    sh("ip link set %sv netns %s && ip link set %sv netns %s", n0, n0,
+	       n1, n1) != 0 ||
+	    sh("ip -n %s addr add 10.213.0.1/24 dev %sv && "
+	       "ip -n %s link set %sv up && ip -n %s link set lo up",
+	       n0, n0, n0, n0, n0) != 0 ||
+	    sh("ip -n %s addr add 10.213.0.2/24 dev %sv && "
+	       "ip -n %s link set %sv up && ip -n %s link set lo up",
+	       n1, n1, n1, n1, n1) != 0) {
+		ns_down();
+		n0[0] = n1[0] = 0;
+		goto loopback;
+	}
+	snprintf(ep.ip[0], sizeof ep.ip[0], "10.213.0.1");
+	snprintf(ep.ip[1], sizeof ep.ip[1], "10.213.0.2");
+	fprintf(stderr,
+		"dtrans_bench: endpoints: network namespaces %s and %s, "
+		"joined by a veth pair\n",
+		n0, n1);
+	return;
+loopback:
+	fprintf(stderr, "dtrans_bench: endpoints: loopback (two network "
+			"namespaces need root)\n");
+}
+
+/* A raw TCP_NODELAY server on node 1's endpoint that echoes (echo) or
+ * only reads what it gets; returns node 0's connected socket. */
 static int raw_pair(pid_t *pid_out, int echo)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET};
 	socklen_t sl = sizeof sa;
-	int one = 1, lfd = socket(AF_INET, SOCK_STREAM, 0), fd;
-	static char buf[MAXMSG];
+	int one = 1, p[2], fd;
+	static char buf[BWMSG];
 	pid_t pid;
 
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) ||
-	    listen(lfd, 1) || getsockname(lfd, (struct sockaddr *)&sa, &sl))
-		die("raw socket", -errno);
+	if (pipe(p))
+		die("pipe", -errno);
 	pid = fork();
 	if (pid == 0) {
+		int lfd;
 		ssize_t n;
 
+		ns_enter(1);
+		lfd = socket(AF_INET, SOCK_STREAM, 0);
+		inet_pton(AF_INET, ep.ip[1], &sa.sin_addr);
+		if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) ||
+		    listen(lfd, 1) ||
+		    getsockname(lfd, (struct sockaddr *)&sa, &sl))
+			die("raw socket", -errno);
+		xfer(p[1], &sa, sizeof sa, 1);
 		fd = accept(lfd, NULL, NULL);
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		while ((n = read(fd, buf, sizeof buf)) > 0)
@@ -243,13 +364,57 @@ static int raw_pair(pid_t *pid_out, int echo)
 				xfer(fd, buf, (size_t)n, 1);
 		_exit(0);
 	}
-	close(lfd);
+	xfer(p[0], &sa, sizeof sa, 0);
+	close(p[0]);
+	close(p[1]);
 	fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof sa))
 		die("raw connect", -errno);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	*pid_out = pid;
 	return fd;
+}
+
+/* Streaming bandwidth: NBW threads of node 0 send 1 MiB messages into
+ * node 1's sink, which a thread there drains. */
+static void *send_bw(void *arg)
+{
+	struct sender *s = arg;
+	int rc;
+
+	for (uint64_t i = 0; i < s->n; i++)
+		if ((rc = dchan_send(s->r->sink, s->r->buf, BWMSG,
+				     DCHAN_FOREVER)))
+			die("bandwidth send", rc);
+	return NULL;
+}
+
+/* MB/s (10^6 bytes per second) */
+static double ours_bw(void *arg, uint64_t iters)
+{
+	struct sender s[NBW];
+	pthread_t t[NBW];
+	uint64_t t0 = bench_now_ns();
+
+	for (int i = 0; i < NBW; i++) {
+		s[i] = (struct sender){arg, iters / NBW + 1};
+		pthread_create(&t[i], NULL, send_bw, &s[i]);
+	}
+	for (int i = 0; i < NBW; i++)
+		pthread_join(t[i], NULL);
+	return (double)(NBW * (iters / NBW + 1)) * BWMSG * 1e3 /
+	       (double)(bench_now_ns() - t0);
+}
+
+/* The baseline: 1 MiB writes on a TCP_NODELAY socket to a reader. */
+static double raw_bw(void *arg, uint64_t iters)
+{
+	struct rt *r = arg;
+	uint64_t t0 = bench_now_ns();
+
+	for (uint64_t i = 0; i < iters; i++)
+		xfer(r->sinkfd, r->bwbuf, BWMSG, 1);
+	return (double)iters * BWMSG * 1e3 / (double)(bench_now_ns() - t0);
 }
 
 int main(void)
@@ -266,6 +431,11 @@ int main(void)
 
 	if (pipe(p01) || pipe(p10))
 		return 1;
+	ns_up();
+	ns_enter(0);
+	r.bwbuf = calloc(1, BWMSG);
+	if (!r.bwbuf)
+		die("memory", -ENOMEM);
 	node1 = fork();
 	if (node1 == 0) {
 		close(p10[0]);
@@ -311,6 +481,17 @@ int main(void)
 				  (double)(st.sends - s0.sends),
 			  "one frame per send", 1.0);
 	}
+	{
+		double o, b;
+
+		r.buf = r.bwbuf;
+		bench_interleave(5, bench_iters(200), ours_bw, &r, raw_bw, &r,
+				 &o, &b);
+		bench_row("dtransport_tcp", "streaming bandwidth, 2 senders",
+			  BWMSG, "MB/s", o,
+			  "raw TCP stream, 1 MiB writes (TCP_NODELAY)", b);
+		r.buf = buf;
+	}
 	dchan_send(r.sink, "q", 1, DCHAN_FOREVER);
 	close(r.sinkfd);
 	waitpid(sinker, NULL, 0);
@@ -321,5 +502,6 @@ int main(void)
 	dtrans_agent_destroy(ag);
 	dchan_gw_unregister();
 	dmem_pool_destroy(pool);
+	free(r.bwbuf);
 	return 0;
 }

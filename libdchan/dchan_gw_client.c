@@ -8,6 +8,7 @@
 #include "dchan_private.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +93,51 @@ static int gw_post(dchan_t *gw, const dchan_gw_req_t *req)
 	return rc;
 }
 
+/*
+ * A completion comes back within a network round trip through two agents,
+ * longer than a local wait's polling (dchan__spin_ns) and shorter than
+ * what a futex sleep and wake-up cost on a loaded or virtual machine.  So
+ * the requester polls its reply channel, yielding the CPU between looks,
+ * for a budget that adapts per thread: it doubles (up to GW_POLL_NS)
+ * when a poll was answered and halves (down to a 16th) when it ran out,
+ * and every GW_POLL_PROBE-th poll runs the whole GW_POLL_NS so that a
+ * budget shrunk during a slow phase grows back.  It polls when local
+ * waits poll (dchan__spin_ns: not on one CPU, not while the machine is
+ * crowded, always when DRAGON_DCHAN_SPIN_NS asks for it, never with 0).
+ */
+#define GW_POLL_NS    200000ull
+#define GW_POLL_PROBE 32
+
+static __thread uint64_t gw_poll_budget = GW_POLL_NS;
+static __thread uint32_t gw_poll_n;
+
+static int gw_poll_reply(dchan_t *reply, dchan_msg_t *m)
+{
+	uint64_t budget = gw_poll_budget, t0, now;
+	int rc;
+
+	if (!dchan__spin_ns())
+		return -EAGAIN;
+	if (++gw_poll_n % GW_POLL_PROBE == 0)
+		budget = GW_POLL_NS;
+	t0 = dchan__now_ns();
+	for (;;) {
+		rc = dchan__recv_zc_local(reply, 0, m);
+		if (rc != -EAGAIN)
+			break;
+		now = dchan__now_ns();
+		if (now - t0 > budget) {
+			gw_poll_budget = budget / 2 > GW_POLL_NS / 16
+						 ? budget / 2
+						 : GW_POLL_NS / 16;
+			return rc;
+		}
+		sched_yield();
+	}
+	gw_poll_budget = budget * 2 < GW_POLL_NS ? budget * 2 : GW_POLL_NS;
+	return rc;
+}
+
 /* Wait for the completion; copy its payload (at most cap bytes) to out. */
 static int gw_await(dchan_t *reply, const dchan_gw_req_t *req, void *out,
 		    size_t cap, dchan_gw_cpl_t *cpl_out)
@@ -103,8 +149,10 @@ static int gw_await(dchan_t *reply, const dchan_gw_req_t *req, void *out,
 	dchan_msg_t m;
 	int rc;
 
-	for (;;) {
-		rc = dchan__recv_zc_local(reply, wait, &m);
+	for (bool first = true;; first = false) {
+		rc = first ? gw_poll_reply(reply, &m) : -EAGAIN;
+		if (rc == -EAGAIN)
+			rc = dchan__recv_zc_local(reply, wait, &m);
 		if (rc < 0)
 			return dchan__fail(rc == -ETIMEDOUT ? -EHOSTUNREACH
 							    : rc,

@@ -34,6 +34,7 @@ struct dchan__witem {
 	unsigned events;
 	void *cookie;
 	bool reported; /* ready, not yet taken: out of the helper's sleep */
+	bool held;     /* polled by the owner itself: out of the sleep */
 };
 
 struct dchan_watch {
@@ -147,7 +148,7 @@ static void dchan__watch_round(dchan_watch_t *w)
 	pthread_mutex_lock(&w->mu);
 	c = __atomic_load_n(&w->ctl, __ATOMIC_SEQ_CST);
 	for (size_t j = 0; j < w->n; j++) {
-		if (w->item[j].reported)
+		if (w->item[j].reported || w->item[j].held)
 			continue;
 		chs[k] = w->item[j].ch;
 		ev[k++] = w->item[j].events;
@@ -282,6 +283,39 @@ DCHAN_EXPORT int dchan_watch_del(dchan_watch_t *w, dchan_t *ch)
 	/* the caller may free the channel next: wait out a round using it */
 	while (w->in_round && (int32_t)(w->round_ctl - mine) < 0)
 		pthread_cond_wait(&w->cv, &w->mu);
+	pthread_mutex_unlock(&w->mu);
+	return 0;
+}
+
+/*
+ * An event loop busy with one channel's traffic polls it itself between
+ * its other events; while it does, the helper leaves the channel out of
+ * its sleep, so the channel's publishers stop paying a futex wake-up per
+ * message and the owner does not pay the helper's round and an eventfd
+ * per message either.  Taking the hold off puts the channel back into the
+ * helper's next round (which reports it at once if it is ready), so no
+ * change is lost between the owner's last look and the helper's first.
+ */
+DCHAN_EXPORT int dchan_watch_hold(dchan_watch_t *w, dchan_t *ch, int hold)
+{
+	size_t j;
+
+	if (!w || !ch)
+		return dchan__fail(-EINVAL, "NULL watch set or channel");
+	pthread_mutex_lock(&w->mu);
+	for (j = 0; j < w->n && w->item[j].ch != ch; j++)
+		;
+	if (j == w->n) {
+		pthread_mutex_unlock(&w->mu);
+		return dchan__fail(-ENOENT, "channel is not in the watch set");
+	}
+	if (w->item[j].held != (hold != 0)) {
+		w->item[j].held = hold != 0;
+		/* a held channel drops out of the helper's next round by
+		 * itself; a released one needs the helper to look now */
+		if (!hold)
+			dchan__watch_poke(w);
+	}
 	pthread_mutex_unlock(&w->mu);
 	return 0;
 }

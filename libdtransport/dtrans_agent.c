@@ -9,6 +9,7 @@
 #include "dtrans_agent.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -64,6 +65,29 @@ static int attr_check(const dtrans_attr_t *a)
 	if ((a->field_mask & DTRANS_ATTR_PEER_TIMEOUT) &&
 	    a->peer_timeout_ns < 1000000ull)
 		return dtrans__fail(-EINVAL, "peer timeout below 1 ms");
+	return 0;
+}
+
+/* How long the loop polls after traffic: $DRAGON_TRANSPORT_SPIN_US
+ * microseconds (0: always sleep), else DTRANS__SPIN_US. */
+static int spin_from_env(uint64_t *ns_out)
+{
+	const char *s = getenv("DRAGON_TRANSPORT_SPIN_US");
+	char *end;
+	unsigned long long us;
+
+	if (!s || !*s) {
+		*ns_out = DTRANS__SPIN_US * 1000ull;
+		return 0;
+	}
+	errno = 0;
+	us = strtoull(s, &end, 10);
+	if (errno || *end || *s == '-' || us > 1000000)
+		return dtrans__fail(-EINVAL,
+				    "DRAGON_TRANSPORT_SPIN_US=%s: want a "
+				    "number of microseconds from 0 to 1000000",
+				    s);
+	*ns_out = us * 1000ull;
 	return 0;
 }
 
@@ -134,6 +158,8 @@ DTRANS_EXPORT int dtrans_agent_create(const dtrans_attr_t *attr,
 		rc = -DTRANS_E_BACKEND;
 	else if (!ag->secret || !ag->peers)
 		rc = dtrans__fail(-ENOMEM, "no memory for an agent");
+	if (rc == 0)
+		rc = spin_from_env(&ag->spin_ns);
 	if (rc == 0) {
 		memcpy(ag->secret, attr->secret, attr->secret_len);
 		ag->secret_len = attr->secret_len;
@@ -180,13 +206,15 @@ DTRANS_EXPORT int dtrans_agent_peer_set(dtrans_agent_t *ag, uint32_t node,
 }
 
 /* The watch set has news: the gateway channel (cookie: the agent) has
- * requests, or a channel with parked waits may be ready. */
-static void watch_ready(struct dtrans_agent *ag)
+ * requests, or a channel with parked waits may be ready.  Returns the
+ * number of reports taken. */
+static int watch_ready(struct dtrans_agent *ag)
 {
 	void *ck[64];
-	int n;
+	int n, total = 0;
 
 	while ((n = dchan_watch_take(ag->watch, ck, 64)) > 0) {
+		total += n;
 		for (int i = 0; i < n; i++) {
 			if (ck[i] == ag)
 				dtrans__gw_drain(ag);
@@ -196,6 +224,7 @@ static void watch_ready(struct dtrans_agent *ag)
 		if (n < 64)
 			break;
 	}
+	return total;
 }
 
 /* End of a loop turn: write every link's batch, free the closed ones. */
@@ -204,7 +233,7 @@ static void turn_end(struct dtrans_agent *ag)
 	struct dtrans__link **pp = &ag->links;
 
 	for (struct dtrans__link *l = ag->links; l; l = l->next)
-		if (!l->dead && l->out.len > l->out.off && !l->want_out)
+		if (!l->dead && dtrans__link_busy(l) && !l->want_out)
 			dtrans__link_flush(l);
 	while (*pp) {
 		struct dtrans__link *l = *pp;
@@ -227,48 +256,91 @@ static void tick(struct dtrans_agent *ag, uint64_t now)
 	dtrans__serve_tick(ag);
 }
 
+/*
+ * Busy or idle.  A remote operation crosses the requester, this agent and
+ * the peer's agent; every blocking wake-up on the way costs tens of
+ * microseconds on a loaded or virtual machine, more than the network.  So
+ * after traffic the loop polls for a while (ag->spin_ns) instead of
+ * sleeping: the gateway channel directly (held out of the watch set's
+ * sleep, so requesters pay no wake-up either) and the sockets with a
+ * zero-timeout epoll_wait, yielding the CPU between looks.  Without
+ * traffic for that long it releases the gateway to the watch set and
+ * sleeps in epoll_wait; an idle agent costs nothing.
+ */
+static void agent_busy(struct dtrans_agent *ag, uint64_t now)
+{
+	ag->busy_until_ns = now + ag->spin_ns;
+	if (!ag->gw_held && ag->spin_ns &&
+	    dchan_watch_hold(ag->watch, ag->gw, 1) == 0)
+		ag->gw_held = true;
+}
+
+static void agent_idle(struct dtrans_agent *ag)
+{
+	if (ag->gw_held && dchan_watch_hold(ag->watch, ag->gw, 0) == 0)
+		ag->gw_held = false;
+}
+
+/* One epoll_wait and what it reported; returns the number of events
+ * that carried work, or -1 when the agent is asked to stop. */
+static int agent_events(struct dtrans_agent *ag, int tmo)
+{
+	struct epoll_event ev[64];
+	int n = epoll_wait(ag->epfd, ev, 64, tmo), work = 0;
+	bool stop = false;
+
+	for (int i = 0; i < n; i++) {
+		int kind = *(int *)ev[i].data.ptr;
+
+		if (kind == DTRANS__EK_STOP)
+			stop = true;
+		else if (kind == DTRANS__EK_EP)
+			dtrans__accept_all(ag);
+		else if (kind == DTRANS__EK_WATCH)
+			work += watch_ready(ag);
+		else {
+			dtrans__link_event(ev[i].data.ptr, ev[i].events);
+			work++;
+		}
+	}
+	return stop ? -1 : work;
+}
+
 static void *agent_main(void *arg)
 {
 	struct dtrans_agent *ag = arg;
-	struct epoll_event ev[64];
 	uint64_t next_tick = 0;
 
 	dtrans__gw_drain(ag);
 	for (;;) {
 		uint64_t now = dtrans__now_ns();
-		int tmo = dtrans__serve_timeout_ms(ag, now), n;
-		bool stop = false;
+		int tmo = dtrans__serve_timeout_ms(ag, now), work;
+		bool spin = now < ag->busy_until_ns;
 
 		if (tmo < 0 || tmo > DTRANS__TICK_MS)
 			tmo = DTRANS__TICK_MS;
-		if (ag->gw_again)
+		if (!spin)
+			agent_idle(ag);
+		if (ag->gw_again || spin)
 			tmo = 0;
-		n = epoll_wait(ag->epfd, ev, 64, tmo);
-		for (int i = 0; i < n; i++) {
-			int kind = *(int *)ev[i].data.ptr;
-
-			if (kind == DTRANS__EK_STOP)
-				stop = true;
-			else if (kind == DTRANS__EK_EP)
-				dtrans__accept_all(ag);
-			else if (kind == DTRANS__EK_WATCH)
-				watch_ready(ag);
-			else
-				dtrans__link_event(ev[i].data.ptr,
-						   ev[i].events);
-		}
-		if (stop)
+		work = agent_events(ag, tmo);
+		if (work < 0)
 			break;
-		if (ag->gw_again)
-			dtrans__gw_drain(ag);
+		if (ag->gw_again || ag->gw_held)
+			work += dtrans__gw_drain(ag);
 		now = dtrans__now_ns();
+		if (work)
+			agent_busy(ag, now);
 		dtrans__serve_expire(ag, now);
 		if (now >= next_tick) {
 			tick(ag, now);
 			next_tick = now + DTRANS__TICK_MS * 1000000ull;
 		}
 		turn_end(ag);
+		if (spin && !work)
+			sched_yield();
 	}
+	agent_idle(ag);
 	return NULL;
 }
 
@@ -284,12 +356,14 @@ DTRANS_EXPORT int dtrans_agent_start(dtrans_agent_t *ag)
 	if (rc < 0)
 		return dtrans__fail(rc, "cannot watch the gateway channel: %s",
 				    dchan_errmsg());
+	/* set before the thread runs: it reads the flags beside this one */
+	ag->running = true;
 	rc = -pthread_create(&ag->thr, NULL, agent_main, ag);
 	if (rc < 0) {
+		ag->running = false;
 		dchan_watch_del(ag->watch, ag->gw);
 		return dtrans__fail(rc, "cannot start the agent's thread");
 	}
-	ag->running = true;
 	return 0;
 }
 

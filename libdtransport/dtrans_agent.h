@@ -33,6 +33,7 @@ enum dtrans__ekind {
 #define DTRANS__XID_BUCKETS   4096
 #define DTRANS__GW_BATCH      256	    /* gateway messages per loop turn */
 #define DTRANS__REAP_NS	      1000000000ull /* look for dead requesters */
+#define DTRANS__SPIN_US	      100 /* default busy-poll after traffic */
 
 struct dtrans__buf {
 	unsigned char *p;
@@ -50,6 +51,24 @@ enum dtrans__lstate {
 struct dtrans__parked;
 struct dtrans__link;
 struct dtrans__replies;
+
+/*
+ * A large frame payload written from where it lies instead of through the
+ * output buffer: a gateway message in pool memory (msg.data) or a heap
+ * buffer (heap), which the link frees once it has been written.  at is the
+ * position in the output buffer it follows.
+ */
+struct dtrans__zseg {
+	struct dtrans__zseg *next;
+	size_t at;
+	const unsigned char *p;
+	size_t len, off;
+	dchan_msg_t msg; /* msg.data set: a pool message to release */
+	void *heap;	 /* else a heap buffer to free (or NULL) */
+};
+
+/* Frames with at least this much payload are written without a copy. */
+#define DTRANS__ZC_MIN (64u << 10)
 
 /*
  * What a link needs of the layers above it, registered by the agent (the
@@ -85,6 +104,15 @@ struct dtrans__link {
 	uint32_t peer; /* node index (listener side: known after AUTH) */
 	unsigned char nonce_mine[DTRANS__NONCE], nonce_peer[DTRANS__NONCE];
 	struct dtrans__buf in, out;
+	struct dtrans__zseg *zq, *zq_tail; /* zero-copy payloads, in order */
+	/* a large frame being read straight into pool memory */
+	struct {
+		unsigned char *mem; /* NULL: none */
+		dmem_pool_t *pool;
+		size_t got;
+		uint32_t type, len;
+		uint64_t xid;
+	} sink;
 	uint64_t last_recv_ns, last_ping_ns, hs_deadline_ns;
 	struct dtrans__parked *parked; /* the peer's waits parked here */
 	struct dtrans__link *next;
@@ -109,6 +137,8 @@ struct dtrans__pending {
 	dchan_desc_t reply;
 	void *raw; /* the encoded request until it is written */
 	size_t raw_len;
+	dchan_msg_t msg; /* a large one stays in the gateway's pool: raw
+			  * points into msg.data, which is ours to release */
 	uint64_t since_ns;
 	struct dtrans__pending *hnext;
 };
@@ -158,13 +188,19 @@ struct dtrans_agent {
 	dchan_watch_t *watch;
 	pthread_t thr;
 	bool running;
-	bool gw_again; /* the gateway may hold more than one turn took */
+	bool gw_again;	  /* the gateway may hold more than one turn took */
+	bool gw_held;	  /* the loop polls the gateway itself (busy) */
+	uint64_t spin_ns; /* how long to poll after traffic */
+	uint64_t busy_until_ns; /* poll, do not sleep, until then */
 
 	struct dtrans__peer *peers;
 	struct dtrans__link *links;
 	struct dtrans__pending *xids[DTRANS__XID_BUCKETS];
 	uint64_t next_xid;
 	uint64_t last_reap_ns;
+	/* A completion read into the gateway's pool (link_sink_end) while
+	 * it is handed up: forward may keep it (and clears this). */
+	void *sunk;
 	struct dtrans__wchan *wchans;
 	struct dtrans__parked **heap;
 	size_t nheap, heap_cap;
@@ -186,6 +222,14 @@ int dtrans__link_new(struct dtrans_agent *ag, void *be, bool dialed,
 void dtrans__link_drop(struct dtrans__link *l, const char *why);
 int dtrans__link_frame(struct dtrans__link *l, unsigned type, uint64_t xid,
 		       const void *a, size_t alen, const void *b, size_t blen);
+/* A frame whose payload is hd (hdlen bytes, copied) followed by the
+ * zero-copy payload zs (body/len with msg or heap set).  On success the
+ * link owns what zs owns; on failure the caller still does. */
+int dtrans__link_frame_zc(struct dtrans__link *l, unsigned type, uint64_t xid,
+			  const void *hd, size_t hdlen,
+			  const struct dtrans__zseg *zs);
+/* Bytes are waiting to be written. */
+bool dtrans__link_busy(const struct dtrans__link *l);
 void dtrans__link_event(struct dtrans__link *l, uint32_t events);
 void dtrans__link_flush(struct dtrans__link *l);
 void dtrans__link_tick(struct dtrans__link *l, uint64_t now);
@@ -203,7 +247,7 @@ void dtrans__reply_reap(struct dtrans_agent *ag, uint64_t now);
 void dtrans__reply_forget(struct dtrans_agent *ag);
 
 /* forwarding our requests (dtrans_forward.c) */
-void dtrans__gw_drain(struct dtrans_agent *ag);
+int dtrans__gw_drain(struct dtrans_agent *ag);
 void dtrans__fwd_ready(struct dtrans_agent *ag, uint32_t node);
 void dtrans__fwd_cpl(struct dtrans_agent *ag, uint32_t node, uint64_t xid,
 		     const void *cpl, size_t len);

@@ -32,7 +32,14 @@ static void deliver(struct dtrans_agent *ag, const dchan_desc_t *reply,
 	dchan_t *ch;
 	int rc = dchan_attach(reply, &ch);
 
-	if (rc == 0) {
+	if (rc == 0 && cpl == ag->sunk &&
+	    dchan_pool(ch) == dchan_pool(ag->gw)) {
+		/* read into the gateway's pool already: hand it over */
+		rc = dchan_send_zc(ch, ag->sunk, len, 0);
+		if (rc == 0)
+			ag->sunk = NULL;
+		dchan_detach(ch);
+	} else if (rc == 0) {
 		rc = dchan_send(ch, cpl, len, 0);
 		dchan_detach(ch);
 	}
@@ -62,7 +69,10 @@ static void pending_free(struct dtrans_agent *ag, struct dtrans__pending *p)
 	pe->npending--;
 	if (p->raw)
 		pe->nunsent--;
-	free(p->raw);
+	if (p->msg.data)
+		dchan_msg_release(&p->msg);
+	else
+		free(p->raw);
 	free(p);
 }
 
@@ -97,20 +107,34 @@ static void fwd_dial(struct dtrans_agent *ag, uint32_t node, uint64_t now)
 	free(addr);
 }
 
-/* Write one request to the peer's link. */
+/* Write one request to the peer's link.  A large one is written from the
+ * gateway's pool where it lies (m, whose ownership then passes to the
+ * link: m->data is cleared); a small one is copied with its neighbours. */
 static int fwd_send(struct dtrans_agent *ag, struct dtrans__link *l,
-		    uint64_t xid, const void *raw, size_t len)
+		    uint64_t xid, const void *raw, size_t len, dchan_msg_t *m)
 {
-	int rc = dtrans__link_frame(l, DTRANS__F_REQ, xid, raw, len, NULL, 0);
+	int rc;
 
+	if (m && m->data && len >= DTRANS__ZC_MIN) {
+		struct dtrans__zseg z = {.p = raw, .len = len, .msg = *m};
+
+		rc = dtrans__link_frame_zc(l, DTRANS__F_REQ, xid, NULL, 0, &z);
+		if (rc == 0)
+			m->data = NULL;
+	} else {
+		rc = dtrans__link_frame(l, DTRANS__F_REQ, xid, raw, len, NULL,
+					0);
+	}
 	if (rc == 0)
 		DTRANS__STAT(ag, l->peer, requests_sent, 1);
 	return rc;
 }
 
-/* One message from the gateway channel. */
-static void fwd_one(struct dtrans_agent *ag, const void *raw, size_t len)
+/* One message from the gateway channel (m: taken when it is kept). */
+static void fwd_one(struct dtrans_agent *ag, dchan_msg_t *m)
 {
+	const void *raw = m->data;
+	size_t len = m->len;
 	struct dtrans__pending *p;
 	struct dtrans__peer *pe;
 	dchan_gw_req_t req;
@@ -147,8 +171,16 @@ static void fwd_one(struct dtrans_agent *ag, const void *raw, size_t len)
 	p->reply = req.reply;
 	p->since_ns = dtrans__now_ns();
 	if (pe->out && pe->out->state == DTRANS__L_READY &&
-	    fwd_send(ag, pe->out, p->xid, raw, len) == 0) {
+	    fwd_send(ag, pe->out, p->xid, raw, len, m) == 0) {
 		/* sent */
+	} else if (len >= DTRANS__ZC_MIN) {
+		/* no link yet: it waits where it lies */
+		p->msg = *m;
+		m->data = NULL;
+		p->raw = p->msg.data;
+		p->raw_len = len;
+		pe->nunsent++;
+		fwd_dial(ag, p->node, p->since_ns);
 	} else if ((p->raw = malloc(len ? len : 1))) {
 		memcpy(p->raw, raw, len);
 		p->raw_len = len;
@@ -164,8 +196,9 @@ static void fwd_one(struct dtrans_agent *ag, const void *raw, size_t len)
 	ag->xids[p->xid % DTRANS__XID_BUCKETS] = p;
 }
 
-/* Take up to a batch of requests from the gateway channel. */
-void dtrans__gw_drain(struct dtrans_agent *ag)
+/* Take up to a batch of requests from the gateway channel; returns how
+ * many. */
+int dtrans__gw_drain(struct dtrans_agent *ag)
 {
 	dchan_msg_t m;
 	int i;
@@ -173,10 +206,12 @@ void dtrans__gw_drain(struct dtrans_agent *ag)
 	for (i = 0; i < DTRANS__GW_BATCH; i++) {
 		if (dchan_recv_zc(ag->gw, 0, &m) < 0)
 			break;
-		fwd_one(ag, m.data, m.len);
-		dchan_msg_release(&m);
+		fwd_one(ag, &m);
+		if (m.data)
+			dchan_msg_release(&m);
 	}
 	ag->gw_again = i == DTRANS__GW_BATCH;
+	return i;
 }
 
 /* The link to node became ready: send what waited for it. */
@@ -188,10 +223,13 @@ void dtrans__fwd_ready(struct dtrans_agent *ag, uint32_t node)
 		for (struct dtrans__pending *p = ag->xids[b]; p; p = p->hnext) {
 			if (p->node != node || !p->raw)
 				continue;
-			if (fwd_send(ag, pe->out, p->xid, p->raw, p->raw_len) <
-			    0)
+			bool kept = p->msg.data != NULL; /* in the pool */
+
+			if (fwd_send(ag, pe->out, p->xid, p->raw, p->raw_len,
+				     &p->msg) < 0)
 				return;
-			free(p->raw);
+			if (!kept)
+				free(p->raw); /* the link took a copy */
 			p->raw = NULL;
 			pe->nunsent--;
 		}

@@ -64,6 +64,43 @@ static void buf_free(struct dtrans__buf *b)
 	memset(b, 0, sizeof *b);
 }
 
+/* Room in the output buffer; moving its bytes moves the zero-copy
+ * payloads' places with them. */
+static int out_reserve(struct dtrans__link *l, size_t more)
+{
+	size_t shift = l->out.off;
+	int rc = buf_reserve(&l->out, more);
+
+	if (rc == 0 && shift && l->out.off == 0)
+		for (struct dtrans__zseg *z = l->zq; z; z = z->next)
+			z->at -= shift;
+	return rc;
+}
+
+static void zseg_free(struct dtrans__zseg *z)
+{
+	if (z->msg.data)
+		dchan_msg_release(&z->msg);
+	free(z->heap);
+	free(z);
+}
+
+static void zq_free(struct dtrans__link *l)
+{
+	while (l->zq) {
+		struct dtrans__zseg *z = l->zq;
+
+		l->zq = z->next;
+		zseg_free(z);
+	}
+	l->zq_tail = NULL;
+}
+
+bool dtrans__link_busy(const struct dtrans__link *l)
+{
+	return l->out.len > l->out.off || l->zq;
+}
+
 static void link_arm(struct dtrans__link *l, bool out)
 {
 	struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0),
@@ -136,6 +173,10 @@ void dtrans__link_drop(struct dtrans__link *l, const char *why)
 	l->be = NULL;
 	buf_free(&l->in);
 	buf_free(&l->out);
+	zq_free(l);
+	if (l->sink.mem)
+		dmem_free(l->sink.pool, l->sink.mem);
+	l->sink.mem = NULL;
 	if (!l->dialed)
 		ag->link_ops->unlink(l);
 	if (l->dialed && ag->peers[l->peer].out == l) {
@@ -154,7 +195,7 @@ int dtrans__link_frame(struct dtrans__link *l, unsigned type, uint64_t xid,
 
 	if (l->dead)
 		return -EPIPE;
-	rc = buf_reserve(&l->out, DTRANS__FRAME_HDR + alen + blen);
+	rc = out_reserve(l, DTRANS__FRAME_HDR + alen + blen);
 	if (rc < 0)
 		return rc;
 	dtrans__fhdr_encode(&h, l->out.p + l->out.len);
@@ -170,17 +211,103 @@ int dtrans__link_frame(struct dtrans__link *l, unsigned type, uint64_t xid,
 	return 0;
 }
 
-/* Write what the buffer holds, in as few sends as the socket allows. */
+int dtrans__link_frame_zc(struct dtrans__link *l, unsigned type, uint64_t xid,
+			  const void *hd, size_t hdlen,
+			  const struct dtrans__zseg *zs)
+{
+	struct dtrans__zseg *z;
+	int rc;
+
+	if (l->dead)
+		return -EPIPE;
+	if (hdlen + zs->len > DTRANS__FRAME_MAX)
+		return -EMSGSIZE;
+	z = malloc(sizeof *z);
+	if (!z)
+		return -ENOMEM;
+	rc = dtrans__link_frame(l, type, xid, hd, hdlen, NULL, 0);
+	if (rc < 0) {
+		free(z);
+		return rc;
+	}
+	/* the header says hdlen bytes; the payload follows from zs */
+	{
+		struct dtrans__fhdr h = {.type = (uint8_t)type,
+					 .len = (uint32_t)(hdlen + zs->len),
+					 .xid = xid};
+
+		dtrans__fhdr_encode(&h, l->out.p + l->out.len -
+						DTRANS__FRAME_HDR - hdlen);
+	}
+	*z = *zs;
+	z->next = NULL;
+	z->off = 0;
+	z->at = l->out.len;
+	if (l->zq_tail)
+		l->zq_tail->next = z;
+	else
+		l->zq = z;
+	l->zq_tail = z;
+	return 0;
+}
+
+/* The output's next pieces, inline bytes and zero-copy payloads in
+ * order, as at most max iovecs. */
+static int out_iov(struct dtrans__link *l, struct iovec *iov, int max)
+{
+	size_t pos = l->out.off;
+	int n = 0;
+
+	for (struct dtrans__zseg *z = l->zq; z && n + 2 <= max; z = z->next) {
+		if (z->at > pos)
+			iov[n++] = (struct iovec){l->out.p + pos, z->at - pos};
+		pos = z->at;
+		iov[n++] = (struct iovec){(void *)(z->p + z->off),
+					  z->len - z->off};
+	}
+	if (n < max && l->out.len > pos)
+		iov[n++] = (struct iovec){l->out.p + pos, l->out.len - pos};
+	return n;
+}
+
+/* n bytes of the output were written: move past them. */
+static void out_advance(struct dtrans__link *l, size_t n)
+{
+	while (n) {
+		struct dtrans__zseg *z = l->zq;
+		size_t end = z ? z->at : l->out.len, take;
+
+		if (l->out.off < end) {
+			take = end - l->out.off < n ? end - l->out.off : n;
+			l->out.off += take;
+			n -= take;
+			continue;
+		}
+		take = z->len - z->off < n ? z->len - z->off : n;
+		z->off += take;
+		n -= take;
+		if (z->off == z->len) {
+			l->zq = z->next;
+			if (!l->zq)
+				l->zq_tail = NULL;
+			zseg_free(z);
+		}
+	}
+}
+
+/* Write what is queued, in as few sends as the socket allows (one
+ * writev carries many small frames and the large payloads between them
+ * from where they lie). */
 void dtrans__link_flush(struct dtrans__link *l)
 {
 	struct dtrans_agent *ag = l->ag;
+	struct iovec iov[64];
 
 	if (l->dead || l->state == DTRANS__L_CONNECTING)
 		return;
-	while (l->out.len > l->out.off) {
-		struct iovec iov = {.iov_base = l->out.p + l->out.off,
-				    .iov_len = l->out.len - l->out.off};
-		ssize_t n = ag->be->send(l->be, &iov, 1);
+	while (dtrans__link_busy(l)) {
+		int cnt = out_iov(l, iov, 64);
+		ssize_t n = ag->be->send(l->be, iov, cnt);
 
 		if (n == -EAGAIN) {
 			link_arm(l, true);
@@ -190,7 +317,11 @@ void dtrans__link_flush(struct dtrans__link *l)
 			dtrans__link_drop(l, strerror((int)-n));
 			return;
 		}
-		l->out.off += (size_t)n;
+		out_advance(l, (size_t)n);
+		/* the peer takes what we write: alive, even while a large
+		 * frame keeps it from answering (and our pings queue behind
+		 * that frame) */
+		l->last_recv_ns = dtrans__now_ns();
 		if (l->peer < ag->nnodes) {
 			DTRANS__STAT(ag, l->peer, sends, 1);
 			DTRANS__STAT(ag, l->peer, bytes_sent, (uint64_t)n);
@@ -335,6 +466,58 @@ static int link_on_frame(struct dtrans__link *l, const struct dtrans__fhdr *h,
 	return -DTRANS_E_FRAME;
 }
 
+/*
+ * A large request or completion is not gathered in the input buffer: the
+ * link reads it straight into an allocation of the gateway's pool (the
+ * memory the message has to reach anyway), so an agent's own memory stays
+ * bounded by the read chunk whatever the message size.  Returns 1 when
+ * the frame is sunk (its bytes so far copied and consumed), 0 when it is
+ * buffered as usual (small, or the pool has no room).
+ */
+static int link_sink_begin(struct dtrans__link *l, const struct dtrans__fhdr *h,
+			   const unsigned char *p, size_t avail)
+{
+	dmem_pool_t *pool = dchan_pool(l->ag->gw);
+	void *mem;
+
+	if (h->len < DTRANS__ZC_MIN || l->state != DTRANS__L_READY ||
+	    (h->type != DTRANS__F_REQ && h->type != DTRANS__F_CPL) ||
+	    avail >= DTRANS__FRAME_HDR + (size_t)h->len || !pool ||
+	    dmem_alloc(pool, h->len, 0, &mem) < 0)
+		return 0;
+	l->sink.mem = mem;
+	l->sink.pool = pool;
+	l->sink.type = h->type;
+	l->sink.len = h->len;
+	l->sink.xid = h->xid;
+	l->sink.got = avail - DTRANS__FRAME_HDR;
+	memcpy(mem, p + DTRANS__FRAME_HDR, l->sink.got);
+	l->in.off += avail;
+	return 1;
+}
+
+static int link_on_frame(struct dtrans__link *l, const struct dtrans__fhdr *h,
+			 const void *p);
+
+/* The sunk frame is whole: act on it, then free its memory. */
+static int link_sink_end(struct dtrans__link *l)
+{
+	struct dtrans__fhdr h = {.type = (uint8_t)l->sink.type,
+				 .len = l->sink.len,
+				 .xid = l->sink.xid};
+	unsigned char *mem = l->sink.mem;
+	dmem_pool_t *pool = l->sink.pool;
+	int rc;
+
+	l->sink.mem = NULL;
+	l->ag->sunk = mem;
+	rc = link_on_frame(l, &h, mem);
+	if (l->ag->sunk) /* not kept above */
+		dmem_free(pool, mem);
+	l->ag->sunk = NULL;
+	return rc;
+}
+
 /* Take every whole frame the input buffer holds. */
 static int link_parse(struct dtrans__link *l)
 {
@@ -353,6 +536,8 @@ static int link_parse(struct dtrans__link *l)
 		if (l->state != DTRANS__L_READY &&
 		    h.len > 8 + DTRANS__NONCE + DTRANS__MAC)
 			return -DTRANS_E_FRAME;
+		if (link_sink_begin(l, &h, p, avail))
+			return 0;
 		if (avail < DTRANS__FRAME_HDR + (size_t)h.len)
 			return buf_reserve(&l->in,
 					   DTRANS__FRAME_HDR + h.len - avail);
@@ -373,14 +558,45 @@ static void link_read(struct dtrans__link *l)
 
 	for (int turns = 0; !l->dead && turns < 16; turns++) {
 		ssize_t n;
+		size_t room;
 
+		if (l->sink.mem) {
+			room = l->sink.len - l->sink.got;
+			n = ag->be->recv(l->be, l->sink.mem + l->sink.got,
+					 room);
+			if (n == -EAGAIN)
+				return;
+			if (n <= 0) {
+				dtrans__link_drop(l,
+						  n == 0 ? "closed by the "
+							   "peer"
+							 : strerror((int)-n));
+				return;
+			}
+			l->sink.got += (size_t)n;
+			l->last_recv_ns = dtrans__now_ns();
+			DTRANS__STAT(ag, l->peer, bytes_recv, (uint64_t)n);
+			if (l->sink.got == l->sink.len) {
+				rc = link_sink_end(l);
+				if (rc == 0)
+					rc = link_parse(l);
+				if (rc < 0) {
+					dtrans__link_drop(l,
+							  dtrans_strerror(rc));
+					return;
+				}
+			}
+			if ((size_t)n < room)
+				return;
+			continue;
+		}
 		rc = buf_reserve(&l->in, DTRANS__RECV_CHUNK);
 		if (rc < 0) {
 			dtrans__link_drop(l, "no memory for input");
 			return;
 		}
-		n = ag->be->recv(l->be, l->in.p + l->in.len,
-				 l->in.cap - l->in.len);
+		room = l->in.cap - l->in.len;
+		n = ag->be->recv(l->be, l->in.p + l->in.len, room);
 		if (n == -EAGAIN)
 			return;
 		if (n <= 0) {
@@ -397,6 +613,11 @@ static void link_read(struct dtrans__link *l)
 			dtrans__link_drop(l, dtrans_strerror(rc));
 			return;
 		}
+		/* a short read took all there was: the next recv would only
+		 * say EAGAIN, a system call for nothing (epoll is level
+		 * triggered and reports what comes later) */
+		if ((size_t)n < room)
+			return;
 	}
 }
 
@@ -417,7 +638,7 @@ void dtrans__link_event(struct dtrans__link *l, uint32_t events)
 		}
 		l->state = DTRANS__L_WAIT_HELLO;
 		l->last_recv_ns = dtrans__now_ns();
-		link_arm(l, l->out.len > l->out.off);
+		link_arm(l, dtrans__link_busy(l));
 	}
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 		link_read(l);
@@ -477,6 +698,22 @@ int dtrans__link_feed(struct dtrans__link *l, const void *buf, size_t len)
 
 	if (l->dead)
 		return -EPIPE;
+	if (l->sink.mem) { /* the rest of a large frame first */
+		size_t take = l->sink.len - l->sink.got;
+
+		take = take < len ? take : len;
+		memcpy(l->sink.mem + l->sink.got, buf, take);
+		l->sink.got += take;
+		buf = (const char *)buf + take;
+		len -= take;
+		if (l->sink.got < l->sink.len)
+			return 0;
+		rc = link_sink_end(l);
+		if (rc < 0) {
+			dtrans__link_drop(l, dtrans_strerror(rc));
+			return rc;
+		}
+	}
 	rc = buf_reserve(&l->in, len);
 	if (rc < 0)
 		return rc;

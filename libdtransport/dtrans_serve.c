@@ -274,6 +274,15 @@ static int try_req(struct dtrans__link *l, uint64_t xid,
 		free(cpl);
 		return 0;
 	}
+	if (len >= DTRANS__ZC_MIN) {
+		/* a large completion (a received message) is written from
+		 * the buffer it was made in, which the link then frees */
+		struct dtrans__zseg z = {.p = cpl, .len = len, .heap = cpl};
+
+		if (dtrans__link_frame_zc(l, DTRANS__F_CPL, xid, NULL, 0, &z) ==
+		    0)
+			return 1;
+	}
 	dtrans__link_frame(l, DTRANS__F_CPL, xid, cpl, len, NULL, 0);
 	free(cpl);
 	return 1;

@@ -86,6 +86,54 @@ START_TEST(t_watch_reports_changes)
 }
 END_TEST
 
+/* A held channel is the caller's to poll: not reported while held, and
+ * reported as soon as it is released if it became ready meanwhile. */
+START_TEST(t_watch_hold)
+{
+	dmem_pool_t *pool = t_pool("watchhold", 8 << 20);
+	dchan_t *ch, *other;
+	dchan_watch_t *w;
+	void *ck[4];
+	char buf[8];
+	size_t len;
+
+	ck_assert_int_eq(dchan_create(pool, NULL, &ch), 0);
+	ck_assert_int_eq(dchan_create(pool, NULL, &other), 0);
+	ck_assert_int_eq(dchan_watch_create(&w), 0);
+	ck_assert_int_eq(dchan_watch_hold(w, ch, 1), -ENOENT);
+	ck_assert_int_eq(dchan_watch_add(w, ch, DCHAN_POLLIN, ch), 0);
+	ck_assert_int_eq(dchan_watch_add(w, other, DCHAN_POLLIN, other), 0);
+	ck_assert_int_eq(dchan_watch_hold(w, ch, 1), 0);
+	ck_assert_int_eq(dchan_watch_hold(w, ch, 1), 0); /* idempotent */
+	ck_assert_int_eq(dchan_send(ch, "h", 1, 0), 0);
+	/* the other channel is still watched while ch is held */
+	ck_assert_int_eq(dchan_send(other, "o", 1, 0), 0);
+	ck_assert_int_eq(readable(w, 20000), 1);
+	ck_assert_int_eq(dchan_watch_take(w, ck, 4), 1);
+	ck_assert_ptr_eq(ck[0], other);
+	ck_assert_int_eq(dchan_recv(other, buf, sizeof buf, 0, &len), 0);
+	/* a report of other made before the receive may still wait; never
+	 * one of ch */
+	if (dchan_watch_take(w, ck, 4) == 1)
+		ck_assert_ptr_eq(ck[0], other);
+	/* ch has a message, but it is held: nothing reported */
+	ck_assert_int_eq(readable(w, 200), 0);
+	/* released while ready: reported at once */
+	ck_assert_int_eq(dchan_watch_hold(w, ch, 0), 0);
+	ck_assert_int_eq(readable(w, 20000), 1);
+	ck_assert_int_eq(dchan_watch_take(w, ck, 4), 1);
+	ck_assert_ptr_eq(ck[0], ch);
+	ck_assert_int_eq(dchan_recv(ch, buf, sizeof buf, 0, &len), 0);
+	ck_assert_int_eq(dchan_watch_hold(NULL, ch, 1), -EINVAL);
+	ck_assert_int_eq(dchan_watch_del(w, ch), 0);
+	ck_assert_int_eq(dchan_watch_del(w, other), 0);
+	ck_assert_int_eq(dchan_watch_destroy(w), 0);
+	ck_assert_int_eq(dchan_destroy(ch), 0);
+	ck_assert_int_eq(dchan_destroy(other), 0);
+	t_pool_done(pool);
+}
+END_TEST
+
 START_TEST(t_watch_limits)
 {
 	dmem_pool_t *pool = t_pool("watchlim", 32 << 20);
@@ -122,6 +170,7 @@ int main(void)
 
 	tcase_add_test(tc, t_watch_reports_changes);
 	tcase_add_test(tc, t_watch_limits);
+	tcase_add_test(tc, t_watch_hold);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

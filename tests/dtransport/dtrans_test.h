@@ -33,6 +33,10 @@
 
 static const char t_secret[] = "a secret of the test runtime, 48 bytes long..!";
 
+/* Each agent's pool (its gateway, node 1's objects); a suite that moves
+ * large messages sets it before t_cluster_up. */
+static size_t t_pool_bytes = 256u << 20;
+
 /* What node 1 makes for the tests, in this order. */
 enum {
 	O_CHAN,
@@ -256,7 +260,7 @@ static inline void t_agent_main(struct cluster *c, int idx)
 	 * up may carry a pid that comes round again */
 	snprintf(name, sizeof name, "tdtrans-%d-%d-%llx", idx, (int)getpid(),
 		 (unsigned long long)(t_now() & 0xffffffffffull));
-	if ((rc = dmem_pool_create(name, 256u << 20, NULL, &pool)))
+	if ((rc = dmem_pool_create(name, t_pool_bytes, NULL, &pool)))
 		t_fatal("pool", rc);
 	{
 		dmem_pool_desc_t pd;

@@ -512,6 +512,14 @@ DCHAN_EXPORT int dchan_watch_del(dchan_watch_t *watch, dchan_t *ch);
  */
 DCHAN_EXPORT int dchan_watch_take(dchan_watch_t *watch, void **cookies,
 				  size_t max);
+/*
+ * Hold (hold != 0) or release ch: while held, the set's helper leaves ch
+ * out of its sleep and does not report it, because the caller polls ch
+ * itself (an event loop busy with ch's traffic); ch's publishers then pay
+ * no wake-up.  Releasing puts ch back: the helper looks at it at once and
+ * reports it if it is ready.  -ENOENT if ch is not in the set.
+ */
+DCHAN_EXPORT int dchan_watch_hold(dchan_watch_t *watch, dchan_t *ch, int hold);
 /* Stop the helper thread and free the set (the channels are borrowed). */
 DCHAN_EXPORT int dchan_watch_destroy(dchan_watch_t *watch);
 
