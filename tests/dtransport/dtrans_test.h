@@ -31,6 +31,36 @@
 #define MS 1000000ull
 #define S  1000000000ull
 
+/*
+ * The suite's processes make their segments in a runtime instance of the
+ * suite's own (tdtrans<pid>), and what a failed or killed one left in
+ * /dev/shm is removed when the suite's main process exits (not when a
+ * forked test or agent does).  Call before srunner_run_all.
+ */
+static pid_t t_suite_pid;
+static char t_suite_inst[32];
+
+static inline void t_sweep_instance(void)
+{
+	char cmd[128];
+
+	if (getpid() != t_suite_pid)
+		return;
+	snprintf(cmd, sizeof cmd, "rm -f /dev/shm/dragon.*.%s.* 2>/dev/null",
+		 t_suite_inst);
+	if (system(cmd) != 0)
+		return;
+}
+
+static inline void t_own_instance(void)
+{
+	t_suite_pid = getpid();
+	snprintf(t_suite_inst, sizeof t_suite_inst, "tdtrans%d",
+		 (int)t_suite_pid);
+	setenv("DRAGON_INSTANCE", t_suite_inst, 1);
+	atexit(t_sweep_instance);
+}
+
 static const char t_secret[] = "a secret of the test runtime, 48 bytes long..!";
 
 /* Each agent's pool (its gateway, node 1's objects); a suite that moves

@@ -739,6 +739,7 @@ int main(void)
 		return 77;
 	sr = srunner_create(suite());
 
+	t_own_instance();
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -346,6 +346,7 @@ int main(void)
 	tcase_add_test(tc, t_ns_peer_lost_and_back);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
+	t_own_instance();
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

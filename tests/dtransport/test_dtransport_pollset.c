@@ -234,6 +234,7 @@ int main(void)
 	SRunner *sr = srunner_create(suite());
 	int failed;
 
+	t_own_instance();
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

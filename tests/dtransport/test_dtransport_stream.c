@@ -379,6 +379,7 @@ int main(void)
 	tcase_add_test(tc, t_spin_setting);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
+	t_own_instance();
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
