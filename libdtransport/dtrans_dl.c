@@ -1,8 +1,7 @@
 /*
  * What the backends opened at run time share: finding and opening their
- * library with dlopen, resolving its functions into a table, and the
- * "host:port" addresses every backend speaks.  The libraries are never
- * linked: a machine without them still builds (given the headers) and
+ * library with dlopen, and resolving its functions into a table.  The libraries
+ * are never linked: a machine without them still builds (given the headers) and
  * runs with tcp.
  */
 #include "config.h"
@@ -10,7 +9,6 @@
 
 #include <dlfcn.h>
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -64,57 +62,5 @@ int dtrans__dl_syms(void *h, const char *backend, const char *const *names,
 					    e ? e : "symbol is NULL");
 		}
 	}
-	return 0;
-}
-
-int dtrans__addr_split(const char *addr, char *host, size_t hlen, char *port,
-		       size_t plen)
-{
-	const char *colon = addr ? strrchr(addr, ':') : NULL;
-	size_t hl;
-
-	if (!colon || colon == addr || !colon[1])
-		return dtrans__fail(-EINVAL, "address '%s' is not host:port",
-				    addr ? addr : "(null)");
-	hl = (size_t)(colon - addr);
-	if (addr[0] == '[' && hl >= 2 && addr[hl - 1] == ']') {
-		addr++;
-		hl -= 2;
-	}
-	if (hl >= hlen || strlen(colon + 1) >= plen)
-		return dtrans__fail(-EINVAL, "address '%s' is too long", addr);
-	memcpy(host, addr, hl);
-	host[hl] = 0;
-	snprintf(port, plen, "%s", colon + 1);
-	return 0;
-}
-
-int dtrans__addr_format(const struct sockaddr *sa, unsigned sl, char *buf,
-			size_t len)
-{
-	char host[NI_MAXHOST], port[NI_MAXSERV];
-	int n;
-
-	if (getnameinfo(sa, sl, host, sizeof host, port, sizeof port,
-			NI_NUMERICHOST | NI_NUMERICSERV))
-		return -EINVAL;
-	n = snprintf(buf, len, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s",
-		     host, port);
-	return n < 0 || (size_t)n >= len ? -ENOSPC : n;
-}
-
-int dtrans__addr_resolve(const char *addr, bool passive, struct addrinfo **out)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-				 .ai_flags = passive ? AI_PASSIVE : 0};
-	char host[256], port[32];
-	int rc = dtrans__addr_split(addr, host, sizeof host, port, sizeof port);
-
-	if (rc < 0)
-		return rc;
-	rc = getaddrinfo(host, port, &hints, out);
-	if (rc)
-		return dtrans__fail(-EHOSTUNREACH, "cannot resolve '%s': %s",
-				    addr, gai_strerror(rc));
 	return 0;
 }

@@ -7,8 +7,9 @@
  *
  *   dtrans_error.c    error names, the per-thread message, the version
  *   dtrans_wire.c     frame and handshake encodings, MACs, random bytes
- *   dtrans_tcp.c      the tcp backend (struct dtrans__backend_ops)
- *   dtrans_dl.c       opening a backend's library at run time; addresses
+ *   dtrans_tcp.c      the tcp backend (struct dtrans__backend_ops); host:port
+ *                     addresses, which every backend speaks
+ *   dtrans_dl.c       opening a backend's library at run time
  *   dtrans_ofi.c      the ofi backend: libfabric (tcp provider), dlopen-ed
  *   dtrans_ucx.c      the ucx backend: UCP streams, dlopen-ed
  *   dtrans_backend.c  which backend: the name asked, dragon-config's file
@@ -67,6 +68,15 @@ struct dtrans__backend_ops {
 extern const struct dtrans__backend_ops dtrans__tcp_ops;
 /* A tcp link around a connected non-blocking stream socket (owns fd). */
 int dtrans__tcp_adopt(int fd, void **link_out);
+/* "host:port" (host may be "[v6]"), as every backend speaks it
+ * (dtrans_tcp.c): split, format a socket address, resolve. */
+struct addrinfo;
+struct sockaddr;
+int dtrans__addr_split(const char *addr, char *host, size_t hlen, char *port,
+		       size_t plen);
+int dtrans__addr_format(const struct sockaddr *sa, unsigned sl, char *buf,
+			size_t len);
+int dtrans__addr_resolve(const char *addr, bool passive, struct addrinfo **out);
 
 /*
  * The backend to use (dtrans_backend.c): name is "tcp", "ofi", "ucx" or
@@ -82,9 +92,6 @@ const struct dtrans__backend_ops *dtrans__backend_find(const char *name,
 /* A library directory that means "the system's default search path". */
 #define DTRANS__DL_SYSTEM "system"
 
-struct addrinfo;
-struct sockaddr;
-
 /* dlopen the first of names (NULL-terminated) found in dir (NULL or
  * DTRANS__DL_SYSTEM: the default search path); the error names the
  * path and dlerror(). */
@@ -93,11 +100,6 @@ int dtrans__dl_open(const char *backend, const char *dir,
 /* dlsym every name (NULL-terminated) into table[i]. */
 int dtrans__dl_syms(void *h, const char *backend, const char *const *names,
 		    void **table);
-int dtrans__addr_split(const char *addr, char *host, size_t hlen, char *port,
-		       size_t plen);
-int dtrans__addr_format(const struct sockaddr *sa, unsigned sl, char *buf,
-			size_t len);
-int dtrans__addr_resolve(const char *addr, bool passive, struct addrinfo **out);
 
 /* Open libfabric / UCP from dir (once per process) and give the
  * backend's ops; -DTRANS_E_BACKEND with a message when the library or

@@ -21,16 +21,12 @@ struct dtrans__tcp {
 	int fd;
 };
 
-/* Split "host:port" (host may be "[v6]") and resolve it. */
-static int dtrans__tcp_resolve(const char *addr, bool passive,
-			       struct addrinfo **ai_out)
+/* The "host:port" addresses (host may be "[v6]") every backend speaks. */
+int dtrans__addr_split(const char *addr, char *host, size_t hlen, char *port,
+		       size_t plen)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-				 .ai_flags = passive ? AI_PASSIVE : 0};
-	char host[256];
 	const char *colon = addr ? strrchr(addr, ':') : NULL;
 	size_t hl;
-	int rc;
 
 	if (!colon || colon == addr || !colon[1])
 		return dtrans__fail(-EINVAL, "address '%s' is not host:port",
@@ -40,12 +36,38 @@ static int dtrans__tcp_resolve(const char *addr, bool passive,
 		addr++;
 		hl -= 2;
 	}
-	if (hl >= sizeof host)
-		return dtrans__fail(-EINVAL, "host name too long in '%s'",
-				    addr);
+	if (hl >= hlen || strlen(colon + 1) >= plen)
+		return dtrans__fail(-EINVAL, "address '%s' is too long", addr);
 	memcpy(host, addr, hl);
 	host[hl] = 0;
-	rc = getaddrinfo(host, colon + 1, &hints, ai_out);
+	snprintf(port, plen, "%s", colon + 1);
+	return 0;
+}
+
+int dtrans__addr_format(const struct sockaddr *sa, unsigned sl, char *buf,
+			size_t len)
+{
+	char host[NI_MAXHOST], port[NI_MAXSERV];
+	int n;
+
+	if (getnameinfo(sa, sl, host, sizeof host, port, sizeof port,
+			NI_NUMERICHOST | NI_NUMERICSERV))
+		return -EINVAL;
+	n = snprintf(buf, len, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s",
+		     host, port);
+	return n < 0 || (size_t)n >= len ? -ENOSPC : n;
+}
+
+int dtrans__addr_resolve(const char *addr, bool passive, struct addrinfo **out)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = passive ? AI_PASSIVE : 0};
+	char host[256], port[32];
+	int rc = dtrans__addr_split(addr, host, sizeof host, port, sizeof port);
+
+	if (rc < 0)
+		return rc;
+	rc = getaddrinfo(host, port, &hints, out);
 	if (rc)
 		return dtrans__fail(-EHOSTUNREACH, "cannot resolve '%s': %s",
 				    addr, gai_strerror(rc));
@@ -74,7 +96,7 @@ static int dtrans__tcp_listen(const char *addr, void **ep_out)
 	struct addrinfo *ai, *a;
 	int fd = -1, one = 1, rc;
 
-	rc = dtrans__tcp_resolve(addr, true, &ai);
+	rc = dtrans__addr_resolve(addr, true, &ai);
 	if (rc < 0)
 		return rc;
 	rc = -EADDRNOTAVAIL;
@@ -146,7 +168,7 @@ static int dtrans__tcp_dial(const char *addr, void **link_out)
 	struct addrinfo *ai;
 	int fd, rc;
 
-	rc = dtrans__tcp_resolve(addr, false, &ai);
+	rc = dtrans__addr_resolve(addr, false, &ai);
 	if (rc < 0)
 		return rc;
 	fd = socket(ai->ai_family,
