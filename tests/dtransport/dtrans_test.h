@@ -61,6 +61,29 @@ static inline void t_own_instance(void)
 	atexit(t_sweep_instance);
 }
 
+/* T_TSAN: a ThreadSanitizer build (gcc or clang). */
+#if defined(__SANITIZE_THREAD__)
+#define T_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define T_TSAN 1
+#endif
+#endif
+
+/* main() of a suite: run it in an instance of its own (t_own_instance);
+ * 0 when every test passed. */
+static inline int t_run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	t_own_instance();
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
+
 static const char t_secret[] = "a secret of the test runtime, 48 bytes long..!";
 
 /* Each agent's pool (its gateway, node 1's objects); a suite that moves

@@ -38,24 +38,15 @@ static void net_down(void)
 	sh("ip link del %s 2>/dev/null", br_name);
 }
 
-/* ThreadSanitizer starts its background thread again in every forked
- * child, and a process whose threads share its filesystem attributes
- * cannot join or unshare a mount namespace (EINVAL): the nodes cannot be
- * entered in such a build. */
-#if defined(__SANITIZE_THREAD__)
-#define T_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define T_TSAN 1
-#endif
-#endif
-
 /* Two namespaces on a bridge; the reason it cannot be done, or NULL. */
 static const char *net_up(void)
 {
 	int p = (int)getpid();
 
 #ifdef T_TSAN
+	/* ThreadSanitizer starts its background thread again in every
+	 * forked child, and a process whose threads share its filesystem
+	 * attributes cannot join or unshare a mount namespace (EINVAL). */
 	return "a ThreadSanitizer build cannot enter a mount namespace "
 	       "(its runtime thread shares the filesystem attributes); "
 	       "run the plain or ASan build";

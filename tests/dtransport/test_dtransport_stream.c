@@ -7,14 +7,6 @@
 
 #include <pthread.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define T_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define T_TSAN 1
-#endif
-#endif
-
 /* The largest remote message (DCHAN_GW_PAYLOAD_MAX, 1 GiB), or
  * $DRAGON_TEST_BIG_BYTES (a multiple of 8) for a quicker run.  Under
  * ThreadSanitizer, whose shadow is several times the memory it watches,
