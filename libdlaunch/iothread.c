@@ -40,7 +40,9 @@ typedef struct io_ent {
 	int type;
 	int fd;
 	pid_t pid;
-	int out; /* IO_STREAM: 1 or 2 */
+	int out;		   /* IO_STREAM: 1 or 2 */
+	dlaunch_output_fn *output; /* IO_STREAM: the runtime's, or NULL */
+	void *output_arg;
 	char *buf;
 	size_t len, cap;
 } io_ent_t;
@@ -93,6 +95,10 @@ static int add(dlaunch__server_t *s, int type, int fd, pid_t pid, int out)
 	e->fd = fd;
 	e->pid = pid;
 	e->out = out;
+	if (type == IO_STREAM) {
+		e->output = s->output;
+		e->output_arg = s->output_arg;
+	}
 	ev.data.ptr = e;
 	list_link(s, e, true);
 	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -146,7 +152,9 @@ static void ent_close(dlaunch__server_t *s, io_ent_t *e)
 /* Pass on every whole line in the buffer (all of it at end of file or
  * when it is full), keep the rest.  At end of file a last line without
  * its newline gets one, so that what the launcher prints next (the
- * "+++ head proc exited" line) always starts a line of its own. */
+ * "+++ head proc exited" line) always starts a line of its own; it goes
+ * with the line, so that a receiver of the runtime's output sees whole
+ * lines only. */
 static void flush_lines(io_ent_t *e, bool eof)
 {
 	size_t n = e->len;
@@ -157,9 +165,14 @@ static void flush_lines(io_ent_t *e, bool eof)
 	}
 	if (!n)
 		return;
-	write_all(e->out, e->buf, n);
-	if (eof && e->buf[n - 1] != '\n')
-		write_all(e->out, "\n", 1);
+	if (eof && e->buf[n - 1] != '\n' && n < e->cap)
+		e->buf[n++] = '\n';
+	if (e->output)
+		e->output(e->output_arg, e->pid, e->out, e->buf, n);
+	else
+		write_all(e->out, e->buf, n);
+	if (n > e->len) /* the added newline */
+		n = e->len;
 	memmove(e->buf, e->buf + n, e->len - n);
 	e->len -= n;
 }

@@ -256,6 +256,10 @@ static int setup(struct dlaunch__runtime *r, const dlaunch_runtime_attr_t *a)
 	if (mask & DLAUNCH_RT_ATTR_LOG_FD)
 		dlaunch__log_set_fd(a->log_fd);
 	s->adopt = flags & DLAUNCH_RT_F_ADOPT;
+	if (mask & DLAUNCH_RT_ATTR_OUTPUT) {
+		s->output = a->output;
+		s->output_arg = a->output_arg;
+	}
 	r->phase_ns = (mask & DLAUNCH_RT_ATTR_TIMEOUT) && a->startup_timeout_ns
 			      ? a->startup_timeout_ns
 			      : STARTUP_TIMEOUT_NS;

@@ -123,6 +123,8 @@ typedef struct dlaunch__server {
 	/* local services */
 	char **env; /* runtime variables every child gets */
 	bool adopt; /* launcher: subreaper, reap orphans on SIGCHLD */
+	dlaunch_output_fn *output; /* forwarded output's receiver, or NULL */
+	void *output_arg;
 	/* threads (server.c, iothread.c) */
 	dlaunch__ep_t *req; /* request endpoint (receive side) */
 	pthread_t req_thread, io_thread;

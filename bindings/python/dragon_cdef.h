@@ -330,7 +330,9 @@ typedef struct dlaunch_runtime_attr {
 	uint32_t reserved0;
 	uint64_t startup_timeout_ns;
 	char *const *env;
-	uint64_t reserved[3];
+	void (*output)(void *, pid_t, int, const char *, size_t);
+	void *output_arg;
+	uint64_t reserved[1];
 } dlaunch_runtime_attr_t;
 
 int dlaunch_runtime_start(const dlaunch_runtime_attr_t *attr, dlaunch_t **rt_out);

@@ -138,6 +138,7 @@ DLAUNCH_EXPORT int dlaunch_detach(dlaunch_t *rt);
 #define DLAUNCH_RT_ATTR_LOG_FD	  (1u << 4)
 #define DLAUNCH_RT_ATTR_TIMEOUT	  (1u << 5)
 #define DLAUNCH_RT_ATTR_ENV	  (1u << 6)
+#define DLAUNCH_RT_ATTR_OUTPUT	  (1u << 7)
 
 /* dlaunch_runtime_attr_t.flags */
 /* Set the variables of "Environment" in this process too, so that children
@@ -156,6 +157,16 @@ enum dlaunch_log_level {
 	DLAUNCH_LOG_DEBUG = 3
 };
 
+/* Where forwarded output goes instead of the runtime's own stdout and
+ * stderr (DLAUNCH_RT_ATTR_OUTPUT): called on the runtime's I/O thread with
+ * output of the process pid for its fd (1 stdout, 2 stderr), len > 0
+ * bytes of whole lines (only a line longer than 1 MiB comes in pieces).
+ * data is borrowed for the call.  The next output waits for the call to
+ * return, which gives the callee backpressure; it must not call the
+ * runtime back. */
+typedef void dlaunch_output_fn(void *arg, pid_t pid, int fd, const char *data,
+			       size_t len);
+
 typedef struct dlaunch_runtime_attr {
 	uint64_t field_mask;  /* DLAUNCH_RT_ATTR_* for the fields set */
 	uint64_t pool_size;   /* default pool bytes; default
@@ -172,12 +183,15 @@ typedef struct dlaunch_runtime_attr {
 					(default pool, infrastructure pool,
 					infrastructure channels, services);
 					default 30 s */
-	char *const *env;     /* NULL-terminated "NAME=value" strings every
-				 process the runtime starts gets, over what
-				 its starter passes (a multi-node backend
-				 gives its node's gateway channel here).
-				 Copied. */
-	uint64_t reserved[3]; /* zero */
+	char *const *env;	   /* NULL-terminated "NAME=value" strings every
+				      process the runtime starts gets, over what
+				      its starter passes (a multi-node backend
+				      gives its node's gateway channel here).
+				      Copied. */
+	dlaunch_output_fn *output; /* forwarded output's receiver;
+				      default: write it to fd 1 and 2 */
+	void *output_arg;	   /* output's first argument */
+	uint64_t reserved[1];	   /* zero */
 } dlaunch_runtime_attr_t;
 
 /*
