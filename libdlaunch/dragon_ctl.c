@@ -32,9 +32,22 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-int ctl_send(int fd, int type, const char *const *f, int n)
+int ctl_data_fields(int type)
 {
-	size_t len = 1;
+	switch (type) {
+	case CTL_OUTPUT:
+		return 2;
+	case CTL_LOG:
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+static int send_frame(int fd, int type, const char *const *f, int n,
+		      const char *data, size_t dlen)
+{
+	size_t len = 1 + dlen;
 	uint32_t be;
 	char *buf, *p;
 	int rc;
@@ -56,9 +69,26 @@ int ctl_send(int fd, int type, const char *const *f, int n)
 		memcpy(p, f[i] ? f[i] : "", k);
 		p += k;
 	}
+	if (dlen)
+		memcpy(p, data, dlen);
 	rc = write_all(fd, buf, 4 + len);
 	free(buf);
 	return rc;
+}
+
+int ctl_send(int fd, int type, const char *const *f, int n)
+{
+	return send_frame(fd, type, f, n, NULL, 0);
+}
+
+int ctl_send_data(int fd, int type, const char *const *f, const char *data,
+		  size_t len)
+{
+	int n = ctl_data_fields(type);
+
+	if (n < 0)
+		return -EINVAL;
+	return send_frame(fd, type, f, n, data, len);
 }
 
 int ctl_fill(struct ctl_conn *c)
@@ -86,11 +116,40 @@ int ctl_fill(struct ctl_conn *c)
 	return 1;
 }
 
+/* The fields of the frame in m->mem[1..len): all of them, or in a data
+ * frame the first ctl_data_fields and the bytes after them.  0 or -1. */
+static int split_fields(struct ctl_msg *m, size_t len)
+{
+	int want = ctl_data_fields(m->type), n = 0;
+	size_t i = 1;
+
+	if (want < 0) {
+		if (len > 1 && m->mem[len - 1] != '\0')
+			return -1;
+		for (size_t k = 1; k < len; k++)
+			n += m->mem[k] == '\0';
+	} else {
+		n = want;
+	}
+	m->f = calloc((size_t)n + 1, sizeof *m->f);
+	if (!m->f)
+		return -1;
+	for (; m->n < n; i += strlen(m->mem + i) + 1) {
+		if (i >= len || !memchr(m->mem + i, '\0', len - i))
+			return -1;
+		m->f[m->n++] = m->mem + i;
+	}
+	if (want >= 0) {
+		m->data = m->mem + i;
+		m->datalen = len - i;
+	}
+	return 0;
+}
+
 int ctl_next(struct ctl_conn *c, struct ctl_msg *m)
 {
 	uint32_t be;
 	size_t len;
-	int n = 0;
 
 	if (c->len < 4)
 		return 0;
@@ -100,23 +159,16 @@ int ctl_next(struct ctl_conn *c, struct ctl_msg *m)
 		return -1;
 	if (c->len < 4 + len)
 		return 0;
-	if (len > 1 && c->buf[4 + len - 1] != '\0')
-		return -1;
 	memset(m, 0, sizeof *m);
 	m->mem = malloc(len);
 	if (!m->mem)
 		return -1;
 	memcpy(m->mem, c->buf + 4, len);
 	m->type = (unsigned char)m->mem[0];
-	for (size_t i = 1; i < len; i++)
-		n += m->mem[i] == '\0';
-	m->f = calloc((size_t)n + 1, sizeof *m->f);
-	if (!m->f) {
-		free(m->mem);
+	if (split_fields(m, len)) {
+		ctl_msg_free(m);
 		return -1;
 	}
-	for (size_t i = 1; i < len; i += strlen(m->mem + i) + 1)
-		m->f[m->n++] = m->mem + i;
 	memmove(c->buf, c->buf + 4 + len, c->len - 4 - len);
 	c->len -= 4 + len;
 	return 1;

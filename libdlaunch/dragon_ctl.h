@@ -3,16 +3,18 @@
  *
  * One TCP connection per backend, which the backend opens.  A frame is a
  * 4-byte length (network order) of what follows, a type byte and fields,
- * each a NUL-terminated string.  Frames are small (the head's argv is the
- * largest) and bounded by CTL_FRAME_MAX.
+ * each a NUL-terminated string.  Frames are bounded by CTL_FRAME_MAX.
+ * The data frames (CTL_OUTPUT, CTL_LOG) carry a fixed number of fields
+ * (ctl_data_fields) and then bytes to the frame's end, NULs included.
  */
 #ifndef DRAGON_CTL_H
 #define DRAGON_CTL_H
 
 #include <stddef.h>
 
-#define CTL_VERSION   "1"
-#define CTL_FRAME_MAX (4u << 20)
+#define CTL_VERSION    "1"
+#define CTL_FRAME_MAX  (4u << 20)
+#define CTL_OUTPUT_MAX (1u << 20) /* bytes of output per frame */
 
 enum ctl_type {
 	CTL_HELLO = 1,	   /* backend: version, node, host, secret, agent,
@@ -28,8 +30,14 @@ enum ctl_type {
 	CTL_STOP = 10,	   /* frontend: end everything on the node */
 	CTL_BYE = 11,	   /* backend: ended everything, leaving */
 	CTL_ERR = 12,	   /* backend: phase, message */
-	CTL_PING = 13	   /* backend: alive */
+	CTL_PING = 13,	   /* backend: alive */
+	CTL_OUTPUT = 14,   /* backend: pid, fd; then whole lines of output */
+	CTL_LOG = 15	   /* backend: then lines of the node's log */
 };
+
+/* How many NUL-terminated fields a data frame has before its bytes; -1 if
+ * type is not a data frame. */
+int ctl_data_fields(int type);
 
 struct ctl_conn {
 	int fd;
@@ -39,14 +47,19 @@ struct ctl_conn {
 
 struct ctl_msg {
 	int type;
-	int n;	   /* fields */
-	char **f;  /* n fields, into the message */
-	char *mem; /* owned copy of the frame */
+	int n;		  /* fields */
+	char **f;	  /* n fields, into the message */
+	char *mem;	  /* owned copy of the frame */
+	const char *data; /* data frames: the bytes after the fields */
+	size_t datalen;
 };
 
 /* Send one frame with n fields (blocking; the socket may be non-blocking:
  * it waits for room).  0 or -errno. */
 int ctl_send(int fd, int type, const char *const *f, int n);
+/* Send a data frame: ctl_data_fields(type) fields, then len bytes. */
+int ctl_send_data(int fd, int type, const char *const *f, const char *data,
+		  size_t len);
 /* Read what the socket has into c's buffer: 1 read something, 0 nothing
  * yet, -1 end of file or an error. */
 int ctl_fill(struct ctl_conn *c);
