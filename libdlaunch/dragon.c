@@ -147,6 +147,17 @@ static int run_head(dlaunch_t *rt, pid_t head, int sfd, dlaunch_status_t *st)
 	return dlaunch_wait(rt, head, TEARDOWN_NS, st);
 }
 
+/* --label and its kin on one node: node 0, this host. */
+static char host[256];
+static int label_mode;
+
+static void on_output(void *arg, pid_t pid, int fd, const char *data,
+		      size_t len)
+{
+	(void)arg;
+	dragon_output_write(label_mode, fd, 0, host, pid, data, len);
+}
+
 /* The launcher names the instance itself, so that the watchdog knows
  * which segments are its own before the runtime has answered. */
 static const char *make_instance(char *buf, size_t len)
@@ -199,6 +210,12 @@ int main(int argc, char **argv)
 			DLAUNCH_RT_ATTR_LOG_FD | DLAUNCH_RT_ATTR_INSTANCE |
 			DLAUNCH_RT_ATTR_TIMEOUT;
 	ra.flags = DLAUNCH_RT_F_ADOPT;
+	if (o.label) {
+		label_mode = o.label;
+		gethostname(host, sizeof host - 1);
+		ra.field_mask |= DLAUNCH_RT_ATTR_OUTPUT;
+		ra.output = on_output;
+	}
 	ra.log_level = o.log_level;
 	ra.instance = inst;
 	/* The watchdog first: from the moment the log exists, a SIGKILL of

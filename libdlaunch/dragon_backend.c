@@ -59,36 +59,216 @@ static struct be {
 	bool waiting;
 	int head_pipe[2];
 	const char *stall; /* DRAGON_TEST_STALL_PHASE on this node */
-} be = {.fd = -1, .head_pipe = {-1, -1}};
+	int log[2];	   /* the node's log: every line written to log[1] */
+	pthread_t logger;  /* goes to the frontend (CTL_LOG) */
+	bool logging, log_stderr;
+} be = {.fd = -1, .head_pipe = {-1, -1}, .log = {-1, -1}};
 
+/* The main loop, the runtime's I/O thread (output) and the logger all
+ * send on the connection to the frontend: one frame at a time. */
+static pthread_mutex_t send_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int be_send(int type, const char *const *f, int n)
+{
+	int rc = -ENOTCONN;
+
+	pthread_mutex_lock(&send_lock);
+	if (be.fd >= 0)
+		rc = ctl_send(be.fd, type, f, n);
+	pthread_mutex_unlock(&send_lock);
+	return rc;
+}
+
+static int be_send_data(int type, const char *const *f, const char *data,
+			size_t len)
+{
+	int rc = -ENOTCONN;
+
+	pthread_mutex_lock(&send_lock);
+	if (be.fd >= 0)
+		rc = ctl_send_data(be.fd, type, f, data, len);
+	pthread_mutex_unlock(&send_lock);
+	return rc;
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+/* One line of the node's log: to the log pipe (and so to the frontend's
+ * log directory), or to stderr before there is one. */
+static void log_line(const char *line, size_t n)
+{
+	write_all(be.log[1] >= 0 ? be.log[1] : 2, line, n);
+}
+
+static void vlog(bool to_stderr, const char *fmt, va_list ap)
+{
+	char msg[1800], line[2048];
+	struct timespec ts;
+	int n;
+
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	if (to_stderr)
+		dprintf(2, "dragon-backend: node %u (%s): %s\n", be.node,
+			be.host, msg);
+	if (to_stderr && be.log[1] < 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	n = snprintf(line, sizeof line,
+		     "%ld.%03ld dragon-backend: node %u (%s): %s\n",
+		     (long)ts.tv_sec, ts.tv_nsec / 1000000, be.node, be.host,
+		     msg);
+	if (n > (int)sizeof line - 1) {
+		n = (int)sizeof line - 1;
+		line[n - 1] = '\n';
+	}
+	log_line(line, (size_t)n);
+}
+
+/* A message for the user: on stderr (srun passes it on) and in the log. */
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "dragon-backend: node %u (%s): ", be.node, be.host);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vlog(true, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
+/* A step of the node's start-up or teardown, with its time (-l debug). */
 static void debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void debug(const char *fmt, ...)
 {
-	struct timespec ts;
 	va_list ap;
 
 	if (be.log_level < DLAUNCH_LOG_DEBUG)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	fprintf(stderr,
-		"%ld.%03ld dragon-backend: node %u (%s): ", (long)ts.tv_sec,
-		ts.tv_nsec / 1000000, be.node, be.host);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vlog(false, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+}
+
+/* ---- the node's log and output, to the frontend ---------------------------
+ */
+
+/* Output of this node's processes (the runtime's I/O thread): whole
+ * lines, tagged with the process, over the control connection.  Without
+ * one (the frontend went away) it goes to this backend's own stdout and
+ * stderr, which the launcher (srun) may still pass on. */
+static void on_output(void *arg, pid_t pid, int fd, const char *data,
+		      size_t len)
+{
+	char p[16], f[4];
+	const char *fields[] = {p, f};
+
+	(void)arg;
+	snprintf(p, sizeof p, "%d", (int)pid);
+	snprintf(f, sizeof f, "%d", fd);
+	while (len) {
+		size_t k = len < CTL_OUTPUT_MAX ? len : CTL_OUTPUT_MAX;
+
+		/* a piece ends at a line's end when one is in it */
+		if (k < len)
+			while (k > 1 && data[k - 1] != '\n')
+				k--;
+		if (k <= 1)
+			k = len < CTL_OUTPUT_MAX ? len : CTL_OUTPUT_MAX;
+		if (be_send_data(CTL_OUTPUT, fields, data, k))
+			write_all(fd, data, k);
+		data += k;
+		len -= k;
+	}
+}
+
+/* The logger thread: lines written to the log pipe go to the frontend,
+ * whole lines per frame, until the pipe's write end is closed. */
+static void *logger(void *arg)
+{
+	size_t cap = 1u << 16, len = 0;
+	char *buf = malloc(cap);
+
+	(void)arg;
+	for (; buf;) {
+		ssize_t r = read(be.log[0], buf + len, cap - len);
+		size_t n;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r > 0)
+			len += (size_t)r;
+		n = len;
+		if (r > 0 && len < cap)
+			while (n && buf[n - 1] != '\n')
+				n--;
+		if (n && (be.log_stderr || be_send_data(CTL_LOG, NULL, buf, n)))
+			write_all(2, buf, n);
+		memmove(buf, buf + n, len - n);
+		len -= n;
+		if (r <= 0)
+			break;
+	}
+	free(buf);
+	return NULL;
+}
+
+static int log_open(void)
+{
+	if (pipe2(be.log, O_CLOEXEC) < 0) {
+		be.log[0] = be.log[1] = -1;
+		return -errno;
+	}
+	/* Room for the start-up's lines before the logger runs. */
+	fcntl(be.log[1], F_SETPIPE_SZ, 1 << 20);
+	return 0;
+}
+
+/* Forward the log from now on (after the hello: the frontend knows the
+ * node). */
+static void log_start(void)
+{
+	if (be.log[0] >= 0 && !be.logging)
+		be.logging =
+			pthread_create(&be.logger, NULL, logger, NULL) == 0;
+}
+
+/* Everything logged so far has gone; later lines go to stderr.  The
+ * write end becomes /dev/null so that a late write of a thread that still
+ * holds the descriptor number cannot reach another file. */
+static void log_finish(void)
+{
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC), w = be.log[1];
+
+	if (w < 0)
+		return;
+	be.log[1] = -1;
+	if (null >= 0) {
+		dup3(null, w, O_CLOEXEC);
+		close(null);
+	} else {
+		close(w);
+	}
+	if (!be.logging) {
+		/* no hello went out: what start-up logged goes to stderr */
+		be.log_stderr = true;
+		log_start();
+	}
+	if (be.logging)
+		pthread_join(be.logger, NULL);
+	be.logging = false;
+	close(be.log[0]);
+	be.log[0] = -1;
 }
 
 static void send_err(const char *phase, const char *fmt, ...)
@@ -104,7 +284,7 @@ static void send_err(const char *phase, const char *fmt, ...)
 	va_end(ap);
 	debug("phase '%s' failed: %s", phase, msg);
 	if (be.fd >= 0)
-		ctl_send(be.fd, CTL_ERR, f, 2);
+		be_send(CTL_ERR, f, 2);
 }
 
 static bool stalled(const char *phase)
@@ -268,7 +448,9 @@ static int make_agent(void)
 	a.secret_len = strlen(be.secret);
 	a.gateway = be.gw;
 	a.field_mask = DTRANS_ATTR_LOG_FD;
-	a.log_fd = be.log_level >= DLAUNCH_LOG_DEBUG ? 2 : -1;
+	a.log_fd = be.log_level >= DLAUNCH_LOG_DEBUG
+			   ? (be.log[1] >= 0 ? be.log[1] : 2)
+			   : -1;
 	if (getenv("DRAGON_BE_PEER_TIMEOUT")) {
 		a.field_mask |= DTRANS_ATTR_PEER_TIMEOUT;
 		a.peer_timeout_ns =
@@ -283,6 +465,9 @@ static int make_agent(void)
 		send_err("network configuration",
 			 "transport agent on %s: %s (%s)", listen,
 			 dtrans_strerror(rc), dtrans_errmsg());
+	else
+		debug("gateway channel made, transport agent listening at %s",
+		      be.agent_addr);
 	return rc;
 }
 
@@ -310,7 +495,16 @@ static int start_runtime(const char *gs)
 	}
 	ra.field_mask = DLAUNCH_RT_ATTR_FLAGS | DLAUNCH_RT_ATTR_LOG_LEVEL |
 			DLAUNCH_RT_ATTR_INSTANCE | DLAUNCH_RT_ATTR_TIMEOUT |
-			DLAUNCH_RT_ATTR_ENV;
+			DLAUNCH_RT_ATTR_ENV | DLAUNCH_RT_ATTR_OUTPUT;
+	/* Output of the node's processes, and the services' log, go to
+	 * the frontend over the control connection. */
+	ra.output = on_output;
+	if (be.log[1] >= 0) {
+		ra.field_mask |= DLAUNCH_RT_ATTR_LOG_FD;
+		ra.log_fd = be.log[1];
+	}
+	debug("starting the runtime (default pool, local services%s)",
+	      be.node == 0 ? ", global services" : "");
 	ra.flags = DLAUNCH_RT_F_ADOPT | DLAUNCH_RT_F_SETENV;
 	ra.log_level = be.log_level;
 	ra.instance = be.instance;
@@ -336,13 +530,15 @@ static int hello(void)
 
 	snprintf(node, sizeof node, "%u", be.node);
 	snprintf(pid, sizeof pid, "%d", (int)getpid());
-	return ctl_send(be.fd, CTL_HELLO, f, 8);
+	return be_send(CTL_HELLO, f, 8);
 }
 
 static void on_config(const struct ctl_msg *m)
 {
 	int rc;
 
+	debug("phase 'network configuration': %d agent addresses received",
+	      m->n - 1);
 	if ((unsigned)m->n != be.nnodes + 1) {
 		send_err("network configuration",
 			 "the frontend sent %d agent addresses for %u nodes",
@@ -358,10 +554,11 @@ static void on_config(const struct ctl_msg *m)
 			 dtrans_strerror(rc), dtrans_errmsg());
 		return;
 	}
+	debug("transport agent running");
 	if (be.node != 0 && start_runtime(m->f[0]))
 		return;
 	if (!stalled("network configuration"))
-		ctl_send(be.fd, CTL_CONFIG_OK, NULL, 0);
+		be_send(CTL_CONFIG_OK, NULL, 0);
 }
 
 /* Register this node's services with the global ones: off the primary,
@@ -371,6 +568,8 @@ static void on_check(void)
 	char name[64];
 	int rc;
 
+	debug("phase 'transport agents reachable': registering with the "
+	      "global services on node 0");
 	snprintf(name, sizeof name, "dragon.node.%u.services", be.node);
 	rc = dlaunch_name_register(be.rt, name, DLAUNCH_KIND_BYTES, be.ls,
 				   strlen(be.ls));
@@ -381,8 +580,10 @@ static void on_check(void)
 			 dlaunch_strerror(rc), dlaunch_errmsg());
 		return;
 	}
-	if (!stalled("transport agents reachable"))
-		ctl_send(be.fd, CTL_READY, NULL, 0);
+	if (!stalled("transport agents reachable")) {
+		debug("global services reached through the agents");
+		be_send(CTL_READY, NULL, 0);
+	}
 }
 
 static void *wait_head(void *arg)
@@ -428,15 +629,18 @@ static void on_head(const struct ctl_msg *m)
 	be.waiting = true;
 	snprintf(pid, sizeof pid, "%d", (int)be.head);
 	debug("head process %s started", pid);
-	ctl_send(be.fd, CTL_HEAD_OK, f, 1);
+	be_send(CTL_HEAD_OK, f, 1);
 }
 
 /* End everything on this node: processes, segments, the agent. */
 static void teardown(void)
 {
+	debug("teardown: ending this node's processes");
 	if (be.rt) {
 		dlaunch_runtime_stop(be.rt, TEARDOWN_NS);
 		be.rt = NULL;
+		debug("teardown: processes ended, runtime stopped, its "
+		      "segments removed");
 	}
 	if (be.waiting)
 		pthread_join(be.waiter, NULL);
@@ -471,6 +675,7 @@ static bool on_msg(const struct ctl_msg *m)
 			dlaunch_signal(be.rt, be.head, atoi(ctl_field(m, 0)));
 		return true;
 	case CTL_STOP:
+		debug("stop from the frontend");
 		return false;
 	default:
 		return true;
@@ -493,7 +698,7 @@ static int loop(int sfd)
 			return 1;
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec != last.tv_sec) {
-			ctl_send(be.fd, CTL_PING, NULL, 0);
+			be_send(CTL_PING, NULL, 0);
 			last = now;
 		}
 		if (p[1].revents) {
@@ -511,11 +716,14 @@ static int loop(int sfd)
 			const char *f[] = {e, c, s};
 
 			if (read(be.head_pipe[0], b, 3) == 3) {
+				debug("head process exited (code %d, signal "
+				      "%d)",
+				      (unsigned char)b[1], b[2]);
 				snprintf(e, sizeof e, "%d", b[0]);
 				snprintf(c, sizeof c, "%d",
 					 (unsigned char)b[1]);
 				snprintf(s, sizeof s, "%d", b[2]);
-				ctl_send(be.fd, CTL_EXIT, f, 3);
+				be_send(CTL_EXIT, f, 3);
 			}
 			close(be.head_pipe[0]);
 			be.head_pipe[0] = -1;
@@ -550,6 +758,11 @@ int main(void)
 
 	if ((rc = read_env(&host, &port)))
 		return rc;
+	if (log_open())
+		say("warning: no log pipe (%s): the node's log goes to stderr",
+		    strerror(errno));
+	debug("dragon-backend %s (pid %d) started, %u nodes, instance %s",
+	      PACKAGE_VERSION, (int)getpid(), be.nnodes, be.instance);
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGTERM);
@@ -561,11 +774,14 @@ int main(void)
 	/* libdmem names this node DTRANS_NODE_ID(index). */
 	snprintf(nid, sizeof nid, "%u", be.node + 1);
 	setenv("DRAGON_NODE_ID", nid, 1);
-	if (connect_frontend(host, port))
+	if (connect_frontend(host, port)) {
+		log_finish();
 		return 1;
+	}
 	debug("connected to the frontend at %s:%s from %s", host, port, be.ip);
 	if (stalled("backends connect")) {
 		pause();
+		log_finish();
 		return 1;
 	}
 	rc = dragon_guard_start(be.instance, NULL,
@@ -575,11 +791,15 @@ int main(void)
 		    strerror(-rc));
 	if (make_agent() || (be.node == 0 && start_runtime(NULL)) || hello()) {
 		teardown();
+		log_finish();
 		return 1;
 	}
+	log_start();
+	debug("phase 'backends connect to the frontend': hello sent");
 	rc = loop(sfd);
 	teardown();
-	if (be.fd >= 0)
-		ctl_send(be.fd, CTL_BYE, NULL, 0);
+	/* the whole log, then the goodbye */
+	log_finish();
+	be_send(CTL_BYE, NULL, 0);
 	return rc;
 }

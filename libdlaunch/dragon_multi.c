@@ -17,12 +17,15 @@
  *
  * Node 0 (the first node of the step) is the primary: its backend runs
  * the global services and the head.  The head's stdin is the launcher's
- * (relayed to srun, which gives it to task 0 only); output of every
- * process on every node is forwarded line by line by its backend and by
- * srun.  When the head exits, or on SIGINT/SIGTERM, or when a node is lost
- * (its backend's connection closes or it stops answering), every backend
- * is told to end everything on its node; the launcher waits for them and
- * for srun, and ends srun if it has to.
+ * (relayed to srun, which gives it to task 0 only).  Output of every
+ * process on every node comes over its backend's control connection,
+ * whole lines tagged with the process (CTL_OUTPUT), and is written here,
+ * labelled as --label asks; each node's log comes the same way (CTL_LOG)
+ * into a file of its own beside the launcher's log (dragon(1), "Logs").  When
+ * the head exits, or on SIGINT/SIGTERM, or when a node is lost (its backend's
+ * connection closes or it stops answering), every backend is told to end
+ * everything on its node; the launcher waits for them and for srun, and ends
+ * srun if it has to.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -64,6 +67,7 @@ struct node {
 	char host[256], agent[300], ls[1024];
 	char errphase[64], err[2048];
 	struct timespec seen;
+	int log_fd; /* this node's log file here, once it logged */
 };
 
 static struct fe {
@@ -90,6 +94,8 @@ static struct fe {
 	int nsig, lastsig;
 	bool stopping;
 	int debug;
+	int label;
+	struct dragon_opts *o;
 } fe;
 
 static void dbg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -100,13 +106,16 @@ static void dbg(const char *fmt, ...)
 
 	if (!fe.debug)
 		return;
+	char msg[2048];
+
 	clock_gettime(CLOCK_REALTIME, &ts);
-	fprintf(stderr, "%ld.%03ld dragon: ", (long)ts.tv_sec,
-		ts.tv_nsec / 1000000);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	/* the launcher's log (dragon_open_log), else stderr */
+	dprintf(fe.o && fe.o->log_fd >= 0 ? fe.o->log_fd : 2,
+		"%ld.%03ld dragon: %s\n", (long)ts.tv_sec, ts.tv_nsec / 1000000,
+		msg);
 }
 
 /* ---- the allocation ------------------------------------------------------ */
@@ -419,7 +428,8 @@ static void on_hello(struct ctl_conn *c, const struct ctl_msg *m)
 		return;
 	}
 	nd = &fe.nodes[i];
-	*nd = (struct node){.fd = c->fd, .conn = *c, .state = ST_HELLO};
+	*nd = (struct node){
+		.fd = c->fd, .conn = *c, .state = ST_HELLO, .log_fd = -1};
 	snprintf(nd->host, sizeof nd->host, "%s", ctl_field(m, 2));
 	snprintf(nd->agent, sizeof nd->agent, "%s", ctl_field(m, 4));
 	snprintf(nd->ls, sizeof nd->ls, "%s", ctl_field(m, 5));
@@ -438,10 +448,65 @@ static void on_hello(struct ctl_conn *c, const struct ctl_msg *m)
 	dbg("node %ld (%s) connected, agent %s", i, nd->host, nd->agent);
 }
 
+/* The path of node i's log: beside the launcher's, "<log>.node<i>-<host>"
+ * with the launcher's ".log" moved to the end. */
+static void node_log_path(unsigned i, char *out, size_t len)
+{
+	const char *lp = fe.o->log_path;
+	size_t n = strlen(lp);
+
+	if (n > 4 && strcmp(lp + n - 4, ".log") == 0)
+		n -= 4;
+	snprintf(out, len, "%.*s.node%u-%s.log", (int)n, lp, i, node_name(i));
+}
+
+static void on_node_log(unsigned i, const struct ctl_msg *m)
+{
+	struct node *nd = &fe.nodes[i];
+	char path[4400];
+
+	if (nd->log_fd < 0 && fe.o->log_path[0]) {
+		node_log_path(i, path, sizeof path);
+		nd->log_fd = open(path,
+				  O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
+					  O_CLOEXEC,
+				  0600);
+		if (nd->log_fd >= 0)
+			dbg("node %u (%s) logs to %s", i, node_name(i), path);
+	}
+	if (nd->log_fd < 0 ||
+	    write(nd->log_fd, m->data, m->datalen) != (ssize_t)m->datalen) {
+		/* no file: the lines go to stderr rather than nowhere */
+		if (write(2, m->data, m->datalen) < 0)
+			return;
+	}
+}
+
+/* Output of a process on node i.  Waiting for our own stdout (a slow
+ * reader) is not the node's silence: its time is given back. */
+static void on_output(unsigned i, const struct ctl_msg *m)
+{
+	double waited = dragon_output_write(
+		fe.label, atoi(ctl_field(m, 1)), i, node_name(i),
+		(pid_t)atoi(ctl_field(m, 0)), m->data, m->datalen);
+
+	if (waited > 0.5)
+		for (unsigned k = 0; k < fe.n; k++)
+			clock_gettime(CLOCK_MONOTONIC, &fe.nodes[k].seen);
+}
+
 static void on_node_msg(struct node *nd, const struct ctl_msg *m)
 {
+	unsigned i = (unsigned)(nd - fe.nodes);
+
 	clock_gettime(CLOCK_MONOTONIC, &nd->seen);
 	switch (m->type) {
+	case CTL_OUTPUT:
+		on_output(i, m);
+		break;
+	case CTL_LOG:
+		on_node_log(i, m);
+		break;
 	case CTL_CONFIG_OK:
 		nd->state = ST_CONFIG;
 		break;
@@ -465,6 +530,8 @@ static void on_node_msg(struct node *nd, const struct ctl_msg *m)
 		break;
 	case CTL_BYE:
 		nd->bye = true;
+		dbg("node %u (%s): every process ended, said goodbye", i,
+		    node_name(i));
 		break;
 	default:
 		break;
@@ -777,6 +844,7 @@ static void stop_all(void)
 	struct timespec t0;
 
 	fe.stopping = true;
+	dbg("teardown: telling every backend to end its node");
 	send_all(CTL_STOP, NULL, 0);
 	/* A backend that has not said hello yet sees its connection close,
 	 * and ends its node as it would on a stop. */
@@ -990,11 +1058,15 @@ int dragon_multi_run(struct dragon_opts *o, unsigned n, int sfd,
 	fe.timeout = o->timeout;
 	fe.node_timeout = nt && atof(nt) > 0 ? atof(nt) : 10;
 	fe.debug = o->log_level >= DLAUNCH_LOG_DEBUG;
+	fe.label = o->label;
+	fe.o = o;
+	/* The launcher's log, and the nodes' beside it. */
+	dragon_open_log(o);
 	fe.nodes = calloc(n, sizeof *fe.nodes);
 	if (!fe.nodes)
 		return 1;
 	for (unsigned i = 0; i < n; i++)
-		fe.nodes[i].fd = -1;
+		fe.nodes[i].fd = fe.nodes[i].log_fd = -1;
 	fe.names = expand_nodelist(list ? list : getenv("SLURM_NODELIST"), &nn);
 	if (nn < n)
 		fe.names = NULL;
@@ -1004,6 +1076,16 @@ int dragon_multi_run(struct dragon_opts *o, unsigned n, int sfd,
 		rc = run();
 	if (fe.srun > 0)
 		stop_all();
+	for (unsigned i = 0; i < n; i++)
+		if (fe.nodes[i].log_fd >= 0)
+			close(fe.nodes[i].log_fd);
+	if (fe.debug)
+		fprintf(stderr,
+			"dragon: logs of this run: %s (the launcher) and "
+			"beside it one per node\n",
+			o->log_path);
+	dragon_close_log(o);
+	fe.o = NULL;
 	if (rc == 0) {
 		report();
 		return fe.exited ? fe.code : 128 + fe.signo;

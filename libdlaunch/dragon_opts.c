@@ -45,7 +45,14 @@ static void usage(FILE *f)
 		"      --port PORT            port the launcher listens on "
 		"for the backends\n"
 		"      --network-prefix P     interface name or address prefix "
-		"for multi-node\n\n"
+		"for multi-node\n"
+		"      --label                prefix each line of output with "
+		"[NODE:PID]\n"
+		"      --basic-label          ... with [stdout: node N PID P] "
+		"(or stderr)\n"
+		"      --verbose-label        ... with [stdout: PID P @ NODE] "
+		"(or stderr)\n"
+		"      --no-label             no prefix (the default)\n\n"
 		"Logs go to $DRAGON_LOG_DIR, else $XDG_RUNTIME_DIR/dragon, "
 		"else /tmp/dragon-$USER.\nSee dragon(1).\n",
 		DRAGON_PYTHON);
@@ -141,6 +148,10 @@ int dragon_parse_opts(int argc, char **argv, struct dragon_opts *o)
 		{"network-prefix", required_argument, 0, 'X'},
 		{"nodes", required_argument, 0, 'N'},
 		{"wlm", required_argument, 0, 'w'},
+		{"label", no_argument, 0, 'L'},
+		{"basic-label", no_argument, 0, 'B'},
+		{"verbose-label", no_argument, 0, 'E'},
+		{"no-label", no_argument, 0, 'O'},
 		{0, 0, 0, 0}};
 	const char *dbg = getenv("DRAGON_DEBUG");
 	double v;
@@ -163,6 +174,18 @@ int dragon_parse_opts(int argc, char **argv, struct dragon_opts *o)
 			return 0;
 		case 's':
 			o->single_node = 1;
+			break;
+		case 'L':
+			o->label = DRAGON_LABEL_NODE;
+			break;
+		case 'B':
+			o->label = DRAGON_LABEL_BASIC;
+			break;
+		case 'E':
+			o->label = DRAGON_LABEL_VERBOSE;
+			break;
+		case 'O':
+			o->label = DRAGON_LABEL_NONE;
 			break;
 		case 'l':
 			o->log_level = parse_level(optarg);

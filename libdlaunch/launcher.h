@@ -8,6 +8,16 @@
 #define DRAGON_PYTHON "/usr/bin/python3"
 #endif
 
+/* What --label, --basic-label and --verbose-label put before each line
+ * of forwarded output (dragon_output.c has the formats). */
+enum dragon_label {
+	DRAGON_LABEL_NONE = 0,
+	DRAGON_LABEL_NODE,   /* --label:         "[node2:1234] " */
+	DRAGON_LABEL_BASIC,  /* --basic-label:   "[stdout: node 1 PID 1234] " */
+	DRAGON_LABEL_VERBOSE /* --verbose-label: "[stdout: PID 1234 @ node2] "
+			      */
+};
+
 struct dragon_opts {
 	int log_level;	       /* enum dlaunch_log_level */
 	double timeout;	       /* seconds per start-up phase */
@@ -16,6 +26,7 @@ struct dragon_opts {
 	int single_node;
 	int nodes;	 /* -N: nodes to use (0: every node) */
 	const char *wlm; /* -w: workload manager (NULL: detect) */
+	int label;	 /* enum dragon_label */
 	int argc;	 /* PROG and its arguments */
 	char **argv;
 	int log_fd;
@@ -31,6 +42,14 @@ int dragon_fail(const char *phase, const char *why);
 /* Open the log file (see dragon(1)); returns its fd or -1 (stderr). */
 int dragon_open_log(struct dragon_opts *o);
 void dragon_close_log(struct dragon_opts *o);
+
+/* Write len bytes of whole lines of output of process pid on node (index
+ * node, host name host) to fd (1 or 2), each line with the label that mode
+ * asks for, in one write (dragon_output.c).  A piece of a line longer
+ * than a frame is continued without a new label.  Returns how long the
+ * write waited for fd, in seconds. */
+double dragon_output_write(int mode, int fd, unsigned node, const char *host,
+			   pid_t pid, const char *data, size_t len);
 
 /* Start-up watchdog (dragon_watchdog.c): while a phase is armed and its
  * deadline passes, report it, kill the launcher's children, remove the

@@ -7,6 +7,11 @@
  *                   peer's exit code
  *   mn_prog lines   on the last node, a shell that prints 200 lines
  *   mn_prog sleep   start `sleep 600` on every node, say "ready", sleep
+ *   mn_prog flood K N
+ *                   on every node K shells, each printing N numbered lines
+ *                   in two writes per line (odd ones to stderr), at once
+ *   mn_prog pids    on every node a shell that prints its pid and host,
+ *                   on stdout and on stderr
  *   mn_prog peer    (chan's peer on the last node)
  */
 #define _GNU_SOURCE
@@ -179,6 +184,76 @@ static int sleeper(void)
 	return 0;
 }
 
+static int wait_all(pid_t *pids, unsigned n, const char *what)
+{
+	for (unsigned i = 0; i < n; i++) {
+		dlaunch_status_t st;
+		int rc = dlaunch_wait(rt, pids[i], 120 * SEC, &st);
+
+		if (rc)
+			return die(what, rc);
+		if (dlaunch_status_code(&st) != 0) {
+			fprintf(stderr, "mn_prog: %s %u exited %d\n", what, i,
+				dlaunch_status_code(&st));
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int flood(int k, int lines)
+{
+	unsigned n = dlaunch_node_count(rt);
+	pid_t *pids = calloc((size_t)n * (size_t)k, sizeof *pids);
+	char script[512];
+	int rc;
+
+	if (!pids || k < 1 || lines < 1)
+		return 2;
+	for (unsigned i = 0; i < n; i++)
+		for (int j = 0; j < k; j++) {
+			char *argv[] = {"sh", "-c", script, NULL};
+
+			snprintf(
+				script, sizeof script,
+				"h=$(hostname); i=0; while [ $i -lt %d ]; do "
+				"printf 'flood %%s %d %%d ' $h $i; "
+				"printf '%%s\\n' "
+				"0123456789abcdefghijklmnopqrstuvwxyz0123456789"
+				"abcdefghijklmnopqrstuvwxyz; "
+				"i=$((i+1)); done %s",
+				lines, j, j % 2 ? ">&2" : "");
+			rc = spawn_on(i, "sh", argv,
+				      &pids[i * (unsigned)k + (unsigned)j]);
+			if (rc)
+				return die("spawn flood", rc);
+		}
+	rc = wait_all(pids, n * (unsigned)k, "flood");
+	free(pids);
+	printf("flood done\n");
+	return rc;
+}
+
+static int pids_of_all(void)
+{
+	unsigned n = dlaunch_node_count(rt);
+	pid_t pids[64];
+	char *argv[] = {"sh", "-c",
+			"echo \"pid $$ on $(hostname)\"; "
+			"echo \"err of $$ on $(hostname)\" >&2",
+			NULL};
+
+	printf("pid %d on head\n", (int)getpid());
+	fflush(stdout);
+	for (unsigned i = 0; i < n && i < 64; i++) {
+		int rc = spawn_on(i, "sh", argv, &pids[i]);
+
+		if (rc)
+			return die("spawn sh", rc);
+	}
+	return wait_all(pids, n < 64 ? n : 64, "sh");
+}
+
 int main(int argc, char **argv)
 {
 	int rc;
@@ -198,6 +273,10 @@ int main(int argc, char **argv)
 		rc = lines();
 	else if (strcmp(argv[1], "sleep") == 0)
 		rc = sleeper();
+	else if (strcmp(argv[1], "flood") == 0 && argc == 4)
+		rc = flood(atoi(argv[2]), atoi(argv[3]));
+	else if (strcmp(argv[1], "pids") == 0)
+		rc = pids_of_all();
 	else
 		rc = 2;
 	fflush(stdout);
