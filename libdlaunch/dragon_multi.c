@@ -458,6 +458,10 @@ static void node_log_path(unsigned i, char *out, size_t len)
 	if (n > 4 && strcmp(lp + n - 4, ".log") == 0)
 		n -= 4;
 	snprintf(out, len, "%.*s.node%u-%s.log", (int)n, lp, i, node_name(i));
+	/* a host name is a file name's part here */
+	for (char *p = out + n; *p; p++)
+		if (*p == '/')
+			*p = '_';
 }
 
 static void on_node_log(unsigned i, const struct ctl_msg *m)
@@ -1077,8 +1081,18 @@ int dragon_multi_run(struct dragon_opts *o, unsigned n, int sfd,
 	if (fe.srun > 0)
 		stop_all();
 	for (unsigned i = 0; i < n; i++)
-		if (fe.nodes[i].log_fd >= 0)
+		if (fe.nodes[i].log_fd >= 0) {
+			char path[4400];
+
 			close(fe.nodes[i].log_fd);
+			/* without -l debug a node logs only what matters */
+			node_log_path(i, path, sizeof path);
+			if (!fe.debug)
+				fprintf(stderr,
+					"dragon: node %u (%s) logged "
+					"messages: see %s\n",
+					i, node_name(i), path);
+		}
 	if (fe.debug)
 		fprintf(stderr,
 			"dragon: logs of this run: %s (the launcher) and "
