@@ -13,7 +13,8 @@
  *
  * What it needs comes in the environment (see dragon-backend(1)); the
  * runtime's secret is read from DRAGON_BE_SECRET and removed from the
- * environment before anything is started.
+ * environment before anything is started.  It is never sent: the backend
+ * and the frontend prove to each other that they hold it (handshake()).
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -231,7 +232,7 @@ static int try_connect(const struct addrinfo *ai, int sfd, double left,
 		    0);
 	if (fd < 0)
 		return errno;
-	if (!err && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
 		err = errno;
 	if (err == EINPROGRESS) {
 		if (!wait_fd(fd, POLLOUT, sfd, (int)(left * 1000) + 1, &ev)) {
@@ -694,7 +695,8 @@ int main(void)
 	setenv("DRAGON_NODE_ID", nid, 1);
 	if (connect_frontend(host, port, sfd))
 		return 1;
-	debug("connected to the frontend at %s:%s from %s", host, port, be.ip);
+	debug("connected to the frontend at %s:%s; this node's address %s",
+	      host, port, be.no_match ? "(none)" : be.ip);
 	if (stalled("backends connect")) {
 		pause();
 		return 1;

@@ -7,10 +7,15 @@
  * deadline:
  *
  *   launch backends                  srun runs, no backend failed to start
- *   backends connect to the frontend every backend said hello (secret,
- *                                    version, its agent's address)
- *   network configuration exchanged  every backend has the agents'
- *                                    addresses, its agent and services up
+ *   backends connect to the frontend every backend said hello, and it
+ *                                    and the launcher proved to each
+ *                                    other that they hold the secret
+ *                                    (dragon_ctl.h); same version
+ *   network configuration exchanged  every backend reported its
+ *                                    interfaces and the address chosen
+ *                                    (--network-prefix), then has the
+ *                                    agents' addresses, its agent and
+ *                                    services up
  *   transport agents reachable       every node reached the global
  *                                    services on node 0 through the agents
  *   head started                     node 0 started the head process
@@ -510,7 +515,7 @@ static bool on_auth(struct pend *p, const struct ctl_msg *m)
 			"dragon: refused a connection from %s that says it is "
 			"node %ld (%s): it failed to prove that it holds this "
 			"runtime's secret (a backend of another runtime, or "
-			"not a backend); waiting on for node %ld\n",
+			"not a backend); still waiting for node %ld\n",
 			p->peer, i, p->hello[2], i);
 		return false;
 	}
