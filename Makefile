@@ -37,7 +37,7 @@ SUBMAKE = $(MAKE) --no-print-directory -C $(BUILD) -j$(JOBS)
 DEPS = gcc make autoconf automake libtool pkg-config check \
 	python3 python3-dev python3-cffi python3-pytest libpython3.11-testsuite \
 	mandoc groff-base man-db clang clang-format libclang-rt-14-dev valgrind \
-	libfabric-dev libucx-dev iproute2 procps libssl-dev \
+	libfabric-dev libucx-dev iproute2 procps libssl-dev nftables \
 	slurmctld slurmd slurm-client munge util-linux
 
 .PHONY: all check install uninstall bench deps distcheck clean distclean \

@@ -206,6 +206,8 @@ int main(int argc, char **argv)
 		return 2;
 	if (rc > 1)
 		return dragon_multi_run(&o, (unsigned)rc, sfd, inst);
+	if (o.netprefix && dragon_check_netprefix(o.netprefix) >= 0)
+		return 1;
 	ra.field_mask = DLAUNCH_RT_ATTR_FLAGS | DLAUNCH_RT_ATTR_LOG_LEVEL |
 			DLAUNCH_RT_ATTR_LOG_FD | DLAUNCH_RT_ATTR_INSTANCE |
 			DLAUNCH_RT_ATTR_TIMEOUT;

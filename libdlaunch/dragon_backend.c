@@ -13,7 +13,8 @@
  *
  * What it needs comes in the environment (see dragon-backend(1)); the
  * runtime's secret is read from DRAGON_BE_SECRET and removed from the
- * environment before anything is started.
+ * environment before anything is started.  It is never sent: the backend
+ * and the frontend prove to each other that they hold it (handshake()).
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -49,6 +50,10 @@ static struct be {
 	int fd; /* to the frontend */
 	struct ctl_conn conn;
 	char host[256], ip[INET6_ADDRSTRLEN], agent_addr[300];
+	const char *netprefix; /* --network-prefix, or NULL */
+	bool no_match;	       /* netprefix matches no interface here */
+	char ifaces[4096];     /* "name address, ..." of this node */
+	char nonce[CTL_NONCE_HEX + 1], node_text[16], pid_text[16];
 	dmem_pool_t *gw_pool;
 	dchan_t *gw;
 	dtrans_agent_t *agent;
@@ -356,20 +361,89 @@ static int read_env(const char **fe_host, const char **fe_port)
 	if (be.timeout <= 0)
 		be.timeout = 30;
 	be.log_level = l ? atoi(l) : DLAUNCH_LOG_WARNING;
+	be.netprefix = getenv("DRAGON_BE_NETPREFIX");
+	if (be.netprefix && !*be.netprefix)
+		be.netprefix = NULL;
 	if (sn && (unsigned)atoi(sn) == be.node)
 		be.stall = getenv("DRAGON_TEST_STALL_PHASE");
 	return 0;
 }
 
+static double elapsed(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t0->tv_sec) +
+	       (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Wait up to ms for fd's events; false if a signal to end came first. */
+static bool wait_fd(int fd, short events, int sfd, int ms, int *revents)
+{
+	struct pollfd p[2] = {{.fd = fd, .events = events},
+			      {.fd = sfd, .events = POLLIN}};
+	struct signalfd_siginfo si;
+
+	*revents = 0;
+	if (poll(p, 2, ms) < 0)
+		return errno == EINTR;
+	if (p[1].revents) {
+		while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+			if (si.ssi_signo != SIGCHLD) {
+				debug("signal %d during start-up",
+				      (int)si.ssi_signo);
+				return false;
+			}
+	}
+	*revents = p[0].revents;
+	return true;
+}
+
+/* One connection attempt, bounded by the time left: 0, or an errno. */
+static int try_connect(const struct addrinfo *ai, int sfd, double left,
+		       int *out)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t sl = sizeof ss;
+	int fd, err = 0, ev;
+
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		    0);
+	if (fd < 0)
+		return errno;
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+		err = errno;
+	if (err == EINPROGRESS) {
+		if (!wait_fd(fd, POLLOUT, sfd, (int)(left * 1000) + 1, &ev)) {
+			close(fd);
+			return EINTR;
+		}
+		err = ETIMEDOUT;
+		if (ev)
+			getsockopt(fd, SOL_SOCKET, SO_ERROR, &err,
+				   &(socklen_t){sizeof err});
+	}
+	if (err) {
+		close(fd);
+		return err;
+	}
+	*out = fd;
+	if (!be.ip[0] && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		getnameinfo((struct sockaddr *)&ss, sl, be.ip, sizeof be.ip,
+			    NULL, 0, NI_NUMERICHOST);
+	return 0;
+}
+
 /* Connect to the frontend, retrying until the deadline (it listens
- * before srun starts us, but a busy node may be slow to route). */
-static int connect_frontend(const char *host, const char *port)
+ * before srun starts us, but a busy node may be slow to route).  A port a
+ * firewall drops never answers: the attempt is bounded by the deadline,
+ * and a signal (srun ending the step) ends it. */
+static int connect_frontend(const char *host, const char *port, int sfd)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-	struct timespec t0, now;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof ss;
-	int rc, fd = -1;
+	struct timespec t0;
+	int rc, fd = -1, ev;
 
 	rc = getaddrinfo(host, port, &hints, &ai);
 	if (rc) {
@@ -377,40 +451,95 @@ static int connect_frontend(const char *host, const char *port)
 		    gai_strerror(rc));
 		return -1;
 	}
+	if (dragon_net_scan(be.netprefix, ai->ai_family, be.ip, sizeof be.ip,
+			    be.ifaces, sizeof be.ifaces) < 0)
+		be.ip[0] = '\0';
+	be.no_match = be.netprefix && !be.ip[0];
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+		double left = be.timeout - elapsed(&t0);
+
+		rc = try_connect(ai, sfd, left > 0 ? left : 0, &fd);
+		if (rc == 0 || rc == EINTR)
 			break;
-		rc = errno;
-		if (fd >= 0)
-			close(fd);
-		fd = -1;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec - t0.tv_sec >= be.timeout) {
-			say("cannot connect to the frontend at %s:%s: %s "
-			    "(is a firewall blocking the port? dragon --port "
-			    "chooses it)",
-			    host, port, strerror(rc));
+		if (elapsed(&t0) >= be.timeout) {
+			say("start-up phase 'backends connect to the "
+			    "frontend': "
+			    "cannot connect to the frontend at %s port %s "
+			    "within %g s: %s (is a firewall blocking port %s? "
+			    "dragon --port chooses the port)",
+			    host, port, be.timeout, strerror(rc), port);
 			break;
 		}
-		usleep(100000);
+		if (!wait_fd(-1, 0, sfd, 100, &ev))
+			break;
 	}
 	freeaddrinfo(ai);
 	if (fd < 0)
 		return -1;
-	/* The agent listens on the address this node reaches the frontend
-	 * from: an interface every node can route to. */
-	getsockname(fd, (struct sockaddr *)&ss, &sl);
-	if (ss.ss_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr,
-			  be.ip, sizeof be.ip);
-	else
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr,
-			  be.ip, sizeof be.ip);
 	be.fd = fd;
 	be.conn.fd = fd;
 	return 0;
+}
+
+/* Prove to the frontend that this backend holds the runtime's secret,
+ * after checking the frontend's proof of the same: the secret itself
+ * never crosses the wire (dragon_ctl.h). */
+static int handshake(int sfd)
+{
+	const char *hf[] = {CTL_VERSION, be.node_text, be.host,
+			    be.nonce,	 be.pid_text,  PACKAGE_VERSION};
+	char want[CTL_PROOF_HEX + 1], mine[CTL_PROOF_HEX + 1];
+	const char *pf[8], *af[1] = {mine};
+	struct ctl_msg m = {0};
+	struct timespec t0;
+	int r = 0, ev;
+
+	snprintf(be.node_text, sizeof be.node_text, "%u", be.node);
+	snprintf(be.pid_text, sizeof be.pid_text, "%d", (int)getpid());
+	if (ctl_nonce(be.nonce) || ctl_send(be.fd, CTL_HELLO, hf, 6))
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while ((r = ctl_next(&be.conn, &m)) == 0) {
+		double left = be.timeout - elapsed(&t0);
+
+		if (left <= 0 ||
+		    !wait_fd(be.fd, POLLIN, sfd, (int)(left * 1000) + 1, &ev)) {
+			if (left <= 0)
+				say("start-up phase 'backends connect to the "
+				    "frontend': no answer to this node's hello "
+				    "within %g s",
+				    be.timeout);
+			return -1;
+		}
+		if (ev && ctl_fill(&be.conn) < 0) {
+			say("the frontend closed the connection during the "
+			    "handshake");
+			return -1;
+		}
+	}
+	if (r < 0 || m.type != CTL_CHALLENGE ||
+	    strlen(ctl_field(&m, 0)) != CTL_NONCE_HEX) {
+		say("the program at the frontend's port does not speak "
+		    "dragon's control link %s: refusing it",
+		    CTL_VERSION);
+		if (r > 0)
+			ctl_msg_free(&m);
+		return -1;
+	}
+	memcpy(pf, hf, sizeof hf);
+	pf[6] = ctl_field(&m, 0);
+	if (ctl_proof(be.secret, "frontend", pf, 7, want) ||
+	    !ctl_proof_ok(ctl_field(&m, 1), want) ||
+	    ctl_proof(be.secret, "backend", pf, 7, mine)) {
+		say("the program at the frontend's port failed to prove that "
+		    "it holds this runtime's secret: refusing it (is another "
+		    "program listening on dragon's port?)");
+		ctl_msg_free(&m);
+		return -1;
+	}
+	ctl_msg_free(&m);
+	return ctl_send(be.fd, CTL_AUTH, af, 1);
 }
 
 /* This node's gateway channel and transport agent (listening, not yet
@@ -522,15 +651,18 @@ static int start_runtime(const char *gs)
 	return 0;
 }
 
-static int hello(void)
+/* The network configuration: the address chosen for this node ("" when
+ * --network-prefix matches nothing here), its agent, the services (on
+ * node 0) and every interface the node has, for the frontend's report. */
+static int send_net(void)
 {
-	char node[16], pid[16];
-	const char *f[] = {CTL_VERSION,	  node,	 be.host, be.secret,
-			   be.agent_addr, be.ls, pid,	  PACKAGE_VERSION};
+	const char *f[4] = {be.no_match ? "" : be.ip, be.agent_addr, be.ls,
+			    be.ifaces};
 
-	snprintf(node, sizeof node, "%u", be.node);
-	snprintf(pid, sizeof pid, "%d", (int)getpid());
-	return be_send(CTL_HELLO, f, 8);
+	if (!be.ifaces[0])
+		dragon_net_scan(NULL, AF_UNSPEC, NULL, 0, be.ifaces,
+				sizeof be.ifaces);
+	return be_send(CTL_NET, f, 4);
 }
 
 static void on_config(const struct ctl_msg *m)
@@ -774,22 +906,30 @@ int main(void)
 	/* libdmem names this node DTRANS_NODE_ID(index). */
 	snprintf(nid, sizeof nid, "%u", be.node + 1);
 	setenv("DRAGON_NODE_ID", nid, 1);
-	if (connect_frontend(host, port)) {
+	if (connect_frontend(host, port, sfd)) {
 		log_finish();
 		return 1;
 	}
-	debug("connected to the frontend at %s:%s from %s", host, port, be.ip);
+	debug("connected to the frontend at %s:%s; this node's address %s",
+	      host, port, be.no_match ? "(none)" : be.ip);
 	if (stalled("backends connect")) {
 		pause();
 		log_finish();
 		return 1;
 	}
+	if (handshake(sfd))
+		return 1;
 	rc = dragon_guard_start(be.instance, NULL,
 				be.log_level >= DLAUNCH_LOG_DEBUG);
 	if (rc)
 		say("warning: no watchdog (dragon-cleanup --when-gone): %s",
 		    strerror(-rc));
-	if (make_agent() || (be.node == 0 && start_runtime(NULL)) || hello()) {
+	if (be.no_match)
+		debug("--network-prefix '%s' matches no interface here",
+		      be.netprefix);
+	if ((!be.no_match &&
+	     (make_agent() || (be.node == 0 && start_runtime(NULL)))) ||
+	    send_net()) {
 		teardown();
 		log_finish();
 		return 1;

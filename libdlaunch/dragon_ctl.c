@@ -4,10 +4,15 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include "dragon_ctl.h"
 
 static int write_all(int fd, const char *p, size_t n)
@@ -185,4 +190,64 @@ void ctl_msg_free(struct ctl_msg *m)
 const char *ctl_field(const struct ctl_msg *m, int i)
 {
 	return i < m->n ? m->f[i] : "";
+}
+
+static void to_hex(const unsigned char *b, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hex[b[i] >> 4];
+		out[2 * i + 1] = hex[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+int ctl_nonce(char out[CTL_NONCE_HEX + 1])
+{
+	unsigned char raw[CTL_NONCE_HEX / 2];
+
+	if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+		return -EIO;
+	to_hex(raw, sizeof raw, out);
+	return 0;
+}
+
+int ctl_proof(const char *secret, const char *role, const char *const *f, int n,
+	      char out[CTL_PROOF_HEX + 1])
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	size_t total = strlen(role) + 1, k;
+	char *msg, *p;
+	bool ok;
+
+	for (int i = 0; i < n; i++)
+		total += strlen(f[i] ? f[i] : "") + 1;
+	if (total > CTL_FRAME_MAX || !(msg = malloc(total)))
+		return -1;
+	k = strlen(role) + 1;
+	memcpy(msg, role, k);
+	p = msg + k;
+	for (int i = 0; i < n; i++) {
+		k = strlen(f[i] ? f[i] : "") + 1;
+		memcpy(p, f[i] ? f[i] : "", k);
+		p += k;
+	}
+	ok = HMAC(EVP_sha256(), secret, (int)strlen(secret),
+		  (const unsigned char *)msg, total, mac, &len) &&
+	     len == CTL_PROOF_HEX / 2;
+	free(msg);
+	if (!ok)
+		return -1;
+	to_hex(mac, len, out);
+	OPENSSL_cleanse(mac, sizeof mac);
+	return 0;
+}
+
+int ctl_proof_ok(const char *given, const char *expected)
+{
+	return strlen(given) == CTL_PROOF_HEX &&
+	       strlen(expected) == CTL_PROOF_HEX &&
+	       CRYPTO_memcmp(given, expected, CTL_PROOF_HEX) == 0;
 }

@@ -6,19 +6,27 @@
  * each a NUL-terminated string.  Frames are bounded by CTL_FRAME_MAX.
  * The data frames (CTL_OUTPUT, CTL_LOG) carry a fixed number of fields
  * (ctl_data_fields) and then bytes to the frame's end, NULs included.
+ *
+ * The handshake: each side proves to the other that it holds the
+ * runtime's secret without sending it.  The backend's HELLO carries a
+ * nonce; the frontend answers CHALLENGE with its own nonce and
+ * HMAC-SHA256(secret, "frontend" | the hello's fields | both nonces); the
+ * backend checks it and answers AUTH with HMAC-SHA256(secret, "backend" |
+ * the same fields), which the frontend checks.  Nothing else is sent
+ * before both checks pass.
  */
 #ifndef DRAGON_CTL_H
 #define DRAGON_CTL_H
 
 #include <stddef.h>
 
-#define CTL_VERSION    "1"
+#define CTL_VERSION    "2"
 #define CTL_FRAME_MAX  (4u << 20)
 #define CTL_OUTPUT_MAX (1u << 20) /* bytes of output per frame */
 
 enum ctl_type {
-	CTL_HELLO = 1,	   /* backend: version, node, host, secret, agent,
-			      services (primary only), pid */
+	CTL_HELLO = 1,	   /* backend: link version, node, host, nonce, pid,
+			      Dragon version */
 	CTL_CONFIG = 2,	   /* frontend: global services, agent of node 0..N-1 */
 	CTL_CONFIG_OK = 3, /* backend: agent running, local services up */
 	CTL_CHECK = 4,	   /* frontend: reach the global services */
@@ -31,8 +39,12 @@ enum ctl_type {
 	CTL_BYE = 11,	   /* backend: ended everything, leaving */
 	CTL_ERR = 12,	   /* backend: phase, message */
 	CTL_PING = 13,	   /* backend: alive */
-	CTL_OUTPUT = 14,   /* backend: pid, fd; then whole lines of output */
-	CTL_LOG = 15	   /* backend: then lines of the node's log */
+	CTL_OUTPUT = 14,    /* backend: pid, fd; then whole lines of output */
+	CTL_LOG = 15,	    /* backend: then lines of the node's log */
+	CTL_CHALLENGE = 16, /* frontend: nonce, its proof */
+	CTL_AUTH = 17,	    /* backend: its proof */
+	CTL_NET = 18	    /* backend: chosen address ("" none), agent,
+			       services (primary only), "ifname address"... */
 };
 
 /* How many NUL-terminated fields a data frame has before its bytes; -1 if
@@ -69,5 +81,18 @@ int ctl_next(struct ctl_conn *c, struct ctl_msg *m);
 void ctl_msg_free(struct ctl_msg *m);
 /* Field i of m, "" if it has fewer. */
 const char *ctl_field(const struct ctl_msg *m, int i);
+
+#define CTL_NONCE_HEX 64 /* hex digits of a nonce (32 random bytes) */
+#define CTL_PROOF_HEX 64 /* hex digits of a proof (HMAC-SHA256) */
+
+/* A fresh nonce, CTL_NONCE_HEX hex digits and a NUL.  0 or -errno. */
+int ctl_nonce(char out[CTL_NONCE_HEX + 1]);
+/* The proof of one side ("frontend" or "backend") that it holds secret:
+ * HMAC-SHA256 keyed with secret over role and the n fields, each with its
+ * NUL, in hex.  0 or -1. */
+int ctl_proof(const char *secret, const char *role, const char *const *f, int n,
+	      char out[CTL_PROOF_HEX + 1]);
+/* Does the proof given match the one expected (constant time)? */
+int ctl_proof_ok(const char *given, const char *expected);
 
 #endif

@@ -7,10 +7,15 @@
  * deadline:
  *
  *   launch backends                  srun runs, no backend failed to start
- *   backends connect to the frontend every backend said hello (secret,
- *                                    version, its agent's address)
- *   network configuration exchanged  every backend has the agents'
- *                                    addresses, its agent and services up
+ *   backends connect to the frontend every backend said hello, and it
+ *                                    and the launcher proved to each
+ *                                    other that they hold the secret
+ *                                    (dragon_ctl.h); same version
+ *   network configuration exchanged  every backend reported its
+ *                                    interfaces and the address chosen
+ *                                    (--network-prefix), then has the
+ *                                    agents' addresses, its agent and
+ *                                    services up
  *   transport agents reachable       every node reached the global
  *                                    services on node 0 through the agents
  *   head started                     node 0 started the head process
@@ -33,6 +38,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -57,7 +63,7 @@ extern char **environ;
 #define STOP_WAIT_S   15 /* backends end their nodes' processes (5 s) */
 #define SIGNAL_WAIT_S 5	 /* the head's time after SIGINT/SIGTERM */
 
-enum { ST_NONE, ST_HELLO, ST_CONFIG, ST_READY, ST_HEAD };
+enum { ST_NONE, ST_HELLO, ST_NET, ST_CONFIG, ST_READY, ST_HEAD };
 
 struct node {
 	int fd;
@@ -65,9 +71,21 @@ struct node {
 	int state;
 	bool bye, lost, failed;
 	char host[256], agent[300], ls[1024];
+	char addr[64], ifaces[4096]; /* from its CTL_NET */
 	char errphase[64], err[2048];
 	struct timespec seen;
 	int log_fd; /* this node's log file here, once it logged */
+};
+
+/* A connection that has not proved yet that it is one of our backends. */
+struct pend {
+	struct ctl_conn c;
+	bool challenged;
+	long node;
+	char peer[INET6_ADDRSTRLEN + 32];
+	char *hello[6]; /* the hello's fields, for the proofs */
+	char nonce[CTL_NONCE_HEX + 1];
+	struct ctl_msg hm; /* the hello, owning hello[] */
 };
 
 static struct fe {
@@ -85,8 +103,10 @@ static struct fe {
 	size_t linelen;
 	int failed_task; /* from srun's "task K: ..." error, or -1 */
 	char failed_line[512];
-	struct ctl_conn pending[64];
+	struct pend pending[64];
 	int npending;
+	int port;
+	const char *netprefix;
 	char secret[65];
 	double timeout, node_timeout;
 	bool head_exited;
@@ -271,7 +291,7 @@ static int start_srun(const struct dragon_opts *o, const char *inst, int port)
 {
 	char prog[4096], nodes[32], tasks[32], *opts = NULL;
 	char *argv[96], **envp;
-	char *add[8];
+	char *add[10];
 	int k = 0, na = 0, ne = 0, in[2], err[2], rc;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t sa;
@@ -305,7 +325,9 @@ static int start_srun(const struct dragon_opts *o, const char *inst, int port)
 	    asprintf(&add[na++], "DRAGON_BE_SECRET=%s", fe.secret) < 0 ||
 	    asprintf(&add[na++], "DRAGON_BE_NNODES=%u", fe.n) < 0 ||
 	    asprintf(&add[na++], "DRAGON_BE_TIMEOUT=%g", o->timeout) < 0 ||
-	    asprintf(&add[na++], "DRAGON_BE_LOG_LEVEL=%d", o->log_level) < 0)
+	    asprintf(&add[na++], "DRAGON_BE_LOG_LEVEL=%d", o->log_level) < 0 ||
+	    asprintf(&add[na++], "DRAGON_BE_NETPREFIX=%s",
+		     o->netprefix ? o->netprefix : "") < 0)
 		return -1;
 	for (char **e = environ; *e; e++)
 		ne++;
@@ -411,41 +433,118 @@ static void relay_stdin(void)
 
 /* ---- backends ------------------------------------------------------------ */
 
-static void on_hello(struct ctl_conn *c, const struct ctl_msg *m)
+static void pend_drop(struct pend *p)
 {
-	const char *ver = ctl_field(m, 0), *sec = ctl_field(m, 3);
-	char *end;
+	close(p->c.fd);
+	free(p->c.buf);
+	if (p->hm.mem)
+		ctl_msg_free(&p->hm);
+}
+
+/* A backend that speaks another control link, or is another Dragon: the
+ * start-up fails at the connect phase, naming both versions. */
+static void version_mismatch(long i, const char *host, const char *ver,
+			     const char *pkg)
+{
+	struct node *nd = &fe.nodes[i];
+
+	nd->failed = true;
+	snprintf(nd->host, sizeof nd->host, "%s", host);
+	snprintf(nd->errphase, sizeof nd->errphase,
+		 "backends connect to the frontend");
+	snprintf(nd->err, sizeof nd->err,
+		 "its backend is Dragon %s (control link %s), this dragon is "
+		 "Dragon %s (control link %s): install the same Dragon on "
+		 "every node",
+		 *pkg ? pkg : "of unknown version", ver, PACKAGE_VERSION,
+		 CTL_VERSION);
+}
+
+/* The hello: which node the peer says it is; answered by the frontend's
+ * proof and nonce.  false: drop the connection. */
+static bool on_hello(struct pend *p, struct ctl_msg *m)
+{
+	const char *ver = ctl_field(m, 0);
+	char *end, proof[CTL_PROOF_HEX + 1];
+	const char *f[7], *cf[2] = {p->nonce, proof};
 	long i = strtol(ctl_field(m, 1), &end, 10);
+
+	if (m->type != CTL_HELLO || *end || end == ctl_field(m, 1) || i < 0 ||
+	    i >= (long)fe.n || fe.nodes[i].fd >= 0) {
+		fprintf(stderr,
+			"dragon: refused a connection from %s: not a hello of "
+			"one of this runtime's backends (no such node, or "
+			"node already connected)\n",
+			p->peer);
+		return false;
+	}
+	if (strcmp(ver, CTL_VERSION) != 0) {
+		/* It cannot take part in this handshake: say what it is. */
+		version_mismatch(i, ctl_field(m, 2), ver,
+				 m->n > 1 ? m->f[m->n - 1] : "");
+		return false;
+	}
+	if (m->n != 6 || strlen(ctl_field(m, 3)) != CTL_NONCE_HEX) {
+		fprintf(stderr,
+			"dragon: refused a connection from %s: malformed "
+			"hello\n",
+			p->peer);
+		return false;
+	}
+	p->hm = *m;
+	*m = (struct ctl_msg){0};
+	for (int k = 0; k < 6; k++)
+		f[k] = p->hello[k] = p->hm.f[k];
+	p->node = i;
+	if (ctl_nonce(p->nonce))
+		return false;
+	f[6] = p->nonce;
+	if (ctl_proof(fe.secret, "frontend", f, 7, proof) ||
+	    ctl_send(p->c.fd, CTL_CHALLENGE, cf, 2))
+		return false;
+	p->challenged = true;
+	return true;
+}
+
+/* The backend's proof: a right one makes the connection node i's. */
+static bool on_auth(struct pend *p, const struct ctl_msg *m)
+{
+	char want[CTL_PROOF_HEX + 1];
+	const char *f[7];
+	long i = p->node;
 	struct node *nd;
 
-	if (strlen(sec) != strlen(fe.secret) || strcmp(sec, fe.secret) != 0 ||
-	    *end || i < 0 || i >= (long)fe.n || fe.nodes[i].fd >= 0) {
+	for (int k = 0; k < 6; k++)
+		f[k] = p->hello[k];
+	f[6] = p->nonce;
+	if (m->type != CTL_AUTH ||
+	    ctl_proof(fe.secret, "backend", f, 7, want) ||
+	    !ctl_proof_ok(ctl_field(m, 0), want)) {
 		fprintf(stderr,
-			"dragon: dropped a connection that is not one of this "
-			"runtime's backends (wrong secret or node)\n");
-		close(c->fd);
-		free(c->buf);
-		return;
+			"dragon: refused a connection from %s that says it is "
+			"node %ld (%s): it failed to prove that it holds this "
+			"runtime's secret (a backend of another runtime, or "
+			"not a backend); still waiting for node %ld\n",
+			p->peer, i, p->hello[2], i);
+		return false;
+	}
+	if (fe.nodes[i].fd >= 0) {
+		fprintf(stderr,
+			"dragon: refused a second connection for node %ld "
+			"from %s\n",
+			i, p->peer);
+		return false;
 	}
 	nd = &fe.nodes[i];
 	*nd = (struct node){
-		.fd = c->fd, .conn = *c, .state = ST_HELLO, .log_fd = -1};
-	snprintf(nd->host, sizeof nd->host, "%s", ctl_field(m, 2));
-	snprintf(nd->agent, sizeof nd->agent, "%s", ctl_field(m, 4));
-	snprintf(nd->ls, sizeof nd->ls, "%s", ctl_field(m, 5));
+		.fd = p->c.fd, .conn = p->c, .state = ST_HELLO, .log_fd = -1};
+	snprintf(nd->host, sizeof nd->host, "%s", p->hello[2]);
 	clock_gettime(CLOCK_MONOTONIC, &nd->seen);
-	if (strcmp(ver, CTL_VERSION) != 0 ||
-	    strcmp(ctl_field(m, 7), PACKAGE_VERSION) != 0) {
-		nd->failed = true;
-		snprintf(nd->errphase, sizeof nd->errphase,
-			 "backends connect to the frontend");
-		snprintf(nd->err, sizeof nd->err,
-			 "its backend is Dragon %s (control link %s), this "
-			 "dragon is %s (control link %s): install the same "
-			 "Dragon on every node",
-			 ctl_field(m, 7), ver, PACKAGE_VERSION, CTL_VERSION);
-	}
-	dbg("node %ld (%s) connected, agent %s", i, nd->host, nd->agent);
+	if (strcmp(p->hello[5], PACKAGE_VERSION) != 0)
+		version_mismatch(i, nd->host, p->hello[0], p->hello[5]);
+	dbg("node %ld (%s) connected from %s, proved the secret", i, nd->host,
+	    p->peer);
+	return true;
 }
 
 /* The path of node i's log: beside the launcher's, "<log>.node<i>-<host>"
@@ -511,6 +610,15 @@ static void on_node_msg(struct node *nd, const struct ctl_msg *m)
 	case CTL_LOG:
 		on_node_log(i, m);
 		break;
+	case CTL_NET:
+		nd->state = ST_NET;
+		snprintf(nd->addr, sizeof nd->addr, "%s", ctl_field(m, 0));
+		snprintf(nd->agent, sizeof nd->agent, "%s", ctl_field(m, 1));
+		snprintf(nd->ls, sizeof nd->ls, "%s", ctl_field(m, 2));
+		snprintf(nd->ifaces, sizeof nd->ifaces, "%s", ctl_field(m, 3));
+		dbg("node %s: address %s, agent %s", nd->host, nd->addr,
+		    nd->agent);
+		break;
 	case CTL_CONFIG_OK:
 		nd->state = ST_CONFIG;
 		break;
@@ -568,24 +676,65 @@ static void node_readable(unsigned i)
 	}
 }
 
+/* A connection in its handshake: the hello, then the proof. */
 static void pending_readable(int k)
 {
-	struct ctl_conn c;
-	struct ctl_msg m;
-	int r = ctl_fill(&fe.pending[k]);
+	struct pend *p = &fe.pending[k];
+	struct ctl_msg m = {0};
+	bool keep;
+	int r = ctl_fill(&p->c);
 
-	if (r >= 0 && (r = ctl_next(&fe.pending[k], &m)) == 0)
+	if (r >= 0 && (r = ctl_next(&p->c, &m)) == 0)
 		return;
-	c = fe.pending[k];
-	fe.pending[k] = fe.pending[--fe.npending];
-	if (r > 0 && m.type == CTL_HELLO) {
-		on_hello(&c, &m);
-	} else {
-		close(c.fd);
-		free(c.buf);
-	}
-	if (r > 0)
+	if (r < 0)
+		keep = false;
+	else if (!p->challenged)
+		keep = on_hello(p, &m);
+	else if (on_auth(p, &m)) {
+		struct node *nd = &fe.nodes[p->node];
+		struct ctl_msg more;
+
+		ctl_msg_free(&p->hm);
+		*p = fe.pending[--fe.npending];
 		ctl_msg_free(&m);
+		/* what the backend sent right after its proof */
+		while (ctl_next(&nd->conn, &more) > 0) {
+			on_node_msg(nd, &more);
+			ctl_msg_free(&more);
+		}
+		return;
+	} else
+		keep = false;
+	if (m.mem)
+		ctl_msg_free(&m);
+	if (!keep) {
+		pend_drop(p);
+		*p = fe.pending[--fe.npending];
+	}
+}
+
+static void accept_one(void)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	struct pend *p;
+	char h[INET6_ADDRSTRLEN], sv[8];
+	int fd = accept4(fe.lfd, (struct sockaddr *)&ss, &sl,
+			 SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (fd < 0)
+		return;
+	if (fe.npending == 64) {
+		close(fd);
+		return;
+	}
+	p = &fe.pending[fe.npending++];
+	*p = (struct pend){.c = {.fd = fd}, .node = -1};
+	if (getnameinfo((struct sockaddr *)&ss, sl, h, sizeof h, sv, sizeof sv,
+			NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+		snprintf(p->peer, sizeof p->peer, "%s port %s", h, sv);
+	else
+		snprintf(p->peer, sizeof p->peer, "?");
 }
 
 static void on_signals(void)
@@ -631,7 +780,7 @@ static void pump(int ms)
 		who[np++] = -4;
 	}
 	for (int k = 0; k < fe.npending; k++) {
-		p[np] = (struct pollfd){.fd = fe.pending[k].fd,
+		p[np] = (struct pollfd){.fd = fe.pending[k].c.fd,
 					.events = POLLIN};
 		who[np++] = -100 - k;
 	}
@@ -656,16 +805,8 @@ static void pump(int ms)
 			relay_stdin();
 		else if (who[k] <= -100)
 			pending_readable(-100 - who[k]);
-		else if (who[k] == -2) {
-			int fd = accept4(fe.lfd, NULL, NULL,
-					 SOCK_CLOEXEC | SOCK_NONBLOCK);
-
-			if (fd >= 0 && fe.npending < 64)
-				fe.pending[fe.npending++] =
-					(struct ctl_conn){.fd = fd};
-			else if (fd >= 0)
-				close(fd);
-		}
+		else if (who[k] == -2)
+			accept_one();
 	}
 }
 
@@ -721,9 +862,10 @@ static const char *phase_hint(const char *phase)
 		       "-w NODE dragon-backend says why if not) and that "
 		       "DRAGON_SRUN_OPTS holds what your site's srun needs";
 	if (strstr(phase, "connect"))
-		return "check that the nodes can reach this host (a firewall? "
-		       "--port chooses the port) and that the node is not "
-		       "overloaded; -t gives each phase more time";
+		return "check that the nodes can reach this host: open the "
+		       "port in the firewall, or choose one the nodes can "
+		       "reach with --port PORT; -t gives each phase more time "
+		       "if a node is only slow";
 	if (strstr(phase, "network"))
 		return "check the node's /dev/shm and network interfaces; "
 		       "-l debug logs each step";
@@ -817,6 +959,14 @@ static int phase(const char *name, int state, bool only0)
 				if (fe.nodes[i].state < state)
 					fprintf(stderr, " node %u (%s)", i,
 						node_name(i));
+			if (state == ST_HELLO)
+				fprintf(stderr,
+					"\n  nothing from %s reached port %d "
+					"of this host (a firewall blocking the "
+					"port?)",
+					want - done > 1 ? "these nodes"
+							: "that node",
+					fe.port);
 			fprintf(stderr, "\n  what to do: %s\n",
 				phase_hint(name));
 			return -1;
@@ -852,10 +1002,8 @@ static void stop_all(void)
 	send_all(CTL_STOP, NULL, 0);
 	/* A backend that has not said hello yet sees its connection close,
 	 * and ends its node as it would on a stop. */
-	for (int k = 0; k < fe.npending; k++) {
-		close(fe.pending[k].fd);
-		free(fe.pending[k].buf);
-	}
+	for (int k = 0; k < fe.npending; k++)
+		pend_drop(&fe.pending[k]);
 	fe.npending = 0;
 	if (fe.lfd >= 0) {
 		close(fe.lfd);
@@ -948,6 +1096,38 @@ static void report(void)
 	fflush(stdout);
 }
 
+#define NET_PHASE "network configuration exchanged"
+
+/* Every node reported its interfaces: each has an address matching
+ * --network-prefix, or the phase fails naming the nodes without one and
+ * listing what every node has. */
+static int check_addresses(void)
+{
+	unsigned bad = 0;
+
+	for (unsigned i = 0; i < fe.n; i++)
+		bad += !fe.nodes[i].addr[0];
+	if (!bad)
+		return 0;
+	fprintf(stderr,
+		"dragon: start-up phase '" NET_PHASE "' failed: "
+		"--network-prefix '%s' matches no interface on",
+		fe.netprefix ? fe.netprefix : "");
+	for (unsigned i = 0, k = 0; i < fe.n; i++)
+		if (!fe.nodes[i].addr[0])
+			fprintf(stderr, "%s node %u (%s)", k++ ? "," : "", i,
+				node_name(i));
+	fprintf(stderr, "\n  the interfaces of each node:\n");
+	for (unsigned i = 0; i < fe.n; i++)
+		fprintf(stderr, "    node %u (%s): %s\n", i, node_name(i),
+			fe.nodes[i].ifaces);
+	fprintf(stderr,
+		"  what to do: give --network-prefix the start of an "
+		"interface name (e.g. eth0, ib) or of an address (e.g. 10.1.) "
+		"that every node has, or leave it out\n");
+	return -1;
+}
+
 static int start_up(const struct dragon_opts *o, const char *inst)
 {
 	unsigned char raw[32];
@@ -963,6 +1143,8 @@ static int start_up(const struct dragon_opts *o, const char *inst)
 	port = listen_port(o->port);
 	if (port < 0)
 		return -1;
+	fe.port = port;
+	fe.netprefix = o->netprefix;
 	dbg("listening on port %d for %u backends", port, fe.n);
 	dbg("phase 'launch backends'");
 	if (start_srun(o, inst, port))
@@ -971,6 +1153,8 @@ static int start_up(const struct dragon_opts *o, const char *inst)
 		return rc;
 	close(fe.lfd);
 	fe.lfd = -1;
+	if ((rc = phase(NET_PHASE, ST_NET, false)) || (rc = check_addresses()))
+		return rc;
 	f = calloc(fe.n + 1 + (size_t)o->argc + 3, sizeof *f);
 	if (!f)
 		return -1;
@@ -978,7 +1162,7 @@ static int start_up(const struct dragon_opts *o, const char *inst)
 	for (unsigned i = 0; i < fe.n; i++)
 		f[1 + i] = fe.nodes[i].agent;
 	send_all(CTL_CONFIG, f, (int)fe.n + 1);
-	if ((rc = phase("network configuration exchanged", ST_CONFIG, false)) ||
+	if ((rc = phase(NET_PHASE, ST_CONFIG, false)) ||
 	    (send_all(CTL_CHECK, NULL, 0),
 	     rc = phase("transport agents reachable", ST_READY, false))) {
 		free(f);

@@ -1,8 +1,10 @@
 /* Options, logs and --network-prefix validation of the dragon launcher.
  *
- * --network-prefix is checked at once, even on one node, so that a typo is
- * an immediate error that lists what the machine has rather than a hang in
- * a later multi-node start-up.
+ * On one node --network-prefix is checked at once, so that a typo is an
+ * immediate error that lists what the machine has.  Over several nodes
+ * each backend checks it on its own node (dragon_net_scan) in the phase
+ * 'network configuration exchanged': the launcher's host (a login node)
+ * need not have the network the nodes use.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -13,6 +15,7 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,50 +73,79 @@ static int parse_level(const char *s)
 	return -1;
 }
 
-/* Does any interface's name or address start with prefix?  Otherwise list
- * them all on stderr. */
-static int check_netprefix(const char *prefix)
+/* Does an interface's name, or its address in text, start with prefix? */
+static bool if_matches(const char *name, const char *addr, const char *prefix)
+{
+	size_t k = strlen(prefix);
+
+	return strncmp(name, prefix, k) == 0 || strncmp(addr, prefix, k) == 0;
+}
+
+int dragon_net_scan(const char *prefix, int family, char *pick, size_t plen,
+		    char *list, size_t llen)
 {
 	struct ifaddrs *ifs, *i;
 	char addr[INET6_ADDRSTRLEN];
-	int found = 0;
+	size_t used = 0;
+	int best = 0; /* 3 the family asked for, 2 IPv4, 1 IPv6 */
 
-	if (getifaddrs(&ifs) < 0) {
-		fprintf(stderr, "dragon: getifaddrs: %s\n", strerror(errno));
-		return 1;
-	}
-	for (int pass = 0; pass < 2; pass++) {
-		for (i = ifs; i; i = i->ifa_next) {
-			int fam = i->ifa_addr ? i->ifa_addr->sa_family : -1;
-			void *a;
-			if (fam != AF_INET && fam != AF_INET6)
-				continue;
-			a = fam == AF_INET
-				    ? (void *)&(
-					      (struct sockaddr_in *)i->ifa_addr)
-					      ->sin_addr
-				    : (void *)&((struct sockaddr_in6 *)
-							i->ifa_addr)
-					      ->sin6_addr;
-			inet_ntop(fam, a, addr, sizeof addr);
-			if (pass == 0)
-				found |= !strncmp(i->ifa_name, prefix,
-						  strlen(prefix)) ||
-					 !strncmp(addr, prefix, strlen(prefix));
-			else
-				fprintf(stderr, "  %-12s %s\n", i->ifa_name,
-					addr);
+	if (list && llen)
+		list[0] = '\0';
+	if (getifaddrs(&ifs) < 0)
+		return -errno;
+	for (i = ifs; i; i = i->ifa_next) {
+		int fam = i->ifa_addr ? i->ifa_addr->sa_family : -1, score;
+		const void *a;
+
+		if (fam != AF_INET && fam != AF_INET6)
+			continue;
+		a = fam == AF_INET
+			    ? (const void *)&((struct sockaddr_in *)i->ifa_addr)
+				      ->sin_addr
+			    : (const void *)&(
+				      (struct sockaddr_in6 *)i->ifa_addr)
+				      ->sin6_addr;
+		inet_ntop(fam, a, addr, sizeof addr);
+		if (list && used < llen) {
+			int w = snprintf(list + used, llen - used, "%s%s %s",
+					 used ? ", " : "", i->ifa_name, addr);
+			used += w > 0 ? (size_t)w : 0;
 		}
-		if (found)
-			break;
-		if (pass == 0)
-			fprintf(stderr,
-				"dragon: --network-prefix '%s' matches no "
-				"network interface; interfaces found:\n",
-				prefix);
+		/* A link-local IPv6 address needs its scope to be reached:
+		 * never a node's address. */
+		if (!prefix || !if_matches(i->ifa_name, addr, prefix) ||
+		    (fam == AF_INET6 &&
+		     IN6_IS_ADDR_LINKLOCAL((const struct in6_addr *)a)))
+			continue;
+		score = fam == family ? 3 : fam == AF_INET ? 2 : 1;
+		if (score > best) {
+			best = score;
+			snprintf(pick, plen, "%s", addr);
+		}
 	}
 	freeifaddrs(ifs);
-	return found ? -1 : 1;
+	if (list && used >= llen && llen > 4)
+		strcpy(list + llen - 4, "...");
+	return best ? 0 : -ENOENT;
+}
+
+int dragon_check_netprefix(const char *prefix)
+{
+	char pick[INET6_ADDRSTRLEN], list[4096];
+	int rc = dragon_net_scan(prefix, AF_INET, pick, sizeof pick, list,
+				 sizeof list);
+
+	if (rc == 0)
+		return -1;
+	if (rc != -ENOENT) {
+		fprintf(stderr, "dragon: getifaddrs: %s\n", strerror(-rc));
+		return 1;
+	}
+	fprintf(stderr,
+		"dragon: --network-prefix '%s' matches no network interface "
+		"of this host; interfaces found: %s\n",
+		prefix, list);
+	return 1;
 }
 
 static int bad(const char *what, const char *arg)
@@ -240,11 +272,6 @@ int dragon_parse_opts(int argc, char **argv, struct dragon_opts *o)
 				"program to run, e.g. 'dragon prog.py'\n");
 		fprintf(stderr, "Try 'dragon --help'.\n");
 		return 2;
-	}
-	if (o->netprefix) {
-		c = check_netprefix(o->netprefix);
-		if (c >= 0)
-			return c;
 	}
 	o->argc = argc - optind;
 	o->argv = argv + optind;

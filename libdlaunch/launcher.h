@@ -2,6 +2,7 @@
 #ifndef DRAGON_LAUNCHER_H
 #define DRAGON_LAUNCHER_H
 
+#include <stddef.h>
 #include <dragon/dlaunch.h>
 
 #ifndef DRAGON_PYTHON
@@ -35,8 +36,18 @@ struct dragon_opts {
 };
 
 /* Parse argv; returns -1 to go on, or an exit status (0 after --help or
- * --version, 2 on a usage error, 1 on a bad --network-prefix). */
+ * --version, 2 on a usage error). */
 int dragon_parse_opts(int argc, char **argv, struct dragon_opts *o);
+/* This host's interfaces: list gets "name address" of each address, ", "
+ * between them; pick the first address whose interface name or text
+ * starts with prefix (of family if it has one, else IPv4 before IPv6;
+ * never a link-local IPv6 address).  0, -ENOENT if none matches (or prefix
+ * is NULL), or -errno. */
+int dragon_net_scan(const char *prefix, int family, char *pick, size_t plen,
+		    char *list, size_t llen);
+/* One node: -1 if prefix matches an interface of this host, else 1 after
+ * printing the interfaces it has. */
+int dragon_check_netprefix(const char *prefix);
 /* Print "dragon: <phase> failed: <why>" with the log's place; returns 1. */
 int dragon_fail(const char *phase, const char *why);
 /* Open the log file (see dragon(1)); returns its fd or -1 (stderr). */
