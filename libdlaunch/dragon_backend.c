@@ -1,15 +1,16 @@
 /* dragon-backend: one node of a runtime over several nodes.
  *
  * The dragon launcher starts one backend per node (srun, one task per
- * node).  A backend connects back to the launcher (the frontend), and on
- * its node runs the local services (an embedded runtime: the default
- * pool, process start, output forwarding, reaping) and the transport
- * agent with the node's gateway channel.  The backend of node 0, the
- * primary node, also runs the global services (its runtime's registry)
- * and the head process.  It answers the frontend's start-up phases one by
- * one (dragon_ctl.h) and ends everything on its node when told to, when
- * the frontend goes away, or on SIGTERM/SIGINT.  Its own death is covered
- * by a dragon-cleanup --when-gone watchdog, as the launcher's is.
+ * node; or PALS's mpiexec, one rank per node).  A
+ * backend connects back to the launcher (the frontend), and on its node runs
+ * the local services (an embedded runtime: the default pool, process start,
+ * output forwarding, reaping) and the transport agent with the node's gateway
+ * channel.  The backend of node 0, the primary node, also runs the global
+ * services (its runtime's registry) and the head process.  It answers the
+ * frontend's start-up phases one by one (dragon_ctl.h) and ends everything on
+ * its node when told to, when the frontend goes away, or on SIGTERM/SIGINT. Its
+ * own death is covered by a dragon-cleanup --when-gone watchdog, as the
+ * launcher's is.
  *
  * What it needs comes in the environment (see dragon-backend(1)); the
  * runtime's secret is read from DRAGON_BE_SECRET and removed from the
@@ -117,14 +118,15 @@ static bool stalled(const char *phase)
 	return false;
 }
 
-static int env_uint(const char *a, const char *b, unsigned *out)
+/* The first of the variables names that is set, as a number. */
+static int env_uint(const char *const *names, unsigned *out)
 {
-	const char *v = getenv(a);
+	const char *v = NULL;
 	char *end;
 	long n;
 
-	if (!v && b)
-		v = getenv(b);
+	for (; *names && !v; names++)
+		v = getenv(*names);
 	if (!v || !*v)
 		return -1;
 	n = strtol(v, &end, 10);
@@ -146,16 +148,22 @@ static int need(const char *what)
 
 static int read_env(const char **fe_host, const char **fe_port)
 {
+	static const char *const node_vars[] = {"DRAGON_BE_NODE",
+						"SLURM_NODEID", "PALS_NODEID",
+						"PMI_RANK", NULL};
+	static const char *const nnodes_vars[] = {"DRAGON_BE_NNODES",
+						  "SLURM_NNODES", NULL};
 	const char *s = getenv("DRAGON_BE_SECRET");
 	const char *t = getenv("DRAGON_BE_TIMEOUT");
 	const char *l = getenv("DRAGON_BE_LOG_LEVEL");
 	const char *sn = getenv("DRAGON_TEST_STALL_NODE");
 
 	gethostname(be.host, sizeof be.host - 1);
-	if (env_uint("DRAGON_BE_NODE", "SLURM_NODEID", &be.node))
-		return need("DRAGON_BE_NODE (or SLURM_NODEID)");
-	if (env_uint("DRAGON_BE_NNODES", "SLURM_NNODES", &be.nnodes) ||
-	    be.nnodes < 2 || be.node >= be.nnodes)
+	if (env_uint(node_vars, &be.node))
+		return need("DRAGON_BE_NODE (or SLURM_NODEID, PALS_NODEID, "
+			    "PMI_RANK)");
+	if (env_uint(nnodes_vars, &be.nnodes) || be.nnodes < 2 ||
+	    be.node >= be.nnodes)
 		return need("DRAGON_BE_NNODES (or SLURM_NNODES)");
 	if (!(be.instance = getenv("DRAGON_BE_INSTANCE")))
 		return need("DRAGON_BE_INSTANCE");

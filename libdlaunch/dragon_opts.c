@@ -33,11 +33,12 @@ static void usage(FILE *f)
 		"  -V, --version              show the version and exit\n"
 		"  -s, --single-node          run on this node only (the "
 		"default outside\n"
-		"                             a Slurm allocation)\n"
-		"  -N, --nodes K              use K nodes of the allocation "
-		"(default: all)\n"
-		"  -w, --wlm slurm            start backends with Slurm even "
-		"if not detected\n"
+		"                             a Slurm or PBS job)\n"
+		"  -N, --nodes K              use K nodes of the job (default: "
+		"all)\n"
+		"  -w, --wlm slurm|pbs        start backends with srun or "
+		"PALS's mpiexec\n"
+		"                             (default: Slurm, then PBS)\n"
 		"  -l, --log-level LEVEL      error, warning, info or debug "
 		"(DRAGON_DEBUG=1: debug)\n"
 		"  -t, --timeout SECONDS      deadline of each start-up phase "
@@ -184,9 +185,10 @@ int dragon_parse_opts(int argc, char **argv, struct dragon_opts *o)
 			o->nodes = (int)v;
 			break;
 		case 'w':
-			if (strcmp(optarg, "slurm") != 0)
-				return bad("workload manager (this dragon "
-					   "knows: slurm)",
+			if (strcmp(optarg, "slurm") != 0 &&
+			    strcmp(optarg, "pbs") != 0)
+				return bad("workload manager (give slurm or "
+					   "pbs)",
 					   optarg);
 			o->wlm = optarg;
 			break;

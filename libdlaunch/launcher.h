@@ -15,7 +15,7 @@ struct dragon_opts {
 	const char *netprefix; /* multi-node: interface/address prefix */
 	int single_node;
 	int nodes;	 /* -N: nodes to use (0: every node) */
-	const char *wlm; /* -w: workload manager (NULL: detect) */
+	const char *wlm; /* -w: slurm or pbs (NULL: detect) */
 	int argc;	 /* PROG and its arguments */
 	char **argv;
 	int log_fd;
@@ -50,8 +50,8 @@ int dragon_log_path(struct dragon_opts *o);
 
 /* Multi-node (dragon_multi.c).  How many nodes the run uses: 1 (this
  * node only: no allocation, -s, or one node), the node count of the
- * allocation (or -N), or -1 after printing why the options cannot be
- * met. */
+ * Slurm allocation or the PBS job (or -N), or -1 after
+ * printing why the options cannot be met. */
 int dragon_multi_nodes(const struct dragon_opts *o);
 /* Run o's program over n nodes: start the backends, take them through
  * the start-up phases, run the head on node 0 and tear every node down.
