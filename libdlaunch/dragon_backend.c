@@ -1,7 +1,7 @@
 /* dragon-backend: one node of a runtime over several nodes.
  *
  * The dragon launcher starts one backend per node (srun, one task per
- * node; or PALS's mpiexec, one rank per node).  A
+ * node; PALS's mpiexec, one rank per node; or ssh, see dragon_wlm.h).  A
  * backend connects back to the launcher (the frontend), and on its node runs
  * the local services (an embedded runtime: the default pool, process start,
  * output forwarding, reaping) and the transport agent with the node's gateway
@@ -14,7 +14,8 @@
  *
  * What it needs comes in the environment (see dragon-backend(1)); the
  * runtime's secret is read from DRAGON_BE_SECRET and removed from the
- * environment before anything is started.
+ * environment before anything is started, or (started by ssh) read as
+ * the first line of stdin.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -31,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -146,6 +148,34 @@ static int need(const char *what)
 	return 2;
 }
 
+/* The secret as the first line of stdin (ssh: never on a command line);
+ * read a byte at a time, so that what follows stays for the head. */
+static const char *secret_stdin(void)
+{
+	static char buf[DTRANS_SECRET_MAX + 2];
+	size_t n = 0;
+
+	while (n < sizeof buf - 1 && read(0, buf + n, 1) == 1 && buf[n] != '\n')
+		n++;
+	buf[n] = '\0';
+	return buf;
+}
+
+/* The frontend's address in SSH_CONNECTION ("client port server port"):
+ * where this node's ssh session came from. */
+static const char *ssh_client(void)
+{
+	static char buf[INET6_ADDRSTRLEN];
+	const char *c = getenv("SSH_CONNECTION");
+	size_t n = c ? strcspn(c, " ") : 0;
+
+	if (!n || n >= sizeof buf)
+		return NULL;
+	memcpy(buf, c, n);
+	buf[n] = '\0';
+	return buf;
+}
+
 static int read_env(const char **fe_host, const char **fe_port)
 {
 	static const char *const node_vars[] = {"DRAGON_BE_NODE",
@@ -153,7 +183,9 @@ static int read_env(const char **fe_host, const char **fe_port)
 						"PMI_RANK", NULL};
 	static const char *const nnodes_vars[] = {"DRAGON_BE_NNODES",
 						  "SLURM_NNODES", NULL};
-	const char *s = getenv("DRAGON_BE_SECRET");
+	const char *ss = getenv("DRAGON_BE_SECRET_STDIN");
+	const char *s = ss && strcmp(ss, "1") == 0 ? secret_stdin()
+						   : getenv("DRAGON_BE_SECRET");
 	const char *t = getenv("DRAGON_BE_TIMEOUT");
 	const char *l = getenv("DRAGON_BE_LOG_LEVEL");
 	const char *sn = getenv("DRAGON_TEST_STALL_NODE");
@@ -171,13 +203,18 @@ static int read_env(const char **fe_host, const char **fe_port)
 	if (!*fe_host || !**fe_host)
 		*fe_host = getenv("SLURM_LAUNCH_NODE_IPADDR");
 	if (!*fe_host)
-		return need("DRAGON_BE_FRONTEND (or SLURM_LAUNCH_NODE_IPADDR)");
+		*fe_host = ssh_client();
+	if (!*fe_host)
+		return need("DRAGON_BE_FRONTEND (or SLURM_LAUNCH_NODE_IPADDR, "
+			    "SSH_CONNECTION)");
 	if (!(*fe_port = getenv("DRAGON_BE_PORT")))
 		return need("DRAGON_BE_PORT");
 	if (!s || strlen(s) < DTRANS_SECRET_MIN ||
 	    strlen(s) > DTRANS_SECRET_MAX)
-		return need("DRAGON_BE_SECRET");
+		return need(ss ? "the secret on stdin" : "DRAGON_BE_SECRET");
 	strcpy(be.secret, s);
+	if (ss)
+		explicit_bzero((char *)s, strlen(s));
 	/* Nothing this backend starts inherits the secret. */
 	unsetenv("DRAGON_BE_SECRET");
 	be.timeout = t ? atof(t) : 30;
@@ -191,7 +228,24 @@ static int read_env(const char **fe_host, const char **fe_port)
 
 /* Connect to the frontend, retrying until the deadline (it listens
  * before srun starts us, but a busy node may be slow to route). */
-static int connect_frontend(const char *host, const char *port)
+/* A signal that ends the node came (SIGCHLD does not). */
+static bool ended_by_signal(int sfd, int ms)
+{
+	struct pollfd p = {.fd = sfd, .events = POLLIN};
+	struct signalfd_siginfo si;
+
+	if (poll(&p, 1, ms) <= 0)
+		return false;
+	while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+		if (si.ssi_signo != SIGCHLD) {
+			say("signal %d before the frontend answered: leaving",
+			    (int)si.ssi_signo);
+			return true;
+		}
+	return false;
+}
+
+static int connect_frontend(const char *host, const char *port, int sfd)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
 	struct timespec t0, now;
@@ -222,7 +276,8 @@ static int connect_frontend(const char *host, const char *port)
 			    host, port, strerror(rc));
 			break;
 		}
-		usleep(100000);
+		if (ended_by_signal(sfd, 100))
+			break;
 	}
 	freeaddrinfo(ai);
 	if (fd < 0)
@@ -569,7 +624,13 @@ int main(void)
 	/* libdmem names this node DTRANS_NODE_ID(index). */
 	snprintf(nid, sizeof nid, "%u", be.node + 1);
 	setenv("DRAGON_NODE_ID", nid, 1);
-	if (connect_frontend(host, port))
+	/* Started by ssh, the backend ends with its session: without a
+	 * terminal, sshd leaves the command running when the connection
+	 * goes (dragon gave up on the run, or was killed). */
+	if (getenv("DRAGON_BE_SECRET_STDIN") &&
+	    (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() == 1))
+		return 1;
+	if (connect_frontend(host, port, sfd))
 		return 1;
 	debug("connected to the frontend at %s:%s from %s", host, port, be.ip);
 	if (stalled("backends connect")) {

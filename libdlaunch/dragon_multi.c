@@ -3,7 +3,7 @@
  * The launcher (where `dragon` runs: a login node or the batch script's
  * node) listens on a TCP port, starts one dragon-backend per node with
  * the workload manager's launcher (dragon_wlm.h: a single `srun
- * --overlap` step, or PALS's mpiexec) and takes the
+ * --overlap` step, PALS's mpiexec, or one ssh per host) and takes the
  * backends through the start-up phases, each with the -t deadline:
  *
  *   launch backends                  the launcher runs, no backend failed
@@ -117,16 +117,33 @@ static const char *node_name(unsigned i)
 	return "?";
 }
 
-/* Detection order: Slurm, then PBS (their environments). */
-static const struct wlm *const wlms[] = {&dragon_wlm_slurm, &dragon_wlm_pbs};
+/* Detection order: Slurm, then PBS (their environments), then the
+ * hosts given with --hostfile or --hostlist (ssh). */
+static const struct wlm *const wlms[] = {&dragon_wlm_slurm, &dragon_wlm_pbs,
+					 &dragon_wlm_ssh};
 
 static const struct wlm *choose(const struct dragon_opts *o)
 {
+	bool hosts = o->hostfile || o->hostlist;
+
 	for (size_t i = 0; i < sizeof wlms / sizeof wlms[0]; i++)
 		if (o->wlm ? strcmp(o->wlm, wlms[i]->name) == 0
-			   : wlms[i]->detect(o))
+			   : wlms[i]->detect(o)) {
+			if (hosts && wlms[i] != &dragon_wlm_ssh) {
+				fprintf(stderr,
+					"dragon: %s inside a %s job: add -w "
+					"ssh to start the backends with ssh "
+					"on those hosts, or leave it out to "
+					"use the job's nodes\n",
+					o->hostfile ? "--hostfile"
+						    : "--hostlist",
+					wlms[i] == &dragon_wlm_pbs ? "PBS"
+								   : "Slurm");
+				return NULL;
+			}
 			return wlms[i];
-	return NULL;
+		}
+	return &dragon_wlm_ssh; /* not reached: -w is checked */
 }
 
 int dragon_multi_nodes(const struct dragon_opts *o)
@@ -134,22 +151,26 @@ int dragon_multi_nodes(const struct dragon_opts *o)
 	unsigned n = 0;
 
 	if (o->single_node) {
-		if (o->nodes > 1 || o->wlm) {
+		if (o->nodes > 1 || o->wlm || o->hostfile || o->hostlist) {
 			fprintf(stderr,
 				"dragon: -s and %s contradict each other: "
 				"give one of them\n",
-				o->nodes > 1 ? "-N" : "-w");
+				o->nodes > 1  ? "-N"
+				: o->wlm      ? "-w"
+				: o->hostfile ? "--hostfile"
+					      : "--hostlist");
 			return -1;
 		}
 		return 1;
 	}
-	if (!o->wlm && !dragon_wlm_slurm.detect(o) &&
-	    !dragon_wlm_pbs.detect(o)) {
+	if (!o->wlm && !o->hostfile && !o->hostlist &&
+	    !dragon_wlm_slurm.detect(o) && !dragon_wlm_pbs.detect(o)) {
 		if (o->nodes > 1) {
 			fprintf(stderr,
 				"dragon: -N %d: no nodes to run on: not inside "
 				"a Slurm allocation (SLURM_JOB_ID) or a PBS "
-				"job (PBS_NODEFILE)\n",
+				"job (PBS_NODEFILE), and no --hostfile or "
+				"--hostlist given\n",
 				o->nodes);
 			return -1;
 		}
@@ -527,7 +548,7 @@ static void drain(struct wlm_proc *p)
 	}
 }
 
-/* The launcher process of one node that ended before its backend
+/* The launcher process of one node (ssh) that ended before its backend
  * connected: its index in the job's processes, or -1. */
 static int node_launch_failed(void)
 {
@@ -803,7 +824,8 @@ static int launch(const struct dragon_opts *o, const char *inst, int port)
 		return -1;
 	}
 	/* Under Slurm the backends find this host in the step's
-	 * environment; elsewhere it is found here (dragon_wlm.h). */
+	 * environment; elsewhere it is found here (dragon_wlm.h), and a
+	 * backend started by ssh falls back on ssh's idea of it. */
 	wlm_frontend_addr(o, fe.wlm == &dragon_wlm_slurm ? NULL : fe.names,
 			  fe.n, addr, sizeof addr);
 	if (!addr[0] && fe.wlm == &dragon_wlm_pbs)

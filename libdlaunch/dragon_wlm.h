@@ -5,6 +5,8 @@
  *
  *   dragon_wlm_slurm.c   one `srun --overlap` step, one task per node
  *   dragon_wlm_pbs.c     PALS's `mpiexec`, one rank per node of PBS_NODEFILE
+ *   dragon_wlm_ssh.c     one `ssh HOST dragon-backend` per host of
+ *                        --hostfile or --hostlist
  *
  * dragon_multi.c picks one (-w, else detection), asks it for the nodes,
  * starts it, reads the stderr of the processes it started (attributing a
@@ -21,7 +23,7 @@
 #include <sys/types.h>
 #include "launcher.h"
 
-/* A process a launcher started (srun, mpiexec). */
+/* A process a launcher started (srun, mpiexec, or one ssh per node). */
 struct wlm_proc {
 	pid_t pid;  /* leader of a process group of its own */
 	int node;   /* the node it starts, or -1: every node */
@@ -51,7 +53,7 @@ struct wlm_job {
 };
 
 struct wlm {
-	const char *name; /* -w NAME: "slurm", "pbs" */
+	const char *name; /* -w NAME: "slurm", "pbs", "ssh" */
 	const char *tool; /* what it runs, for messages: "srun", ... */
 	/* Does this run's environment (or options) say this WLM? */
 	bool (*detect)(const struct dragon_opts *o);
@@ -69,7 +71,7 @@ struct wlm {
 	const char *hint;
 };
 
-extern const struct wlm dragon_wlm_slurm, dragon_wlm_pbs;
+extern const struct wlm dragon_wlm_slurm, dragon_wlm_pbs, dragon_wlm_ssh;
 
 /* Start file (searched in PATH) with argv and envp in a process group of
  * its own, its stderr to a pipe p->err_fd and, with in_fd, its stdin from

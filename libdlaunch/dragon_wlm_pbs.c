@@ -124,7 +124,8 @@ static int start(struct wlm_job *j)
 		fprintf(stderr,
 			"dragon: start-up phase 'launch backends' failed: "
 			"cannot run mpiexec: %s (is PALS's mpiexec on PATH? "
-			"module load cray-pals)\n",
+			"module load cray-pals, or -w ssh with --hostfile "
+			"$PBS_NODEFILE)\n",
 			strerror(rc));
 		return -1;
 	}
