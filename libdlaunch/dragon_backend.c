@@ -1,20 +1,22 @@
 /* dragon-backend: one node of a runtime over several nodes.
  *
  * The dragon launcher starts one backend per node (srun, one task per
- * node).  A backend connects back to the launcher (the frontend), and on
- * its node runs the local services (an embedded runtime: the default
- * pool, process start, output forwarding, reaping) and the transport
- * agent with the node's gateway channel.  The backend of node 0, the
- * primary node, also runs the global services (its runtime's registry)
- * and the head process.  It answers the frontend's start-up phases one by
- * one (dragon_ctl.h) and ends everything on its node when told to, when
- * the frontend goes away, or on SIGTERM/SIGINT.  Its own death is covered
- * by a dragon-cleanup --when-gone watchdog, as the launcher's is.
+ * node; PALS's mpiexec, one rank per node; or ssh, see dragon_wlm.h).  A
+ * backend connects back to the launcher (the frontend), and on its node runs
+ * the local services (an embedded runtime: the default pool, process start,
+ * output forwarding, reaping) and the transport agent with the node's gateway
+ * channel.  The backend of node 0, the primary node, also runs the global
+ * services (its runtime's registry) and the head process.  It answers the
+ * frontend's start-up phases one by one (dragon_ctl.h) and ends everything on
+ * its node when told to, when the frontend goes away, or on SIGTERM/SIGINT. Its
+ * own death is covered by a dragon-cleanup --when-gone watchdog, as the
+ * launcher's is.
  *
  * What it needs comes in the environment (see dragon-backend(1)); the
  * runtime's secret is read from DRAGON_BE_SECRET and removed from the
- * environment before anything is started.  It is never sent: the backend
- * and the frontend prove to each other that they hold it (handshake()).
+ * environment before anything is started, or (started by ssh) read as
+ * the first line of stdin.  It is never sent: the backend and the
+ * frontend prove to each other that they hold it (handshake()).
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -31,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -302,14 +305,15 @@ static bool stalled(const char *phase)
 	return false;
 }
 
-static int env_uint(const char *a, const char *b, unsigned *out)
+/* The first of the variables names that is set, as a number. */
+static int env_uint(const char *const *names, unsigned *out)
 {
-	const char *v = getenv(a);
+	const char *v = NULL;
 	char *end;
 	long n;
 
-	if (!v && b)
-		v = getenv(b);
+	for (; *names && !v; names++)
+		v = getenv(*names);
 	if (!v || !*v)
 		return -1;
 	n = strtol(v, &end, 10);
@@ -329,18 +333,54 @@ static int need(const char *what)
 	return 2;
 }
 
+/* The secret as the first line of stdin (ssh: never on a command line);
+ * read a byte at a time, so that what follows stays for the head. */
+static const char *secret_stdin(void)
+{
+	static char buf[DTRANS_SECRET_MAX + 2];
+	size_t n = 0;
+
+	while (n < sizeof buf - 1 && read(0, buf + n, 1) == 1 && buf[n] != '\n')
+		n++;
+	buf[n] = '\0';
+	return buf;
+}
+
+/* The frontend's address in SSH_CONNECTION ("client port server port"):
+ * where this node's ssh session came from. */
+static const char *ssh_client(void)
+{
+	static char buf[INET6_ADDRSTRLEN];
+	const char *c = getenv("SSH_CONNECTION");
+	size_t n = c ? strcspn(c, " ") : 0;
+
+	if (!n || n >= sizeof buf)
+		return NULL;
+	memcpy(buf, c, n);
+	buf[n] = '\0';
+	return buf;
+}
+
 static int read_env(const char **fe_host, const char **fe_port)
 {
-	const char *s = getenv("DRAGON_BE_SECRET");
+	static const char *const node_vars[] = {"DRAGON_BE_NODE",
+						"SLURM_NODEID", "PALS_NODEID",
+						"PMI_RANK", NULL};
+	static const char *const nnodes_vars[] = {"DRAGON_BE_NNODES",
+						  "SLURM_NNODES", NULL};
+	const char *ss = getenv("DRAGON_BE_SECRET_STDIN");
+	const char *s = ss && strcmp(ss, "1") == 0 ? secret_stdin()
+						   : getenv("DRAGON_BE_SECRET");
 	const char *t = getenv("DRAGON_BE_TIMEOUT");
 	const char *l = getenv("DRAGON_BE_LOG_LEVEL");
 	const char *sn = getenv("DRAGON_TEST_STALL_NODE");
 
 	gethostname(be.host, sizeof be.host - 1);
-	if (env_uint("DRAGON_BE_NODE", "SLURM_NODEID", &be.node))
-		return need("DRAGON_BE_NODE (or SLURM_NODEID)");
-	if (env_uint("DRAGON_BE_NNODES", "SLURM_NNODES", &be.nnodes) ||
-	    be.nnodes < 2 || be.node >= be.nnodes)
+	if (env_uint(node_vars, &be.node))
+		return need("DRAGON_BE_NODE (or SLURM_NODEID, PALS_NODEID, "
+			    "PMI_RANK)");
+	if (env_uint(nnodes_vars, &be.nnodes) || be.nnodes < 2 ||
+	    be.node >= be.nnodes)
 		return need("DRAGON_BE_NNODES (or SLURM_NNODES)");
 	if (!(be.instance = getenv("DRAGON_BE_INSTANCE")))
 		return need("DRAGON_BE_INSTANCE");
@@ -348,13 +388,18 @@ static int read_env(const char **fe_host, const char **fe_port)
 	if (!*fe_host || !**fe_host)
 		*fe_host = getenv("SLURM_LAUNCH_NODE_IPADDR");
 	if (!*fe_host)
-		return need("DRAGON_BE_FRONTEND (or SLURM_LAUNCH_NODE_IPADDR)");
+		*fe_host = ssh_client();
+	if (!*fe_host)
+		return need("DRAGON_BE_FRONTEND (or SLURM_LAUNCH_NODE_IPADDR, "
+			    "SSH_CONNECTION)");
 	if (!(*fe_port = getenv("DRAGON_BE_PORT")))
 		return need("DRAGON_BE_PORT");
 	if (!s || strlen(s) < DTRANS_SECRET_MIN ||
 	    strlen(s) > DTRANS_SECRET_MAX)
-		return need("DRAGON_BE_SECRET");
+		return need(ss ? "the secret on stdin" : "DRAGON_BE_SECRET");
 	strcpy(be.secret, s);
+	if (ss)
+		explicit_bzero((char *)s, strlen(s));
 	/* Nothing this backend starts inherits the secret. */
 	unsetenv("DRAGON_BE_SECRET");
 	be.timeout = t ? atof(t) : 30;
@@ -906,6 +951,14 @@ int main(void)
 	/* libdmem names this node DTRANS_NODE_ID(index). */
 	snprintf(nid, sizeof nid, "%u", be.node + 1);
 	setenv("DRAGON_NODE_ID", nid, 1);
+	/* Started by ssh, the backend ends with its session: without a
+	 * terminal, sshd leaves the command running when the connection
+	 * goes (dragon gave up on the run, or was killed). */
+	if (getenv("DRAGON_BE_SECRET_STDIN") &&
+	    (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() == 1)) {
+		log_finish();
+		return 1;
+	}
 	if (connect_frontend(host, port, sfd)) {
 		log_finish();
 		return 1;

@@ -39,8 +39,8 @@ enum ctl_type {
 	CTL_BYE = 11,	   /* backend: ended everything, leaving */
 	CTL_ERR = 12,	   /* backend: phase, message */
 	CTL_PING = 13,	   /* backend: alive */
-	CTL_OUTPUT = 14,    /* backend: pid, fd; then whole lines of output */
-	CTL_LOG = 15,	    /* backend: then lines of the node's log */
+	CTL_OUTPUT = 14,   /* backend: pid, fd; then whole lines of output */
+	CTL_LOG = 15,	   /* backend: then lines of the node's log */
 	CTL_CHALLENGE = 16, /* frontend: nonce, its proof */
 	CTL_AUTH = 17,	    /* backend: its proof */
 	CTL_NET = 18	    /* backend: chosen address ("" none), agent,

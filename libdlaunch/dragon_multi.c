@@ -1,12 +1,13 @@
-/* dragon across the nodes of an allocation: the frontend.
+/* dragon across several nodes: the frontend.
  *
  * The launcher (where `dragon` runs: a login node or the batch script's
- * node) listens on a TCP port, starts one dragon-backend per node with a
- * single `srun --overlap` step (one task per node, no --nodelist) and
- * takes the backends through the start-up phases, each with the -t
- * deadline:
+ * node) listens on a TCP port, starts one dragon-backend per node with
+ * the workload manager's launcher (dragon_wlm.h: a single `srun
+ * --overlap` step, PALS's mpiexec, or one ssh per host) and takes the
+ * backends through the start-up phases, each with the -t deadline:
  *
- *   launch backends                  srun runs, no backend failed to start
+ *   launch backends                  the launcher runs, no backend failed
+ *                                    to start
  *   backends connect to the frontend every backend said hello, and it
  *                                    and the launcher proved to each
  *                                    other that they hold the secret
@@ -20,29 +21,27 @@
  *                                    services on node 0 through the agents
  *   head started                     node 0 started the head process
  *
- * Node 0 (the first node of the step) is the primary: its backend runs
- * the global services and the head.  The head's stdin is the launcher's
- * (relayed to srun, which gives it to task 0 only).  Output of every
- * process on every node comes over its backend's control connection,
- * whole lines tagged with the process (CTL_OUTPUT), and is written here,
- * labelled as --label asks; each node's log comes the same way (CTL_LOG)
- * into a file of its own beside the launcher's log (dragon(1), "Logs").  When
- * the head exits, or on SIGINT/SIGTERM, or when a node is lost (its backend's
- * connection closes or it stops answering), every backend is told to end
- * everything on its node; the launcher waits for them and for srun, and ends
- * srun if it has to.
+ * Node 0 (the first node) is the primary: its backend runs the global
+ * services and the head.  The head's stdin is dragon's (relayed to node
+ * 0's backend through the launcher's tool).  Output of every process on
+ * every node comes over its backend's control connection, whole lines
+ * tagged with the process (CTL_OUTPUT), and is written here, labelled as
+ * --label asks; each node's log comes the same way (CTL_LOG) into a file
+ * of its own beside the launcher's log (dragon(1), "Logs").  When the
+ * head exits, or on SIGINT/SIGTERM, or when a node is lost (its
+ * backend's connection closes or it stops answering), every backend is
+ * told to end everything on its node; dragon waits for them and for the
+ * tool's processes, and ends those if it has to.
  */
 #define _GNU_SOURCE
 #include "config.h"
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -55,9 +54,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "dragon_ctl.h"
-#include "launcher.h"
-
-extern char **environ;
+#include "dragon_wlm.h"
 
 #define TAIL_LINES    12
 #define STOP_WAIT_S   15 /* backends end their nodes' processes (5 s) */
@@ -91,17 +88,15 @@ struct pend {
 static struct fe {
 	unsigned n;
 	struct node *nodes;
-	char **names; /* host names of the step's nodes, by index */
+	char **names; /* host names of the nodes, by index, or NULL */
+	unsigned nnames;
+	const struct wlm *wlm;
+	struct wlm_job job; /* the launcher's processes */
 	int lfd, sfd;
-	pid_t srun;
-	int srun_status;
-	bool srun_done;
-	int err_fd, in_fd;
+	int in_fd;
 	char tail[TAIL_LINES][512];
 	int ntail;
-	char line[512];
-	size_t linelen;
-	int failed_task; /* from srun's "task K: ..." error, or -1 */
+	int failed_task; /* a node the launcher says failed, or -1 */
 	char failed_line[512];
 	struct pend pending[64];
 	int npending;
@@ -138,66 +133,7 @@ static void dbg(const char *fmt, ...)
 		msg);
 }
 
-/* ---- the allocation ------------------------------------------------------ */
-
-/* Expand a Slurm node list ("node[1-3,5],login2") into names. */
-static char **expand_nodelist(const char *list, unsigned *count)
-{
-	char **v = NULL;
-	unsigned n = 0, cap = 0;
-	const char *p = list;
-
-	while (p && *p) {
-		const char *e = p, *lb = NULL, *rb = NULL;
-		int depth = 0;
-
-		for (; *e && (depth || *e != ','); e++) {
-			if (*e == '[' && !lb)
-				lb = e;
-			if (*e == ']' && !rb)
-				rb = e;
-			depth += *e == '[' ? 1 : *e == ']' ? -1 : 0;
-		}
-		if (lb && rb && rb > lb) {
-			char ranges[512];
-			size_t rl = (size_t)(rb - lb - 1);
-
-			if (rl >= sizeof ranges)
-				rl = sizeof ranges - 1;
-			memcpy(ranges, lb + 1, rl);
-			ranges[rl] = '\0';
-			for (char *sv, *r = strtok_r(ranges, ",", &sv); r;
-			     r = strtok_r(NULL, ",", &sv)) {
-				char *dash = strchr(r, '-');
-				long a = strtol(r, NULL, 10);
-				long b = dash ? strtol(dash + 1, NULL, 10) : a;
-				int w = dash ? (int)(dash - r) : (int)strlen(r);
-
-				for (long k = a; k <= b && n < 65536; k++) {
-					if (n == cap) {
-						cap = cap ? cap * 2 : 16;
-						v = realloc(v, cap * sizeof *v);
-					}
-					if (asprintf(&v[n], "%.*s%0*ld%.*s",
-						     (int)(lb - p), p, w, k,
-						     (int)(e - rb - 1),
-						     rb + 1) < 0)
-						v[n] = NULL;
-					n++;
-				}
-			}
-		} else if (e > p) {
-			if (n == cap) {
-				cap = cap ? cap * 2 : 16;
-				v = realloc(v, cap * sizeof *v);
-			}
-			v[n++] = strndup(p, (size_t)(e - p));
-		}
-		p = *e ? e + 1 : e;
-	}
-	*count = n;
-	return v;
-}
+/* ---- the nodes ----------------------------------------------------------- */
 
 static const char *node_name(unsigned i)
 {
@@ -208,216 +144,141 @@ static const char *node_name(unsigned i)
 	return "?";
 }
 
+/* Detection order: Slurm, then PBS (their environments), then the
+ * hosts given with --hostfile or --hostlist (ssh). */
+static const struct wlm *const wlms[] = {&dragon_wlm_slurm, &dragon_wlm_pbs,
+					 &dragon_wlm_ssh};
+
+static const struct wlm *choose(const struct dragon_opts *o)
+{
+	bool hosts = o->hostfile || o->hostlist;
+
+	for (size_t i = 0; i < sizeof wlms / sizeof wlms[0]; i++)
+		if (o->wlm ? strcmp(o->wlm, wlms[i]->name) == 0
+			   : wlms[i]->detect(o)) {
+			if (hosts && wlms[i] != &dragon_wlm_ssh) {
+				fprintf(stderr,
+					"dragon: %s inside a %s job: add -w "
+					"ssh to start the backends with ssh "
+					"on those hosts, or leave it out to "
+					"use the job's nodes\n",
+					o->hostfile ? "--hostfile"
+						    : "--hostlist",
+					wlms[i] == &dragon_wlm_pbs ? "PBS"
+								   : "Slurm");
+				return NULL;
+			}
+			return wlms[i];
+		}
+	return &dragon_wlm_ssh; /* not reached: -w is checked */
+}
+
 int dragon_multi_nodes(const struct dragon_opts *o)
 {
-	const char *job = getenv("SLURM_JOB_ID");
-	const char *nn = getenv("SLURM_JOB_NUM_NODES");
-	long avail;
+	unsigned n = 0;
 
-	if (!nn)
-		nn = getenv("SLURM_NNODES");
-	if (o->wlm && strcmp(o->wlm, "slurm") != 0) {
-		fprintf(stderr,
-			"dragon: -w %s: this dragon starts backends with "
-			"Slurm only (-w slurm); run with -s for one node\n",
-			o->wlm);
-		return -1;
-	}
 	if (o->single_node) {
+		if (o->nodes > 1 || o->wlm || o->hostfile || o->hostlist) {
+			fprintf(stderr,
+				"dragon: -s and %s contradict each other: "
+				"give one of them\n",
+				o->nodes > 1  ? "-N"
+				: o->wlm      ? "-w"
+				: o->hostfile ? "--hostfile"
+					      : "--hostlist");
+			return -1;
+		}
+		return 1;
+	}
+	if (!o->wlm && !o->hostfile && !o->hostlist &&
+	    !dragon_wlm_slurm.detect(o) && !dragon_wlm_pbs.detect(o)) {
 		if (o->nodes > 1) {
 			fprintf(stderr,
-				"dragon: -s and -N %d contradict each "
-				"other: give one of them\n",
+				"dragon: -N %d: no nodes to run on: not inside "
+				"a Slurm allocation (SLURM_JOB_ID) or a PBS "
+				"job (PBS_NODEFILE), and no --hostfile or "
+				"--hostlist given\n",
 				o->nodes);
 			return -1;
 		}
 		return 1;
 	}
-	if (!job || !*job) {
-		if (o->wlm || o->nodes > 1) {
-			fprintf(stderr,
-				"dragon: %s: not inside a Slurm allocation "
-				"(SLURM_JOB_ID is not set): run dragon inside "
-				"salloc or an sbatch script\n",
-				o->wlm ? "-w slurm" : "-N");
-			return -1;
-		}
-		return 1;
-	}
-	avail = nn ? strtol(nn, NULL, 10) : 1;
-	if (avail < 1)
-		avail = 1;
-	if (o->nodes > avail) {
-		fprintf(stderr,
-			"dragon: -N %d: the allocation (job %s) has %ld "
-			"node%s\n",
-			o->nodes, job, avail, avail > 1 ? "s" : "");
+	if (!(fe.wlm = choose(o)) || fe.wlm->nodes(o, &fe.names, &n))
 		return -1;
-	}
-	return o->nodes ? o->nodes : (int)avail;
+	fe.nnames = n;
+	dbg("workload manager %s: %u node%s", fe.wlm->name, n,
+	    n == 1 ? "" : "s");
+	return (int)n;
 }
 
-/* ---- srun ---------------------------------------------------------------- */
+/* ---- the launcher's processes -------------------------------------------- */
 
-/* dragon-backend: $DRAGON_BACKEND_PROGRAM, else beside this program (or
- * above it, from the build tree's .libs). */
-static int backend_program(char *out, size_t len)
+/* A line the launcher's tool (or a backend, or a process) wrote to
+ * stderr: kept for the report of a failed start-up; the tool's own
+ * errors may name the node that failed. */
+static void on_err_line(struct wlm_proc *p, const char *l)
 {
-	const char *env = getenv("DRAGON_BACKEND_PROGRAM");
-	char dir[4000], *slash;
-	ssize_t k;
-
-	if (env && *env) {
-		snprintf(out, len, "%s", env);
-		return 0;
-	}
-	k = readlink("/proc/self/exe", dir, sizeof dir - 1);
-	if (k <= 0)
-		return -1;
-	dir[k] = '\0';
-	if (!(slash = strrchr(dir, '/')))
-		return -1;
-	*slash = '\0';
-	/* In the build tree the launcher runs from .libs, where the
-	 * backend's binary lacks the library path its wrapper above sets. */
-	slash = strrchr(dir, '/');
-	if (slash && strcmp(slash, "/.libs") == 0)
-		*slash = '\0';
-	snprintf(out, len, "%s/dragon-backend", dir);
-	return access(out, X_OK) == 0 ? 0 : -1;
-}
-
-static int start_srun(const struct dragon_opts *o, const char *inst, int port)
-{
-	char prog[4096], nodes[32], tasks[32], *opts = NULL;
-	char *argv[96], **envp;
-	char *add[10];
-	int k = 0, na = 0, ne = 0, in[2], err[2], rc;
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t sa;
-	sigset_t none;
-
-	if (backend_program(prog, sizeof prog)) {
-		fprintf(stderr, "dragon: start-up phase 'launch backends' "
-				"failed: dragon-backend is not beside dragon; "
-				"set DRAGON_BACKEND_PROGRAM to its path\n");
-		return -1;
-	}
-	snprintf(nodes, sizeof nodes, "--nodes=%u", fe.n);
-	snprintf(tasks, sizeof tasks, "--ntasks=%u", fe.n);
-	argv[k++] = "srun";
-	argv[k++] = "--overlap";
-	argv[k++] = nodes;
-	argv[k++] = tasks;
-	argv[k++] = "--ntasks-per-node=1";
-	argv[k++] = "--input=0";
-	argv[k++] = "--job-name=dragon-backend";
-	if (getenv("DRAGON_SRUN_OPTS")) {
-		opts = strdup(getenv("DRAGON_SRUN_OPTS"));
-		for (char *sv, *t = strtok_r(opts, " \t\n", &sv); t && k < 90;
-		     t = strtok_r(NULL, " \t\n", &sv))
-			argv[k++] = t;
-	}
-	argv[k++] = prog;
-	argv[k] = NULL;
-	if (asprintf(&add[na++], "DRAGON_BE_PORT=%d", port) < 0 ||
-	    asprintf(&add[na++], "DRAGON_BE_INSTANCE=%s", inst) < 0 ||
-	    asprintf(&add[na++], "DRAGON_BE_SECRET=%s", fe.secret) < 0 ||
-	    asprintf(&add[na++], "DRAGON_BE_NNODES=%u", fe.n) < 0 ||
-	    asprintf(&add[na++], "DRAGON_BE_TIMEOUT=%g", o->timeout) < 0 ||
-	    asprintf(&add[na++], "DRAGON_BE_LOG_LEVEL=%d", o->log_level) < 0 ||
-	    asprintf(&add[na++], "DRAGON_BE_NETPREFIX=%s",
-		     o->netprefix ? o->netprefix : "") < 0)
-		return -1;
-	for (char **e = environ; *e; e++)
-		ne++;
-	envp = calloc((size_t)(ne + na + 1), sizeof *envp);
-	ne = 0;
-	for (char **e = environ; *e; e++)
-		if (strncmp(*e, "DRAGON_BE_", 10) != 0)
-			envp[ne++] = *e;
-	for (int i = 0; i < na; i++)
-		envp[ne++] = add[i];
-	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
-		return -1;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-	posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-	posix_spawnattr_init(&sa);
-	sigemptyset(&none);
-	posix_spawnattr_setsigmask(&sa, &none);
-	/* Its own process group: a Ctrl-C at the terminal reaches dragon,
-	 * which tears the nodes down in order, not srun. */
-	posix_spawnattr_setpgroup(&sa, 0);
-	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK |
-					      POSIX_SPAWN_SETPGROUP);
-	rc = posix_spawnp(&fe.srun, "srun", &fa, &sa, argv, envp);
-	posix_spawnattr_destroy(&sa);
-	posix_spawn_file_actions_destroy(&fa);
-	close(in[0]);
-	close(err[1]);
-	for (int i = 0; i < na; i++) {
-		/* the secret goes with srun's environment, nowhere else */
-		explicit_bzero(add[i], strlen(add[i]));
-		free(add[i]);
-	}
-	free(envp);
-	free(opts);
-	if (rc) {
-		fprintf(stderr,
-			"dragon: start-up phase 'launch backends' failed: "
-			"cannot run srun: %s (is Slurm's srun on PATH?)\n",
-			strerror(rc));
-		close(in[1]);
-		close(err[0]);
-		return -1;
-	}
-	fe.in_fd = in[1];
-	fe.err_fd = err[0];
-	fcntl(fe.err_fd, F_SETFL, O_NONBLOCK);
-	dbg("srun started (pid %d), backend %s", (int)fe.srun, prog);
-	return 0;
-}
-
-/* A line srun (or a backend, or a process) wrote to stderr: kept for the
- * report of a failed start-up; srun's "task K" errors name the node. */
-static void on_err_line(const char *l)
-{
-	const char *t = strstr(l, ": task ");
+	int k;
 
 	snprintf(fe.tail[fe.ntail % TAIL_LINES], sizeof fe.tail[0], "%s", l);
 	fe.ntail++;
-	if (strncmp(l, "srun: error: ", 13) == 0 && t && fe.failed_task < 0 &&
-	    isdigit((unsigned char)t[7])) {
-		fe.failed_task = atoi(t + 7);
+	snprintf(p->last, sizeof p->last, "%s", l);
+	if (p->node < 0 && fe.failed_task < 0 &&
+	    (k = fe.wlm->failed_node(l)) >= 0) {
+		fe.failed_task = k;
 		snprintf(fe.failed_line, sizeof fe.failed_line, "%s", l);
 	}
 }
 
-static void read_err(void)
+static void read_err(struct wlm_proc *p)
 {
 	char buf[8192];
-	ssize_t r = read(fe.err_fd, buf, sizeof buf);
+	ssize_t r = read(p->err_fd, buf, sizeof buf);
 
 	if (r <= 0) {
 		if (r == 0 || errno != EAGAIN) {
-			close(fe.err_fd);
-			fe.err_fd = -1;
+			close(p->err_fd);
+			p->err_fd = -1;
 		}
 		return;
 	}
 	if (write(2, buf, (size_t)r) < 0) {
-		/* stderr gone: keep reading so srun never blocks */
+		/* stderr gone: keep reading so the tool never blocks */
 	}
 	for (ssize_t i = 0; i < r; i++) {
-		if (buf[i] == '\n' || fe.linelen == sizeof fe.line - 1) {
-			fe.line[fe.linelen] = '\0';
-			on_err_line(fe.line);
-			fe.linelen = 0;
+		if (buf[i] == '\n' || p->linelen == sizeof p->line - 1) {
+			p->line[p->linelen] = '\0';
+			on_err_line(p, p->line);
+			p->linelen = 0;
 		} else {
-			fe.line[fe.linelen++] = buf[i];
+			p->line[p->linelen++] = buf[i];
 		}
 	}
+}
+
+/* Every process the launcher started has ended. */
+static bool launcher_done(void)
+{
+	for (unsigned k = 0; k < fe.job.nprocs; k++)
+		if (!fe.job.procs[k].done)
+			return false;
+	return true;
+}
+
+static bool any_err_fd(void)
+{
+	for (unsigned k = 0; k < fe.job.nprocs; k++)
+		if (fe.job.procs[k].err_fd >= 0)
+			return true;
+	return false;
+}
+
+/* "exit code 255", "signal 9" */
+static const char *how_ended(int st, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s %d", WIFEXITED(st) ? "exit code" : "signal",
+		 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+	return buf;
 }
 
 static void relay_stdin(void)
@@ -743,13 +604,17 @@ static void on_signals(void)
 
 	while (read(fe.sfd, &si, sizeof si) == (ssize_t)sizeof si) {
 		if (si.ssi_signo == SIGCHLD) {
-			int st;
+			for (unsigned k = 0; k < fe.job.nprocs; k++) {
+				struct wlm_proc *p = &fe.job.procs[k];
+				int st;
 
-			if (!fe.srun_done &&
-			    waitpid(fe.srun, &st, WNOHANG) == fe.srun) {
-				fe.srun_done = true;
-				fe.srun_status = st;
-				dbg("srun ended (status 0x%x)", st);
+				if (!p->done &&
+				    waitpid(p->pid, &st, WNOHANG) == p->pid) {
+					p->done = true;
+					p->status = st;
+					dbg("%s (node %d) ended (status 0x%x)",
+					    fe.wlm->tool, p->node, st);
+				}
 			}
 			continue;
 		}
@@ -761,8 +626,8 @@ static void on_signals(void)
 /* Wait up to ms for something to happen and handle it. */
 static void pump(int ms)
 {
-	struct pollfd p[4 + 64 + 4096];
-	int who[4 + 64 + 4096];
+	struct pollfd p[4 + 64 + 2 * 4096];
+	int who[4 + 64 + 2 * 4096];
 	int np = 0;
 
 	p[np] = (struct pollfd){.fd = fe.sfd, .events = POLLIN};
@@ -771,10 +636,12 @@ static void pump(int ms)
 		p[np] = (struct pollfd){.fd = fe.lfd, .events = POLLIN};
 		who[np++] = -2;
 	}
-	if (fe.err_fd >= 0) {
-		p[np] = (struct pollfd){.fd = fe.err_fd, .events = POLLIN};
-		who[np++] = -3;
-	}
+	for (unsigned k = 0; k < fe.job.nprocs && k < 4096; k++)
+		if (fe.job.procs[k].err_fd >= 0) {
+			p[np] = (struct pollfd){.fd = fe.job.procs[k].err_fd,
+						.events = POLLIN};
+			who[np++] = -10000 - (int)k;
+		}
 	if (fe.in_fd >= 0) {
 		p[np] = (struct pollfd){.fd = 0, .events = POLLIN};
 		who[np++] = -4;
@@ -799,8 +666,8 @@ static void pump(int ms)
 			node_readable((unsigned)who[k]);
 		else if (who[k] == -1)
 			on_signals();
-		else if (who[k] == -3)
-			read_err();
+		else if (who[k] <= -10000)
+			read_err(&fe.job.procs[-10000 - who[k]]);
 		else if (who[k] == -4)
 			relay_stdin();
 		else if (who[k] <= -100)
@@ -850,7 +717,8 @@ static void print_tail(void)
 
 	if (fe.ntail == 0)
 		return;
-	fprintf(stderr, "  the last lines on srun's stderr were:\n");
+	fprintf(stderr, "  the last lines on %s's stderr were:\n",
+		fe.wlm->tool);
 	for (int i = first; i < fe.ntail; i++)
 		fprintf(stderr, "    %s\n", fe.tail[i % TAIL_LINES]);
 }
@@ -858,9 +726,7 @@ static void print_tail(void)
 static const char *phase_hint(const char *phase)
 {
 	if (strstr(phase, "launch"))
-		return "check that dragon-backend runs on that node (srun -N1 "
-		       "-w NODE dragon-backend says why if not) and that "
-		       "DRAGON_SRUN_OPTS holds what your site's srun needs";
+		return fe.wlm->hint;
 	if (strstr(phase, "connect"))
 		return "check that the nodes can reach this host: open the "
 		       "port in the firewall, or choose one the nodes can "
@@ -876,11 +742,41 @@ static const char *phase_hint(const char *phase)
 	return "see the message above; -l debug logs each step";
 }
 
+/* What a launcher's process still has to say, once it has ended (up to
+ * a second: its children may hold the pipe). */
+static void drain(struct wlm_proc *p)
+{
+	struct timespec t0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (p->err_fd >= 0 && since(&t0) < 1) {
+		struct pollfd pf = {.fd = p->err_fd, .events = POLLIN};
+
+		if (poll(&pf, 1, 100) > 0)
+			read_err(p);
+	}
+}
+
+/* The launcher process of one node (ssh) that ended before its backend
+ * connected: its index in the job's processes, or -1. */
+static int node_launch_failed(void)
+{
+	for (unsigned k = 0; k < fe.job.nprocs; k++) {
+		const struct wlm_proc *p = &fe.job.procs[k];
+
+		if (p->node >= 0 && p->done && (unsigned)p->node < fe.n &&
+		    fe.nodes[p->node].state < ST_HELLO)
+			return (int)k;
+	}
+	return -1;
+}
+
 /* Wait until every node reached state (or node 0 only with only0). */
 static int phase(const char *name, int state, bool only0)
 {
 	struct timespec t0;
 	const char *why;
+	char buf[64];
 	int k;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -926,18 +822,34 @@ static int phase(const char *name, int state, bool only0)
 			print_tail();
 			return -1;
 		}
-		if (fe.srun_done) {
+		if ((k = node_launch_failed()) >= 0) {
+			struct wlm_proc *p = &fe.job.procs[k];
+
+			drain(p);
 			fprintf(stderr,
-				"dragon: start-up phase '%s' failed: srun "
-				"ended (%s %d) before every backend was "
+				"dragon: start-up phase 'launch backends' "
+				"failed on node %d (%s): %s ended (%s) before "
+				"the backend connected%s%s\n",
+				p->node, node_name((unsigned)p->node),
+				fe.wlm->tool,
+				how_ended(p->status, buf, sizeof buf),
+				p->last[0] ? ": " : "", p->last);
+			fprintf(stderr, "  what to do: %s\n",
+				phase_hint("launch"));
+			return -1;
+		}
+		if (fe.job.nprocs == 1 && fe.job.procs[0].node < 0 &&
+		    fe.job.procs[0].done) {
+			drain(&fe.job.procs[0]);
+			fprintf(stderr,
+				"dragon: start-up phase '%s' failed: %s "
+				"ended (%s) before every backend was "
 				"ready\n",
 				strstr(name, "connect") ? "launch backends"
 							: name,
-				WIFEXITED(fe.srun_status) ? "exit code"
-							  : "signal",
-				WIFEXITED(fe.srun_status)
-					? WEXITSTATUS(fe.srun_status)
-					: WTERMSIG(fe.srun_status));
+				fe.wlm->tool,
+				how_ended(fe.job.procs[0].status, buf,
+					  sizeof buf));
 			print_tail();
 			fprintf(stderr, "  what to do: %s\n",
 				phase_hint("launch"));
@@ -992,7 +904,16 @@ static bool live_done(void)
 	return true;
 }
 
-/* Tell every backend to end its node; wait for them and for srun. */
+/* Signal every process of the launcher that has not ended. */
+static void kill_launcher(int sig)
+{
+	for (unsigned k = 0; k < fe.job.nprocs; k++)
+		if (!fe.job.procs[k].done && fe.job.procs[k].pid > 0)
+			kill(-fe.job.procs[k].pid, sig);
+}
+
+/* Tell every backend to end its node; wait for them and for the
+ * launcher's processes. */
 static void stop_all(void)
 {
 	struct timespec t0;
@@ -1014,28 +935,36 @@ static void stop_all(void)
 		fe.in_fd = -1;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (!fe.srun_done && since(&t0) < STOP_WAIT_S && !live_done())
+	while (!launcher_done() && since(&t0) < STOP_WAIT_S && !live_done())
 		pump(100);
-	/* Every node that can answer has ended: srun follows unless a lost
-	 * node's task still hangs (a stopped backend, a cut network). */
+	/* Every node that can answer has ended: the launcher follows unless
+	 * a lost node's task still hangs (a stopped backend, a cut
+	 * network). */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (!fe.srun_done && since(&t0) < 2)
+	while (!launcher_done() && since(&t0) < 2)
 		pump(100);
-	if (!fe.srun_done) {
-		fprintf(stderr, "dragon: srun did not end; ending it\n");
-		kill(-fe.srun, SIGTERM);
+	if (!launcher_done()) {
+		fprintf(stderr, "dragon: %s did not end; ending it\n",
+			fe.wlm->tool);
+		kill_launcher(SIGTERM);
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		while (!fe.srun_done && since(&t0) < 3)
+		while (!launcher_done() && since(&t0) < 3)
 			pump(100);
 	}
-	if (!fe.srun_done) {
-		kill(-fe.srun, SIGKILL);
-		waitpid(fe.srun, &fe.srun_status, 0);
-		fe.srun_done = true;
+	if (!launcher_done()) {
+		kill_launcher(SIGKILL);
+		for (unsigned k = 0; k < fe.job.nprocs; k++)
+			if (!fe.job.procs[k].done) {
+				waitpid(fe.job.procs[k].pid,
+					&fe.job.procs[k].status, 0);
+				fe.job.procs[k].done = true;
+			}
 	}
-	/* srun has passed on everything its tasks wrote */
-	while (fe.err_fd >= 0)
-		read_err();
+	/* The tool has passed on everything its tasks wrote. */
+	while (any_err_fd())
+		for (unsigned k = 0; k < fe.job.nprocs; k++)
+			if (fe.job.procs[k].err_fd >= 0)
+				drain(&fe.job.procs[k]);
 	dbg("every node torn down");
 }
 
@@ -1128,6 +1057,57 @@ static int check_addresses(void)
 	return -1;
 }
 
+/* Start the backends with the chosen launcher.  What they need comes in
+ * their environment; the secret goes as the launcher sees fit, never on
+ * a command line. */
+static int launch(const struct dragon_opts *o, const char *inst, int port)
+{
+	char prog[4096], addr[256], *env[8] = {NULL};
+	int na = 0, rc = -1;
+
+	if (wlm_backend_program(prog, sizeof prog)) {
+		fprintf(stderr, "dragon: start-up phase 'launch backends' "
+				"failed: dragon-backend is not beside dragon; "
+				"set DRAGON_BACKEND_PROGRAM to its path\n");
+		return -1;
+	}
+	/* Under Slurm the backends find this host in the step's
+	 * environment; elsewhere it is found here (dragon_wlm.h), and a
+	 * backend started by ssh falls back on ssh's idea of it. */
+	wlm_frontend_addr(o, fe.wlm == &dragon_wlm_slurm ? NULL : fe.names,
+			  fe.n, addr, sizeof addr);
+	if (!addr[0] && fe.wlm == &dragon_wlm_pbs)
+		gethostname(addr, sizeof addr - 1);
+	dbg("backends connect to %s:%d", addr[0] ? addr : "(their default)",
+	    port);
+	if (asprintf(&env[na++], "DRAGON_BE_PORT=%d", port) < 0 ||
+	    asprintf(&env[na++], "DRAGON_BE_INSTANCE=%s", inst) < 0 ||
+	    asprintf(&env[na++], "DRAGON_BE_NNODES=%u", fe.n) < 0 ||
+	    asprintf(&env[na++], "DRAGON_BE_TIMEOUT=%g", o->timeout) < 0 ||
+	    asprintf(&env[na++], "DRAGON_BE_LOG_LEVEL=%d", o->log_level) < 0 ||
+	    asprintf(&env[na++], "DRAGON_BE_NETPREFIX=%s",
+		     o->netprefix ? o->netprefix : "") < 0 ||
+	    (addr[0] &&
+	     asprintf(&env[na++], "DRAGON_BE_FRONTEND=%s", addr) < 0))
+		goto out;
+	fe.job = (struct wlm_job){.n = fe.n,
+				  .hosts = fe.names,
+				  .prog = prog,
+				  .env = env,
+				  .secret = fe.secret,
+				  .frontend = addr,
+				  .timeout = o->timeout,
+				  .in_fd = -1};
+	rc = fe.wlm->start(&fe.job);
+	fe.in_fd = fe.job.in_fd;
+	if (rc == 0)
+		dbg("%s started, backend %s", fe.wlm->tool, prog);
+out:
+	for (int i = 0; i < na; i++)
+		free(env[i]);
+	return rc;
+}
+
 static int start_up(const struct dragon_opts *o, const char *inst)
 {
 	unsigned char raw[32];
@@ -1147,7 +1127,7 @@ static int start_up(const struct dragon_opts *o, const char *inst)
 	fe.netprefix = o->netprefix;
 	dbg("listening on port %d for %u backends", port, fe.n);
 	dbg("phase 'launch backends'");
-	if (start_srun(o, inst, port))
+	if (launch(o, inst, port))
 		return -1;
 	if ((rc = phase("backends connect to the frontend", ST_HELLO, false)))
 		return rc;
@@ -1182,7 +1162,8 @@ static int start_up(const struct dragon_opts *o, const char *inst)
 	return phase("head started", ST_HEAD, true);
 }
 
-/* The run: until the head exits, a node is lost, srun ends or signals. */
+/* The run: until the head exits, a node is lost, the launcher ends or
+ * a signal comes. */
 static int run(void)
 {
 	struct timespec sig0 = {0};
@@ -1205,10 +1186,29 @@ static int run(void)
 				k, node_name((unsigned)k), why);
 			return -1;
 		}
-		if (fe.srun_done) {
-			fprintf(stderr,
-				"dragon: srun ended while the head process "
-				"ran; ending the run\n");
+		for (unsigned j = 0; j < fe.job.nprocs; j++) {
+			struct wlm_proc *p = &fe.job.procs[j];
+			char buf[64];
+
+			if (!p->done ||
+			    (p->node >= 0 && (unsigned)p->node < fe.n &&
+			     fe.nodes[p->node].bye))
+				continue;
+			drain(p);
+			if (p->node >= 0)
+				fprintf(stderr,
+					"dragon: node %d (%s) was lost: its "
+					"%s ended (%s)%s%s; ending the "
+					"processes on the other nodes\n",
+					p->node, node_name((unsigned)p->node),
+					fe.wlm->tool,
+					how_ended(p->status, buf, sizeof buf),
+					p->last[0] ? ": " : "", p->last);
+			else
+				fprintf(stderr,
+					"dragon: %s ended while the head "
+					"process ran; ending the run\n",
+					fe.wlm->tool);
 			return -1;
 		}
 		if (fe.nsig > seen) {
@@ -1235,13 +1235,11 @@ int dragon_multi_run(struct dragon_opts *o, unsigned n, int sfd,
 		     const char *instance)
 {
 	const char *nt = getenv("DRAGON_NODE_TIMEOUT");
-	const char *list = getenv("SLURM_JOB_NODELIST");
-	unsigned nn = 0;
 	int rc;
 
 	fe.n = n;
 	fe.sfd = sfd;
-	fe.lfd = fe.err_fd = fe.in_fd = -1;
+	fe.lfd = fe.in_fd = -1;
 	fe.failed_task = -1;
 	fe.timeout = o->timeout;
 	fe.node_timeout = nt && atof(nt) > 0 ? atof(nt) : 10;
@@ -1255,14 +1253,11 @@ int dragon_multi_run(struct dragon_opts *o, unsigned n, int sfd,
 		return 1;
 	for (unsigned i = 0; i < n; i++)
 		fe.nodes[i].fd = fe.nodes[i].log_fd = -1;
-	fe.names = expand_nodelist(list ? list : getenv("SLURM_NODELIST"), &nn);
-	if (nn < n)
-		fe.names = NULL;
 	dbg("runtime %s over %u nodes", instance, n);
 	rc = start_up(o, instance);
 	if (rc == 0)
 		rc = run();
-	if (fe.srun > 0)
+	if (fe.job.nprocs)
 		stop_all();
 	for (unsigned i = 0; i < n; i++)
 		if (fe.nodes[i].log_fd >= 0) {

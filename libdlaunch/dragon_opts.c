@@ -36,11 +36,17 @@ static void usage(FILE *f)
 		"  -V, --version              show the version and exit\n"
 		"  -s, --single-node          run on this node only (the "
 		"default outside\n"
-		"                             a Slurm allocation)\n"
-		"  -N, --nodes K              use K nodes of the allocation "
+		"                             a Slurm or PBS job, without "
+		"hosts)\n"
+		"  -N, --nodes K              use K nodes of the job or hosts "
 		"(default: all)\n"
-		"  -w, --wlm slurm            start backends with Slurm even "
-		"if not detected\n"
+		"  -w, --wlm slurm|pbs|ssh    start backends with srun, PALS's "
+		"mpiexec or ssh\n"
+		"                             (default: Slurm, PBS, hosts, in "
+		"that order)\n"
+		"      --hostfile FILE        run on the hosts FILE lists, one "
+		"a line (ssh)\n"
+		"      --hostlist H1,H2,...   run on these hosts (ssh)\n"
 		"  -l, --log-level LEVEL      error, warning, info or debug "
 		"(DRAGON_DEBUG=1: debug)\n"
 		"  -t, --timeout SECONDS      deadline of each start-up phase "
@@ -184,6 +190,8 @@ int dragon_parse_opts(int argc, char **argv, struct dragon_opts *o)
 		{"basic-label", no_argument, 0, 'B'},
 		{"verbose-label", no_argument, 0, 'E'},
 		{"no-label", no_argument, 0, 'O'},
+		{"hostfile", required_argument, 0, 'F'},
+		{"hostlist", required_argument, 0, 'H'},
 		{0, 0, 0, 0}};
 	const char *dbg = getenv("DRAGON_DEBUG");
 	double v;
@@ -239,11 +247,26 @@ int dragon_parse_opts(int argc, char **argv, struct dragon_opts *o)
 			o->nodes = (int)v;
 			break;
 		case 'w':
-			if (strcmp(optarg, "slurm") != 0)
-				return bad("workload manager (this dragon "
-					   "knows: slurm)",
+			if (strcmp(optarg, "slurm") != 0 &&
+			    strcmp(optarg, "pbs") != 0 &&
+			    strcmp(optarg, "ssh") != 0)
+				return bad("workload manager (give slurm, pbs "
+					   "or ssh)",
 					   optarg);
 			o->wlm = optarg;
+			break;
+		case 'F':
+		case 'H':
+			if (!*optarg ||
+			    (c == 'F' ? o->hostlist : o->hostfile)) {
+				fprintf(stderr,
+					"dragon: %s: give one non-empty "
+					"--hostfile or --hostlist\n",
+					c == 'F' ? "--hostfile" : "--hostlist");
+				fprintf(stderr, "Try 'dragon --help'.\n");
+				return 2;
+			}
+			*(c == 'F' ? &o->hostfile : &o->hostlist) = optarg;
 			break;
 		case 'X':
 			if (!*optarg) {

@@ -79,3 +79,21 @@ check_gone() {
 	check "$what: no bridge or veth vc$s* is left" '[ -z "$links" ]'
 	check "$what: the state directory is removed" '[ ! -e "$d" ]'
 }
+
+# No process carrying MN_MARK=$1 and no dragon segment in /dev/shm of the
+# nodes $3... of the cluster in $2 (multinode.sh, pbs.sh, ssh.sh).
+no_leftovers() {
+	m=$1 d=$2
+	shift 2
+	procs=$(grep -lzx "MN_MARK=$m" /proc/[0-9]*/environ 2>/dev/null |
+		cut -d/ -f3 | while read -r p; do running "$p" && echo "$p"; done | tr '\n' ' ')
+	shm=
+	for n in "$@"; do
+		s=$("$VC" -d "$d" exec $n sh -c 'ls /dev/shm | grep "^dragon\." || true' | tr '\n' ' ')
+		[ -z "$s" ] || shm="$shm $n: $s"
+	done
+	[ -z "$procs" ] && [ -z "$shm" ] && return 0
+	echo "left: processes [$procs] segments [$shm]"
+	[ -z "$procs" ] || ps -o pid,args -p "$(echo $procs | tr ' ' ,)"
+	return 1
+}

@@ -33,19 +33,7 @@ mkdir -p "$W"
 mark=mn$$
 
 # No dragon process and no dragon segment left on any node, nor here.
-leftovers() {
-	procs=$(grep -lzx "MN_MARK=$mark" /proc/[0-9]*/environ 2>/dev/null |
-		cut -d/ -f3 | while read -r p; do running "$p" && echo "$p"; done | tr '\n' ' ')
-	shm=
-	for n in node1 node2 node3; do
-		s=$("$VC" -d "$D" exec $n sh -c 'ls /dev/shm | grep "^dragon\." || true' | tr '\n' ' ')
-		[ -z "$s" ] || shm="$shm $n: $s"
-	done
-	[ -z "$procs" ] && [ -z "$shm" ] && return 0
-	echo "left: processes [$procs] segments [$shm]"
-	[ -z "$procs" ] || ps -o pid,args -p "$(echo $procs | tr ' ' ,)"
-	return 1
-}
+leftovers() { no_leftovers "$mark" "$D" node1 node2 node3; }
 
 # dragon inside an allocation of $1 nodes; output in $W/out, $W/err.
 run() {
