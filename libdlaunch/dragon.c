@@ -193,7 +193,7 @@ int main(int argc, char **argv)
 	rc = dragon_multi_nodes(&o);
 	if (rc < 0)
 		return 2;
-	if (rc > 1)
+	if (rc > 0)
 		return dragon_multi_run(&o, (unsigned)rc, sfd, inst);
 	ra.field_mask = DLAUNCH_RT_ATTR_FLAGS | DLAUNCH_RT_ATTR_LOG_LEVEL |
 			DLAUNCH_RT_ATTR_LOG_FD | DLAUNCH_RT_ATTR_INSTANCE |

@@ -155,7 +155,7 @@ static int read_env(const char **fe_host, const char **fe_port)
 	if (env_uint("DRAGON_BE_NODE", "SLURM_NODEID", &be.node))
 		return need("DRAGON_BE_NODE (or SLURM_NODEID)");
 	if (env_uint("DRAGON_BE_NNODES", "SLURM_NNODES", &be.nnodes) ||
-	    be.nnodes < 2 || be.node >= be.nnodes)
+	    be.nnodes < 1 || be.node >= be.nnodes)
 		return need("DRAGON_BE_NNODES (or SLURM_NNODES)");
 	if (!(be.instance = getenv("DRAGON_BE_INSTANCE")))
 		return need("DRAGON_BE_INSTANCE");
@@ -339,6 +339,8 @@ static int hello(void)
 	return ctl_send(be.fd, CTL_HELLO, f, 8);
 }
 
+static void on_check(void);
+
 static void on_config(const struct ctl_msg *m)
 {
 	int rc;
@@ -360,8 +362,14 @@ static void on_config(const struct ctl_msg *m)
 	}
 	if (be.node != 0 && start_runtime(m->f[0]))
 		return;
-	if (!stalled("network configuration"))
-		ctl_send(be.fd, CTL_CONFIG_OK, NULL, 0);
+	if (stalled("network configuration"))
+		return;
+	ctl_send(be.fd, CTL_CONFIG_OK, NULL, 0);
+	/* The next phase at once, without a round trip to the frontend: the
+	 * global services on node 0 run since before its hello, and a
+	 * request that reaches node 0's agent before the configuration
+	 * does waits in its listen queue. */
+	on_check();
 }
 
 /* Register this node's services with the global ones: off the primary,
@@ -460,9 +468,6 @@ static bool on_msg(const struct ctl_msg *m)
 	case CTL_CONFIG:
 		on_config(m);
 		return true;
-	case CTL_CHECK:
-		on_check();
-		return true;
 	case CTL_HEAD:
 		on_head(m);
 		return true;
@@ -546,6 +551,7 @@ int main(void)
 	const char *host, *port;
 	sigset_t set;
 	char nid[16];
+	pid_t guard = 0;
 	int rc, sfd;
 
 	if ((rc = read_env(&host, &port)))
@@ -561,19 +567,30 @@ int main(void)
 	/* libdmem names this node DTRANS_NODE_ID(index). */
 	snprintf(nid, sizeof nid, "%u", be.node + 1);
 	setenv("DRAGON_NODE_ID", nid, 1);
-	if (connect_frontend(host, port))
+	/* The watchdog starts while this backend connects and makes its
+	 * agent (an exec that would otherwise be on the start-up path). */
+	rc = dragon_guard_spawn(be.instance, NULL,
+				be.log_level >= DLAUNCH_LOG_DEBUG, &guard);
+	if (connect_frontend(host, port)) {
+		if (guard)
+			dragon_guard_wait(guard);
 		return 1;
+	}
 	debug("connected to the frontend at %s:%s from %s", host, port, be.ip);
 	if (stalled("backends connect")) {
 		pause();
 		return 1;
 	}
-	rc = dragon_guard_start(be.instance, NULL,
-				be.log_level >= DLAUNCH_LOG_DEBUG);
-	if (rc)
-		say("warning: no watchdog (dragon-cleanup --when-gone): %s",
-		    strerror(-rc));
-	if (make_agent() || (be.node == 0 && start_runtime(NULL)) || hello()) {
+	rc = make_agent();
+	if (guard) {
+		int g = dragon_guard_wait(guard);
+
+		if (g)
+			say("warning: no watchdog (dragon-cleanup "
+			    "--when-gone): %s",
+			    strerror(-g));
+	}
+	if (rc || (be.node == 0 && start_runtime(NULL)) || hello()) {
 		teardown();
 		return 1;
 	}

@@ -202,7 +202,7 @@ int dragon_multi_nodes(const struct dragon_opts *o)
 				o->nodes);
 			return -1;
 		}
-		return 1;
+		return 0;
 	}
 	if (!job || !*job) {
 		if (o->wlm || o->nodes > 1) {
@@ -213,7 +213,7 @@ int dragon_multi_nodes(const struct dragon_opts *o)
 				o->wlm ? "-w slurm" : "-N");
 			return -1;
 		}
-		return 1;
+		return 0;
 	}
 	avail = nn ? strtol(nn, NULL, 10) : 1;
 	if (avail < 1)
@@ -906,9 +906,11 @@ static int start_up(const struct dragon_opts *o, const char *inst)
 	for (unsigned i = 0; i < fe.n; i++)
 		f[1 + i] = fe.nodes[i].agent;
 	send_all(CTL_CONFIG, f, (int)fe.n + 1);
+	/* A backend goes on to the next phase by itself (it registers its
+	 * services with the global ones as soon as its agent runs): no round
+	 * trip through here between the two. */
 	if ((rc = phase("network configuration exchanged", ST_CONFIG, false)) ||
-	    (send_all(CTL_CHECK, NULL, 0),
-	     rc = phase("transport agents reachable", ST_READY, false))) {
+	    (rc = phase("transport agents reachable", ST_READY, false))) {
 		free(f);
 		return rc;
 	}
