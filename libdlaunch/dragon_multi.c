@@ -81,8 +81,12 @@ static struct fe {
 	size_t linelen;
 	int failed_task; /* from srun's "task K: ..." error, or -1 */
 	char failed_line[512];
-	struct ctl_conn pending[64];
-	int npending;
+	/* Connections that have not said hello: one per backend at most,
+	 * and room for a few strangers, whatever the node count. */
+	struct ctl_conn *pending;
+	int npending, maxpending;
+	struct pollfd *pfds; /* pump(): 4 + maxpending + n */
+	int *who;
 	char secret[65];
 	double timeout, node_timeout;
 	bool head_exited;
@@ -541,8 +545,8 @@ static void on_signals(void)
 /* Wait up to ms for something to happen and handle it. */
 static void pump(int ms)
 {
-	struct pollfd p[4 + 64 + 4096];
-	int who[4 + 64 + 4096];
+	struct pollfd *p = fe.pfds;
+	int *who = fe.who;
 	int np = 0;
 
 	p[np] = (struct pollfd){.fd = fe.sfd, .events = POLLIN};
@@ -564,7 +568,7 @@ static void pump(int ms)
 					.events = POLLIN};
 		who[np++] = -100 - k;
 	}
-	for (unsigned i = 0; i < fe.n && np < 4096; i++)
+	for (unsigned i = 0; i < fe.n; i++)
 		if (fe.nodes[i].fd >= 0) {
 			p[np] = (struct pollfd){.fd = fe.nodes[i].fd,
 						.events = POLLIN};
@@ -589,7 +593,7 @@ static void pump(int ms)
 			int fd = accept4(fe.lfd, NULL, NULL,
 					 SOCK_CLOEXEC | SOCK_NONBLOCK);
 
-			if (fd >= 0 && fe.npending < 64)
+			if (fd >= 0 && fe.npending < fe.maxpending)
 				fe.pending[fe.npending++] =
 					(struct ctl_conn){.fd = fd};
 			else if (fd >= 0)
@@ -993,8 +997,14 @@ int dragon_multi_run(struct dragon_opts *o, unsigned n, int sfd,
 	fe.node_timeout = nt && atof(nt) > 0 ? atof(nt) : 10;
 	fe.debug = o->log_level >= DLAUNCH_LOG_DEBUG;
 	fe.nodes = calloc(n, sizeof *fe.nodes);
-	if (!fe.nodes)
+	fe.maxpending = (int)n + 64;
+	fe.pending = calloc((size_t)fe.maxpending, sizeof *fe.pending);
+	fe.pfds = calloc(4 + (size_t)fe.maxpending + n, sizeof *fe.pfds);
+	fe.who = calloc(4 + (size_t)fe.maxpending + n, sizeof *fe.who);
+	if (!fe.nodes || !fe.pending || !fe.pfds || !fe.who) {
+		fprintf(stderr, "dragon: out of memory for %u nodes\n", n);
 		return 1;
+	}
 	for (unsigned i = 0; i < n; i++)
 		fe.nodes[i].fd = -1;
 	fe.names = expand_nodelist(list ? list : getenv("SLURM_NODELIST"), &nn);
