@@ -92,8 +92,9 @@ static void conv_unlink(dlaunch_t *rt, dlaunch__conv_t *c)
 /* A conversation with another node's services: this node's services are
  * told, so that they close it there when this process ends (the record
  * of a client on another node would otherwise outlive it: nothing there
- * sees this process end).  On failure the conversation still works. */
-static void hold(dlaunch_t *sub, const dlaunch__conv_t *c)
+ * sees this process end).  On failure the conversation still works.
+ * release: the conversation is closed (a BYE was sent): forget it. */
+static void hold(dlaunch_t *sub, const dlaunch__conv_t *c, bool release)
 {
 	char text[DLAUNCH_EP_TEXT_MAX];
 	dlaunch__msg_t m;
@@ -104,6 +105,7 @@ static void hold(dlaunch_t *sub, const dlaunch__conv_t *c)
 	dlaunch__msg_put_i64(&m, getpid());
 	dlaunch__msg_put_str(&m, text);
 	dlaunch__msg_put_u64(&m, c->client_id);
+	dlaunch__msg_put_u64(&m, release);
 	if (dlaunch__notify(sub->parent, &m))
 		dlaunch__log(DLAUNCH_LOG_DEBUG,
 			     "conversation %u with %s: not held (%s)",
@@ -165,7 +167,7 @@ static int conv_new(dlaunch_t *rt, uint64_t timeout_ns, bool fence,
 		goto fail;
 	c->client_id = (uint32_t)rc;
 	if (rt->parent && !fence)
-		hold(rt, c);
+		hold(rt, c, false);
 	*out = c;
 	return 0;
 fail:
@@ -532,8 +534,11 @@ void dlaunch__disconnect(dlaunch_t *rt)
 
 	subs_free(rt);
 	if (rt->svc && rt->all_convs) {
-		for (c = rt->all_convs; c; c = c->all_next)
+		for (c = rt->all_convs; c; c = c->all_next) {
 			send_bye(rt, c);
+			if (rt->parent)
+				hold(rt, c, true);
+		}
 		if (conv_new(rt, FENCE_DEADLINE_NS, true, &fence) == 0) {
 			send_bye(rt, fence);
 			conv_free(fence);

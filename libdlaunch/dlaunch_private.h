@@ -73,7 +73,7 @@ enum dlaunch__msg_type {
 	DLAUNCH_MSG_ADOPT = 12,	   /* pid forked by the client, 0, flags */
 	DLAUNCH_MSG_REAPED = 13,   /* pid, wait status, flags */
 	DLAUNCH_MSG_FORWARD = 14,  /* pid, stdout fd, stderr fd (caller's) */
-	DLAUNCH_MSG_HOLD = 15,	   /* pid, other services, client id there */
+	DLAUNCH_MSG_HOLD = 15,	   /* pid, other services, client id, release */
 	DLAUNCH_MSG_REPLY = 64	   /* status, type-specific fields */
 };
 

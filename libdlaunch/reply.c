@@ -159,6 +159,20 @@ static void send_bye_for(const dlaunch__held_t *h)
 	dlaunch__msg_free(&m);
 }
 
+void dlaunch__client_unhold(dlaunch__server_t *s, pid_t pid, const char *svc,
+			    uint32_t client)
+{
+	for (dlaunch__held_t **pp = &s->held; *pp; pp = &(*pp)->next) {
+		dlaunch__held_t *h = *pp;
+		if (h->pid == pid && h->client == client &&
+		    strcmp(h->svc, svc) == 0) {
+			*pp = h->next;
+			free(h);
+			return;
+		}
+	}
+}
+
 void dlaunch__client_release_held(dlaunch__server_t *s, pid_t pid)
 {
 	dlaunch__held_t **pp = &s->held;

@@ -162,6 +162,9 @@ void dlaunch__client_forget_pid(dlaunch__server_t *s, pid_t pid);
  * at svc (another node's): say goodbye there for it when it ends. */
 int dlaunch__client_hold(dlaunch__server_t *s, pid_t pid, const char *svc,
 			 uint32_t client);
+/* ... it closed that conversation itself: forget it. */
+void dlaunch__client_unhold(dlaunch__server_t *s, pid_t pid, const char *svc,
+			    uint32_t client);
 /* Process pid ended: the goodbyes for its conversations elsewhere. */
 void dlaunch__client_release_held(dlaunch__server_t *s, pid_t pid);
 void dlaunch__clients_free(dlaunch__server_t *s);
