@@ -626,6 +626,7 @@ static int usage(FILE *f, int code)
 		"  -i, --instance ID   only runtime ID, ended even if live\n"
 		"  -L, --this-node     only this node, even inside an "
 		"allocation\n"
+		"  -b, --label         begin each line with this node's name\n"
 		"  -w, --when-gone PID watch in the background: once process "
 		"PID has\n"
 		"                      ended without stopping runtime ID, "
@@ -662,7 +663,7 @@ int main(int argc, char **argv)
 	long pid;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "nfi:w:g:l:LhV", longs, NULL)) !=
+	while ((c = getopt_long(argc, argv, "nfi:w:g:l:LbhV", longs, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'n':

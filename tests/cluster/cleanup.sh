@@ -90,9 +90,12 @@ check "runtime A: its watchdogs are found ($dogs)" '[ $(echo $dogs | wc -w) -ge 
 bes=$(marked $markA '*dragon-backe*')
 steps=$(for p in $bes; do awk '/^PPid:/ { print $2 }' /proc/$p/status; done | tr '\n' ' ')
 check "runtime A: the slurmstepd of its backends are found ($steps)" '[ $(echo $steps | wc -w) = 3 ]'
-kill -STOP $steps
+# The launcher and the backends are stopped first: a backend that saw the
+# launcher die before its own SIGKILL would end its node's processes.
+owners="$(marked $markA 'dragon') $(marked $markA 'lt-dragon') $bes"
+kill -STOP $steps $owners
 kill -KILL $dogs 2>/dev/null
-kill -KILL $(marked $markA 'dragon') $(marked $markA 'lt-dragon') $(marked $markA '*dragon-backe*') 2>/dev/null
+kill -KILL $owners 2>/dev/null
 sleep 2
 kill -CONT $steps
 sleep 1
