@@ -11,7 +11,8 @@
  *
  *   request handlers: decode, call the tables, reply; each registers its
  *   message types with DLAUNCH_SVC_HANDLER
- *   req_client.c   HELLO, BYE: conversations
+ *   req_client.c   HELLO, BYE: conversations; HOLD: those of this node's
+ *                  processes with other nodes' services
  *   req_proc.c     SPAWN, STATUS, SIGNAL              (local services)
  *   req_adopt.c    ADOPT, REAPED, FORWARD             (local services)
  *   req_names.c    NAME_REG/GET/DEL, POOL_GET, CHAN_GET (global services)
