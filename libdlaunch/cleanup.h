@@ -3,6 +3,7 @@
  *   dragon_cleanup.c  options; the cleanup (which runtimes are live,
  *                     ending runtimes, removing segments)
  *   cleanup_watch.c   the watchdog of one runtime (--when-gone)
+ *   cleanup_slurm.c   inside an allocation: run it on every node
  *   rtrec.c           the runtime record (shared with libdlaunch)
  */
 #ifndef DRAGON_CLEANUP_H
@@ -27,7 +28,15 @@ struct opts {
 	unsigned long long gone_at;
 	const char *log;	   /* the owner's log, removed if left empty */
 	struct timespec gone_wall; /* when the owner was seen gone */
+	int this_node; /* only this node, even inside an allocation */
+	int label;     /* prefix each line with this node's name */
 };
+
+/* Inside a Slurm allocation (cleanup_slurm.c). */
+bool cleanup_in_allocation(void);
+/* Run dragon-cleanup --this-node on every node of the allocation (one
+ * srun --overlap step); returns the exit status. */
+int cleanup_allocation(const struct opts *o);
 
 /* The value of DRAGON_INSTANCE in the environment of pid, or "". */
 void cleanup_proc_instance(pid_t pid, char *out, size_t len);

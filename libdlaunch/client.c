@@ -89,6 +89,29 @@ static void conv_unlink(dlaunch_t *rt, dlaunch__conv_t *c)
 		}
 }
 
+/* A conversation with another node's services: this node's services are
+ * told, so that they close it there when this process ends (the record
+ * of a client on another node would otherwise outlive it: nothing there
+ * sees this process end).  On failure the conversation still works.
+ * release: the conversation is closed (a BYE was sent): forget it. */
+static void hold(dlaunch_t *sub, const dlaunch__conv_t *c, bool release)
+{
+	char text[DLAUNCH_EP_TEXT_MAX];
+	dlaunch__msg_t m;
+
+	if (dlaunch__ep_text(sub->svc, text, sizeof text) < 0)
+		return;
+	dlaunch__msg_init(&m, DLAUNCH_MSG_HOLD, 0, 0);
+	dlaunch__msg_put_i64(&m, getpid());
+	dlaunch__msg_put_str(&m, text);
+	dlaunch__msg_put_u64(&m, c->client_id);
+	dlaunch__msg_put_u64(&m, release);
+	if (dlaunch__notify(sub->parent, &m))
+		dlaunch__log(DLAUNCH_LOG_DEBUG,
+			     "conversation %u with %s: not held (%s)",
+			     c->client_id, text, dlaunch_errmsg());
+}
+
 /* A new conversation: a reply endpoint announced to the services.  It is
  * listed (busy) before the announcement so that closing can wake it; a
  * fence (see dlaunch__disconnect) is not listed and not refused. */
@@ -143,6 +166,8 @@ static int conv_new(dlaunch_t *rt, uint64_t timeout_ns, bool fence,
 	if (rc < 0)
 		goto fail;
 	c->client_id = (uint32_t)rc;
+	if (rt->parent && !fence)
+		hold(rt, c, false);
 	*out = c;
 	return 0;
 fail:
@@ -348,7 +373,7 @@ int dlaunch__notify(dlaunch_t *rt, dlaunch__msg_t *m)
 }
 
 static int connect_to(const char *svc_text, uint64_t timeout_ns,
-		      dmem_pool_t *reply_pool, dlaunch_t **rt_out)
+		      dlaunch_t *parent, dlaunch_t **rt_out)
 {
 	dlaunch_t *rt = calloc(1, sizeof *rt);
 	dlaunch__conv_t *c;
@@ -357,8 +382,9 @@ static int connect_to(const char *svc_text, uint64_t timeout_ns,
 	if (!rt)
 		return -ENOMEM;
 	rt->nnodes = 1;
-	rt->reply_pool = reply_pool;
-	rt->sub = reply_pool != NULL;
+	rt->parent = parent;
+	rt->reply_pool = parent ? dlaunch__ep_pool(parent->svc) : NULL;
+	rt->sub = parent != NULL;
 	pthread_mutex_init(&rt->lock, NULL);
 	pthread_mutex_init(&rt->svc_lock, NULL);
 	pthread_mutex_init(&rt->sub_lock, NULL);
@@ -410,7 +436,7 @@ int dlaunch__connect_sub(dlaunch_t *rt, const char *svc_text,
 			 dlaunch_t **sub_out)
 {
 	dlaunch_t *sub;
-	int rc = connect_to(svc_text, 0, dlaunch__ep_pool(rt->svc), &sub);
+	int rc = connect_to(svc_text, 0, rt, &sub);
 
 	if (rc)
 		return rc;
@@ -508,8 +534,11 @@ void dlaunch__disconnect(dlaunch_t *rt)
 
 	subs_free(rt);
 	if (rt->svc && rt->all_convs) {
-		for (c = rt->all_convs; c; c = c->all_next)
+		for (c = rt->all_convs; c; c = c->all_next) {
 			send_bye(rt, c);
+			if (rt->parent)
+				hold(rt, c, true);
+		}
 		if (conv_new(rt, FENCE_DEADLINE_NS, true, &fence) == 0) {
 			send_bye(rt, fence);
 			conv_free(fence);

@@ -73,6 +73,7 @@ enum dlaunch__msg_type {
 	DLAUNCH_MSG_ADOPT = 12,	   /* pid forked by the client, 0, flags */
 	DLAUNCH_MSG_REAPED = 13,   /* pid, wait status, flags */
 	DLAUNCH_MSG_FORWARD = 14,  /* pid, stdout fd, stderr fd (caller's) */
+	DLAUNCH_MSG_HOLD = 15,	   /* pid, other services, client id, release */
 	DLAUNCH_MSG_REPLY = 64	   /* status, type-specific fields */
 };
 
@@ -189,6 +190,8 @@ struct dlaunch {
 	dmem_pool_t *reply_pool;	   /* sub-handle: where its reply
 					      channels go (the parent's) */
 	bool sub;			   /* a sub-handle */
+	struct dlaunch *parent;		   /* sub-handle: the handle on this
+					      node's services it came from */
 	pthread_mutex_t sub_lock;	   /* guards the fields below */
 	struct dlaunch *global;		   /* on the primary's services */
 	struct dlaunch **nodes;		   /* [nnodes], by node index */
@@ -242,6 +245,8 @@ int dlaunch__connect_sub(dlaunch_t *rt, const char *svc_text,
  * node a pid started through rt runs on, and remembering it. */
 int dlaunch__on_node(dlaunch_t *rt, uint32_t node, dlaunch_t **h_out);
 dlaunch_t *dlaunch__pid_handle(dlaunch_t *rt, pid_t pid);
+/* Its status was collected: the pid is no longer this handle's. */
+void dlaunch__pid_forget(dlaunch_t *rt, pid_t pid);
 int dlaunch__pid_remember(dlaunch_t *rt, pid_t pid, uint32_t node);
 /* The registry name under which a node's local services are found. */
 #define DLAUNCH_NODE_SERVICES_FMT "dragon.node.%u.services"
@@ -251,9 +256,11 @@ int dlaunch__pid_remember(dlaunch_t *rt, pid_t pid, uint32_t node);
 int dlaunch__status_call(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
 			 bool peek, int *wstatus_out);
 
-/* procfd.c: without pidfd_open, a pipe whose read end becomes readable
- * when pid ends (a thread waits for it); returns the fd or -code. */
-int dlaunch__exit_fd(dlaunch_t *rt, pid_t pid);
+/* procfd.c: without pidfd_open (or for a process on another node, whose
+ * services h, a sub-handle of rt, are), a pipe whose read end becomes
+ * readable when pid ends (a thread waits for it); returns the fd or
+ * -code.  h is rt for a process of this node. */
+int dlaunch__exit_fd(dlaunch_t *rt, dlaunch_t *h, pid_t pid);
 /* Wait up to timeout_ns for the threads of dlaunch__exit_fd to finish. */
 void dlaunch__exit_fd_drain(uint64_t timeout_ns);
 

@@ -204,7 +204,7 @@ int main(int argc, char **argv)
 	rc = dragon_multi_nodes(&o);
 	if (rc < 0)
 		return 2;
-	if (rc > 1)
+	if (rc > 0)
 		return dragon_multi_run(&o, (unsigned)rc, sfd, inst);
 	if (o.netprefix && dragon_check_netprefix(o.netprefix) >= 0)
 		return 1;

@@ -379,7 +379,7 @@ static int read_env(const char **fe_host, const char **fe_port)
 	if (env_uint(node_vars, &be.node))
 		return need("DRAGON_BE_NODE (or SLURM_NODEID, PALS_NODEID, "
 			    "PMI_RANK)");
-	if (env_uint(nnodes_vars, &be.nnodes) || be.nnodes < 2 ||
+	if (env_uint(nnodes_vars, &be.nnodes) || be.nnodes < 1 ||
 	    be.node >= be.nnodes)
 		return need("DRAGON_BE_NNODES (or SLURM_NNODES)");
 	if (!(be.instance = getenv("DRAGON_BE_INSTANCE")))
@@ -710,6 +710,8 @@ static int send_net(void)
 	return be_send(CTL_NET, f, 4);
 }
 
+static void on_check(void);
+
 static void on_config(const struct ctl_msg *m)
 {
 	int rc;
@@ -734,8 +736,14 @@ static void on_config(const struct ctl_msg *m)
 	debug("transport agent running");
 	if (be.node != 0 && start_runtime(m->f[0]))
 		return;
-	if (!stalled("network configuration"))
-		be_send(CTL_CONFIG_OK, NULL, 0);
+	if (stalled("network configuration"))
+		return;
+	be_send(CTL_CONFIG_OK, NULL, 0);
+	/* The next phase at once, without a round trip to the frontend: the
+	 * global services on node 0 run since before its hello, and a
+	 * request that reaches node 0's agent before the configuration
+	 * does waits in its listen queue. */
+	on_check();
 }
 
 /* Register this node's services with the global ones: off the primary,
@@ -841,9 +849,6 @@ static bool on_msg(const struct ctl_msg *m)
 	case CTL_CONFIG:
 		on_config(m);
 		return true;
-	case CTL_CHECK:
-		on_check();
-		return true;
 	case CTL_HEAD:
 		on_head(m);
 		return true;
@@ -931,6 +936,7 @@ int main(void)
 	const char *host, *port;
 	sigset_t set;
 	char nid[16];
+	pid_t guard = 0;
 	int rc, sfd;
 
 	if ((rc = read_env(&host, &port)))
@@ -959,7 +965,13 @@ int main(void)
 		log_finish();
 		return 1;
 	}
+	/* The watchdog starts while this backend connects and makes its
+	 * agent (an exec that would otherwise be on the start-up path). */
+	rc = dragon_guard_spawn(be.instance, NULL,
+				be.log_level >= DLAUNCH_LOG_DEBUG, &guard);
 	if (connect_frontend(host, port, sfd)) {
+		if (guard)
+			dragon_guard_wait(guard);
 		log_finish();
 		return 1;
 	}
@@ -970,18 +982,25 @@ int main(void)
 		log_finish();
 		return 1;
 	}
-	if (handshake(sfd))
+	if (handshake(sfd)) {
+		if (guard)
+			dragon_guard_wait(guard);
+		log_finish();
 		return 1;
-	rc = dragon_guard_start(be.instance, NULL,
-				be.log_level >= DLAUNCH_LOG_DEBUG);
-	if (rc)
-		say("warning: no watchdog (dragon-cleanup --when-gone): %s",
-		    strerror(-rc));
+	}
 	if (be.no_match)
 		debug("--network-prefix '%s' matches no interface here",
 		      be.netprefix);
-	if ((!be.no_match &&
-	     (make_agent() || (be.node == 0 && start_runtime(NULL)))) ||
+	rc = be.no_match ? 0 : make_agent();
+	if (guard) {
+		int g = dragon_guard_wait(guard);
+
+		if (g)
+			say("warning: no watchdog (dragon-cleanup "
+			    "--when-gone): %s",
+			    strerror(-g));
+	}
+	if (rc || (!be.no_match && be.node == 0 && start_runtime(NULL)) ||
 	    send_net()) {
 		teardown();
 		log_finish();

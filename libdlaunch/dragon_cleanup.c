@@ -25,6 +25,10 @@
  * runtime, or a runtime of an older version) are left while a process has
  * one of them mapped, removed otherwise.
  *
+ * Inside a Slurm allocation it cleans every node of the allocation, each
+ * by these rules, through one srun step (cleanup_slurm.c); --this-node
+ * keeps it to the node where it runs.
+ *
  * --when-gone PID makes it the watchdog of one runtime (cleanup_watch.c).
  */
 #define _GNU_SOURCE
@@ -36,6 +40,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +66,21 @@
 /* Rounds of ending a runtime's processes: a process can start one more
  * (the zygote forks its next spare) while the others are being killed. */
 #define END_ROUNDS  5
+
+/* "<node>: " before each line of a cleanup that runs on every node of an
+ * allocation (--label); empty otherwise. */
+static char label[300];
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs(label, stdout);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+}
 
 /* ---- shared with cleanup_watch.c ----------------------------------- */
 
@@ -130,8 +150,7 @@ int cleanup_remove_segments(const struct opts *o, const char *instance)
 		snprintf(path, sizeof path, SHM_DIR "/%s", de->d_name);
 		if (!my_file(path))
 			continue;
-		printf("%s %s\n", o->dry_run ? "would remove" : "removing",
-		       path);
+		say("%s %s\n", o->dry_run ? "would remove" : "removing", path);
 		if (!o->dry_run && unlink(path) < 0 && errno != ENOENT) {
 			fprintf(stderr, "dragon-cleanup: %s: %s\n", path,
 				strerror(errno));
@@ -448,8 +467,8 @@ static int kill_verified(const struct opts *o, const struct rt *r, pid_t pid,
 		close(fd);
 		return -1;
 	}
-	printf("%s %s %d (runtime %s)\n", o->dry_run ? "would kill" : "killing",
-	       what, (int)pid, r->inst);
+	say("%s %s %d (runtime %s)\n", o->dry_run ? "would kill" : "killing",
+	    what, (int)pid, r->inst);
 	if (o->dry_run || cleanup_pidfd_signal(fd, SIGKILL) < 0) {
 		close(fd);
 		return -1;
@@ -522,42 +541,42 @@ static int clean_runtime(const struct opts *o, struct rt *r)
 	switch (r->state) {
 	case RT_LIVE:
 		if (!asked) {
-			printf("runtime %s is live (%s pid %d): left alone; "
-			       "use --force or --instance %s to end it\n",
-			       r->inst, owner_kind(r), (int)r->rec.hdr.owner,
-			       r->inst);
+			say("runtime %s is live (%s pid %d): left alone; "
+			    "use --force or --instance %s to end it\n",
+			    r->inst, owner_kind(r), (int)r->rec.hdr.owner,
+			    r->inst);
 			return 0;
 		}
-		printf("%s runtime %s (%s pid %d, live): %s\n",
-		       o->dry_run ? "would end" : "ending", r->inst,
-		       owner_kind(r), (int)r->rec.hdr.owner, why);
+		say("%s runtime %s (%s pid %d, live): %s\n",
+		    o->dry_run ? "would end" : "ending", r->inst, owner_kind(r),
+		    (int)r->rec.hdr.owner, why);
 		left = end_processes(o, r, true);
 		break;
 	case RT_STALE:
-		printf("runtime %s: its owner (%s pid %d) is gone: %s its "
-		       "processes and segments\n",
-		       r->inst, owner_kind(r), (int)r->rec.hdr.owner,
-		       o->dry_run ? "would end" : "ending");
+		say("runtime %s: its owner (%s pid %d) is gone: %s its "
+		    "processes and segments\n",
+		    r->inst, owner_kind(r), (int)r->rec.hdr.owner,
+		    o->dry_run ? "would end" : "ending");
 		left = end_processes(o, r, false);
 		break;
 	case RT_OTHERNS:
 		if (!asked) {
-			printf("runtime %s belongs to another pid namespace "
-			       "(owner pid %d there): left alone; use --force "
-			       "or --instance %s to remove its segments\n",
-			       r->inst, (int)r->rec.hdr.owner, r->inst);
+			say("runtime %s belongs to another pid namespace "
+			    "(owner pid %d there): left alone; use --force "
+			    "or --instance %s to remove its segments\n",
+			    r->inst, (int)r->rec.hdr.owner, r->inst);
 			return 0;
 		}
-		printf("runtime %s belongs to another pid namespace: its "
-		       "processes are out of reach, %s its segments (%s)\n",
-		       r->inst, o->dry_run ? "would remove" : "removing", why);
+		say("runtime %s belongs to another pid namespace: its "
+		    "processes are out of reach, %s its segments (%s)\n",
+		    r->inst, o->dry_run ? "would remove" : "removing", why);
 		break;
 	case RT_INUSE:
 		if (!asked) {
-			printf("segments of %s (no runtime record) are in use "
-			       "by process %d: left alone; use --force or "
-			       "--instance %s to remove them\n",
-			       r->inst, (int)r->user, r->inst);
+			say("segments of %s (no runtime record) are in use "
+			    "by process %d: left alone; use --force or "
+			    "--instance %s to remove them\n",
+			    r->inst, (int)r->user, r->inst);
 			return 0;
 		}
 		break;
@@ -579,8 +598,7 @@ static int clean(const struct opts *o)
 	int status = 0;
 
 	if (!n && o->instance && !o->dry_run)
-		printf("no segment of runtime %s: nothing to do\n",
-		       o->instance);
+		say("no segment of runtime %s: nothing to do\n", o->instance);
 	for (size_t i = 0; i < n; i++) {
 		status |= clean_runtime(o, &rts[i]);
 		free(rts[i].rec.slots);
@@ -592,16 +610,23 @@ static int clean(const struct opts *o)
 static int usage(FILE *f, int code)
 {
 	fprintf(f,
-		"Usage: dragon-cleanup [--dry-run] [--force | --instance ID]\n"
+		"Usage: dragon-cleanup [--dry-run] [--force | --instance ID] "
+		"[--this-node]\n"
 		"       dragon-cleanup --when-gone PID --instance ID "
 		"[--grace SECONDS] [--log PATH]\n"
 		"End this user's leftover Dragon runtimes: their processes "
 		"and their\nsegments (/dev/shm/dragon.<user>.*).  Live "
 		"runtimes (whose launcher or\nembedding program runs) are "
-		"left alone unless asked.\n\n"
+		"left alone unless asked.  Inside a Slurm allocation every "
+		"node "
+		"of it is\ncleaned (one srun --overlap step, options from "
+		"DRAGON_SRUN_OPTS), outside one\nthis node.\n\n"
 		"  -n, --dry-run       list what would be done, do nothing\n"
 		"  -f, --force         end live runtimes too\n"
 		"  -i, --instance ID   only runtime ID, ended even if live\n"
+		"  -L, --this-node     only this node, even inside an "
+		"allocation\n"
+		"  -b, --label         begin each line with this node's name\n"
 		"  -w, --when-gone PID watch in the background: once process "
 		"PID has\n"
 		"                      ended without stopping runtime ID, "
@@ -628,6 +653,8 @@ int main(int argc, char **argv)
 		{"when-gone", required_argument, 0, 'w'},
 		{"grace", required_argument, 0, 'g'},
 		{"log", required_argument, 0, 'l'},
+		{"this-node", no_argument, 0, 'L'},
+		{"label", no_argument, 0, 'b'},
 		{"help", no_argument, 0, 'h'},
 		{"version", no_argument, 0, 'V'},
 		{0, 0, 0, 0}};
@@ -636,7 +663,7 @@ int main(int argc, char **argv)
 	long pid;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "nfi:w:g:l:hV", longs, NULL)) !=
+	while ((c = getopt_long(argc, argv, "nfi:w:g:l:LbhV", longs, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'n':
@@ -676,6 +703,12 @@ int main(int argc, char **argv)
 				return usage(stderr, 2);
 			o.log = optarg;
 			break;
+		case 'L':
+			o.this_node = 1;
+			break;
+		case 'b':
+			o.label = 1;
+			break;
 		case 'h':
 			return usage(stdout, 0);
 		case 'V':
@@ -686,9 +719,18 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc || (o.when_gone && (!o.instance || o.dry_run)) ||
-	    (o.log && !o.when_gone) || (o.force && o.when_gone))
+	    (o.log && !o.when_gone) || (o.force && o.when_gone) ||
+	    ((o.this_node || o.label) && o.when_gone))
 		return usage(stderr, 2);
 	if (o.when_gone)
 		return cleanup_watch_owner(&o);
+	if (!o.this_node && cleanup_in_allocation())
+		return cleanup_allocation(&o);
+	if (o.label) {
+		char host[256] = "?";
+
+		gethostname(host, sizeof host - 1);
+		snprintf(label, sizeof label, "%s: ", host);
+	}
 	return clean(&o);
 }

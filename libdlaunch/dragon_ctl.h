@@ -29,7 +29,7 @@ enum ctl_type {
 			      Dragon version */
 	CTL_CONFIG = 2,	   /* frontend: global services, agent of node 0..N-1 */
 	CTL_CONFIG_OK = 3, /* backend: agent running, local services up */
-	CTL_CHECK = 4,	   /* frontend: reach the global services */
+	CTL_CHECK = 4,	   /* (unused: a backend goes on after CONFIG) */
 	CTL_READY = 5,	   /* backend: reached them through the agents */
 	CTL_HEAD = 6,	   /* frontend: cwd, path, argv... */
 	CTL_HEAD_OK = 7,   /* backend: pid */

@@ -98,8 +98,13 @@ static struct fe {
 	int ntail;
 	int failed_task; /* a node the launcher says failed, or -1 */
 	char failed_line[512];
-	struct pend pending[64];
-	int npending;
+	/* Connections that have not proved yet who they are: one per
+	 * backend at most, and room for a few strangers, whatever the node
+	 * count. */
+	struct pend *pending;
+	int npending, maxpending;
+	struct pollfd *pfds; /* pump(): 4 + maxpending + n */
+	int *who;
 	int port;
 	const char *netprefix;
 	char secret[65];
@@ -188,7 +193,7 @@ int dragon_multi_nodes(const struct dragon_opts *o)
 					      : "--hostlist");
 			return -1;
 		}
-		return 1;
+		return 0;
 	}
 	if (!o->wlm && !o->hostfile && !o->hostlist &&
 	    !dragon_wlm_slurm.detect(o) && !dragon_wlm_pbs.detect(o)) {
@@ -201,7 +206,7 @@ int dragon_multi_nodes(const struct dragon_opts *o)
 				o->nodes);
 			return -1;
 		}
-		return 1;
+		return 0;
 	}
 	if (!(fe.wlm = choose(o)) || fe.wlm->nodes(o, &fe.names, &n))
 		return -1;
@@ -585,7 +590,7 @@ static void accept_one(void)
 
 	if (fd < 0)
 		return;
-	if (fe.npending == 64) {
+	if (fe.npending >= fe.maxpending) {
 		close(fd);
 		return;
 	}
@@ -626,8 +631,8 @@ static void on_signals(void)
 /* Wait up to ms for something to happen and handle it. */
 static void pump(int ms)
 {
-	struct pollfd p[4 + 64 + 2 * 4096];
-	int who[4 + 64 + 2 * 4096];
+	struct pollfd *p = fe.pfds;
+	int *who = fe.who;
 	int np = 0;
 
 	p[np] = (struct pollfd){.fd = fe.sfd, .events = POLLIN};
@@ -651,7 +656,7 @@ static void pump(int ms)
 					.events = POLLIN};
 		who[np++] = -100 - k;
 	}
-	for (unsigned i = 0; i < fe.n && np < 4096; i++)
+	for (unsigned i = 0; i < fe.n; i++)
 		if (fe.nodes[i].fd >= 0) {
 			p[np] = (struct pollfd){.fd = fe.nodes[i].fd,
 						.events = POLLIN};
@@ -1142,9 +1147,11 @@ static int start_up(const struct dragon_opts *o, const char *inst)
 	for (unsigned i = 0; i < fe.n; i++)
 		f[1 + i] = fe.nodes[i].agent;
 	send_all(CTL_CONFIG, f, (int)fe.n + 1);
+	/* A backend goes on to the next phase by itself (it registers its
+	 * services with the global ones as soon as its agent runs): no round
+	 * trip through here between the two. */
 	if ((rc = phase(NET_PHASE, ST_CONFIG, false)) ||
-	    (send_all(CTL_CHECK, NULL, 0),
-	     rc = phase("transport agents reachable", ST_READY, false))) {
+	    (rc = phase("transport agents reachable", ST_READY, false))) {
 		free(f);
 		return rc;
 	}
@@ -1249,8 +1256,14 @@ int dragon_multi_run(struct dragon_opts *o, unsigned n, int sfd,
 	/* The launcher's log, and the nodes' beside it. */
 	dragon_open_log(o);
 	fe.nodes = calloc(n, sizeof *fe.nodes);
-	if (!fe.nodes)
+	fe.maxpending = (int)n + 64;
+	fe.pending = calloc((size_t)fe.maxpending, sizeof *fe.pending);
+	fe.pfds = calloc(4 + (size_t)fe.maxpending + n, sizeof *fe.pfds);
+	fe.who = calloc(4 + (size_t)fe.maxpending + n, sizeof *fe.who);
+	if (!fe.nodes || !fe.pending || !fe.pfds || !fe.who) {
+		fprintf(stderr, "dragon: out of memory for %u nodes\n", n);
 		return 1;
+	}
 	for (unsigned i = 0; i < n; i++)
 		fe.nodes[i].fd = fe.nodes[i].log_fd = -1;
 	dbg("runtime %s over %u nodes", instance, n);

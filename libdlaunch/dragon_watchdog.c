@@ -200,7 +200,8 @@ static int cleanup_program(char *out, size_t len)
 	return -1;
 }
 
-int dragon_guard_start(const char *instance, const char *log_path, int debug)
+int dragon_guard_spawn(const char *instance, const char *log_path, int debug,
+		       pid_t *pid_out)
 {
 	static const int dflt[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE};
 	char prog[4096], me[32];
@@ -213,9 +214,10 @@ int dragon_guard_start(const char *instance, const char *log_path, int debug)
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t sa;
 	sigset_t none, def;
-	int rc, status;
+	int rc;
 	pid_t pid;
 
+	*pid_out = 0;
 	rc = cleanup_program(prog, sizeof prog);
 	if (rc)
 		return rc > 0 ? 0 : -ENOENT;
@@ -247,6 +249,14 @@ int dragon_guard_start(const char *instance, const char *log_path, int debug)
 	posix_spawn_file_actions_destroy(&fa);
 	if (rc)
 		return -rc;
+	*pid_out = pid;
+	return 0;
+}
+
+int dragon_guard_wait(pid_t pid)
+{
+	int status;
+
 	/* The starter exits once the watchdog runs detached.  Reaped before
 	 * the runtime makes the launcher a subreaper, so the watchdog is
 	 * never adopted by it. */
@@ -254,4 +264,12 @@ int dragon_guard_start(const char *instance, const char *log_path, int debug)
 		if (errno != EINTR)
 			return -errno;
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ECHILD;
+}
+
+int dragon_guard_start(const char *instance, const char *log_path, int debug)
+{
+	pid_t pid = 0;
+	int rc = dragon_guard_spawn(instance, log_path, debug, &pid);
+
+	return rc || !pid ? rc : dragon_guard_wait(pid);
 }

@@ -93,6 +93,7 @@ static void forget_pid(dlaunch__server_t *s, pid_t pid, size_t *nfreed)
 
 	dlaunch__registry_reclaim(s, pid, nfreed);
 	dlaunch__client_forget_pid(s, pid);
+	dlaunch__client_release_held(s, pid);
 	/* Finishing one may change the table: ask again after each. */
 	while ((p = dlaunch__proc_reaper_gone(s, pid)))
 		finish_unreported(s, p);

@@ -77,12 +77,19 @@ void dragon_watchdog_disarm(void);
  * (also when DRAGON_CLEANUP_PROGRAM is empty: no watchdog wanted) or a
  * negative errno (-ENOENT: no dragon-cleanup beside the launcher). */
 int dragon_guard_start(const char *instance, const char *log_path, int debug);
+/* The same in two halves, so that the watchdog's start overlaps other
+ * work: spawn its starter (*pid_out 0: no dragon-cleanup, no watchdog),
+ * then wait for it, before the runtime makes this process a subreaper. */
+int dragon_guard_spawn(const char *instance, const char *log_path, int debug,
+		       pid_t *pid_out);
+int dragon_guard_wait(pid_t pid);
 /* The path of the log dragon_open_log() opens (the directory is made). */
 int dragon_log_path(struct dragon_opts *o);
 
-/* Multi-node (dragon_multi.c).  How many nodes the run uses: 1 (this
- * node only: no allocation or hosts, -s, or one node), the node count of
- * the Slurm allocation, the PBS job or the hosts (or -N), or -1 after
+/* Multi-node (dragon_multi.c).  Where the run goes: 0 (this node,
+ * without backends: no allocation or hosts, or -s), the node count of
+ * the Slurm allocation, the PBS job or the hosts (or -N, 1 included) for
+ * backends on its nodes, or -1 after
  * printing why the options cannot be met. */
 int dragon_multi_nodes(const struct dragon_opts *o);
 /* Run o's program over n nodes: start the backends, take them through

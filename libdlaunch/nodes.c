@@ -5,7 +5,8 @@
  * a process on another node looks that up once, keeps a sub-handle on
  * those services (its requests and replies travel through the transport
  * agents), and remembers which node each such pid runs on, so that
- * dlaunch_wait and dlaunch_signal on it go there too.
+ * dlaunch_wait, dlaunch_signal and dlaunch_proc_fd on it go there too,
+ * until dlaunch_wait has collected its status.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -96,6 +97,21 @@ int dlaunch__pid_remember(dlaunch_t *rt, pid_t pid, uint32_t node)
 	rt->remote = p;
 	pthread_mutex_unlock(&rt->sub_lock);
 	return 0;
+}
+
+void dlaunch__pid_forget(dlaunch_t *rt, pid_t pid)
+{
+	struct dlaunch__remote *gone = NULL;
+
+	pthread_mutex_lock(&rt->sub_lock);
+	for (struct dlaunch__remote **pp = &rt->remote; *pp; pp = &(*pp)->next)
+		if ((*pp)->pid == pid) {
+			gone = *pp;
+			*pp = gone->next;
+			break;
+		}
+	pthread_mutex_unlock(&rt->sub_lock);
+	free(gone);
 }
 
 dlaunch_t *dlaunch__pid_handle(dlaunch_t *rt, pid_t pid)

@@ -125,14 +125,17 @@ DLAUNCH_EXPORT int dlaunch_wait(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
 				dlaunch_status_t *status_out)
 {
 	dlaunch_status_t st;
+	dlaunch_t *h;
 	int raw, rc;
 
 	if (!rt || !status_out || pid <= 0)
 		return dlaunch__fail(-EINVAL, "dlaunch_wait: bad argument");
-	rc = dlaunch__status_call(dlaunch__pid_handle(rt, pid), pid, timeout_ns,
-				  false, &raw);
+	h = dlaunch__pid_handle(rt, pid);
+	rc = dlaunch__status_call(h, pid, timeout_ns, false, &raw);
 	if (rc < 0)
 		return rc;
+	if (h != rt)
+		dlaunch__pid_forget(rt, pid);
 	/* raw is the wait(2) status word. */
 	memset(&st, 0, sizeof st);
 	st.exited = WIFEXITED(raw);

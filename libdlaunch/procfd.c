@@ -11,6 +11,10 @@
  * write end.  The descriptor then reads as ready (POLLIN, and POLLHUP),
  * exactly what a sentinel needs.  A runtime stopping in this process waits
  * for these threads, which end as soon as its processes do.
+ *
+ * A process on another node (started with DLAUNCH_SPAWN_ATTR_NODE) has
+ * no pidfd here: it always gets the pipe, its thread waiting through
+ * that node's services.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -27,6 +31,7 @@
 
 struct exit_watch {
 	char svc[DLAUNCH_EP_TEXT_MAX];
+	char remote[DLAUNCH_EP_TEXT_MAX]; /* another node's services, or "" */
 	pid_t pid;
 	int wfd;
 };
@@ -42,9 +47,19 @@ static void *watch(void *arg)
 	int raw;
 
 	/* Whatever the outcome (ended, or the services are gone), the
-	 * descriptor must become ready: nothing more will happen. */
+	 * descriptor must become ready: nothing more will happen.  A process
+	 * on another node is asked about there, through a sub-handle whose
+	 * replies come to this node's services' pool. */
 	if (dlaunch__connect(w->svc, 0, &rt) == 0) {
-		dlaunch__status_call(rt, w->pid, DLAUNCH_FOREVER, true, &raw);
+		dlaunch_t *h = rt;
+
+		if (!w->remote[0] ||
+		    dlaunch__connect_sub(rt, w->remote, &h) == 0) {
+			dlaunch__status_call(h, w->pid, DLAUNCH_FOREVER, true,
+					     &raw);
+			if (h != rt)
+				dlaunch__disconnect(h);
+		}
 		dlaunch__disconnect(rt);
 	}
 	if (write(w->wfd, "", 1) < 0) {
@@ -59,7 +74,7 @@ static void *watch(void *arg)
 	return NULL;
 }
 
-int dlaunch__exit_fd(dlaunch_t *rt, pid_t pid)
+int dlaunch__exit_fd(dlaunch_t *rt, dlaunch_t *h, pid_t pid)
 {
 	struct exit_watch *w = calloc(1, sizeof *w);
 	pthread_attr_t at;
@@ -69,6 +84,8 @@ int dlaunch__exit_fd(dlaunch_t *rt, pid_t pid)
 	if (!w)
 		return -ENOMEM;
 	rc = dlaunch__ep_text(rt->svc, w->svc, sizeof w->svc);
+	if (rc >= 0 && h != rt)
+		rc = dlaunch__ep_text(h->svc, w->remote, sizeof w->remote);
 	if (rc >= 0 && pipe2(p, O_CLOEXEC) < 0)
 		rc = -errno;
 	if (rc < 0) {
@@ -133,18 +150,22 @@ DLAUNCH_EXPORT int dlaunch_proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out)
 
 static int proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out)
 {
+	dlaunch_t *h = dlaunch__pid_handle(rt, pid);
 	int fd, rc, raw;
 
 	/* Asking first makes sure pid is ours and has not been reaped
 	 * (a reaped pid could be reused by another process). */
-	rc = dlaunch__status_call(rt, pid, 0, true, &raw);
+	rc = dlaunch__status_call(h, pid, 0, true, &raw);
 	if (rc == 0)
 		fd = ready_fd();
 	else if (rc != -EAGAIN)
 		return rc;
+	else if (h != rt)
+		/* On another node: no pidfd can name it here. */
+		fd = dlaunch__exit_fd(rt, h, pid);
 	else if ((fd = (int)syscall(SYS_pidfd_open, pid, 0)) < 0)
 		fd = errno == ESRCH    ? ready_fd()
-		     : errno == ENOSYS ? dlaunch__exit_fd(rt, pid)
+		     : errno == ENOSYS ? dlaunch__exit_fd(rt, rt, pid)
 				       : -errno;
 	if (fd < 0)
 		return dlaunch__fail(fd, "no descriptor for pid %d: %s",

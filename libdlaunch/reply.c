@@ -19,6 +19,14 @@
 /* A reply that cannot be delivered within this time is dropped. */
 #define REPLY_TIMEOUT_NS (1000000000ull)
 
+/* The node whose pool holds the endpoint of text (0: cannot tell). */
+static uint64_t node_of(const char *text)
+{
+	dchan_desc_t d;
+
+	return dchan_desc_from_text(text, &d) == 0 ? d.node_id : 0;
+}
+
 dlaunch__client_t *dlaunch__client_find(dlaunch__server_t *s, uint32_t id)
 {
 	for (dlaunch__client_t *c = s->clients; c; c = c->next)
@@ -53,9 +61,17 @@ dlaunch__client_t *dlaunch__client_add(dlaunch__server_t *s, pid_t pid,
 	c->pid = pid;
 	c->ep = ep;
 	strcpy(c->text, text);
+	c->node = node_of(text);
+	c->remote = c->node && c->node != dmem_node_id();
 	c->next = s->clients;
 	s->clients = c;
-	dlaunch__log(DLAUNCH_LOG_DEBUG, "client %u: pid %d", c->id, (int)pid);
+	if (c->remote)
+		dlaunch__log(DLAUNCH_LOG_DEBUG,
+			     "client %u: pid %d of node %llu", c->id, (int)pid,
+			     (unsigned long long)c->node);
+	else
+		dlaunch__log(DLAUNCH_LOG_DEBUG, "client %u: pid %d", c->id,
+			     (int)pid);
 	return c;
 }
 
@@ -73,6 +89,12 @@ void dlaunch__client_remove(dlaunch__server_t *s, uint32_t id)
 		dlaunch__client_t *c = *pp;
 		if (c->id == id) {
 			*pp = c->next;
+			if (c->remote)
+				dlaunch__log(DLAUNCH_LOG_DEBUG,
+					     "client %u: pid %d of node %llu "
+					     "is gone",
+					     c->id, (int)c->pid,
+					     (unsigned long long)c->node);
 			client_free(c, false);
 			return;
 		}
@@ -86,7 +108,7 @@ void dlaunch__client_forget_pid(dlaunch__server_t *s, pid_t pid)
 
 	while (*pp) {
 		dlaunch__client_t *c = *pp;
-		if (c->pid == pid) {
+		if (c->pid == pid && !c->remote) {
 			*pp = c->next;
 			client_free(c, true);
 		} else {
@@ -95,8 +117,85 @@ void dlaunch__client_forget_pid(dlaunch__server_t *s, pid_t pid)
 	}
 }
 
+int dlaunch__client_hold(dlaunch__server_t *s, pid_t pid, const char *svc,
+			 uint32_t client)
+{
+	dlaunch__held_t *h;
+
+	if (strlen(svc) >= sizeof h->svc || !(h = calloc(1, sizeof *h)))
+		return -ENOMEM;
+	h->pid = pid;
+	h->client = client;
+	strcpy(h->svc, svc);
+	h->next = s->held;
+	s->held = h;
+	return 0;
+}
+
+/* A BYE for conversation h->client, sent to its services as if from the
+ * process itself (no reply comes to a BYE).  Their node may be gone: the
+ * send is bounded, and a failure only logged. */
+static void send_bye_for(const dlaunch__held_t *h)
+{
+	dlaunch__ep_t *ep;
+	dlaunch__msg_t m;
+	int rc;
+
+	dlaunch__msg_init(&m, DLAUNCH_MSG_BYE, 0, 0);
+	memcpy(m.buf + offsetof(dlaunch__msg_hdr_t, client), &h->client,
+	       sizeof h->client);
+	rc = m.err ? m.err : dlaunch__ep_open(h->svc, &ep);
+	if (rc == 0) {
+		rc = dlaunch__ep_send(ep, m.buf, m.len, REPLY_TIMEOUT_NS);
+		dlaunch__ep_close(ep);
+	}
+	if (rc)
+		dlaunch__log(DLAUNCH_LOG_WARNING,
+			     "pid %d ended; its conversation %u with the "
+			     "services of node %llu cannot be closed: %s",
+			     (int)h->pid, h->client,
+			     (unsigned long long)node_of(h->svc),
+			     dlaunch_strerror(rc));
+	dlaunch__msg_free(&m);
+}
+
+void dlaunch__client_unhold(dlaunch__server_t *s, pid_t pid, const char *svc,
+			    uint32_t client)
+{
+	for (dlaunch__held_t **pp = &s->held; *pp; pp = &(*pp)->next) {
+		dlaunch__held_t *h = *pp;
+		if (h->pid == pid && h->client == client &&
+		    strcmp(h->svc, svc) == 0) {
+			*pp = h->next;
+			free(h);
+			return;
+		}
+	}
+}
+
+void dlaunch__client_release_held(dlaunch__server_t *s, pid_t pid)
+{
+	dlaunch__held_t **pp = &s->held;
+
+	while (*pp) {
+		dlaunch__held_t *h = *pp;
+		if (h->pid == pid) {
+			*pp = h->next;
+			send_bye_for(h);
+			free(h);
+		} else {
+			pp = &h->next;
+		}
+	}
+}
+
 void dlaunch__clients_free(dlaunch__server_t *s)
 {
+	while (s->held) {
+		dlaunch__held_t *h = s->held;
+		s->held = h->next;
+		free(h);
+	}
 	while (s->clients) {
 		dlaunch__client_t *c = s->clients;
 		s->clients = c->next;

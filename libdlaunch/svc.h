@@ -11,7 +11,8 @@
  *
  *   request handlers: decode, call the tables, reply; each registers its
  *   message types with DLAUNCH_SVC_HANDLER
- *   req_client.c   HELLO, BYE: conversations
+ *   req_client.c   HELLO, BYE: conversations; HOLD: those of this node's
+ *                  processes with other nodes' services
  *   req_proc.c     SPAWN, STATUS, SIGNAL              (local services)
  *   req_adopt.c    ADOPT, REAPED, FORWARD             (local services)
  *   req_names.c    NAME_REG/GET/DEL, POOL_GET, CHAN_GET (global services)
@@ -83,7 +84,19 @@ typedef struct dlaunch__client {
 	pid_t pid;
 	dlaunch__ep_t *ep; /* send side of its reply endpoint */
 	char text[DLAUNCH_EP_TEXT_MAX];
+	uint64_t node; /* node of its reply endpoint: where pid runs */
+	bool remote;   /* on another node: pid is not one of this node's */
 } dlaunch__client_t;
+
+/* A conversation a process of this node holds with another node's
+ * services (HOLD): when the process ends, those services are told
+ * (a BYE for it), so that its record there does not outlive it. */
+typedef struct dlaunch__held {
+	struct dlaunch__held *next;
+	pid_t pid;
+	uint32_t client; /* its id there */
+	char svc[DLAUNCH_EP_TEXT_MAX];
+} dlaunch__held_t;
 
 typedef struct dlaunch__name {
 	struct dlaunch__name *next;
@@ -113,6 +126,7 @@ typedef struct dlaunch__server {
 	/* clients (reply.c) */
 	dlaunch__client_t *clients;
 	uint32_t next_client;
+	dlaunch__held_t *held; /* this node's clients of other nodes */
 	/* registry (registry.c) */
 	dlaunch__name_t *names;
 	dlaunch__rpool_t *pools; /* made by POOL_GET, removed with us */
@@ -144,8 +158,18 @@ dlaunch__client_t *dlaunch__client_add(dlaunch__server_t *s, pid_t pid,
 				       const char *text);
 /* A conversation ended: its endpoint was destroyed by its owner. */
 void dlaunch__client_remove(dlaunch__server_t *s, uint32_t id);
-/* Process pid ended: its conversations go, their endpoints destroyed. */
+/* Process pid of this node ended: its conversations go, their endpoints
+ * destroyed (a client of another node with the same pid is not it). */
 void dlaunch__client_forget_pid(dlaunch__server_t *s, pid_t pid);
+/* Process pid of this node holds conversation `client` with the services
+ * at svc (another node's): say goodbye there for it when it ends. */
+int dlaunch__client_hold(dlaunch__server_t *s, pid_t pid, const char *svc,
+			 uint32_t client);
+/* ... it closed that conversation itself: forget it. */
+void dlaunch__client_unhold(dlaunch__server_t *s, pid_t pid, const char *svc,
+			    uint32_t client);
+/* Process pid ended: the goodbyes for its conversations elsewhere. */
+void dlaunch__client_release_held(dlaunch__server_t *s, pid_t pid);
 void dlaunch__clients_free(dlaunch__server_t *s);
 
 /* Send m (consumed) to client as the reply to req_id. */

@@ -1,0 +1,76 @@
+#!/bin/sh
+# Processes on another node, on a 2-node vcluster: dlaunch_proc_fd on a
+# process of node 1 seen from node 0 (mn_remote procfd), and the records
+# node 0's services keep of a client on node 1 (a process there that
+# started a process on node 0), released when that client ends, killed
+# or not (the services' debug log says so).
+. "${srcdir:?}/lib.sh"
+need_cluster
+DRAGON=${top_builddir:?}/libdlaunch/dragon
+PROG=${top_builddir}/tests/cluster/mn_remote
+[ -x "$DRAGON" ] && [ -x "$PROG" ] || skip "build dragon and mn_remote first"
+unset DRAGON_CLEANUP_PROGRAM SLURM_JOB_ID SLURM_JOB_NODELIST SLURM_NODELIST \
+	SLURM_JOB_NUM_NODES SLURM_NNODES
+
+D=$(state_dir remote.vc)
+trap '"$VC" -d "$D" stop >/dev/null 2>&1; rm -rf "$D.work"' EXIT
+"$VC" -d "$D" start 2 >"$D.log" 2>&1 || {
+	cat "$D.log"
+	bad "a 2-node cluster starts"
+	exit 1
+}
+export SLURM_CONF=$D/slurm.conf
+W=$D.work
+mkdir -p "$W"
+mark=rm$$
+
+leftovers() {
+	procs=$(grep -lzx "MN_MARK=$mark" /proc/[0-9]*/environ 2>/dev/null |
+		cut -d/ -f3 | while read -r p; do running "$p" && echo "$p"; done | tr '\n' ' ')
+	shm=
+	for n in node1 node2; do
+		s=$("$VC" -d "$D" exec $n sh -c 'ls /dev/shm | grep "^dragon\." || true' | tr '\n' ' ')
+		[ -z "$s" ] || shm="$shm $n: $s"
+	done
+	[ -z "$procs" ] && [ -z "$shm" ] && return 0
+	echo "left: processes [$procs] segments [$shm]"
+	return 1
+}
+
+run() {
+	env MN_MARK=$mark timeout 120 salloc -Q -N2 "$DRAGON" -t 20 "$@" \
+		>"$W/out" 2>"$W/err" </dev/null
+}
+
+# ---- dlaunch_proc_fd on a process of another node
+run "$PROG" procfd
+rc=$?
+check "dlaunch_proc_fd on a running process of node 1: not ready while it runs" \
+	'grep -qx "running: fd ready no" "$W/out"'
+check "... ready once it ended" 'grep -qx "ended: fd ready yes" "$W/out"'
+check "... and its exit code comes back" 'grep -qx "slow exited 4" "$W/out"'
+check "once its status is collected, the pid is no longer the handle's" \
+	'grep -qx "a second wait: an error" "$W/out"'
+check "dlaunch_proc_fd on a process of node 1 that already ended: ready at once" \
+	'grep -qx "already ended: fd ready yes" "$W/out" && grep -qx "quick exited 6" "$W/out"'
+check "... dragon exits 0 (rc $rc)" '[ $rc = 0 ]'
+[ $rc = 0 ] || cat "$W/out" "$W/err"
+check "... nothing is left on any node" leftovers
+
+# ---- a client on node 1 of node 0's services: its record goes with it
+for how in kill exit; do
+	run -l debug "$PROG" client $how
+	rc=$?
+	pid=$(sed -n 's/^spawner \([0-9]*\): true on node 0 exited 0$/\1/p' "$W/out")
+	check "$how: a process on node 1 started one on node 0 (pid $pid)" '[ -n "$pid" ]'
+	check "... node 0's services took it for a client of node 2's pool" \
+		'grep -q "debug: client [0-9]*: pid $pid of node 2$" "$W/err"'
+	want=0
+	[ $how = exit ] || want=-9
+	check "... it ended ($how)" 'grep -qx "spawner ended $want" "$W/out"'
+	check "... and node 0's services released its record" \
+		'grep -q "debug: client [0-9]*: pid $pid of node 2 is gone$" "$W/err"'
+	[ $rc = 0 ] || cat "$W/out" "$W/err"
+	check "... nothing is left on any node" leftovers
+done
+finish
