@@ -145,7 +145,8 @@ static inline double t_scale(void)
 /* A factor on the agents' peer timeout, $DRAGON_TEST_TIME_SCALE (default
  * 1): under valgrind an agent restarting, or a handshake, takes longer
  * than the seconds a suite gives a peer, and a healthy peer would be
- * declared lost.  Bounds the tests assert stay as they are. */
+ * declared lost.  The bounds a test asserts on failing within the peer
+ * timeout grow with it. */
 static inline uint64_t t_time_scale(void)
 {
 	const char *s = getenv("DRAGON_TEST_TIME_SCALE");

@@ -159,7 +159,8 @@ START_TEST(t_reconnect)
 		kill(c->agent[1], SIGKILL);
 		t0 = t_now();
 		ck_assert_int_eq(t_run(c, 0, c_lost), 0);
-		ck_assert_msg(t_now() - t0 < 30 * S, "failing took too long");
+		ck_assert_msg(t_now() - t0 < 30 * S * t_time_scale(),
+			      "failing took too long");
 		/* the same node id again, at a new address */
 		t_agent_restart(c, 1);
 		ck_assert_int_eq(t_run(c, 0, c_round_trip), 0);
@@ -303,7 +304,7 @@ START_TEST(t_killed_clients)
 		}
 	}
 	/* the dead requesters' waits go (forever ones by the reaper) */
-	wait_unparked(c, 1, 10 * S);
+	wait_unparked(c, 1, 10 * S * t_time_scale());
 	ck_assert_int_eq(t_run(c, 1, c_drain_measure), 0);
 	ck_assert_int_eq(t_run(c, 0, c_gateway_empty), 0);
 	ck_assert_int_eq(t_run(c, 0, c_round_trip), 0);
@@ -384,7 +385,8 @@ static void trial(int n)
 	for (int i = victim == 0; i < 2; i++) {
 		/* a client whose own agent died waits for its servicer's
 		 * answer until the gateway's grace: not a wedge of ours */
-		int r = wait_bounded(cl[i], victim == 2 ? 200 * MS : 20 * S);
+		int r = wait_bounded(cl[i], (victim == 2 ? 200 * MS : 20 * S) *
+						    t_time_scale());
 
 		ck_assert_msg(victim == 2 || r == 1,
 			      "trial %d (victim %d): client %d: %d", n, victim,
@@ -393,7 +395,7 @@ static void trial(int n)
 	if (victim == 0)
 		t_wait(cl[0]);
 	if (victim != 1)
-		wait_unparked(c, 1, 10 * S);
+		wait_unparked(c, 1, 10 * S * t_time_scale());
 	memcpy(seg, c->segname, sizeof seg);
 	t_cluster_down(c);
 	for (int i = 0; i < 2; i++)
