@@ -16,9 +16,13 @@
  * for it), node 0 receives it locally.  Each direction crosses the network
  * once, as in the ping-pong.
  *
- * Rows of another backend (ofi, ucx) go in a program of their own with
- * that backend's raw baseline (fi_pingpong-like, UCP tag loop), sharing
- * bench.h; the bench name says the backend ("dtransport_tcp").
+ * Every backend in $DRAGON_BENCH_BACKENDS (default "tcp ofi ucx") runs
+ * the same rows between the same two endpoints, in a process of its own
+ * (a library loaded for one backend stays out of the next), against the
+ * same raw TCP baselines; the bench name says the backend
+ * ("dtransport_ucx").  A backend whose library is absent is skipped,
+ * saying so.  The ofi and ucx rows' own raw baselines (fi_pingpong,
+ * ucx_perftest) are left to those tools.
  */
 #define _GNU_SOURCE
 #include "bench.h"
@@ -32,6 +36,7 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,6 +61,10 @@ struct xchg {
 };
 
 static void ns_enter(int idx);
+
+/* The backend of this process's rows, and their bench name. */
+static const char *backend = "tcp";
+static char bname[32] = "dtransport_tcp";
 
 #define NSENDERS 8 /* threads of node 0 sending one-way at once */
 
@@ -105,8 +114,17 @@ static dtrans_agent_t *node_up(int idx, dchan_t **ch_out,
 	a.secret = secret;
 	a.secret_len = sizeof secret - 1;
 	a.gateway = gw;
-	if ((rc = dtrans_agent_create(&a, &ag)))
+	a.field_mask = DTRANS_ATTR_BACKEND;
+	a.backend = backend;
+	if ((rc = dtrans_agent_create(&a, &ag))) {
+		if (rc == -DTRANS_E_BACKEND) { /* no rows, not a failure */
+			fprintf(stderr, "%s: skipped: %s\n", bname,
+				dtrans_errmsg());
+			dmem_pool_destroy(pool);
+			exit(0);
+		}
 		die("agent", rc);
+	}
 	*pool_out = pool;
 	return ag;
 }
@@ -257,7 +275,12 @@ static void ns_enter(int idx)
 		return;
 	snprintf(path, sizeof path, "/run/netns/%s", ep.ns[idx]);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
+	/* and a /sys of its own, as ip netns exec does: UCX finds the
+	 * network devices in /sys/class/net */
+	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0 || unshare(CLONE_NEWNS) < 0 ||
+	    mount("", "/", NULL, MS_SLAVE | MS_REC, NULL) < 0 ||
+	    umount2("/sys", MNT_DETACH) < 0 ||
+	    mount("sysfs", "/sys", "sysfs", 0, NULL) < 0)
 		die("entering a network namespace", -errno);
 	close(fd);
 }
@@ -417,7 +440,8 @@ static double raw_bw(void *arg, uint64_t iters)
 	return (double)iters * BWMSG * 1e3 / (double)(bench_now_ns() - t0);
 }
 
-int main(void)
+/* Every row of one backend (this process: node 0 and the clients). */
+static int run_backend(void)
 {
 	static char buf[MAXMSG];
 	struct xchg me, peer;
@@ -431,8 +455,6 @@ int main(void)
 
 	if (pipe(p01) || pipe(p10))
 		return 1;
-	ns_up();
-	ns_enter(0);
 	r.bwbuf = calloc(1, BWMSG);
 	if (!r.bwbuf)
 		die("memory", -ENOMEM);
@@ -461,8 +483,8 @@ int main(void)
 		r.size = sizes[i];
 		bench_interleave(9, bench_iters(sizes[i] > 1024 ? 500 : 2000),
 				 ours, &r, raw, &r, &o, &b);
-		bench_row("dtransport_tcp", "remote round trip", sizes[i], "us",
-			  o, "raw TCP ping-pong (TCP_NODELAY)", b);
+		bench_row(bname, "remote round trip", sizes[i], "us", o,
+			  "raw TCP ping-pong (TCP_NODELAY)", b);
 	}
 	{
 		dtrans_peer_stats_t s0;
@@ -471,12 +493,11 @@ int main(void)
 		dtrans_agent_stats(ag, 1, &s0);
 		bench_interleave(5, bench_iters(20000), ours_rate, &r, raw_rate,
 				 &r, &o, &b);
-		bench_row("dtransport_tcp", "one-way rate, 8 senders", 8,
-			  "msg/s", o, "raw TCP, one send() per message", b);
+		bench_row(bname, "one-way rate, 8 senders", 8, "msg/s", o,
+			  "raw TCP, one send() per message", b);
 		dtrans_agent_stats(ag, 1, &st);
 		/* the batching: frames the link carried per send() call */
-		bench_row("dtransport_tcp", "frames per send, 8 senders", 8,
-			  "frames",
+		bench_row(bname, "frames per send, 8 senders", 8, "frames",
 			  (double)(st.frames_sent - s0.frames_sent) /
 				  (double)(st.sends - s0.sends),
 			  "one frame per send", 1.0);
@@ -487,8 +508,8 @@ int main(void)
 		r.buf = r.bwbuf;
 		bench_interleave(5, bench_iters(200), ours_bw, &r, raw_bw, &r,
 				 &o, &b);
-		bench_row("dtransport_tcp", "streaming bandwidth, 2 senders",
-			  BWMSG, "MB/s", o,
+		bench_row(bname, "streaming bandwidth, 2 senders", BWMSG,
+			  "MB/s", o,
 			  "raw TCP stream, 1 MiB writes (TCP_NODELAY)", b);
 		r.buf = buf;
 	}
@@ -504,4 +525,37 @@ int main(void)
 	dmem_pool_destroy(pool);
 	free(r.bwbuf);
 	return 0;
+}
+
+int main(void)
+{
+	const char *env = getenv("DRAGON_BENCH_BACKENDS");
+	char list[128], *save = NULL;
+	int failed = 0;
+
+	snprintf(list, sizeof list, "%s", env && *env ? env : "tcp ofi ucx");
+	ns_up();
+	ns_enter(0);
+	for (char *b = strtok_r(list, " ,", &save); b;
+	     b = strtok_r(NULL, " ,", &save)) {
+		pid_t pid;
+		int st;
+
+		fflush(stdout);
+		pid = fork();
+		if (pid < 0)
+			die("fork", -errno);
+		if (pid == 0) {
+			backend = b;
+			snprintf(bname, sizeof bname, "dtransport_%s", b);
+			exit(run_backend());
+		}
+		if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+		    WEXITSTATUS(st) != 0) {
+			fprintf(stderr, "dtrans_bench: the %s rows failed\n",
+				b);
+			failed = 1;
+		}
+	}
+	return failed;
 }

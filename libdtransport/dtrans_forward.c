@@ -97,9 +97,10 @@ static void fwd_dial(struct dtrans_agent *ag, uint32_t node, uint64_t now)
 		return;
 	}
 	rc = ag->be->dial(addr, &be);
-	if (rc == 0)
-		rc = dtrans__link_new(ag, be, true, node, &l);
-	if (rc < 0)
+	if (rc < 0) /* the backend's own words: UCX's status, say */
+		dtrans__log(ag, "cannot connect to node %u at %s: %s", node,
+			    addr, dtrans_errmsg());
+	else if ((rc = dtrans__link_new(ag, be, true, node, &l)) < 0)
 		dtrans__log(ag, "cannot connect to node %u at %s: %s", node,
 			    addr, dtrans_strerror(rc));
 	else

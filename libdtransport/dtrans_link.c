@@ -147,6 +147,16 @@ int dtrans__link_new(struct dtrans_agent *ag, void *be, bool dialed,
 	return 0;
 }
 
+/* Why the backend's send or recv failed with err: its own words when
+ * it has them (a library status names the cause an errno hides). */
+static const char *link_why(struct dtrans__link *l, int err)
+{
+	const char *why =
+		l->ag->be->link_error ? l->ag->be->link_error(l->be) : NULL;
+
+	return why ? why : strerror(-err);
+}
+
 /* Close the link now; the structure is freed at the end of the turn. */
 void dtrans__link_drop(struct dtrans__link *l, const char *why)
 {
@@ -314,7 +324,7 @@ void dtrans__link_flush(struct dtrans__link *l)
 			return;
 		}
 		if (n < 0) {
-			dtrans__link_drop(l, strerror((int)-n));
+			dtrans__link_drop(l, link_why(l, (int)n));
 			return;
 		}
 		out_advance(l, (size_t)n);
@@ -601,7 +611,7 @@ static void link_read(struct dtrans__link *l)
 			return;
 		if (n <= 0) {
 			dtrans__link_drop(l, n == 0 ? "closed by the peer"
-						    : strerror((int)-n));
+						    : link_why(l, (int)n));
 			return;
 		}
 		l->in.len += (size_t)n;

@@ -63,6 +63,9 @@ struct dtrans__backend_ops {
 	/* Bytes read (> 0), 0 at end of stream, -EAGAIN, negative errno. */
 	ssize_t (*recv)(void *link, void *buf, size_t len);
 	void (*link_close)(void *link);
+	/* Optional: after send or recv failed, what failed in the
+	 * library's own words (NULL: the errno says all there is). */
+	const char *(*link_error)(void *link);
 };
 
 extern const struct dtrans__backend_ops dtrans__tcp_ops;

@@ -44,6 +44,8 @@ int dtrans__ucx_load(const char *dir, const struct dtrans__backend_ops **out)
 #else
 
 #include <dlfcn.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -116,7 +118,9 @@ static const char *const ucx_libs[] = {"libucp.so.0", "libucp.so", NULL};
 
 static pthread_mutex_t load_mu = PTHREAD_MUTEX_INITIALIZER;
 static void *lib;
-static ucp_context_h ctx;
+static ucp_context_h ctx; /* made at the first listen or dial */
+
+static int ctx_init(const char *dev);
 
 /* A worker and the links on it. */
 struct ucx_wk {
@@ -131,7 +135,9 @@ struct ucx_link {
 	struct ucx_wk *wk;
 	ucp_ep_h ep;
 	int fd, evfd;
-	int err;     /* set by the error handler */
+	int err;	     /* set by the error handler */
+	ucs_status_t err_st; /* and UCX's status, for the log */
+	char why[96];
 	void *rdata; /* UCP's received bytes, [roff, rlen) not yet taken */
 	size_t roff, rlen;
 	size_t inflight;
@@ -153,7 +159,8 @@ struct ucx_ep {
 	int nreq;
 };
 
-static int ucx_fail(ucs_status_t st, const char *what, const char *addr)
+/* The errno closest to a UCS status. */
+static int st_errno(ucs_status_t st)
 {
 	int e;
 
@@ -183,8 +190,14 @@ static int ucx_fail(ucs_status_t st, const char *what, const char *addr)
 	default:
 		e = EIO;
 	}
-	return dtrans__fail(-e, "UCX %s%s%s: %s", what, addr ? " " : "",
-			    addr ? addr : "", ucx.status_string(st));
+	return e;
+}
+
+static int ucx_fail(ucs_status_t st, const char *what, const char *addr)
+{
+	return dtrans__fail(-st_errno(st), "UCX %s%s%s: %s", what,
+			    addr ? " " : "", addr ? addr : "",
+			    ucx.status_string(st));
 }
 
 static void ev_set(int fd, bool on)
@@ -196,6 +209,81 @@ static void ev_set(int fd, bool on)
 		}
 	} else if (read(fd, &v, sizeof v) < 0) { /* already clear */
 	}
+}
+
+/* The name of the network device that holds address sa (false: none,
+ * or a wildcard address). */
+static bool dev_of(const struct sockaddr *sa, char *dev, size_t len)
+{
+	struct ifaddrs *ifs, *i;
+	bool found = false;
+
+	if (getifaddrs(&ifs) < 0)
+		return false;
+	for (i = ifs; i && !found; i = i->ifa_next) {
+		const struct sockaddr *a = i->ifa_addr;
+
+		if (!a || a->sa_family != sa->sa_family)
+			continue;
+		if (a->sa_family == AF_INET)
+			found = !memcmp(
+				&((const struct sockaddr_in *)a)->sin_addr,
+				&((const struct sockaddr_in *)sa)->sin_addr,
+				sizeof(struct in_addr));
+		else if (a->sa_family == AF_INET6)
+			found = !memcmp(
+				&((const struct sockaddr_in6 *)a)->sin6_addr,
+				&((const struct sockaddr_in6 *)sa)->sin6_addr,
+				sizeof(struct in6_addr));
+		if (found)
+			snprintf(dev, len, "%s", i->ifa_name);
+	}
+	freeifaddrs(ifs);
+	return found;
+}
+
+/* The device a link to ai would leave by: the source address the
+ * kernel picks for it (a UDP socket's connect sends nothing). */
+static bool dev_towards(const struct addrinfo *ai, char *dev, size_t len)
+{
+	struct sockaddr_storage me;
+	socklen_t ml = sizeof me;
+	int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+	     getsockname(fd, (struct sockaddr *)&me, &ml) == 0 &&
+	     dev_of((struct sockaddr *)&me, dev, len);
+	close(fd);
+	return ok;
+}
+
+/*
+ * The process's UCP context, made for the first address it is asked to
+ * listen on or dial.  UCX's tcp transport opens every network device
+ * and tells the peer all their addresses; the peer may connect its
+ * lanes through any of them.  A device that goes away (a bridge or
+ * veth of another runtime or container, removed while the link idles)
+ * then resets a healthy link -- and fails every operation parked on
+ * it.  Unless UCX_NET_DEVICES says otherwise, the context uses only the
+ * device of the agent's own address (all of them for a wildcard).
+ */
+static int ctx_get(const struct addrinfo *ai, bool passive)
+{
+	char dev[IF_NAMESIZE + 1];
+	bool have;
+	int rc = 0;
+
+	pthread_mutex_lock(&load_mu);
+	if (!ctx) {
+		have = passive ? dev_of(ai->ai_addr, dev, sizeof dev)
+			       : dev_towards(ai, dev, sizeof dev);
+		rc = ctx_init(have ? dev : NULL);
+	}
+	pthread_mutex_unlock(&load_mu);
+	return rc;
 }
 
 static int wk_new(struct ucx_wk **out)
@@ -275,17 +363,27 @@ static int fd_pair(int efd, int *fd, int *evfd)
 	return 0;
 }
 
+/* The link's first failure: the errno the core sees (every status
+ * of "the peer or the path is gone" was ECONNRESET; a timeout of UCX's
+ * own now reads as one) and UCX's status for the log. */
+static void link_failed(struct ucx_link *l, ucs_status_t st)
+{
+	if (l->err)
+		return;
+	l->err = -st_errno(st);
+	if (st == UCS_ERR_UNREACHABLE) /* nobody listens there */
+		l->err = -ECONNREFUSED;
+	else if (l->err == -EIO)
+		l->err = -ECONNRESET;
+	l->err_st = st;
+}
+
 static void on_ep_error(void *arg, ucp_ep_h ep, ucs_status_t st)
 {
 	struct ucx_link *l = arg;
 
 	(void)ep;
-	if (!l->err)
-		l->err = st == UCS_ERR_UNREACHABLE || st == UCS_ERR_REJECTED ||
-					 st == UCS_ERR_NOT_CONNECTED
-				 ? -ECONNREFUSED
-				 : -ECONNRESET; /* the peer or the path is gone
-						 */
+	link_failed(l, st);
 	ev_set(l->evfd, true);
 }
 
@@ -355,7 +453,9 @@ static int ucx_listen(const char *addr, void **ep_out)
 		return -ENOMEM;
 	}
 	e->fd = e->evfd = -1;
-	rc = wk_new(&e->wk);
+	rc = ctx_get(ai, true);
+	if (rc == 0)
+		rc = wk_new(&e->wk);
 	if (rc == 0)
 		rc = fd_pair(e->wk->efd, &e->fd, &e->evfd);
 	if (rc == 0) {
@@ -481,7 +581,9 @@ static int ucx_dial(const char *addr, void **link_out)
 	rc = dtrans__addr_resolve(addr, false, &ai);
 	if (rc < 0)
 		return rc;
-	rc = wk_new(&wk);
+	rc = ctx_get(ai, false);
+	if (rc == 0)
+		rc = wk_new(&wk);
 	if (rc == 0) {
 		p.sockaddr.addr = ai->ai_addr;
 		p.sockaddr.addrlen = ai->ai_addrlen;
@@ -566,6 +668,7 @@ static ssize_t ucx_send(void *link, const struct iovec *iov, int iovcnt)
 	}
 	if (UCS_PTR_IS_ERR(r)) {
 		free(t);
+		link_failed(l, UCS_PTR_STATUS(r));
 		return ucx_fail(UCS_PTR_STATUS(r), "ucp_stream_send_nbx", NULL);
 	}
 	if (l->txs)
@@ -585,8 +688,8 @@ static ssize_t ucx_recv(void *link, void *buf, size_t len)
 			size_t n = 0;
 			ucs_status_ptr_t r = ucx.stream_recv_data_nb(l->ep, &n);
 
-			if (UCS_PTR_IS_ERR(r) && !l->err)
-				l->err = -ECONNRESET;
+			if (UCS_PTR_IS_ERR(r))
+				link_failed(l, UCS_PTR_STATUS(r));
 			else if (r && !UCS_PTR_IS_ERR(r)) {
 				l->rdata = r;
 				l->roff = 0;
@@ -615,6 +718,17 @@ static ssize_t ucx_recv(void *link, void *buf, size_t len)
 			break;
 	}
 	return -EAGAIN;
+}
+
+static const char *ucx_link_error(void *link)
+{
+	struct ucx_link *l = link;
+
+	if (!l->err || l->err_st == UCS_OK)
+		return NULL;
+	snprintf(l->why, sizeof l->why, "%s (UCX endpoint: %s)",
+		 strerror(-l->err), ucx.status_string(l->err_st));
+	return l->why;
 }
 
 static void ucx_link_close(void *link)
@@ -647,13 +761,15 @@ static const struct dtrans__backend_ops ucx_ops = {
 	.send = ucx_send,
 	.recv = ucx_recv,
 	.link_close = ucx_link_close,
+	.link_error = ucx_link_error,
 };
 
 /* The process's UCP context: streams and wake-ups.  An agent talks to
  * other nodes only, so unless UCX_TLS says otherwise shared-memory
  * transports are left out (nodes in containers on one host would
- * otherwise see each other's and share no memory). */
-static int ctx_init(void)
+ * otherwise see each other's and share no memory); dev, when known, is
+ * the one network device it uses (see ctx_get).  Under load_mu. */
+static int ctx_init(const char *dev)
 {
 	ucp_params_t pp = {.field_mask = UCP_PARAM_FIELD_FEATURES,
 			   .features = UCP_FEATURE_STREAM | UCP_FEATURE_WAKEUP};
@@ -665,6 +781,8 @@ static int ctx_init(void)
 		return ucx_fail(st, "ucp_config_read", NULL);
 	if (!getenv("UCX_TLS"))
 		ucx.config_modify(cfg, "TLS", "^sm");
+	if (dev && !getenv("UCX_NET_DEVICES"))
+		ucx.config_modify(cfg, "NET_DEVICES", dev);
 	st = ucx.init_version(UCP_API_MAJOR, UCP_API_MINOR, &pp, cfg, &ctx);
 	ucx.config_release(cfg);
 	return st == UCS_OK ? 0 : ucx_fail(st, "ucp_init", NULL);
@@ -680,10 +798,8 @@ int dtrans__ucx_load(const char *dir, const struct dtrans__backend_ops **out)
 		rc = dtrans__dl_open("ucx", dir, ucx_libs, &h);
 		if (rc == 0)
 			rc = dtrans__dl_syms(h, "ucx", ucx_names, tab);
-		if (rc == 0) {
+		if (rc == 0)
 			memcpy(&ucx, tab, sizeof ucx);
-			rc = ctx_init();
-		}
 		if (rc == 0)
 			lib = h;
 		else if (h)

@@ -153,6 +153,9 @@ static int c_pollset_lost(struct cluster *c)
 		fprintf(stderr, "error names no node: %s\n", dchan_errmsg());
 		return 1;
 	}
+	/* a handle of a lost node's channel is still the caller's to free */
+	T_OK(dchan_detach(r1));
+	T_OK(dchan_detach(r2));
 	T_OK(dchan_destroy(loc));
 	T_OK(dchan_detach(gw));
 	return 0;
