@@ -263,6 +263,10 @@ class SpawnPopen(_Base):
 class RemotePopen(_Base):
     """A child started as a fresh interpreter on another node."""
 
+    #: Connections pickled for this child go to another node (see
+    #: dragon.connection.Shared).
+    crosses_nodes = True
+
     #: The exit code reported when the runtime could not say how the child
     #: ended (its node was lost, or the runtime is stopping).
     UNKNOWN_END = 255
