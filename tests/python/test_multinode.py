@@ -258,3 +258,120 @@ if __name__ == "__main__":
     assert "bad: Policy: no node of the job is called 'nosuch' (its nodes: node1, node2)" in out
     assert "bad: Policy: host_id 5: the job has 2 nodes (0 .. 1)" in out
     assert "bad: Policy: placement 'somewhere' is not one of" in out
+
+
+def test_pipe_queue_and_locks_between_nodes(run):
+    rc, out, err = run(HEAD + """
+def child(q, conn, rconn, lock, ev):
+    q.put(("hello", socket.gethostname()))
+    print("child got:", conn.recv(), flush=True)
+    print("child got big:", len(conn.recv()), flush=True)
+    ba = conn.recv()
+    print("child got buffer:", type(ba).__name__, len(ba), flush=True)
+    conn.send(bytearray(b"y" * 300000))
+    conn.send_bytes(b"z" * 200000)
+    q.put(b"q" * 500000)
+    print("child poll:", conn.poll(20), flush=True)
+    buf = bytearray(16)
+    print("child recv_bytes_into:", conn.recv_bytes_into(buf), bytes(buf[:4]), flush=True)
+    print("child one-way:", rconn.recv(), flush=True)
+    with lock:
+        print("child holds the lock on", socket.gethostname(), flush=True)
+    ev.set()
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    from multiprocessing.connection import wait
+    q = mp.Queue()
+    a, b = mp.Pipe()
+    r, w = mp.Pipe(duplex=False)
+    lock, ev = mp.Lock(), mp.Event()
+    lock.acquire()
+    p = mp.get_context("dragon").Process(target=child, args=(q, b, r, lock, ev),
+                                         policy=Policy(host_name="node2"))
+    p.start()
+    a.send("to the child")
+    a.send(b"x" * 1000000)
+    a.send(bytearray(b"x" * 400000))
+    print("parent got:", q.get(timeout=30), flush=True)
+    print("parent waits:", wait([a], 30) == [a], flush=True)
+    print("parent got buffer:", len(a.recv()), flush=True)
+    print("parent got bytes:", len(a.recv_bytes()), flush=True)
+    print("parent got from queue:", len(q.get(timeout=30)), flush=True)
+    a.send_bytes(b"last")
+    w.send("one way")
+    time.sleep(0.5)
+    print("event before release:", ev.is_set(), flush=True)
+    lock.release()
+    print("event:", ev.wait(30), flush=True)
+    p.join(30)
+    print("exit:", p.exitcode, flush=True)
+""")
+    assert rc == 0, out + err
+    for line in ("parent got: ('hello', 'node2')", "child got: to the child",
+                 "child got big: 1000000", "child got buffer: bytearray 400000",
+                 "parent waits: True", "parent got buffer: 300000",
+                 "parent got bytes: 200000", "parent got from queue: 500000",
+                 "child poll: True", "child recv_bytes_into: 4 b'last'",
+                 "child one-way: one way", "event before release: False",
+                 "child holds the lock on node2", "event: True", "exit: 0"):
+        assert line in out, line + "\n" + out + err
+
+
+def test_pool_spreads_over_the_nodes(run):
+    rc, out, err = run(HEAD + """
+def sq(x):
+    time.sleep(0.05)
+    return x * x, socket.gethostname()
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    with mp.Pool() as pool:
+        print("workers:", len(pool._pool), flush=True)
+        res = pool.map(sq, range(40))
+        print("results:", sum(r[0] for r in res), sorted(set(r[1] for r in res)), flush=True)
+    with mp.Pool(2, policy=Policy(host_id=1)) as pool:
+        print("node2 pool:", sorted(set(r[1] for r in pool.map(sq, range(6)))), flush=True)
+""", "-c", "2")
+    assert rc == 0, out + err
+    assert "workers: 4" in out  # cpu_count(): 2 CPUs on each of 2 nodes
+    assert "results: %d ['node1', 'node2']" % sum(x * x for x in range(40)) in out
+    assert "node2 pool: ['node2']" in out
+    assert "Traceback" not in out + err
+
+
+def test_more_sync_objects_between_nodes(run):
+    rc, out, err = run(HEAD + """
+def child(rl, bar, jq, cond, box):
+    with rl:
+        with rl:
+            print("child: rlock twice", flush=True)
+    print("child: barrier", bar.wait(30) in (0, 1), flush=True)
+    item = jq.get(timeout=30)
+    print("child: joinable item", item, flush=True)
+    jq.task_done()
+    with cond:
+        box.put("ready")
+        print("child: notified", cond.wait(30), flush=True)
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    rl, bar, jq, cond, box = mp.RLock(), mp.Barrier(2), mp.JoinableQueue(), mp.Condition(), mp.Queue()
+    p = mp.get_context("dragon").Process(target=child, args=(rl, bar, jq, cond, box),
+                                         policy=Policy(host_id=1))
+    p.start()
+    print("parent: barrier", bar.wait(30) in (0, 1), flush=True)
+    jq.put("job")
+    jq.join()
+    print("parent: joined the queue", flush=True)
+    print("parent:", box.get(timeout=30), flush=True)
+    with cond:
+        cond.notify()
+    p.join(30)
+    print("exit:", p.exitcode, flush=True)
+""")
+    assert rc == 0, out + err
+    for line in ("child: rlock twice", "child: barrier True", "parent: barrier True",
+                 "child: joinable item job", "parent: joined the queue",
+                 "parent: ready", "child: notified True", "exit: 0"):
+        assert line in out, line + "\n" + out + err
