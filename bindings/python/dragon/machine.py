@@ -70,7 +70,10 @@ def node_count():
 def this_node():
     """The index of the node this process runs on."""
     rt = _rt()
-    return 0 if rt is None else int(lib.dlaunch_node(rt.handle)) - 1
+    # On one node dlaunch_node is the machine's node id, not an index.
+    if rt is None or lib.dlaunch_node_count(rt.handle) <= 1:
+        return 0
+    return int(lib.dlaunch_node(rt.handle)) - 1
 
 
 def _lookup(rt, index):
