@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -52,29 +53,66 @@ def cluster():
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert r.returncode == 0, "a 2-node cluster starts:\n" + r.stdout
-        yield os.path.join(d, "slurm.conf")
+        yield d
     finally:
         subprocess.run([VCLUSTER, "-d", d, "stop"], env=env, timeout=180,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _leftovers(cluster, mark):
+    """What a run left: processes carrying its mark (dragon passes the
+    environment on to every process of every node), and dragon segments
+    in each node's /dev/shm."""
+    procs = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                env = f.read().split(b"\0")
+            with open("/proc/%s/stat" % pid, "rb") as f:
+                zombie = f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+        except OSError:
+            continue
+        if mark.encode() in env and not zombie:
+            procs.append(int(pid))
+    shm = {}
+    for node in ("node1", "node2"):
+        r = subprocess.run([VCLUSTER, "-d", cluster, "exec", node, "ls", "/dev/shm"],
+                           stdout=subprocess.PIPE, text=True, timeout=60)
+        left = [n for n in r.stdout.split() if n.startswith("dragon.")]
+        if left:
+            shm[node] = left
+    return procs, shm
+
+
 @pytest.fixture
 def run(cluster, tmp_path):
     """run(code, *salloc_args): the program code under dragon in a 2-node
-    allocation; returns (exit code, stdout, stderr)."""
+    allocation; returns (exit code, stdout, stderr).  Checks that the run
+    left no process and no segment on any node."""
     def go(code, *salloc_args):
         prog = tmp_path / "prog.py"
         prog.write_text(textwrap.dedent(code))
+        mark = "PY_MULTINODE_MARK=%d.%s" % (os.getpid(), tmp_path.name)
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("SLURM_", "DRAGON_"))}
-        env.update(SLURM_CONF=cluster,
+        env.update(SLURM_CONF=os.path.join(cluster, "slurm.conf"),
                    PATH=os.environ.get("PATH", "") + ":/usr/sbin:/sbin",
                    PYTHONPATH=os.path.join(BUILDDIR, "bindings", "python"))
+        env.update([mark.split("=", 1)])
         r = subprocess.run(["salloc", "-Q", "-N2"] + list(salloc_args)
                            + [DRAGON, "-t", "30", str(prog)],
                            env=env, cwd=str(tmp_path), timeout=240,
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 10
+        while True:
+            procs, shm = _leftovers(cluster, mark)
+            if (not procs and not shm) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert not procs and not shm, "left behind: processes %s, segments %s" % (procs, shm)
         return r.returncode, r.stdout, r.stderr
     return go
 
