@@ -344,8 +344,16 @@ if __name__ == "__main__":
     print("event:", ev.wait(30), flush=True)
     p.join(30)
     print("exit:", p.exitcode, flush=True)
+    v = mp.Value("i", 0)
+    p = mp.get_context("dragon").Process(target=abs, args=(v,), policy=Policy(host_id=1))
+    p.start()
+    p.join(30)
+    print("a Value on another node:", p.exitcode, flush=True)
 """)
     assert rc == 0, out + err
+    # Not yet: pool memory of another node; the child says why it ended.
+    assert "a Value on another node: 1" in out
+    assert "lives on another node" in out + err and "Queue or Pipe" in out + err
     for line in ("parent got: ('hello', 'node2')", "child got: to the child",
                  "child got big: 1000000", "child got buffer: bytearray 400000",
                  "parent waits: True", "parent got buffer: 300000",
