@@ -421,3 +421,37 @@ if __name__ == "__main__":
                  "child: joinable item job", "parent: joined the queue",
                  "parent: ready", "child: notified True", "exit: 0"):
         assert line in out, line + "\n" + out + err
+
+
+def test_a_child_on_another_node_starts_children_and_passes_objects_on(run):
+    rc, out, err = run(HEAD + """
+def grand(q, lock):
+    with lock:
+        q.put(("grand", socket.gethostname(), mp.parent_process().pid))
+
+def child(q, lock):
+    q.put(("child", socket.gethostname(), os.getpid()))
+    p = mp.Process(target=grand, args=(q, lock))
+    p.start()
+    p.join()
+    q.put(("grand seen by child", dragon.pid_node(p.pid), p.exitcode))
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    q, lock = mp.Queue(), mp.Lock()
+    p = mp.Process(target=child, args=(q, lock))
+    p.start()
+    for i in range(3):
+        print(q.get(timeout=60), flush=True)
+    p.join(60)
+    print("child:", p.exitcode, dragon.pid_node(p.pid), flush=True)
+    print("child pid:", p.pid, flush=True)
+""")
+    assert rc == 0, out + err
+    child_pid = int(_lines(out, "child pid:")[0])
+    ospid = child_pid - (1 << 22) * 2
+    assert "('child', 'node2', %d)" % ospid in out
+    # The grandchild, on node1, names its parent on node2 by its encoded pid.
+    assert "('grand', 'node1', %d)" % child_pid in out
+    assert "('grand seen by child', 0, 0)" in out
+    assert "child: 0 1" in out

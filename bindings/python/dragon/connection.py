@@ -81,9 +81,11 @@ class _PrivateRecord:
     process cannot map: memory of this process's own, so that its holder
     tables record nothing anyone else sees (see Shared.attach)."""
 
-    def __init__(self):
+    def __init__(self, descriptor):
         self._mem = ffi.new("char[]", SHARED_BYTES)
         self.ptr = self._mem
+        # The real record's, for passing the end on (to any node).
+        self.descriptor = descriptor
 
     def free(self):
         pass
@@ -151,7 +153,7 @@ class Shared:
         chan_descs, alloc_desc = desc
         chans = [channels.Channel.attach(d) for d in chan_descs]
         if lib.dchan_pool(chans[0].handle) == ffi.NULL:
-            return cls(chans, _PrivateRecord(), remote=True)
+            return cls(chans, _PrivateRecord(alloc_desc), remote=True)
         alloc = chans[0].pool.attach_alloc(alloc_desc)
         return cls(chans, alloc)
 

@@ -137,7 +137,7 @@ class _Handle:
             # transport, its holder record (pool memory there) is out of
             # reach.  This handle holds nothing in it and never destroys
             # the object, which its own node does.
-            alloc = _PrivateRecord(cls.WORDS * 4)
+            alloc = _PrivateRecord(cls.WORDS * 4, alloc_desc)
             return cls(kind, out[0], alloc, alloc.register(), rt, remote=True)
         try:
             alloc = rt.pool.attach_alloc(alloc_desc)
@@ -152,20 +152,17 @@ class _PrivateRecord:
     """A holder record in this process's own memory, for a sync object of
     another node (see _Handle._rebuild)."""
 
-    def __init__(self, size):
+    def __init__(self, size, descriptor):
         self._mem = ffi.new("char[]", size)
         self.ptr = self._mem
+        # The real record's, for passing the object on (to any node).
+        self.descriptor = descriptor
 
     def register(self):
         return HolderTable(self.ptr, self).register()
 
     def free(self):
         pass
-
-    @property
-    def descriptor(self):
-        raise ValueError("a Dragon sync object of another node cannot be "
-                         "passed on from this node yet")
 
 
 _KIND_NAMES = {"lock": "lock", "sem": "semaphore", "event": "event",
