@@ -322,10 +322,20 @@ class RemotePopen(_Base):
                                       % (self.pid, self._node))
 
 
+def _node_bound(process_obj):
+    """A process that must run on its parent's node: a Manager's server,
+    whose address (a Unix socket by default) the parent connects to."""
+    target = getattr(process_obj, "_target", None)
+    from multiprocessing import managers
+    return getattr(target, "__func__", None) is managers.BaseManager._run_server.__func__
+
+
 def _placement(process_obj):
     """(node index, extra start data) of a start now: the process's own
     policy, else the one of the ``with`` block around the start."""
     pol = getattr(process_obj, "_dragon_policy", None) or policy.active()
+    if pol is None and _node_bound(process_obj):
+        pol = policy.Policy(placement=policy.Policy.Placement.LOCAL)
     extra = {"dragon_cpu_affinity": pol.cpu_affinity} if pol and pol.cpu_affinity else None
     return policy.place(pol), extra
 

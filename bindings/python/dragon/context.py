@@ -73,6 +73,20 @@ class DragonContext(_mpctx.BaseContext):
         return _PolicyPool(policy, processes, initializer, initargs,
                            maxtasksperchild, context=self.get_context())
 
+    def Manager(self):
+        """A started SyncManager.  Its server runs on this node; across
+        several nodes it listens on TCP at this host's name (a Unix
+        socket, the default, is not reachable from other nodes)."""
+        from multiprocessing.managers import SyncManager
+        from . import machine
+        address = None
+        if machine.node_count() > 1:
+            import socket
+            address = (socket.gethostname(), 0)
+        m = SyncManager(address=address, ctx=self.get_context())
+        m.start()
+        return m
+
     def Pipe(self, duplex=True):
         """Two Connections over channels (see dragon.connection)."""
         from .connection import Pipe
