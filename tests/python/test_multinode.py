@@ -163,8 +163,9 @@ def killed():
 def boom():
     raise RuntimeError("boom on " + socket.gethostname())
 
-def sleeper():
+def sleeper(ready):
     print("parent pid seen:", mp.parent_process().pid, flush=True)
+    ready.set()
     time.sleep(60)
 
 if __name__ == "__main__":
@@ -178,7 +179,9 @@ if __name__ == "__main__":
     p = start(code, 7); p.join(); print("exitcode:", p.exitcode, flush=True)
     p = start(killed); p.join(); print("killed:", p.exitcode, flush=True)
     p = start(boom); p.join(); print("raised:", p.exitcode, flush=True)
-    p = start(sleeper)
+    ready = mp.Event()
+    p = start(sleeper, ready)
+    ready.wait(60)
     print("alive:", p.is_alive(), p in mp.active_children(), flush=True)
     p.join(0.5)
     print("after join(0.5):", p.exitcode, flush=True)
@@ -187,7 +190,7 @@ if __name__ == "__main__":
     print("wait:", wait([p.sentinel], 30) == [p.sentinel], flush=True)
     p.join(); print("terminated:", p.exitcode, p.is_alive(), flush=True)
     p.close()
-    q = start(sleeper)
+    q = start(sleeper, mp.Event())
     time.sleep(0.5); q.kill(); q.join(30); print("killed by kill():", q.exitcode, flush=True)
     print("head pid:", os.getpid(), flush=True)
     print("children left:", mp.active_children(), flush=True)
@@ -213,21 +216,23 @@ if __name__ == "__main__":
 
 def test_remote_pid_never_names_a_local_process(run):
     rc, out, err = run(HEAD + """
-def me():
+def me(ready):
     print("child os pid:", os.getpid(), flush=True)
+    ready.set()
     time.sleep(30)
 
 if __name__ == "__main__":
     mp.set_start_method("dragon")
-    p = mp.get_context("dragon").Process(target=me, policy=Policy(host_id=1))
+    ready = mp.Event()
+    p = mp.get_context("dragon").Process(target=me, args=(ready,), policy=Policy(host_id=1))
     p.start()
+    ready.wait(60)
     print("pid:", p.pid, dragon.pid_node(p.pid), dragon.os_pid(p.pid), flush=True)
     try:
         os.kill(p.pid, 0)
         print("os.kill: reached a process", flush=True)
     except ProcessLookupError:
         print("os.kill: ProcessLookupError", flush=True)
-    time.sleep(1)
     p.terminate(); p.join()
 """)
     assert rc == 0, out + err
@@ -364,24 +369,44 @@ if __name__ == "__main__":
         assert line in out, line + "\n" + out + err
 
 
-def test_pool_spreads_over_the_nodes(run):
+def test_pool_and_manager_over_the_nodes(run):
     rc, out, err = run(HEAD + """
 def sq(x):
     time.sleep(0.05)
     return x * x, socket.gethostname()
 
+def mark(d):
+    d[socket.gethostname()] = os.getpid()
+
+def init(b):
+    global barrier
+    barrier = b
+
+def meet(x):
+    # Every task waits for the three others: each of the four workers
+    # takes one, on whichever node it runs.
+    barrier.wait(120)
+    return x * x, socket.gethostname()
+
 if __name__ == "__main__":
     mp.set_start_method("dragon")
-    with mp.Pool() as pool:
+    with mp.Manager() as m:
+        d = m.dict()
+        ps = [mp.Process(target=mark, args=(d,)) for i in range(2)]
+        for p in ps: p.start()
+        for p in ps: p.join()
+        print("manager:", sorted(d.keys()), [p.exitcode for p in ps], flush=True)
+    with mp.Pool(initializer=init, initargs=(mp.Barrier(4),)) as pool:
         print("workers:", len(pool._pool), flush=True)
-        res = pool.map(sq, range(40))
-        print("results:", sum(r[0] for r in res), sorted(set(r[1] for r in res)), flush=True)
+        res = pool.map(meet, range(4), chunksize=1)
+        print("results:", sum(r[0] for r in res), sorted(r[1] for r in res), flush=True)
     with mp.Pool(2, policy=Policy(host_id=1)) as pool:
         print("node2 pool:", sorted(set(r[1] for r in pool.map(sq, range(6)))), flush=True)
 """, "-c", "2")
     assert rc == 0, out + err
+    assert "manager: ['node1', 'node2'] [0, 0]" in out
     assert "workers: 4" in out  # cpu_count(): 2 CPUs on each of 2 nodes
-    assert "results: %d ['node1', 'node2']" % sum(x * x for x in range(40)) in out
+    assert "results: 14 ['node1', 'node1', 'node2', 'node2']" in out
     assert "node2 pool: ['node2']" in out
     assert "Traceback" not in out + err
 
