@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/signalfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -746,6 +747,41 @@ static void on_config(const struct ctl_msg *m)
 	on_check();
 }
 
+/* The CPUs processes started on this node may use: those of the
+ * backend's affinity mask (which they inherit), no more than the workload
+ * manager granted the job here (SLURM_CPUS_ON_NODE). */
+static unsigned node_cpus(void)
+{
+	const char *granted = getenv("SLURM_CPUS_ON_NODE");
+	cpu_set_t set;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	char *end;
+
+	if (sched_getaffinity(0, sizeof set, &set) == 0)
+		n = CPU_COUNT(&set);
+	if (granted && *granted) {
+		long g = strtol(granted, &end, 10);
+		if (*end == '\0' && g > 0 && g < n)
+			n = g;
+	}
+	return n > 0 ? (unsigned)n : 1;
+}
+
+/* What a program learns of this node (Python's dragon.nodes()): its host
+ * name and CPUs, under "dragon.node.<index>.info" as
+ * "host=<name> cpus=<n>". */
+static int register_info(void)
+{
+	char name[64], text[320];
+	int n;
+
+	snprintf(name, sizeof name, "dragon.node.%u.info", be.node);
+	n = snprintf(text, sizeof text, "host=%s cpus=%u", be.host,
+		     node_cpus());
+	return dlaunch_name_register(be.rt, name, DLAUNCH_KIND_BYTES, text,
+				     (size_t)n);
+}
+
 /* Register this node's services with the global ones: off the primary,
  * the first request that crosses the agents. */
 static void on_check(void)
@@ -758,6 +794,8 @@ static void on_check(void)
 	snprintf(name, sizeof name, "dragon.node.%u.services", be.node);
 	rc = dlaunch_name_register(be.rt, name, DLAUNCH_KIND_BYTES, be.ls,
 				   strlen(be.ls));
+	if (rc >= 0)
+		rc = register_info();
 	if (rc < 0) {
 		send_err("transport agents reachable",
 			 "cannot reach the global services on node 0 "

@@ -339,6 +339,7 @@ int dlaunch_runtime_start(const dlaunch_runtime_attr_t *attr, dlaunch_t **rt_out
 int dlaunch_runtime_stop(dlaunch_t *rt, uint64_t timeout_ns);
 const char *dlaunch_instance(const dlaunch_t *rt);
 uint64_t dlaunch_node(const dlaunch_t *rt);
+unsigned dlaunch_node_count(const dlaunch_t *rt);
 
 enum dlaunch_stdio {
 	DLAUNCH_STDIO_DEFAULT, DLAUNCH_STDIO_FORWARD, DLAUNCH_STDIO_DEVNULL,
@@ -348,6 +349,7 @@ enum dlaunch_stdio {
 #define DLAUNCH_SPAWN_ATTR_CWD 2
 #define DLAUNCH_SPAWN_ATTR_STDIO 4
 #define DLAUNCH_SPAWN_ATTR_FLAGS 8
+#define DLAUNCH_SPAWN_ATTR_NODE 16
 #define DLAUNCH_SPAWN_F_ENV_REPLACE 1
 #define DLAUNCH_SPAWN_F_SEARCH_PATH 2
 
@@ -383,5 +385,10 @@ int dlaunch_proc_reaped(dlaunch_t *rt, pid_t pid, int wstatus, uint32_t flags);
 int dlaunch_proc_forward(dlaunch_t *rt, pid_t pid, int out_fd, int err_fd);
 int dlaunch_channel_get(dlaunch_t *rt, const char *name, const dchan_attr_t *attr,
 			dchan_desc_t *desc_out);
+enum dlaunch_kind {
+	DLAUNCH_KIND_ANY, DLAUNCH_KIND_BYTES, DLAUNCH_KIND_CHANNEL, DLAUNCH_KIND_POOL
+};
+int dlaunch_name_lookup(dlaunch_t *rt, const char *name, int kind, void *buf,
+			size_t cap, size_t *len_out);
 int dlaunch_default_pool(const dlaunch_t *rt, dmem_pool_desc_t *desc_out);
 char *getenv(const char *name);

@@ -16,10 +16,17 @@ libdtransport and libdlaunch, reached through a cffi extension compiled
 against their public headers.  Below the context there is a small direct
 API: :mod:`dragon.mem` (pools and allocations) and :mod:`dragon.channels`
 (channels).
+
+Across the nodes of a job (``dragon prog.py`` in a Slurm allocation),
+:func:`nodes` lists the nodes, processes go round-robin over them, and a
+:class:`Policy` places them otherwise (see :mod:`dragon.policy` and
+:mod:`dragon.machine` for the pids of processes on other nodes).
 """
 from ._dragon_cffi import ffi as _ffi, lib as _lib
 from ._errors import DragonError, PoolFullError, strerror
 from . import context as _context
+from .machine import Node, nodes, node_count, this_node, pid_node, os_pid
+from .policy import Policy
 
 
 def _version_string(number):
@@ -56,4 +63,5 @@ def _import_mp_submodules():
 _import_mp_submodules()
 
 __all__ = ["DragonError", "PoolFullError", "strerror", "__version__",
-           "library_versions"]
+           "library_versions", "Policy", "Node", "nodes", "node_count",
+           "this_node", "pid_node", "os_pid"]

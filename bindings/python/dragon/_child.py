@@ -98,11 +98,16 @@ def run_payload(payload, tracker_fd, done_fd=-1):
     try:
         preparation_data = reduction.pickle.load(data)
         take_signals(preparation_data.get("dragon_ignored_signals", ()))
+        _take_affinity(preparation_data.get("dragon_cpu_affinity"))
         parent_sentinel = _parent_sentinel(preparation_data)
         _prepare(preparation_data)
         self = reduction.pickle.load(data)
     finally:
         del process.current_process()._inheriting
+    parent_node = preparation_data.get("dragon_parent_node")
+    if parent_node is not None:
+        from . import machine
+        self._parent_pid = machine.encode_pid(parent_node, self._parent_pid)
     me = os.getpid()
     code = self._bootstrap(parent_sentinel)
     _finish_interpreter()
@@ -158,7 +163,34 @@ def _report_done(done_fd, code):
         pass  # the parent reads the status from the zombie instead
 
 
+def _take_affinity(cpus):
+    """Bind this process to the CPUs of its placement policy."""
+    if not cpus:
+        return
+    try:
+        os.sched_setaffinity(0, cpus)
+    except (OSError, ValueError) as e:
+        import socket
+        sys.stderr.write("dragon: cannot bind process %d on %s to CPUs %s "
+                         "(Policy.cpu_affinity): %s; this node's CPUs are %s\n"
+                         % (os.getpid(), socket.gethostname(), cpus, e,
+                            sorted(os.sched_getaffinity(0))))
+        sys.stderr.flush()
+        os._exit(1)
+
+
+#: The write end of a remote parent's sentinel (see _parent_sentinel).
+_remote_parent_w = None
+
+
 def _parent_sentinel(prep):
+    if prep.get("dragon_parent_node") is not None:
+        # The parent is on another node: its pid means nothing here.  The
+        # sentinel is a pipe that stays open (the runtime ends this
+        # process when its parent's job ends).
+        global _remote_parent_w
+        r, _remote_parent_w = os.pipe()
+        return r
     try:
         return os.pidfd_open(prep["dragon_parent_pid"])
     except (OSError, KeyError):  # the parent is already gone
@@ -188,19 +220,23 @@ def _finish_interpreter():
 
 def main():
     """Entry point of a fresh interpreter started by the runtime:
-    ``python -c ... --dragon-child ALLOC_TEXT``.  The payload is an
-    allocation of the runtime's default pool, freed once read."""
+    ``python -c ... --dragon-child ALLOC_TEXT``, the payload an allocation
+    of the runtime's default pool, freed once read; or, on another node
+    than the parent's, ``python -c ... --dragon-remote-child PIECES...``,
+    the payload inline (see :func:`dragon._spawn.inline_pieces`)."""
     # As spawn's children: only the standard descriptors are inherited.
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     from . import _spawn, runtime
-    alloc_text = sys.argv[2]
     rt = runtime.current(start=False)
     if rt is None:
         sys.stderr.write("dragon: child started without a runtime "
                          "(%s is not set)\n" % runtime.POOL_ENV)
         sys.exit(1)
-    alloc = _spawn.alloc_from_text(rt.pool, alloc_text)
-    payload = bytes(alloc.view)
-    alloc.free()
+    if sys.argv[1] == _spawn.REMOTE_FLAG:
+        payload = _spawn.inline_data(sys.argv[2:])
+    else:
+        alloc = _spawn.alloc_from_text(rt.pool, sys.argv[2])
+        payload = bytes(alloc.view)
+        alloc.free()
     code = run_payload(payload, -1)
     os._exit(code)

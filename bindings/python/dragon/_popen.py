@@ -26,6 +26,16 @@ Under the launcher, either way, the child's stdout and stderr are pipes
 of its own, which the runtime forwards whole lines at a time (see
 dragon(1)); in an embedded runtime they are the parent's.
 
+Under a runtime over several nodes, the child goes where its placement
+policy says (see :mod:`dragon.policy`; round-robin by default).  On the
+caller's node it starts as above; on another node (:class:`RemotePopen`)
+the services of that node start a fresh interpreter, with the start data
+inline on its command line (the caller cannot reach that node's pool).
+Its ``pid`` is encoded above every OS pid (see :mod:`dragon.machine`), its
+sentinel is the read end of a pipe that a thread of the caller closes
+when ``dlaunch_wait`` reports the end, and signals go through
+``dlaunch_signal`` to that node.
+
 This module holds only the Popen classes: the zygote's protocol, both
 ends, is :mod:`dragon._zygote`; a fresh interpreter's command line,
 environment and stdio are :mod:`dragon._spawn`.
@@ -40,14 +50,16 @@ import time
 from multiprocessing import reduction, spawn, util
 from multiprocessing.context import set_spawning_popen
 
-from . import _holders, _spawn, _zygote, runtime
+from . import _holders, _spawn, _zygote, machine, policy, runtime
 from ._dragon_cffi import ffi, lib
 
 
-def _payload(popen, process_obj):
+def _payload(popen, process_obj, extra=None):
     prep_data = spawn.get_preparation_data(process_obj._name)
     prep_data["dragon_parent_pid"] = os.getpid()
     prep_data["dragon_ignored_signals"] = _spawn.ignored_signals()
+    if extra:
+        prep_data.update(extra)
     fp = io.BytesIO()
     set_spawning_popen(popen)
     try:
@@ -121,9 +133,13 @@ class _Base:
 class ZygotePopen(_Base):
     """A child forked by this process's zygote."""
 
+    def __init__(self, process_obj, extra=None):
+        self._extra = extra
+        super().__init__(process_obj)
+
     def _launch(self, process_obj):
         z = _zygote.zygote()
-        payload = _payload(self, process_obj)
+        payload = _payload(self, process_obj, self._extra)
         done_r, done_w = os.pipe()
         try:
             self.pid, self.sentinel = z.start(payload, done_w)
@@ -207,9 +223,13 @@ class ZygotePopen(_Base):
 class SpawnPopen(_Base):
     """A child started as a fresh interpreter by the runtime."""
 
+    def __init__(self, process_obj, extra=None):
+        self._extra = extra
+        super().__init__(process_obj)
+
     def _launch(self, process_obj):
         rt = runtime.current()
-        data = _payload(self, process_obj)
+        data = _payload(self, process_obj, self._extra)
         alloc = rt.pool.alloc(len(data))
         try:
             alloc.view[:] = data
@@ -240,19 +260,103 @@ class SpawnPopen(_Base):
                                   "signalling process %d" % self.pid)
 
 
+class RemotePopen(_Base):
+    """A child started as a fresh interpreter on another node."""
+
+    #: Connections pickled for this child go to another node (see
+    #: dragon.connection.Shared).
+    crosses_nodes = True
+
+    #: The exit code reported when the runtime could not say how the child
+    #: ended (its node was lost, or the runtime is stopping).
+    UNKNOWN_END = 255
+
+    def __init__(self, process_obj, node, extra):
+        self._node = node
+        self._extra = extra
+        super().__init__(process_obj)
+
+    def _launch(self, process_obj):
+        rt = runtime.current()
+        extra = dict(self._extra or {})
+        extra["dragon_parent_node"] = machine.this_node()
+        data = _payload(self, process_obj, extra)
+        argv = _spawn.interpreter_argv(_spawn.CHILD_CODE, _spawn.REMOTE_FLAG,
+                                       *_spawn.inline_pieces(data))
+        self._os_pid = _spawn.spawn_interpreter(rt, argv, _spawn.remote_environ(),
+                                                node=self._node)
+        self.pid = machine.encode_pid(self._node, self._os_pid)
+        self._rt = rt
+        self._code = None
+        r, w = os.pipe()
+        self.sentinel = r
+        self.finalizer = util.Finalize(self, util.close_fds, (r,))
+        t = threading.Thread(target=self._watch, args=(w,), daemon=True,
+                             name="dragon-watch-%d" % self.pid)
+        t.start()
+
+    def _watch(self, w):
+        """Wait for the child's end through its node's services; closing
+        w makes the sentinel readable."""
+        st = ffi.new("dlaunch_status_t *")
+        try:
+            rc = lib.dlaunch_wait(self._rt.handle, self._os_pid, lib.DLAUNCH_FOREVER, st)
+            if rc == 0:
+                self._code = lib.dlaunch_status_code(st)
+            else:
+                util.info("dragon: how process %d on node %d ended is unknown: %s",
+                          self.pid, self._node, runtime.dlaunch_error(rc, "waiting"))
+                self._code = self.UNKNOWN_END
+        finally:
+            os.close(w)
+
+    def _status(self):
+        self._ended(None)
+        return self._code
+
+    def _send_signal(self, sig):
+        if self.returncode is None and self._rt.alive:
+            rc = lib.dlaunch_signal(self._rt.handle, self._os_pid, int(sig))
+            if rc < 0 and rc != -lib.DLAUNCH_E_NOPROC:
+                runtime.dlaunch_check(rc, "signalling process %d on node %d"
+                                      % (self.pid, self._node))
+
+
+def _node_bound(process_obj):
+    """A process that must run on its parent's node: a Manager's server,
+    whose address (a Unix socket by default) the parent connects to."""
+    target = getattr(process_obj, "_target", None)
+    from multiprocessing import managers
+    return getattr(target, "__func__", None) is managers.BaseManager._run_server.__func__
+
+
+def _placement(process_obj):
+    """(node index, extra start data) of a start now: the process's own
+    policy, else the one of the ``with`` block around the start."""
+    pol = getattr(process_obj, "_dragon_policy", None) or policy.active()
+    if pol is None and _node_bound(process_obj):
+        pol = policy.Policy(placement=policy.Policy.Placement.LOCAL)
+    extra = {"dragon_cpu_affinity": pol.cpu_affinity} if pol and pol.cpu_affinity else None
+    return policy.place(pol), extra
+
+
 def Popen(process_obj):
-    """The Popen of DragonProcess: through the zygote when there is one;
-    a start the zygote cannot make (it could not fork, or it is gone) is
-    made by the runtime as a fresh interpreter."""
+    """The Popen of DragonProcess: on another node when the placement says
+    so; here through the zygote when there is one; a start the zygote
+    cannot make (it could not fork, or it is gone) is made by the runtime
+    as a fresh interpreter."""
+    node, extra = _placement(process_obj)
+    if node != machine.this_node():
+        return RemotePopen(process_obj, node, extra)
     z = _zygote.zygote()
     if z is not None:
         try:
-            return ZygotePopen(process_obj)
+            return ZygotePopen(process_obj, extra)
         except _zygote.ZygoteError as e:
             util.info("dragon: starting a fresh interpreter instead: %s", e)
             if z.dead:
                 _zygote.lost_zygote(z)
-    return SpawnPopen(process_obj)
+    return SpawnPopen(process_obj, extra)
 
 
 Popen.method = "dragon"

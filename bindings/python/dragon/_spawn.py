@@ -20,6 +20,23 @@ from ._dragon_cffi import ffi, lib
 
 #: The argument before the allocation text on a fresh child's command line.
 CHILD_FLAG = "--dragon-child"
+#: The argument before the start data, inline, on the command line of a
+#: child started on another node (whose pool the parent cannot reach).
+REMOTE_FLAG = "--dragon-remote-child"
+#: The largest argument the kernel takes (MAX_ARG_STRLEN is 32 pages),
+#: less room to spare; start data inline is cut into pieces of this size.
+ARG_PIECE = 128 * 1024 - 1024
+#: Inline start data (base64) at most this long in all: the kernel's
+#: limit on a command line and environment together is larger but not
+#: much (a quarter of the stack limit, often 2 MiB).
+INLINE_MAX = 1 << 20
+#: Variables of the parent's environment that describe its own node and
+#: would be wrong on another one: a child there goes without them.
+NODE_ENV = ("SLURMD_NODENAME", "SLURM_NODEID", "SLURM_PROCID", "SLURM_LOCALID",
+            "SLURM_GTIDS", "SLURM_TOPOLOGY_ADDR", "SLURM_TOPOLOGY_ADDR_PATTERN",
+            "SLURM_CPUS_ON_NODE", "SLURM_CPU_BIND", "SLURM_CPU_BIND_LIST",
+            "SLURM_CPU_BIND_TYPE", "SLURM_CPU_BIND_VERBOSE", "SLURM_TASK_PID",
+            "HOSTNAME")
 #: The code a fresh child runs (``python -c CHILD_CODE CHILD_FLAG TEXT``).
 CHILD_CODE = "from dragon._child import main; main()"
 
@@ -40,12 +57,16 @@ def _stdio_attr(rt):
     return attr
 
 
-def spawn_interpreter(rt, argv, env=None):
+def spawn_interpreter(rt, argv, env=None, node=None):
     """dlaunch_spawn argv[0] with argv; env (a dict) replaces the
-    environment when given.  Returns the pid."""
+    environment when given; node, when given, is the index of the node to
+    start it on.  Returns the pid (the OS pid on that node)."""
     keep = [ffi.new("char[]", os.fsencode(a)) for a in argv]
     c_argv = ffi.new("char *[]", keep + [ffi.NULL])
     attr = _stdio_attr(rt)
+    if node is not None:
+        attr.field_mask |= lib.DLAUNCH_SPAWN_ATTR_NODE
+        attr.node = node
     if env is not None:
         ekeep = [ffi.new("char[]", os.fsencode("%s=%s" % kv)) for kv in env.items()]
         c_env = ffi.new("char *[]", ekeep + [ffi.NULL])
@@ -72,6 +93,36 @@ def environ_copy():
             except (KeyError, RuntimeError):
                 continue
     return {key(k): value(v) for k, v in data.items()}
+
+
+def remote_environ():
+    """The environment of a child on another node: this one's, without
+    what describes this node (the runtime's own variables are set by the
+    services of the child's node)."""
+    env = environ_copy()
+    for k in NODE_ENV:
+        env.pop(k, None)
+    return env
+
+
+def inline_pieces(data):
+    """Start data as command-line arguments: base64, cut into pieces the
+    kernel takes.  ValueError when it is too large to go inline."""
+    import base64
+    text = base64.b64encode(data).decode()
+    if len(text) > INLINE_MAX:
+        raise ValueError(
+            "dragon: the start data of a process on another node is %d bytes "
+            "pickled, more than the %d a command line can carry: pass large "
+            "arguments through a Queue or Pipe instead of the Process's "
+            "args" % (len(data), INLINE_MAX * 3 // 4))
+    return [text[i:i + ARG_PIECE] for i in range(0, len(text), ARG_PIECE)] or [""]
+
+
+def inline_data(pieces):
+    """The start data inline_pieces() cut into pieces."""
+    import base64
+    return base64.b64decode("".join(pieces))
 
 
 def interpreter_argv(code, *args):

@@ -25,6 +25,7 @@ import threading
 import time
 
 from multiprocessing import connection as _mpconn, util
+from multiprocessing.context import get_spawning_popen
 from multiprocessing.reduction import ForkingPickler
 
 from ._consts import (RC_EAGAIN as _EAGAIN, RC_ETIMEDOUT as _ETIMEDOUT,
@@ -45,8 +46,10 @@ __all__ = ["Connection", "Pipe"]
 #: Pipe channels hold this many messages before a sender waits.
 PIPE_CAPACITY = 1024
 _TABLE_BYTES = HolderTable.WORDS * 4
-#: The holder tables of both ends and the word the destroying process claims.
-SHARED_BYTES = 2 * _TABLE_BYTES + 8  # the tables, a claim and a busy word
+#: The holder tables of both ends, the word the destroying process claims,
+#: the busy word (see RecordEnd) and the word set once an end was passed
+#: to a process on another node (see Shared.crossed).
+SHARED_BYTES = 2 * _TABLE_BYTES + 12
 _ADESC = ffi.sizeof("dmem_alloc_desc_t")
 
 
@@ -73,12 +76,38 @@ def _in_call(fn):
     return call
 
 
+class _PrivateRecord:
+    """The shared record of a Pipe seen from another node, whose pool this
+    process cannot map: memory of this process's own, so that its holder
+    tables record nothing anyone else sees (see Shared.attach)."""
+
+    def __init__(self, descriptor):
+        self._mem = ffi.new("char[]", SHARED_BYTES)
+        self.ptr = self._mem
+        # The real record's, for passing the end on (to any node).
+        self.descriptor = descriptor
+
+    def free(self):
+        pass
+
+
 class Shared:
     """What both ends of one Pipe share: the channels and the holder
     tables, with the logic that destroys them when the last holder of the
-    last end lets go."""
+    last end lets go.
 
-    def __init__(self, chans, alloc):
+    An end unpickled on another node than the Pipe's (a Process argument
+    of a child placed there) reaches the channels through the transport
+    (libdchan's gateway) but not the record, which is pool memory of the
+    Pipe's node: such an end (``remote``) has a record of its own, never
+    destroys the channels, and never sees end-of-file from the holder
+    tables (its peer counts as open).  Messages to or from it carry their
+    buffers in band: the record's crossed word, set when an end was
+    pickled for a process on another node, tells the senders of the
+    Pipe's node to stop sending buffers as allocations of their pool."""
+
+    def __init__(self, chans, alloc, remote=False):
+        self.remote = remote
         self.chans = chans          # [to end 0, to end 1] (or one channel)
         self.alloc = alloc          # holder tables of end 0 and end 1
         self.tables = [HolderTable(alloc.ptr, alloc),
@@ -91,6 +120,7 @@ class Shared:
         self.lock = threading.Lock()
         self.claim = ffi.cast("int32_t *", alloc.ptr) + 2 * HolderTable.WORDS
         self.record = RecordEnd(self.claim, alloc)
+        self.crossed_word = self.claim + 2
 
     @classmethod
     def create(cls, duplex):
@@ -104,8 +134,16 @@ class Shared:
         self = cls(chans, alloc)
         for t in self.tables:
             t.clear()
-        self.claim[0] = self.claim[1] = 0
+        self.claim[0] = self.claim[1] = self.claim[2] = 0
         return self
+
+    def crossed(self):
+        """True once an end went to another node (or this is such an
+        end): buffers then travel in band."""
+        return self.remote or lib.dragon_glue_load32(self.crossed_word) != 0
+
+    def mark_crossed(self):
+        self.crossed_word[0] = 1
 
     def descriptor(self):
         return (tuple(c.descriptor for c in self.chans), self.alloc.descriptor)
@@ -114,6 +152,8 @@ class Shared:
     def attach(cls, desc):
         chan_descs, alloc_desc = desc
         chans = [channels.Channel.attach(d) for d in chan_descs]
+        if lib.dchan_pool(chans[0].handle) == ffi.NULL:
+            return cls(chans, _PrivateRecord(alloc_desc), remote=True)
         alloc = chans[0].pool.attach_alloc(alloc_desc)
         return cls(chans, alloc)
 
@@ -130,6 +170,10 @@ class Shared:
                 self.users -= 1
                 if self.users > 0:
                     return
+            if self.remote:  # the Pipe's node destroys it
+                for c in self.chans:
+                    c.detach()
+                return
             # Two processes letting go of the last ends at once both find
             # no holder: only the one that claims the record destroys.
             if (self.tables[0].held() or self.tables[1].held()
@@ -197,6 +241,8 @@ class Connection(_mpconn._ConnectionBase):
         self._rh = self._rch.handle if readable else None
         self._wh = self._wch.handle if writable else None
         self._mine = shared.tables[end]
+        if shared.remote:
+            self._peer_always = True
         self._busy = shared.busy
         self._peer = shared.tables[1 - end]
         self._slot = self._mine.register() if slot is None else slot
@@ -287,6 +333,8 @@ class Connection(_mpconn._ConnectionBase):
 
     def __reduce__(self):
         self._check_closed()
+        if getattr(get_spawning_popen(), "crosses_nodes", False):
+            self._shared.mark_crossed()
         slot = self._mine.register_pending()
         return (_rebuild_connection,
                 (self._shared.descriptor(), self._end, self._readable,
@@ -308,6 +356,13 @@ class Connection(_mpconn._ConnectionBase):
                 return True
             return self._send_blocking(lambda t: lib.dchan_send(ch, data, n, t), timeout, rc)
         pool = lib.dchan_pool(ch)
+        if pool == ffi.NULL:
+            # A channel of another node: copied, through the transport.
+            data = head + payload.tobytes() + tail
+            rc = lib.dchan_send(ch, data, n, 0)
+            if rc == 0:
+                return True
+            return self._send_blocking(lambda t: lib.dchan_send(ch, data, n, t), timeout, rc)
         deadline = None if timeout is None else time.monotonic() + timeout
         p = ffi.cast("char *", self._pool_alloc(
             pool, n, deadline, "sending a message of %d bytes" % n))
@@ -495,6 +550,10 @@ class Connection(_mpconn._ConnectionBase):
 
     @_in_call
     def _send_obj(self, buffers, data, timeout):
+        if buffers and self._shared.crossed():
+            # The receiver may be on another node: buffers in band.
+            data = ForkingPickler.dumps(pickle.loads(data, buffers=buffers), 5)
+            buffers = None
         data = memoryview(data)
         if not buffers:
             return self._send_raw(_HDR_BYTES, data, timeout)
@@ -584,6 +643,14 @@ class Connection(_mpconn._ConnectionBase):
         message, copied once into the bytes object and freed at once,
         else (None, what _recv_msg goes on from)."""
         ch = self._rhandle()
+        if self._shared.remote:
+            view = _recv_sized(ch)
+            if view is None:
+                return None, None  # taken by another receiver: wait again
+            if view[0] == K_BYTES:
+                self._consumed()
+                return bytes(view[1:]), None
+            return None, (view[0], view[1:])
         msg = ffi.new("dchan_msg_t *")
         if lib.dchan_recv_zc(ch, 0, msg) < 0:
             return None, None  # taken by another receiver: wait again
@@ -615,6 +682,13 @@ class Connection(_mpconn._ConnectionBase):
                 rc = self._recv_copy(ch, max(0, min(_SLICE_NS, deadline - time.monotonic_ns())))
             if type(rc) is tuple:
                 kind, view = rc
+            elif rc == _EMSGSIZE and self._shared.remote:
+                view = _recv_sized(ch)
+                rc = None
+                if view is None:  # taken by another receiver meanwhile
+                    continue
+                kind = view[0]
+                view = view[1:]
             elif rc == _EMSGSIZE:
                 msg = ffi.new("dchan_msg_t *")
                 rc = lib.dchan_recv_zc(ch, 0, msg)
@@ -743,6 +817,29 @@ class Connection(_mpconn._ConnectionBase):
         self._wbox[0] = None
         if w is not None:
             w.stop()
+
+
+def _recv_sized(ch):
+    """The message at the head of ch, a channel of another node, larger
+    than a receive buffer (there is no zero-copy receive through the
+    transport): its size from dchan_peek, then a receive into a buffer of
+    that size.  None when another receiver took it first."""
+    n = ffi.new("size_t *")
+    one = ffi.new("char[1]")
+    while True:
+        rc = lib.dchan_peek(ch, one, 0, 0, n)
+        if rc in (_EAGAIN, _ETIMEDOUT):
+            return None
+        if rc < 0 and rc != _EMSGSIZE:
+            raise chan_error(rc, "receiving on a Connection")
+        buf = ffi.new("char[]", max(1, n[0]))
+        rc = lib.dchan_recv(ch, buf, n[0], 0, n)
+        if rc == 0:
+            return memoryview(ffi.buffer(buf, n[0]))
+        if rc in (_EAGAIN, _ETIMEDOUT):
+            return None
+        if rc != _EMSGSIZE:  # another, larger message took its place
+            raise chan_error(rc, "receiving on a Connection")
 
 
 def _send_notice(ch):

@@ -9,7 +9,7 @@ context (the functions of the multiprocessing module itself) hands its
 factories to the 'dragon' context while 'dragon' is the start method.
 """
 import multiprocessing
-from multiprocessing import context as _mpctx, process
+from multiprocessing import context as _mpctx, pool as _mppool, process
 
 __all__ = ["DragonContext", "DragonProcess", "register"]
 
@@ -18,6 +18,18 @@ class DragonProcess(process.BaseProcess):
     """A process started by the Dragon runtime with spawn semantics."""
 
     _start_method = "dragon"
+
+    def __init__(self, group=None, target=None, name=None, args=(), kwargs={},
+                 *, daemon=None, policy=None):
+        """As multiprocessing.Process; policy, a dragon.Policy, says where
+        the process starts (default: the policy of the ``with`` block
+        around this call, or around start())."""
+        super().__init__(group, target, name, args, kwargs, daemon=daemon)
+        from . import policy as _policy
+        if policy is not None and not isinstance(policy, _policy.Policy):
+            raise TypeError("Process: policy must be a dragon.Policy, not %s"
+                            % type(policy).__name__)
+        self._dragon_policy = policy if policy is not None else _policy.active()
 
     @staticmethod
     def _Popen(process_obj):
@@ -35,6 +47,45 @@ class DragonContext(_mpctx.BaseContext):
 
     _name = "dragon"
     Process = DragonProcess
+
+    def cpu_count(self):
+        """The CPUs this job may use: over all its nodes under a runtime
+        over several nodes (see dragon.machine), else those of this
+        process's affinity mask."""
+        from . import machine
+        return machine.cpu_count()
+
+    def Pool(self, processes=None, initializer=None, initargs=(),
+             maxtasksperchild=None, *, policy=None):
+        """A process pool of processes workers (default: cpu_count()),
+        placed round-robin over the nodes, or as policy (a dragon.Policy)
+        says."""
+        from multiprocessing.pool import Pool
+        from . import policy as _policy
+        if processes is None:
+            processes = self.cpu_count()
+        if policy is None:
+            return Pool(processes, initializer, initargs, maxtasksperchild,
+                        context=self.get_context())
+        if not isinstance(policy, _policy.Policy):
+            raise TypeError("Pool: policy must be a dragon.Policy, not %s"
+                            % type(policy).__name__)
+        return _PolicyPool(policy, processes, initializer, initargs,
+                           maxtasksperchild, context=self.get_context())
+
+    def Manager(self):
+        """A started SyncManager.  Its server runs on this node; across
+        several nodes it listens on TCP at this host's name (a Unix
+        socket, the default, is not reachable from other nodes)."""
+        from multiprocessing.managers import SyncManager
+        from . import machine
+        address = None
+        if machine.node_count() > 1:
+            import socket
+            address = (socket.gethostname(), 0)
+        m = SyncManager(address=address, ctx=self.get_context())
+        m.start()
+        return m
 
     def Pipe(self, duplex=True):
         """Two Connections over channels (see dragon.connection)."""
@@ -115,12 +166,25 @@ class DragonContext(_mpctx.BaseContext):
                      ctx=self.get_context())
 
 
+class _PolicyPool(_mppool.Pool):
+    """A Pool whose workers, those it starts later included, follow a
+    placement policy."""
+
+    def __init__(self, policy, *args, **kwds):
+        def Process(ctx, *a, **k):
+            w = ctx.Process(*a, **k)
+            w._dragon_policy = policy
+            return w
+        self.Process = Process
+        super().__init__(*args, **kwds)
+
+
 # Factories the default context forwards to the 'dragon' context while it
 # is the start method (every other method keeps stock behaviour).
 _FORWARDED = ("Pipe", "Lock", "RLock", "Condition", "Semaphore",
               "BoundedSemaphore", "Event", "Barrier", "Queue",
               "JoinableQueue", "SimpleQueue", "Pool", "RawValue", "RawArray",
-              "Value", "Array", "Manager")
+              "Value", "Array", "Manager", "cpu_count")
 
 
 def _forwarder(name):

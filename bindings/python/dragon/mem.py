@@ -275,6 +275,18 @@ def _attach_pool(desc):
         rt = runtime.current(start=False)
         if rt is not None and rt.pool.descriptor == desc:
             return rt.pool
+        d = ffi.from_buffer("dmem_pool_desc_t *", desc)
+        if d.node_id != lib.dmem_node_id():
+            # Shared memory of another node (a Value, an Array, an
+            # Allocation passed to a process placed there).
+            raise DragonError(-lib.DMEM_E_FOREIGN,
+                              "pool %s lives on another node (node id %#x, this one "
+                              "is %#x): a process cannot map another node's memory, "
+                              "so Value, Array and pool allocations work only on "
+                              "their own node; pass the data through a Queue or "
+                              "Pipe, or place the process on that node (dragon.Policy)"
+                              % (ffi.string(d.segname).decode(errors="replace"),
+                                 d.node_id, lib.dmem_node_id()))
         pool = Pool.attach(desc)
         _attached[desc] = weakref.ref(pool)
     return pool

@@ -70,7 +70,7 @@ class _Handle:
 
     WORDS = HolderTable.WORDS + 2  # the table, a claim and a busy word
 
-    def __init__(self, kind, p, alloc, slot, rt):
+    def __init__(self, kind, p, alloc, slot, rt, remote=False):
         self.kind = kind
         self.alloc = alloc
         self.table = HolderTable(alloc.ptr, alloc)
@@ -84,7 +84,7 @@ class _Handle:
             _fn(kind, "detach")(p)
             raise chan_error(rc, "descriptor of a %s" % kind)
         self.desc = bytes(ffi.buffer(d))
-        self.p = ffi.gc(p, _releaser(kind, self.table, slot, rt))
+        self.p = ffi.gc(p, _releaser(kind, self.table, slot, rt, remote))
         rt.track(self)
 
     @classmethod
@@ -132,6 +132,13 @@ class _Handle:
         rc = _fn(kind, "attach")(d, out)
         if rc < 0:
             raise chan_error(rc, "attaching a %s" % kind)
+        if d.node_id != lib.dmem_node_id():
+            # An object of another node: its operations go through the
+            # transport, its holder record (pool memory there) is out of
+            # reach.  This handle holds nothing in it and never destroys
+            # the object, which its own node does.
+            alloc = _PrivateRecord(cls.WORDS * 4, alloc_desc)
+            return cls(kind, out[0], alloc, alloc.register(), rt, remote=True)
         try:
             alloc = rt.pool.attach_alloc(alloc_desc)
         except BaseException:
@@ -141,11 +148,28 @@ class _Handle:
         return cls(kind, out[0], alloc, slot, rt)
 
 
+class _PrivateRecord:
+    """A holder record in this process's own memory, for a sync object of
+    another node (see _Handle._rebuild)."""
+
+    def __init__(self, size, descriptor):
+        self._mem = ffi.new("char[]", size)
+        self.ptr = self._mem
+        # The real record's, for passing the object on (to any node).
+        self.descriptor = descriptor
+
+    def register(self):
+        return HolderTable(self.ptr, self).register()
+
+    def free(self):
+        pass
+
+
 _KIND_NAMES = {"lock": "lock", "sem": "semaphore", "event": "event",
                "barrier": "barrier"}
 
 
-def _releaser(kind, table, slot, rt):
+def _releaser(kind, table, slot, rt, remote=False):
     """The destructor of a sync object's C handle, run when the last
     reference to it is gone: give up this process's holding, then destroy
     the object if no process holds it any more, else detach.  Only in the
@@ -164,7 +188,7 @@ def _releaser(kind, table, slot, rt):
             table.release(slot)
             # Exactly one of the processes that find no holder left
             # destroys it.
-            if not table.held() and record.claim_it():
+            if not remote and not table.held() and record.claim_it():
                 _fn(kind, "destroy")(p)
             else:
                 _fn(kind, "detach")(p)

@@ -1,0 +1,130 @@
+"""The nodes of the runtime, and the pids of processes on them.
+
+Under a runtime over several nodes (``dragon prog.py`` inside a Slurm
+allocation) :func:`nodes` lists the job's nodes, in the runtime's order:
+index 0 is the primary node, where the head process runs.  Each node's
+``dragon-backend`` records its host name and its CPUs with the global
+services (the name ``dragon.node.<index>.info``); everywhere else (one
+node, an embedded runtime) the list has this machine alone.
+
+The CPUs of a node are those processes started there may use: the
+backend's affinity mask (which they inherit), no more than the workload
+manager granted the job on that node (``SLURM_CPUS_ON_NODE``).
+:func:`cpu_count` adds them up over the nodes.
+
+Pids.  A process on the caller's node is named by its OS pid, as always.
+A process on another node is named by an *encoded* pid, above every pid
+the kernel can hand out (``PID_SPAN``, the kernel's largest possible
+``pid_max``, 2**22)::
+
+    pid = PID_SPAN * (node_index + 1) + os_pid
+
+so it can never name a local process: ``os.kill`` on it fails with
+ProcessLookupError (past 510 nodes the number no longer fits a C pid_t
+and os.kill raises OverflowError), never hitting an unrelated process.
+:func:`pid_node` and :func:`os_pid` take an encoded pid apart.
+"""
+import collections
+import os
+import socket
+
+from ._dragon_cffi import ffi, lib
+
+__all__ = ["Node", "nodes", "node_count", "this_node", "cpu_count",
+           "PID_SPAN", "encode_pid", "pid_node", "os_pid"]
+
+#: The kernel's largest possible pid_max (PID_MAX_LIMIT on 64-bit Linux):
+#: no OS pid reaches it.
+PID_SPAN = 1 << 22
+
+#: The name under which each node's backend records its host and CPUs.
+INFO_NAME = "dragon.node.%d.info"
+
+Node = collections.namedtuple("Node", "index host cpus")
+Node.__doc__ = """A node of the runtime: its index (0 .. node_count() - 1,
+0 the primary node), host name, and the CPUs the job may use there."""
+
+_nodes = None  # (pid that looked them up, the list)
+
+
+def _usable_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _rt():
+    """This process's runtime; None when it has none yet and none is
+    named in the environment (nothing here starts an embedded one)."""
+    from . import runtime
+    return runtime.current(start=False)
+
+
+def node_count():
+    """How many nodes this process's runtime spans (1 on one node)."""
+    rt = _rt()
+    return 1 if rt is None else int(lib.dlaunch_node_count(rt.handle))
+
+
+def this_node():
+    """The index of the node this process runs on."""
+    rt = _rt()
+    # On one node dlaunch_node is the machine's node id, not an index.
+    if rt is None or lib.dlaunch_node_count(rt.handle) <= 1:
+        return 0
+    return int(lib.dlaunch_node(rt.handle)) - 1
+
+
+def _lookup(rt, index):
+    buf = ffi.new("char[]", 512)
+    n = ffi.new("size_t *")
+    rc = lib.dlaunch_name_lookup(rt.handle, (INFO_NAME % index).encode(),
+                                 lib.DLAUNCH_KIND_BYTES, buf, len(buf) - 1, n)
+    if rc < 0:
+        from .runtime import dlaunch_error
+        raise dlaunch_error(rc, "the description of node %d (%s)"
+                            % (index, INFO_NAME % index))
+    fields = dict(f.split("=", 1) for f in
+                  ffi.string(buf, n[0]).decode().split() if "=" in f)
+    return Node(index, fields.get("host", ""), int(fields.get("cpus", "1")))
+
+
+def nodes():
+    """The nodes of the job, as a list of :class:`Node` (index, host,
+    cpus), ordered by index."""
+    global _nodes
+    if _nodes is not None and _nodes[0] == os.getpid():
+        return list(_nodes[1])
+    rt = _rt()
+    count = 1 if rt is None else int(lib.dlaunch_node_count(rt.handle))
+    if count <= 1:
+        found = [Node(0, socket.gethostname(), _usable_cpus())]
+    else:
+        found = [_lookup(rt, i) for i in range(count)]
+    _nodes = (os.getpid(), found)
+    return list(found)
+
+
+def cpu_count():
+    """The CPUs this job may use on all its nodes."""
+    return sum(n.cpus for n in nodes())
+
+
+def encode_pid(node, pid):
+    """The pid by which a process of this node names process pid of node
+    index node."""
+    if node is None or node == this_node():
+        return pid
+    return PID_SPAN * (node + 1) + pid
+
+
+def pid_node(pid):
+    """The index of the node of the process named pid (as this process
+    names it)."""
+    return pid // PID_SPAN - 1 if pid >= PID_SPAN else this_node()
+
+
+def os_pid(pid):
+    """The OS pid, on its own node, of the process named pid."""
+    return pid % PID_SPAN if pid >= PID_SPAN else pid

@@ -1,0 +1,482 @@
+"""Python across nodes: 'dragon' processes on a 2-node test cluster.
+
+A Slurm cluster whose nodes are namespaces on this machine
+(tests/cluster/vcluster) is started once for the module; each test runs a
+small program with ``dragon`` inside an allocation, and the program prints
+what it saw (host names from socket.gethostname(), exit codes, pids).
+Needs root and Slurm; skipped, with the reason, otherwise."""
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.environ.get("top_srcdir", os.path.join(HERE, "..", ".."))
+BUILDDIR = os.environ.get("top_builddir", os.path.join(SRCDIR, "build"))
+VCLUSTER = os.path.join(SRCDIR, "tests", "cluster", "vcluster")
+DRAGON = os.path.join(BUILDDIR, "libdlaunch", "dragon")
+
+
+def _why_no_cluster():
+    if os.geteuid() != 0:
+        return ("the cluster tests need root (network namespaces, a bridge, "
+                "Slurm's daemons); run make check as root")
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    for c in ("slurmctld", "slurmd", "salloc", "munged"):
+        if shutil.which(c, path=path) is None:
+            return "%s is not installed; 'make deps' installs Slurm and munge" % c
+    if subprocess.run(["unshare", "--net", "--uts", "--mount", "true"],
+                      stderr=subprocess.DEVNULL).returncode != 0:
+        return "no namespaces can be made here (unshare --net --uts --mount fails)"
+    if not os.access(DRAGON, os.X_OK):
+        return "build dragon first (%s)" % DRAGON
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    why = _why_no_cluster()
+    if why:
+        pytest.skip(why)
+    # In the build tree (munged wants every directory above its socket
+    # searchable, which pytest's temporary directories are not); a run
+    # killed earlier is cleaned up first.
+    d = os.path.join(BUILDDIR, "tests", "python", "multinode.vc")
+    env = dict(os.environ, PATH=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    subprocess.run([VCLUSTER, "-d", d, "stop"], env=env, timeout=180,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = subprocess.run([VCLUSTER, "-d", d, "start", "2"], env=env, timeout=180,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert r.returncode == 0, "a 2-node cluster starts:\n" + r.stdout
+        yield d
+    finally:
+        subprocess.run([VCLUSTER, "-d", d, "stop"], env=env, timeout=180,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _leftovers(cluster, mark):
+    """What a run left: processes carrying its mark (dragon passes the
+    environment on to every process of every node), and dragon segments
+    in each node's /dev/shm."""
+    procs = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                env = f.read().split(b"\0")
+            with open("/proc/%s/stat" % pid, "rb") as f:
+                zombie = f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+        except OSError:
+            continue
+        if mark.encode() in env and not zombie:
+            procs.append(int(pid))
+    shm = {}
+    for node in ("node1", "node2"):
+        r = subprocess.run([VCLUSTER, "-d", cluster, "exec", node, "ls", "/dev/shm"],
+                           stdout=subprocess.PIPE, text=True, timeout=60)
+        left = [n for n in r.stdout.split() if n.startswith("dragon.")]
+        if left:
+            shm[node] = left
+    return procs, shm
+
+
+@pytest.fixture
+def run(cluster, tmp_path):
+    """run(code, *salloc_args): the program code under dragon in a 2-node
+    allocation; returns (exit code, stdout, stderr).  Checks that the run
+    left no process and no segment on any node."""
+    def go(code, *salloc_args):
+        prog = tmp_path / "prog.py"
+        prog.write_text(textwrap.dedent(code))
+        mark = "PY_MULTINODE_MARK=%d.%s" % (os.getpid(), tmp_path.name)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("SLURM_", "DRAGON_"))}
+        env.update(SLURM_CONF=os.path.join(cluster, "slurm.conf"),
+                   PATH=os.environ.get("PATH", "") + ":/usr/sbin:/sbin",
+                   PYTHONPATH=os.path.join(BUILDDIR, "bindings", "python"))
+        env.update([mark.split("=", 1)])
+        r = subprocess.run(["salloc", "-Q", "-N2"] + list(salloc_args)
+                           + [DRAGON, "-t", "30", str(prog)],
+                           env=env, cwd=str(tmp_path), timeout=240,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 10
+        while True:
+            procs, shm = _leftovers(cluster, mark)
+            if (not procs and not shm) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert not procs and not shm, "left behind: processes %s, segments %s" % (procs, shm)
+        return r.returncode, r.stdout, r.stderr
+    return go
+
+
+def _lines(out, prefix):
+    return sorted(l[len(prefix):].strip() for l in out.splitlines() if l.startswith(prefix))
+
+
+HEAD = """
+import multiprocessing as mp, os, signal, socket, sys, time
+import dragon
+from dragon import Policy
+
+def host(tag):
+    print("%s on %s" % (tag, socket.gethostname()), flush=True)
+"""
+
+
+def test_round_robin_over_the_nodes_and_nodes_listed(run):
+    rc, out, err = run(HEAD + """
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    print("nodes:", [(n.index, n.host) for n in dragon.nodes()], flush=True)
+    ps = [mp.Process(target=host, args=("child%d" % i,)) for i in range(4)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join()
+    print("codes:", [p.exitcode for p in ps], flush=True)
+""")
+    assert rc == 0, out + err
+    assert "nodes: [(0, 'node1'), (1, 'node2')]" in out
+    # Round-robin, starting with the node after the head's (node1).
+    assert _lines(out, "child") == ["0 on node2", "1 on node1", "2 on node2", "3 on node1"]
+    assert "codes: [0, 0, 0, 0]" in out
+
+
+def test_remote_process_behaves_as_a_local_one(run):
+    rc, out, err = run(HEAD + """
+from multiprocessing.connection import wait
+
+def code(n):
+    sys.exit(n)
+
+def killed():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def boom():
+    raise RuntimeError("boom on " + socket.gethostname())
+
+def sleeper(ready):
+    print("parent pid seen:", mp.parent_process().pid, flush=True)
+    ready.set()
+    time.sleep(60)
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    ctx = mp.get_context("dragon")
+    there = Policy(host_name="node2")
+    def start(f, *args):
+        p = ctx.Process(target=f, args=args, policy=there)
+        p.start()
+        return p
+    p = start(code, 7); p.join(); print("exitcode:", p.exitcode, flush=True)
+    p = start(killed); p.join(); print("killed:", p.exitcode, flush=True)
+    p = start(boom); p.join(); print("raised:", p.exitcode, flush=True)
+    ready = mp.Event()
+    p = start(sleeper, ready)
+    ready.wait(60)
+    print("alive:", p.is_alive(), p in mp.active_children(), flush=True)
+    p.join(0.5)
+    print("after join(0.5):", p.exitcode, flush=True)
+    print("wait short:", wait([p.sentinel], 0.3), flush=True)
+    p.terminate()
+    print("wait:", wait([p.sentinel], 30) == [p.sentinel], flush=True)
+    p.join(); print("terminated:", p.exitcode, p.is_alive(), flush=True)
+    p.close()
+    q = start(sleeper, mp.Event())
+    time.sleep(0.5); q.kill(); q.join(30); print("killed by kill():", q.exitcode, flush=True)
+    print("head pid:", os.getpid(), flush=True)
+    print("children left:", mp.active_children(), flush=True)
+""")
+    assert rc == 0, out + err
+    assert "exitcode: 7" in out
+    assert "killed: -9" in out
+    assert "raised: 1" in out
+    both = out + err
+    assert "RuntimeError: boom on node2" in both and "Traceback" in both
+    assert "alive: True True" in out
+    assert "after join(0.5): None" in out
+    assert "wait short: []" in out
+    assert "wait: True" in out
+    assert "terminated: -15 False" in out
+    assert "killed by kill(): -9" in out
+    assert "children left: []" in out
+    head = int(_lines(out, "head pid:")[0])
+    seen = {int(x) for x in _lines(out, "parent pid seen:")}
+    # The child on node2 names its parent on node1 by an encoded pid.
+    assert seen == {(1 << 22) * 1 + head}
+
+
+def test_remote_pid_never_names_a_local_process(run):
+    rc, out, err = run(HEAD + """
+def me(ready):
+    print("child os pid:", os.getpid(), flush=True)
+    ready.set()
+    time.sleep(30)
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    ready = mp.Event()
+    p = mp.get_context("dragon").Process(target=me, args=(ready,), policy=Policy(host_id=1))
+    p.start()
+    ready.wait(60)
+    print("pid:", p.pid, dragon.pid_node(p.pid), dragon.os_pid(p.pid), flush=True)
+    try:
+        os.kill(p.pid, 0)
+        print("os.kill: reached a process", flush=True)
+    except ProcessLookupError:
+        print("os.kill: ProcessLookupError", flush=True)
+    p.terminate(); p.join()
+""")
+    assert rc == 0, out + err
+    pid, node, ospid = (int(x) for x in _lines(out, "pid:")[0].split())
+    assert pid >= 1 << 22 and node == 1
+    assert ospid == pid - (1 << 22) * 2
+    assert int(_lines(out, "child os pid:")[0]) == ospid
+    assert "os.kill: ProcessLookupError" in out
+
+
+def test_cpu_count_is_what_the_job_has_on_every_node(run):
+    prog = HEAD + """
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    print("cpus:", [n.cpus for n in dragon.nodes()], mp.cpu_count(), flush=True)
+    print("affinity here:", len(os.sched_getaffinity(0)), flush=True)
+"""
+    rc, out, err = run(prog)
+    assert rc == 0, out + err
+    assert "cpus: [1, 1] 2" in out  # salloc's default: one CPU on each node
+    rc, out, err = run(prog, "-c", "2")
+    assert rc == 0, out + err
+    assert "cpus: [2, 2] 4" in out
+
+
+def test_placement_policies(run):
+    rc, out, err = run(HEAD + """
+def aff(tag):
+    print("%s on %s cpus %s" % (tag, socket.gethostname(), sorted(os.sched_getaffinity(0))), flush=True)
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    ctx = mp.get_context("dragon")
+    def go(tag, policy=None, f=host):
+        p = ctx.Process(target=f, args=(tag,), policy=policy)
+        p.start(); p.join()
+        return p.exitcode
+    go("byname", Policy(host_name="node1"))
+    go("byid", Policy(host_id=1))
+    go("local", Policy(placement=Policy.Placement.LOCAL))
+    with Policy(host_name="node2"):
+        p = mp.Process(target=host, args=("with-block",)); p.start(); p.join()
+    block = Policy(distribution=Policy.Distribution.BLOCK)
+    ps = [ctx.Process(target=host, args=("block%d" % i,), policy=block) for i in range(4)]
+    for p in ps: p.start()
+    for p in ps: p.join()
+    go("aff", Policy(host_id=1, cpu_affinity=[1]), aff)
+    for bad in (dict(host_name="nosuch"), dict(host_id=5)):
+        try:
+            go("bad", Policy(**bad))
+        except ValueError as e:
+            print("bad:", e, flush=True)
+    try:
+        Policy(placement="somewhere")
+    except ValueError as e:
+        print("bad:", e, flush=True)
+""", "-c", "2")
+    assert rc == 0, out + err
+    assert "byname on node1" in out
+    assert "byid on node2" in out
+    assert "local on node1" in out
+    assert "with-block on node2" in out
+    # Block: a node gets as many as it has CPUs (2) before the next.
+    assert _lines(out, "block") == ["0 on node1", "1 on node1", "2 on node2", "3 on node2"]
+    assert "aff on node2 cpus [1]" in out
+    assert "bad: Policy: no node of the job is called 'nosuch' (its nodes: node1, node2)" in out
+    assert "bad: Policy: host_id 5: the job has 2 nodes (0 .. 1)" in out
+    assert "bad: Policy: placement 'somewhere' is not one of" in out
+
+
+def test_pipe_queue_and_locks_between_nodes(run):
+    rc, out, err = run(HEAD + """
+def child(q, conn, rconn, lock, ev):
+    q.put(("hello", socket.gethostname()))
+    print("child got:", conn.recv(), flush=True)
+    print("child got big:", len(conn.recv()), flush=True)
+    ba = conn.recv()
+    print("child got buffer:", type(ba).__name__, len(ba), flush=True)
+    conn.send(bytearray(b"y" * 300000))
+    conn.send_bytes(b"z" * 200000)
+    q.put(b"q" * 500000)
+    print("child poll:", conn.poll(20), flush=True)
+    buf = bytearray(16)
+    print("child recv_bytes_into:", conn.recv_bytes_into(buf), bytes(buf[:4]), flush=True)
+    print("child one-way:", rconn.recv(), flush=True)
+    with lock:
+        print("child holds the lock on", socket.gethostname(), flush=True)
+    ev.set()
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    from multiprocessing.connection import wait
+    q = mp.Queue()
+    a, b = mp.Pipe()
+    r, w = mp.Pipe(duplex=False)
+    lock, ev = mp.Lock(), mp.Event()
+    lock.acquire()
+    p = mp.get_context("dragon").Process(target=child, args=(q, b, r, lock, ev),
+                                         policy=Policy(host_name="node2"))
+    p.start()
+    a.send("to the child")
+    a.send(b"x" * 1000000)
+    a.send(bytearray(b"x" * 400000))
+    print("parent got:", q.get(timeout=30), flush=True)
+    print("parent waits:", wait([a], 30) == [a], flush=True)
+    print("parent got buffer:", len(a.recv()), flush=True)
+    print("parent got bytes:", len(a.recv_bytes()), flush=True)
+    print("parent got from queue:", len(q.get(timeout=30)), flush=True)
+    a.send_bytes(b"last")
+    w.send("one way")
+    time.sleep(0.5)
+    print("event before release:", ev.is_set(), flush=True)
+    lock.release()
+    print("event:", ev.wait(30), flush=True)
+    p.join(30)
+    print("exit:", p.exitcode, flush=True)
+    v = mp.Value("i", 0)
+    p = mp.get_context("dragon").Process(target=abs, args=(v,), policy=Policy(host_id=1))
+    p.start()
+    p.join(30)
+    print("a Value on another node:", p.exitcode, flush=True)
+""")
+    assert rc == 0, out + err
+    # Not yet: pool memory of another node; the child says why it ended.
+    assert "a Value on another node: 1" in out
+    assert "lives on another node" in out + err and "Queue or Pipe" in out + err
+    for line in ("parent got: ('hello', 'node2')", "child got: to the child",
+                 "child got big: 1000000", "child got buffer: bytearray 400000",
+                 "parent waits: True", "parent got buffer: 300000",
+                 "parent got bytes: 200000", "parent got from queue: 500000",
+                 "child poll: True", "child recv_bytes_into: 4 b'last'",
+                 "child one-way: one way", "event before release: False",
+                 "child holds the lock on node2", "event: True", "exit: 0"):
+        assert line in out, line + "\n" + out + err
+
+
+def test_pool_and_manager_over_the_nodes(run):
+    rc, out, err = run(HEAD + """
+def sq(x):
+    time.sleep(0.05)
+    return x * x, socket.gethostname()
+
+def mark(d):
+    d[socket.gethostname()] = os.getpid()
+
+def init(b):
+    global barrier
+    barrier = b
+
+def meet(x):
+    # Every task waits for the three others: each of the four workers
+    # takes one, on whichever node it runs.
+    barrier.wait(120)
+    return x * x, socket.gethostname()
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    with mp.Manager() as m:
+        d = m.dict()
+        ps = [mp.Process(target=mark, args=(d,)) for i in range(2)]
+        for p in ps: p.start()
+        for p in ps: p.join()
+        print("manager:", sorted(d.keys()), [p.exitcode for p in ps], flush=True)
+    with mp.Pool(initializer=init, initargs=(mp.Barrier(4),)) as pool:
+        print("workers:", len(pool._pool), flush=True)
+        res = pool.map(meet, range(4), chunksize=1)
+        print("results:", sum(r[0] for r in res), sorted(r[1] for r in res), flush=True)
+    with mp.Pool(2, policy=Policy(host_id=1)) as pool:
+        print("node2 pool:", sorted(set(r[1] for r in pool.map(sq, range(6)))), flush=True)
+""", "-c", "2")
+    assert rc == 0, out + err
+    assert "manager: ['node1', 'node2'] [0, 0]" in out
+    assert "workers: 4" in out  # cpu_count(): 2 CPUs on each of 2 nodes
+    assert "results: 14 ['node1', 'node1', 'node2', 'node2']" in out
+    assert "node2 pool: ['node2']" in out
+    assert "Traceback" not in out + err
+
+
+def test_more_sync_objects_between_nodes(run):
+    rc, out, err = run(HEAD + """
+def child(rl, bar, jq, cond, box):
+    with rl:
+        with rl:
+            print("child: rlock twice", flush=True)
+    print("child: barrier", bar.wait(30) in (0, 1), flush=True)
+    item = jq.get(timeout=30)
+    print("child: joinable item", item, flush=True)
+    jq.task_done()
+    with cond:
+        box.put("ready")
+        print("child: notified", cond.wait(30), flush=True)
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    rl, bar, jq, cond, box = mp.RLock(), mp.Barrier(2), mp.JoinableQueue(), mp.Condition(), mp.Queue()
+    p = mp.get_context("dragon").Process(target=child, args=(rl, bar, jq, cond, box),
+                                         policy=Policy(host_id=1))
+    p.start()
+    print("parent: barrier", bar.wait(30) in (0, 1), flush=True)
+    jq.put("job")
+    jq.join()
+    print("parent: joined the queue", flush=True)
+    print("parent:", box.get(timeout=30), flush=True)
+    with cond:
+        cond.notify()
+    p.join(30)
+    print("exit:", p.exitcode, flush=True)
+""")
+    assert rc == 0, out + err
+    for line in ("child: rlock twice", "child: barrier True", "parent: barrier True",
+                 "child: joinable item job", "parent: joined the queue",
+                 "parent: ready", "child: notified True", "exit: 0"):
+        assert line in out, line + "\n" + out + err
+
+
+def test_a_child_on_another_node_starts_children_and_passes_objects_on(run):
+    rc, out, err = run(HEAD + """
+def grand(q, lock):
+    with lock:
+        q.put(("grand", socket.gethostname(), mp.parent_process().pid))
+
+def child(q, lock):
+    q.put(("child", socket.gethostname(), os.getpid()))
+    p = mp.Process(target=grand, args=(q, lock))
+    p.start()
+    p.join()
+    q.put(("grand seen by child", dragon.pid_node(p.pid), p.exitcode))
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    q, lock = mp.Queue(), mp.Lock()
+    p = mp.Process(target=child, args=(q, lock))
+    p.start()
+    for i in range(3):
+        print(q.get(timeout=60), flush=True)
+    p.join(60)
+    print("child:", p.exitcode, dragon.pid_node(p.pid), flush=True)
+    print("child pid:", p.pid, flush=True)
+""")
+    assert rc == 0, out + err
+    child_pid = int(_lines(out, "child pid:")[0])
+    ospid = child_pid - (1 << 22) * 2
+    assert "('child', 'node2', %d)" % ospid in out
+    # The grandchild, on node1, names its parent on node2 by its encoded pid.
+    assert "('grand', 'node1', %d)" % child_pid in out
+    assert "('grand seen by child', 0, 0)" in out
+    assert "child: 0 1" in out
