@@ -383,18 +383,21 @@ def test_exit_leaves_no_thread_inside_a_queue(run_python):
     # feeder threads of queues nobody reads (cancel_join_thread) and
     # threads blocked in get() must be out of the channels before the
     # runtime unmaps the pool: a thread still inside would touch unmapped
-    # memory.  The runtime waits a second for them; a feeder thread that
-    # never looks whether its queue was closed used to outlast that.
+    # memory.  The runtime waits a while for them (made long here, so that
+    # a loaded machine cannot make a thread late); a feeder thread that
+    # never looked whether its queue was closed used to outlast any wait.
     out = run_python('''
-import multiprocessing as mp, threading, time
+import multiprocessing as mp, os, threading, time
 import dragon
 from dragon import queues, runtime
 ctx = mp.get_context("dragon")
+runtime.QUIESCE_TIMEOUT = 30
 rt = runtime.current()
 real_detach = type(rt.pool).detach
 
 def detach(self):
-    print("inside at unmap:", not runtime._quiesce(0), flush=True)
+    # one write: the dying threads' tracebacks must not split the line
+    os.write(1, b"inside at unmap: %s\\n" % str(not runtime._quiesce(0)).encode())
     real_detach(self)
 
 type(rt.pool).detach = detach
