@@ -13,7 +13,7 @@
 #   make check-ubsan        ... UndefinedBehaviorSanitizer (./build-ubsan)
 #   make check-tsan         ... ThreadSanitizer (./build-tsan)
 #   make check-valgrind     the C tests under valgrind memcheck, errors fatal
-#   make check-stress       the transport's crash campaign at length (CRASH_TRIALS=1000)
+#   make check-stress       the crash and hang stress tests at length (thousands of trials)
 #   make check-all          check, the three sanitizer builds and valgrind
 #   make check-mp-suite     CPython's whole multiprocessing suite with 'dragon'
 #   make check-cluster8     (root) the test cluster on 8 nodes: srun -N8 hostname
@@ -109,14 +109,22 @@ check-valgrind: $(BUILD)/Makefile
 	@$(MAKE) --no-print-directory -C $(BUILD) check-valgrind
 check-all: check check-asan check-ubsan check-tsan check-valgrind
 
-# The transport's crash campaign (make check runs 100 trials) with
-# CRASH_TRIALS trials, under the guard like make check.
+# The stress tests at length, under the guard like make check: the
+# transport's crash campaign (make check runs 100 trials) with
+# CRASH_TRIALS trials, the channel crash test at 5x make check's 1000
+# trials, and the Python stress tests of the rare hangs (a Pipe writer
+# killed in a large send, Pool results, close while threads are blocked)
+# at 10-15x make check's trials (tests/python/Makefile.am).
 CRASH_TRIALS ?= 1000
 check-stress: $(BUILD)/Makefile
 	@$(SUBMAKE)
 	@$(SRC)/build-aux/leftover-guard $(BUILD) \
 	  $(MAKE) --no-print-directory -C $(BUILD)/tests/dtransport \
 	  check-stress CRASH_TRIALS=$(CRASH_TRIALS)
+	@$(SRC)/build-aux/leftover-guard $(BUILD) \
+	  $(MAKE) --no-print-directory -C $(BUILD)/tests/dchan check-stress
+	@$(SRC)/build-aux/leftover-guard $(BUILD) \
+	  $(MAKE) --no-print-directory -C $(BUILD)/tests/python check-stress
 
 # The whole of test._test_multiprocessing, compared with 'spawn' on this
 # machine (make check runs a subset of it).

@@ -304,3 +304,110 @@ def test_connections_queued_behind_others_are_pickled_at_put():
         with pytest.raises(EOFError):
             a.recv()
     q.close()
+
+
+_GATED_QUEUE = '''
+import multiprocessing as mp, threading
+import dragon
+from dragon import channels, queues
+ctx = mp.get_context("dragon")
+WHICH, KIND = %r, %r
+name = {"get": "_msg_recv", "put": "_msg_send", "feed": "_msg_send_many"}[WHICH]
+real, real_destroy = getattr(queues, name), channels.Channel.destroy
+inside = [0]
+entered, gate = threading.Event(), threading.Event()
+seen = []
+
+def gated(*args):
+    if threading.current_thread().name not in ("blocked", "QueueFeederThread"):
+        return real(*args)
+    inside[0] += 1
+    try:
+        entered.set()
+        assert gate.wait(60), "gate never opened"
+        return real(*args)
+    finally:
+        inside[0] -= 1
+
+def destroy(self):
+    seen.append(inside[0])
+    real_destroy(self)
+
+setattr(queues, name, gated)
+channels.Channel.destroy = destroy
+q = ctx.JoinableQueue() if KIND == "joinable" else ctx.Queue()
+out = []
+
+def call():
+    try:
+        if WHICH == "get":
+            out.append(q.get())
+        elif WHICH == "put":
+            out.append(q.put(1))
+        else:  # more than the channel holds: the feeder thread sends the rest
+            for i in range(queues.QUEUE_CAPACITY + 10):
+                q.put(i)
+            out.append("put")
+    except Exception as e:
+        out.append(e)
+
+t = threading.Thread(target=call, name="blocked")
+t.start()
+assert entered.wait(60), "the thread never reached the channel"
+closer = threading.Thread(target=q._reader.close)
+closer.start()
+closer.join(0.5)  # a close that does not wait for the thread destroys now
+gate.set()
+closer.join(60)
+t.join(60)
+assert not closer.is_alive() and not t.is_alive(), "close or call hung: %%s" %% out
+assert seen and not any(seen), \\
+    "destroyed while a thread was inside a call on it: %%s" %% seen
+'''
+
+
+@pytest.mark.parametrize("kind", ["queue", "joinable"])
+@pytest.mark.parametrize("which", ["get", "put", "feed"])
+def test_queue_not_destroyed_under_a_thread_inside(run_python, which, kind):
+    # The last close of a queue's channel in this process (its Connection's
+    # close) while another thread is inside one of the queue's own calls
+    # on the channel (get's and put's inline paths, the feeder thread's
+    # batch): the channel must not be destroyed (its memory going to the
+    # next allocation) before that thread has left the call.  The thread
+    # is held at a gate on its way in, as a descheduled thread would be.
+    run_python(_GATED_QUEUE % (which, kind))
+
+
+def test_exit_leaves_no_thread_inside_a_queue(run_python):
+    # At the exit of the program that started the embedded runtime, the
+    # feeder threads of queues nobody reads (cancel_join_thread) and
+    # threads blocked in get() must be out of the channels before the
+    # runtime unmaps the pool: a thread still inside would touch unmapped
+    # memory.  The runtime waits a while for them (made long here, so that
+    # a loaded machine cannot make a thread late); a feeder thread that
+    # never looked whether its queue was closed used to outlast any wait.
+    out = run_python('''
+import multiprocessing as mp, os, threading, time
+import dragon
+from dragon import queues, runtime
+ctx = mp.get_context("dragon")
+runtime.QUIESCE_TIMEOUT = 30
+rt = runtime.current()
+real_detach = type(rt.pool).detach
+
+def detach(self):
+    # one write: the dying threads' tracebacks must not split the line
+    os.write(1, b"inside at unmap: %s\\n" % str(not runtime._quiesce(0)).encode())
+    real_detach(self)
+
+type(rt.pool).detach = detach
+for q in (ctx.Queue(), ctx.JoinableQueue()):
+    for i in range(queues.QUEUE_CAPACITY + 10):
+        q.put(i)
+    q.close()
+    q.cancel_join_thread()
+for q in (ctx.Queue(), ctx.SimpleQueue()):
+    threading.Thread(target=q.get, daemon=True).start()
+time.sleep(0.5)
+''')
+    assert "inside at unmap: False" in out, out

@@ -6,7 +6,11 @@ its own, K_RAW), anything else pickled (large buffers out of band, as for
 Connections).  When an unbounded queue's channel is full the objects wait
 in this process and a feeder thread moves them on, many per C call, so
 put() never blocks, as with stock queues; once nothing of this process
-waits any more, put() sends directly again.  Queues pickle as the
+waits any more, put() sends directly again.  Every call into the channel,
+the inline ones included, counts its thread in the Connection's busy list
+while it is inside, so that the last close of the channel in this process
+(the Connection's, or the runtime's at exit) waits for it instead of
+destroying the channel under it.  Queues pickle as the
 channel's descriptor: they pass to children as Process arguments and
 through other queues and pipes.
 
@@ -16,6 +20,7 @@ messages only: multiprocessing.Pool reads and writes them directly.
 import collections
 import itertools
 import threading
+from threading import get_ident as _get_ident
 from pickle import dumps as _dumps_plain, loads as _loads
 from queue import Empty, Full
 
@@ -127,9 +132,11 @@ class Queue:
     def _after_unpickle(self):
         self._reader = self._writer = self._conn
         self._closed = False
-        # The channel's handle for the hot paths; put() of an unbounded
-        # queue takes its inline path while _direct is set (not closed).
-        self._h = self._conn._rch.handle
+        # The threads inside calls on the channel (Connection._busy); the
+        # hot paths take the Connection's handle (None once it is closed).
+        # put() of an unbounded queue takes its inline path while _direct
+        # is set (not closed).
+        self._busy = self._conn._busy
         self._direct = not self._maxsize
         self._bufs = []
         self._pending = collections.deque()
@@ -159,13 +166,24 @@ class Queue:
             # another small object of a plain builtin type as its pickle.
             t = type(obj)
             if t is bytes:
-                if len(obj) < _RECV_BUF and not _msg_send(self._h, K_RAW, obj, len(obj), 0):
+                if len(obj) < _RECV_BUF and self._send_inline(K_RAW, obj):
                     return
             elif t in _PLAIN:
                 data = _dumps_plain(obj, 5)
-                if len(data) < _RECV_BUF and not _msg_send(self._h, K_BYTES, data, len(data), 0):
+                if len(data) < _RECV_BUF and self._send_inline(K_BYTES, data):
                     return
         self._put(obj, block, timeout)
+
+    def _send_inline(self, kind, data):
+        """Try once to send a small message; True when it went."""
+        busy = self._busy
+        me = _get_ident()
+        busy.append(me)
+        try:
+            h = self._conn._wh
+            return h is not None and not _msg_send(h, kind, data, len(data), 0)
+        finally:
+            busy.remove(me)
 
     def _put(self, obj, block, timeout):
         if self._closed:
@@ -224,7 +242,13 @@ class Queue:
                 return True
             if type(msg) is tuple:
                 return conn._send_obj(msg[0], msg[1], 0.0) or msg
-            rc = lib.dchan_send(self._h, msg, len(msg), 0)
+            busy = self._busy
+            me = _get_ident()
+            busy.append(me)
+            try:
+                rc = lib.dchan_send(conn._whandle(), msg, len(msg), 0)
+            finally:
+                busy.remove(me)
             if rc == 0:
                 return True
             if rc != _EAGAIN:
@@ -306,8 +330,12 @@ class Queue:
                     else:
                         self._conn._send_large_bytes(obj, None)
                     sent = 1
-            except Exception as e:  # the queue was destroyed under us
-                if not self._ignore_epipe:
+            except Exception as e:
+                # The channel was closed in this process (the runtime's
+                # teardown at exit, say) or destroyed by another: what is
+                # left cannot go, and that is only news when unexpected.
+                if not (self._ignore_epipe or self._conn._wh is None
+                        or util.is_exiting()):
                     self._on_queue_feeder_error(e, pending[0])
                 return
             for _ in range(sent):
@@ -318,13 +346,21 @@ class Queue:
         returns how many went (at least one)."""
         lens = ffi.new("uint32_t[]", [len(m) for m in msgs])
         data = b"".join(msgs)
-        h = self._h
+        conn, busy, me = self._conn, self._busy, _get_ident()
         while True:
-            n = _msg_send_many(h, data, lens, len(msgs), _SLICE_NS)
+            # Counted in for each slice and out between them, with the
+            # handle taken afresh: a close in this process meanwhile
+            # (OSError here) destroys the channel only once this thread
+            # is out.
+            busy.append(me)
+            try:
+                n = _msg_send_many(conn._whandle(), data, lens, len(msgs), _SLICE_NS)
+            finally:
+                busy.remove(me)
             if n > 0:
                 return n
             if n not in (_EAGAIN, _ETIMEDOUT, _NOSPACE):
-                raise self._conn._send_error(n)
+                raise conn._send_error(n)
 
     @staticmethod
     def _on_queue_feeder_error(e, obj):
@@ -343,7 +379,17 @@ class Queue:
             except IndexError:
                 st = _new_rstate()
             buf = st[0]
-            n = _msg_recv(self._h, buf, _RECV_BUF, _SLICE_NS)
+            busy = self._busy
+            me = _get_ident()
+            busy.append(me)
+            try:
+                h = self._conn._rh
+                if h is None:
+                    bufs.append(st)
+                    self._conn._rhandle()  # raises: closed
+                n = _msg_recv(h, buf, _RECV_BUF, _SLICE_NS)
+            finally:
+                busy.remove(me)
             if n > 0:
                 k = buf[0]
                 if k == _K_RAW_CHAR:

@@ -48,8 +48,10 @@ STOP_GRACE = 5.0
 #: How long an embedded runtime's stop waits for this process's threads to
 #: leave the channel calls they are in (seconds).  Every wait of the
 #: package's objects is cut into slices (``_consts.SLICE_NS``, 0.1 s) after
-#: which a closed object is noticed, so this is seldom reached.
-QUIESCE_TIMEOUT = 1.0
+#: which a closed object is noticed, so this is reached only by a thread
+#: that never comes back; the margin is for a loaded machine, where a
+#: thread may wait long for a CPU (and the GIL) after its slice.
+QUIESCE_TIMEOUT = 5.0
 
 #: The package's modules whose code calls into libdchan.
 _CHANNEL_USERS = frozenset(
