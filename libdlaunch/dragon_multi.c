@@ -1067,7 +1067,9 @@ static int check_addresses(void)
  * a command line. */
 static int launch(const struct dragon_opts *o, const char *inst, int port)
 {
-	char prog[4096], addr[256], *env[8] = {NULL};
+	/* env: up to 7 variables, then room for the one a launcher adds
+	 * (the secret: dragon_wlm.h) and the NULL that ends them */
+	char prog[4096], addr[256], *env[10] = {NULL};
 	int na = 0, rc = -1;
 
 	if (wlm_backend_program(prog, sizeof prog)) {

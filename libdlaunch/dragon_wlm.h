@@ -40,8 +40,10 @@ struct wlm_job {
 	unsigned n;	      /* nodes */
 	char **hosts;	      /* their names by index (NULL: the WLM's order) */
 	const char *prog;     /* dragon-backend */
-	char **env;	      /* DRAGON_BE_* for every backend, NULL-ended;
-				 the secret is not among them */
+	char **env;	      /* DRAGON_BE_* for every backend, NULL-ended
+				 with room for one more after the NULL (a
+				 launcher may add the secret there for a
+				 moment); the secret is not among them */
 	const char *secret;   /* how it reaches the nodes is the launcher's */
 	const char *frontend; /* address the backends connect to ("": the
 				 backend finds it) */
