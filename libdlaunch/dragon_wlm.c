@@ -216,11 +216,13 @@ void wlm_frontend_addr(const struct dragon_opts *o, char **hosts, unsigned n,
 		snprintf(out, len, "%s", env);
 		return;
 	}
-	if (o->netprefix && prefix_addr(o->netprefix, out, len) == 0)
-		return;
+	/* The route to a node first: --network-prefix names the nodes'
+	 * network, which this host (a login node) need not be on. */
 	for (unsigned i = 0; hosts && i < n; i++)
 		if (route_addr(hosts[i], out, len) == 0)
 			return;
+	if (hosts && o->netprefix && prefix_addr(o->netprefix, out, len) == 0)
+		return;
 	out[0] = '\0';
 }
 

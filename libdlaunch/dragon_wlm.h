@@ -90,9 +90,11 @@ char *wlm_words(const char *var, char **argv, int *k, int max);
 /* dragon-backend's path: $DRAGON_BACKEND_PROGRAM, else beside dragon. */
 int wlm_backend_program(char *out, size_t len);
 /* The address the backends reach this host at: $DRAGON_FRONTEND_ADDR,
- * else the first address of the interface --network-prefix names, else
- * the address this host routes to the first host of hosts from (skipping
- * loopback).  Empty when none of those gives one. */
+ * else the address this host routes to the first host of hosts from
+ * (skipping loopback), else (with hosts) the first address of the
+ * interface --network-prefix names.  Empty when none of those gives one
+ * (without hosts, under Slurm: the backends use the step's launch
+ * address). */
 void wlm_frontend_addr(const struct dragon_opts *o, char **hosts, unsigned n,
 		       char *out, size_t len);
 /* Read a list of hosts: one per line (first word; blank lines and
