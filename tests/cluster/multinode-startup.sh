@@ -153,13 +153,19 @@ check "... listing every node's interfaces" \
 	 grep -q 'node 2 (node3): lo 127.0.0.1, .*eth0 ${net}13' '$W/err'" || cat "$W/err"
 settle
 check "... nothing is left on any node" leftovers
+# with -l debug the launcher logs to a file of its own (dragon(1), FILES)
+rm -rf "$W/logs"
+mkdir -p "$W/logs"
+export DRAGON_LOG_DIR=$W/logs
 run 3 -t 20 -l debug --network-prefix "$net" "$PROG" hosts
 rc=$?
+unset DRAGON_LOG_DIR
+felog=$(ls "$W"/logs/dragon-*.log 2>/dev/null | grep -v '\.node' | head -n1)
 check "--network-prefix $net, which every node has, works (rc $rc)" \
 	'[ $rc = 0 ] && [ "$(grep -c "hostname exited 0" "$W/out")" = 3 ]'
 check "... each node's agent listens on its address there" \
-	"grep -q 'node node2: address ${net}12, agent ${net}12:' '$W/err' &&
-	 grep -q 'node node3: address ${net}13, agent ${net}13:' '$W/err'"
+	"grep -q 'node node2: address ${net}12, agent ${net}12:' '$felog' &&
+	 grep -q 'node node3: address ${net}13, agent ${net}13:' '$felog'"
 [ $rc = 0 ] || cat "$W/err"
 run 3 -t 20 --network-prefix eth "$PROG" hosts
 rc=$?

@@ -59,17 +59,23 @@ check "... nothing is left on any node" leftovers
 
 # ---- a client on node 1 of node 0's services: its record goes with it
 for how in kill exit; do
+	# with -l debug each node's log is a file of its own (dragon(1), FILES)
+	rm -rf "$W/logs"
+	mkdir -p "$W/logs"
+	export DRAGON_LOG_DIR=$W/logs
 	run -l debug "$PROG" client $how
 	rc=$?
+	log0=$(ls "$W"/logs/dragon-*.node0-*.log 2>/dev/null | head -n1)
+	unset DRAGON_LOG_DIR
 	pid=$(sed -n 's/^spawner \([0-9]*\): true on node 0 exited 0$/\1/p' "$W/out")
 	check "$how: a process on node 1 started one on node 0 (pid $pid)" '[ -n "$pid" ]'
 	check "... node 0's services took it for a client of node 2's pool" \
-		'grep -q "debug: client [0-9]*: pid $pid of node 2$" "$W/err"'
+		'grep -q "debug: client [0-9]*: pid $pid of node 2$" "$log0"'
 	want=0
 	[ $how = exit ] || want=-9
 	check "... it ended ($how)" 'grep -qx "spawner ended $want" "$W/out"'
 	check "... and node 0's services released its record" \
-		'grep -q "debug: client [0-9]*: pid $pid of node 2 is gone$" "$W/err"'
+		'grep -q "debug: client [0-9]*: pid $pid of node 2 is gone$" "$log0"'
 	[ $rc = 0 ] || cat "$W/out" "$W/err"
 	check "... nothing is left on any node" leftovers
 done
