@@ -11,7 +11,7 @@ Trials run a few at a time, each in a thread of its own, so that the
 pools' processes compete for the CPUs.  A result that has not arrived
 after RESULT_WAIT seconds fails the test with every thread's stack.
 
-DRAGON_POOL_STRESS_TRIALS sets the number of trials (100 by default;
+DRAGON_POOL_STRESS_TRIALS sets the number of trials (24 by default;
 `make check-stress` in tests/python runs 1000), DRAGON_STRESS_SEED the
 seed."""
 import faulthandler
@@ -126,7 +126,7 @@ def _trial(rng, kind):
 
 
 def test_pool_results_all_arrive():
-    trials = int(os.environ.get("DRAGON_POOL_STRESS_TRIALS", "100"))
+    trials = int(os.environ.get("DRAGON_POOL_STRESS_TRIALS", "24"))
     seed = int(os.environ.get("DRAGON_STRESS_SEED", "0")) or random.randrange(1 << 30)
     failures = []
 
