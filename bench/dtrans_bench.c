@@ -1,7 +1,8 @@
 /*
  * libdtransport's tcp backend between two agents, against raw TCP
  * (TCP_NODELAY) between the same two endpoints, interleaved in the same
- * run: remote channel round trip (8 B, 64 KiB), one-way 8 B message rate,
+ * run: remote channel round trip (8 B, 1 KiB, 64 KiB, 1 MiB), one-way 8 B
+ * message rate,
  * the frames each send carried, and 1 MiB streaming bandwidth.
  *
  * The two endpoints are two network namespaces joined by a veth pair when
@@ -37,8 +38,8 @@
 #include <unistd.h>
 #include <dragon/dtransport.h>
 
-#define MAXMSG (64u << 10)
 #define BWMSG  (1u << 20) /* the streaming bandwidth's message */
+#define MAXMSG BWMSG	  /* the largest round trip */
 #define NBW    2	  /* threads of node 0 streaming at once */
 
 /* The two endpoints: node 0's and node 1's address, and their network
@@ -427,7 +428,7 @@ int main(void)
 	dtrans_peer_stats_t st;
 	int p01[2], p10[2], rc;
 	pid_t node1, echo, sinker;
-	const size_t sizes[] = {8, MAXMSG};
+	const size_t sizes[] = {8, 1024, 64u << 10, MAXMSG};
 
 	if (pipe(p01) || pipe(p10))
 		return 1;
@@ -459,7 +460,10 @@ int main(void)
 		double o, b;
 
 		r.size = sizes[i];
-		bench_interleave(9, bench_iters(sizes[i] > 1024 ? 500 : 2000),
+		bench_interleave(9,
+				 bench_iters(sizes[i] > 65536  ? 100
+					     : sizes[i] > 1024 ? 500
+							       : 2000),
 				 ours, &r, raw, &r, &o, &b);
 		bench_row("dtransport_tcp", "remote round trip", sizes[i], "us",
 			  o, "raw TCP ping-pong (TCP_NODELAY)", b);
