@@ -2,7 +2,7 @@
  * libdtransport's tcp backend between two agents, against raw TCP
  * (TCP_NODELAY) between the same two endpoints, interleaved in the same
  * run: remote channel round trip (8 B, 1 KiB, 64 KiB, 1 MiB), one-way 8 B
- * message rate,
+ * message rate (synchronous sends from 8 threads, buffered sends from one),
  * the frames each send carried, and 1 MiB streaming bandwidth.
  *
  * The two endpoints are two network namespaces joined by a veth pair when
@@ -169,6 +169,7 @@ static void node1_main(int to0, int from0)
 
 struct rt {
 	dchan_t *req, *back, *sink;
+	dchan_t *bsink; /* the sink again, sends buffered */
 	int sinkfd;
 	int sock;
 	size_t size;
@@ -235,6 +236,22 @@ static double ours_rate(void *arg, uint64_t iters)
 		pthread_join(t[i], NULL);
 	return (double)(NSENDERS * (iters / NSENDERS + 1)) * 1e9 /
 	       (double)(bench_now_ns() - t0);
+}
+
+/* Messages per second, one thread sending 8 B one-way with buffered
+ * sends (dchan_send_mode_set), flushed at the end. */
+static double ours_rate_buffered(void *arg, uint64_t iters)
+{
+	struct rt *r = arg;
+	uint64_t t0 = bench_now_ns(), v = 0;
+	int rc;
+
+	for (uint64_t i = 0; i < iters; i++)
+		if ((rc = dchan_send(r->bsink, &v, 8, DCHAN_FOREVER)))
+			die("buffered send", rc);
+	if ((rc = dchan_gw_flush(DCHAN_FOREVER)))
+		die("flush", rc);
+	return (double)iters * 1e9 / (double)(bench_now_ns() - t0);
 }
 
 /* The baseline: one send() per 8 B message on a TCP_NODELAY socket. */
@@ -454,7 +471,9 @@ int main(void)
 	if ((rc = dtrans_agent_peer_set(ag, 1, peer.addr)) ||
 	    (rc = dtrans_agent_start(ag)) ||
 	    (rc = dchan_attach(&peer.chan, &r.req)) ||
-	    (rc = dchan_attach(&peer.sink, &r.sink)))
+	    (rc = dchan_attach(&peer.sink, &r.sink)) ||
+	    (rc = dchan_attach(&peer.sink, &r.bsink)) ||
+	    (rc = dchan_send_mode_set(r.bsink, DCHAN_SEND_BUFFERED)))
 		die("node 0", rc);
 	for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
 		double o, b;
@@ -484,6 +503,10 @@ int main(void)
 			  (double)(st.frames_sent - s0.frames_sent) /
 				  (double)(st.sends - s0.sends),
 			  "one frame per send", 1.0);
+		bench_interleave(5, bench_iters(50000), ours_rate_buffered, &r,
+				 raw_rate, &r, &o, &b);
+		bench_row("dtransport_tcp", "one-way rate, buffered, 1 sender",
+			  8, "msg/s", o, "raw TCP, one send() per message", b);
 	}
 	{
 		double o, b;
