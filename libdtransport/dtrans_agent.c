@@ -324,8 +324,8 @@ static void *agent_main(void *arg)
 			agent_idle(ag);
 		if (ag->gw_again || spin)
 			tmo = 0;
-		else if (ag->acks_waiting && tmo > 1)
-			tmo = 1; /* a requester makes room soon */
+		else if (ag->acks_waiting && tmo > DTRANS__ACK_RETRY_MS)
+			tmo = DTRANS__ACK_RETRY_MS;
 		work = agent_events(ag, tmo);
 		if (work < 0)
 			break;

@@ -34,6 +34,10 @@ enum dtrans__ekind {
 #define DTRANS__GW_BATCH      256	    /* gateway messages per loop turn */
 #define DTRANS__REAP_NS	      1000000000ull /* look for dead requesters */
 #define DTRANS__SPIN_US	      100 /* default busy-poll after traffic */
+/* Acknowledgements of buffered sends that found their reply channel full
+ * are tried again this often: a thread that flushes takes them soon, and
+ * one that stopped taking them costs the agent few wake-ups. */
+#define DTRANS__ACK_RETRY_MS  5
 
 struct dtrans__buf {
 	unsigned char *p;
