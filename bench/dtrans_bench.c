@@ -1,7 +1,8 @@
 /*
  * libdtransport's tcp backend between two agents, against raw TCP
  * (TCP_NODELAY) between the same two endpoints, interleaved in the same
- * run: remote channel round trip (8 B, 64 KiB), one-way 8 B message rate,
+ * run: remote channel round trip (8 B, 1 KiB, 64 KiB, 1 MiB), one-way 8 B
+ * message rate (synchronous sends from 8 threads, buffered sends from one),
  * the frames each send carried, and 1 MiB streaming bandwidth.
  *
  * The two endpoints are two network namespaces joined by a veth pair when
@@ -42,8 +43,8 @@
 #include <unistd.h>
 #include <dragon/dtransport.h>
 
-#define MAXMSG (64u << 10)
 #define BWMSG  (1u << 20) /* the streaming bandwidth's message */
+#define MAXMSG BWMSG	  /* the largest round trip */
 #define NBW    2	  /* threads of node 0 streaming at once */
 
 /* The two endpoints: node 0's and node 1's address, and their network
@@ -186,6 +187,7 @@ static void node1_main(int to0, int from0)
 
 struct rt {
 	dchan_t *req, *back, *sink;
+	dchan_t *bsink; /* the sink again, sends buffered */
 	int sinkfd;
 	int sock;
 	size_t size;
@@ -252,6 +254,22 @@ static double ours_rate(void *arg, uint64_t iters)
 		pthread_join(t[i], NULL);
 	return (double)(NSENDERS * (iters / NSENDERS + 1)) * 1e9 /
 	       (double)(bench_now_ns() - t0);
+}
+
+/* Messages per second, one thread sending 8 B one-way with buffered
+ * sends (dchan_send_mode_set), flushed at the end. */
+static double ours_rate_buffered(void *arg, uint64_t iters)
+{
+	struct rt *r = arg;
+	uint64_t t0 = bench_now_ns(), v = 0;
+	int rc;
+
+	for (uint64_t i = 0; i < iters; i++)
+		if ((rc = dchan_send(r->bsink, &v, 8, DCHAN_FOREVER)))
+			die("buffered send", rc);
+	if ((rc = dchan_gw_flush(DCHAN_FOREVER)))
+		die("flush", rc);
+	return (double)iters * 1e9 / (double)(bench_now_ns() - t0);
 }
 
 /* The baseline: one send() per 8 B message on a TCP_NODELAY socket. */
@@ -451,7 +469,7 @@ static int run_backend(void)
 	dtrans_peer_stats_t st;
 	int p01[2], p10[2], rc;
 	pid_t node1, echo, sinker;
-	const size_t sizes[] = {8, MAXMSG};
+	const size_t sizes[] = {8, 1024, 64u << 10, MAXMSG};
 
 	if (pipe(p01) || pipe(p10))
 		return 1;
@@ -475,13 +493,18 @@ static int run_backend(void)
 	if ((rc = dtrans_agent_peer_set(ag, 1, peer.addr)) ||
 	    (rc = dtrans_agent_start(ag)) ||
 	    (rc = dchan_attach(&peer.chan, &r.req)) ||
-	    (rc = dchan_attach(&peer.sink, &r.sink)))
+	    (rc = dchan_attach(&peer.sink, &r.sink)) ||
+	    (rc = dchan_attach(&peer.sink, &r.bsink)) ||
+	    (rc = dchan_send_mode_set(r.bsink, DCHAN_SEND_BUFFERED)))
 		die("node 0", rc);
 	for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
 		double o, b;
 
 		r.size = sizes[i];
-		bench_interleave(9, bench_iters(sizes[i] > 1024 ? 500 : 2000),
+		bench_interleave(9,
+				 bench_iters(sizes[i] > 65536  ? 100
+					     : sizes[i] > 1024 ? 500
+							       : 2000),
 				 ours, &r, raw, &r, &o, &b);
 		bench_row(bname, "remote round trip", sizes[i], "us", o,
 			  "raw TCP ping-pong (TCP_NODELAY)", b);
@@ -501,6 +524,10 @@ static int run_backend(void)
 			  (double)(st.frames_sent - s0.frames_sent) /
 				  (double)(st.sends - s0.sends),
 			  "one frame per send", 1.0);
+		bench_interleave(5, bench_iters(50000), ours_rate_buffered, &r,
+				 raw_rate, &r, &o, &b);
+		bench_row("dtransport_tcp", "one-way rate, buffered, 1 sender",
+			  8, "msg/s", o, "raw TCP, one send() per message", b);
 	}
 	{
 		double o, b;

@@ -77,10 +77,13 @@ static int gw_get(dchan_t **gw_out)
 	return rc;
 }
 
+/* Encode a request into the gateway channel; a small one is built on the
+ * stack (no allocation on the latency path). */
 static int gw_post(dchan_t *gw, const dchan_gw_req_t *req)
 {
+	unsigned char small[1024];
 	size_t len = sizeof(dchan_desc_t) * 2 + 64 + req->payload_len;
-	void *buf = malloc(len);
+	void *buf = len <= sizeof small ? small : malloc(len);
 	int64_t n;
 	int rc;
 
@@ -89,7 +92,8 @@ static int gw_post(dchan_t *gw, const dchan_gw_req_t *req)
 	n = dchan_gw_req_encode(req, buf, len);
 	rc = n < 0 ? (int)n
 		   : dchan__send_local(gw, buf, (size_t)n, DCHAN_FOREVER);
-	free(buf);
+	if (buf != small)
+		free(buf);
 	return rc;
 }
 
@@ -198,10 +202,25 @@ struct reply_slot {
 	unsigned inflight;
 };
 
-/* One for each thread's calls, one for its poll sets. */
-static pthread_key_t reply_key[2];
-static __thread struct reply_slot reply_slot[2];
-static const uint32_t reply_cap[2] = {4, DCHAN__GW_POLLSET_CAP};
+/* One for each thread's calls, one for its poll sets, one for the
+ * acknowledgements of its buffered sends (coalesced by the servicer when
+ * the channel is full, so a few slots do). */
+#define REPLY_CALLS    0
+#define REPLY_POLLSETS 1
+#define REPLY_ACKS     2
+#define REPLY_KINDS    3
+static pthread_key_t reply_key[REPLY_KINDS];
+static __thread struct reply_slot reply_slot[REPLY_KINDS];
+static const uint32_t reply_cap[REPLY_KINDS] = {4, DCHAN__GW_POLLSET_CAP, 16};
+
+/* The thread's buffered sends: how many are in flight (posted, not yet
+ * acknowledged) and the first error of those acknowledged, not yet
+ * reported, with the channel it concerned. */
+static __thread struct {
+	uint64_t inflight;
+	int err;
+	uint64_t err_node, err_uid;
+} bufd;
 
 static void reply_drop(void *ch)
 {
@@ -212,7 +231,8 @@ static void reply_drop(void *ch)
  * not here, where taking the library's locks is not safe. */
 static void reply_forget(void)
 {
-	for (int i = 0; i < 2; i++) {
+	memset(&bufd, 0, sizeof bufd); /* the parent's sends stay its own */
+	for (int i = 0; i < REPLY_KINDS; i++) {
 		if (reply_slot[i].ch)
 			reply_slot[i].inherited = reply_slot[i].ch;
 		reply_slot[i].ch = NULL;
@@ -222,8 +242,8 @@ static void reply_forget(void)
 
 static void reply_init(void)
 {
-	pthread_key_create(&reply_key[0], reply_drop);
-	pthread_key_create(&reply_key[1], reply_drop);
+	for (int i = 0; i < REPLY_KINDS; i++)
+		pthread_key_create(&reply_key[i], reply_drop);
 	pthread_atfork(NULL, NULL, reply_forget);
 }
 
@@ -238,6 +258,8 @@ static void reply_abandon(int which)
 		dchan_detach(s->ch);
 	s->ch = NULL;
 	s->inflight = 0;
+	if (which == REPLY_ACKS)
+		bufd.inflight = 0; /* their answers went to that channel */
 }
 
 static int reply_get(dchan_t *gw, int which, dchan_t **reply_out)
@@ -281,7 +303,7 @@ static int gw_call(dchan_t *ch, dchan_gw_req_t *req, void *out, size_t cap,
 
 	rc = gw_get(&gw);
 	if (rc == 0)
-		rc = reply_get(gw, 0, &reply);
+		rc = reply_get(gw, REPLY_CALLS, &reply);
 	if (rc < 0)
 		return rc;
 	req->version = DCHAN_GW_VERSION;
@@ -300,6 +322,137 @@ static int gw_call(dchan_t *ch, dchan_gw_req_t *req, void *out, size_t cap,
 	return rc;
 }
 
+DCHAN_EXPORT int dchan_send_mode_set(dchan_t *ch, unsigned mode)
+{
+	if (!ch)
+		return dchan__fail(-EINVAL, "NULL channel");
+	if (mode != DCHAN_SEND_SYNC && mode != DCHAN_SEND_BUFFERED)
+		return dchan__fail(-EINVAL,
+				   "send mode %u: want DCHAN_SEND_SYNC or "
+				   "DCHAN_SEND_BUFFERED",
+				   mode);
+	ch->send_mode = mode;
+	return 0;
+}
+
+/* Take one acknowledgement of buffered sends (waiting up to timeout_ns). */
+static int bufd_take(dchan_t *acks, uint64_t timeout_ns)
+{
+	dchan_gw_cpl_t c;
+	dchan_msg_t m;
+	uint64_t n;
+	int rc = dchan__recv_zc_local(acks, timeout_ns, &m);
+
+	if (rc < 0)
+		return rc;
+	if (dchan_gw_cpl_decode(m.data, m.len, &c) == 0) {
+		n = c.req_id == DCHAN_GW_ACK_ID ? c.value : 1;
+		bufd.inflight = n < bufd.inflight ? bufd.inflight - n : 0;
+		if (c.status < 0 && bufd.err == 0) {
+			uint64_t who[2] = {0, 0};
+
+			if (c.payload_len == sizeof who)
+				memcpy(who, c.payload, sizeof who);
+			bufd.err = c.status;
+			bufd.err_node = who[0];
+			bufd.err_uid = who[1];
+		}
+	}
+	dchan_msg_release(&m);
+	return 0;
+}
+
+/* The first unreported error of the thread's buffered sends, reported. */
+static int bufd_report(void)
+{
+	int err = bufd.err;
+
+	bufd.err = 0;
+	return dchan__fail(err,
+			   "an earlier buffered send to channel %016llx of "
+			   "node %llu failed: %s",
+			   (unsigned long long)bufd.err_uid,
+			   (unsigned long long)bufd.err_node,
+			   dchan_strerror(err));
+}
+
+static uint64_t left_of(uint64_t timeout_ns, uint64_t t0)
+{
+	uint64_t spent = dchan__now_ns() - t0;
+
+	if (timeout_ns == DCHAN_FOREVER)
+		return DCHAN_FOREVER;
+	return spent < timeout_ns ? timeout_ns - spent : 0;
+}
+
+/*
+ * A buffered send: the request goes into the gateway channel and the call
+ * returns; the acknowledgements come back in batches to a reply channel
+ * of the thread's buffered sends, and are taken here, on the way, or by
+ * dchan_gw_flush.  The window bounds what one thread has in flight.
+ */
+static int gw_send_buffered(dchan_t *ch, const void *buf, size_t len,
+			    uint64_t timeout_ns)
+{
+	dchan_gw_req_t req = {.version = DCHAN_GW_VERSION,
+			      .op = DCHAN_GW_SEND,
+			      .arg = DCHAN_GW_F_BUFFERED,
+			      .timeout_ns = timeout_ns,
+			      .payload = buf,
+			      .payload_len = len};
+	uint64_t t0 = dchan__now_ns();
+	dchan_t *gw = NULL, *acks = NULL;
+	int rc;
+
+	rc = gw_get(&gw);
+	if (rc == 0)
+		rc = reply_get(gw, REPLY_ACKS, &acks);
+	if (rc < 0)
+		return rc;
+	while (bufd.inflight && bufd_take(acks, 0) == 0)
+		;
+	while (!bufd.err && bufd.inflight >= DCHAN_GW_BUFFERED_MAX) {
+		rc = bufd_take(acks, left_of(timeout_ns, t0));
+		if (rc == -EAGAIN || rc == -ETIMEDOUT)
+			return dchan__fail(rc,
+					   "%llu buffered sends of this "
+					   "thread are in flight, and none "
+					   "completed within the timeout",
+					   (unsigned long long)bufd.inflight);
+		if (rc < 0)
+			return rc;
+	}
+	if (bufd.err)
+		return bufd_report();
+	req.req_id = req_id_next();
+	req.target = ch->desc;
+	req.reply = acks->desc;
+	rc = gw_post(gw, &req);
+	if (rc == 0)
+		bufd.inflight++;
+	return rc;
+}
+
+DCHAN_EXPORT int dchan_gw_flush(uint64_t timeout_ns)
+{
+	dchan_t *acks = reply_slot[REPLY_ACKS].ch;
+	uint64_t t0 = dchan__now_ns();
+	int rc;
+
+	while (acks && bufd.inflight) {
+		rc = bufd_take(acks, left_of(timeout_ns, t0));
+		if (rc == -EAGAIN || rc == -ETIMEDOUT)
+			return dchan__fail(-ETIMEDOUT,
+					   "%llu buffered sends of this "
+					   "thread still in flight at the "
+					   "timeout",
+					   (unsigned long long)bufd.inflight);
+		if (rc < 0)
+			return rc;
+	}
+	return bufd.err ? bufd_report() : 0;
+}
+
 int dchan__gw_send(dchan_t *ch, const void *buf, size_t len,
 		   uint64_t timeout_ns)
 {
@@ -314,6 +467,8 @@ int dchan__gw_send(dchan_t *ch, const void *buf, size_t len,
 				   "a remote message is at most "
 				   "%u bytes",
 				   DCHAN_GW_PAYLOAD_MAX);
+	if (ch->send_mode == DCHAN_SEND_BUFFERED)
+		return gw_send_buffered(ch, buf, len, timeout_ns);
 	return gw_call(ch, &req, NULL, 0, &c);
 }
 
@@ -370,7 +525,7 @@ int dchan__gw_stats(dchan_t *ch, dchan_stats_t *st)
  */
 int dchan__gw_pollset_begin(unsigned n, dchan_t **reply_out)
 {
-	struct reply_slot *s = &reply_slot[1];
+	struct reply_slot *s = &reply_slot[REPLY_POLLSETS];
 	uint64_t id;
 	unsigned rev;
 	dchan_t *gw, *reply;
@@ -378,7 +533,7 @@ int dchan__gw_pollset_begin(unsigned n, dchan_t **reply_out)
 
 	rc = gw_get(&gw);
 	if (rc == 0)
-		rc = reply_get(gw, 1, &reply);
+		rc = reply_get(gw, REPLY_POLLSETS, &reply);
 	if (rc < 0)
 		return rc;
 	while (s->inflight + n > DCHAN__GW_POLLSET_CAP) {
@@ -386,7 +541,7 @@ int dchan__gw_pollset_begin(unsigned n, dchan_t **reply_out)
 					 &rev, &st);
 		if (rc == -ETIMEDOUT || rc == -EAGAIN) {
 			/* answers that will not come: start afresh */
-			reply_abandon(1);
+			reply_abandon(REPLY_POLLSETS);
 			return dchan__gw_pollset_begin(n, reply_out);
 		}
 		if (rc < 0)
@@ -413,7 +568,7 @@ int dchan__gw_poll_post(dchan_t *ch, unsigned events, uint64_t timeout_ns,
 		rc = gw_post(gw, &req);
 	if (rc < 0)
 		return rc;
-	reply_slot[1].inflight++;
+	reply_slot[REPLY_POLLSETS].inflight++;
 	*req_id_out = req.req_id;
 	return 0;
 }
@@ -428,8 +583,8 @@ int dchan__gw_poll_take(dchan_t *reply, uint64_t timeout_ns,
 
 	if (rc < 0)
 		return rc;
-	if (reply_slot[1].inflight)
-		reply_slot[1].inflight--;
+	if (reply_slot[REPLY_POLLSETS].inflight)
+		reply_slot[REPLY_POLLSETS].inflight--;
 	rc = dchan_gw_cpl_decode(m.data, m.len, &c);
 	if (rc == 0 && c.op != DCHAN_GW_POLL)
 		rc = dchan__fail(-DCHAN_E_BADREQ, "completion for another "

@@ -151,6 +151,7 @@ struct dchan {
 	uint64_t pace_stall; /* 1 + the tail a paced send waited on in
 			      * vain, 0: pace (dchan__pace) */
 	bool remote;
+	unsigned send_mode; /* DCHAN_SEND_*: how a remote send completes */
 };
 
 /* What a claim found: the slot, its position, and who blocks it. */

@@ -232,6 +232,7 @@ static void turn_end(struct dtrans_agent *ag)
 {
 	struct dtrans__link **pp = &ag->links;
 
+	ag->acks_waiting = dtrans__reply_flush(ag);
 	for (struct dtrans__link *l = ag->links; l; l = l->next)
 		if (!l->dead && dtrans__link_busy(l) && !l->want_out)
 			dtrans__link_flush(l);
@@ -323,6 +324,8 @@ static void *agent_main(void *arg)
 			agent_idle(ag);
 		if (ag->gw_again || spin)
 			tmo = 0;
+		else if (ag->acks_waiting && tmo > DTRANS__ACK_RETRY_MS)
+			tmo = DTRANS__ACK_RETRY_MS;
 		work = agent_events(ag, tmo);
 		if (work < 0)
 			break;
@@ -409,6 +412,7 @@ DTRANS_EXPORT int dtrans_agent_destroy(dtrans_agent_t *ag)
 		free(ag->peers[i].addr);
 	free(ag->peers);
 	free(ag->heap);
+	dtrans__fwd_forget(ag);
 	dtrans__reply_forget(ag);
 	if (ag->secret)
 		memset(ag->secret, 0, ag->secret_len);

@@ -34,6 +34,10 @@ enum dtrans__ekind {
 #define DTRANS__GW_BATCH      256	    /* gateway messages per loop turn */
 #define DTRANS__REAP_NS	      1000000000ull /* look for dead requesters */
 #define DTRANS__SPIN_US	      100 /* default busy-poll after traffic */
+/* Acknowledgements of buffered sends that found their reply channel full
+ * are tried again this often: a thread that flushes takes them soon, and
+ * one that stopped taking them costs the agent few wake-ups. */
+#define DTRANS__ACK_RETRY_MS  5
 
 struct dtrans__buf {
 	unsigned char *p;
@@ -140,6 +144,8 @@ struct dtrans__pending {
 	dchan_msg_t msg; /* a large one stays in the gateway's pool: raw
 			  * points into msg.data, which is ours to release */
 	uint64_t since_ns;
+	bool buffered;	   /* a buffered send: acknowledged in a batch */
+	uint64_t chan_uid; /* its target, named when it fails */
 	struct dtrans__pending *hnext;
 };
 
@@ -206,6 +212,9 @@ struct dtrans_agent {
 	size_t nheap, heap_cap;
 	uint64_t nparked;
 	struct dtrans__replies *replies; /* dtrans_reply.c */
+	bool acks_waiting; /* acknowledgements wait for room (retry soon) */
+	struct dtrans__pending *pfree; /* records to reuse */
+	size_t npfree;
 };
 
 #define DTRANS__STAT(ag, node, field, v)                                       \
@@ -243,6 +252,15 @@ int dtrans__link_feed(struct dtrans__link *l, const void *buf, size_t len);
 /* the requesters' reply channels (dtrans_reply.c) */
 void dtrans__reply_note(struct dtrans_agent *ag, const dchan_desc_t *reply,
 			uint64_t req_id);
+/* The reply channel, attached once and kept (NULL: not noted; attach it). */
+dchan_t *dtrans__reply_chan(struct dtrans_agent *ag, const dchan_desc_t *reply);
+/* One buffered send to the channel chan_uid of node_id ended with status:
+ * counted into the next acknowledgement for its reply channel. */
+void dtrans__reply_ack(struct dtrans_agent *ag, const dchan_desc_t *reply,
+		       uint64_t req_id, int status, uint64_t node_id,
+		       uint64_t chan_uid);
+/* Write the counted acknowledgements; true when some wait for room. */
+bool dtrans__reply_flush(struct dtrans_agent *ag);
 void dtrans__reply_reap(struct dtrans_agent *ag, uint64_t now);
 void dtrans__reply_forget(struct dtrans_agent *ag);
 
@@ -255,6 +273,7 @@ void dtrans__fwd_lost(struct dtrans_agent *ag, uint32_t node, bool all,
 		      const char *why);
 void dtrans__fwd_tick(struct dtrans_agent *ag, uint64_t now);
 void dtrans__fwd_fail_all(struct dtrans_agent *ag);
+void dtrans__fwd_forget(struct dtrans_agent *ag);
 
 /* serving the peers' requests (dtrans_serve.c) */
 void dtrans__serve_req(struct dtrans__link *l, uint64_t xid, const void *raw,

@@ -29,8 +29,8 @@ static struct dtrans__pending **xid_slot(struct dtrans_agent *ag, uint64_t xid)
 static void deliver(struct dtrans_agent *ag, const dchan_desc_t *reply,
 		    const void *cpl, size_t len)
 {
-	dchan_t *ch;
-	int rc = dchan_attach(reply, &ch);
+	dchan_t *kept = dtrans__reply_chan(ag, reply), *ch = kept;
+	int rc = ch ? 0 : dchan_attach(reply, &ch);
 
 	if (rc == 0 && cpl == ag->sunk &&
 	    dchan_pool(ch) == dchan_pool(ag->gw)) {
@@ -38,26 +38,63 @@ static void deliver(struct dtrans_agent *ag, const dchan_desc_t *reply,
 		rc = dchan_send_zc(ch, ag->sunk, len, 0);
 		if (rc == 0)
 			ag->sunk = NULL;
-		dchan_detach(ch);
 	} else if (rc == 0) {
 		rc = dchan_send(ch, cpl, len, 0);
-		dchan_detach(ch);
 	}
+	if (ch && ch != kept)
+		dchan_detach(ch);
 	if (rc < 0)
 		dtrans__log(ag, "completion dropped: reply channel: %s",
 			    dchan_strerror(rc));
 }
 
-/* Complete a request here, with an error, without its node. */
-static void fail_req(struct dtrans_agent *ag, const dchan_desc_t *reply,
-		     uint16_t op, uint64_t req_id, int status)
-{
-	dchan_gw_cpl_t c = {.op = op, .req_id = req_id, .status = status};
-	unsigned char buf[128];
-	int64_t n = dchan_gw_cpl_encode(&c, buf, sizeof buf);
+/* What a request's answer needs, kept from its decoding. */
+struct who {
+	const dchan_desc_t *reply;
+	uint16_t op;
+	uint64_t req_id;
+	bool buffered;
+	uint64_t node_id, chan_uid; /* the target */
+};
 
+/* Complete a request here, with an error, without its node; a buffered
+ * send's error goes into its thread's next acknowledgement. */
+static void fail_req(struct dtrans_agent *ag, const struct who *w, int status)
+{
+	dchan_gw_cpl_t c = {.op = w->op, .req_id = w->req_id, .status = status};
+	unsigned char buf[128];
+	int64_t n;
+
+	if (w->buffered) {
+		dtrans__reply_ack(ag, w->reply, w->req_id, status, w->node_id,
+				  w->chan_uid);
+		return;
+	}
+	n = dchan_gw_cpl_encode(&c, buf, sizeof buf);
 	if (n > 0)
-		deliver(ag, reply, buf, (size_t)n);
+		deliver(ag, w->reply, buf, (size_t)n);
+}
+
+static struct who who_of(const struct dtrans__pending *p)
+{
+	return (struct who){&p->reply,	 p->op,	      p->req_id,
+			    p->buffered, p->node + 1, /* DTRANS_NODE_ID */
+			    p->chan_uid};
+}
+
+/* Records are reused: a request in flight costs no allocation. */
+#define PFREE_MAX 1024
+
+static struct dtrans__pending *pending_new(struct dtrans_agent *ag)
+{
+	struct dtrans__pending *p = ag->pfree;
+
+	if (!p)
+		return calloc(1, sizeof *p);
+	ag->pfree = p->hnext;
+	ag->npfree--;
+	memset(p, 0, sizeof *p);
+	return p;
 }
 
 static void pending_free(struct dtrans_agent *ag, struct dtrans__pending *p)
@@ -73,7 +110,25 @@ static void pending_free(struct dtrans_agent *ag, struct dtrans__pending *p)
 		dchan_msg_release(&p->msg);
 	else
 		free(p->raw);
-	free(p);
+	if (ag->npfree < PFREE_MAX) {
+		p->hnext = ag->pfree;
+		ag->pfree = p;
+		ag->npfree++;
+	} else {
+		free(p);
+	}
+}
+
+/* The agent goes: the records kept for reuse go too. */
+void dtrans__fwd_forget(struct dtrans_agent *ag)
+{
+	while (ag->pfree) {
+		struct dtrans__pending *p = ag->pfree;
+
+		ag->pfree = p->hnext;
+		free(p);
+	}
+	ag->npfree = 0;
 }
 
 /* Dial node unless a link to it exists or the last try was recent. */
@@ -139,6 +194,7 @@ static void fwd_one(struct dtrans_agent *ag, dchan_msg_t *m)
 	struct dtrans__pending *p;
 	struct dtrans__peer *pe;
 	dchan_gw_req_t req;
+	struct who w;
 	uint64_t node;
 	int rc = dchan_gw_req_decode(raw, len, &req);
 
@@ -150,18 +206,25 @@ static void fwd_one(struct dtrans_agent *ag, dchan_msg_t *m)
 		return;
 	}
 	dtrans__reply_note(ag, &req.reply, req.req_id);
+	w = (struct who){
+		&req.reply,
+		req.op,
+		req.req_id,
+		req.op == DCHAN_GW_SEND && (req.arg & DCHAN_GW_F_BUFFERED),
+		req.target.node_id,
+		req.target.chan_uid};
 	node = req.target.node_id - 1; /* DTRANS_NODE_ID's inverse */
 	if (node >= ag->nnodes || node == ag->node) {
 		dtrans__log(ag,
 			    "request for node id %llu, which this runtime "
 			    "of %u nodes has no agent for",
 			    (unsigned long long)req.target.node_id, ag->nnodes);
-		fail_req(ag, &req.reply, req.op, req.req_id, -DCHAN_E_NODELOST);
+		fail_req(ag, &w, -DCHAN_E_NODELOST);
 		return;
 	}
-	p = calloc(1, sizeof *p);
+	p = pending_new(ag);
 	if (!p) {
-		fail_req(ag, &req.reply, req.op, req.req_id, -ENOMEM);
+		fail_req(ag, &w, -ENOMEM);
 		return;
 	}
 	pe = &ag->peers[node];
@@ -170,8 +233,12 @@ static void fwd_one(struct dtrans_agent *ag, dchan_msg_t *m)
 	p->op = req.op;
 	p->req_id = req.req_id;
 	p->reply = req.reply;
+	p->buffered = w.buffered;
+	p->chan_uid = req.target.chan_uid;
 	p->since_ns = dtrans__now_ns();
-	if (pe->out && pe->out->state == DTRANS__L_READY &&
+	/* behind requests still waiting for the link, never ahead of them:
+	 * a thread's buffered sends arrive in the order it made them */
+	if (pe->out && pe->out->state == DTRANS__L_READY && !pe->nunsent &&
 	    fwd_send(ag, pe->out, p->xid, raw, len, m) == 0) {
 		/* sent */
 	} else if (len >= DTRANS__ZC_MIN) {
@@ -188,7 +255,7 @@ static void fwd_one(struct dtrans_agent *ag, dchan_msg_t *m)
 		pe->nunsent++;
 		fwd_dial(ag, p->node, p->since_ns);
 	} else {
-		fail_req(ag, &req.reply, req.op, req.req_id, -ENOMEM);
+		fail_req(ag, &w, -ENOMEM);
 		free(p);
 		return;
 	}
@@ -215,26 +282,45 @@ int dtrans__gw_drain(struct dtrans_agent *ag)
 	return i;
 }
 
-/* The link to node became ready: send what waited for it. */
+static int by_xid(const void *a, const void *b)
+{
+	uint64_t x = (*(struct dtrans__pending *const *)a)->xid;
+	uint64_t y = (*(struct dtrans__pending *const *)b)->xid;
+
+	return (x > y) - (x < y);
+}
+
+/* The link to node became ready: send what waited for it, in the order
+ * it came (the hash table's order is not). */
 void dtrans__fwd_ready(struct dtrans_agent *ag, uint32_t node)
 {
 	struct dtrans__peer *pe = &ag->peers[node];
+	struct dtrans__pending **v;
+	size_t n = 0;
 
-	for (size_t b = 0; pe->nunsent && b < DTRANS__XID_BUCKETS; b++) {
-		for (struct dtrans__pending *p = ag->xids[b]; p; p = p->hnext) {
-			if (p->node != node || !p->raw)
-				continue;
-			bool kept = p->msg.data != NULL; /* in the pool */
+	if (!pe->nunsent)
+		return;
+	v = malloc(pe->nunsent * sizeof *v);
+	if (!v)
+		return; /* they wait for the next tick's try */
+	for (size_t b = 0; n < pe->nunsent && b < DTRANS__XID_BUCKETS; b++)
+		for (struct dtrans__pending *p = ag->xids[b]; p; p = p->hnext)
+			if (p->node == node && p->raw)
+				v[n++] = p;
+	qsort(v, n, sizeof *v, by_xid);
+	for (size_t i = 0; i < n; i++) {
+		struct dtrans__pending *p = v[i];
+		bool kept = p->msg.data != NULL; /* in the pool */
 
-			if (fwd_send(ag, pe->out, p->xid, p->raw, p->raw_len,
-				     &p->msg) < 0)
-				return;
-			if (!kept)
-				free(p->raw); /* the link took a copy */
-			p->raw = NULL;
-			pe->nunsent--;
-		}
+		if (fwd_send(ag, pe->out, p->xid, p->raw, p->raw_len, &p->msg) <
+		    0)
+			break;
+		if (!kept)
+			free(p->raw); /* the link took a copy */
+		p->raw = NULL;
+		pe->nunsent--;
 	}
+	free(v);
 }
 
 void dtrans__fwd_cpl(struct dtrans_agent *ag, uint32_t node, uint64_t xid,
@@ -250,7 +336,15 @@ void dtrans__fwd_cpl(struct dtrans_agent *ag, uint32_t node, uint64_t xid,
 		return;
 	}
 	DTRANS__STAT(ag, node, completions_recv, 1);
-	deliver(ag, &p->reply, cpl, len);
+	if (p->buffered) {
+		struct who w = who_of(p);
+		dchan_gw_cpl_t c;
+		int st = dchan_gw_cpl_decode(cpl, len, &c);
+
+		fail_req(ag, &w, st < 0 ? st : c.status);
+	} else {
+		deliver(ag, &p->reply, cpl, len);
+	}
 	pending_free(ag, p);
 }
 
@@ -268,6 +362,7 @@ void dtrans__fwd_lost(struct dtrans_agent *ag, uint32_t node, bool all,
 
 		while (*pp) {
 			struct dtrans__pending *p = *pp;
+			struct who w;
 
 			if (p->node != node || (p->raw && !all)) {
 				pp = &p->hnext;
@@ -275,8 +370,8 @@ void dtrans__fwd_lost(struct dtrans_agent *ag, uint32_t node, bool all,
 			}
 			/* counted before the requester can see it */
 			DTRANS__STAT(ag, node, failed_ops, 1);
-			fail_req(ag, &p->reply, p->op, p->req_id,
-				 -DCHAN_E_NODELOST);
+			w = who_of(p);
+			fail_req(ag, &w, -DCHAN_E_NODELOST);
 			pending_free(ag, p);
 			n++;
 		}

@@ -10,6 +10,13 @@
  * reclaims what else they held in that pool, so that a process killed in
  * the middle of a remote operation, or one that just exited, leaves no
  * memory behind in the gateway's pool.
+ *
+ * The table also keeps each reply channel attached, so that a completion
+ * costs one send, not an attach and a detach, and counts the buffered
+ * sends answered since the last acknowledgement of each: one
+ * acknowledgement per reply channel per loop turn, and when the channel
+ * is full the count grows and waits for the next turn instead of a
+ * completion being dropped.
  */
 #include "config.h"
 #include "dtrans_agent.h"
@@ -23,38 +30,178 @@
 struct reply {
 	dchan_desc_t desc;
 	pid_t pid;
-	struct reply *next;
+	dchan_t *ch; /* attached on first use, NULL before */
+	/* buffered sends answered and not acknowledged yet */
+	uint64_t acks;
+	int status; /* the first error among them */
+	uint64_t err_node, err_uid;
+	bool queued; /* in ackq */
+	struct reply *next, *anext;
 };
 
 struct dtrans__replies {
 	struct reply *b[BUCKETS];
+	struct reply *ackq; /* with acknowledgements to write */
 	uint64_t last_reap_ns;
+	uint64_t gw_node, gw_pool; /* the gateway's, looked up once */
 };
 
-void dtrans__reply_note(struct dtrans_agent *ag, const dchan_desc_t *reply,
-			uint64_t req_id)
+static struct reply *reply_find(struct dtrans_agent *ag, uint64_t uid)
+{
+	struct reply *r = ag->replies ? ag->replies->b[uid % BUCKETS] : NULL;
+
+	while (r && r->desc.chan_uid != uid)
+		r = r->next;
+	return r;
+}
+
+static struct reply *reply_add(struct dtrans_agent *ag,
+			       const dchan_desc_t *reply, uint64_t req_id)
 {
 	struct reply **pp, *r;
 	pid_t pid = (pid_t)(req_id >> 40);
-	dchan_desc_t gw;
 
-	if (pid <= 0 || dchan_desc_get(ag->gw, &gw) < 0 ||
-	    reply->node_id != gw.node_id ||
-	    reply->pool.pool_uid != gw.pool.pool_uid)
-		return; /* not one of the gateway pool's channels */
-	if (!ag->replies && !(ag->replies = calloc(1, sizeof *ag->replies)))
-		return; /* no memory: the channel stays, nothing worse */
-	pp = &ag->replies->b[reply->chan_uid % BUCKETS];
-	for (r = *pp; r; r = r->next)
-		if (r->desc.chan_uid == reply->chan_uid)
-			return;
-	r = malloc(sizeof *r);
+	if (!ag->replies) {
+		dchan_desc_t gw;
+
+		if (dchan_desc_get(ag->gw, &gw) < 0)
+			return NULL;
+		ag->replies = calloc(1, sizeof *ag->replies);
+		if (!ag->replies)
+			return NULL; /* the channel stays, nothing worse */
+		ag->replies->gw_node = gw.node_id;
+		ag->replies->gw_pool = gw.pool.pool_uid;
+	}
+	if (pid <= 0 || reply->node_id != ag->replies->gw_node ||
+	    reply->pool.pool_uid != ag->replies->gw_pool)
+		return NULL; /* not one of the gateway pool's channels */
+	r = reply_find(ag, reply->chan_uid);
+	if (r)
+		return r;
+	r = calloc(1, sizeof *r);
 	if (!r)
-		return;
+		return NULL;
+	pp = &ag->replies->b[reply->chan_uid % BUCKETS];
 	r->desc = *reply;
 	r->pid = pid;
 	r->next = *pp;
 	*pp = r;
+	return r;
+}
+
+void dtrans__reply_note(struct dtrans_agent *ag, const dchan_desc_t *reply,
+			uint64_t req_id)
+{
+	reply_add(ag, reply, req_id);
+}
+
+dchan_t *dtrans__reply_chan(struct dtrans_agent *ag, const dchan_desc_t *reply)
+{
+	struct reply *r = reply_find(ag, reply->chan_uid);
+
+	if (r && !r->ch && dchan_attach(&r->desc, &r->ch) < 0)
+		r->ch = NULL;
+	return r ? r->ch : NULL;
+}
+
+/* Encode an acknowledgement of n buffered sends. */
+static int64_t ack_encode(uint64_t n, int status, uint64_t node, uint64_t uid,
+			  void *buf, size_t len)
+{
+	uint64_t who[2] = {node, uid};
+	dchan_gw_cpl_t c = {.op = DCHAN_GW_SEND,
+			    .req_id = DCHAN_GW_ACK_ID,
+			    .status = status,
+			    .value = n,
+			    .payload = status < 0 ? who : NULL,
+			    .payload_len = status < 0 ? sizeof who : 0};
+
+	return dchan_gw_cpl_encode(&c, buf, len);
+}
+
+void dtrans__reply_ack(struct dtrans_agent *ag, const dchan_desc_t *reply,
+		       uint64_t req_id, int status, uint64_t node_id,
+		       uint64_t chan_uid)
+{
+	struct reply *r = reply_add(ag, reply, req_id);
+	unsigned char buf[128];
+	dchan_t *ch;
+	int64_t n;
+
+	if (!r) {
+		/* a reply channel we cannot keep: answer this one alone */
+		n = ack_encode(1, status, node_id, chan_uid, buf, sizeof buf);
+		if (n > 0 && dchan_attach(reply, &ch) == 0) {
+			if (dchan_send(ch, buf, (size_t)n, 0) < 0)
+				dtrans__log(ag, "acknowledgement dropped: "
+						"reply channel full");
+			dchan_detach(ch);
+		}
+		return;
+	}
+	r->acks++;
+	if (status < 0 && r->status == 0) {
+		r->status = status;
+		r->err_node = node_id;
+		r->err_uid = chan_uid;
+	}
+	if (!r->queued) {
+		r->queued = true;
+		r->anext = ag->replies->ackq;
+		ag->replies->ackq = r;
+	}
+}
+
+bool dtrans__reply_flush(struct dtrans_agent *ag)
+{
+	struct reply **pp;
+	bool waiting = false;
+
+	if (!ag->replies)
+		return false;
+	for (pp = &ag->replies->ackq; *pp;) {
+		struct reply *r = *pp;
+		unsigned char buf[128];
+		int64_t n = ack_encode(r->acks, r->status, r->err_node,
+				       r->err_uid, buf, sizeof buf);
+		int rc = -EIO;
+
+		if (!r->ch && dchan_attach(&r->desc, &r->ch) < 0)
+			r->ch = NULL;
+		if (n > 0 && r->ch)
+			rc = dchan_send(r->ch, buf, (size_t)n, 0);
+		if (rc == -EAGAIN) {
+			/* full: the count waits for the next turn */
+			waiting = true;
+			pp = &r->anext;
+			continue;
+		}
+		if (rc < 0)
+			dtrans__log(ag,
+				    "%llu acknowledgements dropped: reply "
+				    "channel: %s",
+				    (unsigned long long)r->acks,
+				    dchan_strerror(rc));
+		r->acks = 0;
+		r->status = 0;
+		r->queued = false;
+		*pp = r->anext;
+	}
+	return waiting;
+}
+
+static void reply_unqueue(struct dtrans__replies *rs, struct reply *r)
+{
+	struct reply **pp = &rs->ackq;
+
+	while (r->queued && *pp) {
+		if (*pp == r) {
+			*pp = r->anext;
+			r->queued = false;
+		} else {
+			pp = &(*pp)->anext;
+		}
+	}
 }
 
 /* Destroy the reply channels of processes that ended (once a period). */
@@ -74,7 +221,10 @@ void dtrans__reply_reap(struct dtrans_agent *ag, uint64_t now)
 				pp = &r->next;
 				continue;
 			}
-			if (dchan_attach(&r->desc, &ch) == 0)
+			reply_unqueue(ag->replies, r);
+			if (r->ch)
+				dchan_destroy(r->ch);
+			else if (dchan_attach(&r->desc, &ch) == 0)
 				dchan_destroy(ch);
 			/* and what it allocated there and never handed over
 			 * (a request's payload it was killed copying), as
@@ -96,6 +246,8 @@ void dtrans__reply_forget(struct dtrans_agent *ag)
 			struct reply *r = ag->replies->b[b];
 
 			ag->replies->b[b] = r->next;
+			if (r->ch)
+				dchan_detach(r->ch);
 			free(r);
 		}
 	}

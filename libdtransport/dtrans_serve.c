@@ -288,6 +288,22 @@ static int try_req(struct dtrans__link *l, uint64_t xid,
 	return 1;
 }
 
+/* Sends wait parked for room in req's target: a new send queues behind
+ * them (a thread's buffered sends stay in order), not ahead. */
+static bool sends_parked(struct dtrans_agent *ag, const dchan_gw_req_t *req)
+{
+	struct dtrans__wchan *wc = ag->wchans;
+
+	if (!wc || req->op != DCHAN_GW_SEND || req->timeout_ns == 0)
+		return false;
+	while (wc && wc->chan_uid != req->target.chan_uid)
+		wc = wc->next;
+	for (struct dtrans__parked *p = wc ? wc->head : NULL; p; p = p->wnext)
+		if (p->req.op == DCHAN_GW_SEND)
+			return true;
+	return false;
+}
+
 void dtrans__serve_req(struct dtrans__link *l, uint64_t xid, const void *raw,
 		       size_t len)
 {
@@ -302,7 +318,7 @@ void dtrans__serve_req(struct dtrans__link *l, uint64_t xid, const void *raw,
 		return;
 	}
 	DTRANS__STAT(ag, l->peer, requests_served, 1);
-	if (try_req(l, xid, &req))
+	if (!sends_parked(ag, &req) && try_req(l, xid, &req))
 		return;
 	rc = park(l, xid, raw, len, &req, dtrans__now_ns());
 	if (rc < 0)

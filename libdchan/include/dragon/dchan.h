@@ -396,6 +396,32 @@ DCHAN_EXPORT int dchan_cond_destroy(dchan_cond_t *cond);
 DCHAN_EXPORT int dchan_gw_register(dchan_t *ch);
 DCHAN_EXPORT int dchan_gw_unregister(void);
 
+/*
+ * How dchan_send reaches a remote channel through the handle ch.
+ * DCHAN_SEND_SYNC (the default): each send waits for its completion from
+ * the channel's node, so its result is the remote send's.
+ * DCHAN_SEND_BUFFERED: a send returns once its request is in the
+ * gateway channel, and the gateway acknowledges the calling thread's
+ * buffered sends in batches; sends of one thread to one channel arrive in
+ * the order they were made.  A buffered send that fails at its node
+ * (full past its timeout, destroyed, node lost) is reported by the
+ * thread's next buffered send (which then sends nothing) or by
+ * dchan_gw_flush, whichever comes first.  At most DCHAN_GW_BUFFERED_MAX
+ * of a thread's buffered sends are in flight; a send beyond waits for
+ * room within its timeout.  Local channels ignore the mode (a local send
+ * is complete when it returns).  -EINVAL for another mode.
+ */
+#define DCHAN_SEND_SYNC	      0u
+#define DCHAN_SEND_BUFFERED   1u
+#define DCHAN_GW_BUFFERED_MAX 128u
+DCHAN_EXPORT int dchan_send_mode_set(dchan_t *ch, unsigned mode);
+
+/* Wait until every buffered send of the calling thread has been carried
+ * out at its node (up to timeout_ns); returns 0, the first error of
+ * those sends not reported yet, or -ETIMEDOUT when some are still in
+ * flight at the timeout (they stay in flight). */
+DCHAN_EXPORT int dchan_gw_flush(uint64_t timeout_ns);
+
 #define DCHAN_GW_MAGIC_REQ   0x51574744u /* "DGWQ" */
 #define DCHAN_GW_MAGIC_CPL   0x43574744u /* "DGWC" */
 #define DCHAN_GW_VERSION     1
@@ -408,6 +434,16 @@ enum dchan_gw_op {
 	DCHAN_GW_POLL = 4,
 	DCHAN_GW_STATS = 5
 };
+
+/* SEND's arg: a buffered send (dchan_send_mode_set).  Its servicer on
+ * the requester's node acknowledges it, with others, by a completion of
+ * req_id DCHAN_GW_ACK_ID whose value counts the sends acknowledged and
+ * whose status is the first error among them (0: none), with the failed
+ * target's node id and channel uid (two u64) as payload.  A servicer
+ * that knows no buffering answers each with its own completion, which
+ * acknowledges one. */
+#define DCHAN_GW_F_BUFFERED 1u
+#define DCHAN_GW_ACK_ID	    UINT64_MAX
 
 /* A decoded request; payload points into the decoded buffer. */
 typedef struct dchan_gw_req {
