@@ -1067,7 +1067,8 @@ static int check_addresses(void)
  * a command line. */
 static int launch(const struct dragon_opts *o, const char *inst, int port)
 {
-	char prog[4096], addr[256], *env[8] = {NULL};
+	/* up to 7 DRAGON_BE_*, the secret a launcher may add, the NULL */
+	char prog[4096], addr[256], *env[9] = {NULL};
 	int na = 0, rc = -1;
 
 	if (wlm_backend_program(prog, sizeof prog)) {
