@@ -105,8 +105,6 @@ char *wlm_words(const char *var, char **argv, int *k, int max)
 	return copy;
 }
 
-/* In the build tree the launcher runs from .libs, where the backend's
- * binary lacks the library path its wrapper above sets. */
 int wlm_start_single(struct wlm_job *j, const char *file, char *const *argv,
 		     const char *fix)
 {
@@ -140,6 +138,8 @@ int wlm_start_single(struct wlm_job *j, const char *file, char *const *argv,
 	return 0;
 }
 
+/* In the build tree the launcher runs from .libs, where the backend's
+ * binary lacks the library path its wrapper above sets. */
 int wlm_backend_program(char *out, size_t len)
 {
 	const char *env = getenv("DRAGON_BACKEND_PROGRAM");
