@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "dragon_wlm.h"
+#include "srun.h"
 
 static bool detect(const struct dragon_opts *o)
 {
@@ -126,15 +127,8 @@ static int start(struct wlm_job *j)
 	char nodes[32], tasks[32], *opts, *argv[96];
 	int k = 0, rc;
 
-	snprintf(nodes, sizeof nodes, "--nodes=%u", j->n);
-	snprintf(tasks, sizeof tasks, "--ntasks=%u", j->n);
-	argv[k++] = "srun";
-	argv[k++] = "--overlap";
-	argv[k++] = nodes;
-	argv[k++] = tasks;
-	argv[k++] = "--ntasks-per-node=1";
-	argv[k++] = "--input=0";
-	argv[k++] = "--job-name=dragon-backend";
+	srun_step(argv, &k, nodes, tasks, (long)j->n, "--input=0",
+		  "--job-name=dragon-backend");
 	opts = wlm_words("DRAGON_SRUN_OPTS", argv, &k, 90);
 	argv[k++] = (char *)j->prog;
 	argv[k] = NULL;
