@@ -16,7 +16,9 @@ command -v nft >/dev/null 2>&1 || skip "nft is not installed; 'make deps' instal
 start_cluster multinode-startup 3
 export SLURM_CONF=$D/slurm.conf
 slot=$(cat "$D/slot")
-login=${DRAGON_VCLUSTER_NET:-10.213}.$slot.1
+# the login node's address, as vcluster wrote it (a slot past 255 moves
+# the second octet)
+login=$(sed -n 's/^\([0-9.]*\) login$/\1/p' "$D/hosts")
 W=$D/work
 mkdir -p "$W"
 mark=ms$$
