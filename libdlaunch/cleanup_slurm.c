@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "srun.h"
 
 extern char **environ;
 
@@ -63,15 +64,8 @@ int cleanup_allocation(const struct opts *o)
 		return 1;
 	}
 	self[len] = '\0';
-	snprintf(nodes, sizeof nodes, "--nodes=%ld", n);
-	snprintf(tasks, sizeof tasks, "--ntasks=%ld", n);
-	argv[k++] = "srun";
-	argv[k++] = "--overlap";
-	argv[k++] = nodes;
-	argv[k++] = tasks;
-	argv[k++] = "--ntasks-per-node=1";
-	argv[k++] = "--input=none";
-	argv[k++] = "--job-name=dragon-cleanup";
+	srun_step(argv, &k, nodes, tasks, n, "--input=none",
+		  "--job-name=dragon-cleanup");
 	if (getenv("DRAGON_SRUN_OPTS")) {
 		opts = strdup(getenv("DRAGON_SRUN_OPTS"));
 		for (char *sv, *t = opts ? strtok_r(opts, " \t\n", &sv) : NULL;

@@ -40,6 +40,7 @@
 #include <unistd.h>
 #include <dragon/dlaunch.h>
 #include "dragon_ctl.h"
+#include "fdio.h"
 #include "launcher.h"
 
 #define TEARDOWN_NS (5ull * 1000000000ull)
@@ -98,20 +99,6 @@ static int be_send_data(int type, const char *const *f, const char *data,
 		rc = ctl_send_data(be.fd, type, f, data, len);
 	pthread_mutex_unlock(&send_lock);
 	return rc;
-}
-
-static void write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return;
-		p += w;
-		n -= (size_t)w;
-	}
 }
 
 /* One line of the node's log: to the log pipe (and so to the frontend's

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "fdio.h"
 #include "launcher.h"
 
 /* The process whose last piece ended mid-line: its next piece goes on
@@ -53,20 +54,6 @@ static size_t label(char *out, size_t cap, int mode, int fd, unsigned node,
 		n = 0;
 	}
 	return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
-}
-
-static void write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return; /* the reader went away: drop output */
-		p += w;
-		n -= (size_t)w;
-	}
 }
 
 static double now(void)

@@ -1,6 +1,6 @@
 /* What the launchers of backends share (see dragon_wlm.h): spawning a
- * process with pipes, dragon-backend's path, the frontend's address and
- * lists of hosts. */
+ * process with pipes, starting one that serves every node, dragon-backend's
+ * path, the frontend's address and lists of hosts. */
 #define _GNU_SOURCE
 #include "config.h"
 #include <arpa/inet.h>
@@ -103,6 +103,39 @@ char *wlm_words(const char *var, char **argv, int *k, int max)
 	     t = strtok_r(NULL, " \t\n", &sv))
 		argv[(*k)++] = t;
 	return copy;
+}
+
+int wlm_start_single(struct wlm_job *j, const char *file, char *const *argv,
+		     const char *fix)
+{
+	char **envp, *secret;
+	int k, rc;
+
+	j->procs = calloc(1, sizeof *j->procs);
+	if (!j->procs ||
+	    asprintf(&secret, "DRAGON_BE_SECRET=%s", j->secret) < 0)
+		return -1;
+	j->procs[0].node = -1;
+	/* the secret goes with the tool's environment, nowhere else */
+	for (k = 0; j->env[k]; k++)
+		;
+	j->env[k] = secret;
+	envp = wlm_env(j->env);
+	j->env[k] = NULL;
+	rc = envp ? wlm_spawn(&j->procs[0], file, argv, envp, &j->in_fd)
+		  : ENOMEM;
+	explicit_bzero(secret, strlen(secret));
+	free(secret);
+	free(envp);
+	if (rc) {
+		fprintf(stderr,
+			"dragon: start-up phase 'launch backends' failed: "
+			"cannot run %s: %s (%s)\n",
+			file, strerror(rc), fix);
+		return -1;
+	}
+	j->nprocs = 1;
+	return 0;
 }
 
 /* In the build tree the launcher runs from .libs, where the backend's
@@ -283,4 +316,12 @@ void wlm_names_free(char **names, unsigned n)
 	for (unsigned i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
+}
+
+void wlm_names_trim(char **names, unsigned n, unsigned keep)
+{
+	for (unsigned i = keep; i < n; i++) {
+		free(names[i]);
+		names[i] = NULL;
+	}
 }

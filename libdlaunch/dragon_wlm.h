@@ -11,9 +11,9 @@
  * dragon_multi.c picks one (-w, else detection), asks it for the nodes,
  * starts it, reads the stderr of the processes it started (attributing a
  * failure to a node), and stops them.  dragon_wlm.c holds what the
- * launchers share: spawning a process with pipes, the backend's path, the
- * frontend's address.  Files call downward: dragon_multi.c ->
- * dragon_wlm_*.c -> dragon_wlm.c.
+ * launchers share: spawning a process with pipes (or one serving every
+ * node), the backend's path, the frontend's address, lists of hosts.  Files
+ * call downward: dragon_multi.c -> dragon_wlm_*.c -> dragon_wlm.c.
  */
 #ifndef DRAGON_WLM_H
 #define DRAGON_WLM_H
@@ -87,6 +87,11 @@ char **wlm_env(char *const *add);
 /* Append the words of environment variable var to argv at *k (at most
  * max words in all); returns the copy the words point into (free it). */
 char *wlm_words(const char *var, char **argv, int *k, int max);
+/* Start j's backends as one process serving every node (srun, mpiexec):
+ * file with argv, the secret in its environment beside j->env.  0, or -1
+ * after printing that file could not run, with fix: what to check. */
+int wlm_start_single(struct wlm_job *j, const char *file, char *const *argv,
+		     const char *fix);
 /* dragon-backend's path: $DRAGON_BACKEND_PROGRAM, else beside dragon. */
 int wlm_backend_program(char *out, size_t len);
 /* The address the backends reach this host at: $DRAGON_FRONTEND_ADDR,
@@ -103,5 +108,8 @@ void wlm_frontend_addr(const struct dragon_opts *o, char **hosts, unsigned n,
 char **wlm_hosts_parse(const char *text, const char *sep, unsigned *count);
 char *wlm_read_file(const char *path, int *err);
 void wlm_names_free(char **names, unsigned n);
+/* Free names[keep] to names[n - 1] (the nodes a run does not use) and
+ * leave NULL in their place. */
+void wlm_names_trim(char **names, unsigned n, unsigned keep);
 
 #endif

@@ -65,16 +65,13 @@ static int nodes(const struct dragon_opts *o, char ***names, unsigned *count)
 		return -1;
 	}
 	*count = o->nodes ? (unsigned)o->nodes : n;
-	for (unsigned i = *count; i < n; i++) {
-		free((*names)[i]);
-		(*names)[i] = NULL;
-	}
+	wlm_names_trim(*names, n, *count);
 	return 0;
 }
 
 static int start(struct wlm_job *j)
 {
-	char np[32], *hosts, *opts, *argv[96], **envp, *secret;
+	char np[32], *hosts, *opts, *argv[96];
 	size_t hl = 1;
 	int k = 0, rc;
 
@@ -98,38 +95,13 @@ static int start(struct wlm_job *j)
 	opts = wlm_words("DRAGON_MPIEXEC_OPTS", argv, &k, 90);
 	argv[k++] = (char *)j->prog;
 	argv[k] = NULL;
-	j->procs = calloc(1, sizeof *j->procs);
-	if (!j->procs ||
-	    asprintf(&secret, "DRAGON_BE_SECRET=%s", j->secret) < 0) {
-		free(opts);
-		free(hosts);
-		return -1;
-	}
-	j->procs[0].node = -1;
-	for (k = 0; j->env[k]; k++)
-		;
-	j->env[k] = secret;
-	envp = wlm_env(j->env);
-	j->env[k] = NULL;
-	rc = envp ? wlm_spawn(&j->procs[0], "mpiexec", argv, envp, &j->in_fd)
-		  : ENOMEM;
-	explicit_bzero(secret, strlen(secret));
-	free(secret);
-	free(envp);
+	rc = wlm_start_single(j, "mpiexec", argv,
+			      "is PALS's mpiexec on PATH? module load "
+			      "cray-pals, or -w ssh with --hostfile "
+			      "$PBS_NODEFILE");
 	free(opts);
 	free(hosts);
-	if (rc == 0)
-		j->nprocs = 1;
-	if (rc) {
-		fprintf(stderr,
-			"dragon: start-up phase 'launch backends' failed: "
-			"cannot run mpiexec: %s (is PALS's mpiexec on PATH? "
-			"module load cray-pals, or -w ssh with --hostfile "
-			"$PBS_NODEFILE)\n",
-			strerror(rc));
-		return -1;
-	}
-	return 0;
+	return rc;
 }
 
 /* "HOST: rank K exited with code C", "HOST: rank K died from signal S" */

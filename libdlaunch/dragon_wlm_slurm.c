@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "dragon_wlm.h"
+#include "srun.h"
 
 static bool detect(const struct dragon_opts *o)
 {
@@ -116,58 +117,24 @@ static int nodes(const struct dragon_opts *o, char ***names, unsigned *count)
 		wlm_names_free(*names, nl);
 		*names = NULL;
 	} else {
-		for (unsigned i = *count; i < nl; i++)
-			free((*names)[i]);
+		wlm_names_trim(*names, nl, *count);
 	}
 	return 0;
 }
 
 static int start(struct wlm_job *j)
 {
-	char nodes[32], tasks[32], *opts, *argv[96], **envp, *secret;
+	char nodes[32], tasks[32], *opts, *argv[96];
 	int k = 0, rc;
 
-	snprintf(nodes, sizeof nodes, "--nodes=%u", j->n);
-	snprintf(tasks, sizeof tasks, "--ntasks=%u", j->n);
-	argv[k++] = "srun";
-	argv[k++] = "--overlap";
-	argv[k++] = nodes;
-	argv[k++] = tasks;
-	argv[k++] = "--ntasks-per-node=1";
-	argv[k++] = "--input=0";
-	argv[k++] = "--job-name=dragon-backend";
+	srun_step(argv, &k, nodes, tasks, (long)j->n, "--input=0",
+		  "--job-name=dragon-backend");
 	opts = wlm_words("DRAGON_SRUN_OPTS", argv, &k, 90);
 	argv[k++] = (char *)j->prog;
 	argv[k] = NULL;
-	j->procs = calloc(1, sizeof *j->procs);
-	if (!j->procs ||
-	    asprintf(&secret, "DRAGON_BE_SECRET=%s", j->secret) < 0) {
-		free(opts);
-		return -1;
-	}
-	j->procs[0].node = -1;
-	/* the secret goes with srun's environment, nowhere else */
-	for (k = 0; j->env[k]; k++)
-		;
-	j->env[k] = secret;
-	envp = wlm_env(j->env);
-	j->env[k] = NULL;
-	rc = envp ? wlm_spawn(&j->procs[0], "srun", argv, envp, &j->in_fd)
-		  : ENOMEM;
-	explicit_bzero(secret, strlen(secret));
-	free(secret);
-	free(envp);
+	rc = wlm_start_single(j, "srun", argv, "is Slurm's srun on PATH?");
 	free(opts);
-	if (rc == 0)
-		j->nprocs = 1;
-	if (rc) {
-		fprintf(stderr,
-			"dragon: start-up phase 'launch backends' failed: "
-			"cannot run srun: %s (is Slurm's srun on PATH?)\n",
-			strerror(rc));
-		return -1;
-	}
-	return 0;
+	return rc;
 }
 
 /* "srun: error: NODE: task K: ..." */

@@ -72,10 +72,7 @@ static int nodes(const struct dragon_opts *o, char ***names, unsigned *count)
 		return -1;
 	}
 	*count = o->nodes ? (unsigned)o->nodes : n;
-	for (unsigned i = *count; i < n; i++) {
-		free((*names)[i]);
-		(*names)[i] = NULL;
-	}
+	wlm_names_trim(*names, n, *count);
 	return 0;
 }
 

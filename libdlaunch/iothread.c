@@ -26,6 +26,7 @@
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "fdio.h"
 #include "svc.h"
 
 #define LINE_MAX_BUF (1u << 20)
@@ -46,19 +47,6 @@ typedef struct io_ent {
 	char *buf;
 	size_t len, cap;
 } io_ent_t;
-
-static void write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return; /* the reader went away: drop output */
-		p += w;
-		n -= (size_t)w;
-	}
-}
 
 /* Entries are listed so that dlaunch__io_stop can free those left. */
 static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;

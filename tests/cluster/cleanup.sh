@@ -8,33 +8,21 @@
 # are left alone, and the live runtime still ends normally afterwards.
 . "${srcdir:?}/lib.sh"
 need_cluster
-B=${top_builddir:?}/libdlaunch
-DRAGON=$B/dragon
+dragon_programs mn_prog
 CLEANUP=$B/dragon-cleanup
-PROG=${top_builddir}/tests/cluster/mn_prog
-[ -x "$DRAGON" ] && [ -x "$CLEANUP" ] && [ -x "$PROG" ] || skip "build dragon, dragon-cleanup and mn_prog first"
+[ -x "$CLEANUP" ] || skip "build dragon-cleanup first"
 id nobody >/dev/null 2>&1 || skip "no user 'nobody' to own another user's segments"
-unset DRAGON_CLEANUP_PROGRAM SLURM_JOB_ID SLURM_JOB_NODELIST SLURM_NODELIST \
-	SLURM_JOB_NUM_NODES SLURM_NNODES
 
-D=$(state_dir cleanup.vc)
+alloc=
+at_exit() {
+	[ -z "$alloc" ] || kill "$alloc" 2>/dev/null
+	rm -rf "$D.work"
+}
+start_cluster cleanup 3
 W=$D.work
 rm -rf "$W"
 mkdir -p "$W"
-alloc=
-cleanup_all() {
-	[ -z "$alloc" ] || kill "$alloc" 2>/dev/null
-	"$VC" -d "$D" stop >/dev/null 2>&1
-	rm -rf "$W"
-}
-trap cleanup_all EXIT
-"$VC" -d "$D" start 3 >"$D.log" 2>&1 || {
-	cat "$D.log"
-	bad "a 3-node cluster starts"
-	exit 1
-}
 export SLURM_CONF=$D/slurm.conf
-NODES="node1 node2 node3"
 markA=cla$$
 markB=clb$$
 

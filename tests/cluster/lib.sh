@@ -1,5 +1,6 @@
 # Sourced by the cluster tests: skipping where no cluster can run, the
-# checks' reporting, and what "nothing of a cluster is left" means.
+# checks' reporting, a test's programs and cluster, and what "nothing of a
+# cluster is left" means.
 set -u
 VC=${srcdir:?}/vcluster
 fails=0
@@ -97,3 +98,36 @@ no_leftovers() {
 	[ -z "$procs" ] || ps -o pid,args -p "$(echo $procs | tr ' ' ,)"
 	return 1
 }
+
+# dragon, its directory B and the test program PROG ($1, of tests/cluster),
+# or skip when they are not built; the variables of a caller's job that
+# would reach the runs are unset, with the others named after $1.  (make
+# check runs in a mount namespace of its own where /dev/shm may be private;
+# dragon-cleanup must be found beside dragon.)
+dragon_programs() {
+	B=${top_builddir:?}/libdlaunch
+	DRAGON=$B/dragon
+	PROG=${top_builddir}/tests/cluster/$1
+	[ -x "$DRAGON" ] && [ -x "$PROG" ] || skip "build dragon and $1 first"
+	shift
+	unset DRAGON_CLEANUP_PROGRAM SLURM_JOB_ID SLURM_JOB_NODELIST SLURM_NODELIST \
+		SLURM_JOB_NUM_NODES SLURM_NNODES "$@"
+}
+
+# A cluster of $2 nodes (node1... in NODES) in the state directory D
+# ($1.vc), stopped when the test exits, after at_exit (a test's own
+# cleanup: it defines at_exit after sourcing this file).
+at_exit() { :; }
+start_cluster() {
+	D=$(state_dir "$1.vc")
+	NODES=$(seq -f 'node%g' -s ' ' "$2")
+	trap 'at_exit; "$VC" -d "$D" stop >/dev/null 2>&1' EXIT
+	"$VC" -d "$D" start "$2" >"$D.log" 2>&1 || {
+		cat "$D.log"
+		bad "a $2-node cluster starts"
+		exit 1
+	}
+}
+
+# Nothing of this test's runs (MN_MARK=$mark) is left on the nodes.
+leftovers() { no_leftovers "$mark" "$D" $NODES; }

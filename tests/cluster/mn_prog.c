@@ -15,33 +15,13 @@
  *   mn_prog peer    (chan's peer on the last node)
  */
 #define _GNU_SOURCE
-#include <dragon/dlaunch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define SEC 1000000000ull
-
-static dlaunch_t *rt;
-
-static int die(const char *what, int rc)
-{
-	fprintf(stderr, "mn_prog: %s: %s (%s)\n", what, dlaunch_strerror(rc),
-		dlaunch_errmsg());
-	return 1;
-}
-
-static int spawn_on(unsigned node, const char *path, char *const *argv,
-		    pid_t *pid)
-{
-	dlaunch_spawn_attr_t a = {.field_mask = DLAUNCH_SPAWN_ATTR_NODE |
-						DLAUNCH_SPAWN_ATTR_FLAGS,
-				  .node = node,
-				  .flags = DLAUNCH_SPAWN_F_SEARCH_PATH};
-
-	return dlaunch_spawn(rt, path, argv, &a, pid);
-}
+#define MN_NAME "mn_prog"
+#include "mn.h"
 
 static int hosts(void)
 {
@@ -254,15 +234,10 @@ static int pids_of_all(void)
 	return wait_all(pids, n < 64 ? n : 64, "sh");
 }
 
-int main(int argc, char **argv)
+static int command(int argc, char **argv)
 {
 	int rc;
 
-	if (argc < 2)
-		return 2;
-	rc = dlaunch_attach(NULL, &rt);
-	if (rc)
-		return die("dlaunch_attach", rc);
 	if (strcmp(argv[1], "hosts") == 0)
 		rc = hosts();
 	else if (strcmp(argv[1], "chan") == 0)
@@ -279,7 +254,5 @@ int main(int argc, char **argv)
 		rc = pids_of_all();
 	else
 		rc = 2;
-	fflush(stdout);
-	dlaunch_detach(rt);
 	return rc;
 }

@@ -13,7 +13,6 @@
  *   mn_remote spawner K (client's process on the last node)
  */
 #define _GNU_SOURCE
-#include <dragon/dlaunch.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,27 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SEC 1000000000ull
-
-static dlaunch_t *rt;
-
-static int die(const char *what, int rc)
-{
-	fprintf(stderr, "mn_remote: %s: %s (%s)\n", what, dlaunch_strerror(rc),
-		dlaunch_errmsg());
-	return 1;
-}
-
-static int spawn_on(unsigned node, const char *path, char *const *argv,
-		    pid_t *pid)
-{
-	dlaunch_spawn_attr_t a = {.field_mask = DLAUNCH_SPAWN_ATTR_NODE |
-						DLAUNCH_SPAWN_ATTR_FLAGS,
-				  .node = node,
-				  .flags = DLAUNCH_SPAWN_F_SEARCH_PATH};
-
-	return dlaunch_spawn(rt, path, argv, &a, pid);
-}
+#define MN_NAME "mn_remote"
+#include "mn.h"
 
 static int ready(int fd, int ms)
 {
@@ -122,15 +102,10 @@ static int spawner(const char *how)
 	return 0;
 }
 
-int main(int argc, char **argv)
+static int command(int argc, char **argv)
 {
 	int rc;
 
-	if (argc < 2)
-		return 2;
-	rc = dlaunch_attach(NULL, &rt);
-	if (rc)
-		return die("dlaunch_attach", rc);
 	if (strcmp(argv[1], "procfd") == 0)
 		rc = procfd();
 	else if (strcmp(argv[1], "client") == 0 && argc > 2)
@@ -139,7 +114,5 @@ int main(int argc, char **argv)
 		rc = spawner(argv[2]);
 	else
 		rc = 2;
-	fflush(stdout);
-	dlaunch_detach(rt);
 	return rc;
 }

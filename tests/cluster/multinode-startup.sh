@@ -10,43 +10,20 @@
 # port and --port.  Nothing is left on any node after each.
 . "${srcdir:?}/lib.sh"
 need_cluster
-B=${top_builddir:?}/libdlaunch
-DRAGON=$B/dragon
-PROG=${top_builddir}/tests/cluster/mn_prog
+dragon_programs mn_prog DRAGON_BACKEND_PROGRAM
 PEER="/usr/bin/python3 $srcdir/ctl_peer.py"
-[ -x "$DRAGON" ] && [ -x "$PROG" ] || skip "build dragon and mn_prog first"
 command -v nft >/dev/null 2>&1 || skip "nft is not installed; 'make deps' installs nftables"
-unset DRAGON_CLEANUP_PROGRAM SLURM_JOB_ID SLURM_JOB_NODELIST SLURM_NODELIST \
-	SLURM_JOB_NUM_NODES SLURM_NNODES DRAGON_BACKEND_PROGRAM
-
-D=$(state_dir multinode-startup.vc)
-trap '"$VC" -d "$D" stop >/dev/null 2>&1' EXIT
-"$VC" -d "$D" start 3 >"$D.log" 2>&1 || {
-	cat "$D.log"
-	bad "a 3-node cluster starts"
-	exit 1
-}
+start_cluster multinode-startup 3
 export SLURM_CONF=$D/slurm.conf
 slot=$(cat "$D/slot")
-login=${DRAGON_VCLUSTER_NET:-10.213}.$slot.1
+# the login node's address, as vcluster wrote it (a slot past 255 moves
+# the second octet)
+login=$(sed -n 's/^\([0-9.]*\) login$/\1/p' "$D/hosts")
 W=$D/work
 mkdir -p "$W"
 mark=ms$$
 version=$("$DRAGON" --version | awk '{ print $2 }')
 
-leftovers() {
-	procs=$(grep -lzx "MN_MARK=$mark" /proc/[0-9]*/environ 2>/dev/null |
-		cut -d/ -f3 | while read -r p; do running "$p" && echo "$p"; done | tr '\n' ' ')
-	shm=
-	for n in node1 node2 node3; do
-		s=$("$VC" -d "$D" exec $n sh -c 'ls /dev/shm | grep "^dragon\." || true' | tr '\n' ' ')
-		[ -z "$s" ] || shm="$shm $n: $s"
-	done
-	[ -z "$procs" ] && [ -z "$shm" ] && return 0
-	echo "left: processes [$procs] segments [$shm]"
-	[ -z "$procs" ] || ps -o pid,args -p "$(echo $procs | tr ' ' ,)"
-	return 1
-}
 settle() {
 	i=0
 	while ! leftovers >/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done

@@ -9,31 +9,14 @@
 # Outside an allocation dragon runs on this machine as before.
 . "${srcdir:?}/lib.sh"
 need_cluster
-B=${top_builddir:?}/libdlaunch
-DRAGON=$B/dragon
-PROG=${top_builddir}/tests/cluster/mn_prog
-[ -x "$DRAGON" ] && [ -x "$PROG" ] || skip "build dragon and mn_prog first"
-# make check runs in a mount namespace of its own where /dev/shm may be
-# private; dragon-cleanup must be found beside dragon.
-unset DRAGON_CLEANUP_PROGRAM SLURM_JOB_ID SLURM_JOB_NODELIST SLURM_NODELIST \
-	SLURM_JOB_NUM_NODES SLURM_NNODES
-
-D=$(state_dir multinode.vc)
-trap '"$VC" -d "$D" stop >/dev/null 2>&1' EXIT
-"$VC" -d "$D" start 3 >"$D.log" 2>&1 || {
-	cat "$D.log"
-	bad "a 3-node cluster starts"
-	exit 1
-}
+dragon_programs mn_prog
+start_cluster multinode 3
 export SLURM_CONF=$D/slurm.conf
 W=$D/work
 mkdir -p "$W"
 # Every process of a run carries the mark (srun passes the environment on),
 # so the checks find this test's processes and nobody else's.
 mark=mn$$
-
-# No dragon process and no dragon segment left on any node, nor here.
-leftovers() { no_leftovers "$mark" "$D" node1 node2 node3; }
 
 # dragon inside an allocation of $1 nodes; output in $W/out, $W/err.
 run() {

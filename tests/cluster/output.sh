@@ -8,37 +8,12 @@
 # node, also that of a node lost mid-run.
 . "${srcdir:?}/lib.sh"
 need_cluster
-B=${top_builddir:?}/libdlaunch
-DRAGON=$B/dragon
-PROG=${top_builddir}/tests/cluster/mn_prog
-[ -x "$DRAGON" ] && [ -x "$PROG" ] || skip "build dragon and mn_prog first"
-unset DRAGON_CLEANUP_PROGRAM SLURM_JOB_ID SLURM_JOB_NODELIST SLURM_NODELIST \
-	SLURM_JOB_NUM_NODES SLURM_NNODES DRAGON_DEBUG
-
-D=$(state_dir output.vc)
-trap '"$VC" -d "$D" stop >/dev/null 2>&1' EXIT
-"$VC" -d "$D" start 3 >"$D.log" 2>&1 || {
-	cat "$D.log"
-	bad "a 3-node cluster starts"
-	exit 1
-}
+dragon_programs mn_prog DRAGON_DEBUG
+start_cluster output 3
 export SLURM_CONF=$D/slurm.conf
 W=$D/work
 mkdir -p "$W"
 mark=out$$
-
-leftovers() {
-	procs=$(grep -lzx "MN_MARK=$mark" /proc/[0-9]*/environ 2>/dev/null |
-		cut -d/ -f3 | while read -r p; do running "$p" && echo "$p"; done | tr '\n' ' ')
-	shm=
-	for n in node1 node2 node3; do
-		s=$("$VC" -d "$D" exec $n sh -c 'ls /dev/shm | grep "^dragon\." || true' | tr '\n' ' ')
-		[ -z "$s" ] || shm="$shm $n: $s"
-	done
-	[ -z "$procs" ] && [ -z "$shm" ] && return 0
-	echo "left: processes [$procs] segments [$shm]"
-	return 1
-}
 
 run() {
 	n=$1

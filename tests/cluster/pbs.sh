@@ -11,28 +11,14 @@
 # entry on any node.
 . "${srcdir:?}/lib.sh"
 need_cluster
-B=${top_builddir:?}/libdlaunch
-DRAGON=$B/dragon
-PROG=${top_builddir}/tests/cluster/mn_prog
-[ -x "$DRAGON" ] && [ -x "$PROG" ] || skip "build dragon and mn_prog first"
-unset DRAGON_CLEANUP_PROGRAM SLURM_JOB_ID SLURM_JOB_NODELIST SLURM_NODELIST \
-	SLURM_JOB_NUM_NODES SLURM_NNODES PBS_NODEFILE PBS_JOBID
-
-D=$(state_dir pbs.vc)
-trap '"$VC" -d "$D" stop >/dev/null 2>&1' EXIT
-"$VC" -d "$D" start 3 >"$D.log" 2>&1 || {
-	cat "$D.log"
-	bad "a 3-node cluster starts"
-	exit 1
-}
+dragon_programs mn_prog PBS_NODEFILE PBS_JOBID
+start_cluster pbs 3
 W=$D/work
 mkdir -p "$W/bin" "$W/nobin"
 ln -s "$srcdir/pals-mpiexec" "$W/bin/mpiexec"
 # PBS lists a node once per slot it gives the job.
 printf 'node1\nnode1\nnode2\nnode2\nnode3\nnode3\n' >"$W/nodefile"
 mark=pbs$$
-
-leftovers() { no_leftovers "$mark" "$D" node1 node2 node3; }
 
 # dragon on node1 in a PBS job; output in $W/out, $W/err.
 run() {

@@ -6,36 +6,13 @@
 # or not (the services' debug log says so).
 . "${srcdir:?}/lib.sh"
 need_cluster
-DRAGON=${top_builddir:?}/libdlaunch/dragon
-PROG=${top_builddir}/tests/cluster/mn_remote
-[ -x "$DRAGON" ] && [ -x "$PROG" ] || skip "build dragon and mn_remote first"
-unset DRAGON_CLEANUP_PROGRAM SLURM_JOB_ID SLURM_JOB_NODELIST SLURM_NODELIST \
-	SLURM_JOB_NUM_NODES SLURM_NNODES
-
-D=$(state_dir remote.vc)
-trap '"$VC" -d "$D" stop >/dev/null 2>&1; rm -rf "$D.work"' EXIT
-"$VC" -d "$D" start 2 >"$D.log" 2>&1 || {
-	cat "$D.log"
-	bad "a 2-node cluster starts"
-	exit 1
-}
+dragon_programs mn_remote
+at_exit() { rm -rf "$D.work"; }
+start_cluster remote 2
 export SLURM_CONF=$D/slurm.conf
 W=$D.work
 mkdir -p "$W"
 mark=rm$$
-
-leftovers() {
-	procs=$(grep -lzx "MN_MARK=$mark" /proc/[0-9]*/environ 2>/dev/null |
-		cut -d/ -f3 | while read -r p; do running "$p" && echo "$p"; done | tr '\n' ' ')
-	shm=
-	for n in node1 node2; do
-		s=$("$VC" -d "$D" exec $n sh -c 'ls /dev/shm | grep "^dragon\." || true' | tr '\n' ' ')
-		[ -z "$s" ] || shm="$shm $n: $s"
-	done
-	[ -z "$procs" ] && [ -z "$shm" ] && return 0
-	echo "left: processes [$procs] segments [$shm]"
-	return 1
-}
 
 run() {
 	env MN_MARK=$mark timeout 120 salloc -Q -N2 "$DRAGON" -t 20 "$@" \

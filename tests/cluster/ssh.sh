@@ -16,21 +16,10 @@ for c in /usr/sbin/sshd ssh ssh-keygen; do
 	command -v $c >/dev/null 2>&1 ||
 		skip "$c is not installed; 'make deps' installs openssh-server and openssh-client"
 done
-B=${top_builddir:?}/libdlaunch
-DRAGON=$B/dragon
-PROG=${top_builddir}/tests/cluster/mn_prog
-[ -x "$DRAGON" ] && [ -x "$PROG" ] || skip "build dragon and mn_prog first"
-unset DRAGON_CLEANUP_PROGRAM SLURM_JOB_ID SLURM_JOB_NODELIST SLURM_NODELIST \
-	SLURM_JOB_NUM_NODES SLURM_NNODES PBS_NODEFILE PBS_JOBID DRAGON_SSH_OPTS
-
-D=$(state_dir ssh.vc)
+dragon_programs mn_prog PBS_NODEFILE PBS_JOBID DRAGON_SSH_OPTS
 sshd_pids=
-trap '[ -z "$sshd_pids" ] || kill $sshd_pids 2>/dev/null; "$VC" -d "$D" stop >/dev/null 2>&1' EXIT
-"$VC" -d "$D" start 3 >"$D.log" 2>&1 || {
-	cat "$D.log"
-	bad "a 3-node cluster starts"
-	exit 1
-}
+at_exit() { [ -z "$sshd_pids" ] || kill $sshd_pids 2>/dev/null; }
+start_cluster ssh 3
 W=$D/work
 T=$D/ssh
 mkdir -p "$W" "$T"
@@ -87,8 +76,6 @@ until ssh $DRAGON_SSH_OPTS -o BatchMode=yes node3 true 2>/dev/null || [ $i -ge 1
 	i=$((i + 1))
 done
 check "ssh reaches the nodes' sshd" 'ssh $DRAGON_SSH_OPTS -o BatchMode=yes node2 hostname | grep -qx node2'
-
-leftovers() { no_leftovers "$mark" "$D" node1 node2 node3; }
 
 # dragon on the login node; output in $W/out, $W/err.
 run() {

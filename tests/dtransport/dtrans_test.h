@@ -13,6 +13,7 @@
 #endif
 
 #include <check.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -167,6 +168,35 @@ static inline const char *t_backend(void)
 
 	return b && *b ? b : NULL;
 #endif
+}
+
+/* Whether the backend's library is absent from this machine: 1 after
+ * printing SKIP, the library and why (then consequence, if not empty).
+ * It is looked for where the backend looks (the tests' config file
+ * records nothing: the system's search path), and in a child process: a
+ * library loaded here would be inherited by the agents before they enter
+ * their network namespace, and UCX keeps the network devices it saw when
+ * it was loaded. */
+static inline int t_backend_absent(const char *consequence)
+{
+	const char *b = t_backend(), *lib;
+	int st;
+	pid_t pid;
+
+	if (!b || !strcmp(b, "tcp"))
+		return 0;
+	lib = !strcmp(b, "ofi") ? "libfabric.so.1" : "libucp.so.0";
+	pid = fork();
+	if (pid == 0) {
+		void *h = dlopen(lib, RTLD_LAZY | RTLD_LOCAL);
+
+		if (!h)
+			printf("SKIP: the %s backend's library %s is absent "
+			       "(%s)%s\n",
+			       b, lib, dlerror(), consequence);
+		_exit(h ? 0 : 1);
+	}
+	return pid < 0 || waitpid(pid, &st, 0) != pid || st != 0;
 }
 
 /*

@@ -3,15 +3,7 @@
 # agent in this network namespace, node 1's in one of its own, joined by
 # a veth pair, so that nothing passes between the agents but the network.
 # Needs root and ip(8); skipped, saying why, otherwise.
-set -u
-if [ "$(id -u)" -ne 0 ]; then
-	echo "SKIP: making a network namespace needs root"
-	exit 77
-fi
-if ! command -v ip > /dev/null; then
-	echo "SKIP: ip(8) not found (Debian package: iproute2)"
-	exit 77
-fi
+. "$(dirname "$0")/netns-lib.sh"
 ns=dtrans-$$
 a=dtra$$
 b=dtrb$$
@@ -22,14 +14,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-ip netns add "$ns" &&
-	ip link add "$a" type veth peer name "$b" &&
-	ip link set "$b" netns "$ns" &&
+netns_veth "$ns" "$a" "$b" "$net.2/24" &&
 	ip addr add "$net.1/24" dev "$a" &&
-	ip link set "$a" up &&
-	ip -n "$ns" addr add "$net.2/24" dev "$b" &&
-	ip -n "$ns" link set "$b" up &&
-	ip -n "$ns" link set lo up || {
+	ip link set "$a" up || {
 	echo "FAIL: cannot make namespace $ns and its veth pair"
 	exit 1
 }

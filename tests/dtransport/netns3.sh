@@ -3,15 +3,7 @@
 # bridge, nodes 1 and 2 each in a namespace of its own with a veth into
 # the bridge, for every backend.  Needs root and ip(8); skipped, saying
 # why, otherwise.
-set -u
-if [ "$(id -u)" -ne 0 ]; then
-	echo "SKIP: making a network namespace needs root"
-	exit 77
-fi
-if ! command -v ip > /dev/null; then
-	echo "SKIP: ip(8) not found (Debian package: iproute2)"
-	exit 77
-fi
+. "$(dirname "$0")/netns-lib.sh"
 br=dtf3br$$
 net=10.$((150 + $$ % 50)).$(($$ / 50 % 250))
 cleanup() {
@@ -31,14 +23,9 @@ ip link add "$br" type bridge &&
 }
 for i in 1 2; do
 	ns=dtf3n$i-$$
-	ip netns add "$ns" &&
-		ip link add "dtf3h$i$$" type veth peer name "dtf3p$i$$" &&
-		ip link set "dtf3p$i$$" netns "$ns" &&
+	netns_veth "$ns" "dtf3h$i$$" "dtf3p$i$$" "$net.$((i + 1))/24" &&
 		ip link set "dtf3h$i$$" master "$br" &&
-		ip link set "dtf3h$i$$" up &&
-		ip -n "$ns" addr add "$net.$((i + 1))/24" dev "dtf3p$i$$" &&
-		ip -n "$ns" link set "dtf3p$i$$" up &&
-		ip -n "$ns" link set lo up || {
+		ip link set "dtf3h$i$$" up || {
 		echo "FAIL: cannot make namespace $ns and its veth pair"
 		exit 1
 	}

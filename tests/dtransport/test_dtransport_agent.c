@@ -7,7 +7,6 @@
 #include "dtrans_test.h"
 
 #include <arpa/inet.h>
-#include <dlfcn.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -702,40 +701,12 @@ static Suite *suite(void)
 	return s;
 }
 
-/* A suite of a backend whose library this machine lacks is skipped,
- * saying so; the library is looked for where the backend looks (the
- * tests' config file records nothing: the system's search path).  A
- * child process looks: a library loaded here would be inherited by the
- * agents before they enter their network namespace, and UCX keeps the
- * network devices it saw when it was loaded. */
-static int backend_absent(void)
-{
-	const char *b = t_backend(), *lib;
-	int st;
-	pid_t pid;
-
-	if (!b || !strcmp(b, "tcp"))
-		return 0;
-	lib = !strcmp(b, "ofi") ? "libfabric.so.1" : "libucp.so.0";
-	pid = fork();
-	if (pid == 0) {
-		void *h = dlopen(lib, RTLD_LAZY | RTLD_LOCAL);
-
-		if (!h)
-			printf("SKIP: the %s backend's library %s is absent "
-			       "(%s): its conformance suite is not run\n",
-			       b, lib, dlerror());
-		_exit(h ? 0 : 1);
-	}
-	return pid < 0 || waitpid(pid, &st, 0) != pid || st != 0;
-}
-
 int main(void)
 {
 	SRunner *sr;
 	int failed;
 
-	if (backend_absent())
+	if (t_backend_absent(": its conformance suite is not run"))
 		return 77;
 	sr = srunner_create(suite());
 

@@ -16,7 +16,6 @@
 
 #include "dtrans_private.h"
 
-#include <dlfcn.h>
 #include <poll.h>
 #include <sys/stat.h>
 
@@ -296,33 +295,9 @@ static Suite *suite(void)
 	return s;
 }
 
-/* Skipped, saying so, where the backend's library is absent (looked for
- * in a child: the agents must not inherit it). */
-static int backend_absent(void)
-{
-	const char *b = t_backend(), *lib;
-	int st;
-	pid_t pid;
-
-	if (!b || !strcmp(b, "tcp"))
-		return 0;
-	lib = !strcmp(b, "ofi") ? "libfabric.so.1" : "libucp.so.0";
-	pid = fork();
-	if (pid == 0) {
-		void *h = dlopen(lib, RTLD_LAZY | RTLD_LOCAL);
-
-		if (!h)
-			printf("SKIP: the %s backend's library %s is absent "
-			       "(%s)\n",
-			       b, lib, dlerror());
-		_exit(h ? 0 : 1);
-	}
-	return pid < 0 || waitpid(pid, &st, 0) != pid || st != 0;
-}
-
 int main(void)
 {
-	if (backend_absent())
+	if (t_backend_absent(""))
 		return 77;
 	return t_run_suite(suite());
 }
