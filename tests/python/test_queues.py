@@ -411,3 +411,21 @@ for q in (ctx.Queue(), ctx.SimpleQueue()):
 time.sleep(0.5)
 ''')
     assert "inside at unmap: False" in out, out
+
+
+def test_exit_is_quiet_for_daemon_threads_blocked_in_get(run_python):
+    # CPython leaves a daemon thread blocked in get() or recv() at exit
+    # where it is, without a word; so must the 'dragon' context, although
+    # the runtime closes the thread's channel under it as the program ends.
+    out = run_python('''
+import multiprocessing as mp, threading, time
+import dragon
+ctx = mp.get_context("dragon")
+q, sq = ctx.Queue(), ctx.SimpleQueue()
+r, w = ctx.Pipe(duplex=False)
+for target in (q.get, sq.get, r.recv, r.recv_bytes):
+    threading.Thread(target=target, daemon=True).start()
+time.sleep(0.5)
+print("leaving")
+''')
+    assert out.strip() == "leaving", out

@@ -316,6 +316,7 @@ class Connection(_mpconn._ConnectionBase):
         write-only Connection."""
         rh = self._rh
         if rh is None:
+            runtime.park_if_exiting()
             self._check_closed()
             self._check_readable()
             raise OSError("handle is closed")
@@ -324,6 +325,7 @@ class Connection(_mpconn._ConnectionBase):
     def _whandle(self):
         wh = self._wh
         if wh is None:
+            runtime.park_if_exiting()
             self._check_closed()
             self._check_writable()
             raise OSError("handle is closed")

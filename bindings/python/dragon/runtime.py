@@ -66,6 +66,10 @@ CLEANUP_ENV = "DRAGON_CLEANUP_PROGRAM"
 
 _lock = threading.Lock()
 _current = None
+# Set as the program's exit handlers stop the runtime: only daemon threads
+# run then, and one still blocked on a channel stays blocked, as CPython's
+# do (park_if_exiting), rather than fail on its closed handle.
+_exiting = False
 _stop_hooks = []
 _watchdog_for = None  # the pid whose runtime has a watchdog
 
@@ -447,9 +451,23 @@ def _register_teardown(rt):
     # registered last first, so register ours and then that one again.
     import atexit
     from multiprocessing import util
-    atexit.register(rt.shutdown)
+
+    def shutdown_at_exit():
+        global _exiting
+        _exiting = True
+        rt.shutdown()
+    atexit.register(shutdown_at_exit)
     atexit.unregister(util._exit_function)
     atexit.register(util._exit_function)
+
+
+def park_if_exiting():
+    """In a thread other than the main one while the program exits (a
+    daemon thread: the others were joined), block for good: the thread
+    was waiting on an object the exit closed, and CPython leaves such a
+    thread waiting, without an error, until the interpreter is gone."""
+    if _exiting and threading.current_thread() is not threading.main_thread():
+        threading.Event().wait()
 
 
 def active():
