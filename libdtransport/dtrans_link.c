@@ -162,10 +162,17 @@ void dtrans__link_drop(struct dtrans__link *l, const char *why)
 {
 	struct dtrans_agent *ag = l->ag;
 	bool known = l->dialed || l->state == DTRANS__L_READY;
+	char reason[160];
 
 	if (l->dead)
 		return;
 	l->dead = true;
+	/* The reason may live in the backend's link (link_why), which
+	 * link_close frees before the peer's requests are failed with it. */
+	if (why) {
+		snprintf(reason, sizeof reason, "%s", why);
+		why = reason;
+	}
 	if (why && l->dialed && l->state == DTRANS__L_CONNECTING &&
 	    ag->peers[l->peer].dial_quiet)
 		why = NULL; /* once per outage is enough */
