@@ -270,37 +270,12 @@ static Suite *suite(void)
 	return s;
 }
 
-/* A backend whose library this machine lacks is skipped, saying so (a
- * child looks, as in test_dtransport_agent.c: the agents must not
- * inherit the library). */
-static int backend_absent(void)
-{
-	const char *b = t_backend(), *lib;
-	int st;
-	pid_t pid;
-
-	if (!b || !strcmp(b, "tcp"))
-		return 0;
-	lib = !strcmp(b, "ofi") ? "libfabric.so.1" : "libucp.so.0";
-	pid = fork();
-	if (pid == 0) {
-		void *h = dlopen(lib, RTLD_LAZY | RTLD_LOCAL);
-
-		if (!h)
-			printf("SKIP: the %s backend's library %s is absent "
-			       "(%s): its buffered-send suite is not run\n",
-			       b, lib, dlerror());
-		_exit(h ? 0 : 1);
-	}
-	return pid < 0 || waitpid(pid, &st, 0) != pid || st != 0;
-}
-
 int main(void)
 {
 	SRunner *sr;
 	int failed;
 
-	if (backend_absent())
+	if (t_backend_absent(": its buffered-send suite is not run"))
 		return 77;
 	sr = srunner_create(suite());
 	t_own_instance();
