@@ -13,9 +13,18 @@ CLEANUP=$B/dragon-cleanup
 [ -x "$CLEANUP" ] || skip "build dragon-cleanup first"
 id nobody >/dev/null 2>&1 || skip "no user 'nobody' to own another user's segments"
 
+# The allocation is given back before the cluster stops: the job is
+# cancelled while slurmctld still runs, and the holder (timeout, salloc
+# and the command salloc runs on this host, in the process group timeout
+# leads) is killed and reaped, so that nothing of it outlives the test.
 alloc=
 at_exit() {
-	[ -z "$alloc" ] || kill "$alloc" 2>/dev/null
+	if [ -n "$alloc" ]; then
+		[ -z "${SLURM_JOB_ID:-}" ] || timeout 10 scancel "$SLURM_JOB_ID" 2>/dev/null
+		[ ! -s "$D.work/alloc.env.pid" ] || kill "$(cat "$D.work/alloc.env.pid")" 2>/dev/null
+		kill -- "-$alloc" 2>/dev/null || kill "$alloc" 2>/dev/null
+		wait "$alloc" 2>/dev/null
+	fi
 	rm -rf "$D.work"
 }
 start_cluster cleanup 3
@@ -28,7 +37,7 @@ markB=clb$$
 
 # An allocation of the 3 nodes held open by salloc in the background; its
 # Slurm variables are taken into this shell to run commands inside it.
-timeout 300 salloc -Q -N3 sh -c 'env | grep "^SLURM_" >"$0.tmp"; mv "$0.tmp" "$0"; exec sleep 280' \
+timeout 300 salloc -Q -N3 sh -c 'echo $$ >"$0.pid"; env | grep "^SLURM_" >"$0.tmp"; mv "$0.tmp" "$0"; exec sleep 280' \
 	"$W/alloc.env" </dev/null >/dev/null 2>&1 &
 alloc=$!
 i=0
