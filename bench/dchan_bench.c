@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -296,6 +297,11 @@ static double measure(void *arg, uint64_t iters)
 	tp_open(&t, r->kind, r->size < 8 ? 8 : r->size);
 	pid = fork();
 	if (pid == 0) {
+		/* the peer spins on its CPU: it must not outlive a killed bench
+		 */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() == 1)
+			_exit(1);
 		child(&t, r, iters, buf);
 		_exit(0);
 	}

@@ -235,17 +235,19 @@ static uint64_t spin_default(void)
 	return v;
 }
 
-/* CPUs this process may run on: a process pinned to one core (taskset, a
- * cgroup cpuset) shares it with its peer, and spinning there only keeps
- * the peer from running until the budget is spent. */
-static uint64_t usable_cpus(void)
+/*
+ * CPUs that can run threads now.  Not the affinity mask: a process pinned
+ * to one core (taskset, srun --cpu-bind, an MPI binding) usually has its
+ * peer pinned to another, and polling is what a pinned ping-pong needs.
+ * A peer pinned to the same core cannot answer while this one polls, so
+ * every poll there runs out; the adaptive budget (dchan_wait.c) shrinks
+ * to a 64th within a few waits, which costs such a pair well under a
+ * microsecond per wait.
+ */
+static uint64_t online_cpus(void)
 {
-	cpu_set_t set;
-	long c;
+	long c = sysconf(_SC_NPROCESSORS_ONLN);
 
-	if (sched_getaffinity(0, sizeof set, &set) == 0)
-		return (uint64_t)CPU_COUNT(&set);
-	c = sysconf(_SC_NPROCESSORS_ONLN);
 	return c > 0 ? (uint64_t)c : 1;
 }
 
@@ -254,8 +256,8 @@ static uint64_t usable_cpus(void)
  * as a waiter.  A waiter that is not registered costs its peer no wake-up
  * system call, which is what keeps a continuous ping-pong under a
  * microsecond.  Spinning pays only while the peer runs on another core:
- * it is off when this process may run on one CPU only, and while more
- * threads are runnable than it has CPUs (both sampled every 50 ms).
+ * it is off on a machine with one CPU online, and while more threads are
+ * runnable than the machine has CPUs (both sampled every 50 ms).
  * DRAGON_DCHAN_SPIN_NS sets the length and, when given, spins whatever
  * the load (pinned, dedicated cores).
  */
@@ -270,7 +272,7 @@ uint64_t dchan__spin_ns(void)
 	if (__atomic_load_n(&spin_forced, __ATOMIC_RELAXED))
 		return __atomic_load_n(&spin, __ATOMIC_RELAXED);
 	if (now - __atomic_load_n(&sampled, __ATOMIC_RELAXED) > 50000000ull) {
-		uint64_t ncpu = usable_cpus();
+		uint64_t ncpu = online_cpus();
 		long r = runnable_threads();
 
 		__atomic_store_n(&sampled, now, __ATOMIC_RELAXED);

@@ -10,9 +10,9 @@
  * Before sleeping we spin for a while, because a futex sleep plus wake-up
  * costs several microseconds and a peer on another core often changes the
  * word sooner.  Spinning only pays if that peer is actually running, so we
- * never spin on a single core or when more threads are runnable than there
- * are cores (the spinner would steal the peer's CPU).  The spin length
- * adapts: it doubles when a spin ended in success and halves when it did
+ * never spin on a single-core machine or when more threads are runnable
+ * than there are cores (the spinner would steal the peer's CPU).  The spin
+ * length adapts: it doubles when a spin ended in success and halves when it did
  * not, so a workload where spins never pay quickly stops spinning.
  */
 #define _GNU_SOURCE
@@ -66,15 +66,16 @@ static long runnable(void)
 	return r;
 }
 
-/* CPUs this process may run on: a process pinned to one core (taskset, a
- * cgroup cpuset) must not spin even on a many-core machine. */
-static long usable_cpus(void)
+/* CPUs that can run threads now.  Not the affinity mask: a process pinned
+ * to one core usually has its peer pinned to another (srun --cpu-bind, an
+ * MPI binding), where spinning pays.  A peer on the same core cannot
+ * change the word while this one spins, so every spin there runs out and
+ * the adaptive budget falls to SPIN_MIN polls within a few waits. */
+static long online_cpus(void)
 {
-	cpu_set_t set;
+	long c = sysconf(_SC_NPROCESSORS_ONLN);
 
-	if (sched_getaffinity(0, sizeof(set), &set) == 0)
-		return CPU_COUNT(&set);
-	return sysconf(_SC_NPROCESSORS_ONLN);
+	return c > 0 ? c : 1;
 }
 
 /* Whether spinning can pay now; re-decided every LOAD_SAMPLE_NS, so a
@@ -85,7 +86,7 @@ int dmem__spin_pays(void)
 
 	if (t - atomic_load_explicit(&load_sampled_at, memory_order_relaxed) >
 	    LOAD_SAMPLE_NS) {
-		long cpus = usable_cpus();
+		long cpus = online_cpus();
 
 		atomic_store(&load_sampled_at, t);
 		atomic_store(&oversubscribed, cpus <= 1 || runnable() > cpus);
