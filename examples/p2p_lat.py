@@ -13,14 +13,25 @@ message size, from 2 bytes up to 2**lg_max_message_size bytes:
 embedded one is started and torn down at exit); without it the stock
 default start method runs the same program.  --with_bytes sends bytes
 (send_bytes/recv_bytes on a Pipe), otherwise objects (a bytearray sent
-with send/recv or put/get).
+with send/recv or put/get).  Under a runtime over several nodes
+(`salloc -N2` then `dragon examples/p2p_lat.py --dragon`) the echoing
+process is placed on another node than the measuring one, round-robin;
+stderr says which nodes the two ran on.
 """
 import argparse
 import multiprocessing as mp
+import socket
+import sys
 import time
 
 
 def echo(conn_in, conn_out, with_bytes, queues, iterations, sizes):
+    # Where the echo runs (over several nodes, another node than the
+    # measuring process's), before the timed trips.
+    if queues:
+        conn_out.put(socket.gethostname())
+    else:
+        conn_out.send(socket.gethostname())
     for _ in sizes:
         for _ in range(iterations + 1):
             if queues:
@@ -79,6 +90,9 @@ def main(argv=None):
     proc = mp.Process(target=echo, args=child_args + (
         args.with_bytes, args.queues, args.iterations, sizes))
     proc.start()
+    there = a_in.get() if args.queues else a_in.recv()
+    print("p2p_lat: measuring on %s, echo on %s" % (socket.gethostname(), there),
+          file=sys.stderr, flush=True)
     print("Msglen [B]   Lat [usec]")
     for size in sizes:
         lat = measure(a_out, a_in, args.with_bytes, args.queues,

@@ -89,11 +89,14 @@ def _leftovers(cluster, mark):
 @pytest.fixture
 def run(cluster, tmp_path):
     """run(code, *salloc_args): the program code under dragon in a 2-node
-    allocation; returns (exit code, stdout, stderr).  Checks that the run
-    left no process and no segment on any node."""
-    def go(code, *salloc_args):
-        prog = tmp_path / "prog.py"
-        prog.write_text(textwrap.dedent(code))
+    allocation; returns (exit code, stdout, stderr).  With argv=[...]
+    instead of code, that program and its arguments.  Checks that the
+    run left no process and no segment on any node."""
+    def go(code, *salloc_args, argv=None):
+        if argv is None:
+            prog = tmp_path / "prog.py"
+            prog.write_text(textwrap.dedent(code))
+            argv = [str(prog)]
         mark = "PY_MULTINODE_MARK=%d.%s" % (os.getpid(), tmp_path.name)
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("SLURM_", "DRAGON_"))}
@@ -102,7 +105,7 @@ def run(cluster, tmp_path):
                    PYTHONPATH=os.path.join(BUILDDIR, "bindings", "python"))
         env.update([mark.split("=", 1)])
         r = subprocess.run(["salloc", "-Q", "-N2"] + list(salloc_args)
-                           + [DRAGON, "-t", "30", str(prog)],
+                           + [DRAGON, "-t", "30"] + list(argv),
                            env=env, cwd=str(tmp_path), timeout=240,
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
@@ -480,3 +483,19 @@ if __name__ == "__main__":
     assert "('grand', 'node1', %d)" % child_pid in out
     assert "('grand seen by child', 0, 0)" in out
     assert "child: 0 1" in out
+
+
+@pytest.mark.parametrize("extra", [[], ["--queues"]])
+def test_p2p_lat_example_over_two_nodes(run, extra):
+    """examples/p2p_lat.py, unchanged, under dragon on 2 nodes: its echo
+    goes to the other node and the table comes out."""
+    prog = os.path.join(SRCDIR, "examples", "p2p_lat.py")
+    rc, out, err = run(None, argv=[prog, "--dragon", "--iterations", "50",
+                                   "--lg_max_message_size", "10"] + extra)
+    assert rc == 0, out + err
+    assert "p2p_lat: measuring on node1, echo on node2" in err, out + err
+    lines = out.splitlines()
+    head = lines.index("Msglen [B]   Lat [usec]")
+    table = [l.split() for l in lines[head + 1:head + 11]]
+    assert [int(r[0]) for r in table] == [2 ** k for k in range(1, 11)], out
+    assert all(float(r[1]) > 0 for r in table), out
