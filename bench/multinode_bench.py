@@ -24,6 +24,8 @@ value / baseline_value):
   mn_process_start_join  Process start+join of an empty target on node2
                          against the same on node1 (ms)
 
+    bench/multinode_bench.py [CASE...]    (pipe, queue, start, pool; all by default)
+
 Each case runs its two sides alternately, rounds times, the order
 rotating; a row is the medians, every round's figures and the targets
 go to stderr.  DRAGON_BENCH_SCALE scales the rounds and iterations
@@ -82,7 +84,7 @@ def scale():
 # ---------------------------------------------------------------- outer
 
 
-def outer():
+def outer(cases):
     """Start a 2-node test cluster and run the measurements in it."""
     need_cluster()
     top = os.path.dirname(os.path.abspath(os.getcwd()))  # run from build/bench
@@ -107,7 +109,7 @@ def outer():
                    PYTHONPATH=pkg + os.pathsep + env.get("PYTHONPATH", ""))
         # Rows come on stdout, through the launcher; the rest is stderr.
         r = subprocess.run(["salloc", "-Q", "-N2", "-c2", dragon, "-t", "60",
-                            os.path.abspath(__file__), "--inner"],
+                            os.path.abspath(__file__), "--inner"] + sorted(cases),
                            env=env, stdin=subprocess.DEVNULL, timeout=3600)
         if r.returncode != 0:
             raise SystemExit("multinode_bench: the run on 2 nodes failed "
@@ -327,29 +329,10 @@ class Head:
             self.verdicts.append((what, ratio, met))
 
 
-def inner():
-    import dragon  # noqa: F401  (registers the start method)
-    mp.set_start_method("dragon")
-    h = Head()
-    k = scale()
-    rounds = max(1, int(3 * k))
-    print("multinode_bench: nodes %s; head on %s" % (
-        [(n.index, n.host, n.cpus) for n in h.nodes], socket.gethostname()),
-        file=sys.stderr, flush=True)
-    for size, iters in ((8, 2000), (1024, 2000), (65536, 200), (1 << 20, 30)):
-        n = max(5, int(iters * k))
-        h.compare("mn_pipe_rtt", size, "us",
-                  lambda: h.pipe_rtt(size, n), lambda: h.sock_rtt(size, n),
-                  rounds, "Pipe node1<->node2", "TCP socket ping-pong")
-    for size, items in ((8, 5000), (1 << 20, 100)):
-        n = max(5, int(items * k))
-        h.compare("mn_queue_rate", size, "msg/s",
-                  lambda: h.queue_rate(size, n), lambda: h.sock_rate(size, n),
-                  rounds, "Queue node2->node1", "TCP socket stream")
-    n = max(2, int(10 * k))
-    h.compare("mn_process_start_join", 0, "ms",
-              lambda: h.start_join(h.there, n), lambda: h.start_join(h.here, n),
-              rounds, "start+join on node2", "start+join on node1")
+CASES = ("pipe", "queue", "start", "pool")
+
+
+def pool_rows(h, k):
     ntasks = max(100, int(10000 * k))
     one, two, workers = [], [], {}
     for r in range(max(1, int(k))):
@@ -363,6 +346,38 @@ def inner():
           "(the test nodes share this machine's %d CPUs)" % (
               statistics.median(one) / statistics.median(two), os.cpu_count()),
           file=sys.stderr, flush=True)
+
+
+def inner(cases):
+    import dragon  # noqa: F401  (registers the start method)
+    mp.set_start_method("dragon")
+    h = Head()
+    k = scale()
+    rounds = max(1, int(3 * k))
+    print("multinode_bench: nodes %s; head on %s" % (
+        [(n.index, n.host, n.cpus) for n in h.nodes], socket.gethostname()),
+        file=sys.stderr, flush=True)
+    for size, iters in ((8, 2000), (1024, 2000), (65536, 200), (1 << 20, 30)):
+        if "pipe" not in cases:
+            break
+        n = max(5, int(iters * k))
+        h.compare("mn_pipe_rtt", size, "us",
+                  lambda: h.pipe_rtt(size, n), lambda: h.sock_rtt(size, n),
+                  rounds, "Pipe node1<->node2", "TCP socket ping-pong")
+    for size, items in ((8, 5000), (1 << 20, 100)):
+        if "queue" not in cases:
+            break
+        n = max(5, int(items * k))
+        h.compare("mn_queue_rate", size, "msg/s",
+                  lambda: h.queue_rate(size, n), lambda: h.sock_rate(size, n),
+                  rounds, "Queue node2->node1", "TCP socket stream")
+    n = max(2, int(10 * k))
+    if "start" in cases:
+        h.compare("mn_process_start_join", 0, "ms",
+                  lambda: h.start_join(h.there, n), lambda: h.start_join(h.here, n),
+                  rounds, "start+join on node2", "start+join on node1")
+    if "pool" in cases:
+        pool_rows(h, k)
     if h.verdicts:
         print("targets (ratio of medians dragon / socket):", file=sys.stderr)
         for what, ratio, met in h.verdicts:
@@ -370,8 +385,16 @@ def inner():
                   file=sys.stderr, flush=True)
 
 
+def cases_of(args):
+    bad = [a for a in args if a not in CASES]
+    if bad:
+        raise SystemExit("multinode_bench: unknown case %s (cases: %s)" %
+                         (", ".join(bad), " ".join(CASES)))
+    return set(args or CASES)
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--inner"]:
-        inner()
+    if sys.argv[1:2] == ["--inner"]:
+        inner(cases_of(sys.argv[2:]))
     else:
-        outer()
+        outer(cases_of(sys.argv[1:]))
