@@ -143,12 +143,9 @@ static int gw_poll_reply(dchan_t *reply, dchan_msg_t *m)
 }
 
 /* Wait for the completion; copy its payload (at most cap bytes) to out. */
-static int gw_await(dchan_t *reply, const dchan_gw_req_t *req, void *out,
-		    size_t cap, dchan_gw_cpl_t *cpl_out)
+static int gw_await(dchan_t *reply, const dchan_gw_req_t *req, uint64_t wait,
+		    void *out, size_t cap, dchan_gw_cpl_t *cpl_out)
 {
-	uint64_t wait = req->timeout_ns >= DCHAN_FOREVER - DCHAN__GW_GRACE_NS
-				? DCHAN_FOREVER
-				: req->timeout_ns + DCHAN__GW_GRACE_NS;
 	dchan_gw_cpl_t c;
 	dchan_msg_t m;
 	int rc;
@@ -294,9 +291,9 @@ static uint64_t req_id_next(void)
 	       __atomic_add_fetch(&gw_next_id, 1, __ATOMIC_RELAXED);
 }
 
-/* One remote operation, start to end. */
-static int gw_call(dchan_t *ch, dchan_gw_req_t *req, void *out, size_t cap,
-		   dchan_gw_cpl_t *cpl_out)
+int dchan__gw_call_to(const dchan_desc_t *target, dchan_gw_req_t *req,
+		      uint64_t wait_ns, void *out, size_t cap,
+		      dchan_gw_cpl_t *cpl_out)
 {
 	dchan_t *gw = NULL, *reply = NULL;
 	int rc;
@@ -308,11 +305,23 @@ static int gw_call(dchan_t *ch, dchan_gw_req_t *req, void *out, size_t cap,
 		return rc;
 	req->version = DCHAN_GW_VERSION;
 	req->req_id = req_id_next();
-	req->target = ch->desc;
+	req->target = *target;
 	req->reply = reply->desc;
 	rc = gw_post(gw, req);
 	if (rc == 0)
-		rc = gw_await(reply, req, out, cap, cpl_out);
+		rc = gw_await(reply, req, wait_ns, out, cap, cpl_out);
+	return rc;
+}
+
+/* One remote operation, start to end. */
+static int gw_call(dchan_t *ch, dchan_gw_req_t *req, void *out, size_t cap,
+		   dchan_gw_cpl_t *cpl_out)
+{
+	uint64_t wait = req->timeout_ns >= DCHAN_FOREVER - DCHAN__GW_GRACE_NS
+				? DCHAN_FOREVER
+				: req->timeout_ns + DCHAN__GW_GRACE_NS;
+	int rc = dchan__gw_call_to(&ch->desc, req, wait, out, cap, cpl_out);
+
 	if (rc == 0 && cpl_out->status < 0)
 		rc = dchan__fail(cpl_out->status,
 				 "remote channel %016llx of node %llu: %s",

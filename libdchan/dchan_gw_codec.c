@@ -75,7 +75,75 @@ static uint64_t get64(const unsigned char *p)
 
 static bool gw_op_ok(uint16_t op)
 {
-	return op >= DCHAN_GW_SEND && op <= DCHAN_GW_STATS;
+	return op >= DCHAN_GW_SEND && op <= DCHAN_GW_MEM_WRITE;
+}
+
+static int bad_frame(const char *what);
+
+static bool gw_op_mem(uint16_t op)
+{
+	return op == DCHAN_GW_MEM_READ || op == DCHAN_GW_MEM_WRITE;
+}
+
+int dchan__mem_range_check(const dmem_alloc_desc_t *a, uint64_t off,
+			   uint64_t len)
+{
+	if (off > a->size || len > a->size - off)
+		return dchan__fail(-EINVAL,
+				   "bytes %llu to %llu are outside the "
+				   "allocation of %llu bytes (at offset %#llx "
+				   "of its pool)",
+				   (unsigned long long)off,
+				   (unsigned long long)(off + len),
+				   (unsigned long long)a->size,
+				   (unsigned long long)a->offset);
+	if (len > DCHAN_GW_PAYLOAD_MAX)
+		return dchan__fail(
+			-DMEM_E_TOOBIG, "%llu bytes in one copy; at most %u",
+			(unsigned long long)len, DCHAN_GW_PAYLOAD_MAX);
+	return 0;
+}
+
+void dchan__gw_mem_hdr(void *buf, const dmem_alloc_desc_t *a, uint64_t off,
+		       uint64_t len)
+{
+	unsigned char *p = buf;
+
+	memcpy(p, a, sizeof *a);
+	put64(p + sizeof *a, off);
+	put64(p + sizeof *a + 8, len);
+}
+
+int dchan__gw_mem_parse(const dchan_gw_req_t *req, struct dchan__gw_mem *m)
+{
+	const unsigned char *p = req->payload;
+	struct dchan__gw_mem r;
+	char why[256];
+	int rc;
+
+	if (req->payload_len < DCHAN_GW_MEM_HDR)
+		return bad_frame("memory request shorter than its header");
+	rc = dmem_alloc_desc_deserialize(p, sizeof r.alloc, &r.alloc);
+	if (rc < 0) {
+		snprintf(why, sizeof why, "%s", dmem_errmsg());
+		return dchan__fail(-DCHAN_E_BADREQ,
+				   "memory request carries a bad "
+				   "allocation descriptor: %s",
+				   why);
+	}
+	r.off = get64(p + sizeof r.alloc);
+	r.len = get64(p + sizeof r.alloc + 8);
+	r.data = p + DCHAN_GW_MEM_HDR;
+	if (r.alloc.node_id != req->target.node_id ||
+	    r.alloc.pool_uid != req->target.pool.pool_uid)
+		return bad_frame("memory request's allocation is not of its "
+				 "pool");
+	if (req->payload_len - DCHAN_GW_MEM_HDR !=
+	    (req->op == DCHAN_GW_MEM_WRITE ? r.len : 0))
+		return bad_frame("memory request's length does not match its "
+				 "payload");
+	*m = r;
+	return 0;
 }
 
 DCHAN_EXPORT int64_t dchan_gw_req_encode(const dchan_gw_req_t *req, void *buf,
@@ -175,8 +243,15 @@ DCHAN_EXPORT int dchan_gw_req_decode(const void *buf, size_t len,
 				   "bad channel descriptor: %s",
 				   why);
 	}
-	if (r.op != DCHAN_GW_SEND && r.payload_len)
+	if (r.op != DCHAN_GW_SEND && !gw_op_mem(r.op) && r.payload_len)
 		return bad_frame("payload on an operation that takes none");
+	if (gw_op_mem(r.op)) {
+		struct dchan__gw_mem m;
+
+		rc = dchan__gw_mem_parse(&r, &m);
+		if (rc < 0)
+			return rc;
+	}
 	*req_out = r;
 	return 0;
 }

@@ -125,14 +125,19 @@ DCHAN_EXPORT int dchan_gw_execute(const dchan_gw_req_t *req, void **cpl_out,
 
 	if (!req || !cpl_out || !len_out)
 		return dchan__fail(-EINVAL, "NULL request or output");
-	rc = dchan__attach(&req->target, &ch);
-	if (rc == 0 && ch->remote)
-		rc = dchan__fail(-DCHAN_E_REMOTE, "request for a channel "
-						  "that is not on this node");
-	if (rc == 0)
-		rc = gw_run(ch, req, &o);
-	if (ch)
-		dchan_detach(ch);
+	if (req->op == DCHAN_GW_MEM_READ || req->op == DCHAN_GW_MEM_WRITE) {
+		rc = dchan__mem_execute(req, &o.payload, &o.len, &o.value);
+	} else {
+		rc = dchan__attach(&req->target, &ch);
+		if (rc == 0 && ch->remote)
+			rc = dchan__fail(-DCHAN_E_REMOTE,
+					 "request for a channel that is not "
+					 "on this node");
+		if (rc == 0)
+			rc = gw_run(ch, req, &o);
+		if (ch)
+			dchan_detach(ch);
+	}
 	c.op = req->op;
 	c.req_id = req->req_id;
 	c.status = rc < 0 ? rc : 0;

@@ -273,6 +273,19 @@ int dchan__recv_zc_local(dchan_t *ch, uint64_t timeout_ns,
 int dchan__peek_local(dchan_t *ch, void *buf, size_t cap, uint64_t timeout_ns,
 		      size_t *len_out);
 
+/* memory requests (dchan_gw_codec.c): the range check, the payload's
+ * header, and its strict parse (node, pool, lengths, range) */
+struct dchan__gw_mem {
+	dmem_alloc_desc_t alloc;
+	uint64_t off, len;
+	const void *data; /* MEM_WRITE: len bytes */
+};
+int dchan__mem_range_check(const dmem_alloc_desc_t *a, uint64_t off,
+			   uint64_t len);
+void dchan__gw_mem_hdr(void *buf, const dmem_alloc_desc_t *a, uint64_t off,
+		       uint64_t len);
+int dchan__gw_mem_parse(const dchan_gw_req_t *req, struct dchan__gw_mem *m);
+
 /* gateway client (dchan_gw_client.c) */
 int dchan__gw_send(dchan_t *ch, const void *buf, size_t len,
 		   uint64_t timeout_ns);
@@ -281,6 +294,17 @@ int dchan__gw_recv(dchan_t *ch, int op, void *buf, size_t cap,
 int dchan__gw_poll(dchan_t *ch, unsigned events, uint64_t timeout_ns,
 		   unsigned *revents_out);
 int dchan__gw_stats(dchan_t *ch, dchan_stats_t *st);
+/* One request to target (a channel, or a pool for memory requests),
+ * waiting up to wait_ns for its completion; the completion's payload (at
+ * most cap bytes) goes to out.  The remote status is left in cpl_out. */
+int dchan__gw_call_to(const dchan_desc_t *target, dchan_gw_req_t *req,
+		      uint64_t wait_ns, void *out, size_t cap,
+		      dchan_gw_cpl_t *cpl_out);
+
+/* memory of any node (dchan_mem.c): the servicer's side of MEM_READ and
+ * MEM_WRITE; a MEM_READ's bytes come back in a malloc'ed *data_out */
+int dchan__mem_execute(const dchan_gw_req_t *req, void **data_out,
+		       uint64_t *len_out, uint64_t *value_out);
 /* Poll sets with remote channels: the thread's reply channel for them,
  * with room for n more requests (waiting up to DCHAN__GW_POLLSET_LATE_NS
  * for late answers of earlier sets); post one poll; take one completion

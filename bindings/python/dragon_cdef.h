@@ -256,6 +256,11 @@ int dchan_barrier_is_broken(dchan_barrier_t *bar);
 int dchan_barrier_parties(const dchan_barrier_t *bar);
 int dchan_barrier_detach(dchan_barrier_t *bar);
 int dchan_barrier_destroy(dchan_barrier_t *bar);
+int dchan_mem_read(const dmem_pool_desc_t *pool, const dmem_alloc_desc_t *alloc,
+		   uint64_t offset, void *buf, size_t len, uint64_t timeout_ns);
+int dchan_mem_write(const dmem_pool_desc_t *pool, const dmem_alloc_desc_t *alloc,
+		    uint64_t offset, const void *buf, size_t len,
+		    uint64_t timeout_ns);
 
 /* ---- glue (build_cffi.py) ----------------------------------------------- */
 

@@ -125,7 +125,12 @@ struct cluster {
 	char listen[2][64];
 	void (*enter)(struct cluster *c, int idx, int agent);
 	pid_t nspid[2];
+	/* An allocation of T_MEM_BYTES in node 1's pool, zeroed. */
+	dmem_pool_desc_t mem_pool;
+	dmem_alloc_desc_t mem;
 };
+
+#define T_MEM_BYTES (1u << 20)
 
 static inline uint64_t t_now(void)
 {
@@ -311,6 +316,15 @@ static inline void t_make_objects(struct cluster *c, dmem_pool_t *pool)
 	    dchan_desc_get(ch, &c->obj[O_PING]) || dchan_detach(ch))
 		t_fatal("channel", rc);
 	t_make_sync(c, pool);
+	{
+		void *p;
+
+		if ((rc = dmem_alloc(pool, T_MEM_BYTES, 64, &p)) ||
+		    (rc = dmem_alloc_desc_get(pool, p, &c->mem)) ||
+		    (rc = dmem_pool_desc_get(pool, &c->mem_pool)))
+			t_fatal("allocation", rc);
+		memset(p, 0, T_MEM_BYTES);
+	}
 }
 
 static inline void t_say(int fd, char b)

@@ -352,16 +352,8 @@ if __name__ == "__main__":
     print("event:", ev.wait(30), flush=True)
     p.join(30)
     print("exit:", p.exitcode, flush=True)
-    v = mp.Value("i", 0)
-    p = mp.get_context("dragon").Process(target=abs, args=(v,), policy=Policy(host_id=1))
-    p.start()
-    p.join(30)
-    print("a Value on another node:", p.exitcode, flush=True)
 """)
     assert rc == 0, out + err
-    # Not yet: pool memory of another node; the child says why it ended.
-    assert "a Value on another node: 1" in out
-    assert "lives on another node" in out + err and "Queue or Pipe" in out + err
     for line in ("parent got: ('hello', 'node2')", "child got: to the child",
                  "child got big: 1000000", "child got buffer: bytearray 400000",
                  "parent waits: True", "parent got buffer: 300000",
@@ -369,6 +361,67 @@ if __name__ == "__main__":
                  "child poll: True", "child recv_bytes_into: 4 b'last'",
                  "child one-way: one way", "event before release: False",
                  "child holds the lock on node2", "event: True", "exit: 0"):
+        assert line in out, line + "\n" + out + err
+
+
+def test_value_and_array_between_nodes(run):
+    # The memory stays in the parent's pool on node1; processes on node2
+    # reach it through the transport, those on node1 map it.
+    rc, out, err = run(HEAD + """
+def bump(v, n):
+    for _ in range(n):
+        with v.get_lock():
+            v.value += 1
+
+def arrays(a, s, ra, rv, q):
+    print("child:", socket.gethostname(), type(a.get_obj()).__name__, flush=True)
+    q.put((a[:], a[1], a[-1], len(a), a[2:5], a[::3], list(a), s.value, ra[:], rv.value))
+    with a.get_lock():
+        a[0] = 100
+        a[2:4] = [7, 8]
+        a[-1] += 1
+        a[5::4] = [-5, -9]
+    s.value = b"from node2"
+    ra[1] = 2.5
+    rv.value = 42
+    try:
+        a[10]
+    except IndexError as e:
+        q.put("IndexError: %s" % e)
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    ctx = mp.get_context("dragon")
+    v = mp.Value("i", 0)
+    ps = [mp.Process(target=bump, args=(v, 100)) for _ in range(4)]
+    for p in ps:
+        p.start()
+    bump(v, 100)
+    for p in ps:
+        p.join(120)
+    print("codes:", [p.exitcode for p in ps], flush=True)
+    print("value:", v.value, flush=True)
+    a = mp.Array("i", range(10))
+    s = mp.Array("c", 16)
+    s.value = b"hello"
+    ra, rv = mp.RawArray("d", [0.5, 1.0, 1.5]), mp.RawValue("q", 7)
+    q = mp.Queue()
+    p = ctx.Process(target=arrays, args=(a, s, ra, rv, q), policy=Policy(host_id=1))
+    p.start()
+    print("child saw:", q.get(timeout=60), flush=True)
+    print("child got:", q.get(timeout=60), flush=True)
+    p.join(60)
+    print("exit:", p.exitcode, flush=True)
+    print("after:", a[:], s.value, ra[:], rv.value, flush=True)
+""")
+    assert rc == 0, out + err
+    assert "codes: [0, 0, 0, 0]" in out, out + err
+    assert "value: 500" in out, out + err
+    for line in ("child: node2 _RemoteArray",
+                 "child saw: ([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 1, 9, 10, [2, 3, 4], "
+                 "[0, 3, 6, 9], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], b'hello', [0.5, 1.0, 1.5], 7)",
+                 "child got: IndexError: invalid index", "exit: 0",
+                 "after: [100, 1, 7, 8, 4, -5, 6, 7, 8, -9] b'from node2' [0.5, 2.5, 1.5] 42"):
         assert line in out, line + "\n" + out + err
 
 

@@ -23,7 +23,8 @@ import os
 from ._dragon_cffi import ffi, lib
 from ._errors import check, make_error, PoolFullError, DragonError  # noqa: F401
 
-__all__ = ["Pool", "Allocation", "PoolFullError", "DragonError", "node_id"]
+__all__ = ["Pool", "Allocation", "RemoteAllocation", "attach_allocation",
+           "PoolFullError", "DragonError", "node_id"]
 
 
 def node_id():
@@ -365,3 +366,76 @@ class Allocation:
 def _attach_alloc(pool, desc):
     return pool.attach_alloc(desc)
 
+
+
+# How long a copy of another node's memory waits for that node's answer
+# (a lost node is reported sooner, by the transport).
+_REMOTE_WAIT_NS = 120 * 10**9
+
+
+class RemoteAllocation:
+    """A block of a pool of another node, which this process cannot map:
+    :meth:`read` and :meth:`write` copy bytes through the transport
+    agents, and the memory stays in its owner's pool."""
+
+    __slots__ = ("pool_descriptor", "descriptor", "size", "node_id", "_pd", "_ad")
+
+    def __init__(self, pool_desc, alloc_desc):
+        self.pool_descriptor = bytes(pool_desc)
+        self.descriptor = bytes(alloc_desc)
+        self._pd = ffi.new("dmem_pool_desc_t *")
+        self._ad = ffi.new("dmem_alloc_desc_t *")
+        ffi.memmove(self._pd, self.pool_descriptor, ffi.sizeof("dmem_pool_desc_t"))
+        ffi.memmove(self._ad, self.descriptor, ffi.sizeof("dmem_alloc_desc_t"))
+        self.size = int(self._ad.size)
+        self.node_id = int(self._pd.node_id)
+
+    def _fail(self, rc, what):
+        from ._errors import chan_error
+        from .machine import nodes
+        index = self.node_id - 1
+        try:
+            host = " (%s)" % nodes()[index].host
+        except Exception:
+            host = ""
+        if rc == -lib.DCHAN_E_NODELOST:
+            what = ("%s: shared memory of node %d%s, which is lost or "
+                    "unreachable" % (what, index, host))
+        else:
+            what = "%s: shared memory of node %d%s" % (what, index, host)
+        return chan_error(rc, what)
+
+    def read(self, offset, n):
+        """n bytes from offset, as bytes."""
+        buf = ffi.new("char[]", max(1, n))
+        rc = lib.dchan_mem_read(self._pd, self._ad, offset, buf, n, _REMOTE_WAIT_NS)
+        if rc < 0:
+            raise self._fail(rc, "reading %d bytes at %d" % (n, offset))
+        return ffi.buffer(buf, n)[:]
+
+    def write(self, offset, data):
+        """Copy data (bytes-like) to offset."""
+        data = bytes(data)
+        rc = lib.dchan_mem_write(self._pd, self._ad, offset, data, len(data),
+                                 _REMOTE_WAIT_NS)
+        if rc < 0:
+            raise self._fail(rc, "writing %d bytes at %d" % (len(data), offset))
+
+    def __len__(self):
+        return self.size
+
+    def __reduce__(self):
+        return (attach_allocation, (self.pool_descriptor, self.descriptor))
+
+    def __repr__(self):
+        return "<dragon.mem.RemoteAllocation %d bytes of node %d>" % (
+            self.size, self.node_id - 1)
+
+
+def attach_allocation(pool_desc, alloc_desc):
+    """The allocation named by the descriptors: an :class:`Allocation` when
+    its pool is on this node, else a :class:`RemoteAllocation`."""
+    d = ffi.from_buffer("dmem_pool_desc_t *", pool_desc)
+    if d.node_id != lib.dmem_node_id():
+        return RemoteAllocation(pool_desc, alloc_desc)
+    return _attach_pool(bytes(pool_desc)).attach_alloc(alloc_desc)

@@ -432,8 +432,23 @@ enum dchan_gw_op {
 	DCHAN_GW_RECV = 2,
 	DCHAN_GW_PEEK = 3,
 	DCHAN_GW_POLL = 4,
-	DCHAN_GW_STATS = 5
+	DCHAN_GW_STATS = 5,
+	DCHAN_GW_MEM_READ = 6, /* bytes of an allocation (dchan_mem_read) */
+	DCHAN_GW_MEM_WRITE = 7 /* into an allocation (dchan_mem_write) */
 };
+
+/*
+ * MEM_READ and MEM_WRITE name no channel: their target descriptor names
+ * the pool (its node_id and pool; dchan_mem_* set chan_uid and offset to
+ * 0, a servicer ignores them), and their payload is the allocation's
+ * dmem_alloc_desc_t, the u64 offset of the first byte in the allocation
+ * and the u64 length, then (MEM_WRITE only) the bytes.  A decoder refuses
+ * an allocation of another pool or a payload of another length; the
+ * servicer answers a range outside the allocation with -EINVAL and a
+ * freed allocation with -DMEM_E_STALE.  The completion of a MEM_READ
+ * carries the bytes; that of a MEM_WRITE has the length in its value.
+ */
+#define DCHAN_GW_MEM_HDR (sizeof(dmem_alloc_desc_t) + 16u)
 
 /* SEND's arg: a buffered send (dchan_send_mode_set).  Its servicer on
  * the requester's node acknowledges it, with others, by a completion of
@@ -509,6 +524,29 @@ DCHAN_EXPORT int dchan_gw_serve_one(dchan_t *gw, uint64_t timeout_ns);
  * carries out the sync objects' own channel operations on them, so it
  * attaches them with this call.  Detach with dchan_detach. */
 DCHAN_EXPORT int dchan_gw_attach(const dchan_desc_t *desc, dchan_t **ch_out);
+
+/* ---- memory of any node ------------------------------------------------ */
+/*
+ * Bytes of an allocation wherever it lives.  On the allocation's own node
+ * the bytes are copied in place (the pool is mapped for the copy unless
+ * libdchan maps it already); on another node the copy is a gateway request that
+ * the transport agent carries to that node's agent (MEM_READ, MEM_WRITE), so a
+ * process can use memory it cannot map.  pool and alloc are the descriptors of
+ * the pool and of the allocation (borrowed); the range [offset, offset + len)
+ * must lie inside the allocation (-EINVAL otherwise, before anything is sent);
+ * len is at most DCHAN_GW_PAYLOAD_MAX.  timeout_ns bounds the wait for the
+ * owner node's answer (DCHAN_FOREVER: the transport's detection of a lost node
+ * bounds it).  A freed allocation is -DMEM_E_STALE, a lost node
+ * -DCHAN_E_NODELOST, a timeout -EHOSTUNREACH; each copy is atomic only
+ * as memcpy is, so concurrent writers take a lock (dchan_lock_acquire).
+ */
+DCHAN_EXPORT int dchan_mem_read(const dmem_pool_desc_t *pool,
+				const dmem_alloc_desc_t *alloc, uint64_t offset,
+				void *buf, size_t len, uint64_t timeout_ns);
+DCHAN_EXPORT int dchan_mem_write(const dmem_pool_desc_t *pool,
+				 const dmem_alloc_desc_t *alloc,
+				 uint64_t offset, const void *buf, size_t len,
+				 uint64_t timeout_ns);
 
 /* ---- watching channels without a thread per wait ----------------------- */
 /*
