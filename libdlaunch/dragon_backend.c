@@ -46,6 +46,10 @@
 #define TEARDOWN_NS (5ull * 1000000000ull)
 #define EP_TEXT_MAX 1024 /* a services endpoint, text form */
 
+/* How long a backend told DRAGON_TEST_STALL_PHASE=teardown waits before
+ * its teardown. */
+#define TEST_STALL_TEARDOWN_S 16
+
 static struct be {
 	unsigned node, nnodes;
 	const char *instance;
@@ -845,6 +849,9 @@ static void on_head(const struct ctl_msg *m)
 /* End everything on this node: processes, segments, the agent. */
 static void teardown(void)
 {
+	/* a slow node's teardown, for the tests (dragon-backend(1)) */
+	if (stalled("teardown"))
+		sleep(TEST_STALL_TEARDOWN_S);
 	debug("teardown: ending this node's processes");
 	if (be.rt) {
 		dlaunch_runtime_stop(be.rt, TEARDOWN_NS);

@@ -57,8 +57,12 @@
 #include "dragon_wlm.h"
 
 #define TAIL_LINES    12
-#define STOP_WAIT_S   15 /* backends end their nodes' processes (5 s) */
-#define SIGNAL_WAIT_S 5	 /* the head's time after SIGINT/SIGTERM */
+/* A backend's teardown: its processes get 5 s, and after a lost node its
+ * services may first wait out requests to that node (the transport's
+ * peer timeout, 10 s, each): the surviving backends get this long to end
+ * their nodes and send their last lines and goodbye. */
+#define STOP_WAIT_S   40
+#define SIGNAL_WAIT_S 5 /* the head's time after SIGINT/SIGTERM */
 
 enum { ST_NONE, ST_HELLO, ST_NET, ST_CONFIG, ST_READY, ST_HEAD };
 
@@ -921,7 +925,7 @@ static void kill_launcher(int sig)
  * launcher's processes. */
 static void stop_all(void)
 {
-	struct timespec t0;
+	struct timespec t0, tl;
 
 	fe.stopping = true;
 	dbg("teardown: telling every backend to end its node");
@@ -939,9 +943,25 @@ static void stop_all(void)
 		close(fe.in_fd);
 		fe.in_fd = -1;
 	}
+	/* Every surviving backend's last lines and goodbye, also for a
+	 * moment once the launcher has ended: what a backend sent before it
+	 * exited is still to be read, and its connection's end follows. */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (!launcher_done() && since(&t0) < STOP_WAIT_S && !live_done())
+	while (since(&t0) < STOP_WAIT_S && !live_done()) {
+		if (!launcher_done())
+			clock_gettime(CLOCK_MONOTONIC, &tl);
+		else if (since(&tl) > 2)
+			break;
 		pump(100);
+	}
+	for (unsigned i = 0; i < fe.n; i++)
+		if (fe.nodes[i].fd >= 0 && !fe.nodes[i].bye &&
+		    !fe.nodes[i].lost)
+			fprintf(stderr,
+				"dragon: node %u (%s) did not end its "
+				"processes within %d s; its last log lines "
+				"may be missing\n",
+				i, node_name(i), STOP_WAIT_S);
 	/* Every node that can answer has ended: the launcher follows unless
 	 * a lost node's task still hangs (a stopped backend, a cut
 	 * network). */
