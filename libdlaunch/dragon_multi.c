@@ -14,9 +14,11 @@
  *                                    (dragon_ctl.h); same version
  *   network configuration exchanged  every backend reported its
  *                                    interfaces and the address chosen
- *                                    (--network-prefix), then has the
- *                                    agents' addresses, its agent and
- *                                    services up
+ *                                    (--network-prefix), then has node
+ *                                    0's agent's address, its agent and
+ *                                    services up (other agents'
+ *                                    addresses are asked for when first
+ *                                    needed: CTL_WHERE)
  *   transport agents reachable       every node reached the global
  *                                    services on node 0 through the agents
  *   head started                     node 0 started the head process
@@ -468,6 +470,23 @@ static void on_output(unsigned i, const struct ctl_msg *m)
 			clock_gettime(CLOCK_MONOTONIC, &fe.nodes[k].seen);
 }
 
+/* A node's agent must reach another node: that node's agent address, or
+ * "" when there is none (a node lost, or not configured yet). */
+static void on_where(struct node *nd, const struct ctl_msg *m)
+{
+	char *end;
+	unsigned long k = strtoul(ctl_field(m, 0), &end, 10);
+	const char *f[2] = {ctl_field(m, 0), ""};
+
+	if (*end || k >= fe.n)
+		return;
+	if (!fe.nodes[k].lost)
+		f[1] = fe.nodes[k].agent;
+	dbg("node %u asks for node %lu's agent: %s", (unsigned)(nd - fe.nodes),
+	    k, *f[1] ? f[1] : "none");
+	ctl_send(nd->fd, CTL_PEER, f, 2);
+}
+
 static void on_node_msg(struct node *nd, const struct ctl_msg *m)
 {
 	unsigned i = (unsigned)(nd - fe.nodes);
@@ -491,6 +510,9 @@ static void on_node_msg(struct node *nd, const struct ctl_msg *m)
 		break;
 	case CTL_CONFIG_OK:
 		nd->state = ST_CONFIG;
+		break;
+	case CTL_WHERE:
+		on_where(nd, m);
 		break;
 	case CTL_READY:
 		nd->state = ST_READY;
@@ -1162,13 +1184,14 @@ static int start_up(const struct dragon_opts *o, const char *inst)
 	fe.lfd = -1;
 	if ((rc = phase(NET_PHASE, ST_NET, false)) || (rc = check_addresses()))
 		return rc;
-	f = calloc(fe.n + 1 + (size_t)o->argc + 3, sizeof *f);
+	f = calloc((size_t)o->argc + 4, sizeof *f);
 	if (!f)
 		return -1;
+	/* The global services and node 0's agent, the same few bytes for
+	 * every node: the others' agents are asked for when needed. */
 	f[0] = fe.nodes[0].ls;
-	for (unsigned i = 0; i < fe.n; i++)
-		f[1 + i] = fe.nodes[i].agent;
-	send_all(CTL_CONFIG, f, (int)fe.n + 1);
+	f[1] = fe.nodes[0].agent;
+	send_all(CTL_CONFIG, f, 2);
 	/* A backend goes on to the next phase by itself (it registers its
 	 * services with the global ones as soon as its agent runs): no round
 	 * trip through here between the two. */

@@ -108,7 +108,7 @@ DRAGON_BACKEND_PROGRAM=$W/backend run 3 -t 20 true
 rc=$?
 check "a backend of another Dragon version fails the start-up (rc $rc)" '[ $rc = 1 ]'
 check "... at the connect phase, naming the node and both versions" \
-	"grep -q \"start-up phase 'backends connect to the frontend' failed on node 1 (node2): its backend is Dragon 0.0.0-other (control link 2), this dragon is Dragon $version (control link 2)\" '$W/err'"
+	"grep -q \"start-up phase 'backends connect to the frontend' failed on node 1 (node2): its backend is Dragon 0.0.0-other (control link 3), this dragon is Dragon $version (control link 3)\" '$W/err'"
 [ $rc = 1 ] || cat "$W/err" "$W/peer"
 settle
 check "... nothing is left on any node" leftovers
