@@ -723,21 +723,25 @@ static void on_config(const struct ctl_msg *m)
 {
 	int rc;
 
-	debug("phase 'network configuration': node 0's agent is at %s",
-	      ctl_field(m, 1));
-	if (m->n != 2) {
-		send_err(
-			"network configuration",
-			"malformed configuration from the frontend (%d fields)",
-			m->n);
+	/* node 0's agent, or (to node 0) every node's */
+	debug("phase 'network configuration': %d agent addresses received",
+	      m->n - 1);
+	if (m->n != 2 && (unsigned)m->n != be.nnodes + 1) {
+		send_err("network configuration",
+			 "malformed configuration from the frontend (%d fields "
+			 "for %u nodes)",
+			 m->n, be.nnodes);
 		return;
 	}
-	if (be.node != 0 &&
-	    (rc = dtrans_agent_peer_set(be.agent, 0, m->f[1])) < 0) {
-		send_err("network configuration", "node 0's agent %s: %s",
-			 m->f[1], dtrans_errmsg());
-		return;
-	}
+	for (int i = 0; i < m->n - 1; i++)
+		if ((unsigned)i != be.node &&
+		    (rc = dtrans_agent_peer_set(be.agent, (uint32_t)i,
+						m->f[1 + i])) < 0) {
+			send_err("network configuration",
+				 "node %d's agent %s: %s", i, m->f[1 + i],
+				 dtrans_errmsg());
+			return;
+		}
 	rc = dtrans_agent_start(be.agent);
 	if (rc) {
 		send_err("network configuration", "transport agent: %s (%s)",

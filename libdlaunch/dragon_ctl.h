@@ -16,8 +16,9 @@
  * before both checks pass.
  *
  * The configuration a backend gets holds the address of node 0's agent
- * only (every node's first request goes there): an agent asks for any
- * other node's address when it first has a request for that node
+ * only (every node's first request goes there; node 0, which answers
+ * them, gets every node's): an agent asks for any other node's address
+ * when it first has a request for that node
  * (CTL_WHERE, answered by CTL_PEER), so the bytes sent grow with the
  * node count and the links used, not with its square.
  */
@@ -33,7 +34,8 @@
 enum ctl_type {
 	CTL_HELLO = 1,	    /* backend: link version, node, host, nonce, pid,
 			       Dragon version */
-	CTL_CONFIG = 2,	    /* frontend: global services, agent of node 0 */
+	CTL_CONFIG = 2,	    /* frontend: global services, agent of node 0
+			       (to node 0: of nodes 0..N-1) */
 	CTL_CONFIG_OK = 3,  /* backend: agent running, local services up */
 	CTL_CHECK = 4,	    /* (unused: a backend goes on after CONFIG) */
 	CTL_READY = 5,	    /* backend: reached them through the agents */

@@ -1184,14 +1184,19 @@ static int start_up(const struct dragon_opts *o, const char *inst)
 	fe.lfd = -1;
 	if ((rc = phase(NET_PHASE, ST_NET, false)) || (rc = check_addresses()))
 		return rc;
-	f = calloc((size_t)o->argc + 4, sizeof *f);
+	f = calloc(fe.n + 1 + (size_t)o->argc + 3, sizeof *f);
 	if (!f)
 		return -1;
 	/* The global services and node 0's agent, the same few bytes for
-	 * every node: the others' agents are asked for when needed. */
+	 * every node but node 0, whose services answer every node at once
+	 * and so get every agent's address: O(N) bytes in all.  Other
+	 * addresses are asked for when needed (CTL_WHERE). */
 	f[0] = fe.nodes[0].ls;
-	f[1] = fe.nodes[0].agent;
-	send_all(CTL_CONFIG, f, 2);
+	for (unsigned i = 0; i < fe.n; i++)
+		f[1 + i] = fe.nodes[i].agent;
+	ctl_send(fe.nodes[0].fd, CTL_CONFIG, f, (int)fe.n + 1);
+	for (unsigned i = 1; i < fe.n; i++)
+		ctl_send(fe.nodes[i].fd, CTL_CONFIG, f, 2);
 	/* A backend goes on to the next phase by itself (it registers its
 	 * services with the global ones as soon as its agent runs): no round
 	 * trip through here between the two. */

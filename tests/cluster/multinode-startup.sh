@@ -99,6 +99,12 @@ check "a run whose node2 speaks through a recording relay works (rc $rc)" \
 check "... the recording holds node2's hello and the proofs ($(wc -c <"$W/wire" 2>/dev/null) bytes)" \
 	'grep -q node2 "$W/wire" && [ "$(wc -c <"$W/secret")" -ge 16 ]'
 check "... but not the runtime's secret" '! grep -qF "$(cat "$W/secret")" "$W/wire"'
+# The configuration node2 gets names node 0's agent only: the others'
+# addresses are asked for when needed, and node2 needs none here.
+n1=$(awk '$2 == "node1" { print $1 }' "$D/hosts")
+n3=$(awk '$2 == "node3" { print $1 }' "$D/hosts")
+check "... node2 was sent node1's agent's address ($n1) but not node3's ($n3)" \
+	'[ -n "$n3" ] && grep -qaF "$n1:" "$W/wire" && ! grep -qaF "$n3:" "$W/wire"'
 settle
 check "... nothing is left on any node" leftovers
 
