@@ -46,6 +46,10 @@
 #define TEARDOWN_NS (5ull * 1000000000ull)
 #define EP_TEXT_MAX 1024 /* a services endpoint, text form */
 
+/* How long a backend told DRAGON_TEST_STALL_PHASE=teardown waits before
+ * its teardown. */
+#define TEST_STALL_TEARDOWN_S 16
+
 static struct be {
 	unsigned node, nnodes;
 	const char *instance;
@@ -575,8 +579,22 @@ static int handshake(int sfd)
 	return ctl_send(be.fd, CTL_AUTH, af, 1);
 }
 
+/* The agent must reach a node whose address it has not got (its
+ * thread): ask the frontend, which answers with CTL_PEER (on_peer). */
+static void ask_peer(void *arg, uint32_t node)
+{
+	char n[16];
+	const char *f[] = {n};
+
+	(void)arg;
+	snprintf(n, sizeof n, "%u", node);
+	debug("asking the frontend for the address of node %u's agent", node);
+	be_send(CTL_WHERE, f, 1);
+}
+
 /* This node's gateway channel and transport agent (listening, not yet
- * running: the peers come with the configuration). */
+ * running: node 0's address comes with the configuration, the others'
+ * when first needed). */
 static int make_agent(void)
 {
 	dmem_pool_attr_t pa = {.field_mask = DMEM_POOL_ATTR_INSTANCE,
@@ -609,7 +627,8 @@ static int make_agent(void)
 	a.secret = be.secret;
 	a.secret_len = strlen(be.secret);
 	a.gateway = be.gw;
-	a.field_mask = DTRANS_ATTR_LOG_FD;
+	a.field_mask = DTRANS_ATTR_LOG_FD | DTRANS_ATTR_RESOLVE;
+	a.resolve = ask_peer;
 	a.log_fd = be.log_level >= DLAUNCH_LOG_DEBUG
 			   ? (be.log[1] >= 0 ? be.log[1] : 2)
 			   : -1;
@@ -704,17 +723,25 @@ static void on_config(const struct ctl_msg *m)
 {
 	int rc;
 
+	/* node 0's agent, or (to node 0) every node's */
 	debug("phase 'network configuration': %d agent addresses received",
 	      m->n - 1);
-	if ((unsigned)m->n != be.nnodes + 1) {
+	if (m->n != 2 && (unsigned)m->n != be.nnodes + 1) {
 		send_err("network configuration",
-			 "the frontend sent %d agent addresses for %u nodes",
-			 m->n - 1, be.nnodes);
+			 "malformed configuration from the frontend (%d fields "
+			 "for %u nodes)",
+			 m->n, be.nnodes);
 		return;
 	}
-	for (unsigned i = 0; i < be.nnodes; i++)
-		if (i != be.node)
-			dtrans_agent_peer_set(be.agent, i, m->f[1 + i]);
+	for (int i = 0; i < m->n - 1; i++)
+		if ((unsigned)i != be.node &&
+		    (rc = dtrans_agent_peer_set(be.agent, (uint32_t)i,
+						m->f[1 + i])) < 0) {
+			send_err("network configuration",
+				 "node %d's agent %s: %s", i, m->f[1 + i],
+				 dtrans_errmsg());
+			return;
+		}
 	rc = dtrans_agent_start(be.agent);
 	if (rc) {
 		send_err("network configuration", "transport agent: %s (%s)",
@@ -845,6 +872,9 @@ static void on_head(const struct ctl_msg *m)
 /* End everything on this node: processes, segments, the agent. */
 static void teardown(void)
 {
+	/* a slow node's teardown, for the tests (dragon-backend(1)) */
+	if (stalled("teardown"))
+		sleep(TEST_STALL_TEARDOWN_S);
 	debug("teardown: ending this node's processes");
 	if (be.rt) {
 		dlaunch_runtime_stop(be.rt, TEARDOWN_NS);
@@ -867,6 +897,25 @@ static void teardown(void)
 	debug("node torn down");
 }
 
+/* The address of another node's agent, which this node's agent asked for
+ * (ask_peer): its requests for that node go out at its next dial. */
+static void on_peer(const struct ctl_msg *m)
+{
+	char *end;
+	unsigned long node = strtoul(ctl_field(m, 0), &end, 10);
+	const char *addr = ctl_field(m, 1);
+
+	if (!be.agent || *end || node >= be.nnodes)
+		return;
+	if (!*addr) {
+		debug("the frontend knows no agent of node %lu", node);
+		return;
+	}
+	debug("node %lu's agent is at %s", node, addr);
+	if (dtrans_agent_peer_set(be.agent, (uint32_t)node, addr) < 0)
+		debug("node %lu's agent %s: %s", node, addr, dtrans_errmsg());
+}
+
 /* One message from the frontend; returns false to leave. */
 static bool on_msg(const struct ctl_msg *m)
 {
@@ -876,6 +925,9 @@ static bool on_msg(const struct ctl_msg *m)
 		return true;
 	case CTL_HEAD:
 		on_head(m);
+		return true;
+	case CTL_PEER:
+		on_peer(m);
 		return true;
 	case CTL_SIGNAL:
 		if (be.rt && be.head)

@@ -14,37 +14,47 @@
  * backend checks it and answers AUTH with HMAC-SHA256(secret, "backend" |
  * the same fields), which the frontend checks.  Nothing else is sent
  * before both checks pass.
+ *
+ * The configuration a backend gets holds the address of node 0's agent
+ * only (every node's first request goes there; node 0, which answers
+ * them, gets every node's): an agent asks for any other node's address
+ * when it first has a request for that node
+ * (CTL_WHERE, answered by CTL_PEER), so the bytes sent grow with the
+ * node count and the links used, not with its square.
  */
 #ifndef DRAGON_CTL_H
 #define DRAGON_CTL_H
 
 #include <stddef.h>
 
-#define CTL_VERSION    "2"
+#define CTL_VERSION    "3"
 #define CTL_FRAME_MAX  (4u << 20)
 #define CTL_OUTPUT_MAX (1u << 20) /* bytes of output per frame */
 
 enum ctl_type {
-	CTL_HELLO = 1,	   /* backend: link version, node, host, nonce, pid,
-			      Dragon version */
-	CTL_CONFIG = 2,	   /* frontend: global services, agent of node 0..N-1 */
-	CTL_CONFIG_OK = 3, /* backend: agent running, local services up */
-	CTL_CHECK = 4,	   /* (unused: a backend goes on after CONFIG) */
-	CTL_READY = 5,	   /* backend: reached them through the agents */
-	CTL_HEAD = 6,	   /* frontend: cwd, path, argv... */
-	CTL_HEAD_OK = 7,   /* backend: pid */
-	CTL_EXIT = 8,	   /* backend: head exited: exited, code, signo */
-	CTL_SIGNAL = 9,	   /* frontend: signo for the head */
-	CTL_STOP = 10,	   /* frontend: end everything on the node */
-	CTL_BYE = 11,	   /* backend: ended everything, leaving */
-	CTL_ERR = 12,	   /* backend: phase, message */
-	CTL_PING = 13,	   /* backend: alive */
-	CTL_OUTPUT = 14,   /* backend: pid, fd; then whole lines of output */
-	CTL_LOG = 15,	   /* backend: then lines of the node's log */
+	CTL_HELLO = 1,	    /* backend: link version, node, host, nonce, pid,
+			       Dragon version */
+	CTL_CONFIG = 2,	    /* frontend: global services, agent of node 0
+			       (to node 0: of nodes 0..N-1) */
+	CTL_CONFIG_OK = 3,  /* backend: agent running, local services up */
+	CTL_CHECK = 4,	    /* (unused: a backend goes on after CONFIG) */
+	CTL_READY = 5,	    /* backend: reached them through the agents */
+	CTL_HEAD = 6,	    /* frontend: cwd, path, argv... */
+	CTL_HEAD_OK = 7,    /* backend: pid */
+	CTL_EXIT = 8,	    /* backend: head exited: exited, code, signo */
+	CTL_SIGNAL = 9,	    /* frontend: signo for the head */
+	CTL_STOP = 10,	    /* frontend: end everything on the node */
+	CTL_BYE = 11,	    /* backend: ended everything, leaving */
+	CTL_ERR = 12,	    /* backend: phase, message */
+	CTL_PING = 13,	    /* backend: alive */
+	CTL_OUTPUT = 14,    /* backend: pid, fd; then whole lines of output */
+	CTL_LOG = 15,	    /* backend: then lines of the node's log */
 	CTL_CHALLENGE = 16, /* frontend: nonce, its proof */
 	CTL_AUTH = 17,	    /* backend: its proof */
-	CTL_NET = 18	    /* backend: chosen address ("" none), agent,
+	CTL_NET = 18,	    /* backend: chosen address ("" none), agent,
 			       services (primary only), "ifname address"... */
+	CTL_WHERE = 19,	    /* backend: node whose agent its agent must reach */
+	CTL_PEER = 20	    /* frontend: node, its agent's address ("" none) */
 };
 
 /* How many NUL-terminated fields a data frame has before its bytes; -1 if

@@ -14,9 +14,11 @@
  *                                    (dragon_ctl.h); same version
  *   network configuration exchanged  every backend reported its
  *                                    interfaces and the address chosen
- *                                    (--network-prefix), then has the
- *                                    agents' addresses, its agent and
- *                                    services up
+ *                                    (--network-prefix), then has node
+ *                                    0's agent's address, its agent and
+ *                                    services up (other agents'
+ *                                    addresses are asked for when first
+ *                                    needed: CTL_WHERE)
  *   transport agents reachable       every node reached the global
  *                                    services on node 0 through the agents
  *   head started                     node 0 started the head process
@@ -57,8 +59,12 @@
 #include "dragon_wlm.h"
 
 #define TAIL_LINES    12
-#define STOP_WAIT_S   15 /* backends end their nodes' processes (5 s) */
-#define SIGNAL_WAIT_S 5	 /* the head's time after SIGINT/SIGTERM */
+/* A backend's teardown: its processes get 5 s, and after a lost node its
+ * services may first wait out requests to that node (the transport's
+ * peer timeout, 10 s, each): the surviving backends get this long to end
+ * their nodes and send their last lines and goodbye. */
+#define STOP_WAIT_S   40
+#define SIGNAL_WAIT_S 5 /* the head's time after SIGINT/SIGTERM */
 
 enum { ST_NONE, ST_HELLO, ST_NET, ST_CONFIG, ST_READY, ST_HEAD };
 
@@ -464,6 +470,23 @@ static void on_output(unsigned i, const struct ctl_msg *m)
 			clock_gettime(CLOCK_MONOTONIC, &fe.nodes[k].seen);
 }
 
+/* A node's agent must reach another node: that node's agent address, or
+ * "" when there is none (a node lost, or not configured yet). */
+static void on_where(struct node *nd, const struct ctl_msg *m)
+{
+	char *end;
+	unsigned long k = strtoul(ctl_field(m, 0), &end, 10);
+	const char *f[2] = {ctl_field(m, 0), ""};
+
+	if (*end || k >= fe.n)
+		return;
+	if (!fe.nodes[k].lost)
+		f[1] = fe.nodes[k].agent;
+	dbg("node %u asks for node %lu's agent: %s", (unsigned)(nd - fe.nodes),
+	    k, *f[1] ? f[1] : "none");
+	ctl_send(nd->fd, CTL_PEER, f, 2);
+}
+
 static void on_node_msg(struct node *nd, const struct ctl_msg *m)
 {
 	unsigned i = (unsigned)(nd - fe.nodes);
@@ -487,6 +510,9 @@ static void on_node_msg(struct node *nd, const struct ctl_msg *m)
 		break;
 	case CTL_CONFIG_OK:
 		nd->state = ST_CONFIG;
+		break;
+	case CTL_WHERE:
+		on_where(nd, m);
 		break;
 	case CTL_READY:
 		nd->state = ST_READY;
@@ -921,7 +947,7 @@ static void kill_launcher(int sig)
  * launcher's processes. */
 static void stop_all(void)
 {
-	struct timespec t0;
+	struct timespec t0, tl;
 
 	fe.stopping = true;
 	dbg("teardown: telling every backend to end its node");
@@ -939,9 +965,25 @@ static void stop_all(void)
 		close(fe.in_fd);
 		fe.in_fd = -1;
 	}
+	/* Every surviving backend's last lines and goodbye, also for a
+	 * moment once the launcher has ended: what a backend sent before it
+	 * exited is still to be read, and its connection's end follows. */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (!launcher_done() && since(&t0) < STOP_WAIT_S && !live_done())
+	while (since(&t0) < STOP_WAIT_S && !live_done()) {
+		if (!launcher_done())
+			clock_gettime(CLOCK_MONOTONIC, &tl);
+		else if (since(&tl) > 2)
+			break;
 		pump(100);
+	}
+	for (unsigned i = 0; i < fe.n; i++)
+		if (fe.nodes[i].fd >= 0 && !fe.nodes[i].bye &&
+		    !fe.nodes[i].lost)
+			fprintf(stderr,
+				"dragon: node %u (%s) did not end its "
+				"processes within %d s; its last log lines "
+				"may be missing\n",
+				i, node_name(i), STOP_WAIT_S);
 	/* Every node that can answer has ended: the launcher follows unless
 	 * a lost node's task still hangs (a stopped backend, a cut
 	 * network). */
@@ -1145,10 +1187,16 @@ static int start_up(const struct dragon_opts *o, const char *inst)
 	f = calloc(fe.n + 1 + (size_t)o->argc + 3, sizeof *f);
 	if (!f)
 		return -1;
+	/* The global services and node 0's agent, the same few bytes for
+	 * every node but node 0, whose services answer every node at once
+	 * and so get every agent's address: O(N) bytes in all.  Other
+	 * addresses are asked for when needed (CTL_WHERE). */
 	f[0] = fe.nodes[0].ls;
 	for (unsigned i = 0; i < fe.n; i++)
 		f[1 + i] = fe.nodes[i].agent;
-	send_all(CTL_CONFIG, f, (int)fe.n + 1);
+	ctl_send(fe.nodes[0].fd, CTL_CONFIG, f, (int)fe.n + 1);
+	for (unsigned i = 1; i < fe.n; i++)
+		ctl_send(fe.nodes[i].fd, CTL_CONFIG, f, 2);
 	/* A backend goes on to the next phase by itself (it registers its
 	 * services with the global ones as soon as its agent runs): no round
 	 * trip through here between the two. */

@@ -149,6 +149,10 @@ DTRANS_EXPORT int dtrans_agent_create(const dtrans_attr_t *attr,
 	ag->peer_timeout_ns = attr->field_mask & DTRANS_ATTR_PEER_TIMEOUT
 				      ? attr->peer_timeout_ns
 				      : DTRANS_PEER_TIMEOUT_DEFAULT;
+	if (attr->field_mask & DTRANS_ATTR_RESOLVE) {
+		ag->resolve = attr->resolve;
+		ag->resolve_arg = attr->resolve_arg;
+	}
 	ag->be = dtrans__backend_find(
 		attr->field_mask & DTRANS_ATTR_BACKEND ? attr->backend : NULL,
 		ag->log_fd);

@@ -127,6 +127,7 @@ struct dtrans__peer {
 	struct dtrans__link *out;
 	uint64_t next_dial_ns;
 	bool dial_quiet;	/* a failure to reach it was logged already */
+	bool asked;		/* its address was asked of the resolver */
 	uint64_t npending;	/* our requests waiting for this node */
 	uint64_t nunsent;	/* ... not yet written to a link */
 	dtrans_peer_stats_t st; /* updated with atomics */
@@ -186,6 +187,8 @@ struct dtrans_agent {
 	size_t secret_len;
 	dchan_t *gw;
 	uint64_t peer_timeout_ns;
+	void (*resolve)(void *arg, uint32_t node); /* or NULL */
+	void *resolve_arg;
 	int log_fd;
 
 	void *ep;

@@ -147,6 +147,15 @@ static void fwd_dial(struct dtrans_agent *ag, uint32_t node, uint64_t now)
 	if (pe->addr)
 		addr = strdup(pe->addr);
 	pthread_mutex_unlock(&ag->mu);
+	if (!addr && ag->resolve) {
+		/* looked up when first needed: the answer comes through
+		 * dtrans_agent_peer_set, and a later dial uses it */
+		if (!pe->asked) {
+			pe->asked = true;
+			ag->resolve(ag->resolve_arg, node);
+		}
+		return;
+	}
 	if (!addr) {
 		dtrans__log(ag, "no address known for node %u", node);
 		return;

@@ -30,7 +30,7 @@ import struct
 import sys
 
 HELLO, STOP, CHALLENGE, AUTH = 1, 10, 16, 17
-LINK = "2"
+LINK = "3"
 
 
 def send(sock, typ, fields):

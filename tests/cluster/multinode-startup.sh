@@ -99,6 +99,12 @@ check "a run whose node2 speaks through a recording relay works (rc $rc)" \
 check "... the recording holds node2's hello and the proofs ($(wc -c <"$W/wire" 2>/dev/null) bytes)" \
 	'grep -q node2 "$W/wire" && [ "$(wc -c <"$W/secret")" -ge 16 ]'
 check "... but not the runtime's secret" '! grep -qF "$(cat "$W/secret")" "$W/wire"'
+# The configuration node2 gets names node 0's agent only: the others'
+# addresses are asked for when needed, and node2 needs none here.
+n1=$(awk '$2 == "node1" { print $1 }' "$D/hosts")
+n3=$(awk '$2 == "node3" { print $1 }' "$D/hosts")
+check "... node2 was sent node1's agent's address ($n1) but not node3's ($n3)" \
+	'[ -n "$n3" ] && grep -qaF "$n1:" "$W/wire" && ! grep -qaF "$n3:" "$W/wire"'
 settle
 check "... nothing is left on any node" leftovers
 
@@ -108,7 +114,7 @@ DRAGON_BACKEND_PROGRAM=$W/backend run 3 -t 20 true
 rc=$?
 check "a backend of another Dragon version fails the start-up (rc $rc)" '[ $rc = 1 ]'
 check "... at the connect phase, naming the node and both versions" \
-	"grep -q \"start-up phase 'backends connect to the frontend' failed on node 1 (node2): its backend is Dragon 0.0.0-other (control link 2), this dragon is Dragon $version (control link 2)\" '$W/err'"
+	"grep -q \"start-up phase 'backends connect to the frontend' failed on node 1 (node2): its backend is Dragon 0.0.0-other (control link 3), this dragon is Dragon $version (control link 3)\" '$W/err'"
 [ $rc = 1 ] || cat "$W/err" "$W/peer"
 settle
 check "... nothing is left on any node" leftovers

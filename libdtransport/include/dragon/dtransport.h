@@ -70,6 +70,7 @@ typedef struct dtrans_agent dtrans_agent_t;
 #define DTRANS_ATTR_BACKEND	 (1u << 0)
 #define DTRANS_ATTR_PEER_TIMEOUT (1u << 1)
 #define DTRANS_ATTR_LOG_FD	 (1u << 2)
+#define DTRANS_ATTR_RESOLVE	 (1u << 3)
 
 #define DTRANS_NODES_MAX	    4096
 #define DTRANS_SECRET_MIN	    16		   /* bytes */
@@ -108,7 +109,15 @@ typedef struct dtrans_attr {
 	int log_fd;		  /* where dropped connections and frames are
 				     reported (default 2, -1: nowhere) */
 	int reserved0;
-	uint64_t reserved[7]; /* zero */
+	/* Asked, from the agent's thread, for the address of a node it must
+	 * reach and has none for; it must not block: it starts a lookup
+	 * and returns, and the address comes later through
+	 * dtrans_agent_peer_set (the requests for that node wait for it, up
+	 * to the peer timeout).  Asked once per node.  Without it such
+	 * requests fail after the peer timeout. */
+	void (*resolve)(void *arg, uint32_t node);
+	void *resolve_arg;
+	uint64_t reserved[5]; /* zero */
 } dtrans_attr_t;
 
 /*
