@@ -33,13 +33,18 @@ suite=$top_srcdir/tests/python/mp_suite
 if [ "${1:-}" = --all ]; then
 	# the whole suite: about 375 tests; per test 90 s at most
 	out=$(pwd)/mp-suite-multinode.jsonl
-	select= min=0.95 bound=5400 per_test=90
+	select= leave_out= min=0.95 bound=5400 per_test=90
 else
-	# connections, queues, locks, semaphores, conditions, events,
-	# barriers, process basics and a Pool: about 90 tests
+	# queues, connections, locks, semaphores, conditions, events,
+	# barriers and process basics, about 80 tests, less those the
+	# expected-results file says do not pass across nodes (several of
+	# them wait for the per-test bound): a short run of what must work.
 	out=${TMPDIR:-/tmp}/mp-suite-multinode.$$.jsonl
 	at_exit() { rm -rf "$out" "$out.logs"; }
-	select='^WithProcessesTest(Queue|Connection|Poll|Event|Lock|Semaphore|Condition|Barrier|SubclassingProcess|PoolWorkerErrors)\.|^TestSimpleQueue\.|^WithProcessesTestProcess\.test_(process|terminate|kill|active_children|parent_process|sentinel|close|error_on_stdio_flush)'
+	select='^WithProcessesTest(Queue|Connection|Poll|Event|Lock|Semaphore|Condition|Barrier)\.|^TestSimpleQueue\.|^WithProcessesTestProcess\.test_(process|terminate|kill|active_children|parent_process|sentinel|close|error_on_stdio_flush)'
+	leave_out=$(cd "$suite" && "$PYTHON" -B -c 'import re, run_suite
+print("|".join("^%s$" % re.escape(n) for n in sorted(run_suite.load_expected("expected.txt", True))))') ||
+		skip "cannot read $suite/expected.txt"
 	min=0 bound=600 per_test=60
 fi
 
@@ -52,7 +57,7 @@ rm -rf "$out" "$out.logs"
 env MN_MARK=$mark PYTHONPATH="$top_builddir/bindings/python${PYTHONPATH:+:$PYTHONPATH}" \
 	timeout $bound salloc -Q -N2 "$DRAGON" -t 60 "$suite/run_suite.py" \
 	--method dragon --out "$out" -j 2 --test-timeout $per_test \
-	${select:+--filter "$select"} </dev/null
+	${select:+--filter "$select"} ${leave_out:+--exclude "$leave_out"} </dev/null
 rc=$?
 check "the suite ran to its end on 2 nodes (dragon exit status $rc)" '[ $rc = 0 ]'
 "$PYTHON" "$suite/run_suite.py" --compare "$suite/baseline-spawn.jsonl" "$out" \
