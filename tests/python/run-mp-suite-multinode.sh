@@ -33,7 +33,7 @@ suite=$top_srcdir/tests/python/mp_suite
 if [ "${1:-}" = --all ]; then
 	# the whole suite: about 375 tests; per test 90 s at most
 	out=$(pwd)/mp-suite-multinode.jsonl
-	select= leave_out= min=0.95 bound=5400 per_test=90
+	select= leave_out= min=0.95 bound=5400 per_test=90 name=mp-suite-multinode-all
 else
 	# queues, connections, locks, semaphores, conditions, events,
 	# barriers and process basics, about 80 tests, less those the
@@ -45,10 +45,10 @@ else
 	leave_out=$(cd "$suite" && "$PYTHON" -B -c 'import re, run_suite
 print("|".join("^%s$" % re.escape(n) for n in sorted(run_suite.load_expected("expected.txt", True))))') ||
 		skip "cannot read $suite/expected.txt"
-	min=0 bound=600 per_test=60
+	min=0 bound=600 per_test=60 name=mp-suite-multinode
 fi
 
-start_cluster mp-suite-multinode 2
+start_cluster $name 2
 export SLURM_CONF=$D/slurm.conf
 mark=mps$$
 rm -rf "$out" "$out.logs"
