@@ -16,6 +16,7 @@
 #   make check-stress       the crash and hang stress tests at length (thousands of trials)
 #   make check-all          check, the three sanitizer builds and valgrind
 #   make check-mp-suite     CPython's whole multiprocessing suite with 'dragon'
+#   make check-mp-suite-multinode  (root) the same on a 2-node test cluster, round-robin
 #   make check-cluster8     (root) the test cluster on 8 nodes: srun -N8 hostname
 #   make distcheck          build and test the release tarball
 #   make clean              remove the build directories
@@ -42,6 +43,7 @@ DEPS = gcc make autoconf automake libtool pkg-config check \
 
 .PHONY: all check install uninstall bench deps distcheck clean distclean \
 	check-asan check-ubsan check-tsan check-valgrind check-all check-mp-suite \
+	check-mp-suite-multinode \
 	check-stress \
 	check-cluster8 help
 
@@ -131,6 +133,14 @@ check-stress: $(BUILD)/Makefile
 check-mp-suite: $(BUILD)/Makefile
 	@$(SUBMAKE)
 	@$(MAKE) --no-print-directory -C $(BUILD)/tests/python check-mp-suite
+
+# The same on a 2-node test cluster (as root), processes placed round-robin
+# over the nodes; prints the counts against spawn's (make check runs a
+# subset of it).
+check-mp-suite-multinode: $(BUILD)/Makefile
+	@$(SUBMAKE)
+	@$(SRC)/build-aux/leftover-guard $(BUILD) \
+	  $(MAKE) --no-print-directory -C $(BUILD)/tests/python check-mp-suite-multinode
 
 # Eight nodes of the test cluster (tests/cluster/vcluster; make check runs
 # it on 2 and 3), under the guard like make check.

@@ -22,9 +22,16 @@ shell, say).
     run_suite.py --method dragon --out dragon.jsonl [-j 2] [--filter RE]
     run_suite.py --compare spawn.jsonl dragon.jsonl --expected expected.txt
 
---compare prints the share of tests passing with the first run that pass
-with the second, and checks that every such test that does not pass is
-listed in the expected-results file with a reason.
+--compare prints the outcomes of both runs (the first's counted over the
+tests the second ran), the share of tests passing with the first run that
+pass with the second, and checks that every such test that does not pass
+is listed in the expected-results file with a reason (with --multinode,
+the file's [multinode] lines count too).
+
+Run as the head process of a multi-node runtime (``dragon run_suite.py
+...`` in an allocation), every worker joins that runtime, so the suite's
+processes are placed round-robin over its nodes
+(tests/python/run-mp-suite-multinode.sh).
 """
 import argparse
 import concurrent.futures
@@ -290,28 +297,47 @@ def _load(path):
         return {r["id"]: r for r in map(json.loads, f)}
 
 
-def load_expected(path):
+MULTINODE_TAG = "[multinode]"
+
+
+def load_expected(path, multinode=False):
     """The expected-results file: 'TestClass.test_name  reason...' lines;
-    '#' starts a comment.  Returns {test id: reason}."""
+    '#' starts a comment.  A line that starts with '[multinode]' holds only
+    for a run whose processes are spread over several nodes (multinode
+    true); the other lines hold for every run.  Returns {test id: reason}."""
     expected = {}
     with open(path) as f:
         for line in f:
             line = line.split("#", 1)[0].strip()
+            if line.startswith(MULTINODE_TAG):
+                if not multinode:
+                    continue
+                line = line[len(MULTINODE_TAG):].strip()
             if line:
                 name, _, reason = line.partition(" ")
                 expected[name] = reason.strip()
     return expected
 
 
+def _counts(results, names=None):
+    counts = {}
+    for n, r in results.items():
+        if names is None or n in names:
+            counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    return ", ".join("%s %d" % kv for kv in sorted(counts.items())) or "none"
+
+
 def _compare(args):
     base, ours = _load(args.compare[0]), _load(args.compare[1])
-    expected = load_expected(args.expected) if args.expected else {}
+    expected = load_expected(args.expected, args.multinode) if args.expected else {}
     good = [n for n, r in base.items() if r["outcome"] in PASSED]
     ran = [n for n in good if n in ours]
     kept = [n for n in ran if ours[n]["outcome"] in PASSED]
     lost = sorted(set(ran) - set(kept))
     unlisted = [n for n in lost if n not in expected]
     skipped_here = [n for n, r in ours.items() if r["outcome"] == "skip"]
+    print("%s: %s" % (args.compare[0], _counts(base, set(ours))))
+    print("%s: %s" % (args.compare[1], _counts(ours)))
     ratio = len(kept) / len(ran) if ran else 0.0
     print("baseline passes %d; ran %d of them; pass here %d (%.1f%%)"
           % (len(good), len(ran), len(kept), 100 * ratio))
@@ -337,6 +363,9 @@ def main(argv):
     ap.add_argument("--compare", nargs=2, metavar=("BASE", "OURS"))
     ap.add_argument("--expected")
     ap.add_argument("--min-ratio", type=float, default=0.95)
+    ap.add_argument("--multinode", action="store_true",
+                    help="OURS ran over several nodes: the expected file's "
+                    "[multinode] lines hold too")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--results", help=argparse.SUPPRESS)
     ap.add_argument("tests", nargs="*", help=argparse.SUPPRESS)
