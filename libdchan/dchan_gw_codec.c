@@ -286,6 +286,29 @@ DCHAN_EXPORT int64_t dchan_gw_cpl_encode(const dchan_gw_cpl_t *cpl, void *buf,
 	return (int64_t)total;
 }
 
+/* A servicer that streams a large received message from the pool
+ * where it lies writes the completion's header here and the payload
+ * after it, instead of copying both into one buffer. */
+DCHAN_EXPORT int64_t dchan_gw_cpl_encode_head(const dchan_gw_cpl_t *cpl,
+					      void *buf, size_t len)
+{
+	dchan_gw_cpl_t head;
+	unsigned char *p = buf;
+	int64_t n;
+
+	if (!cpl || !buf || cpl->payload_len > DCHAN_GW_PAYLOAD_MAX)
+		return dchan__fail(-EINVAL, "bad gateway completion to encode");
+	head = *cpl;
+	head.payload = NULL;
+	head.payload_len = 0;
+	n = dchan_gw_cpl_encode(&head, buf, len);
+	if (n < 0)
+		return n;
+	put64(p + 16, CPL_HDR + cpl->payload_len);
+	put64(p + 40, cpl->payload_len);
+	return n;
+}
+
 DCHAN_EXPORT int dchan_gw_cpl_decode(const void *buf, size_t len,
 				     dchan_gw_cpl_t *cpl_out)
 {

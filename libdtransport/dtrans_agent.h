@@ -69,6 +69,7 @@ struct dtrans__zseg {
 	size_t len, off;
 	dchan_msg_t msg; /* msg.data set: a pool message to release */
 	void *heap;	 /* else a heap buffer to free (or NULL) */
+	dchan_t *hold;	 /* detached after: keeps msg's pool mapped */
 };
 
 /* Frames with at least this much payload are written without a copy. */

@@ -81,6 +81,8 @@ static void zseg_free(struct dtrans__zseg *z)
 {
 	if (z->msg.data)
 		dchan_msg_release(&z->msg);
+	if (z->hold)
+		dchan_detach(z->hold);
 	free(z->heap);
 	free(z);
 }

