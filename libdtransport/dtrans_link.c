@@ -319,6 +319,8 @@ void dtrans__link_flush(struct dtrans__link *l)
 {
 	struct dtrans_agent *ag = l->ag;
 	struct iovec iov[64];
+	/* The socket was full: what it takes now, the peer has taken. */
+	bool drained = l->want_out;
 
 	if (l->dead || l->state == DTRANS__L_CONNECTING)
 		return;
@@ -335,10 +337,15 @@ void dtrans__link_flush(struct dtrans__link *l)
 			return;
 		}
 		out_advance(l, (size_t)n);
-		/* the peer takes what we write: alive, even while a large
-		 * frame keeps it from answering (and our pings queue behind
-		 * that frame) */
-		l->last_recv_ns = dtrans__now_ns();
+		/* The peer takes what we write once the socket was full:
+		 * alive, even while a large frame keeps it from answering
+		 * (and our pings queue behind that frame).  A write into a
+		 * socket with room proves nothing: the kernel takes it when
+		 * the network to the peer is cut, and a ping written every
+		 * quarter of the peer timeout would keep a dead peer's link
+		 * up for ever. */
+		if (drained)
+			l->last_recv_ns = dtrans__now_ns();
 		if (l->peer < ag->nnodes) {
 			DTRANS__STAT(ag, l->peer, sends, 1);
 			DTRANS__STAT(ag, l->peer, bytes_sent, (uint64_t)n);
