@@ -388,9 +388,11 @@ static int read_env(const char **fe_host, const char **fe_port)
 	    strlen(s) > DTRANS_SECRET_MAX)
 		return need(ss ? "the secret on stdin" : "DRAGON_BE_SECRET");
 	strcpy(be.secret, s);
-	if (ss)
-		explicit_bzero((char *)s, strlen(s));
-	/* Nothing this backend starts inherits the secret. */
+	/* Wiped where it was read: from the environment, in the block the
+	 * kernel shows as /proc/PID/environ for as long as the backend
+	 * runs (unsetenv alone drops only the pointer).  Nothing this
+	 * backend starts inherits the secret. */
+	explicit_bzero((char *)s, strlen(s));
 	unsetenv("DRAGON_BE_SECRET");
 	be.timeout = t ? atof(t) : 30;
 	if (be.timeout <= 0)

@@ -236,3 +236,12 @@ cleanup_across() {
 	for n in $NODES; do "$VC" -d "$D" exec $n sh -c 'rm -f /dev/shm/dragon.*.other[12].pool'; done
 }
 
+# For each backend of the run marked $1: how many secrets its
+# /proc/PID/environ still shows (a backend wipes the one it was given).
+backend_secrets() {
+	grep -lzx "MN_MARK=$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | while read -r p; do
+		case $(cat /proc/$p/comm 2>/dev/null) in
+		*dragon-backe*) tr '\0' '\n' </proc/$p/environ | grep -c '^DRAGON_BE_SECRET=.' ;;
+		esac
+	done | tr '\n' ' '
+}

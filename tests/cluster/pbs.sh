@@ -66,6 +66,8 @@ check "DRAGON_MPIEXEC_OPTS reach mpiexec ($(cat "$W/args" 2>/dev/null))" \
 fp=$(grep -lzx "MN_MARK=$mark" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 |
 	while read -r p; do [ "$(cat /proc/$p/comm 2>/dev/null)" = dragon ] && echo $p; done | head -n1)
 check "sleeps started on every node" 'grep -q ready "$W/out" && [ -n "$fp" ]'
+s=$(backend_secrets $mark)
+check "the backends' /proc/PID/environ shows no secret ($s)" '[ "$s" = "0 0 0 " ]'
 [ -z "$fp" ] || kill -TERM "$fp"
 wait $sp
 rc=$?
