@@ -161,6 +161,8 @@ others() { "$VC" -d "$D" exec "$1" sh -c 'ls /dev/shm | grep -c "^dragon\.[a-z]*
 # cleanup_all (output in $W/cl.out); $1 names the way, for the messages.
 cleanup_across() {
 	how=$1 markA=${mark}A markB=${mark}B
+	# (a "ready" of an earlier call's runs is not this one's)
+	rm -f "$W/$markA.out" "$W/$markB.out"
 	bg_run $markA
 	i=0
 	while ! grep -q ready "$W/$markA.out" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
