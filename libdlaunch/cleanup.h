@@ -4,6 +4,8 @@
  *                     ending runtimes, removing segments)
  *   cleanup_watch.c   the watchdog of one runtime (--when-gone)
  *   cleanup_slurm.c   inside an allocation: run it on every node
+ *   cleanup_hosts.c   in a PBS job, or over --hostfile/--hostlist hosts:
+ *                     run it on every node (mpiexec, ssh)
  *   rtrec.c           the runtime record (shared with libdlaunch)
  */
 #ifndef DRAGON_CLEANUP_H
@@ -28,8 +30,10 @@ struct opts {
 	unsigned long long gone_at;
 	const char *log;	   /* the owner's log, removed if left empty */
 	struct timespec gone_wall; /* when the owner was seen gone */
-	int this_node; /* only this node, even inside an allocation */
-	int label;     /* prefix each line with this node's name */
+	int this_node;	      /* only this node, even inside an allocation */
+	int label;	      /* prefix each line with this node's name */
+	const char *hostfile; /* every host of FILE, over ssh */
+	const char *hostlist; /* every host of "a,b,c", over ssh */
 };
 
 /* Inside a Slurm allocation (cleanup_slurm.c). */
@@ -37,6 +41,15 @@ bool cleanup_in_allocation(void);
 /* Run dragon-cleanup --this-node on every node of the allocation (one
  * srun --overlap step); returns the exit status. */
 int cleanup_allocation(const struct opts *o);
+
+/* Inside a PBS job (cleanup_hosts.c). */
+bool cleanup_in_pbs_job(void);
+/* Run dragon-cleanup --this-node on every node of the PBS job (one PALS
+ * mpiexec, one rank per node); returns the exit status. */
+int cleanup_pbs(const struct opts *o);
+/* Run dragon-cleanup --this-node on every host of o->hostfile or
+ * o->hostlist (one ssh each, at once); returns the exit status. */
+int cleanup_hosts(const struct opts *o);
 
 /* The value of DRAGON_INSTANCE in the environment of pid, or "". */
 void cleanup_proc_instance(pid_t pid, char *out, size_t len);

@@ -54,6 +54,7 @@ static struct be {
 	unsigned node, nnodes;
 	const char *instance;
 	double timeout;
+	double node_timeout; /* silence from the frontend that ends the node */
 	int log_level;
 	char secret[DTRANS_SECRET_MAX + 1];
 	int fd; /* to the frontend */
@@ -364,6 +365,7 @@ static int read_env(const char **fe_host, const char **fe_port)
 	const char *s = ss && strcmp(ss, "1") == 0 ? secret_stdin()
 						   : getenv("DRAGON_BE_SECRET");
 	const char *t = getenv("DRAGON_BE_TIMEOUT");
+	const char *nt = getenv("DRAGON_BE_NODE_TIMEOUT");
 	const char *l = getenv("DRAGON_BE_LOG_LEVEL");
 	const char *sn = getenv("DRAGON_TEST_STALL_NODE");
 
@@ -390,13 +392,18 @@ static int read_env(const char **fe_host, const char **fe_port)
 	    strlen(s) > DTRANS_SECRET_MAX)
 		return need(ss ? "the secret on stdin" : "DRAGON_BE_SECRET");
 	strcpy(be.secret, s);
-	if (ss)
-		explicit_bzero((char *)s, strlen(s));
-	/* Nothing this backend starts inherits the secret. */
+	/* Wiped where it was read: from the environment, in the block the
+	 * kernel shows as /proc/PID/environ for as long as the backend
+	 * runs (unsetenv alone drops only the pointer).  Nothing this
+	 * backend starts inherits the secret. */
+	explicit_bzero((char *)s, strlen(s));
 	unsetenv("DRAGON_BE_SECRET");
 	be.timeout = t ? atof(t) : 30;
 	if (be.timeout <= 0)
 		be.timeout = 30;
+	/* 0 (a frontend that does not ping): only a closed connection
+	 * ends the node. */
+	be.node_timeout = nt ? atof(nt) : 0;
 	be.log_level = l ? atoi(l) : DLAUNCH_LOG_WARNING;
 	be.netprefix = getenv("DRAGON_BE_NETPREFIX");
 	if (be.netprefix && !*be.netprefix)
@@ -632,11 +639,18 @@ static int make_agent(void)
 	a.log_fd = be.log_level >= DLAUNCH_LOG_DEBUG
 			   ? (be.log[1] >= 0 ? be.log[1] : 2)
 			   : -1;
+	/* A node the frontend takes for lost after DRAGON_NODE_TIMEOUT is
+	 * one the agents give up on after as long: the operations on it
+	 * that the surviving nodes' teardown still makes (a lost client's
+	 * goodbye) fail then, not after the agent's own default. */
 	if (getenv("DRAGON_BE_PEER_TIMEOUT")) {
 		a.field_mask |= DTRANS_ATTR_PEER_TIMEOUT;
 		a.peer_timeout_ns =
 			(uint64_t)(atof(getenv("DRAGON_BE_PEER_TIMEOUT")) *
 				   1e9);
+	} else if (be.node_timeout > 0) {
+		a.field_mask |= DTRANS_ATTR_PEER_TIMEOUT;
+		a.peer_timeout_ns = (uint64_t)(be.node_timeout * 1e9);
 	}
 	rc = dtrans_agent_create(&a, &be.agent);
 	if (rc == 0 && dtrans_agent_address(be.agent, be.agent_addr,
@@ -941,10 +955,27 @@ static bool on_msg(const struct ctl_msg *m)
 	}
 }
 
+/* The frontend pings every second: a connection silent for longer than
+ * DRAGON_NODE_TIMEOUT is one whose other end is gone without a word (a
+ * cut network, a frozen login node), which TCP alone would notice only
+ * after many minutes, or never while nothing is sent. */
+static bool frontend_silent(const struct timespec *heard)
+{
+	if (be.node_timeout <= 0 || elapsed(heard) <= be.node_timeout)
+		return false;
+	say("no word from the frontend (dragon) for %g s "
+	    "(DRAGON_NODE_TIMEOUT): "
+	    "its node or the network to it failed; ending this node's "
+	    "processes",
+	    be.node_timeout);
+	return true;
+}
+
 static int loop(int sfd)
 {
-	struct timespec last = {0}, now;
+	struct timespec last = {0}, now, heard;
 
+	clock_gettime(CLOCK_MONOTONIC, &heard);
 	for (;;) {
 		struct pollfd p[3] = {
 			{.fd = be.fd, .events = POLLIN},
@@ -987,6 +1018,10 @@ static int loop(int sfd)
 			close(be.head_pipe[0]);
 			be.head_pipe[0] = -1;
 		}
+		if (p[0].revents)
+			heard = now;
+		else if (frontend_silent(&heard))
+			return 1;
 		if (p[0].revents) {
 			if (ctl_fill(&be.conn) < 0) {
 				say("the frontend (dragon) closed the "

@@ -26,8 +26,10 @@
  * one of them mapped, removed otherwise.
  *
  * Inside a Slurm allocation it cleans every node of the allocation, each
- * by these rules, through one srun step (cleanup_slurm.c); --this-node
- * keeps it to the node where it runs.
+ * by these rules, through one srun step (cleanup_slurm.c); in a PBS job
+ * every node of PBS_NODEFILE through PALS's mpiexec, and with --hostfile
+ * or --hostlist every host over ssh (cleanup_hosts.c); --this-node keeps
+ * it to the node where it runs.
  *
  * --when-gone PID makes it the watchdog of one runtime (cleanup_watch.c).
  */
@@ -612,6 +614,8 @@ static int usage(FILE *f, int code)
 	fprintf(f,
 		"Usage: dragon-cleanup [--dry-run] [--force | --instance ID] "
 		"[--this-node]\n"
+		"       dragon-cleanup [--dry-run] [--force | --instance ID] "
+		"--hostfile FILE | --hostlist H1,H2,...\n"
 		"       dragon-cleanup --when-gone PID --instance ID "
 		"[--grace SECONDS] [--log PATH]\n"
 		"End this user's leftover Dragon runtimes: their processes "
@@ -620,13 +624,19 @@ static int usage(FILE *f, int code)
 		"left alone unless asked.  Inside a Slurm allocation every "
 		"node "
 		"of it is\ncleaned (one srun --overlap step, options from "
-		"DRAGON_SRUN_OPTS), outside one\nthis node.\n\n"
+		"DRAGON_SRUN_OPTS), in a PBS job every node of\n"
+		"PBS_NODEFILE (PALS's mpiexec, options from "
+		"DRAGON_MPIEXEC_OPTS), outside one this\nnode.\n\n"
 		"  -n, --dry-run       list what would be done, do nothing\n"
 		"  -f, --force         end live runtimes too\n"
 		"  -i, --instance ID   only runtime ID, ended even if live\n"
 		"  -L, --this-node     only this node, even inside an "
 		"allocation\n"
 		"  -b, --label         begin each line with this node's name\n"
+		"      --hostfile FILE every host of FILE (one a line), over "
+		"ssh\n"
+		"                      (options from DRAGON_SSH_OPTS)\n"
+		"      --hostlist H1,H2,...  every host of the list, over ssh\n"
 		"  -w, --when-gone PID watch in the background: once process "
 		"PID has\n"
 		"                      ended without stopping runtime ID, "
@@ -655,6 +665,8 @@ int main(int argc, char **argv)
 		{"log", required_argument, 0, 'l'},
 		{"this-node", no_argument, 0, 'L'},
 		{"label", no_argument, 0, 'b'},
+		{"hostfile", required_argument, 0, 'F'},
+		{"hostlist", required_argument, 0, 'H'},
 		{"help", no_argument, 0, 'h'},
 		{"version", no_argument, 0, 'V'},
 		{0, 0, 0, 0}};
@@ -709,6 +721,12 @@ int main(int argc, char **argv)
 		case 'b':
 			o.label = 1;
 			break;
+		case 'F':
+			o.hostfile = optarg;
+			break;
+		case 'H':
+			o.hostlist = optarg;
+			break;
 		case 'h':
 			return usage(stdout, 0);
 		case 'V':
@@ -720,12 +738,18 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc || (o.when_gone && (!o.instance || o.dry_run)) ||
 	    (o.log && !o.when_gone) || (o.force && o.when_gone) ||
-	    ((o.this_node || o.label) && o.when_gone))
+	    ((o.this_node || o.label) && o.when_gone) ||
+	    ((o.hostfile || o.hostlist) &&
+	     (o.this_node || o.when_gone || (o.hostfile && o.hostlist))))
 		return usage(stderr, 2);
 	if (o.when_gone)
 		return cleanup_watch_owner(&o);
+	if (o.hostfile || o.hostlist)
+		return cleanup_hosts(&o);
 	if (!o.this_node && cleanup_in_allocation())
 		return cleanup_allocation(&o);
+	if (!o.this_node && cleanup_in_pbs_job())
+		return cleanup_pbs(&o);
 	if (o.label) {
 		char host[256] = "?";
 

@@ -46,7 +46,7 @@ enum ctl_type {
 	CTL_STOP = 10,	    /* frontend: end everything on the node */
 	CTL_BYE = 11,	    /* backend: ended everything, leaving */
 	CTL_ERR = 12,	    /* backend: phase, message */
-	CTL_PING = 13,	    /* backend: alive */
+	CTL_PING = 13,	    /* either side: alive (every second) */
 	CTL_OUTPUT = 14,    /* backend: pid, fd; then whole lines of output */
 	CTL_LOG = 15,	    /* backend: then lines of the node's log */
 	CTL_CHALLENGE = 16, /* frontend: nonce, its proof */

@@ -115,6 +115,7 @@ static struct fe {
 	const char *netprefix;
 	char secret[65];
 	double timeout, node_timeout;
+	struct timespec pinged; /* the last ping to the nodes */
 	bool head_exited;
 	int exited, code, signo;
 	int nsig, lastsig;
@@ -655,6 +656,22 @@ static void on_signals(void)
 }
 
 /* Wait up to ms for something to happen and handle it. */
+/* Every second, a ping to each node: a backend that hears nothing from
+ * here for DRAGON_NODE_TIMEOUT ends its node (the network to it was cut,
+ * or this host failed), as this side ends the run for a silent node. */
+static void ping_nodes(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec == fe.pinged.tv_sec)
+		return;
+	fe.pinged = now;
+	for (unsigned i = 0; i < fe.n; i++)
+		if (fe.nodes[i].fd >= 0 && !fe.nodes[i].bye)
+			ctl_send(fe.nodes[i].fd, CTL_PING, NULL, 0);
+}
+
 static void pump(int ms)
 {
 	struct pollfd *p = fe.pfds;
@@ -688,6 +705,7 @@ static void pump(int ms)
 						.events = POLLIN};
 			who[np++] = (int)i;
 		}
+	ping_nodes();
 	if (poll(p, (nfds_t)np, ms) <= 0)
 		return;
 	for (int k = np - 1; k >= 0; k--) {
@@ -1109,9 +1127,9 @@ static int check_addresses(void)
  * a command line. */
 static int launch(const struct dragon_opts *o, const char *inst, int port)
 {
-	/* env: up to 7 variables, then room for the one a launcher adds
+	/* env: up to 8 variables, then room for the one a launcher adds
 	 * (the secret: dragon_wlm.h) and the NULL that ends them */
-	char prog[4096], addr[256], *env[10] = {NULL};
+	char prog[4096], addr[256], *env[11] = {NULL};
 	int na = 0, rc = -1;
 
 	if (wlm_backend_program(prog, sizeof prog)) {
@@ -1134,6 +1152,8 @@ static int launch(const struct dragon_opts *o, const char *inst, int port)
 	    asprintf(&env[na++], "DRAGON_BE_NNODES=%u", fe.n) < 0 ||
 	    asprintf(&env[na++], "DRAGON_BE_TIMEOUT=%g", o->timeout) < 0 ||
 	    asprintf(&env[na++], "DRAGON_BE_LOG_LEVEL=%d", o->log_level) < 0 ||
+	    asprintf(&env[na++], "DRAGON_BE_NODE_TIMEOUT=%g", fe.node_timeout) <
+		    0 ||
 	    asprintf(&env[na++], "DRAGON_BE_NETPREFIX=%s",
 		     o->netprefix ? o->netprefix : "") < 0 ||
 	    (addr[0] &&

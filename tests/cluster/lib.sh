@@ -131,3 +131,119 @@ start_cluster() {
 
 # Nothing of this test's runs (MN_MARK=$mark) is left on the nodes.
 leftovers() { no_leftovers "$mark" "$D" $NODES; }
+
+# ---- dragon-cleanup across the nodes of a job (pbs.sh, ssh.sh)
+# The running processes carrying MN_MARK=$1 (and comm matching $2).
+marked() {
+	grep -lzx "MN_MARK=$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 |
+		while read -r p; do
+			running "$p" || continue
+			[ -z "${2:-}" ] || case $(cat /proc/$p/comm 2>/dev/null) in $2) ;; *) continue ;; esac
+			echo "$p"
+		done | tr '\n' ' '
+}
+# The number of segments of instance $2 on node $1.
+segs() { "$VC" -d "$D" exec "$1" sh -c "ls /dev/shm | grep -c '^dragon\.[^.]*\.$2\.' || true"; }
+# The instance of the run marked $1, from its sleeps' environment.
+instance_of() {
+	for p in $(marked "$1" sleep); do
+		tr '\0' '\n' </proc/$p/environ | sed -n 's/^DRAGON_INSTANCE=//p'
+	done | sort -u | head -n1
+}
+others() { "$VC" -d "$D" exec "$1" sh -c 'ls /dev/shm | grep -c "^dragon\.[a-z]*\.other[12]\.pool$" || true'; }
+
+# A runtime killed whole, a live one and another user's segments on the 3
+# nodes; then `cleanup_here` (dragon-cleanup run on node3 as outside a
+# job) cleans node3 only, and `cleanup_all` (dragon-cleanup in the job, or
+# with the job's hosts) every node, leaving the live runtime and the other
+# user's segments alone.  The caller defines bg_run MARK (mn_prog sleep
+# in the background, output in $W/MARK.out), cleanup_here and
+# cleanup_all (output in $W/cl.out); $1 names the way, for the messages.
+cleanup_across() {
+	how=$1 markA=${mark}A markB=${mark}B
+	# (a "ready" of an earlier call's runs is not this one's)
+	rm -f "$W/$markA.out" "$W/$markB.out"
+	bg_run $markA
+	i=0
+	while ! grep -q ready "$W/$markA.out" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+	instA=$(instance_of $markA)
+	sleepsA=$(marked $markA sleep)
+	check "$how: runtime A: a sleep on every node ($sleepsA), instance '$instA'" \
+		'[ $(echo $sleepsA | wc -w) = 3 ] && [ -n "$instA" ]'
+	# Its watchdogs first, then (stopped, so that none sees another go
+	# and ends its node) the launcher and the backends: nothing of it
+	# is left to clean up.
+	dogs=$(grep -lzx -- "$instA" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 |
+		while read -r p; do [ "$(cat /proc/$p/comm 2>/dev/null)" = dragon-cleanup ] && echo $p; done | tr '\n' ' ')
+	owners="$(marked $markA 'dragon') $(marked $markA 'lt-dragon') $(marked $markA '*dragon-backe*')"
+	kill -STOP $owners
+	kill -KILL $dogs 2>/dev/null
+	kill -KILL $owners 2>/dev/null
+	sleep 1
+	check "$how: runtime A killed whole: its sleeps outlive it ($(marked $markA sleep))" \
+		'[ "$(marked $markA sleep)" = "$sleepsA" ]'
+	left=
+	for n in $NODES; do [ "$(segs $n "$instA")" -gt 0 ] || left="$left $n"; done
+	check "$how: ... and its segments, on every node (none on:$left)" '[ -z "$left" ]'
+
+	bg_run $markB
+	i=0
+	while ! grep -q ready "$W/$markB.out" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+	instB=$(instance_of $markB)
+	sleepsB=$(marked $markB sleep)
+	segsB=$(for n in $NODES; do segs $n "$instB"; done | tr '\n' ' ')
+	check "$how: runtime B, live: three sleeps, segments on every node ($segsB)" \
+		'[ $(echo $sleepsB | wc -w) = 3 ] && ! echo " $segsB" | grep -q " 0 "'
+	for n in $NODES; do
+		"$VC" -d "$D" exec $n sh -c 'for s in dragon.nobody.other1.pool dragon.root.other2.pool; do
+			echo x >/dev/shm/$s; chown nobody /dev/shm/$s; done'
+	done
+
+	cleanup_here
+	rc=$?
+	check "$how: dragon-cleanup on node3 outside the job exits 0 (rc $rc)" '[ $rc = 0 ]'
+	[ $rc = 0 ] || cat "$W/cl.out"
+	check "$how: ... node3 has no segment of runtime A left" '[ "$(segs node3 "$instA")" = 0 ]'
+	check "$how: ... node1 and node2 still have theirs" \
+		'[ "$(segs node1 "$instA")" != 0 ] && [ "$(segs node2 "$instA")" != 0 ]'
+	check "$how: ... one of A's sleeps ended, two run on ($(marked $markA sleep))" \
+		'[ $(marked $markA sleep | wc -w) = 2 ]'
+
+	cleanup_all
+	rc=$?
+	check "$how: dragon-cleanup over the job's nodes exits 0 (rc $rc)" '[ $rc = 0 ]'
+	[ $rc = 0 ] || cat "$W/cl.out"
+	left=
+	for n in $NODES; do [ "$(segs $n "$instA")" = 0 ] || left="$left $n"; done
+	check "$how: ... no segment of runtime A is left on any node (left on:$left)" '[ -z "$left" ]'
+	check "$how: ... no process of runtime A is left ($(marked $markA))" '[ -z "$(marked $markA)" ]'
+	check "$how: ... its lines name the nodes it cleaned" \
+		'grep -q "^node1: runtime $instA: its owner" "$W/cl.out" && grep -q "^node2: runtime $instA: its owner" "$W/cl.out"'
+	check "$how: ... and say the live runtime B is left alone on every node" \
+		'[ "$(grep -c "^node[123]: runtime $instB is live" "$W/cl.out")" = 3 ]'
+	check "$how: ... runtime B's processes all run on" '[ "$(marked $markB sleep)" = "$sleepsB" ]'
+	nowB=$(for n in $NODES; do segs $n "$instB"; done | tr '\n' ' ')
+	check "$how: ... runtime B's segments are all there ($nowB)" '[ "$nowB" = "$segsB" ]'
+	o=$(for n in $NODES; do others $n; done | tr '\n' ' ')
+	check "$how: ... another user's segments are all there ($o)" '[ "$o" = "2 2 2 " ]'
+	[ "$o" = "2 2 2 " ] || cat "$W/cl.out"
+
+	kill -TERM $(marked $markB 'dragon') $(marked $markB 'lt-dragon') 2>/dev/null
+	i=0
+	while [ -n "$(marked $markB)" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+	check "$how: runtime B still ends on SIGTERM and leaves no process" '[ -z "$(marked $markB)" ]'
+	left=
+	for n in $NODES; do [ "$(segs $n "$instB")" = 0 ] || left="$left $n"; done
+	check "$how: ... and no segment (left on:$left)" '[ -z "$left" ]'
+	for n in $NODES; do "$VC" -d "$D" exec $n sh -c 'rm -f /dev/shm/dragon.*.other[12].pool'; done
+}
+
+# For each backend of the run marked $1: how many secrets its
+# /proc/PID/environ still shows (a backend wipes the one it was given).
+backend_secrets() {
+	grep -lzx "MN_MARK=$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | while read -r p; do
+		case $(cat /proc/$p/comm 2>/dev/null) in
+		*dragon-backe*) tr '\0' '\n' </proc/$p/environ | grep -c '^DRAGON_BE_SECRET=.' ;;
+		esac
+	done | tr '\n' ' '
+}

@@ -85,6 +85,8 @@ for sig in TERM:15 INT:2; do
 	n=$(grep -lzx "MN_MARK=$mark" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 |
 		while read -r p; do [ "$(cat /proc/$p/comm 2>/dev/null)" = sleep ] && echo $p; done | wc -l)
 	check "... three of them ($n)" '[ "$n" = 3 ]'
+	s=$(backend_secrets $mark)
+	check "... the backends' /proc/PID/environ shows no secret ($s)" '[ "$s" = "0 0 0 " ]'
 	kill -$sig "$(cat "$W/sh.pid")"
 	wait $sp
 	rc=$?

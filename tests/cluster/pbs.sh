@@ -66,6 +66,8 @@ check "DRAGON_MPIEXEC_OPTS reach mpiexec ($(cat "$W/args" 2>/dev/null))" \
 fp=$(grep -lzx "MN_MARK=$mark" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 |
 	while read -r p; do [ "$(cat /proc/$p/comm 2>/dev/null)" = dragon ] && echo $p; done | head -n1)
 check "sleeps started on every node" 'grep -q ready "$W/out" && [ -n "$fp" ]'
+s=$(backend_secrets $mark)
+check "the backends' /proc/PID/environ shows no secret ($s)" '[ "$s" = "0 0 0 " ]'
 [ -z "$fp" ] || kill -TERM "$fp"
 wait $sp
 rc=$?
@@ -107,5 +109,31 @@ rc=$?
 check "-w pbs outside a PBS job is an error (rc $rc)" '[ $rc = 2 ] && echo "$out" | grep -q "not inside a PBS job"'
 out=$(env PBS_NODEFILE="$W/nodefile" "$DRAGON" -N 4 true 2>&1)
 check "-N more than the job has is an error ($out)" 'echo "$out" | grep -q "the PBS job has 3 nodes"'
+
+# ---- dragon-cleanup in the PBS job: every node of it, through mpiexec
+CLEANUP=$B/dragon-cleanup
+if id nobody >/dev/null 2>&1; then
+	bg_run() {
+		"$VC" -d "$D" exec node1 env PATH="$W/bin:$PATH" PBS_NODEFILE="$W/nodefile" \
+			PBS_JOBID=17.pbs MN_MARK=$1 PALS_STANDIN_VC="$VC" PALS_STANDIN_DIR="$D" \
+			timeout 200 "$DRAGON" -t 20 "$PROG" sleep >"$W/$1.out" 2>"$W/$1.err" </dev/null &
+	}
+	cleanup_here() { "$VC" -d "$D" exec node3 env -u PBS_NODEFILE "$CLEANUP" >"$W/cl.out" 2>&1; }
+	cleanup_all() {
+		"$VC" -d "$D" exec node1 env PATH="$W/bin:$PATH" PBS_NODEFILE="$W/nodefile" \
+			PBS_JOBID=17.pbs PALS_STANDIN_VC="$VC" PALS_STANDIN_DIR="$D" \
+			PALS_STANDIN_ARGS="$W/args" timeout 60 "$CLEANUP" >"$W/cl.out" 2>&1
+	}
+	cleanup_across "PBS job"
+	check "PBS job: dragon-cleanup runs one mpiexec rank per node ($(cat "$W/args"))" \
+		'grep -q "^-n 3 --ppn 1 --hosts node1,node2,node3 .*dragon-cleanup --this-node --label$" "$W/args"'
+	"$VC" -d "$D" exec node1 env PATH="$W/nobin:/usr/bin:/bin" PBS_NODEFILE="$W/nodefile" \
+		"$CLEANUP" >"$W/cl.out" 2>&1
+	rc=$?
+	check "PBS job without mpiexec: dragon-cleanup says so (rc $rc: $(head -n1 "$W/cl.out"))" \
+		'[ $rc = 1 ] && grep -q "cannot run mpiexec: No such file or directory; put PALS.s mpiexec on PATH" "$W/cl.out"'
+else
+	echo "SKIP: dragon-cleanup in the PBS job: no user 'nobody' to own another user's segments"
+fi
 check "nothing is left on any node at the end" leftovers
 finish

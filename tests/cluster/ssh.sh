@@ -187,5 +187,31 @@ check "--hostlist inside a Slurm job without -w ssh is an error ($out)" \
 env MN_MARK=$mark SLURM_JOB_ID=7 timeout 60 "$DRAGON" -t 20 -w ssh -N 2 --hostlist node1,node2,node3 \
 	"$PROG" hosts >"$W/out" 2>"$W/err" </dev/null
 check "-w ssh -N 2 inside a Slurm job runs on the first 2 hosts" 'grep -qx "nodes 2" "$W/out"'
+
+# ---- dragon-cleanup with the hosts: every host, over ssh
+CLEANUP=$B/dragon-cleanup
+if id nobody >/dev/null 2>&1; then
+	# (the nodes' processes take their mark from ssh, not from dragon)
+	bg_run() {
+		env MN_MARK=$1 DRAGON_SSH_OPTS="$DRAGON_SSH_OPTS -o SetEnv=MN_MARK=$1" timeout 200 \
+			"$DRAGON" -t 20 --hostlist node1,node2,node3 "$PROG" sleep \
+			>"$W/$1.out" 2>"$W/$1.err" </dev/null &
+	}
+	cleanup_here() { "$VC" -d "$D" exec node3 "$CLEANUP" >"$W/cl.out" 2>&1; }
+	cleanup_all() { timeout 60 "$CLEANUP" --hostfile "$W/hostfile" >"$W/cl.out" 2>&1; }
+	cleanup_across "--hostfile"
+	cleanup_all() { timeout 60 "$CLEANUP" --hostlist node1,node2,node3 >"$W/cl.out" 2>&1; }
+	cleanup_across "--hostlist"
+else
+	echo "SKIP: dragon-cleanup over ssh: no user 'nobody' to own another user's segments"
+fi
+timeout 60 "$CLEANUP" --hostlist node1,deadnode >"$W/cl.out" 2>&1
+rc=$?
+check "dragon-cleanup with a host ssh cannot reach fails (rc $rc) and names it" \
+	'[ $rc = 1 ] && grep -q "ssh to deadnode failed (exit code 255): deadnode is not cleaned" "$W/cl.out"'
+[ $rc = 1 ] || cat "$W/cl.out"
+out=$("$CLEANUP" --hostlist node1 --this-node 2>&1)
+rc=$?
+check "dragon-cleanup --hostlist with --this-node is a usage error (rc $rc)" '[ $rc = 2 ]'
 check "nothing is left on any node at the end" leftovers
 finish
