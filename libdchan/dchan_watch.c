@@ -468,13 +468,16 @@ static int dchan__ring_wait(struct dchan__ring *r, const struct futex_waitv *fw,
 /* The ring, set up at the first wait; false: wait through the helper. */
 static bool dchan__watch_ring(dchan_watch_t *w)
 {
+	bool ok;
+
 	pthread_mutex_lock(&w->mu);
 	if (!w->ring_tried && !w->helper) {
 		w->ring = dchan__ring_open();
 		w->ring_tried = true;
 	}
+	ok = w->ring && !w->helper;
 	pthread_mutex_unlock(&w->mu);
-	return w->ring && !w->helper;
+	return ok;
 }
 
 DCHAN_EXPORT int dchan_watch_wait(dchan_watch_t *w, int fd, int timeout_ms)
