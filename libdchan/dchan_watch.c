@@ -11,15 +11,28 @@
  * a ready channel costs one wake-up, not a spin.  Publishers bump a
  * channel's event word only while a poller is registered, so channels
  * nobody remote waits on pay nothing.
+ *
+ * The helper costs a hop: a publisher wakes the helper, which wakes the
+ * owner through the eventfd.  An owner that sleeps in dchan_watch_wait
+ * instead does the helper's round itself and sleeps on the channels'
+ * event words and its own descriptor at once (io_uring: a vectored futex
+ * wait beside a poll), so a publisher wakes it directly.  The helper then
+ * never starts: it starts at the first dchan_watch_fd, or where io_uring
+ * cannot wait on futexes (before Linux 6.7, or forbidden by a seccomp
+ * filter), in which case dchan_watch_wait polls the descriptor and the
+ * helper's eventfd.
  */
 #include "config.h"
 #include "dchan_private.h"
 
 #include <linux/futex.h>
+#include <linux/io_uring.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -37,6 +50,17 @@ struct dchan__witem {
 	bool held;     /* polled by the owner itself: out of the sleep */
 };
 
+/* A small io_uring of the owner's waits (dchan_watch_wait). */
+struct dchan__ring {
+	int fd;
+	unsigned *sq_tail, *sq_mask, *sq_array;
+	unsigned *cq_head, *cq_tail, *cq_mask;
+	struct io_uring_sqe *sqes;
+	struct io_uring_cqe *cqes;
+	void *map, *sqe_map;
+	size_t map_len, sqe_len;
+};
+
 struct dchan_watch {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -49,13 +73,36 @@ struct dchan_watch {
 	bool stop;
 	int efd;
 	pthread_t thr;
+	bool helper;		  /* the helper thread runs */
+	bool ring_tried;	  /* the ring was set up, or could not be */
+	struct dchan__ring *ring; /* NULL: the owner waits through the helper */
 };
 
-/* Make the helper look at the set again (call with mu held). */
+static void *dchan__watch_main(void *arg);
+
+/* Make the helper, or the owner in dchan_watch_wait, look at the set
+ * again (call with mu held).  Nobody sleeps on ctl outside a round. */
 static void dchan__watch_poke(dchan_watch_t *w)
 {
 	__atomic_add_fetch(&w->ctl, 1, __ATOMIC_SEQ_CST);
-	syscall(SYS_futex, &w->ctl, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	if (w->helper || w->in_round)
+		syscall(SYS_futex, &w->ctl, FUTEX_WAKE_PRIVATE, 1, NULL, NULL,
+			0);
+}
+
+/* Start the helper thread once (call with mu held). */
+static int dchan__watch_helper(dchan_watch_t *w)
+{
+	int rc;
+
+	if (w->helper)
+		return 0;
+	rc = -pthread_create(&w->thr, NULL, dchan__watch_main, w);
+	if (rc < 0)
+		return dchan__fail(rc, "cannot start a watch set's helper "
+				       "thread");
+	w->helper = true;
+	return 0;
 }
 
 static unsigned dchan__watch_ready(dchan_t *ch, unsigned events, bool *stuck)
@@ -115,7 +162,7 @@ static void dchan__watch_sleep(dchan_watch_t *w, uint32_t c, dchan_t **chs,
 /* Report the channels of this round found ready (their cookies stay in
  * the set until dchan_watch_take). */
 static void dchan__watch_report(dchan_watch_t *w, dchan_t **chs,
-				const bool *ready, size_t k)
+				const bool *ready, size_t k, bool signal)
 {
 	uint64_t one = 1;
 	bool any = false;
@@ -130,19 +177,51 @@ static void dchan__watch_report(dchan_watch_t *w, dchan_t **chs,
 		}
 	}
 	pthread_mutex_unlock(&w->mu);
-	if (any && write(w->efd, &one, sizeof one) < 0) {
+	if (signal && any && write(w->efd, &one, sizeof one) < 0) {
 		/* the counter is far from overflowing: cannot fail */
 	}
 }
 
-/* One round: register, check, sleep unless something is ready. */
-static void dchan__watch_round(dchan_watch_t *w)
+/* The owner's wait (dchan_watch_wait): its descriptor and time. */
+struct dchan__owner {
+	int fd;
+	int timeout_ms;
+};
+
+static int dchan__ring_wait(struct dchan__ring *r, const struct futex_waitv *fw,
+			    size_t nfw, int fd, int timeout_ms);
+
+/* The owner sleeps on the control word, the channels' event words and
+ * its descriptor at once. */
+static void dchan__watch_owner_sleep(dchan_watch_t *w, uint32_t c,
+				     dchan_t **chs, const uint32_t *v, size_t k,
+				     bool stuck, const struct dchan__owner *ow)
+{
+	struct futex_waitv fw[DCHAN_WATCH_MAX + 1];
+	int tmo = ow->timeout_ms;
+
+	fw[0] = (struct futex_waitv){.val = c,
+				     .uaddr = (uintptr_t)&w->ctl,
+				     .flags = FUTEX_32 | FUTEX_PRIVATE_FLAG};
+	for (size_t i = 0; i < k; i++)
+		fw[i + 1] = (struct futex_waitv){
+			.val = v[i],
+			.uaddr = (uintptr_t)&chs[i]->hdr->ev_seq,
+			.flags = FUTEX_32};
+	if (stuck && (tmo < 0 || tmo > 1)) /* DCHAN__WATCH_STUCK_NS */
+		tmo = 1;
+	dchan__ring_wait(w->ring, fw, k + 1, ow->fd, tmo);
+}
+
+/* One round: register, check, sleep unless something is ready; the
+ * helper's (ow NULL) or the owner's.  Returns the channels reported. */
+static int dchan__watch_round(dchan_watch_t *w, const struct dchan__owner *ow)
 {
 	dchan_t *chs[DCHAN_WATCH_MAX];
 	unsigned ev[DCHAN_WATCH_MAX];
 	uint32_t v[DCHAN_WATCH_MAX], c;
-	int idx[DCHAN_WATCH_MAX];
-	bool ready[DCHAN_WATCH_MAX], stuck = false, any = false, armed = true;
+	int idx[DCHAN_WATCH_MAX], nready = 0;
+	bool ready[DCHAN_WATCH_MAX], stuck = false, armed = true;
 	size_t k = 0;
 
 	pthread_mutex_lock(&w->mu);
@@ -164,14 +243,16 @@ static void dchan__watch_round(dchan_watch_t *w)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	for (size_t i = 0; i < k; i++) {
 		ready[i] = dchan__watch_ready(chs[i], ev[i], &stuck) != 0;
-		any |= ready[i];
+		nready += ready[i];
 		armed &= dchan__waiter_armed(chs[i]->hdr, DCHAN__WAIT_EV,
 					     idx[i]);
 	}
-	if (any)
-		dchan__watch_report(w, chs, ready, k);
-	else if (armed)
+	if (nready)
+		dchan__watch_report(w, chs, ready, k, !ow);
+	else if (armed && !ow)
 		dchan__watch_sleep(w, c, chs, v, k, stuck);
+	else if (armed && ow->timeout_ms != 0)
+		dchan__watch_owner_sleep(w, c, chs, v, k, stuck, ow);
 	for (size_t i = 0; i < k; i++)
 		dchan__waiter_del(chs[i]->hdr, DCHAN__WAIT_EV, idx[i]);
 
@@ -180,6 +261,7 @@ static void dchan__watch_round(dchan_watch_t *w)
 	w->done_ctl = c;
 	pthread_cond_broadcast(&w->cv);
 	pthread_mutex_unlock(&w->mu);
+	return nready;
 }
 
 static void *dchan__watch_main(void *arg)
@@ -193,8 +275,234 @@ static void *dchan__watch_main(void *arg)
 		pthread_mutex_unlock(&w->mu);
 		if (stop)
 			return NULL;
-		dchan__watch_round(w);
+		dchan__watch_round(w, NULL);
 	}
+}
+
+/* ---- the owner's wait: io_uring --------------------------------------- */
+
+#ifndef IORING_OP_FUTEX_WAITV
+#define IORING_OP_FUTEX_WAITV 53 /* Linux 6.7 */
+#endif
+#define DCHAN__RING_FUTEX  1 /* user_data of the three kinds of entry */
+#define DCHAN__RING_POLL   2
+#define DCHAN__RING_CANCEL 3
+
+static void dchan__ring_close(struct dchan__ring *r)
+{
+	if (!r)
+		return;
+	if (r->sqe_map)
+		munmap(r->sqe_map, r->sqe_len);
+	if (r->map)
+		munmap(r->map, r->map_len);
+	close(r->fd);
+	free(r);
+}
+
+/* Can this kernel wait on futexes through io_uring? */
+static bool dchan__ring_has_futex(int fd)
+{
+	size_t sz = sizeof(struct io_uring_probe) +
+		    256 * sizeof(struct io_uring_probe_op);
+	struct io_uring_probe *pr = calloc(1, sz);
+	bool ok;
+
+	if (!pr)
+		return false;
+	ok = syscall(__NR_io_uring_register, fd, IORING_REGISTER_PROBE, pr,
+		     256) == 0 &&
+	     pr->last_op >= IORING_OP_FUTEX_WAITV &&
+	     (pr->ops[IORING_OP_FUTEX_WAITV].flags & IO_URING_OP_SUPPORTED) &&
+	     (pr->ops[IORING_OP_POLL_ADD].flags & IO_URING_OP_SUPPORTED) &&
+	     (pr->ops[IORING_OP_ASYNC_CANCEL].flags & IO_URING_OP_SUPPORTED);
+	free(pr);
+	return ok;
+}
+
+/* A ring of a few entries, or NULL where io_uring cannot do the wait. */
+static struct dchan__ring *dchan__ring_open(void)
+{
+	struct io_uring_params p = {0};
+	struct dchan__ring *r = calloc(1, sizeof *r);
+	unsigned char *m;
+
+	if (!r)
+		return NULL;
+	r->fd = (int)syscall(__NR_io_uring_setup, 8, &p);
+	if (r->fd < 0) {
+		free(r);
+		return NULL;
+	}
+	if (!(p.features & IORING_FEAT_SINGLE_MMAP) ||
+	    !(p.features & IORING_FEAT_EXT_ARG) ||
+	    !dchan__ring_has_futex(r->fd))
+		goto fail;
+	r->map_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+	if (r->map_len < p.cq_off.cqes + p.cq_entries * sizeof(*r->cqes))
+		r->map_len = p.cq_off.cqes + p.cq_entries * sizeof(*r->cqes);
+	r->map = mmap(NULL, r->map_len, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_POPULATE, r->fd, IORING_OFF_SQ_RING);
+	if (r->map == MAP_FAILED) {
+		r->map = NULL;
+		goto fail;
+	}
+	r->sqe_len = p.sq_entries * sizeof(struct io_uring_sqe);
+	r->sqe_map = mmap(NULL, r->sqe_len, PROT_READ | PROT_WRITE,
+			  MAP_SHARED | MAP_POPULATE, r->fd, IORING_OFF_SQES);
+	if (r->sqe_map == MAP_FAILED) {
+		r->sqe_map = NULL;
+		goto fail;
+	}
+	m = r->map;
+	r->sq_tail = (unsigned *)(m + p.sq_off.tail);
+	r->sq_mask = (unsigned *)(m + p.sq_off.ring_mask);
+	r->sq_array = (unsigned *)(m + p.sq_off.array);
+	r->cq_head = (unsigned *)(m + p.cq_off.head);
+	r->cq_tail = (unsigned *)(m + p.cq_off.tail);
+	r->cq_mask = (unsigned *)(m + p.cq_off.ring_mask);
+	r->cqes = (struct io_uring_cqe *)(m + p.cq_off.cqes);
+	r->sqes = r->sqe_map;
+	return r;
+fail:
+	dchan__ring_close(r);
+	return NULL;
+}
+
+/* Queue one entry (the caller submits: at most a few, the ring has 8). */
+static struct io_uring_sqe *dchan__ring_sqe(struct dchan__ring *r,
+					    unsigned *queued)
+{
+	unsigned tail = *r->sq_tail + *queued, i = tail & *r->sq_mask;
+	struct io_uring_sqe *e = &r->sqes[i];
+
+	memset(e, 0, sizeof *e);
+	r->sq_array[i] = i;
+	(*queued)++;
+	return e;
+}
+
+/* Submit what is queued and wait for min completions (timeout_ms < 0:
+ * no bound); -ETIME when the time ran out first. */
+static int dchan__ring_enter(struct dchan__ring *r, unsigned queued,
+			     unsigned min, int timeout_ms)
+{
+	struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+				       .tv_nsec =
+					       (timeout_ms % 1000) * 1000000ll};
+	struct io_uring_getevents_arg arg = {0};
+	long rc;
+
+	if (timeout_ms >= 0)
+		arg.ts = (uintptr_t)&ts;
+	__atomic_store_n(r->sq_tail, *r->sq_tail + queued, __ATOMIC_RELEASE);
+	do
+		rc = syscall(__NR_io_uring_enter, r->fd, queued, min,
+			     IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+			     &arg, sizeof arg);
+	while (rc < 0 && errno == EINTR && (queued = 0, timeout_ms < 0));
+	return rc < 0 ? -errno : 0;
+}
+
+/* Take the completions there are: which of the waits ended. */
+static void dchan__ring_reap(struct dchan__ring *r, unsigned *live)
+{
+	unsigned head = *r->cq_head;
+
+	while (head != __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE)) {
+		uint64_t ud = r->cqes[head & *r->cq_mask].user_data;
+
+		if (ud == DCHAN__RING_FUTEX || ud == DCHAN__RING_POLL)
+			*live &= ~(1u << ud);
+		head++;
+	}
+	__atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
+}
+
+/*
+ * One sleep on nfw futexes and fd (< 0: none) for at most timeout_ms
+ * (< 0: no bound): the two waits go in together, the first to end ends
+ * the sleep, and the other is cancelled before this returns (the futex
+ * vector is the kernel's copy by then, the caller's may go).
+ */
+static int dchan__ring_wait(struct dchan__ring *r, const struct futex_waitv *fw,
+			    size_t nfw, int fd, int timeout_ms)
+{
+	unsigned queued = 0, live = 1u << DCHAN__RING_FUTEX;
+	struct io_uring_sqe *e = dchan__ring_sqe(r, &queued);
+	int rc;
+
+	e->opcode = IORING_OP_FUTEX_WAITV;
+	e->addr = (uintptr_t)fw;
+	e->len = (unsigned)nfw;
+	e->user_data = DCHAN__RING_FUTEX;
+	if (fd >= 0) {
+		e = dchan__ring_sqe(r, &queued);
+		e->opcode = IORING_OP_POLL_ADD;
+		e->fd = fd;
+		e->poll32_events = POLLIN;
+		e->user_data = DCHAN__RING_POLL;
+		live |= 1u << DCHAN__RING_POLL;
+	}
+	rc = dchan__ring_enter(r, queued, 1, timeout_ms);
+	dchan__ring_reap(r, &live);
+	while (live) {
+		/* cancel what still waits, and wait for it to end */
+		queued = 0;
+		for (uint64_t ud = DCHAN__RING_FUTEX; ud <= DCHAN__RING_POLL;
+		     ud++) {
+			if (!(live & (1u << ud)))
+				continue;
+			e = dchan__ring_sqe(r, &queued);
+			e->opcode = IORING_OP_ASYNC_CANCEL;
+			e->addr = ud;
+			e->user_data = DCHAN__RING_CANCEL;
+		}
+		dchan__ring_enter(r, queued, (unsigned)__builtin_popcount(live),
+				  -1);
+		dchan__ring_reap(r, &live);
+	}
+	return rc == -ETIME ? 0 : rc;
+}
+
+/* The ring, set up at the first wait; false: wait through the helper. */
+static bool dchan__watch_ring(dchan_watch_t *w)
+{
+	bool ok;
+
+	pthread_mutex_lock(&w->mu);
+	if (!w->ring_tried && !w->helper) {
+		w->ring = dchan__ring_open();
+		w->ring_tried = true;
+	}
+	ok = w->ring && !w->helper;
+	pthread_mutex_unlock(&w->mu);
+	return ok;
+}
+
+DCHAN_EXPORT int dchan_watch_wait(dchan_watch_t *w, int fd, int timeout_ms)
+{
+	struct dchan__owner ow = {fd, timeout_ms};
+	struct pollfd pfd[2];
+	int rc;
+
+	if (!w)
+		return dchan__fail(-EINVAL, "NULL watch set");
+	if (dchan__watch_ring(w))
+		return dchan__watch_round(w, &ow);
+	/* no futex wait in io_uring here: the helper reports through its
+	 * eventfd, which is polled beside fd */
+	pthread_mutex_lock(&w->mu);
+	rc = dchan__watch_helper(w);
+	pthread_mutex_unlock(&w->mu);
+	if (rc < 0)
+		return rc;
+	pfd[0] = (struct pollfd){.fd = w->efd, .events = POLLIN};
+	pfd[1] = (struct pollfd){.fd = fd, .events = POLLIN};
+	rc = poll(pfd, fd >= 0 ? 2 : 1, timeout_ms);
+	if (rc < 0 && errno != EINTR)
+		return dchan__fail(-errno, "poll of a watch set failed");
+	return rc > 0 && (pfd[0].revents & POLLIN);
 }
 
 DCHAN_EXPORT int dchan_watch_create(dchan_watch_t **watch_out)
@@ -214,15 +522,8 @@ DCHAN_EXPORT int dchan_watch_create(dchan_watch_t **watch_out)
 		rc = dchan__fail(-errno, "eventfd for a watch set failed");
 		goto fail_efd;
 	}
-	rc = -pthread_create(&w->thr, NULL, dchan__watch_main, w);
-	if (rc < 0) {
-		dchan__fail(rc, "cannot start a watch set's helper thread");
-		goto fail_thr;
-	}
 	*watch_out = w;
 	return 0;
-fail_thr:
-	close(w->efd);
 fail_efd:
 	pthread_cond_destroy(&w->cv);
 	pthread_mutex_destroy(&w->mu);
@@ -230,9 +531,19 @@ fail_efd:
 	return rc;
 }
 
+/* The descriptor needs the helper, which starts here (the set's state is
+ * not the caller's to see: the const is about that). */
 DCHAN_EXPORT int dchan_watch_fd(const dchan_watch_t *watch)
 {
-	return watch ? watch->efd : dchan__fail(-EINVAL, "NULL watch set");
+	dchan_watch_t *w = (dchan_watch_t *)watch;
+	int rc;
+
+	if (!w)
+		return dchan__fail(-EINVAL, "NULL watch set");
+	pthread_mutex_lock(&w->mu);
+	rc = dchan__watch_helper(w);
+	pthread_mutex_unlock(&w->mu);
+	return rc < 0 ? rc : w->efd;
 }
 
 DCHAN_EXPORT int dchan_watch_add(dchan_watch_t *w, dchan_t *ch, unsigned events,
@@ -329,7 +640,7 @@ DCHAN_EXPORT int dchan_watch_take(dchan_watch_t *w, void **cookies, size_t max)
 	if (!w || (!cookies && max))
 		return dchan__fail(-EINVAL, "NULL watch set or output");
 	pthread_mutex_lock(&w->mu);
-	if (read(w->efd, &cnt, sizeof cnt) < 0) {
+	if (w->helper && read(w->efd, &cnt, sizeof cnt) < 0) {
 		/* nothing counted: fine, look anyway */
 	}
 	for (size_t j = 0; j < w->n; j++) {
@@ -344,7 +655,7 @@ DCHAN_EXPORT int dchan_watch_take(dchan_watch_t *w, void **cookies, size_t max)
 	}
 	if (n)
 		dchan__watch_poke(w);
-	if (more && write(w->efd, &one, sizeof one) < 0) {
+	if (more && w->helper && write(w->efd, &one, sizeof one) < 0) {
 		/* cannot overflow */
 	}
 	pthread_mutex_unlock(&w->mu);
@@ -359,7 +670,9 @@ DCHAN_EXPORT int dchan_watch_destroy(dchan_watch_t *w)
 	w->stop = true;
 	dchan__watch_poke(w);
 	pthread_mutex_unlock(&w->mu);
-	pthread_join(w->thr, NULL);
+	if (w->helper)
+		pthread_join(w->thr, NULL);
+	dchan__ring_close(w->ring);
 	close(w->efd);
 	pthread_cond_destroy(&w->cv);
 	pthread_mutex_destroy(&w->mu);

@@ -1,9 +1,11 @@
 /*
  * The agent: its public calls, its thread and the event loop.  One epoll
- * set holds the listening endpoint, every link, the watch set's fd (this
- * node's gateway channel and the channels with parked waits) and a stop
- * eventfd; the loop's timeout is the nearest parked deadline, bounded by
- * a housekeeping tick (handshake deadlines, pings, redials).
+ * set holds the listening endpoint, every link and a stop eventfd; the
+ * loop sleeps in dchan_watch_wait, on that epoll set and the watch set
+ * (this node's gateway channel and the channels with parked waits) at
+ * once, so a requester's message wakes the agent's thread itself.  The
+ * sleep's timeout is the nearest parked deadline, bounded by a
+ * housekeeping tick (handshake deadlines, pings, redials).
  */
 #include "config.h"
 #include "dtrans_agent.h"
@@ -114,12 +116,8 @@ static int agent_open(struct dtrans_agent *ag, const char *listen_addr)
 	if (rc < 0)
 		return dtrans__fail(rc, "watch set: %s", dchan_errmsg());
 	ag->ep_tag.kind = DTRANS__EK_EP;
-	ag->watch_tag.kind = DTRANS__EK_WATCH;
 	ag->stop_tag.kind = DTRANS__EK_STOP;
 	rc = epoll_add_fd(ag, ag->be->ep_fd(ag->ep), &ag->ep_tag);
-	if (rc == 0)
-		rc = epoll_add_fd(ag, dchan_watch_fd(ag->watch),
-				  &ag->watch_tag);
 	if (rc == 0)
 		rc = epoll_add_fd(ag, ag->stopfd, &ag->stop_tag);
 	return rc;
@@ -286,13 +284,18 @@ static void agent_idle(struct dtrans_agent *ag)
 		ag->gw_held = false;
 }
 
-/* One epoll_wait and what it reported; returns the number of events
- * that carried work, or -1 when the agent is asked to stop. */
+/* One sleep of at most tmo ms (0: a look) on the watch set and the
+ * epoll set, and what they reported; returns the number of events that
+ * carried work, or -1 when the agent is asked to stop. */
 static int agent_events(struct dtrans_agent *ag, int tmo)
 {
 	struct epoll_event ev[64];
-	int n = epoll_wait(ag->epfd, ev, 64, tmo), work = 0;
+	int n, work;
 	bool stop = false;
+
+	dchan_watch_wait(ag->watch, tmo ? ag->epfd : -1, tmo);
+	work = watch_ready(ag);
+	n = epoll_wait(ag->epfd, ev, 64, 0);
 
 	for (int i = 0; i < n; i++) {
 		int kind = *(int *)ev[i].data.ptr;
@@ -301,8 +304,6 @@ static int agent_events(struct dtrans_agent *ag, int tmo)
 			stop = true;
 		else if (kind == DTRANS__EK_EP)
 			dtrans__accept_all(ag);
-		else if (kind == DTRANS__EK_WATCH)
-			work += watch_ready(ag);
 		else {
 			dtrans__link_event(ev[i].data.ptr, ev[i].events);
 			work++;

@@ -20,12 +20,7 @@
 #include "dtrans_private.h"
 
 /* What an epoll event's data pointer points at (first member). */
-enum dtrans__ekind {
-	DTRANS__EK_EP,
-	DTRANS__EK_LINK,
-	DTRANS__EK_WATCH,
-	DTRANS__EK_STOP
-};
+enum dtrans__ekind { DTRANS__EK_EP, DTRANS__EK_LINK, DTRANS__EK_STOP };
 
 #define DTRANS__HS_TIMEOUT_NS 5000000000ull /* handshake must finish */
 #define DTRANS__REDIAL_NS     200000000ull  /* between dial attempts */
@@ -193,7 +188,7 @@ struct dtrans_agent {
 	int log_fd;
 
 	void *ep;
-	struct dtrans__agent_ctl ep_tag, watch_tag, stop_tag;
+	struct dtrans__agent_ctl ep_tag, stop_tag;
 	int epfd, stopfd;
 	dchan_watch_t *watch;
 	pthread_t thr;

@@ -134,6 +134,79 @@ START_TEST(t_watch_hold)
 }
 END_TEST
 
+/* The owner sleeps in dchan_watch_wait: a change of a watched channel by
+ * another process, or its own descriptor, wakes it; no helper needed. */
+START_TEST(t_watch_wait)
+{
+	dmem_pool_t *pool = t_pool("watchwait", 8 << 20);
+	dchan_t *in;
+	dchan_watch_t *w;
+	void *ck[4];
+	char buf[8];
+	size_t len;
+	int p[2], st, n = 0;
+	pid_t pid;
+
+	ck_assert_int_eq(dchan_create(pool, NULL, &in), 0);
+	ck_assert_int_eq(dchan_watch_create(&w), 0);
+	ck_assert_int_eq(dchan_watch_add(w, in, DCHAN_POLLIN, in), 0);
+	ck_assert_int_eq(pipe(p), 0);
+	/* nothing ready: a look reports nothing, a timed wait ends */
+	ck_assert_int_eq(dchan_watch_wait(w, -1, 0), 0);
+	ck_assert_int_eq(dchan_watch_wait(w, p[0], 50), 0);
+	ck_assert_int_eq(dchan_watch_take(w, ck, 4), 0);
+	/* the descriptor ends an unbounded wait */
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	ck_assert_int_eq(dchan_watch_wait(w, p[0], -1), 0);
+	ck_assert_int_eq(dchan_watch_take(w, ck, 4), 0);
+
+	/* another process sends: an unbounded wait ends with the report */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		usleep(100000);
+		_exit(dchan_send(in, "x", 1, 0) == 0 ? 0 : 1);
+	}
+	while (n == 0) {
+		ck_assert_int_ge(dchan_watch_wait(w, -1, -1), 0);
+		n = dchan_watch_take(w, ck, 4);
+	}
+	ck_assert_int_eq(n, 1);
+	ck_assert_ptr_eq(ck[0], in);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_int_eq(st, 0);
+	/* held: left to the owner, not reported */
+	ck_assert_int_eq(dchan_watch_hold(w, in, 1), 0);
+	ck_assert_int_eq(dchan_watch_wait(w, -1, 0), 0);
+	ck_assert_int_eq(dchan_watch_take(w, ck, 4), 0);
+	ck_assert_int_eq(dchan_watch_hold(w, in, 0), 0);
+	n = 0;
+	while (n == 0) {
+		ck_assert_int_ge(dchan_watch_wait(w, -1, -1), 0);
+		n = dchan_watch_take(w, ck, 4);
+	}
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(dchan_recv(in, buf, sizeof buf, 0, &len), 0);
+	ck_assert_int_eq(dchan_watch_wait(w, p[0], 0), 0);
+	ck_assert_int_eq(dchan_watch_take(w, ck, 4), 0);
+
+	/* after dchan_watch_fd the helper reports, and the wait sees it */
+	ck_assert_int_ge(dchan_watch_fd(w), 0);
+	ck_assert_int_eq(dchan_send(in, "y", 1, 0), 0);
+	n = 0;
+	while (n == 0) {
+		ck_assert_int_ge(dchan_watch_wait(w, -1, -1), 0);
+		n = dchan_watch_take(w, ck, 4);
+	}
+	ck_assert_int_eq(n, 1);
+	close(p[0]);
+	close(p[1]);
+	ck_assert_int_eq(dchan_watch_destroy(w), 0);
+	ck_assert_int_eq(dchan_destroy(in), 0);
+	t_pool_done(pool);
+}
+END_TEST
+
 START_TEST(t_watch_limits)
 {
 	dmem_pool_t *pool = t_pool("watchlim", 32 << 20);
@@ -171,6 +244,7 @@ int main(void)
 	tcase_add_test(tc, t_watch_reports_changes);
 	tcase_add_test(tc, t_watch_limits);
 	tcase_add_test(tc, t_watch_hold);
+	tcase_add_test(tc, t_watch_wait);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

@@ -561,7 +561,10 @@ DCHAN_EXPORT int dchan_mem_write(const dmem_pool_desc_t *pool,
  * the set has a poller registered on it, so its senders and receivers bump
  * and wake its event word as they do for dchan_poll; channels outside every
  * watch set pay nothing.  One helper thread per set sleeps on all the
- * set's event words at once (futex_waitv).
+ * set's event words at once (futex_waitv) and reports through the
+ * descriptor; it starts at the first dchan_watch_fd.  An event loop may
+ * sleep in dchan_watch_wait instead, which covers the channels and the
+ * loop's own descriptor in one wait and saves the helper's wake-up.
  */
 typedef struct dchan_watch dchan_watch_t;
 
@@ -580,6 +583,19 @@ DCHAN_EXPORT int dchan_watch_fd(const dchan_watch_t *watch);
  */
 DCHAN_EXPORT int dchan_watch_add(dchan_watch_t *watch, dchan_t *ch,
 				 unsigned events, void *cookie);
+/*
+ * Sleep in the calling thread until a channel of the set may be ready for
+ * its events (reported: take it with dchan_watch_take), fd (< 0: none;
+ * borrowed, an epoll descriptor say) polls readable, or timeout_ms passes
+ * (< 0: no bound; 0: look once, do not sleep).  One thread at a time.  A
+ * publisher on a watched channel wakes this thread itself (io_uring's
+ * futex wait beside a poll of fd, Linux 6.7); where the kernel cannot do
+ * that, or after dchan_watch_fd started the helper, it polls fd and the
+ * helper's descriptor.  Returns the channels reported by this call (0
+ * also when the helper reported some: take them anyway) or a negative
+ * errno.
+ */
+DCHAN_EXPORT int dchan_watch_wait(dchan_watch_t *watch, int fd, int timeout_ms);
 /* Stop watching ch; -ENOENT if it is not in the set. */
 DCHAN_EXPORT int dchan_watch_del(dchan_watch_t *watch, dchan_t *ch);
 /*
