@@ -480,3 +480,50 @@ if __name__ == "__main__":
     assert "('grand', 'node1', %d)" % child_pid in out
     assert "('grand seen by child', 0, 0)" in out
     assert "child: 0 1" in out
+
+
+def test_parent_sentinel_of_a_parent_on_another_node(run):
+    rc, out, err = run(HEAD + """
+from multiprocessing.connection import wait
+
+def child(q, ready):
+    pp = mp.parent_process()
+    s = pp.sentinel
+    q.put(("sentinel is an fd", isinstance(s, int) and os.fstat(s) is not None))
+    q.put(("wait while the parent runs", wait([s], 0.5)))
+    q.put(("parent alive", pp.is_alive()))
+    ready.set()
+    q.put(("wait once the parent ended", wait([s], 30) == [s]))
+    q.put(("parent alive", pp.is_alive()))
+
+def parent(q):
+    ready = mp.Event()
+    c = mp.get_context("dragon").Process(target=child, args=(q, ready),
+                                         policy=Policy(host_name="node2"))
+    c.start()
+    ready.wait(60)
+    time.sleep(0.5)
+    os._exit(0)          # leaves the child running
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    q = mp.Queue()
+    p = mp.get_context("dragon").Process(target=parent, args=(q,),
+                                         policy=Policy(host_name="node1"))
+    p.start()
+    for i in range(3):
+        print("child:", q.get(timeout=60), flush=True)
+    # The zygote started the parent: the runtime learns of its end when
+    # it is reaped, at this join.
+    p.join(30)
+    print("parent:", p.exitcode, flush=True)
+    for i in range(2):
+        print("child:", q.get(timeout=60), flush=True)
+""")
+    assert rc == 0, out + err
+    for line in ("child: ('sentinel is an fd', True)",
+                 "child: ('wait while the parent runs', [])",
+                 "child: ('parent alive', True)",
+                 "child: ('wait once the parent ended', True)",
+                 "child: ('parent alive', False)", "parent: 0"):
+        assert line in out, line + "\n" + out + err
