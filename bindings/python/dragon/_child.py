@@ -152,6 +152,8 @@ def _report_done(done_fd, code):
     exit code to the parent."""
     try:
         from ._holders import release_all
+        from .connection import announce_exit
+        announce_exit()
         release_all()
     except Exception:
         pass

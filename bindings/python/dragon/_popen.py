@@ -287,6 +287,9 @@ class RemotePopen(_Base):
         # (DLAUNCH_PID_ON): the runtime's calls take the same number.
         self.pid = _spawn.spawn_interpreter(rt, argv, _spawn.remote_environ(),
                                             node=self._node)
+        # The child cannot record itself in this node's holder records of
+        # the Pipe ends it was given: it holds them from now on.
+        _holders.hand_over(self._in_flight, self.pid)
         self._rt = rt
         self._code = None
         r, w = os.pipe()
