@@ -151,9 +151,12 @@ def _report_done(done_fd, code):
     locks released, is what it would see after the exit), then write the
     exit code to the parent."""
     try:
-        from ._holders import release_all
         from .connection import announce_exit
         announce_exit()
+    except Exception:
+        pass
+    try:
+        from ._holders import release_all
         release_all()
     except Exception:
         pass
