@@ -492,18 +492,12 @@ static void sub_free(dlaunch_t *sub)
 
 static void subs_free(dlaunch_t *rt)
 {
-	struct dlaunch__remote *p;
-
 	if (rt->global)
 		sub_free(rt->global);
 	for (unsigned i = 0; rt->nodes && i < rt->nnodes; i++)
 		if (rt->nodes[i])
 			sub_free(rt->nodes[i]);
 	free(rt->nodes);
-	while ((p = rt->remote)) {
-		rt->remote = p->next;
-		free(p);
-	}
 }
 
 static void send_bye(dlaunch_t *rt, const dlaunch__conv_t *c)

@@ -195,14 +195,6 @@ struct dlaunch {
 	pthread_mutex_t sub_lock;	   /* guards the fields below */
 	struct dlaunch *global;		   /* on the primary's services */
 	struct dlaunch **nodes;		   /* [nnodes], by node index */
-	struct dlaunch__remote *remote;	   /* pids started elsewhere */
-};
-
-/* A process this handle started on another node. */
-struct dlaunch__remote {
-	struct dlaunch__remote *next;
-	pid_t pid;
-	uint32_t node;
 };
 
 /* Count a call in; -DLAUNCH_E_CLOSED (with a detail message naming fn)
@@ -242,12 +234,11 @@ int dlaunch__connect_sub(dlaunch_t *rt, const char *svc_text,
 			 dlaunch_t **sub_out);
 
 /* nodes.c: the handle on node's local services (rt for this node); the
- * node a pid started through rt runs on, and remembering it. */
+ * services that know the process pid names (see DLAUNCH_PID_SPAN: an OS
+ * pid of this node, or a node and an OS pid there), and its OS pid. */
 int dlaunch__on_node(dlaunch_t *rt, uint32_t node, dlaunch_t **h_out);
-dlaunch_t *dlaunch__pid_handle(dlaunch_t *rt, pid_t pid);
-/* Its status was collected: the pid is no longer this handle's. */
-void dlaunch__pid_forget(dlaunch_t *rt, pid_t pid);
-int dlaunch__pid_remember(dlaunch_t *rt, pid_t pid, uint32_t node);
+int dlaunch__pid_handle(dlaunch_t *rt, pid_t pid, dlaunch_t **h_out,
+			pid_t *os_pid_out);
 /* The registry name under which a node's local services are found. */
 #define DLAUNCH_NODE_SERVICES_FMT "dragon.node.%u.services"
 

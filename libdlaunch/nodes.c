@@ -4,9 +4,9 @@
  * global services under DLAUNCH_NODE_SERVICES_FMT.  A handle that starts
  * a process on another node looks that up once, keeps a sub-handle on
  * those services (its requests and replies travel through the transport
- * agents), and remembers which node each such pid runs on, so that
- * dlaunch_wait, dlaunch_signal and dlaunch_proc_fd on it go there too,
- * until dlaunch_wait has collected its status.
+ * agents).  A process there is named by a pid that says its node
+ * (DLAUNCH_PID_SPAN), so dlaunch_wait, dlaunch_signal and dlaunch_proc_fd
+ * on it go there too, whoever calls them.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -84,46 +84,31 @@ int dlaunch__on_node(dlaunch_t *rt, uint32_t node, dlaunch_t **h_out)
 	return 0;
 }
 
-int dlaunch__pid_remember(dlaunch_t *rt, pid_t pid, uint32_t node)
+/* A pid names a node and an OS pid there (DLAUNCH_PID_SPAN): a process
+ * of another node and one of this node with the same OS pid are never
+ * taken for each other, and any process may name a process of any node
+ * (a child its parent on another node), not only the one that started
+ * it. */
+int dlaunch__pid_handle(dlaunch_t *rt, pid_t pid, dlaunch_t **h_out,
+			pid_t *os_pid_out)
 {
-	struct dlaunch__remote *p = malloc(sizeof *p);
+	uint32_t node;
+	int rc;
 
-	if (!p)
-		return -ENOMEM;
-	p->pid = pid;
-	p->node = node;
-	pthread_mutex_lock(&rt->sub_lock);
-	p->next = rt->remote;
-	rt->remote = p;
-	pthread_mutex_unlock(&rt->sub_lock);
-	return 0;
-}
-
-void dlaunch__pid_forget(dlaunch_t *rt, pid_t pid)
-{
-	struct dlaunch__remote *gone = NULL;
-
-	pthread_mutex_lock(&rt->sub_lock);
-	for (struct dlaunch__remote **pp = &rt->remote; *pp; pp = &(*pp)->next)
-		if ((*pp)->pid == pid) {
-			gone = *pp;
-			*pp = gone->next;
-			break;
-		}
-	pthread_mutex_unlock(&rt->sub_lock);
-	free(gone);
-}
-
-dlaunch_t *dlaunch__pid_handle(dlaunch_t *rt, pid_t pid)
-{
-	dlaunch_t *h = rt;
-
-	pthread_mutex_lock(&rt->sub_lock);
-	for (struct dlaunch__remote *p = rt->remote; p; p = p->next)
-		if (p->pid == pid) {
-			h = rt->nodes[p->node];
-			break;
-		}
-	pthread_mutex_unlock(&rt->sub_lock);
-	return h;
+	if (pid < DLAUNCH_PID_SPAN) {
+		*h_out = rt;
+		*os_pid_out = pid;
+		return 0;
+	}
+	node = (uint32_t)(pid / DLAUNCH_PID_SPAN) - 1;
+	if (node >= rt->nnodes)
+		return dlaunch__fail(-DLAUNCH_E_NOPROC,
+				     "pid %ld names a process of node %u, but "
+				     "the runtime has %u node%s",
+				     (long)pid, node, rt->nnodes,
+				     rt->nnodes > 1 ? "s" : "");
+	rc = dlaunch__on_node(rt, node, h_out);
+	if (rc == 0)
+		*os_pid_out = pid % DLAUNCH_PID_SPAN;
+	return rc;
 }

@@ -88,7 +88,7 @@ DLAUNCH_EXPORT int dlaunch_spawn(dlaunch_t *rt, const char *path,
 				      DLAUNCH_MSG_MAX);
 	rc = dlaunch__call(h, &m, 0, &r, &c);
 	if (rc >= 0 && h != rt)
-		rc = dlaunch__pid_remember(rt, (pid_t)rc, attr->node) ?: rc;
+		rc = DLAUNCH_PID_ON(attr->node, rc);
 	if (rc >= 0) {
 		*pid_out = (pid_t)rc;
 		rc = 0;
@@ -130,12 +130,12 @@ DLAUNCH_EXPORT int dlaunch_wait(dlaunch_t *rt, pid_t pid, uint64_t timeout_ns,
 
 	if (!rt || !status_out || pid <= 0)
 		return dlaunch__fail(-EINVAL, "dlaunch_wait: bad argument");
-	h = dlaunch__pid_handle(rt, pid);
+	rc = dlaunch__pid_handle(rt, pid, &h, &pid);
+	if (rc < 0)
+		return rc;
 	rc = dlaunch__status_call(h, pid, timeout_ns, false, &raw);
 	if (rc < 0)
 		return rc;
-	if (h != rt)
-		dlaunch__pid_forget(rt, pid);
 	/* raw is the wait(2) status word. */
 	memset(&st, 0, sizeof st);
 	st.exited = WIFEXITED(raw);
@@ -161,7 +161,9 @@ DLAUNCH_EXPORT int dlaunch_signal(dlaunch_t *rt, pid_t pid, int signo)
 
 	if (!rt || pid <= 0 || signo < 0 || signo >= NSIG)
 		return dlaunch__fail(-EINVAL, "dlaunch_signal: bad argument");
-	rt = dlaunch__pid_handle(rt, pid);
+	rc = dlaunch__pid_handle(rt, pid, &rt, &pid);
+	if (rc < 0)
+		return rc;
 	dlaunch__msg_init(&m, DLAUNCH_MSG_SIGNAL, 0, 0);
 	dlaunch__msg_put_i64(&m, pid);
 	dlaunch__msg_put_i64(&m, signo);

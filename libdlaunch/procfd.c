@@ -150,9 +150,12 @@ DLAUNCH_EXPORT int dlaunch_proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out)
 
 static int proc_fd(dlaunch_t *rt, pid_t pid, int *fd_out)
 {
-	dlaunch_t *h = dlaunch__pid_handle(rt, pid);
+	dlaunch_t *h;
 	int fd, rc, raw;
 
+	rc = dlaunch__pid_handle(rt, pid, &h, &pid);
+	if (rc < 0)
+		return rc;
 	/* Asking first makes sure pid is ours and has not been reaped
 	 * (a reaped pid could be reused by another process). */
 	rc = dlaunch__status_call(h, pid, 0, true, &raw);

@@ -4,8 +4,8 @@
  *   mn_remote procfd   dlaunch_proc_fd on a process of the last node:
  *                      not ready while it runs, ready once it ended, and
  *                      ready at once for one that already ended; the
- *                      exit codes; a pid whose status was collected is
- *                      no longer the handle's
+ *                      exit codes; a status collected stays there for
+ *                      another wait; its OS pid alone names no process
  *   mn_remote client K from the last node, start `true` on node 0 (a
  *                      conversation with node 0's services), say its
  *                      pid, then end: K=kill by SIGKILL, K=exit normally
@@ -13,6 +13,7 @@
  *   mn_remote spawner K (client's process on the last node)
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,6 +42,13 @@ static int procfd(void)
 
 	if ((rc = spawn_on(last, "sh", slow, &pid)))
 		return die("spawn on the last node", rc);
+	/* Its OS pid alone names a process of this node, never it (the
+	 * nodes share one pid space here, so none has that pid). */
+	rc = dlaunch_wait(rt, pid % (1 << 22), 0, &st);
+	printf("its os pid here: %s\n", rc == -DLAUNCH_E_NOPROC ? "no process"
+					: rc == -EAGAIN ? "the remote process"
+							: dlaunch_strerror(rc));
+	printf("its pid names node %d\n", (int)(pid / (1 << 22)) - 1);
 	if ((rc = dlaunch_proc_fd(rt, pid, &fd)))
 		return die("dlaunch_proc_fd of a running remote process", rc);
 	printf("running: fd ready %s\n", ready(fd, 0) ? "yes" : "no");
@@ -50,7 +58,7 @@ static int procfd(void)
 		return die("wait", rc);
 	printf("slow exited %d\n", dlaunch_status_code(&st));
 	rc = dlaunch_wait(rt, pid, 0, &st);
-	printf("a second wait: %s\n", rc ? "an error" : "a status");
+	printf("a second wait: %s\n", rc ? dlaunch_strerror(rc) : "a status");
 	if ((rc = spawn_on(last, "sh", quick, &pid)))
 		return die("spawn on the last node", rc);
 	sleep(2);

@@ -26,8 +26,11 @@ check "dlaunch_proc_fd on a running process of node 1: not ready while it runs" 
 	'grep -qx "running: fd ready no" "$W/out"'
 check "... ready once it ended" 'grep -qx "ended: fd ready yes" "$W/out"'
 check "... and its exit code comes back" 'grep -qx "slow exited 4" "$W/out"'
-check "once its status is collected, the pid is no longer the handle's" \
-	'grep -qx "a second wait: an error" "$W/out"'
+check "once its status is collected, another wait gets it again" \
+	'grep -qx "a second wait: a status" "$W/out"'
+check "its pid names its node (1)" 'grep -qx "its pid names node 1" "$W/out"'
+check "its OS pid alone names no process of node 0" \
+	'grep -qx "its os pid here: no process" "$W/out"'
 check "dlaunch_proc_fd on a process of node 1 that already ended: ready at once" \
 	'grep -qx "already ended: fd ready yes" "$W/out" && grep -qx "quick exited 6" "$W/out"'
 check "... dragon exits 0 (rc $rc)" '[ $rc = 0 ]'

@@ -552,3 +552,166 @@ def test_p2p_lat_example_over_two_nodes(run, extra):
     table = [l.split() for l in lines[head + 1:head + 11]]
     assert [int(r[0]) for r in table] == [2 ** k for k in range(1, 11)], out
     assert all(float(r[1]) > 0 for r in table), out
+
+
+def test_pipe_end_of_file_between_nodes(run):
+    # Each end's holder on the other node lets go in a different way: an
+    # explicit close while it runs, its exit, SIGKILL; the peer's poll
+    # turns true, wait() returns it, and recv raises EOFError.
+    rc, out, err = run(HEAD + """
+from multiprocessing.connection import wait
+
+def closer(b, ev):
+    b.send("from " + socket.gethostname())
+    b.close()
+    ev.wait(60)          # still running while the peer looks
+
+def leaver(b):
+    b.send("bye")
+
+def sleeper(b, ready):
+    ready.set()
+    time.sleep(60)
+
+def reader(c, q):
+    print("reader on", socket.gethostname(), flush=True)
+    q.put(("first", c.recv()))
+    q.put(("poll", c.poll(30)))
+    try:
+        c.recv()
+        q.put(("recv", "a message"))
+    except EOFError:
+        q.put(("recv", "EOFError"))
+
+def waiter(c, q):
+    q.put(("poll while it runs", c.poll(0.5)))
+    q.put(("poll", c.poll(30)))
+    try:
+        c.recv()
+        q.put(("recv", "a message"))
+    except EOFError:
+        q.put(("recv", "EOFError"))
+
+def eof(tag, a):
+    got = a.poll(30)
+    print(tag, "poll:", got, flush=True)
+    if not got:
+        return
+    try:
+        a.recv()
+        print(tag, "recv: a message", flush=True)
+    except EOFError:
+        print(tag, "recv: EOFError", flush=True)
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    ctx = mp.get_context("dragon")
+    there = Policy(host_name="node2")
+    here = Policy(host_name="node1")
+
+    a, b = mp.Pipe()
+    ev = mp.Event()
+    p = ctx.Process(target=closer, args=(b, ev), policy=there); p.start(); b.close()
+    print("closer sent:", a.recv(), flush=True)
+    print("closer wait:", wait([a], 30) == [a], flush=True)
+    eof("closer", a)
+    print("closer alive meanwhile:", p.is_alive(), flush=True)
+    ev.set(); p.join(30)
+
+    a, b = mp.Pipe()
+    p = ctx.Process(target=leaver, args=(b,), policy=there); p.start(); b.close()
+    print("leaver sent:", a.recv(), flush=True)
+    eof("leaver", a)
+    p.join(30)
+
+    r, w = mp.Pipe(duplex=False)
+    ready = mp.Event()
+    p = ctx.Process(target=sleeper, args=(w, ready), policy=there); p.start(); w.close()
+    ready.wait(60)
+    print("sleeper poll while it runs:", r.poll(0.5), flush=True)
+    p.kill(); p.join(30)
+    eof("killed", r)
+
+    # The other way: the reader is on node2, the writer's holders here.
+    a, b = mp.Pipe()
+    q = mp.Queue()
+    p = ctx.Process(target=reader, args=(b, q), policy=there); p.start(); b.close()
+    a.send("one")
+    print("reader:", q.get(timeout=60), flush=True)
+    a.close()
+    print("reader:", q.get(timeout=60), flush=True)
+    print("reader:", q.get(timeout=60), flush=True)
+    p.join(30)
+
+    # A holder on node1 other than the Pipe's creator is killed.
+    a, b = mp.Pipe()
+    ready = mp.Event()
+    k = ctx.Process(target=sleeper, args=(a, ready), policy=here); k.start(); a.close()
+    ready.wait(60)
+    p = ctx.Process(target=waiter, args=(b, q), policy=there); p.start(); b.close()
+    print("killed-writer:", q.get(timeout=60), flush=True)
+    k.kill(); k.join(30)
+    print("killed-writer:", q.get(timeout=60), flush=True)
+    print("killed-writer:", q.get(timeout=60), flush=True)
+    p.join(30)
+    print("codes:", p.exitcode, flush=True)
+""")
+    assert rc == 0, out + err
+    assert "codes: 0" in out
+    for line in ("closer sent: from node2", "closer wait: True", "closer poll: True",
+                 "closer recv: EOFError", "closer alive meanwhile: True",
+                 "leaver sent: bye", "leaver poll: True", "leaver recv: EOFError",
+                 "sleeper poll while it runs: False", "killed poll: True",
+                 "killed recv: EOFError",
+                 "reader: ('first', 'one')", "reader: ('poll', True)",
+                 "reader: ('recv', 'EOFError')",
+                 "killed-writer: ('poll while it runs', False)",
+                 "killed-writer: ('poll', True)", "killed-writer: ('recv', 'EOFError')"):
+        assert line in out, line + "\n" + out + err
+
+
+def test_parent_sentinel_of_a_parent_on_another_node(run):
+    rc, out, err = run(HEAD + """
+from multiprocessing.connection import wait
+
+def child(q, ready):
+    pp = mp.parent_process()
+    s = pp.sentinel
+    q.put(("sentinel is an fd", isinstance(s, int) and os.fstat(s) is not None))
+    q.put(("wait while the parent runs", wait([s], 0.5)))
+    q.put(("parent alive", pp.is_alive()))
+    ready.set()
+    q.put(("wait once the parent ended", wait([s], 30) == [s]))
+    q.put(("parent alive", pp.is_alive()))
+
+def parent(q):
+    ready = mp.Event()
+    c = mp.get_context("dragon").Process(target=child, args=(q, ready),
+                                         policy=Policy(host_name="node2"))
+    c.start()
+    ready.wait(60)
+    time.sleep(0.5)
+    os._exit(0)          # leaves the child running
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    q = mp.Queue()
+    p = mp.get_context("dragon").Process(target=parent, args=(q,),
+                                         policy=Policy(host_name="node1"))
+    p.start()
+    for i in range(3):
+        print("child:", q.get(timeout=60), flush=True)
+    # The zygote started the parent: the runtime learns of its end when
+    # it is reaped, at this join.
+    p.join(30)
+    print("parent:", p.exitcode, flush=True)
+    for i in range(2):
+        print("child:", q.get(timeout=60), flush=True)
+""")
+    assert rc == 0, out + err
+    for line in ("child: ('sentinel is an fd', True)",
+                 "child: ('wait while the parent runs', [])",
+                 "child: ('parent alive', True)",
+                 "child: ('wait once the parent ended', True)",
+                 "child: ('parent alive', False)", "parent: 0"):
+        assert line in out, line + "\n" + out + err

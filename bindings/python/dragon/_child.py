@@ -151,6 +151,11 @@ def _report_done(done_fd, code):
     locks released, is what it would see after the exit), then write the
     exit code to the parent."""
     try:
+        from .connection import announce_exit
+        announce_exit()
+    except Exception:
+        pass
+    try:
         from ._holders import release_all
         release_all()
     except Exception:
@@ -161,6 +166,44 @@ def _report_done(done_fd, code):
         os.write(done_fd, bytes([code]))
     except OSError:
         pass  # the parent reads the status from the zombie instead
+
+
+def _remote_parent_sentinel(node, os_pid):
+    """The sentinel of a parent on another node, whose OS pid means nothing
+    here: a pipe whose write end a thread closes once the runtime's
+    descriptor for the parent (dlaunch_proc_fd, asking the parent's node)
+    is ready.  The thread makes the call, so that the start does not wait
+    for that node; when the runtime cannot name the parent the pipe stays
+    open (the runtime ends this process when its job ends).  The runtime
+    knows of the parent's end once it is reaped: at once for a process it
+    started, when its own parent joins it for one the zygote started."""
+    import select
+    import threading
+    from . import machine, runtime
+    from ._dragon_cffi import ffi, lib
+    global _remote_parent_w
+    r, _remote_parent_w = os.pipe()
+    rt = runtime.current(start=False)
+    if rt is None:
+        return r
+    pid = machine.encode_pid(node, os_pid)
+    w = _remote_parent_w
+
+    def watch():
+        fd = ffi.new("int *")
+        try:
+            if lib.dlaunch_proc_fd(rt.handle, pid, fd) < 0:
+                return
+        except Exception:
+            return
+        try:
+            select.select([fd[0]], [], [])
+        finally:
+            os.close(fd[0])
+        os.close(w)
+
+    threading.Thread(target=watch, daemon=True, name="dragon-parent-watch").start()
+    return r
 
 
 def _take_affinity(cpus):
@@ -184,13 +227,9 @@ _remote_parent_w = None
 
 
 def _parent_sentinel(prep):
-    if prep.get("dragon_parent_node") is not None:
-        # The parent is on another node: its pid means nothing here.  The
-        # sentinel is a pipe that stays open (the runtime ends this
-        # process when its parent's job ends).
-        global _remote_parent_w
-        r, _remote_parent_w = os.pipe()
-        return r
+    node = prep.get("dragon_parent_node")
+    if node is not None:
+        return _remote_parent_sentinel(node, prep["dragon_parent_pid"])
     try:
         return os.pidfd_open(prep["dragon_parent_pid"])
     except (OSError, KeyError):  # the parent is already gone

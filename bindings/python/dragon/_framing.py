@@ -8,6 +8,11 @@ Every message starts with one kind byte:
   band) travel in their own pool allocations, received without a copy;
 * ``K_RAW``: on a Queue's channel only, a byte string put as it is (no
   pickle); only Queue.get reads a Queue's channel;
+* ``K_HOLD``, ``K_RELEASE``: on a Pipe whose ends crossed nodes only,
+  a holder of the sender's end names itself (its pid as other nodes name
+  it, :func:`control`) when it takes the end and when it lets go, for
+  the receivers that cannot see its node's holder record; receivers
+  take them and never return them;
 * ``K_CLOSE``: the end-of-file notice that wakes the peer, the one
   message without a kind byte: a zero-length message.  Every other
   message is longer, so a receive of at most zero bytes takes a notice at
@@ -22,13 +27,16 @@ the pickling (:func:`dumps`) and the reading of a receive's result
 import copyreg
 import io
 import pickle
+import struct
 from pickle import dumps as _dumps_plain
 
 from multiprocessing.reduction import ForkingPickler
 
 from ._dragon_cffi import ffi
 
-K_BYTES, K_OOB, K_CLOSE = 0, 1, 2
+K_BYTES, K_OOB, K_CLOSE, K_HOLD, K_RELEASE = 0, 1, 2, 3, 4
+#: The kinds of the holder messages.
+K_CONTROL = (K_HOLD, K_RELEASE)
 K_RAW = 16
 #: The kind bytes as byte strings: the head of a message, and what
 #: indexing a receive buffer (a char[]) gives.
@@ -121,3 +129,14 @@ def recv_result(n, st):
         return K_CLOSE, b""
     buf, fb = st
     return buf[0][0], fb[1:n]
+
+
+def control(kind, gpid):
+    """A holder message of kind K_HOLD or K_RELEASE for process gpid."""
+    return struct.pack("<Bq", kind, gpid)
+
+
+def control_pid(view):
+    """The process a holder message names (view: the message after its
+    kind byte)."""
+    return struct.unpack_from("<q", view, 0)[0]

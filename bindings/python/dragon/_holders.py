@@ -8,12 +8,19 @@ negative one marks a copy in flight (pickled by process -value and not yet
 unpickled), which counts as held while that process lives.  Slot 0 is a
 flag: set when the table overflowed, after which the object never reports
 end-of-file.
+
+A holder on another node cannot write the record: its slot holds the pid
+by which this node names it (above every OS pid, see dragon.machine),
+written for it here (a Connection handed to a child started there, or a
+holder message from it, see dragon.connection), and it counts as held
+while that node's services say it runs.
 """
 import contextlib
 import os
 import threading
 
 from ._dragon_cffi import ffi, lib
+from . import machine
 
 SLOTS = 31
 
@@ -34,7 +41,10 @@ _entries = {}
 def _alive(pid):
     """False once pid has exited (a zombie counts as exited).  When /proc
     cannot be read for another reason (no descriptor left, say) the
-    process counts as alive: a peer must never see end-of-file early."""
+    process counts as alive: a peer must never see end-of-file early.
+    A process of another node is asked about there."""
+    if pid >= machine.PID_SPAN:
+        return machine.remote_alive(pid)
     try:
         with open("/proc/%d/stat" % pid, "rb") as f:
             stat = f.read()
@@ -100,6 +110,29 @@ class HolderTable:
             lib.dragon_glue_cas32(self._w + slot, me, 0)
             _entries.pop(self._key(slot), None)
 
+    def overflowed(self):
+        return lib.dragon_glue_load32(self._w) != 0
+
+    def values(self):
+        """The holders recorded now: pids, and -pid for copies in flight."""
+        vals = (lib.dragon_glue_load32(self._w + i) for i in range(1, self.WORDS))
+        return [v for v in vals if v]
+
+    def add_remote(self, pid):
+        """Record process pid of another node (as this node names it) as
+        a holder, unless it is recorded already."""
+        if pid in self.values():
+            return
+        for i in range(1, self.WORDS):
+            if lib.dragon_glue_cas32(self._w + i, 0, pid) == 0:
+                return
+        self._w[0] = 1  # overflow: never report end-of-file
+
+    def drop_remote(self, pid):
+        """Process pid of another node let go."""
+        for i in range(1, self.WORDS):
+            lib.dragon_glue_cas32(self._w + i, pid, 0)
+
     def held(self, besides=0):
         """True while some live process holds the object (not counting
         slot besides, when given)."""
@@ -156,6 +189,43 @@ def expect_receiver(items, pid):
         for key, p in list(_receivers.items()):
             if not _alive(p):
                 del _receivers[key]
+
+
+def hand_over(items, pid):
+    """The copies items (from capture_pending) went to process pid of
+    another node (as this node names it), which cannot record itself:
+    it holds them from now on, in the tables that count holders of other
+    nodes (Connections', see HolderTable.remote_holders)."""
+    me = os.getpid()
+    for key in items:
+        table = _entries.get(key)
+        if table is None or not getattr(table, "remote_holders", False):
+            continue
+        if lib.dragon_glue_cas32(table._w + key[1], -me, pid) == -me:
+            _entries.pop(key, None)
+
+
+class KnownHolders:
+    """The holders of a Pipe's end as a process on another node knows
+    them, when it cannot read their record: the pids (as other nodes name
+    them) it was given with its own end and learnt from holder messages
+    since.  Quacks like HolderTable.held."""
+
+    def __init__(self, gpids):
+        self.gpids = set(gpids)
+
+    def add(self, gpid):
+        self.gpids.add(gpid)
+
+    def drop(self, gpid):
+        self.gpids.discard(gpid)
+
+    def held(self, besides=0):
+        for g in list(self.gpids):
+            if _alive(machine.local_name(g)):
+                return True
+            self.gpids.discard(g)  # ended: it never holds again
+        return False
 
 
 def release_all():

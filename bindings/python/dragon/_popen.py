@@ -283,9 +283,13 @@ class RemotePopen(_Base):
         data = _payload(self, process_obj, extra)
         argv = _spawn.interpreter_argv(_spawn.CHILD_CODE, _spawn.REMOTE_FLAG,
                                        *_spawn.inline_pieces(data))
-        self._os_pid = _spawn.spawn_interpreter(rt, argv, _spawn.remote_environ(),
-                                                node=self._node)
-        self.pid = machine.encode_pid(self._node, self._os_pid)
+        # dlaunch_spawn names a process of another node as machine does
+        # (DLAUNCH_PID_ON): the runtime's calls take the same number.
+        self.pid = _spawn.spawn_interpreter(rt, argv, _spawn.remote_environ(),
+                                            node=self._node)
+        # The child cannot record itself in this node's holder records of
+        # the Pipe ends it was given: it holds them from now on.
+        _holders.hand_over(self._in_flight, self.pid)
         self._rt = rt
         self._code = None
         r, w = os.pipe()
@@ -300,7 +304,7 @@ class RemotePopen(_Base):
         w makes the sentinel readable."""
         st = ffi.new("dlaunch_status_t *")
         try:
-            rc = lib.dlaunch_wait(self._rt.handle, self._os_pid, lib.DLAUNCH_FOREVER, st)
+            rc = lib.dlaunch_wait(self._rt.handle, self.pid, lib.DLAUNCH_FOREVER, st)
             if rc == 0:
                 self._code = lib.dlaunch_status_code(st)
             else:
@@ -316,7 +320,7 @@ class RemotePopen(_Base):
 
     def _send_signal(self, sig):
         if self.returncode is None and self._rt.alive:
-            rc = lib.dlaunch_signal(self._rt.handle, self._os_pid, int(sig))
+            rc = lib.dlaunch_signal(self._rt.handle, self.pid, int(sig))
             if rc < 0 and rc != -lib.DLAUNCH_E_NOPROC:
                 runtime.dlaunch_check(rc, "signalling process %d on node %d"
                                       % (self.pid, self._node))

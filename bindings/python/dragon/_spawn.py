@@ -60,7 +60,8 @@ def _stdio_attr(rt):
 def spawn_interpreter(rt, argv, env=None, node=None):
     """dlaunch_spawn argv[0] with argv; env (a dict) replaces the
     environment when given; node, when given, is the index of the node to
-    start it on.  Returns the pid (the OS pid on that node)."""
+    start it on.  Returns the pid: the OS pid on this node, and on
+    another the pid that names it from here (see dragon.machine)."""
     keep = [ffi.new("char[]", os.fsencode(a)) for a in argv]
     c_argv = ffi.new("char *[]", keep + [ffi.NULL])
     attr = _stdio_attr(rt)

@@ -23,6 +23,7 @@ from pickle import dumps as _dumps_plain, loads as _loads
 import struct
 import threading
 import time
+import weakref
 
 from multiprocessing import connection as _mpconn, util
 from multiprocessing.context import get_spawning_popen
@@ -34,12 +35,14 @@ from ._consts import (RC_EAGAIN as _EAGAIN, RC_ETIMEDOUT as _ETIMEDOUT,
                       SLICE_S as _SLICE_S)
 from ._dragon_cffi import ffi, lib
 from ._errors import chan_error
-from ._framing import (K_BYTES, K_OOB, K_CLOSE, HDR_BYTES as _HDR_BYTES,
+from ._framing import (K_BYTES, K_OOB, K_CLOSE, K_HOLD, K_RELEASE, K_CONTROL,
+                       HDR_BYTES as _HDR_BYTES, control as _control_msg,
+                       control_pid as _control_pid,
                        K_BYTES_CHAR as _K_BYTES_CHAR, NOTICE as _NOTICE,
                        RECV_BUF as _RECV_BUF, plain as _plain, dumps as _dumps,
                        new_rstate as _new_rstate, recv_result as _recv_other)
-from ._holders import HolderTable, RecordEnd
-from . import channels, runtime
+from ._holders import HolderTable, KnownHolders, RecordEnd
+from . import channels, machine, runtime
 
 __all__ = ["Connection", "Pipe"]
 
@@ -51,6 +54,8 @@ _TABLE_BYTES = HolderTable.WORDS * 4
 #: to a process on another node (see Shared.crossed).
 SHARED_BYTES = 2 * _TABLE_BYTES + 12
 _ADESC = ffi.sizeof("dmem_alloc_desc_t")
+#: The length of a holder message (see dragon._framing.control).
+_CONTROL_LEN = len(_control_msg(K_HOLD, 0))
 
 
 _msg_send = lib.dragon_msg_send
@@ -99,9 +104,10 @@ class Shared:
     An end unpickled on another node than the Pipe's (a Process argument
     of a child placed there) reaches the channels through the transport
     (libdchan's gateway) but not the record, which is pool memory of the
-    Pipe's node: such an end (``remote``) has a record of its own, never
-    destroys the channels, and never sees end-of-file from the holder
-    tables (its peer counts as open).  Messages to or from it carry their
+    Pipe's node: such an end (``remote``) has a record of its own and
+    never destroys the channels; it sees end-of-file through the holders
+    of its peer it was given with it and the holder messages it received
+    since (see Connection).  Messages to or from it carry their
     buffers in band: the record's crossed word, set when an end was
     pickled for a process on another node, tells the senders of the
     Pipe's node to stop sending buffers as allocations of their pool."""
@@ -221,12 +227,26 @@ class Connection(_mpconn._ConnectionBase):
     channels (Shared.quiesce).  The readiness descriptor's helper
     thread holds the handles, not this object, which stays collectable;
     once it is collected, the helper keeps the end held until it has left
-    the channel, so that nobody destroys the channel under its calls."""
+    the channel, so that nobody destroys the channel under its calls.
+
+    Across nodes.  A holder on another node than the Pipe's cannot write
+    the holder record, nor read it.  Once an end of a Pipe went to another
+    node (Shared.crossed), every process that takes an end it may write
+    on names itself to the receivers of the other end with a holder
+    message (K_HOLD), and again when it lets go (K_RELEASE); the receivers
+    take these and never return them.  A receiver on the Pipe's node
+    records a holder of another node in the record (its liveness is then
+    asked of that node's services, see dragon._holders); a receiver on
+    another node keeps the holders of its peer it was given with its end
+    (the pickle carries them) and those it learnt since (KnownHolders).
+    A child on another node that got an end as a Process argument is
+    recorded as its holder by its parent (Popen, _holders.hand_over)."""
 
     #: True for a queue's endpoint, which never sees end-of-file.
     _peer_always = False
 
-    def __init__(self, shared, end, readable, writable, slot=None):
+    def __init__(self, shared, end, readable, writable, slot=None,
+                 peers=None, pipe=False):
         self._shared = shared
         self._end = end
         self._readable = readable
@@ -241,10 +261,21 @@ class Connection(_mpconn._ConnectionBase):
         self._rh = self._rch.handle if readable else None
         self._wh = self._wch.handle if writable else None
         self._mine = shared.tables[end]
-        if shared.remote:
-            self._peer_always = True
         self._busy = shared.busy
         self._peer = shared.tables[1 - end]
+        if shared.remote:
+            if peers is None:  # holders not known: never end-of-file
+                self._peer_always = True
+            else:
+                self._peer = KnownHolders(peers)
+        # A Pipe's end (not a queue's): it takes part in holder messages.
+        self._pipe = pipe
+        self._control = functools.partial(_apply_control, self._peer)
+        # Messages taken while looking for holder messages, for the next
+        # receive (see _take_control).
+        self._stash = []
+        if pipe:
+            _pipe_ends.add(self)
         self._slot = self._mine.register() if slot is None else slot
         shared.add_user()
         # Receive buffers: a receiving thread takes one (list.pop is
@@ -259,14 +290,14 @@ class Connection(_mpconn._ConnectionBase):
         self._pid = os.getpid()
         self._fin = util.Finalize(self, Connection._finalize,
                                   (shared, self._mine, self._slot, self._wch,
-                                   self._pid, self._wbox),
+                                   self._pid, self._wbox, pipe),
                                   exitpriority=None)
         runtime.current().track(self)
 
     # -- lifetime ----------------------------------------------------------
 
     @staticmethod
-    def _finalize(shared, mine, slot, wch, pid, wbox):
+    def _finalize(shared, mine, slot, wch, pid, wbox, pipe=False):
         w, wbox[0] = wbox[0], None
         if w is not None:
             # Collected while the readiness helper may be inside a call on
@@ -275,17 +306,19 @@ class Connection(_mpconn._ConnectionBase):
             # memory go to another allocation) under that call.  The
             # helper lets go when it ends; the collector never waits.
             w.stop(wait=False, then=lambda: Connection._let_go(
-                shared, mine, slot, wch, pid))
+                shared, mine, slot, wch, pid, pipe))
             return
-        Connection._let_go(shared, mine, slot, wch, pid)
+        Connection._let_go(shared, mine, slot, wch, pid, pipe)
 
     @staticmethod
-    def _let_go(shared, mine, slot, wch, pid):
+    def _let_go(shared, mine, slot, wch, pid, pipe=False):
         """Release this process's holding of the end (slot of table mine):
         the end-of-file notice when it was the last holder, then the
         destruction of the Pipe when nobody holds either end."""
         if os.getpid() != pid or runtime.active() is None:
             return
+        if pipe and wch is not None and shared.crossed():
+            _announce(wch.handle, K_RELEASE)
         # The notice goes out while this process still holds its end, so
         # that the peer cannot destroy the channel under it.
         if wch is not None and not mine.held(besides=slot):
@@ -335,12 +368,32 @@ class Connection(_mpconn._ConnectionBase):
 
     def __reduce__(self):
         self._check_closed()
-        if getattr(get_spawning_popen(), "crosses_nodes", False):
+        crossing = getattr(get_spawning_popen(), "crosses_nodes", False)
+        if crossing:
             self._shared.mark_crossed()
+        peers = None
+        if self._pipe and (crossing or self._shared.remote):
+            # The Popen records the child as the holder (hand_over).
+            self._mine.remote_holders = True
+            peers = self._peer_holders()
         slot = self._mine.register_pending()
         return (_rebuild_connection,
                 (self._shared.descriptor(), self._end, self._readable,
-                 self._writable, slot, os.getpid()))
+                 self._writable, slot, os.getpid(), peers, self._pipe))
+
+    def _peer_holders(self):
+        """The holders of the other end, as other nodes name them (see
+        machine.global_pid); None when they are not known."""
+        peer = self._peer
+        if isinstance(peer, KnownHolders):
+            return sorted(peer.gpids)
+        if self._shared.remote or peer.overflowed():
+            return None
+        out = []
+        for v in peer.values():
+            pid = abs(v)
+            out.append(pid if pid >= machine.PID_SPAN else machine.global_pid(pid))
+        return out
 
     # -- sending -----------------------------------------------------------
 
@@ -593,6 +646,8 @@ class Connection(_mpconn._ConnectionBase):
         """The first receive of recv_bytes() and recv(): (bytes, None) when
         it took a plain message, else (None, rc) for _recv_msg to go on
         from."""
+        if self._stash:
+            return None, self._stash.pop(0)
         bufs = self._bufs
         try:
             st = bufs.pop() or _new_rstate()
@@ -678,6 +733,8 @@ class Connection(_mpconn._ConnectionBase):
         while True:
             if rc is not None:
                 pass  # a first attempt was made by the caller
+            elif self._stash:
+                rc = self._stash.pop(0)
             elif deadline is None:
                 rc = self._recv_copy(ch, _SLICE_NS)
             else:
@@ -719,6 +776,9 @@ class Connection(_mpconn._ConnectionBase):
             if kind == K_CLOSE:
                 if self._rh is None:  # closed by another thread meanwhile
                     self._rhandle()
+                continue
+            if kind in K_CONTROL:
+                self._control(kind, view)
                 continue
             return kind, view
 
@@ -785,7 +845,8 @@ class Connection(_mpconn._ConnectionBase):
     @_in_call
     def _poll(self, timeout):
         ready = _poll_ready(self._rhandle(), self._peer, self._peer_always,
-                            timeout, self._consumed, lambda: self._rh is None)
+                            timeout, self._consumed, lambda: self._rh is None,
+                            self._control, self._stash)
         if ready is None:  # closed by another thread meanwhile
             self._rhandle()
         return ready
@@ -801,7 +862,8 @@ class Connection(_mpconn._ConnectionBase):
             raise OSError("connection is write-only")
         w = self._watch
         if w is None:
-            w = _ReadyFd(self._rhandle(), self._peer, self._peer_always)
+            w = _ReadyFd(self._rhandle(), self._peer, self._peer_always,
+                         self._control, self._stash)
             self._watch = self._wbox[0] = w
         else:
             # wait() asks for the descriptor each time it is called: bring
@@ -844,28 +906,98 @@ def _recv_sized(ch):
             raise chan_error(rc, "receiving on a Connection")
 
 
+def _take_control(ch, control, stash, consumed):
+    """Take the holder message at the head of channel handle ch and hand
+    it to control(kind, rest).  Other processes may receive from the
+    channel too: when another message took its place, a short one taken
+    instead goes to stash (the Connection's next receive takes it first),
+    and a longer one stays."""
+    buf = ffi.new("char[]", _CONTROL_LEN)
+    n = ffi.new("size_t *")
+    if lib.dchan_recv(ch, buf, _CONTROL_LEN, 0, n) != 0:
+        return
+    consumed()
+    data = ffi.buffer(buf, n[0])[:]
+    if not data:
+        return  # an end-of-file notice
+    if len(data) == _CONTROL_LEN and data[0] in K_CONTROL:
+        control(data[0], memoryview(data)[1:])
+    else:
+        stash.append((data[0], data[1:]))
+
+
+def _apply_control(peer, kind, view):
+    """A holder message reached the receiving end whose peer's holders
+    peer records: record what it says."""
+    gpid = _control_pid(view)
+    if isinstance(peer, KnownHolders):
+        (peer.add if kind == K_HOLD else peer.drop)(gpid)
+        return
+    pid = machine.local_name(gpid)
+    if pid < machine.PID_SPAN:
+        return  # a holder of this node records itself
+    if kind == K_HOLD:
+        peer.add_remote(pid)
+    else:
+        peer.drop_remote(pid)
+
+
+#: The Pipe ends of this process, for announce_exit.
+_pipe_ends = weakref.WeakSet()
+
+
+def announce_exit():
+    """This process has finished (see dragon._child): tell the receivers
+    on other nodes of the Pipes it holds an end of that it let go, as the
+    end of a process does for those of its node (the zygote reaps its
+    children only when their parents join them, and until then the
+    runtime counts them as running)."""
+    for c in list(_pipe_ends):
+        wh = c._wh
+        if wh is not None and c._shared.crossed():
+            _announce(wh, K_RELEASE)
+
+
+def _announce(ch, kind):
+    """Send a holder message naming this process on channel handle ch
+    (without waiting: a full channel drops it, and the end of this
+    process still tells)."""
+    try:
+        lib.dchan_send(ch, _control_msg(kind, machine.global_pid()), _CONTROL_LEN, 0)
+    except Exception:
+        pass
+
+
 def _send_notice(ch):
     """Put an end-of-file notice on channel handle ch (without waiting)."""
     return lib.dchan_send(ch, _NOTICE, 0, 0)
 
 
-def _poll_ready(ch, peer, peer_always, timeout, consumed, closed):
+def _poll_ready(ch, peer, peer_always, timeout, consumed, closed,
+                control=None, stash=()):
     """Wait up to timeout seconds (None: forever) until a message or
     end-of-file is waiting on channel handle ch; True when one is, None
     when closed() turned true meanwhile.  A close notice at the head is
-    dropped (consumed() is called then)."""
+    dropped (consumed() is called then); a holder message at the head is
+    taken and handed to control (see _take_control)."""
     deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
     rev = ffi.new("unsigned *")
-    peek = ffi.new("char[1]")
+    peek = ffi.new("char[]", _CONTROL_LEN)
     nout = ffi.new("size_t *")
     while True:
+        if stash:
+            return True
         if deadline is None:
             wait = _SLICE_NS
         else:
             wait = int(max(0.0, min(_SLICE_S, deadline - time.monotonic())) * 1e9)
         rc = lib.dchan_poll(ch, lib.DCHAN_POLLIN, wait, rev)
         if rc == 0:
-            rc = lib.dchan_peek(ch, peek, 1, 0, nout)
+            rc = lib.dchan_peek(ch, peek, _CONTROL_LEN, 0, nout)
+            if (rc == 0 and nout[0] == _CONTROL_LEN and control is not None
+                    and ord(peek[0]) in K_CONTROL):
+                _take_control(ch, control, stash, consumed)
+                continue
             if rc == _EMSGSIZE or (rc == 0 and nout[0] > 0):
                 return True
             if rc == 0:
@@ -894,11 +1026,13 @@ class _ReadyFd:
     the channel handle, not the Connection: a Connection whose descriptor
     was used is collected like any other, and its finalizer stops this."""
 
-    def __init__(self, ch, peer, peer_always):
+    def __init__(self, ch, peer, peer_always, control=None, stash=()):
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._ch = ch
         self._peer = peer
         self._peer_always = peer_always
+        self._control = control
+        self._stash = stash
         self._ready = False
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -930,7 +1064,8 @@ class _ReadyFd:
             while not self._stop:
                 try:
                     ready = _poll_ready(self._ch, self._peer, self._peer_always,
-                                        0.05, self.consumed, lambda: self._stop)
+                                        0.05, self.consumed, lambda: self._stop,
+                                        self._control, self._stash)
                 except Exception:
                     ready = True
                 if self._stop:
@@ -979,15 +1114,21 @@ class _ReadyFd:
             self._thread.join()
 
 
-def _rebuild_connection(desc, end, readable, writable, slot, sender):
+def _rebuild_connection(desc, end, readable, writable, slot, sender,
+                        peers=None, pipe=False):
     shared = Shared.attach(desc)
     s = shared.tables[end].claim(slot, sender)
-    return Connection(shared, end, readable, writable, slot=s)
+    c = Connection(shared, end, readable, writable, slot=s, peers=peers, pipe=pipe)
+    if pipe and writable and shared.crossed():
+        _announce(c._wh, K_HOLD)
+    return c
 
 
 def Pipe(duplex=True):
     """A pair of Connections; duplex=False gives (receive-only, send-only)."""
     shared = Shared.create(duplex)
     if duplex:
-        return (Connection(shared, 0, True, True), Connection(shared, 1, True, True))
-    return (Connection(shared, 0, True, False), Connection(shared, 1, False, True))
+        return (Connection(shared, 0, True, True, pipe=True),
+                Connection(shared, 1, True, True, pipe=True))
+    return (Connection(shared, 0, True, False, pipe=True),
+            Connection(shared, 1, False, True, pipe=True))

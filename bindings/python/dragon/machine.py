@@ -33,6 +33,9 @@ from ._dragon_cffi import ffi, lib
 __all__ = ["Node", "nodes", "node_count", "this_node", "cpu_count",
            "PID_SPAN", "encode_pid", "pid_node", "os_pid"]
 
+# libdlaunch names a process of another node the same way
+# (DLAUNCH_PID_ON): its calls take these pids as they are.
+
 #: The kernel's largest possible pid_max (PID_MAX_LIMIT on 64-bit Linux):
 #: no OS pid reaches it.
 PID_SPAN = 1 << 22
@@ -128,3 +131,27 @@ def pid_node(pid):
 def os_pid(pid):
     """The OS pid, on its own node, of the process named pid."""
     return pid % PID_SPAN if pid >= PID_SPAN else pid
+
+
+def global_pid(pid=None):
+    """The pid by which processes of every other node name process pid of
+    this node (default: this process)."""
+    return PID_SPAN * (this_node() + 1) + (os.getpid() if pid is None else pid)
+
+
+def local_name(gpid):
+    """The pid by which this process names the process that the other
+    nodes name gpid (see global_pid)."""
+    return os_pid(gpid) if pid_node(gpid) == this_node() else gpid
+
+
+def remote_alive(pid):
+    """Whether process pid of another node (as this node names it) still
+    runs, as its node's services know it: False once it has ended; True
+    while it runs, and when they cannot say (a process they did not start,
+    whose status they forgot, or that they cannot be asked about)."""
+    rt = _rt()
+    if rt is None or not rt.alive:
+        return True
+    st = ffi.new("dlaunch_status_t *")
+    return lib.dlaunch_wait(rt.handle, pid, 0, st) != 0

@@ -233,6 +233,22 @@ DLAUNCH_EXPORT unsigned dlaunch_node_count(const dlaunch_t *rt);
 
 /* ---- processes ---------------------------------------------------------- */
 
+/*
+ * Pids of processes on other nodes.  A process of the caller's node is
+ * named by its OS pid; a process of node index n (another node) by
+ * DLAUNCH_PID_ON(n, its OS pid there), a number above every pid a kernel
+ * can hand out (DLAUNCH_PID_SPAN is the largest possible pid_max), so
+ * that it is never taken for a process of this node with the same OS pid
+ * (kill(2) on it fails with ESRCH).  dlaunch_wait, dlaunch_signal and
+ * dlaunch_proc_fd take either.  DLAUNCH_PID_NODE and DLAUNCH_PID_OS take one
+ * apart (for a pid of this node, DLAUNCH_PID_NODE gives -1).
+ */
+#define DLAUNCH_PID_SPAN (1 << 22)
+#define DLAUNCH_PID_ON(node, pid)                                              \
+	((pid_t)(DLAUNCH_PID_SPAN * ((node) + 1) + (pid)))
+#define DLAUNCH_PID_NODE(pid) ((int)((pid) / DLAUNCH_PID_SPAN) - 1)
+#define DLAUNCH_PID_OS(pid)   ((pid_t)((pid) % DLAUNCH_PID_SPAN))
+
 /* What a started process's stdin, stdout or stderr is connected to. */
 enum dlaunch_stdio {
 	DLAUNCH_STDIO_DEFAULT = 0, /* stdin: /dev/null; stdout, stderr:
@@ -291,9 +307,10 @@ typedef struct dlaunch_spawn_attr {
  * forwarded).  All arguments are borrowed.
  * In a runtime over several nodes, DLAUNCH_SPAWN_ATTR_NODE starts the
  * process on node attr->node (its output is forwarded to the launcher's
- * terminal like any other); dlaunch_wait and dlaunch_signal on the
- * returned pid then go to that node when called through the same handle.
- * -EINVAL for a node index past dlaunch_node_count.
+ * terminal like any other); on another node than the caller's, *pid_out
+ * receives the pid that names it from here, DLAUNCH_PID_ON(node, OS pid),
+ * which dlaunch_wait, dlaunch_signal and dlaunch_proc_fd take from any
+ * process of this node.  -EINVAL for a node index past dlaunch_node_count.
  */
 DLAUNCH_EXPORT int dlaunch_spawn(dlaunch_t *rt, const char *path,
 				 char *const argv[],
