@@ -24,6 +24,7 @@
 #include "dtrans_agent.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -565,9 +566,11 @@ static int link_parse(struct dtrans__link *l)
 			return -DTRANS_E_FRAME;
 		if (link_sink_begin(l, &h, p, avail))
 			return 0;
+		/* the rest comes with later reads, and the buffer grows
+		 * with what arrives (link_read), not with what the header
+		 * claims: memory follows the bytes a peer really sent */
 		if (avail < DTRANS__FRAME_HDR + (size_t)h.len)
-			return buf_reserve(&l->in,
-					   DTRANS__FRAME_HDR + h.len - avail);
+			return 0;
 		rc = link_on_frame(l, &h, p + DTRANS__FRAME_HDR);
 		if (rc < 0)
 			return rc;

@@ -38,6 +38,8 @@ if ! "$CLANG" $flags -fsanitize=fuzzer -o "$work/fuzz_$t" \
 	exit 1
 fi
 mkdir -p "$work/corpus_$t"
+# inputs that once found a defect start every run
+cp "$top_srcdir/tests/dtransport/fuzz/seeds_$t"/* "$work/corpus_$t/" 2>/dev/null || true
 echo "fuzz_$t: running ${secs}s"
 if ! (cd "$work" && ASAN_OPTIONS=detect_leaks=0 "./fuzz_$t" \
 	-max_total_time="$secs" -max_len=4096 -timeout=10 \
