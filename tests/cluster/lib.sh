@@ -171,14 +171,32 @@ cleanup_across() {
 	check "$how: runtime A: a sleep on every node ($sleepsA), instance '$instA'" \
 		'[ $(echo $sleepsA | wc -w) = 3 ] && [ -n "$instA" ]'
 	# Its watchdogs first, then (stopped, so that none sees another go
-	# and ends its node) the launcher and the backends: nothing of it
-	# is left to clean up.
+	# and ends its node) the backends and last the launcher: nothing of
+	# it is left to clean up.  The backends must be gone before the
+	# launcher dies: where they share its process group (PALS's mpiexec
+	# starts them as its children), the launcher's death orphans that
+	# group, and the kernel sends SIGHUP and SIGCONT to a group orphaned
+	# with stopped members, which a stopped backend would take as an
+	# order to end its node.  (The owners are stopped before the
+	# watchdogs are listed, so that none starts after the list is taken.)
+	front="$(marked $markA 'dragon') $(marked $markA 'lt-dragon')"
+	backs=$(marked $markA '*dragon-backe*')
+	kill -STOP $front $backs
 	dogs=$(grep -lzx -- "$instA" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 |
-		while read -r p; do [ "$(cat /proc/$p/comm 2>/dev/null)" = dragon-cleanup ] && echo $p; done | tr '\n' ' ')
-	owners="$(marked $markA 'dragon') $(marked $markA 'lt-dragon') $(marked $markA '*dragon-backe*')"
-	kill -STOP $owners
+		while read -r p; do case $(cat /proc/$p/comm 2>/dev/null) in *dragon-cleanu*) echo $p ;; esac; done | tr '\n' ' ')
 	kill -KILL $dogs 2>/dev/null
-	kill -KILL $owners 2>/dev/null
+	kill -KILL $backs 2>/dev/null
+	i=0
+	while [ $i -lt 100 ]; do
+		live=
+		for p in $backs; do
+			case $(cut -d' ' -f3 /proc/$p/stat 2>/dev/null) in '' | Z) ;; *) live=1 ;; esac
+		done
+		[ -n "$live" ] || break
+		sleep 0.05
+		i=$((i + 1))
+	done
+	kill -KILL $front 2>/dev/null
 	sleep 1
 	check "$how: runtime A killed whole: its sleeps outlive it ($(marked $markA sleep))" \
 		'[ "$(marked $markA sleep)" = "$sleepsA" ]'
