@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "dragon_wlm.h"
 
 extern char **environ;
 
@@ -35,77 +36,6 @@ bool cleanup_in_pbs_job(void)
 	const char *f = getenv("PBS_NODEFILE");
 
 	return f && *f;
-}
-
-/* Host names: the first word of each line (blank lines and #-comments
- * skipped), or with sep the pieces between seps; repeats dropped, order
- * kept.  NULL-ended; *n is the count. */
-static char **hosts_parse(char *text, const char *sep, unsigned *n)
-{
-	char **h = calloc(strlen(text) / 2 + 2, sizeof *h);
-	char *sv, *t;
-
-	*n = 0;
-	if (!h)
-		return NULL;
-	for (t = strtok_r(text, sep ? sep : "\n", &sv); t;
-	     t = strtok_r(NULL, sep ? sep : "\n", &sv)) {
-		bool seen = false;
-
-		t += strspn(t, " \t\r");
-		t[strcspn(t, " \t\r")] = '\0';
-		if (!*t || *t == '#')
-			continue;
-		for (unsigned i = 0; i < *n && !seen; i++)
-			seen = strcmp(h[i], t) == 0;
-		if (!seen)
-			h[(*n)++] = t;
-	}
-	return h;
-}
-
-/* The whole of file path (malloc'd), or NULL with errno set. */
-static char *read_file(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *text = NULL;
-	size_t len = 0, r;
-	char buf[4096];
-
-	if (!f)
-		return NULL;
-	while ((r = fread(buf, 1, sizeof buf, f)) > 0) {
-		char *t = realloc(text, len + r + 1);
-
-		if (!t) {
-			free(text);
-			fclose(f);
-			errno = ENOMEM;
-			return NULL;
-		}
-		text = t;
-		memcpy(text + len, buf, r);
-		len += r;
-	}
-	fclose(f);
-	if (!text && (text = malloc(1)))
-		*text = '\0';
-	else if (text)
-		text[len] = '\0';
-	return text;
-}
-
-/* Append the words of environment variable var to argv at *k; the copy
- * they point into is returned (free it). */
-static char *env_words(const char *var, char **argv, int *k, int max)
-{
-	const char *v = getenv(var);
-	char *w = v ? strdup(v) : NULL, *sv;
-
-	for (char *t = w ? strtok_r(w, " \t\n", &sv) : NULL; t && *k < max;
-	     t = strtok_r(NULL, " \t\n", &sv))
-		argv[(*k)++] = t;
-	return w;
 }
 
 /* This program's path, which every node is taken to have too. */
@@ -157,22 +87,23 @@ int cleanup_pbs(const struct opts *o)
 	const char *path = getenv("PBS_NODEFILE");
 	char self[4096], np[32], *argv[MAX_ARGS], *text, *list, *opts;
 	char **hosts;
-	unsigned n;
+	unsigned n = 0;
 	size_t len = 1;
-	int k = 0, rc, st;
+	int k = 0, rc, st, err = 0;
 	pid_t pid;
 
 	if (self_path(self, sizeof self))
 		return 1;
-	if (!(text = read_file(path))) {
+	if (!(text = wlm_read_file(path, &err))) {
 		fprintf(stderr,
 			"dragon-cleanup: in a PBS job, but cannot read "
 			"PBS_NODEFILE %s: %s; run dragon-cleanup --this-node "
 			"on each node instead\n",
-			path, strerror(errno));
+			path, strerror(err));
 		return 1;
 	}
-	hosts = hosts_parse(text, NULL, &n);
+	hosts = wlm_hosts_parse(text, NULL, &n);
+	free(text);
 	for (unsigned i = 0; hosts && i < n; i++)
 		len += strlen(hosts[i]) + 1;
 	if (!hosts || !n || !(list = calloc(1, len))) {
@@ -180,8 +111,7 @@ int cleanup_pbs(const struct opts *o)
 			"dragon-cleanup: PBS_NODEFILE %s names no node; run "
 			"dragon-cleanup --this-node on each node instead\n",
 			path);
-		free(hosts);
-		free(text);
+		wlm_names_free(hosts, n);
 		return 1;
 	}
 	for (unsigned i = 0; i < n; i++) {
@@ -197,14 +127,13 @@ int cleanup_pbs(const struct opts *o)
 	argv[k++] = "1";
 	argv[k++] = "--hosts";
 	argv[k++] = list;
-	opts = env_words("DRAGON_MPIEXEC_OPTS", argv, &k, MAX_ARGS - 10);
+	opts = wlm_words("DRAGON_MPIEXEC_OPTS", argv, &k, MAX_ARGS - 10);
 	task_args(o, self, argv, &k);
 	fflush(stdout);
 	/* Only rank 0 would get stdin, and no task reads it. */
 	rc = posix_spawnp(&pid, "mpiexec", NULL, NULL, argv, environ);
 	free(opts);
-	free(hosts);
-	free(text);
+	wlm_names_free(hosts, n);
 	if (rc) {
 		fprintf(stderr,
 			"dragon-cleanup: in a PBS job but cannot run mpiexec: "
@@ -286,7 +215,7 @@ static int ssh_all(char **hosts, unsigned n, char *cmd)
 	if (!pids)
 		return 1;
 	argv[k++] = "ssh";
-	opts = env_words("DRAGON_SSH_OPTS", argv, &k, MAX_ARGS - 8);
+	opts = wlm_words("DRAGON_SSH_OPTS", argv, &k, MAX_ARGS - 8);
 	argv[k++] = "-o";
 	argv[k++] = "BatchMode=yes";
 	argv[k++] = "-o";
@@ -343,32 +272,32 @@ int cleanup_hosts(const struct opts *o)
 	const char *what = o->hostfile ? "--hostfile" : "--hostlist";
 	char self[4096], *task[16], *text, *cmd, **hosts;
 	unsigned n = 0;
-	int k = 0, status;
+	int k = 0, status, err = 0;
 
 	if (self_path(self, sizeof self))
 		return 1;
-	text = o->hostfile ? read_file(o->hostfile) : strdup(o->hostlist);
+	text = o->hostfile ? wlm_read_file(o->hostfile, &err)
+			   : strdup(o->hostlist);
 	if (!text) {
 		fprintf(stderr, "dragon-cleanup: %s %s: cannot read it: %s\n",
 			what, o->hostfile ? o->hostfile : o->hostlist,
-			strerror(errno));
+			strerror(o->hostfile ? err : ENOMEM));
 		return 2;
 	}
-	hosts = hosts_parse(text, o->hostfile ? NULL : ",", &n);
+	hosts = wlm_hosts_parse(text, o->hostfile ? NULL : ",", &n);
+	free(text);
 	if (!hosts || !n) {
 		fprintf(stderr,
 			"dragon-cleanup: %s %s names no host: list the hosts, "
 			"one a line (or a,b,c for --hostlist)\n",
 			what, o->hostfile ? o->hostfile : o->hostlist);
-		free(hosts);
-		free(text);
+		wlm_names_free(hosts, n);
 		return 2;
 	}
 	task_args(o, self, task, &k);
 	cmd = remote_command(task);
 	status = cmd ? ssh_all(hosts, n, cmd) : 1;
 	free(cmd);
-	free(hosts);
-	free(text);
+	wlm_names_free(hosts, n);
 	return status;
 }
