@@ -6,11 +6,13 @@
 
 #include <string.h>
 
+/* A slot's len is stored atomically: a receiver reads it before its claim
+ * of the slot is settled (dchan__get_claim, re-checked by the CAS). */
 static void fill_inline(struct dchan__slot *s, const void *buf, size_t len)
 {
 	if (len)
 		memcpy(s->data, buf, len);
-	s->len = len;
+	__atomic_store_n(&s->len, len, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->kind, DCHAN__KIND_INLINE, __ATOMIC_RELEASE);
 }
 
@@ -24,7 +26,7 @@ static int fill_desc(dchan_t *ch, struct dchan__slot *s, void *ptr,
 		     const dmem_alloc_desc_t *d, size_t len)
 {
 	memcpy(s->data, d, sizeof *d);
-	s->len = len;
+	__atomic_store_n(&s->len, len, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->kind, DCHAN__KIND_DESC, __ATOMIC_RELEASE);
 	return dmem_alloc_chown(ch->pool, ptr, DMEM_OWNER_NONE);
 }
