@@ -207,6 +207,7 @@ int dchan__deadline(uint64_t timeout_ns, struct timespec *dl,
 		    const struct timespec **dlp);
 bool dchan__expired(const struct timespec *dl);
 uint64_t dchan__spin_ns(void);
+uint64_t dchan__spin_ns_at(uint64_t now, long (*runnable)(void));
 uint64_t dchan__now_ns(void);
 
 /* handles and the pool registry (dchan_pools.c, dchan_chan.c) */

@@ -252,28 +252,53 @@ static uint64_t online_cpus(void)
 }
 
 /*
+ * How often the load is sampled.  One sample is one instant: a process
+ * just started, its parent and the zygote forking the next spare are all
+ * runnable at once for a few milliseconds, and any third thread on a
+ * machine of two CPUs makes a sample say "crowded".  Kept for 50 ms, such
+ * a sample made every wait of a new process sleep through its first
+ * thousand round trips (15-25 us each instead of 2-4).  Spinning wrongly
+ * costs a little CPU, which the adaptive budget (dchan_wait.c) bounds;
+ * sleeping wrongly costs every message a wake-up.  So a "crowded" sample
+ * is re-checked after a millisecond (at most a thousand reads of
+ * /proc/loadavg a second, a few microseconds each, by a process that is
+ * sleeping on every wait anyway), an uncrowded one after 50 ms.
+ */
+#define SPIN_SAMPLE_NS	50000000ull
+#define SPIN_RECHECK_NS 1000000ull
+
+/*
  * How long a blocked operation polls the ring itself before it registers
  * as a waiter.  A waiter that is not registered costs its peer no wake-up
  * system call, which is what keeps a continuous ping-pong under a
  * microsecond.  Spinning pays only while the peer runs on another core:
  * it is off on a machine with one CPU online, and while more threads are
- * runnable than the machine has CPUs (both sampled every 50 ms).
+ * runnable than the machine has CPUs (sampled as above).
  * DRAGON_DCHAN_SPIN_NS sets the length and, when given, spins whatever
  * the load (pinned, dedicated cores).
  */
 uint64_t dchan__spin_ns(void)
 {
+	return dchan__spin_ns_at(dchan__now_ns(), runnable_threads);
+}
+
+/* dchan__spin_ns at time now, with the load read by runnable (white-box
+ * tests give their own). */
+uint64_t dchan__spin_ns_at(uint64_t now, long (*runnable)(void))
+{
 	static uint64_t spin = UINT64_MAX, sampled;
 	static int crowded = 1;
-	uint64_t now = dchan__now_ns();
+	int was_crowded;
 
 	if (__atomic_load_n(&spin, __ATOMIC_RELAXED) == UINT64_MAX)
 		__atomic_store_n(&spin, spin_default(), __ATOMIC_RELAXED);
 	if (__atomic_load_n(&spin_forced, __ATOMIC_RELAXED))
 		return __atomic_load_n(&spin, __ATOMIC_RELAXED);
-	if (now - __atomic_load_n(&sampled, __ATOMIC_RELAXED) > 50000000ull) {
+	was_crowded = __atomic_load_n(&crowded, __ATOMIC_RELAXED);
+	if (now - __atomic_load_n(&sampled, __ATOMIC_RELAXED) >
+	    (was_crowded ? SPIN_RECHECK_NS : SPIN_SAMPLE_NS)) {
 		uint64_t ncpu = online_cpus();
-		long r = runnable_threads();
+		long r = runnable();
 
 		__atomic_store_n(&sampled, now, __ATOMIC_RELAXED);
 		__atomic_store_n(&crowded,
