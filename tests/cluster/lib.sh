@@ -129,6 +129,24 @@ start_cluster() {
 	}
 }
 
+# Wait until the run in the background (pid $2) has written "ready" to
+# $1, or has ended; 0 when it is ready, else its output and errors ($3)
+# are shown.  No bound of its own: the run is
+# bounded by its own deadlines (-t) and the timeout it runs under, and on
+# a loaded machine its start-up may take longer than a fixed wait would
+# allow.
+wait_ready() {
+	while ! grep -q ready "$1" 2>/dev/null; do
+		if ! kill -0 "$2" 2>/dev/null; then
+			grep -q ready "$1" 2>/dev/null && return 0
+			echo "the run ended before it was ready; its output:"
+			cat "$1" "$3" 2>/dev/null
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
 # Nothing of this test's runs (MN_MARK=$mark) is left on the nodes.
 leftovers() { no_leftovers "$mark" "$D" $NODES; }
 
@@ -170,8 +188,7 @@ cleanup_across() {
 	# (a "ready" of an earlier call's runs is not this one's)
 	rm -f "$W/$markA.out" "$W/$markB.out"
 	bg_run $markA
-	i=0
-	while ! grep -q ready "$W/$markA.out" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+	wait_ready "$W/$markA.out" $! "$W/$markA.err"
 	instA=$(instance_of $markA)
 	sleepsA=$(marked $markA sleep)
 	check "$how: runtime A: a sleep on every node ($sleepsA), instance '$instA'" \
@@ -214,8 +231,7 @@ cleanup_across() {
 	check "$how: ... and its segments, on every node (none on:$left)" '[ -z "$left" ]'
 
 	bg_run $markB
-	i=0
-	while ! grep -q ready "$W/$markB.out" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+	wait_ready "$W/$markB.out" $! "$W/$markB.err"
 	instB=$(instance_of $markB)
 	sleepsB=$(marked $markB sleep)
 	segsB=$(for n in $NODES; do segs $n "$instB"; done | tr '\n' ' ')
