@@ -66,6 +66,7 @@ i=0
 while ! leftovers >/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 check "... nothing is left on any node (the lost one included)" leftovers
 
+s=$(cat "$E/slot") # (lib.sh's leftovers uses s of its own)
 pids=$(cluster_pids "$E")
 "$VC" -d "$E" stop >/dev/null
 check_gone "$E" "$s" "$pids" "after stop of the 8-node cluster"
