@@ -85,10 +85,10 @@ static int wait_status(pid_t pid)
 int cleanup_pbs(const struct opts *o)
 {
 	const char *path = getenv("PBS_NODEFILE");
-	char self[4096], np[32], *argv[MAX_ARGS], *text, *list, *opts;
+	char self[4096], *argv[MAX_ARGS], *text;
+	struct wlm_mpiexec m;
 	char **hosts;
 	unsigned n = 0;
-	size_t len = 1;
 	int k = 0, rc, st, err = 0;
 	pid_t pid;
 
@@ -104,9 +104,8 @@ int cleanup_pbs(const struct opts *o)
 	}
 	hosts = wlm_hosts_parse(text, NULL, &n);
 	free(text);
-	for (unsigned i = 0; hosts && i < n; i++)
-		len += strlen(hosts[i]) + 1;
-	if (!hosts || !n || !(list = calloc(1, len))) {
+	if (!hosts || !n ||
+	    wlm_mpiexec_argv(&m, hosts, n, argv, &k, MAX_ARGS - 10)) {
 		fprintf(stderr,
 			"dragon-cleanup: PBS_NODEFILE %s names no node; run "
 			"dragon-cleanup --this-node on each node instead\n",
@@ -114,25 +113,10 @@ int cleanup_pbs(const struct opts *o)
 		wlm_names_free(hosts, n);
 		return 1;
 	}
-	for (unsigned i = 0; i < n; i++) {
-		if (i)
-			strcat(list, ",");
-		strcat(list, hosts[i]);
-	}
-	snprintf(np, sizeof np, "%u", n);
-	argv[k++] = "mpiexec";
-	argv[k++] = "-n";
-	argv[k++] = np;
-	argv[k++] = "--ppn";
-	argv[k++] = "1";
-	argv[k++] = "--hosts";
-	argv[k++] = list;
-	opts = wlm_words("DRAGON_MPIEXEC_OPTS", argv, &k, MAX_ARGS - 10);
 	task_args(o, self, argv, &k);
 	fflush(stdout);
 	/* Only rank 0 would get stdin, and no task reads it. */
 	rc = posix_spawnp(&pid, "mpiexec", NULL, NULL, argv, environ);
-	free(opts);
 	wlm_names_free(hosts, n);
 	if (rc) {
 		fprintf(stderr,
@@ -141,12 +125,12 @@ int cleanup_pbs(const struct opts *o)
 			"cray-pals), or run dragon-cleanup --hostfile "
 			"$PBS_NODEFILE, or --this-node on each node\n",
 			strerror(rc));
-		free(list);
+		wlm_mpiexec_free(&m);
 		return 1;
 	}
 	st = wait_status(pid);
 	if (st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) <= 1) {
-		free(list);
+		wlm_mpiexec_free(&m);
 		return WEXITSTATUS(st);
 	}
 	fprintf(stderr,
@@ -154,12 +138,12 @@ int cleanup_pbs(const struct opts *o)
 		"(%s) failed (%s %d): nodes it did not reach are not cleaned; "
 		"DRAGON_MPIEXEC_OPTS holds what your site's mpiexec needs, or "
 		"run dragon-cleanup --this-node on each node\n",
-		n, n > 1 ? "s" : "", list,
+		n, n > 1 ? "s" : "", m.hosts,
 		st >= 0 && WIFSIGNALED(st) ? "signal" : "exit code",
 		st < 0		  ? -1
 		: WIFSIGNALED(st) ? WTERMSIG(st)
 				  : WEXITSTATUS(st));
-	free(list);
+	wlm_mpiexec_free(&m);
 	return 1;
 }
 

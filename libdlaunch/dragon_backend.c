@@ -930,6 +930,24 @@ static void on_peer(const struct ctl_msg *m)
 		debug("node %lu's agent %s: %s", node, addr, dtrans_errmsg());
 }
 
+/* The nodes a stop names as lost: this node's requests to them (its
+ * teardown's goodbyes, a process's last operations) fail at once instead
+ * of each waiting for the transport's peer timeout. */
+static void lost_nodes(const struct ctl_msg *m)
+{
+	for (int i = 0; i < m->n; i++) {
+		char *end;
+		unsigned long node = strtoul(ctl_field(m, i), &end, 10);
+
+		if (*end || node >= be.nnodes || node == be.node)
+			continue;
+		debug("node %lu is lost: requests to it fail at once", node);
+		if (be.agent &&
+		    dtrans_agent_peer_down(be.agent, (uint32_t)node) < 0)
+			debug("node %lu: %s", node, dtrans_errmsg());
+	}
+}
+
 /* One message from the frontend; returns false to leave. */
 static bool on_msg(const struct ctl_msg *m)
 {
@@ -949,6 +967,7 @@ static bool on_msg(const struct ctl_msg *m)
 		return true;
 	case CTL_STOP:
 		debug("stop from the frontend");
+		lost_nodes(m);
 		return false;
 	default:
 		return true;

@@ -43,7 +43,8 @@ enum ctl_type {
 	CTL_HEAD_OK = 7,    /* backend: pid */
 	CTL_EXIT = 8,	    /* backend: head exited: exited, code, signo */
 	CTL_SIGNAL = 9,	    /* frontend: signo for the head */
-	CTL_STOP = 10,	    /* frontend: end everything on the node */
+	CTL_STOP = 10,	    /* frontend: end everything on the node; the
+			       indices of the nodes lost */
 	CTL_BYE = 11,	    /* backend: ended everything, leaving */
 	CTL_ERR = 12,	    /* backend: phase, message */
 	CTL_PING = 13,	    /* either side: alive (every second) */

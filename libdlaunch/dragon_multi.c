@@ -59,10 +59,9 @@
 #include "dragon_wlm.h"
 
 #define TAIL_LINES    12
-/* A backend's teardown: its processes get 5 s, and after a lost node its
- * services may first wait out requests to that node (the transport's
- * peer timeout, 10 s, each): the surviving backends get this long to end
- * their nodes and send their last lines and goodbye. */
+/* A backend's teardown: its processes get 5 s (a lost node's requests
+ * fail at once: the stop names it): the surviving backends get this long
+ * to end their nodes and send their last lines and goodbye. */
 #define STOP_WAIT_S   40
 #define SIGNAL_WAIT_S 5 /* the head's time after SIGINT/SIGTERM */
 
@@ -943,6 +942,26 @@ static void send_all(int type, const char *const *f, int n)
 			ctl_send(fe.nodes[i].fd, type, f, n);
 }
 
+/* The stop names the nodes lost: a survivor's requests to them fail at
+ * once (dtrans_agent_peer_down), where each would otherwise wait for the
+ * transport's peer timeout in the survivor's teardown. */
+static void send_stop(void)
+{
+	const char **f = calloc(fe.n ? fe.n : 1, sizeof *f);
+	char *idx = calloc(fe.n ? fe.n : 1, 12);
+	int n = 0;
+
+	for (unsigned i = 0; f && idx && i < fe.n; i++)
+		if (fe.nodes[i].lost) {
+			snprintf(idx + 12 * n, 12, "%u", i);
+			f[n] = idx + 12 * n;
+			n++;
+		}
+	send_all(CTL_STOP, f, f && idx ? n : 0);
+	free(f);
+	free(idx);
+}
+
 /* Every node not lost has said goodbye or closed its connection. */
 static bool live_done(void)
 {
@@ -961,15 +980,24 @@ static void kill_launcher(int sig)
 			kill(-fe.job.procs[k].pid, sig);
 }
 
+static bool any_lost(void)
+{
+	for (unsigned i = 0; i < fe.n; i++)
+		if (fe.nodes[i].lost)
+			return true;
+	return false;
+}
+
 /* Tell every backend to end its node; wait for them and for the
  * launcher's processes. */
 static void stop_all(void)
 {
 	struct timespec t0, tl;
+	bool lost;
 
 	fe.stopping = true;
 	dbg("teardown: telling every backend to end its node");
-	send_all(CTL_STOP, NULL, 0);
+	send_stop();
 	/* A backend that has not said hello yet sees its connection close,
 	 * and ends its node as it would on a stop. */
 	for (int k = 0; k < fe.npending; k++)
@@ -1004,16 +1032,19 @@ static void stop_all(void)
 				i, node_name(i), STOP_WAIT_S);
 	/* Every node that can answer has ended: the launcher follows unless
 	 * a lost node's task still hangs (a stopped backend, a cut
-	 * network). */
+	 * network).  With a node lost that is to be expected: the launcher
+	 * is ended at once, and given less time to go. */
+	lost = any_lost();
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (!launcher_done() && since(&t0) < 2)
+	while (!launcher_done() && since(&t0) < (lost ? 0.3 : 2))
 		pump(100);
 	if (!launcher_done()) {
-		fprintf(stderr, "dragon: %s did not end; ending it\n",
-			fe.wlm->tool);
+		if (!lost)
+			fprintf(stderr, "dragon: %s did not end; ending it\n",
+				fe.wlm->tool);
 		kill_launcher(SIGTERM);
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		while (!launcher_done() && since(&t0) < 3)
+		while (!launcher_done() && since(&t0) < (lost ? 1 : 3))
 			pump(100);
 	}
 	if (!launcher_done()) {

@@ -105,6 +105,40 @@ char *wlm_words(const char *var, char **argv, int *k, int max)
 	return copy;
 }
 
+int wlm_mpiexec_argv(struct wlm_mpiexec *m, char *const *hosts, unsigned n,
+		     char **argv, int *k, int max)
+{
+	size_t len = 1;
+
+	for (unsigned i = 0; i < n; i++)
+		len += strlen(hosts[i]) + 1;
+	m->opts = NULL;
+	if (!(m->hosts = calloc(1, len)))
+		return -1;
+	for (unsigned i = 0; i < n; i++) {
+		if (i)
+			strcat(m->hosts, ",");
+		strcat(m->hosts, hosts[i]);
+	}
+	snprintf(m->np, sizeof m->np, "%u", n);
+	argv[(*k)++] = "mpiexec";
+	argv[(*k)++] = "-n";
+	argv[(*k)++] = m->np;
+	argv[(*k)++] = "--ppn";
+	argv[(*k)++] = "1";
+	argv[(*k)++] = "--hosts";
+	argv[(*k)++] = m->hosts;
+	m->opts = wlm_words("DRAGON_MPIEXEC_OPTS", argv, k, max);
+	return 0;
+}
+
+void wlm_mpiexec_free(struct wlm_mpiexec *m)
+{
+	free(m->hosts);
+	free(m->opts);
+	m->hosts = m->opts = NULL;
+}
+
 int wlm_start_single(struct wlm_job *j, const char *file, char *const *argv,
 		     const char *fix)
 {

@@ -12,8 +12,9 @@
  * starts it, reads the stderr of the processes it started (attributing a
  * failure to a node), and stops them.  dragon_wlm.c holds what the
  * launchers share: spawning a process with pipes (or one serving every
- * node), the backend's path, the frontend's address, lists of hosts.  Files
- * call downward: dragon_multi.c -> dragon_wlm_*.c -> dragon_wlm.c.
+ * node), the backend's path, the frontend's address, lists of hosts, and
+ * PALS's mpiexec step (which dragon-cleanup's cleanup_hosts.c runs too).
+ * Files call downward: dragon_multi.c -> dragon_wlm_*.c -> dragon_wlm.c.
  */
 #ifndef DRAGON_WLM_H
 #define DRAGON_WLM_H
@@ -87,6 +88,20 @@ char **wlm_env(char *const *add);
 /* Append the words of environment variable var to argv at *k (at most
  * max words in all); returns the copy the words point into (free it). */
 char *wlm_words(const char *var, char **argv, int *k, int max);
+/* PALS's step of one rank on each of n hosts, as dragon's backends and
+ * dragon-cleanup's tasks run it. */
+struct wlm_mpiexec {
+	char np[32];
+	char *hosts; /* "h1,h2,..." */
+	char *opts;  /* the words of DRAGON_MPIEXEC_OPTS */
+};
+/* Append "mpiexec -n N --ppn 1 --hosts H1,...,HN" and the words of
+ * DRAGON_MPIEXEC_OPTS to argv at *k (at most max words in all; the
+ * command's own words after them are the caller's).  0, or -1 without
+ * memory; m holds what the words point into (wlm_mpiexec_free). */
+int wlm_mpiexec_argv(struct wlm_mpiexec *m, char *const *hosts, unsigned n,
+		     char **argv, int *k, int max);
+void wlm_mpiexec_free(struct wlm_mpiexec *m);
 /* Start j's backends as one process serving every node (srun, mpiexec):
  * file with argv, the secret in its environment beside j->env.  0, or -1
  * after printing that file could not run, with fix: what to check. */

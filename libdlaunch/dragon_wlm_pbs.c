@@ -71,36 +71,19 @@ static int nodes(const struct dragon_opts *o, char ***names, unsigned *count)
 
 static int start(struct wlm_job *j)
 {
-	char np[32], *hosts, *opts, *argv[96];
-	size_t hl = 1;
+	struct wlm_mpiexec m;
+	char *argv[96];
 	int k = 0, rc;
 
-	for (unsigned i = 0; i < j->n; i++)
-		hl += strlen(j->hosts[i]) + 1;
-	if (!(hosts = calloc(1, hl)))
+	if (wlm_mpiexec_argv(&m, j->hosts, j->n, argv, &k, 90))
 		return -1;
-	for (unsigned i = 0; i < j->n; i++) {
-		if (i)
-			strcat(hosts, ",");
-		strcat(hosts, j->hosts[i]);
-	}
-	snprintf(np, sizeof np, "%u", j->n);
-	argv[k++] = "mpiexec";
-	argv[k++] = "-n";
-	argv[k++] = np;
-	argv[k++] = "--ppn";
-	argv[k++] = "1";
-	argv[k++] = "--hosts";
-	argv[k++] = hosts;
-	opts = wlm_words("DRAGON_MPIEXEC_OPTS", argv, &k, 90);
 	argv[k++] = (char *)j->prog;
 	argv[k] = NULL;
 	rc = wlm_start_single(j, "mpiexec", argv,
 			      "is PALS's mpiexec on PATH? module load "
 			      "cray-pals, or -w ssh with --hostfile "
 			      "$PBS_NODEFILE");
-	free(opts);
-	free(hosts);
+	wlm_mpiexec_free(&m);
 	return rc;
 }
 

@@ -285,12 +285,14 @@ static bool handle(dlaunch__server_t *s, io_ent_t *e)
 		else
 			reap_one(s, e->pid);
 		pthread_mutex_unlock(&s->lock);
+		dlaunch__client_send_byes(s);
 		ent_close(s, e);
 		return true;
 	case IO_SIGCHLD:
 		pthread_mutex_lock(&s->lock);
 		reap_all(s);
 		pthread_mutex_unlock(&s->lock);
+		dlaunch__client_send_byes(s);
 		return true;
 	default:
 		if (stream_read(e) == READ_EOF)
@@ -338,6 +340,7 @@ static void *io_loop(void *arg)
 			pthread_mutex_lock(&s->lock);
 			poll_procs(s);
 			pthread_mutex_unlock(&s->lock);
+			dlaunch__client_send_byes(s);
 		}
 	}
 	return NULL;

@@ -181,16 +181,39 @@ void dlaunch__client_release_held(dlaunch__server_t *s, pid_t pid)
 		dlaunch__held_t *h = *pp;
 		if (h->pid == pid) {
 			*pp = h->next;
-			send_bye_for(h);
-			free(h);
+			h->next = s->byes;
+			s->byes = h;
 		} else {
 			pp = &h->next;
 		}
 	}
 }
 
+void dlaunch__client_send_byes(dlaunch__server_t *s)
+{
+	dlaunch__held_t *h;
+
+	pthread_mutex_lock(&s->lock);
+	h = s->byes;
+	s->byes = NULL;
+	pthread_mutex_unlock(&s->lock);
+	while (h) {
+		dlaunch__held_t *next = h->next;
+
+		send_bye_for(h);
+		free(h);
+		h = next;
+	}
+}
+
 void dlaunch__clients_free(dlaunch__server_t *s)
 {
+	while (s->byes) {
+		dlaunch__held_t *h = s->byes;
+		s->byes = h->next;
+		send_bye_for(h);
+		free(h);
+	}
 	while (s->held) {
 		dlaunch__held_t *h = s->held;
 		s->held = h->next;

@@ -34,6 +34,8 @@ static void *request_loop(void *arg)
 				     dlaunch_strerror(rc));
 		ms = dlaunch__svc_expire_waiters(s);
 		pthread_mutex_unlock(&s->lock);
+		/* a process reported ended (an adoptee): its goodbyes */
+		dlaunch__client_send_byes(s);
 	}
 	free(buf);
 	return NULL;

@@ -127,6 +127,8 @@ typedef struct dlaunch__server {
 	dlaunch__client_t *clients;
 	uint32_t next_client;
 	dlaunch__held_t *held; /* this node's clients of other nodes */
+	dlaunch__held_t *byes; /* ... whose process ended: their goodbyes
+				  are sent outside the lock */
 	/* registry (registry.c) */
 	dlaunch__name_t *names;
 	dlaunch__rpool_t *pools; /* made by POOL_GET, removed with us */
@@ -168,8 +170,13 @@ int dlaunch__client_hold(dlaunch__server_t *s, pid_t pid, const char *svc,
 /* ... it closed that conversation itself: forget it. */
 void dlaunch__client_unhold(dlaunch__server_t *s, pid_t pid, const char *svc,
 			    uint32_t client);
-/* Process pid ended: the goodbyes for its conversations elsewhere. */
+/* Process pid ended: the goodbyes for its conversations elsewhere are
+ * queued (s->byes); dlaunch__client_send_byes sends them. */
 void dlaunch__client_release_held(dlaunch__server_t *s, pid_t pid);
+/* Send the queued goodbyes.  Called WITHOUT the lock: a goodbye to a node
+ * that is gone waits until the transport gives up on it, and the
+ * services' other work must not wait with it. */
+void dlaunch__client_send_byes(dlaunch__server_t *s);
 void dlaunch__clients_free(dlaunch__server_t *s);
 
 /* Send m (consumed) to client as the reply to req_id. */

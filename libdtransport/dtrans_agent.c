@@ -5,7 +5,9 @@
  * (this node's gateway channel and the channels with parked waits) at
  * once, so a requester's message wakes the agent's thread itself.  The
  * sleep's timeout is the nearest parked deadline, bounded by a
- * housekeeping tick (handshake deadlines, pings, redials).
+ * housekeeping tick (handshake deadlines, pings, redials).  A peer's
+ * address or loss that another thread gives wakes the loop through an
+ * eventfd of its own, so it acts on it at once.
  */
 #include "config.h"
 #include "dtrans_agent.h"
@@ -25,11 +27,20 @@ static void link_lost(struct dtrans_agent *ag, uint32_t node, const char *why)
 	dtrans__fwd_lost(ag, node, false, why);
 }
 
+/* A refused dial: no agent listens there any more, so what waits for it
+ * fails now, not after the peer timeout (a survivor's goodbye to a node
+ * that has already ended and left, say). */
+static void link_gone(struct dtrans_agent *ag, uint32_t node, const char *why)
+{
+	dtrans__fwd_lost(ag, node, true, why);
+}
+
 /* The layers above the links, as the links see them. */
 static const struct dtrans__link_ops link_ops = {
 	.ready = dtrans__fwd_ready,
 	.cpl = dtrans__fwd_cpl,
 	.lost = link_lost,
+	.gone = link_gone,
 	.req = dtrans__serve_req,
 	.cancel = dtrans__serve_cancel,
 	.unlink = dtrans__serve_unlink,
@@ -106,7 +117,8 @@ static int agent_open(struct dtrans_agent *ag, const char *listen_addr)
 
 	ag->epfd = epoll_create1(EPOLL_CLOEXEC);
 	ag->stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (ag->epfd < 0 || ag->stopfd < 0)
+	ag->newsfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ag->epfd < 0 || ag->stopfd < 0 || ag->newsfd < 0)
 		return dtrans__fail(-errno,
 				    "epoll/eventfd: out of descriptors");
 	rc = ag->be->listen(listen_addr, &ag->ep);
@@ -117,9 +129,12 @@ static int agent_open(struct dtrans_agent *ag, const char *listen_addr)
 		return dtrans__fail(rc, "watch set: %s", dchan_errmsg());
 	ag->ep_tag.kind = DTRANS__EK_EP;
 	ag->stop_tag.kind = DTRANS__EK_STOP;
+	ag->news_tag.kind = DTRANS__EK_NEWS;
 	rc = epoll_add_fd(ag, ag->be->ep_fd(ag->ep), &ag->ep_tag);
 	if (rc == 0)
 		rc = epoll_add_fd(ag, ag->stopfd, &ag->stop_tag);
+	if (rc == 0)
+		rc = epoll_add_fd(ag, ag->newsfd, &ag->news_tag);
 	return rc;
 }
 
@@ -138,7 +153,7 @@ DTRANS_EXPORT int dtrans_agent_create(const dtrans_attr_t *attr,
 	if (!ag)
 		return dtrans__fail(-ENOMEM, "no memory for an agent");
 	pthread_mutex_init(&ag->mu, NULL);
-	ag->epfd = ag->stopfd = -1;
+	ag->epfd = ag->stopfd = ag->newsfd = -1;
 	ag->link_ops = &link_ops;
 	ag->node = attr->node;
 	ag->nnodes = attr->nnodes;
@@ -186,6 +201,16 @@ DTRANS_EXPORT int dtrans_agent_address(const dtrans_agent_t *ag, char *buf,
 	return ag->be->ep_address(ag->ep, buf, len);
 }
 
+/* Wake the loop for a peer's news (dtrans__fwd_news acts on it). */
+static int news_post(struct dtrans_agent *ag)
+{
+	uint64_t one = 1;
+
+	if (write(ag->newsfd, &one, sizeof one) < 0 && errno != EAGAIN)
+		return dtrans__fail(-errno, "cannot wake the agent's thread");
+	return 0;
+}
+
 DTRANS_EXPORT int dtrans_agent_peer_set(dtrans_agent_t *ag, uint32_t node,
 					const char *addr)
 {
@@ -203,8 +228,25 @@ DTRANS_EXPORT int dtrans_agent_peer_set(dtrans_agent_t *ag, uint32_t node,
 	pthread_mutex_lock(&ag->mu);
 	free(ag->peers[node].addr);
 	ag->peers[node].addr = copy;
+	__atomic_store_n(&ag->peers[node].down, false, __ATOMIC_RELEASE);
+	ag->peers[node].news = true;
 	pthread_mutex_unlock(&ag->mu);
-	return 0;
+	return news_post(ag);
+}
+
+DTRANS_EXPORT int dtrans_agent_peer_down(dtrans_agent_t *ag, uint32_t node)
+{
+	if (!ag)
+		return dtrans__fail(-EINVAL, "NULL agent");
+	if (node >= ag->nnodes || node == ag->node)
+		return dtrans__fail(-DTRANS_E_NODE,
+				    "node %u is not a peer of node %u of %u",
+				    node, ag->node, ag->nnodes);
+	pthread_mutex_lock(&ag->mu);
+	__atomic_store_n(&ag->peers[node].down, true, __ATOMIC_RELEASE);
+	ag->peers[node].news = true;
+	pthread_mutex_unlock(&ag->mu);
+	return news_post(ag);
 }
 
 /* The watch set has news: the gateway channel (cookie: the agent) has
@@ -300,9 +342,15 @@ static int agent_events(struct dtrans_agent *ag, int tmo)
 	for (int i = 0; i < n; i++) {
 		int kind = *(int *)ev[i].data.ptr;
 
-		if (kind == DTRANS__EK_STOP)
+		if (kind == DTRANS__EK_STOP) {
 			stop = true;
-		else if (kind == DTRANS__EK_EP)
+		} else if (kind == DTRANS__EK_NEWS) {
+			uint64_t cnt;
+
+			if (read(ag->newsfd, &cnt, sizeof cnt) > 0)
+				dtrans__fwd_news(ag, dtrans__now_ns());
+			work++;
+		} else if (kind == DTRANS__EK_EP)
 			dtrans__accept_all(ag);
 		else {
 			dtrans__link_event(ev[i].data.ptr, ev[i].events);
@@ -413,6 +461,8 @@ DTRANS_EXPORT int dtrans_agent_destroy(dtrans_agent_t *ag)
 		close(ag->epfd);
 	if (ag->stopfd >= 0)
 		close(ag->stopfd);
+	if (ag->newsfd >= 0)
+		close(ag->newsfd);
 	for (uint32_t i = 0; ag->peers && i < ag->nnodes; i++)
 		free(ag->peers[i].addr);
 	free(ag->peers);

@@ -20,7 +20,12 @@
 #include "dtrans_private.h"
 
 /* What an epoll event's data pointer points at (first member). */
-enum dtrans__ekind { DTRANS__EK_EP, DTRANS__EK_LINK, DTRANS__EK_STOP };
+enum dtrans__ekind {
+	DTRANS__EK_EP,
+	DTRANS__EK_LINK,
+	DTRANS__EK_STOP,
+	DTRANS__EK_NEWS /* a peer's address came, or its loss */
+};
 
 #define DTRANS__HS_TIMEOUT_NS 5000000000ull /* handshake must finish */
 #define DTRANS__REDIAL_NS     200000000ull  /* between dial attempts */
@@ -83,6 +88,9 @@ struct dtrans__link_ops {
 		    const void *cpl, size_t len);
 	/* Our dialed link to node is gone: its sent requests fail. */
 	void (*lost)(struct dtrans_agent *ag, uint32_t node, const char *why);
+	/* Nobody listens at node's address (a dial was refused): its agent
+	 * has ended, and the requests waiting to be sent fail too. */
+	void (*gone)(struct dtrans_agent *ag, uint32_t node, const char *why);
 	/* A peer's request (REQ) arrived on a link it dialed. */
 	void (*req)(struct dtrans__link *l, uint64_t xid, const void *raw,
 		    size_t len);
@@ -124,6 +132,10 @@ struct dtrans__peer {
 	uint64_t next_dial_ns;
 	bool dial_quiet;	/* a failure to reach it was logged already */
 	bool asked;		/* its address was asked of the resolver */
+	bool news;		/* guarded by agent->mu: an address or a loss
+				   came since the loop last looked */
+	bool down;		/* known lost (dtrans_agent_peer_down):
+				   written under agent->mu, read atomically */
 	uint64_t npending;	/* our requests waiting for this node */
 	uint64_t nunsent;	/* ... not yet written to a link */
 	dtrans_peer_stats_t st; /* updated with atomics */
@@ -188,8 +200,10 @@ struct dtrans_agent {
 	int log_fd;
 
 	void *ep;
-	struct dtrans__agent_ctl ep_tag, stop_tag;
+	struct dtrans__agent_ctl ep_tag, stop_tag, news_tag;
 	int epfd, stopfd;
+	int newsfd; /* eventfd: another thread set a peer's address or
+		       loss (the loop acts at once, not at its next tick) */
 	dchan_watch_t *watch;
 	pthread_t thr;
 	bool running;
@@ -271,6 +285,9 @@ void dtrans__fwd_cpl(struct dtrans_agent *ag, uint32_t node, uint64_t xid,
 void dtrans__fwd_lost(struct dtrans_agent *ag, uint32_t node, bool all,
 		      const char *why);
 void dtrans__fwd_tick(struct dtrans_agent *ag, uint64_t now);
+/* Peers' addresses and losses given by other threads: dial at once the
+ * peers whose requests waited for an address, fail the lost ones'. */
+void dtrans__fwd_news(struct dtrans_agent *ag, uint64_t now);
 void dtrans__fwd_fail_all(struct dtrans_agent *ag);
 void dtrans__fwd_forget(struct dtrans_agent *ag);
 

@@ -161,7 +161,11 @@ static void fwd_dial(struct dtrans_agent *ag, uint32_t node, uint64_t now)
 		return;
 	}
 	rc = ag->be->dial(addr, &be);
-	if (rc < 0) /* the backend's own words: UCX's status, say */
+	if (rc == -ECONNREFUSED) /* nobody listens: its agent has ended */
+		dtrans__fwd_lost(ag, node, true,
+				 "its agent refuses connections (it has "
+				 "ended)");
+	else if (rc < 0) /* the backend's own words: UCX's status, say */
 		dtrans__log(ag, "cannot connect to node %u at %s: %s", node,
 			    addr, dtrans_errmsg());
 	else if ((rc = dtrans__link_new(ag, be, true, node, &l)) < 0)
@@ -231,6 +235,12 @@ static void fwd_one(struct dtrans_agent *ag, dchan_msg_t *m)
 		fail_req(ag, &w, -DCHAN_E_NODELOST);
 		return;
 	}
+	if (__atomic_load_n(&ag->peers[node].down, __ATOMIC_ACQUIRE)) {
+		/* known lost: no dial, no wait for the peer timeout */
+		DTRANS__STAT(ag, node, failed_ops, 1);
+		fail_req(ag, &w, -DCHAN_E_NODELOST);
+		return;
+	}
 	p = pending_new(ag);
 	if (!p) {
 		fail_req(ag, &w, -ENOMEM);
@@ -257,12 +267,10 @@ static void fwd_one(struct dtrans_agent *ag, dchan_msg_t *m)
 		p->raw = p->msg.data;
 		p->raw_len = len;
 		pe->nunsent++;
-		fwd_dial(ag, p->node, p->since_ns);
 	} else if ((p->raw = malloc(len ? len : 1))) {
 		memcpy(p->raw, raw, len);
 		p->raw_len = len;
 		pe->nunsent++;
-		fwd_dial(ag, p->node, p->since_ns);
 	} else {
 		fail_req(ag, &w, -ENOMEM);
 		free(p);
@@ -271,6 +279,9 @@ static void fwd_one(struct dtrans_agent *ag, dchan_msg_t *m)
 	pe->npending++;
 	p->hnext = ag->xids[p->xid % DTRANS__XID_BUCKETS];
 	ag->xids[p->xid % DTRANS__XID_BUCKETS] = p;
+	if (p->raw) /* waits for a link: after it is recorded, so that a
+		       dial refused at once fails it too */
+		fwd_dial(ag, p->node, p->since_ns);
 }
 
 /* Take up to a batch of requests from the gateway channel; returns how
@@ -444,6 +455,32 @@ void dtrans__fwd_tick(struct dtrans_agent *ag, uint64_t now)
 					 "timeout");
 		else
 			fwd_dial(ag, node, now);
+	}
+}
+
+void dtrans__fwd_news(struct dtrans_agent *ag, uint64_t now)
+{
+	for (uint32_t node = 0; node < ag->nnodes; node++) {
+		struct dtrans__peer *pe = &ag->peers[node];
+		bool news, down;
+
+		pthread_mutex_lock(&ag->mu);
+		news = pe->news;
+		down = pe->down;
+		pe->news = false;
+		pthread_mutex_unlock(&ag->mu);
+		if (!news)
+			continue;
+		if (down) {
+			if (pe->out)
+				dtrans__link_drop(pe->out, "the node is lost");
+			if (pe->npending)
+				dtrans__fwd_lost(ag, node, true,
+						 "the node is lost");
+		} else if (pe->nunsent && !pe->out) {
+			pe->next_dial_ns = 0; /* its address came: now */
+			fwd_dial(ag, node, now);
+		}
 	}
 }
 

@@ -663,7 +663,14 @@ void dtrans__link_event(struct dtrans__link *l, uint32_t events)
 		if (rc == -EINPROGRESS)
 			return;
 		if (rc < 0) {
+			uint32_t peer = l->peer;
+
 			dtrans__link_drop(l, strerror(-rc));
+			if (rc == -ECONNREFUSED)
+				ag->link_ops->gone(ag, peer,
+						   "its agent refuses "
+						   "connections (it has "
+						   "ended)");
 			return;
 		}
 		l->state = DTRANS__L_WAIT_HELLO;

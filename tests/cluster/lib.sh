@@ -129,6 +129,24 @@ start_cluster() {
 	}
 }
 
+# Wait until the run in the background (pid $2) has written "ready" to
+# $1, or has ended; 0 when it is ready, else its output and errors ($3)
+# are shown.  No bound of its own: the run is
+# bounded by its own deadlines (-t) and the timeout it runs under, and on
+# a loaded machine its start-up may take longer than a fixed wait would
+# allow.
+wait_ready() {
+	while ! grep -q ready "$1" 2>/dev/null; do
+		if ! kill -0 "$2" 2>/dev/null; then
+			grep -q ready "$1" 2>/dev/null && return 0
+			echo "the run ended before it was ready; its output:"
+			cat "$1" "$3" 2>/dev/null
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
 # Nothing of this test's runs (MN_MARK=$mark) is left on the nodes.
 leftovers() { no_leftovers "$mark" "$D" $NODES; }
 
@@ -159,13 +177,18 @@ others() { "$VC" -d "$D" exec "$1" sh -c 'ls /dev/shm | grep -c "^dragon\.[a-z]*
 # user's segments alone.  The caller defines bg_run MARK (mn_prog sleep
 # in the background, output in $W/MARK.out), cleanup_here and
 # cleanup_all (output in $W/cl.out); $1 names the way, for the messages.
+# A launcher that would end a killed backend's processes itself (Slurm's
+# slurmstepd ends what is left of a step) is held around the kill by
+# launcher_hold BACKENDS and launcher_release, which the caller may
+# redefine.
+launcher_hold() { :; }
+launcher_release() { :; }
 cleanup_across() {
 	how=$1 markA=${mark}A markB=${mark}B
 	# (a "ready" of an earlier call's runs is not this one's)
 	rm -f "$W/$markA.out" "$W/$markB.out"
 	bg_run $markA
-	i=0
-	while ! grep -q ready "$W/$markA.out" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+	wait_ready "$W/$markA.out" $! "$W/$markA.err"
 	instA=$(instance_of $markA)
 	sleepsA=$(marked $markA sleep)
 	check "$how: runtime A: a sleep on every node ($sleepsA), instance '$instA'" \
@@ -181,9 +204,11 @@ cleanup_across() {
 	# watchdogs are listed, so that none starts after the list is taken.)
 	front="$(marked $markA 'dragon') $(marked $markA 'lt-dragon')"
 	backs=$(marked $markA '*dragon-backe*')
+	launcher_hold "$backs"
 	kill -STOP $front $backs
 	dogs=$(grep -lzx -- "$instA" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 |
 		while read -r p; do case $(cat /proc/$p/comm 2>/dev/null) in *dragon-cleanu*) echo $p ;; esac; done | tr '\n' ' ')
+	check "$how: runtime A: its watchdogs are found ($dogs)" '[ $(echo $dogs | wc -w) -ge 3 ]'
 	kill -KILL $dogs 2>/dev/null
 	kill -KILL $backs 2>/dev/null
 	i=0
@@ -198,6 +223,7 @@ cleanup_across() {
 	done
 	kill -KILL $front 2>/dev/null
 	sleep 1
+	launcher_release
 	check "$how: runtime A killed whole: its sleeps outlive it ($(marked $markA sleep))" \
 		'[ "$(marked $markA sleep)" = "$sleepsA" ]'
 	left=
@@ -205,8 +231,7 @@ cleanup_across() {
 	check "$how: ... and its segments, on every node (none on:$left)" '[ -z "$left" ]'
 
 	bg_run $markB
-	i=0
-	while ! grep -q ready "$W/$markB.out" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+	wait_ready "$W/$markB.out" $! "$W/$markB.err"
 	instB=$(instance_of $markB)
 	sleepsB=$(marked $markB sleep)
 	segsB=$(for n in $NODES; do segs $n "$instB"; done | tr '\n' ' ')
@@ -235,8 +260,9 @@ cleanup_across() {
 	for n in $NODES; do [ "$(segs $n "$instA")" = 0 ] || left="$left $n"; done
 	check "$how: ... no segment of runtime A is left on any node (left on:$left)" '[ -z "$left" ]'
 	check "$how: ... no process of runtime A is left ($(marked $markA))" '[ -z "$(marked $markA)" ]'
-	check "$how: ... its lines name the nodes it cleaned" \
-		'grep -q "^node1: runtime $instA: its owner" "$W/cl.out" && grep -q "^node2: runtime $instA: its owner" "$W/cl.out"'
+	check "$how: ... its lines name the nodes it cleaned, not node3, cleaned before" \
+		'grep -q "^node1: runtime $instA: its owner" "$W/cl.out" && grep -q "^node2: runtime $instA: its owner" "$W/cl.out" &&
+		! grep -q "^node3: runtime $instA" "$W/cl.out"'
 	check "$how: ... and say the live runtime B is left alone on every node" \
 		'[ "$(grep -c "^node[123]: runtime $instB is live" "$W/cl.out")" = 3 ]'
 	check "$how: ... runtime B's processes all run on" '[ "$(marked $markB sleep)" = "$sleepsB" ]'
@@ -250,6 +276,7 @@ cleanup_across() {
 	i=0
 	while [ -n "$(marked $markB)" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
 	check "$how: runtime B still ends on SIGTERM and leaves no process" '[ -z "$(marked $markB)" ]'
+	check "$how: ... with the code of its head (SIGTERM)" 'grep -q "^+++ head proc exited, code 143" "$W/$markB.out"'
 	left=
 	for n in $NODES; do [ "$(segs $n "$instB")" = 0 ] || left="$left $n"; done
 	check "$how: ... and no segment (left on:$left)" '[ -z "$left" ]'

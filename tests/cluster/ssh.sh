@@ -113,8 +113,7 @@ check "... nothing is left on any node" leftovers
 # ---- the secret on no command line; SIGTERM
 run --hostlist node1,node2,node3 "$PROG" sleep </dev/null &
 sp=$!
-i=0
-while ! grep -q ready "$W/out" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+wait_ready "$W/out" $sp "$W/err"
 fp=$(grep -lzx "MN_MARK=$mark" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 |
 	while read -r p; do [ "$(cat /proc/$p/comm 2>/dev/null)" = dragon ] && echo $p; done | head -n1)
 check "sleeps started on every host" 'grep -q ready "$W/out" && [ -n "$fp" ]'
@@ -138,8 +137,7 @@ check "... nothing is left on any node" leftovers
 env DRAGON_NODE_TIMEOUT=3 MN_MARK=$mark timeout 120 "$DRAGON" -t 20 --hostlist node1,node2,node3 \
 	"$PROG" sleep >"$W/out" 2>"$W/err" </dev/null &
 sp=$!
-i=0
-while ! grep -q ready "$W/out" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+wait_ready "$W/out" $sp "$W/err"
 be=$(grep -lzx "MN_MARK=$mark" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | while read -r p; do
 	case $(cat /proc/$p/comm 2>/dev/null) in *dragon-backe*) ;; *) continue ;; esac
 	tr '\0' '\n' </proc/$p/environ | grep -qx DRAGON_BE_NODE=1 && echo $p

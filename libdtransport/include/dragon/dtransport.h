@@ -143,6 +143,12 @@ DTRANS_EXPORT int dtrans_agent_address(const dtrans_agent_t *agent, char *buf,
 DTRANS_EXPORT int dtrans_agent_peer_set(dtrans_agent_t *agent, uint32_t node,
 					const char *addr);
 
+/* The caller knows node is lost (its runtime said so): the operations
+ * waiting for it fail now with -DCHAN_E_NODELOST, and later ones at once,
+ * without waiting for the peer timeout, until dtrans_agent_peer_set gives
+ * node an address again.  Callable while the agent runs. */
+DTRANS_EXPORT int dtrans_agent_peer_down(dtrans_agent_t *agent, uint32_t node);
+
 /* Run the agent on a thread of its own until dtrans_agent_stop.  -EALREADY
  * if it runs. */
 DTRANS_EXPORT int dtrans_agent_start(dtrans_agent_t *agent);
