@@ -335,10 +335,12 @@ DCHAN_EXPORT int dchan_send_mode_set(dchan_t *ch, unsigned mode)
 {
 	if (!ch)
 		return dchan__fail(-EINVAL, "NULL channel");
-	if (mode != DCHAN_SEND_SYNC && mode != DCHAN_SEND_BUFFERED)
+	if (mode != DCHAN_SEND_SYNC && mode != DCHAN_SEND_BUFFERED &&
+	    mode != DCHAN_SEND_BUFFERED_WAIT)
 		return dchan__fail(-EINVAL,
-				   "send mode %u: want DCHAN_SEND_SYNC or "
-				   "DCHAN_SEND_BUFFERED",
+				   "send mode %u: want DCHAN_SEND_SYNC, "
+				   "DCHAN_SEND_BUFFERED or "
+				   "DCHAN_SEND_BUFFERED_WAIT",
 				   mode);
 	ch->send_mode = mode;
 	return 0;
@@ -436,6 +438,9 @@ static int gw_send_buffered(dchan_t *ch, const void *buf, size_t len,
 	req.req_id = req_id_next();
 	req.target = ch->desc;
 	req.reply = acks->desc;
+	if (ch->send_mode == DCHAN_SEND_BUFFERED_WAIT)
+		req.timeout_ns =
+			DCHAN_FOREVER; /* timeout_ns was the window's */
 	rc = gw_post(gw, &req);
 	if (rc == 0)
 		bufd.inflight++;
@@ -476,7 +481,7 @@ int dchan__gw_send(dchan_t *ch, const void *buf, size_t len,
 				   "a remote message is at most "
 				   "%u bytes",
 				   DCHAN_GW_PAYLOAD_MAX);
-	if (ch->send_mode == DCHAN_SEND_BUFFERED)
+	if (ch->send_mode != DCHAN_SEND_SYNC)
 		return gw_send_buffered(ch, buf, len, timeout_ns);
 	return gw_call(ch, &req, NULL, 0, &c);
 }
