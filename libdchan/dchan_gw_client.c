@@ -78,15 +78,29 @@ static int gw_get(dchan_t **gw_out)
 }
 
 /* Encode a request into the gateway channel; a small one is built on the
- * stack (no allocation on the latency path). */
+ * stack (no allocation on the latency path), one too large for a slot
+ * straight into a block of the gateway's pool, which the channel then
+ * takes without a copy (the servicer writes it to the network from
+ * there); only when the pool has no room now is it built on the heap and
+ * copied in, waiting for room. */
 static int gw_post(dchan_t *gw, const dchan_gw_req_t *req)
 {
 	unsigned char small[1024];
 	size_t len = sizeof(dchan_desc_t) * 2 + 64 + req->payload_len;
-	void *buf = len <= sizeof small ? small : malloc(len);
+	void *buf;
 	int64_t n;
 	int rc;
 
+	if (len > gw->slot_size && dmem_alloc(gw->pool, len, 0, &buf) == 0) {
+		n = dchan_gw_req_encode(req, buf, len);
+		rc = n < 0 ? (int)n
+			   : dchan__send_zc_local(gw, buf, (size_t)n,
+						  DCHAN_FOREVER);
+		if (rc < 0)
+			dmem_free(gw->pool, buf);
+		return rc;
+	}
+	buf = len <= sizeof small ? small : malloc(len);
 	if (!buf)
 		return dchan__fail(-ENOMEM, "no memory for a gateway request");
 	n = dchan_gw_req_encode(req, buf, len);
