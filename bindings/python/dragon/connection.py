@@ -85,11 +85,21 @@ def flush_sends(timeout_ns):
 
 
 _exit_flush = []
+#: Set by exit_without_waiting: the exit reports the errors already
+#: known and does not wait.
+_exit_wait = [True]
+
+
+def exit_without_waiting():
+    """The exit of this process does not wait for its buffered sends
+    (Queue.cancel_join_thread): those in flight still go, but their
+    failures are not reported."""
+    _exit_wait[0] = False
 
 
 def _flush_at_exit():
     try:
-        flush_sends(_FOREVER)
+        flush_sends(_FOREVER if _exit_wait[0] else 0)
     except Exception:
         import traceback
         traceback.print_exc()

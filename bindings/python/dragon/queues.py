@@ -488,6 +488,8 @@ class Queue:
 
     def cancel_join_thread(self):
         self._joincancelled = True
+        if self._buffered:
+            connection.exit_without_waiting()
         jt = getattr(self, "_jointhread", None)
         if jt is not None:
             jt.cancel()
