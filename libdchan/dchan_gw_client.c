@@ -78,15 +78,29 @@ static int gw_get(dchan_t **gw_out)
 }
 
 /* Encode a request into the gateway channel; a small one is built on the
- * stack (no allocation on the latency path). */
+ * stack (no allocation on the latency path), one too large for a slot
+ * straight into a block of the gateway's pool, which the channel then
+ * takes without a copy (the servicer writes it to the network from
+ * there); only when the pool has no room now is it built on the heap and
+ * copied in, waiting for room. */
 static int gw_post(dchan_t *gw, const dchan_gw_req_t *req)
 {
 	unsigned char small[1024];
 	size_t len = sizeof(dchan_desc_t) * 2 + 64 + req->payload_len;
-	void *buf = len <= sizeof small ? small : malloc(len);
+	void *buf;
 	int64_t n;
 	int rc;
 
+	if (len > gw->slot_size && dmem_alloc(gw->pool, len, 0, &buf) == 0) {
+		n = dchan_gw_req_encode(req, buf, len);
+		rc = n < 0 ? (int)n
+			   : dchan__send_zc_local(gw, buf, (size_t)n,
+						  DCHAN_FOREVER);
+		if (rc < 0)
+			dmem_free(gw->pool, buf);
+		return rc;
+	}
+	buf = len <= sizeof small ? small : malloc(len);
 	if (!buf)
 		return dchan__fail(-ENOMEM, "no memory for a gateway request");
 	n = dchan_gw_req_encode(req, buf, len);
@@ -335,10 +349,12 @@ DCHAN_EXPORT int dchan_send_mode_set(dchan_t *ch, unsigned mode)
 {
 	if (!ch)
 		return dchan__fail(-EINVAL, "NULL channel");
-	if (mode != DCHAN_SEND_SYNC && mode != DCHAN_SEND_BUFFERED)
+	if (mode != DCHAN_SEND_SYNC && mode != DCHAN_SEND_BUFFERED &&
+	    mode != DCHAN_SEND_BUFFERED_WAIT)
 		return dchan__fail(-EINVAL,
-				   "send mode %u: want DCHAN_SEND_SYNC or "
-				   "DCHAN_SEND_BUFFERED",
+				   "send mode %u: want DCHAN_SEND_SYNC, "
+				   "DCHAN_SEND_BUFFERED or "
+				   "DCHAN_SEND_BUFFERED_WAIT",
 				   mode);
 	ch->send_mode = mode;
 	return 0;
@@ -436,6 +452,9 @@ static int gw_send_buffered(dchan_t *ch, const void *buf, size_t len,
 	req.req_id = req_id_next();
 	req.target = ch->desc;
 	req.reply = acks->desc;
+	if (ch->send_mode == DCHAN_SEND_BUFFERED_WAIT)
+		req.timeout_ns =
+			DCHAN_FOREVER; /* timeout_ns was the window's */
 	rc = gw_post(gw, &req);
 	if (rc == 0)
 		bufd.inflight++;
@@ -476,7 +495,7 @@ int dchan__gw_send(dchan_t *ch, const void *buf, size_t len,
 				   "a remote message is at most "
 				   "%u bytes",
 				   DCHAN_GW_PAYLOAD_MAX);
-	if (ch->send_mode == DCHAN_SEND_BUFFERED)
+	if (ch->send_mode != DCHAN_SEND_SYNC)
 		return gw_send_buffered(ch, buf, len, timeout_ns);
 	return gw_call(ch, &req, NULL, 0, &c);
 }

@@ -406,6 +406,8 @@ void dtrans__fwd_lost(struct dtrans_agent *ag, uint32_t node, bool all,
  * them (a receive parked there with no deadline would otherwise wait
  * forever and take a message nobody will get), and their records go.  A
  * gateway request's id carries its requester's pid in the top 24 bits.
+ * A buffered send stays: its sender counted it as sent, as bytes written
+ * to a pipe stay readable after the writer is gone.
  */
 static void fwd_reap(struct dtrans_agent *ag, uint64_t now)
 {
@@ -417,8 +419,9 @@ static void fwd_reap(struct dtrans_agent *ag, uint64_t now)
 			struct dtrans__link *l = ag->peers[p->node].out;
 			pid_t pid = (pid_t)(p->req_id >> 40);
 
-			if (p->raw || now - p->since_ns < DTRANS__REAP_NS ||
-			    pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH) {
+			if (p->raw || p->buffered ||
+			    now - p->since_ns < DTRANS__REAP_NS || pid <= 0 ||
+			    kill(pid, 0) == 0 || errno != ESRCH) {
 				pp = &p->hnext;
 				continue;
 			}

@@ -171,6 +171,11 @@ int dchan_desc_get(const dchan_t *ch, dchan_desc_t *desc_out);
 dmem_pool_t *dchan_pool(const dchan_t *ch);
 int dchan_send(dchan_t *ch, const void *buf, size_t len, uint64_t timeout_ns);
 int dchan_send_zc(dchan_t *ch, void *ptr, size_t len, uint64_t timeout_ns);
+#define DCHAN_SEND_SYNC 0
+#define DCHAN_SEND_BUFFERED 1
+#define DCHAN_SEND_BUFFERED_WAIT 2
+int dchan_send_mode_set(dchan_t *ch, unsigned mode);
+int dchan_gw_flush(uint64_t timeout_ns);
 int dchan_recv(dchan_t *ch, void *buf, size_t cap, uint64_t timeout_ns, size_t *len_out);
 
 typedef struct dchan_msg {
@@ -284,6 +289,10 @@ int dragon_msg_send(dchan_t *ch, int kind, const char *data, size_t len,
  * the channel; on failure nothing is sent or left allocated. */
 int dragon_msg_send_alloc(dchan_t *ch, int kind, const char *data, size_t len,
 			  uint64_t timeout_ns);
+/* head, data and tail as one message (a channel of another node). */
+int dragon_msg_send3(dchan_t *ch, const char *head, size_t hlen,
+		     const char *data, size_t len, const char *tail,
+		     size_t tlen, uint64_t timeout_ns);
 /* dchan_recv: the message's length, or a negative error. */
 int64_t dragon_msg_recv(dchan_t *ch, char *buf, size_t cap, uint64_t timeout_ns);
 /* Queue feeder: count messages packed back to back in data (lens[i]

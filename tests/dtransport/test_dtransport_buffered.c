@@ -3,7 +3,9 @@
  * agents in two processes on loopback: a thread's sends arrive in the
  * order it made them, a send's failure at the channel's node reaches the
  * sender on a later send or on dchan_gw_flush, and a peer lost with sends
- * in flight fails them within the peer timeout.  Built once per backend
+ * in flight fails them within the peer timeout.  DCHAN_SEND_BUFFERED_WAIT
+ * sends wait at the channel's node for room, and their timeout bounds only
+ * the window; buffered sends outlive their sender.  Built once per backend
  * (DTRANS_TEST_BACKEND): test_dtransport_buffered (tcp), _ofi and _ucx.
  */
 #include "dtrans_test.h"
@@ -120,6 +122,8 @@ static int c_errors_on_flush(struct cluster *c)
 	return 0;
 }
 
+static int sent_up[2], go[2]; /* sender -> test, test -> sender */
+
 /* How many sends node 0 made before one reported the error (shared
  * with the test's processes). */
 static int *sent_before_error;
@@ -206,9 +210,123 @@ START_TEST(t_buffered_errors)
 }
 END_TEST
 
-/* ---- a lost peer -------------------------------------------------------- */
+/* ---- waiting at the channel's node -------------------------------------- */
 
-static int sent_up[2], go[2]; /* sender -> test, test -> sender */
+#define NWAIT 200 /* more than the channel's 4 slots and the window of 128 */
+
+/* node 0: sends that try once (timeout 0) into node 1's channel of 4
+ * slots, which nobody reads yet: none fails there, they wait for room;
+ * past the window (and the 4 that found room) the send returns -EAGAIN
+ * at once, sending nothing.
+ * Then node 1 reads (go), and every send is carried out. */
+static int c_send_waiting(struct cluster *c)
+{
+	uint32_t i = 0;
+	dchan_t *ch;
+	char b;
+	int rc;
+
+	T_OK(dchan_attach(&c->obj[O_CHAN], &ch));
+	T_OK(dchan_send_mode_set(ch, DCHAN_SEND_BUFFERED_WAIT));
+	while ((rc = dchan_send(ch, &i, sizeof i, 0)) == 0)
+		i++;
+	T_EQ(rc, -EAGAIN);
+	/* the 4 that found room may be acknowledged meanwhile */
+	if (i < DCHAN_GW_BUFFERED_MAX || i > DCHAN_GW_BUFFERED_MAX + 4) {
+		fprintf(stderr, "%u sends went before the window was full\n",
+			i);
+		return 1;
+	}
+	if (!strstr(dchan_errmsg(), "in flight")) {
+		fprintf(stderr, "error does not say why: %s\n", dchan_errmsg());
+		return 1;
+	}
+	if (write(sent_up[1], "p", 1) != 1 || read(go[0], &b, 1) != 1)
+		return 3;
+	for (; i < NWAIT; i++)
+		T_OK(dchan_send(ch, &i, sizeof i, 60 * S));
+	T_OK(dchan_gw_flush(60 * S));
+	T_OK(dchan_detach(ch));
+	return 0;
+}
+
+/* node 1: every message, in order */
+static int c_recv_waiting(struct cluster *c)
+{
+	uint32_t got;
+	dchan_t *ch;
+	size_t len;
+
+	T_OK(dchan_attach(&c->obj[O_CHAN], &ch));
+	for (uint32_t i = 0; i < NWAIT; i++) {
+		T_OK(dchan_recv(ch, &got, sizeof got, 60 * S, &len));
+		T_EQ(got, i);
+	}
+	T_OK(dchan_detach(ch));
+	return 0;
+}
+
+START_TEST(t_buffered_wait)
+{
+	struct cluster *c;
+	pid_t w, rd;
+	char b;
+
+	ck_assert_int_eq(pipe(sent_up), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	c = t_cluster_up(10 * S);
+	w = t_start(c, 0, c_send_waiting);
+	ck_assert_int_eq(read(sent_up[0], &b, 1), 1);
+	usleep(300000); /* the sends reach node 1 and wait there */
+	rd = t_start(c, 1, c_recv_waiting);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	ck_assert_int_eq(t_wait(w), 0);
+	ck_assert_int_eq(t_wait(rd), 0);
+	t_cluster_down(c);
+}
+END_TEST
+
+/* node 0: buffered sends that wait at node 1 for room, and the sender
+ * exits without waiting for them */
+static int c_send_and_exit(struct cluster *c)
+{
+	dchan_t *ch;
+
+	T_OK(attach_buffered(c, O_CHAN, &ch));
+	for (uint32_t i = 0; i < 20; i++)
+		T_OK(dchan_send(ch, &i, sizeof i, DCHAN_FOREVER));
+	return 0;
+}
+
+/* node 1: the 20 messages, in order, once the sender has been gone for
+ * longer than its agent takes to notice a dead requester */
+static int c_recv_late(struct cluster *c)
+{
+	uint32_t got;
+	dchan_t *ch;
+	size_t len;
+
+	T_OK(dchan_attach(&c->obj[O_CHAN], &ch));
+	for (uint32_t i = 0; i < 20; i++) {
+		T_OK(dchan_recv(ch, &got, sizeof got, 30 * S, &len));
+		T_EQ(got, i);
+	}
+	T_OK(dchan_detach(ch));
+	return 0;
+}
+
+START_TEST(t_buffered_outlive_sender)
+{
+	struct cluster *c = t_cluster_up(10 * S);
+
+	ck_assert_int_eq(t_run(c, 0, c_send_and_exit), 0);
+	usleep(3000000); /* past DTRANS__REAP_NS, and a reap */
+	ck_assert_int_eq(t_run(c, 1, c_recv_late), 0);
+	t_cluster_down(c);
+}
+END_TEST
+
+/* ---- a lost peer -------------------------------------------------------- */
 
 /* node 0: sends that wait at node 1 for room in a full channel when its
  * agent is killed: the flush reports the lost node, within the peer
@@ -271,6 +389,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_buffered_order);
 	tcase_add_test(tc, t_buffered_errors);
 	tcase_add_test(tc, t_buffered_peer_lost);
+	tcase_add_test(tc, t_buffered_wait);
+	tcase_add_test(tc, t_buffered_outlive_sender);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -715,3 +715,68 @@ if __name__ == "__main__":
                  "child: ('wait once the parent ended', True)",
                  "child: ('parent alive', False)", "parent: 0"):
         assert line in out, line + "\n" + out + err
+
+
+def test_buffered_queue_puts_between_nodes(run):
+    """Puts to a Queue of another node do not wait for that node: many
+    more than the channel and the window hold go in order, the exit of
+    the producer waits for those in flight, and a put that failed at the
+    Queue's node is raised by a later put, naming the node."""
+    rc, out, err = run(HEAD + """
+def produce(q, n):
+    for i in range(n):
+        q.put(i)
+    q.put(b"x" * 300000)
+
+def owner(q, gone):
+    q2 = mp.Queue()
+    q.put(q2)
+    print("owner got:", q2.get(timeout=30), flush=True)
+    q2._conn._wch.destroy()  # the channel goes, as with its node's runtime
+    gone.set()
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    ctx = mp.get_context("dragon")
+    there = Policy(host_name="node2")
+    q = ctx.Queue()
+    n = 6000  # past the channel's 4096 and the 128 puts in flight
+    p = ctx.Process(target=produce, args=(q, n), policy=there)
+    p.start()
+    time.sleep(1)  # the channel fills
+    got = [q.get(timeout=30) for _ in range(n)]
+    print("in order:", got == list(range(n)), flush=True)
+    print("big:", len(q.get(timeout=30)), flush=True)
+    p.join(30)
+    # Its exit waited for the puts in flight: all are here after join.
+    p = ctx.Process(target=produce, args=(q, 100), policy=there)
+    p.start()
+    p.join(30)
+    print("producer exit:", p.exitcode, flush=True)
+    got = [q.get_nowait() for _ in range(100)]
+    print("all there after join:", got == list(range(100)),
+          len(q.get_nowait()), flush=True)
+
+    gone = ctx.Event()
+    p = ctx.Process(target=owner, args=(q, gone), policy=there)
+    p.start()
+    q2 = q.get(timeout=30)
+    q2.put("first")
+    gone.wait(30)
+    p.join(30)
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            q2.put("more")
+            time.sleep(0.01)
+        print("no error", flush=True)
+    except Exception as e:
+        print("later put raised %s: %s" % (type(e).__name__, e), flush=True)
+""")
+    assert rc == 0, out + err
+    for line in ("in order: True", "big: 300000", "producer exit: 0",
+                 "all there after join: True 300000", "owner got: first"):
+        assert line in out, line + "\n" + out + err
+    raised = [l for l in out.splitlines() if l.startswith("later put raised")]
+    assert raised, out + err
+    assert "earlier buffered send" in raised[0] and "node 2" in raised[0], raised[0]

@@ -14,6 +14,14 @@ sends, and send() for ordinary objects), a pickle whose large buffers
 (pickle protocol 5, out of band) travel in their own pool allocations and
 are received without a copy, or a close notice that wakes the peer (the
 layout, shared with queues: :mod:`dragon._framing`).
+
+A Pipe end whose channel is on another node sends buffered (libdchan's
+DCHAN_SEND_BUFFERED_WAIT): a send returns once it is in this node's
+gateway, and its messages arrive in the order they were sent, the
+end-of-file and holder notices after them.  A send that failed there
+(the Pipe was destroyed, the node was lost) is raised by a later send,
+and the exit of the process waits for its sends in flight
+(:func:`buffer_sends`).
 """
 import functools
 import io
@@ -29,7 +37,8 @@ from multiprocessing import connection as _mpconn, util
 from multiprocessing.context import get_spawning_popen
 from multiprocessing.reduction import ForkingPickler
 
-from ._consts import (RC_EAGAIN as _EAGAIN, RC_ETIMEDOUT as _ETIMEDOUT,
+from ._consts import (FOREVER_NS as _FOREVER, RC_EAGAIN as _EAGAIN,
+                      RC_ETIMEDOUT as _ETIMEDOUT,
                       RC_EMSGSIZE as _EMSGSIZE, RC_NOSPACE as _NOSPACE,
                       SLICE_NS as _SLICE_NS,
                       SLICE_S as _SLICE_S)
@@ -60,9 +69,52 @@ _CONTROL_LEN = len(_control_msg(K_HOLD, 0))
 
 _msg_send = lib.dragon_msg_send
 _msg_send_alloc = lib.dragon_msg_send_alloc
+_msg_send3 = lib.dragon_msg_send3
 _msg_recv = lib.dragon_msg_recv
 _unpack = ffi.unpack
 _get_ident = threading.get_ident
+
+
+def flush_sends(timeout_ns):
+    """Wait up to timeout_ns for this thread's buffered sends (see
+    :func:`buffer_sends`) to be carried out at their nodes; raise the
+    first error among them not raised yet."""
+    rc = lib.dchan_gw_flush(timeout_ns)
+    if rc < 0 and rc != _ETIMEDOUT:
+        raise chan_error(rc, "a send to a channel of another node")
+
+
+_exit_flush = []
+#: Set by exit_without_waiting: the exit reports the errors already
+#: known and does not wait.
+_exit_wait = [True]
+
+
+def exit_without_waiting():
+    """The exit of this process does not wait for its buffered sends
+    (Queue.cancel_join_thread): those in flight still go, but their
+    failures are not reported."""
+    _exit_wait[0] = False
+
+
+def _flush_at_exit():
+    try:
+        flush_sends(_FOREVER if _exit_wait[0] else 0)
+    except Exception:
+        import traceback
+        traceback.print_exc()
+
+
+def buffer_sends(wh):
+    """Make the sends through wh, the handle of a channel of another
+    node, buffered.  The process's exit then waits for the buffered sends
+    of its exiting thread, as a stock queue's exit waits for its feeder
+    thread; an error among them is printed, as the feeder's are."""
+    rc = lib.dchan_send_mode_set(wh, lib.DCHAN_SEND_BUFFERED_WAIT)
+    if rc < 0:
+        raise chan_error(rc, "buffering the sends to a channel of another node")
+    if not _exit_flush:
+        _exit_flush.append(util.Finalize(None, _flush_at_exit, exitpriority=-5))
 
 
 def _in_call(fn):
@@ -260,6 +312,8 @@ class Connection(_mpconn._ConnectionBase):
         # does not read, or write).
         self._rh = self._rch.handle if readable else None
         self._wh = self._wch.handle if writable else None
+        if pipe and self._wh is not None and lib.dchan_pool(self._wh) == ffi.NULL:
+            buffer_sends(self._wh)
         self._mine = shared.tables[end]
         self._busy = shared.busy
         self._peer = shared.tables[1 - end]
@@ -412,12 +466,16 @@ class Connection(_mpconn._ConnectionBase):
             return self._send_blocking(lambda t: lib.dchan_send(ch, data, n, t), timeout, rc)
         pool = lib.dchan_pool(ch)
         if pool == ffi.NULL:
-            # A channel of another node: copied, through the transport.
-            data = head + payload.tobytes() + tail
-            rc = lib.dchan_send(ch, data, n, 0)
+            # A channel of another node: assembled in C, and copied into
+            # the gateway, through the transport.
+            pl, hn, tn = ffi.from_buffer(payload), len(head), len(tail)
+
+            def op(t):
+                return _msg_send3(ch, head, hn, pl, payload.nbytes, tail, tn, t)
+            rc = op(0)
             if rc == 0:
                 return True
-            return self._send_blocking(lambda t: lib.dchan_send(ch, data, n, t), timeout, rc)
+            return self._send_blocking(op, timeout, rc)
         deadline = None if timeout is None else time.monotonic() + timeout
         p = ffi.cast("char *", self._pool_alloc(
             pool, n, deadline, "sending a message of %d bytes" % n))

@@ -14,6 +14,15 @@ destroying the channel under it.  Queues pickle as the
 channel's descriptor: they pass to children as Process arguments and
 through other queues and pipes.
 
+On another node than its channel, an unbounded queue's puts are
+buffered (libdchan's DCHAN_SEND_BUFFERED_WAIT): a put returns once it is
+in this node's gateway, many are in flight at once, each waits at the
+channel's node for room as long as it takes, and they arrive in the
+order they were made.  A put that failed there (the node was lost, the
+channel destroyed) is raised by a later put, by close() or
+join_thread(), or reported at the process's exit, which waits for the
+puts in flight as a stock queue's exit waits for its feeder thread.
+
 SimpleQueue is a pair of Connections on one channel, with Connection
 messages only: multiprocessing.Pool reads and writes them directly.
 """
@@ -27,7 +36,8 @@ from queue import Empty, Full
 from multiprocessing import util
 
 from . import channels, connection, runtime
-from ._consts import (RC_EAGAIN as _EAGAIN, RC_ETIMEDOUT as _ETIMEDOUT,
+from ._consts import (FOREVER_NS as _FOREVER, RC_EAGAIN as _EAGAIN,
+                      RC_ETIMEDOUT as _ETIMEDOUT,
                       RC_NOSPACE as _NOSPACE, SLICE_NS as _SLICE_NS)
 from ._dragon_cffi import ffi, lib
 from ._framing import (K_BYTES, K_RAW, HDR_BYTES as _HDR_BYTES, HDR_RAW as _HDR_RAW,
@@ -46,6 +56,9 @@ _BATCH = 512
 _msg_send = lib.dragon_msg_send
 _msg_send_many = lib.dragon_msg_send_many
 _msg_recv = lib.dragon_msg_recv
+#: Results of a send that found no room now (to wait for, or leave to the
+#: feeder thread).
+_NOT_NOW = (_EAGAIN, _ETIMEDOUT, _NOSPACE)
 
 
 def _encode(obj):
@@ -138,6 +151,12 @@ class Queue:
         # is set (not closed).
         self._busy = self._conn._busy
         self._direct = not self._maxsize
+        # Puts to a channel of another node are buffered (see above).
+        wh = self._conn._wh
+        self._buffered = (self._direct and wh is not None
+                          and lib.dchan_pool(wh) == ffi.NULL)
+        if self._buffered:
+            connection.buffer_sends(wh)
         self._bufs = []
         self._pending = collections.deque()
         self._notify = threading.Condition(threading.Lock())
@@ -175,15 +194,24 @@ class Queue:
         self._put(obj, block, timeout)
 
     def _send_inline(self, kind, data):
-        """Try once to send a small message; True when it went."""
+        """Try once to send a small message; True when it went, False
+        when there was no room now (or the queue is closed: _put says so).
+        An error (of an earlier buffered put, say) is raised."""
         busy = self._busy
         me = _get_ident()
         busy.append(me)
         try:
             h = self._conn._wh
-            return h is not None and not _msg_send(h, kind, data, len(data), 0)
+            if h is None:
+                return False
+            rc = _msg_send(h, kind, data, len(data), 0)
         finally:
             busy.remove(me)
+        if rc == 0:
+            return True
+        if rc in _NOT_NOW:
+            return False
+        raise self._conn._send_error(rc)
 
     def _put(self, obj, block, timeout):
         if self._closed:
@@ -322,6 +350,11 @@ class Queue:
                     obj = pending[0]
                     if obj is _CLOSE:
                         pending.popleft()
+                        if self._buffered:  # this thread's puts arrived
+                            try:
+                                connection.flush_sends(_FOREVER)
+                            except Exception as e:
+                                self._on_queue_feeder_error(e, None)
                         return
                     if isinstance(msg, Exception):
                         self._on_queue_feeder_error(msg, obj)
@@ -359,7 +392,7 @@ class Queue:
                 busy.remove(me)
             if n > 0:
                 return n
-            if n not in (_EAGAIN, _ETIMEDOUT, _NOSPACE):
+            if n not in _NOT_NOW:
                 raise conn._send_error(n)
 
     @staticmethod
@@ -443,14 +476,20 @@ class Queue:
         fin = getattr(self, "_close_fin", None)
         if fin is not None:
             fin()
+        if self._buffered:
+            connection.flush_sends(0)  # an error already known, without waiting
 
     def join_thread(self):
         assert self._closed, "Queue {0!r} not closed".format(self)
         if self._thread is not None and not self._joincancelled:
             self._thread.join()
+        if self._buffered and not self._joincancelled:
+            connection.flush_sends(_FOREVER)
 
     def cancel_join_thread(self):
         self._joincancelled = True
+        if self._buffered:
+            connection.exit_without_waiting()
         jt = getattr(self, "_jointhread", None)
         if jt is not None:
             jt.cancel()

@@ -408,12 +408,20 @@ DCHAN_EXPORT int dchan_gw_unregister(void);
  * thread's next buffered send (which then sends nothing) or by
  * dchan_gw_flush, whichever comes first.  At most DCHAN_GW_BUFFERED_MAX
  * of a thread's buffered sends are in flight; a send beyond waits for
- * room within its timeout.  Local channels ignore the mode (a local send
- * is complete when it returns).  -EINVAL for another mode.
+ * room within its timeout.  DCHAN_SEND_BUFFERED_WAIT: buffered, and a
+ * send waits at its node for room in the channel as long as it takes
+ * (until the channel is destroyed or the node lost); its timeout bounds
+ * only the wait for room among the thread's sends in flight, so a send
+ * with timeout 0 returns -EAGAIN at once when DCHAN_GW_BUFFERED_MAX are in
+ * flight and never fails later for a full channel (a stream of messages
+ * whose sender must not block, as a queue's put).  Local channels ignore
+ * the mode (a local send is complete when it returns).  -EINVAL for
+ * another mode.
  */
-#define DCHAN_SEND_SYNC	      0u
-#define DCHAN_SEND_BUFFERED   1u
-#define DCHAN_GW_BUFFERED_MAX 128u
+#define DCHAN_SEND_SYNC		 0u
+#define DCHAN_SEND_BUFFERED	 1u
+#define DCHAN_SEND_BUFFERED_WAIT 2u
+#define DCHAN_GW_BUFFERED_MAX	 128u
 DCHAN_EXPORT int dchan_send_mode_set(dchan_t *ch, unsigned mode);
 
 /* Wait until every buffered send of the calling thread has been carried
