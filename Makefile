@@ -14,6 +14,7 @@
 #   make check-tsan         ... ThreadSanitizer (./build-tsan)
 #   make check-valgrind     the C tests under valgrind memcheck, errors fatal
 #   make check-stress       the crash and hang stress tests at length (thousands of trials)
+#   make check-watch-fallback  the transport's suites with channel waits off io_uring
 #   make check-all          check, the three sanitizer builds and valgrind
 #   make check-mp-suite     CPython's whole multiprocessing suite with 'dragon'
 #   make check-mp-suite-multinode  (root) the same on a 2-node test cluster, round-robin
@@ -44,7 +45,7 @@ DEPS = gcc make autoconf automake libtool pkg-config check \
 .PHONY: all check install uninstall bench deps distcheck clean distclean \
 	check-asan check-ubsan check-tsan check-valgrind check-all check-mp-suite \
 	check-mp-suite-multinode \
-	check-stress \
+	check-stress check-watch-fallback \
 	check-cluster8 help
 
 all: $(BUILD)/Makefile
@@ -110,6 +111,13 @@ check-valgrind: $(BUILD)/Makefile
 	@$(SUBMAKE)
 	@$(MAKE) --no-print-directory -C $(BUILD) check-valgrind
 check-all: check check-asan check-ubsan check-tsan check-valgrind
+
+# The transport's suites with channel waits on the path of kernels that
+# cannot wait on futexes through io_uring (DRAGON_DCHAN_WATCH_URING=0).
+check-watch-fallback: $(BUILD)/Makefile
+	@$(SUBMAKE)
+	@$(SRC)/build-aux/leftover-guard $(BUILD) \
+	  $(MAKE) --no-print-directory -C $(BUILD)/tests/dtransport check-watch-fallback
 
 # The stress tests at length, under the guard like make check: the
 # transport's crash campaign (make check runs 100 trials) with

@@ -634,11 +634,15 @@ static int make_agent(void)
 	a.secret = be.secret;
 	a.secret_len = strlen(be.secret);
 	a.gateway = be.gw;
-	a.field_mask = DTRANS_ATTR_LOG_FD | DTRANS_ATTR_RESOLVE;
+	a.field_mask = DTRANS_ATTR_LOG_FD | DTRANS_ATTR_NOTICE_FD |
+		       DTRANS_ATTR_RESOLVE;
 	a.resolve = ask_peer;
-	a.log_fd = be.log_level >= DLAUNCH_LOG_DEBUG
-			   ? (be.log[1] >= 0 ? be.log[1] : 2)
-			   : -1;
+	/* At every log level: a link dropped, a failed handshake, a link
+	 * back are what explains a node found unreachable, and the agent
+	 * reports each once (an idle link closed by a stopping peer not at
+	 * all).  The backend notice, as before, with -l debug only. */
+	a.log_fd = be.log[1] >= 0 ? be.log[1] : 2;
+	a.notice_fd = be.log_level >= DLAUNCH_LOG_DEBUG ? a.log_fd : -1;
 	/* A node the frontend takes for lost after DRAGON_NODE_TIMEOUT is
 	 * one the agents give up on after as long: the operations on it
 	 * that the surviving nodes' teardown still makes (a lost client's

@@ -168,7 +168,8 @@ DTRANS_EXPORT int dtrans_agent_create(const dtrans_attr_t *attr,
 	}
 	ag->be = dtrans__backend_find(
 		attr->field_mask & DTRANS_ATTR_BACKEND ? attr->backend : NULL,
-		ag->log_fd);
+		attr->field_mask & DTRANS_ATTR_NOTICE_FD ? attr->notice_fd
+							 : ag->log_fd);
 	ag->secret = malloc(attr->secret_len);
 	ag->peers = calloc(attr->nnodes, sizeof *ag->peers);
 	if (!ag->be)

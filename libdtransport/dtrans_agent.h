@@ -110,6 +110,8 @@ struct dtrans__link {
 	bool want_out; /* EPOLLOUT armed */
 	bool dead;     /* closed; freed at the end of the loop turn */
 	uint32_t peer; /* node index (listener side: known after AUTH) */
+	/* listener: the node its AUTH named, proven or not */
+	uint32_t claimed;
 	unsigned char nonce_mine[DTRANS__NONCE], nonce_peer[DTRANS__NONCE];
 	struct dtrans__buf in, out;
 	struct dtrans__zseg *zq, *zq_tail; /* zero-copy payloads, in order */
@@ -131,6 +133,8 @@ struct dtrans__peer {
 	struct dtrans__link *out;
 	uint64_t next_dial_ns;
 	bool dial_quiet;	/* a failure to reach it was logged already */
+	bool out_lost, in_lost; /* the drop of our / its link was logged:
+				   its return will be */
 	bool asked;		/* its address was asked of the resolver */
 	bool news;		/* guarded by agent->mu: an address or a loss
 				   came since the loop last looked */

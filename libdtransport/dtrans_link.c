@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #define DTRANS__RECV_CHUNK (256u << 10)
 
@@ -131,6 +132,7 @@ int dtrans__link_new(struct dtrans_agent *ag, void *be, bool dialed,
 	l->fd = ag->be->link_fd(be);
 	l->dialed = dialed;
 	l->peer = peer;
+	l->claimed = UINT32_MAX;
 	l->state = dialed ? DTRANS__L_CONNECTING : DTRANS__L_WAIT_AUTH;
 	l->last_recv_ns = dtrans__now_ns();
 	l->hs_deadline_ns = l->last_recv_ns + DTRANS__HS_TIMEOUT_NS;
@@ -160,12 +162,49 @@ static const char *link_why(struct dtrans__link *l, int err)
 	return why ? why : strerror(-err);
 }
 
+/* What link_read drops a link with when the peer closed it. */
+static const char peer_closed[] = "closed by the peer";
+
+/* Nothing of ours waits on the link: no request sent on it waits for
+ * its completion, no wait of the peer's is parked on it. */
+static bool link_idle(const struct dtrans__link *l)
+{
+	const struct dtrans__peer *pe = &l->ag->peers[l->peer];
+
+	return l->dialed ? pe->npending == pe->nunsent : !l->parked;
+}
+
+/* Who is at the other end of a link that has not finished its
+ * handshake: the node it claimed, its address where the backend's
+ * descriptor is a socket (tcp), or neither. */
+static void link_who(const struct dtrans__link *l, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	char addr[128];
+	int n;
+
+	if (getpeername(l->fd, (struct sockaddr *)&ss, &sl) < 0 ||
+	    dtrans__addr_format((struct sockaddr *)&ss, sl, addr, sizeof addr) <
+		    0)
+		snprintf(addr, sizeof addr, "an unknown address");
+	n = snprintf(buf, len, "a peer at %s", addr);
+	if (l->claimed < l->ag->nnodes && n > 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, " claiming to be node %u",
+			 l->claimed);
+}
+
 /* Close the link now; the structure is freed at the end of the turn. */
 void dtrans__link_drop(struct dtrans__link *l, const char *why)
 {
 	struct dtrans_agent *ag = l->ag;
 	bool known = l->dialed || l->state == DTRANS__L_READY;
-	char reason[160];
+	/* A link the peer closed between frames with nothing in flight on
+	 * it is how a peer agent stops (a runtime's teardown): nothing to
+	 * report. */
+	bool quiet = why == peer_closed && known && link_idle(l) &&
+		     l->in.len == l->in.off && !l->sink.mem;
+	char reason[160], who[200];
 
 	if (l->dead)
 		return;
@@ -181,11 +220,18 @@ void dtrans__link_drop(struct dtrans__link *l, const char *why)
 		why = NULL; /* once per outage is enough */
 	else if (why && l->dialed && l->state == DTRANS__L_CONNECTING)
 		ag->peers[l->peer].dial_quiet = true;
-	if (why && known)
+	if (why && known && !quiet) {
 		dtrans__log(ag, "link %s node %u dropped: %s",
 			    l->dialed ? "to" : "from", l->peer, why);
-	else if (why)
-		dtrans__log(ag, "unauthenticated link dropped: %s", why);
+		if (l->dialed)
+			ag->peers[l->peer].out_lost = true;
+		else
+			ag->peers[l->peer].in_lost = true;
+	} else if (why && !known) {
+		link_who(l, who, sizeof who);
+		dtrans__log(ag, "handshake with %s failed, link dropped: %s",
+			    who, why);
+	}
 	if (why && known)
 		DTRANS__STAT(ag, l->peer, errors, 1);
 	epoll_ctl(ag->epfd, EPOLL_CTL_DEL, l->fd, NULL);
@@ -408,6 +454,7 @@ static int hs_on_auth(struct dtrans__link *l, const void *p, size_t len)
 
 	if (dtrans__auth_decode(p, len, &a) < 0)
 		return -DTRANS_E_FRAME;
+	l->claimed = a.node;
 	if (a.node >= ag->nnodes || a.node == ag->node ||
 	    a.nnodes != ag->nnodes)
 		return -DTRANS_E_NODE;
@@ -423,6 +470,9 @@ static int hs_on_auth(struct dtrans__link *l, const void *p, size_t len)
 	l->peer = a.node;
 	l->state = DTRANS__L_READY;
 	DTRANS__STAT(ag, l->peer, connections, 1);
+	if (ag->peers[l->peer].in_lost)
+		dtrans__log(ag, "link from node %u is back", l->peer);
+	ag->peers[l->peer].in_lost = false;
 	rc = dtrans__link_frame(l, DTRANS__F_AUTH_OK, 0, mac, DTRANS__MAC, NULL,
 				0);
 	return rc;
@@ -443,9 +493,10 @@ static int hs_on_ok(struct dtrans__link *l, const void *p, size_t len)
 		return -DTRANS_E_AUTH;
 	l->state = DTRANS__L_READY;
 	DTRANS__STAT(ag, l->peer, connections, 1);
-	if (ag->peers[l->peer].dial_quiet)
+	if (ag->peers[l->peer].dial_quiet || ag->peers[l->peer].out_lost)
 		dtrans__log(ag, "link to node %u is back", l->peer);
 	ag->peers[l->peer].dial_quiet = false;
+	ag->peers[l->peer].out_lost = false;
 	ag->link_ops->ready(ag, l->peer);
 	return 0;
 }
@@ -598,8 +649,7 @@ static void link_read(struct dtrans__link *l)
 				return;
 			if (n <= 0) {
 				dtrans__link_drop(l,
-						  n == 0 ? "closed by the "
-							   "peer"
+						  n == 0 ? peer_closed
 							 : strerror((int)-n));
 				return;
 			}
@@ -630,7 +680,7 @@ static void link_read(struct dtrans__link *l)
 		if (n == -EAGAIN)
 			return;
 		if (n <= 0) {
-			dtrans__link_drop(l, n == 0 ? "closed by the peer"
+			dtrans__link_drop(l, n == 0 ? peer_closed
 						    : link_why(l, (int)n));
 			return;
 		}
@@ -697,6 +747,16 @@ void dtrans__link_tick(struct dtrans__link *l, uint64_t now)
 		if (now > l->hs_deadline_ns)
 			dtrans__link_drop(l, "handshake did not finish in "
 					     "time");
+		return;
+	}
+	/* The peer's link with its waits parked here: the peer pings while
+	 * they wait, so a link silent for the peer timeout is cut (or its
+	 * peer gone) and the waits go with it -- before a message or a
+	 * lock is taken for a requester already told its wait failed. */
+	if (!l->dialed && l->parked &&
+	    now - l->last_recv_ns > ag->peer_timeout_ns) {
+		dtrans__link_drop(l, "peer silent for the peer timeout while "
+				     "its waits were parked here");
 		return;
 	}
 	if (!l->dialed || ag->peers[l->peer].npending == 0)

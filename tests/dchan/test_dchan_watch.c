@@ -4,6 +4,7 @@
  */
 #include "dchan_test.h"
 
+#include <dirent.h>
 #include <poll.h>
 
 #define MS 1000000ull
@@ -207,6 +208,61 @@ START_TEST(t_watch_wait)
 }
 END_TEST
 
+/* Threads of this process now. */
+static int threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* DRAGON_DCHAN_WATCH_URING=0: the wait takes the path of a kernel (or a
+ * seccomp filter) without futex waits in io_uring -- through the helper
+ * thread, which starts at the first wait -- and a change made by another
+ * process still ends it. */
+START_TEST(t_watch_wait_fallback)
+{
+	dmem_pool_t *pool = t_pool("watchfall", 8 << 20);
+	dchan_t *in;
+	dchan_watch_t *w;
+	void *ck[4];
+	int st, n = 0, before;
+	pid_t pid;
+
+	setenv("DRAGON_DCHAN_WATCH_URING", "0", 1);
+	ck_assert_int_eq(dchan_create(pool, NULL, &in), 0);
+	ck_assert_int_eq(dchan_watch_create(&w), 0);
+	ck_assert_int_eq(dchan_watch_add(w, in, DCHAN_POLLIN, in), 0);
+	before = threads();
+	ck_assert_int_eq(dchan_watch_wait(w, -1, 0), 0);
+	/* the helper (a sanitizer's runtime may start threads of its own) */
+	ck_assert_int_gt(threads(), before);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		usleep(100000);
+		_exit(dchan_send(in, "x", 1, 0) == 0 ? 0 : 1);
+	}
+	while (n == 0) {
+		ck_assert_int_ge(dchan_watch_wait(w, -1, -1), 0);
+		n = dchan_watch_take(w, ck, 4);
+	}
+	ck_assert_int_eq(n, 1);
+	ck_assert_ptr_eq(ck[0], in);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_int_eq(st, 0);
+	ck_assert_int_eq(dchan_watch_destroy(w), 0);
+	ck_assert_int_eq(dchan_destroy(in), 0);
+	t_pool_done(pool);
+}
+END_TEST
+
 START_TEST(t_watch_limits)
 {
 	dmem_pool_t *pool = t_pool("watchlim", 32 << 20);
@@ -245,6 +301,7 @@ int main(void)
 	tcase_add_test(tc, t_watch_limits);
 	tcase_add_test(tc, t_watch_hold);
 	tcase_add_test(tc, t_watch_wait);
+	tcase_add_test(tc, t_watch_wait_fallback);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

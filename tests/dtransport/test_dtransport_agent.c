@@ -682,6 +682,62 @@ START_TEST(t_peer_killed)
 }
 END_TEST
 
+/* ---- where the notices go ---------------------------------------------- */
+
+/* Bytes waiting in a pipe's read end (it is non-blocking). */
+static size_t drain(int fd, char *buf, size_t len)
+{
+	ssize_t n = read(fd, buf, len - 1);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return n > 0 ? (size_t)n : 0;
+}
+
+/* With nothing configured the tcp notice goes to notice_fd, the log
+ * keeps to link events; without notice_fd it goes to the log. */
+START_TEST(t_notice_fd)
+{
+	dchan_attr_t ga = {.field_mask = DCHAN_ATTR_CAPACITY, .capacity = 64};
+	char conf[] = "/tmp/dtrans-conf-XXXXXX", name[64], buf[4096];
+	dtrans_attr_t a = {0};
+	dtrans_agent_t *ag;
+	dmem_pool_t *pool;
+	int log[2], note[2], fd = mkstemp(conf);
+	dchan_t *gw;
+
+	ck_assert_int_ge(fd, 0);
+	close(fd); /* an empty configuration: no backend recorded */
+	setenv("DRAGON_CONFIG", conf, 1);
+	setenv("DRAGON_NODE_ID", "1", 1);
+	ck_assert_int_eq(pipe2(log, O_NONBLOCK), 0);
+	ck_assert_int_eq(pipe2(note, O_NONBLOCK), 0);
+	snprintf(name, sizeof name, "tdtrans-note-%d", (int)getpid());
+	ck_assert_int_eq(dmem_pool_create(name, 16u << 20, NULL, &pool), 0);
+	ck_assert_int_eq(dchan_create(pool, &ga, &gw), 0);
+	a.node = 0;
+	a.nnodes = 1;
+	a.listen_addr = "127.0.0.1:0";
+	a.secret = t_secret;
+	a.secret_len = sizeof t_secret - 1;
+	a.gateway = gw;
+	a.field_mask = DTRANS_ATTR_LOG_FD | DTRANS_ATTR_NOTICE_FD;
+	a.log_fd = log[1];
+	a.notice_fd = note[1];
+	ck_assert_int_eq(dtrans_agent_create(&a, &ag), 0);
+	ck_assert_int_eq(dtrans_agent_destroy(ag), 0);
+	ck_assert_uint_gt(drain(note[0], buf, sizeof buf), 0);
+	ck_assert_ptr_nonnull(strstr(buf, "TCP transport agent"));
+	ck_assert_uint_eq(drain(log[0], buf, sizeof buf), 0);
+	ck_assert_int_eq(dchan_destroy(gw), 0);
+	ck_assert_int_eq(dmem_pool_destroy(pool), 0);
+	unlink(conf);
+	for (int i = 0; i < 2; i++) {
+		close(log[i]);
+		close(note[i]);
+	}
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("dtransport_agent");
@@ -697,6 +753,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_bad_peers);
 	tcase_add_test(tc, t_wrong_secret);
 	tcase_add_test(tc, t_peer_killed);
+	if (!t_backend()) /* a backend named is no default: no notice */
+		tcase_add_test(tc, t_notice_fd);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -15,6 +15,10 @@
 #include <sys/stat.h>
 
 static char ns_name[2][32], br_name[16], veth_name[2][16];
+/* What this run's namespaces and links are named from: "dtr", or
+ * DRAGON_TEST_NETNS_PREFIX (up to 4 characters) where several runs share
+ * the machine and each keeps to a prefix of its own. */
+static char prefix[8] = "dtr";
 static const char *const ns_addr[2] = {"10.77.0.1", "10.77.0.2"};
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -53,13 +57,24 @@ static const char *net_up(void)
 #endif
 	if (geteuid() != 0)
 		return "making network namespaces needs root";
+	if (getenv("DRAGON_TEST_NETNS_PREFIX")) {
+		const char *v = getenv("DRAGON_TEST_NETNS_PREFIX");
+
+		if (!*v || strlen(v) > 4 ||
+		    strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789") !=
+			    strlen(v))
+			return "DRAGON_TEST_NETNS_PREFIX must be 1 to 4 "
+			       "lower-case letters or digits";
+		snprintf(prefix, sizeof prefix, "%s", v);
+	}
 	if (sh("command -v ip >/dev/null") != 0)
 		return "the ip command (iproute2) is missing";
-	snprintf(br_name, sizeof br_name, "dtrbr%d", p % 10000000);
+	snprintf(br_name, sizeof br_name, "%.4sbr%d", prefix, p % 1000000);
 	for (int i = 0; i < 2; i++) {
-		snprintf(ns_name[i], sizeof ns_name[i], "dtr-%c%d", 'a' + i, p);
-		snprintf(veth_name[i], sizeof veth_name[i], "dtr%c%d", 'a' + i,
-			 p % 10000000);
+		snprintf(ns_name[i], sizeof ns_name[i], "%s-%c%d", prefix,
+			 'a' + i, p);
+		snprintf(veth_name[i], sizeof veth_name[i], "%.4s%c%d", prefix,
+			 'a' + i, p % 10000000);
 	}
 	if (sh("ip link add %s type bridge && ip link set %s up", br_name,
 	       br_name) != 0) {
@@ -288,6 +303,213 @@ static int c_lost(struct cluster *c)
 	return 0;
 }
 
+/* ---- a link cut under parked waits ------------------------------------- */
+
+/* Shared with the clients: node 1's lock holder lets go when told. */
+static volatile int *holder_go;
+
+/* node 1: hold the lock until told, then let it go */
+static int c_hold_lock(struct cluster *c)
+{
+	dchan_lock_t *lk;
+
+	T_OK(dchan_lock_attach(&c->obj[O_LOCK], &lk));
+	T_OK(dchan_lock_acquire(lk, 0));
+	holder_go[0] = 1;
+	while (!holder_go[1])
+		usleep(10000);
+	T_OK(dchan_lock_release(lk));
+	T_OK(dchan_lock_detach(lk));
+	return 0;
+}
+
+/* node 0: waits parked at node 1's agent, each failing as the node lost */
+static int c_park_recv(struct cluster *c)
+{
+	dchan_t *ch;
+	char buf[8];
+	size_t len;
+
+	T_OK(dchan_attach(&c->obj[O_PARK], &ch));
+	T_EQ(dchan_recv(ch, buf, sizeof buf, DCHAN_FOREVER, &len),
+	     -DCHAN_E_NODELOST);
+	T_OK(dchan_detach(ch));
+	return 0;
+}
+
+static int c_park_lock(struct cluster *c)
+{
+	dchan_lock_t *lk;
+
+	T_OK(dchan_lock_attach(&c->obj[O_LOCK], &lk));
+	T_EQ(dchan_lock_acquire(lk, DCHAN_FOREVER), -DCHAN_E_NODELOST);
+	T_OK(dchan_lock_detach(lk));
+	return 0;
+}
+
+static int c_park_event(struct cluster *c)
+{
+	dchan_event_t *ev;
+
+	T_OK(dchan_event_attach(&c->obj[O_EVENT], &ev));
+	T_EQ(dchan_event_wait(ev, DCHAN_FOREVER), -DCHAN_E_NODELOST);
+	T_OK(dchan_event_detach(ev));
+	return 0;
+}
+
+/* node 1, while the link is cut: what the dropped waits would have
+ * taken is still here -- the message, the lock, the event's setting */
+static int c_local_after(struct cluster *c)
+{
+	dchan_event_t *ev;
+	dchan_lock_t *lk;
+	dchan_t *ch;
+	char buf[8];
+	size_t len;
+
+	T_OK(dchan_attach(&c->obj[O_PARK], &ch));
+	T_OK(dchan_event_attach(&c->obj[O_EVENT], &ev));
+	T_OK(dchan_lock_attach(&c->obj[O_LOCK], &lk));
+	T_OK(dchan_send(ch, "kept", 4, 0));
+	T_OK(dchan_event_set(ev));
+	holder_go[1] = 1;
+	usleep(500000); /* time for a wait left parked to take them */
+	T_OK(dchan_recv(ch, buf, sizeof buf, 0, &len));
+	T_EQ(len, 4);
+	T_OK(dchan_lock_acquire(lk, 5 * S));
+	T_OK(dchan_lock_release(lk));
+	T_OK(dchan_event_clear(ev));
+	T_OK(dchan_lock_detach(lk));
+	T_OK(dchan_event_detach(ev));
+	T_OK(dchan_detach(ch));
+	return 0;
+}
+
+/* node 0, after the link is back: the lock is free to take remotely */
+static int c_lock_once(struct cluster *c)
+{
+	dchan_lock_t *lk;
+
+	T_OK(dchan_lock_attach(&c->obj[O_LOCK], &lk));
+	T_OK(dchan_lock_acquire(lk, 10 * S));
+	T_OK(dchan_lock_release(lk));
+	T_OK(dchan_lock_detach(lk));
+	return 0;
+}
+
+/* Node 1's agent's count of node 0's waits parked there, once it is
+ * want or the bound has passed. */
+static uint64_t parked_at_1(struct cluster *c, uint64_t want, uint64_t bound)
+{
+	uint64_t t0 = t_now();
+
+	for (;;) {
+		t_agent_stats(c, 1);
+		if (c->stats[1].parked == want || t_now() - t0 > bound)
+			return c->stats[1].parked;
+		usleep(50000);
+	}
+}
+
+/* How many lines of the agents' log (file path) hold both a and b. */
+static int log_lines(const char *path, const char *a, const char *b)
+{
+	char line[512];
+	FILE *f = fopen(path, "r");
+	int n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		n += strstr(line, a) && strstr(line, b);
+	fclose(f);
+	return n;
+}
+
+static void show_log(const char *path)
+{
+	char line[512];
+	FILE *f = fopen(path, "r");
+
+	fputs("--- the agents' log ---\n", stderr);
+	while (f && fgets(line, sizeof line, f))
+		fputs(line, stderr);
+	fputs("--- end of the agents' log ---\n", stderr);
+	if (f)
+		fclose(f);
+}
+
+/*
+ * Waits of node 0 parked at node 1's agent -- a receive, a lock, an
+ * event -- while the network between the agents is cut (node 1's end of
+ * the link taken down; both agents live).  Each fails as the node lost;
+ * node 1's agent drops them too, so that nothing is taken for a
+ * requester already told its wait failed; and once the network is back
+ * the agents connect again and serve.
+ */
+START_TEST(t_ns_link_reset)
+{
+	char path[] = "/tmp/dtrans-reset-XXXXXX";
+	int fd = mkstemp(path), saved = dup(2), rc[3];
+	uint64_t T = 2 * S * t_time_scale(), left, back;
+	struct cluster *c;
+	pid_t holder, w[3];
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_ge(saved, 0);
+	holder_go = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert(holder_go != MAP_FAILED);
+	/* the agents log to the stderr they inherit: a file here, shown
+	 * before any assertion can end the test */
+	dup2(fd, 2);
+	c = ns_cluster(2 * S);
+	dup2(saved, 2);
+	ck_assert_int_eq(t_run(c, 0, c_round_trip), 0);
+	holder = t_start(c, 1, c_hold_lock);
+	while (!holder_go[0])
+		usleep(10000);
+	w[0] = t_start(c, 0, c_park_recv);
+	w[1] = t_start(c, 0, c_park_lock);
+	w[2] = t_start(c, 0, c_park_event);
+	ck_assert_uint_eq(parked_at_1(c, 3, 20 * S), 3);
+
+	ck_assert_int_eq(sh("ip link set %s down", veth_name[1]), 0);
+	for (int i = 0; i < 3; i++)
+		rc[i] = t_wait(w[i]);
+	/* node 1's agent lets them go too, within its peer timeout */
+	left = parked_at_1(c, 0, 5 * T);
+	rc[0] |= t_run(c, 1, c_local_after);
+	rc[1] |= t_wait(holder);
+	ck_assert_int_eq(sh("ip link set %s up", veth_name[1]), 0);
+	back = (uint64_t)t_run(c, 0, c_round_trip);
+	back |= (uint64_t)t_run(c, 0, c_lock_once);
+	t_cluster_stats(c);
+	t_cluster_down(c);
+	close(fd);
+	show_log(path);
+	ck_assert_msg(!rc[0] && !rc[1] && !rc[2],
+		      "waits across the cut: recv %d, lock %d, event %d", rc[0],
+		      rc[1], rc[2]);
+	ck_assert_uint_eq(left, 0);
+	ck_assert_uint_eq(back, 0);
+	/* every request sent was answered once or failed once */
+	ck_assert_uint_eq(c->stats[0].failed_ops, 3);
+	ck_assert_uint_eq(c->stats[0].requests_sent,
+			  c->stats[0].completions_recv + 3);
+	ck_assert_uint_ge(c->stats[0].connections, 2);
+	/* each side said what happened, naming the other */
+	ck_assert_int_ge(log_lines(path, "[node 0]", "link to node 1 dropped"),
+			 1);
+	ck_assert_int_ge(
+		log_lines(path, "[node 1]", "link from node 0 dropped"), 1);
+	ck_assert_int_eq(log_lines(path, "[node 0]", "link to node 1 is back"),
+			 1);
+	unlink(path);
+	munmap((void *)holder_go, 4096);
+}
+END_TEST
+
 /* ---- the tests ---------------------------------------------------------- */
 
 START_TEST(t_ns_operations)
@@ -347,11 +569,16 @@ int main(void)
 		printf("SKIP: agents in network namespaces: %s\n", why);
 		return 77;
 	}
+	if (t_backend_absent(": its namespace suite is not run")) {
+		net_down();
+		return 77;
+	}
 	s = suite_create("dtransport_netns");
 	tc = tcase_create("netns");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, t_ns_operations);
 	tcase_add_test(tc, t_ns_peer_lost_and_back);
+	tcase_add_test(tc, t_ns_link_reset);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	t_own_instance();

@@ -71,6 +71,7 @@ typedef struct dtrans_agent dtrans_agent_t;
 #define DTRANS_ATTR_PEER_TIMEOUT (1u << 1)
 #define DTRANS_ATTR_LOG_FD	 (1u << 2)
 #define DTRANS_ATTR_RESOLVE	 (1u << 3)
+#define DTRANS_ATTR_NOTICE_FD	 (1u << 4)
 
 #define DTRANS_NODES_MAX	    4096
 #define DTRANS_SECRET_MIN	    16		   /* bytes */
@@ -108,7 +109,10 @@ typedef struct dtrans_attr {
 				     DTRANS_PEER_TIMEOUT_DEFAULT) */
 	int log_fd;		  /* where dropped connections and frames are
 				     reported (default 2, -1: nowhere) */
-	int reserved0;
+	/* where the notices about the backend chosen go (tcp used for want
+	 * of a configured one, or as a configured one's fallback): default
+	 * log_fd, -1: nowhere */
+	int notice_fd;
 	/* Asked, from the agent's thread, for the address of a node it must
 	 * reach and has none for; it must not block: it starts a lookup
 	 * and returns, and the address comes later through
