@@ -342,7 +342,15 @@ static struct dchan__ring *dchan__ring_open(void)
 
 	if (!r)
 		return NULL;
+	/* a wait left in that ends while the owner runs posts its
+	 * completion at the owner's next io_uring_enter, not through an
+	 * interrupt of the running owner (Linux 5.19; else without) */
+	p.flags = IORING_SETUP_COOP_TASKRUN;
 	r->fd = (int)syscall(__NR_io_uring_setup, 8, &p);
+	if (r->fd < 0 && errno == EINVAL) {
+		memset(&p, 0, sizeof p);
+		r->fd = (int)syscall(__NR_io_uring_setup, 8, &p);
+	}
 	if (r->fd < 0) {
 		free(r);
 		return NULL;
