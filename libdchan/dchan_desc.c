@@ -43,8 +43,10 @@ static void desc_saw(const dchan_desc_t *d)
 }
 
 /* Everything a descriptor must satisfy before anyone maps memory for it. */
-int dchan__desc_check(const dchan_desc_t *d)
+int dchan__desc_check(const dchan_desc_t *desc)
 {
+	/* checked and remembered as one copy, wherever desc lies */
+	const dchan_desc_t copy = *desc, *d = &copy;
 	dmem_pool_desc_t pd;
 	int rc;
 
