@@ -59,6 +59,13 @@ struct dchan__ring {
 	struct io_uring_cqe *cqes;
 	void *map, *sqe_map;
 	size_t map_len, sqe_len;
+	/* the waits left in from earlier sleeps (user_data, 0: none): the
+	 * futex vector over fut_addr, the poll of poll_fd */
+	uint64_t gen, fut_ud, poll_ud;
+	int poll_fd;
+	uint32_t fut_members; /* the set's members then */
+	size_t fut_n;
+	uint64_t fut_addr[DCHAN_WATCH_MAX + 1];
 };
 
 struct dchan_watch {
@@ -67,6 +74,7 @@ struct dchan_watch {
 	struct dchan__witem item[DCHAN_WATCH_MAX];
 	size_t n;
 	uint32_t ctl;	   /* bumped and woken on every change of the set */
+	uint32_t members;  /* bumped on every add and del */
 	uint32_t done_ctl; /* ctl value of the helper's last finished round */
 	bool in_round;	   /* the helper uses the channels of round_ctl */
 	uint32_t round_ctl;
@@ -81,13 +89,15 @@ struct dchan_watch {
 static void *dchan__watch_main(void *arg);
 
 /* Make the helper, or the owner in dchan_watch_wait, look at the set
- * again (call with mu held).  Nobody sleeps on ctl outside a round. */
+ * again (call with mu held).  Nobody sleeps on ctl outside a round; the
+ * owner's ring may still hold a wait on it (dchan__ring_wait), so the
+ * wake is for all, lest that one take the helper's. */
 static void dchan__watch_poke(dchan_watch_t *w)
 {
 	__atomic_add_fetch(&w->ctl, 1, __ATOMIC_SEQ_CST);
 	if (w->helper || w->in_round)
-		syscall(SYS_futex, &w->ctl, FUTEX_WAKE_PRIVATE, 1, NULL, NULL,
-			0);
+		syscall(SYS_futex, &w->ctl, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL,
+			NULL, 0);
 }
 
 /* Start the helper thread once (call with mu held). */
@@ -189,13 +199,15 @@ struct dchan__owner {
 };
 
 static int dchan__ring_wait(struct dchan__ring *r, const struct futex_waitv *fw,
-			    size_t nfw, int fd, int timeout_ms);
+			    size_t nfw, uint32_t members, int fd,
+			    int timeout_ms);
 
 /* The owner sleeps on the control word, the channels' event words and
  * its descriptor at once. */
 static void dchan__watch_owner_sleep(dchan_watch_t *w, uint32_t c,
-				     dchan_t **chs, const uint32_t *v, size_t k,
-				     bool stuck, const struct dchan__owner *ow)
+				     uint32_t members, dchan_t **chs,
+				     const uint32_t *v, size_t k, bool stuck,
+				     const struct dchan__owner *ow)
 {
 	struct futex_waitv fw[DCHAN_WATCH_MAX + 1];
 	int tmo = ow->timeout_ms;
@@ -210,7 +222,7 @@ static void dchan__watch_owner_sleep(dchan_watch_t *w, uint32_t c,
 			.flags = FUTEX_32};
 	if (stuck && (tmo < 0 || tmo > 1)) /* DCHAN__WATCH_STUCK_NS */
 		tmo = 1;
-	dchan__ring_wait(w->ring, fw, k + 1, ow->fd, tmo);
+	dchan__ring_wait(w->ring, fw, k + 1, members, ow->fd, tmo);
 }
 
 /* One round: register, check, sleep unless something is ready; the
@@ -219,13 +231,14 @@ static int dchan__watch_round(dchan_watch_t *w, const struct dchan__owner *ow)
 {
 	dchan_t *chs[DCHAN_WATCH_MAX];
 	unsigned ev[DCHAN_WATCH_MAX];
-	uint32_t v[DCHAN_WATCH_MAX], c;
+	uint32_t v[DCHAN_WATCH_MAX], c, members;
 	int idx[DCHAN_WATCH_MAX], nready = 0;
 	bool ready[DCHAN_WATCH_MAX], stuck = false, armed = true;
 	size_t k = 0;
 
 	pthread_mutex_lock(&w->mu);
 	c = __atomic_load_n(&w->ctl, __ATOMIC_SEQ_CST);
+	members = w->members;
 	for (size_t j = 0; j < w->n; j++) {
 		if (w->item[j].reported || w->item[j].held)
 			continue;
@@ -252,7 +265,7 @@ static int dchan__watch_round(dchan_watch_t *w, const struct dchan__owner *ow)
 	else if (armed && !ow)
 		dchan__watch_sleep(w, c, chs, v, k, stuck);
 	else if (armed && ow->timeout_ms != 0)
-		dchan__watch_owner_sleep(w, c, chs, v, k, stuck, ow);
+		dchan__watch_owner_sleep(w, c, members, chs, v, k, stuck, ow);
 	for (size_t i = 0; i < k; i++)
 		dchan__waiter_del(chs[i]->hdr, DCHAN__WAIT_EV, idx[i]);
 
@@ -284,7 +297,7 @@ static void *dchan__watch_main(void *arg)
 #ifndef IORING_OP_FUTEX_WAITV
 #define IORING_OP_FUTEX_WAITV 53 /* Linux 6.7 */
 #endif
-#define DCHAN__RING_FUTEX  1 /* user_data of the three kinds of entry */
+#define DCHAN__RING_FUTEX  1 /* the low bits of user_data: its kind */
 #define DCHAN__RING_POLL   2
 #define DCHAN__RING_CANCEL 3
 
@@ -349,7 +362,15 @@ static struct dchan__ring *dchan__ring_open(void)
 	r = calloc(1, sizeof *r);
 	if (!r)
 		return NULL;
+	/* a wait left in that ends while the owner runs posts its
+	 * completion at the owner's next io_uring_enter, not through an
+	 * interrupt of the running owner (Linux 5.19; else without) */
+	p.flags = IORING_SETUP_COOP_TASKRUN;
 	r->fd = (int)syscall(__NR_io_uring_setup, 8, &p);
+	if (r->fd < 0 && errno == EINVAL) {
+		memset(&p, 0, sizeof p);
+		r->fd = (int)syscall(__NR_io_uring_setup, 8, &p);
+	}
 	if (r->fd < 0) {
 		free(r);
 		return NULL;
@@ -424,64 +445,96 @@ static int dchan__ring_enter(struct dchan__ring *r, unsigned queued,
 	return rc < 0 ? -errno : 0;
 }
 
-/* Take the completions there are: which of the waits ended. */
-static void dchan__ring_reap(struct dchan__ring *r, unsigned *live)
+/* Take the completions there are: which of the waits left in ended. */
+static void dchan__ring_reap(struct dchan__ring *r)
 {
 	unsigned head = *r->cq_head;
 
 	while (head != __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE)) {
-		uint64_t ud = r->cqes[head & *r->cq_mask].user_data;
+		const struct io_uring_cqe *c = &r->cqes[head & *r->cq_mask];
 
-		if (ud == DCHAN__RING_FUTEX || ud == DCHAN__RING_POLL)
-			*live &= ~(1u << ud);
+		if (c->user_data == r->fut_ud)
+			r->fut_ud = 0;
+		else if (c->user_data == r->poll_ud &&
+			 !(c->flags & IORING_CQE_F_MORE))
+			r->poll_ud = 0;
 		head++;
 	}
 	__atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
 }
 
+/* Take a wait left in out of the ring, and wait until it is out. */
+static void dchan__ring_cancel(struct dchan__ring *r, const uint64_t *ud)
+{
+	while (*ud) {
+		uint64_t target = *ud;
+		unsigned queued = 0;
+		struct io_uring_sqe *e = dchan__ring_sqe(r, &queued);
+
+		e->opcode = IORING_OP_ASYNC_CANCEL;
+		e->addr = target;
+		e->user_data = DCHAN__RING_CANCEL;
+		dchan__ring_enter(r, queued, 1, -1);
+		dchan__ring_reap(r);
+	}
+}
+
+static uint64_t dchan__ring_ud(struct dchan__ring *r, unsigned kind)
+{
+	return ++r->gen << 2 | kind;
+}
+
 /*
  * One sleep on nfw futexes and fd (< 0: none) for at most timeout_ms
- * (< 0: no bound): the two waits go in together, the first to end ends
- * the sleep, and the other is cancelled before this returns (the futex
- * vector is the kernel's copy by then, the caller's may go).
+ * (< 0: no bound); the first of the two waits to end ends the sleep.
+ *
+ * The other wait is left in the ring for the next sleep rather than
+ * cancelled, which would cost a second io_uring_enter per wake-up.  That
+ * is sound: a futex wait once queued is ended by any wake of its words,
+ * whatever their values since, and the caller registers as a waiter and
+ * looks at its channels before every sleep, so a vector over the same
+ * words serves the next sleep as well as a new one would (the kernel
+ * keeps its own copy of the vector: the caller's may go).  A vector over
+ * other words, or made before a channel joined or left the set (a new
+ * channel may sit where an old one was, in another segment), and a poll
+ * of another descriptor are cancelled.
  */
 static int dchan__ring_wait(struct dchan__ring *r, const struct futex_waitv *fw,
-			    size_t nfw, int fd, int timeout_ms)
+			    size_t nfw, uint32_t members, int fd,
+			    int timeout_ms)
 {
-	unsigned queued = 0, live = 1u << DCHAN__RING_FUTEX;
-	struct io_uring_sqe *e = dchan__ring_sqe(r, &queued);
+	unsigned queued = 0;
+	struct io_uring_sqe *e;
+	bool same = r->fut_ud && r->fut_n == nfw && r->fut_members == members;
 	int rc;
 
-	e->opcode = IORING_OP_FUTEX_WAITV;
-	e->addr = (uintptr_t)fw;
-	e->len = (unsigned)nfw;
-	e->user_data = DCHAN__RING_FUTEX;
-	if (fd >= 0) {
+	for (size_t i = 0; same && i < nfw; i++)
+		same = r->fut_addr[i] == fw[i].uaddr;
+	if (r->fut_ud && !same)
+		dchan__ring_cancel(r, &r->fut_ud);
+	if (r->poll_ud && r->poll_fd != fd)
+		dchan__ring_cancel(r, &r->poll_ud);
+	if (!r->fut_ud) {
+		e = dchan__ring_sqe(r, &queued);
+		e->opcode = IORING_OP_FUTEX_WAITV;
+		e->addr = (uintptr_t)fw;
+		e->len = (unsigned)nfw;
+		e->user_data = r->fut_ud = dchan__ring_ud(r, DCHAN__RING_FUTEX);
+		r->fut_n = nfw;
+		r->fut_members = members;
+		for (size_t i = 0; i < nfw; i++)
+			r->fut_addr[i] = fw[i].uaddr;
+	}
+	if (fd >= 0 && !r->poll_ud) {
 		e = dchan__ring_sqe(r, &queued);
 		e->opcode = IORING_OP_POLL_ADD;
 		e->fd = fd;
 		e->poll32_events = POLLIN;
-		e->user_data = DCHAN__RING_POLL;
-		live |= 1u << DCHAN__RING_POLL;
+		e->user_data = r->poll_ud = dchan__ring_ud(r, DCHAN__RING_POLL);
+		r->poll_fd = fd;
 	}
 	rc = dchan__ring_enter(r, queued, 1, timeout_ms);
-	dchan__ring_reap(r, &live);
-	while (live) {
-		/* cancel what still waits, and wait for it to end */
-		queued = 0;
-		for (uint64_t ud = DCHAN__RING_FUTEX; ud <= DCHAN__RING_POLL;
-		     ud++) {
-			if (!(live & (1u << ud)))
-				continue;
-			e = dchan__ring_sqe(r, &queued);
-			e->opcode = IORING_OP_ASYNC_CANCEL;
-			e->addr = ud;
-			e->user_data = DCHAN__RING_CANCEL;
-		}
-		dchan__ring_enter(r, queued, (unsigned)__builtin_popcount(live),
-				  -1);
-		dchan__ring_reap(r, &live);
-	}
+	dchan__ring_reap(r);
 	return rc == -ETIME ? 0 : rc;
 }
 
@@ -588,6 +641,7 @@ DCHAN_EXPORT int dchan_watch_add(dchan_watch_t *w, dchan_t *ch, unsigned events,
 			w->n++;
 		w->item[j] = (struct dchan__witem){
 			.ch = ch, .events = events, .cookie = cookie};
+		w->members++;
 		dchan__watch_poke(w);
 	}
 	pthread_mutex_unlock(&w->mu);
@@ -609,6 +663,7 @@ DCHAN_EXPORT int dchan_watch_del(dchan_watch_t *w, dchan_t *ch)
 		return dchan__fail(-ENOENT, "channel is not in the watch set");
 	}
 	w->item[j] = w->item[--w->n];
+	w->members++;
 	dchan__watch_poke(w);
 	mine = __atomic_load_n(&w->ctl, __ATOMIC_SEQ_CST);
 	/* the caller may free the channel next: wait out a round using it */

@@ -263,6 +263,82 @@ START_TEST(t_watch_wait_fallback)
 }
 END_TEST
 
+/* Another process sends one byte into ch after a while; the owner waits
+ * (on fd as well) until the set reports ch. */
+static void wait_for_send(dchan_watch_t *w, dchan_t *ch, int fd)
+{
+	void *ck[4];
+	char buf[8];
+	size_t len;
+	int st, n = 0;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		usleep(50000);
+		_exit(dchan_send(ch, "x", 1, 0) == 0 ? 0 : 1);
+	}
+	while (n == 0) {
+		ck_assert_int_ge(dchan_watch_wait(w, fd, -1), 0);
+		n = dchan_watch_take(w, ck, 4);
+	}
+	ck_assert_int_eq(n, 1);
+	ck_assert_ptr_eq(ck[0], ch);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_int_eq(st, 0);
+	ck_assert_int_eq(dchan_recv(ch, buf, sizeof buf, 0, &len), 0);
+}
+
+/* A sleep that one wait ends leaves the other in the ring for the next
+ * sleep: a later change of the same channels still wakes the owner, and
+ * another descriptor or another set of channels is waited on, not the
+ * one left in. */
+START_TEST(t_watch_wait_kept)
+{
+	dmem_pool_t *pool = t_pool("watchkept", 8 << 20);
+	dchan_t *a, *b;
+	dchan_watch_t *w;
+	void *ck[4];
+	char c;
+	int p[2], q[2];
+
+	ck_assert_int_eq(dchan_create(pool, NULL, &a), 0);
+	ck_assert_int_eq(dchan_create(pool, NULL, &b), 0);
+	ck_assert_int_eq(dchan_watch_create(&w), 0);
+	ck_assert_int_eq(dchan_watch_add(w, a, DCHAN_POLLIN, a), 0);
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_eq(pipe(q), 0);
+	/* the time ends a sleep: both waits stay in, and serve again */
+	ck_assert_int_eq(dchan_watch_wait(w, p[0], 20), 0);
+	wait_for_send(w, a, p[0]);
+	wait_for_send(w, a, p[0]);
+	/* the poll of p stays in; another descriptor is polled instead */
+	ck_assert_int_eq(write(q[1], "x", 1), 1);
+	ck_assert_int_eq(dchan_watch_wait(w, q[0], -1), 0);
+	ck_assert_int_eq(read(q[0], &c, 1), 1);
+	ck_assert_int_eq(dchan_watch_wait(w, q[0], 20), 0);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	ck_assert_int_eq(dchan_watch_wait(w, p[0], -1), 0);
+	ck_assert_int_eq(read(p[0], &c, 1), 1);
+	/* the futex wait left in covers a alone; b joins the set */
+	ck_assert_int_eq(dchan_watch_wait(w, -1, 20), 0);
+	ck_assert_int_eq(dchan_watch_add(w, b, DCHAN_POLLIN, b), 0);
+	wait_for_send(w, b, p[0]);
+	/* and leaves it: a alone again, without a descriptor */
+	ck_assert_int_eq(dchan_watch_del(w, b), 0);
+	wait_for_send(w, a, -1);
+	ck_assert_int_eq(dchan_watch_take(w, ck, 4), 0);
+	close(p[0]);
+	close(p[1]);
+	close(q[0]);
+	close(q[1]);
+	ck_assert_int_eq(dchan_watch_destroy(w), 0);
+	ck_assert_int_eq(dchan_destroy(a), 0);
+	ck_assert_int_eq(dchan_destroy(b), 0);
+	t_pool_done(pool);
+}
+END_TEST
+
 START_TEST(t_watch_limits)
 {
 	dmem_pool_t *pool = t_pool("watchlim", 32 << 20);
@@ -302,6 +378,7 @@ int main(void)
 	tcase_add_test(tc, t_watch_hold);
 	tcase_add_test(tc, t_watch_wait);
 	tcase_add_test(tc, t_watch_wait_fallback);
+	tcase_add_test(tc, t_watch_wait_kept);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }
