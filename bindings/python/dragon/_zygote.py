@@ -226,7 +226,10 @@ class Zygote:
     """The parent's end of the connection to its zygote (see
     dragon._zygote for the protocol)."""
 
-    def __init__(self, rt):
+    def __init__(self, rt, prime=None):
+        """prime: (main_path, modules) to prime the zygote with, when they
+        are another process's (see dragon._rstart); by default this
+        process's main module and standard-library modules."""
         self.rt = rt
         self.lock = threading.Lock()
         self.statuses = {}
@@ -250,7 +253,11 @@ class Zygote:
             self.sock.close()
             raise
         self.reader = Reader(self.sock)
-        main_path = spawn.get_preparation_data("zygote").get("init_main_from_path")
+        if prime is None:
+            main_path = spawn.get_preparation_data("zygote").get("init_main_from_path")
+            modules = stdlib_modules()
+        else:
+            main_path, modules = prime
         # The zygote takes this environment, and so do the spares it forks:
         # a start sends the environment only when it differs.
         self.base_env = _spawn.environ_copy()
@@ -259,7 +266,7 @@ class Zygote:
         # segments to the watchdog, which tells a stopped runtime from a
         # killed one by them.
         watched = runtime.has_watchdog()
-        send_msg(self.sock, ("prime", main_path, stdlib_modules(), self.base_env, watched))
+        send_msg(self.sock, ("prime", main_path, modules, self.base_env, watched))
 
     def _accept(self, lsock):
         import time
@@ -346,16 +353,20 @@ class Zygote:
                                   % msg[1])
         return self.spares.pop(0)
 
-    def start(self, payload, done_w):
+    def start(self, payload, done_w, env=None, tracker=True):
         """Have a child of the zygote run payload; (pid, pidfd).  The
         child writes its exit code to done_w when it has finished (see
-        :meth:`status`)."""
+        :meth:`status`).  env: the child's environment (default this
+        process's); tracker: whether the child shares this process's
+        resource tracker (else it starts its own if it needs one, as a
+        fresh interpreter does)."""
         from multiprocessing import resource_tracker
         try:
-            tracker = [resource_tracker.getfd()]
+            tracker = [resource_tracker.getfd()] if tracker else []
         except Exception:
             tracker = []
-        env = _spawn.environ_copy()
+        if env is None:
+            env = _spawn.environ_copy()
         with self.lock:
             while True:
                 if self.dead:
