@@ -16,10 +16,12 @@ when the process that uses it does.
 The caller and its starter talk over a 'dragon' Pipe, which crosses nodes
 through the transport agents.  Messages are tuples:
 
-* caller to starter, first: ``("prime", main_path, modules)``, what the
-  starter's zygote is primed with (the caller's main module, compiled
-  there once, and the standard-library modules the caller has imported;
-  see :mod:`dragon._zygote`); then ``("start", token, payload, environ)``:
+* caller to starter, first: ``("prime", main_path, modules, zygote)``,
+  what the starter's zygote is primed with (the caller's main module,
+  compiled there once, and the standard-library modules the caller has
+  imported; see :mod:`dragon._zygote`), and (name, OS pid) of that
+  zygote, which the caller started on the starter's node at the same time
+  as the starter (None: the starter starts it); then ``("start", token, payload, environ)``:
   payload is exactly what a child started as a fresh interpreter would
   have been given (the preparation data and the pickled Process object),
   environ the caller's environment for a child on another node (None when
@@ -110,16 +112,24 @@ class Starter:
                 set_spawning_popen(None)
             argv = _spawn.interpreter_argv(STARTER_CODE,
                                            *_spawn.inline_pieces(fp.getvalue()))
-            self.pid = _spawn.spawn_interpreter(rt, argv, _spawn.remote_environ(),
-                                                node=node)
+            env = _spawn.remote_environ()
+            self.pid = _spawn.spawn_interpreter(rt, argv, env, node=node)
             _holders.hand_over(in_flight, self.pid)
         except BaseException:
             self.conn.close()
             raise
         finally:
             theirs.close()
+        # The starter's zygote starts beside it rather than after it: the
+        # first start waits for one interpreter's start-up, not two.
+        name = _zygote.zygote_name()
+        try:
+            zygote = (name, machine.os_pid(_zygote.spawn_zygote(rt, name, env, node)))
+        except (OSError, RuntimeError) as e:
+            util.info("dragon: the starter on node %d starts its zygote: %s", node, e)
+            zygote = None
         main_path = spawn.get_preparation_data("starter").get("init_main_from_path")
-        self.conn.send(("prime", main_path, _zygote.stdlib_modules()))
+        self.conn.send(("prime", main_path, _zygote.stdlib_modules(), zygote))
         threading.Thread(target=self._read, daemon=True,
                          name="dragon-starter-%d" % node).start()
 
@@ -307,7 +317,7 @@ class _Serve:
             raise ValueError("the first message to a starter is %r" % (msg[0],))
         rt = runtime.current(start=False)
         try:
-            self.z = _zygote.Zygote(rt, prime=(msg[1], msg[2]))
+            self.z = _zygote.Zygote(rt, prime=(msg[1], msg[2]), spawned=msg[3])
         except (_zygote.ZygoteError, OSError) as e:
             self.send(("unusable", "the zygote on node %d: %s"
                        % (machine.this_node(), e)))
