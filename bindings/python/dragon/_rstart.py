@@ -137,7 +137,7 @@ class Starter:
         while True:
             try:
                 msg = self.conn.recv()
-            except (EOFError, OSError, ValueError) as e:
+            except Exception as e:
                 self._lose("the starter (pid %d) on node %d is gone (%s)"
                            % (self.pid, self.node, e or type(e).__name__))
                 return
@@ -363,7 +363,18 @@ class _Serve:
 
     def watch(self):
         """Report each child's end: its code on its done pipe, else its
-        pidfd (see dragon._popen.ZygotePopen)."""
+        pidfd (see dragon._popen.ZygotePopen).  A starter that can no
+        longer report ends, so that the caller waits for its children
+        through the runtime instead (see Starter._lose)."""
+        try:
+            self._watch()
+        except BaseException as e:
+            sys.stderr.write("dragon: the starter on node %d stops: %r\n"
+                             % (machine.this_node(), e))
+            sys.stderr.flush()
+            os._exit(1)
+
+    def _watch(self):
         while True:
             with self.clock:
                 fds = {}
