@@ -42,6 +42,7 @@ This module holds only the Popen classes: the zygote's protocol, both
 ends, is :mod:`dragon._zygote`; a fresh interpreter's command line,
 environment and stdio are :mod:`dragon._spawn`.
 """
+import errno
 import io
 import os
 import select
@@ -344,7 +345,10 @@ class RemotePopen(_Base):
     def _send_signal(self, sig):
         if self.returncode is None and self._rt.alive:
             rc = lib.dlaunch_signal(self._rt.handle, self.pid, int(sig))
-            if rc < 0 and rc != -lib.DLAUNCH_E_NOPROC:
+            # -ESRCH: it ended and its zygote reaped it, and its node's
+            # services have not had the report yet (ZygotePopen ignores
+            # the same end).
+            if rc < 0 and rc not in (-lib.DLAUNCH_E_NOPROC, -errno.ESRCH):
                 runtime.dlaunch_check(rc, "signalling process %d on node %d"
                                       % (self.pid, self._node))
 
