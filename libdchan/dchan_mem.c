@@ -9,9 +9,14 @@
 #include "config.h"
 #include "dchan_private.h"
 
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Copy len bytes between the local allocation a and src or dst. */
 static int mem_local(const dmem_pool_desc_t *pd, const dmem_alloc_desc_t *a,
@@ -150,6 +155,99 @@ DCHAN_EXPORT int dchan_mem_write(const dmem_pool_desc_t *pool,
 			  len, timeout_ns);
 }
 
+/*
+ * The pools the owner's side of remote copies keeps mapped.  A transport
+ * agent serves every copy of another node's Value or Array: mapping the
+ * pool for each one (and unmapping it after) costs more than the copy.
+ * The last MEM_KEEP pools it copied in stay mapped (one reference in the
+ * pool registry), each with a descriptor of its segment: a segment whose
+ * pool was destroyed has no name left (st_nlink 0), and its mapping is
+ * let go at the next copy this process serves, as is one not used for
+ * MEM_IDLE_NS, so that an agent pins the memory of a pool that went away
+ * no longer than until its next copy and that bound.
+ */
+#define MEM_KEEP    8
+#define MEM_IDLE_NS (2 * 1000000000ull)
+
+struct mem_kept {
+	struct dchan__pref *pref; /* NULL: a free entry */
+	uint64_t pool_uid;
+	uint64_t used_ns;
+	int fd;
+};
+
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mem_kept kept[MEM_KEEP];
+
+static void kept_drop(struct mem_kept *k)
+{
+	dchan__pool_drop(k->pref);
+	close(k->fd);
+	k->pref = NULL;
+}
+
+/* Let go of the pools that went away or were not used for a while
+ * (kept_lock held). */
+static void kept_sweep(uint64_t now)
+{
+	struct stat st;
+
+	for (int i = 0; i < MEM_KEEP; i++) {
+		struct mem_kept *k = &kept[i];
+
+		if (k->pref && (now - k->used_ns > MEM_IDLE_NS ||
+				fstat(k->fd, &st) != 0 || st.st_nlink == 0))
+			kept_drop(k);
+	}
+}
+
+/* Keep the pool of pd mapped for the next copies.  Failing to is no
+ * error: the copy maps the pool itself. */
+static void kept_hold(const dmem_pool_desc_t *pd)
+{
+	uint64_t now = dchan__now_ns();
+	struct mem_kept *slot = NULL;
+	struct dchan__pref *pref;
+	int fd;
+
+	if (!memchr(pd->segname, '\0', sizeof pd->segname))
+		return; /* the mapping refuses it */
+	pthread_mutex_lock(&kept_lock);
+	kept_sweep(now);
+	for (int i = 0; i < MEM_KEEP; i++) {
+		if (kept[i].pref && kept[i].pool_uid == pd->pool_uid) {
+			kept[i].used_ns = now;
+			goto out;
+		}
+		if (!kept[i].pref && !slot)
+			slot = &kept[i];
+	}
+	if (!slot) { /* the one used longest ago goes */
+		slot = &kept[0];
+		for (int i = 1; i < MEM_KEEP; i++)
+			if (kept[i].used_ns < slot->used_ns)
+				slot = &kept[i];
+		kept_drop(slot);
+	}
+	/* The segment is opened before it is mapped: if a new pool took
+	 * its name in between, the mapping is refused (another pool uid)
+	 * or this descriptor names the old, unlinked, segment and the
+	 * mapping goes at the next sweep. */
+	fd = shm_open(pd->segname, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		goto out;
+	if (dchan__pool_hold(pd, NULL, &pref) < 0) {
+		close(fd);
+		goto out;
+	}
+	*slot = (struct mem_kept){.pref = pref,
+				  .pool_uid = pd->pool_uid,
+				  .used_ns = now,
+				  .fd = fd};
+out:
+	pthread_mutex_unlock(&kept_lock);
+}
+
 int dchan__mem_execute(const dchan_gw_req_t *req, void **data_out,
 		       uint64_t *len_out, uint64_t *value_out)
 {
@@ -175,6 +273,7 @@ int dchan__mem_execute(const dchan_gw_req_t *req, void **data_out,
 					   "bytes",
 					   (unsigned long long)m.len);
 	}
+	kept_hold(&req->target.pool);
 	rc = mem_local(&req->target.pool, &m.alloc, m.off, buf ? NULL : m.data,
 		       buf, (size_t)m.len);
 	if (rc < 0) {

@@ -3,9 +3,13 @@
  * the agents (dchan_mem_read, dchan_mem_write): the bytes both nodes see,
  * a counter incremented under a lock by processes of both nodes, ranges
  * outside the allocation refused (by the caller and, for a forged
- * request, by the owner node's agent), and a lost owner node reported.
+ * request, by the owner node's agent), a pool the owner's agent keeps
+ * mapped between copies and lets go of once it is destroyed, and a lost
+ * owner node reported.
  */
 #include "dtrans_test.h"
+
+#include <sys/mman.h>
 
 #define CHUNK	 (256u << 10)
 #define CTR_OFF	 4096u
@@ -234,6 +238,123 @@ static int c_touch(struct cluster *c)
 	return 0;
 }
 
+/* A pool of node 1 that its agent did not make, named the same each time
+ * it is made (shared with the test's processes). */
+static struct extra {
+	char name[64];
+	dmem_pool_desc_t pd;
+	dmem_alloc_desc_t ad;
+} * extra;
+
+/* node 1: make the pool, put text in an allocation, leave it there */
+static int c_extra_make(struct cluster *c, const char *text)
+{
+	dmem_pool_t *pool;
+	void *p;
+
+	(void)c;
+	T_OK(dmem_pool_create(extra->name, 4u << 20, NULL, &pool));
+	T_OK(dmem_alloc(pool, 4096, 64, &p));
+	memcpy(p, text, 5);
+	T_OK(dmem_alloc_desc_get(pool, p, &extra->ad));
+	dmem_pool_desc_get(pool, &extra->pd);
+	dmem_pool_detach(pool);
+	return 0;
+}
+
+static int c_extra_old(struct cluster *c)
+{
+	return c_extra_make(c, "old!");
+}
+
+static int c_extra_new(struct cluster *c)
+{
+	return c_extra_make(c, "new!");
+}
+
+static int c_extra_destroy(struct cluster *c)
+{
+	dmem_pool_t *pool;
+
+	(void)c;
+	T_OK(dmem_pool_attach(&extra->pd, &pool));
+	T_OK(dmem_pool_destroy(pool));
+	return 0;
+}
+
+/* node 0: what the allocation holds is what node 1 put there last */
+static int c_extra_read(struct cluster *c, const char *want)
+{
+	char buf[5];
+
+	(void)c;
+	T_OK(dchan_mem_read(&extra->pd, &extra->ad, 0, buf, 5, 10 * S));
+	T_EQ(memcmp(buf, want, 5), 0);
+	return 0;
+}
+
+static int c_extra_read_old(struct cluster *c)
+{
+	return c_extra_read(c, "old!");
+}
+
+static int c_extra_read_new(struct cluster *c)
+{
+	return c_extra_read(c, "new!");
+}
+
+/* How many mappings of segment segname process pid has. */
+static int mappings(pid_t pid, const char *segname)
+{
+	char path[64], line[1024];
+	FILE *f;
+	int n = 0;
+
+	snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+	f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "reading %s", path);
+	while (fgets(line, sizeof line, f))
+		if (strstr(line, segname))
+			n++;
+	fclose(f);
+	return n;
+}
+
+START_TEST(t_mem_pool_kept_mapped)
+{
+	struct cluster *c = t_cluster_up(10 * S);
+	char seg[DMEM_SEGNAME_MAX];
+
+	extra = mmap(NULL, sizeof *extra, PROT_READ | PROT_WRITE,
+		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert(extra != MAP_FAILED);
+	snprintf(extra->name, sizeof extra->name, "tdtrans-extra-%d",
+		 (int)getpid());
+	ck_assert_int_eq(t_run(c, 1, c_extra_old), 0);
+	snprintf(seg, sizeof seg, "%s", extra->pd.segname);
+	ck_assert_int_eq(mappings(c->agent[1], seg), 0);
+	/* the owner's agent maps the pool for the first copy, and keeps it */
+	ck_assert_int_eq(t_run(c, 0, c_extra_read_old), 0);
+	ck_assert_int_eq(t_run(c, 0, c_extra_read_old), 0);
+	ck_assert_msg(mappings(c->agent[1], seg) > 0,
+		      "the agent keeps %s mapped between copies", seg);
+	/* destroyed: the next copy the agent serves lets its mapping go */
+	ck_assert_int_eq(t_run(c, 1, c_extra_destroy), 0);
+	ck_assert_int_eq(t_run(c, 0, c_touch), 0);
+	ck_assert_msg(mappings(c->agent[1], seg) == 0,
+		      "the agent let go of destroyed pool %s", seg);
+	/* a new pool of the same name is a new mapping, never the old one */
+	ck_assert_int_eq(t_run(c, 1, c_extra_old), 0);
+	ck_assert_int_eq(t_run(c, 0, c_extra_read_old), 0);
+	ck_assert_int_eq(t_run(c, 1, c_extra_destroy), 0);
+	ck_assert_int_eq(t_run(c, 1, c_extra_new), 0);
+	ck_assert_int_eq(t_run(c, 0, c_extra_read_new), 0);
+	ck_assert_int_eq(t_run(c, 1, c_extra_destroy), 0);
+	munmap(extra, sizeof *extra);
+	t_cluster_down(c);
+}
+END_TEST
+
 START_TEST(t_mem_owner_lost)
 {
 	struct cluster *c = t_cluster_up(2 * S);
@@ -258,6 +379,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_mem_read_write);
 	tcase_add_test(tc, t_mem_counter);
 	tcase_add_test(tc, t_mem_bad_ranges);
+	tcase_add_test(tc, t_mem_pool_kept_mapped);
 	tcase_add_test(tc, t_mem_owner_lost);
 	suite_add_tcase(s, tc);
 	return s;

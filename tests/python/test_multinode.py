@@ -780,3 +780,133 @@ if __name__ == "__main__":
     raised = [l for l in out.splitlines() if l.startswith("later put raised")]
     assert raised, out + err
     assert "earlier buffered send" in raised[0] and "node 2" in raised[0], raised[0]
+
+
+def test_a_child_on_another_node_is_forked_warm_and_behaves_as_others(run, tmp_path):
+    # Children on node2 come from the caller's starter there, whose zygote
+    # forks them (their OS parent runs dragon._zygote), and see what a
+    # spawned child sees: the parent's sys.path, cwd and environment at
+    # the start, the main module imported as __mp_main__, their own
+    # node's runtime, the parent as parent_process(); exit codes, signals,
+    # output and sentinels are as for any child.
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "farmod.py").write_text(textwrap.dedent("""
+        import os, socket, sys
+        import multiprocessing as mp
+
+        def parent_cmd():
+            with open("/proc/%d/cmdline" % os.getppid(), "rb") as f:
+                return f.read().replace(b"\\0", b" ").decode()
+
+        def report(tag, head, head_node_id):
+            main = sys.modules["__mp_main__"]
+            pp = mp.parent_process()
+            print("%s host=%s warm=%s setting=%s cwd=%s main=%s parent=%s,%s "
+                  "own_runtime=%s" % (
+                      tag, socket.gethostname(), "dragon._zygote" in parent_cmd(),
+                      os.environ.get("MY_SETTING"), os.path.basename(os.getcwd()),
+                      getattr(main, "MAIN_MARK", None), pp.pid == head, pp.is_alive(),
+                      os.environ["DRAGON_NODE_ID"] != head_node_id), flush=True)
+            sys.stderr.write("%s says hello on stderr\\n" % tag)
+        """))
+    (tmp_path / "work").mkdir()
+    rc, out, err = run(HEAD + """
+from multiprocessing.connection import wait
+MAIN_MARK = "imported"
+
+def code(n):
+    sys.exit(n)
+
+def killed():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def boom():
+    raise RuntimeError("boom on " + socket.gethostname())
+
+def sleeper():
+    time.sleep(60)
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    ctx = mp.get_context("dragon")
+    there = Policy(host_name="node2")
+    def start(f, *args):
+        p = ctx.Process(target=f, args=args, policy=there)
+        p.start()
+        return p
+    sys.path.append(os.path.abspath("extra"))
+    os.chdir("work")
+    import farmod
+    head, node_id = dragon.machine.global_pid(), os.environ["DRAGON_NODE_ID"]
+    for i in range(3):
+        os.environ["MY_SETTING"] = "value%d" % i
+        p = start(farmod.report, "child%d" % i, head, node_id)
+        print("sentinel ready:", wait([p.sentinel], 60) == [p.sentinel], flush=True)
+        p.join(); print("exit%d: %s" % (i, p.exitcode), flush=True)
+    p = start(code, 7); p.join(); print("exitcode:", p.exitcode, flush=True)
+    p = start(killed); p.join(); print("killed:", p.exitcode, flush=True)
+    p = start(boom); p.join(); print("raised:", p.exitcode, flush=True)
+    p = start(sleeper)
+    time.sleep(0.5)
+    print("alive:", p.is_alive(), dragon.pid_node(p.pid), flush=True)
+    p.terminate(); p.join(30); print("terminated:", p.exitcode, flush=True)
+    p = start(sleeper)
+    p.kill(); p.join(30); print("kill():", p.exitcode, flush=True)
+""")
+    assert rc == 0, out + err
+    for i in range(3):
+        assert ("child%d host=node2 warm=True setting=value%d cwd=work main=imported "
+                "parent=True,True own_runtime=True" % (i, i)) in out, out + err
+        assert "child%d says hello on stderr" % i in out + err, out + err
+        assert "exit%d: 0" % i in out, out + err
+    assert out.count("sentinel ready: True") == 3, out + err
+    for line in ("exitcode: 7", "killed: -9", "raised: 1", "alive: True 1",
+                 "terminated: -15", "kill(): -9"):
+        assert line in out, line + "\n" + out + err
+    assert "RuntimeError: boom on node2" in out + err, out + err
+
+
+def test_an_allocation_passed_to_another_node(run):
+    # A dragon.mem Allocation of node1's pool, passed to a child on node2,
+    # is read and written there through the transport; what would need it
+    # mapped there raises an error that names node1.
+    rc, out, err = run(HEAD + """
+from dragon.mem import RemoteAllocation, DragonError
+
+def child(a, q):
+    q.put((socket.gethostname(), type(a).__name__, len(a) >= 32, a.read(0, 5), a[0], a[2:5]))
+    a.write(5, b" from node2")
+    a[0] = ord("H")
+    for what in ("view", "free"):
+        try:
+            x = getattr(a, what)
+            x() if what == "free" else x
+        except DragonError as e:
+            q.put("%s: %s" % (what, e))
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    ctx = mp.get_context("dragon")
+    from dragon import runtime
+    rt = runtime.current()
+    a = rt.pool.alloc(32)
+    a.view[:] = bytes(32)
+    a.view[:5] = b"hello"
+    q = ctx.Queue()
+    p = ctx.Process(target=child, args=(a, q), policy=Policy(host_name="node2"))
+    p.start()
+    for _ in range(3):
+        print("got:", q.get(timeout=60), flush=True)
+    p.join(60)
+    print("exit:", p.exitcode, flush=True)
+    print("after:", bytes(a.view[:16]), flush=True)
+    a.free()
+""")
+    assert rc == 0, out + err
+    assert "got: ('node2', 'RemoteAllocation', True, b'hello', 104, b'llo')" in out, out + err
+    assert "after: b'Hello from node2'" in out, out + err
+    for what in ("view", "free"):
+        line = [l for l in out.splitlines() if l.startswith("got: %s: " % what)]
+        assert line and "node 0 (node1)" in line[0] and "read()" in line[0], out + err
+    assert "exit: 0" in out, out + err

@@ -29,17 +29,20 @@ dragon(1)); in an embedded runtime they are the parent's.
 Under a runtime over several nodes, the child goes where its placement
 policy says (see :mod:`dragon.policy`; round-robin by default).  On the
 caller's node it starts as above; on another node (:class:`RemotePopen`)
-the services of that node start a fresh interpreter, with the start data
-inline on its command line (the caller cannot reach that node's pool).
-Its ``pid`` is encoded above every OS pid (see :mod:`dragon.machine`), its
-sentinel is the read end of a pipe that a thread of the caller closes
-when ``dlaunch_wait`` reports the end, and signals go through
+the caller's starter on that node has its zygote there fork it (see
+:mod:`dragon._rstart`), or, when there can be no starter, the services of
+that node start a fresh interpreter, with the start data inline on its
+command line (the caller cannot reach that node's pool).  Its ``pid`` is
+encoded above every OS pid (see :mod:`dragon.machine`), its sentinel is
+the read end of a pipe that the caller closes when the starter (or
+``dlaunch_wait``) reports the end, and signals go through
 ``dlaunch_signal`` to that node.
 
 This module holds only the Popen classes: the zygote's protocol, both
 ends, is :mod:`dragon._zygote`; a fresh interpreter's command line,
 environment and stdio are :mod:`dragon._spawn`.
 """
+import errno
 import io
 import os
 import select
@@ -50,7 +53,7 @@ import time
 from multiprocessing import reduction, spawn, util
 from multiprocessing.context import set_spawning_popen
 
-from . import _holders, _spawn, _zygote, machine, policy, runtime
+from . import _holders, _rstart, _spawn, _zygote, machine, policy, runtime
 from ._dragon_cffi import ffi, lib
 
 
@@ -261,7 +264,8 @@ class SpawnPopen(_Base):
 
 
 class RemotePopen(_Base):
-    """A child started as a fresh interpreter on another node."""
+    """A child started on another node: by this process's starter there
+    (see :mod:`dragon._rstart`), or as a fresh interpreter."""
 
     #: Connections pickled for this child go to another node (see
     #: dragon.connection.Shared).
@@ -281,12 +285,20 @@ class RemotePopen(_Base):
         extra = dict(self._extra or {})
         extra["dragon_parent_node"] = machine.this_node()
         data = _payload(self, process_obj, extra)
-        argv = _spawn.interpreter_argv(_spawn.CHILD_CODE, _spawn.REMOTE_FLAG,
-                                       *_spawn.inline_pieces(data))
-        # dlaunch_spawn names a process of another node as machine does
-        # (DLAUNCH_PID_ON): the runtime's calls take the same number.
-        self.pid = _spawn.spawn_interpreter(rt, argv, _spawn.remote_environ(),
-                                            node=self._node)
+        try:
+            starter, os_pid = _rstart.start(self._node, data)
+        except _rstart.StarterError as e:
+            util.info("dragon: starting a fresh interpreter on node %d: %s",
+                      self._node, e)
+            starter = None
+            argv = _spawn.interpreter_argv(_spawn.CHILD_CODE, _spawn.REMOTE_FLAG,
+                                           *_spawn.inline_pieces(data))
+            # dlaunch_spawn names a process of another node as machine does
+            # (DLAUNCH_PID_ON): the runtime's calls take the same number.
+            self.pid = _spawn.spawn_interpreter(rt, argv, _spawn.remote_environ(),
+                                                node=self._node)
+        else:
+            self.pid = machine.encode_pid(self._node, os_pid)
         # The child cannot record itself in this node's holder records of
         # the Pipe ends it was given: it holds them from now on.
         _holders.hand_over(self._in_flight, self.pid)
@@ -295,9 +307,21 @@ class RemotePopen(_Base):
         r, w = os.pipe()
         self.sentinel = r
         self.finalizer = util.Finalize(self, util.close_fds, (r,))
-        t = threading.Thread(target=self._watch, args=(w,), daemon=True,
-                             name="dragon-watch-%d" % self.pid)
-        t.start()
+        if starter is None:
+            self._watch_thread(w)
+        else:
+            # The starter reports the end; if it is lost first, the child's
+            # node's services do.
+            starter.watch(os_pid, lambda code: self._ended_with(code, w),
+                          lambda: self._watch_thread(w))
+
+    def _watch_thread(self, w):
+        threading.Thread(target=self._watch, args=(w,), daemon=True,
+                         name="dragon-watch-%d" % self.pid).start()
+
+    def _ended_with(self, code, w):
+        self._code = code
+        os.close(w)
 
     def _watch(self, w):
         """Wait for the child's end through its node's services; closing
@@ -321,7 +345,10 @@ class RemotePopen(_Base):
     def _send_signal(self, sig):
         if self.returncode is None and self._rt.alive:
             rc = lib.dlaunch_signal(self._rt.handle, self.pid, int(sig))
-            if rc < 0 and rc != -lib.DLAUNCH_E_NOPROC:
+            # -ESRCH: it ended and its zygote reaped it, and its node's
+            # services have not had the report yet (ZygotePopen ignores
+            # the same end).
+            if rc < 0 and rc not in (-lib.DLAUNCH_E_NOPROC, -errno.ESRCH):
                 runtime.dlaunch_check(rc, "signalling process %d on node %d"
                                       % (self.pid, self._node))
 

@@ -222,24 +222,45 @@ class ZygoteError(RuntimeError):
     """The zygote could not be started or stopped answering."""
 
 
+def zygote_name():
+    """A fresh name for the socket a zygote connects to."""
+    return "dragon-zygote-%d-%s" % (os.getpid(), os.urandom(8).hex())
+
+
+def spawn_zygote(rt, name, env, node=None):
+    """Start a zygote (through the runtime, on node when given) that
+    connects to the abstract socket name, where its parent listens (it
+    retries until the name is there); its pid."""
+    return _spawn.spawn_interpreter(rt, _spawn.interpreter_argv(_ZYGOTE_CODE, name),
+                                    env, node=node)
+
+
 class Zygote:
     """The parent's end of the connection to its zygote (see
     dragon._zygote for the protocol)."""
 
-    def __init__(self, rt):
+    def __init__(self, rt, prime=None, spawned=None):
+        """prime: (main_path, modules) to prime the zygote with, when they
+        are another process's (see dragon._rstart); by default this
+        process's main module and standard-library modules.  spawned:
+        (name, pid) of a zygote another process already started on this
+        node (:func:`spawn_zygote`) to connect to name; by default one is
+        started here."""
         self.rt = rt
         self.lock = threading.Lock()
         self.statuses = {}
         self.spares = []   # [(pid, pidfd, socket, stdio)], oldest first
         self.pending = 1   # spares asked for and not yet received
         self.dead = False
-        name = "dragon-zygote-%d-%s" % (os.getpid(), os.urandom(8).hex())
+        name = spawned[0] if spawned else zygote_name()
         lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             lsock.bind("\0" + name)
             lsock.listen(1)
-            self.pid = _spawn.spawn_interpreter(
-                rt, _spawn.interpreter_argv(_ZYGOTE_CODE, name), _spawn.environ_copy())
+            if spawned:
+                self.pid = spawned[1]
+            else:
+                self.pid = spawn_zygote(rt, name, _spawn.environ_copy())
             self.sock = self._accept(lsock)
         finally:
             lsock.close()
@@ -250,7 +271,11 @@ class Zygote:
             self.sock.close()
             raise
         self.reader = Reader(self.sock)
-        main_path = spawn.get_preparation_data("zygote").get("init_main_from_path")
+        if prime is None:
+            main_path = spawn.get_preparation_data("zygote").get("init_main_from_path")
+            modules = stdlib_modules()
+        else:
+            main_path, modules = prime
         # The zygote takes this environment, and so do the spares it forks:
         # a start sends the environment only when it differs.
         self.base_env = _spawn.environ_copy()
@@ -259,7 +284,7 @@ class Zygote:
         # segments to the watchdog, which tells a stopped runtime from a
         # killed one by them.
         watched = runtime.has_watchdog()
-        send_msg(self.sock, ("prime", main_path, stdlib_modules(), self.base_env, watched))
+        send_msg(self.sock, ("prime", main_path, modules, self.base_env, watched))
 
     def _accept(self, lsock):
         import time
@@ -346,16 +371,20 @@ class Zygote:
                                   % msg[1])
         return self.spares.pop(0)
 
-    def start(self, payload, done_w):
+    def start(self, payload, done_w, env=None, tracker=True):
         """Have a child of the zygote run payload; (pid, pidfd).  The
         child writes its exit code to done_w when it has finished (see
-        :meth:`status`)."""
+        :meth:`status`).  env: the child's environment (default this
+        process's); tracker: whether the child shares this process's
+        resource tracker (else it starts its own if it needs one, as a
+        fresh interpreter does)."""
         from multiprocessing import resource_tracker
         try:
-            tracker = [resource_tracker.getfd()]
+            tracker = [resource_tracker.getfd()] if tracker else []
         except Exception:
             tracker = []
-        env = _spawn.environ_copy()
+        if env is None:
+            env = _spawn.environ_copy()
         with self.lock:
             while True:
                 if self.dead:
@@ -1022,7 +1051,17 @@ def main():
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     _preload()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(address)
+    # A parent on another node (dragon._rstart) starts this zygote and the
+    # process that listens at the same time: the name may not be there yet.
+    deadline = time.monotonic() + ZYGOTE_START_TIMEOUT
+    while True:
+        try:
+            sock.connect(address)
+            break
+        except (ConnectionRefusedError, FileNotFoundError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
     z = _Zygote(sock)
     env = _prime(z)
     z.attach()

@@ -17,6 +17,12 @@ message on a Queue) attaches the same memory there::
 Every process using a pool holds its own mapping; the creator removes the
 segment with :meth:`Pool.destroy`, the others let go of their mapping with
 :meth:`Pool.detach`.
+
+A process cannot map a pool of another node.  An Allocation passed to a
+process of another node becomes a :class:`RemoteAllocation` there, whose
+:meth:`~RemoteAllocation.read`, :meth:`~RemoteAllocation.write`, items
+and slices copy bytes through the transport agents (one round trip each);
+a Pool passed there raises an error saying so.
 """
 import os
 
@@ -282,10 +288,11 @@ def _attach_pool(desc):
             # Allocation passed to a process placed there).
             raise DragonError(-lib.DMEM_E_FOREIGN,
                               "pool %s lives on another node (node id %#x, this one "
-                              "is %#x): a process cannot map another node's memory, "
-                              "so Value, Array and pool allocations work only on "
-                              "their own node; pass the data through a Queue or "
-                              "Pipe, or place the process on that node (dragon.Policy)"
+                              "is %#x): a process cannot map another node's pool; "
+                              "an Allocation (and a Value or Array) passed here is "
+                              "copied to and from through the transport, a Pool is "
+                              "not: allocate on its own node, or place the process "
+                              "there (dragon.Policy)"
                               % (ffi.string(d.segname).decode(errors="replace"),
                                  d.node_id, lib.dmem_node_id()))
         pool = Pool.attach(desc)
@@ -356,15 +363,12 @@ class Allocation:
         return self.size
 
     def __reduce__(self):
-        return (_attach_alloc, (self.pool, self.descriptor))
+        # Unpickled on another node, it is a RemoteAllocation.
+        return (attach_allocation, (self.pool.descriptor, self.descriptor))
 
     def __repr__(self):
         return "<dragon.mem.Allocation %d bytes at offset %d of %s>" % (
             self.size, self.offset, self.pool.name)
-
-
-def _attach_alloc(pool, desc):
-    return pool.attach_alloc(desc)
 
 
 
@@ -375,8 +379,13 @@ _REMOTE_WAIT_NS = 120 * 10**9
 
 class RemoteAllocation:
     """A block of a pool of another node, which this process cannot map:
-    :meth:`read` and :meth:`write` copy bytes through the transport
-    agents, and the memory stays in its owner's pool."""
+    what an :class:`Allocation` becomes when it is passed to a process of
+    another node.  :meth:`read` and :meth:`write`, and items and slices
+    (``a[i]``, ``a[i:j]``, ``a[i:j] = data``), copy bytes through the
+    transport agents, one round trip each; the memory stays in its
+    owner's pool.  What needs the memory mapped here (:attr:`view`,
+    :attr:`address`, :attr:`ptr`) and :meth:`free` raise a DragonError
+    that names the owner's node: free the block on its own node."""
 
     __slots__ = ("pool_descriptor", "descriptor", "size", "node_id", "_pd", "_ad")
 
@@ -420,6 +429,66 @@ class RemoteAllocation:
                                  _REMOTE_WAIT_NS)
         if rc < 0:
             raise self._fail(rc, "writing %d bytes at %d" % (len(data), offset))
+
+    def _where(self):
+        from .machine import nodes
+        index = self.node_id - 1
+        try:
+            return "node %d (%s)" % (index, nodes()[index].host)
+        except Exception:
+            return "node %d" % index
+
+    def _not_mapped(self, what):
+        return DragonError(-lib.DMEM_E_FOREIGN,
+                           "%s: this allocation of %d bytes lives in a pool of %s "
+                           "and cannot be mapped on this node; read() and write() "
+                           "(or a[i:j]) copy its bytes, and a process of %s can "
+                           "map or free it" % (what, self.size, self._where(),
+                                               self._where()))
+
+    @property
+    def view(self):
+        raise self._not_mapped("Allocation.view")
+
+    @property
+    def address(self):
+        raise self._not_mapped("Allocation.address")
+
+    @property
+    def ptr(self):
+        raise self._not_mapped("Allocation.ptr")
+
+    def free(self):
+        raise self._not_mapped("Allocation.free()")
+
+    def _range(self, key):
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.size)
+            if step != 1:
+                raise ValueError("a RemoteAllocation takes slices with step 1")
+            return start, max(0, stop - start)
+        i = key.__index__()
+        if i < 0:
+            i += self.size
+        if not 0 <= i < self.size:
+            raise IndexError("index %d out of range of %d bytes" % (key, self.size))
+        return i, None
+
+    def __getitem__(self, key):
+        start, n = self._range(key)
+        if n is None:
+            return self.read(start, 1)[0]
+        return self.read(start, n)
+
+    def __setitem__(self, key, data):
+        start, n = self._range(key)
+        if n is None:
+            data = bytes([data])
+        else:
+            data = memoryview(data).cast("B")
+            if len(data) != n:
+                raise ValueError("%d bytes given for a slice of %d" % (len(data), n))
+        self.write(start, data)
 
     def __len__(self):
         return self.size
