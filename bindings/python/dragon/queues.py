@@ -26,7 +26,7 @@ from queue import Empty, Full
 
 from multiprocessing import util
 
-from . import channels, connection, runtime
+from . import channels, connection, machine, runtime
 from ._consts import (RC_EAGAIN as _EAGAIN, RC_ETIMEDOUT as _ETIMEDOUT,
                       RC_NOSPACE as _NOSPACE, SLICE_NS as _SLICE_NS)
 from ._dragon_cffi import ffi, lib
@@ -361,6 +361,7 @@ class Queue:
                 return n
             if n not in (_EAGAIN, _ETIMEDOUT, _NOSPACE):
                 raise conn._send_error(n)
+            machine.check_lost("putting on a Queue")
 
     @staticmethod
     def _on_queue_feeder_error(e, obj):
