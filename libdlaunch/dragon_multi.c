@@ -31,9 +31,10 @@
  * --label asks; each node's log comes the same way (CTL_LOG) into a file
  * of its own beside the launcher's log (dragon(1), "Logs").  When the
  * head exits, or on SIGINT/SIGTERM, or when a node is lost (its
- * backend's connection closes or it stops answering), every backend is
- * told to end everything on its node; dragon waits for them and for the
- * tool's processes, and ends those if it has to.
+ * backend's connection closes or it stops answering: the other nodes
+ * are told (CTL_LOST) and the head gets DRAGON_NODE_TIMEOUT to end),
+ * every backend is told to end everything on its node; dragon waits for them
+ * and for the tool's processes, and ends those if it has to.
  */
 #define _GNU_SOURCE
 #include "config.h"
