@@ -131,7 +131,7 @@ class _Base:
 
     def wait(self, timeout=None):
         if self.returncode is None:
-            if timeout is not None and not self._ended(timeout):
+            if not self._ended(timeout):
                 return None
             return self.poll(0)
         return self.returncode
