@@ -1,7 +1,8 @@
 """A node lost while a Python program runs on a 2-node test cluster.
 
 The program's head process, on node1, waits in several threads (a
-Queue's get, a Connection's recv from a child on node2 and a poll, a Lock
+Queue's get, the get of a Queue made on node2, a Connection's recv from a
+child on node2 and a poll, a Lock
 the node2 child holds, an Event, the join of a process on node1), and a
 process on node1 reads a RawValue in node2's memory; node2 is then lost,
 by SIGKILL of its backend and the program's processes there, or by
@@ -73,7 +74,7 @@ def child(lock, ready_w, go):
     g = ctx.Process(target=grandchild, args=(v, ready, go), policy=Policy(host_name="node1"))
     g.start()
     ready.wait()
-    ready_w.send("child on %s" % socket.gethostname())
+    ready_w.send(("child on %s" % socket.gethostname(), ctx.Queue()))
     time.sleep(600)
 
 def local():
@@ -99,9 +100,11 @@ if __name__ == "__main__":
     ready_w.close()
     near = ctx.Process(target=local, daemon=True, policy=Policy(host_name="node1"))
     near.start()
-    print(ready_r.recv(), flush=True)
+    hello, far = ready_r.recv()    # far: a Queue of node2's
+    print(hello, flush=True)
     results = {}
-    waits = {"Queue.get": q.get, "Connection.recv": ready_r.recv,
+    waits = {"Queue.get": q.get, "Queue.get (node2's)": far.get,
+             "Connection.recv": ready_r.recv,
              "Connection.poll": lambda: a.poll(None), "Lock.acquire": lock.acquire,
              "Event.wait": ev.wait, "Process.join (node1)": near.join}
     ts = [threading.Thread(target=blocked, args=(n, f, results)) for n, f in waits.items()]
@@ -197,7 +200,7 @@ def test_waits_raise_a_node_lost_error_when_a_node_is_lost(cluster, tmp_path, ho
     assert "child on node2" in out and "value of node2: 7" in out, diag
     # Every wait raised, naming node2, rather than hanging or being killed.
     waits = re.findall(r"^wait (.*?): (.*)$", out, re.M)
-    assert len(waits) == 6, diag
+    assert len(waits) == 7, diag
     for name, result in waits:
         assert result.startswith("NodeLostError node=1 host=node2: "), (name, diag)
         assert "node 1 (node2)" in result, (name, diag)

@@ -92,6 +92,11 @@ class NodeLostError(DragonError, ConnectionError):
 def chan_error(code, what):
     """The exception for a failing libdchan call."""
     if code == -lib.DCHAN_E_NODELOST:
+        from .machine import lost_error, wait_lost
+        # The transport may see the node go a moment before the launcher's
+        # notice comes, which names it as the runtime does.
+        if wait_lost(2.0) is not None:
+            return lost_error(what)
         return NodeLostError(_detail(code, what, "dchan"))
     if code == -lib.DCHAN_E_DESTROYED:
         return ChannelDestroyedError(code, "%s: channel was destroyed" % what)

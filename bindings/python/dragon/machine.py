@@ -27,6 +27,7 @@ and os.kill raises OverflowError), never hitting an unrelated process.
 import collections
 import os
 import socket
+import time
 
 from ._dragon_cffi import ffi, lib
 from ._errors import NodeLostError
@@ -192,6 +193,17 @@ def lost_node():
             return None
         _lost = LostNode(int(parts[0]), parts[1], parts[2])
     return _lost
+
+
+def wait_lost(timeout):
+    """lost_node(), waiting up to timeout seconds for the notice (after
+    the transport reported a node gone, the launcher's notice follows)."""
+    deadline = time.monotonic() + timeout
+    lost = lost_node()
+    while lost is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        lost = lost_node()
+    return lost
 
 
 def lost_error(what, lost=None):
