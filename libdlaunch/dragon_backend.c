@@ -77,6 +77,7 @@ static struct be {
 	int log[2];	   /* the node's log: every line written to log[1] */
 	pthread_t logger;  /* goes to the frontend (CTL_LOG) */
 	bool logging, log_stderr;
+	char lost_path[DMEM_SEGNAME_MAX + 16]; /* the lost-node notice, or "" */
 } be = {.fd = -1, .head_pipe = {-1, -1}, .log = {-1, -1}};
 
 /* The main loop, the runtime's I/O thread (output) and the logger all
@@ -900,6 +901,8 @@ static void teardown(void)
 		debug("teardown: processes ended, runtime stopped, its "
 		      "segments removed");
 	}
+	if (be.lost_path[0])
+		unlink(be.lost_path);
 	if (be.waiting)
 		pthread_join(be.waiter, NULL);
 	if (be.agent)
@@ -913,6 +916,45 @@ static void teardown(void)
 	be.gw = NULL;
 	be.gw_pool = NULL;
 	debug("node torn down");
+}
+
+/* Another node was lost (CTL_LOST: its index, host and why): the
+ * notice /dev/shm/dragon.<user>.<instance>.nodelost, one line
+ * "index<TAB>host<TAB>why", tells this node's processes, whose waits
+ * look for it between two slices and raise an error that names the node
+ * (dragon(7), "Python across nodes").  Written whole under a temporary
+ * name, then renamed; removed at teardown. */
+static void on_lost(const struct ctl_msg *m)
+{
+	char name[DMEM_SEGNAME_MAX], tmp[sizeof be.lost_path + 8];
+	FILE *f = NULL;
+	int fd;
+
+	debug("node %s (%s) was lost: %s", ctl_field(m, 0), ctl_field(m, 1),
+	      ctl_field(m, 2));
+	if (be.lost_path[0] ||
+	    dmem_segname_format(NULL, be.instance, "nodelost", name,
+				sizeof name) < 0)
+		return;
+	snprintf(be.lost_path, sizeof be.lost_path, "/dev/shm/%s", name);
+	snprintf(tmp, sizeof tmp, "%s.tmp", be.lost_path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || !(f = fdopen(fd, "w"))) {
+		if (fd >= 0)
+			close(fd);
+		say("cannot write the lost-node notice %s: %s", tmp,
+		    strerror(errno));
+		be.lost_path[0] = 0;
+		return;
+	}
+	fprintf(f, "%s\t%s\t%s\n", ctl_field(m, 0), ctl_field(m, 1),
+		ctl_field(m, 2));
+	if (fclose(f) != 0 || rename(tmp, be.lost_path) < 0) {
+		say("cannot write the lost-node notice %s: %s", be.lost_path,
+		    strerror(errno));
+		unlink(tmp);
+		be.lost_path[0] = 0;
+	}
 }
 
 /* The address of another node's agent, which this node's agent asked for
@@ -964,6 +1006,9 @@ static bool on_msg(const struct ctl_msg *m)
 		return true;
 	case CTL_PEER:
 		on_peer(m);
+		return true;
+	case CTL_LOST:
+		on_lost(m);
 		return true;
 	case CTL_SIGNAL:
 		if (be.rt && be.head)

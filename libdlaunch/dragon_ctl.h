@@ -55,7 +55,8 @@ enum ctl_type {
 	CTL_NET = 18,	    /* backend: chosen address ("" none), agent,
 			       services (primary only), "ifname address"... */
 	CTL_WHERE = 19,	    /* backend: node whose agent its agent must reach */
-	CTL_PEER = 20	    /* frontend: node, its agent's address ("" none) */
+	CTL_PEER = 20,	    /* frontend: node, its agent's address ("" none) */
+	CTL_LOST = 21	    /* frontend: index, host, why of a lost node */
 };
 
 /* How many NUL-terminated fields a data frame has before its bytes; -1 if

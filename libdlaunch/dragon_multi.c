@@ -31,9 +31,10 @@
  * --label asks; each node's log comes the same way (CTL_LOG) into a file
  * of its own beside the launcher's log (dragon(1), "Logs").  When the
  * head exits, or on SIGINT/SIGTERM, or when a node is lost (its
- * backend's connection closes or it stops answering), every backend is
- * told to end everything on its node; dragon waits for them and for the
- * tool's processes, and ends those if it has to.
+ * backend's connection closes or it stops answering: the other nodes
+ * are told (CTL_LOST) and the head gets DRAGON_NODE_TIMEOUT to end),
+ * every backend is told to end everything on its node; dragon waits for them
+ * and for the tool's processes, and ends those if it has to.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -1270,6 +1271,33 @@ static int start_up(const struct dragon_opts *o, const char *inst)
 	return phase("head started", ST_HEAD, true);
 }
 
+/* Node k is lost: every other node is told (its processes' waits raise
+ * an error that names k, see dragon(7)), and the head process gets up to
+ * DRAGON_NODE_TIMEOUT to see that error and end (its traceback reaches
+ * the terminal) before the teardown ends it.  A lost primary node took
+ * the head with it: nothing to wait for.  Returns -1 (the run failed). */
+static int lost_grace(int k, const char *why)
+{
+	struct timespec t0;
+	char idx[16];
+	const char *f[] = {idx, node_name((unsigned)k), why};
+	int sigs = fe.nsig;
+
+	snprintf(idx, sizeof idx, "%d", k);
+	for (unsigned i = 0; i < fe.n; i++)
+		if (i != (unsigned)k && fe.nodes[i].fd >= 0 &&
+		    !fe.nodes[i].lost && !fe.nodes[i].bye)
+			ctl_send(fe.nodes[i].fd, CTL_LOST, f, 3);
+	if (k == 0)
+		return -1;
+	dbg("node %d lost: the head gets %g s to end", k, fe.node_timeout);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (!fe.head_exited && fe.nsig == sigs && !fe.nodes[0].lost &&
+	       fe.nodes[0].fd >= 0 && since(&t0) < fe.node_timeout)
+		pump(100);
+	return -1;
+}
+
 /* The run: until the head exits, a node is lost, the launcher ends or
  * a signal comes. */
 static int run(void)
@@ -1292,7 +1320,7 @@ static int run(void)
 				"dragon: node %d (%s) was lost: %s; ending the "
 				"processes on the other nodes\n",
 				k, node_name((unsigned)k), why);
-			return -1;
+			return lost_grace(k, why);
 		}
 		for (unsigned j = 0; j < fe.job.nprocs; j++) {
 			struct wlm_proc *p = &fe.job.procs[j];
@@ -1303,21 +1331,23 @@ static int run(void)
 			     fe.nodes[p->node].bye))
 				continue;
 			drain(p);
-			if (p->node >= 0)
-				fprintf(stderr,
-					"dragon: node %d (%s) was lost: its "
-					"%s ended (%s)%s%s; ending the "
-					"processes on the other nodes\n",
-					p->node, node_name((unsigned)p->node),
-					fe.wlm->tool,
-					how_ended(p->status, buf, sizeof buf),
-					p->last[0] ? ": " : "", p->last);
-			else
+			if (p->node < 0 || (unsigned)p->node >= fe.n) {
 				fprintf(stderr,
 					"dragon: %s ended while the head "
 					"process ran; ending the run\n",
 					fe.wlm->tool);
-			return -1;
+				return -1;
+			}
+			fprintf(stderr,
+				"dragon: node %d (%s) was lost: its "
+				"%s ended (%s)%s%s; ending the "
+				"processes on the other nodes\n",
+				p->node, node_name((unsigned)p->node),
+				fe.wlm->tool,
+				how_ended(p->status, buf, sizeof buf),
+				p->last[0] ? ": " : "", p->last);
+			snprintf(buf, sizeof buf, "its %s ended", fe.wlm->tool);
+			return lost_grace(p->node, buf);
 		}
 		if (fe.nsig > seen) {
 			seen = fe.nsig;

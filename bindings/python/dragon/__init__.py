@@ -23,9 +23,10 @@ Across the nodes of a job (``dragon prog.py`` in a Slurm allocation),
 :mod:`dragon.machine` for the pids of processes on other nodes).
 """
 from ._dragon_cffi import ffi as _ffi, lib as _lib
-from ._errors import DragonError, PoolFullError, strerror
+from ._errors import DragonError, NodeLostError, PoolFullError, strerror
 from . import context as _context
-from .machine import Node, nodes, node_count, this_node, pid_node, os_pid
+from .machine import (Node, LostNode, lost_node, nodes, node_count, this_node,
+                      pid_node, os_pid)
 from .policy import Policy
 
 
@@ -62,6 +63,7 @@ def _import_mp_submodules():
 
 _import_mp_submodules()
 
-__all__ = ["DragonError", "PoolFullError", "strerror", "__version__",
-           "library_versions", "Policy", "Node", "nodes", "node_count",
-           "this_node", "pid_node", "os_pid"]
+__all__ = ["DragonError", "NodeLostError", "PoolFullError", "strerror",
+           "__version__", "library_versions", "Policy", "Node", "nodes",
+           "node_count", "this_node", "pid_node", "os_pid", "LostNode",
+           "lost_node"]

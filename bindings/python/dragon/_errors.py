@@ -71,8 +71,33 @@ class ChannelDestroyedError(DragonError):
     """The channel was destroyed (by its creator or at runtime shutdown)."""
 
 
+class NodeLostError(DragonError, ConnectionError):
+    """The runtime lost a node (its backend was killed, the node or its
+    network failed): raised by a wait of a multiprocessing object of the
+    'dragon' context (a Queue's get, a Connection's recv or poll, a lock's
+    acquire, an event's wait, a Process's join, ...) once the node is
+    lost, and by an operation on an object that lived on that node.  The
+    message names the node; ``node`` is its index and ``host`` its host
+    name (None when only the transport reported it).  The runtime ends
+    every process soon after (see dragon(7), "Python across nodes")."""
+
+    __module__ = "dragon"  # as its tracebacks and pickles name it
+
+    def __init__(self, message, node=None, host=None):
+        super().__init__(-lib.DCHAN_E_NODELOST, message)
+        self.node = node
+        self.host = host
+
+
 def chan_error(code, what):
     """The exception for a failing libdchan call."""
+    if code == -lib.DCHAN_E_NODELOST:
+        from .machine import lost_error, wait_lost
+        # The transport may see the node go a moment before the launcher's
+        # notice comes, which names it as the runtime does.
+        if wait_lost(2.0) is not None:
+            return lost_error(what)
+        return NodeLostError(_detail(code, what, "dchan"))
     if code == -lib.DCHAN_E_DESTROYED:
         return ChannelDestroyedError(code, "%s: channel was destroyed" % what)
     return make_error(code, what, layer="dchan")

@@ -54,7 +54,9 @@ from multiprocessing import reduction, spawn, util
 from multiprocessing.context import set_spawning_popen
 
 from . import _holders, _rstart, _spawn, _zygote, machine, policy, runtime
+from ._consts import SLICE_S
 from ._dragon_cffi import ffi, lib
+from ._errors import NodeLostError
 
 
 def _payload(popen, process_obj, extra=None):
@@ -74,6 +76,22 @@ def _payload(popen, process_obj, extra=None):
     finally:
         set_spawning_popen(None)
     return fp.getvalue()
+
+
+def _select(fds, timeout, what):
+    """The fds of fds that are readable, waiting up to timeout seconds
+    (None: as long as it takes) in slices of SLICE_S: once the runtime
+    has lost a node, a wait that goes on raises NodeLostError (what: the
+    operation, for its message)."""
+    if timeout is not None and timeout <= SLICE_S:
+        return select.select(fds, [], [], max(0.0, timeout))[0]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = SLICE_S if deadline is None else max(0.0, min(SLICE_S, deadline - time.monotonic()))
+        ready = select.select(fds, [], [], left)[0]
+        if ready or (deadline is not None and time.monotonic() >= deadline):
+            return ready
+        machine.check_lost(what)
 
 
 class _Base:
@@ -104,7 +122,8 @@ class _Base:
         return [self.sentinel]
 
     def _ended(self, timeout):
-        return bool(select.select(self._ended_fds(), [], [], timeout)[0])
+        return bool(_select(self._ended_fds(), timeout,
+                            "waiting for process %d" % self.pid))
 
     def poll(self, flag=os.WNOHANG):
         if self.returncode is None:
@@ -115,10 +134,8 @@ class _Base:
 
     def wait(self, timeout=None):
         if self.returncode is None:
-            if timeout is not None:
-                from multiprocessing.connection import wait
-                if not wait(self._ended_fds(), timeout):
-                    return None
+            if not self._ended(timeout):
+                return None
             return self.poll(0)
         return self.returncode
 
@@ -189,7 +206,7 @@ class ZygotePopen(_Base):
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._code is None:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready = select.select(self._ended_fds(), [], [], left)[0]
+            ready = _select(self._ended_fds(), left, "waiting for process %d" % self.pid)
             if self.sentinel in ready:
                 return True
             if ready:
@@ -338,12 +355,33 @@ class RemotePopen(_Base):
         finally:
             os.close(w)
 
+    def _lost(self):
+        """Whether the runtime lost the child's node: its end is then
+        UNKNOWN_END, without a word from that node's services (which
+        cannot answer)."""
+        lost = machine.lost_node()
+        if lost is None or lost.index != self._node:
+            return False
+        if self._code is None:
+            self._code = self.UNKNOWN_END
+        return True
+
+    def _ended(self, timeout):
+        if self._lost():
+            return True
+        try:
+            return super()._ended(timeout)
+        except NodeLostError:
+            if self._lost():
+                return True
+            raise
+
     def _status(self):
         self._ended(None)
         return self._code
 
     def _send_signal(self, sig):
-        if self.returncode is None and self._rt.alive:
+        if self.returncode is None and self._rt.alive and not self._lost():
             rc = lib.dlaunch_signal(self._rt.handle, self.pid, int(sig))
             # -ESRCH: it ended and its zygote reaped it, and its node's
             # services have not had the report yet (ZygotePopen ignores

@@ -31,7 +31,7 @@ import time
 from ._consts import FOREVER_NS, RC_EMSGSIZE, RC_NOT_NOW, SLICE_NS
 from ._dragon_cffi import ffi, lib
 from ._errors import chan_error, check, ChannelDestroyedError  # noqa: F401
-from . import mem, runtime
+from . import machine, mem, runtime
 
 __all__ = ["Channel", "poll", "POLLIN", "POLLOUT", "ChannelDestroyedError"]
 
@@ -86,6 +86,7 @@ def _sliced(chan, op, timeout):
         rc = op(chan.handle, wait)
         if rc not in RC_NOT_NOW or (deadline is not None and time.monotonic_ns() >= deadline):
             return rc
+        machine.check_lost("waiting on a channel")
 
 
 def view_of_msg(msg, start=0, keep=None):

@@ -511,6 +511,7 @@ class Connection(_mpconn._ConnectionBase):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break
+                machine.check_lost("sending on a Connection")
                 if not self._peer_always and not self._peer.held():
                     raise BrokenPipeError(32, "Broken pipe: the other end is closed")
                 wait = _SLICE_NS if left is None else int(min(0.2, left) * 1e9)
@@ -536,6 +537,7 @@ class Connection(_mpconn._ConnectionBase):
         while True:
             if self._wh is None:  # closed by another thread meanwhile
                 self._whandle()
+            machine.check_lost("sending on a Connection")
             if not self._peer_always and not self._peer.held():
                 raise BrokenPipeError(32, "Broken pipe: the other end is closed")
             if deadline is None:
@@ -817,11 +819,15 @@ class Connection(_mpconn._ConnectionBase):
                 view = view[1:]
             elif rc in (_EAGAIN, _ETIMEDOUT):
                 rc = None
+                if deadline is not None and time.monotonic_ns() >= deadline:
+                    if not self._peer_always and not self._peer.held() and lib.dchan_count(ch) <= 0:
+                        self._consumed()
+                        raise EOFError
+                    return None
+                machine.check_lost("receiving on a Connection")
                 if not self._peer_always and not self._peer.held() and lib.dchan_count(ch) <= 0:
                     self._consumed()
                     raise EOFError
-                if deadline is not None and time.monotonic_ns() >= deadline:
-                    return None
                 if self._rh is None:  # closed by another thread meanwhile
                     self._rhandle()
                 continue
@@ -1070,6 +1076,8 @@ def _poll_ready(ch, peer, peer_always, timeout, consumed, closed,
             continue
         if rc == -lib.DCHAN_E_DESTROYED:
             return True
+        if deadline is None or time.monotonic() < deadline:
+            machine.check_lost("polling a Connection")
         if not peer_always and not peer.held() and lib.dchan_count(ch) <= 0:
             return True  # end-of-file is ready: recv() raises EOFError
         if deadline is not None and time.monotonic() >= deadline:

@@ -27,11 +27,14 @@ and os.kill raises OverflowError), never hitting an unrelated process.
 import collections
 import os
 import socket
+import time
 
 from ._dragon_cffi import ffi, lib
+from ._errors import NodeLostError
 
 __all__ = ["Node", "nodes", "node_count", "this_node", "cpu_count",
-           "PID_SPAN", "encode_pid", "pid_node", "os_pid"]
+           "PID_SPAN", "encode_pid", "pid_node", "os_pid", "LostNode",
+           "lost_node"]
 
 # libdlaunch names a process of another node the same way
 # (DLAUNCH_PID_ON): its calls take these pids as they are.
@@ -145,6 +148,82 @@ def local_name(gpid):
     return os_pid(gpid) if pid_node(gpid) == this_node() else gpid
 
 
+#: The notice each surviving node's backend writes in its /dev/shm when
+#: the runtime lost a node (dmem_segname_format's name): one line,
+#: "index<TAB>host<TAB>why".
+LOST_NAME = b"nodelost"
+
+LostNode = collections.namedtuple("LostNode", "index host why")
+LostNode.__doc__ = """A node the runtime lost: its index, its host name and
+why the launcher took it for lost."""
+
+_lost = None       # the LostNode once seen (a lost node stays lost)
+_lost_path = None  # where its notice appears, once known
+
+
+def _notice_path():
+    global _lost_path
+    if _lost_path is None:
+        inst = os.environ.get("DRAGON_INSTANCE")
+        if not inst:
+            return None
+        buf = ffi.new("char[]", lib.DMEM_SEGNAME_MAX)
+        if lib.dmem_segname_format(ffi.NULL, inst.encode(), LOST_NAME, buf,
+                                   lib.DMEM_SEGNAME_MAX) < 0:
+            return None
+        _lost_path = "/dev/shm/" + ffi.string(buf).decode()
+    return _lost_path
+
+
+def lost_node():
+    """The node this process's runtime lost (a :class:`LostNode`), or None
+    while it has lost none.  The waits of the package's objects ask
+    between two slices (a file's presence: no message, no lock)."""
+    global _lost
+    if _lost is None:
+        path = _notice_path()
+        if path is None:
+            return None
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                parts = f.read().rstrip("\n").split("\t", 2)
+        except OSError:
+            return None
+        if len(parts) != 3 or not parts[0].isdigit():
+            return None
+        _lost = LostNode(int(parts[0]), parts[1], parts[2])
+    return _lost
+
+
+def wait_lost(timeout):
+    """lost_node(), waiting up to timeout seconds for the notice (after
+    the transport reported a node gone, the launcher's notice follows)."""
+    deadline = time.monotonic() + timeout
+    lost = lost_node()
+    while lost is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        lost = lost_node()
+    return lost
+
+
+def lost_error(what, lost=None):
+    """The NodeLostError for operation what (a phrase: "receiving on a
+    Connection") of a runtime that lost node lost (default: lost_node())."""
+    lost = lost or lost_node()
+    return NodeLostError(
+        "%s: node %d (%s) of the runtime was lost (%s); the runtime is "
+        "ending its processes" % (what, lost.index, lost.host, lost.why),
+        lost.index, lost.host)
+
+
+def check_lost(what):
+    """Raise lost_error(what) if the runtime lost a node: a wait that
+    would go on stops here."""
+    lost = lost_node()
+    if lost is not None:
+        raise lost_error(what, lost)
+
+
 def remote_alive(pid):
     """Whether process pid of another node (as this node names it) still
     runs, as its node's services know it: False once it has ended; True
@@ -153,5 +232,8 @@ def remote_alive(pid):
     rt = _rt()
     if rt is None or not rt.alive:
         return True
+    lost = lost_node()
+    if lost is not None and pid_node(pid) == lost.index:
+        return False  # its node's services cannot answer any more
     st = ffi.new("dlaunch_status_t *")
     return lib.dlaunch_wait(rt.handle, pid, 0, st) != 0

@@ -399,8 +399,16 @@ class RemoteAllocation:
         self.size = int(self._ad.size)
         self.node_id = int(self._pd.node_id)
 
+    def _check_node(self, what):
+        """NodeLostError if the runtime lost the memory's node: nothing
+        is asked of it then."""
+        from .machine import lost_error, lost_node
+        lost = lost_node()
+        if lost is not None and lost.index == self.node_id - 1:
+            raise lost_error("%s: shared memory of node %d" % (what, lost.index), lost)
+
     def _fail(self, rc, what):
-        from ._errors import chan_error
+        from ._errors import chan_error, NodeLostError
         from .machine import nodes
         index = self.node_id - 1
         try:
@@ -408,14 +416,15 @@ class RemoteAllocation:
         except Exception:
             host = ""
         if rc == -lib.DCHAN_E_NODELOST:
-            what = ("%s: shared memory of node %d%s, which is lost or "
-                    "unreachable" % (what, index, host))
+            return NodeLostError("%s: shared memory of node %d%s, which is lost or "
+                                 "unreachable" % (what, index, host), index, host[2:-1] or None)
         else:
             what = "%s: shared memory of node %d%s" % (what, index, host)
         return chan_error(rc, what)
 
     def read(self, offset, n):
         """n bytes from offset, as bytes."""
+        self._check_node("reading %d bytes at %d" % (n, offset))
         buf = ffi.new("char[]", max(1, n))
         rc = lib.dchan_mem_read(self._pd, self._ad, offset, buf, n, _REMOTE_WAIT_NS)
         if rc < 0:
@@ -425,6 +434,7 @@ class RemoteAllocation:
     def write(self, offset, data):
         """Copy data (bytes-like) to offset."""
         data = bytes(data)
+        self._check_node("writing %d bytes at %d" % (len(data), offset))
         rc = lib.dchan_mem_write(self._pd, self._ad, offset, data, len(data),
                                  _REMOTE_WAIT_NS)
         if rc < 0:

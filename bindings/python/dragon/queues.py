@@ -35,7 +35,7 @@ from queue import Empty, Full
 
 from multiprocessing import util
 
-from . import channels, connection, runtime
+from . import channels, connection, machine, runtime
 from ._consts import (FOREVER_NS as _FOREVER, RC_EAGAIN as _EAGAIN,
                       RC_ETIMEDOUT as _ETIMEDOUT,
                       RC_NOSPACE as _NOSPACE, SLICE_NS as _SLICE_NS)
@@ -394,6 +394,7 @@ class Queue:
                 return n
             if n not in _NOT_NOW:
                 raise conn._send_error(n)
+            machine.check_lost("putting on a Queue")
 
     @staticmethod
     def _on_queue_feeder_error(e, obj):

@@ -42,7 +42,7 @@ from ._consts import FOREVER_NS, RC_EOVERFLOW, RC_EPERM, RC_NOT_NOW, SLICE_NS
 from ._dragon_cffi import ffi, lib
 from ._errors import chan_error
 from ._holders import HolderTable
-from . import runtime
+from . import machine, runtime
 
 __all__ = ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition",
            "Event", "Barrier"]
@@ -229,6 +229,7 @@ def _wait(op, h, block, timeout):
     elif timeout is None:
         rc = op(h.p, SLICE_NS)
         while rc in RC_NOT_NOW:
+            machine.check_lost("waiting on the %s" % _KIND_NAMES[h.kind])
             rc = op(h.p, SLICE_NS)
     else:
         deadline = time.monotonic() + max(0.0, timeout)
@@ -237,12 +238,13 @@ def _wait(op, h, block, timeout):
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
+            machine.check_lost("waiting on the %s" % _KIND_NAMES[h.kind])
             rc = op(h.p, min(SLICE_NS, int(left * 1e9)))
     if rc == 0:
         return True
     if rc in RC_NOT_NOW:
         return False
-    what = "waiting on a %s" % _KIND_NAMES[h.kind]
+    what = "waiting on %s" % _KIND_NAMES[h.kind]
     raise _wait_error(h, rc, what) if block else _error(h, rc, what)
 
 
