@@ -41,11 +41,14 @@ ends, is :mod:`dragon._zygote`; a fresh interpreter's command line,
 environment and stdio are :mod:`dragon._spawn`.
 """
 import io
+import ipaddress
 import os
 import select
 import signal
+import socket
 import threading
 import time
+import weakref
 
 from multiprocessing import reduction, spawn, util
 from multiprocessing.context import set_spawning_popen
@@ -334,11 +337,70 @@ def _node_bound(process_obj):
     return getattr(target, "__func__", None) is managers.BaseManager._run_server.__func__
 
 
+def _loopback_host(host):
+    """True for a host name or address of the loopback interface."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+#: The Manager servers this process started on a loopback address (the
+#: Process objects; start() drops their arguments).
+_loopback_servers = weakref.WeakSet()
+
+
+def _note_server(process_obj):
+    """Remember a Manager's server asked to listen on a loopback address
+    (the address is its second argument, see BaseManager.start)."""
+    args = getattr(process_obj, "_args", ())
+    address = args[1] if len(args) > 1 else None
+    if isinstance(address, tuple) and address and _loopback_host(address[0]):
+        _loopback_servers.add(process_obj)
+
+
+def _listens_on_loopback():
+    """True when this process has a socket listening on a loopback
+    address (a Listener, a socket server), or runs a Manager's server
+    asked to listen on one: only processes of this node can reach it."""
+    for p in list(_loopback_servers):
+        if p._popen is not None and p._popen.returncode is None:
+            return True
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return False
+    for name in fds:
+        try:
+            if not os.readlink("/proc/self/fd/" + name).startswith("socket:"):
+                continue
+            s = socket.socket(fileno=int(name))
+        except (OSError, ValueError):
+            continue  # closed meanwhile, or not an internet socket
+        try:
+            if (s.family in (socket.AF_INET, socket.AF_INET6)
+                    and s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                    and _loopback_host(s.getsockname()[0])):
+                return True
+        except OSError:
+            pass
+        finally:
+            s.detach()  # the descriptor stays its owner's
+    return False
+
+
 def _placement(process_obj):
     """(node index, extra start data) of a start now: the process's own
-    policy, else the one of the ``with`` block around the start."""
+    policy, else the one of the ``with`` block around the start.  Without
+    either, a process that listens on a loopback address keeps its
+    children on its node, where they can connect to it."""
     pol = getattr(process_obj, "_dragon_policy", None) or policy.active()
     if pol is None and _node_bound(process_obj):
+        _note_server(process_obj)
+        pol = policy.Policy(placement=policy.Policy.Placement.LOCAL)
+    elif pol is None and machine.node_count() > 1 and _listens_on_loopback():
         pol = policy.Policy(placement=policy.Policy.Placement.LOCAL)
     extra = {"dragon_cpu_affinity": pol.cpu_affinity} if pol and pol.cpu_affinity else None
     return policy.place(pol), extra

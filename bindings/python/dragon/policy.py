@@ -23,7 +23,9 @@ that was not given a policy of its own, follows it::
         p.start()
 
 Without a policy, processes are placed round-robin over the nodes,
-starting with the node after the caller's.
+starting with the node after the caller's; a Manager's server, and the
+children of a process that listens on a loopback address, start on the
+caller's node (see dragon._popen).
 """
 import enum
 import itertools
