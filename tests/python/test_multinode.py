@@ -787,3 +787,43 @@ if __name__ == "__main__":
     assert "listener: 127.0.0.1 [('node1', 'connected'), ('node1', 'connected')]" in out, out + err
     assert "manager: ['node1'] [0, 0]" in out, out + err
     assert "host server: [('node1', 'connected'), ('node2', 'connected')]" in out, out + err
+
+
+def test_pipe_end_passed_on_and_closed_at_once_is_no_end_of_file(run):
+    # Each process hands its end to a child on the other node and lets go
+    # at once: the reader must not see end-of-file before the child took
+    # the end (it used to, when the child's own holder message came after
+    # its parent's release).
+    rc, out, err = run(HEAD + """
+def chain(n, w):
+    if n > 1:
+        p = mp.Process(target=chain, args=(n - 1, w))
+        p.start()
+        w.close()
+        p.join(120)
+        sys.exit(p.exitcode)
+    w.send("last")
+    w.close()
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    for rounds in range(3):
+        r, w = mp.Pipe(False)
+        p = mp.Process(target=chain, args=(5, w))
+        p.start()
+        w.close()
+        try:
+            print("got:", r.recv(), flush=True)
+        except EOFError:
+            print("got: end-of-file", flush=True)
+        try:
+            r.recv()
+        except EOFError:
+            print("then: end-of-file", flush=True)
+        p.join(120)
+        print("exit:", p.exitcode, flush=True)
+""")
+    assert rc == 0, out + err
+    assert _lines(out, "got:") == ["last"] * 3, out + err
+    assert _lines(out, "then:") == ["end-of-file"] * 3, out + err
+    assert _lines(out, "exit:") == ["0"] * 3, out + err

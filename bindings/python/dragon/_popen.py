@@ -147,6 +147,7 @@ class ZygotePopen(_Base):
         try:
             self.pid, self.sentinel = z.start(payload, done_w)
             _holders.expect_receiver(self._in_flight, self.pid)
+            _holders.receiver_started(self._in_flight, self.pid)
         except BaseException:
             os.close(done_r)
             raise
@@ -240,6 +241,7 @@ class SpawnPopen(_Base):
                                            _spawn.alloc_text(alloc))
             self.pid = _spawn.spawn_interpreter(rt, argv, _spawn.environ_copy())
             _holders.expect_receiver(self._in_flight, self.pid)
+            _holders.receiver_started(self._in_flight, self.pid)
         except BaseException:
             alloc.free()
             raise
@@ -293,6 +295,7 @@ class RemotePopen(_Base):
         # The child cannot record itself in this node's holder records of
         # the Pipe ends it was given: it holds them from now on.
         _holders.hand_over(self._in_flight, self.pid)
+        _holders.receiver_started(self._in_flight, self.pid)
         self._rt = rt
         self._code = None
         r, w = os.pipe()
