@@ -45,7 +45,7 @@ import ipaddress
 import os
 import select
 import signal
-import socket
+import sys
 import threading
 import time
 import weakref
@@ -375,23 +375,44 @@ def _listens_on_loopback():
         fds = os.listdir("/proc/self/fd")
     except OSError:
         return False
+    socks = set()
     for name in fds:
         try:
-            if not os.readlink("/proc/self/fd/" + name).startswith("socket:"):
-                continue
-            s = socket.socket(fileno=int(name))
-        except (OSError, ValueError):
-            continue  # closed meanwhile, or not an internet socket
-        try:
-            if (s.family in (socket.AF_INET, socket.AF_INET6)
-                    and s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-                    and _loopback_host(s.getsockname()[0])):
-                return True
+            link = os.readlink("/proc/self/fd/" + name)
         except OSError:
-            pass
-        finally:
-            s.detach()  # the descriptor stays its owner's
-    return False
+            continue
+        if link.startswith("socket:["):
+            socks.add(link[8:-1])
+    return bool(socks) and not socks.isdisjoint(_loopback_listeners())
+
+
+def _loopback_listeners():
+    """The inodes of the TCP sockets of this network namespace that listen
+    on a loopback address (read from /proc: a socket object made on the
+    descriptor would change its blocking mode)."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open("/proc/self/net/" + table) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != "0A":  # TCP_LISTEN
+                continue
+            # The address in words of 4 bytes, each in host byte order.
+            words = fields[1].rsplit(":", 1)[0]
+            try:
+                raw = b"".join(int(words[i:i + 8], 16).to_bytes(4, sys.byteorder)
+                               for i in range(0, len(words), 8))
+                addr = ipaddress.ip_address(raw)
+            except ValueError:
+                continue
+            mapped = getattr(addr, "ipv4_mapped", None)
+            if addr.is_loopback or (mapped is not None and mapped.is_loopback):
+                inodes.add(fields[9])
+    return inodes
 
 
 def _placement(process_obj):
