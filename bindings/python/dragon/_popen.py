@@ -41,14 +41,11 @@ ends, is :mod:`dragon._zygote`; a fresh interpreter's command line,
 environment and stdio are :mod:`dragon._spawn`.
 """
 import io
-import ipaddress
 import os
 import select
 import signal
-import sys
 import threading
 import time
-import weakref
 
 from multiprocessing import reduction, spawn, util
 from multiprocessing.context import set_spawning_popen
@@ -340,81 +337,6 @@ def _node_bound(process_obj):
     return getattr(target, "__func__", None) is managers.BaseManager._run_server.__func__
 
 
-def _loopback_host(host):
-    """True for a host name or address of the loopback interface."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-#: The Manager servers this process started on a loopback address (the
-#: Process objects; start() drops their arguments).
-_loopback_servers = weakref.WeakSet()
-
-
-def _note_server(process_obj):
-    """Remember a Manager's server asked to listen on a loopback address
-    (the address is its second argument, see BaseManager.start)."""
-    args = getattr(process_obj, "_args", ())
-    address = args[1] if len(args) > 1 else None
-    if isinstance(address, tuple) and address and _loopback_host(address[0]):
-        _loopback_servers.add(process_obj)
-
-
-def _listens_on_loopback():
-    """True when this process has a socket listening on a loopback
-    address (a Listener, a socket server), or runs a Manager's server
-    asked to listen on one: only processes of this node can reach it."""
-    for p in list(_loopback_servers):
-        if p._popen is not None and p._popen.returncode is None:
-            return True
-    try:
-        fds = os.listdir("/proc/self/fd")
-    except OSError:
-        return False
-    socks = set()
-    for name in fds:
-        try:
-            link = os.readlink("/proc/self/fd/" + name)
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            socks.add(link[8:-1])
-    return bool(socks) and not socks.isdisjoint(_loopback_listeners())
-
-
-def _loopback_listeners():
-    """The inodes of the TCP sockets of this network namespace that listen
-    on a loopback address (read from /proc: a socket object made on the
-    descriptor would change its blocking mode)."""
-    inodes = set()
-    for table in ("tcp", "tcp6"):
-        try:
-            with open("/proc/self/net/" + table) as f:
-                lines = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 10 or fields[3] != "0A":  # TCP_LISTEN
-                continue
-            # The address in words of 4 bytes, each in host byte order.
-            words = fields[1].rsplit(":", 1)[0]
-            try:
-                raw = b"".join(int(words[i:i + 8], 16).to_bytes(4, sys.byteorder)
-                               for i in range(0, len(words), 8))
-                addr = ipaddress.ip_address(raw)
-            except ValueError:
-                continue
-            mapped = getattr(addr, "ipv4_mapped", None)
-            if addr.is_loopback or (mapped is not None and mapped.is_loopback):
-                inodes.add(fields[9])
-    return inodes
-
-
 def _placement(process_obj):
     """(node index, extra start data) of a start now: the process's own
     policy, else the one of the ``with`` block around the start.  Without
@@ -422,9 +344,11 @@ def _placement(process_obj):
     children on its node, where they can connect to it."""
     pol = getattr(process_obj, "_dragon_policy", None) or policy.active()
     if pol is None and _node_bound(process_obj):
-        _note_server(process_obj)
+        # The address is the server's second argument (BaseManager.start).
+        args = getattr(process_obj, "_args", ())
+        policy.note_local_server(process_obj, args[1] if len(args) > 1 else None)
         pol = policy.Policy(placement=policy.Policy.Placement.LOCAL)
-    elif pol is None and machine.node_count() > 1 and _listens_on_loopback():
+    elif pol is None and machine.node_count() > 1 and policy.listens_on_loopback():
         pol = policy.Policy(placement=policy.Policy.Placement.LOCAL)
     extra = {"dragon_cpu_affinity": pol.cpu_affinity} if pol and pol.cpu_affinity else None
     return policy.place(pol), extra
