@@ -36,12 +36,13 @@ if [ "${1:-}" = --all ]; then
 	select= leave_out= min=0.95 bound=5400 per_test=90 name=mp-suite-multinode-all
 else
 	# queues, connections, locks, semaphores, conditions, events,
-	# barriers and process basics, about 60 tests, less those the
+	# barriers and process basics, a Pipe end passed down generations,
+	# listeners and Managers on localhost, about 70 tests, less those the
 	# expected-results file says do not pass across nodes (several of
 	# them wait for the per-test bound): a short run of what must work.
 	out=${TMPDIR:-/tmp}/mp-suite-multinode.$$.jsonl
 	at_exit() { rm -rf "$out" "$out.logs"; }
-	select='^WithProcessesTest(Queue|Connection|Poll|Event|Lock|Semaphore|Condition)\.|^TestSimpleQueue\.|^WithProcessesTestBarrier\.test_(barrier|wait_return|action|abort)$|^WithProcessesTestProcess\.test_(process|terminate|kill|active_children|parent_process|sentinel|close|error_on_stdio_flush)'
+	select='^WithProcessesTest(Queue|Connection|Poll|Event|Lock|Semaphore|Condition)\.|^TestSimpleQueue\.|^WithProcessesTestBarrier\.test_(barrier|wait_return|action|abort)$|^WithProcessesTestProcess\.test_(process|terminate|kill|active_children|parent_process|sentinel|close|error_on_stdio_flush)|^TestForkAwareThreadLock\.test_lock$|^TestTimeouts\.test_timeout$|^TestWait\.test_wait_socket$|^WithManagerTestRemoteManager\.test_remote$|^WithProcessesTestManagerRestart\.test_rapid_restart$'
 	leave_out=$(cd "$suite" && "$PYTHON" -B -c 'import re, run_suite
 print("|".join("^%s$" % re.escape(n) for n in sorted(run_suite.load_expected("expected.txt", True))))') ||
 		skip "cannot read $suite/expected.txt"

@@ -910,3 +910,115 @@ if __name__ == "__main__":
         line = [l for l in out.splitlines() if l.startswith("got: %s: " % what)]
         assert line and "node 0 (node1)" in line[0] and "read()" in line[0], out + err
     assert "exit: 0" in out, out + err
+
+
+def test_children_of_a_loopback_listener_stay_on_its_node(run):
+    # Each node has a loopback of its own: a child on the other node would
+    # get "connection refused" from a listener on 127.0.0.1 here.
+    rc, out, err = run(HEAD + """
+from multiprocessing.connection import Client, Listener
+from multiprocessing.managers import SyncManager
+
+def talk(addr, q):
+    try:
+        socket.create_connection(addr, timeout=30).close()
+        q.put((socket.gethostname(), "connected"))
+    except OSError as e:
+        q.put((socket.gethostname(), type(e).__name__))
+
+def client(addr, q):
+    try:
+        c = Client(addr)
+        c.send(socket.gethostname())
+        c.close()
+        q.put((socket.gethostname(), "connected"))
+    except OSError as e:
+        q.put((socket.gethostname(), type(e).__name__))
+
+def use(d):
+    d[socket.gethostname()] = os.getpid()
+
+def twice(f, addr, q):
+    ps = [mp.Process(target=f, args=(addr, q)) for i in range(2)]
+    for p in ps: p.start()
+    res = sorted(q.get(timeout=60) for p in ps)
+    for p in ps: p.join(60)
+    return res
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    q = mp.Queue()
+    srv = socket.create_server(("localhost", 0))
+    srv.settimeout(60)
+    res = twice(talk, srv.getsockname(), q)
+    srv.close()
+    print("socket server:", res, flush=True)
+    l = Listener(family="AF_INET")
+    host = l.address[0]
+    res = twice(client, l.address, q)
+    for r in res:
+        if r[1] == "connected":
+            l.accept().close()
+    l.close()
+    print("listener:", host, res, flush=True)
+    m = SyncManager(address=("127.0.0.1", 0))
+    m.start()
+    d = m.dict()
+    ps = [mp.Process(target=use, args=(d,)) for i in range(2)]
+    for p in ps: p.start()
+    for p in ps: p.join(60)
+    print("manager:", sorted(d.keys()), [p.exitcode for p in ps], flush=True)
+    m.shutdown()
+    # Listening on the node's name: reachable from every node, the
+    # children go round-robin.
+    srv = socket.create_server((socket.gethostname(), 0))
+    srv.settimeout(60)
+    res = twice(talk, srv.getsockname(), q)
+    srv.close()
+    print("host server:", res, flush=True)
+""")
+    assert rc == 0, out + err
+    assert "socket server: [('node1', 'connected'), ('node1', 'connected')]" in out, out + err
+    assert "listener: 127.0.0.1 [('node1', 'connected'), ('node1', 'connected')]" in out, out + err
+    assert "manager: ['node1'] [0, 0]" in out, out + err
+    assert "host server: [('node1', 'connected'), ('node2', 'connected')]" in out, out + err
+
+
+def test_pipe_end_passed_on_and_closed_at_once_is_no_end_of_file(run):
+    # Each process hands its end to a child on the other node and lets go
+    # at once: the reader must not see end-of-file before the child took
+    # the end (it used to, when the child's own holder message came after
+    # its parent's release).
+    rc, out, err = run(HEAD + """
+def chain(n, w):
+    if n > 1:
+        p = mp.Process(target=chain, args=(n - 1, w))
+        p.start()
+        w.close()
+        p.join(120)
+        sys.exit(p.exitcode)
+    w.send("last")
+    w.close()
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    for rounds in range(3):
+        r, w = mp.Pipe(False)
+        p = mp.Process(target=chain, args=(5, w))
+        p.start()
+        w.close()
+        try:
+            print("got:", r.recv(), flush=True)
+        except EOFError:
+            print("got: end-of-file", flush=True)
+        try:
+            r.recv()
+        except EOFError:
+            print("then: end-of-file", flush=True)
+        p.join(120)
+        print("exit:", p.exitcode, flush=True)
+""")
+    assert rc == 0, out + err
+    assert _lines(out, "got:") == ["last"] * 3, out + err
+    assert _lines(out, "then:") == ["end-of-file"] * 3, out + err
+    assert _lines(out, "exit:") == ["0"] * 3, out + err

@@ -96,3 +96,34 @@ def test_pid_encoding_rule():
         assert int(f.read()) <= m.PID_SPAN
     with pytest.raises(ProcessLookupError):
         os.kill(m.encode_pid(1, os.getpid()), 0)
+
+
+def test_listening_on_loopback_is_seen_and_left_alone():
+    # What keeps a process's children on its node across several nodes
+    # (test_multinode.py shows the placement itself).
+    from dragon import policy
+    from multiprocessing.connection import Listener
+    assert not policy.listens_on_loopback()
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(0.1)
+    try:
+        for host, family in (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)):
+            try:
+                s = socket.create_server((host, 0), family=family)
+            except OSError:
+                continue  # no IPv6 here
+            s.settimeout(None)
+            assert policy.listens_on_loopback(), host
+            assert s.getblocking(), "the probe must not change the socket's mode"
+            s.close()
+            assert not policy.listens_on_loopback(), host
+        l = Listener(family="AF_INET")
+        assert policy.listens_on_loopback()
+        l.close()
+        s = socket.create_server(("0.0.0.0", 0))  # every interface: reachable
+        assert not policy.listens_on_loopback()
+        s.close()
+    finally:
+        socket.setdefaulttimeout(old)
+    assert policy._loopback_host("localhost") and policy._loopback_host("127.0.0.2")
+    assert not policy._loopback_host(socket.gethostname() + ".invalid")

@@ -13,6 +13,9 @@ Every message starts with one kind byte:
   it, :func:`control`) when it takes the end and when it lets go, for
   the receivers that cannot see its node's holder record; receivers
   take them and never return them;
+* ``K_HANDED``: as ``K_HOLD``, sent by the parent of the process it
+  names, which was just given the end as a Process argument (the
+  receivers hear of the child before the parent may let go);
 * ``K_CLOSE``: the end-of-file notice that wakes the peer, the one
   message without a kind byte: a zero-length message.  Every other
   message is longer, so a receive of at most zero bytes takes a notice at
@@ -34,9 +37,9 @@ from multiprocessing.reduction import ForkingPickler
 
 from ._dragon_cffi import ffi
 
-K_BYTES, K_OOB, K_CLOSE, K_HOLD, K_RELEASE = 0, 1, 2, 3, 4
+K_BYTES, K_OOB, K_CLOSE, K_HOLD, K_RELEASE, K_HANDED = 0, 1, 2, 3, 4, 5
 #: The kinds of the holder messages.
-K_CONTROL = (K_HOLD, K_RELEASE)
+K_CONTROL = (K_HOLD, K_RELEASE, K_HANDED)
 K_RAW = 16
 #: The kind bytes as byte strings: the head of a message, and what
 #: indexing a receive buffer (a char[]) gives.
@@ -132,7 +135,8 @@ def recv_result(n, st):
 
 
 def control(kind, gpid):
-    """A holder message of kind K_HOLD or K_RELEASE for process gpid."""
+    """A holder message of kind K_HOLD, K_RELEASE or K_HANDED for
+    process gpid."""
     return struct.pack("<Bq", kind, gpid)
 
 

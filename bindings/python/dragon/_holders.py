@@ -84,8 +84,16 @@ class HolderTable:
         return 0
 
     def register(self):
-        """Record this process as a holder; returns the slot (0: overflow)."""
-        return self._put(os.getpid())
+        """Record this process as a holder; returns the slot (0: overflow).
+        A slot that names this process already, written for it by a
+        receiver of a holder message its parent sent (see
+        dragon.connection), becomes its own."""
+        me = os.getpid()
+        for i in range(1, self.WORDS):
+            if lib.dragon_glue_load32(self._w + i) == me and self._key(i) not in _entries:
+                _entries[self._key(i)] = self
+                return i
+        return self._put(me)
 
     def register_pending(self):
         """Record a copy in flight from this process; returns the slot."""
@@ -166,18 +174,46 @@ class HolderTable:
         return True
 
 
+class _InFlight(list):
+    """The keys of the copies in flight to one receiver, and the calls to
+    make with its pid once it runs (see on_receiver)."""
+
+    def __init__(self):
+        super().__init__()
+        self.notices = []
+
+
 @contextlib.contextmanager
 def capture_pending():
     """Collect the copies in flight this thread makes meanwhile (the
     keys of their slots), for :func:`expect_receiver`."""
     outer = getattr(_capture, "items", None)
-    _capture.items = items = []
+    _capture.items = items = _InFlight()
     try:
         yield items
     finally:
         _capture.items = outer
         if outer is not None:
             outer.extend(items)
+            outer.notices.extend(items.notices)
+
+
+def on_receiver(fn):
+    """Call fn(gpid) once the receiver of the copies captured now runs,
+    gpid its pid as other nodes name it (see receiver_started)."""
+    items = getattr(_capture, "items", None)
+    if items is not None:
+        items.notices.append(fn)
+
+
+def receiver_started(items, pid):
+    """The receiver of items (from capture_pending) runs as process pid
+    (as this process names it)."""
+    notices = getattr(items, "notices", ())
+    if notices:
+        gpid = pid if pid >= machine.PID_SPAN else machine.global_pid(pid)
+        for fn in notices:
+            fn(gpid)
 
 
 def expect_receiver(items, pid):

@@ -164,6 +164,7 @@ class ZygotePopen(_Base):
         try:
             self.pid, self.sentinel = z.start(payload, done_w)
             _holders.expect_receiver(self._in_flight, self.pid)
+            _holders.receiver_started(self._in_flight, self.pid)
         except BaseException:
             os.close(done_r)
             raise
@@ -257,6 +258,7 @@ class SpawnPopen(_Base):
                                            _spawn.alloc_text(alloc))
             self.pid = _spawn.spawn_interpreter(rt, argv, _spawn.environ_copy())
             _holders.expect_receiver(self._in_flight, self.pid)
+            _holders.receiver_started(self._in_flight, self.pid)
         except BaseException:
             alloc.free()
             raise
@@ -319,6 +321,7 @@ class RemotePopen(_Base):
         # The child cannot record itself in this node's holder records of
         # the Pipe ends it was given: it holds them from now on.
         _holders.hand_over(self._in_flight, self.pid)
+        _holders.receiver_started(self._in_flight, self.pid)
         self._rt = rt
         self._code = None
         r, w = os.pipe()
@@ -401,9 +404,16 @@ def _node_bound(process_obj):
 
 def _placement(process_obj):
     """(node index, extra start data) of a start now: the process's own
-    policy, else the one of the ``with`` block around the start."""
+    policy, else the one of the ``with`` block around the start.  Without
+    either, a process that listens on a loopback address keeps its
+    children on its node, where they can connect to it."""
     pol = getattr(process_obj, "_dragon_policy", None) or policy.active()
     if pol is None and _node_bound(process_obj):
+        # The address is the server's second argument (BaseManager.start).
+        args = getattr(process_obj, "_args", ())
+        policy.note_local_server(process_obj, args[1] if len(args) > 1 else None)
+        pol = policy.Policy(placement=policy.Policy.Placement.LOCAL)
+    elif pol is None and machine.node_count() > 1 and policy.listens_on_loopback():
         pol = policy.Policy(placement=policy.Policy.Placement.LOCAL)
     extra = {"dragon_cpu_affinity": pol.cpu_affinity} if pol and pol.cpu_affinity else None
     return policy.place(pol), extra

@@ -44,14 +44,14 @@ from ._consts import (FOREVER_NS as _FOREVER, RC_EAGAIN as _EAGAIN,
                       SLICE_S as _SLICE_S)
 from ._dragon_cffi import ffi, lib
 from ._errors import chan_error
-from ._framing import (K_BYTES, K_OOB, K_CLOSE, K_HOLD, K_RELEASE, K_CONTROL,
+from ._framing import (K_BYTES, K_OOB, K_CLOSE, K_HOLD, K_RELEASE, K_HANDED, K_CONTROL,
                        HDR_BYTES as _HDR_BYTES, control as _control_msg,
                        control_pid as _control_pid,
                        K_BYTES_CHAR as _K_BYTES_CHAR, NOTICE as _NOTICE,
                        RECV_BUF as _RECV_BUF, plain as _plain, dumps as _dumps,
                        new_rstate as _new_rstate, recv_result as _recv_other)
 from ._holders import HolderTable, KnownHolders, RecordEnd
-from . import channels, machine, runtime
+from . import _holders, channels, machine, runtime
 
 __all__ = ["Connection", "Pipe"]
 
@@ -431,6 +431,13 @@ class Connection(_mpconn._ConnectionBase):
             self._mine.remote_holders = True
             peers = self._peer_holders()
         slot = self._mine.register_pending()
+        if self._pipe and self._writable and self._shared.crossed():
+            # The receivers of the other end hear of the child from this
+            # process, before this process may let go: the child's own
+            # holder message could come after that, and they would see
+            # end-of-file meanwhile.
+            wh = self._wh
+            _holders.on_receiver(lambda gpid: _announce(wh, K_HANDED, gpid))
         return (_rebuild_connection,
                 (self._shared.descriptor(), self._end, self._readable,
                  self._writable, slot, os.getpid(), peers, self._pipe))
@@ -995,12 +1002,17 @@ def _apply_control(peer, kind, view):
     peer records: record what it says."""
     gpid = _control_pid(view)
     if isinstance(peer, KnownHolders):
-        (peer.add if kind == K_HOLD else peer.drop)(gpid)
+        (peer.drop if kind == K_RELEASE else peer.add)(gpid)
         return
     pid = machine.local_name(gpid)
     if pid < machine.PID_SPAN:
-        return  # a holder of this node records itself
-    if kind == K_HOLD:
+        # A holder of this node records itself, and lets go itself; its
+        # parent's message records it meanwhile (it takes that slot when
+        # it records itself, see HolderTable.register).
+        if kind == K_HANDED:
+            peer.add_remote(pid)
+        return
+    if kind != K_RELEASE:
         peer.add_remote(pid)
     else:
         peer.drop_remote(pid)
@@ -1022,12 +1034,14 @@ def announce_exit():
             _announce(wh, K_RELEASE)
 
 
-def _announce(ch, kind):
-    """Send a holder message naming this process on channel handle ch
-    (without waiting: a full channel drops it, and the end of this
-    process still tells)."""
+def _announce(ch, kind, gpid=None):
+    """Send a holder message naming process gpid (default: this process)
+    on channel handle ch (without waiting: a full channel drops it, and
+    the end of this process still tells)."""
+    if gpid is None:
+        gpid = machine.global_pid()
     try:
-        lib.dchan_send(ch, _control_msg(kind, machine.global_pid()), _CONTROL_LEN, 0)
+        lib.dchan_send(ch, _control_msg(kind, gpid), _CONTROL_LEN, 0)
     except Exception:
         pass
 

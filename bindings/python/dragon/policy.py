@@ -23,20 +23,30 @@ that was not given a policy of its own, follows it::
         p.start()
 
 Without a policy, processes are placed round-robin over the nodes,
-starting with the node after the caller's.
+starting with the node after the caller's; a Manager's server, and the
+children of a process that listens on a loopback address (127.0.0.1,
+::1, localhost: each node has its own, see :func:`listens_on_loopback`),
+start on the caller's node.
 """
 import enum
+import ipaddress
 import itertools
+import os
+import sys
 import threading
+import weakref
 
 from . import machine as _machine
 
-__all__ = ["Policy", "active", "place"]
+__all__ = ["Policy", "active", "place", "listens_on_loopback", "note_local_server"]
 
 _local = threading.local()
 _lock = threading.Lock()
 _turn = None      # (pid, counter) of round-robin starts in this process
 _block = None     # (pid, [node index, starts there]) of block starts
+#: The Manager servers this process started on a loopback address (their
+#: Process objects; start() drops a process's arguments).
+_loopback_servers = weakref.WeakSet()
 
 
 class Policy:
@@ -178,3 +188,72 @@ def place(policy):
     if policy is not None and policy.distribution == Policy.Distribution.BLOCK:
         return _next_block(_machine.nodes(), here)
     return _next_round_robin(count, here)
+
+
+def _loopback_host(host):
+    """True for a host name or address of the loopback interface."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def note_local_server(process_obj, address):
+    """process_obj, started on this node, serves at address (a Manager's
+    server): when that is a loopback address, this process listens on
+    loopback while process_obj runs (see listens_on_loopback)."""
+    if isinstance(address, tuple) and address and _loopback_host(address[0]):
+        _loopback_servers.add(process_obj)
+
+
+def listens_on_loopback():
+    """True when this process has a socket listening on a loopback
+    address (a Listener, a socket server), or runs a Manager's server
+    asked to listen on one: only processes of this node can reach it."""
+    for p in list(_loopback_servers):
+        if p._popen is not None and p._popen.returncode is None:
+            return True
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return False
+    socks = set()
+    for name in fds:
+        try:
+            link = os.readlink("/proc/self/fd/" + name)
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            socks.add(link[8:-1])
+    return bool(socks) and not socks.isdisjoint(_loopback_listeners())
+
+
+def _loopback_listeners():
+    """The inodes of the TCP sockets of this network namespace that listen
+    on a loopback address (read from /proc: a socket object made on the
+    descriptor would change its blocking mode)."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open("/proc/self/net/" + table) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != "0A":  # TCP_LISTEN
+                continue
+            # The address in words of 4 bytes, each in host byte order.
+            words = fields[1].rsplit(":", 1)[0]
+            try:
+                raw = b"".join(int(words[i:i + 8], 16).to_bytes(4, sys.byteorder)
+                               for i in range(0, len(words), 8))
+                addr = ipaddress.ip_address(raw)
+            except ValueError:
+                continue
+            mapped = getattr(addr, "ipv4_mapped", None)
+            if addr.is_loopback or (mapped is not None and mapped.is_loopback):
+                inodes.add(fields[9])
+    return inodes
