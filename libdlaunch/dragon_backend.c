@@ -918,6 +918,21 @@ static void teardown(void)
 	debug("node torn down");
 }
 
+/* Node `node` is lost: this node's requests to it (a process's waits on
+ * its objects, the teardown's goodbyes) fail at once instead of each
+ * waiting for the transport's peer timeout. */
+static void peer_lost(const char *field)
+{
+	char *end;
+	unsigned long node = strtoul(field, &end, 10);
+
+	if (!*field || *end || node >= be.nnodes || node == be.node)
+		return;
+	debug("node %lu is lost: requests to it fail at once", node);
+	if (be.agent && dtrans_agent_peer_down(be.agent, (uint32_t)node) < 0)
+		debug("node %lu: %s", node, dtrans_errmsg());
+}
+
 /* Another node was lost (CTL_LOST: its index, host and why): the
  * notice /dev/shm/dragon.<user>.<instance>.nodelost, one line
  * "index<TAB>host<TAB>why", tells this node's processes, whose waits
@@ -981,17 +996,8 @@ static void on_peer(const struct ctl_msg *m)
  * of each waiting for the transport's peer timeout. */
 static void lost_nodes(const struct ctl_msg *m)
 {
-	for (int i = 0; i < m->n; i++) {
-		char *end;
-		unsigned long node = strtoul(ctl_field(m, i), &end, 10);
-
-		if (*end || node >= be.nnodes || node == be.node)
-			continue;
-		debug("node %lu is lost: requests to it fail at once", node);
-		if (be.agent &&
-		    dtrans_agent_peer_down(be.agent, (uint32_t)node) < 0)
-			debug("node %lu: %s", node, dtrans_errmsg());
-	}
+	for (int i = 0; i < m->n; i++)
+		peer_lost(ctl_field(m, i));
 }
 
 /* One message from the frontend; returns false to leave. */
@@ -1008,7 +1014,10 @@ static bool on_msg(const struct ctl_msg *m)
 		on_peer(m);
 		return true;
 	case CTL_LOST:
+		/* the notice first: the errors of the requests that fail now
+		 * name the node through it */
 		on_lost(m);
+		peer_lost(ctl_field(m, 0));
 		return true;
 	case CTL_SIGNAL:
 		if (be.rt && be.head)
