@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from test_multinode import BUILDDIR, DRAGON, VCLUSTER, _leftovers, _why_no_cluster
+from test_multinode import BUILDDIR, DRAGON, _leftovers, _vcluster
 
 #: DRAGON_NODE_TIMEOUT of the runs: how long a silent node takes to be
 #: declared lost, and how long the head then gets before the teardown.
@@ -30,21 +30,7 @@ NODE_TIMEOUT = 5
 
 @pytest.fixture(scope="module")
 def cluster():
-    why = _why_no_cluster()
-    if why:
-        pytest.skip(why)
-    d = os.path.join(BUILDDIR, "tests", "python", "lostnode.vc")
-    env = dict(os.environ, PATH=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-    subprocess.run([VCLUSTER, "-d", d, "stop"], env=env, timeout=180,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    r = subprocess.run([VCLUSTER, "-d", d, "start", "2"], env=env, timeout=180,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        assert r.returncode == 0, "a 2-node cluster starts:\n" + r.stdout
-        yield d
-    finally:
-        subprocess.run([VCLUSTER, "-d", d, "stop"], env=env, timeout=180,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield from _vcluster("lostnode")
 
 
 PROG = """

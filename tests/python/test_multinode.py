@@ -37,26 +37,33 @@ def _why_no_cluster():
     return None
 
 
-@pytest.fixture(scope="module")
-def cluster():
+def _vcluster(name, nodes=2):
+    """A test cluster of `nodes` nodes in the build tree's
+    tests/python/<name>.vc for a module's tests (yields its directory),
+    skipped with the reason where none can run.  In the build tree:
+    munged wants every directory above its socket searchable, which
+    pytest's temporary directories are not; a run killed earlier is
+    cleaned up first."""
     why = _why_no_cluster()
     if why:
         pytest.skip(why)
-    # In the build tree (munged wants every directory above its socket
-    # searchable, which pytest's temporary directories are not); a run
-    # killed earlier is cleaned up first.
-    d = os.path.join(BUILDDIR, "tests", "python", "multinode.vc")
+    d = os.path.join(BUILDDIR, "tests", "python", name + ".vc")
     env = dict(os.environ, PATH=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
     subprocess.run([VCLUSTER, "-d", d, "stop"], env=env, timeout=180,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    r = subprocess.run([VCLUSTER, "-d", d, "start", "2"], env=env, timeout=180,
+    r = subprocess.run([VCLUSTER, "-d", d, "start", str(nodes)], env=env, timeout=180,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert r.returncode == 0, "a 2-node cluster starts:\n" + r.stdout
+        assert r.returncode == 0, "a %d-node cluster starts:\n%s" % (nodes, r.stdout)
         yield d
     finally:
         subprocess.run([VCLUSTER, "-d", d, "stop"], env=env, timeout=180,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    yield from _vcluster("multinode")
 
 
 def _leftovers(cluster, mark):
