@@ -290,7 +290,9 @@ END_TEST
  * exits without waiting for them */
 static int c_send_and_exit(struct cluster *c)
 {
-	dchan_t *ch;
+	/* left attached, as by a process that exits without detaching (kept
+	 * reachable: the exit, not a lost pointer, is what is tested) */
+	static dchan_t *ch;
 
 	T_OK(attach_buffered(c, O_CHAN, &ch));
 	for (uint32_t i = 0; i < 20; i++)
