@@ -35,13 +35,14 @@ vcluster.
 import json
 import multiprocessing as mp
 import os
-import shutil
 import socket
 import statistics
 import struct
 import subprocess
 import sys
 import time
+
+import startup_bench  # its test-cluster checks (same directory)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(HERE)
@@ -58,23 +59,12 @@ TARGETS = {
 
 
 def skip(why):
-    print("multinode_bench: skipped: " + why, file=sys.stderr)
-    sys.exit(77)
+    startup_bench.skip(why, "multinode_bench")
 
 
 def need_cluster():
-    if os.geteuid() != 0:
-        skip("it needs root (the test cluster's nodes are network "
-             "namespaces with Slurm daemons); run make bench as root")
-    if subprocess.call(["unshare", "--net", "--uts", "--mount", "true"],
-                       stderr=subprocess.DEVNULL) != 0:
-        skip("no namespaces can be made here (unshare --net --uts "
-             "--mount fails)")
-    os.environ["PATH"] += ":/usr/sbin:/sbin"
-    for c in ("slurmctld", "slurmd", "salloc", "munged"):
-        if not shutil.which(c):
-            skip(c + " is not installed; 'make deps' installs Slurm and "
-                 "munge")
+    startup_bench.need_cluster("multinode_bench",
+                               ("slurmctld", "slurmd", "salloc", "munged"))
 
 
 def scale():

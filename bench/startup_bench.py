@@ -30,24 +30,27 @@ VCLUSTER = os.path.join(SRC, "tests", "cluster", "vcluster")
 TARGET_S = 0.5
 
 
-def skip(why):
-    print("startup_bench: skipped: " + why, file=sys.stderr)
+def skip(why, prog="startup_bench"):
+    print("%s: skipped: %s" % (prog, why), file=sys.stderr)
     sys.exit(77)
 
 
-def need_cluster():
+def need_cluster(prog="startup_bench",
+                 tools=("slurmctld", "slurmd", "srun", "salloc", "munged")):
+    """What a test cluster needs here, or exit 77 (skipped) with the
+    reason; multinode_bench.py uses it too."""
     if os.geteuid() != 0:
         skip("it needs root (the test cluster's nodes are network "
-             "namespaces with Slurm daemons); run make bench as root")
+             "namespaces with Slurm daemons); run make bench as root", prog)
     if subprocess.call(["unshare", "--net", "--uts", "--mount", "true"],
                        stderr=subprocess.DEVNULL) != 0:
         skip("no namespaces can be made here (unshare --net --uts "
-             "--mount fails)")
+             "--mount fails)", prog)
     os.environ["PATH"] += ":/usr/sbin:/sbin"
-    for c in ("slurmctld", "slurmd", "srun", "salloc", "munged"):
+    for c in tools:
         if not shutil.which(c):
             skip(c + " is not installed; 'make deps' installs Slurm and "
-                 "munge")
+                 "munge", prog)
 
 
 def build_dir():
